@@ -1,0 +1,125 @@
+/**
+ * Output conventions shared by the commands (ulp-pack, ulp-trigger): how an
+ * error is shown, how JSON is printed, the progress line, usage errors from
+ * commander, and the exit-code numbers of docs/DEVELOPING.md. Each command
+ * keeps its own code -> exit-code table; this module only supplies the numbers
+ * and the plumbing so that both commands behave alike.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CommanderError, type Command } from 'commander';
+import { UlpError, isUlpError } from './errors.js';
+
+export const ExitCode = {
+  OK: 0,
+  INTERNAL: 1,
+  REFUSED: 2,
+  INVALID_INPUT: 3,
+  TARGET: 4,
+  IO: 5,
+  ROLLED_BACK: 6,
+  USAGE: 64,
+} as const;
+export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
+
+/** Anything thrown becomes a UlpError; a non-UlpError is a bug and says so. */
+export function asUlpError(err: unknown): UlpError {
+  if (isUlpError(err)) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new UlpError('INTERNAL_ERROR', `internal error: ${message}`, 'This is a bug: please report it with the command line and this output.', undefined, { cause: err });
+}
+
+/** Maps an error to an exit code through the command's table; unknown codes are internal errors. */
+export function exitCodeFor(err: UlpError, table: (code: string) => ExitCodeValue | undefined): ExitCodeValue {
+  return table(err.code) ?? ExitCode.INTERNAL;
+}
+
+/** JSON.stringify replacer: bigints as 0x-hex strings, Buffers as hex. */
+export function jsonReplacer(_key: string, value: unknown): unknown {
+  if (typeof value === 'bigint') return (value < 0n ? '-0x' + (-value).toString(16) : '0x' + value.toString(16));
+  if (value && typeof value === 'object' && (value as { type?: unknown }).type === 'Buffer' && Array.isArray((value as { data?: unknown }).data)) {
+    return Buffer.from((value as { data: number[] }).data).toString('hex');
+  }
+  return value;
+}
+
+export function printJson(value: unknown, out: NodeJS.WritableStream = process.stdout): void {
+  out.write(JSON.stringify(value, jsonReplacer, 2) + '\n');
+}
+
+/**
+ * Text form: one line with code and message, one with the hint. With --json
+ * the same facts go to stdout as `{ "error": {...} }` so that a script reads a
+ * single stream.
+ */
+export function reportError(program: string, err: UlpError, json: boolean): void {
+  if (json) {
+    printJson({ error: err.toJSON() });
+    return;
+  }
+  const lines = [`${program}: error [${err.code}]: ${err.message}`];
+  if (err.hint) lines.push(`  hint: ${err.hint}`);
+  if (err.code === 'INTERNAL_ERROR' && err.cause instanceof Error && err.cause.stack) lines.push(err.cause.stack);
+  process.stderr.write(lines.join('\n') + '\n');
+}
+
+export interface Progress {
+  /** Replaces the current progress line. */
+  update(message: string): void;
+  /** Clears the line; call before printing results. */
+  done(): void;
+}
+
+/** A single rewritten status line on stderr, only when stderr is a terminal (never in logs or pipes). */
+export function progress(program: string, stream: NodeJS.WriteStream = process.stderr): Progress {
+  if (!stream.isTTY) return { update() {}, done() {} };
+  let shown = false;
+  return {
+    update(message) {
+      const width = Math.max(20, (stream.columns ?? 80) - 1);
+      stream.write('\r\x1b[K' + `${program}: ${message}`.slice(0, width));
+      shown = true;
+    },
+    done() {
+      if (shown) stream.write('\r\x1b[K');
+      shown = false;
+    },
+  };
+}
+
+/**
+ * Runs commander with exitOverride so that no library code calls
+ * process.exit: returns undefined when the command line was parsed, or the
+ * exit code when commander already answered (help, version: 0; usage: 64).
+ */
+export async function parseCommandLine(program: Command, argv: string[]): Promise<ExitCodeValue | undefined> {
+  program.exitOverride();
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return undefined;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      return err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help' ? ExitCode.OK : ExitCode.USAGE;
+    }
+    throw err;
+  }
+}
+
+let cachedVersion: string | undefined;
+
+/** The package version, found by walking up from this file (works from sources and from dist/). */
+export function toolVersion(): string {
+  if (cachedVersion) return cachedVersion;
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    try {
+      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'ulp' && pkg.version) return (cachedVersion = pkg.version);
+    } catch {
+      // not here: keep walking up
+    }
+    dir = dirname(dir);
+  }
+  return (cachedVersion = '0.0.0');
+}

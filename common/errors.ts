@@ -1,0 +1,30 @@
+/**
+ * The one error type of the project. Every failure a user can meet is a
+ * UlpError with a stable `code` (scripts match on it, docs list it) and a
+ * `hint` that says what to do next. Each command maps codes to exit codes in
+ * exactly one place (its `main`); nothing else decides an exit status.
+ */
+export class UlpError extends Error {
+  override readonly name = 'UlpError';
+
+  constructor(
+    /** Stable, SCREAMING_SNAKE identifier, e.g. `ELF_TRUNCATED`. Never reworded once released. */
+    readonly code: string,
+    message: string,
+    /** What the user can do about it; one sentence. */
+    readonly hint?: string,
+    /** Structured facts for `--json` output (offsets, pids, build-ids...). */
+    readonly details?: Record<string, unknown>,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+
+  toJSON(): Record<string, unknown> {
+    return { code: this.code, message: this.message, hint: this.hint, ...(this.details ? { details: this.details } : {}) };
+  }
+}
+
+export function isUlpError(e: unknown): e is UlpError {
+  return e instanceof UlpError;
+}

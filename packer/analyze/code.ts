@@ -1,0 +1,134 @@
+/**
+ * code: which functions changed. Every change here is compatible (the new
+ * build's code is mapped fresh); the list is what a person reviews and what
+ * the trigger reports. With .symtab on both sides functions are matched by
+ * name; otherwise exported functions are matched by name and the rest
+ * (found through the unwind tables) by content, and counted.
+ */
+import type { Category, FunctionChanges } from '../../patches/index.js';
+import { fingerprint, sameInPlace } from '../code/compare.js';
+import type { Build, FunctionInfo } from '../model.js';
+import { Findings, listText, plural } from './findings.js';
+import type { Pair } from './pair.js';
+
+export interface CodeResult {
+  category: Category;
+  functions: FunctionChanges;
+}
+
+const total = (fns: FunctionInfo[]) => ({ count: fns.length, bytes: fns.reduce((n, f) => n + (f.end - f.start), 0) });
+
+function byName(fns: FunctionInfo[], keep: (f: FunctionInfo) => boolean): Map<string, FunctionInfo> {
+  const m = new Map<string, FunctionInfo>();
+  for (const f of fns) if (f.name !== undefined && keep(f) && !m.has(f.name)) m.set(f.name, f);
+  return m;
+}
+
+/** Digests are per build and shared by both directions. */
+const fingerprints = new WeakMap<Build, Map<number, string>>();
+
+function fingerprintOf(b: Build, f: FunctionInfo): string {
+  let m = fingerprints.get(b);
+  if (!m) fingerprints.set(b, (m = new Map()));
+  let fp = m.get(f.start);
+  if (fp === undefined) m.set(f.start, (fp = fingerprint({ build: b, start: f.start, end: f.end })));
+  return fp;
+}
+
+/** Answers are symmetric and shared by both directions: keyed by the unordered pair of builds. */
+const answers = new WeakMap<Build, WeakMap<Build, Map<string, boolean>>>();
+
+function same(from: Build, a: FunctionInfo, to: Build, b: FunctionInfo): boolean {
+  const [x, y, fx, fy] = from.sha256 < to.sha256 ? [from, to, a, b] : [to, from, b, a];
+  let inner = answers.get(x);
+  if (!inner) answers.set(x, (inner = new WeakMap()));
+  let memo = inner.get(y);
+  if (!memo) inner.set(y, (memo = new Map()));
+  const key = `${fx.start}:${fx.end}/${fy.start}:${fy.end}`;
+  let answer = memo.get(key);
+  if (answer === undefined) {
+    answer = sameInPlace({ build: x, start: fx.start, end: fx.end }, { build: y, start: fy.start, end: fy.end }) ?? fingerprintOf(x, fx) === fingerprintOf(y, fy);
+    memo.set(key, answer);
+  }
+  return answer;
+}
+
+export function analyzeCode(pair: Pair, onProgress?: (done: number, total: number) => void): CodeResult {
+  const { from, to } = pair;
+  const named = !from.stripped && !to.stripped;
+  const fa = from.functions();
+  const fb = to.functions();
+  // Stripped builds: only exported names are reliable (dynsym); everything else is matched by content.
+  const keep = named ? () => true : (f: FunctionInfo) => f.exported;
+  const na = byName(fa, keep);
+  const nb = byName(fb, keep);
+
+  const changed: string[] = [];
+  const removed: string[] = [];
+  let unchanged = 0;
+  let i = 0;
+  for (const [name, a] of na) {
+    if (onProgress && i++ % 256 === 0) onProgress(i, na.size);
+    const b = nb.get(name);
+    if (!b) removed.push(name);
+    else if (same(from, a, to, b)) unchanged++;
+    else changed.push(name);
+  }
+  const added = [...nb.keys()].filter((n) => !na.has(n));
+
+  const functions: FunctionChanges = { named, changed, added, removed, unchanged, from: total(fa), to: total(fb) };
+  const f = new Findings();
+  if (!named) {
+    const unnamed = (fns: FunctionInfo[], names: Map<string, FunctionInfo>) => fns.filter((x) => x.name === undefined || !names.has(x.name));
+    const { unmatchedA, unmatchedB, matched } = matchByContent(from, unnamed(fa, na), to, unnamed(fb, nb));
+    unchanged += matched;
+    functions.unchanged = unchanged;
+    functions.unnamedChanged = { from: total(unmatchedA), to: total(unmatchedB) };
+    if (unmatchedA.length || unmatchedB.length) {
+      f.info('CODE_UNNAMED_CHANGED', `without symbols: ${plural(unmatchedA.length, 'function')} (${total(unmatchedA).bytes} bytes) of the ${from.label} build have no identical counterpart, ${plural(unmatchedB.length, 'function')} (${total(unmatchedB).bytes} bytes) of the ${to.label} build are new or changed`);
+    }
+  }
+  if (changed.length) f.info('CODE_FUNCTION_CHANGED', `${plural(changed.length, 'function')} changed: ${listText(changed)}`, changed);
+  if (added.length) f.info('CODE_FUNCTION_ADDED', `${plural(added.length, 'function')} added: ${listText(added)}`, added);
+  if (removed.length) f.info('CODE_FUNCTION_REMOVED', `${plural(removed.length, 'function')} removed: ${listText(removed)}`, removed);
+
+  const summary = named
+    ? `${changed.length} changed, ${added.length} added, ${removed.length} removed, ${unchanged} unchanged`
+    : `stripped: ${changed.length} exported changed, ${added.length} added, ${removed.length} removed; ${functions.unnamedChanged!.from.count} unnamed changed or removed, ${functions.unnamedChanged!.to.count} changed or added; ${unchanged} unchanged`;
+  return { category: f.category(summary), functions };
+}
+
+/**
+ * Unnamed functions (stripped builds) pair up by content: first in place
+ * (same address, same code), then by digest, as a multiset.
+ */
+function matchByContent(from: Build, fa: FunctionInfo[], to: Build, fb: FunctionInfo[]): { matched: number; unmatchedA: FunctionInfo[]; unmatchedB: FunctionInfo[] } {
+  const bByStart = new Map(fb.map((x) => [x.start, x]));
+  const pairedB = new Set<FunctionInfo>();
+  const restA: FunctionInfo[] = [];
+  let matched = 0;
+  for (const a of fa) {
+    const b = bByStart.get(a.start);
+    if (b && same(from, a, to, b)) {
+      pairedB.add(b);
+      matched++;
+    } else restA.push(a);
+  }
+  const pool = new Map<string, FunctionInfo[]>();
+  for (const b of fb) {
+    if (pairedB.has(b)) continue;
+    const fp = fingerprintOf(to, b);
+    const list = pool.get(fp);
+    if (list) list.push(b);
+    else pool.set(fp, [b]);
+  }
+  const unmatchedA: FunctionInfo[] = [];
+  for (const a of restA) {
+    const candidates = pool.get(fingerprintOf(from, a));
+    if (candidates?.length) {
+      candidates.pop();
+      matched++;
+    } else unmatchedA.push(a);
+  }
+  return { matched, unmatchedA, unmatchedB: [...pool.values()].flat() };
+}

@@ -1,0 +1,56 @@
+/**
+ * The whole analysis of one direction (from -> to): every category, then the
+ * report. Pure: it reads two parsed builds and returns data.
+ */
+import { combineVerdicts, CATEGORY_NAMES, type BuildSummary, type Report } from '../../patches/index.js';
+import type { Build } from '../model.js';
+import { analyzeApi } from './api.js';
+import { analyzeCode } from './code.js';
+import { analyzeData } from './data.js';
+import { analyzeFuncptrs } from './funcptrs.js';
+import { analyzeInit } from './init.js';
+import { analyzeMeta } from './meta.js';
+import { makePair } from './pair.js';
+import { analyzeRelro, analyzeRo } from './sections.js';
+import { analyzeTls } from './tls.js';
+
+export type ProgressFn = (message: string) => void;
+
+export function summarize(b: Build): BuildSummary {
+  const s: BuildSummary = { sha256: b.sha256, size: b.bytes.length, relro: b.relro, stripped: b.stripped };
+  if (b.obj.soname) s.soname = b.obj.soname;
+  if (b.obj.buildId) s.buildId = b.obj.buildId;
+  return s;
+}
+
+export function analyzePair(from: Build, to: Build, progress: ProgressFn = () => {}): Report {
+  const pair = makePair(from, to);
+  const step = (what: string) => progress(`${from.label} -> ${to.label}: ${what}`);
+  step('meta');
+  const meta = analyzeMeta(pair);
+  step('exports');
+  const api = analyzeApi(pair);
+  step('code');
+  const code = analyzeCode(pair, (done, total) => step(`code ${done}/${total} functions`));
+  step('constructors');
+  const init = analyzeInit(pair);
+  step('read-only data');
+  const ro = analyzeRo(pair);
+  const relro = analyzeRelro(pair);
+  step('writable data');
+  const data = analyzeData(pair);
+  const tls = analyzeTls(pair);
+  const funcptrs = analyzeFuncptrs(data.sites, new Set(code.functions.changed));
+  const categories = { meta: meta.category, api: api.category, code: code.category, init, ro, relro, data: data.category, tls, funcptrs };
+  return {
+    verdict: combineVerdicts(CATEGORY_NAMES.map((c) => categories[c].verdict)),
+    from: summarize(from),
+    to: summarize(to),
+    categories,
+    functions: code.functions,
+    exports: api.exports,
+    imports: meta.imports,
+    needed: meta.needed,
+    writable: data.writable,
+  };
+}

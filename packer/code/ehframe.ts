@@ -1,0 +1,193 @@
+/**
+ * Function boundaries from the unwind tables (.eh_frame, found through
+ * PT_GNU_EH_FRAME). gcc emits a frame description (FDE) for every function,
+ * so a stripped build, which has no .symtab, still tells where each of its
+ * functions starts and ends. Only what is needed for that is decoded: CIE
+ * augmentation (for the pointer encoding) and each FDE's pc_begin/pc_range.
+ */
+import { PT_GNU_EH_FRAME, type ElfObject } from '../../elf/index.js';
+
+export interface CodeRange {
+  start: number;
+  end: number;
+}
+
+const DW_EH_PE_omit = 0xff;
+
+class Reader {
+  constructor(
+    readonly buf: Buffer,
+    /** vaddr of buf[0] */
+    readonly base: number,
+    public pos = 0,
+  ) {}
+  get vaddr(): number {
+    return this.base + this.pos;
+  }
+  u8(): number {
+    return this.buf.readUInt8(this.pos++);
+  }
+  u32(): number {
+    const v = this.buf.readUInt32LE(this.pos);
+    this.pos += 4;
+    return v;
+  }
+  uleb(): number {
+    let result = 0;
+    let shift = 0;
+    for (;;) {
+      const b = this.u8();
+      result += (b & 0x7f) * 2 ** shift;
+      shift += 7;
+      if ((b & 0x80) === 0) return result;
+      if (shift > 56) throw new RangeError('uleb128 too long');
+    }
+  }
+  sleb(): number {
+    let result = 0;
+    let shift = 0;
+    let b: number;
+    do {
+      b = this.u8();
+      result += (b & 0x7f) * 2 ** shift;
+      shift += 7;
+      if (shift > 63) throw new RangeError('sleb128 too long');
+    } while (b & 0x80);
+    if (b & 0x40) result -= 2 ** shift;
+    return result;
+  }
+  cstring(): string {
+    const end = this.buf.indexOf(0, this.pos);
+    if (end < 0) throw new RangeError('unterminated string');
+    const s = this.buf.toString('latin1', this.pos, end);
+    this.pos = end + 1;
+    return s;
+  }
+  /** A DW_EH_PE-encoded pointer; `applyPcrel` is false for pc_range, which is a plain length. */
+  encoded(enc: number, applyPcrel: boolean): number {
+    const at = this.vaddr;
+    let v: number;
+    switch (enc & 0x0f) {
+      case 0x00:
+      case 0x04:
+      case 0x0c: {
+        const big = this.buf.readBigUInt64LE(this.pos);
+        this.pos += 8;
+        v = Number((enc & 0x0f) === 0x0c ? BigInt.asIntN(64, big) : big);
+        break;
+      }
+      case 0x01:
+        v = this.uleb();
+        break;
+      case 0x02:
+        v = this.buf.readUInt16LE(this.pos);
+        this.pos += 2;
+        break;
+      case 0x03:
+        v = this.u32();
+        break;
+      case 0x09:
+        v = this.sleb();
+        break;
+      case 0x0a:
+        v = this.buf.readInt16LE(this.pos);
+        this.pos += 2;
+        break;
+      case 0x0b:
+        v = this.buf.readInt32LE(this.pos);
+        this.pos += 4;
+        break;
+      default:
+        throw new RangeError(`unsupported pointer encoding 0x${enc.toString(16)}`);
+    }
+    if (applyPcrel && (enc & 0x70) === 0x10) v += at;
+    return v;
+  }
+}
+
+/**
+ * Every FDE's [pc_begin, pc_begin + pc_range), sorted by start. Returns an
+ * empty list when there is no unwind table or it cannot be decoded: callers
+ * then know fewer functions, which only makes the report coarser.
+ */
+export function unwindRanges(obj: ElfObject): CodeRange[] {
+  const hdrPh = obj.programHeaders.find((p) => p.type === PT_GNU_EH_FRAME);
+  if (!hdrPh) return [];
+  try {
+    const hdr = new Reader(obj.readAt(hdrPh.vaddr, Number(hdrPh.memsz)), Number(hdrPh.vaddr));
+    if (hdr.u8() !== 1) return [];
+    const ptrEnc = hdr.u8();
+    hdr.u8(); // fde_count encoding
+    hdr.u8(); // table encoding
+    if (ptrEnc === DW_EH_PE_omit) return [];
+    const ehFrame = hdr.encoded(ptrEnc, true);
+    return walkEhFrame(obj, ehFrame);
+  } catch {
+    return [];
+  }
+}
+
+function walkEhFrame(obj: ElfObject, start: number): CodeRange[] {
+  const seg = obj.loadSegments.find((p) => BigInt(start) >= p.vaddr && BigInt(start) < p.vaddr + p.filesz);
+  if (!seg) return [];
+  const len = Number(seg.vaddr + seg.filesz) - start;
+  const r = new Reader(obj.readAt(BigInt(start), len), start);
+  const cieEncodings = new Map<number, number>();
+  const out: CodeRange[] = [];
+  while (r.pos + 4 <= r.buf.length) {
+    const entryAt = r.pos;
+    let length = r.u32();
+    if (length === 0) break; // terminator
+    if (length === 0xffffffff) {
+      length = Number(r.buf.readBigUInt64LE(r.pos));
+      r.pos += 8;
+    }
+    const bodyAt = r.pos;
+    const next = bodyAt + length;
+    if (next > r.buf.length) break;
+    const id = r.u32();
+    if (id === 0) {
+      cieEncodings.set(entryAt, parseCieEncoding(r));
+    } else {
+      const cieAt = bodyAt - id;
+      let enc = cieEncodings.get(cieAt);
+      if (enc === undefined) {
+        const save = r.pos;
+        r.pos = cieAt + 4 + 4;
+        enc = parseCieEncoding(r);
+        cieEncodings.set(cieAt, enc);
+        r.pos = save;
+      }
+      const pcBegin = r.encoded(enc, true);
+      const pcRange = r.encoded(enc & 0x0f, false);
+      if (pcRange > 0) out.push({ start: pcBegin, end: pcBegin + pcRange });
+    }
+    r.pos = next;
+  }
+  return out.sort((a, b) => a.start - b.start || a.end - b.end);
+}
+
+/** Reads a CIE body (after its id) up to its 'R' augmentation: the FDE pointer encoding. */
+function parseCieEncoding(r: Reader): number {
+  const version = r.u8();
+  const aug = r.cstring();
+  if (aug.includes('eh')) r.pos += 8;
+  r.uleb(); // code alignment
+  r.sleb(); // data alignment
+  if (version === 1) r.u8();
+  else r.uleb(); // return address register
+  let enc = 0; // DW_EH_PE_absptr
+  if (aug.startsWith('z')) {
+    r.uleb(); // augmentation data length
+    for (const c of aug.slice(1)) {
+      if (c === 'R') enc = r.u8();
+      else if (c === 'P') {
+        const penc = r.u8();
+        r.encoded(penc & 0x7f, false);
+      } else if (c === 'L') r.u8();
+      else if (c === 'S' || c === 'B' || c === 'G') continue;
+      else break; // unknown augmentation: the rest cannot be parsed, keep what we have
+    }
+  }
+  return enc;
+}

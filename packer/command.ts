@@ -1,0 +1,194 @@
+/**
+ * The ulp-pack command: options, output, and the one table that turns error
+ * codes into exit codes (docs/CLI.md). Everything it does is in pack.ts and
+ * patches/; this file only wires them to the command line.
+ */
+import { readFileSync } from 'node:fs';
+import { Command } from 'commander';
+import { ExitCode, asUlpError, exitCodeFor, parseCommandLine, printJson, progress, reportError, toolVersion, type ExitCodeValue } from '../common/cli.js';
+import { UlpError } from '../common/errors.js';
+import { checkWritableDestination, loadPrivateKey, loadPublicKey, readBundleFile, writeFileAtomic } from '../patches/index.js';
+import type { KeyObject } from 'node:crypto';
+import { pack } from './pack.js';
+import { renderInspect, renderPack } from './render.js';
+
+const PROGRAM = 'ulp-pack';
+
+/** Error code -> exit code, for everything this command can meet. */
+function exitCodeOf(code: string): ExitCodeValue | undefined {
+  switch (code) {
+    case 'PACK_USAGE':
+      return ExitCode.USAGE;
+    case 'PACK_INPUT_UNREADABLE':
+    case 'PACK_KEY_UNREADABLE':
+    case 'BUNDLE_READ_FAILED':
+    case 'BUNDLE_WRITE_FAILED':
+      return ExitCode.IO;
+    case 'ELF_INTERNAL':
+    case 'ELF_INVALID_ARGUMENT':
+    case 'INTERNAL_ERROR':
+      return ExitCode.INTERNAL;
+  }
+  if (code.startsWith('ELF_') || code.startsWith('BUNDLE_') || code.startsWith('PACK_')) return ExitCode.INVALID_INPUT;
+  return undefined;
+}
+
+interface Options {
+  output?: string;
+  check?: boolean;
+  json?: boolean;
+  sign?: string;
+  inspect?: string;
+  key?: string;
+  createdAt?: string;
+}
+
+function usage(message: string): UlpError {
+  return new UlpError('PACK_USAGE', message, `Run ${PROGRAM} --help.`);
+}
+
+function buildProgram(): Command {
+  return new Command(PROGRAM)
+    .description(
+      'Compare two builds of a shared library and, when the new build can replace the old one inside running processes, write a patch bundle for ulp-trigger.',
+    )
+    .usage('[options] OLD.so NEW.so -o FIX.ulp\n       ulp-pack --inspect FIX.ulp [--key PUB.pem] [--json]')
+    .argument('[old]', 'the build that running processes have loaded')
+    .argument('[new]', 'the build that replaces it')
+    .option('-o, --output <file>', 'write the bundle to FILE (atomically; nothing is written when the pair is incompatible)')
+    .option('--check', 'analyse only: print the report, write nothing')
+    .option('--json', 'print the result (or the error) as JSON on stdout')
+    .option('--sign <keyfile>', 'sign the bundle with an Ed25519 private key (PEM)')
+    .option('--inspect <bundle>', 'verify an existing bundle and print its manifest and reports')
+    .option('--key <pubkey>', 'with --inspect: require a valid signature by this Ed25519 public key (PEM)')
+    .option('--created-at <time>', 'creation time to record (ISO 8601 or seconds since the epoch; default: $SOURCE_DATE_EPOCH, else now)')
+    .version(toolVersion(), '-V, --version', 'print the version')
+    .helpOption('-h, --help', 'show this help')
+    .addHelpText(
+      'after',
+      `
+Exit codes: 0 written (or compatible with --check), 2 incompatible pair (every
+reason is listed, no file written), 3 invalid input (not ELF, not a shared
+object, different SONAME, same build twice, bad bundle or key), 5 a file cannot
+be read or written, 64 usage. See docs/CLI.md.`,
+    );
+}
+
+function parseTime(text: string | undefined, what: string): Date {
+  if (text === undefined || text === '') return new Date();
+  const d = /^\d+$/.test(text) ? new Date(Number(text) * 1000) : new Date(text);
+  if (Number.isNaN(d.getTime())) throw usage(`${what} "${text}" is not a time (ISO 8601 or seconds since the epoch)`);
+  return d;
+}
+
+function readKeyFile(path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new UlpError('PACK_KEY_UNREADABLE', `cannot read the key file ${path}: ${(err as Error).message}`, 'Check the path and its permissions.', { path }, { cause: err });
+  }
+}
+
+function runInspect(path: string, opts: Options): ExitCodeValue {
+  const publicKey: KeyObject | undefined = opts.key ? loadPublicKey(readKeyFile(opts.key)) : undefined;
+  const bundle = readBundleFile(path, publicKey ? { publicKey } : {});
+  if (opts.json) printJson({ file: path, signature: bundle.signature, manifest: bundle.manifest });
+  else process.stdout.write(renderInspect(path, bundle));
+  return ExitCode.OK;
+}
+
+async function runPack(oldPath: string, newPath: string, opts: Options): Promise<ExitCodeValue> {
+  const createdAt = opts.createdAt !== undefined ? parseTime(opts.createdAt, '--created-at') : parseTime(process.env.SOURCE_DATE_EPOCH, 'SOURCE_DATE_EPOCH');
+  // Fail before a long analysis if the result could not be written anyway.
+  if (opts.output) checkWritableDestination(opts.output);
+  const privateKey = opts.sign ? loadPrivateKey(readKeyFile(opts.sign)) : undefined;
+  const line = progress(PROGRAM);
+  let result;
+  try {
+    result = await pack({
+      oldPath,
+      newPath,
+      createdAt,
+      tool: { name: PROGRAM, version: toolVersion() },
+      bundle: !opts.check,
+      ...(privateKey ? { privateKey } : {}),
+      progress: line.update,
+    });
+    if (result.bytes && opts.output) {
+      line.update(`writing ${opts.output}`);
+      writeFileAtomic(opts.output, result.bytes);
+    }
+  } finally {
+    line.done();
+  }
+  const incompatible = result.forward.verdict === 'incompatible';
+  const written = !incompatible && !opts.check ? opts.output : undefined;
+  if (opts.json) {
+    printJson({
+      verdict: result.forward.verdict,
+      soname: result.soname,
+      old: { path: oldPath, buildId: result.old.obj.buildId, sha256: result.old.sha256 },
+      new: { path: newPath, buildId: result.new.obj.buildId, sha256: result.new.sha256 },
+      output: written ?? null,
+      patchId: result.manifest?.patchId ?? null,
+      forward: result.forward,
+      reverse: result.reverse,
+    });
+  } else {
+    process.stdout.write(
+      renderPack({
+        soname: result.soname,
+        oldPath,
+        newPath,
+        forward: result.forward,
+        reverse: result.reverse,
+        output: written,
+        patchId: result.manifest?.patchId,
+        size: result.bytes?.length,
+        check: !!opts.check,
+      }),
+    );
+  }
+  if (incompatible) {
+    const n = Object.values(result.forward.categories).reduce((k, c) => k + c.findings.filter((f) => f.severity === 'error').length, 0);
+    if (!opts.json) process.stderr.write(`${PROGRAM}: refused: the new build cannot replace the old one in running processes (${n} ${n === 1 ? 'reason' : 'reasons'} above); nothing written\n`);
+    return ExitCode.REFUSED;
+  }
+  return ExitCode.OK;
+}
+
+function validate(args: string[], opts: Options): void {
+  if (opts.inspect !== undefined) {
+    if (args.length > 0) throw usage('--inspect takes no OLD/NEW arguments');
+    for (const o of ['output', 'check', 'sign', 'createdAt'] as const) if (opts[o] !== undefined) throw usage(`--${o === 'createdAt' ? 'created-at' : o} cannot be used with --inspect`);
+    return;
+  }
+  if (args.length !== 2) throw usage(`expected OLD.so and NEW.so, got ${args.length} ${args.length === 1 ? 'argument' : 'arguments'}`);
+  if (opts.key !== undefined) throw usage('--key is for --inspect; to sign, use --sign');
+  if (opts.check && (opts.output !== undefined || opts.sign !== undefined)) throw usage('--check writes nothing: drop -o/--sign, or drop --check');
+  if (!opts.check && opts.output === undefined) throw usage('missing -o FILE (or --check to analyse only)');
+}
+
+/** Runs ulp-pack with `argv` (without node and script); sets process.exitCode. */
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  let json = argv.includes('--json');
+  let code: ExitCodeValue;
+  try {
+    const parsed = await parseCommandLine(program, argv);
+    if (parsed !== undefined) {
+      process.exitCode = parsed;
+      return;
+    }
+    const opts = program.opts<Options>();
+    json = !!opts.json;
+    const args = program.args;
+    validate(args, opts);
+    code = opts.inspect !== undefined ? runInspect(opts.inspect, opts) : await runPack(args[0]!, args[1]!, opts);
+  } catch (err) {
+    const e = asUlpError(err);
+    reportError(PROGRAM, e, json);
+    code = exitCodeFor(e, exitCodeOf);
+  }
+  process.exitCode = code;
+}

@@ -1,0 +1,118 @@
+/**
+ * Packing, minus the command line: load both builds, refuse inputs that are
+ * not a pair of builds of one library, analyse both directions, and (when
+ * the forward direction is not incompatible) produce the bundle bytes.
+ * Writing the file is the command's job.
+ */
+import { readFileSync, statSync } from 'node:fs';
+import type { KeyObject } from 'node:crypto';
+import { UlpError, isUlpError } from '../common/errors.js';
+import { parseElf } from '../elf/index.js';
+import { BundleEncoder, createManifest, type Manifest, type Report } from '../patches/index.js';
+import { analyzePair, type ProgressFn } from './analyze/index.js';
+import { createBuild, withoutSymtab, type Build } from './model.js';
+
+export interface PackOptions {
+  oldPath: string;
+  newPath: string;
+  createdAt: Date;
+  tool: { name: string; version: string };
+  /** Produce the bundle bytes (false for --check). */
+  bundle: boolean;
+  privateKey?: KeyObject;
+  progress?: ProgressFn;
+}
+
+export interface PackResult {
+  soname: string;
+  old: Build;
+  new: Build;
+  forward: Report;
+  reverse: Report;
+  manifest?: Manifest;
+  bytes?: Buffer;
+}
+
+/** Reads and parses one input; every failure names the file. */
+export function loadBuild(label: 'old' | 'new', path: string): Build {
+  let bytes: Buffer;
+  try {
+    if (statSync(path).isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
+    bytes = readFileSync(path);
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    throw new UlpError('PACK_INPUT_UNREADABLE', `cannot read the ${label} build ${path}: ${code === 'ENOENT' ? 'no such file' : (err as Error).message}`, 'Check the path and its permissions.', { path, errno: code }, { cause: err });
+  }
+  try {
+    const obj = parseElf(bytes, { expect: 'shared-object' });
+    const build = createBuild(label, path, bytes, obj);
+    return build;
+  } catch (err) {
+    if (!isUlpError(err)) throw err;
+    // Keep the reader's code (docs/CLI.md lists them) but say which input it was about.
+    throw new UlpError(err.code, `${label} build ${path}: ${err.message}`, err.hint, { ...err.details, path }, { cause: err });
+  }
+}
+
+/** Inputs that cannot form a patch at all (as opposed to an incompatible pair). */
+export function checkPair(a: Build, b: Build): string {
+  for (const x of [a, b]) {
+    if (!x.obj.buildId) {
+      throw new UlpError('PACK_NO_BUILD_ID', `the ${x.label} build ${x.path} has no GNU build-id note`, 'The trigger finds builds in processes by build-id: link with -Wl,--build-id.', { path: x.path });
+    }
+    if (!x.obj.soname) {
+      throw new UlpError('PACK_NO_SONAME', `the ${x.label} build ${x.path} has no DT_SONAME`, 'Only libraries with a SONAME can be patched: link with -Wl,-soname,NAME.', { path: x.path });
+    }
+  }
+  if (a.obj.soname !== b.obj.soname) {
+    throw new UlpError('PACK_SONAME_MISMATCH', `the builds are of different libraries: ${a.obj.soname} (old) and ${b.obj.soname} (new)`, 'Give two builds of the same library (the same SONAME).', { old: a.obj.soname, new: b.obj.soname });
+  }
+  if (a.sha256 === b.sha256) {
+    throw new UlpError('PACK_SAME_BUILD', 'the old and new files are the same build (identical bytes)', 'Give the build to replace and the build that replaces it.', { sha256: a.sha256 });
+  }
+  if (a.obj.buildId === b.obj.buildId) {
+    throw new UlpError('PACK_SAME_BUILD_ID', `both files carry build-id ${a.obj.buildId}: they are one build (perhaps one is stripped) and could not be told apart in a process`, 'Rebuild the new version so that it gets its own build-id.', { buildId: a.obj.buildId });
+  }
+  return a.obj.soname!;
+}
+
+/**
+ * A stripped build names only its exports. Compared with an unstripped one
+ * (a distribution's library against a local rebuild), local names would make
+ * identical things look different, so both sides use the dynamic symbols.
+ */
+function sameSymbolLevel(a: Build, b: Build): [Build, Build] {
+  if (a.stripped === b.stripped) return [a, b];
+  const dynamicOnly = (x: Build) => (x.stripped ? x : createBuild(x.label, x.path, x.bytes, withoutSymtab(x.obj), { stripped: false }));
+  return [dynamicOnly(a), dynamicOnly(b)];
+}
+
+export async function pack(opts: PackOptions): Promise<PackResult> {
+  const progress = opts.progress ?? (() => {});
+  progress(`reading ${opts.oldPath}`);
+  const loadedOld = loadBuild('old', opts.oldPath);
+  progress(`reading ${opts.newPath}`);
+  const loadedNew = loadBuild('new', opts.newPath);
+  const soname = checkPair(loadedOld, loadedNew);
+  const [old, neu] = sameSymbolLevel(loadedOld, loadedNew);
+  // Compressing the builds starts now, on the thread pool, and overlaps with the analysis.
+  const encoder = opts.bundle ? new BundleEncoder(old.bytes, neu.bytes, opts.createdAt) : undefined;
+  const forward = analyzePair(old, neu, progress);
+  const reverse = analyzePair(neu, old, progress);
+  const result: PackResult = { soname, old, new: neu, forward, reverse };
+  if (forward.verdict === 'incompatible' || !encoder) return result;
+  progress('compressing the bundle');
+  result.manifest = createManifest({
+    soname,
+    oldBuild: old.bytes,
+    newBuild: neu.bytes,
+    oldBuildId: old.obj.buildId!,
+    newBuildId: neu.obj.buildId!,
+    createdAt: opts.createdAt,
+    tool: opts.tool,
+    forward,
+    reverse,
+  });
+  result.bytes = await encoder.finish(result.manifest, opts.privateKey ? { privateKey: opts.privateKey } : {});
+  return result;
+}

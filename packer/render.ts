@@ -1,0 +1,84 @@
+/**
+ * The text forms of ulp-pack's output: a pack result and an inspected
+ * bundle. (--json prints the underlying objects instead.)
+ */
+import { CATEGORY_NAMES, type BuildEntry, type Bundle, type Finding, type Report, type SignatureStatus } from '../patches/index.js';
+
+const short = (id: string | undefined) => (id ? id.slice(0, 16) : '(none)');
+
+/** The category table, then every finding grouped by severity. */
+export function renderReport(report: Report, title: string): string {
+  const lines = [`${title}: ${report.verdict.toUpperCase()}`];
+  for (const name of CATEGORY_NAMES) {
+    const c = report.categories[name];
+    lines.push(`  ${name.padEnd(9)} ${c.verdict.padEnd(12)} ${c.summary}`);
+  }
+  const groups: Array<[Finding['severity'], string]> = [
+    ['error', 'refused because'],
+    ['warning', 'warnings'],
+    ['info', 'changes'],
+  ];
+  for (const [severity, heading] of groups) {
+    const found = CATEGORY_NAMES.flatMap((name) => report.categories[name].findings.filter((f) => f.severity === severity).map((f) => ({ name, f })));
+    if (found.length === 0) continue;
+    lines.push(`  ${heading}:`);
+    for (const { name, f } of found) lines.push(`    ${name}: ${f.message} [${f.code}]`);
+  }
+  return lines.join('\n');
+}
+
+export interface PackSummary {
+  soname: string;
+  oldPath: string;
+  newPath: string;
+  forward: Report;
+  reverse: Report;
+  output: string | undefined;
+  patchId: string | undefined;
+  size: number | undefined;
+  check: boolean;
+}
+
+export function renderPack(s: PackSummary): string {
+  const f = s.forward;
+  const head = `${s.soname}: ${s.oldPath} (build-id ${short(f.from.buildId)}, ${f.from.relro} RELRO${f.from.stripped ? ', stripped' : ''}) -> ${s.newPath} (build-id ${short(f.to.buildId)}, ${f.to.relro} RELRO${f.to.stripped ? ', stripped' : ''})`;
+  const parts = [head, '', renderReport(f, 'update (old -> new)')];
+  if (f.verdict !== 'incompatible') {
+    // The reverse report is in the bundle (see --inspect); here only its verdict and what would stop a revert.
+    const errors = CATEGORY_NAMES.flatMap((n) => s.reverse.categories[n].findings.filter((x) => x.severity === 'error').map((x) => `    ${n}: ${x.message} [${x.code}]`));
+    parts.push('', `revert (new -> old): ${s.reverse.verdict.toUpperCase()}`, ...errors);
+    if (errors.length) parts.push('  ulp-trigger checks these against each process before it reverts');
+  }
+  parts.push('');
+  if (f.verdict === 'incompatible') parts.push('result: incompatible: no bundle written');
+  else if (s.check) parts.push(`result: ${f.verdict} (--check: nothing written)`);
+  else parts.push(`result: ${f.verdict}: wrote ${s.output} (patch ${s.patchId}, ${s.size} bytes)`);
+  return parts.join('\n') + '\n';
+}
+
+export function signatureText(sig: SignatureStatus): string {
+  if (sig.state === 'unsigned') return 'unsigned';
+  if (sig.state === 'verified') return `signed by key ${sig.keyId}, verified`;
+  return `signed by key ${sig.keyId}, NOT verified (give --key to check it)`;
+}
+
+export function renderInspect(path: string, bundle: Bundle): string {
+  const m = bundle.manifest;
+  const build = (label: string, b: BuildEntry) => `  ${label}  build-id ${b.buildId}  sha256 ${b.sha256}  ${b.size} bytes`;
+  const lines = [
+    `${path}: patch ${m.patchId} for ${m.soname}`,
+    `  format ${m.format}, written by ${m.tool.name} ${m.tool.version} at ${m.createdAt}`,
+    build('old', m.builds.old),
+    build('new', m.builds.new),
+    `  signature: ${signatureText(bundle.signature)}`,
+    '',
+    renderReport(m.forward.report, 'update (old -> new)'),
+    '',
+    renderReport(m.reverse.report, 'revert (new -> old)'),
+  ];
+  const fns = m.forward.report.functions;
+  if (fns.changed.length || fns.added.length || fns.removed.length) {
+    lines.push('', `  functions: ${fns.changed.length} changed, ${fns.added.length} added, ${fns.removed.length} removed`);
+  }
+  return lines.join('\n') + '\n';
+}

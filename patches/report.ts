@@ -1,0 +1,164 @@
+/**
+ * The compatibility report: what ulp-pack decided about one direction of a
+ * pair of builds (old->new, or new->old for the reverse patch). The packer
+ * produces it, the manifest stores it verbatim, and the trigger reads the
+ * parts it needs (writable region, relocation sites, new imports). The schema
+ * lives here, not in packer/, because the bundle layer validates it and the
+ * trigger must not depend on the packer.
+ */
+import { z } from 'zod';
+
+export const HexSchema = z.string().regex(/^0x[0-9a-f]+$/, 'expected 0x-prefixed lower-case hex');
+export const SignedHexSchema = z.string().regex(/^-?0x[0-9a-f]+$/, 'expected 0x-prefixed lower-case hex');
+export const Sha256Schema = z.string().regex(/^[0-9a-f]{64}$/, 'expected 64 lower-case hex digits');
+export const BuildIdSchema = z.string().regex(/^(?:[0-9a-f]{2}){1,64}$/, 'expected a lower-case hex build-id');
+
+export const VERDICTS = ['unchanged', 'compatible', 'incompatible'] as const;
+export const VerdictSchema = z.enum(VERDICTS);
+export type Verdict = z.infer<typeof VerdictSchema>;
+
+export const SeveritySchema = z.enum(['info', 'warning', 'error']);
+export type Severity = z.infer<typeof SeveritySchema>;
+
+export const FindingSchema = z.object({
+  /** error: makes the category incompatible; warning: printed, bundle still written; info: listed. */
+  severity: SeveritySchema,
+  /** Stable identifier, e.g. API_EXPORT_REMOVED; docs/COMPATIBILITY.md lists them. */
+  code: z.string().regex(/^[A-Z][A-Z0-9_]*$/),
+  message: z.string(),
+  symbols: z.array(z.string()).optional(),
+  details: z.record(z.string(), z.unknown()).optional(),
+});
+export type Finding = z.infer<typeof FindingSchema>;
+
+export const CATEGORY_NAMES = ['meta', 'api', 'code', 'init', 'ro', 'relro', 'data', 'tls', 'funcptrs'] as const;
+export type CategoryName = (typeof CATEGORY_NAMES)[number];
+
+export const CategorySchema = z.object({
+  verdict: VerdictSchema,
+  /** One line for people, e.g. "3 functions changed, 1 added". */
+  summary: z.string(),
+  findings: z.array(FindingSchema),
+});
+export type Category = z.infer<typeof CategorySchema>;
+
+export const SymbolRefSchema = z.object({
+  name: z.string(),
+  version: z.string().optional(),
+});
+export type SymbolRef = z.infer<typeof SymbolRefSchema>;
+
+export const ImportRefSchema = SymbolRefSchema.extend({
+  /** The library named by the symbol's VERNEED entry, when it is versioned. */
+  library: z.string().optional(),
+});
+export type ImportRef = z.infer<typeof ImportRefSchema>;
+
+export const TARGET_KINDS = ['code', 'writable', 'relro', 'readonly', 'symbol', 'tls', 'unknown'] as const;
+
+/** What a relocation site holds once the loader has processed it. */
+export const SiteTargetSchema = z.object({
+  /**
+   * code: an executable segment of this object (a function pointer to retarget);
+   * writable / relro / readonly: data of this object;
+   * symbol: whatever symbol lookup finds at load time (GOT entries, imports);
+   * tls: a TLS module id or offset; unknown: none of these.
+   */
+  kind: z.enum(TARGET_KINDS),
+  /** Link-time vaddr in this build, for targets inside the object (for `symbol`: the build's own definition, if any). */
+  vaddr: HexSchema.optional(),
+  /** Symbol containing the target (or the referenced symbol), when known. */
+  symbol: z.string().optional(),
+  /** Offset of the target from that symbol's start. */
+  symbolOffset: HexSchema.optional(),
+});
+export type SiteTarget = z.infer<typeof SiteTargetSchema>;
+
+/**
+ * A relocation inside the writable region. Offsets and types are the same in
+ * both builds (a compatibility rule); addends and targets may differ. `from`
+ * is the build being replaced in this direction, `to` the one switched to.
+ */
+export const SiteSchema = z.object({
+  offset: HexSchema,
+  type: z.number().int().nonnegative(),
+  typeName: z.string(),
+  symbol: SymbolRefSchema.optional(),
+  fromAddend: SignedHexSchema,
+  toAddend: SignedHexSchema,
+  fromTarget: SiteTargetSchema,
+  toTarget: SiteTargetSchema,
+});
+export type Site = z.infer<typeof SiteSchema>;
+
+export const RELRO_MODES = ['full', 'partial', 'none'] as const;
+
+export const BuildSummarySchema = z.object({
+  soname: z.string().optional(),
+  buildId: BuildIdSchema.optional(),
+  sha256: Sha256Schema,
+  size: z.number().int().nonnegative(),
+  relro: z.enum(RELRO_MODES),
+  /** No .symtab: functions are known only from exports and unwind tables. */
+  stripped: z.boolean(),
+});
+export type BuildSummary = z.infer<typeof BuildSummarySchema>;
+
+const SizeCountSchema = z.object({ count: z.number().int().nonnegative(), bytes: z.number().int().nonnegative() });
+
+export const FunctionChangesSchema = z.object({
+  /** False when a build has no .symtab: changes are then counted, and named only for exports. */
+  named: z.boolean(),
+  changed: z.array(z.string()),
+  added: z.array(z.string()),
+  removed: z.array(z.string()),
+  unchanged: z.number().int().nonnegative(),
+  /** Totals over every function found (symbols, or unwind tables when stripped). */
+  from: SizeCountSchema,
+  to: SizeCountSchema,
+  /** Stripped builds: functions without a name whose code matched none on the other side. */
+  unnamedChanged: z.object({ from: SizeCountSchema, to: SizeCountSchema }).optional(),
+});
+export type FunctionChanges = z.infer<typeof FunctionChangesSchema>;
+
+export const ReportSchema = z.object({
+  verdict: VerdictSchema,
+  from: BuildSummarySchema,
+  to: BuildSummarySchema,
+  categories: z.object({
+    meta: CategorySchema,
+    api: CategorySchema,
+    code: CategorySchema,
+    init: CategorySchema,
+    ro: CategorySchema,
+    relro: CategorySchema,
+    data: CategorySchema,
+    tls: CategorySchema,
+    funcptrs: CategorySchema,
+  }),
+  functions: FunctionChangesSchema,
+  exports: z.object({ added: z.array(SymbolRefSchema), removed: z.array(SymbolRefSchema) }),
+  /** Symbols `to` imports that `from` does not (the trigger must resolve them); and the reverse. */
+  imports: z.object({ added: z.array(ImportRefSchema), removed: z.array(ImportRefSchema) }),
+  needed: z.object({ added: z.array(z.string()), removed: z.array(z.string()) }),
+  /**
+   * The page-aligned writable region that survives RELRO, [start, end), the
+   * same in both builds when the verdict is not incompatible; null when the
+   * object has none. `sites` are the relocations inside it.
+   */
+  writable: z
+    .object({
+      start: HexSchema,
+      end: HexSchema,
+      sites: z.array(SiteSchema),
+    })
+    .nullable(),
+});
+export type Report = z.infer<typeof ReportSchema>;
+
+/** The worst verdict wins. */
+export function combineVerdicts(verdicts: Iterable<Verdict>): Verdict {
+  let rank = 0;
+  for (const v of verdicts) rank = Math.max(rank, VERDICTS.indexOf(v));
+  return VERDICTS[rank]!;
+}

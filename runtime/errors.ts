@@ -1,0 +1,107 @@
+/**
+ * The PROC_ error codes of the runtime and the helpers that build them with
+ * a reason and a hint. Codes are stable (docs/RUNTIME.md lists them); every
+ * command maps all of them to exit code 4 ("target process").
+ */
+import { readFileSync } from 'node:fs';
+import { geteuid } from './sys/libc.js';
+import { isKernelThread, readComm, readStatus } from './procfs.js';
+import { UlpError } from '../common/errors.js';
+
+export const PROC_CODES = {
+  PROC_NOT_FOUND: 'no such process',
+  PROC_PERMISSION_DENIED: 'the kernel refused to let this process trace the target',
+  PROC_ALREADY_TRACED: 'another tracer (debugger, strace, a second trigger) is attached',
+  PROC_ZOMBIE: 'the process has exited and waits to be reaped',
+  PROC_EXITED: 'the process exited while the runtime was working on it',
+  PROC_THREAD_EXITED: 'the thread the runtime was using exited mid-operation',
+  PROC_UNSUPPORTED_ARCH: 'the process is not a 64-bit x86-64 process',
+  PROC_STATIC: 'the process is statically linked: no dynamic loader, no link map',
+  PROC_NO_LINK_MAP: 'the dynamic loader has not published its link map (yet)',
+  PROC_STOP_TIMEOUT: 'a thread did not stop in time (e.g. uninterruptible sleep)',
+  PROC_CALL_TIMEOUT: 'a remote function call did not return in time; the thread was restored',
+  PROC_CALL_FAULT: 'a remote function call crashed (fault signal); the thread was restored',
+  PROC_SYSCALL_FAILED: 'a system call made inside the target returned an error',
+  PROC_MEMORY: 'target memory could not be read or written at that address',
+  PROC_NO_THREAD: 'no thread of the process is in a state the runtime can borrow',
+  PROC_STUB: 'the ulp:stub page in the target is unusable',
+  PROC_PTRACE: 'an unexpected ptrace failure',
+} as const;
+
+export type ProcCode = keyof typeof PROC_CODES;
+
+export function procError(code: ProcCode, message: string, hint?: string, details?: Record<string, unknown>, cause?: unknown): UlpError {
+  return new UlpError(code, message, hint, details, cause === undefined ? undefined : { cause });
+}
+
+export function notFound(pid: number): UlpError {
+  return procError('PROC_NOT_FOUND', `no process with pid ${pid}`, 'Check the pid (ps -p PID); the process may have exited.', { pid });
+}
+
+export function exited(pid: number, what = 'the process'): UlpError {
+  return procError('PROC_EXITED', `process ${pid} exited while ${what} was in progress`, 'Nothing is left to patch; restart the program and retry if needed.', { pid });
+}
+
+export function threadExited(pid: number, tid: number, what: string): UlpError {
+  return procError(
+    'PROC_THREAD_EXITED',
+    `thread ${tid} of process ${pid} exited during ${what}`,
+    'Retry; the runtime will pick another thread.',
+    { pid, tid },
+  );
+}
+
+export function alreadyTraced(pid: number, tracerPid: number): UlpError {
+  const who = tracerPid === process.pid ? 'this very process (a session is already open on it)' : `pid ${tracerPid} (${readComm(tracerPid) ?? 'unknown'})`;
+  return procError(
+    'PROC_ALREADY_TRACED',
+    `process ${pid} is already traced by ${who}`,
+    `Detach the other tracer (e.g. quit gdb/strace, pid ${tracerPid}) and retry; only one tracer can attach at a time.`,
+    { pid, tracerPid },
+  );
+}
+
+/** Explains an EPERM from PTRACE_SEIZE with the most likely reason found on this machine. */
+export function permissionDenied(pid: number): UlpError {
+  const euid = geteuid();
+  const st = readStatus(pid);
+  const yama = readYama();
+  let reason: string;
+  let hint: string;
+  if (isKernelThread(pid)) {
+    reason = `pid ${pid} is a kernel thread, which cannot be traced`;
+    hint = 'Pick a user-space process.';
+  } else if (yama === 3) {
+    reason = 'ptrace is disabled on this machine (kernel.yama.ptrace_scope = 3)';
+    hint = 'Reboot with a lower kernel.yama.ptrace_scope; scope 3 cannot be lowered at run time.';
+  } else if (yama === 2 && euid !== 0) {
+    reason = 'kernel.yama.ptrace_scope = 2 allows only CAP_SYS_PTRACE to attach';
+    hint = 'Run as root (or with CAP_SYS_PTRACE).';
+  } else if (euid !== 0 && st && st.uids.some((u) => u !== euid)) {
+    reason = `the process runs as uid ${st.uids.join('/')} and this user is uid ${euid}`;
+    hint = 'Run as the same user as the target, or as root.';
+  } else if (yama === 1 && euid !== 0) {
+    reason = 'kernel.yama.ptrace_scope = 1 lets a user trace only its own descendants';
+    hint = 'Run as root, grant CAP_SYS_PTRACE, or set kernel.yama.ptrace_scope = 0.';
+  } else if (euid !== 0) {
+    reason = 'the process is not dumpable (setuid/setgid program or prctl(PR_SET_DUMPABLE, 0)) or a security module denied it';
+    hint = 'Run as root.';
+  } else {
+    reason = 'a security module (SELinux, AppArmor, lockdown) or a protected process denied it';
+    hint = 'Check the audit log for a denial of ptrace on this pid.';
+  }
+  return procError('PROC_PERMISSION_DENIED', `permission denied tracing process ${pid}: ${reason}`, hint, { pid, euid, reason });
+}
+
+/** kernel.yama.ptrace_scope, or undefined when Yama is not built in. */
+function readYama(): number | undefined {
+  try {
+    return Number(readFileSync('/proc/sys/kernel/yama/ptrace_scope', 'utf8').trim());
+  } catch {
+    return undefined;
+  }
+}
+
+export function zombie(pid: number): UlpError {
+  return procError('PROC_ZOMBIE', `process ${pid} is a zombie: it has exited and waits for its parent to reap it`, 'Nothing runs in it; there is nothing to patch.', { pid });
+}

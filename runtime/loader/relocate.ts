@@ -1,0 +1,221 @@
+/**
+ * Plans the relocation of a build that is about to be staged in a process:
+ * for every relocation site outside the shared writable region, the 64-bit
+ * value to store there. Pure: it reads the process only through `read`.
+ *
+ * Where the previous build had the same relocation, its value (filled in by
+ * the dynamic loader itself) is inherited. That reproduces ld.so's answer
+ * exactly — scope order, symbol versions, interposition, IFUNC results, TLS
+ * module and offsets — without re-implementing it. Only what the previous
+ * build did not have is resolved here, in global-scope order.
+ */
+import { UlpError } from '../../common/errors.js';
+import { RelocType, SymType, type ElfObject, type ElfSymbol, type Relocation } from '../../elf/types.js';
+import { contains, type Family, type ProcessObject, type ReadMemory, type Region } from './model.js';
+import { lookupInScope, type SymbolRef } from './scope.js';
+
+export interface StageInput {
+  /** The build to stage, parsed from its file. */
+  target: ElfObject;
+  /** Where it will be mapped: runtime address = targetBias + vaddr. */
+  targetBias: bigint;
+  family: Family;
+  /** The build that is live now; its resolved relocations are inherited. */
+  from: ProcessObject;
+  scope: readonly ProcessObject[];
+  /** The writable region (vaddrs), identical in every build of the family. */
+  region: Region;
+  read: ReadMemory;
+}
+
+export type WriteReason = 'relative' | 'inherited' | 'resolved' | 'self' | 'tls' | 'weak-undefined';
+
+export interface RelocWrite {
+  /** Runtime address of the site in the staged build. */
+  addr: bigint;
+  value: bigint;
+  reason: WriteReason;
+  reloc: Relocation;
+}
+
+/** A site whose value is what an IFUNC resolver returns; the resolver runs in the target. */
+export interface IfuncWrite {
+  addr: bigint;
+  resolver: bigint;
+  /** Added to the resolver's result. */
+  addend: bigint;
+  reloc: Relocation;
+}
+
+export interface StagePlan {
+  writes: RelocWrite[];
+  ifuncs: IfuncWrite[];
+  /** Sites inside the shared writable region: left alone, they already hold the library's live values. */
+  sharedSites: number;
+  /** Imports the previous build did not have, with where they resolved. */
+  newImports: Array<{ name: string; version?: string | undefined; from: string }>;
+}
+
+const refOf = (s: ElfSymbol): SymbolRef => ({ name: s.name, version: s.version });
+const keyOf = (type: number, s: ElfSymbol | undefined) => `${type}:${s ? `${s.name}@${s.version ?? ''}` : ''}`;
+
+/** Values the dynamic loader stored at the previous build's symbol relocations, by (type, symbol). */
+function inheritedValues(from: ProcessObject, family: Family, read: ReadMemory): Map<string, { value: bigint; reloc: Relocation }> {
+  const out = new Map<string, { value: bigint; reloc: Relocation }>();
+  for (const r of from.elf.relocations) {
+    if (r.table === 'relr') continue;
+    const key = keyOf(r.type, r.symbol);
+    if (out.has(key)) continue;
+    const value = read(from.bias + r.offset, 8).readBigUInt64LE(0);
+    // An unbound lazy slot still points at a PLT of the library (the canonical build's, when the
+    // .got.plt is shared under partial RELRO): it tells nothing about where the symbol resolves.
+    if (r.type === RelocType.JUMP_SLOT && r.symbol && !r.symbol.defined && family.builds.some((b) => inSpan(b, value))) continue;
+    out.set(key, { value, reloc: r });
+  }
+  return out;
+}
+
+function inSpan(obj: ProcessObject, addr: bigint): boolean {
+  return contains(obj.span, addr);
+}
+
+export function planStage(input: StageInput): StagePlan {
+  const { target, targetBias, family, from, scope, region, read } = input;
+  const canonical = family.canonical;
+  const inherited = inheritedValues(from, family, read);
+  const symbolic = target.dynamic?.symbolic ?? false;
+  const plan: StagePlan = { writes: [], ifuncs: [], sharedSites: 0, newImports: [] };
+  const inRegion = (vaddr: bigint) => vaddr >= region.start && vaddr < region.end;
+
+  /** Runtime address of a vaddr of the target: data in the shared region lives at its canonical address. */
+  const addrOf = (vaddr: bigint) => (inRegion(vaddr) ? canonical.bias + vaddr : targetBias + vaddr);
+
+  /** Where a symbol of this library lives once the target is live; undefined when the target lacks it. */
+  const targetSymbol = (ref: SymbolRef) => {
+    const sym = target.lookup(ref.name, ref.version);
+    return sym && sym.defined ? sym : undefined;
+  };
+
+  // glibc adds the addend only for R_X86_64_64; GLOB_DAT and JUMP_SLOT store the bare address.
+  const addendOf = (r: Relocation) => (r.type === RelocType.R64 ? r.addend : 0n);
+
+  const write = (r: Relocation, value: bigint, reason: WriteReason) =>
+    plan.writes.push({ addr: targetBias + r.offset, value: BigInt.asUintN(64, value), reason, reloc: r });
+
+  /** Stores the address of the target's own definition of `sym` (+ addend) at the site of `r`. */
+  const writeSelf = (r: Relocation, sym: ElfSymbol, reason: WriteReason) => {
+    if (sym.type === SymType.GNU_IFUNC) plan.ifuncs.push({ addr: targetBias + r.offset, resolver: targetBias + sym.value, addend: addendOf(r), reloc: r });
+    else write(r, addrOf(sym.value) + addendOf(r), reason);
+  };
+
+  const familyBuildAt = (addr: bigint) => family.builds.find((b) => inSpan(b, addr));
+
+  for (const r of target.relocations) {
+    if (inRegion(r.offset)) {
+      plan.sharedSites++;
+      continue;
+    }
+    switch (r.type) {
+      case RelocType.NONE:
+        break;
+      case RelocType.RELATIVE: {
+        // RELR sites carry their addend in place.
+        const addend = r.table === 'relr' ? target.readAt(r.offset, 8).readBigUInt64LE(0) : r.addend;
+        write(r, addrOf(addend), 'relative');
+        break;
+      }
+      case RelocType.IRELATIVE:
+        plan.ifuncs.push({ addr: targetBias + r.offset, resolver: targetBias + r.addend, addend: 0n, reloc: r });
+        break;
+      case RelocType.GLOB_DAT:
+      case RelocType.JUMP_SLOT:
+      case RelocType.R64: {
+        const s = r.symbol;
+        if (!s) {
+          write(r, addrOf(r.addend), 'relative'); // ld.so: the null symbol resolves to the object itself
+          break;
+        }
+        const own = targetSymbol(refOf(s));
+        if (own && s.defined && symbolic) {
+          writeSelf(r, own, 'self');
+          break;
+        }
+        const prev = inherited.get(keyOf(r.type, s)) ?? inherited.get(keyOf(RelocType.GLOB_DAT, s)) ?? inherited.get(keyOf(RelocType.JUMP_SLOT, s));
+        if (prev) {
+          const def = prev.value - addendOf(prev.reloc);
+          if (familyBuildAt(def)) {
+            // The loader bound the previous build to this library itself: bind the target to its own copy.
+            if (own) writeSelf(r, own, 'self');
+            else throw missingInTarget(s, target);
+          } else write(r, def + addendOf(r), 'inherited');
+          break;
+        }
+        const def = lookupInScope(scope, refOf(s));
+        if (!def) {
+          if (s.bind === 2 /* STB_WEAK */) write(r, 0n, 'weak-undefined');
+          else throw new UlpError('LOADER_UNRESOLVED_SYMBOL', `symbol ${fmtRef(s)} needed by the new build is not defined by any object loaded in the process`, 'The new build imports something the process does not provide; rebuild it against the same dependencies or load the missing library first.', { symbol: fmtRef(s) });
+          break;
+        }
+        if (family.builds.includes(def.obj)) {
+          if (own) writeSelf(r, own, 'self');
+          else throw missingInTarget(s, target);
+          break;
+        }
+        if (!s.defined) plan.newImports.push({ name: s.name, version: s.version, from: def.obj.soname ?? (def.obj.name || '(executable)') });
+        if (def.sym.type === SymType.GNU_IFUNC) plan.ifuncs.push({ addr: targetBias + r.offset, resolver: def.addr, addend: addendOf(r), reloc: r });
+        else write(r, def.addr + addendOf(r), 'resolved');
+        break;
+      }
+      case RelocType.DTPMOD64:
+      case RelocType.DTPOFF64:
+      case RelocType.TPOFF64:
+        write(r, tlsValue(r, target, from, inherited), 'tls');
+        break;
+      default:
+        throw new UlpError('LOADER_UNSUPPORTED_RELOC', `the new build has a relocation of type ${r.type} at 0x${r.offset.toString(16)}, which the loader cannot apply`, 'Text relocations and TLS descriptors are not supported; build the library with -fPIC and the default TLS dialect.', { type: r.type, offset: `0x${r.offset.toString(16)}` });
+    }
+  }
+  return plan;
+}
+
+/**
+ * TLS: the target must use the module id and block offset the previous build
+ * was given, or every thread would lose its state. Both are read back from the
+ * previous build's own TLS relocations; the compatibility rules guarantee the
+ * TLS block layout (symbol offsets inside it) is identical.
+ */
+function tlsValue(r: Relocation, target: ElfObject, from: ProcessObject, inherited: Map<string, { value: bigint; reloc: Relocation }>): bigint {
+  const s = r.symbol;
+  const ownSym = s ? target.lookup(s.name, s.version) : undefined;
+  const own = !s || (ownSym?.defined ?? false);
+  if (!own) {
+    const prev = inherited.get(keyOf(r.type, s));
+    if (!prev) throw tlsUnknown(r, 'the previous build has no matching TLS relocation');
+    return prev.value - prev.reloc.addend + r.addend;
+  }
+  const symValue = ownSym?.value ?? 0n;
+  if (r.type === RelocType.DTPOFF64) return symValue + r.addend;
+  // Find any own-module relocation of the same type in the previous build to learn the module id / block offset.
+  for (const [, prev] of inherited) {
+    if (prev.reloc.type !== r.type) continue;
+    const ps = prev.reloc.symbol;
+    if (ps && !ps.defined) continue;
+    if (r.type === RelocType.DTPMOD64) return prev.value;
+    const prevSymValue = ps ? (from.elf.lookup(ps.name, ps.version)?.value ?? 0n) : 0n;
+    const blockOffset = prev.value - prevSymValue - prev.reloc.addend;
+    return blockOffset + symValue + r.addend;
+  }
+  throw tlsUnknown(r, 'the previous build has no TLS relocation of this type to learn its module and offset from');
+}
+
+function tlsUnknown(r: Relocation, why: string): UlpError {
+  return new UlpError('LOADER_TLS_UNKNOWN', `cannot place TLS relocation at 0x${r.offset.toString(16)}${r.symbol ? ` (${fmtRef(r.symbol)})` : ''}: ${why}`, 'The builds access thread-local storage differently; rebuild the new build with the same TLS model as the old one.');
+}
+
+function missingInTarget(s: ElfSymbol, target: ElfObject): UlpError {
+  return new UlpError('LOADER_SYMBOL_MISSING', `the new build ${target.soname ?? ''} does not define ${fmtRef(s)}, which the running process resolved into this library`, 'The pair is not compatible for this process; repack with a new build that keeps the symbol.');
+}
+
+export function fmtRef(s: SymbolRef): string {
+  return s.version ? `${s.name}@${s.version}` : s.name;
+}

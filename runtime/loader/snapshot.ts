@@ -1,0 +1,66 @@
+/**
+ * Reads, without stopping anything, what a process has loaded: the objects in
+ * the dynamic loader's link map and the builds earlier runs of the trigger
+ * mapped from `ulp:` memfds, each parsed from the process's own memory.
+ */
+import { imageSpan, parseElfFromMemory, PF_X, type ElfObject } from '../../elf/index.js';
+import { readLinkMap } from '../linkmap.js';
+import { readMaps, type Mapping } from '../maps.js';
+import type { RemoteMemory } from '../memory.js';
+import { parseMemfdPath, type Family, type ProcessObject } from './model.js';
+
+export interface Snapshot {
+  pid: number;
+  /** Link-map objects of the main namespace in link-map order (the executable first), then ulp builds. */
+  objects: ProcessObject[];
+  maps: Mapping[];
+  /** Shared data memfds already created, by SONAME: the start of each mapping of it. */
+  dataMappings: Map<string, Mapping[]>;
+}
+
+function describe(elf: ElfObject, bias: bigint): Pick<ProcessObject, 'code' | 'span' | 'buildId' | 'soname'> {
+  const span = imageSpan(elf);
+  return {
+    buildId: elf.buildId,
+    soname: elf.soname,
+    span: { start: bias + span.start, end: bias + span.end },
+    code: elf.loadSegments.filter((p) => (p.flags & PF_X) !== 0).map((p) => ({ start: bias + p.vaddr, end: bias + p.vaddr + p.memsz })),
+  };
+}
+
+export function takeSnapshot(pid: number, mem: RemoteMemory): Snapshot {
+  const read = (a: bigint, n: number) => mem.read(a, n);
+  const lm = readLinkMap(pid, mem, { buildIds: false });
+  const objects: ProcessObject[] = [];
+  for (const o of lm.objects) {
+    // Other namespaces (dlmopen) have scopes of their own; they are not patched (docs/LIMITATIONS.md).
+    if (o.namespace !== 0 || o.isVdso) continue;
+    const elf = parseElfFromMemory(read, { bias: o.bias, headerAddr: o.headerAddr, expect: 'any' });
+    objects.push({ name: o.isMain ? '' : o.path, bias: o.bias, elf, source: 'linkmap', linkMapAddr: o.linkMap, ...describe(elf, o.bias) });
+  }
+  const maps = readMaps(pid);
+  const dataMappings = new Map<string, Mapping[]>();
+  const seenBuilds = new Set<string>();
+  for (const m of maps) {
+    const parsed = parseMemfdPath(m.path);
+    if (!parsed) continue;
+    if (parsed.kind === 'data') {
+      dataMappings.set(parsed.soname, [...(dataMappings.get(parsed.soname) ?? []), m]);
+      continue;
+    }
+    // A build is mapped from offset 0 at its base; later segments of the same memfd follow it.
+    if (m.offset !== 0n || seenBuilds.has(`${m.dev}:${m.inode}`)) continue;
+    seenBuilds.add(`${m.dev}:${m.inode}`);
+    const elf = parseElfFromMemory(read, { bias: m.start, headerAddr: m.start, expect: 'any' });
+    objects.push({ name: m.path.replace(/^\/memfd:| \(deleted\)$/g, ''), bias: m.start, elf, source: 'ulp', ulp: parsed.name, ...describe(elf, m.start) });
+  }
+  return { pid, objects, maps, dataMappings };
+}
+
+/** Every build of the library named `soname` in the process, or undefined when the loader has not loaded it. */
+export function familyOf(snapshot: Snapshot, soname: string): Family | undefined {
+  const builds = snapshot.objects.filter((o) => o.soname === soname);
+  const canonical = builds.find((o) => o.source === 'linkmap');
+  if (!canonical) return undefined;
+  return { soname, canonical, builds: [canonical, ...builds.filter((b) => b !== canonical)] };
+}

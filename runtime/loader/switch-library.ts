@@ -1,0 +1,214 @@
+/**
+ * "Make build T of library L live in process P": the one operation behind
+ * apply, revert, stacking and completing an interrupted switch. Plans while
+ * the process runs, stages T on one borrowed thread if it is not mapped yet,
+ * then stops every thread only for the alias and the relink.
+ */
+import { UlpError } from '../../common/errors.js';
+import { imageSpan, parseElf, PF_X, type ElfObject } from '../../elf/index.js';
+import { RemoteMemory } from '../memory.js';
+import type { PauseRecord } from '../pause.js';
+import { Session, type SessionOptions } from '../session.js';
+import { readLibraryState, regionOf, type LibraryState } from './library.js';
+import { parseMemfdPath, type Family, type ProcessObject, type Region } from './model.js';
+import { planStage, type StagePlan } from './relocate.js';
+import { classifySlot, collectSlots } from './relink.js';
+import { globalScope } from './scope.js';
+import { aliasCanonical, applyWrites, mapBuild, tryUnmap, type StagedImage, type Write } from './stage.js';
+import { takeSnapshot, type Snapshot } from './snapshot.js';
+import { emptyCounts, relink, type SwitchResult } from './switch.js';
+
+export interface SwitchRequest {
+  pid: number;
+  soname: string;
+  /** The build to make live: its bytes (staged only if the process does not have it mapped yet). */
+  target: { buildId: string; bytes: Buffer; memfdName: string };
+  /** Plan everything, change nothing. */
+  dryRun?: boolean;
+  session?: SessionOptions;
+  progress?: (message: string) => void;
+  /** The result of prepare(), when the caller already read the process to decide. */
+  prepared?: Prepared;
+}
+
+export interface Prepared {
+  snap: Snapshot;
+  state: LibraryState;
+  elf: ElfObject;
+  /** The target build, when the process has it mapped already. */
+  mapped: ProcessObject | undefined;
+}
+
+export interface SwitchReport {
+  soname: string;
+  fromBuildId: string | undefined;
+  toBuildId: string;
+  /** The target had to be mapped (false: it was already in the process). */
+  staged: boolean;
+  targetBase: bigint | undefined;
+  /** This switch turned the library's writable data into the shared mapping. */
+  aliasedNow: boolean;
+  /** Slots rewritten from another build, and lazy slots bound to the target. */
+  rewritten: number;
+  lazyBound: number;
+  counts: SwitchResult['counts'];
+  newImports: StagePlan['newImports'];
+  ifuncs: number;
+  relocations: number;
+  pauses: PauseRecord[];
+  timings: { planMs: number; stageMs: number; switchMs: number };
+}
+
+const ms = (t0: number) => Math.round((performance.now() - t0) * 1000) / 1000;
+
+/** Where a dry run pretends to map the build: any canonical user-space address works for planning. */
+const DRY_RUN_BIAS = 0x7e0000000000n;
+
+export function targetObject(elf: ElfObject, bias: bigint, memfdName: string): ProcessObject {
+  const span = imageSpan(elf);
+  const name = parseMemfdPath(`/memfd:${memfdName}`);
+  return {
+    name: memfdName,
+    bias,
+    elf,
+    buildId: elf.buildId,
+    soname: elf.soname,
+    source: 'ulp',
+    ...(name?.kind === 'build' ? { ulp: name.name } : {}),
+    span: { start: bias + span.start, end: bias + span.end },
+    code: elf.loadSegments.filter((p) => (p.flags & PF_X) !== 0).map((p) => ({ start: bias + p.vaddr, end: bias + p.vaddr + p.memsz })),
+  };
+}
+
+function sameRegion(a: Region | undefined, b: Region | undefined): boolean {
+  return a === b || (a !== undefined && b !== undefined && a.start === b.start && a.end === b.end);
+}
+
+/** Reads the process and checks that `target` can replace the live build here. */
+export function prepare(req: Omit<SwitchRequest, 'prepared'>, mem: RemoteMemory = new RemoteMemory(req.pid)): Prepared {
+  const snap = takeSnapshot(req.pid, mem);
+  const state = readLibraryState(snap, req.soname, mem);
+  if (!state) {
+    throw new UlpError('TRIGGER_NOT_LOADED', `process ${req.pid} has not loaded ${req.soname}`, 'Check the pid; `ulp-trigger --status PID` lists what it has loaded.', { pid: req.pid, soname: req.soname });
+  }
+  const elf = parseElf(req.target.bytes);
+  if (elf.buildId !== req.target.buildId) {
+    throw new UlpError('TRIGGER_BUILD_MISMATCH', `the build in the bundle has build-id ${elf.buildId ?? 'none'}, the manifest says ${req.target.buildId}`, 'The bundle is inconsistent; rebuild it with ulp-pack.');
+  }
+  const region = regionOf(elf, `the build ${req.target.buildId}`);
+  if (!sameRegion(region, state.region)) {
+    throw new UlpError('TRIGGER_LAYOUT_MISMATCH', `the writable data of ${req.soname} in process ${req.pid} is laid out differently from the build ${req.target.buildId}`, 'The process runs a build this bundle was not made for; check its build-id with --status.');
+  }
+  return { snap, state, elf, mapped: state.family.builds.find((b) => b.buildId === req.target.buildId) };
+}
+
+export function switchLibrary(req: SwitchRequest): SwitchReport {
+  const progress = req.progress ?? (() => {});
+  const mem = new RemoteMemory(req.pid);
+  const t0 = performance.now();
+  progress(`reading process ${req.pid}`);
+  const { snap, state, elf, mapped } = req.prepared ?? prepare(req, mem);
+  const region = state.region ?? { start: 0n, end: 0n };
+  const family = state.family;
+  const scope = globalScope(snap.objects);
+  const read = (a: bigint, n: number) => mem.read(a, n);
+  const report: SwitchReport = {
+    soname: req.soname,
+    fromBuildId: state.live.buildId,
+    toBuildId: req.target.buildId,
+    staged: !mapped,
+    targetBase: mapped?.bias,
+    aliasedNow: false,
+    rewritten: 0,
+    lazyBound: 0,
+    counts: emptyCounts(),
+    newImports: [],
+    ifuncs: 0,
+    relocations: 0,
+    pauses: [],
+    timings: { planMs: 0, stageMs: 0, switchMs: 0 },
+  };
+
+  if (req.dryRun) {
+    const target = mapped ?? targetObject(elf, DRY_RUN_BIAS, req.target.memfdName);
+    if (!mapped) {
+      const plan = planStage({ target: elf, targetBias: DRY_RUN_BIAS, family, from: state.live, scope, region, read });
+      Object.assign(report, { newImports: plan.newImports, ifuncs: plan.ifuncs.length, relocations: plan.writes.length + plan.ifuncs.length });
+    }
+    const fam: Family = mapped ? family : { ...family, builds: [...family.builds, target] };
+    // The hypothetical target has no slots in memory yet: only the process's own objects are read.
+    const slots = collectSlots(snap.objects, fam, region);
+    slots.forEach((slot) => {
+      const st = classifySlot(slot, mem.readU64(slot.addr), { family: fam, target, region, scope });
+      report.counts[st.kind]++;
+    });
+    report.rewritten = report.counts.stale;
+    report.lazyBound = report.counts.lazy;
+    report.timings.planMs = ms(t0);
+    return report;
+  }
+
+  report.timings.planMs = ms(t0);
+  const session = Session.open(req.pid, req.session);
+  try {
+    let target = mapped;
+    let image: StagedImage | undefined;
+    if (!target) {
+      const t1 = performance.now();
+      progress(`staging ${req.soname} ${req.target.buildId.slice(0, 12)}`);
+      session.borrow();
+      session.stub();
+      image = mapBuild(session, {
+        bytes: req.target.bytes,
+        elf,
+        memfdName: req.target.memfdName,
+        soname: req.soname,
+        region: state.region,
+        aliasedCanonicalRegion: state.aliased && state.region ? family.canonical.bias + state.region.start : undefined,
+      });
+      try {
+        const plan = planStage({ target: elf, targetBias: image.bias, family, from: state.live, scope, region, read });
+        const writes: Write[] = plan.writes.map((w) => ({ addr: w.addr, value: w.value }));
+        // IFUNC resolvers run now, with the other threads running (DESIGN: never call into the process during the pause).
+        for (const f of plan.ifuncs) writes.push({ addr: f.addr, value: BigInt.asUintN(64, session.call(f.resolver) + f.addend) });
+        applyWrites(session, elf, image, writes);
+        Object.assign(report, { newImports: plan.newImports, ifuncs: plan.ifuncs.length, relocations: writes.length, targetBase: image.bias });
+      } catch (e) {
+        tryUnmap(session, image.span.start, image.span.end - image.span.start);
+        throw e;
+      }
+      session.resume();
+      target = targetObject(elf, image.bias, req.target.memfdName);
+      report.timings.stageMs = ms(t1);
+    }
+
+    const t2 = performance.now();
+    progress('switching');
+    const fam: Family = family.builds.includes(target) ? family : { ...family, builds: [...family.builds, target] };
+    const objects = family.builds.includes(target) ? snap.objects : [...snap.objects, target];
+    const slots = collectSlots(objects, fam, region);
+    session.stopAll();
+    try {
+      if (image?.freshData && state.region && image.regionAddr !== undefined) {
+        aliasCanonical(session, family.canonical, state.region, image.regionAddr);
+        report.aliasedNow = true;
+      }
+      const result = relink(session, slots, { family: fam, target, region, scope });
+      report.counts = result.counts;
+      report.rewritten = result.journal.filter((j) => j.kind === 'stale').length;
+      report.lazyBound = result.journal.filter((j) => j.kind === 'lazy').length;
+    } catch (e) {
+      // The relink rolled itself back; a staged build nothing points at can go. The alias, if made, stays: it is invisible.
+      if (image) tryUnmap(session, image.span.start, image.span.end - image.span.start);
+      throw e;
+    } finally {
+      session.resume();
+    }
+    report.timings.switchMs = ms(t2);
+  } finally {
+    session.detach();
+    report.pauses = [...session.pauses];
+  }
+  return report;
+}
+

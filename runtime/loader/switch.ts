@@ -1,0 +1,82 @@
+/**
+ * Switch: with every thread stopped, make the target build live. The plan
+ * (which slots can matter) was made while the process ran; here each slot is
+ * re-read and re-classified, because the program and lazy binding kept
+ * writing until the stop. Every write is journaled; if one fails, the
+ * journal is replayed backwards and the process resumes on its old version.
+ */
+import { UlpError } from '../../common/errors.js';
+import type { Session } from '../session.js';
+import type { RemoteMemory } from '../memory.js';
+import { classifySlot, type ClassifyContext, type Slot, type SlotState } from './relink.js';
+
+export interface JournalEntry {
+  addr: bigint;
+  before: bigint;
+  after: bigint;
+  slot: Slot;
+  kind: 'stale' | 'lazy';
+}
+
+export interface SwitchResult {
+  journal: JournalEntry[];
+  /** Slot classification counts after the switch, for the report. */
+  counts: Record<SlotState['kind'], number>;
+}
+
+const KINDS: SlotState['kind'][] = ['target', 'stale', 'lazy', 'shared-data', 'unmatched', 'missing', 'other'];
+
+export function emptyCounts(): Record<SlotState['kind'], number> {
+  return Object.fromEntries(KINDS.map((k) => [k, 0])) as Record<SlotState['kind'], number>;
+}
+
+/**
+ * Reads the current value of every slot, fetching each page that holds slots
+ * once instead of one read per slot (a large process has thousands).
+ */
+export function readSlots(mem: RemoteMemory, slots: readonly Slot[]): bigint[] {
+  const PAGE = 4096n;
+  const pages = new Map<bigint, Buffer | undefined>();
+  return slots.map((s) => {
+    const page = s.addr & ~(PAGE - 1n);
+    const off = Number(s.addr - page);
+    if (off + 8 > 4096) return mem.readU64(s.addr);
+    if (!pages.has(page)) pages.set(page, mem.tryRead(page, 4096));
+    const buf = pages.get(page);
+    return buf ? buf.readBigUInt64LE(off) : mem.readU64(s.addr);
+  });
+}
+
+/** Decides and performs the relink on a fully stopped process. */
+export function relink(s: Session, slots: readonly Slot[], ctx: ClassifyContext): SwitchResult {
+  const values = readSlots(s.memory, slots);
+  const journal: JournalEntry[] = [];
+  const counts = emptyCounts();
+  slots.forEach((slot, i) => {
+    const state = classifySlot(slot, values[i]!, ctx);
+    counts[state.kind]++;
+    if (state.kind === 'stale' || state.kind === 'lazy') journal.push({ addr: slot.addr, before: values[i]!, after: state.value, slot, kind: state.kind });
+  });
+  const done: JournalEntry[] = [];
+  try {
+    for (const e of journal) {
+      s.poke(e.addr, word(e.after));
+      done.push(e);
+    }
+  } catch (err) {
+    rollback(s, done);
+    throw new UlpError('SWITCH_ROLLED_BACK', `the switch failed after ${done.length} of ${journal.length} slot writes and was rolled back: ${(err as Error).message}`, 'The process runs the version it ran before; see the cause above.', { written: done.length, planned: journal.length }, { cause: err });
+  }
+  return { journal, counts };
+}
+
+/** Restores journaled slots, newest first. Used on failure and by tests. */
+export function rollback(s: Session, entries: readonly JournalEntry[]): void {
+  for (const e of [...entries].reverse()) s.poke(e.addr, word(e.before));
+}
+
+function word(v: bigint): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(BigInt.asUintN(64, v));
+  return b;
+}

@@ -1,0 +1,107 @@
+/**
+ * Finding or creating the stub page of a process (layout.ts, code.ts).
+ *
+ * Creation needs exactly one unprotected system call: the mmap of the page
+ * itself, executed at a `syscall` instruction found in the vDSO (or libc)
+ * with the thread's registers saved only in the tracer. A tracer killed
+ * during those few microseconds leaves that thread with foreign registers;
+ * this is the one window the stub cannot cover, once per process lifetime.
+ * Everything after it already runs through the stub:
+ *   memfd_create("ulp:stub"), header written from the tracer through
+ *   /proc/PID/fd/N, sealed, mapped read-only over the header page (that is
+ *   how later runs find it in /proc/PID/maps), code made r-x (W^X), close.
+ */
+import { closeSync, ftruncateSync, writeSync } from 'node:fs';
+import { F, F_SEAL, MAP, MFD, NR, PROT } from '../sys/constants.js';
+import { signed, u64 } from '../sys/regs.js';
+import * as pt from '../sys/ptrace.js';
+import { procError } from '../errors.js';
+import { findMapping, readMaps, type Mapping } from '../maps.js';
+import { openTargetFd, type RemoteMemory } from '../memory.js';
+import { checkSyscall, runSyscall, type RemoteArg } from '../remote-syscall.js';
+import type { Session } from '../session.js';
+import type { Tracee } from '../tracee.js';
+import { ENTRY, STUB_CODE } from './code.js';
+import { BLOCK_STRIDE, CODE_OFF, CODE_SIZE, encodeHeader, headerMatches, NSLOTS, SLOTS_OFF, STUB_MAPS_NAME, STUB_NAME, STUB_SIZE } from './layout.js';
+import { blockAddress, claimSlot } from './slots.js';
+
+export interface StubInfo {
+  /** Address of the header page; the code, slots and XSAVE areas follow (layout.ts). */
+  base: bigint;
+  /** True when this session created it. */
+  created: boolean;
+}
+
+/** The code region as it must read in the target: NSLOTS copies of the block. */
+export function stubCodeImage(): Buffer {
+  const img = Buffer.alloc(CODE_SIZE);
+  for (let i = 0; i < NSLOTS; i++) STUB_CODE.copy(img, i * BLOCK_STRIDE);
+  return img;
+}
+
+/** Looks for a valid stub in the process (no stop needed). */
+export function findStub(pid: number, mem: RemoteMemory, maps: readonly Mapping[] = readMaps(pid)): StubInfo | undefined {
+  const image = stubCodeImage();
+  for (const m of maps) {
+    if (m.path !== STUB_MAPS_NAME || m.offset !== 0n) continue;
+    const header = mem.tryRead(m.start, 64);
+    if (!header || !headerMatches(header)) continue;
+    const code = findMapping(maps, m.start + BigInt(CODE_OFF));
+    const slots = findMapping(maps, m.start + BigInt(SLOTS_OFF));
+    if (!code?.exec || !slots?.write) continue;
+    if (!mem.tryRead(m.start + BigInt(CODE_OFF), CODE_SIZE)?.equals(image)) continue;
+    return { base: m.start, created: false };
+  }
+  return undefined;
+}
+
+/** Any `0f 05` pair in executable memory will do; the vDSO has some and is tiny. */
+export function findSyscallInstruction(pid: number, mem: RemoteMemory, maps: readonly Mapping[]): bigint {
+  const candidates = [...maps.filter((m) => m.path === '[vdso]'), ...maps.filter((m) => m.exec && m.path.includes('/libc.so'))];
+  for (const m of candidates) {
+    const len = Number(m.end - m.start);
+    for (let off = 0; off < len; off += 65536) {
+      const chunk = mem.tryRead(m.start + BigInt(off), Math.min(65536 + 1, len - off));
+      if (!chunk) break;
+      for (let i = chunk.indexOf(0x0f); i >= 0 && i + 1 < chunk.length; i = chunk.indexOf(0x0f, i + 1)) {
+        if (chunk[i + 1] === 0x05) return m.start + BigInt(off + i);
+      }
+    }
+  }
+  throw procError('PROC_STUB', `no syscall instruction found in the vDSO or libc of process ${pid}`, 'Without either the stub page cannot be created.', { pid });
+}
+
+/** Maps and fills a new stub page in the target, using the stopped thread `t`. */
+export function createStub(s: Session, t: Tracee): StubInfo {
+  const maps = readMaps(s.pid);
+  const insn = findSyscallInstruction(s.pid, s.memory, maps);
+  const r = runSyscall(s, t, NR.mmap, [0, STUB_SIZE, PROT.READ | PROT.WRITE | PROT.EXEC, MAP.PRIVATE | MAP.ANONYMOUS, -1, 0], { rip: insn });
+  if (signed(r) < 0n && signed(r) > -4096n) {
+    checkSyscall(s.pid, NR.mmap, r); // throws with the errno
+  }
+  const base = u64(r);
+  s.memory.write(base + BigInt(CODE_OFF), stubCodeImage());
+  const stub: StubInfo = { base, created: true };
+  const slot = claimSlot(s.memory, base, s.pid, t.tid, pt.getRegs(t.tid).rip);
+  const sys = (nr: number, args: RemoteArg[]): bigint => {
+    const res = runSyscall(s, t, nr, args, { rip: blockAddress(base, slot) + BigInt(ENTRY.SYSCALL), stub: { base, slot } });
+    return checkSyscall(s.pid, nr, res);
+  };
+  const fd = Number(sys(NR.memfd_create, [{ bytes: Buffer.from(STUB_NAME + '\0') }, MFD.CLOEXEC | MFD.ALLOW_SEALING]));
+  try {
+    const f = openTargetFd(s.pid, fd);
+    try {
+      ftruncateSync(f, 4096);
+      writeSync(f, encodeHeader(), 0, 4096, 0);
+    } finally {
+      closeSync(f);
+    }
+    sys(NR.fcntl, [fd, F.ADD_SEALS, F_SEAL.SEAL | F_SEAL.SHRINK | F_SEAL.GROW | F_SEAL.WRITE]);
+    sys(NR.mmap, [base, 4096, PROT.READ, MAP.SHARED | MAP.FIXED, fd, 0]);
+    sys(NR.mprotect, [base + BigInt(CODE_OFF), CODE_SIZE, PROT.READ | PROT.EXEC]);
+  } finally {
+    sys(NR.close, [fd]);
+  }
+  return stub;
+}
+

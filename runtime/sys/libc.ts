@@ -1,0 +1,57 @@
+/**
+ * The one place that loads libc through koffi. Everything else calls the
+ * typed wrappers in ptrace.ts, wait.ts and memory.ts.
+ *
+ * All calls are synchronous on purpose: ptrace requests must come from the OS
+ * thread that attached, and koffi's `.async` runs calls on a worker thread.
+ */
+import koffi from 'koffi';
+
+const libc = koffi.load('libc.so.6');
+
+/** Signature with integer addr/data (PEEKDATA, POKEDATA, CONT, SEIZE...). */
+export const ptraceInt = libc.func('long ptrace(int request, int pid, uintptr_t addr, uintptr_t data)') as (
+  request: number,
+  pid: number,
+  addr: bigint | number,
+  data: bigint | number,
+) => number | bigint;
+
+/** Same function, with `data` pointing at a local buffer (GETREGS, GETREGSET, GETSIGMASK...). */
+export const ptraceBuf = libc.func('long ptrace(int request, int pid, uintptr_t addr, void *data)') as (
+  request: number,
+  pid: number,
+  addr: bigint | number,
+  data: Buffer,
+) => number | bigint;
+
+export const waitpid = libc.func('int waitpid(int pid, void *status, int options)') as (
+  pid: number,
+  status: Buffer,
+  options: number,
+) => number;
+
+/** iovec arrays are built by the caller (see memory.ts) because the local side needs raw addresses. */
+export const processVmReadv = libc.func(
+  'long process_vm_readv(int pid, void *local, unsigned long liovcnt, void *remote, unsigned long riovcnt, unsigned long flags)',
+) as (pid: number, local: Buffer, liovcnt: number, remote: Buffer, riovcnt: number, flags: number) => number | bigint;
+
+export const processVmWritev = libc.func(
+  'long process_vm_writev(int pid, void *local, unsigned long liovcnt, void *remote, unsigned long riovcnt, unsigned long flags)',
+) as (pid: number, local: Buffer, liovcnt: number, remote: Buffer, riovcnt: number, flags: number) => number | bigint;
+
+export const tgkill = libc.func('int tgkill(int tgid, int tid, int sig)') as (tgid: number, tid: number, sig: number) => number;
+
+export const schedYield = libc.func('int sched_yield()') as () => number;
+
+export const geteuid = libc.func('uint32_t geteuid()') as () => number;
+
+/** errno of the last call made through koffi on this thread. */
+export function lastErrno(): number {
+  return koffi.errno();
+}
+
+/** Address of a Buffer's bytes, for iovecs. The Buffer must stay referenced while the address is used. */
+export function bufferAddress(buf: Buffer): bigint {
+  return BigInt.asUintN(64, BigInt(koffi.address(buf)));
+}

@@ -1,0 +1,87 @@
+/**
+ * waitpid on one thread (always __WALL: threads are clone children), the
+ * decoding of its status word, and a deadline-aware wait that never blocks
+ * the JS thread for longer than the caller allows.
+ */
+import { PTRACE_EVENT, SIG, WNOHANG, __WALL } from './constants.js';
+import { EINTR, SysError } from './errno.js';
+import { lastErrno, schedYield, waitpid } from './libc.js';
+
+export type WaitEvent =
+  | { kind: 'exited'; code: number }
+  | { kind: 'killed'; signal: number }
+  /** A ptrace stop; `event` is PTRACE_EVENT_* (0 for signal-delivery and syscall stops). */
+  | { kind: 'stopped'; signal: number; event: number };
+
+export function decodeStatus(status: number): WaitEvent {
+  const low = status & 0x7f;
+  if (low === 0) return { kind: 'exited', code: (status >> 8) & 0xff };
+  if ((status & 0xff) === 0x7f) return { kind: 'stopped', signal: (status >> 8) & 0xff, event: (status >> 16) & 0xff };
+  return { kind: 'killed', signal: low };
+}
+
+/** Syscall-stops under PTRACE_O_TRACESYSGOOD. */
+export function isSyscallStop(e: WaitEvent): boolean {
+  return e.kind === 'stopped' && e.event === 0 && e.signal === (SIG.SIGTRAP | 0x80);
+}
+
+/** PTRACE_EVENT_STOP: an interrupt (signal SIGTRAP) or a group-stop (signal SIGSTOP, SIGTSTP...). */
+export function isEventStop(e: WaitEvent): boolean {
+  return e.kind === 'stopped' && e.event === PTRACE_EVENT.STOP;
+}
+
+export function isGroupStop(e: WaitEvent): boolean {
+  return isEventStop(e) && e.kind === 'stopped' && e.signal !== SIG.SIGTRAP;
+}
+
+/** A signal the tracee is about to receive (it can be delivered, changed or suppressed on resume). */
+export function isSignalStop(e: WaitEvent): boolean {
+  return e.kind === 'stopped' && e.event === 0 && e.signal !== (SIG.SIGTRAP | 0x80);
+}
+
+const statusBuf = Buffer.alloc(4);
+
+/** One non-blocking poll; undefined when nothing is pending. Throws SysError(ECHILD) when tid is not ours. */
+export function pollThread(tid: number): WaitEvent | undefined {
+  for (;;) {
+    const r = waitpid(tid, statusBuf, __WALL | WNOHANG);
+    if (r === 0) return undefined;
+    if (r === tid) return decodeStatus(statusBuf.readInt32LE(0));
+    const e = lastErrno();
+    if (e === EINTR) continue;
+    throw new SysError('waitpid', e);
+  }
+}
+
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+
+function sleepMs(ms: number): void {
+  Atomics.wait(sleeper, 0, 0, ms);
+}
+
+/**
+ * Waits for the next event of `tid` until `deadline` (a performance.now()
+ * value); undefined on timeout. Stops of a tracee we just resumed arrive
+ * within microseconds, so it first polls with sched_yield (which also hands
+ * the CPU to the tracee on a single core) and only then sleeps in growing
+ * steps, keeping the JS thread responsive to nothing but this wait.
+ */
+export function waitThread(tid: number, deadline: number, onIdle?: () => void): WaitEvent | undefined {
+  let spins = 0;
+  let nap = 0.05;
+  for (;;) {
+    const ev = pollThread(tid);
+    if (ev) return ev;
+    const now = performance.now();
+    if (now >= deadline) return undefined;
+    if (spins < 2000) {
+      spins++;
+      schedYield();
+      continue;
+    }
+    onIdle?.();
+    sleepMs(Math.min(nap, deadline - now));
+    nap = Math.min(nap * 2, 2);
+  }
+}
+

@@ -1,0 +1,91 @@
+/**
+ * Applies or reverts one bundle in one process: refuse what must not be
+ * touched, read the library's state, decide (decide.ts), then let the
+ * loader runtime switch. Returns a result for the report; throws UlpError.
+ */
+import { UlpError } from '../common/errors.js';
+import { patchStep, type Bundle } from '../patches/index.js';
+import { checkTarget } from '../runtime/index.js';
+import { buildMemfdName } from '../runtime/loader/model.js';
+import { prepare, switchLibrary, type SwitchReport } from '../runtime/loader/switch-library.js';
+import type { SessionOptions } from '../runtime/index.js';
+import { decide, type Decision } from './decide.js';
+
+/**
+ * libc and the dynamic loader share private structures (and the thread
+ * library shims are parts of libc since glibc 2.34); swapping one of them
+ * under the others is not designed yet. libm and libresolv are ordinary.
+ */
+const GLIBC_SONAMES = new Set(['libc.so.6', 'ld-linux-x86-64.so.2', 'libpthread.so.0', 'libdl.so.2', 'librt.so.1', 'libutil.so.1', 'libanl.so.1']);
+
+export interface RunOptions {
+  which: 'forward' | 'reverse';
+  dryRun?: boolean;
+  progress?: (message: string) => void;
+  session?: SessionOptions;
+}
+
+export type Outcome = 'applied' | 'reverted' | 'already-applied' | 'not-applied' | 'dry-run';
+
+export interface RunResult {
+  pid: number;
+  soname: string;
+  patchId: string;
+  which: 'forward' | 'reverse';
+  outcome: Outcome;
+  note?: string;
+  fromBuildId: string;
+  toBuildId: string;
+  /** Build the process ran before. */
+  liveBefore: string | undefined;
+  /** The loader's report; absent for no-ops. */
+  switch?: SwitchReport;
+  /** Longest time every thread was stopped, in ms. */
+  pauseMs?: number;
+}
+
+export function refuseGlibc(soname: string): void {
+  if (GLIBC_SONAMES.has(soname)) {
+    throw new UlpError('TRIGGER_GLIBC', `${soname} is part of glibc, which cannot be patched live yet`, 'glibc shares private structures between libc and its loader; restart the processes to update it (docs/LIMITATIONS.md).', { soname });
+  }
+}
+
+export function runOne(pid: number, bundle: Bundle, opts: RunOptions): RunResult {
+  const step = patchStep(bundle, opts.which);
+  const { soname, patchId } = bundle.manifest;
+  refuseGlibc(soname);
+  if (step.direction.verdict === 'incompatible') {
+    throw new UlpError('TRIGGER_INCOMPATIBLE', `the bundle's ${opts.which === 'forward' ? 'patch' : 'reverse patch'} is marked incompatible`, 'ulp-pack never writes such a bundle; it was edited or made by another tool.');
+  }
+  checkTarget(pid);
+  const request = {
+    pid,
+    soname,
+    target: { buildId: step.to.entry.buildId, bytes: step.to.bytes, memfdName: buildMemfdName(patchId, opts.which === 'forward' ? 'new' : 'old', soname) },
+    ...(opts.progress ? { progress: opts.progress } : {}),
+    ...(opts.session ? { session: opts.session } : {}),
+  };
+  opts.progress?.(`reading process ${pid}`);
+  const prepared = prepare(request);
+  const { state } = prepared;
+  const referenced = [...state.counts.entries()].filter(([, n]) => n > 0).map(([b]) => b.buildId ?? '');
+  const decision: Decision = decide(opts.which, step.from.entry.buildId, step.to.entry.buildId, {
+    pid,
+    soname,
+    liveBuildId: state.live.buildId,
+    referenced,
+    present: state.family.builds.map((b) => b.buildId ?? ''),
+    liveIsLoaderBuild: state.live === state.family.canonical,
+  });
+  const base = { pid, soname, patchId, which: opts.which, fromBuildId: step.from.entry.buildId, toBuildId: step.to.entry.buildId, liveBefore: state.live.buildId };
+  if (decision.action === 'noop') return { ...base, outcome: decision.reason };
+  const report = switchLibrary({ ...request, prepared, dryRun: !!opts.dryRun });
+  const all = report.pauses.filter((p) => p.kind === 'all').map((p) => p.ms);
+  return {
+    ...base,
+    outcome: opts.dryRun ? 'dry-run' : opts.which === 'forward' ? 'applied' : 'reverted',
+    ...(decision.note ? { note: decision.note } : {}),
+    switch: report,
+    ...(all.length ? { pauseMs: Math.max(...all) } : {}),
+  };
+}

@@ -1,0 +1,174 @@
+/**
+ * The ulp-trigger command: options, output, and the one table that turns
+ * error codes into exit codes (docs/CLI.md). The work is in apply.ts,
+ * status.ts and all.ts; this file only wires them to the command line.
+ */
+import { readFileSync } from 'node:fs';
+import { Command } from 'commander';
+import { ExitCode, asUlpError, exitCodeFor, parseCommandLine, printJson, progress, reportError, toolVersion, type ExitCodeValue } from '../common/cli.js';
+import { UlpError } from '../common/errors.js';
+import { loadPublicKey, readBundleFile, type Bundle } from '../patches/index.js';
+import { runAll } from './all.js';
+import { runOne } from './apply.js';
+import { renderAll, renderRun, renderStatus } from './render.js';
+import { readStatus } from './status.js';
+
+const PROGRAM = 'ulp-trigger';
+
+/** Error code -> exit code, for everything this command can meet. */
+function exitCodeOf(code: string): ExitCodeValue | undefined {
+  switch (code) {
+    case 'TRIGGER_USAGE':
+      return ExitCode.USAGE;
+    case 'TRIGGER_KEY_UNREADABLE':
+    case 'BUNDLE_READ_FAILED':
+      return ExitCode.IO;
+    case 'SWITCH_ROLLED_BACK':
+    case 'LOADER_ALIAS':
+      return ExitCode.ROLLED_BACK;
+    case 'TRIGGER_BUILD_MISMATCH':
+    case 'TRIGGER_SIGNATURE_UNVERIFIED':
+      return ExitCode.INVALID_INPUT;
+    case 'ELF_INTERNAL':
+    case 'ELF_INVALID_ARGUMENT':
+    case 'INTERNAL_ERROR':
+      return ExitCode.INTERNAL;
+  }
+  if (code.startsWith('TRIGGER_') || code.startsWith('LOADER_')) return ExitCode.REFUSED;
+  if (code.startsWith('PROC_')) return ExitCode.TARGET;
+  if (code.startsWith('ELF_') || code.startsWith('BUNDLE_')) return ExitCode.INVALID_INPUT;
+  return undefined;
+}
+
+interface Options {
+  revert?: boolean;
+  dryRun?: boolean;
+  all?: boolean;
+  status?: boolean;
+  json?: boolean;
+  key?: string;
+  allowUnverified?: boolean;
+  stopTimeout?: string;
+}
+
+function usage(message: string): UlpError {
+  return new UlpError('TRIGGER_USAGE', message, `Run ${PROGRAM} --help.`);
+}
+
+function buildProgram(): Command {
+  return new Command(PROGRAM)
+    .description('Apply a patch bundle made by ulp-pack to running processes, revert it, or show what is live. The process needs no preparation; it is paused only for the final switch.')
+    .usage('[options] PID FIX.ulp\n       ulp-trigger --all [options] FIX.ulp\n       ulp-trigger --status PID')
+    .argument('[args...]', 'PID and FIX.ulp; FIX.ulp alone with --all; PID alone with --status')
+    .option('--revert', "switch back to the bundle's old build (its reverse patch)")
+    .option('--dry-run', 'do everything up to the switch (checks, symbol resolution, plan) and change nothing')
+    .option('--all', "every process that has one of the bundle's builds loaded")
+    .option('--status', 'show the live build of each patched library, its patches, and references still pointing at old code')
+    .option('--json', 'print the result (or the error) as JSON on stdout')
+    .option('--key <pubkey>', 'require a valid Ed25519 signature by this public key (PEM)')
+    .option('--allow-unverified', 'accept a signed bundle without checking its signature (when no --key is at hand)')
+    .option('--stop-timeout <ms>', 'how long a thread may take to stop before the trigger gives up', '2000')
+    .version(toolVersion(), '-V, --version', 'print the version')
+    .helpOption('-h, --help', 'show this help')
+    .addHelpText(
+      'after',
+      `
+Exit codes: 0 done (also "already applied" / "not applied"), 2 refused (wrong
+build, library not loaded, incompatible, glibc, unresolvable symbol), 3 invalid
+bundle (damaged, tampered, bad signature), 4 process problem (no such process,
+permission denied, already traced, exited), 5 file unreadable, 6 the switch
+failed and was rolled back, 64 usage. With --all: the exit code of the first
+process that failed. See docs/CLI.md.`,
+    );
+}
+
+function pidOf(text: string | undefined): number {
+  if (text === undefined || !/^\d+$/.test(text) || Number(text) <= 0 || Number(text) > 2 ** 22) throw usage(`"${text ?? ''}" is not a process id`);
+  return Number(text);
+}
+
+function loadBundle(path: string, opts: Options): Bundle {
+  let publicKey;
+  if (opts.key) {
+    let pem: Buffer;
+    try {
+      pem = readFileSync(opts.key);
+    } catch (err) {
+      throw new UlpError('TRIGGER_KEY_UNREADABLE', `cannot read the key file ${opts.key}: ${(err as Error).message}`, 'Check the path and its permissions.', { path: opts.key });
+    }
+    publicKey = loadPublicKey(pem);
+  }
+  const bundle = readBundleFile(path, publicKey ? { publicKey } : {});
+  if (bundle.signature.state === 'unverified' && !opts.allowUnverified) {
+    throw new UlpError('TRIGGER_SIGNATURE_UNVERIFIED', `${path} is signed (key ${bundle.signature.keyId}) but no public key was given to verify it`, 'Pass --key PUB.pem to verify the signature, or --allow-unverified to apply it unchecked.', { keyId: bundle.signature.keyId });
+  }
+  return bundle;
+}
+
+function validate(args: string[], opts: Options): void {
+  const modes = [opts.all, opts.status].filter(Boolean).length;
+  if (modes > 1) throw usage('--all and --status cannot be combined');
+  if (opts.status) {
+    if (args.length !== 1) throw usage('--status takes one PID');
+    for (const o of ['revert', 'dryRun', 'key'] as const) if (opts[o]) throw usage(`--${o === 'dryRun' ? 'dry-run' : o} has no meaning with --status`);
+    return;
+  }
+  if (opts.all && args.length !== 1) throw usage('--all takes one argument: the bundle');
+  if (!opts.all && args.length !== 2) throw usage(`expected PID and FIX.ulp, got ${args.length} ${args.length === 1 ? 'argument' : 'arguments'}`);
+  if (!/^\d+$/.test(opts.stopTimeout ?? '2000')) throw usage('--stop-timeout takes a number of milliseconds');
+}
+
+function run(args: string[], opts: Options): ExitCodeValue {
+  if (opts.status) {
+    const st = readStatus(pidOf(args[0]));
+    if (opts.json) printJson(st);
+    else process.stdout.write(renderStatus(st));
+    return ExitCode.OK;
+  }
+  const which = opts.revert ? 'reverse' : 'forward';
+  const session = { stopTimeoutMs: Number(opts.stopTimeout ?? 2000) };
+  const line = progress(PROGRAM);
+  try {
+    if (opts.all) {
+      const bundle = loadBundle(args[0]!, opts);
+      const result = runAll(bundle, { which, dryRun: !!opts.dryRun, session, onProcess: (i, n) => line.update(`process ${i + 1} of ${n}`) });
+      line.done();
+      if (opts.json) printJson(result);
+      else process.stdout.write(renderAll(result));
+      const failed = result.processes.find((p) => !p.ok);
+      return failed && !failed.ok ? exitCodeFor(new UlpError(failed.error.code, failed.error.message), exitCodeOf) : ExitCode.OK;
+    }
+    const pid = pidOf(args[0]);
+    const bundle = loadBundle(args[1]!, opts);
+    const result = runOne(pid, bundle, { which, dryRun: !!opts.dryRun, session, progress: line.update });
+    line.done();
+    if (opts.json) printJson(result);
+    else process.stdout.write(renderRun(result));
+    return ExitCode.OK;
+  } finally {
+    line.done();
+  }
+}
+
+/** Runs ulp-trigger with `argv` (without node and script); sets process.exitCode. */
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  let json = argv.includes('--json');
+  let code: ExitCodeValue;
+  try {
+    const parsed = await parseCommandLine(program, argv);
+    if (parsed !== undefined) {
+      process.exitCode = parsed;
+      return;
+    }
+    const opts = program.opts<Options>();
+    json = !!opts.json;
+    validate(program.args, opts);
+    code = run(program.args, opts);
+  } catch (err) {
+    const e = asUlpError(err);
+    reportError(PROGRAM, e, json);
+    code = exitCodeFor(e, exitCodeOf);
+  }
+  process.exitCode = code;
+}

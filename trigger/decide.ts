@@ -1,0 +1,59 @@
+/**
+ * What applying or reverting a bundle means for a library in a given state.
+ * Pure: the state comes from the process (runtime/loader/library.ts).
+ *
+ * Every switch is "make build T live". Apply makes the bundle's new build live
+ * when the process runs its old build; revert makes the old build live when
+ * the process runs the new one — or any build stacked on it later, since a
+ * patch stacked on top only exists because this one was applied (when the
+ * loader's own build is live again, an earlier revert already went below this
+ * patch, and there is nothing left to revert). A slot mix of
+ * both builds is an interrupted switch, and re-running either command
+ * completes it in that command's direction.
+ */
+import { UlpError } from '../common/errors.js';
+
+export interface LibraryFacts {
+  pid: number;
+  soname: string;
+  liveBuildId: string | undefined;
+  /** Build-ids that slots point at (more than one: an interrupted switch). */
+  referenced: string[];
+  /** Build-ids of every build of the library mapped in the process. */
+  present: string[];
+  /** The live build is the one the dynamic loader mapped (nothing stacked by ulp is live). */
+  liveIsLoaderBuild: boolean;
+}
+
+export type Decision =
+  | { action: 'switch'; note?: string }
+  | { action: 'noop'; reason: 'already-applied' | 'not-applied' };
+
+const short = (id: string | undefined) => (id ? id.slice(0, 12) : 'unknown');
+
+export function decide(which: 'forward' | 'reverse', fromBuildId: string, toBuildId: string, f: LibraryFacts): Decision {
+  const mixed = f.referenced.length > 1;
+  if (f.liveBuildId === toBuildId && !mixed) return { action: 'noop', reason: which === 'forward' ? 'already-applied' : 'not-applied' };
+  if (mixed && f.referenced.includes(toBuildId)) return { action: 'switch', note: 'completes an interrupted switch' };
+  if (f.liveBuildId === fromBuildId) return { action: 'switch' };
+  if (which === 'reverse' && f.present.includes(fromBuildId)) {
+    // A build ulp stacked on top is live: undo the stack down to this patch's old build.
+    // The loader's own build is live: an earlier revert already went below this patch.
+    if (f.liveIsLoaderBuild) return { action: 'noop', reason: 'not-applied' };
+    return { action: 'switch', note: `also undoes what was stacked on top of it (live build ${short(f.liveBuildId)})` };
+  }
+  if (which === 'forward') {
+    throw new UlpError(
+      'TRIGGER_WRONG_BUILD',
+      `${f.soname} in process ${f.pid} is build ${short(f.liveBuildId)}; this bundle patches build ${short(fromBuildId)}`,
+      'Use the bundle made for the build this process runs (see --status), or pack one for it.',
+      { pid: f.pid, soname: f.soname, live: f.liveBuildId, expected: fromBuildId },
+    );
+  }
+  throw new UlpError(
+    'TRIGGER_NOT_APPLIED',
+    `this patch was never applied in process ${f.pid}: ${f.soname} is build ${short(f.liveBuildId)}, neither of the bundle's builds`,
+    'Nothing to revert here; --status shows the builds and patches of the process.',
+    { pid: f.pid, soname: f.soname, live: f.liveBuildId },
+  );
+}

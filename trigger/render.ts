@@ -1,0 +1,74 @@
+/** Text output of ulp-trigger; `--json` prints the same objects instead. */
+import type { RunResult } from './apply.js';
+import type { StatusReport } from './status.js';
+import type { AllResult } from './all.js';
+
+const short = (id: string | undefined) => (id ? id.slice(0, 12) : 'no-build-id');
+const hex = (v: bigint) => '0x' + v.toString(16);
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : word.endsWith('s') ? 'es' : 's'}`;
+
+export function renderRun(r: RunResult): string {
+  const head = {
+    applied: `applied patch ${r.patchId.slice(0, 12)} to process ${r.pid}`,
+    reverted: `reverted patch ${r.patchId.slice(0, 12)} in process ${r.pid}`,
+    'already-applied': `patch ${r.patchId.slice(0, 12)} is already applied in process ${r.pid}: nothing to do`,
+    'not-applied': `patch ${r.patchId.slice(0, 12)} is not applied in process ${r.pid}: nothing to revert`,
+    'dry-run': `dry run: patch ${r.patchId.slice(0, 12)} ${r.which === 'forward' ? 'can be applied to' : 'can be reverted in'} process ${r.pid}; nothing was changed`,
+  }[r.outcome];
+  const lines = [head];
+  const s = r.switch;
+  if (!s) {
+    lines.push(`  ${r.soname}: live build ${short(r.liveBefore)}`);
+    return lines.join('\n') + '\n';
+  }
+  lines.push(`  ${r.soname}: build ${short(s.fromBuildId)} -> ${short(s.toBuildId)}${r.note ? ` (${r.note})` : ''}`);
+  if (s.staged) {
+    const where = s.targetBase !== undefined ? ` at ${hex(s.targetBase)}` : '';
+    lines.push(`  ${r.outcome === 'dry-run' ? 'would map' : 'mapped'} the build${where}: ${plural(s.relocations, 'relocation')}${s.ifuncs ? `, ${plural(s.ifuncs, 'IFUNC resolver')} run` : ''}`);
+  } else lines.push('  the build was already mapped in the process: nothing to stage');
+  if (s.newImports.length) lines.push(`  new imports: ${s.newImports.map((i) => `${i.name}${i.version ? '@' + i.version : ''} (${i.from})`).join(', ')}`);
+  const verb = r.outcome === 'dry-run' ? 'would relink' : 'relinked';
+  lines.push(`  ${verb} ${plural(s.rewritten, 'slot')}, bound ${plural(s.lazyBound, 'lazy slot')}${s.aliasedNow ? '; shared the writable data with the old build' : ''}`);
+  const left = s.counts.unmatched + s.counts.missing;
+  if (left) lines.push(`  ${plural(left, 'slot')} still point at other builds (IFUNC results or symbols the target lacks); --status lists old references`);
+  const all = s.pauses.filter((p) => p.kind === 'all');
+  const borrow = s.pauses.filter((p) => p.kind === 'borrow');
+  if (all.length) {
+    const worst = all.reduce((a, b) => (b.ms > a.ms ? b : a));
+    lines.push(`  process paused (all ${plural(worst.threads, 'thread')}) for ${worst.ms.toFixed(2)} ms${borrow.length ? `; staging borrowed one thread for ${borrow.reduce((n, p) => n + p.ms, 0).toFixed(1)} ms` : ''}`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+export function renderStatus(st: StatusReport): string {
+  const lines = [`process ${st.pid}: ${plural(st.objects.length, 'object')} loaded`];
+  const width = Math.min(48, Math.max(...st.objects.map((o) => (o.soname ?? o.name).length)));
+  for (const o of st.objects) lines.push(`  ${(o.soname ?? o.name).padEnd(width)}  ${short(o.buildId)}  ${hex(o.base)}`);
+  if (st.libraries.length === 0) lines.push('no library of this process has been patched');
+  for (const lib of st.libraries) {
+    lines.push('', `${lib.soname}: live build ${short(lib.live)}${lib.mixed ? ' — INTERRUPTED SWITCH: slots point at more than one build; re-run the apply or revert to complete it' : ''}`);
+    for (const b of lib.builds) {
+      const origin = b.source === 'loader' ? 'loaded by ld.so' : `mapped by ulp (patch ${b.patchId?.slice(0, 12)}, ${b.role} build)`;
+      lines.push(`  ${b.live ? '*' : ' '} ${short(b.buildId)}  ${hex(b.base)}  ${origin}, ${plural(b.slots, 'slot')} point here`);
+    }
+    for (const p of lib.patches) lines.push(`  patch ${p.patchId.slice(0, 12)}: ${p.state}`);
+    lines.push(`  writable data ${lib.aliased ? 'shared by all builds' : 'not shared yet'}`);
+    const o = lib.oldReferences;
+    lines.push(`  old references: ${plural(o.slots, 'slot')}, ${plural(o.dataPointers, 'data pointer')} into code of builds that are not live`);
+    for (const s of o.samples.slice(0, 5)) lines.push(`    ${s.holder} @ ${hex(s.at)} -> ${hex(s.value)} (build ${short(s.buildId)})`);
+  }
+  lines.push('', `memory mapped by ulp: ${(st.ulpMappedBytes / 1024).toFixed(0)} KiB`);
+  return lines.join('\n') + '\n';
+}
+
+export function renderAll(r: AllResult): string {
+  const lines: string[] = [];
+  for (const p of r.processes) {
+    if (p.ok) lines.push(`  ${String(p.pid).padStart(7)}  ${p.result.outcome}${p.result.pauseMs !== undefined ? ` (paused ${p.result.pauseMs.toFixed(2)} ms)` : ''}`);
+    else lines.push(`  ${String(p.pid).padStart(7)}  FAILED [${p.error.code}] ${p.error.message}`);
+  }
+  const failed = r.processes.filter((p) => !p.ok).length;
+  lines.push(`${plural(r.processes.length, 'process')} with ${r.soname} build ${short(r.fromBuildId)} or ${short(r.toBuildId)} loaded: ${r.processes.length - failed} ok, ${failed} failed; ${r.totalMs.toFixed(0)} ms in all`);
+  if (r.inaccessible) lines.push(`${plural(r.inaccessible, 'process')} could not be inspected (no permission); run as root to include them`);
+  return lines.join('\n') + '\n';
+}

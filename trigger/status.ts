@@ -1,0 +1,102 @@
+/**
+ * `--status PID`: what the process has loaded, which build of each patched
+ * library is live, which patches it carries, and what still refers to old
+ * code. Everything is read from the process (link map, /proc/PID/maps, slot
+ * values), nothing from a file, so it is true even after the trigger is gone.
+ */
+import { checkTarget, RemoteMemory } from '../runtime/index.js';
+import { findDataPointers, readLibraryState, type LibraryState } from '../runtime/loader/library.js';
+import { parseMemfdPath, type ProcessObject } from '../runtime/loader/model.js';
+import { takeSnapshot } from '../runtime/loader/snapshot.js';
+
+export interface BuildStatus {
+  buildId: string | undefined;
+  /** 'loader': mapped by ld.so at load time; 'ulp': mapped by ulp-trigger. */
+  source: 'loader' | 'ulp';
+  patchId?: string;
+  /** For ulp builds: the bundle's new build (apply) or old build (revert of a process started on the new one). */
+  role?: 'new' | 'old';
+  base: bigint;
+  live: boolean;
+  /** Slots (GOT entries, data relocations) that point at this build's symbols. */
+  slots: number;
+}
+
+export interface LibraryStatus {
+  soname: string;
+  live: string | undefined;
+  /** Slots point at more than one build: an interrupted switch; re-run the command to complete it. */
+  mixed: boolean;
+  aliased: boolean;
+  builds: BuildStatus[];
+  patches: Array<{ patchId: string; state: 'applied' | 'reverted' | 'inactive' }>;
+  oldReferences: {
+    /** Slots that still point at a build that is not live. */
+    slots: number;
+    /** Function pointers in writable data that point into the code of a build that is not live. */
+    dataPointers: number;
+    samples: Array<{ at: bigint; holder: string; value: bigint; buildId: string | undefined }>;
+  };
+}
+
+export interface StatusReport {
+  pid: number;
+  objects: Array<{ name: string; soname: string | undefined; buildId: string | undefined; base: bigint }>;
+  libraries: LibraryStatus[];
+  /** Bytes of address space mapped by ulp-trigger (builds, shared data, stub page). */
+  ulpMappedBytes: number;
+}
+
+function buildStatus(b: ProcessObject, state: LibraryState): BuildStatus {
+  return {
+    buildId: b.buildId,
+    source: b.source === 'linkmap' ? 'loader' : 'ulp',
+    ...(b.ulp ? { patchId: b.ulp.patchId, role: b.ulp.role } : {}),
+    base: b.bias,
+    live: b === state.live,
+    slots: state.counts.get(b) ?? 0,
+  };
+}
+
+export function readStatus(pid: number): StatusReport {
+  checkTarget(pid);
+  const mem = new RemoteMemory(pid);
+  const snap = takeSnapshot(pid, mem);
+  const linkmap = snap.objects.filter((o) => o.source === 'linkmap');
+  const patched = new Set<string>();
+  for (const o of snap.objects) if (o.source === 'ulp' && o.soname) patched.add(o.soname);
+  for (const soname of snap.dataMappings.keys()) patched.add(soname);
+  const libraries: LibraryStatus[] = [];
+  for (const soname of patched) {
+    const state = readLibraryState(snap, soname, mem);
+    if (!state) continue;
+    const pointers = findDataPointers(snap, state, mem);
+    const patches = new Map<string, LibraryStatus['patches'][number]['state']>();
+    for (const b of state.family.builds) {
+      if (!b.ulp) continue;
+      const live = b === state.live;
+      const st = b.ulp.role === 'new' ? (live ? 'applied' : 'inactive') : live ? 'reverted' : 'inactive';
+      if (patches.get(b.ulp.patchId) === undefined || st !== 'inactive') patches.set(b.ulp.patchId, st);
+    }
+    libraries.push({
+      soname,
+      live: state.live.buildId,
+      mixed: state.mixed,
+      aliased: state.aliased,
+      builds: state.family.builds.map((b) => buildStatus(b, state)),
+      patches: [...patches].map(([patchId, s]) => ({ patchId, state: s })),
+      oldReferences: {
+        slots: [...state.counts].filter(([b]) => b !== state.live).reduce((n, [, c]) => n + c, 0),
+        dataPointers: pointers.length,
+        samples: pointers.slice(0, 20).map((p) => ({ at: p.at, holder: p.holder, value: p.value, buildId: p.build.buildId })),
+      },
+    });
+  }
+  const ulpMappedBytes = snap.maps.filter((m) => m.path === '/memfd:ulp:stub (deleted)' || parseMemfdPath(m.path)).reduce((n, m) => n + Number(m.end - m.start), 0);
+  return {
+    pid,
+    objects: linkmap.map((o) => ({ name: o.name || '(executable)', soname: o.soname, buildId: o.buildId, base: o.bias })),
+    libraries,
+    ulpMappedBytes,
+  };
+}

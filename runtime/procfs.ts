@@ -104,6 +104,21 @@ export function processAlive(pid: number): boolean {
   return (listTasks(pid) ?? []).some((t) => !/^[ZX]$/.test(threadState(pid, t) ?? 'Z'));
 }
 
+/**
+ * processAlive, asked again for up to 200 ms while it says yes: a process
+ * killed with SIGKILL fails ptrace calls at once but its threads take a moment
+ * to show as zombies, and telling "a thread exited" from "the process died"
+ * depends on that.
+ */
+export function processAliveSettled(pid: number, settleMs = 200): boolean {
+  const deadline = performance.now() + settleMs;
+  while (processAlive(pid)) {
+    if (performance.now() > deadline) return true;
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+  }
+  return false;
+}
+
 export function liveTid(pid: number): number {
   const st = readStatus(pid);
   if (!st || (st.state !== 'Z' && st.state !== 'X')) return pid;

@@ -12,9 +12,9 @@ import { EPERM, ESRCH, SysError } from './sys/errno.js';
 import * as pt from './sys/ptrace.js';
 import type { Regs } from './sys/regs.js';
 import { alreadyTraced, exited, notFound, permissionDenied, procError, zombie } from './errors.js';
-import { RemoteMemory, poke } from './memory.js';
+import { RemoteMemory, poke, procMemWrite } from './memory.js';
 import { PauseClock, type PauseRecord } from './pause.js';
-import { listTasks, processAlive, readStatus, readWchan, threadState } from './procfs.js';
+import { listTasks, processAlive, processAliveSettled, readStatus, readWchan, threadState } from './procfs.js';
 import { holdSignals, releaseSignals } from './signal-hold.js';
 import { checkTarget } from './target.js';
 import { Tracee } from './tracee.js';
@@ -226,9 +226,14 @@ export class Session {
     return this.guard('reading registers', t, () => pt.getRegs(t.tid));
   }
 
-  /** Writes through page protections (a read-only GOT) with PTRACE_POKEDATA via a stopped thread. */
+  /**
+   * Writes through page protections (a read-only GOT): one /proc/PID/mem
+   * write where the kernel allows it, else PTRACE_POKEDATA word by word via a
+   * stopped thread.
+   */
   poke(addr: bigint, data: Buffer, tid?: number): void {
-    poke(this.pid, this.workerTracee(tid).tid, addr, data);
+    const t = this.workerTracee(tid);
+    if (!procMemWrite(this.pid, addr, data)) poke(this.pid, t.tid, addr, data);
   }
 
   /** A raw remote system call; returns rax (negative errno on failure, as bigint). */
@@ -330,7 +335,7 @@ export class Session {
 
   /** @internal */
   threadGone(t: Tracee, what: string): Error {
-    return processAlive(this.pid) ? procError('PROC_THREAD_EXITED', `thread ${t.tid} of process ${this.pid} exited during ${what}`, 'Retry; another thread will be used.', { pid: this.pid, tid: t.tid }) : exited(this.pid, what);
+    return processAliveSettled(this.pid) ? procError('PROC_THREAD_EXITED', `thread ${t.tid} of process ${this.pid} exited during ${what}`, 'Retry; another thread will be used.', { pid: this.pid, tid: t.tid }) : exited(this.pid, what);
   }
 
   private stoppedTracee(tid: number): Tracee {

@@ -59,24 +59,37 @@ export function relink(s: Session, slots: readonly Slot[], ctx: ClassifyContext)
   });
   const done: JournalEntry[] = [];
   try {
-    for (const e of journal) {
-      s.poke(e.addr, word(e.after));
-      done.push(e);
+    for (const run of contiguousRuns(journal)) {
+      // A run that fails half-way is rolled back whole: restoring a slot that still holds its old value is harmless.
+      done.push(...run);
+      s.poke(run[0]!.addr, words(run.map((e) => e.after)));
     }
   } catch (err) {
     rollback(s, done);
-    throw new UlpError('SWITCH_ROLLED_BACK', `the switch failed after ${done.length} of ${journal.length} slot writes and was rolled back: ${(err as Error).message}`, 'The process runs the version it ran before; see the cause above.', { written: done.length, planned: journal.length }, { cause: err });
+    throw new UlpError('SWITCH_ROLLED_BACK', `the switch failed while writing ${journal.length} slots and was rolled back: ${(err as Error).message}`, 'The process runs the version it ran before; see the cause above.', { planned: journal.length }, { cause: err });
   }
   return { journal, counts };
 }
 
-/** Restores journaled slots, newest first. Used on failure and by tests. */
-export function rollback(s: Session, entries: readonly JournalEntry[]): void {
-  for (const e of [...entries].reverse()) s.poke(e.addr, word(e.before));
+/** Journal entries grouped into runs of adjacent slots, so that each run is one write. */
+function contiguousRuns(entries: readonly JournalEntry[]): JournalEntry[][] {
+  const sorted = [...entries].sort((a, b) => (a.addr < b.addr ? -1 : a.addr > b.addr ? 1 : 0));
+  const runs: JournalEntry[][] = [];
+  for (const e of sorted) {
+    const last = runs.at(-1);
+    if (last && last.at(-1)!.addr + 8n === e.addr) last.push(e);
+    else runs.push([e]);
+  }
+  return runs;
 }
 
-function word(v: bigint): Buffer {
-  const b = Buffer.alloc(8);
-  b.writeBigUInt64LE(BigInt.asUintN(64, v));
+/** Restores journaled slots, newest first. Used on failure and by tests. */
+export function rollback(s: Session, entries: readonly JournalEntry[]): void {
+  for (const e of [...entries].reverse()) s.poke(e.addr, words([e.before]));
+}
+
+function words(values: readonly bigint[]): Buffer {
+  const b = Buffer.alloc(8 * values.length);
+  values.forEach((v, i) => b.writeBigUInt64LE(BigInt.asUintN(64, v), 8 * i));
   return b;
 }

@@ -10,6 +10,7 @@ import { asUlpError } from '../common/cli.js';
 import type { Bundle } from '../patches/index.js';
 import { parseElfFromMemory } from '../elf/index.js';
 import { parseMaps, RemoteMemory } from '../runtime/index.js';
+import { ElfCache } from '../runtime/loader/elf-cache.js';
 import { runOne, type RunOptions, type RunResult } from './apply.js';
 
 export type ProcessOutcome = { pid: number; ok: true; result: RunResult } | { pid: number; ok: false; error: { code: string; message: string; hint?: string | undefined } };
@@ -76,10 +77,12 @@ export function runAll(bundle: Bundle, opts: RunOptions & { onProcess?: (done: n
   const [fromBuildId, toBuildId] = opts.which === 'forward' ? [m.builds.old.buildId, m.builds.new.buildId] : [m.builds.new.buildId, m.builds.old.buildId];
   const { pids, inaccessible } = findProcesses(new Set([fromBuildId, toBuildId]));
   const processes: ProcessOutcome[] = [];
+  // Most processes map the same libraries: parse each file once for the whole run.
+  const elfCache = new ElfCache();
   pids.forEach((pid, i) => {
     opts.onProcess?.(i, pids.length);
     try {
-      processes.push({ pid, ok: true, result: runOne(pid, bundle, { ...opts, progress: undefined }) });
+      processes.push({ pid, ok: true, result: runOne(pid, bundle, { ...opts, progress: undefined, elfCache }) });
     } catch (e) {
       const err = asUlpError(e);
       processes.push({ pid, ok: false, error: { code: err.code, message: err.message, hint: err.hint } });

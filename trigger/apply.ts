@@ -6,6 +6,7 @@
 import { UlpError } from '../common/errors.js';
 import { patchStep, type Bundle } from '../patches/index.js';
 import { checkTarget } from '../runtime/index.js';
+import type { ElfCache } from '../runtime/loader/elf-cache.js';
 import { buildMemfdName } from '../runtime/loader/model.js';
 import { prepare, switchLibrary, type SwitchReport } from '../runtime/loader/switch-library.js';
 import type { SessionOptions } from '../runtime/index.js';
@@ -23,6 +24,8 @@ export interface RunOptions {
   dryRun?: boolean;
   progress?: (message: string) => void;
   session?: SessionOptions;
+  /** Parsed objects shared across processes (--all). */
+  elfCache?: ElfCache;
 }
 
 export type Outcome = 'applied' | 'reverted' | 'already-applied' | 'not-applied' | 'dry-run';
@@ -64,6 +67,7 @@ export function runOne(pid: number, bundle: Bundle, opts: RunOptions): RunResult
     target: { buildId: step.to.entry.buildId, bytes: step.to.bytes, memfdName: buildMemfdName(patchId, opts.which === 'forward' ? 'new' : 'old', soname) },
     ...(opts.progress ? { progress: opts.progress } : {}),
     ...(opts.session ? { session: opts.session } : {}),
+    ...(opts.elfCache ? { elfCache: opts.elfCache } : {}),
   };
   opts.progress?.(`reading process ${pid}`);
   const prepared = prepare(request);

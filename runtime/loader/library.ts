@@ -9,6 +9,7 @@ import { RelocType, writableRegions, type ElfObject } from '../../elf/index.js';
 import type { RemoteMemory } from '../memory.js';
 import { contains, inCode, type Family, type ProcessObject, type Region } from './model.js';
 import { collectSlots, countByBuild, type Slot } from './relink.js';
+import { readSlots } from './switch.js';
 import { familyOf, type Snapshot } from './snapshot.js';
 
 export interface LibraryState {
@@ -44,7 +45,7 @@ export function readLibraryState(snapshot: Snapshot, soname: string, mem: Remote
   if (!family) return undefined;
   const region = regionOf(family.canonical.elf, soname);
   const slots = collectSlots(snapshot.objects, family, region ?? EMPTY);
-  const values = slots.map((s) => mem.readU64(s.addr));
+  const values = readSlots(mem, slots);
   const counts = countByBuild(slots, values, family, region ?? EMPTY);
   let live = family.canonical;
   for (const [b, n] of counts) if (n > (counts.get(live) ?? 0)) live = b;

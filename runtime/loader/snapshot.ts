@@ -5,7 +5,8 @@
  */
 import { imageSpan, parseElfFromMemory, PF_X, type ElfObject } from '../../elf/index.js';
 import { readLinkMap } from '../linkmap.js';
-import { readMaps, type Mapping } from '../maps.js';
+import { findMapping, readMaps, type Mapping } from '../maps.js';
+import { ElfCache } from './elf-cache.js';
 import type { RemoteMemory } from '../memory.js';
 import { parseMemfdPath, type Family, type ProcessObject } from './model.js';
 
@@ -28,17 +29,18 @@ function describe(elf: ElfObject, bias: bigint): Pick<ProcessObject, 'code' | 's
   };
 }
 
-export function takeSnapshot(pid: number, mem: RemoteMemory): Snapshot {
+/** `cache` carries parsed objects from one process to the next (ulp-trigger --all). */
+export function takeSnapshot(pid: number, mem: RemoteMemory, cache: ElfCache = new ElfCache()): Snapshot {
   const read = (a: bigint, n: number) => mem.read(a, n);
   const lm = readLinkMap(pid, mem, { buildIds: false });
+  const maps = readMaps(pid);
   const objects: ProcessObject[] = [];
   for (const o of lm.objects) {
     // Other namespaces (dlmopen) have scopes of their own; they are not patched (docs/LIMITATIONS.md).
     if (o.namespace !== 0 || o.isVdso) continue;
-    const elf = parseElfFromMemory(read, { bias: o.bias, headerAddr: o.headerAddr, expect: 'any' });
+    const elf = cache.object(read, o.bias, o.headerAddr, findMapping(maps, o.headerAddr));
     objects.push({ name: o.isMain ? '' : o.path, bias: o.bias, elf, source: 'linkmap', linkMapAddr: o.linkMap, ...describe(elf, o.bias) });
   }
-  const maps = readMaps(pid);
   const dataMappings = new Map<string, Mapping[]>();
   const seenBuilds = new Set<string>();
   for (const m of maps) {

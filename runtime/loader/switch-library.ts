@@ -9,6 +9,7 @@ import { imageSpan, parseElf, PF_X, type ElfObject } from '../../elf/index.js';
 import { RemoteMemory } from '../memory.js';
 import type { PauseRecord } from '../pause.js';
 import { Session, type SessionOptions } from '../session.js';
+import { ElfCache } from './elf-cache.js';
 import { readLibraryState, regionOf, type LibraryState } from './library.js';
 import { parseMemfdPath, type Family, type ProcessObject, type Region } from './model.js';
 import { planStage, type StagePlan } from './relocate.js';
@@ -29,6 +30,8 @@ export interface SwitchRequest {
   progress?: (message: string) => void;
   /** The result of prepare(), when the caller already read the process to decide. */
   prepared?: Prepared;
+  /** Parsed objects shared across processes (--all). */
+  elfCache?: ElfCache;
 }
 
 export interface Prepared {
@@ -86,7 +89,7 @@ function sameRegion(a: Region | undefined, b: Region | undefined): boolean {
 
 /** Reads the process and checks that `target` can replace the live build here. */
 export function prepare(req: Omit<SwitchRequest, 'prepared'>, mem: RemoteMemory = new RemoteMemory(req.pid)): Prepared {
-  const snap = takeSnapshot(req.pid, mem);
+  const snap = takeSnapshot(req.pid, mem, req.elfCache);
   const state = readLibraryState(snap, req.soname, mem);
   if (!state) {
     throw new UlpError('TRIGGER_NOT_LOADED', `process ${req.pid} has not loaded ${req.soname}`, 'Check the pid; `ulp-trigger --status PID` lists what it has loaded.', { pid: req.pid, soname: req.soname });

@@ -106,6 +106,38 @@ export async function parseCommandLine(program: Command, argv: string[]): Promis
   }
 }
 
+/**
+ * The whole life of a command: parse `argv` with `program`, run it, and turn
+ * any error into its report and an exit code through the command's own
+ * `exitCodeOf` table — the one place where that command decides exit codes.
+ * Sets process.exitCode; never calls process.exit.
+ */
+export async function runCommand<O extends { json?: boolean }>(
+  name: string,
+  program: Command,
+  argv: string[],
+  exitCodeOf: (code: string) => ExitCodeValue | undefined,
+  run: (args: string[], opts: O) => ExitCodeValue | Promise<ExitCodeValue>,
+): Promise<void> {
+  let json = argv.includes('--json');
+  let code: ExitCodeValue;
+  try {
+    const parsed = await parseCommandLine(program, argv);
+    if (parsed !== undefined) {
+      process.exitCode = parsed;
+      return;
+    }
+    const opts = program.opts<O>();
+    json = !!opts.json;
+    code = await run(program.args, opts);
+  } catch (err) {
+    const e = asUlpError(err);
+    reportError(name, e, json);
+    code = exitCodeFor(e, exitCodeOf);
+  }
+  process.exitCode = code;
+}
+
 let cachedVersion: string | undefined;
 
 /** The package version, found by walking up from this file (works from sources and from dist/). */

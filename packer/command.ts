@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
-import { ExitCode, asUlpError, exitCodeFor, parseCommandLine, printJson, progress, reportError, toolVersion, type ExitCodeValue } from '../common/cli.js';
+import { ExitCode, printJson, progress, runCommand, toolVersion, type ExitCodeValue } from '../common/cli.js';
 import { UlpError } from '../common/errors.js';
 import { checkWritableDestination, loadPrivateKey, loadPublicKey, readBundleFile, writeFileAtomic } from '../patches/index.js';
 import type { KeyObject } from 'node:crypto';
@@ -171,24 +171,8 @@ function validate(args: string[], opts: Options): void {
 
 /** Runs ulp-pack with `argv` (without node and script); sets process.exitCode. */
 export async function main(argv: string[]): Promise<void> {
-  const program = buildProgram();
-  let json = argv.includes('--json');
-  let code: ExitCodeValue;
-  try {
-    const parsed = await parseCommandLine(program, argv);
-    if (parsed !== undefined) {
-      process.exitCode = parsed;
-      return;
-    }
-    const opts = program.opts<Options>();
-    json = !!opts.json;
-    const args = program.args;
+  await runCommand<Options>(PROGRAM, buildProgram(), argv, exitCodeOf, async (args, opts) => {
     validate(args, opts);
-    code = opts.inspect !== undefined ? runInspect(opts.inspect, opts) : await runPack(args[0]!, args[1]!, opts);
-  } catch (err) {
-    const e = asUlpError(err);
-    reportError(PROGRAM, e, json);
-    code = exitCodeFor(e, exitCodeOf);
-  }
-  process.exitCode = code;
+    return opts.inspect !== undefined ? runInspect(opts.inspect, opts) : await runPack(args[0]!, args[1]!, opts);
+  });
 }

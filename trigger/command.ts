@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
-import { ExitCode, asUlpError, exitCodeFor, parseCommandLine, printJson, progress, reportError, toolVersion, type ExitCodeValue } from '../common/cli.js';
+import { ExitCode, exitCodeFor, printJson, progress, runCommand, toolVersion, type ExitCodeValue } from '../common/cli.js';
 import { UlpError } from '../common/errors.js';
 import { loadPublicKey, readBundleFile, type Bundle } from '../patches/index.js';
 import { runAll } from './all.js';
@@ -152,23 +152,8 @@ function run(args: string[], opts: Options): ExitCodeValue {
 
 /** Runs ulp-trigger with `argv` (without node and script); sets process.exitCode. */
 export async function main(argv: string[]): Promise<void> {
-  const program = buildProgram();
-  let json = argv.includes('--json');
-  let code: ExitCodeValue;
-  try {
-    const parsed = await parseCommandLine(program, argv);
-    if (parsed !== undefined) {
-      process.exitCode = parsed;
-      return;
-    }
-    const opts = program.opts<Options>();
-    json = !!opts.json;
-    validate(program.args, opts);
-    code = run(program.args, opts);
-  } catch (err) {
-    const e = asUlpError(err);
-    reportError(PROGRAM, e, json);
-    code = exitCodeFor(e, exitCodeOf);
-  }
-  process.exitCode = code;
+  await runCommand<Options>(PROGRAM, buildProgram(), argv, exitCodeOf, (args, opts) => {
+    validate(args, opts);
+    return run(args, opts);
+  });
 }

@@ -9,6 +9,7 @@ import { ElfErrorCode, elfError, guard, hex, malformed, truncated } from './erro
 import { parseHeader } from './header.js';
 import { FileImage, MemoryImage, type ReadMemory } from './image.js';
 import { ElfImage } from './object.js';
+import { addressSymbols, smallerOrGlobal } from './symbol-index.js';
 import { checkLoads, checkPhentsize, parsePhdrs } from './segments.js';
 import type { LookupRequest } from './hash.js';
 import type { Versions } from './versions.js';
@@ -19,6 +20,7 @@ export * from './layout.js';
 export { ElfErrorCode } from './errors.js';
 export type { LookupRequest } from './hash.js';
 export { gnuHashOf, sysvHashOf } from './hash.js';
+export { addressSymbols, symbolIndex, type SymbolIndex } from './symbol-index.js';
 export type { ReadMemory } from './image.js';
 export type { VersionDef, VersionNeed, Versions } from './versions.js';
 
@@ -163,24 +165,14 @@ export function versionTables(obj: ElfObject): Versions | undefined {
 }
 
 interface SymIndex {
-  syms: ElfSymbol[];
+  syms: readonly ElfSymbol[];
   /** maxEnd[i] = max over syms[0..i] of value + size: lets a backward scan stop early. */
   maxEnd: bigint[];
 }
 const symIndexes = new WeakMap<ElfObject, SymIndex>();
 
 function buildIndex(obj: ElfObject): SymIndex {
-  const seen = new Set<string>();
-  const syms: ElfSymbol[] = [];
-  for (const s of [...obj.symtab, ...obj.dynamicSymbols]) {
-    if (!s.defined || s.shndx === C.SHN_ABS) continue;
-    if (s.type !== C.STT_FUNC && s.type !== C.STT_OBJECT && s.type !== C.STT_GNU_IFUNC) continue;
-    const key = `${s.name}\0${s.value}\0${s.size}`;
-    if (seen.has(key)) continue;
-    seen.add(key);
-    syms.push(s);
-  }
-  syms.sort((a, b) => (a.value < b.value ? -1 : a.value > b.value ? 1 : 0));
+  const syms = addressSymbols(obj);
   const maxEnd: bigint[] = [];
   let m = 0n;
   for (const s of syms) {
@@ -195,7 +187,7 @@ function buildIndex(obj: ElfObject): SymIndex {
  * The defined function or object symbol whose [value, value + size) covers
  * `vaddr`, from .symtab and .dynsym. Among nested candidates the smallest
  * wins, then a global over a local one; a zero-sized symbol matches only its
- * own address.
+ * own address. (symbolIndex answers the same with numbers, for many lookups.)
  */
 export function symbolContaining(obj: ElfObject, vaddr: bigint): ElfSymbol | undefined {
   return guard('symbolContaining', () => {
@@ -210,16 +202,10 @@ export function symbolContaining(obj: ElfObject, vaddr: bigint): ElfSymbol | und
       else hi = mid;
     }
     let best: ElfSymbol | undefined;
-    const better = (a: ElfSymbol, b: ElfSymbol) => {
-      const sa = a.size === 0n ? 1n << 64n : a.size;
-      const sb = b.size === 0n ? 1n << 64n : b.size;
-      if (sa !== sb) return sa < sb;
-      return a.bind !== C.STB_LOCAL && b.bind === C.STB_LOCAL;
-    };
     for (let i = lo - 1; i >= 0 && maxEnd[i]! > vaddr; i--) {
       const s = syms[i]!;
       const covers = s.size === 0n ? s.value === vaddr : vaddr < s.value + s.size;
-      if (covers && (!best || better(s, best))) best = s;
+      if (covers && (!best || smallerOrGlobal(s, best))) best = s;
     }
     return best;
   });

@@ -8,7 +8,7 @@ import { readFileSync, statSync } from 'node:fs';
 import type { KeyObject } from 'node:crypto';
 import { UlpError, isUlpError } from '../common/errors.js';
 import { parseElf } from '../elf/index.js';
-import { BundleEncoder, createManifest, type Manifest, type Report } from '../patches/index.js';
+import type { Manifest, Report } from '../patches/index.js';
 import { analyzePair, type ProgressFn } from './analyze/index.js';
 import { createBuild, withoutSymtab, type Build } from './model.js';
 
@@ -95,14 +95,16 @@ export async function pack(opts: PackOptions): Promise<PackResult> {
   const loadedNew = loadBuild('new', opts.newPath);
   const soname = checkPair(loadedOld, loadedNew);
   const [old, neu] = sameSymbolLevel(loadedOld, loadedNew);
-  // Compressing the builds starts now, on the thread pool, and overlaps with the analysis.
-  const encoder = opts.bundle ? new BundleEncoder(old.bytes, neu.bytes, opts.createdAt) : undefined;
+  // The bundle layer (zod, schemas) is loaded only to write a bundle, and before the analysis:
+  // compressing the builds starts now, on the thread pool, and overlaps with the analysis.
+  const bundles = opts.bundle ? await import('../patches/index.js') : undefined;
+  const encoder = bundles ? new bundles.BundleEncoder(old.bytes, neu.bytes, opts.createdAt) : undefined;
   const forward = analyzePair(old, neu, progress);
   const reverse = analyzePair(neu, old, progress);
   const result: PackResult = { soname, old, new: neu, forward, reverse };
-  if (forward.verdict === 'incompatible' || !encoder) return result;
+  if (forward.verdict === 'incompatible' || !encoder || !bundles) return result;
   progress('compressing the bundle');
-  result.manifest = createManifest({
+  result.manifest = bundles.createManifest({
     soname,
     oldBuild: old.bytes,
     newBuild: neu.bytes,

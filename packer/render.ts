@@ -2,7 +2,8 @@
  * The text forms of ulp-pack's output: a pack result and an inspected
  * bundle. (--json prints the underlying objects instead.)
  */
-import { CATEGORY_NAMES, type BuildEntry, type Bundle, type Finding, type Report, type SignatureStatus } from '../patches/index.js';
+import type { BuildEntry, Bundle, Finding, Report, SignatureStatus } from '../patches/index.js';
+import { CATEGORY_NAMES } from './categories.js';
 
 const short = (id: string | undefined) => (id ? id.slice(0, 16) : '(none)');
 

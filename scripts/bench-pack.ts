@@ -4,73 +4,83 @@
  * printed too: the packer disassembles both builds completely (to compare
  * code with addresses masked), which readelf does not do.
  *
- *   npx tsx scripts/bench-pack.ts [OLD.so NEW.so] [--runs N]
+ *   npx tsx scripts/bench-pack.ts [OLD.so NEW.so] [--runs N] [--json FILE]
+ *   npx tsx scripts/bench-pack.ts --sizes [--big | --libs a.so,b.so] [--runs N] [--json FILE]
  *
  * Without files: OLD is the system's libcrypto.so.3 and NEW a copy of it
  * with a code-only change (OpenSSL_version_num returns another number) and
- * its own build-id, written to .bench/. The command is run as users run it,
- * compiled (dist/bin/ulp-pack.js; `npm run build` first when dist is older
- * than the sources), as a fresh process each time, like readelf. Runs are
- * interleaved so that load on the machine affects both sides alike; wall
- * time and CPU time (user + system, from /usr/bin/time when present) are
- * both reported, since wall time is noisy on a shared machine.
+ * its own build-id, written to .bench/pack/. With --sizes: the same for a series
+ * of system libraries from 0.1 to 8 MB (--big adds libLLVM, 110 MB), each
+ * against a copy with one changed byte (an immediate operand of an exported
+ * function when one starts with `mov $imm32, %eax`, else a byte of .rodata)
+ * and a new build-id: pack time against library size. The command is run as
+ * users run it, compiled (dist/bin/ulp-pack.js; `npm run build` first when
+ * dist is older than the sources), as a fresh process each time, like
+ * readelf. Runs are interleaved so that load on the machine affects both
+ * sides alike; wall time and CPU time (user + system, from /usr/bin/time
+ * when present) are both reported, since wall time is noisy on a shared
+ * machine.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
 import { parseElf } from '../elf/index.js';
+import { arg, BENCH_DIR as BENCH, BIN as BINS, ensureBuilt, flag, loadAverage, markdownTable, median, writeJsonResult } from './bench/common.js';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const BENCH = join(ROOT, '.bench');
-const BIN = join(ROOT, 'dist', 'bin', 'ulp-pack.js');
+const BIN = BINS.pack;
 const TIME = existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined;
+const LIBDIR = '/usr/lib/x86_64-linux-gnu';
+const SERIES = ['libz.so.1', 'libexpat.so.1', 'libssl.so.3', 'libsqlite3.so.0', 'libstdc++.so.6', 'libcrypto.so.3', 'libpython3.11.so.1.0'];
+const BIG = ['libLLVM-14.so.1'];
 
-function args(): { old: string; neu: string; runs: number } {
-  const argv = process.argv.slice(2);
-  const i = argv.indexOf('--runs');
-  const runs = i >= 0 ? Number(argv.splice(i, 2)[1]) : 7;
-  if (argv.length === 2) return { old: resolve(argv[0]!), neu: resolve(argv[1]!), runs };
-  return { ...defaultPair(), runs };
+function args(): { pairs: Array<{ old: string; neu: string; change: string }>; runs: number } {
+  const argv = process.argv.slice(2).filter((a, i, all) => !a.startsWith('--') && !['--runs', '--json', '--libs'].includes(all[i - 1] ?? ''));
+  const runs = Number(arg('--runs') ?? (flag('--sizes') ? 5 : 7));
+  if (argv.length === 2) return { pairs: [{ old: resolve(argv[0]!), neu: resolve(argv[1]!), change: 'given' }], runs };
+  if (flag('--sizes')) {
+    const names = arg('--libs')?.split(',') ?? [...SERIES, ...(flag('--big') ? BIG : [])];
+    const libs = names.map((l) => (l.includes('/') ? l : join(LIBDIR, l))).filter(existsSync);
+    return { pairs: libs.map(modifiedCopy), runs };
+  }
+  return { pairs: [modifiedCopy(join(LIBDIR, 'libcrypto.so.3'))], runs };
 }
 
-/** libcrypto.so.3 and a copy with a one-instruction change and a new build-id. */
-function defaultPair(): { old: string; neu: string } {
-  const old = '/usr/lib/x86_64-linux-gnu/libcrypto.so.3';
+/** A copy of `old` with one changed byte (code when possible) and a different build-id, in .bench/. */
+function modifiedCopy(old: string): { old: string; neu: string; change: string } {
   if (!existsSync(old)) throw new Error(`${old} not found: give OLD.so NEW.so`);
-  mkdirSync(BENCH, { recursive: true });
-  const neu = join(BENCH, 'libcrypto.so.3.modified');
+  mkdirSync(join(BENCH, 'pack'), { recursive: true });
+  const neu = join(BENCH, 'pack', `${basename(old)}.modified`);
   const bytes = Buffer.from(readFileSync(old));
   const obj = parseElf(bytes);
-  const fn = obj.dynamicSymbols.find((s) => s.name === 'OpenSSL_version_num' && s.defined);
-  const seg = obj.loadSegments.find((p) => fn && fn.value >= p.vaddr && fn.value < p.vaddr + p.filesz);
-  if (!fn || !seg) throw new Error('OpenSSL_version_num not found in libcrypto.so.3');
-  const at = Number(seg.offset + (fn.value - seg.vaddr));
-  if (bytes[at] !== 0xb8) throw new Error('OpenSSL_version_num does not start with mov $imm32, %eax');
-  bytes[at + 1] ^= 0x01; // the version number it returns
-  const note = obj.notes.find((n) => n.name === 'GNU' && n.type === 3)!;
+  const fileOffset = (vaddr: bigint) => {
+    const seg = obj.loadSegments.find((p) => vaddr >= p.vaddr && vaddr < p.vaddr + p.filesz);
+    return seg ? Number(seg.offset + (vaddr - seg.vaddr)) : undefined;
+  };
+  let change: string | undefined;
+  // Prefer OpenSSL_version_num (the historical default), then any exported function starting with mov $imm32, %eax.
+  const fns = obj.dynamicSymbols.filter((s) => s.defined && s.type === 2 && s.size > 0n).sort((a, b) => Number(b.name === 'OpenSSL_version_num') - Number(a.name === 'OpenSSL_version_num'));
+  for (const fn of fns) {
+    const at = fileOffset(fn.value);
+    if (at === undefined) continue;
+    const skip = bytes.readUInt32BE(at) === 0xf30f1efa ? 4 : 0; // endbr64
+    if (bytes[at + skip] === 0xb8) {
+      bytes[at + skip + 1] ^= 0x01;
+      change = `immediate of ${fn.name}`;
+      break;
+    }
+  }
+  if (!change) {
+    const ro = obj.sections.find((s) => s.name === '.rodata' && s.size > 16n);
+    if (!ro) throw new Error(`${old}: no function to change and no .rodata`);
+    bytes[Number(ro.offset) + 8] ^= 0x01;
+    change = 'a byte of .rodata';
+  }
+  const note = obj.notes.find((n) => n.name === 'GNU' && n.type === 3);
+  if (!note) throw new Error(`${old} has no build-id`);
   const id = bytes.indexOf(note.desc);
   bytes[id + note.desc.length - 1] ^= 0xff; // a different build is a different build-id
   writeFileSync(neu, bytes);
-  return { old, neu };
-}
-
-function newestMtime(dir: string): number {
-  let newest = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) newest = Math.max(newest, newestMtime(p));
-    else if (e.name.endsWith('.ts')) newest = Math.max(newest, statSync(p).mtimeMs);
-  }
-  return newest;
-}
-
-function ensureBuilt(): void {
-  const sources = Math.max(...['common', 'elf', 'patches', 'packer', 'bin'].map((d) => newestMtime(join(ROOT, d))));
-  if (existsSync(BIN) && statSync(BIN).mtimeMs >= sources) return;
-  process.stderr.write('bench-pack: building dist/ (npm run build)\n');
-  spawnSync('npm', ['run', 'build', '--silent'], { cwd: ROOT, stdio: 'inherit' });
-  if (!existsSync(BIN)) throw new Error('dist/bin/ulp-pack.js was not built');
+  return { old, neu, change };
 }
 
 interface Sample {
@@ -81,7 +91,7 @@ interface Sample {
 /** Runs one command line and returns its wall and CPU seconds; stdout is discarded. */
 function timed(cmd: string, argv: string[]): Sample {
   const t0 = process.hrtime.bigint();
-  const r = TIME ? spawnSync(TIME, ['-f', '%U %S', cmd, ...argv], { encoding: 'utf8', maxBuffer: 1 << 28 }) : spawnSync(cmd, argv, { encoding: 'utf8', maxBuffer: 1 << 28 });
+  const r = TIME ? spawnSync(TIME, ['-f', '%U %S', cmd, ...argv], { encoding: 'utf8', maxBuffer: 1 << 30 }) : spawnSync(cmd, argv, { encoding: 'utf8', maxBuffer: 1 << 30 });
   const wall = Number(process.hrtime.bigint() - t0) / 1e9;
   if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')} exited ${r.status}: ${r.stderr.slice(-500)}`);
   const m = TIME ? /(\d+\.\d+) (\d+\.\d+)\s*$/.exec(r.stderr) : null;
@@ -90,17 +100,25 @@ function timed(cmd: string, argv: string[]): Sample {
 
 const sum = (a: Sample, b: Sample): Sample => ({ wall: a.wall + b.wall, cpu: a.cpu !== undefined && b.cpu !== undefined ? a.cpu + b.cpu : undefined });
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+interface Row {
+  command: string;
+  wall: number;
+  cpu: number | undefined;
 }
 
-function main(): void {
-  const { old, neu, runs } = args();
-  ensureBuilt();
-  const out = join(BENCH, 'bench.ulp');
-  mkdirSync(BENCH, { recursive: true });
+export interface PackPair {
+  old: string;
+  neu: string;
+  change: string;
+  bytes: number;
+  functions: number;
+  runs: number;
+  rows: Row[];
+  loadAfter: string;
+}
+
+function measurePair(old: string, neu: string, change: string, runs: number): PackPair {
+  const out = join(BENCH, 'pack', 'bench.ulp');
   const cases: Record<string, () => Sample> = {
     'readelf -a (both files)': () => sum(timed('readelf', ['-a', old]), timed('readelf', ['-a', neu])),
     // ulp-pack decodes every instruction of both builds; objdump -d is the reference for that much work.
@@ -113,19 +131,57 @@ function main(): void {
   cases['ulp-pack -o (writes the bundle)']!(); // warm the page cache for every file involved
   for (let i = 0; i < runs; i++) for (const [k, f] of Object.entries(cases)) samples[k]!.push(f());
   rmSync(out, { force: true });
+  const rows = Object.entries(samples).map(([command, xs]) => ({ command, wall: median(xs.map((s) => s.wall)), cpu: xs[0]!.cpu !== undefined ? median(xs.map((s) => s.cpu!)) : undefined }));
+  const functions = parseElf(readFileSync(old)).symtab.filter((s) => s.type === 2 && s.defined).length || parseElf(readFileSync(old)).dynamicSymbols.filter((s) => s.type === 2 && s.defined).length;
+  return { old, neu, change, bytes: statSync(old).size, functions, runs, rows, loadAfter: loadAverage() };
+}
 
-  const size = (p: string) => (statSync(p).size / 1e6).toFixed(1);
-  console.log(`pack ${old} (${size(old)} MB) -> ${neu} (${size(neu)} MB), ${runs} runs, medians`);
-  const base = samples['readelf -a (both files)']!;
-  const bw = median(base.map((s) => s.wall));
-  const bc = base[0]!.cpu !== undefined ? median(base.map((s) => s.cpu!)) : undefined;
+const ratio = (a: number | undefined, b: number | undefined) => (a !== undefined && b ? (a / b).toFixed(2) : '-');
+
+function printPair(p: PackPair): void {
+  const size = (f: string) => (statSync(f).size / 1e6).toFixed(1);
+  console.log(`pack ${p.old} (${size(p.old)} MB) -> ${p.neu} (${size(p.neu)} MB; changed: ${p.change}), ${p.runs} runs, medians, load ${p.loadAfter}`);
+  const base = p.rows.find((r) => r.command.startsWith('readelf'))!;
   console.log(`${'command'.padEnd(34)} ${'wall s'.padStart(8)} ${'x readelf'.padStart(10)} ${'cpu s'.padStart(8)} ${'x readelf'.padStart(10)}`);
-  for (const [k, xs] of Object.entries(samples)) {
-    const w = median(xs.map((s) => s.wall));
-    const c = xs[0]!.cpu !== undefined ? median(xs.map((s) => s.cpu!)) : undefined;
-    const ratio = (a: number, b: number | undefined) => (b ? (a / b).toFixed(2) : '-');
-    console.log(`${k.padEnd(34)} ${w.toFixed(3).padStart(8)} ${ratio(w, bw).padStart(10)} ${(c?.toFixed(3) ?? '-').padStart(8)} ${(c !== undefined ? ratio(c, bc) : '-').padStart(10)}`);
+  for (const r of p.rows) {
+    console.log(`${r.command.padEnd(34)} ${r.wall.toFixed(3).padStart(8)} ${ratio(r.wall, base.wall).padStart(10)} ${(r.cpu?.toFixed(3) ?? '-').padStart(8)} ${ratio(r.cpu, base.cpu).padStart(10)}`);
   }
 }
 
-main();
+/** One row per library: pack time against size, next to readelf -a and objdump -d on the same files. */
+export function renderPackSizes(pairs: PackPair[]): string {
+  const get = (p: PackPair, prefix: string) => p.rows.find((r) => r.command.startsWith(prefix))!;
+  return markdownTable(
+    ['library', 'size', 'functions', 'readelf -a (both)', 'objdump -d (both)', 'ulp-pack -o', 'ulp-pack / readelf (wall)', 'ulp-pack / readelf (cpu)', 'node startup', 'load 1/5/15 min'],
+    pairs.map((p) => {
+      const re = get(p, 'readelf');
+      const ob = get(p, 'objdump');
+      const pk = get(p, 'ulp-pack -o');
+      const nd = get(p, 'node');
+      return [basename(p.old), `${(p.bytes / 1e6).toFixed(2)} MB`, String(p.functions), `${re.wall.toFixed(3)} s`, `${ob.wall.toFixed(3)} s`, `${pk.wall.toFixed(3)} s`, ratio(pk.wall, re.wall), ratio(pk.cpu, re.cpu), `${nd.wall.toFixed(3)} s`, p.loadAfter];
+    }),
+  );
+}
+
+function main(): void {
+  const { pairs, runs } = args();
+  ensureBuilt();
+  mkdirSync(join(BENCH, 'pack'), { recursive: true });
+  const results: PackPair[] = [];
+  for (const p of pairs) {
+    // Big libraries: fewer runs (each pack of libLLVM takes long).
+    const n = statSync(p.old).size > 50e6 ? Math.min(runs, 2) : runs;
+    const r = measurePair(p.old, p.neu, p.change, n);
+    results.push(r);
+    if (!flag('--sizes')) printPair(r);
+    else process.stderr.write(`  ${basename(p.old)}: ulp-pack ${r.rows.find((x) => x.command.startsWith('ulp-pack -o'))!.wall.toFixed(3)} s, readelf ${r.rows[0]!.wall.toFixed(3)} s (load ${r.loadAfter})\n`);
+    rmSync(p.neu, { force: true });
+  }
+  if (flag('--sizes')) {
+    console.log(`pack time against library size: each library against a copy with one changed byte, ${runs} runs, medians\n`);
+    console.log(renderPackSizes(results));
+  }
+  writeJsonResult({ runs, pairs: results });
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) main();

@@ -31,13 +31,20 @@ export function analyzeApi({ from, to }: Pair): ApiResult {
   const defaultChanged: string[] = [];
   const bindingChanged: string[] = [];
   const ifuncChanged: string[] = [];
-  const toNames = new Map<string, ElfSymbol[]>();
-  for (const s of to.exports.values()) toNames.set(s.name, [...(toNames.get(s.name) ?? []), s]);
+  // By name, for the exports that lost their version: built only when one is missing.
+  let toNames: Map<string, ElfSymbol[]> | undefined;
+  const namedInTo = (name: string) => {
+    if (!toNames) {
+      toNames = new Map();
+      for (const s of to.exports.values()) toNames.set(s.name, [...(toNames.get(s.name) ?? []), s]);
+    }
+    return toNames.get(name);
+  };
 
   for (const [key, a] of from.exports) {
     const b = to.exports.get(key);
     if (!b) {
-      const others = toNames.get(a.name);
+      const others = namedInTo(a.name);
       if (others) {
         versionChanged.push(show(a));
         details[show(a)] = `now ${others.map(show).join(', ')}`;
@@ -57,7 +64,8 @@ export function analyzeApi({ from, to }: Pair): ApiResult {
     if (a.versionHidden !== b.versionHidden) defaultChanged.push(show(a));
     if (a.bind !== b.bind) bindingChanged.push(`${show(a)} (${BIND_NAMES[a.bind] ?? a.bind} -> ${BIND_NAMES[b.bind] ?? b.bind})`);
   }
-  const added = [...to.exports].filter(([k]) => !from.exports.has(k)).map(([, s]) => s);
+  const added: ElfSymbol[] = [];
+  for (const [k, s] of to.exports) if (!from.exports.has(k)) added.push(s);
 
   const pick = (names: string[]) => Object.fromEntries(names.map((n) => [n, details[n]]));
   if (removed.length > 0) {

@@ -7,6 +7,7 @@
  */
 import type { Category, FunctionChanges } from '../../patches/index.js';
 import { fingerprint, sameInPlace } from '../code/compare.js';
+import { inPlace } from '../code/inplace.js';
 import type { Build, FunctionInfo } from '../model.js';
 import { Findings, listText, plural } from './findings.js';
 import type { Pair } from './pair.js';
@@ -35,22 +36,32 @@ function fingerprintOf(b: Build, f: FunctionInfo): string {
   return fp;
 }
 
-/** Answers are symmetric and shared by both directions: keyed by the unordered pair of builds. */
-const answers = new WeakMap<Build, WeakMap<Build, Map<string, boolean>>>();
+type Same = (a: FunctionInfo, b: FunctionInfo) => boolean;
 
-function same(from: Build, a: FunctionInfo, to: Build, b: FunctionInfo): boolean {
-  const [x, y, fx, fy] = from.sha256 < to.sha256 ? [from, to, a, b] : [to, from, b, a];
-  let inner = answers.get(x);
-  if (!inner) answers.set(x, (inner = new WeakMap()));
-  let memo = inner.get(y);
-  if (!memo) inner.set(y, (memo = new Map()));
-  const key = `${fx.start}:${fx.end}/${fy.start}:${fy.end}`;
-  let answer = memo.get(key);
-  if (answer === undefined) {
-    answer = sameInPlace({ build: x, start: fx.start, end: fx.end }, { build: y, start: fy.start, end: fy.end }) ?? fingerprintOf(x, fx) === fingerprintOf(y, fy);
-    memo.set(key, answer);
-  }
-  return answer;
+/**
+ * Answers are symmetric and shared by both directions: kept by the function
+ * of the build whose sha256 sorts first, with its counterpart (nearly always
+ * one).
+ */
+const answers = new WeakMap<FunctionInfo, Array<[FunctionInfo, boolean]>>();
+
+/** Whether a function of `from` and one of `to` are the same code. */
+function comparer(from: Build, to: Build): Same {
+  const flip = to.sha256 < from.sha256;
+  const [x, y] = flip ? [to, from] : [from, to];
+  const place = inPlace(x, y);
+  return (a, b) => {
+    // Laid out alike, most functions are cleared without decoding (inplace.ts), which needs no memo.
+    if (place && a.start === b.start && a.end === b.end && place.codeUnchanged(a.start, a.end)) return true;
+    const fx = flip ? b : a;
+    const fy = flip ? a : b;
+    let known = answers.get(fx);
+    if (!known) answers.set(fx, (known = []));
+    for (const [other, answer] of known) if (other === fy) return answer;
+    const answer = sameInPlace({ build: x, start: fx.start, end: fx.end }, { build: y, start: fy.start, end: fy.end }) ?? fingerprintOf(x, fx) === fingerprintOf(y, fy);
+    known.push([fy, answer]);
+    return answer;
+  };
 }
 
 export function analyzeCode(pair: Pair, onProgress?: (done: number, total: number) => void): CodeResult {
@@ -63,6 +74,7 @@ export function analyzeCode(pair: Pair, onProgress?: (done: number, total: numbe
   const na = byName(fa, keep);
   const nb = byName(fb, keep);
 
+  const same = comparer(from, to);
   const changed: string[] = [];
   const removed: string[] = [];
   let unchanged = 0;
@@ -71,7 +83,7 @@ export function analyzeCode(pair: Pair, onProgress?: (done: number, total: numbe
     if (onProgress && i++ % 256 === 0) onProgress(i, na.size);
     const b = nb.get(name);
     if (!b) removed.push(name);
-    else if (same(from, a, to, b)) unchanged++;
+    else if (same(a, b)) unchanged++;
     else changed.push(name);
   }
   const added = [...nb.keys()].filter((n) => !na.has(n));
@@ -80,7 +92,7 @@ export function analyzeCode(pair: Pair, onProgress?: (done: number, total: numbe
   const f = new Findings();
   if (!named) {
     const unnamed = (fns: FunctionInfo[], names: Map<string, FunctionInfo>) => fns.filter((x) => x.name === undefined || !names.has(x.name));
-    const { unmatchedA, unmatchedB, matched } = matchByContent(from, unnamed(fa, na), to, unnamed(fb, nb));
+    const { unmatchedA, unmatchedB, matched } = matchByContent(from, unnamed(fa, na), to, unnamed(fb, nb), same);
     unchanged += matched;
     functions.unchanged = unchanged;
     functions.unnamedChanged = { from: total(unmatchedA), to: total(unmatchedB) };
@@ -102,14 +114,14 @@ export function analyzeCode(pair: Pair, onProgress?: (done: number, total: numbe
  * Unnamed functions (stripped builds) pair up by content: first in place
  * (same address, same code), then by digest, as a multiset.
  */
-function matchByContent(from: Build, fa: FunctionInfo[], to: Build, fb: FunctionInfo[]): { matched: number; unmatchedA: FunctionInfo[]; unmatchedB: FunctionInfo[] } {
+function matchByContent(from: Build, fa: FunctionInfo[], to: Build, fb: FunctionInfo[], same: Same): { matched: number; unmatchedA: FunctionInfo[]; unmatchedB: FunctionInfo[] } {
   const bByStart = new Map(fb.map((x) => [x.start, x]));
   const pairedB = new Set<FunctionInfo>();
   const restA: FunctionInfo[] = [];
   let matched = 0;
   for (const a of fa) {
     const b = bByStart.get(a.start);
-    if (b && same(from, a, to, b)) {
+    if (b && same(a, b)) {
       pairedB.add(b);
       matched++;
     } else restA.push(a);

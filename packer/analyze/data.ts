@@ -7,7 +7,8 @@
  * (the running process keeps the values it has).
  */
 import { RelocType, STT_FILE, STT_FUNC, STT_GNU_IFUNC, STT_SECTION, STT_TLS, relocTypeName, type ElfSymbol, type Relocation, type WritableRegion } from '../../elf/index.js';
-import { hex, type Category, type Report, type Site } from '../../patches/index.js';
+import type { Category, Report, Site } from '../../patches/index.js';
+import { hex } from '../../patches/hex.js';
 import { targetsOf } from '../code/targets.js';
 import { symbolKey, type Build } from '../model.js';
 import { Findings, listText, plural } from './findings.js';

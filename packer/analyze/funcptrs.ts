@@ -6,7 +6,8 @@
  * target moved or whose function changed are listed; the manifest carries
  * all of them (report.writable.sites).
  */
-import { parseHex, type Category, type Site } from '../../patches/index.js';
+import type { Category, Site } from '../../patches/index.js';
+import { parseHex } from '../../patches/hex.js';
 import { Findings, listText, plural } from './findings.js';
 
 const show = (t: Site['fromTarget']) => `${t.symbol ?? '?'}${t.symbolOffset && t.symbolOffset !== '0x0' ? `+${t.symbolOffset}` : ''} (${t.vaddr ?? t.kind})`;

@@ -2,7 +2,8 @@
  * The whole analysis of one direction (from -> to): every category, then the
  * report. Pure: it reads two parsed builds and returns data.
  */
-import { combineVerdicts, CATEGORY_NAMES, type BuildSummary, type Report } from '../../patches/index.js';
+import type { BuildSummary, Report } from '../../patches/index.js';
+import { CATEGORY_NAMES, worstVerdict } from '../categories.js';
 import type { Build } from '../model.js';
 import { analyzeApi } from './api.js';
 import { analyzeCode } from './code.js';
@@ -43,7 +44,7 @@ export function analyzePair(from: Build, to: Build, progress: ProgressFn = () =>
   const funcptrs = analyzeFuncptrs(data.sites, new Set(code.functions.changed));
   const categories = { meta: meta.category, api: api.category, code: code.category, init, ro, relro, data: data.category, tls, funcptrs };
   return {
-    verdict: combineVerdicts(CATEGORY_NAMES.map((c) => categories[c].verdict)),
+    verdict: worstVerdict(CATEGORY_NAMES.map((c) => categories[c].verdict)),
     from: summarize(from),
     to: summarize(to),
     categories,

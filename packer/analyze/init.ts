@@ -7,7 +7,7 @@
  * with addresses masked (code/compare.ts). Destructors (DT_FINI,
  * FINI_ARRAY) run from the old build at exit; their changes are warnings.
  */
-import { RelocType, symbolContaining, type ElfSymbol } from '../../elf/index.js';
+import { RelocType, symbolIndex, type ElfSymbol } from '../../elf/index.js';
 import type { Category } from '../../patches/index.js';
 import { compareCode } from '../code/compare.js';
 import { functionAt } from '../code/extent.js';
@@ -41,7 +41,7 @@ export function entryPoints(build: Build, kind: Kind): number[] {
 }
 
 function label(build: Build, vaddr: number): string {
-  const s = symbolContaining(build.obj, BigInt(vaddr));
+  const s = symbolIndex(build.obj).containing(vaddr);
   return s && Number(s.value) === vaddr ? build.nameOf(s) : `0x${vaddr.toString(16)}`;
 }
 

@@ -8,6 +8,7 @@
  */
 import { SHF_ALLOC, SHF_EXECINSTR, SHF_WRITE, SHT_NOBITS, STT_OBJECT, type ElfSymbol, type SectionHeader } from '../../elf/index.js';
 import type { Category } from '../../patches/index.js';
+import { inPlace } from '../code/inplace.js';
 import { normalizedBytes } from '../code/targets.js';
 import type { Build, SegmentKind } from '../model.js';
 import { Findings, listText, plural } from './findings.js';
@@ -38,14 +39,20 @@ function sectionsIn(b: Build, kind: SegmentKind): Map<string, SectionHeader> {
 
 function compareArea(pair: Pair, kind: 'readonly' | 'relro', prefix: 'RO' | 'RELRO'): Category {
   const { from, to } = pair;
-  const content = (b: Build, addr: bigint, size: number) => (kind === 'relro' ? normalizedBytes(b, Number(addr), size) : b.obj.readAt(addr, size).toString('latin1'));
+  // RELRO words are compared by what they will point at; laid out alike, most need no naming (inplace.ts).
+  const place = kind === 'relro' ? inPlace(from, to) : undefined;
+  const differ = (a: { addr: bigint; size: bigint }, b: { addr: bigint; size: bigint }) => {
+    if (kind === 'readonly') return !from.obj.readAt(a.addr, Number(a.size)).equals(to.obj.readAt(b.addr, Number(b.size)));
+    if (a.addr === b.addr && a.size === b.size && place?.dataUnchanged(Number(a.addr), Number(a.addr + a.size))) return false;
+    return normalizedBytes(from, Number(a.addr), Number(a.size)) !== normalizedBytes(to, Number(b.addr), Number(b.size));
+  };
   const f = new Findings();
   const oa = objectsIn(from, kind);
   const ob = objectsIn(to, kind);
   const changed: string[] = [];
   for (const [name, a] of oa) {
     const b = ob.get(name);
-    if (b && content(from, a.value, Number(a.size)) !== content(to, b.value, Number(b.size))) changed.push(name);
+    if (b && differ({ addr: a.value, size: a.size }, { addr: b.value, size: b.size })) changed.push(name);
   }
   const added = [...ob.keys()].filter((n) => !oa.has(n));
   const removed = [...oa.keys()].filter((n) => !ob.has(n));
@@ -59,7 +66,7 @@ function compareArea(pair: Pair, kind: 'readonly' | 'relro', prefix: 'RO' | 'REL
   for (const name of new Set([...sa.keys(), ...sb.keys()])) {
     const a = sa.get(name);
     const b = sb.get(name);
-    if (!a || !b || a.size !== b.size || content(from, a.addr, Number(a.size)) !== content(to, b.addr, Number(b.size))) {
+    if (!a || !b || a.size !== b.size || differ(a, b)) {
       sectionsChanged.push(`${name} (${a ? a.size : 'none'} -> ${b ? b.size : 'none'} bytes)`);
     }
   }

@@ -2,8 +2,9 @@
  * Relocation sites inside the writable region, described for the trigger:
  * what each word holds once the loader has processed it, in each build.
  */
-import { RelocType, relocTypeName, symbolContaining, type Relocation } from '../../elf/index.js';
-import { hex, type Site, type SiteTarget } from '../../patches/index.js';
+import { RelocType, relocTypeName, symbolContaining, symbolIndex, type ElfSymbol, type Relocation } from '../../elf/index.js';
+import type { Site, SiteTarget } from '../../patches/index.js';
+import { hex } from '../../patches/hex.js';
 import type { Build } from '../model.js';
 
 const TLS_TYPES = new Set<number>([RelocType.DTPMOD64, RelocType.DTPOFF64, RelocType.TPOFF64, RelocType.TLSDESC]);
@@ -15,10 +16,15 @@ export function effectiveAddend(build: Build, r: Relocation): bigint {
   return r.table === 'relr' ? build.obj.readAt(r.offset, 8).readBigUInt64LE(0) : r.addend;
 }
 
+/** Link-time addresses are exact as numbers (one shared index); a crafted addend beyond them is looked up as a bigint. */
+function symbolAt(build: Build, vaddr: bigint): ElfSymbol | undefined {
+  return vaddr >= 0n && vaddr <= BigInt(Number.MAX_SAFE_INTEGER) ? symbolIndex(build.obj).containing(Number(vaddr)) : symbolContaining(build.obj, vaddr);
+}
+
 function local(build: Build, vaddr: bigint, kind?: SiteTarget['kind']): SiteTarget {
   const k = kind ?? build.kindAt(Number(vaddr));
   const t: SiteTarget = { kind: k === 'none' ? 'unknown' : k, vaddr: hex(vaddr) };
-  const s = symbolContaining(build.obj, vaddr);
+  const s = symbolAt(build, vaddr);
   if (s) {
     t.symbol = build.nameOf(s);
     t.symbolOffset = hex(vaddr - s.value);

@@ -10,7 +10,7 @@
  *   r               unnamed read-only data; see roIdentity
  *   u:<vaddr>       outside every segment
  */
-import { RELOC_NAMES, RelocType, symbolContaining, type Relocation } from '../../elf/index.js';
+import { RELOC_NAMES, RelocType, symbolIndex, type Relocation } from '../../elf/index.js';
 import type { Build } from '../model.js';
 
 export interface Targets {
@@ -71,7 +71,7 @@ function createTargets(build: Build): Targets {
 }
 
 function named(build: Build, vaddr: number): string | undefined {
-  const sym = symbolContaining(build.obj, BigInt(vaddr));
+  const sym = symbolIndex(build.obj).containing(vaddr);
   return sym ? `s:${build.nameOf(sym)}+${vaddr - Number(sym.value)}` : undefined;
 }
 
@@ -105,13 +105,16 @@ function nameReloc(build: Build, t: Targets, r: Relocation): string {
   return RELOC_NAMES[r.type] ?? String(r.type);
 }
 
+/** The bytes a PLT stub check reads at a code target. */
+export const PLT_STUB_BYTES = 11;
+
 /**
  * A PLT stub (.plt, .plt.sec, .plt.got): optional endbr64, optional bnd
  * prefix, then `jmp *slot(%rip)`. Returns the GOT slot it jumps through.
  */
 function pltSlot(build: Build, vaddr: number): number | undefined {
-  if (build.extentAt(vaddr) < 11) return undefined;
-  const b = build.bytesAt(vaddr, 11);
+  if (build.extentAt(vaddr) < PLT_STUB_BYTES) return undefined;
+  const b = build.bytesAt(vaddr, PLT_STUB_BYTES);
   let p = 0;
   if (b[0] === 0xf3 && b[1] === 0x0f && b[2] === 0x1e && b[3] === 0xfa) p = 4;
   if (b[p] === 0xf2) p++;
@@ -152,8 +155,10 @@ function normalize(build: Build, addr: number, size: number): string {
   return parts.join('');
 }
 
-const WINDOW = 32;
-const MAX_STRING = 256;
+/** Unnamed read-only data is compared over at most this many bytes, relocated words included... */
+export const RO_WINDOW = 32;
+/** ...and strings and switch tables over at most this many: no name of a target reads further. */
+export const RO_MAX_READ = 256;
 
 function window(build: Build, vaddr: number, max: number): Buffer {
   return build.bytesAt(vaddr, Math.min(max, build.extentAt(vaddr)));
@@ -184,7 +189,7 @@ export function roIdentity(build: Build, vaddr: number, fnStart: number, fnEnd: 
 
 /** Text read as int32 offsets lands far outside any function, so tables are told apart from strings. */
 function switchTable(build: Build, vaddr: number, fnStart: number, fnEnd: number): string | undefined {
-  const w = window(build, vaddr, MAX_STRING);
+  const w = window(build, vaddr, RO_MAX_READ);
   let cases = '';
   for (let i = 0; i + 4 <= w.length; i += 4) {
     const label = vaddr + w.readInt32LE(i);
@@ -195,9 +200,9 @@ function switchTable(build: Build, vaddr: number, fnStart: number, fnEnd: number
 }
 
 function roContent(build: Build, vaddr: number, addressTaken: boolean): string {
-  const w = window(build, vaddr, MAX_STRING);
+  const w = window(build, vaddr, RO_MAX_READ);
   if (!addressTaken) {
-    const align = Math.min(WINDOW, vaddr & -vaddr || WINDOW);
+    const align = Math.min(RO_WINDOW, vaddr & -vaddr || RO_WINDOW);
     return 'b:' + normalizedBytes(build, vaddr, Math.min(Math.max(align, 4), w.length));
   }
   let memo = contents.get(build);
@@ -205,7 +210,7 @@ function roContent(build: Build, vaddr: number, addressTaken: boolean): string {
   let id = memo.get(vaddr);
   if (id === undefined) {
     const nul = w.indexOf(0);
-    id = nul >= 0 && isText(w, nul) ? 's:' + w.toString('latin1', 0, nul) : 'b:' + normalizedBytes(build, vaddr, Math.min(WINDOW, w.length));
+    id = nul >= 0 && isText(w, nul) ? 's:' + w.toString('latin1', 0, nul) : 'b:' + normalizedBytes(build, vaddr, Math.min(RO_WINDOW, w.length));
     memo.set(vaddr, id);
   }
   return id;

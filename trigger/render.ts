@@ -1,6 +1,7 @@
 /** Text output of ulp-trigger; `--json` prints the same objects instead. */
 import type { RunResult } from './apply.js';
 import type { StatusReport } from './status.js';
+import { forkSummary } from '../runtime/loader/fork/index.js';
 import type { AllResult } from './all.js';
 
 const short = (id: string | undefined) => (id ? id.slice(0, 12) : 'no-build-id');
@@ -57,6 +58,7 @@ export function renderStatus(st: StatusReport): string {
     lines.push(`  old references: ${plural(o.slots, 'slot')}, ${plural(o.dataPointers, 'data pointer')} into code of builds that are not live`);
     for (const s of o.samples.slice(0, 5)) lines.push(`    ${s.holder} @ ${hex(s.at)} -> ${hex(s.value)} (build ${short(s.buildId)})`);
   }
+  if (st.libraries.length || st.fork.installed) lines.push('', forkSummary(st.fork));
   lines.push('', `memory mapped by ulp: ${(st.ulpMappedBytes / 1024).toFixed(0)} KiB`);
   return lines.join('\n') + '\n';
 }

@@ -6,7 +6,8 @@
  */
 import { checkTarget, RemoteMemory } from '../runtime/index.js';
 import { findDataPointers, readLibraryState, type LibraryState } from '../runtime/loader/library.js';
-import { parseMemfdPath, type ProcessObject } from '../runtime/loader/model.js';
+import { dataMemfdName, parseMemfdPath, type ProcessObject } from '../runtime/loader/model.js';
+import { readForkStatus, type ForkStatus } from '../runtime/loader/fork/index.js';
 import { takeSnapshot } from '../runtime/loader/snapshot.js';
 
 export interface BuildStatus {
@@ -45,6 +46,8 @@ export interface StatusReport {
   libraries: LibraryStatus[];
   /** Bytes of address space mapped by ulp-trigger (builds, shared data, stub page). */
   ulpMappedBytes: number;
+  /** Whether a child of the process gets private copies of the shared data (docs/FORK.md). */
+  fork: ForkStatus;
 }
 
 function buildStatus(b: ProcessObject, state: LibraryState): BuildStatus {
@@ -98,5 +101,6 @@ export function readStatus(pid: number): StatusReport {
     objects: linkmap.map((o) => ({ name: o.name || '(executable)', soname: o.soname, buildId: o.buildId, base: o.bias })),
     libraries,
     ulpMappedBytes,
+    fork: readForkStatus(pid, mem, snap.maps, [...snap.dataMappings.keys()].map(dataMemfdName)),
   };
 }

@@ -19,6 +19,7 @@ import { openTargetFd } from '../memory.js';
 import type { Session } from '../session.js';
 import { MAP, MFD, NR, PROT } from '../sys/constants.js';
 import { dataMemfdName, type ProcessObject, type Region } from './model.js';
+import { forgetForkAliases } from './fork/index.js';
 
 /** mremap(2) flags; with old_size 0 on a MAP_SHARED mapping, mremap maps the same pages a second time. */
 const MREMAP_MAYMOVE = 1;
@@ -170,6 +171,7 @@ function u64le(v: bigint): Buffer {
 
 export function tryUnmap(s: Session, addr: bigint, len: bigint): void {
   try {
+    forgetForkAliases(s, addr, len); // first: a child forked meanwhile must not map a copy where nothing of ours is left
     s.sys.munmap(addr, len);
   } catch {
     // Best effort: the mapping is unreferenced; leaving it only costs address space.

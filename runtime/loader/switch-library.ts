@@ -17,6 +17,7 @@ import { classifySlot, collectSlots } from './relink.js';
 import { globalScope } from './scope.js';
 import { aliasCanonical, applyWrites, mapBuild, tryUnmap, type StagedImage, type Write } from './stage.js';
 import { takeSnapshot, type Snapshot } from './snapshot.js';
+import { ensureForkProtection, publishForkAlias } from './fork/index.js';
 import { emptyCounts, relink, type SwitchResult } from './switch.js';
 
 export interface SwitchRequest {
@@ -161,6 +162,8 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
       progress(`staging ${req.soname} ${req.target.buildId.slice(0, 12)}`);
       session.borrow();
       session.stub();
+      // Before the data is shared: children must get private copies (fork/, docs/FORK.md).
+      const fork = state.region ? ensureForkProtection(session, snap.objects, family.canonical, state.region) : undefined;
       image = mapBuild(session, {
         bytes: req.target.bytes,
         elf,
@@ -170,6 +173,7 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
         aliasedCanonicalRegion: state.aliased && state.region ? family.canonical.bias + state.region.start : undefined,
       });
       try {
+        if (fork && image.regionAddr !== undefined) publishForkAlias(session, fork, image.regionAddr);
         const plan = planStage({ target: elf, targetBias: image.bias, family, from: state.live, scope, region, read });
         const writes: Write[] = plan.writes.map((w) => ({ addr: w.addr, value: w.value }));
         // IFUNC resolvers run now, with the other threads running (DESIGN: never call into the process during the pause).

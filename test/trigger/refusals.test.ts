@@ -6,45 +6,14 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { chmodSync, closeSync, copyFileSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseElf, RelocType } from '../../elf/index.js';
 import { decodeBundle, encodeBundle, patchIdOf } from '../../patches/index.js';
 import { runCli, type Run } from '../helpers/cli.js';
 import { buildDemo, rounds, type Demo } from '../helpers/demo.js';
+import { processState } from '../helpers/process-state.js';
 import { startTarget, type Target } from '../helpers/target.js';
-
-/** The mappings and every symbol slot (GLOB_DAT, JUMP_SLOT, R_X86_64_64) of every file-backed object. */
-function processState(pid: number): { maps: string; slots: Map<string, bigint> } {
-  const maps = readFileSync(`/proc/${pid}/maps`, 'utf8');
-  const slots = new Map<string, bigint>();
-  const fd = openSync(`/proc/${pid}/mem`, 'r');
-  try {
-    const seen = new Set<string>();
-    for (const line of maps.split('\n')) {
-      const m = /^([0-9a-f]+)-[0-9a-f]+ \S+ 00000000 \S+ \d+\s+(\/\S+)$/.exec(line);
-      if (!m || seen.has(m[2]!) || m[2]!.startsWith('/memfd:')) continue;
-      seen.add(m[2]!);
-      let elf;
-      try {
-        elf = parseElf(readFileSync(m[2]!), { expect: 'any' });
-      } catch {
-        continue;
-      }
-      const bias = BigInt('0x' + m[1]) - (elf.loadSegments[0]?.vaddr ?? 0n);
-      for (const r of elf.relocations) {
-        if (r.type !== RelocType.GLOB_DAT && r.type !== RelocType.JUMP_SLOT && r.type !== RelocType.R64) continue;
-        const buf = Buffer.alloc(8);
-        readSync(fd, buf, 0, 8, Number(bias + r.offset));
-        slots.set(`${m[2]}+0x${r.offset.toString(16)}`, buf.readBigUInt64LE(0));
-      }
-    }
-  } finally {
-    closeSync(fd);
-  }
-  return { maps, slots };
-}
 
 describe('ulp-trigger refusals leave the process untouched', function () {
   this.timeout(180_000);

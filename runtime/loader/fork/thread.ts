@@ -1,0 +1,102 @@
+/**
+ * Which thread may call __register_atfork. The call takes glibc's atfork
+ * lock and, once more than 48 handlers exist, grows their array with
+ * malloc. A thread stopped inside fork(), inside the registration or
+ * unregistration of handlers, inside the allocator or inside ld.so would
+ * wait for itself (DESIGN.md, "borrowing a thread"). So a thread is used only
+ * when neither its rip nor any word on its stack (a conservative scan: stale
+ * words only make it refuse more) points into those functions or into ld.so;
+ * the others are let go and asked again a moment later.
+ */
+import { UlpError } from '../../../common/errors.js';
+import { findMapping, readMaps } from '../../maps.js';
+import type { Session } from '../../session.js';
+import type { ProcessObject } from '../model.js';
+import { lookupIn } from '../scope.js';
+
+/** libc entry points below which a thread may hold the atfork lock or an arena lock. */
+const LIBC_UNSAFE = [
+  'fork', '_Fork', '__register_atfork', 'pthread_atfork', '__cxa_finalize', 'exit',
+  'malloc', 'free', 'calloc', 'realloc', 'reallocarray', 'memalign', 'posix_memalign', 'aligned_alloc', 'valloc', 'pvalloc', 'malloc_trim',
+  'dlopen', 'dlclose', 'dlmopen', 'dlsym', 'dlvsym',
+];
+const STACK_SCAN_BYTES = 64 * 1024;
+
+type Range = [number, number];
+
+/** Addresses as Numbers: user space fits in 47 bits, and Number comparisons keep the stack scan fast. */
+export function unsafeRanges(objects: readonly ProcessObject[]): Range[] {
+  const out: Range[] = [];
+  for (const o of objects) {
+    if (o.source !== 'linkmap') continue;
+    if (o.soname?.startsWith('ld-linux')) for (const c of o.code) out.push([Number(c.start), Number(c.end)]);
+    if (o.soname === 'libc.so.6') {
+      for (const name of LIBC_UNSAFE) {
+        const def = lookupIn(o, { name });
+        if (def && def.sym.size > 0n) out.push([Number(def.addr), Number(def.addr + def.sym.size)]);
+      }
+    }
+  }
+  return out;
+}
+
+function inRanges(ranges: readonly Range[], v: number): boolean {
+  for (const [a, b] of ranges) if (v >= a && v < b) return true;
+  return false;
+}
+
+/** Why thread `tid` (stopped) must not make the call, or undefined when it may. */
+export function unsafeReason(s: Session, tid: number, ranges: readonly Range[]): string | undefined {
+  const r = s.regs(tid);
+  if (inRanges(ranges, Number(r.rip))) return 'it is inside the allocator, fork or the dynamic loader';
+  const stack = findMapping(readMaps(s.pid), r.rsp);
+  if (!stack) return 'its stack is not mapped';
+  const len = Math.min(STACK_SCAN_BYTES, Number(stack.end - r.rsp)) & ~7;
+  const words = s.memory.tryRead(r.rsp, len);
+  if (!words) return 'its stack cannot be read';
+  for (let off = 0; off + 8 <= words.length; off += 8) {
+    const v = words.readUInt32LE(off) + words.readUInt32LE(off + 4) * 2 ** 32;
+    if (inRanges(ranges, v)) return 'a frame of the allocator, fork or the dynamic loader is on its stack';
+  }
+  return undefined;
+}
+
+const pause = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+
+/**
+ * Leaves exactly one thread borrowed, one that may call `fn` (see above),
+ * and runs `fn` on it; a thread on which `fn` fails with PROC_NO_THREAD or
+ * PROC_CALL_TIMEOUT is skipped. The other threads keep running throughout.
+ */
+export function onSafeThread<T>(s: Session, objects: readonly ProcessObject[], fn: (tid: number) => T, timeoutMs = 3000): T {
+  const ranges = unsafeRanges(objects);
+  const deadline = performance.now() + timeoutMs;
+  const reasons = new Map<number, string>();
+  for (;;) {
+    const order = [...new Set([...(s.borrowed !== undefined ? [s.borrowed] : []), s.pid, ...s.tids()])].filter((t) => s.tids().includes(t));
+    for (const tid of order) {
+      if (s.borrowed !== tid) {
+        if (s.borrowed !== undefined) s.resume();
+        s.borrow(tid);
+      }
+      const why = unsafeReason(s, tid, ranges);
+      if (why) {
+        reasons.set(tid, why);
+        continue;
+      }
+      try {
+        return fn(tid);
+      } catch (e) {
+        if (!(e instanceof UlpError) || (e.code !== 'PROC_NO_THREAD' && e.code !== 'PROC_CALL_TIMEOUT')) throw e;
+        reasons.set(tid, e.message);
+      }
+    }
+    if (performance.now() > deadline) {
+      const detail = [...reasons].map(([t, w]) => `thread ${t}: ${w}`).join('; ');
+      throw new UlpError('LOADER_FORK_NO_THREAD', `no thread of process ${s.pid} could register the fork handlers (${detail})`, 'Retry in a moment; the process was left unchanged.', { pid: s.pid });
+    }
+    s.resume();
+    s.service();
+    pause(5);
+  }
+}

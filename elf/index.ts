@@ -21,6 +21,7 @@ export { ElfErrorCode } from './errors.js';
 export type { LookupRequest } from './hash.js';
 export { gnuHashOf, sysvHashOf } from './hash.js';
 export { addressSymbols, symbolIndex, type SymbolIndex } from './symbol-index.js';
+export { ehFrameEnd, ehFrameStart } from './eh-frame.js';
 export type { ReadMemory } from './image.js';
 export type { VersionDef, VersionNeed, Versions } from './versions.js';
 

@@ -27,9 +27,19 @@ export function renderRun(r: RunResult): string {
     const where = s.targetBase !== undefined ? ` at ${hex(s.targetBase)}` : '';
     lines.push(`  ${r.outcome === 'dry-run' ? 'would map' : 'mapped'} the build${where}: ${plural(s.relocations, 'relocation')}${s.ifuncs ? `, ${plural(s.ifuncs, 'IFUNC resolver')} run` : ''}`);
   } else lines.push('  the build was already mapped in the process: nothing to stage');
+  if (s.unwind) {
+    const u = s.unwind;
+    const verb = r.outcome === 'dry-run' ? 'would register' : 'registered';
+    if (u.registered) lines.push(`  ${verb} its unwind tables with libgcc_s.so.1${u.loadedUnwinder ? `, ${r.outcome === 'dry-run' ? 'loading' : 'which it loaded into the process'} first` : ''}`);
+    else lines.push(`  warning: its unwind tables are not registered (${u.reason}): a C++ exception or pthread_cancel that unwinds through its frames will fail`);
+  }
   if (s.newImports.length) lines.push(`  new imports: ${s.newImports.map((i) => `${i.name}${i.version ? '@' + i.version : ''} (${i.from})`).join(', ')}`);
   const verb = r.outcome === 'dry-run' ? 'would relink' : 'relinked';
   lines.push(`  ${verb} ${plural(s.rewritten, 'slot')}, bound ${plural(s.lazyBound, 'lazy slot')}${s.aliasedNow ? '; shared the writable data with the old build' : ''}`);
+  const p = s.pointers;
+  if (p.retargeted || p.overwritten) {
+    lines.push(`  ${r.outcome === 'dry-run' ? 'would retarget' : 'retargeted'} ${plural(p.retargeted, 'function pointer')} in the library's data${p.overwritten ? `; left ${p.overwritten} the program set itself` : ''}`);
+  }
   const left = s.counts.unmatched + s.counts.missing;
   if (left) lines.push(`  ${plural(left, 'slot')} still point at other builds (IFUNC results or symbols the target lacks); --status lists old references`);
   const all = s.pauses.filter((p) => p.kind === 'all');
@@ -59,6 +69,7 @@ export function renderStatus(st: StatusReport): string {
     for (const s of o.samples.slice(0, 5)) lines.push(`    ${s.holder} @ ${hex(s.at)} -> ${hex(s.value)} (build ${short(s.buildId)})`);
   }
   if (st.libraries.length || st.fork.installed) lines.push('', forkSummary(st.fork));
+  for (const a of st.abandoned) lines.push('', `abandoned staging of ${a.name} at ${hex(a.base)}: a trigger stopped before it finished; nothing uses it`);
   lines.push('', `memory mapped by ulp: ${(st.ulpMappedBytes / 1024).toFixed(0)} KiB`);
   return lines.join('\n') + '\n';
 }

@@ -48,6 +48,8 @@ export interface StatusReport {
   ulpMappedBytes: number;
   /** Whether a child of the process gets private copies of the shared data (docs/FORK.md). */
   fork: ForkStatus;
+  /** Builds whose staging a killed trigger never finished: unused address space, never taken for builds. */
+  abandoned: Array<{ name: string; base: bigint }>;
 }
 
 function buildStatus(b: ProcessObject, state: LibraryState): BuildStatus {
@@ -102,5 +104,6 @@ export function readStatus(pid: number): StatusReport {
     libraries,
     ulpMappedBytes,
     fork: readForkStatus(pid, mem, snap.maps, [...snap.dataMappings.keys()].map(dataMemfdName)),
+    abandoned: snap.abandoned.map((m) => ({ name: m.path.replace(/^\/memfd:| \(deleted\)$/g, ''), base: m.start })),
   };
 }

@@ -5,14 +5,12 @@
  * functions starts and ends. Only what is needed for that is decoded: CIE
  * augmentation (for the pointer encoding) and each FDE's pc_begin/pc_range.
  */
-import { PT_GNU_EH_FRAME, type ElfObject } from '../../elf/index.js';
+import { ehFrameStart, type ElfObject } from '../../elf/index.js';
 
 export interface CodeRange {
   start: number;
   end: number;
 }
-
-const DW_EH_PE_omit = 0xff;
 
 class Reader {
   constructor(
@@ -111,17 +109,10 @@ class Reader {
  * then know fewer functions, which only makes the report coarser.
  */
 export function unwindRanges(obj: ElfObject): CodeRange[] {
-  const hdrPh = obj.programHeaders.find((p) => p.type === PT_GNU_EH_FRAME);
-  if (!hdrPh) return [];
+  const start = ehFrameStart(obj);
+  if (start === undefined) return [];
   try {
-    const hdr = new Reader(obj.readAt(hdrPh.vaddr, Number(hdrPh.memsz)), Number(hdrPh.vaddr));
-    if (hdr.u8() !== 1) return [];
-    const ptrEnc = hdr.u8();
-    hdr.u8(); // fde_count encoding
-    hdr.u8(); // table encoding
-    if (ptrEnc === DW_EH_PE_omit) return [];
-    const ehFrame = hdr.encoded(ptrEnc, true);
-    return walkEhFrame(obj, ehFrame);
+    return walkEhFrame(obj, Number(start));
   } catch {
     return [];
   }

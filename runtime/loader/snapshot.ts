@@ -4,11 +4,12 @@
  * mapped from `ulp:` memfds, each parsed from the process's own memory.
  */
 import { imageSpan, parseElfFromMemory, PF_X, type ElfObject } from '../../elf/index.js';
-import { readLinkMap } from '../linkmap.js';
+import { readGlobalScope, readLinkMap } from '../linkmap.js';
 import { findMapping, readMaps, type Mapping } from '../maps.js';
 import { ElfCache } from './elf-cache.js';
 import type { RemoteMemory } from '../memory.js';
 import { parseMemfdPath, type Family, type ProcessObject } from './model.js';
+import { recordScopes } from './scope.js';
 
 export interface Snapshot {
   pid: number;
@@ -17,6 +18,12 @@ export interface Snapshot {
   maps: Mapping[];
   /** Shared data memfds already created, by SONAME: the start of each mapping of it. */
   dataMappings: Map<string, Mapping[]>;
+  /**
+   * Header pages of builds whose staging never finished (a trigger killed
+   * while staging): nothing points at them, so they are not builds, only
+   * address space that --status reports.
+   */
+  abandoned: Mapping[];
 }
 
 function describe(elf: ElfObject, bias: bigint): Pick<ProcessObject, 'code' | 'span' | 'buildId' | 'soname'> {
@@ -41,8 +48,10 @@ export function takeSnapshot(pid: number, mem: RemoteMemory, cache: ElfCache = n
     const elf = cache.object(read, o.bias, o.headerAddr, findMapping(maps, o.headerAddr));
     objects.push({ name: o.isMain ? '' : o.path, bias: o.bias, elf, source: 'linkmap', linkMapAddr: o.linkMap, ...describe(elf, o.bias) });
   }
+  recordScopes(objects, readGlobal(mem, objects, lm.objects.filter((o) => o.namespace === 0).map((o) => o.linkMap)));
   const dataMappings = new Map<string, Mapping[]>();
   const seenBuilds = new Set<string>();
+  const abandoned: Mapping[] = [];
   for (const m of maps) {
     const parsed = parseMemfdPath(m.path);
     if (!parsed) continue;
@@ -53,10 +62,28 @@ export function takeSnapshot(pid: number, mem: RemoteMemory, cache: ElfCache = n
     // A build is mapped from offset 0 at its base; later segments of the same memfd follow it.
     if (m.offset !== 0n || seenBuilds.has(`${m.dev}:${m.inode}`)) continue;
     seenBuilds.add(`${m.dev}:${m.inode}`);
+    // Staging opens the header page last (stage.ts): an inaccessible one was never finished.
+    if (!m.read) {
+      abandoned.push(m);
+      continue;
+    }
     const elf = parseElfFromMemory(read, { bias: m.start, headerAddr: m.start, expect: 'any' });
     objects.push({ name: m.path.replace(/^\/memfd:| \(deleted\)$/g, ''), bias: m.start, elf, source: 'ulp', ulp: parsed.name, ...describe(elf, m.start) });
   }
-  return { pid, objects, maps, dataMappings };
+  return { pid, objects, maps, dataMappings, abandoned };
+}
+
+/** ld.so's global search list as objects, or undefined when it cannot be read (see readGlobalScope). */
+function readGlobal(mem: RemoteMemory, objects: readonly ProcessObject[], linkMaps: readonly bigint[]): ProcessObject[] | undefined {
+  for (const o of objects) {
+    const sym = o.elf.lookup('_rtld_global');
+    if (!sym?.defined) continue;
+    const list = readGlobalScope(mem, o.bias + sym.value, linkMaps);
+    const byMap = new Map(objects.map((x) => [x.linkMapAddr, x]));
+    // The vDSO is left out of the objects: it defines nothing a library imports by name.
+    return list?.map((lm) => byMap.get(lm)).filter((x): x is ProcessObject => x !== undefined);
+  }
+  return undefined;
 }
 
 /** Every build of the library named `soname` in the process, or undefined when the loader has not loaded it. */

@@ -7,6 +7,10 @@
  * Layout of a staged build:
  *   - a PROT_NONE reservation of the whole image span (like ld.so),
  *   - each PT_LOAD mapped MAP_PRIVATE from a sealed memfd named after the patch,
+ *     except that the page holding the ELF header stays PROT_NONE until the
+ *     build is complete (finishStaging): a build is what the snapshot finds
+ *     at a readable offset-0 mapping, so one a killed trigger left half
+ *     relocated is never taken for a build by a later run,
  *   - the writable region that survives RELRO mapped MAP_SHARED from the
  *     library's data memfd instead: created here the first time (and copied
  *     into at the switch), duplicated from the already aliased canonical
@@ -24,6 +28,7 @@ import { forgetForkAliases } from './fork/index.js';
 /** mremap(2) flags; with old_size 0 on a MAP_SHARED mapping, mremap maps the same pages a second time. */
 const MREMAP_MAYMOVE = 1;
 const MREMAP_FIXED = 2;
+const PAGE = 4096n;
 
 export interface StageRequest {
   /** The build's bytes and its parse. */
@@ -39,6 +44,8 @@ export interface StageRequest {
 
 export interface StagedImage {
   bias: bigint;
+  /** The ELF header page, mapped PROT_NONE until finishStaging gives it these protections. */
+  header: { addr: bigint; prot: number } | undefined;
   span: { start: bigint; end: bigint };
   /** True when this staging created the library's data memfd: the switch must copy the old data into it and alias. */
   freshData: boolean;
@@ -65,14 +72,21 @@ export function mapBuild(s: Session, req: StageRequest): StagedImage {
     sys.addSeals(fd);
     reservation = sys.mmap(0n, end - start, PROT.NONE, MAP.PRIVATE | MAP.ANONYMOUS);
     const bias = reservation - start;
+    let header: StagedImage['header'];
     for (const p of loads) {
-      const segStart = pageAlignDown(p.vaddr);
+      let segStart = pageAlignDown(p.vaddr);
       const fileEnd = p.vaddr + p.filesz;
       // The shared region replaces the tail of the writable segment; RELRO pages stay private and writable until relocated.
       const privEnd = region && (p.flags & PF_W) !== 0 && region.start < pageAlignUp(fileEnd) ? region.start : pageAlignUp(fileEnd);
       const writable = (p.flags & PF_W) !== 0;
+      if (p.offset === 0n && !writable && privEnd > segStart) {
+        // The header page is mapped inaccessible now and opened last; the rest of its segment (text, without -z separate-code) maps normally.
+        sys.mmap(bias + segStart, PAGE, PROT.NONE, MAP.PRIVATE | MAP.FIXED, fd, 0n);
+        header = { addr: bias + segStart, prot: protOf(p.flags) };
+        segStart += PAGE;
+      }
       if (privEnd > segStart) {
-        sys.mmap(bias + segStart, privEnd - segStart, writable ? PROT.READ | PROT.WRITE : protOf(p.flags), MAP.PRIVATE | MAP.FIXED, fd, pageAlignDown(p.offset));
+        sys.mmap(bias + segStart, privEnd - segStart, writable ? PROT.READ | PROT.WRITE : protOf(p.flags), MAP.PRIVATE | MAP.FIXED, fd, pageAlignDown(p.offset) + (segStart - pageAlignDown(p.vaddr)));
         // Bytes past p_filesz on the last file page belong to .bss: ld.so zeroes them, so must we.
         if (writable && fileEnd < privEnd && p.memsz > p.filesz) s.memory.write(bias + fileEnd, Buffer.alloc(Number(privEnd - fileEnd)));
       }
@@ -98,7 +112,7 @@ export function mapBuild(s: Session, req: StageRequest): StagedImage {
         freshData = true;
       }
     }
-    return { bias, span: { start: reservation, end: reservation + (end - start) }, freshData, regionAddr };
+    return { bias, header, span: { start: reservation, end: reservation + (end - start) }, freshData, regionAddr };
   } catch (e) {
     if (reservation !== undefined) tryUnmap(s, reservation, end - start);
     throw e;
@@ -161,6 +175,11 @@ export function applyWrites(s: Session, elf: ElfObject, image: StagedImage, writ
     if (to > from) s.sys.mprotect(from, to - from, PROT.READ);
   }
   // Writable pages outside RELRO and the shared region keep their protection; read-only segments were never writable.
+}
+
+/** The last step of staging: the build becomes visible to later runs (and to --status) only now. */
+export function finishStaging(s: Session, image: StagedImage): void {
+  if (image.header) s.sys.mprotect(image.header.addr, PAGE, image.header.prot);
 }
 
 function u64le(v: bigint): Buffer {

@@ -13,12 +13,14 @@ import { ElfCache } from './elf-cache.js';
 import { readLibraryState, regionOf, type LibraryState } from './library.js';
 import { parseMemfdPath, type Family, type ProcessObject, type Region } from './model.js';
 import { planStage, type StagePlan } from './relocate.js';
+import { classifyPointer, collectCodePointerSites } from './code-pointers.js';
 import { classifySlot, collectSlots } from './relink.js';
 import { globalScope } from './scope.js';
-import { aliasCanonical, applyWrites, mapBuild, tryUnmap, type StagedImage, type Write } from './stage.js';
+import { aliasCanonical, applyWrites, finishStaging, mapBuild, tryUnmap, type StagedImage, type Write } from './stage.js';
 import { takeSnapshot, type Snapshot } from './snapshot.js';
+import { deregisterUnwindTables, registerUnwindTables, unwindDryRun, type Registration, type UnwindReport } from './unwind.js';
 import { ensureForkProtection, publishForkAlias } from './fork/index.js';
-import { emptyCounts, relink, type SwitchResult } from './switch.js';
+import { emptyCounts, readSlots, relink, type PointerCounts, type SwitchResult } from './switch.js';
 
 export interface SwitchRequest {
   pid: number;
@@ -56,9 +58,13 @@ export interface SwitchReport {
   rewritten: number;
   lazyBound: number;
   counts: SwitchResult['counts'];
+  /** Function pointers in the shared writable data (code-pointers.ts). */
+  pointers: PointerCounts;
   newImports: StagePlan['newImports'];
   ifuncs: number;
   relocations: number;
+  /** The staged build's unwind tables (unwind.ts); absent when the build was mapped already. */
+  unwind?: UnwindReport;
   pauses: PauseRecord[];
   timings: { planMs: number; stageMs: number; switchMs: number };
 }
@@ -106,6 +112,23 @@ export function prepare(req: Omit<SwitchRequest, 'prepared'>, mem: RemoteMemory 
   return { snap, state, elf, mapped: state.family.builds.find((b) => b.buildId === req.target.buildId) };
 }
 
+/**
+ * Unmaps a staged build nothing points at. A build whose unwind tables
+ * cannot be taken back stays mapped: the unwinder would read unmapped
+ * memory on the next exception. Unfinished, it is never taken for a build.
+ */
+function discardStaged(s: Session, objects: readonly ProcessObject[], image: StagedImage, unwind: Registration | undefined): void {
+  if (unwind) {
+    try {
+      deregisterUnwindTables(s, objects, unwind);
+    } catch {
+      return;
+    }
+  }
+  if (s.borrowed === undefined) s.borrow();
+  tryUnmap(s, image.span.start, image.span.end - image.span.start);
+}
+
 export function switchLibrary(req: SwitchRequest): SwitchReport {
   const progress = req.progress ?? (() => {});
   const mem = new RemoteMemory(req.pid);
@@ -126,6 +149,7 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
     rewritten: 0,
     lazyBound: 0,
     counts: emptyCounts(),
+    pointers: { retargeted: 0, overwritten: 0, current: 0 },
     newImports: [],
     ifuncs: 0,
     relocations: 0,
@@ -137,7 +161,7 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
     const target = mapped ?? targetObject(elf, DRY_RUN_BIAS, req.target.memfdName);
     if (!mapped) {
       const plan = planStage({ target: elf, targetBias: DRY_RUN_BIAS, family, from: state.live, scope, region, read });
-      Object.assign(report, { newImports: plan.newImports, ifuncs: plan.ifuncs.length, relocations: plan.writes.length + plan.ifuncs.length });
+      Object.assign(report, { newImports: plan.newImports, ifuncs: plan.ifuncs.length, relocations: plan.writes.length + plan.ifuncs.length, unwind: unwindDryRun(snap.objects, elf, DRY_RUN_BIAS) });
     }
     const fam: Family = mapped ? family : { ...family, builds: [...family.builds, target] };
     // The hypothetical target has no slots in memory yet: only the process's own objects are read.
@@ -145,6 +169,11 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
     slots.forEach((slot) => {
       const st = classifySlot(slot, mem.readU64(slot.addr), { family: fam, target, region, scope });
       report.counts[st.kind]++;
+    });
+    const sites = collectCodePointerSites(fam, target, region);
+    readSlots(mem, sites).forEach((v, i) => {
+      const k = classifyPointer(sites[i]!, v).kind;
+      report.pointers[k === 'load-time' ? 'retargeted' : k === 'target' ? 'current' : 'overwritten']++;
     });
     report.rewritten = report.counts.stale;
     report.lazyBound = report.counts.lazy;
@@ -157,6 +186,7 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
   try {
     let target = mapped;
     let image: StagedImage | undefined;
+    let unwind: Registration | undefined;
     if (!target) {
       const t1 = performance.now();
       progress(`staging ${req.soname} ${req.target.buildId.slice(0, 12)}`);
@@ -179,9 +209,11 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
         // IFUNC resolvers run now, with the other threads running (DESIGN: never call into the process during the pause).
         for (const f of plan.ifuncs) writes.push({ addr: f.addr, value: BigInt.asUintN(64, session.call(f.resolver) + f.addend) });
         applyWrites(session, elf, image, writes);
-        Object.assign(report, { newImports: plan.newImports, ifuncs: plan.ifuncs.length, relocations: writes.length, targetBase: image.bias });
+        unwind = registerUnwindTables(session, snap.objects, elf, image.bias);
+        finishStaging(session, image);
+        Object.assign(report, { newImports: plan.newImports, ifuncs: plan.ifuncs.length, relocations: writes.length, targetBase: image.bias, unwind: unwind.report });
       } catch (e) {
-        tryUnmap(session, image.span.start, image.span.end - image.span.start);
+        discardStaged(session, snap.objects, image, unwind);
         throw e;
       }
       session.resume();
@@ -194,22 +226,29 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
     const fam: Family = family.builds.includes(target) ? family : { ...family, builds: [...family.builds, target] };
     const objects = family.builds.includes(target) ? snap.objects : [...snap.objects, target];
     const slots = collectSlots(objects, fam, region);
+    const sites = collectCodePointerSites(fam, target, region);
     session.stopAll();
+    let failure: { error: unknown } | undefined;
     try {
       if (image?.freshData && state.region && image.regionAddr !== undefined) {
         aliasCanonical(session, family.canonical, state.region, image.regionAddr);
         report.aliasedNow = true;
       }
-      const result = relink(session, slots, { family: fam, target, region, scope });
+      const result = relink(session, slots, { family: fam, target, region, scope }, sites);
       report.counts = result.counts;
+      report.pointers = result.pointers;
       report.rewritten = result.journal.filter((j) => j.kind === 'stale').length;
       report.lazyBound = result.journal.filter((j) => j.kind === 'lazy').length;
     } catch (e) {
-      // The relink rolled itself back; a staged build nothing points at can go. The alias, if made, stays: it is invisible.
-      if (image) tryUnmap(session, image.span.start, image.span.end - image.span.start);
-      throw e;
+      failure = { error: e };
     } finally {
       session.resume();
+    }
+    if (failure) {
+      // The relink rolled itself back; a staged build nothing points at can go, once the threads run again
+      // (taking its unwind tables back is a call into the process). The alias, if made, stays: it is invisible.
+      if (image) discardStaged(session, snap.objects, image, unwind);
+      throw failure.error;
     }
     report.timings.switchMs = ms(t2);
   } finally {

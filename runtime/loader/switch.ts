@@ -8,20 +8,31 @@
 import { UlpError } from '../../common/errors.js';
 import type { Session } from '../session.js';
 import type { RemoteMemory } from '../memory.js';
+import { classifyPointer, type CodePointerSite } from './code-pointers.js';
 import { classifySlot, type ClassifyContext, type Slot, type SlotState } from './relink.js';
 
 export interface JournalEntry {
   addr: bigint;
   before: bigint;
   after: bigint;
-  slot: Slot;
-  kind: 'stale' | 'lazy';
+  /** A symbol slot rewritten or bound, or a load-time function pointer of the shared data retargeted. */
+  kind: 'stale' | 'lazy' | 'pointer';
+}
+
+export interface PointerCounts {
+  /** Load-time function pointers moved to the target build. */
+  retargeted: number;
+  /** Sites the program wrote itself: left alone. */
+  overwritten: number;
+  /** Already pointing at the target build. */
+  current: number;
 }
 
 export interface SwitchResult {
   journal: JournalEntry[];
   /** Slot classification counts after the switch, for the report. */
   counts: Record<SlotState['kind'], number>;
+  pointers: PointerCounts;
 }
 
 const KINDS: SlotState['kind'][] = ['target', 'stale', 'lazy', 'shared-data', 'unmatched', 'missing', 'other'];
@@ -34,7 +45,7 @@ export function emptyCounts(): Record<SlotState['kind'], number> {
  * Reads the current value of every slot, fetching each page that holds slots
  * once instead of one read per slot (a large process has thousands).
  */
-export function readSlots(mem: RemoteMemory, slots: readonly Slot[]): bigint[] {
+export function readSlots(mem: RemoteMemory, slots: readonly { addr: bigint }[]): bigint[] {
   const PAGE = 4096n;
   const pages = new Map<bigint, Buffer | undefined>();
   return slots.map((s) => {
@@ -47,15 +58,26 @@ export function readSlots(mem: RemoteMemory, slots: readonly Slot[]): bigint[] {
   });
 }
 
-/** Decides and performs the relink on a fully stopped process. */
-export function relink(s: Session, slots: readonly Slot[], ctx: ClassifyContext): SwitchResult {
+/** Decides and performs the relink on a fully stopped process: symbol slots, then the shared data's function pointers. */
+export function relink(s: Session, slots: readonly Slot[], ctx: ClassifyContext, sites: readonly CodePointerSite[] = []): SwitchResult {
   const values = readSlots(s.memory, slots);
   const journal: JournalEntry[] = [];
   const counts = emptyCounts();
   slots.forEach((slot, i) => {
     const state = classifySlot(slot, values[i]!, ctx);
     counts[state.kind]++;
-    if (state.kind === 'stale' || state.kind === 'lazy') journal.push({ addr: slot.addr, before: values[i]!, after: state.value, slot, kind: state.kind });
+    if (state.kind === 'stale' || state.kind === 'lazy') journal.push({ addr: slot.addr, before: values[i]!, after: state.value, kind: state.kind });
+  });
+  const pointers: PointerCounts = { retargeted: 0, overwritten: 0, current: 0 };
+  readSlots(s.memory, sites).forEach((value, i) => {
+    const site = sites[i]!;
+    const state = classifyPointer(site, value);
+    if (state.kind === 'target') pointers.current++;
+    else if (state.kind === 'overwritten') pointers.overwritten++;
+    else {
+      pointers.retargeted++;
+      journal.push({ addr: site.addr, before: value, after: site.targetValue, kind: 'pointer' });
+    }
   });
   const done: JournalEntry[] = [];
   try {
@@ -68,7 +90,7 @@ export function relink(s: Session, slots: readonly Slot[], ctx: ClassifyContext)
     rollback(s, done);
     throw new UlpError('SWITCH_ROLLED_BACK', `the switch failed while writing ${journal.length} slots and was rolled back: ${(err as Error).message}`, 'The process runs the version it ran before; see the cause above.', { planned: journal.length }, { cause: err });
   }
-  return { journal, counts };
+  return { journal, counts, pointers };
 }
 
 /** Journal entries grouped into runs of adjacent slots, so that each run is one write. */

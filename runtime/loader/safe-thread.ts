@@ -1,24 +1,30 @@
 /**
- * Which thread may call __register_atfork. The call takes glibc's atfork
- * lock and, once more than 48 handlers exist, grows their array with
- * malloc. A thread stopped inside fork(), inside the registration or
- * unregistration of handlers, inside the allocator or inside ld.so would
- * wait for itself (DESIGN.md, "borrowing a thread"). So a thread is used only
- * when neither its rip nor any word on its stack (a conservative scan: stale
- * words only make it refuse more) points into those functions or into ld.so;
- * the others are let go and asked again a moment later.
+ * Which thread may make a remote call into libc or the unwinder
+ * (__register_atfork, dlopen, __register_frame). Those calls take locks
+ * (glibc's atfork lock, the loader lock, an arena lock, libgcc's object
+ * mutex) and may allocate. A thread stopped inside fork(), the allocator,
+ * ld.so or the unwinder's registry would wait for itself (DESIGN.md,
+ * "borrowing a thread"). So a thread is used only when neither its rip nor
+ * any word on its stack (a conservative scan: stale words only make it
+ * refuse more) points into those functions or into ld.so; the others are let
+ * go and asked again a moment later.
  */
-import { UlpError } from '../../../common/errors.js';
-import { findMapping, readMaps } from '../../maps.js';
-import type { Session } from '../../session.js';
-import type { ProcessObject } from '../model.js';
-import { lookupIn } from '../scope.js';
+import { UlpError } from '../../common/errors.js';
+import { findMapping, readMaps } from '../maps.js';
+import type { Session } from '../session.js';
+import type { ProcessObject } from './model.js';
+import { lookupIn } from './scope.js';
 
 /** libc entry points below which a thread may hold the atfork lock or an arena lock. */
 const LIBC_UNSAFE = [
   'fork', '_Fork', '__register_atfork', 'pthread_atfork', '__cxa_finalize', 'exit',
   'malloc', 'free', 'calloc', 'realloc', 'reallocarray', 'memalign', 'posix_memalign', 'aligned_alloc', 'valloc', 'pvalloc', 'malloc_trim',
   'dlopen', 'dlclose', 'dlmopen', 'dlsym', 'dlvsym',
+];
+/** libgcc_s entry points that hold its object mutex (unwind.ts registers frames through them). */
+const UNWINDER_UNSAFE = [
+  '__register_frame', '__register_frame_info', '__register_frame_info_bases', '__register_frame_table',
+  '__deregister_frame', '__deregister_frame_info', '__deregister_frame_info_bases', '_Unwind_Find_FDE',
 ];
 const STACK_SCAN_BYTES = 64 * 1024;
 
@@ -30,11 +36,10 @@ export function unsafeRanges(objects: readonly ProcessObject[]): Range[] {
   for (const o of objects) {
     if (o.source !== 'linkmap') continue;
     if (o.soname?.startsWith('ld-linux')) for (const c of o.code) out.push([Number(c.start), Number(c.end)]);
-    if (o.soname === 'libc.so.6') {
-      for (const name of LIBC_UNSAFE) {
-        const def = lookupIn(o, { name });
-        if (def && def.sym.size > 0n) out.push([Number(def.addr), Number(def.addr + def.sym.size)]);
-      }
+    const names = o.soname === 'libc.so.6' ? LIBC_UNSAFE : o.soname === 'libgcc_s.so.1' ? UNWINDER_UNSAFE : [];
+    for (const name of names) {
+      const def = lookupIn(o, { name });
+      if (def && def.sym.size > 0n) out.push([Number(def.addr), Number(def.addr + def.sym.size)]);
     }
   }
   return out;
@@ -67,8 +72,9 @@ const pause = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(
  * Leaves exactly one thread borrowed, one that may call `fn` (see above),
  * and runs `fn` on it; a thread on which `fn` fails with PROC_NO_THREAD or
  * PROC_CALL_TIMEOUT is skipped. The other threads keep running throughout.
+ * `what` completes "no thread of process N could ...".
  */
-export function onSafeThread<T>(s: Session, objects: readonly ProcessObject[], fn: (tid: number) => T, timeoutMs = 3000): T {
+export function onSafeThread<T>(s: Session, objects: readonly ProcessObject[], what: string, fn: (tid: number) => T, timeoutMs = 3000): T {
   const ranges = unsafeRanges(objects);
   const deadline = performance.now() + timeoutMs;
   const reasons = new Map<number, string>();
@@ -93,7 +99,7 @@ export function onSafeThread<T>(s: Session, objects: readonly ProcessObject[], f
     }
     if (performance.now() > deadline) {
       const detail = [...reasons].map(([t, w]) => `thread ${t}: ${w}`).join('; ');
-      throw new UlpError('LOADER_FORK_NO_THREAD', `no thread of process ${s.pid} could register the fork handlers (${detail})`, 'Retry in a moment; the process was left unchanged.', { pid: s.pid });
+      throw new UlpError('LOADER_NO_SAFE_THREAD', `no thread of process ${s.pid} could ${what} (${detail})`, 'Every thread was busy in the allocator, fork, the dynamic loader or the unwinder; retry in a moment. The process was left unchanged.', { pid: s.pid });
     }
     s.resume();
     s.service();

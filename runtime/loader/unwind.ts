@@ -1,0 +1,121 @@
+/**
+ * Unwinding through a staged build. The unwinder finds a frame's unwind
+ * table through the dynamic loader (_dl_find_object, dl_iterate_phdr),
+ * which never heard of a build ulp mapped: a C++ exception or a
+ * pthread_cancel that unwinds through a new-version frame would stop there
+ * and abort the process (or skip the cleanups above it). libgcc's unwinder,
+ * which both libstdc++ and glibc's cancellation use, first searches the
+ * tables registered with __register_frame, so each staged build's .eh_frame
+ * is registered there while staging, with the other threads running.
+ *
+ * A process that has not loaded libgcc_s.so.1 yet (a C program that never
+ * cancelled a thread) gets it loaded now with dlopen, exactly as glibc
+ * itself would load it on its first pthread_cancel: registered tables live
+ * in that one copy of the unwinder.
+ */
+import { ehFrameEnd, ehFrameStart, type ElfObject } from '../../elf/index.js';
+import type { Session } from '../session.js';
+import type { ProcessObject } from './model.js';
+import { onSafeThread } from './safe-thread.js';
+import { lookupIn } from './scope.js';
+
+export const UNWINDER = 'libgcc_s.so.1';
+const RTLD_NOW = 2;
+const CALL_TIMEOUT_MS = 5000;
+
+export interface UnwindReport {
+  /** The build's .eh_frame is registered with the process's unwinder. */
+  registered: boolean;
+  /** ulp loaded libgcc_s.so.1 into the process to register with it (would load, in a dry run). */
+  loadedUnwinder: boolean;
+  /** Why nothing was registered: unwinding through the new build's frames will fail. */
+  reason?: string;
+  /** Runtime address of the registered table (what __deregister_frame takes back). */
+  ehFrame?: bigint;
+}
+
+interface Plan {
+  ehFrame?: bigint;
+  unwinder?: ProcessObject;
+  reason?: string;
+}
+
+/** Pure: what registering `elf` (to be mapped at `bias`) involves in a process with these objects. */
+function plan(objects: readonly ProcessObject[], elf: ElfObject, bias: bigint): Plan {
+  const start = ehFrameStart(elf);
+  if (start === undefined) return { reason: 'the build has no unwind table (.eh_frame_hdr)' };
+  if (ehFrameEnd(elf, start) === undefined) return { reason: 'the build\'s .eh_frame has no terminator' };
+  const unwinder = objects.find((o) => o.source === 'linkmap' && o.soname === UNWINDER);
+  return { ehFrame: bias + start, ...(unwinder ? { unwinder } : {}) };
+}
+
+/** What registration would do, for a dry run. */
+export function unwindDryRun(objects: readonly ProcessObject[], elf: ElfObject, bias: bigint): UnwindReport {
+  const p = plan(objects, elf, bias);
+  return p.reason ? { registered: false, loadedUnwinder: false, reason: p.reason } : { registered: true, loadedUnwinder: !p.unwinder };
+}
+
+function cString(s: string): { bytes: Buffer } {
+  return { bytes: Buffer.from(s + '\0', 'latin1') };
+}
+
+interface Entry {
+  register: bigint;
+  deregister: bigint;
+}
+
+/** The unwinder's registration functions, from the link map. */
+function entryIn(unwinder: ProcessObject): Entry | undefined {
+  const register = lookupIn(unwinder, { name: '__register_frame' })?.addr;
+  const deregister = lookupIn(unwinder, { name: '__deregister_frame' })?.addr;
+  return register !== undefined && deregister !== undefined ? { register, deregister } : undefined;
+}
+
+/** Loads libgcc_s.so.1 with the process's own dlopen and finds its registration functions with dlsym. */
+function loadUnwinder(s: Session, objects: readonly ProcessObject[]): Entry | string {
+  const libc = objects.find((o) => o.source === 'linkmap' && o.soname === 'libc.so.6');
+  const dlopen = libc && lookupIn(libc, { name: 'dlopen' });
+  const dlsym = libc && lookupIn(libc, { name: 'dlsym' });
+  if (!dlopen || !dlsym) return `${UNWINDER} is not loaded and this libc has no dlopen to load it`;
+  const call = (what: string, fn: bigint, args: Parameters<Session['call']>[1]) => onSafeThread(s, objects, what, (tid) => s.call(fn, args, { tid, timeoutMs: CALL_TIMEOUT_MS }));
+  const handle = call(`load ${UNWINDER}`, dlopen.addr, [cString(UNWINDER), RTLD_NOW]);
+  if (handle === 0n) return `${UNWINDER} is not loaded and dlopen could not load it`;
+  const register = call('look up __register_frame', dlsym.addr, [handle, cString('__register_frame')]);
+  const deregister = call('look up __deregister_frame', dlsym.addr, [handle, cString('__deregister_frame')]);
+  return register && deregister ? { register, deregister } : `${UNWINDER} has no __register_frame`;
+}
+
+export interface Registration {
+  report: UnwindReport;
+  /** Takes the registration back (deregisterUnwindTables); absent when nothing was registered. */
+  deregister?: bigint;
+}
+
+/**
+ * Registers the staged build's unwind table. Call it while staging, with a
+ * thread borrowed and the build relocated. A build that cannot be registered
+ * is still staged: only unwinding through its frames is affected, and the
+ * report says why.
+ */
+export function registerUnwindTables(s: Session, objects: readonly ProcessObject[], elf: ElfObject, bias: bigint): Registration {
+  const p = plan(objects, elf, bias);
+  if (p.ehFrame === undefined) return { report: { registered: false, loadedUnwinder: false, reason: p.reason! } };
+  const found = p.unwinder ? (entryIn(p.unwinder) ?? `${UNWINDER} has no __register_frame`) : loadUnwinder(s, objects);
+  const loadedUnwinder = !p.unwinder && typeof found !== 'string';
+  if (typeof found === 'string') return { report: { registered: false, loadedUnwinder: false, reason: found } };
+  const ehFrame = p.ehFrame;
+  onSafeThread(s, objects, "register the new build's unwind tables", (tid) => s.call(found.register, [ehFrame], { tid, timeoutMs: CALL_TIMEOUT_MS }));
+  return { report: { registered: true, loadedUnwinder, ehFrame }, deregister: found.deregister };
+}
+
+/**
+ * Takes a registration back before its build is unmapped (a staging or a
+ * switch that failed later). libgcc aborts the process on a table it does
+ * not know, so this is only ever given what registerUnwindTables returned.
+ */
+export function deregisterUnwindTables(s: Session, objects: readonly ProcessObject[], reg: Registration): void {
+  const { deregister } = reg;
+  const ehFrame = reg.report.ehFrame;
+  if (deregister === undefined || ehFrame === undefined) return;
+  onSafeThread(s, objects, "take back the new build's unwind tables", (tid) => s.call(deregister, [ehFrame], { tid, timeoutMs: CALL_TIMEOUT_MS }));
+}

@@ -24,6 +24,12 @@ export interface AllResult {
   processes: ProcessOutcome[];
   /** Processes whose memory this user may not read. */
   inaccessible: number;
+  /**
+   * Processes with the library that were left alone: the trigger's own
+   * ancestors (the shell, the automation tool that runs it), which are
+   * waiting for it. Patch one by its pid if it matters.
+   */
+  skipped: Array<{ pid: number; reason: 'ancestor' }>;
   totalMs: number;
 }
 
@@ -39,8 +45,10 @@ export function findProcesses(buildIds: ReadonlySet<string>): { pids: number[]; 
     let text: string;
     try {
       text = readFileSync(`/proc/${pid}/maps`, 'utf8');
-    } catch {
-      continue; // exited meanwhile
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EACCES' || code === 'EPERM') inaccessible++; // another user's process: it may have the library
+      continue; // otherwise it exited meanwhile
     }
     if (text === '') continue; // kernel thread, or a process this user cannot see into
     const mem = new RemoteMemory(pid);
@@ -71,11 +79,33 @@ export function findProcesses(buildIds: ReadonlySet<string>): { pids: number[]; 
   return { pids, inaccessible };
 }
 
+/** Pids of this process's ancestors, read from /proc/PID/stat (pid 1 excluded). */
+export function ancestors(pid = process.pid): Set<number> {
+  const out = new Set<number>();
+  for (let p = pid; p > 1 && out.size < 4096; ) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+    } catch {
+      break;
+    }
+    // The command name is in parentheses and may hold spaces or parentheses itself: ppid follows the last ')'.
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    if (!(ppid > 1)) break;
+    out.add(ppid);
+    p = ppid;
+  }
+  return out;
+}
+
 export function runAll(bundle: Bundle, opts: RunOptions & { onProcess?: (done: number, total: number) => void }): AllResult {
   const t0 = performance.now();
   const m = bundle.manifest;
   const [fromBuildId, toBuildId] = opts.which === 'forward' ? [m.builds.old.buildId, m.builds.new.buildId] : [m.builds.new.buildId, m.builds.old.buildId];
-  const { pids, inaccessible } = findProcesses(new Set([fromBuildId, toBuildId]));
+  const found = findProcesses(new Set([fromBuildId, toBuildId]));
+  const mine = ancestors();
+  const pids = found.pids.filter((p) => !mine.has(p));
+  const skipped = found.pids.filter((p) => mine.has(p)).map((pid) => ({ pid, reason: 'ancestor' as const }));
   const processes: ProcessOutcome[] = [];
   // Most processes map the same libraries: parse each file once for the whole run.
   const elfCache = new ElfCache();
@@ -88,5 +118,5 @@ export function runAll(bundle: Bundle, opts: RunOptions & { onProcess?: (done: n
       processes.push({ pid, ok: false, error: { code: err.code, message: err.message, hint: err.hint } });
     }
   });
-  return { soname: m.soname, patchId: m.patchId, which: opts.which, fromBuildId, toBuildId, processes, inaccessible, totalMs: performance.now() - t0 };
+  return { soname: m.soname, patchId: m.patchId, which: opts.which, fromBuildId, toBuildId, processes, inaccessible: found.inaccessible, skipped, totalMs: performance.now() - t0 };
 }

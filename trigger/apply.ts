@@ -58,7 +58,13 @@ export function runOne(pid: number, bundle: Bundle, opts: RunOptions): RunResult
   const { soname, patchId } = bundle.manifest;
   refuseGlibc(soname);
   if (step.direction.verdict === 'incompatible') {
-    throw new UlpError('TRIGGER_INCOMPATIBLE', `the bundle's ${opts.which === 'forward' ? 'patch' : 'reverse patch'} is marked incompatible`, 'ulp-pack never writes such a bundle; it was edited or made by another tool.');
+    throw new UlpError(
+      'TRIGGER_INCOMPATIBLE',
+      `the bundle's ${opts.which === 'forward' ? 'patch' : 'reverse patch'} is marked incompatible`,
+      opts.which === 'forward'
+        ? 'ulp-pack never writes such a bundle; it was edited or made by another tool.'
+        : 'The new build cannot be swapped back for the old one (ulp-pack --inspect shows why, e.g. an export the new build added); restart the processes to go back.',
+    );
   }
   checkTarget(pid);
   const request = {

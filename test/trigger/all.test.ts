@@ -4,8 +4,11 @@
  * the exit code says that something failed.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { runCli } from '../helpers/cli.js';
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { cliArgs, ROOT, runCli } from '../helpers/cli.js';
 import { buildDemo, rounds, type Demo } from '../helpers/demo.js';
 import { startTarget, type Target } from '../helpers/target.js';
 
@@ -68,6 +71,46 @@ describe('ulp-trigger --all', function () {
       assert.equal(await versionNow(b), '2');
     } finally {
       tracer.kill('SIGKILL');
+    }
+  });
+
+  it("leaves its own ancestors alone and lists them (the shell or automation that runs it)", async () => {
+    const fix = demo.pack(1, 2);
+    const t = demo.start(1);
+    await t.waitFor((o) => rounds(o).length >= 1);
+    // A shell that has the old build loaded runs the trigger (without passing the preload on to it).
+    const quoted = [process.execPath, ...cliArgs('ulp-trigger', ['--all', fix, '--json'])].map((a) => `'${a}'`).join(' ');
+    const r = spawnSync('sh', ['-c', `unset LD_PRELOAD; ${quoted}; echo "shell=$$"`], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, LD_PRELOAD: demo.lib(1) } });
+    const shell = Number(/shell=(\d+)/.exec(r.stdout)?.[1]);
+    const json = JSON.parse(r.stdout.slice(0, r.stdout.lastIndexOf('shell=')));
+    assert.deepEqual(json.skipped, [{ pid: shell, reason: 'ancestor' }], r.stdout + r.stderr);
+    assert.ok(!json.processes.some((p: { pid: number }) => p.pid === shell));
+    assert.equal(json.processes.find((p: { pid: number }) => p.pid === t.pid)?.result.outcome, 'applied');
+    assert.equal(await versionNow(t), '2');
+  });
+
+  it('counts the processes it may not inspect instead of passing over them', async function () {
+    if (process.getuid?.() !== 0) this.skip();
+    const fix = demo.pack(1, 2);
+    const t = demo.start(1); // root's: the unprivileged user may not read its maps
+    await t.waitFor((o) => rounds(o).length >= 1);
+    const pub = mkdtempSync(join(tmpdir(), 'ulp-nobody-'));
+    chmodSync(pub, 0o1777);
+    const bundle = join(pub, 'fix.ulp');
+    copyFileSync(fix, bundle);
+    chmodSync(bundle, 0o644);
+    try {
+      const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, ...cliArgs('ulp-trigger', ['--all', bundle, '--json'])], {
+        cwd: ROOT,
+        encoding: 'utf8',
+        env: { ...process.env, HOME: pub, TMPDIR: pub },
+      });
+      const json = JSON.parse(r.stdout);
+      assert.ok(json.inaccessible >= 1, r.stdout + r.stderr);
+      assert.deepEqual(json.processes, []);
+      assert.equal(await versionNow(t), '1');
+    } finally {
+      rmSync(pub, { recursive: true, force: true });
     }
   });
 });

@@ -19,7 +19,7 @@
  */
 import { ERESTART_RESTARTBLOCK, NR, SYSCALL_INFO_OP } from './sys/constants.js';
 import * as pt from './sys/ptrace.js';
-import { signed } from './sys/regs.js';
+import { signed, type Regs } from './sys/regs.js';
 import { isSignalStop, isSyscallStop } from './sys/wait.js';
 import { procError } from './errors.js';
 import { InjectionContext, injectionRegs, INJECTION_SIGMASK, needsRestart, resumeRegs, saveThread } from './injection.js';
@@ -52,9 +52,14 @@ function hex(a: bigint): string {
  * Remote syscalls do not need this: the ones the runtime makes never touch
  * restart_block.
  */
+/** Stopped inside a timed sleep that the kernel resumes through restart_syscall (see awaitCleanStop). */
+export function inTimedSleep(r: Regs): boolean {
+  return signed(r.rax) === BigInt(-ERESTART_RESTARTBLOCK) && needsRestart(r);
+}
+
 function awaitCleanStop(s: Session, t: Tracee, deadline: number): void {
   t.settleRestart(deadline);
-  if (signed(pt.getRegs(t.tid).rax) !== BigInt(-ERESTART_RESTARTBLOCK) || !needsRestart(pt.getRegs(t.tid))) return;
+  if (!inTimedSleep(pt.getRegs(t.tid))) return;
   let sig = 0;
   t.busy = true;
   try {

@@ -17,6 +17,7 @@ import { classifyPointer, collectCodePointerSites } from './code-pointers.js';
 import { classifySlot, collectSlots } from './relink.js';
 import { globalScope } from './scope.js';
 import { aliasCanonical, applyWrites, finishStaging, mapBuild, tryUnmap, type StagedImage, type Write } from './stage.js';
+import { onSafeThread } from './safe-thread.js';
 import { takeSnapshot, type Snapshot } from './snapshot.js';
 import { deregisterUnwindTables, registerUnwindTables, unwindDryRun, type Registration, type UnwindReport } from './unwind.js';
 import { ensureForkProtection, publishForkAlias } from './fork/index.js';
@@ -207,7 +208,10 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
         const plan = planStage({ target: elf, targetBias: image.bias, family, from: state.live, scope, region, read });
         const writes: Write[] = plan.writes.map((w) => ({ addr: w.addr, value: w.value }));
         // IFUNC resolvers run now, with the other threads running (DESIGN: never call into the process during the pause).
-        for (const f of plan.ifuncs) writes.push({ addr: f.addr, value: BigInt.asUintN(64, session.call(f.resolver) + f.addend) });
+        for (const f of plan.ifuncs) {
+          const result = onSafeThread(session, snap.objects, 'run an IFUNC resolver', (tid) => session.call(f.resolver, [], { tid }));
+          writes.push({ addr: f.addr, value: BigInt.asUintN(64, result + f.addend) });
+        }
         applyWrites(session, elf, image, writes);
         unwind = registerUnwindTables(session, snap.objects, elf, image.bias);
         finishStaging(session, image);

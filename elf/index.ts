@@ -22,6 +22,7 @@ export type { LookupRequest } from './hash.js';
 export { gnuHashOf, sysvHashOf } from './hash.js';
 export { addressSymbols, symbolIndex, type SymbolIndex } from './symbol-index.js';
 export { ehFrameEnd, ehFrameStart } from './eh-frame.js';
+export { DwarfReader } from './dwarf.js';
 export type { ReadMemory } from './image.js';
 export type { VersionDef, VersionNeed, Versions } from './versions.js';
 

@@ -5,15 +5,15 @@
  * mutex) and may allocate. A thread stopped inside fork(), the allocator,
  * ld.so or the unwinder's registry would wait for itself (DESIGN.md,
  * "borrowing a thread"). So a thread is used only when neither its rip nor
- * any word on its stack (a conservative scan: stale words only make it
- * refuse more) points into those functions or into ld.so; the others are let
- * go and asked again a moment later.
+ * any frame of its call chain is inside those functions or ld.so; the others
+ * are let go and asked again a moment later.
  */
 import { UlpError } from '../../common/errors.js';
 import { findMapping, readMaps } from '../maps.js';
 import { inTimedSleep } from '../remote-call.js';
 import type { Session } from '../session.js';
 import type { ProcessObject } from './model.js';
+import { callChain } from './call-chain.js';
 import { lookupIn } from './scope.js';
 
 /** libc entry points below which a thread may hold the atfork lock or an arena lock. */
@@ -51,18 +51,33 @@ function inRanges(ranges: readonly Range[], v: number): boolean {
   return false;
 }
 
-/** Why thread `tid` (stopped) must not make the call, or undefined when it may. */
-export function unsafeReason(s: Session, tid: number, ranges: readonly Range[]): string | undefined {
+/**
+ * Why thread `tid` (stopped) must not make the call, or undefined when it
+ * may. Its frames are found by walking its call chain with the unwind
+ * tables (call-chain.ts); where the walk cannot go on, every word of the
+ * rest of its stack counts as a frame, which can only make it refuse more.
+ */
+export function unsafeReason(s: Session, tid: number, objects: readonly ProcessObject[], ranges: readonly Range[]): string | undefined {
   const r = s.regs(tid);
-  if (inRanges(ranges, Number(r.rip))) return 'it is inside the allocator, fork or the dynamic loader';
+  if (inRanges(ranges, Number(r.rip))) return 'it is inside the allocator, fork, the dynamic loader or the unwinder';
   const stack = findMapping(readMaps(s.pid), r.rsp);
   if (!stack) return 'its stack is not mapped';
   const len = Math.min(STACK_SCAN_BYTES, Number(stack.end - r.rsp)) & ~7;
   const words = s.memory.tryRead(r.rsp, len);
   if (!words) return 'its stack cannot be read';
-  for (let off = 0; off + 8 <= words.length; off += 8) {
+  const readU64 = (addr: bigint) => {
+    const off = addr - r.rsp;
+    if (off >= 0n && off + 8n <= BigInt(words.length)) return words.readBigUInt64LE(Number(off));
+    const b = s.memory.tryRead(addr, 8);
+    return b ? b.readBigUInt64LE(0) : undefined;
+  };
+  const chain = callChain(objects, r, readU64);
+  // A return address points after its call instruction, which may be the last one of the function.
+  if (chain.pcs.slice(1).some((pc) => inRanges(ranges, Number(pc - 1n)))) return 'a frame of the allocator, fork, the dynamic loader or the unwinder is on its stack';
+  if (chain.complete) return undefined;
+  for (let off = Math.max(0, Number(chain.sp - r.rsp)) & ~7; off + 8 <= words.length; off += 8) {
     const v = words.readUInt32LE(off) + words.readUInt32LE(off + 4) * 2 ** 32;
-    if (inRanges(ranges, v)) return 'a frame of the allocator, fork or the dynamic loader is on its stack';
+    if (inRanges(ranges, v)) return 'its stack could not be walked to the end, and a word on it points into the allocator, fork, the dynamic loader or the unwinder';
   }
   return undefined;
 }
@@ -85,7 +100,7 @@ export function onSafeThread<T>(s: Session, objects: readonly ProcessObject[], w
       if (s.borrowed !== undefined) s.resume();
       s.borrow(tid);
     }
-    const why = unsafeReason(s, tid, ranges);
+    const why = unsafeReason(s, tid, objects, ranges);
     if (why) {
       reasons.set(tid, why);
       return NOT_HERE;

@@ -189,3 +189,40 @@ function walk(pid: number, mem: RemoteMemory, rDebug: bigint, opts: LinkMapOptio
   }
   return { rDebug, consistent, objects };
 }
+
+/** Offset of `_ns_main_searchlist` in `_rtld_global._dl_ns[0]` (after `_ns_loaded` and `_ns_nloaded`). */
+const NS_MAIN_SEARCHLIST = 16n;
+
+/**
+ * ld.so's global scope, as link_map addresses in lookup order: the main
+ * namespace's search list, `_rtld_global._dl_ns[0]._ns_main_searchlist`
+ * (a `struct r_scope_elem { struct link_map **r_list; unsigned r_nlist; }`).
+ * It holds the executable, its dependencies and the objects dlopen'ed with
+ * RTLD_GLOBAL; an object dlopen'ed RTLD_LOCAL is not in it, and ld.so never
+ * looks there for another object's symbols. `_rtld_global` is
+ * GLIBC_PRIVATE, but `_dl_ns` must stay its first member (debuggers rely on
+ * it) and the first fields of `struct link_namespaces` have not moved in
+ * two decades; the list read is also checked against the link map, and
+ * undefined is returned when it does not fit.
+ */
+export function readGlobalScope(mem: RemoteMemory, rtldGlobal: bigint, linkMaps: readonly bigint[]): bigint[] | undefined {
+  try {
+    const ns = mem.read(rtldGlobal, 24);
+    if (ns.readBigUInt64LE(0) !== linkMaps[0]) return undefined; // _ns_loaded: the main map
+    const elem = mem.read(ns.readBigUInt64LE(Number(NS_MAIN_SEARCHLIST)), 12);
+    const list = elem.readBigUInt64LE(0);
+    const n = elem.readUInt32LE(8);
+    if (n === 0 || n > linkMaps.length) return undefined;
+    const raw = mem.read(list, n * 8);
+    const known = new Set(linkMaps);
+    const out: bigint[] = [];
+    for (let i = 0; i < n; i++) {
+      const lm = raw.readBigUInt64LE(i * 8);
+      if (!known.has(lm)) return undefined;
+      out.push(lm);
+    }
+    return out[0] === linkMaps[0] ? out : undefined;
+  } catch {
+    return undefined; // unreadable: the caller falls back to the whole link map
+  }
+}

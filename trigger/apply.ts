@@ -70,7 +70,7 @@ export function runOne(pid: number, bundle: Bundle, opts: RunOptions): RunResult
   const request = {
     pid,
     soname,
-    target: { buildId: step.to.entry.buildId, bytes: step.to.bytes, memfdName: buildMemfdName(patchId, opts.which === 'forward' ? 'new' : 'old', soname) },
+    target: { buildId: step.to.entry.buildId, bytes: step.to.bytes, memfdName: buildMemfdName(patchId, opts.which === 'forward' ? 'new' : 'old', soname, step.from.entry.buildId) },
     ...(opts.progress ? { progress: opts.progress } : {}),
     ...(opts.session ? { session: opts.session } : {}),
     ...(opts.elfCache ? { elfCache: opts.elfCache } : {}),
@@ -86,6 +86,7 @@ export function runOne(pid: number, bundle: Bundle, opts: RunOptions): RunResult
     referenced,
     present: state.family.builds.map((b) => b.buildId ?? ''),
     liveIsLoaderBuild: state.live === state.family.canonical,
+    lineage: state.lineage,
   });
   const base = { pid, soname, patchId, which: opts.which, fromBuildId: step.from.entry.buildId, toBuildId: step.to.entry.buildId, liveBefore: state.live.buildId };
   if (decision.action === 'noop') return { ...base, outcome: decision.reason };

@@ -7,11 +7,15 @@
  * the process runs the new one — or any build stacked on it later, since a
  * patch stacked on top only exists because this one was applied (when the
  * loader's own build is live again, an earlier revert already went below this
- * patch, and there is nothing left to revert). A slot mix of
+ * patch, and there is nothing left to revert). Which builds are stacked on
+ * which is read from the names of the builds ulp mapped (the lineage,
+ * runtime/loader/library.ts): reverting a patch the process already runs
+ * below changes nothing, whatever order patches are reverted in. A slot mix of
  * both builds is an interrupted switch, and re-running either command
  * completes it in that command's direction.
  */
 import { UlpError } from '../common/errors.js';
+import { stackedOn, type Lineage } from '../runtime/loader/library.js';
 
 export interface LibraryFacts {
   pid: number;
@@ -23,6 +27,8 @@ export interface LibraryFacts {
   present: string[];
   /** The live build is the one the dynamic loader mapped (nothing stacked by ulp is live). */
   liveIsLoaderBuild: boolean;
+  /** Which build was stacked on which (runtime/loader/library.ts); without it, any other live ulp build counts as stacked on top. */
+  lineage?: Lineage;
 }
 
 export type Decision =
@@ -37,9 +43,12 @@ export function decide(which: 'forward' | 'reverse', fromBuildId: string, toBuil
   if (mixed && f.referenced.includes(toBuildId)) return { action: 'switch', note: 'completes an interrupted switch' };
   if (f.liveBuildId === fromBuildId) return { action: 'switch' };
   if (which === 'reverse' && f.present.includes(fromBuildId)) {
-    // A build ulp stacked on top is live: undo the stack down to this patch's old build.
-    // The loader's own build is live: an earlier revert already went below this patch.
-    if (f.liveIsLoaderBuild) return { action: 'noop', reason: 'not-applied' };
+    // Another build is live. Stacked on top of this patch: undo the stack down to its old build.
+    // Below it (an earlier revert already went below this patch): nothing to do — a revert never moves up.
+    const above = f.lineage && f.liveBuildId ? stackedOn(f.lineage, f.liveBuildId, fromBuildId) : undefined;
+    if (above === false) return { action: 'noop', reason: 'not-applied' };
+    // Without a lineage that tells, the loader's own build is taken as below and any other as on top.
+    if (above === undefined && f.liveIsLoaderBuild) return { action: 'noop', reason: 'not-applied' };
     return { action: 'switch', note: `also undoes what was stacked on top of it (live build ${short(f.liveBuildId)})` };
   }
   if (which === 'forward') {

@@ -26,6 +26,66 @@ export interface LibraryState {
   live: ProcessObject;
   /** Slots point at more than one build: an interrupted switch. */
   mixed: boolean;
+  /** Which build was stacked on which, as the names of the builds ulp mapped record it. */
+  lineage: Lineage;
+}
+
+/**
+ * The order of the builds in a stack of patches. A build staged by a patch
+ * carries the patch's other build in its memfd name (`peer`): a `new` build
+ * sits on its bundle's old build, an `old` build (a revert that had to stage
+ * the old build) sits under its bundle's new one. This is what tells
+ * "reverting a patch below the live build" (undo the stack) from "reverting
+ * a patch the process is already below" (nothing to do); the build-ids alone
+ * cannot.
+ */
+export interface Lineage {
+  /** Build-id -> build-ids of the builds directly below it. */
+  below: ReadonlyMap<string, readonly string[]>;
+  /** False when some build ulp mapped has no peer in its name (mapped by an older ulp-trigger): the order is then partly unknown. */
+  complete: boolean;
+}
+
+/** The build-id prefix of a staged build's peer, when its name records one (model.ts BuildName.peer). */
+function peerOf(b: ProcessObject): string | undefined {
+  return (b.ulp as { peer?: string } | undefined)?.peer;
+}
+
+export function lineageOf(family: Family): Lineage {
+  const below = new Map<string, string[]>();
+  let complete = true;
+  const full = (prefix: string) => family.builds.find((b) => b.buildId?.startsWith(prefix))?.buildId;
+  const edge = (upper: string | undefined, lower: string | undefined) => {
+    if (!upper || !lower) return void (complete = false);
+    below.set(upper, [...(below.get(upper) ?? []), lower]);
+  };
+  for (const b of family.builds) {
+    if (!b.ulp) continue;
+    const peer = peerOf(b);
+    if (peer === undefined) {
+      complete = false;
+      continue;
+    }
+    if (b.ulp.role === 'new') edge(b.buildId, full(peer));
+    else edge(full(peer), b.buildId);
+  }
+  return { below, complete };
+}
+
+/**
+ * Whether `upper` was reached from `lower` by stacking patches (`lower` is
+ * below it in the lineage); undefined when the lineage is incomplete and
+ * does not show it.
+ */
+export function stackedOn(lineage: Lineage, upper: string, lower: string): boolean | undefined {
+  const seen = new Set<string>([upper]);
+  for (const queue = [upper]; queue.length > 0; ) {
+    for (const b of lineage.below.get(queue.shift()!) ?? []) {
+      if (b === lower) return true;
+      if (!seen.has(b)) seen.add(b), queue.push(b);
+    }
+  }
+  return lineage.complete ? false : undefined;
 }
 
 const EMPTY: Region = { start: 0n, end: 0n };
@@ -50,7 +110,7 @@ export function readLibraryState(snapshot: Snapshot, soname: string, mem: Remote
   let live = family.canonical;
   for (const [b, n] of counts) if (n > (counts.get(live) ?? 0)) live = b;
   const aliased = region !== undefined && snapshot.maps.some((m) => m.shared && m.start === family.canonical.bias + region.start && snapshot.dataMappings.get(soname)?.includes(m));
-  return { family, region, aliased, slots, values, counts, live, mixed: [...counts.values()].filter((n) => n > 0).length > 1 };
+  return { family, region, aliased, slots, values, counts, live, mixed: [...counts.values()].filter((n) => n > 0).length > 1, lineage: lineageOf(family) };
 }
 
 export interface DataPointer {
@@ -76,9 +136,9 @@ export function findDataPointers(snapshot: Snapshot, state: LibraryState, mem: R
   for (const obj of snapshot.objects) {
     // Every build of the family maps the same shared region: scan it once, through the canonical build.
     if (state.family.builds.includes(obj) && obj !== state.family.canonical) continue;
-    // GOT slots are not program data: the library's own are counted as slots, and a lazy slot of
-    // an import that still points at the old build's PLT stub resolves correctly on its first call.
-    const sites = new Set(obj.elf.relocations.filter((r) => r.type === RelocType.GLOB_DAT || r.type === RelocType.JUMP_SLOT).map((r) => obj.bias + r.offset));
+    // GOT slots are not program data: the library's own are counted as slots (its local IFUNCs' too),
+    // and a lazy slot of an import that still points at the old build's PLT stub resolves correctly on its first call.
+    const sites = new Set(obj.elf.relocations.filter((r) => r.type === RelocType.GLOB_DAT || r.type === RelocType.JUMP_SLOT || r.type === RelocType.IRELATIVE).map((r) => obj.bias + r.offset));
     for (const r of writableRegions(obj.elf)) {
       const start = obj.bias + r.start;
       const buf = mem.tryRead(start, Number(r.end - r.start));

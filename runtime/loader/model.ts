@@ -49,20 +49,27 @@ export interface BuildName {
   patchId: string;
   role: 'new' | 'old';
   soname: string;
+  /**
+   * Build-id prefix of the bundle's other build: the one a `new` build was
+   * stacked on, the one an `old` build sits under (library.ts lineageOf).
+   * Absent in names written before it was recorded.
+   */
+  peer?: string;
 }
 
 /*
  * State lives in the process, in memfd names that /proc/PID/maps shows as
- * `/memfd:<name> (deleted)`. Builds: `ulp:<patch-id>:<new|old>:<soname>`.
+ * `/memfd:<name> (deleted)`. Builds: `ulp:<patch-id>[@<peer>]:<new|old>:<soname>`,
+ * where peer is the first 16 hex digits of the bundle's other build-id.
  * Shared data of a library: `ulp:data:<soname>`.
  */
-const BUILD_RE = /^ulp:([0-9a-f]{8,64}):(new|old):(.+)$/;
+const BUILD_RE = /^ulp:([0-9a-f]{8,64})(?:@([0-9a-f]{1,40}))?:(new|old):(.+)$/;
 const DATA_RE = /^ulp:data:(.+)$/;
 /** memfd_create accepts names of up to 249 bytes. */
 const MAX_NAME = 249;
 
-export function buildMemfdName(patchId: string, role: 'new' | 'old', soname: string): string {
-  return `ulp:${patchId}:${role}:${soname}`.slice(0, MAX_NAME);
+export function buildMemfdName(patchId: string, role: 'new' | 'old', soname: string, peer?: string): string {
+  return `ulp:${patchId}${peer ? `@${peer.slice(0, 16)}` : ''}:${role}:${soname}`.slice(0, MAX_NAME);
 }
 
 export function dataMemfdName(soname: string): string {
@@ -74,7 +81,7 @@ export function parseMemfdPath(path: string): { kind: 'build'; name: BuildName }
   const m = /^\/memfd:(.*?)(?: \(deleted\))?$/.exec(path);
   if (!m) return undefined;
   const b = BUILD_RE.exec(m[1]!);
-  if (b) return { kind: 'build', name: { patchId: b[1]!, role: b[2] as 'new' | 'old', soname: b[3]! } };
+  if (b) return { kind: 'build', name: { patchId: b[1]!, role: b[3] as 'new' | 'old', soname: b[4]!, ...(b[2] ? { peer: b[2] } : {}) } };
   const d = DATA_RE.exec(m[1]!);
   if (d) return { kind: 'data', soname: d[1]! };
   return undefined;

@@ -9,7 +9,7 @@
  */
 import { RelocType, SymType, type Relocation } from '../../elf/types.js';
 import { contains, inCode, type Family, type ProcessObject, type Region } from './model.js';
-import { lookupInScope, type SymbolRef } from './scope.js';
+import { lookupInScope, scopeOf, type SymbolRef } from './scope.js';
 
 export interface Slot {
   /** The object whose relocation this is. */
@@ -38,11 +38,16 @@ export type SlotState =
 
 const SYMBOL_SLOTS = new Set<number>([RelocType.GLOB_DAT, RelocType.JUMP_SLOT, RelocType.R64]);
 
+/** The ref of an IRELATIVE site in the shared region: it names no symbol, only its place. */
+const irelativeRef = (offset: bigint): SymbolRef => ({ name: `(IRELATIVE at 0x${offset.toString(16)})` });
+
 /**
  * Every slot in the process that may hold an address from the library:
  * symbol relocations whose symbol one of the family's builds defines. Sites
  * inside the shared writable region exist once, so they are taken from the
- * canonical build only.
+ * canonical build only; among them, under partial RELRO, the .got.plt
+ * entries of the library's local IFUNCs (IRELATIVE), which every build's
+ * code calls through.
  */
 export function collectSlots(objects: readonly ProcessObject[], family: Family, region: Region): Slot[] {
   const exported = new Set<string>();
@@ -51,6 +56,10 @@ export function collectSlots(objects: readonly ProcessObject[], family: Family, 
   for (const owner of objects) {
     const isFamily = family.builds.includes(owner);
     for (const r of owner.elf.relocations) {
+      if (r.type === RelocType.IRELATIVE && owner === family.canonical && r.offset >= region.start && r.offset < region.end) {
+        slots.push({ owner, addr: owner.bias + r.offset, reloc: r, ref: irelativeRef(r.offset) });
+        continue;
+      }
       if (!SYMBOL_SLOTS.has(r.type) || !r.symbol || !exported.has(r.symbol.name)) continue;
       const shared = r.offset >= region.start && r.offset < region.end;
       if (isFamily && shared && owner !== family.canonical) continue;
@@ -64,7 +73,63 @@ export interface ClassifyContext {
   family: Family;
   target: ProcessObject;
   region: Region;
+  /** ld.so's global scope (scope.ts globalScope); an object dlopen'ed RTLD_LOCAL adds its local group. */
   scope: readonly ProcessObject[];
+  /**
+   * What the target build's IFUNC resolvers returned in the process, by
+   * ifuncKey(): a slot bound to an IFUNC holds the resolver's choice, which
+   * no symbol table tells. Without an entry such a slot is left alone ('missing').
+   */
+  ifuncs?: ReadonlyMap<string, bigint>;
+}
+
+export const ifuncKey = (ref: SymbolRef): string => `${ref.name}@${ref.version ?? ''}`;
+
+/**
+ * The target's IFUNC symbols that some slot refers to, each with its
+ * resolver's runtime address: the calls to make in the process (while it
+ * runs, before the pause) to fill ClassifyContext.ifuncs.
+ */
+export function ifuncResolvers(slots: readonly Slot[], target: ProcessObject): Array<{ key: string; resolver: bigint }> {
+  const out = new Map<string, bigint>();
+  for (const s of slots) {
+    const key = ifuncKey(s.ref);
+    if (out.has(key)) continue;
+    if (s.reloc.type === RelocType.IRELATIVE) {
+      // The same site in the target (the shared region is laid out alike in every build) names its resolver.
+      const r = target.elf.relocations.find((x) => x.type === RelocType.IRELATIVE && x.offset === s.reloc.offset);
+      if (r) out.set(key, target.bias + r.addend);
+      continue;
+    }
+    const t = target.elf.lookup(s.ref.name, s.ref.version);
+    if (t?.defined && t.type === SymType.GNU_IFUNC) out.set(key, target.bias + t.value);
+  }
+  return [...out].map(([key, resolver]) => ({ key, resolver }));
+}
+
+/**
+ * The loader bound `slot` to `build`'s definition of its symbol: the
+ * symbol's address (+ addend), or, for an IFUNC, what the resolver chose,
+ * which lies in the build's code.
+ */
+function boundTo(slot: Slot, value: bigint, build: ProcessObject, addend: bigint): boolean {
+  if (slot.reloc.type === RelocType.IRELATIVE) return inCode(build, value);
+  const sym = build.elf.lookup(slot.ref.name, slot.ref.version);
+  if (!sym?.defined) return false;
+  if (value === build.bias + sym.value + addend) return true;
+  return sym.type === SymType.GNU_IFUNC && inCode(build, value - addend);
+}
+
+/** The value a slot bound to the library's `ref` must hold once the target is live, or undefined when the target cannot provide it. */
+function targetValue(slot: Slot, ctx: ClassifyContext, addend: bigint): bigint | undefined {
+  if (slot.reloc.type === RelocType.IRELATIVE) return ctx.ifuncs?.get(ifuncKey(slot.ref));
+  const t = ctx.target.elf.lookup(slot.ref.name, slot.ref.version);
+  if (!t?.defined) return undefined;
+  if (t.type === SymType.GNU_IFUNC) {
+    const chosen = ctx.ifuncs?.get(ifuncKey(slot.ref));
+    return chosen === undefined ? undefined : BigInt.asUintN(64, chosen + addend);
+  }
+  return BigInt.asUintN(64, targetAddress(t.value, ctx.target, ctx.family, ctx.region) + addend);
 }
 
 /** What the slot holding `value` means, and what it should hold once `target` is live. */
@@ -76,11 +141,9 @@ export function classifySlot(slot: Slot, value: bigint, ctx: ClassifyContext): S
     const inRegion = (v: bigint) => v - build.bias >= region.start && v - build.bias < region.end;
     if (inRegion(value)) return { kind: 'shared-data' };
     if (build === target) return { kind: 'target' };
-    const sym = build.elf.lookup(slot.ref.name, slot.ref.version);
-    if (sym?.defined && value === build.bias + sym.value + addend) {
-      const t = target.elf.lookup(slot.ref.name, slot.ref.version);
-      if (!t?.defined || t.type === SymType.GNU_IFUNC) return { kind: 'missing', build };
-      return { kind: 'stale', build, value: BigInt.asUintN(64, targetAddress(t.value, target, family, region) + addend) };
+    if (boundTo(slot, value, build, addend)) {
+      const v = targetValue(slot, ctx, addend);
+      return v === undefined ? { kind: 'missing', build } : { kind: 'stale', build, value: v };
     }
     if (slot.reloc.type === RelocType.JUMP_SLOT && build === slot.owner) return lazy(slot, ctx);
     return { kind: 'unmatched', build };
@@ -91,11 +154,12 @@ export function classifySlot(slot: Slot, value: bigint, ctx: ClassifyContext): S
 }
 
 function lazy(slot: Slot, ctx: ClassifyContext): SlotState {
-  const def = lookupInScope(ctx.scope, slot.ref);
+  // ld.so binds the slot in its owner's scope (a build of the library: the loader's build's scope).
+  const owner = ctx.family.builds.includes(slot.owner) ? ctx.family.canonical : slot.owner;
+  const def = lookupInScope(scopeOf(owner, ctx.scope), slot.ref);
   if (!def || !ctx.family.builds.includes(def.obj)) return { kind: 'other' };
-  const t = ctx.target.elf.lookup(slot.ref.name, slot.ref.version);
-  if (!t?.defined || t.type === SymType.GNU_IFUNC) return { kind: 'missing', build: def.obj };
-  return { kind: 'lazy', value: targetAddress(t.value, ctx.target, ctx.family, ctx.region) };
+  const v = targetValue(slot, ctx, 0n);
+  return v === undefined ? { kind: 'missing', build: def.obj } : { kind: 'lazy', value: v };
 }
 
 /** Data in the shared region is addressed through the canonical build; everything else through the target. */
@@ -114,8 +178,7 @@ export function slotBuild(slot: Slot, value: bigint, family: Family, region: Reg
   const vaddr = value - build.bias;
   if (vaddr >= region.start && vaddr < region.end) return undefined;
   const addend = slot.reloc.type === RelocType.R64 ? slot.reloc.addend : 0n;
-  const sym = build.elf.lookup(slot.ref.name, slot.ref.version);
-  return sym?.defined && value === build.bias + sym.value + addend ? build : undefined;
+  return boundTo(slot, value, build, addend) ? build : undefined;
 }
 
 /** How many slots point at each build; the live build is the one they point at. */

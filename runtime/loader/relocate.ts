@@ -7,12 +7,13 @@
  * the dynamic loader itself) is inherited. That reproduces ld.so's answer
  * exactly — scope order, symbol versions, interposition, IFUNC results, TLS
  * module and offsets — without re-implementing it. Only what the previous
- * build did not have is resolved here, in global-scope order.
+ * build did not have is resolved here, in ld.so's lookup order for the library.
  */
 import { UlpError } from '../../common/errors.js';
+import { imageSpan } from '../../elf/layout.js';
 import { RelocType, SymType, type ElfObject, type ElfSymbol, type Relocation } from '../../elf/types.js';
 import { contains, type Family, type ProcessObject, type ReadMemory, type Region } from './model.js';
-import { lookupInScope, type SymbolRef } from './scope.js';
+import { lookupInScope, scopeOf, type SymbolRef } from './scope.js';
 
 export interface StageInput {
   /** The build to stage, parsed from its file. */
@@ -83,6 +84,8 @@ export function planStage(input: StageInput): StagePlan {
   const { target, targetBias, family, from, scope, region, read } = input;
   const canonical = family.canonical;
   const inherited = inheritedValues(from, family, read);
+  // Where ld.so would look up the library's imports: the global scope, and its local group if it was dlopen'ed RTLD_LOCAL.
+  const lookupScope = scopeOf(canonical, scope);
   const symbolic = target.dynamic?.symbolic ?? false;
   const plan: StagePlan = { writes: [], ifuncs: [], sharedSites: 0, newImports: [] };
   const inRegion = (vaddr: bigint) => vaddr >= region.start && vaddr < region.end;
@@ -150,7 +153,7 @@ export function planStage(input: StageInput): StagePlan {
           } else write(r, def + addendOf(r), 'inherited');
           break;
         }
-        const def = lookupInScope(scope, refOf(s));
+        const def = lookupInScope(lookupScope, refOf(s));
         if (!def) {
           if (s.bind === 2 /* STB_WEAK */) write(r, 0n, 'weak-undefined');
           else throw new UlpError('LOADER_UNRESOLVED_SYMBOL', `symbol ${fmtRef(s)} needed by the new build is not defined by any object loaded in the process`, 'The new build imports something the process does not provide; rebuild it against the same dependencies or load the missing library first.', { symbol: fmtRef(s) });
@@ -175,6 +178,11 @@ export function planStage(input: StageInput): StagePlan {
         throw new UlpError('LOADER_UNSUPPORTED_RELOC', `the new build has a relocation of type ${r.type} at 0x${r.offset.toString(16)}, which the loader cannot apply`, 'Text relocations and TLS descriptors are not supported; build the library with -fPIC and the default TLS dialect.', { type: r.type, offset: `0x${r.offset.toString(16)}` });
     }
   }
+  // Resolvers run in this order, after every other write. The library's own come last: one may
+  // call through the GOT an IFUNC of another object (libc's strlen...), whose slot must hold its result by then.
+  const span = imageSpan(target);
+  const own = (f: IfuncWrite) => contains({ start: targetBias + span.start, end: targetBias + span.end }, f.resolver);
+  plan.ifuncs.sort((a, b) => Number(own(a)) - Number(own(b)));
   return plan;
 }
 

@@ -14,9 +14,9 @@ import { readLibraryState, regionOf, type LibraryState } from './library.js';
 import { parseMemfdPath, type Family, type ProcessObject, type Region } from './model.js';
 import { planStage, type StagePlan } from './relocate.js';
 import { classifyPointer, collectCodePointerSites } from './code-pointers.js';
-import { classifySlot, collectSlots } from './relink.js';
+import { classifySlot, collectSlots, ifuncResolvers } from './relink.js';
 import { globalScope } from './scope.js';
-import { aliasCanonical, applyWrites, finishStaging, mapBuild, tryUnmap, type StagedImage, type Write } from './stage.js';
+import { aliasCanonical, applyWrites, finishStaging, mapBuild, tryUnmap, type StagedImage } from './stage.js';
 import { onSafeThread } from './safe-thread.js';
 import { takeSnapshot, type Snapshot } from './snapshot.js';
 import { deregisterUnwindTables, registerUnwindTables, unwindDryRun, type Registration, type UnwindReport } from './unwind.js';
@@ -206,16 +206,17 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
       try {
         if (fork && image.regionAddr !== undefined) publishForkAlias(session, fork, image.regionAddr);
         const plan = planStage({ target: elf, targetBias: image.bias, family, from: state.live, scope, region, read });
-        const writes: Write[] = plan.writes.map((w) => ({ addr: w.addr, value: w.value }));
-        // IFUNC resolvers run now, with the other threads running (DESIGN: never call into the process during the pause).
+        applyWrites(session, elf, image, plan.writes);
+        // IFUNC resolvers run now, with the other threads running (DESIGN: never call into the process during the pause),
+        // and after the other relocations: a resolver reads the build's GOT like any of its code (a global, a libc call).
         for (const f of plan.ifuncs) {
           const result = onSafeThread(session, snap.objects, 'run an IFUNC resolver', (tid) => session.call(f.resolver, [], { tid }));
-          writes.push({ addr: f.addr, value: BigInt.asUintN(64, result + f.addend) });
+          session.poke(f.addr, u64(result + f.addend));
         }
-        applyWrites(session, elf, image, writes);
+        const writes = plan.writes.length + plan.ifuncs.length;
         unwind = registerUnwindTables(session, snap.objects, elf, image.bias);
         finishStaging(session, image);
-        Object.assign(report, { newImports: plan.newImports, ifuncs: plan.ifuncs.length, relocations: writes.length, targetBase: image.bias, unwind: unwind.report });
+        Object.assign(report, { newImports: plan.newImports, ifuncs: plan.ifuncs.length, relocations: writes, targetBase: image.bias, unwind: unwind.report });
       } catch (e) {
         discardStaged(session, snap.objects, image, unwind);
         throw e;
@@ -231,6 +232,13 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
     const objects = family.builds.includes(target) ? snap.objects : [...snap.objects, target];
     const slots = collectSlots(objects, fam, region);
     const sites = collectCodePointerSites(fam, target, region);
+    // Slots bound to an IFUNC of the library hold its resolver's choice: ask the target's resolvers now, never in the pause.
+    const resolvers = ifuncResolvers(slots, target);
+    let ifuncs: Map<string, bigint> | undefined;
+    if (resolvers.length > 0) {
+      ifuncs = new Map(resolvers.map((f) => [f.key, BigInt.asUintN(64, onSafeThread(session, snap.objects, 'run an IFUNC resolver', (tid) => session.call(f.resolver, [], { tid })))]));
+      session.resume();
+    }
     session.stopAll();
     let failure: { error: unknown } | undefined;
     try {
@@ -238,7 +246,7 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
         aliasCanonical(session, family.canonical, state.region, image.regionAddr);
         report.aliasedNow = true;
       }
-      const result = relink(session, slots, { family: fam, target, region, scope }, sites);
+      const result = relink(session, slots, { family: fam, target, region, scope, ...(ifuncs ? { ifuncs } : {}) }, sites);
       report.counts = result.counts;
       report.pointers = result.pointers;
       report.rewritten = result.journal.filter((j) => j.kind === 'stale').length;
@@ -262,3 +270,8 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
   return report;
 }
 
+function u64(v: bigint): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(BigInt.asUintN(64, v));
+  return b;
+}

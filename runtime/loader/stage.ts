@@ -34,7 +34,7 @@ export interface StageRequest {
   /** The build's bytes and its parse. */
   bytes: Buffer;
   elf: ElfObject;
-  /** memfd name, `ulp:<patch-id>:<role>:<soname>` (model.ts). */
+  /** memfd name, `ulp:<patch-id>[@<peer>]:<role>:<soname>` (model.ts). */
   memfdName: string;
   soname: string;
   region: Region | undefined;

@@ -15,9 +15,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { ROOT } from '../../test/helpers/cli.js';
-import { NGINX, runScenario, type ScenarioResult, type ZlibBuilds } from './scenario.js';
+import { NGINX, runScenario, zlibBuilds, type ScenarioResult } from './scenario.js';
 
 const CANNOT_RUN = 77;
 
@@ -48,17 +46,6 @@ function install(packages: string[]): void {
   } finally {
     if (ours) rmSync(policy, { force: true });
   }
-}
-
-function zlibBuilds(): ZlibBuilds {
-  const r = spawnSync(join(ROOT, 'scripts/real-libs/build-zlib.sh'), [], { encoding: 'utf8' });
-  if (r.status === CANNOT_RUN) {
-    console.log(`cannot run here: ${r.stderr.trim().split('\n').at(-1)}`);
-    process.exit(CANNOT_RUN);
-  }
-  if (r.status !== 0) throw new Error(`build-zlib.sh failed (${r.status}):\n${r.stderr}`);
-  const p = Object.fromEntries(r.stdout.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 2, -1)]));
-  return { installed: p.ZLIB_INSTALLED!, installedBuildId: p.ZLIB_INSTALLED_BUILD_ID!, other: p.ZLIB_VISIBLE!, otherBuildId: p.ZLIB_VISIBLE_BUILD_ID! };
 }
 
 function summary(r: ScenarioResult): string {
@@ -92,8 +79,13 @@ async function main(): Promise<number> {
     }
     install(missing);
   }
+  const zlib = zlibBuilds();
+  if (typeof zlib === 'string') {
+    console.log(`cannot run here: ${zlib}`);
+    return CANNOT_RUN;
+  }
   const result = await runScenario({
-    zlib: zlibBuilds(),
+    zlib,
     phaseSeconds: arg('--seconds', 10),
     workers: arg('--workers', 4),
     clients: arg('--clients', 8),

@@ -4,7 +4,7 @@
  * libz.so.1 it uses is swapped for another build of it and back, and
  * `nginx -s reload` makes the patched master fork new workers. Used by
  * `npm run nginx` (scripts/nginx/run.ts, the long run) and by
- * test/trigger/fork-nginx.test.ts (a short run). Results: docs/FORK.md.
+ * test/trigger/nginx.test.ts (a short run in CI). Results: docs/FORK.md.
  *
  * What must hold: no failed request (every response a 200 whose gzip body
  * inflates to the page), no worker that died, and every worker forked after
@@ -21,7 +21,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { runCli, runCliAsync, type Run } from '../../test/helpers/cli.js';
+import { ROOT, runCli, runCliAsync, type Run } from '../../test/helpers/cli.js';
 
 export const NGINX = '/usr/sbin/nginx';
 const SONAME = 'libz.so.1';
@@ -72,6 +72,18 @@ export interface ScenarioResult {
   crashes: string[];
   forksSeenByMaster: number;
   seconds: number;
+}
+
+/** Exit code of scripts/real-libs/*.sh when they cannot run here (no sources, no tools). */
+const CANNOT_RUN = 77;
+
+/** The installed libz and a rebuild of it with a visible change (scripts/real-libs/build-zlib.sh), or why they cannot be had here. */
+export function zlibBuilds(): ZlibBuilds | string {
+  const r = spawnSync(join(ROOT, 'scripts/real-libs/build-zlib.sh'), [], { encoding: 'utf8' });
+  if (r.status === CANNOT_RUN) return r.stderr.trim().split('\n').at(-1) ?? 'build-zlib.sh cannot run here';
+  if (r.status !== 0) throw new Error(`build-zlib.sh failed (${r.status}):\n${r.stderr}`);
+  const p = Object.fromEntries(r.stdout.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 2, -1)]));
+  return { installed: p.ZLIB_INSTALLED!, installedBuildId: p.ZLIB_INSTALLED_BUILD_ID!, other: p.ZLIB_VISIBLE!, otherBuildId: p.ZLIB_VISIBLE_BUILD_ID! };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

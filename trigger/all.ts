@@ -26,8 +26,8 @@ export interface AllResult {
   inaccessible: number;
   /**
    * Processes with the library that were left alone: the trigger's own
-   * ancestors (the shell, the automation tool that runs it), which are
-   * waiting for it. Patch one by its pid if it matters.
+   * ancestors below the first service (ancestors()), which are waiting for
+   * it. Patch one by its pid if it matters.
    */
   skipped: Array<{ pid: number; reason: 'ancestor' }>;
   totalMs: number;
@@ -79,21 +79,29 @@ export function findProcesses(buildIds: ReadonlySet<string>): { pids: number[]; 
   return { pids, inaccessible };
 }
 
-/** Pids of this process's ancestors, read from /proc/PID/stat (pid 1 excluded). */
+/**
+ * This process's ancestors that are waiting for it: its parent, the
+ * parent's parent and so on, up to but not including the first one whose
+ * parent is init. That one is a service (sshd's listener, cron, a terminal
+ * server), patched like any other process; the ones below it (a shell, sudo,
+ * sshd's session process, the automation tool's worker) only run ulp-trigger.
+ */
 export function ancestors(pid = process.pid): Set<number> {
-  const out = new Set<number>();
-  for (let p = pid; p > 1 && out.size < 4096; ) {
-    let stat: string;
+  const parentOf = (p: number): number | undefined => {
     try {
-      stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      // The command name is in parentheses and may hold spaces or parentheses itself: ppid follows the last ')'.
+      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
     } catch {
-      break;
+      return undefined;
     }
-    // The command name is in parentheses and may hold spaces or parentheses itself: ppid follows the last ')'.
-    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-    if (!(ppid > 1)) break;
-    out.add(ppid);
-    p = ppid;
+  };
+  const out = new Set<number>();
+  for (let p = parentOf(pid); p !== undefined && p > 1 && out.size < 4096; ) {
+    const pp = parentOf(p);
+    if (pp === undefined || pp <= 1) break;
+    out.add(p);
+    p = pp;
   }
   return out;
 }

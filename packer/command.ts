@@ -3,10 +3,13 @@
  * codes into exit codes (docs/CLI.md). Everything it does is in pack.ts and
  * patches/; this file only wires them to the command line.
  */
-import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { ExitCode, printJson, progress, runCommand, toolVersion, type ExitCodeValue } from '../common/cli.js';
 import { UlpError } from '../common/errors.js';
+import { readRegularFile } from '../common/files.js';
+
+/** A PEM key is a few hundred bytes. */
+const KEY_MAX_BYTES = 64 * 1024;
 import type { KeyObject } from 'node:crypto';
 import { pack } from './pack.js';
 import { renderInspect, renderPack } from './render.js';
@@ -89,7 +92,7 @@ function parseTime(text: string | undefined, what: string): Date {
 
 function readKeyFile(path: string): Buffer {
   try {
-    return readFileSync(path);
+    return readRegularFile(path, KEY_MAX_BYTES);
   } catch (err) {
     throw new UlpError('PACK_KEY_UNREADABLE', `cannot read the key file ${path}: ${(err as Error).message}`, 'Check the path and its permissions.', { path }, { cause: err });
   }

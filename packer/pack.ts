@@ -4,9 +4,9 @@
  * the forward direction is not incompatible) produce the bundle bytes.
  * Writing the file is the command's job.
  */
-import { readFileSync, statSync } from 'node:fs';
 import type { KeyObject } from 'node:crypto';
 import { UlpError, isUlpError } from '../common/errors.js';
+import { readRegularFile } from '../common/files.js';
 import { parseElf } from '../elf/index.js';
 import type { Manifest, Report } from '../patches/index.js';
 import { analyzePair, type ProgressFn } from './analyze/index.js';
@@ -37,8 +37,7 @@ export interface PackResult {
 export function loadBuild(label: 'old' | 'new', path: string): Build {
   let bytes: Buffer;
   try {
-    if (statSync(path).isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
-    bytes = readFileSync(path);
+    bytes = readRegularFile(path);
   } catch (err) {
     const code = (err as { code?: string }).code;
     throw new UlpError('PACK_INPUT_UNREADABLE', `cannot read the ${label} build ${path}: ${code === 'ENOENT' ? 'no such file' : (err as Error).message}`, 'Check the path and its permissions.', { path, errno: code }, { cause: err });

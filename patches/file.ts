@@ -4,30 +4,23 @@
  * renamed over the destination only once complete, so no reader (and no
  * failure) ever sees a partial bundle.
  */
-import { closeSync, fstatSync, fsyncSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync, accessSync, constants } from 'node:fs';
+import { closeSync, fsyncSync, openSync, renameSync, statSync, unlinkSync, writeSync, accessSync, constants } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { UlpError } from '../common/errors.js';
+import { readRegularFile } from '../common/files.js';
 import { decodeBundle, type Bundle, type DecodeOptions } from './bundle.js';
 import { withDefaults } from './limits.js';
 
 export function readBundleFile(path: string, options: DecodeOptions = {}): Bundle {
   const limit = withDefaults(options.limits).fileBytes;
   let data: Buffer;
-  let fd: number | undefined;
   try {
-    fd = openSync(path, 'r');
-    const st = fstatSync(fd);
-    if (!st.isFile()) throw Object.assign(new Error('not a regular file'), { code: 'EISDIR' });
-    if (st.size > limit) {
-      throw new UlpError('BUNDLE_TOO_LARGE', `${path} is ${st.size} bytes, more than the limit of ${limit}`, 'The file is not a plausible patch bundle.', { size: st.size, limit });
-    }
-    data = readFileSync(fd);
+    data = readRegularFile(path, limit);
   } catch (err) {
-    if (err instanceof UlpError) throw err;
-    throw new UlpError('BUNDLE_READ_FAILED', `cannot read ${path}: ${(err as Error).message}`, 'Check the path and its permissions.', { path, errno: (err as { code?: string }).code }, { cause: err });
-  } finally {
-    if (fd !== undefined) closeSync(fd);
+    const e = err as { code?: string; size?: number };
+    if (e.code === 'EFBIG') throw new UlpError('BUNDLE_TOO_LARGE', `${path} is ${e.size} bytes, more than the limit of ${limit}`, 'The file is not a plausible patch bundle.', { size: e.size, limit });
+    throw new UlpError('BUNDLE_READ_FAILED', `cannot read ${path}: ${(err as Error).message}`, 'Check the path and its permissions.', { path, errno: e.code }, { cause: err });
   }
   return decodeBundle(data, options);
 }

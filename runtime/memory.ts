@@ -16,7 +16,7 @@ import { EFAULT, EPERM, ESRCH, SysError, errnoName } from './sys/errno.js';
 import { bufferAddress, lastErrno, processVmReadv, processVmWritev } from './sys/libc.js';
 import * as pt from './sys/ptrace.js';
 import { exited, permissionDenied, procError } from './errors.js';
-import { liveTid } from './procfs.js';
+import { liveTid, processAliveSettled } from './procfs.js';
 import type { UlpError } from '../common/errors.js';
 
 function hex(a: bigint): string {
@@ -57,14 +57,27 @@ export class RemoteMemory {
     this.via = pid;
   }
 
-  /** Runs a transfer; on ESRCH retries once through a live thread in case the main thread has exited. */
+  /**
+   * Runs a transfer: bytes moved, or minus the errno, taken at once (finding
+   * another thread below reads /proc and overwrites errno). On ESRCH it is
+   * retried once through a live thread, in case the main thread has exited.
+   */
   private transfer(run: (via: number) => number): number {
-    const n = run(this.via);
-    if (n >= 0 || lastErrno() !== ESRCH) return n;
-    const alt = liveTid(this.pid);
+    const attempt = () => {
+      const n = run(this.via);
+      return n >= 0 ? n : -lastErrno();
+    };
+    const n = attempt();
+    if (n !== -ESRCH) return n;
+    let alt: number;
+    try {
+      alt = liveTid(this.pid);
+    } catch {
+      return n; // the whole process is gone
+    }
     if (alt === this.via) return n;
     this.via = alt;
-    return run(this.via);
+    return attempt();
   }
 
   /** Reads exactly `len` bytes or throws PROC_MEMORY. */
@@ -73,7 +86,7 @@ export class RemoteMemory {
     let done = 0;
     while (done < len) {
       const n = this.transfer((via) => Number(processVmReadv(via, iovec(bufferAddress(buf) + BigInt(done), len - done), 1, iovec(addr + BigInt(done), len - done), 1, 0)));
-      if (n < 0) throw memoryError(this.pid, 'read', addr + BigInt(done), len - done, lastErrno());
+      if (n < 0) throw memoryError(this.pid, 'read', addr + BigInt(done), len - done, -n);
       if (n === 0) throw memoryError(this.pid, 'read', addr + BigInt(done), len - done, EFAULT);
       done += n;
     }
@@ -122,7 +135,7 @@ export class RemoteMemory {
     let done = 0;
     while (done < src.length) {
       const n = this.transfer((via) => Number(processVmWritev(via, iovec(bufferAddress(src) + BigInt(done), src.length - done), 1, iovec(addr + BigInt(done), src.length - done), 1, 0)));
-      if (n < 0) throw memoryError(this.pid, 'write', addr + BigInt(done), src.length - done, lastErrno());
+      if (n < 0) throw memoryError(this.pid, 'write', addr + BigInt(done), src.length - done, -n);
       if (n === 0) throw memoryError(this.pid, 'write', addr + BigInt(done), src.length - done, EFAULT);
       done += n;
     }
@@ -172,6 +185,8 @@ export function poke(pid: number, tid: number, addr: bigint, data: Buffer): void
     for (let off = 0; off < span; off += 8) pt.pokeData(tid, start + BigInt(off), words.readBigUInt64LE(off));
   } catch (e) {
     if (e instanceof SysError) {
+      // ESRCH: the thread is not stopped for us, or it is gone; a process that died is reported as such.
+      if (e.errno === ESRCH && !processAliveSettled(pid)) throw exited(pid, 'a write into its memory');
       if (e.errno === ESRCH) throw procError('PROC_PTRACE', `thread ${tid} is not stopped (or gone); poke needs a stopped thread`, 'Borrow or stop a thread of the session first.', { pid, tid }, e);
       throw memoryError(pid, 'write', addr, data.length, e.errno === 5 /* EIO */ ? EFAULT : e.errno);
     }

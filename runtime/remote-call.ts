@@ -33,6 +33,15 @@ import type { Tracee } from './tracee.js';
 export interface CallOptions {
   /** Give up after this many ms (default 10000); the thread is restored and PROC_CALL_TIMEOUT thrown. */
   timeoutMs?: number;
+  /**
+   * The called function makes no timed sleep of its own (and runs with
+   * signals blocked), so it cannot overwrite the kernel's restart_block: a
+   * thread stopped in a timed sleep is used at once instead of being let
+   * finish its sleep first (awaitCleanStop). True for the runtime's own
+   * calls (dlopen, dlsym, __register_atfork, __register_frame, IFUNC
+   * resolvers); leave it unset for arbitrary functions.
+   */
+  noTimedSleep?: boolean;
 }
 
 const CALL_ARG_REGS = ['rdi', 'rsi', 'rdx', 'rcx', 'r8', 'r9'] as const;
@@ -92,7 +101,8 @@ export function remoteCall(s: Session, t: Tracee, fn: bigint, args: ReadonlyArra
   if (args.length > 6) throw new Error('remote calls take at most 6 integer arguments');
   const timeoutMs = opts.timeoutMs ?? 10_000;
   const { base, slot } = s.slotFor(t);
-  awaitCleanStop(s, t, performance.now() + timeoutMs);
+  if (opts.noTimedSleep) t.settleRestart(performance.now() + timeoutMs);
+  else awaitCleanStop(s, t, performance.now() + timeoutMs);
   const saved = saveThread(t.tid, true);
   const block = blockAddress(base, slot);
   const { values, low } = placeArgs(s, saved.regs, args);

@@ -209,6 +209,7 @@ export class Session {
     this.clock.end();
     this.borrowedTid = undefined;
     if (this.holdsSignals) releaseSignals();
+    if (stuck.length > 0 && first === undefined && !processAliveSettled(this.pid)) first = exited(this.pid, 'detaching');
     if (stuck.length > 0 && first === undefined) {
       first = procError(
         'PROC_STOP_TIMEOUT',
@@ -300,6 +301,8 @@ export class Session {
     const leader = this.tracees.get(this.pid);
     if (leader?.state === 'stopped') return leader;
     for (const t of this.tracees.values()) if (t.state === 'stopped') return t;
+    // No stopped thread left: the process died under us (every thread gone), or the caller forgot to stop one.
+    if ([...this.tracees.values()].every((t) => t.state === 'gone') || !processAliveSettled(this.pid)) throw exited(this.pid, 'the remote operation');
     throw new Error('no stopped thread: call borrow() or stopAll() first');
   }
 

@@ -39,4 +39,8 @@ export function releaseSignals(): void {
   const raise = [...pending];
   pending.clear();
   for (const sig of raise) reraise(sig);
+  // A signal that arrived during a synchronous session is still queued in libuv, which hands it to the
+  // listener only when the loop polls; nothing may keep the loop alive once the command is done (signal
+  // handles are unref'd), so one more turn of the loop is kept, or the process would exit and drop it.
+  if (holders.size > 0) setImmediate(() => {});
 }

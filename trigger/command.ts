@@ -3,7 +3,7 @@
  * error codes into exit codes (docs/CLI.md). The work is in apply.ts,
  * status.ts and all.ts; this file only wires them to the command line.
  */
-import { readFileSync } from 'node:fs';
+import { readRegularFile } from '../common/files.js';
 import { Command } from 'commander';
 import { ExitCode, exitCodeFor, printJson, progress, runCommand, toolVersion, type ExitCodeValue } from '../common/cli.js';
 import { UlpError } from '../common/errors.js';
@@ -92,7 +92,7 @@ function loadBundle(path: string, opts: Options): Bundle {
   if (opts.key) {
     let pem: Buffer;
     try {
-      pem = readFileSync(opts.key);
+      pem = readRegularFile(opts.key, 64 * 1024); // a PEM key is a few hundred bytes
     } catch (err) {
       throw new UlpError('TRIGGER_KEY_UNREADABLE', `cannot read the key file ${opts.key}: ${(err as Error).message}`, 'Check the path and its permissions.', { path: opts.key });
     }

@@ -10,7 +10,6 @@
  */
 import { UlpError } from '../../common/errors.js';
 import { findMapping, readMaps } from '../maps.js';
-import { inTimedSleep } from '../remote-call.js';
 import type { Session } from '../session.js';
 import type { ProcessObject } from './model.js';
 import { callChain } from './call-chain.js';
@@ -94,39 +93,24 @@ export function onSafeThread<T>(s: Session, objects: readonly ProcessObject[], w
   const ranges = unsafeRanges(objects);
   const deadline = performance.now() + timeoutMs;
   const reasons = new Map<number, string>();
-  const NOT_HERE = Symbol('not here');
-  const attempt = (tid: number, sleepOk: boolean): T | typeof NOT_HERE | 'sleeping' => {
-    if (s.borrowed !== tid) {
-      if (s.borrowed !== undefined) s.resume();
-      s.borrow(tid);
-    }
-    const why = unsafeReason(s, tid, objects, ranges);
-    if (why) {
-      reasons.set(tid, why);
-      return NOT_HERE;
-    }
-    // A call on a thread in a timed sleep waits for the sleep to end (remote-call.ts): such threads go last.
-    if (!sleepOk && inTimedSleep(s.regs(tid))) return 'sleeping';
-    try {
-      return fn(tid);
-    } catch (e) {
-      if (!(e instanceof UlpError) || (e.code !== 'PROC_NO_THREAD' && e.code !== 'PROC_CALL_TIMEOUT')) throw e;
-      reasons.set(tid, e.message);
-      return NOT_HERE;
-    }
-  };
   for (;;) {
     const order = [...new Set([...(s.borrowed !== undefined ? [s.borrowed] : []), s.pid, ...s.tids()])].filter((t) => s.tids().includes(t));
-    const sleepers: number[] = [];
     for (const tid of order) {
-      const r = attempt(tid, false);
-      if (r === 'sleeping') sleepers.push(tid);
-      else if (r !== NOT_HERE) return r;
-    }
-    for (const tid of sleepers) {
-      if (!s.tids().includes(tid)) continue;
-      const r = attempt(tid, true);
-      if (r !== NOT_HERE && r !== 'sleeping') return r;
+      if (s.borrowed !== tid) {
+        if (s.borrowed !== undefined) s.resume();
+        s.borrow(tid);
+      }
+      const why = unsafeReason(s, tid, objects, ranges);
+      if (why) {
+        reasons.set(tid, why);
+        continue;
+      }
+      try {
+        return fn(tid);
+      } catch (e) {
+        if (!(e instanceof UlpError) || (e.code !== 'PROC_NO_THREAD' && e.code !== 'PROC_CALL_TIMEOUT')) throw e;
+        reasons.set(tid, e.message);
+      }
     }
     if (performance.now() > deadline) {
       const detail = [...reasons].map(([t, w]) => `thread ${t}: ${w}`).join('; ');
@@ -136,4 +120,9 @@ export function onSafeThread<T>(s: Session, objects: readonly ProcessObject[], w
     s.service();
     pause(5);
   }
+}
+
+/** Options of every call the runtime makes through onSafeThread: none of them makes a timed sleep (remote-call.ts). */
+export function runtimeCall(tid: number, timeoutMs: number): { tid: number; timeoutMs: number; noTimedSleep: true } {
+  return { tid, timeoutMs, noTimedSleep: true };
 }

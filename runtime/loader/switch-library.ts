@@ -17,7 +17,7 @@ import { classifyPointer, collectCodePointerSites } from './code-pointers.js';
 import { classifySlot, collectSlots, ifuncResolvers } from './relink.js';
 import { globalScope } from './scope.js';
 import { aliasCanonical, applyWrites, finishStaging, mapBuild, tryUnmap, type StagedImage } from './stage.js';
-import { onSafeThread } from './safe-thread.js';
+import { onSafeThread, runtimeCall } from './safe-thread.js';
 import { takeSnapshot, type Snapshot } from './snapshot.js';
 import { deregisterUnwindTables, registerUnwindTables, unwindDryRun, type Registration, type UnwindReport } from './unwind.js';
 import { ensureForkProtection, publishForkAlias } from './fork/index.js';
@@ -69,6 +69,9 @@ export interface SwitchReport {
   pauses: PauseRecord[];
   timings: { planMs: number; stageMs: number; switchMs: number };
 }
+
+/** An IFUNC resolver only reads CPU features: a second is far more than it takes. */
+const IFUNC_TIMEOUT_MS = 1000;
 
 const ms = (t0: number) => Math.round((performance.now() - t0) * 1000) / 1000;
 
@@ -182,6 +185,15 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
     return report;
   }
 
+  // Everything that can refuse the build (a symbol no object defines, a relocation the loader cannot
+  // apply) is found before the process is touched: the plan at a provisional base is the real one, shifted.
+  if (!mapped) planStage({ target: elf, targetBias: DRY_RUN_BIAS, family, from: state.live, scope, region, read });
+  // The target's writable region, when the library's data is not shared yet and the target build exists
+  // already: staged by an earlier run that was stopped before its switch. This switch shares the data.
+  const unsharedTarget = mapped && state.region && !state.aliased ? mapped.bias + state.region.start : undefined;
+  if (unsharedTarget !== undefined && !snap.dataMappings.get(req.soname)?.some((m) => m.start === unsharedTarget)) {
+    throw new UlpError('LOADER_ALIAS', `the build ${req.target.buildId.slice(0, 12)} mapped in process ${req.pid} has no shared data mapping to alias`, 'The process was left unchanged; report this with `ulp-trigger --status PID --json`.');
+  }
   report.timings.planMs = ms(t0);
   const session = Session.open(req.pid, req.session);
   try {
@@ -210,7 +222,7 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
         // IFUNC resolvers run now, with the other threads running (DESIGN: never call into the process during the pause),
         // and after the other relocations: a resolver reads the build's GOT like any of its code (a global, a libc call).
         for (const f of plan.ifuncs) {
-          const result = onSafeThread(session, snap.objects, 'run an IFUNC resolver', (tid) => session.call(f.resolver, [], { tid }));
+          const result = onSafeThread(session, snap.objects, 'run an IFUNC resolver', (tid) => session.call(f.resolver, [], runtimeCall(tid, IFUNC_TIMEOUT_MS)));
           session.poke(f.addr, u64(result + f.addend));
         }
         const writes = plan.writes.length + plan.ifuncs.length;
@@ -236,14 +248,15 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
     const resolvers = ifuncResolvers(slots, target);
     let ifuncs: Map<string, bigint> | undefined;
     if (resolvers.length > 0) {
-      ifuncs = new Map(resolvers.map((f) => [f.key, BigInt.asUintN(64, onSafeThread(session, snap.objects, 'run an IFUNC resolver', (tid) => session.call(f.resolver, [], { tid })))]));
+      ifuncs = new Map(resolvers.map((f) => [f.key, BigInt.asUintN(64, onSafeThread(session, snap.objects, 'run an IFUNC resolver', (tid) => session.call(f.resolver, [], runtimeCall(tid, IFUNC_TIMEOUT_MS))))]));
       session.resume();
     }
     session.stopAll();
     let failure: { error: unknown } | undefined;
     try {
-      if (image?.freshData && state.region && image.regionAddr !== undefined) {
-        aliasCanonical(session, family.canonical, state.region, image.regionAddr);
+      const aliasFrom = image?.freshData ? image.regionAddr : unsharedTarget;
+      if (state.region && aliasFrom !== undefined) {
+        aliasCanonical(session, family.canonical, state.region, aliasFrom);
         report.aliasedNow = true;
       }
       const result = relink(session, slots, { family: fam, target, region, scope, ...(ifuncs ? { ifuncs } : {}) }, sites);

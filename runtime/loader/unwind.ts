@@ -16,7 +16,7 @@
 import { ehFrameEnd, ehFrameStart, type ElfObject } from '../../elf/index.js';
 import type { Session } from '../session.js';
 import type { ProcessObject } from './model.js';
-import { onSafeThread } from './safe-thread.js';
+import { onSafeThread, runtimeCall } from './safe-thread.js';
 import { lookupIn } from './scope.js';
 
 export const UNWINDER = 'libgcc_s.so.1';
@@ -77,7 +77,7 @@ function loadUnwinder(s: Session, objects: readonly ProcessObject[]): Entry | st
   const dlopen = libc && lookupIn(libc, { name: 'dlopen' });
   const dlsym = libc && lookupIn(libc, { name: 'dlsym' });
   if (!dlopen || !dlsym) return `${UNWINDER} is not loaded and this libc has no dlopen to load it`;
-  const call = (what: string, fn: bigint, args: Parameters<Session['call']>[1]) => onSafeThread(s, objects, what, (tid) => s.call(fn, args, { tid, timeoutMs: CALL_TIMEOUT_MS }));
+  const call = (what: string, fn: bigint, args: Parameters<Session['call']>[1]) => onSafeThread(s, objects, what, (tid) => s.call(fn, args, runtimeCall(tid, CALL_TIMEOUT_MS)));
   const handle = call(`load ${UNWINDER}`, dlopen.addr, [cString(UNWINDER), RTLD_NOW]);
   if (handle === 0n) return `${UNWINDER} is not loaded and dlopen could not load it`;
   const register = call('look up __register_frame', dlsym.addr, [handle, cString('__register_frame')]);
@@ -104,7 +104,7 @@ export function registerUnwindTables(s: Session, objects: readonly ProcessObject
   const loadedUnwinder = !p.unwinder && typeof found !== 'string';
   if (typeof found === 'string') return { report: { registered: false, loadedUnwinder: false, reason: found } };
   const ehFrame = p.ehFrame;
-  onSafeThread(s, objects, "register the new build's unwind tables", (tid) => s.call(found.register, [ehFrame], { tid, timeoutMs: CALL_TIMEOUT_MS }));
+  onSafeThread(s, objects, "register the new build's unwind tables", (tid) => s.call(found.register, [ehFrame], runtimeCall(tid, CALL_TIMEOUT_MS)));
   return { report: { registered: true, loadedUnwinder, ehFrame }, deregister: found.deregister };
 }
 
@@ -117,5 +117,5 @@ export function deregisterUnwindTables(s: Session, objects: readonly ProcessObje
   const { deregister } = reg;
   const ehFrame = reg.report.ehFrame;
   if (deregister === undefined || ehFrame === undefined) return;
-  onSafeThread(s, objects, "take back the new build's unwind tables", (tid) => s.call(deregister, [ehFrame], { tid, timeoutMs: CALL_TIMEOUT_MS }));
+  onSafeThread(s, objects, "take back the new build's unwind tables", (tid) => s.call(deregister, [ehFrame], runtimeCall(tid, CALL_TIMEOUT_MS)));
 }

@@ -16,7 +16,7 @@ import { lookupIn } from '../scope.js';
 import { LIB } from './layout.js';
 import { createForkPage, findForkPage, handlers, type ForkPage } from './page.js';
 import { markRegistered, publishAlias, publishLibrary, readTable, withdrawAliases, type ForkLibrary, type ForkTable } from './table.js';
-import { onSafeThread } from '../safe-thread.js';
+import { onSafeThread, runtimeCall } from '../safe-thread.js';
 
 export interface ForkProtection {
   page: ForkPage;
@@ -47,7 +47,7 @@ function registerFunction(objects: readonly ProcessObject[], pid: number): bigin
 function register(s: Session, objects: readonly ProcessObject[], page: ForkPage): void {
   const fn = registerFunction(objects, s.pid);
   const h = handlers(page.base);
-  const r = onSafeThread(s, objects, 'register the fork handlers', (tid) => s.call(fn, [h.prepare, h.parent, h.child, page.base], { tid, timeoutMs: REGISTER_TIMEOUT_MS }));
+  const r = onSafeThread(s, objects, 'register the fork handlers', (tid) => s.call(fn, [h.prepare, h.parent, h.child, page.base], runtimeCall(tid, REGISTER_TIMEOUT_MS)));
   if (signed(r) !== 0n) {
     throw new UlpError('LOADER_FORK_REGISTER', `__register_atfork in process ${s.pid} returned ${signed(r)}`, 'The process is out of memory; the patch was not applied.', { pid: s.pid, result: Number(signed(r)) });
   }

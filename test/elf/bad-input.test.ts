@@ -15,23 +15,13 @@ import {
 } from '../../elf/index.js';
 import { fixture } from './fixtures.js';
 import { simulateLoad } from './memory.js';
+import { seededRandom } from '../helpers/random.js';
 
 const CODES = new Set([
   'ELF_NOT_ELF', 'ELF_UNSUPPORTED_CLASS', 'ELF_UNSUPPORTED_ENDIAN', 'ELF_UNSUPPORTED_MACHINE', 'ELF_NOT_SHARED_OBJECT',
   'ELF_TRUNCATED', 'ELF_MALFORMED', 'ELF_MEMORY_READ', 'ELF_UNSUPPORTED_LAYOUT',
 ]);
 
-/** mulberry32: small, fast, and the same sequence on every machine. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Outcome {
   ok: number;
@@ -251,7 +241,7 @@ describe('elf: bad input', function () {
         const m = process.memoryUsage();
         peak = Math.max(peak, m.arrayBuffers - start.arrayBuffers, m.heapUsed - start.heapUsed);
       };
-      const r = rng(0x5eed + si);
+      const r = seededRandom(0x5eed + si);
 
       // Truncations: around every structure start, and at random lengths.
       const cuts = new Set<number>([0, 1, 3, 4, 5, 15, 16, 17, 52, 63, 64, 65, orig.length - 1, orig.length - 8]);
@@ -301,7 +291,7 @@ describe('elf: bad input', function () {
       const pristine = parseElf(orig);
       const names = pristine.dynamicSymbols.filter((s) => s.defined).map((s) => ({ name: s.name, version: s.version }));
       const dyn = pristine.programHeaders.find((p) => p.type === PT_DYNAMIC)!;
-      const r = rng(0xd00d + si);
+      const r = seededRandom(0xd00d + si);
       for (let k = 0; k < 150 * SCALE; k++) {
         const sim = simulateLoad(orig, bias);
         const region = sim.regions[Math.floor(r() * sim.regions.length)]!;

@@ -7,62 +7,27 @@
  * old reference.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { runCli, type Run } from '../helpers/cli.js';
-import { compile } from '../helpers/compile.js';
-import { startTarget, type Target } from '../helpers/target.js';
+import { runCli } from '../helpers/cli.js';
+import { HardLab, linesAfter, ok, type Line } from '../helpers/hard-lab.js';
+import type { Target } from '../helpers/target.js';
 
 const SONAME = 'libfp.so.1';
-const RELRO = { full: ['-Wl,-z,relro,-z,now'], partial: ['-Wl,-z,relro,-z,lazy'] } as const;
 
-function ok(r: Run): Run {
-  assert.equal(r.code, 0, `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  return r;
-}
-
-type Round = Record<string, string>;
-
-function parse(out: string): Round[] {
-  return out
-    .split('\n')
-    .filter((l) => l.startsWith('round=') && l.includes('exported='))
-    .map((l) => Object.fromEntries(l.split(' ').map((kv) => kv.split('=') as [string, string])));
-}
-
-async function roundAfter(t: Target, mark: number): Promise<Round> {
-  const out = await t.waitFor((o) => parse(o.slice(mark)).length >= 2);
-  return parse(out.slice(mark)).at(-1)!;
+async function roundAfter(t: Target, mark: number): Promise<Line> {
+  return (await linesAfter(t, mark, (ls) => ls.length >= 2)).at(-1)!;
 }
 
 for (const relro of ['full', 'partial'] as const) {
   describe(`function pointers in the shared data of a ${relro} RELRO library`, function () {
     this.timeout(120_000);
-    let dir: string;
-    let lib: (v: number) => string;
-    let exe: string;
-    const targets: Target[] = [];
-    before(() => {
-      dir = mkdtempSync(join(tmpdir(), 'ulp-fp-'));
-      lib = (v) => compile({ sources: ['pointers/libfp.c'], out: `libfp-v${v}.so`, flags: ['-shared', '-fPIC', '-O2', `-DFP_VERSION=${v}`, `-Wl,-soname,${SONAME}`, ...RELRO[relro]] });
-      mkdirSync(join(dir, 'link'));
-      copyFileSync(lib(1), join(dir, 'link', SONAME));
-      exe = compile({ sources: ['pointers/fp_main.c'], out: 'fp_main', flags: ['-O2', ...RELRO[relro]], libs: [`-L${join(dir, 'link')}`, `-l:${SONAME}`] });
-    });
-    after(() => {
-      for (const t of targets) t.dispose();
-      rmSync(dir, { recursive: true, force: true });
-    });
+    const lab = new HardLab({ fp: { soname: SONAME, sources: ['pointers/libfp.c'], relro } }, `fp-${relro}`);
+    after(() => lab.dispose());
 
     it('retargets the load-time pointers, keeps the one the program set, reports the copied one', async () => {
-      const fix = join(dir, 'fix.ulp');
-      const packed = ok(runCli('ulp-pack', [lib(1), lib(2), '-o', fix, '--json'])).json;
+      const fix = lab.bundlePath('fp', 1, 2);
+      const packed = ok(runCli('ulp-pack', [lab.lib('fp', 1), lab.lib('fp', 2), '-o', fix, '--json'])).json;
       assert.equal(packed.forward.categories.funcptrs.verdict, 'compatible', JSON.stringify(packed.forward.categories.funcptrs));
-      mkdirSync(join(dir, 'run'));
-      copyFileSync(lib(1), join(dir, 'run', SONAME));
-      const t = startTarget([exe], { LD_LIBRARY_PATH: join(dir, 'run') });
-      targets.push(t);
+      const t = lab.start(lab.exe('fp_main', { sources: ['pointers/fp_main.c'], relro, needs: ['fp'] }), { fp: 1 });
       const v1 = await roundAfter(t, 0);
       assert.deepEqual([v1.version, v1.a, v1.b, v1.hook, v1.exported], ['1', '11', '101', '7001', '101']);
 

@@ -9,7 +9,10 @@
 import assert from 'node:assert/strict';
 import { runCli } from '../helpers/cli.js';
 import { buildDemo, type Demo } from '../helpers/demo.js';
-import { lastRoundAfter } from '../helpers/versions.js';
+import { linesAfter } from '../helpers/hard-lab.js';
+import type { Target } from '../helpers/target.js';
+
+const lastRoundAfter = async (t: Target, mark: number) => (await linesAfter(t, mark, (ls) => ls.length >= 2)).at(-1)!;
 
 describe('ulp-trigger borrowing a thread', function () {
   this.timeout(120_000);

@@ -13,21 +13,11 @@ import { readFileSync } from 'node:fs';
 import { imageSpan, parseElf, writableRegions } from '../../elf/index.js';
 import { HardLab, lines, linesAfter, status, trigger, triggerAsync } from '../helpers/hard-lab.js';
 import type { Target } from '../helpers/target.js';
+import { seededRandom } from '../helpers/random.js';
 
 const SONAME = 'libstack.so.1';
 const N = 20;
 
-/** mulberry32: a small seeded generator, so a failing order can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 function shuffle<T>(xs: T[], rand: () => number): T[] {
   const a = [...xs];
@@ -94,7 +84,7 @@ describe('twenty stacked patches on one process', function () {
     let live = N;
     const order = shuffle(
       Array.from({ length: N - 1 }, (_, i) => i + 1),
-      rng(seed),
+      seededRandom(seed),
     );
     for (const k of order) {
       const r = trigger(String(t.pid), bundles[k - 1]!, '--revert', '--json').json;

@@ -7,33 +7,31 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { runCli, type Run } from '../helpers/cli.js';
 import { compile } from '../helpers/compile.js';
-import { buildLab, lastRoundAfter, type Lab } from '../helpers/versions.js';
+import { HardLab, linesAfter, trigger as run } from '../helpers/hard-lab.js';
 import type { Target } from '../helpers/target.js';
 
-function ok(r: Run): Run {
-  assert.equal(r.code, 0, `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  return r;
-}
-
-const trigger = (...args: string[]) => ok(runCli('ulp-trigger', [...args, '--json'])).json;
+const trigger = (...args: string[]) => run(...args, '--json').json;
 const mapsHas = (t: Target, name: string) => readFileSync(`/proc/${t.pid}/maps`, 'utf8').includes(name);
+/** The last round line printed after `mark`, once `n` have been. */
+const lastRoundAfter = async (t: Target, mark: number, n = 2) => (await linesAfter(t, mark, (ls) => ls.filter((l) => l.round).length >= n)).filter((l) => l.round).at(-1)!;
 
 describe('unwinding through a patched library', function () {
   this.timeout(180_000);
-  const labs: Lab[] = [];
-  after(() => labs.forEach((l) => l.dispose()));
-  const lab = (...args: Parameters<typeof buildLab>) => {
-    const l = buildLab(...args);
-    labs.push(l);
-    return l;
-  };
+  const lab = new HardLab(
+    {
+      cxx: { soname: 'libunwcxx.so.1', sources: ['unwind/libunwcxx.cpp'], libs: ['-lstdc++'] },
+      cancel: { soname: 'libcancel.so.1', sources: ['unwind/libcancel.c'], flags: ['-fexceptions', '-pthread'] },
+      cb: { soname: 'libcb.so.1', sources: ['unwind/libcb.c'] },
+    },
+    'unwind',
+  );
+  after(() => lab.dispose());
 
   it('C++ exceptions thrown and caught across frames of the new build, after apply and after revert', async () => {
-    const l = lab({ lib: ['unwind/libunwcxx.cpp'], libLibs: ['-lstdc++'], soname: 'libunwcxx.so.1', define: 'UNW_VERSION', main: ['unwind/unwcxx_main.cpp'], mainLibs: ['-lstdc++'] });
-    const fix = l.pack(1, 2);
-    const t = l.start(1);
+    const exe = lab.exe('unwcxx_main', { sources: ['unwind/unwcxx_main.cpp'], needs: ['cxx'], libs: ['-lstdc++'] });
+    const fix = lab.pack('cxx', 1, 2);
+    const t = lab.start(exe, { cxx: 1 });
     const v1 = await lastRoundAfter(t, 0);
     assert.deepEqual([v1.version, v1.internal, v1.through], ['1', '31', '1007']);
 
@@ -54,10 +52,9 @@ describe('unwinding through a patched library', function () {
   });
 
   it('pthread_cancel of a thread blocked inside the new build runs the cleanups of every frame', async () => {
-    const flags = ['-fexceptions', '-pthread'];
-    const l = lab({ lib: ['unwind/libcancel.c'], libFlags: flags, soname: 'libcancel.so.1', define: 'CANCEL_VERSION', main: ['unwind/cancel_main.c'], mainFlags: flags });
-    const fix = l.pack(1, 2);
-    const t = l.start(1);
+    const exe = lab.exe('cancel_main', { sources: ['unwind/cancel_main.c'], needs: ['cancel'], flags: ['-fexceptions'] });
+    const fix = lab.pack('cancel', 1, 2);
+    const t = lab.start(exe, { cancel: 1 });
     const v1 = await lastRoundAfter(t, 0);
     assert.equal(v1.canceled, '1');
     assert.equal(Number(v1.lib), 101 * Number(v1.mine), 'v1 cleanups: 101 a cancel');
@@ -75,10 +72,10 @@ describe('unwinding through a patched library', function () {
   });
 
   it('a C program that loads its unwinder only after the patch (a C++ plugin) unwinds through the new build', async () => {
-    const l = lab({ lib: ['unwind/libcb.c'], soname: 'libcb.so.1', define: 'CB_VERSION', main: ['unwind/plugin_main.c'] });
+    const exe = lab.exe('plugin_main', { sources: ['unwind/plugin_main.c'], needs: ['cb'] });
     const plugin = compile({ sources: ['unwind/libplugin.cpp'], out: 'libplugin.so', flags: ['-shared', '-fPIC', '-O2'], libs: ['-lstdc++'] });
-    const fix = l.pack(1, 2);
-    const t = l.start(1, [plugin]);
+    const fix = lab.pack('cb', 1, 2);
+    const t = lab.start(exe, { cb: 1 }, [plugin]);
     const v1 = await lastRoundAfter(t, 0);
     assert.deepEqual([v1.version, v1.caught], ['1', '-1']);
     assert.ok(!mapsHas(t, 'libgcc_s.so.1'), 'precondition: no unwinder loaded before the patch');

@@ -46,11 +46,6 @@ export interface Lineage {
   complete: boolean;
 }
 
-/** The build-id prefix of a staged build's peer, when its name records one (model.ts BuildName.peer). */
-function peerOf(b: ProcessObject): string | undefined {
-  return (b.ulp as { peer?: string } | undefined)?.peer;
-}
-
 export function lineageOf(family: Family): Lineage {
   const below = new Map<string, string[]>();
   let complete = true;
@@ -61,7 +56,7 @@ export function lineageOf(family: Family): Lineage {
   };
   for (const b of family.builds) {
     if (!b.ulp) continue;
-    const peer = peerOf(b);
+    const peer = b.ulp.peer;
     if (peer === undefined) {
       complete = false;
       continue;
@@ -136,9 +131,9 @@ export function findDataPointers(snapshot: Snapshot, state: LibraryState, mem: R
   for (const obj of snapshot.objects) {
     // Every build of the family maps the same shared region: scan it once, through the canonical build.
     if (state.family.builds.includes(obj) && obj !== state.family.canonical) continue;
-    // GOT slots are not program data: the library's own are counted as slots (its local IFUNCs' too),
-    // and a lazy slot of an import that still points at the old build's PLT stub resolves correctly on its first call.
-    const sites = new Set(obj.elf.relocations.filter((r) => r.type === RelocType.GLOB_DAT || r.type === RelocType.JUMP_SLOT || r.type === RelocType.IRELATIVE).map((r) => obj.bias + r.offset));
+    // GOT slots are not program data: the library's own are counted as slots, and a lazy slot of
+    // an import that still points at the old build's PLT stub resolves correctly on its first call.
+    const sites = new Set(obj.elf.relocations.filter((r) => r.type === RelocType.GLOB_DAT || r.type === RelocType.JUMP_SLOT).map((r) => obj.bias + r.offset));
     for (const r of writableRegions(obj.elf)) {
       const start = obj.bias + r.start;
       const buf = mem.tryRead(start, Number(r.end - r.start));

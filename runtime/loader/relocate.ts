@@ -178,8 +178,10 @@ export function planStage(input: StageInput): StagePlan {
         throw new UlpError('LOADER_UNSUPPORTED_RELOC', `the new build has a relocation of type ${r.type} at 0x${r.offset.toString(16)}, which the loader cannot apply`, 'Text relocations and TLS descriptors are not supported; build the library with -fPIC and the default TLS dialect.', { type: r.type, offset: `0x${r.offset.toString(16)}` });
     }
   }
-  // Resolvers run in this order, after every other write. The library's own come last: one may
-  // call through the GOT an IFUNC of another object (libc's strlen...), whose slot must hold its result by then.
+  // Resolvers run in this order, after every other write. The library's own come last: one may call
+  // through the GOT an IFUNC of another object (libc's strchr...) that the old build did not import,
+  // whose slot must hold that resolver's result by then. ld.so likewise runs an object's IRELATIVE
+  // relocations after all its others (elf/do-rel.h); test/trigger/ifunc.test.ts (full RELRO) fails without it.
   const span = imageSpan(target);
   const own = (f: IfuncWrite) => contains({ start: targetBias + span.start, end: targetBias + span.end }, f.resolver);
   plan.ifuncs.sort((a, b) => Number(own(a)) - Number(own(b)));

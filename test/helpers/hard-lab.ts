@@ -3,13 +3,16 @@
  * libraries in numbered versions (-DV=N) under their SONAME, a program
  * linked against version 1, packs bundles with the real ulp-pack, starts the
  * program with any mix of versions installed, and reads the `key=value`
- * lines the fixtures print.
+ * lines the fixtures print. Tests that switch dozens of times pack and
+ * trigger in this process instead (`packHere`, `here`).
  */
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runCli, runCliAsync, type Run } from './cli.js';
+import type { RunResult } from '../../trigger/apply.js';
+import type { StatusReport } from '../../trigger/status.js';
+import { runCli, type Run } from './cli.js';
 import { compile } from './compile.js';
 import { startTarget, type Target } from './target.js';
 
@@ -46,8 +49,23 @@ export function ok(r: Run): Run {
 
 export const trigger = (...args: string[]): Run => ok(runCli('ulp-trigger', args));
 export const status = (pid: number): any => trigger('--status', String(pid), '--json').json;
-/** ulp-trigger without blocking the event loop (so background work, such as packing, goes on meanwhile). */
-export const triggerAsync = async (...args: string[]): Promise<Run> => ok(await runCliAsync('ulp-trigger', args));
+
+/**
+ * The same work as the commands, done in this process (trigger/apply.ts
+ * runOne, trigger/status.ts readStatus: the real ptrace path, minus a
+ * command's start-up of most of a second). For tests that run dozens of
+ * switches; the targets are not children of this process (target.ts), so
+ * tracing them from here is safe.
+ */
+export const here = {
+  async trigger(pid: number, bundlePath: string, which: 'forward' | 'reverse' = 'forward'): Promise<RunResult> {
+    const [{ runOne }, { readBundleFile }] = await Promise.all([import('../../trigger/apply.js'), import('../../patches/index.js')]);
+    return runOne(pid, readBundleFile(bundlePath), { which });
+  },
+  async status(pid: number): Promise<StatusReport> {
+    return (await import('../../trigger/status.js')).readStatus(pid);
+  },
+};
 
 /** The status entry of one library, asserted present. */
 export function libStatus(pid: number, soname: string): any {
@@ -132,23 +150,14 @@ export class HardLab {
     return out;
   }
 
-  /**
-   * The same for many pairs, one packer at a time in the background: each
-   * bundle's promise settles as soon as it is written, so a test can apply
-   * the first while the next ones are packed (the machine has two cores).
-   */
-  packEach(key: string, pairs: Array<[number, number]>): Array<Promise<string>> {
-    for (const [a, b] of pairs) this.lib(key, a), this.lib(key, b);
-    let chain: Promise<unknown> = Promise.resolve();
-    return pairs.map(([a, b]) => {
-      const out = this.bundlePath(key, a, b);
-      const done = chain.then(async () => {
-        ok(await runCliAsync('ulp-pack', [this.lib(key, a), this.lib(key, b), '-o', out]));
-        return out;
-      });
-      chain = done.catch(() => undefined);
-      return done;
-    });
+  /** The same in this process (packer/pack.ts, what ulp-pack runs), for tests that need many bundles. */
+  async packHere(key: string, from: number, to: number): Promise<string> {
+    const out = this.bundlePath(key, from, to);
+    const [{ pack: packPair }, { writeFileAtomic }] = await Promise.all([import('../../packer/pack.js'), import('../../patches/index.js')]);
+    const r = await packPair({ oldPath: this.lib(key, from), newPath: this.lib(key, to), createdAt: new Date(0), tool: { name: 'ulp-pack', version: 'test' }, bundle: true });
+    assert.ok(r.bytes, `${key} v${from} -> v${to}: ${r.forward.verdict}`);
+    writeFileAtomic(out, r.bytes);
+    return out;
   }
 
   /** A folder holding the given versions of lab libraries under their SONAMEs. */

@@ -4,7 +4,10 @@
  * dlsym, a plugin loaded RTLD_GLOBAL exporting the same names, a library
  * dlopen'ed RTLD_LAZY before the patch whose slots bind at their first call
  * (to the global plugin: ld.so never looks into an RTLD_LOCAL object for
- * another object's symbols), and one dlopen'ed after the patch.
+ * another object's symbols, except the objects of its own lookup group:
+ * its dependencies), and one dlopen'ed after the patch. The RTLD_LOCAL
+ * plugin's new build imports a function only its own dependency defines,
+ * which is in no global scope.
  *
  * What ld.so hands out after a switch is the old build: dlsym returns it,
  * and an object loaded later is bound to it. Pointers the program stored
@@ -17,7 +20,7 @@ import type { Target } from '../helpers/target.js';
 
 const LOC = 'libloc.so.1';
 const GLOB = 'libglob.so.1';
-const KEYS = ['lentry', 'lver', 'lfresh', 'gentry', 'lazy', 'now', 'nowentry'] as const;
+const KEYS = ['lentry', 'lver', 'lfresh', 'gentry', 'lazy', 'lazyloc', 'now', 'nowentry'] as const;
 type Want = Partial<Record<(typeof KEYS)[number], number>>;
 
 /** Waits for rounds after `mark` in which `ready` holds, and checks the settled ones (all but the first) against `want`. */
@@ -33,10 +36,12 @@ describe('libraries loaded with dlopen', function () {
   before(() => {
     lab = new HardLab(
       {
-        loc: { soname: LOC, sources: ['hard/libplug.c'], flags: ['-DPLUG_ID=1'] },
+        helper: { soname: 'libhelper.so.1', sources: ['hard/libhelper.c'] },
+        // --no-as-needed: version 1 does not call libhelper yet, and must still depend on it.
+        loc: { soname: LOC, sources: ['hard/libplug.c'], flags: ['-DPLUG_ID=1', '-Wl,--no-as-needed'], needs: ['helper'] },
         glob: { soname: GLOB, sources: ['hard/libplug.c'], flags: ['-DPLUG_ID=2'] },
         now: { soname: 'libnow.so.1', sources: ['hard/libuser.c'] },
-        lazy: { soname: 'liblazy.so.1', sources: ['hard/libuser.c'], relro: 'partial' },
+        lazy: { soname: 'liblazy.so.1', sources: ['hard/libuser.c'], relro: 'partial', flags: ['-DWITH_LOC'], needs: ['loc'] },
       },
       'dlopen',
     );
@@ -46,13 +51,15 @@ describe('libraries loaded with dlopen', function () {
   it('patches RTLD_LOCAL and RTLD_GLOBAL plugins, reports stored dlsym pointers, binds lazy and late-loaded users to the live build', async () => {
     const exe = lab.exe('dlopen_main', { sources: ['hard/dlopen_main.c'], libs: ['-ldl'] });
     const [fixLoc, fixGlob] = [lab.pack('loc', 1, 2), lab.pack('glob', 1, 2)];
-    const t = lab.start(exe, { loc: 1, glob: 1, now: 1, lazy: 1 });
-    await expectRounds(t, 0, { lentry: 101001, lver: 1001, lfresh: 101001, gentry: 102001, lazy: 0, now: 0 });
+    const t = lab.start(exe, { helper: 1, loc: 1, glob: 1, now: 1, lazy: 1 });
+    await expectRounds(t, 0, { lentry: 101001, lver: 1001, lfresh: 101001, gentry: 102001, lazy: 0, lazyloc: 0, now: 0 });
 
-    // The RTLD_LOCAL plugin. Its stored and freshly dlsym'd entry points run the old entry code, whose call
-    // through the plugin's own PLT reaches the new build; the stored pointers are reported as old references.
-    trigger(String(t.pid), fixLoc);
-    await expectRounds(t, t.output().length, { lentry: 101002, lver: 1001, lfresh: 101002, gentry: 102001 });
+    // The RTLD_LOCAL plugin. Its stored and freshly dlsym'd entry points run the old entry code, whose calls
+    // through the plugin's own PLT reach the new build (and through it libhelper, resolved in the plugin's own
+    // lookup group); the stored pointers are reported as old references.
+    const loc = trigger(String(t.pid), fixLoc, '--json').json;
+    assert.deepEqual(loc.switch.newImports, [{ name: 'helper_value', from: 'libhelper.so.1' }]);
+    await expectRounds(t, t.output().length, { lentry: 101052, lver: 1001, lfresh: 101052, gentry: 102001 });
     let st = libStatus(t.pid, LOC);
     assert.equal(st.builds.find((b: { live: boolean }) => b.live).source, 'ulp');
     assert.equal(st.oldReferences.dataPointers, 2, JSON.stringify(st.oldReferences));
@@ -60,12 +67,14 @@ describe('libraries loaded with dlopen', function () {
 
     // The RTLD_GLOBAL plugin.
     trigger(String(t.pid), fixGlob);
-    await expectRounds(t, t.output().length, { lentry: 101002, gentry: 102002 });
+    await expectRounds(t, t.output().length, { lentry: 101052, gentry: 102002 });
 
-    // liblazy's slot was unbound at both switches: bound now, in its own scope, to the global plugin's live build.
+    // liblazy's slots were unbound at both switches, and were bound by them in liblazy's own scope: plug_version
+    // to the global plugin's live build (the global scope comes first, and has no RTLD_LOCAL object), loc_version
+    // to the RTLD_LOCAL plugin's (found in liblazy's lookup group only).
     let mark = t.output().length;
     process.kill(t.pid, 'SIGUSR2');
-    await expectRounds(t, mark, { lazy: 2002 }, (l) => l.lazy !== '0');
+    await expectRounds(t, mark, { lazy: 2002, lazyloc: 3002 }, (l) => l.lazy !== '0');
 
     // A library dlopen'ed after the patch is bound by ld.so to the build it knows: the old one.
     mark = t.output().length;
@@ -77,13 +86,13 @@ describe('libraries loaded with dlopen', function () {
     // Re-running the same command completes the switch.
     const again = trigger(String(t.pid), fixGlob, '--json').json;
     assert.deepEqual([again.outcome, again.note, again.switch.staged, again.switch.rewritten], ['applied', 'completes an interrupted switch', false, 2]);
-    await expectRounds(t, t.output().length, { now: 2002, nowentry: 202002, gentry: 102002, lazy: 2002 });
+    await expectRounds(t, t.output().length, { now: 2002, nowentry: 202002, gentry: 102002, lazy: 2002, lazyloc: 3002 });
     assert.equal(libStatus(t.pid, GLOB).oldReferences.slots, 0);
 
     // Revert both: everything back on the first builds, nothing reported any more.
     trigger(String(t.pid), fixLoc, '--revert');
     trigger(String(t.pid), fixGlob, '--revert');
-    await expectRounds(t, t.output().length, { lentry: 101001, lver: 1001, lfresh: 101001, gentry: 102001, lazy: 2001, now: 2001, nowentry: 102001 });
+    await expectRounds(t, t.output().length, { lentry: 101001, lver: 1001, lfresh: 101001, gentry: 102001, lazy: 2001, lazyloc: 3001, now: 2001, nowentry: 102001 });
     st = libStatus(t.pid, LOC);
     assert.equal(st.oldReferences.dataPointers, 0, 'the stored pointers point at the live build again');
   });

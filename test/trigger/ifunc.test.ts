@@ -6,7 +6,9 @@
  * the target build's resolvers must run in the process (while staging, with
  * the other threads running). libifn has its own IFUNCs, called by the
  * program and by the library itself; libuse imports libc's IFUNCs (strlen,
- * memcpy) and, from version 2 on, strchr, which the first build lacks.
+ * memcpy) and, from version 2 on, strchr, which the first build lacks. In
+ * the full-RELRO libifn, version 2's own resolver calls strchr (a new
+ * import and a libc IFUNC): libc's resolver must run first, as in ld.so.
  * Each result carries the version whose code computed it.
  */
 import assert from 'node:assert/strict';
@@ -45,7 +47,8 @@ describe('IFUNC symbols across a patch', function () {
   before(() => {
     lab = new HardLab(
       {
-        ifn: { soname: IFN, sources: ['hard/libifn.c'] },
+        // Version 2's local IFUNC resolver calls strchr, a libc IFUNC version 1 does not import (libifn.c).
+        ifn: { soname: IFN, sources: ['hard/libifn.c'], flags: ['-DRESOLVER_IMPORTS', '-Wl,--no-as-needed'] },
         use: { soname: USE, sources: ['hard/libuse.c'] },
         // Partial RELRO: the program binds lazily, and the library's .got.plt (its IFUNC slots, the IRELATIVE one
         // included) is in the data every build shares.
@@ -62,13 +65,21 @@ describe('IFUNC symbols across a patch', function () {
       const key = relro === 'full' ? 'ifn' : 'ifnLazy';
       const prog = relro === 'full' ? exe : lab.exe('ifunc_main_lazy', { sources: ['hard/ifunc_main.c'], needs: ['ifnLazy', 'use'], relro: 'partial' });
       const fix = lab.pack(key, 1, 2);
+      if (relro === 'full') {
+        // ld.so itself loads version 2 (its resolver calling strchr) and prints what the patched process must.
+        const fresh = lab.start(prog, { [key]: 2, use: 1 });
+        await expectRound(fresh, 0, expected(2, 1));
+        fresh.dispose();
+      }
       const t = lab.start(prog, { [key]: 1, use: 1 });
       await expectRound(t, 0, expected(1, 1));
 
       const r = trigger(String(t.pid), fix, '--json').json;
+      // Under full RELRO the new build's own resolver needs strchr's slot filled (by libc's resolver) before it runs.
+      assert.deepEqual(r.switch.newImports, relro === 'full' ? [{ name: 'strchr', version: 'GLIBC_2.2.5', from: 'libc.so.6' }] : []);
       // Under full RELRO ifn_sum's own PLT slot and ifn_local's IRELATIVE are the new build's; under partial RELRO
       // both live in the shared .got.plt and are rebound at the switch, with what the new build's resolvers chose.
-      assert.ok(r.switch.ifuncs >= (relro === 'full' ? 2 : 0), `resolvers run while staging: ${r.switch.ifuncs}`);
+      assert.ok(r.switch.ifuncs >= (relro === 'full' ? 3 : 0), `resolvers run while staging: ${r.switch.ifuncs}`);
       await expectRound(t, t.output().length, expected(2, 1));
       const st = libStatus(t.pid, IFN);
       assert.equal(st.builds.find((b: { live: boolean }) => b.live).source, 'ulp');

@@ -197,8 +197,10 @@ export class Session {
       }
     }
     const stuck: number[] = [];
-    // Stopped threads first: that ends the pause as early as possible.
-    const order = [...this.tracees.values()].sort((a, b) => Number(b.state === 'stopped') - Number(a.state === 'stopped'));
+    // Stopped threads first: that ends the pause as early as possible. The leader last: a traced leader's
+    // exit is only reported once its other threads are reaped, so waiting on it first would wait for nothing.
+    const rank = (t: Tracee) => (t.tid === this.pid ? 2 : t.state === 'stopped' ? 0 : 1);
+    const order = [...this.tracees.values()].sort((a, b) => rank(a) - rank(b));
     for (const t of order) {
       try {
         if (!t.detach(deadline)) stuck.push(t.tid);

@@ -41,6 +41,7 @@ export function releaseSignals(): void {
   for (const sig of raise) reraise(sig);
   // A signal that arrived during a synchronous session is still queued in libuv, which hands it to the
   // listener only when the loop polls; nothing may keep the loop alive once the command is done (signal
-  // handles are unref'd), so one more turn of the loop is kept, or the process would exit and drop it.
-  if (holders.size > 0) setImmediate(() => {});
+  // handles are unref'd), so the loop is kept turning a little longer, or the process would exit and drop it.
+  // Two turns: the first runs the callbacks already due, the signal pipe is read on the poll of the next.
+  if (holders.size > 0) setImmediate(() => setImmediate(() => {}));
 }

@@ -10,6 +10,7 @@
  *   thread stays job-control stopped (PTRACE_LISTEN) instead of running.
  * - Stops we did not ask for (a late interrupt) are absorbed by resuming again.
  */
+import { threadState } from './procfs.js';
 import { SIG } from './sys/constants.js';
 import { ECHILD, ESRCH, SysError } from './sys/errno.js';
 import * as pt from './sys/ptrace.js';
@@ -134,7 +135,13 @@ export class Tracee {
     if (this.state === 'running') {
       this.requestStop();
       while (this.state === 'running') {
-        const ev = this.wait(deadline);
+        // In slices: a thread of a process that was killed meanwhile never stops; it is seen exiting instead.
+        const ev = this.wait(Math.min(deadline, performance.now() + 50));
+        if (ev === undefined && /^[ZX]$/.test(threadState(this.tid, this.tid) ?? 'X')) {
+          this.reap();
+          return true;
+        }
+        if (ev === undefined && performance.now() < deadline) continue;
         if (ev === undefined) return false;
         if (ev.kind !== 'stopped') return true;
         if (isSignalStop(ev)) {

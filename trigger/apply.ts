@@ -4,11 +4,11 @@
  * loader runtime switch. Returns a result for the report; throws UlpError.
  */
 import { UlpError } from '../common/errors.js';
-import { patchStep, type Bundle } from '../patches/index.js';
+import { patchStep, type Bundle, type PatchStep } from '../patches/index.js';
 import { checkTarget } from '../runtime/index.js';
 import type { ElfCache } from '../runtime/loader/elf-cache.js';
 import { buildMemfdName } from '../runtime/loader/model.js';
-import { prepare, switchLibrary, type SwitchReport } from '../runtime/loader/switch-library.js';
+import { prepare, switchLibrary, type SwitchReport, type SwitchRequest } from '../runtime/loader/switch-library.js';
 import type { SessionOptions } from '../runtime/index.js';
 import { decide, type Decision } from './decide.js';
 
@@ -75,6 +75,20 @@ export function runOne(pid: number, bundle: Bundle, opts: RunOptions): RunResult
     ...(opts.session ? { session: opts.session } : {}),
     ...(opts.elfCache ? { elfCache: opts.elfCache } : {}),
   };
+  // A plan another trigger overtook (TRIGGER_RACE) is made again on what the process has now.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return decideAndSwitch(pid, patchId, step, request, opts);
+    } catch (e) {
+      if (!(e instanceof UlpError) || e.code !== 'TRIGGER_RACE' || attempt >= RACE_RETRIES) throw e;
+    }
+  }
+}
+
+const RACE_RETRIES = 3;
+
+function decideAndSwitch(pid: number, patchId: string, step: PatchStep, request: Omit<SwitchRequest, 'prepared'>, opts: RunOptions): RunResult {
+  const { soname } = request;
   opts.progress?.(`reading process ${pid}`);
   const prepared = prepare(request);
   const { state } = prepared;

@@ -6,6 +6,7 @@
  */
 import { UlpError } from '../../common/errors.js';
 import { imageSpan, parseElf, PF_X, type ElfObject } from '../../elf/index.js';
+import { readMaps, type Mapping } from '../maps.js';
 import { RemoteMemory } from '../memory.js';
 import type { PauseRecord } from '../pause.js';
 import { Session, type SessionOptions } from '../session.js';
@@ -92,6 +93,14 @@ export function targetObject(elf: ElfObject, bias: bigint, memfdName: string): P
     span: { start: bias + span.start, end: bias + span.end },
     code: elf.loadSegments.filter((p) => (p.flags & PF_X) !== 0).map((p) => ({ start: bias + p.vaddr, end: bias + p.vaddr + p.memsz })),
   };
+}
+
+/** The mappings ulp made in a process (builds, shared data, stub and fork pages), as one comparable text. */
+function ulpMappings(maps: readonly Mapping[]): string {
+  return maps
+    .filter((m) => m.path.startsWith('/memfd:ulp:'))
+    .map((m) => `${m.start.toString(16)}-${m.end.toString(16)} ${m.read ? 'r' : '-'}${m.shared ? 's' : 'p'} ${m.path}`)
+    .join('\n');
 }
 
 function sameRegion(a: Region | undefined, b: Region | undefined): boolean {
@@ -197,6 +206,11 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
   report.timings.planMs = ms(t0);
   const session = Session.open(req.pid, req.session);
   try {
+    // Another trigger may have staged or shared something between the plan and the attach; none can while
+    // this session holds the process. A plan made on what is gone would stage a second copy of the data.
+    if (ulpMappings(readMaps(req.pid)) !== ulpMappings(snap.maps)) {
+      throw new UlpError('TRIGGER_RACE', `another ulp-trigger changed process ${req.pid} while this one was planning`, 'Run the command again: it plans anew on what the process has now.', { pid: req.pid });
+    }
     let target = mapped;
     let image: StagedImage | undefined;
     let unwind: Registration | undefined;

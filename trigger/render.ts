@@ -83,6 +83,10 @@ export function renderAll(r: AllResult): string {
   const failed = r.processes.filter((p) => !p.ok).length;
   lines.push(`${plural(r.processes.length, 'process')} with ${r.soname} build ${short(r.fromBuildId)} or ${short(r.toBuildId)} loaded: ${r.processes.length - failed} ok, ${failed} failed; ${r.totalMs.toFixed(0)} ms in all`);
   if (r.skipped.length) lines.push(`left alone: ${r.skipped.map((x) => x.pid).join(', ')} (ancestors of this ulp-trigger, waiting for it; patch them by pid if needed)`);
-  if (r.inaccessible) lines.push(`${plural(r.inaccessible, 'process')} could not be inspected (no permission); run as root to include them`);
+  if (r.inaccessible) {
+    // Root is refused too by processes of an outer container (a sandbox's supervisor) or ones a security module guards.
+    const why = process.geteuid?.() === 0 ? 'they belong to an outer container or a security module guards them' : 'run as root to include them';
+    lines.push(`${plural(r.inaccessible, 'process')} could not be inspected (no permission); ${why}`);
+  }
   return lines.join('\n') + '\n';
 }

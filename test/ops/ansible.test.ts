@@ -4,8 +4,9 @@
  * programs: it copies a signed bundle, dry-runs, applies with
  * `ulp-trigger --all --json`, reads the JSON into a per-host summary, fails
  * the host when a process failed, and reverts through `ulp_revert`. Also: a
- * damaged bundle, ansible's own processes having the library loaded (they
- * are marked and do not fail the host), and the fleet gates (a failed dry run
+ * damaged bundle, ansible's own processes having the library loaded
+ * (ulp-trigger leaves them alone as its ancestors: the summary lists them, they
+ * are not patched, do not count and do not fail the host), and the fleet gates (a failed dry run
  * stops the rollout everywhere; a batch with a failed host is the last one),
  * with three inventory hosts that are all this machine. What is checked is
  * what an operator sees: the default output, parsed, and the targets' own
@@ -18,10 +19,12 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT } from '../helpers/cli.js';
 import { buildDemo, rounds, type Demo } from '../helpers/demo.js';
+import { processState, ulpMappings } from '../helpers/process-state.js';
 import type { Target } from '../helpers/target.js';
 
 const PLAYBOOK_DIR = join(ROOT, 'ops', 'ansible');
@@ -89,6 +92,9 @@ describe('ops/ansible/ulp-rollout.yml against localhost', function () {
   let work: string;
   let bundle: string;
   let pubKey: string;
+  let baseInaccessible: number;
+  /** What the summary's count line says about processes: `n processes, ok ok, failed failed` and the machine's inaccessible ones. */
+  const counts = (n: number, ok: number, failed: number) => `: ${n} processes, ${ok} ok, ${failed} failed${baseInaccessible > 0 ? `, ${baseInaccessible} inaccessible` : ''}`;
   const targets: Target[] = [];
 
   before(function () {
@@ -102,25 +108,30 @@ describe('ops/ansible/ulp-rollout.yml against localhost', function () {
     writeFileSync(privKey, keys.privateKey.export({ type: 'pkcs8', format: 'pem' }));
     writeFileSync(pubKey, keys.publicKey.export({ type: 'spki', format: 'pem' }));
     bundle = demo.pack(1, 2, ['--sign', privKey]);
+    // Some processes cannot be inspected even by root (a sandbox's supervisor in an outer
+    // namespace, a security module's): the playbook must be told to accept those, and its
+    // summary counts them. They are this machine's, not the test's.
+    const r = spawnSync(TRIGGER[0]!, [...TRIGGER.slice(1), '--all', bundle, '--dry-run', '--json', '--key', pubKey], { encoding: 'utf8' });
+    baseInaccessible = JSON.parse(r.stdout).inaccessible;
+    assert.equal(typeof baseInaccessible, 'number', r.stdout + r.stderr);
   });
   after(() => {
     demo?.dispose();
     if (work) rmSync(work, { recursive: true, force: true });
   });
 
-  /** Runs the playbook with `vars` as extra vars, with the folder's ansible.cfg, as an operator would. */
-  const playbook = (inventory: string, vars: Record<string, unknown>, extra: string[] = [], env: Record<string, string> = {}): PlaybookRun => {
-    const r = spawnSync('ansible-playbook', ['-i', inventory, 'ulp-rollout.yml', '-e', JSON.stringify(vars), ...extra], {
-      cwd: PLAYBOOK_DIR,
-      encoding: 'utf8',
-      timeout: 100_000,
-      maxBuffer: 64 << 20,
-      env: { ...process.env, ANSIBLE_CONFIG: join(PLAYBOOK_DIR, 'ansible.cfg'), ANSIBLE_NOCOLOR: '1', ANSIBLE_FORCE_COLOR: '0', ...env },
-    });
-    if (r.error) throw r.error;
-    const run = parsePlaybookOutput(r.status ?? -1, r.stdout + r.stderr);
-    if (run.tasks.length === 0) throw new Error(`ansible-playbook ran no task (exit ${r.status}):\n${r.stdout}\n${r.stderr}`);
+  /** ansible-playbook's arguments and environment for a run with `vars` as extra vars, with the folder's ansible.cfg, as an operator would. */
+  const playbookArgs = (inventory: string, vars: Record<string, unknown>, extra: string[] = []) => ['-i', inventory, 'ulp-rollout.yml', '-e', JSON.stringify(vars), ...extra];
+  const playbookEnv = (env: Record<string, string>) => ({ ...process.env, ANSIBLE_CONFIG: join(PLAYBOOK_DIR, 'ansible.cfg'), ANSIBLE_NOCOLOR: '1', ANSIBLE_FORCE_COLOR: '0', ...env });
+  const parsed = (code: number, output: string): PlaybookRun => {
+    const run = parsePlaybookOutput(code, output);
+    if (run.tasks.length === 0) throw new Error(`ansible-playbook ran no task (exit ${code}):\n${output}`);
     return run;
+  };
+  const playbook = (inventory: string, vars: Record<string, unknown>, extra: string[] = [], env: Record<string, string> = {}): PlaybookRun => {
+    const r = spawnSync('ansible-playbook', playbookArgs(inventory, vars, extra), { cwd: PLAYBOOK_DIR, encoding: 'utf8', timeout: 100_000, maxBuffer: 64 << 20, env: playbookEnv(env) });
+    if (r.error) throw r.error;
+    return parsed(r.status ?? -1, r.stdout + r.stderr);
   };
   const localhost = join(PLAYBOOK_DIR, 'inventory', 'localhost.ini');
   /** The settings every run shares: the bundle and key, a scratch folder as the hosts' bundle folder. */
@@ -132,6 +143,7 @@ describe('ops/ansible/ulp-rollout.yml against localhost', function () {
     // Already root here: su to root needs no password, so the play's become path runs too.
     ulp_become: process.getuid?.() === 0,
     ansible_become_method: 'su',
+    ulp_allow_inaccessible: baseInaccessible > 0,
   });
   const summary = (run: PlaybookRun, step: string, host = 'localhost'): string[] => {
     const t = run.tasks.find((x) => x.name === `Summary (${step})` && x.hosts[host]);
@@ -175,10 +187,10 @@ describe('ops/ansible/ulp-rollout.yml against localhost', function () {
     const pids = ts.map((t) => t.pid).sort((a, b) => a - b);
     const dry = summary(run, 'dry-run-apply');
     assert.match(dry[0]!, /^localhost: dry-run-apply libdemo\.so\.1 patch [0-9a-f]{12}$/);
-    assert.match(dry[1]!, /^ {2}[0-9a-f]{12} -> [0-9a-f]{12}: 3 processes, 3 ok, 0 failed; \d+ ms$/);
+    assert.match(dry[1]!, new RegExp(`^ {2}[0-9a-f]{12} -> [0-9a-f]{12}${counts(3, 3, 0)}; \\d+ ms$`));
     assert.equal(dry[2], '  outcomes: dry-run 3');
     const applied = summary(run, 'apply');
-    assert.match(applied[1]!, /: 3 processes, 3 ok, 0 failed; \d+ ms$/);
+    assert.match(applied[1]!, new RegExp(`${counts(3, 3, 0)}; \\d+ ms$`));
     assert.equal(applied[2], '  outcomes: applied 3');
     assert.deepEqual(
       applied.slice(3).map((l) => Number(/^ {2}pid (\d+): applied, paused \d+\.\d\d ms$/.exec(l)?.[1])).sort((a, b) => a - b),
@@ -207,7 +219,7 @@ describe('ops/ansible/ulp-rollout.yml against localhost', function () {
     assert.equal(summary(again, 'apply')[2], '  outcomes: already-applied 3');
     assert.equal(again.tasks.find((t) => t.name === 'ulp-trigger --all apply')!.hosts.localhost!.status, 'ok');
     assert.equal(again.code, 2);
-    assert.match(failure(again), /^Fail the host when fewer processes than expected have the library: 3 processes \(not counting ansible's own\) with libdemo\.so\.1 .*ulp_min_processes is 4$/);
+    assert.match(failure(again), /^Fail the host when fewer processes than expected have the library: 3 processes with libdemo\.so\.1 \(build [0-9a-f]{12} or [0-9a-f]{12}\) loaded, ulp_min_processes is 4$/);
 
     const back = playbook(localhost, { ...vars, ulp_revert: true });
     assert.equal(back.code, 0, back.output.slice(-3000));
@@ -227,7 +239,7 @@ describe('ops/ansible/ulp-rollout.yml against localhost', function () {
       assert.equal(run.code, 2, 'ansible-playbook exits 2 when a host failed');
       assert.equal(run.stats.localhost!.failed, 1);
       const dry = summary(run, 'dry-run-apply');
-      assert.match(dry[1]!, /: 3 processes, 2 ok, 1 failed; /);
+      assert.ok(dry[1]!.includes(`${counts(3, 2, 1)}; `), dry[1]);
       assert.ok(dry.includes(`  pid ${ts[0]!.pid}: FAILED PROC_ALREADY_TRACED: process ${ts[0]!.pid} is already traced by pid ${tracer.pid} (python3)`), dry.join('\n'));
       assert.match(failure(run), new RegExp(`^Fail the host when a process failed: 1 of 3 processes failed \\(dry-run-apply, exit 4\\): pid ${ts[0]!.pid} PROC_ALREADY_TRACED`));
       assert.ok(!run.tasks.some((t) => t.name === 'ulp-trigger --all apply'), 'the switch never ran');
@@ -248,7 +260,7 @@ describe('ops/ansible/ulp-rollout.yml against localhost', function () {
       assert.equal(run.code, 2);
       assert.ok(!run.tasks.some((t) => t.name.startsWith('Summary (dry-run')), 'no dry run');
       const applied = summary(run, 'apply');
-      assert.match(applied[1]!, /: 3 processes, 2 ok, 1 failed; /);
+      assert.ok(applied[1]!.includes(`${counts(3, 2, 1)}; `), applied[1]);
       assert.equal(applied[2], '  outcomes: applied 2');
       assert.match(failure(run), new RegExp(`1 of 3 processes failed \\(apply, exit 4\\): pid ${ts[1]!.pid} PROC_ALREADY_TRACED`));
       const rec = report(vars, 'localhost-apply.json');
@@ -273,23 +285,101 @@ describe('ops/ansible/ulp-rollout.yml against localhost', function () {
     assert.deepEqual(await versions(ts), ['1']);
   });
 
-  it("tells ansible's own processes on the host apart: they are marked, and their failures do not fail the host", async () => {
+  it("leaves ansible's own processes alone: listed as skipped, not patched, not counted, and the host does not fail", async () => {
     // Debian's python3 links libexpat and libz itself, so a bundle for those finds ansible's
-    // processes too. Preloading the demo library into ansible makes that happen here.
+    // processes too. Preloading the demo library into ansible makes that happen here. The
+    // playbook runs under a shell that has the library too and outlives it: an ancestor of
+    // ulp-trigger that can still be looked at after the run.
     const [t] = await start(1);
     // ulp_stop_timeout_ms goes through as --stop-timeout (were it malformed, ulp-trigger would exit 64 and the host fail).
     const vars = { ...common('own'), ulp_trigger_command: TRIGGER, ulp_dry_run: false, ulp_min_processes: 1, ulp_stop_timeout_ms: 300 };
-    const run = playbook(localhost, vars, [], { LD_PRELOAD: demo.lib(1) });
+    const holder = await underHolder(playbookArgs(localhost, vars), demo.lib(1));
+    let run: PlaybookRun;
+    try {
+      run = parsed(await holder.run(), holder.output());
+      // Whatever ulp-trigger does to a process it patches shows in its mappings (memfds named ulp:...) and in the library's slots.
+      assert.deepEqual(ulpMappings(holder.pid), []);
+      assert.deepEqual(holder.libState(), holder.libStateBefore);
+    } finally {
+      holder.stop();
+    }
     assert.equal(run.code, 0, run.output.slice(-3000));
-    const lines = summary(run, 'apply');
-    const own = lines.filter((l) => /^ {2}pid \d+ \(ansible/.test(l));
-    assert.ok(own.length >= 2, `the module's python and the controller at least:\n${lines.join('\n')}`);
-    assert.ok(own.every((l) => /: applied, |\(ansible, ignored\): FAILED /.test(l)), lines.join('\n'));
-    assert.ok(lines.includes(`  pid ${t!.pid}: applied, paused ${/paused (\S+ ms)/.exec(lines.find((l) => l.startsWith(`  pid ${t!.pid}:`))!)![1]}`), lines.join('\n'));
+    assert.equal(run.stats.localhost!.failed, 0);
     const rec = report(vars, 'localhost-apply.json');
-    assert.ok(rec.processes.length >= 3);
+    assert.deepEqual(rec.processes.map((p: any) => p.pid), [t!.pid], 'only the target was tried');
+    const skipped: number[] = rec.skipped.map((s: any) => s.pid);
+    assert.ok(rec.skipped.every((s: any) => s.reason === 'ancestor'), JSON.stringify(rec.skipped));
+    // The holder, the controller (connection=local) and the module's python at least.
+    assert.ok(skipped.length >= 3 && skipped.includes(holder.pid), `skipped ${skipped} (holder ${holder.pid})`);
+    const lines = summary(run, 'apply');
+    assert.match(lines[1]!, new RegExp(`${counts(1, 1, 0)}, ${skipped.length} left alone; \\d+ ms$`), lines.join('\n'));
+    assert.equal(lines[2], '  outcomes: applied 1');
+    assert.match(lines[3]!, new RegExp(`^ {2}pid ${t!.pid}: applied, paused \\d+\\.\\d\\d ms$`));
+    assert.deepEqual(lines.slice(4), skipped.map((pid) => `  left alone: pid ${pid} (ancestor of ulp-trigger)`));
     assert.deepEqual(await versions([t!]), ['2']);
+
+    // ulp_min_processes counts the processes only, not those left alone.
+    const again = playbook(localhost, { ...vars, ulp_min_processes: 2 }, [], { LD_PRELOAD: demo.lib(1) });
+    assert.equal(again.code, 2);
+    assert.match(summary(again, 'apply')[1]!, new RegExp(`${counts(1, 1, 0)}, \\d+ left alone; `));
+    assert.match(failure(again), /^Fail the host when fewer processes than expected have the library: 1 processes with libdemo\.so\.1 \(build [0-9a-f]{12} or [0-9a-f]{12}\) loaded, not counting \d+ left alone \(ancestors of ulp-trigger\), ulp_min_processes is 2$/);
   });
+
+  /**
+   * A shell with `lib` preloaded that runs ansible-playbook `args` when told to and stays
+   * alive afterwards until stop(), so the test can compare it before and after the run.
+   */
+  const underHolder = async (args: string[], lib: string) => {
+    const dir = mkdtempSync(join(work, 'holder-'));
+    const out = join(dir, 'output');
+    const rc = join(dir, 'rc');
+    // The shell says `ready` once it runs (ld.so has loaded and relocated the library by then).
+    const sh = spawn('/bin/sh', ['-c', 'echo ready; read go; "$@" </dev/null >"$HOLD_OUT" 2>&1; echo $? >"$HOLD_RC"; read done', 'sh', 'ansible-playbook', ...args], {
+      cwd: PLAYBOOK_DIR,
+      env: { ...playbookEnv({ LD_PRELOAD: lib }), HOLD_OUT: out, HOLD_RC: rc },
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    const pid = sh.pid!;
+    const stop = () => {
+      sh.stdin!.end();
+      if (sh.exitCode === null && sh.signalCode === null) sh.kill('SIGKILL');
+    };
+    /** The library's mappings and slots: what a patch would change. */
+    const libState = () => {
+      const { maps, slots } = processState(pid);
+      return { maps: maps.split('\n').filter((l) => l.endsWith(lib)), slots: [...slots].filter(([k]) => k.startsWith(lib + '+')).map(([k, v]) => `${k}=0x${v.toString(16)}`) };
+    };
+    let libStateBefore: ReturnType<typeof libState>;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        sh.stdout!.once('data', () => resolve());
+        sh.once('exit', (code) => reject(new Error(`the holder shell exited (${code}) before it was ready`)));
+      });
+      libStateBefore = libState();
+      assert.ok(libStateBefore.maps.length > 0 && libStateBefore.slots.length > 0, JSON.stringify(libStateBefore));
+    } catch (e) {
+      stop();
+      throw e;
+    }
+    return {
+      pid,
+      libState,
+      libStateBefore,
+      /** Runs the playbook and returns its exit code; the holder stays. */
+      async run(): Promise<number> {
+        sh.stdin!.write('go\n');
+        const end = Date.now() + 100_000;
+        for (;;) {
+          const text = existsSync(rc) ? readFileSync(rc, 'utf8') : '';
+          if (/^\d+\n$/.test(text)) return Number(text);
+          if (sh.exitCode !== null || Date.now() > end) throw new Error(`the holder shell ended or timed out (exit ${sh.exitCode}):\n${existsSync(out) ? readFileSync(out, 'utf8') : ''}`);
+          await sleep(100);
+        }
+      },
+      output: () => readFileSync(out, 'utf8'),
+      stop,
+    };
+  };
 
   describe('a fleet of three hosts (all this machine), the first one broken', () => {
     // `broken` has no ulp-trigger where the inventory says (ulp is not installed there).
@@ -306,8 +396,8 @@ describe('ops/ansible/ulp-rollout.yml against localhost', function () {
       const ts = await start(2);
       const run = playbook(fleet(), common('fleet-dry'));
       assert.equal(run.code, 2);
-      assert.match(failure(run, 'broken'), /ulp-trigger printed no JSON result \(exit 127\): .*\/nonexistent\/ulp-trigger: not found/);
-      for (const h of ['good-a', 'good-b']) assert.match(summary(run, 'dry-run-apply', h)[1]!, /: 2 processes, 2 ok, 0 failed; /);
+      assert.match(failure(run, 'broken'), /ulp-trigger printed no JSON result \(exit \d+\): .*No such file or directory: b?'\/nonexistent\/ulp-trigger'/);
+      for (const h of ['good-a', 'good-b']) assert.ok(summary(run, 'dry-run-apply', h)[1]!.includes(`${counts(2, 2, 0)}; `), h);
       assert.ok(!['broken', 'good-a', 'good-b'].some((h) => ran(run, h)), 'no host switched');
       assert.deepEqual(await versions(ts), ['1', '1']);
     });

@@ -162,7 +162,7 @@ export class Session {
     this.clock.begin('borrow');
     t.requestStop();
     this.awaitStop(t, performance.now() + this.stopTimeoutMs);
-    if (t.state !== 'stopped') throw procError('PROC_THREAD_EXITED', `thread ${t.tid} exited while being borrowed`, 'Retry.', { pid: this.pid, tid: t.tid });
+    if (t.state !== 'stopped') throw this.threadGone(t, 'borrowing a thread');
     this.borrowedTid = t.tid;
     return t.tid;
   }

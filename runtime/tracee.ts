@@ -59,11 +59,22 @@ export class Tracee {
    */
   awaitStop(deadline: number, onIdle?: () => void): boolean | undefined {
     while (this.state === 'running') {
-      const ev = this.wait(deadline, onIdle);
+      // In slices: a killed process's leader is a zombie that never stops, and its exit is only
+      // reported once the other threads are reaped, so it is seen in /proc instead.
+      const ev = this.wait(Math.min(deadline, performance.now() + 50), onIdle);
+      if (ev === undefined && this.isZombie()) {
+        this.markGone();
+        return false;
+      }
+      if (ev === undefined && performance.now() < deadline) continue;
       if (ev === undefined) return undefined;
       this.absorbWhileStopping(ev);
     }
     return this.state === 'stopped';
+  }
+
+  private isZombie(): boolean {
+    return /^[ZX]$/.test(threadState(this.tid, this.tid) ?? 'X');
   }
 
   /** Resumes a stopped thread the way it would have gone on without us. */
@@ -137,7 +148,7 @@ export class Tracee {
       while (this.state === 'running') {
         // In slices: a thread of a process that was killed meanwhile never stops; it is seen exiting instead.
         const ev = this.wait(Math.min(deadline, performance.now() + 50));
-        if (ev === undefined && /^[ZX]$/.test(threadState(this.tid, this.tid) ?? 'X')) {
+        if (ev === undefined && this.isZombie()) {
           this.reap();
           return true;
         }

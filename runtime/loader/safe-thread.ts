@@ -10,6 +10,7 @@
  */
 import { UlpError } from '../../common/errors.js';
 import { findMapping, readMaps } from '../maps.js';
+import { exited } from '../errors.js';
 import type { Session } from '../session.js';
 import type { ProcessObject } from './model.js';
 import { callChain } from './call-chain.js';
@@ -95,6 +96,8 @@ export function onSafeThread<T>(s: Session, objects: readonly ProcessObject[], w
   const reasons = new Map<number, string>();
   for (;;) {
     const order = [...new Set([...(s.borrowed !== undefined ? [s.borrowed] : []), s.pid, ...s.tids()])].filter((t) => s.tids().includes(t));
+    // No thread left: the process died, and waiting for a safe one would only delay saying so.
+    if (order.length === 0) throw exited(s.pid, `looking for a thread that may ${what}`);
     for (const tid of order) {
       if (s.borrowed !== tid) {
         if (s.borrowed !== undefined) s.resume();

@@ -16,7 +16,7 @@ export const STUB_NAME = 'ulp:stub';
 /** What /proc/PID/maps shows for the header page. */
 export const STUB_MAPS_NAME = `/memfd:${STUB_NAME} (deleted)`;
 export const STUB_MAGIC = Buffer.from('ULPSTUB\0', 'latin1');
-export const STUB_VERSION = 1;
+export const STUB_VERSION = 2;
 
 export const NSLOTS = 64;
 export const BLOCK_STRIDE = 256;
@@ -26,8 +26,12 @@ export const CODE_SIZE = NSLOTS * BLOCK_STRIDE;
 export const SLOTS_OFF = CODE_OFF + CODE_SIZE;
 export const SLOTS_SIZE = NSLOTS * BLOCK_STRIDE;
 export const XSAVE_OFF = SLOTS_OFF + SLOTS_SIZE;
-/** Room for the XSAVE image of any user-space feature set short of AMX tile data. */
-export const XSAVE_STRIDE = 4096;
+/**
+ * Room for the XSAVE image of every user-space feature set, AMX tile data
+ * included: the kernel's image is 11008 bytes on a Sapphire Rapids Xeon
+ * (AVX-512 and AMX); a smaller area would leave vector registers unrestored.
+ */
+export const XSAVE_STRIDE = 12288;
 export const STUB_SIZE = XSAVE_OFF + NSLOTS * XSAVE_STRIDE;
 export const SLOT_DELTA = SLOTS_OFF - CODE_OFF;
 
@@ -40,6 +44,8 @@ export const SLOT = {
   XSAVE_PTR: 0x18,
   /** struct user_regs_struct, 216 bytes: the registers the stub jumps back with. */
   REGS: 0x20,
+  /** u64: the requested-feature bitmap of the stub's xrstor (EDX:EAX). */
+  RFBM: 0xf8,
   SIZE: BLOCK_STRIDE,
 } as const;
 

@@ -88,7 +88,26 @@ export interface SlotContents {
   xstate?: Buffer;
 }
 
+/** AMX's components (XTILECFG, XTILEDATA). */
+const AMX = (1n << 17n) | (1n << 18n);
+
+/**
+ * What the stub's xrstor restores from an image the kernel gave (ptrace's
+ * NT_X86_XSTATE: xcr0 in sw_reserved at 464, XSTATE_BV at 512): every
+ * enabled component, so that one the call dirtied and the thread never used
+ * goes back to its initial state, except AMX's when the thread does not use
+ * them. Those are armed to fault (XFD) until a thread first uses AMX, and
+ * xrstor of a faulting component would kill the thread with SIGILL; runtime
+ * calls never touch AMX.
+ */
+export function restoreMask(xstate: Buffer): bigint {
+  const xcr0 = xstate.readBigUInt64LE(464);
+  const inUse = xstate.readBigUInt64LE(512);
+  return xcr0 & (~AMX | inUse);
+}
+
 export function writeSlot(mem: RemoteMemory, base: bigint, i: number, c: SlotContents): void {
+  // An image larger than the area (a CPU with more state than XSAVE_STRIDE foresees) is not restored by the stub.
   const useXState = c.xstate !== undefined && c.xstate.length <= XSAVE_STRIDE;
   if (useXState) mem.write(xsaveAddress(base, i), c.xstate!);
   const b = Buffer.alloc(BLOCK_STRIDE);
@@ -98,6 +117,7 @@ export function writeSlot(mem: RemoteMemory, base: bigint, i: number, c: SlotCon
   b.writeBigUInt64LE(c.mask, SLOT.MASK);
   b.writeBigUInt64LE(useXState ? xsaveAddress(base, i) : 0n, SLOT.XSAVE_PTR);
   encodeRegs(c.regs, b, SLOT.REGS);
+  b.writeBigUInt64LE(useXState ? restoreMask(c.xstate!) : 0n, SLOT.RFBM);
   mem.write(slotAddress(base, i), b);
 }
 

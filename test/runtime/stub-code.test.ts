@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ENTRY, STUB_ASM, STUB_CODE } from '../../runtime/stub/code.js';
 import { BLOCK_STRIDE, CODE_OFF, CODE_SIZE, NSLOTS, SLOT, SLOT_DELTA, SLOTS_OFF, STUB_SIZE, XSAVE_OFF, XSAVE_STRIDE } from '../../runtime/stub/layout.js';
+import { restoreMask } from '../../runtime/stub/slots.js';
 import { REGS_SIZE, regOffset } from '../../runtime/sys/regs.js';
 
 describe('runtime stub code', () => {
@@ -41,8 +42,22 @@ describe('runtime stub code', () => {
     assert.equal(XSAVE_OFF % 64, 0);
     assert.equal(XSAVE_STRIDE % 64, 0, 'xrstor needs 64-byte aligned areas');
     assert.equal(STUB_SIZE % 4096, 0);
-    assert.ok(SLOT.REGS + REGS_SIZE <= SLOT.SIZE);
+    assert.ok(SLOT.REGS + REGS_SIZE <= SLOT.RFBM && SLOT.RFBM + 8 <= SLOT.SIZE);
     // rflags then rsp, as the stub's push/popf/mov sequence assumes
     assert.equal(regOffset('rsp'), regOffset('eflags') + 8);
+  });
+
+  it("restores every enabled component but AMX's unless the thread uses them", () => {
+    const image = (xcr0: bigint, inUse: bigint) => {
+      const b = Buffer.alloc(1024);
+      b.writeBigUInt64LE(xcr0, 464);
+      b.writeBigUInt64LE(inUse, 512);
+      return b;
+    };
+    // x87, SSE, AVX, AVX-512 (5-7), PKRU (9), XTILECFG (17), XTILEDATA (18): a Sapphire Rapids Xeon
+    const xcr0 = 0x602e7n;
+    assert.equal(restoreMask(image(xcr0, 0x3n)), 0x002e7n, 'AVX-512 and PKRU too, though not in use');
+    assert.equal(restoreMask(image(xcr0, 0x60007n)), xcr0);
+    assert.equal(restoreMask(image(0x7n, 0x7n)), 0x7n);
   });
 });

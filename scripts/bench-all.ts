@@ -3,11 +3,22 @@
  * time per process, for 100 and 1000 processes (libpulp reports about 4000
  * processes in 4 s, 1 ms per process).
  *
- *   npx tsx scripts/bench-all.ts [--processes 100,1000] [--profile] [--json FILE]
+ *   npx tsx scripts/bench-all.ts [--processes 100,1000] [--sleep-processes 100]
+ *                                [--profile] [--json FILE]
  *
  * The fleet is one small program (test/fixtures/bench/fleet_main.c) forked
- * into N processes, each with libdemo loaded and calling it once a second.
- * For each N:
+ * into N processes, each with libdemo loaded and calling it once a second,
+ * in one of two ways:
+ *   wait   (--processes) between calls every process waits in pause() for
+ *          its interval timer: an untimed wait, like a worker in
+ *          epoll_wait(-1), accept() or read();
+ *   sleep  (--sleep-processes; 0 for none) every process sleeps in
+ *          nanosleep(1 s). The trigger lets a thread in a timed sleep finish
+ *          it before the first remote function call of staging
+ *          (runtime/remote-call.ts, awaitCleanStop), so these rows show
+ *          that cost: up to a second per process, and --all works on one
+ *          process at a time.
+ * For each fleet:
  *   - the compiled `ulp-trigger --all FIX --json`, apply then revert: the
  *     command's wall time (node start included) and its own totalMs;
  *   - the same work in this process through runAll() (what the command
@@ -17,19 +28,25 @@
  *     largest N, summarised by self time per function and per source file.
  * Every process must end up switched: a failure fails the benchmark.
  */
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { readBundleFile } from '../patches/index.js';
 import { findProcesses, runAll } from '../trigger/all.js';
 import { startTarget } from '../test/helpers/target.js';
-import { arg, BIN, BENCH_DIR, ensureBuilt, flag, fmtMs, loadAverage, markdownTable, median, numbers, runBin, runProgram, summary, writeJsonResult, type Summary } from './bench/common.js';
+import { BIN, BENCH_DIR, ensureBuilt, flag, fmtMs, loadAverage, markdownTable, median, numbers, runBin, runProgram, summary, writeJsonResult, type Summary } from './bench/common.js';
+import { renderProfile, summariseProfile, type Profile } from './bench/profile.js';
 import { fleetProgram, libdemo, libDir, pack, workDir } from './bench/fixtures.js';
 
 const COUNTS = numbers('--processes', [100, 1000]);
+const SLEEP_COUNTS = numbers('--sleep-processes', [100]).filter((n) => n > 0);
 const PROFILE = flag('--profile');
+
+/** How the fleet's processes wait between calls (fleet_main.c). */
+export type FleetMode = 'wait' | 'sleep';
 
 export interface AllRow {
   processes: number;
+  mode: FleetMode;
   /** Processes on the machine when it ran (the search reads every one). */
   onMachine: number;
   apply: { commandMs: number; totalMs: number; ok: number };
@@ -53,14 +70,9 @@ export interface Phases {
   switchMs: number;
 }
 
-export interface ProfileEntry {
-  name: string;
-  selfMs: number;
-  share: number;
-}
 
-async function startFleet(exe: string, n: number, lib: string): Promise<{ pids: number[]; dispose(): void; output(): string }> {
-  const t = startTarget([exe, String(n)], { LD_LIBRARY_PATH: lib });
+async function startFleet(exe: string, n: number, mode: FleetMode, lib: string): Promise<{ pids: number[]; dispose(): void; output(): string }> {
+  const t = startTarget([exe, String(n), mode], { LD_LIBRARY_PATH: lib });
   const out = await t.waitFor((o) => /^ready$/m.test(o), 120_000);
   const pids = [...out.matchAll(/^pid (\d+)$/gm)].map((m) => Number(m[1]));
   if (pids.length !== n) throw new Error(`fleet: ${pids.length} pids printed, expected ${n}`);
@@ -111,53 +123,85 @@ function perProcess(fix: string, which: 'forward' | 'reverse'): { times: number[
   return { times, pauses: r.processes.map((p) => (p.ok ? (p.result.pauseMs ?? 0) : 0)), searchMs: (marks[0] ?? end) - t0, phases };
 }
 
-/** Self time per function and per file from a .cpuprofile (V8's sampled call tree). */
-export function summariseProfile(file: string, top = 15): { functions: ProfileEntry[]; files: ProfileEntry[]; totalMs: number } {
-  const prof = JSON.parse(readFileSync(file, 'utf8')) as {
-    nodes: Array<{ id: number; callFrame: { functionName: string; url: string; lineNumber: number } }>;
-    samples: number[];
-    timeDeltas: number[];
-  };
-  const byId = new Map(prof.nodes.map((n) => [n.id, n]));
-  const self = new Map<number, number>();
-  prof.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (prof.timeDeltas[i] ?? 0) / 1000));
-  const total = [...self.values()].reduce((a, b) => a + b, 0);
-  const fn = new Map<string, number>();
-  const files = new Map<string, number>();
-  for (const [id, ms] of self) {
-    const cf = byId.get(id)!.callFrame;
-    const file = cf.url.replace(/^file:\/\//, '').replace(/^.*\/work\/main\//, '').replace(/^.*\/node_modules\//, 'node_modules/') || '(native)';
-    const name = `${cf.functionName || '(anonymous)'} ${file}${cf.url ? `:${cf.lineNumber + 1}` : ''}`;
-    fn.set(name, (fn.get(name) ?? 0) + ms);
-    files.set(file, (files.get(file) ?? 0) + ms);
-  }
-  const list = (m: Map<string, number>) =>
-    [...m]
-      .sort((a, b) => b[1] - a[1])
-      .slice(0, top)
-      .map(([name, ms]) => ({ name, selfMs: Math.round(ms), share: ms / total }));
-  return { functions: list(fn), files: list(files), totalMs: Math.round(total) };
-}
-
 export function renderAll(rows: AllRow[]): string {
   return markdownTable(
-    ['processes', 'on machine', 'apply: command', 'apply: totalMs', 'revert: command', 'processes/s (apply)', 'per process median (apply)', 'per process worst (apply)', 'read / plan / stage / switch (medians)', 'per process median (revert)', 'search /proc', 'pause median', 'load 1/5/15 min'],
+    ['processes', 'waiting in', 'on machine', 'apply: command', 'processes/s (apply)', 'revert: command', 'processes/s (revert)', 'per process median (apply)', 'per process worst (apply)', 'read / plan / stage / switch (medians)', 'per process median (revert)', 'search /proc', 'pause median / worst', 'load 1/5/15 min'],
     rows.map((r) => [
       String(r.processes),
+      r.mode === 'wait' ? 'pause()' : 'nanosleep(1 s)',
       String(r.onMachine),
       fmtMs(r.apply.commandMs),
-      fmtMs(r.apply.totalMs),
-      fmtMs(r.revert.commandMs),
       ((r.processes / r.apply.commandMs) * 1000).toFixed(0),
+      fmtMs(r.revert.commandMs),
+      ((r.processes / r.revert.commandMs) * 1000).toFixed(0),
       fmtMs(r.perProcess.apply.median),
       fmtMs(r.perProcess.apply.worst),
       [r.phases.readMs, r.phases.planMs, r.phases.stageMs, r.phases.switchMs].map(fmtMs).join(' / '),
       fmtMs(r.perProcess.revert.median),
       fmtMs(r.searchMs),
-      fmtMs(r.pauseMedianMs),
+      `${fmtMs(r.pauseMedianMs)} / ${fmtMs(r.pauseWorstMs)}`,
       r.loadAfter,
     ]),
   );
+}
+
+async function measure(exe: string, lib: string, fix: string, n: number, mode: FleetMode, profileIt: boolean): Promise<{ row: AllRow; profile?: Profile & { wallMs: number } }> {
+  const loadBefore = loadAverage();
+  // Fleet A: the command as users run it, first apply (stages the build in every process) and revert.
+  let fleet = await startFleet(exe, n, mode, lib);
+  let a, r, onMachine, applyOk, revertOk;
+  try {
+    onMachine = readdirSync('/proc').filter((e) => /^\d+$/.test(e)).length;
+    const found = findProcesses(new Set([readBundleFile(fix).manifest.builds.old.buildId])).pids.length;
+    if (found !== n) throw new Error(`the search found ${found} processes with the old build, expected ${n}`);
+    a = runBin('trigger', ['--all', fix, '--json']);
+    applyOk = checkAll(a.json, fleet.pids, 'applied');
+    r = runBin('trigger', ['--all', fix, '--revert', '--json']);
+    revertOk = checkAll(r.json, fleet.pids, 'reverted');
+    if (/BAD/.test(fleet.output())) throw new Error('a fleet process computed a wrong result');
+  } finally {
+    fleet.dispose();
+  }
+  // Fleet B: the same work through runAll() in this process, timed per process.
+  fleet = await startFleet(exe, n, mode, lib);
+  let pa, pr;
+  try {
+    pa = perProcess(fix, 'forward');
+    pr = perProcess(fix, 'reverse');
+    if (/BAD/.test(fleet.output())) throw new Error('a fleet process computed a wrong result');
+  } finally {
+    fleet.dispose();
+  }
+  let profile: (Profile & { wallMs: number }) | undefined;
+  if (profileIt) {
+    // Fleet C: a CPU profile of the command's first apply.
+    fleet = await startFleet(exe, n, mode, lib);
+    try {
+      const dir = join(BENCH_DIR, 'profile-all');
+      rmSync(dir, { recursive: true, force: true });
+      const p = runProgram(process.execPath, ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-interval', '200', BIN.trigger, '--all', fix, '--json']);
+      checkAll(p.json, fleet.pids, 'applied');
+      const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'))!;
+      profile = { ...summariseProfile(join(dir, file)), wallMs: Math.round(p.ms) };
+    } finally {
+      fleet.dispose();
+    }
+  }
+  const row: AllRow = {
+    processes: n,
+    mode,
+    onMachine,
+    apply: { commandMs: a.ms, totalMs: a.json.totalMs, ok: applyOk },
+    revert: { commandMs: r.ms, totalMs: r.json.totalMs, ok: revertOk },
+    perProcess: { apply: summary(pa.times), revert: summary(pr.times) },
+    phases: pa.phases,
+    searchMs: pa.searchMs,
+    pauseMedianMs: summary(pa.pauses).median,
+    pauseWorstMs: summary(pa.pauses).worst,
+    loadBefore,
+    loadAfter: loadAverage(),
+  };
+  return { row, ...(profile ? { profile } : {}) };
 }
 
 async function main(): Promise<void> {
@@ -165,76 +209,26 @@ async function main(): Promise<void> {
   const tag = `all-${process.pid}-${Date.now()}`;
   const w = workDir('bench-all');
   const rows: AllRow[] = [];
-  let profile: (ReturnType<typeof summariseProfile> & { wallMs: number }) | undefined;
+  let profile: (Profile & { wallMs: number; processes: number }) | undefined;
   try {
     const fix = pack(libdemo(1, tag), libdemo(2, tag), join(w.dir, 'fix.ulp'));
     const lib = libDir(w.dir, 'lib', { 'libdemo.so.1': libdemo(1, tag) });
     const exe = fleetProgram(tag);
-    for (const n of COUNTS) {
-      const loadBefore = loadAverage();
-      // Fleet A: the command as users run it, first apply (stages the build in every process) and revert.
-      let fleet = await startFleet(exe, n, lib);
-      let a, r, onMachine, applyOk, revertOk;
-      try {
-        onMachine = readdirSync('/proc').filter((e) => /^\d+$/.test(e)).length;
-        const found = findProcesses(new Set([readBundleFile(fix).manifest.builds.old.buildId])).pids.length;
-        if (found !== n) throw new Error(`the search found ${found} processes with the old build, expected ${n}`);
-        a = runBin('trigger', ['--all', fix, '--json']);
-        applyOk = checkAll(a.json, fleet.pids, 'applied');
-        r = runBin('trigger', ['--all', fix, '--revert', '--json']);
-        revertOk = checkAll(r.json, fleet.pids, 'reverted');
-        if (/BAD/.test(fleet.output())) throw new Error('a fleet process computed a wrong result');
-      } finally {
-        fleet.dispose();
-      }
-      // Fleet B: the same work through runAll() in this process, timed per process.
-      fleet = await startFleet(exe, n, lib);
-      let pa, pr;
-      try {
-        pa = perProcess(fix, 'forward');
-        pr = perProcess(fix, 'reverse');
-        if (/BAD/.test(fleet.output())) throw new Error('a fleet process computed a wrong result');
-      } finally {
-        fleet.dispose();
-      }
-      if (PROFILE && n === Math.max(...COUNTS)) {
-        // Fleet C: a CPU profile of the command's first apply.
-        fleet = await startFleet(exe, n, lib);
-        try {
-          const dir = join(BENCH_DIR, 'profile');
-          rmSync(dir, { recursive: true, force: true });
-          const p = runProgram(process.execPath, ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-interval', '200', BIN.trigger, '--all', fix, '--json']);
-          checkAll(p.json, fleet.pids, 'applied');
-          const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'))!;
-          profile = { ...summariseProfile(join(dir, file)), wallMs: Math.round(p.ms) };
-        } finally {
-          fleet.dispose();
-        }
-      }
-      const row: AllRow = {
-        processes: n,
-        onMachine,
-        apply: { commandMs: a.ms, totalMs: a.json.totalMs, ok: applyOk },
-        revert: { commandMs: r.ms, totalMs: r.json.totalMs, ok: revertOk },
-        perProcess: { apply: summary(pa.times), revert: summary(pr.times) },
-        phases: pa.phases,
-        searchMs: pa.searchMs,
-        pauseMedianMs: summary(pa.pauses).median,
-        pauseWorstMs: summary(pa.pauses).worst,
-        loadBefore,
-        loadAfter: loadAverage(),
-      };
-      rows.push(row);
-      process.stderr.write(`  ${n} processes: apply ${fmtMs(a.ms)} (totalMs ${fmtMs(a.json.totalMs)}), revert ${fmtMs(r.ms)}, per process median ${fmtMs(row.perProcess.apply.median)} (load ${row.loadAfter})\n`);
+    const runs: Array<[FleetMode, number]> = [...COUNTS.map((n): [FleetMode, number] => ['wait', n]), ...SLEEP_COUNTS.map((n): [FleetMode, number] => ['sleep', n])];
+    for (const [mode, n] of runs) {
+      const m = await measure(exe, lib, fix, n, mode, PROFILE && mode === 'wait' && n === Math.max(...COUNTS));
+      rows.push(m.row);
+      if (m.profile) profile = { ...m.profile, processes: n };
+      const row = m.row;
+      process.stderr.write(`  ${n} processes in ${mode}: apply ${fmtMs(row.apply.commandMs)} (totalMs ${fmtMs(row.apply.totalMs)}), revert ${fmtMs(row.revert.commandMs)}, per process median ${fmtMs(row.perProcess.apply.median)} (load ${row.loadAfter})\n`);
     }
     console.log(`ulp-trigger --all, apply then revert; per-process times from runAll() in the benchmark's own process\n`);
     console.log(renderAll(rows));
     if (profile) {
-      console.log(`CPU profile of \`ulp-trigger --all\` (first apply) on ${Math.max(...COUNTS)} processes: ${profile.wallMs} ms wall, ${profile.totalMs} ms on the CPU (the rest is waiting for the targets), self time:\n`);
-      console.log(markdownTable(['file', 'self ms', 'share'], profile.files.map((f) => [f.name, String(f.selfMs), `${(f.share * 100).toFixed(1)} %`])));
-      console.log(markdownTable(['function', 'self ms', 'share'], profile.functions.map((f) => [f.name, String(f.selfMs), `${(f.share * 100).toFixed(1)} %`])));
+      console.log(`CPU profile of \`ulp-trigger --all\` (first apply) on ${profile.processes} processes: ${profile.wallMs} ms wall, ${profile.totalMs} ms sampled (idle included), self time:\n`);
+      console.log(renderProfile(profile, 15));
     }
-    writeJsonResult({ rows, profile: profile ?? null, processesArg: COUNTS, arg: arg('--processes') ?? null });
+    writeJsonResult({ rows, profile: profile ?? null, processesArg: COUNTS, sleepProcessesArg: SLEEP_COUNTS });
   } finally {
     w.dispose();
   }

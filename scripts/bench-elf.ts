@@ -2,19 +2,35 @@
  * ELF reader benchmark: parses a large library completely (every accessor,
  * and a lookup of every defined dynamic symbol) N times and prints the median
  * and the worst run next to the median of `readelf -a -W` on the same file,
- * as a ratio. Also times a memory-mode parse of libc.so.6 as loaded in this
- * process (/proc/self/mem).
+ * run alternately with it, as a ratio. Also times a memory-mode parse of
+ * libc.so.6 as loaded in this process (/proc/self/mem).
  *
- *   npx tsx scripts/bench-elf.ts [file] [--runs N]
+ *   npx tsx scripts/bench-elf.ts [FILE] [--runs N] [--json OUT]
+ *
+ * The goal (issue 2): parsing libcrypto.so.3 completely takes well under a
+ * second. The parse runs in this process, so node's start-up is not part of
+ * the figure; the first run carries the JIT warm-up and is what a one-shot
+ * command pays (ulp-pack parses each build once).
  */
 import { spawnSync } from 'node:child_process';
-import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { imageSpan, parseElf, parseElfFromMemory, writableRegion, type ElfObject } from '../elf/index.js';
+import { arg, fmtMs, loadAverage, markdownTable, summary, writeJsonResult, type Summary } from './bench/common.js';
 
-const args = process.argv.slice(2);
-const runsAt = args.indexOf('--runs');
-const RUNS = runsAt >= 0 ? Number(args[runsAt + 1]) : 25;
-const FILE = args.find((a, i) => !a.startsWith('--') && args[i - 1] !== '--runs') ?? '/usr/lib/x86_64-linux-gnu/libcrypto.so.3';
+export interface ElfResult {
+  file: string;
+  bytes: number;
+  facts: string;
+  runs: number;
+  /** The first run: cold JIT, what a one-shot command pays. */
+  firstMs: number;
+  ours: Summary;
+  readelf: Summary;
+  /** libc.so.6 parsed from this process's memory. */
+  memory: Summary | null;
+  loadBefore: string;
+  loadAfter: string;
+}
 
 function everything(o: ElfObject): number {
   let n = o.header.phnum + o.programHeaders.length + o.sections.length + o.loadSegments.length;
@@ -25,59 +41,73 @@ function everything(o: ElfObject): number {
   return n;
 }
 
-function stats(ms: number[]): { median: number; worst: number; best: number } {
-  const s = [...ms].sort((a, b) => a - b);
-  return { median: s[Math.floor(s.length / 2)]!, worst: s[s.length - 1]!, best: s[0]! };
-}
-
-const fmt = (v: number) => `${v.toFixed(1)} ms`;
-
-const ours: number[] = [];
-let facts = '';
-for (let i = 0; i < RUNS; i++) {
-  const t = performance.now();
-  const o = parseElf(readFileSync(FILE), { expect: 'any' });
-  everything(o);
-  ours.push(performance.now() - t);
-  if (i === 0) facts = `${o.dynamicSymbols.length} dynamic symbols, ${o.symtab.length} .symtab symbols, ${o.relocations.length} relocations, ${o.sections.length} sections`;
-}
-
-const theirs: number[] = [];
-const devnull = openSync('/dev/null', 'w');
-for (let i = 0; i < Math.min(RUNS, 15); i++) {
-  const t = performance.now();
-  const r = spawnSync('readelf', ['-a', '-W', FILE], { stdio: ['ignore', devnull, 'ignore'] });
-  theirs.push(performance.now() - t);
-  if (r.error) throw r.error;
-}
-closeSync(devnull);
-
-// Memory mode: libc.so.6 as this process has it mapped.
-const maps = readFileSync('/proc/self/maps', 'utf8').split('\n');
-const libcLine = maps.find((l) => / 00000000 .*\/libc\.so\.6$/.test(l));
-const mem: number[] = [];
-if (libcLine) {
+/** Memory mode: libc.so.6 as this process has it mapped, or null when it is not found. */
+function memoryRuns(runs: number): number[] | null {
+  const maps = readFileSync('/proc/self/maps', 'utf8').split('\n');
+  const libcLine = maps.find((l) => / 00000000 .*\/libc\.so\.6$/.test(l));
+  if (!libcLine) return null;
   const bias = BigInt(`0x${libcLine.split('-')[0]}`);
   const fd = openSync('/proc/self/mem', 'r');
   const read = (addr: bigint, len: number) => {
     const b = Buffer.alloc(len);
     return b.subarray(0, readSync(fd, b, 0, len, Number(addr)));
   };
-  for (let i = 0; i < RUNS; i++) {
-    const t = performance.now();
-    everything(parseElfFromMemory(read, { bias }));
-    mem.push(performance.now() - t);
+  const mem: number[] = [];
+  try {
+    for (let i = 0; i < runs; i++) {
+      const t = performance.now();
+      everything(parseElfFromMemory(read, { bias }));
+      mem.push(performance.now() - t);
+    }
+  } finally {
+    closeSync(fd);
   }
-  closeSync(fd);
+  return mem;
 }
 
-const a = stats(ours);
-const b = stats(theirs);
-console.log(`file: ${FILE} (${facts})`);
-console.log(`ulp elf reader, read + parse everything, ${RUNS} runs: median ${fmt(a.median)}, worst ${fmt(a.worst)} (the first run includes JIT warm-up), best ${fmt(a.best)}`);
-console.log(`readelf -a -W, ${theirs.length} runs:                   median ${fmt(b.median)}, worst ${fmt(b.worst)}`);
-console.log(`ratio (ours / readelf, medians): ${(a.median / b.median).toFixed(2)}`);
-if (mem.length) {
-  const m = stats(mem);
-  console.log(`memory mode, libc.so.6 from /proc/self/mem, ${RUNS} runs: median ${fmt(m.median)}, worst ${fmt(m.worst)}`);
+export function measureElf(file: string, runs: number): ElfResult {
+  const loadBefore = loadAverage();
+  const ours: number[] = [];
+  const theirs: number[] = [];
+  let facts = '';
+  const devnull = openSync('/dev/null', 'w');
+  try {
+    for (let i = 0; i < runs; i++) {
+      const t = performance.now();
+      const o = parseElf(readFileSync(file), { expect: 'any' });
+      everything(o);
+      ours.push(performance.now() - t);
+      if (i === 0) facts = `${o.dynamicSymbols.length} dynamic symbols, ${o.symtab.length} .symtab symbols, ${o.relocations.length} relocations, ${o.sections.length} sections`;
+      // readelf alternates with the parse, so that load on the machine falls on both alike.
+      const r0 = performance.now();
+      const r = spawnSync('readelf', ['-a', '-W', file], { stdio: ['ignore', devnull, 'ignore'] });
+      if (r.error) throw r.error;
+      theirs.push(performance.now() - r0);
+    }
+  } finally {
+    closeSync(devnull);
+  }
+  const mem = memoryRuns(runs);
+  return { file, bytes: statSync(file).size, facts, runs, firstMs: ours[0]!, ours: summary(ours), readelf: summary(theirs), memory: mem ? summary(mem) : null, loadBefore, loadAfter: loadAverage() };
 }
+
+export function renderElf(r: ElfResult): string {
+  const rows = [
+    [`ulp ELF reader, parse everything (${r.runs} runs)`, fmtMs(r.ours.median), fmtMs(r.ours.worst), fmtMs(r.firstMs), (r.ours.median / r.readelf.median).toFixed(2)],
+    [`readelf -a -W, a fresh process (${r.readelf.n} runs)`, fmtMs(r.readelf.median), fmtMs(r.readelf.worst), '-', '1.00'],
+  ];
+  if (r.memory) rows.push([`ulp ELF reader, libc.so.6 from /proc/self/mem (${r.memory.n} runs)`, fmtMs(r.memory.median), fmtMs(r.memory.worst), '-', '-']);
+  return markdownTable(['what', 'median', 'worst', 'first run (cold JIT)', 'median / readelf'], rows);
+}
+
+function main(): void {
+  const runs = Number(arg('--runs') ?? 25);
+  const argv = process.argv.slice(2);
+  const file = argv.find((a, i) => !a.startsWith('--') && !['--runs', '--json'].includes(argv[i - 1] ?? '')) ?? '/usr/lib/x86_64-linux-gnu/libcrypto.so.3';
+  const r = measureElf(file, runs);
+  console.log(`${r.file}, ${(r.bytes / 1e6).toFixed(2)} MB: ${r.facts}; load ${r.loadAfter}\n`);
+  console.log(renderElf(r));
+  writeJsonResult(r);
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) main();

@@ -5,7 +5,7 @@
  * code with addresses masked), which readelf does not do.
  *
  *   npx tsx scripts/bench-pack.ts [OLD.so NEW.so] [--runs N] [--json FILE]
- *   npx tsx scripts/bench-pack.ts --sizes [--big | --libs a.so,b.so] [--runs N] [--json FILE]
+ *   npx tsx scripts/bench-pack.ts --sizes [--big | --libs a.so,b.so] [--runs N] [--profile] [--json FILE]
  *
  * Without files: OLD is the system's libcrypto.so.3 and NEW a copy of it
  * with a code-only change (OpenSSL_version_num returns another number) and
@@ -19,13 +19,17 @@
  * readelf. Runs are interleaved so that load on the machine affects both
  * sides alike; wall time and CPU time (user + system, from /usr/bin/time
  * when present) are both reported, since wall time is noisy on a shared
- * machine.
+ * machine. With --profile, one more `ulp-pack -o` of the libcrypto.so.3
+ * pair (else the largest pair) runs under `node --cpu-prof`, summarised by
+ * self time per file and function: where the time goes.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { parseElf } from '../elf/index.js';
-import { arg, BENCH_DIR as BENCH, BIN as BINS, ensureBuilt, flag, loadAverage, markdownTable, median, writeJsonResult } from './bench/common.js';
+import { arg, BENCH_DIR as BENCH, BIN as BINS, ensureBuilt, flag, loadAverage, markdownTable, median, runProgram, writeJsonResult } from './bench/common.js';
+import { freshDir, profileIn, renderProfile, type Profile } from './bench/profile.js';
 
 const BIN = BINS.pack;
 const TIME = existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined;
@@ -88,10 +92,15 @@ interface Sample {
   cpu: number | undefined;
 }
 
-/** Runs one command line and returns its wall and CPU seconds; stdout is discarded. */
+/**
+ * Runs one command line and returns its wall and CPU seconds. stdout goes
+ * to /dev/null for every command alike (readelf -a prints megabytes; piping
+ * them into this process would time this process's reading too).
+ */
 function timed(cmd: string, argv: string[]): Sample {
+  const opts = { encoding: 'utf8' as const, maxBuffer: 1 << 30, stdio: ['ignore', 'ignore', 'pipe'] as ['ignore', 'ignore', 'pipe'] };
   const t0 = process.hrtime.bigint();
-  const r = TIME ? spawnSync(TIME, ['-f', '%U %S', cmd, ...argv], { encoding: 'utf8', maxBuffer: 1 << 30 }) : spawnSync(cmd, argv, { encoding: 'utf8', maxBuffer: 1 << 30 });
+  const r = TIME ? spawnSync(TIME, ['-f', '%U %S', cmd, ...argv], opts) : spawnSync(cmd, argv, opts);
   const wall = Number(process.hrtime.bigint() - t0) / 1e9;
   if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')} exited ${r.status}: ${r.stderr.slice(-500)}`);
   const m = TIME ? /(\d+\.\d+) (\d+\.\d+)\s*$/.exec(r.stderr) : null;
@@ -152,14 +161,63 @@ function printPair(p: PackPair): void {
 export function renderPackSizes(pairs: PackPair[]): string {
   const get = (p: PackPair, prefix: string) => p.rows.find((r) => r.command.startsWith(prefix))!;
   return markdownTable(
-    ['library', 'size', 'functions', 'readelf -a (both)', 'objdump -d (both)', 'ulp-pack -o', 'ulp-pack / readelf (wall)', 'ulp-pack / readelf (cpu)', 'node startup', 'load 1/5/15 min'],
+    ['library', 'size', 'functions', 'readelf -a (both)', 'objdump -d (both)', 'ulp-pack --check', 'ulp-pack -o', 'ulp-pack --check / readelf (wall)', 'ulp-pack -o / readelf (wall)', 'cpu: readelf / ulp-pack -o', 'ulp-pack -o / readelf (cpu)', 'node startup', 'load 1/5/15 min'],
     pairs.map((p) => {
       const re = get(p, 'readelf');
       const ob = get(p, 'objdump');
+      const ck = get(p, 'ulp-pack --check');
       const pk = get(p, 'ulp-pack -o');
       const nd = get(p, 'node');
-      return [basename(p.old), `${(p.bytes / 1e6).toFixed(2)} MB`, String(p.functions), `${re.wall.toFixed(3)} s`, `${ob.wall.toFixed(3)} s`, `${pk.wall.toFixed(3)} s`, ratio(pk.wall, re.wall), ratio(pk.cpu, re.cpu), `${nd.wall.toFixed(3)} s`, p.loadAfter];
+      const cpu = (x: Row) => (x.cpu === undefined ? '-' : `${x.cpu.toFixed(2)} s`);
+      return [basename(p.old), `${(p.bytes / 1e6).toFixed(2)} MB`, String(p.functions), `${re.wall.toFixed(3)} s`, `${ob.wall.toFixed(3)} s`, `${ck.wall.toFixed(3)} s`, `${pk.wall.toFixed(3)} s`, ratio(ck.wall, re.wall), ratio(pk.wall, re.wall), `${cpu(re)} / ${cpu(pk)}`, ratio(pk.cpu, re.cpu), `${nd.wall.toFixed(3)} s`, p.loadAfter];
     }),
+  );
+}
+
+export interface Compression {
+  /** Bytes of both builds, the bundle's two large entries. */
+  inputBytes: number;
+  /** Per zlib level: median ms of compressing both builds one after the other on one thread, and the compressed size. */
+  levels: Array<{ level: number; ms: number; bytes: number }>;
+}
+
+export type PackProfile = Profile & { library: string; wallMs: number; compression: Compression };
+
+/**
+ * What compressing the two builds costs (the bundle is gzip, patches/gzip.ts,
+ * level 6): zlib in this process, on one thread, at the bundle's level and
+ * at level 1, median of 3. ulp-pack compresses on the thread pool while it
+ * analyses, so this is CPU time, not all of it wall time.
+ */
+function compressionCost(old: string, neu: string): Compression {
+  const builds = [readFileSync(old), readFileSync(neu)];
+  const levels = [6, 1].map((level) => {
+    const times: number[] = [];
+    let bytes = 0;
+    for (let i = 0; i < 3; i++) {
+      const t0 = performance.now();
+      bytes = builds.reduce((n, b) => n + gzipSync(b, { level }).length, 0);
+      times.push(performance.now() - t0);
+    }
+    return { level, ms: median(times), bytes };
+  });
+  return { inputBytes: builds.reduce((n, b) => n + b.length, 0), levels };
+}
+
+/** One `ulp-pack -o` under node --cpu-prof, and the cost of the compression it does. */
+function profilePack(old: string, neu: string): PackProfile {
+  const dir = freshDir(join(BENCH, 'profile-pack'));
+  const out = join(BENCH, 'pack', 'profile.ulp');
+  const r = runProgram(process.execPath, ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-interval', '200', BIN, old, neu, '-o', out, '--created-at', '0']);
+  rmSync(out, { force: true });
+  if (r.code !== 0) throw new Error(`ulp-pack under --cpu-prof exited ${r.code}: ${r.stderr.slice(-500)}`);
+  return { ...profileIn(dir, 15), library: basename(old), wallMs: Math.round(r.ms), compression: compressionCost(old, neu) };
+}
+
+export function renderCompression(c: Compression): string {
+  return markdownTable(
+    [`zlib on both builds (${(c.inputBytes / 1e6).toFixed(2)} MB), one thread`, 'ms', 'compressed'],
+    c.levels.map((l) => [`level ${l.level}${l.level === 6 ? ' (the bundle\'s)' : ''}`, l.ms.toFixed(0), `${(l.bytes / 1e6).toFixed(2)} MB`]),
   );
 }
 
@@ -168,6 +226,8 @@ function main(): void {
   ensureBuilt();
   mkdirSync(join(BENCH, 'pack'), { recursive: true });
   const results: PackPair[] = [];
+  const profiled = flag('--profile') ? (pairs.find((p) => basename(p.old) === 'libcrypto.so.3') ?? [...pairs].sort((a, b) => statSync(b.old).size - statSync(a.old).size)[0]) : undefined;
+  let profile: PackProfile | undefined;
   for (const p of pairs) {
     // Big libraries: fewer runs (each pack of libLLVM takes long).
     const n = statSync(p.old).size > 50e6 ? Math.min(runs, 2) : runs;
@@ -175,13 +235,19 @@ function main(): void {
     results.push(r);
     if (!flag('--sizes')) printPair(r);
     else process.stderr.write(`  ${basename(p.old)}: ulp-pack ${r.rows.find((x) => x.command.startsWith('ulp-pack -o'))!.wall.toFixed(3)} s, readelf ${r.rows[0]!.wall.toFixed(3)} s (load ${r.loadAfter})\n`);
+    if (p === profiled) profile = profilePack(p.old, p.neu);
     rmSync(p.neu, { force: true });
   }
   if (flag('--sizes')) {
     console.log(`pack time against library size: each library against a copy with one changed byte, ${runs} runs, medians\n`);
     console.log(renderPackSizes(results));
   }
-  writeJsonResult({ runs, pairs: results });
+  if (profile) {
+    console.log(`CPU profile of ulp-pack -o on ${profile.library}: ${profile.wallMs} ms wall, ${profile.totalMs} ms sampled, ${profile.busyMs} ms not idle\n`);
+    console.log(renderProfile(profile, 15, 20));
+    console.log(renderCompression(profile.compression));
+  }
+  writeJsonResult({ runs, pairs: results, profile: profile ?? null });
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) main();

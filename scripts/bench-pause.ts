@@ -5,7 +5,7 @@
  * and of loaded objects.
  *
  *   npx tsx scripts/bench-pause.ts [--threads 1,8,64,256] [--objects 10,50,200]
- *                                  [--cycles N] [--json FILE]
+ *                                  [--cycles N] [--profile] [--json FILE]
  *
  * For each (threads, objects): a program with that many threads (each calls
  * libdemo through one of the generated libraries every 5 ms) and that many
@@ -15,15 +15,27 @@
  * reported on its own; then N apply/revert cycles, run back to back with
  * the compiled ulp-trigger, give the medians and the worst. The program
  * checks every result of every call; a wrong one fails the benchmark.
+ *
+ * With --profile, on the configuration with the most objects and 8 threads
+ * (or the nearest thread count): three more applies of the compiled
+ * ulp-trigger under `node --cpu-prof` (sampled every 50 µs), reduced to the
+ * inclusive time of the functions that run inside the pause, and the cost
+ * of the primitives the switch uses on that process's own GOT slots
+ * (bench/switch-costs.ts). That is where the time of a long pause goes.
  */
 import { join } from 'node:path';
+import { readBundleFile } from '../patches/index.js';
+import { runOne } from '../trigger/apply.js';
 import { startTarget } from '../test/helpers/target.js';
-import { arg, ensureBuilt, fmtMs, loadAverage, markdownTable, numbers, runBin, summary, writeJsonResult, type Summary } from './bench/common.js';
+import { arg, BENCH_DIR, BIN, ensureBuilt, flag, fmtMs, loadAverage, markdownTable, median, numbers, runBin, runProgram, summary, writeJsonResult, type Summary } from './bench/common.js';
 import { libdemo, libDir, pack, pauseProgram, workDir } from './bench/fixtures.js';
+import { freshDir, profileIn } from './bench/profile.js';
+import { measureSwitchCosts, SWITCH_PRIMITIVES, type SwitchCosts } from './bench/switch-costs.js';
 
 const THREADS = numbers('--threads', [1, 8, 64, 256]);
 const OBJECTS = numbers('--objects', [10, 50, 200]);
 const CYCLES = Number(arg('--cycles') ?? 15);
+const PROFILE = flag('--profile');
 /** Objects in the link map besides the generated libraries: the executable, libdemo, libc, ld.so. */
 const BASE_OBJECTS = 4;
 
@@ -42,13 +54,106 @@ export interface PauseRow {
   loadAfter: string;
 }
 
+/**
+ * The functions that run only while every thread is stopped: Session.stopAll,
+ * the first switch's aliasCanonical, and relink (runtime/loader/switch.ts).
+ * Their subtrees are the pause, but for resume() (Session.resume also ends
+ * the staging's borrow, so a profile cannot tell the two apart by name).
+ */
+const PAUSE_ROOTS = /^(stopAll|aliasCanonical|relink)$/;
+
+export interface PauseProfile {
+  threads: number;
+  objects: number;
+  slots: number;
+  /** The trigger's pauseMs of each profiled apply (the profiler slows it down a little). */
+  pausesMs: number[];
+  /** Median over the profiled applies of the inclusive ms of each function in the subtrees of PAUSE_ROOTS (the 15 largest). */
+  inPause: Array<{ name: string; ms: number }>;
+  costs: SwitchCosts;
+  /**
+   * The same apply/revert cycles made by this process through runOne (what
+   * the command runs): the first with the switch code not yet compiled by
+   * V8 here, the others with it warm. The command is a fresh process, so
+   * every pause it reports is a first one.
+   */
+  inProcess: { firstApplyMs: number; applyMedianMs: number; revertMedianMs: number; cycles: number };
+}
+
 function trigger(pid: number, fix: string, revert: boolean): { pauseMs: number; json: any; ms: number } {
   const r = runBin('trigger', [String(pid), fix, '--json', ...(revert ? ['--revert'] : [])]);
   if (r.code !== 0 || !r.json?.switch) throw new Error(`ulp-trigger ${revert ? '--revert ' : ''}exited ${r.code}:\n${r.stdout}\n${r.stderr}`);
   return { pauseMs: r.json.pauseMs, json: r.json, ms: r.ms };
 }
 
-async function measure(threads: number, objects: number, tag: string, fix: string, dir: string): Promise<PauseRow> {
+/** Applies under the CPU profiler (then reverts), and the switch primitives on the same process. */
+function profilePause(pid: number, fix: string, row: { threads: number; objects: number; slots: number }): PauseProfile {
+  const pausesMs: number[] = [];
+  const per = new Map<string, number[]>();
+  const runs = 3;
+  for (let i = 0; i < runs; i++) {
+    const dir = freshDir(join(BENCH_DIR, 'profile-pause'));
+    const r = runProgram(process.execPath, ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-interval', '50', BIN.trigger, String(pid), fix, '--json']);
+    if (r.code !== 0 || !r.json?.switch) throw new Error(`ulp-trigger under --cpu-prof exited ${r.code}: ${r.stderr.slice(-500)}`);
+    pausesMs.push(r.json.pauseMs);
+    // Names without line numbers (function and file): two functions of one name in one file add up.
+    const here = new Map<string, number>();
+    for (const e of profileIn(dir, 15, PAUSE_ROOTS).inclusive) {
+      const fn = e.name.replace(/^(\S+) (?:dist\/)?(\S+?):\d+$/, '$1 $2');
+      here.set(fn, (here.get(fn) ?? 0) + e.selfMs);
+    }
+    for (const [fn, ms] of here) per.set(fn, [...(per.get(fn) ?? []), ms]);
+    trigger(pid, fix, true);
+  }
+  // A function absent from a profile took less than a sample there.
+  const inPause = [...per]
+    .map(([name, xs]) => ({ name, ms: median([...xs, ...Array(runs - xs.length).fill(0)]) }))
+    .filter((e) => e.ms > 0)
+    .sort((a, b) => b.ms - a.ms)
+    .slice(0, 15);
+  const bundle = readBundleFile(fix);
+  const applies: number[] = [];
+  const reverts: number[] = [];
+  const cycles = 8;
+  for (let i = 0; i < cycles; i++) {
+    const a = runOne(pid, bundle, { which: 'forward' });
+    const r = runOne(pid, bundle, { which: 'reverse' });
+    if (a.outcome !== 'applied' || r.outcome !== 'reverted' || a.pauseMs === undefined || r.pauseMs === undefined) throw new Error(`in-process cycle ${i}: ${a.outcome} / ${r.outcome}`);
+    applies.push(a.pauseMs);
+    reverts.push(r.pauseMs);
+  }
+  const inProcess = { firstApplyMs: applies[0]!, applyMedianMs: median(applies.slice(1)), revertMedianMs: median(reverts.slice(1)), cycles };
+  return { ...row, pausesMs, inPause, costs: measureSwitchCosts(pid, 'demo_compute'), inProcess };
+}
+
+export function renderPauseProfile(p: PauseProfile): string {
+  const fmt = (ms: number) => (ms < 1 ? `${(ms * 1000).toFixed(0)} µs` : `${ms.toFixed(2)} ms`);
+  const inside = markdownTable(
+    ['inside the pause: stopAll, relink and what they call (inclusive ms, median of 3 profiled applies)', 'ms'],
+    p.inPause.map((e) => [e.name, e.ms.toFixed(2)]),
+  );
+  const c = p.costs;
+  const costs = markdownTable(
+    [`primitive, on the ${c.slots} GOT slots of ${c.symbol} (median of ${c.repetitions} stops)`, 'all slots', 'per slot'],
+    [
+      ['stopAll()', fmt(c.stopMs), '-'],
+      ...SWITCH_PRIMITIVES.map((k) => [k, fmt(c.ms[k]), fmt(c.ms[k] / c.slots)]),
+      ['resume()', fmt(c.resumeMs), '-'],
+    ],
+  );
+  const w = p.inProcess;
+  const warm = markdownTable(
+    ['the same switch, made from one long-lived process (runOne)', 'pause'],
+    [
+      ['first apply (switch code cold in V8, like every run of the command)', fmt(w.firstApplyMs)],
+      [`apply, median of the next ${w.cycles - 1} (code warm)`, fmt(w.applyMedianMs)],
+      [`revert, median of the next ${w.cycles - 1} (code warm)`, fmt(w.revertMedianMs)],
+    ],
+  );
+  return `${inside}\n${costs}\n${warm}`;
+}
+
+async function measure(threads: number, objects: number, tag: string, fix: string, dir: string, profileIt = false): Promise<PauseRow & { profile?: PauseProfile }> {
   const loadBefore = loadAverage();
   const prog = pauseProgram(Math.max(0, objects - BASE_OBJECTS), tag);
   const lib = libDir(dir, `run-${threads}-${objects}`, { 'libdemo.so.1': libdemo(1, tag), ...prog.libs });
@@ -77,7 +182,16 @@ async function measure(threads: number, objects: number, tag: string, fix: strin
     const out = await t.waitFor((o) => /bad=\d+/.test(o.slice(mark)), 30_000);
     const bad = Number(/bad=(\d+)/.exec(out.slice(mark))![1]);
     if (bad !== 0 || !t.alive()) throw new Error(`the program saw ${bad} wrong results (alive: ${t.alive()})`);
+    if (stopped !== threads) throw new Error(`the trigger stopped ${stopped} threads, the program has ${threads}`);
+    const profile = profileIt ? profilePause(t.pid, fix, { threads, objects: loaded, slots: rewritten }) : undefined;
+    if (profile) {
+      const mark2 = t.output().length;
+      const out2 = await t.waitFor((o) => /bad=\d+/.test(o.slice(mark2)), 30_000);
+      const bad2 = Number(/bad=(\d+)/.exec(out2.slice(mark2))![1]);
+      if (bad2 !== 0 || !t.alive()) throw new Error(`after profiling, the program saw ${bad2} wrong results (alive: ${t.alive()})`);
+    }
     return {
+      ...(profile ? { profile } : {}),
       threads,
       objects: loaded,
       stopped,
@@ -108,17 +222,24 @@ async function main(): Promise<void> {
   try {
     const fix = pack(libdemo(1, tag), libdemo(2, tag), join(w.dir, 'fix.ulp'));
     const rows: PauseRow[] = [];
+    let profile: PauseProfile | undefined;
+    const profileAt = { objects: Math.max(...OBJECTS), threads: [...THREADS].sort((a, b) => Math.abs(a - 8) - Math.abs(b - 8))[0]! };
     process.stderr.write(`bench-pause: ${THREADS.length * OBJECTS.length} configurations, ${CYCLES} apply/revert cycles each (load ${loadAverage()})\n`);
     for (const objects of OBJECTS) {
       for (const threads of THREADS) {
-        const row = await measure(threads, objects, tag, fix, w.dir);
+        const { profile: p, ...row } = await measure(threads, objects, tag, fix, w.dir, PROFILE && objects === profileAt.objects && threads === profileAt.threads);
         rows.push(row);
+        if (p) profile = p;
         process.stderr.write(`  threads=${threads} objects=${row.objects}: apply median ${fmtMs(row.apply.median)} worst ${fmtMs(row.apply.worst)}, revert median ${fmtMs(row.revert.median)} worst ${fmtMs(row.revert.worst)} (load ${row.loadAfter})\n`);
       }
     }
     console.log(`pause = every thread stopped (the trigger's pauseMs), ${CYCLES} apply/revert cycles per row after a first apply\n`);
     console.log(renderPause(rows));
-    writeJsonResult({ cycles: CYCLES, rows });
+    if (profile) {
+      console.log(`where the pause goes: ${profile.threads} threads, ${profile.objects} objects, ${profile.slots} slots; profiled pauses ${profile.pausesMs.map(fmtMs).join(', ')}\n`);
+      console.log(renderPauseProfile(profile));
+    }
+    writeJsonResult({ cycles: CYCLES, rows, profile: profile ?? null });
   } finally {
     w.dispose();
   }

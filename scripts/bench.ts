@@ -3,10 +3,10 @@
  * markdown and JSON, to .bench/ (git-ignored): report-<time>.{md,json} and
  * latest.{md,json}.
  *
- *   npm run bench [-- --quick] [-- --only pause,call,all,pack] [-- --docs] [-- --wait-load 1.0]
+ *   npm run bench [-- --quick] [-- --only pause,call,all,pack,elf,ptrace] [-- --docs] [-- --wait-load 1.0]
  *
- *   --quick        fewer cycles and rounds, 100 processes only, three libraries (a smoke run, ~3 min)
- *   --only LIST    run some sections only
+ *   --quick        fewer cycles, rounds, runs and processes, three libraries (a smoke run, about 10 min)
+ *   --only LIST    run some sections only (default: all six, in the order above)
  *   --docs         also paste the report into docs/PERFORMANCE.md (between its bench markers)
  *   --wait-load X  first wait (up to 30 min) until the 1-minute load average is below X
  *
@@ -18,29 +18,54 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import { renderAll, type AllRow, type ProfileEntry } from './bench-all.js';
+import { renderAll, type AllRow } from './bench-all.js';
 import { renderCall, type CallResult } from './bench-call.js';
-import { renderPackSizes, type PackPair } from './bench-pack.js';
-import { renderPause, type PauseRow } from './bench-pause.js';
-import { arg, BENCH_DIR, ensureBuilt, flag, loadAverage, machine, markdownTable, ROOT, sleep } from './bench/common.js';
+import { renderElf, type ElfResult } from './bench-elf.js';
+import { renderCompression, renderPackSizes, type PackPair, type PackProfile } from './bench-pack.js';
+import { renderPause, renderPauseProfile, type PauseProfile, type PauseRow } from './bench-pause.js';
+import { renderPtrace, type PtraceRow } from './bench-ptrace.js';
+import { arg, BENCH_DIR, ensureBuilt, flag, loadAverage, machine, ROOT, sleep } from './bench/common.js';
+import { renderProfile, type Profile } from './bench/profile.js';
 
-type Section = 'pause' | 'call' | 'all' | 'pack';
-const ALL_SECTIONS: Section[] = ['pause', 'call', 'all', 'pack'];
+if (flag('--help') || flag('-h')) {
+  process.stdout.write(
+    'usage: npm run bench [-- --quick] [-- --only pause,call,all,pack,elf,ptrace] [-- --docs] [-- --wait-load X]\n\n' +
+      '  --quick        fewer cycles, rounds, runs and processes (a smoke run, about 10 min)\n' +
+      '  --only LIST    some sections only (default: all six)\n' +
+      '  --docs         also paste the report into docs/PERFORMANCE.md (between its bench markers)\n' +
+      '  --wait-load X  first wait (up to 30 min) until the 1-minute load average is below X\n\n' +
+      'Writes .bench/report-<time>.{md,json} and .bench/latest.{md,json}; see docs/PERFORMANCE.md.\n',
+  );
+  process.exit(0);
+}
+
+type Section = 'pause' | 'call' | 'all' | 'pack' | 'elf' | 'ptrace';
+const ALL_SECTIONS: Section[] = ['pause', 'call', 'all', 'pack', 'elf', 'ptrace'];
 const QUICK = flag('--quick');
 const ONLY = (arg('--only')?.split(',') as Section[] | undefined) ?? ALL_SECTIONS;
+const UNKNOWN = ONLY.filter((x) => !ALL_SECTIONS.includes(x));
+if (UNKNOWN.length) {
+  process.stderr.write(`bench: unknown section ${UNKNOWN.join(', ')} (sections: ${ALL_SECTIONS.join(', ')})\n`);
+  process.exit(64);
+}
 
 const ARGS: Record<Section, string[]> = QUICK
   ? {
-      pause: ['--cycles', '5'],
+      // Every option of the full run, on less work: the quick run is the smoke test of every code path.
+      pause: ['--cycles', '5', '--profile'],
       call: ['--rounds', '3'],
-      all: ['--processes', '100'],
-      pack: ['--sizes', '--runs', '2', '--libs', 'libz.so.1,libssl.so.3,libcrypto.so.3'],
+      all: ['--processes', '100', '--sleep-processes', '10', '--profile'],
+      pack: ['--sizes', '--runs', '2', '--libs', 'libz.so.1,libssl.so.3,libcrypto.so.3', '--profile'],
+      elf: ['--runs', '5'],
+      ptrace: ['--runs', '20'],
     }
   : {
-      pause: ['--cycles', '15'],
+      pause: ['--cycles', '15', '--profile'],
       call: ['--rounds', '12'],
-      all: ['--processes', '100,1000', '--profile'],
-      pack: ['--sizes', '--runs', '5'],
+      all: ['--processes', '100,1000', '--sleep-processes', '100', '--profile'],
+      pack: ['--sizes', '--runs', '5', '--profile'],
+      elf: ['--runs', '25'],
+      ptrace: ['--runs', '200'],
     };
 
 interface SectionRun {
@@ -78,27 +103,43 @@ function renderReport(runs: SectionRun[], meta: { started: string; commit: strin
       continue;
     }
     if (r.section === 'pause') {
-      const d = r.data as { cycles: number; rows: PauseRow[] };
+      const d = r.data as { cycles: number; rows: PauseRow[]; profile: PauseProfile | null };
       out.push(`### Pause per apply and revert\n\nEvery thread stopped, as the trigger reports it (\`pauseMs\`, the longest \`all\` pause of \`switch.pauses\`), with the compiled \`ulp-trigger\`, ${d.cycles} apply/revert cycles per row after a first apply (which also stages the build and makes the data shared). "slots" is the number of GOT slots the switch rewrites. Load ${r.loadBefore} → ${r.loadAfter}; ${r.seconds.toFixed(0)} s.\n`);
       out.push(renderPause(d.rows));
+      if (d.profile) {
+        const p = d.profile;
+        out.push(`\nWhere the pause goes, on the ${p.threads}-thread, ${p.objects}-object process (${p.slots} slots): three more applies of the command under \`node --cpu-prof\` (pauses ${p.pausesMs.map((x) => x.toFixed(2)).join(', ')} ms), inclusive time of the functions that run while every thread is stopped; then the primitives the switch uses, timed on that process's own GOT slots inside real stops (each slot written back with the value it holds); then the same apply/revert made by a long-lived process, where V8 has compiled the switch code after the first one.\n`);
+        out.push(renderPauseProfile(p));
+      }
     } else if (r.section === 'call') {
       const d = r.data as CallResult;
-      out.push(`### Cost of a call into the patched library\n\nns per call through the executable's PLT/GOT, timed by the program itself, ${d.rounds} rounds in one process; each round measures the three states (order rotated), ratios are per round, the median (and range) over rounds is shown. Trampoline: a ${d.trampolineBytes}-byte jump written at the old build's entry. Load ${r.loadBefore} → ${r.loadAfter}.\n`);
+      out.push(`### Cost of a call into the patched library\n\nns per call through the executable's PLT/GOT, timed by the program itself, ${d.rounds} rounds in one process; each round measures the three states (order rotated), ${d.callsPerLoop / 1e6} M calls of call_tiny (an eighth as many of call_small) per loop, five loops per state and round;ratios are taken within each round and their median (and range) over rounds is shown, once from each state's median loop and once from its fastest loop (interference on a shared machine only adds time). The ns columns are the median over rounds (median loop) and the fastest loop of the run (fastest loop). Trampoline: a ${d.trampolineBytes}-byte jump written at the old build's entry. Load ${r.loadBefore} → ${r.loadAfter}.\n`);
       out.push(renderCall(d));
     } else if (r.section === 'all') {
-      const d = r.data as { rows: AllRow[]; profile: { functions: ProfileEntry[]; files: ProfileEntry[]; totalMs: number; wallMs: number } | null };
-      out.push(`### \`ulp-trigger --all\` on many processes\n\nA fleet of small processes using libdemo. "command" is the wall time of the compiled command (node start included); totalMs is its own figure. Per-process times come from \`runAll()\` run in the benchmark's process on a fresh fleet (the first apply stages the build in each process): read = snapshot, checks and decision; stage = borrowing a thread, the stub page, mapping and relocating the build; switch = the pause and the detach. libpulp reports about 4000 processes in 4 s (1000/s). Load ${r.loadBefore} → ${r.loadAfter}.\n`);
+      const d = r.data as { rows: AllRow[]; profile: (Profile & { wallMs: number; processes: number }) | null };
+      out.push(`### \`ulp-trigger --all\` on many processes\n\nA fleet of small single-threaded processes using libdemo, each calling it once a second, waiting in between either in pause() (an untimed wait, like a worker in epoll_wait(-1) or read()) or in nanosleep(1 s) (a timed sleep). "command" is the wall time of the compiled command, node start included. Per-process times come from \`runAll()\` run in the benchmark's process on a fresh fleet (the first apply stages the build in each process): read = snapshot, checks and decision; stage = borrowing a thread, the stub page, fork handlers, unwinder registration, mapping and relocating the build; switch = the pause and the detach. libpulp reports about 4000 processes in 4 s (1000/s). Load ${r.loadBefore} → ${r.loadAfter}; ${r.seconds.toFixed(0)} s.\n`);
       out.push(renderAll(d.rows));
       if (d.profile) {
-        out.push(`\nCPU profile of the command's first apply on the largest fleet (\`node --cpu-prof\`): ${d.profile.wallMs} ms wall, ${d.profile.totalMs} ms sampled; self time by file and by function (top 10):\n`);
-        out.push(markdownTable(['file', 'self ms', 'share'], d.profile.files.slice(0, 10).map((f) => [f.name, String(f.selfMs), `${(f.share * 100).toFixed(1)} %`])));
-        out.push('');
-        out.push(markdownTable(['function', 'self ms', 'share'], d.profile.functions.slice(0, 10).map((f) => [f.name, String(f.selfMs), `${(f.share * 100).toFixed(1)} %`])));
+        out.push(`\nCPU profile of the command's first apply on ${d.profile.processes} processes (\`node --cpu-prof\`): ${d.profile.wallMs} ms wall, ${d.profile.totalMs} ms sampled of which ${d.profile.busyMs} ms not idle; self time by file and by function (top 10), inclusive time of the project's functions (top 25; runtime/sys/wait.ts is the tracer waiting for the target):\n`);
+        out.push(renderProfile(d.profile, 10, 25));
       }
     } else if (r.section === 'pack') {
-      const d = r.data as { runs: number; pairs: PackPair[] };
-      out.push(`### Pack time against library size\n\nEach system library against a copy with one changed byte and a new build-id, the compiled \`ulp-pack -o\` as a fresh process next to \`readelf -a\` and \`objdump -d\` on the same two files, ${d.runs} interleaved runs, medians of wall time (CPU ratio from /usr/bin/time). Load ${r.loadBefore} → ${r.loadAfter}.\n`);
+      const d = r.data as { runs: number; pairs: PackPair[]; profile: PackProfile | null };
+      out.push(`### Pack time against library size\n\nEach system library against a copy with one changed byte and a new build-id, the compiled \`ulp-pack -o\` as a fresh process next to \`readelf -a\` and \`objdump -d\` on the same two files, ${d.runs} interleaved runs, medians of wall time; CPU time (user + system) from /usr/bin/time, whose resolution is 10 ms. Load ${r.loadBefore} → ${r.loadAfter}; ${r.seconds.toFixed(0)} s.\n`);
       out.push(renderPackSizes(d.pairs));
+      if (d.profile) {
+        out.push(`\nCPU profile of \`ulp-pack -o\` on ${d.profile.library} (\`node --cpu-prof\`, main thread): ${d.profile.wallMs} ms wall, ${d.profile.totalMs} ms sampled of which ${d.profile.busyMs} ms not idle ("(idle)": waiting for the thread pool's gzip); self time by file and by function (top 10), inclusive time of the project's functions (top 15):\n`);
+        out.push(renderProfile(d.profile, 10, 15));
+        if (d.profile.compression) out.push(renderCompression(d.profile.compression));
+      }
+    } else if (r.section === 'elf') {
+      const d = r.data as ElfResult;
+      out.push(`### Parsing ${d.file.replace(/^.*\//, '')} (${(d.bytes / 1e6).toFixed(2)} MB)\n\nThe ELF reader (elf/) reads the file and parses everything (headers, dynamic section, both symbol tables with versions, every relocation, notes) and looks up every defined dynamic symbol through the hash tables, in the benchmark's process, alternating with \`readelf -a -W\` as a fresh process. ${d.facts}. Load ${r.loadBefore} → ${r.loadAfter}.\n`);
+      out.push(renderElf(d));
+    } else if (r.section === 'ptrace') {
+      const d = r.data as { rows: PtraceRow[] };
+      out.push(`### Attach, one remote syscall, detach\n\nThe time every thread is stopped for \`stopAll()\` + one remote \`getpid\` + \`detach()\` (runtime/ directly, no trigger), as the session measures it, from the first PTRACE_INTERRUPT to the last PTRACE_DETACH; attaching (PTRACE_SEIZE, which stops nothing) is shown apart. "idle" workers sleep 1 ms per step, "busy" ones spin on the CPU (on 2 cores, 64 spinning threads wait for a CPU to take the stop). "floor" is the same stop and detach with bare ptrace calls and no remote syscall, measured alternately in the same process. Load ${r.loadBefore} → ${r.loadAfter}; ${r.seconds.toFixed(0)} s.\n`);
+      out.push(renderPtrace(d.rows));
     }
     out.push('');
   }

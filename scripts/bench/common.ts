@@ -223,18 +223,3 @@ export async function until(pred: () => boolean, what: string, timeoutMs = 20_00
     await sleep(10);
   }
 }
-
-/** Bytes of address space a process has mapped, and its resident set, from /proc. */
-export function memoryOf(pid: number): { vmRssKiB: number; mappedBytes: number; mappings: number } {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const rss = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN);
-  let mapped = 0;
-  let mappings = 0;
-  for (const line of readFileSync(`/proc/${pid}/maps`, 'utf8').split('\n')) {
-    const m = /^([0-9a-f]+)-([0-9a-f]+) /.exec(line);
-    if (!m) continue;
-    mapped += Number(BigInt('0x' + m[2]) - BigInt('0x' + m[1]));
-    mappings++;
-  }
-  return { vmRssKiB: rss, mappedBytes: mapped, mappings };
-}

@@ -11,13 +11,16 @@
  *
  * Commands run as separate processes through a Runner: the TypeScript
  * sources through tsx (tests: what is checked out) or the compiled dist/
- * (the soak: faster, what users run).
+ * (the soak: faster, what users run). The soak runs a private copy of dist/
+ * taken when it starts (snapshotDist), so that one run judges one build even
+ * when dist/ is rebuilt meanwhile (a shared checkout, a second terminal).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseElf } from '../../elf/index.js';
 import { compile } from '../../test/helpers/compile.js';
 import { memfdDescriptors, tracedThreads } from '../../test/helpers/process-state.js';
 import { startTarget, type Target } from '../../test/helpers/target.js';
@@ -52,9 +55,10 @@ function parseJson(text: string): unknown {
   }
 }
 
-export function makeRunner(name: 'tsx' | 'dist'): Runner {
+/** `dist`: the directory holding the compiled bin/ (default ROOT/dist; snapshotDist gives a private copy). */
+export function makeRunner(name: 'tsx' | 'dist', dist = join(ROOT, 'dist')): Runner {
   const argv = (program: Program, args: string[]) =>
-    name === 'tsx' ? ['--import', 'tsx', join(ROOT, 'bin', `${program}.ts`), ...args] : [join(ROOT, 'dist', 'bin', `${program}.js`), ...args];
+    name === 'tsx' ? ['--import', 'tsx', join(ROOT, 'bin', `${program}.ts`), ...args] : [join(dist, 'bin', `${program}.js`), ...args];
   return {
     name,
     argv,
@@ -74,6 +78,26 @@ export function makeRunner(name: 'tsx' | 'dist'): Runner {
       return spawn(process.execPath, argv(program, args), { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     },
   };
+}
+
+/** The folders of dist/ the commands need (dist/scripts and dist/test are not). */
+const DIST_PARTS = ['bin', 'common', 'elf', 'packer', 'patches', 'runtime', 'trigger'];
+
+/**
+ * Copies the compiled commands into a fresh folder readable by every user
+ * (the other-users scenario runs them as uid 65534), with the project's
+ * package.json (ESM, the version the commands print) and a link to its
+ * node_modules. Returns the copy's dist/ and a function that removes it.
+ */
+export function snapshotDist(): { dist: string; dispose(): void } {
+  const from = join(ROOT, 'dist');
+  if (!existsSync(join(from, 'bin', 'ulp-trigger.js'))) throw new Error(`${from}/bin/ulp-trigger.js is missing: run npm run build (npm run soak does)`);
+  const top = mkdtempSync(join(tmpdir(), 'ulp-soak-dist-'));
+  chmodSync(top, 0o755);
+  for (const part of DIST_PARTS) cpSync(join(from, part), join(top, 'dist', part), { recursive: true });
+  copyFileSync(join(ROOT, 'package.json'), join(top, 'package.json'));
+  symlinkSync(join(ROOT, 'node_modules'), join(top, 'node_modules'));
+  return { dist: join(top, 'dist'), dispose: () => rmSync(top, { recursive: true, force: true }) };
 }
 
 /** Waits for a spawned command to end; returns what it printed and how it ended. */
@@ -138,8 +162,7 @@ export function buildReliable(runner: Runner, opts: { relro?: Relro; tag?: strin
   };
   const fix12 = packOne(1, 2);
   const fix23 = packOne(2, 3);
-  const ids = runner.run('ulp-pack', ['--inspect', fix12, '--json']).json.manifest.builds;
-  const ids3 = runner.run('ulp-pack', ['--inspect', fix23, '--json']).json.manifest.builds;
+  const idOf = (v: number) => parseElf(readFileSync(lib(v))).buildId!;
   const targets: Target[] = [];
   return {
     dir,
@@ -148,7 +171,7 @@ export function buildReliable(runner: Runner, opts: { relro?: Relro; tag?: strin
     exe,
     fix12,
     fix23,
-    buildIds: { 1: ids.old.buildId, 2: ids.new.buildId, 3: ids3.new.buildId },
+    buildIds: { 1: idOf(1), 2: idOf(2), 3: idOf(3) },
     start(version = 1, args = ['20']) {
       const libDir = join(dir, `run-${targets.length}`);
       mkdirSync(libDir);
@@ -230,19 +253,25 @@ export interface LibState {
   mixed: boolean;
   aliased: boolean;
   ulpMappedBytes: number;
+  /** Stagings a killed trigger never finished (--status `abandoned`): memfd names. */
+  abandoned: string[];
+  /** --status failed: its error code (the process died, for one). */
+  error?: string;
 }
 
 /** `ulp-trigger --status PID --json`, reduced to libdemo. */
 export function libState(runner: Runner, rel: Reliable, pid: number): LibState {
   const r = runner.run('ulp-trigger', ['--status', String(pid), '--json']);
+  if (r.code !== 0) return { live: 'unknown', mixed: false, aliased: false, ulpMappedBytes: 0, abandoned: [], error: r.json?.error?.code ?? (r.signal ? `killed by ${r.signal}` : `exit ${r.code}`) };
   const lib = r.json?.libraries?.find((l: { soname: string }) => l.soname === 'libdemo.so.1');
   const byId = Object.fromEntries(Object.entries(rel.buildIds).map(([v, id]) => [id, `v${v}` as Live]));
+  const abandoned = ((r.json?.abandoned ?? []) as Array<{ name: string }>).map((a) => a.name);
   if (!lib) {
     // Never patched: ulp-trigger lists only libraries it has touched; the loader's build is live.
     const loaded = r.json?.objects?.find((o: { soname?: string }) => o.soname === 'libdemo.so.1');
-    return { live: loaded ? (byId[loaded.buildId] ?? 'unknown') : 'unknown', mixed: false, aliased: false, ulpMappedBytes: r.json?.ulpMappedBytes ?? 0 };
+    return { live: loaded ? (byId[loaded.buildId] ?? 'unknown') : 'unknown', mixed: false, aliased: false, ulpMappedBytes: r.json?.ulpMappedBytes ?? 0, abandoned };
   }
-  return { live: byId[lib.live] ?? 'unknown', mixed: lib.mixed, aliased: lib.aliased, ulpMappedBytes: r.json.ulpMappedBytes };
+  return { live: byId[lib.live] ?? 'unknown', mixed: lib.mixed, aliased: lib.aliased, ulpMappedBytes: r.json.ulpMappedBytes, abandoned };
 }
 
 /** What a tracer may leave behind in a target: traced threads, open memfds. */
@@ -267,77 +296,6 @@ export function memoryOf(pid: number): { vmRssKiB: number; mappedBytes: number; 
     mapped += Number(BigInt('0x' + m[2]) - BigInt('0x' + m[1]));
     mappings++;
   }
-  const fds = spawnSync('ls', [`/proc/${pid}/fd`], { encoding: 'utf8' }).stdout.trim().split('\n').length;
+  const fds = readdirSync(`/proc/${pid}/fd`).length;
   return { vmRssKiB: Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN), mappedBytes: mapped, mappings, fds };
-}
-
-// ---------------------------------------------------------------- timing helpers
-
-const sleeper = new Int32Array(new SharedArrayBuffer(4));
-/** A synchronous sleep with sub-millisecond resolution. */
-export function sleepSync(ms: number): void {
-  if (ms > 0) Atomics.wait(sleeper, 0, 0, ms);
-}
-
-export function tracerOf(pid: number): number {
-  try {
-    return Number(/TracerPid:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
-  } catch {
-    return -1;
-  }
-}
-
-function exited(pid: number): boolean {
-  try {
-    return /^\d+ \(.*\) [ZX] /s.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return true;
-  }
-}
-
-/** A seeded PRNG (mulberry32), so that a run can be repeated with ULP_SEED. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/**
- * Spawns the command and sends `signal` to it at a chosen moment: `afterAttach`
- * ms after the target's TracerPid becomes the command's pid (a moment inside
- * its ptrace session: staging or the switch), or `afterSpawn` ms after the
- * start. Returns where the signal landed and how the command ended.
- */
-export async function signalAt(
-  runner: Runner,
-  args: string[],
-  pid: number,
-  signal: NodeJS.Signals,
-  when: { afterAttach: number } | { afterSpawn: number },
-): Promise<{ run: Run; phase: 'outside-session' | 'in-session' | 'after-session' | 'not-sent' }> {
-  const child = runner.spawn('ulp-trigger', args);
-  const done = finished(child);
-  let phase: 'outside-session' | 'in-session' | 'after-session' | 'not-sent' = 'not-sent';
-  const t0 = performance.now();
-  if ('afterAttach' in when) {
-    // Busy-wait (0.1 ms steps) until the command holds the target, or ends.
-    while (tracerOf(pid) !== child.pid && !exited(child.pid!) && performance.now() - t0 < 60_000) sleepSync(0.1);
-    if (tracerOf(pid) === child.pid) {
-      sleepSync(when.afterAttach);
-      phase = tracerOf(pid) === child.pid ? 'in-session' : 'after-session';
-      if (!exited(child.pid!)) child.kill(signal);
-      else phase = 'not-sent';
-    }
-  } else {
-    sleepSync(when.afterSpawn);
-    const tracer = tracerOf(pid);
-    phase = tracer === child.pid ? 'in-session' : exited(child.pid!) ? 'not-sent' : 'outside-session';
-    if (phase !== 'not-sent') child.kill(signal);
-  }
-  return { run: await done, phase };
 }

@@ -1,53 +1,89 @@
 /**
  * Reliability scenarios (see lib.ts): the soak, the trigger interrupted or
- * killed at random points, an interrupted switch made on purpose, and the
- * hostile environments (the target dies, is already traced, belongs to
- * another user). Each returns what it observed; tests and the soak report
- * judge it.
+ * killed (points.ts says where), and an interrupted switch made on purpose.
+ * Each returns what it observed and `problems`: every check that failed, in
+ * words; an empty list is a pass. The hostile environments are in
+ * environments.ts, the bad-input corpus in corpus.ts.
  */
-import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { RemoteMemory, Session } from '../../runtime/index.js';
 import { readLibraryState } from '../../runtime/loader/library.js';
 import { classifySlot, slotBuild } from '../../runtime/loader/relink.js';
 import { globalScope } from '../../runtime/loader/scope.js';
 import { takeSnapshot } from '../../runtime/loader/snapshot.js';
-import { processState } from '../../test/helpers/process-state.js';
-import { startTarget, type Target } from '../../test/helpers/target.js';
-import { finished, health, leftovers, libState, memoryOf, parseRounds, signalAt, tracerOf, type Health, type LibState, type Reliable, type Run, type Runner } from './lib.js';
+import { health, leftovers, libState, memoryOf, parseRounds, type Health, type LibState, type Live, type Reliable, type Run, type Runner } from './lib.js';
+import { describePoint, interruptAt, type Phase, type Point } from './points.js';
+import { memfdDescriptors, tracedThreads } from '../../test/helpers/process-state.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function describeEnd(r: Run): string {
+export function describeEnd(r: Run): string {
   return r.signal ? `killed by ${r.signal}` : `exit ${r.code}${r.json?.error ? ` ${r.json.error.code}` : r.json?.outcome ? ` ${r.json.outcome}` : ''}`;
 }
 
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[s.length >> 1]! : NaN;
+};
+
 // ---------------------------------------------------------------- soak
+
+/** `pair`: apply and revert v1 -> v2. `stack`: v1 -> v2 -> v3 and back down, v3 bringing a new import (labs). */
+export type SoakPattern = 'pair' | 'stack';
+
+interface Step {
+  bundle: 'fix12' | 'fix23';
+  revert: boolean;
+  outcome: 'applied' | 'reverted';
+  version: number;
+}
+
+const PATTERNS: Record<SoakPattern, Step[]> = {
+  pair: [
+    { bundle: 'fix12', revert: false, outcome: 'applied', version: 2 },
+    { bundle: 'fix12', revert: true, outcome: 'reverted', version: 1 },
+  ],
+  stack: [
+    { bundle: 'fix12', revert: false, outcome: 'applied', version: 2 },
+    { bundle: 'fix23', revert: false, outcome: 'applied', version: 3 },
+    { bundle: 'fix23', revert: true, outcome: 'reverted', version: 2 },
+    { bundle: 'fix12', revert: true, outcome: 'reverted', version: 1 },
+  ],
+};
+
+type Memory = ReturnType<typeof memoryOf>;
 
 export interface SoakResult {
   relro: string;
+  pattern: SoakPattern;
   cycles: number;
+  switches: number;
   seconds: number;
   commandFailures: string[];
+  /** All threads stopped, per switch (ms, from --json pauseMs). */
   pauses: { median: number; worst: number };
+  /** Wall time of one ulp-trigger run (ms). */
+  commandMs: { median: number; worst: number };
   rounds: number;
-  calls: { k11: number; k12: number };
-  /** Before the first apply, after the first cycle (the builds are mapped then), at the end. */
-  memory: { before: ReturnType<typeof memoryOf>; afterFirst: ReturnType<typeof memoryOf>; end: ReturnType<typeof memoryOf> };
+  /** Results the worker threads checked, by the version that computed them. */
+  calls: { k11: number; k12: number; k13: number };
+  /** Before the first switch, after the first cycle (every build is mapped by then), at the end. */
+  memory: { before: Memory; afterFirst: Memory; end: Memory };
   ulpMappedBytes: { before: number; afterFirst: number; end: number };
   leftovers: string[];
   health: Health;
   versionChecks: { done: number; wrong: string[] };
+  problems: string[];
 }
 
 /**
- * Applies and reverts back to back while eight threads call the library,
- * for `cycles` cycles or `seconds`, whichever comes first; checks the
- * printed version every `checkEvery` cycles.
+ * Switches back and forth while eight threads call the library, for
+ * `cycles` cycles or `seconds`, whichever comes first; checks the version
+ * the program runs (and its health) after every switch of every
+ * `checkEvery`-th cycle.
  */
-export async function soak(runner: Runner, rel: Reliable, opts: { cycles?: number; seconds?: number; checkEvery?: number; log?: (s: string) => void }): Promise<SoakResult> {
+export async function soak(runner: Runner, rel: Reliable, opts: { cycles?: number; seconds?: number; checkEvery?: number; pattern?: SoakPattern; log?: (s: string) => void }): Promise<SoakResult> {
+  const pattern = opts.pattern ?? 'pair';
+  const steps = PATTERNS[pattern];
   const t = rel.start(1, ['20']);
   const t0 = performance.now();
   try {
@@ -56,25 +92,28 @@ export async function soak(runner: Runner, rel: Reliable, opts: { cycles?: numbe
     const stBefore = libState(runner, rel, t.pid);
     const failures: string[] = [];
     const pauses: number[] = [];
+    const commandMs: number[] = [];
     const wrong: string[] = [];
     let checks = 0;
     let afterFirst = before;
     let stAfterFirst = stBefore;
     let cycles = 0;
+    let switches = 0;
     const deadline = t0 + (opts.seconds ?? Infinity) * 1000;
     const maxCycles = opts.cycles ?? Infinity;
-    while (cycles < maxCycles && performance.now() < deadline) {
-      for (const revert of [false, true]) {
-        const r = runner.run('ulp-trigger', [String(t.pid), rel.fix12, '--json', ...(revert ? ['--revert'] : [])]);
-        const want = revert ? 'reverted' : 'applied';
-        if (r.code !== 0 || r.json?.outcome !== want) failures.push(`cycle ${cycles + 1} ${revert ? 'revert' : 'apply'}: ${describeEnd(r)} ${r.stderr.slice(0, 300)}`);
+    while (cycles < maxCycles && performance.now() < deadline && t.alive()) {
+      for (const step of steps) {
+        const r = runner.run('ulp-trigger', [String(t.pid), rel[step.bundle], '--json', ...(step.revert ? ['--revert'] : [])]);
+        commandMs.push(r.ms);
+        switches++;
+        const label = `cycle ${cycles + 1} ${step.revert ? 'revert' : 'apply'} ${step.bundle}`;
+        if (r.code !== 0 || r.json?.outcome !== step.outcome) failures.push(`${label}: ${describeEnd(r)} ${(r.json?.error?.message ?? r.stderr).slice(0, 300)}`);
         else pauses.push(r.json.pauseMs ?? 0);
         if (opts.checkEvery && cycles % opts.checkEvery === 0) {
-          const mark = t.output().length;
-          const h = await health(t, mark, 2);
+          const h = await health(t, t.output().length, 2);
           checks++;
           const v = h.last?.version;
-          if (!h.ok || v !== (revert ? 1 : 2)) wrong.push(`cycle ${cycles + 1} after ${revert ? 'revert' : 'apply'}: version ${v}; ${h.problems.join('; ')}`);
+          if (!h.ok || v !== step.version) wrong.push(`${label}: runs version ${v}, expected ${step.version}; ${h.problems.join('; ')}`);
         }
       }
       cycles++;
@@ -82,103 +121,175 @@ export async function soak(runner: Runner, rel: Reliable, opts: { cycles?: numbe
         afterFirst = memoryOf(t.pid);
         stAfterFirst = libState(runner, rel, t.pid);
       }
-      if (opts.log && cycles % 20 === 0) opts.log(`  soak: ${cycles} cycles, ${((performance.now() - t0) / 1000).toFixed(0)} s, ${failures.length} failures`);
+      if (opts.log && cycles % 20 === 0) opts.log(`  soak ${rel.relro}/${pattern}: ${cycles} cycles, ${((performance.now() - t0) / 1000).toFixed(0)} s, ${failures.length} failures`);
     }
     const h = await health(t, 0, parseRounds(t.output()).length + 2);
-    const end = memoryOf(t.pid);
+    const alive = t.alive();
+    const end = alive ? memoryOf(t.pid) : afterFirst;
     const stEnd = libState(runner, rel, t.pid);
     const last = parseRounds(t.output()).at(-1);
-    const sorted = [...pauses].sort((a, b) => a - b);
-    return {
+    const left = alive ? leftovers(t.pid) : [];
+    const result: Omit<SoakResult, 'problems'> = {
       relro: rel.relro,
+      pattern,
       cycles,
+      switches,
       seconds: (performance.now() - t0) / 1000,
       commandFailures: failures,
-      pauses: { median: sorted[sorted.length >> 1] ?? NaN, worst: sorted.at(-1) ?? NaN },
+      pauses: { median: median(pauses), worst: pauses.length ? Math.max(...pauses) : NaN },
+      commandMs: { median: median(commandMs), worst: commandMs.length ? Math.max(...commandMs) : NaN },
       rounds: last?.round ?? 0,
-      calls: { k11: last?.k11 ?? 0, k12: last?.k12 ?? 0 },
+      calls: { k11: last?.k11 ?? 0, k12: last?.k12 ?? 0, k13: last?.k13 ?? 0 },
       memory: { before, afterFirst, end },
       ulpMappedBytes: { before: stBefore.ulpMappedBytes, afterFirst: stAfterFirst.ulpMappedBytes, end: stEnd.ulpMappedBytes },
-      leftovers: leftovers(t.pid),
+      leftovers: left,
       health: h,
       versionChecks: { done: checks, wrong },
     };
+    return { ...result, problems: judgeSoak(result) };
   } finally {
     t.dispose();
   }
 }
 
+/** What makes a soak fail. Memory is judged on what the trigger maps; RSS growth is reported, not judged (the program's own stacks grow). */
+export function judgeSoak(r: Omit<SoakResult, 'problems'>): string[] {
+  const p: string[] = [];
+  p.push(...r.commandFailures.slice(0, 10));
+  if (r.commandFailures.length > 10) p.push(`... ${r.commandFailures.length - 10} more failed commands`);
+  p.push(...r.health.problems, ...r.versionChecks.wrong.slice(0, 10), ...r.leftovers);
+  if (r.cycles === 0) p.push('no cycle was run');
+  if (r.calls.k11 === 0 || r.calls.k12 === 0) p.push(`the workers did not see both versions (k11=${r.calls.k11}, k12=${r.calls.k12})`);
+  if (r.pattern === 'stack' && r.calls.k13 === 0) p.push('the workers never saw v3');
+  if (r.cycles > 1) {
+    if (r.ulpMappedBytes.end !== r.ulpMappedBytes.afterFirst) p.push(`ulp-trigger's mappings grew after the first cycle: ${r.ulpMappedBytes.afterFirst} -> ${r.ulpMappedBytes.end} bytes`);
+    if (r.memory.end.mappings !== r.memory.afterFirst.mappings) p.push(`the number of mappings changed after the first cycle: ${r.memory.afterFirst.mappings} -> ${r.memory.end.mappings}`);
+    if (r.memory.end.fds !== r.memory.before.fds) p.push(`open descriptors: ${r.memory.before.fds} before, ${r.memory.end.fds} at the end`);
+  }
+  return p;
+}
+
 // ---------------------------------------------------------------- the trigger interrupted or killed
 
-export type AttemptKind = 'apply-fresh' | 'revert' | 'reapply';
+/**
+ * The state the command starts from, and what it is asked to do:
+ *   apply-fresh   v1 as loaded, apply: stages v2 (the first switch of the process)
+ *   revert        v1 loaded, v2 applied, revert: no staging, only the switch
+ *   reapply       applied and reverted, apply again: v2 is still mapped, only the switch
+ *   revert-fresh  the program started on v2, revert: stages v1 from the bundle
+ */
+export type AttemptKind = 'apply-fresh' | 'revert' | 'reapply' | 'revert-fresh';
+export const ATTEMPT_KINDS: readonly AttemptKind[] = ['apply-fresh', 'revert', 'reapply', 'revert-fresh'];
+
+/** Kinds that stage a build (the milestones of points.ts exist only for them). */
+export const STAGING_KINDS: readonly AttemptKind[] = ['apply-fresh', 'revert-fresh'];
+
+const KIND: Record<AttemptKind, { startOn: number; prep: string[][]; revert: boolean; from: Live; goal: Live; role: 'new' | 'old' }> = {
+  'apply-fresh': { startOn: 1, prep: [], revert: false, from: 'v1', goal: 'v2', role: 'new' },
+  revert: { startOn: 1, prep: [[]], revert: true, from: 'v2', goal: 'v1', role: 'old' },
+  reapply: { startOn: 1, prep: [[], ['--revert']], revert: false, from: 'v1', goal: 'v2', role: 'new' },
+  'revert-fresh': { startOn: 2, prep: [], revert: true, from: 'v2', goal: 'v1', role: 'old' },
+};
 
 export interface FaultAttempt {
+  relro: string;
   signal: NodeJS.Signals;
   kind: AttemptKind;
-  /** When the signal was sent: ms after the command attached to the target, or after it started. */
-  when: string;
-  phase: string;
+  /** Where the signal was meant to land (points.ts). */
+  point: string;
+  phase: Phase;
   /** How the interrupted command ended. */
   end: string;
   /** --status right after. */
   after: LibState;
-  leftovers: string[];
+  /** What the interrupted command left in the target (traced threads, open memfd descriptors). */
+  residue: string[];
   /** The same command again. */
   rerun: string;
+  /** Whether the re-run staged a build, and made the data shared (--json switch report). */
+  rerunSwitch: { staged: boolean; aliasedNow: boolean } | undefined;
   final: LibState;
+  /** The target lived through both and every check it makes of itself held. */
   survived: boolean;
+  /**
+   * SIGINT/SIGTERM that landed in-session: whether the command, once it let
+   * go of the target, ended by that signal as docs/RUNTIME.md says (held,
+   * then re-raised), or ran on as if none had come. Judged apart from
+   * `problems`: it is about the command, not the target.
+   */
+  heldSignal?: 'acted' | 'lost';
   problems: string[];
 }
 
 /**
- * One attempt: a fresh target (v1), brought to the state `kind` needs, the
- * command started and sent `signal` at `when`, then --status, a health
+ * One attempt: a fresh target brought to the state `kind` needs, the
+ * command started and sent `signal` at `point`, then --status, a health
  * check, the same command again, --status and a health check.
  */
-export async function faultAttempt(runner: Runner, rel: Reliable, signal: NodeJS.Signals, kind: AttemptKind, when: { afterAttach: number } | { afterSpawn: number }): Promise<FaultAttempt> {
-  const t = rel.start(1, ['20']);
+export async function faultAttempt(runner: Runner, rel: Reliable, signal: NodeJS.Signals, kind: AttemptKind, point: Point): Promise<FaultAttempt> {
+  const k = KIND[kind];
+  const t = rel.start(k.startOn, ['20']);
   const problems: string[] = [];
   try {
     await t.waitFor((o) => parseRounds(o).length >= 2);
-    const prep = (args: string[]) => {
-      const r = runner.run('ulp-trigger', [String(t.pid), rel.fix12, ...args]);
+    for (const extra of k.prep) {
+      const r = runner.run('ulp-trigger', [String(t.pid), rel.fix12, ...extra]);
       if (r.code !== 0) throw new Error(`preparing ${kind}: ${describeEnd(r)} ${r.stderr}`);
-    };
-    if (kind === 'revert' || kind === 'reapply') prep([]);
-    if (kind === 'reapply') prep(['--revert']);
-    const args = [String(t.pid), rel.fix12, '--json', ...(kind === 'revert' ? ['--revert'] : [])];
-    const goal = kind === 'revert' ? 'v1' : 'v2';
-    const start = kind === 'revert' ? 'v2' : 'v1';
-    const { run, phase } = await signalAt(runner, args, t.pid, signal, when);
+    }
+    const args = [String(t.pid), rel.fix12, '--json', ...(k.revert ? ['--revert'] : [])];
+    const { run, phase } = await interruptAt(runner, args, t.pid, signal, point, k.role);
     await sleep(20);
-    const left = leftovers(t.pid);
-    problems.push(...left);
+    const traced = tracedThreads(t.pid).map((x) => `thread ${x.tid} still traced by ${x.tracer}`);
+    let fds: string[] = [];
+    try {
+      fds = memfdDescriptors(t.pid).map((d) => `open memfd descriptor ${d}`);
+    } catch {
+      /* the target is gone: the health check says so */
+    }
+    problems.push(...traced);
+    // Held signals must leave nothing; a SIGKILL mid-staging may leave a descriptor the dead trigger had not closed yet.
+    if (signal !== 'SIGKILL') problems.push(...fds);
     const after = libState(runner, rel, t.pid);
-    if (after.live !== start && after.live !== goal) problems.push(`after the ${signal}: live build ${after.live}`);
+    if (after.error) problems.push(`after the ${signal}: --status failed: ${after.error}`);
+    else if (after.live !== k.from && after.live !== k.goal) problems.push(`after the ${signal}: live build ${after.live}`);
     if (signal !== 'SIGKILL' && after.mixed) problems.push(`after the ${signal}: --status says mixed (a half-done switch)`);
-    const mark = t.output().length;
-    const h1 = await health(t, mark);
+    // A held signal lets the command finish what it started; only a SIGKILL may leave a staging unfinished.
+    if (signal !== 'SIGKILL' && after.abandoned.length) problems.push(`after the ${signal}: --status reports an abandoned staging (${after.abandoned.join(', ')})`);
+    const h1 = await health(t, t.output().length);
     problems.push(...h1.problems.map((p) => `after the ${signal}: ${p}`));
     const rerun = runner.run('ulp-trigger', args);
-    const wanted = kind === 'revert' ? ['reverted', 'not-applied'] : ['applied', 'already-applied'];
-    if (rerun.code !== 0 || !wanted.includes(rerun.json?.outcome)) problems.push(`re-run: ${describeEnd(rerun)} ${rerun.stderr.slice(0, 300)}`);
+    const wanted = k.revert ? ['reverted', 'not-applied'] : ['applied', 'already-applied'];
+    if (rerun.code !== 0 || !wanted.includes(rerun.json?.outcome)) problems.push(`re-run: ${describeEnd(rerun)} ${(rerun.json?.error?.message ?? rerun.stderr).slice(0, 300)}`);
+    const rs = rerun.json?.switch;
+    // An abandoned staging is address space, never a build: the re-run must stage the build afresh.
+    if (after.abandoned.length && rs && rs.staged !== true) problems.push(`re-run: took a build although the only staging of it was abandoned (${after.abandoned.join(', ')}): staged=${rs.staged}`);
+    const h2 = await health(t, t.output().length);
+    problems.push(...tracedThreads(t.pid).map((x) => `after the re-run: thread ${x.tid} still traced by ${x.tracer}`));
     const final = libState(runner, rel, t.pid);
-    if (final.live !== goal || final.mixed) problems.push(`after the re-run: live ${final.live}, mixed ${final.mixed}`);
-    const mark2 = t.output().length;
-    const h2 = await health(t, mark2);
+    if (final.error) problems.push(`after the re-run: --status failed: ${final.error}`);
+    else {
+      const lost = after.abandoned.filter((n) => !final.abandoned.includes(n));
+      if (lost.length && rs?.staged !== true) problems.push(`after the re-run: the abandoned staging ${lost.join(', ')} became a build`);
+      if (final.live !== k.goal || final.mixed) problems.push(`after the re-run: live ${final.live}, mixed ${final.mixed}`);
+      // Every build of a switched library must share one set of globals; otherwise state is lost at the next call.
+      if (!final.aliased) problems.push(`after the re-run: --status says the data is not shared (aliased=false; the re-run ${rs ? `staged=${rs.staged} aliasedNow=${rs.aliasedNow}` : 'switched nothing'})`);
+    }
     problems.push(...h2.problems.map((p) => `after the re-run: ${p}`));
-    if (h2.last && h2.last.version !== Number(goal.slice(1))) problems.push(`after the re-run the program runs version ${h2.last.version}`);
+    if (h2.alive && h2.last && h2.last.version !== Number(k.goal.slice(1))) problems.push(`after the re-run the program runs version ${h2.last.version}`);
     return {
+      relro: rel.relro,
       signal,
       kind,
-      when: 'afterAttach' in when ? `${when.afterAttach.toFixed(1)} ms after attach` : `${when.afterSpawn.toFixed(0)} ms after start`,
+      point: describePoint(point),
       phase,
       end: describeEnd(run),
-      after: { live: after.live, mixed: after.mixed, aliased: after.aliased, ulpMappedBytes: after.ulpMappedBytes },
-      leftovers: left,
+      after,
+      residue: [...traced, ...fds],
       rerun: describeEnd(rerun),
-      final: { live: final.live, mixed: final.mixed, aliased: final.aliased, ulpMappedBytes: final.ulpMappedBytes },
+      rerunSwitch: rs ? { staged: rs.staged, aliasedNow: rs.aliasedNow } : undefined,
+      final,
       survived: h1.alive && h2.alive && h1.ok && h2.ok,
+      ...(signal !== 'SIGKILL' && phase === 'in-session' ? { heldSignal: run.signal === signal ? ('acted' as const) : ('lost' as const) } : {}),
       problems,
     };
   } finally {
@@ -189,44 +300,61 @@ export async function faultAttempt(runner: Runner, rel: Reliable, signal: NodeJS
 export interface FaultSummary {
   signal: string;
   attempts: number;
-  survivors: number;
+  /** Signals that landed while the command held the target. */
   inSession: number;
+  survivors: number;
+  /** --status right after: the build the command started from, the goal, or a mix (an interrupted switch). */
+  endedFrom: number;
+  endedGoal: number;
   mixedSeen: number;
+  /** --status right after reported an abandoned staging (a SIGKILL while staging). */
+  abandonedSeen: number;
   rerunCompleted: number;
-  failures: FaultAttempt[];
+  /** Held signals (in-session SIGINT/SIGTERM) the command acted on once it let go, of those held. */
+  heldActed: number;
+  held: number;
+  /** Attempts whose checks all held. */
+  clean: number;
 }
 
-export function summariseFaults(attempts: FaultAttempt[]): FaultSummary[] {
+export function summariseFaults(attempts: readonly FaultAttempt[]): FaultSummary[] {
   const by = new Map<string, FaultAttempt[]>();
   for (const a of attempts) by.set(a.signal, [...(by.get(a.signal) ?? []), a]);
   return [...by].map(([signal, xs]) => ({
     signal,
     attempts: xs.length,
-    survivors: xs.filter((a) => a.survived).length,
     inSession: xs.filter((a) => a.phase === 'in-session').length,
+    survivors: xs.filter((a) => a.survived).length,
+    endedFrom: xs.filter((a) => !a.after.mixed && a.after.live === KIND[a.kind].from).length,
+    endedGoal: xs.filter((a) => !a.after.mixed && a.after.live === KIND[a.kind].goal).length,
     mixedSeen: xs.filter((a) => a.after.mixed).length,
+    abandonedSeen: xs.filter((a) => a.after.abandoned.length > 0).length,
+    heldActed: xs.filter((a) => a.heldSignal === 'acted').length,
+    held: xs.filter((a) => a.heldSignal !== undefined).length,
     rerunCompleted: xs.filter((a) => !a.problems.some((p) => p.startsWith('re-run') || p.startsWith('after the re-run'))).length,
-    failures: xs.filter((a) => a.problems.length > 0),
+    clean: xs.filter((a) => a.problems.length === 0).length,
   }));
 }
 
 // ---------------------------------------------------------------- an interrupted switch, made on purpose
 
 export interface MixedCheck {
+  relro: string;
   direction: 'apply' | 'revert';
   rewound: number;
   statusMixed: LibState;
   rerun: string;
   final: LibState;
   health: Health;
+  problems: string[];
 }
 
 /**
- * What a SIGKILL between two slot writes leaves: the process runs v2 (after
- * an apply), then half of the slots that point at v2 are written back to
- * v1's symbols with every thread stopped, as the journal of an interrupted
- * switch would leave them. `--status` must say mixed, and re-running the
- * apply (or the revert) must complete it.
+ * What a SIGKILL between two slot writes leaves, made deterministic: the
+ * process runs v2 (after an apply), then half of the slots that point at v2
+ * are written back to v1's symbols with every thread stopped, as an
+ * interrupted switch would leave them. `--status` must say mixed, and
+ * re-running the apply (or the revert) must complete it.
  */
 export async function interruptedSwitch(runner: Runner, rel: Reliable, direction: 'apply' | 'revert'): Promise<MixedCheck> {
   const t = rel.start(1, ['20']);
@@ -242,6 +370,7 @@ export async function interruptedSwitch(runner: Runner, rel: Reliable, direction
     const ctx = { family: state.family, target: v1, region, scope: globalScope(snap.objects) };
     const live = state.slots.map((s, i) => ({ s, v: state.values[i]! })).filter(({ s, v }) => slotBuild(s, v, state.family, region) === state.live);
     const rewind = live.filter((_, i) => i % 2 === 0);
+    let rewound = 0;
     const s = Session.open(t.pid);
     try {
       s.stopAll();
@@ -251,6 +380,7 @@ export async function interruptedSwitch(runner: Runner, rel: Reliable, direction
         const b = Buffer.alloc(8);
         b.writeBigUInt64LE(c.value);
         s.poke(slot.addr, b);
+        rewound++;
       }
       s.resume();
     } finally {
@@ -259,190 +389,18 @@ export async function interruptedSwitch(runner: Runner, rel: Reliable, direction
     const statusMixed = libState(runner, rel, t.pid);
     const rerun = runner.run('ulp-trigger', [String(t.pid), rel.fix12, '--json', ...(direction === 'revert' ? ['--revert'] : [])]);
     const final = libState(runner, rel, t.pid);
-    const mark = t.output().length;
-    return { direction, rewound: rewind.length, statusMixed, rerun: describeEnd(rerun), final, health: await health(t, mark) };
-  } finally {
-    t.dispose();
-  }
-}
-
-// ---------------------------------------------------------------- hostile environments
-
-export interface EnvResult {
-  name: string;
-  end: string;
-  ok: boolean;
-  problems: string[];
-}
-
-const PROC_EXIT_CODES = new Set(['PROC_EXITED', 'PROC_NOT_FOUND', 'PROC_ZOMBIE', 'PROC_THREAD_EXITED', 'PROC_NO_THREAD', 'PROC_STOP_TIMEOUT']);
-
-/** The target is killed at `afterAttach` ms into the command's session: a PROC_* error (exit 4) or success, never a hang or an internal error. */
-export async function targetDies(runner: Runner, rel: Reliable, afterAttach: number, kind: 'apply-fresh' | 'revert'): Promise<EnvResult & { code?: string }> {
-  const t = rel.start(1, ['20']);
-  const problems: string[] = [];
-  try {
-    await t.waitFor((o) => parseRounds(o).length >= 2);
-    if (kind === 'revert' && runner.run('ulp-trigger', [String(t.pid), rel.fix12]).code !== 0) throw new Error('apply failed');
-    const child = runner.spawn('ulp-trigger', [String(t.pid), rel.fix12, '--json', ...(kind === 'revert' ? ['--revert'] : [])]);
-    const done = finished(child, 60_000);
-    const t0 = performance.now();
-    while (tracerOf(t.pid) !== child.pid && performance.now() - t0 < 30_000 && child.exitCode === null) await sleep(0);
-    await sleep(afterAttach);
-    process.kill(t.pid, 'SIGKILL');
-    const run = await done;
-    const code = run.json?.error?.code as string | undefined;
-    if (run.signal) problems.push(`the command was killed by ${run.signal} (hung?)`);
-    else if (run.code === 0) {
-      /* it finished before the target died */
-    } else if (run.code !== 4 || !code || !PROC_EXIT_CODES.has(code)) problems.push(`expected exit 4 with a PROC_ code, got ${describeEnd(run)} ${run.stderr.slice(0, 400)}`);
-    if (run.ms > 30_000) problems.push(`took ${run.ms.toFixed(0)} ms`);
-    return { name: `target killed ${afterAttach} ms into ${kind}`, end: describeEnd(run), ok: problems.length === 0, problems, ...(code ? { code } : {}) };
-  } finally {
-    t.dispose();
-  }
-}
-
-/** Another tracer holds the target: PROC_ALREADY_TRACED naming it, the process untouched; once it lets go, the patch applies. */
-export async function alreadyTraced(runner: Runner, rel: Reliable): Promise<EnvResult> {
-  const t = rel.start(1, ['20']);
-  const problems: string[] = [];
-  const tracer = spawn('python3', ['-c', `import ctypes,time\nlibc=ctypes.CDLL(None,use_errno=True)\nprint(libc.ptrace(0x4206,${t.pid},0,0),flush=True)\ntime.sleep(60)`], { stdio: ['ignore', 'pipe', 'inherit'] });
-  try {
-    await t.waitFor((o) => parseRounds(o).length >= 2);
-    await new Promise<void>((res) => tracer.stdout!.once('data', () => res()));
-    const before = processState(t.pid);
-    const r = runner.run('ulp-trigger', [String(t.pid), rel.fix12, '--json']);
-    if (r.code !== 4 || r.json?.error?.code !== 'PROC_ALREADY_TRACED') problems.push(`expected PROC_ALREADY_TRACED, got ${describeEnd(r)}`);
-    else if (!r.json.error.message.includes(String(tracer.pid))) problems.push(`the message does not name the tracer ${tracer.pid}: ${r.json.error.message}`);
-    const after = processState(t.pid);
-    if (after.maps !== before.maps) problems.push('the mappings changed');
-    if ([...after.slots].some(([k, v]) => before.slots.get(k) !== v)) problems.push('a slot changed');
-    const st = runner.run('ulp-trigger', ['--status', String(t.pid), '--json']);
-    if (st.code !== 0) problems.push(`--status of a traced process: ${describeEnd(st)}`);
-    tracer.kill('SIGKILL');
-    await sleep(200);
-    const ok = runner.run('ulp-trigger', [String(t.pid), rel.fix12, '--json']);
-    if (ok.code !== 0 || ok.json?.outcome !== 'applied') problems.push(`after the other tracer left: ${describeEnd(ok)}`);
     const h = await health(t, t.output().length);
+    const goal = direction === 'apply' ? 'v2' : 'v1';
+    const problems: string[] = [];
+    if (rewound === 0) problems.push('no slot could be written back: nothing was mixed');
+    if (!statusMixed.mixed) problems.push(`--status does not say mixed after ${rewound} of ${live.length} slots were rewound`);
+    if (rerun.json?.outcome !== (direction === 'apply' ? 'applied' : 'reverted')) problems.push(`re-run: ${describeEnd(rerun)}`);
+    else if (!rerun.json.note?.includes('interrupted')) problems.push(`the re-run does not say it completed an interrupted switch (note: ${rerun.json.note})`);
+    if (final.live !== goal || final.mixed) problems.push(`after the re-run: live ${final.live}, mixed ${final.mixed}`);
     problems.push(...h.problems);
-    problems.push(...leftovers(t.pid));
-    return { name: 'target already traced (another ptrace tracer), then released', end: describeEnd(r), ok: problems.length === 0, problems };
-  } finally {
-    tracer.kill('SIGKILL');
-    t.dispose();
-  }
-}
-
-/** Two ulp-trigger runs on one target at the same moment: one switches, the other refuses or finds nothing to do; never a mixed state. */
-export async function concurrentTriggers(runner: Runner, rel: Reliable, offsetMs: number): Promise<EnvResult> {
-  const t = rel.start(1, ['20']);
-  const problems: string[] = [];
-  try {
-    await t.waitFor((o) => parseRounds(o).length >= 2);
-    const args = [String(t.pid), rel.fix12, '--json'];
-    const a = finished(runner.spawn('ulp-trigger', args));
-    await sleep(offsetMs);
-    const b = finished(runner.spawn('ulp-trigger', args));
-    const runs = await Promise.all([a, b]);
-    const outcomes = runs.map((r) => r.json?.outcome ?? r.json?.error?.code ?? describeEnd(r));
-    const applied = outcomes.filter((o) => o === 'applied').length;
-    if (applied !== 1) problems.push(`expected exactly one "applied", got ${outcomes.join(', ')}`);
-    for (const o of outcomes) if (!['applied', 'already-applied', 'PROC_ALREADY_TRACED'].includes(o)) problems.push(`unexpected outcome ${o}`);
-    const st = libState(runner, rel, t.pid);
-    if (st.live !== 'v2' || st.mixed) problems.push(`live ${st.live}, mixed ${st.mixed}`);
-    const maps = processState(t.pid).maps;
-    const builds = new Set(maps.split('\n').filter((l) => l.includes(':new:libdemo.so.1')).map((l) => l.split(/\s+/)[5]));
-    if (builds.size !== 1) problems.push(`${builds.size} copies of the new build mapped`);
-    const h = await health(t, t.output().length);
-    problems.push(...h.problems, ...leftovers(t.pid));
-    return { name: `two triggers ${offsetMs} ms apart`, end: outcomes.join(' + '), ok: problems.length === 0, problems };
+    if (h.last && h.last.version !== Number(goal.slice(1))) problems.push(`the program runs version ${h.last.version}`);
+    return { relro: rel.relro, direction, rewound, statusMixed, rerun: describeEnd(rerun), final, health: h, problems };
   } finally {
     t.dispose();
   }
-}
-
-/**
- * ulp-trigger run as an unprivileged user (uid 65534 through setpriv):
- * against a root process (denied), against a process of a third user
- * (denied), --status of a root process (denied), --all (finds nothing it may
- * touch, says how many it could not read), and against a process of its own
- * user (works). Needs root to switch users; returns [] otherwise.
- */
-export async function otherUsers(runner: Runner, rel: Reliable): Promise<EnvResult[]> {
-  if (process.getuid?.() !== 0) return [];
-  const pub = mkdtempSync(join(tmpdir(), 'ulp-users-'));
-  chmodSync(pub, 0o1777);
-  chmodSync(rel.dir, 0o755);
-  const bundle = join(pub, 'fix.ulp');
-  copyFileSync(rel.fix12, bundle);
-  chmodSync(bundle, 0o644);
-  const results: EnvResult[] = [];
-  const asUser = (uid: number, args: string[]): Run => {
-    const t0 = performance.now();
-    const r = spawnSyncAs(uid, runner.argv('ulp-trigger', args), pub);
-    return { ...r, ms: performance.now() - t0 };
-  };
-  const root = rel.start(1, ['20']);
-  const libDir = join(pub, 'lib');
-  mkdirSync(libDir, { mode: 0o755 });
-  copyFileSync(rel.lib(1), join(libDir, 'libdemo.so.1'));
-  chmodSync(join(libDir, 'libdemo.so.1'), 0o755);
-  const other = startTarget(['setpriv', '--reuid=65533', '--regid=65533', '--clear-groups', rel.exe, '20'], { LD_LIBRARY_PATH: libDir });
-  const mine = startTarget(['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', rel.exe, '20'], { LD_LIBRARY_PATH: libDir });
-  try {
-    for (const t of [root, other, mine]) await t.waitFor((o) => parseRounds(o).length >= 2);
-    const denied = async (name: string, t: Target, args: string[], code: string, exit: number) => {
-      const problems: string[] = [];
-      const before = processState(t.pid);
-      const r = asUser(65534, args);
-      if (r.code !== exit || r.json?.error?.code !== code) problems.push(`expected ${code} (exit ${exit}), got ${describeEnd(r)} ${r.stderr.slice(0, 300)}`);
-      else if (!/uid|user|permission|owned/i.test(r.json.error.message + r.json.error.hint)) problems.push(`the message does not say why: ${r.json.error.message}`);
-      const after = processState(t.pid);
-      if (after.maps !== before.maps || [...after.slots].some(([k, v]) => before.slots.get(k) !== v)) problems.push('the process changed');
-      problems.push(...leftovers(t.pid));
-      const h = await health(t, t.output().length);
-      problems.push(...h.problems);
-      results.push({ name, end: describeEnd(r), ok: problems.length === 0, problems });
-    };
-    await denied('as uid 65534, apply to a root process', root, [String(root.pid), bundle, '--json'], 'PROC_PERMISSION_DENIED', 4);
-    await denied('as uid 65534, apply to a process of uid 65533', other, [String(other.pid), bundle, '--json'], 'PROC_PERMISSION_DENIED', 4);
-    await denied('as uid 65534, --status of a root process', root, ['--status', String(root.pid), '--json'], 'PROC_PERMISSION_DENIED', 4);
-    // --all: only its own process is switched; the others are counted as inaccessible.
-    {
-      const problems: string[] = [];
-      const r = asUser(65534, ['--all', bundle, '--json']);
-      const pids = (r.json?.processes ?? []).map((p: { pid: number }) => p.pid);
-      if (r.code !== 0) problems.push(`exit ${r.code}: ${r.stdout.slice(0, 300)} ${r.stderr.slice(0, 300)}`);
-      if (pids.includes(root.pid) || pids.includes(other.pid)) problems.push(`--all touched a process of another user: ${pids.join(',')}`);
-      if (!pids.includes(mine.pid)) problems.push(`--all did not find the user's own process ${mine.pid}: ${JSON.stringify(r.json)?.slice(0, 300)}`);
-      if (!(r.json?.inaccessible >= 2)) problems.push(`inaccessible = ${r.json?.inaccessible}, expected at least the 2 other users' processes`);
-      for (const t of [root, other]) if (libState(runner, rel, t.pid).live !== 'v1') problems.push(`process ${t.pid} of another user was switched`);
-      const h = await health(mine, mine.output().length);
-      if (h.last?.version !== 2) problems.push(`the user's own process runs version ${h.last?.version}`);
-      problems.push(...h.problems, ...leftovers(mine.pid));
-      results.push({ name: 'as uid 65534, --all', end: describeEnd(r) + ` (${pids.length} switched, ${r.json?.inaccessible} inaccessible)`, ok: problems.length === 0, problems });
-    }
-  } finally {
-    root.dispose();
-    other.dispose();
-    mine.dispose();
-    rmSync(pub, { recursive: true, force: true });
-  }
-  return results;
-}
-
-function spawnSyncAs(uid: number, argv: string[], home: string): Omit<Run, 'ms'> {
-  const r = spawnSync('setpriv', [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', process.execPath, ...argv], {
-    encoding: 'utf8',
-    env: { ...process.env, HOME: home, TMPDIR: home },
-    timeout: 120_000,
-  });
-  let json;
-  try {
-    json = JSON.parse(r.stdout);
-  } catch {
-    json = undefined;
-  }
-  return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr, json };
 }

@@ -59,18 +59,34 @@ export class Tracee {
    */
   awaitStop(deadline: number, onIdle?: () => void): boolean | undefined {
     while (this.state === 'running') {
-      // In slices: a killed process's leader is a zombie that never stops, and its exit is only
-      // reported once the other threads are reaped, so it is seen in /proc instead.
-      const ev = this.wait(Math.min(deadline, performance.now() + 50), onIdle);
-      if (ev === undefined && this.isZombie()) {
+      const ev = this.waitUnlessZombie(deadline, onIdle);
+      if (ev === 'zombie') {
         this.markGone();
         return false;
       }
-      if (ev === undefined && performance.now() < deadline) continue;
       if (ev === undefined) return undefined;
       this.absorbWhileStopping(ev);
     }
     return this.state === 'stopped';
+  }
+
+  /**
+   * wait(), ended early ('zombie') once /proc shows the thread as a zombie,
+   * looked at every 50 ms while idle and at the deadline: a thread of a
+   * killed process never stops, and a traced leader's exit is only reported
+   * once its other threads are reaped, so /proc says it first.
+   */
+  private waitUnlessZombie(deadline: number, onIdle?: () => void): WaitEvent | undefined | 'zombie' {
+    let next = performance.now() + 50;
+    let zombie = false;
+    const ev = this.wait(deadline, onIdle, () => {
+      const now = performance.now();
+      if (now < next) return false;
+      next = now + 50;
+      return (zombie = this.isZombie());
+    });
+    if (ev === undefined && !zombie) zombie = this.isZombie();
+    return zombie ? 'zombie' : ev;
   }
 
   private isZombie(): boolean {
@@ -120,9 +136,9 @@ export class Tracee {
   }
 
   /** Waits for this thread's next event; marks it gone when the kernel no longer knows it. */
-  wait(deadline: number, onIdle?: () => void): WaitEvent | undefined {
+  wait(deadline: number, onIdle?: () => void, giveUp?: () => boolean): WaitEvent | undefined {
     try {
-      const ev = waitThread(this.tid, deadline, onIdle);
+      const ev = waitThread(this.tid, deadline, onIdle, giveUp);
       if (ev && ev.kind !== 'stopped') this.markGone();
       return ev;
     } catch (e) {
@@ -146,13 +162,11 @@ export class Tracee {
     if (this.state === 'running') {
       this.requestStop();
       while (this.state === 'running') {
-        // In slices: a thread of a process that was killed meanwhile never stops; it is seen exiting instead.
-        const ev = this.wait(Math.min(deadline, performance.now() + 50));
-        if (ev === undefined && this.isZombie()) {
+        const ev = this.waitUnlessZombie(deadline);
+        if (ev === 'zombie') {
           this.reap();
           return true;
         }
-        if (ev === undefined && performance.now() < deadline) continue;
         if (ev === undefined) return false;
         if (ev.kind !== 'stopped') return true;
         if (isSignalStop(ev)) {

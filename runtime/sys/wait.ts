@@ -65,8 +65,10 @@ function sleepMs(ms: number): void {
  * within microseconds, so it first polls with sched_yield (which also hands
  * the CPU to the tracee on a single core) and only then sleeps in growing
  * steps, keeping the JS thread responsive to nothing but this wait.
+ * `giveUp`, asked whenever the wait is about to sleep, ends it early
+ * (undefined, as at the deadline).
  */
-export function waitThread(tid: number, deadline: number, onIdle?: () => void): WaitEvent | undefined {
+export function waitThread(tid: number, deadline: number, onIdle?: () => void, giveUp?: () => boolean): WaitEvent | undefined {
   let spins = 0;
   let nap = 0.05;
   for (;;) {
@@ -80,6 +82,7 @@ export function waitThread(tid: number, deadline: number, onIdle?: () => void): 
       continue;
     }
     onIdle?.();
+    if (giveUp?.()) return undefined;
     sleepMs(Math.min(nap, deadline - now));
     nap = Math.min(nap * 2, 2);
   }

@@ -13,7 +13,8 @@
  *  - LAYOUT_FIELD_MOVED: an instruction of the same shape (same operation,
  *    same registers, same targets) whose displacement off a base register
  *    differs, with its neighbours aligned on both sides, so the logic
- *    around the access did not change. Stack slots are ruled out (off %rsp,
+ *    around the access did not change. Only accesses count: LEA computes
+ *    (`lea 0x1(%rbp),%eax` is x + 1), NOPs and prefetches touch nothing. Stack slots are ruled out (off %rsp,
  *    or off %rbp in a function that sets up a frame pointer), and so are
  *    RIP-relative operands (global data: the data rules' business).
  *  - LAYOUT_SIZE_CHANGED: a size passed to an allocator (malloc, calloc,
@@ -118,14 +119,14 @@ export function layoutEvidence(from: Build, to: Build, pairs: readonly FunctionP
     const kept = new Set<number>();
     for (let t = 0; t < at.length; t++) {
       const x = a[at[t]![0]]!;
-      if (exact[t] && x.disp !== undefined && isFieldBase(x.base, framed)) kept.add(x.disp);
+      if (exact[t] && x.access && isFieldBase(x.base, framed)) kept.add(x.disp!);
     }
     for (let t = 0; t < at.length; t++) {
       if (exact[t]) continue;
       const x = a[at[t]![0]]!;
       const y = b[at[t]![1]]!;
-      if (x.disp !== undefined && x.disp !== y.disp && x.imm === y.imm && isFieldBase(x.base, framed) && !kept.has(x.disp) && inContext(t, y.disp! - x.disp)) {
-        fields.push({ function: name, at: x.offset, register: REGISTERS[x.base]!, from: x.disp, to: y.disp! });
+      if (x.access && x.disp !== y.disp && x.imm === y.imm && isFieldBase(x.base, framed) && !kept.has(x.disp!) && inContext(t, y.disp! - x.disp!)) {
+        fields.push({ function: name, at: x.offset, register: REGISTERS[x.base]!, from: x.disp!, to: y.disp! });
       }
     }
     // Allocation sizes: a size loaded into the first or second argument register just before an allocator call, all else equal.

@@ -27,6 +27,8 @@ export interface Instruction {
   flow: Flow;
   /** The base register of a memory operand (0..15), -1 without one. */
   base: number;
+  /** The memory operand is read or written (not an address computed by LEA, not a NOP's or a prefetch's). */
+  access: boolean;
   indexed: boolean;
   /** Signed displacement off `base` (0 when the encoding has none); undefined without a base. */
   disp: number | undefined;
@@ -126,6 +128,7 @@ function decodeFunction(build: Build, start: number, end: number): Instruction[]
       immReg: ins.immOff >= 0 ? movImmRegister(buf, p, ins.modrmOff, ins.immOff) : -1,
       flow: ins.flow,
       base: ins.base,
+      access: ins.base >= 0 && !ins.lea && !ins.hint,
       indexed: ins.indexed,
       disp,
       imm,

@@ -39,8 +39,10 @@ export interface Matching {
   onlyB: FunctionInfo[];
 }
 
-/** Share of a function's instructions that must align for a pair by position. */
+/** Share of a function's instructions that must have a same-shaped counterpart for a pair by position... */
 const MIN_ALIGNED = 0.5;
+/** ...or, when it is the only function left between its two anchors on both sides, this share (small functions change a lot with one added check). */
+const MIN_ALIGNED_ALONE = 0.3;
 
 const memo = new WeakMap<Build, WeakMap<Build, Matching>>();
 
@@ -147,7 +149,7 @@ function matchByPosition(
       let j = 0;
       for (const a of gapA) {
         for (let t = j; t < gapB.length && t < j + 4; t++) {
-          if (similar(from, a, to, gapB[t]!)) {
+          if (similar(from, a, to, gapB[t]!, gapA.length === 1 && gapB.length === 1 ? MIN_ALIGNED_ALONE : MIN_ALIGNED)) {
             pair(a, gapB[t]!, false, 'position');
             j = t + 1;
             break;
@@ -161,10 +163,10 @@ function matchByPosition(
 }
 
 /** Whether two functions are one function changed: most instructions of the larger have a counterpart of the same shape. */
-function similar(from: Build, a: FunctionInfo, to: Build, b: FunctionInfo): boolean {
+function similar(from: Build, a: FunctionInfo, to: Build, b: FunctionInfo, threshold: number): boolean {
   const x = instructionsOf(from, a.start, a.end);
   const y = instructionsOf(to, b.start, b.end);
-  return x !== undefined && y !== undefined && shapeOverlap(x, y) >= MIN_ALIGNED;
+  return x !== undefined && y !== undefined && shapeOverlap(x, y) >= threshold;
 }
 
 /** The longest subsequence of pairs (sorted by a.start) whose b.start increases too (patience sorting). */

@@ -34,6 +34,8 @@ export interface Insn {
   ripOff: number;
   /** True for LEA: the memory operand's address is taken, not its contents read. */
   lea: boolean;
+  /** True for multi-byte NOPs and prefetches (0F 1F, 0F 18, 0F 0D): the memory operand is never accessed. */
+  hint: boolean;
   /**
    * Offset of a memory operand's displacement (disp8 or disp32 off a base
    * register, not RIP) inside the instruction, or -1. Structure field
@@ -55,7 +57,7 @@ export interface Insn {
 }
 
 export function newInsn(): Insn {
-  return { length: 0, flow: Flow.Seq, relOff: -1, relSize: 0, ripOff: -1, lea: false, modrmOff: -1, dispOff: -1, dispSize: 0, base: -1, indexed: false, immOff: -1, immSize: 0 };
+  return { length: 0, flow: Flow.Seq, relOff: -1, relSize: 0, ripOff: -1, lea: false, hint: false, modrmOff: -1, dispOff: -1, dispSize: 0, base: -1, indexed: false, immOff: -1, immSize: 0 };
 }
 
 // Operand shape per opcode. M: has ModRM; immediates: B imm8, W imm16, Z imm16/32, V imm16/32/64.
@@ -141,6 +143,8 @@ export function decode(buf: Uint8Array, off: number, end: number, out: Insn): bo
   let rexW = false;
   /** REX.B (or VEX/EVEX's inverted B): the fourth bit of the ModRM rm / SIB base register. */
   let rexB = 0;
+  /** REX.X (or VEX/EVEX's inverted X), as bit 4 so that it travels with REX.B (bit 3): with it, a SIB index of 100b is r12, not "no index". */
+  let rexX = 0;
   // Legacy prefixes, then at most one REX immediately before the opcode.
   for (;;) {
     if (p >= limit) return false;
@@ -155,6 +159,7 @@ export function decode(buf: Uint8Array, off: number, end: number, out: Insn): bo
   if ((buf[p]! & 0xf0) === 0x40) {
     rexW = (buf[p]! & 8) !== 0;
     rexB = (buf[p]! & 1) << 3;
+    rexX = (buf[p]! & 2) << 3;
     p++;
     if (p >= limit) return false;
   }
@@ -172,6 +177,7 @@ export function decode(buf: Uint8Array, off: number, end: number, out: Insn): bo
 
   const op = buf[p++]!;
   out.lea = op === 0x8d;
+  out.hint = false;
   let shape: number;
   let map = 0; // 0: one-byte, 1: 0F, 2: 0F38, 3: 0F3A, 4+: VEX/EVEX (handled below)
   let opcode = op;
@@ -194,6 +200,7 @@ export function decode(buf: Uint8Array, off: number, end: number, out: Insn): bo
       shape = M | B; // 3DNow!: ModRM, then the real opcode as a trailing imm8
     } else {
       shape = TWO[opcode]!;
+      out.hint = opcode === 0x1f || opcode === 0x18 || opcode === 0x0d;
     }
   } else if (op === 0xc4 || op === 0xc5 || op === 0x62) {
     // VEX (C4 3-byte, C5 2-byte) and EVEX (62) are always such in 64-bit mode.
@@ -206,18 +213,20 @@ export function decode(buf: Uint8Array, off: number, end: number, out: Insn): bo
       if (p + 2 >= limit) return false;
       vmap = buf[p]! & 0x1f;
       rexB = (~buf[p]! & 0x20) >> 2;
+      rexX = (~buf[p]! & 0x40) >> 2;
       p += 2;
     } else {
       if (p + 3 >= limit) return false;
       vmap = buf[p]! & 0x07;
       rexB = (~buf[p]! & 0x20) >> 2;
+      rexX = (~buf[p]! & 0x40) >> 2;
       p += 3;
     }
     if (vmap < 1 || vmap > 6 || vmap === 4) return false;
     opcode = buf[p++]!;
     if (op !== 0x62 && vmap === 1 && opcode === 0x77) return finish(out, p - off); // vzeroupper/vzeroall
     shape = M | (vmap === 3 || (vmap === 1 && vexMap1Imm(opcode)) ? B : 0);
-    return modrmAndImm(buf, p, limit, off, shape, false, false, out, undefined, rexB);
+    return modrmAndImm(buf, p, limit, off, shape, false, false, out, undefined, rexB | rexX);
   } else {
     shape = ONE[op]!;
   }
@@ -259,7 +268,7 @@ export function decode(buf: Uint8Array, off: number, end: number, out: Insn): bo
     }
     // E8/E9 take rel32 even with a 66 prefix in 64-bit mode.
     const immz = op === 0xe8 || op === 0xe9 ? 4 : undefined;
-    return modrmAndImm(buf, p, limit, off, shape, opsize16, rexW, out, immz, rexB);
+    return modrmAndImm(buf, p, limit, off, shape, opsize16, rexW, out, immz, rexB | rexX);
   }
 
   if (map === 1) {
@@ -271,7 +280,7 @@ export function decode(buf: Uint8Array, off: number, end: number, out: Insn): bo
     }
     if (opcode === 0x0b || opcode === 0xb9 || opcode === 0xff) out.flow = Flow.Stop;
   }
-  return modrmAndImm(buf, p, limit, off, shape, opsize16, rexW, out, undefined, rexB);
+  return modrmAndImm(buf, p, limit, off, shape, opsize16, rexW, out, undefined, rexB | rexX);
 }
 
 function setRel(out: Insn, at: number, size: number, flow: Flow): void {
@@ -285,7 +294,9 @@ function finish(out: Insn, length: number): boolean {
   return true;
 }
 
-function modrmAndImm(buf: Uint8Array, p: number, limit: number, off: number, shape: number, opsize16: boolean, rexW: boolean, out: Insn, immzOverride: number | undefined, rexB: number): boolean {
+function modrmAndImm(buf: Uint8Array, p: number, limit: number, off: number, shape: number, opsize16: boolean, rexW: boolean, out: Insn, immzOverride: number | undefined, rex: number): boolean {
+  const rexB = rex & 8;
+  const rexX = rex & 16;
   if (shape & M) {
     if (p >= limit) return false;
     out.modrmOff = p - off;
@@ -298,8 +309,8 @@ function modrmAndImm(buf: Uint8Array, p: number, limit: number, off: number, sha
         if (p >= limit) return false;
         const sib = buf[p++]!;
         base = sib & 7;
-        // An index of 100b without REX.X means none; with REX.X it is r12. The layout check only needs "maybe indexed".
-        out.indexed = ((sib >> 3) & 7) !== 4;
+        // An index of 100b without REX.X means none; with REX.X it is r12.
+        out.indexed = ((sib >> 3) & 7) !== 4 || rexX !== 0;
         if (mod === 0 && base === 5) {
           base = -1; // disp32 with no base: an absolute address
           p += 4;

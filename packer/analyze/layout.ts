@@ -27,7 +27,7 @@
  * the switch. The report names each function and shift as the evidence.
  */
 import type { Category } from '../../patches/index.js';
-import { align, instructionsOf, type Instruction } from '../code/align.js';
+import { align, instructionsOf, type Decoded, type Instruction } from '../code/align.js';
 import type { FunctionPair } from '../code/match.js';
 import type { Build, FunctionInfo } from '../model.js';
 import { Flow } from '../x86/decode.js';
@@ -72,7 +72,27 @@ const SIZE_WINDOW = 6;
 const ALLOCATOR = /alloc|memalign/i;
 const NOT_ALLOCATOR = /dealloc|free/i;
 
+/**
+ * The evidence is a property of the pair of builds, found once: the reverse
+ * direction reads the same shifts the other way round (names and offsets
+ * from its own `from` build).
+ */
+const memo = new WeakMap<Build, WeakMap<Build, { evidence: LayoutEvidence; mirror: LayoutEvidence }>>();
+
 export function layoutEvidence(from: Build, to: Build, pairs: readonly FunctionPair[]): LayoutEvidence {
+  const known = memo.get(from)?.get(to);
+  if (known) return known.evidence;
+  const mirrored = memo.get(to)?.get(from);
+  if (mirrored) return mirrored.mirror;
+  const both = findEvidence(from, to, pairs);
+  let inner = memo.get(from);
+  if (!inner) memo.set(from, (inner = new WeakMap()));
+  inner.set(to, both);
+  return both.evidence;
+}
+
+function findEvidence(from: Build, to: Build, pairs: readonly FunctionPair[]): { evidence: LayoutEvidence; mirror: LayoutEvidence } {
+  const mirror: LayoutEvidence = { fields: [], sizes: [], compared: 0, unaligned: 0 };
   const fields: FieldShift[] = [];
   const sizes: SizeShift[] = [];
   let compared = 0;
@@ -83,6 +103,8 @@ export function layoutEvidence(from: Build, to: Build, pairs: readonly FunctionP
     const db = instructionsOf(to, p.b.start, p.b.end);
     if (!da || !db) continue;
     compared++;
+    // Most changed functions access the same fields and allocate the same sizes as before: nothing to align.
+    if (sameEvidence(da, db)) continue;
     const al = align(da, db);
     const a = da.list;
     const b = db.list;
@@ -127,6 +149,7 @@ export function layoutEvidence(from: Build, to: Build, pairs: readonly FunctionP
       const y = b[at[t]![1]]!;
       if (x.access && x.disp !== y.disp && x.imm === y.imm && isFieldBase(x.base, framed) && !kept.has(x.disp!) && inContext(t, y.disp! - x.disp!)) {
         fields.push({ function: name, at: x.offset, register: REGISTERS[x.base]!, from: x.disp!, to: y.disp! });
+        mirror.fields.push({ function: label(p.b), at: y.offset, register: REGISTERS[y.base]!, from: y.disp!, to: x.disp! });
       }
     }
     // Allocation sizes: a size loaded into the first or second argument register just before an allocator call, all else equal.
@@ -140,11 +163,27 @@ export function layoutEvidence(from: Build, to: Build, pairs: readonly FunctionP
         // The size reaches the call only along straight-line code.
         if (sx.flow !== Flow.Seq && sx.flow !== Flow.Jcc) break;
         if (exact[u] || !SIZE_REGISTERS.has(sx.immReg) || sx.imm === undefined || sy.imm === undefined || sx.imm <= 0 || sy.imm <= 0) continue;
-        if (inContext(u, undefined, true)) sizes.push({ function: name, at: sx.offset, callee: calleeName(call.callee), from: sx.imm, to: sy.imm });
+        if (inContext(u, undefined, true)) {
+          sizes.push({ function: name, at: sx.offset, callee: calleeName(call.callee), from: sx.imm, to: sy.imm });
+          mirror.sizes.push({ function: label(p.b), at: sy.offset, callee: calleeName(b[at[t]![1]]!.callee ?? call.callee), from: sy.imm, to: sx.imm });
+        }
       }
     }
   }
-  return { fields, sizes, compared, unaligned };
+  return { evidence: { fields, sizes, compared, unaligned }, mirror: { ...mirror, compared, unaligned } };
+}
+
+/**
+ * Whether the two functions hold the same multiset of field accesses and of
+ * sizes loaded into argument registers (each as the whole instruction):
+ * then no alignment can pair an access with a shifted one, short of two
+ * fields trading places exactly.
+ */
+function sameEvidence(a: Decoded, b: Decoded): boolean {
+  const keys = (d: Decoded) => Uint32Array.from(d.list.filter((i) => (i.access && i.base !== RSP) || SIZE_REGISTERS.has(i.immReg)), (i) => i.exact).sort();
+  const x = keys(a);
+  const y = keys(b);
+  return x.length === y.length && x.every((v, i) => v === y[i]);
 }
 
 function isAllocator(name: string): boolean {

@@ -58,7 +58,15 @@ export function instructionsOf(build: Build, start: number, end: number): Decode
   let d = memo.get(start);
   if (d === undefined) {
     const list = decodeFunction(build, start, end);
-    d = list ? { list, shapes: Uint32Array.from(list, (x) => x.shape), exacts: Uint32Array.from(list, (x) => x.exact) } : null;
+    if (list) {
+      const shapes = new Uint32Array(list.length);
+      const exacts = new Uint32Array(list.length);
+      for (let i = 0; i < list.length; i++) {
+        shapes[i] = list[i]!.shape;
+        exacts[i] = list[i]!.exact;
+      }
+      d = { list, shapes, exacts };
+    } else d = null;
     memo.set(start, d);
   }
   return d ?? undefined;
@@ -99,24 +107,22 @@ function decodeFunction(build: Build, start: number, end: number): Instruction[]
     }
     const len = ins.length;
     let h = 0x811c9dc5;
-    const mix = (v: number) => {
-      h = Math.imul(h ^ v, 0x01000193);
-    };
     for (let i = 0; i < len; i++) {
-      if (inField(i, ins.relOff, ins.relSize) || inField(i, ins.ripOff, 4) || inField(i, ins.dispOff, ins.dispSize) || inField(i, ins.immOff, ins.immSize)) continue;
+      if ((ins.relOff >= 0 || ins.ripOff >= 0 || ins.dispOff >= 0 || ins.immOff >= 0) && (inField(i, ins.relOff, ins.relSize) || inField(i, ins.ripOff, 4) || inField(i, ins.dispOff, ins.dispSize) || inField(i, ins.immOff, ins.immSize))) continue;
       // The ModRM's mod bits say how long the displacement is: a field that moves past 0x7f changes them, not the operation.
-      mix(i === ins.modrmOff && ins.base >= 0 ? buf[p + i]! & 0x3f : buf[p + i]!);
+      h = Math.imul(h ^ (i === ins.modrmOff && ins.base >= 0 ? buf[p + i]! & 0x3f : buf[p + i]!), 0x01000193);
     }
-    mix(ins.immOff >= 0 ? 0x100 + ins.immSize : 0);
+    h = Math.imul(h ^ (ins.immOff >= 0 ? 0x100 + ins.immSize : 0), 0x01000193);
     let callee: string | undefined;
     if (ins.relOff >= 0) {
       const target = start + p + len + (ins.relSize === 1 ? buf.readInt8(p + ins.relOff) : buf.readInt32LE(p + ins.relOff));
       if (target < start || target >= end) {
-        callee = names.nameOf(target);
-        mix(hashString(callee));
-      } else mix(0x200);
+        // Targets are named as the code comparison names them (targets.ts), so moved code compares equal.
+        h = Math.imul(h ^ names.hashOf(target, start, end, false), 0x01000193);
+        if (ins.flow === Flow.Call) callee = names.nameOf(target);
+      } else h = Math.imul(h ^ 0x200, 0x01000193);
     }
-    if (ins.ripOff >= 0) mix(hashString(names.nameOf(start + p + len + buf.readInt32LE(p + ins.ripOff))));
+    if (ins.ripOff >= 0) h = Math.imul(h ^ names.hashOf(start + p + len + buf.readInt32LE(p + ins.ripOff), start, end, ins.lea), 0x01000193);
     const disp = ins.base < 0 ? undefined : ins.dispOff < 0 ? 0 : ins.dispSize === 1 ? buf.readInt8(p + ins.dispOff) : buf.readInt32LE(p + ins.dispOff);
     const imm = ins.immOff < 0 ? undefined : readImm(buf, p + ins.immOff, ins.immSize);
     const shape = h >>> 0;
@@ -167,11 +173,6 @@ function readImm(buf: Buffer, at: number, size: number): number {
   return buf[at]!; // enter's imm16+imm8 and other odd shapes: only equality matters
 }
 
-function hashString(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
-  return h >>> 0;
-}
 
 /** Index pairs (i in a, j in b) of aligned instructions, in order; `exact` marks those that are the same instruction. */
 export interface Alignment {

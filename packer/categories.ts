@@ -8,7 +8,7 @@
  */
 import type { CATEGORY_NAMES as REPORT_CATEGORY_NAMES, VERDICTS as REPORT_VERDICTS, Verdict } from '../patches/report.js';
 
-export const CATEGORY_NAMES = ['meta', 'api', 'code', 'init', 'ro', 'relro', 'data', 'tls', 'funcptrs'] as const satisfies typeof REPORT_CATEGORY_NAMES;
+export const CATEGORY_NAMES = ['meta', 'api', 'code', 'layout', 'init', 'ro', 'relro', 'data', 'tls', 'funcptrs'] as const satisfies typeof REPORT_CATEGORY_NAMES;
 
 const VERDICTS = ['unchanged', 'compatible', 'incompatible'] as const satisfies typeof REPORT_VERDICTS;
 

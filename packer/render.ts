@@ -12,7 +12,8 @@ export function renderReport(report: Report, title: string): string {
   const lines = [`${title}: ${report.verdict.toUpperCase()}`];
   for (const name of CATEGORY_NAMES) {
     const c = report.categories[name];
-    lines.push(`  ${name.padEnd(9)} ${c.verdict.padEnd(12)} ${c.summary}`);
+    // Bundles written before a category existed (format 1.0 has no layout check) say so rather than pass silently.
+    lines.push(c ? `  ${name.padEnd(9)} ${c.verdict.padEnd(12)} ${c.summary}` : `  ${name.padEnd(9)} ${'not checked'.padEnd(12)} the bundle predates this check; pack it again`);
   }
   const groups: Array<[Finding['severity'], string]> = [
     ['error', 'refused because'],
@@ -20,7 +21,7 @@ export function renderReport(report: Report, title: string): string {
     ['info', 'changes'],
   ];
   for (const [severity, heading] of groups) {
-    const found = CATEGORY_NAMES.flatMap((name) => report.categories[name].findings.filter((f) => f.severity === severity).map((f) => ({ name, f })));
+    const found = CATEGORY_NAMES.flatMap((name) => (report.categories[name]?.findings ?? []).filter((f) => f.severity === severity).map((f) => ({ name, f })));
     if (found.length === 0) continue;
     lines.push(`  ${heading}:`);
     for (const { name, f } of found) lines.push(`    ${name}: ${f.message} [${f.code}]`);
@@ -46,7 +47,7 @@ export function renderPack(s: PackSummary): string {
   const parts = [head, '', renderReport(f, 'update (old -> new)')];
   if (f.verdict !== 'incompatible') {
     // The reverse report is in the bundle (see --inspect); here only its verdict and what would stop a revert.
-    const errors = CATEGORY_NAMES.flatMap((n) => s.reverse.categories[n].findings.filter((x) => x.severity === 'error').map((x) => `    ${n}: ${x.message} [${x.code}]`));
+    const errors = CATEGORY_NAMES.flatMap((n) => (s.reverse.categories[n]?.findings ?? []).filter((x) => x.severity === 'error').map((x) => `    ${n}: ${x.message} [${x.code}]`));
     parts.push('', `revert (new -> old): ${s.reverse.verdict.toUpperCase()}`, ...errors);
     if (errors.length) parts.push('  ulp-trigger checks these against each process before it reverts');
   }

@@ -31,7 +31,7 @@ export const FindingSchema = z.object({
 });
 export type Finding = z.infer<typeof FindingSchema>;
 
-export const CATEGORY_NAMES = ['meta', 'api', 'code', 'init', 'ro', 'relro', 'data', 'tls', 'funcptrs'] as const;
+export const CATEGORY_NAMES = ['meta', 'api', 'code', 'layout', 'init', 'ro', 'relro', 'data', 'tls', 'funcptrs'] as const;
 export type CategoryName = (typeof CATEGORY_NAMES)[number];
 
 export const CategorySchema = z.object({
@@ -106,6 +106,17 @@ export type BuildSummary = z.infer<typeof BuildSummarySchema>;
 
 const SizeCountSchema = z.object({ count: z.number().int().nonnegative(), bytes: z.number().int().nonnegative() });
 
+const RangeSchema = z.object({ start: HexSchema, end: HexSchema });
+export const FunctionRangeSchema = RangeSchema.extend({ name: z.string().optional() });
+export const FunctionPairSchema = z.object({
+  name: z.string().optional(),
+  /** name: by symbol; content: unnamed, identical code (never listed: pairs are changed functions); position: unnamed, between unchanged neighbours. */
+  by: z.enum(['name', 'content', 'position']),
+  from: RangeSchema,
+  to: RangeSchema,
+});
+export type FunctionPairEntry = z.infer<typeof FunctionPairSchema>;
+
 export const FunctionChangesSchema = z.object({
   /** False when a build has no .symtab: changes are then counted, and named only for exports. */
   named: z.boolean(),
@@ -118,6 +129,14 @@ export const FunctionChangesSchema = z.object({
   to: SizeCountSchema,
   /** Stripped builds: functions without a name whose code matched none on the other side. */
   unnamedChanged: z.object({ from: SizeCountSchema, to: SizeCountSchema }).optional(),
+  /**
+   * Every changed function that has a counterpart, with its range in both
+   * builds (link-time vaddrs) and how it was paired (packer/code/match.ts):
+   * where the trigger redirects stale entries. Absent in bundles of format 1.0.
+   */
+  pairs: z.array(FunctionPairSchema).optional(),
+  /** Functions of the `from` build without a counterpart: reachable old code no redirect can cover. */
+  unpaired: z.array(FunctionRangeSchema).optional(),
 });
 export type FunctionChanges = z.infer<typeof FunctionChangesSchema>;
 
@@ -129,6 +148,8 @@ export const ReportSchema = z.object({
     meta: CategorySchema,
     api: CategorySchema,
     code: CategorySchema,
+    /** Absent in bundles of format 1.0 (written before the layout check existed). */
+    layout: CategorySchema.optional(),
     init: CategorySchema,
     ro: CategorySchema,
     relro: CategorySchema,

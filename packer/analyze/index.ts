@@ -10,6 +10,7 @@ import { analyzeCode } from './code.js';
 import { analyzeData } from './data.js';
 import { analyzeFuncptrs } from './funcptrs.js';
 import { analyzeInit } from './init.js';
+import { analyzeLayout } from './layout.js';
 import { analyzeMeta } from './meta.js';
 import { makePair } from './pair.js';
 import { analyzeRelro, analyzeRo } from './sections.js';
@@ -33,6 +34,8 @@ export function analyzePair(from: Build, to: Build, progress: ProgressFn = () =>
   const api = analyzeApi(pair);
   step('code');
   const code = analyzeCode(pair, (done, total) => step(`code ${done}/${total} functions`));
+  step('structure layouts');
+  const layout = analyzeLayout(pair, code.matching.pairs);
   step('constructors');
   const init = analyzeInit(pair);
   step('read-only data');
@@ -42,7 +45,7 @@ export function analyzePair(from: Build, to: Build, progress: ProgressFn = () =>
   const data = analyzeData(pair);
   const tls = analyzeTls(pair);
   const funcptrs = analyzeFuncptrs(data.sites, new Set(code.functions.changed));
-  const categories = { meta: meta.category, api: api.category, code: code.category, init, ro, relro, data: data.category, tls, funcptrs };
+  const categories = { meta: meta.category, api: api.category, code: code.category, layout, init, ro, relro, data: data.category, tls, funcptrs };
   return {
     verdict: worstVerdict(CATEGORY_NAMES.map((c) => categories[c].verdict)),
     from: summarize(from),

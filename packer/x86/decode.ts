@@ -34,10 +34,30 @@ export interface Insn {
   ripOff: number;
   /** True for LEA: the memory operand's address is taken, not its contents read. */
   lea: boolean;
+  /** True for multi-byte NOPs and prefetches (0F 1F, 0F 18, 0F 0D): the memory operand is never accessed. */
+  hint: boolean;
+  /**
+   * Offset of a memory operand's displacement (disp8 or disp32 off a base
+   * register, not RIP) inside the instruction, or -1. Structure field
+   * offsets show here (`mov 0x1d40(%rdi),%eax`): the layout check compares
+   * them between builds (packer/analyze/layout.ts).
+   */
+  dispOff: number;
+  /** 1 or 4 bytes. */
+  dispSize: number;
+  /** Offset of the ModRM byte inside the instruction, or -1 when the opcode has none. */
+  modrmOff: number;
+  /** The memory operand's base register (0 rax .. 15 r15), or -1 without one (RIP-relative, absolute, no memory operand). */
+  base: number;
+  /** The memory operand has an index register (an array element, not a field at a fixed offset). */
+  indexed: boolean;
+  /** Offset of the immediate inside the instruction, or -1; its size in bytes. */
+  immOff: number;
+  immSize: number;
 }
 
 export function newInsn(): Insn {
-  return { length: 0, flow: Flow.Seq, relOff: -1, relSize: 0, ripOff: -1, lea: false };
+  return { length: 0, flow: Flow.Seq, relOff: -1, relSize: 0, ripOff: -1, lea: false, hint: false, modrmOff: -1, dispOff: -1, dispSize: 0, base: -1, indexed: false, immOff: -1, immSize: 0 };
 }
 
 // Operand shape per opcode. M: has ModRM; immediates: B imm8, W imm16, Z imm16/32, V imm16/32/64.
@@ -121,6 +141,10 @@ export function decode(buf: Uint8Array, off: number, end: number, out: Insn): bo
   let opsize16 = false;
   let addr32 = false;
   let rexW = false;
+  /** REX.B (or VEX/EVEX's inverted B): the fourth bit of the ModRM rm / SIB base register. */
+  let rexB = 0;
+  /** REX.X (or VEX/EVEX's inverted X), as bit 4 so that it travels with REX.B (bit 3): with it, a SIB index of 100b is r12, not "no index". */
+  let rexX = 0;
   // Legacy prefixes, then at most one REX immediately before the opcode.
   for (;;) {
     if (p >= limit) return false;
@@ -134,6 +158,8 @@ export function decode(buf: Uint8Array, off: number, end: number, out: Insn): bo
   }
   if ((buf[p]! & 0xf0) === 0x40) {
     rexW = (buf[p]! & 8) !== 0;
+    rexB = (buf[p]! & 1) << 3;
+    rexX = (buf[p]! & 2) << 3;
     p++;
     if (p >= limit) return false;
   }
@@ -141,9 +167,17 @@ export function decode(buf: Uint8Array, off: number, end: number, out: Insn): bo
   out.relOff = -1;
   out.relSize = 0;
   out.ripOff = -1;
+  out.modrmOff = -1;
+  out.dispOff = -1;
+  out.dispSize = 0;
+  out.base = -1;
+  out.indexed = false;
+  out.immOff = -1;
+  out.immSize = 0;
 
   const op = buf[p++]!;
   out.lea = op === 0x8d;
+  out.hint = false;
   let shape: number;
   let map = 0; // 0: one-byte, 1: 0F, 2: 0F38, 3: 0F3A, 4+: VEX/EVEX (handled below)
   let opcode = op;
@@ -166,6 +200,7 @@ export function decode(buf: Uint8Array, off: number, end: number, out: Insn): bo
       shape = M | B; // 3DNow!: ModRM, then the real opcode as a trailing imm8
     } else {
       shape = TWO[opcode]!;
+      out.hint = opcode === 0x1f || opcode === 0x18 || opcode === 0x0d;
     }
   } else if (op === 0xc4 || op === 0xc5 || op === 0x62) {
     // VEX (C4 3-byte, C5 2-byte) and EVEX (62) are always such in 64-bit mode.
@@ -177,17 +212,21 @@ export function decode(buf: Uint8Array, off: number, end: number, out: Insn): bo
     } else if (op === 0xc4) {
       if (p + 2 >= limit) return false;
       vmap = buf[p]! & 0x1f;
+      rexB = (~buf[p]! & 0x20) >> 2;
+      rexX = (~buf[p]! & 0x40) >> 2;
       p += 2;
     } else {
       if (p + 3 >= limit) return false;
       vmap = buf[p]! & 0x07;
+      rexB = (~buf[p]! & 0x20) >> 2;
+      rexX = (~buf[p]! & 0x40) >> 2;
       p += 3;
     }
     if (vmap < 1 || vmap > 6 || vmap === 4) return false;
     opcode = buf[p++]!;
     if (op !== 0x62 && vmap === 1 && opcode === 0x77) return finish(out, p - off); // vzeroupper/vzeroall
     shape = M | (vmap === 3 || (vmap === 1 && vexMap1Imm(opcode)) ? B : 0);
-    return modrmAndImm(buf, p, limit, off, shape, false, false, out);
+    return modrmAndImm(buf, p, limit, off, shape, false, false, out, undefined, rexB | rexX);
   } else {
     shape = ONE[op]!;
   }
@@ -229,7 +268,7 @@ export function decode(buf: Uint8Array, off: number, end: number, out: Insn): bo
     }
     // E8/E9 take rel32 even with a 66 prefix in 64-bit mode.
     const immz = op === 0xe8 || op === 0xe9 ? 4 : undefined;
-    return modrmAndImm(buf, p, limit, off, shape, opsize16, rexW, out, immz);
+    return modrmAndImm(buf, p, limit, off, shape, opsize16, rexW, out, immz, rexB | rexX);
   }
 
   if (map === 1) {
@@ -241,7 +280,7 @@ export function decode(buf: Uint8Array, off: number, end: number, out: Insn): bo
     }
     if (opcode === 0x0b || opcode === 0xb9 || opcode === 0xff) out.flow = Flow.Stop;
   }
-  return modrmAndImm(buf, p, limit, off, shape, opsize16, rexW, out);
+  return modrmAndImm(buf, p, limit, off, shape, opsize16, rexW, out, undefined, rexB | rexX);
 }
 
 function setRel(out: Insn, at: number, size: number, flow: Flow): void {
@@ -255,30 +294,54 @@ function finish(out: Insn, length: number): boolean {
   return true;
 }
 
-function modrmAndImm(buf: Uint8Array, p: number, limit: number, off: number, shape: number, opsize16: boolean, rexW: boolean, out: Insn, immzOverride?: number): boolean {
+function modrmAndImm(buf: Uint8Array, p: number, limit: number, off: number, shape: number, opsize16: boolean, rexW: boolean, out: Insn, immzOverride: number | undefined, rex: number): boolean {
+  const rexB = rex & 8;
+  const rexX = rex & 16;
   if (shape & M) {
     if (p >= limit) return false;
+    out.modrmOff = p - off;
     const modrm = buf[p++]!;
     const mod = modrm >> 6;
     const rm = modrm & 7;
     if (mod !== 3) {
+      let base = rm;
       if (rm === 4) {
         if (p >= limit) return false;
         const sib = buf[p++]!;
-        if (mod === 0 && (sib & 7) === 5) p += 4;
+        base = sib & 7;
+        // An index of 100b without REX.X means none; with REX.X it is r12.
+        out.indexed = ((sib >> 3) & 7) !== 4 || rexX !== 0;
+        if (mod === 0 && base === 5) {
+          base = -1; // disp32 with no base: an absolute address
+          p += 4;
+        }
       } else if (mod === 0 && rm === 5) {
         out.ripOff = p - off;
+        base = -1;
         p += 4;
       }
-      if (mod === 1) p += 1;
-      else if (mod === 2) p += 4;
+      out.base = base < 0 ? -1 : base | rexB;
+      if (mod === 1) {
+        out.dispOff = p - off;
+        out.dispSize = 1;
+        p += 1;
+      } else if (mod === 2) {
+        out.dispOff = p - off;
+        out.dispSize = 4;
+        p += 4;
+      }
     }
   }
+  const imm = p;
   if (shape & B) p += 1;
   if (shape & W) p += 2;
   if (shape & Z) p += immzOverride ?? (opsize16 ? 2 : 4);
   if (shape & V) p += rexW ? 8 : opsize16 ? 2 : 4;
   if (p > limit) return false;
+  if (p > imm && out.relOff < 0) {
+    out.immOff = imm - off;
+    out.immSize = p - imm;
+  }
   out.length = p - off;
   return true;
 }

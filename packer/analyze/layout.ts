@@ -1,0 +1,249 @@
+/**
+ * layout: structures in the heap changed shape. ELF metadata cannot show a
+ * heap object's layout, but the code that uses it does: a field is a
+ * constant displacement off a base register (`mov 0x1d40(%rdi),%eax`), and
+ * a structure that grew shows as the same instruction reading another
+ * displacement in the other build (`mov 0x1d50(%rdi),%eax`). Objects the
+ * old build allocated live on after the switch and the new code would read
+ * and write them at the wrong places, so such an update is refused.
+ *
+ * Evidence is taken from matched functions whose code changed
+ * (code/match.ts), aligned instruction by instruction (code/align.ts):
+ *
+ *  - LAYOUT_FIELD_MOVED: an instruction of the same shape (same operation,
+ *    same registers, same targets) whose displacement off a base register
+ *    differs, with its neighbours aligned on both sides, so the logic
+ *    around the access did not change. Only accesses count: LEA computes
+ *    (`lea 0x1(%rbp),%eax` is x + 1), NOPs and prefetches touch nothing. Stack slots are ruled out (off %rsp,
+ *    or off %rbp in a function that sets up a frame pointer), and so are
+ *    RIP-relative operands (global data: the data rules' business).
+ *  - LAYOUT_SIZE_CHANGED: a size passed to an allocator (malloc, calloc,
+ *    realloc, or any function named like one) changed in otherwise aligned
+ *    code: a field added at the end of a structure moves no other field,
+ *    but an object the old build allocated is too small for the new code.
+ *
+ * One such access is enough to refuse: a single store at a new offset (as
+ * in libevent's bufferevent_private) corrupts every object that predates
+ * the switch. The report names each function and shift as the evidence.
+ */
+import type { Category } from '../../patches/index.js';
+import { align, instructionsOf, type Decoded, type Instruction } from '../code/align.js';
+import type { FunctionPair } from '../code/match.js';
+import type { Build, FunctionInfo } from '../model.js';
+import { Flow } from '../x86/decode.js';
+import { Findings, listText, plural } from './findings.js';
+import type { Pair } from './pair.js';
+
+export interface FieldShift {
+  function: string;
+  /** Offset of the instruction in the `from` build's function. */
+  at: number;
+  register: string;
+  from: number;
+  to: number;
+}
+
+export interface SizeShift {
+  function: string;
+  at: number;
+  callee: string;
+  from: number;
+  to: number;
+}
+
+export interface LayoutEvidence {
+  fields: FieldShift[];
+  sizes: SizeShift[];
+  /** Changed pairs compared, and those too different to align. */
+  compared: number;
+  unaligned: number;
+}
+
+const REGISTERS = ['rax', 'rcx', 'rdx', 'rbx', 'rsp', 'rbp', 'rsi', 'rdi', 'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15'];
+const RSP = 4;
+const RBP = 5;
+/** Aligned instructions needed on each side of an access for its context to count as unchanged. */
+const CONTEXT = 2;
+/** rdi and rsi: malloc(size), calloc(n, size), realloc(p, size) and wrappers that keep libc's argument order. */
+const SIZE_REGISTERS = new Set([7, 6]);
+/** How far before a call an allocation size may be loaded. */
+const SIZE_WINDOW = 6;
+/** Functions that take the size of what they allocate: libc's, and wrappers named like them (CRYPTO_zalloc, g_malloc, apr_palloc...). */
+const ALLOCATOR = /alloc|memalign/i;
+const NOT_ALLOCATOR = /dealloc|free/i;
+
+/**
+ * The evidence is a property of the pair of builds, found once: the reverse
+ * direction reads the same shifts the other way round (names and offsets
+ * from its own `from` build).
+ */
+const memo = new WeakMap<Build, WeakMap<Build, { evidence: LayoutEvidence; mirror: LayoutEvidence }>>();
+
+export function layoutEvidence(from: Build, to: Build, pairs: readonly FunctionPair[]): LayoutEvidence {
+  const known = memo.get(from)?.get(to);
+  if (known) return known.evidence;
+  const mirrored = memo.get(to)?.get(from);
+  if (mirrored) return mirrored.mirror;
+  const both = findEvidence(from, to, pairs);
+  let inner = memo.get(from);
+  if (!inner) memo.set(from, (inner = new WeakMap()));
+  inner.set(to, both);
+  return both.evidence;
+}
+
+function findEvidence(from: Build, to: Build, pairs: readonly FunctionPair[]): { evidence: LayoutEvidence; mirror: LayoutEvidence } {
+  const mirror: LayoutEvidence = { fields: [], sizes: [], compared: 0, unaligned: 0 };
+  const fields: FieldShift[] = [];
+  const sizes: SizeShift[] = [];
+  let compared = 0;
+  let unaligned = 0;
+  for (const p of pairs) {
+    if (p.same) continue;
+    const da = instructionsOf(from, p.a.start, p.a.end);
+    const db = instructionsOf(to, p.b.start, p.b.end);
+    if (!da || !db) continue;
+    compared++;
+    // Most changed functions access the same fields and allocate the same sizes as before: nothing to align.
+    if (sameEvidence(da, db)) continue;
+    const al = align(da, db);
+    const a = da.list;
+    const b = db.list;
+    if (!al) {
+      unaligned++;
+      continue;
+    }
+    const name = label(p.a);
+    const framed = usesFramePointer(a) && usesFramePointer(b);
+    const { pairs: at, exact } = al;
+    /**
+     * The aligned neighbour at distance k is adjacent on both sides and the same instruction, or
+     * shifted by the same `delta`, or (`anyImm`, around an allocation size) differs in an immediate
+     * only, such as the line number OpenSSL's allocators take.
+     */
+    const neighbourAgrees = (t: number, k: number, delta: number | undefined, anyImm = false): boolean => {
+      const u = t + k;
+      const ia = at[t]![0] + k;
+      const ib = at[t]![1] + k;
+      // Both functions begin or end there: a getter's whole body is its context.
+      if ((ia < 0 && ib < 0) || (ia >= a.length && ib >= b.length)) return true;
+      if (u < 0 || u >= at.length || at[u]![0] !== ia || at[u]![1] !== ib) return false;
+      if (exact[u]) return true;
+      const x = a[at[u]![0]]!;
+      const y = b[at[u]![1]]!;
+      if (anyImm && x.disp === y.disp) return true;
+      return delta !== undefined && x.imm === y.imm && x.disp !== undefined && y.disp! - x.disp === delta;
+    };
+    const inContext = (t: number, delta: number | undefined, anyImm = false) => {
+      for (let k = 1; k <= CONTEXT; k++) if (!neighbourAgrees(t, -k, delta, anyImm) || !neighbourAgrees(t, k, delta, anyImm)) return false;
+      return true;
+    };
+    // Offsets still read or written unchanged somewhere in the function are fields that did not move.
+    const kept = new Set<number>();
+    for (let t = 0; t < at.length; t++) {
+      const x = a[at[t]![0]]!;
+      if (exact[t] && x.access && isFieldBase(x.base, framed)) kept.add(x.disp!);
+    }
+    for (let t = 0; t < at.length; t++) {
+      if (exact[t]) continue;
+      const x = a[at[t]![0]]!;
+      const y = b[at[t]![1]]!;
+      if (x.access && x.disp !== y.disp && x.imm === y.imm && isFieldBase(x.base, framed) && !kept.has(x.disp!) && inContext(t, y.disp! - x.disp!)) {
+        fields.push({ function: name, at: x.offset, register: REGISTERS[x.base]!, from: x.disp!, to: y.disp! });
+        mirror.fields.push({ function: label(p.b), at: y.offset, register: REGISTERS[y.base]!, from: y.disp!, to: x.disp! });
+      }
+    }
+    // Allocation sizes: a size loaded into the first or second argument register just before an allocator call, all else equal.
+    for (let t = 0; t < at.length; t++) {
+      const call = a[at[t]![0]]!;
+      if (call.flow !== Flow.Call || call.callee === undefined || !exact[t] || !isAllocator(calleeName(call.callee))) continue;
+      for (let u = t - 1; u >= 0 && u >= t - SIZE_WINDOW; u--) {
+        if (at[u]![0] !== at[t]![0] - (t - u) || at[u]![1] !== at[t]![1] - (t - u)) break;
+        const sx = a[at[u]![0]]!;
+        const sy = b[at[u]![1]]!;
+        // The size reaches the call only along straight-line code.
+        if (sx.flow !== Flow.Seq && sx.flow !== Flow.Jcc) break;
+        if (exact[u] || !SIZE_REGISTERS.has(sx.immReg) || sx.imm === undefined || sy.imm === undefined || sx.imm <= 0 || sy.imm <= 0) continue;
+        if (inContext(u, undefined, true)) {
+          sizes.push({ function: name, at: sx.offset, callee: calleeName(call.callee), from: sx.imm, to: sy.imm });
+          mirror.sizes.push({ function: label(p.b), at: sy.offset, callee: calleeName(b[at[t]![1]]!.callee ?? call.callee), from: sy.imm, to: sx.imm });
+        }
+      }
+    }
+  }
+  return { evidence: { fields, sizes, compared, unaligned }, mirror: { ...mirror, compared, unaligned } };
+}
+
+/**
+ * Whether the two functions hold the same multiset of field accesses and of
+ * sizes loaded into argument registers (each as the whole instruction):
+ * then no alignment can pair an access with a shifted one, short of two
+ * fields trading places exactly.
+ */
+function sameEvidence(a: Decoded, b: Decoded): boolean {
+  const keys = (d: Decoded) => Uint32Array.from(d.list.filter((i) => (i.access && i.base !== RSP) || SIZE_REGISTERS.has(i.immReg)), (i) => i.exact).sort();
+  const x = keys(a);
+  const y = keys(b);
+  return x.length === y.length && x.every((v, i) => v === y[i]);
+}
+
+function isAllocator(name: string): boolean {
+  const bare = name.replace(/@.*$/, '');
+  return ALLOCATOR.test(bare) && !NOT_ALLOCATOR.test(bare);
+}
+
+function label(f: FunctionInfo): string {
+  return f.name ?? `0x${f.start.toString(16)}`;
+}
+
+/** `i:malloc@GLIBC_2.2.5` or `s:CRYPTO_zalloc+0`: the bare function name. */
+function calleeName(target: string): string {
+  return target.replace(/^[a-z]:/, '').replace(/\+0$/, '');
+}
+
+function isFieldBase(base: number, framed: boolean): boolean {
+  return base >= 0 && base !== RSP && !(base === RBP && framed);
+}
+
+/** `mov %rsp,%rbp` near the entry: %rbp then addresses the stack frame. */
+function usesFramePointer(code: readonly Instruction[]): boolean {
+  return code.slice(0, 8).some((i) => i.length === 3 && i.base < 0 && i.disp === undefined && FRAME_SETUP.has(i.shape));
+}
+
+/** Shapes of `mov %rsp,%rbp` in both encodings (48 89 e5, 48 8b ec), computed as align.ts hashes them. */
+const FRAME_SETUP = new Set([shapeOf([0x48, 0x89, 0xe5]), shapeOf([0x48, 0x8b, 0xec])]);
+
+function shapeOf(bytes: number[]): number {
+  let h = 0x811c9dc5;
+  for (const b of bytes) h = Math.imul(h ^ b, 0x01000193);
+  return Math.imul(h ^ 0, 0x01000193) >>> 0;
+}
+
+const hex = (v: number) => (v < 0 ? `-0x${(-v).toString(16)}` : `0x${v.toString(16)}`);
+
+export function analyzeLayout(pair: Pair, pairs: readonly FunctionPair[]): Category {
+  const { from, to } = pair;
+  const f = new Findings();
+  const e = layoutEvidence(from, to, pairs);
+  if (e.fields.length) {
+    const fns = [...new Set(e.fields.map((x) => x.function))];
+    const shown = e.fields.map((x) => `${x.function}: ${hex(x.from)}(%${x.register}) -> ${hex(x.to)}(%${x.register})`);
+    f.error(
+      'LAYOUT_FIELD_MOVED',
+      `a structure changed its layout: ${plural(fns.length, 'function')} access${fns.length === 1 ? 'es' : ''} the same field at another offset (${listText(shown, 6)}); objects the ${from.label} build allocated would be misread and corrupted by the ${to.label} code`,
+      fns,
+      { shifts: e.fields.slice(0, 500).map((x) => ({ ...x, at: hex(x.at), from: hex(x.from), to: hex(x.to) })) },
+    );
+  }
+  if (e.sizes.length) {
+    const fns = [...new Set(e.sizes.map((x) => x.function))];
+    const shown = e.sizes.map((x) => `${x.function}: ${x.callee}(${x.from}) -> ${x.callee}(${x.to})`);
+    f.error(
+      'LAYOUT_SIZE_CHANGED',
+      `an allocation changed size: ${listText(shown, 6)}; objects the ${from.label} build allocated would be too small or too large for the ${to.label} code`,
+      fns,
+      { sizes: e.sizes.slice(0, 500).map((x) => ({ ...x, at: hex(x.at) })) },
+    );
+  }
+  const summary = `${plural(e.compared, 'changed function')} compared${e.unaligned ? ` (${e.unaligned} too different to align)` : ''}; ${e.fields.length + e.sizes.length ? `${plural(e.fields.length, 'field access')} and ${plural(e.sizes.length, 'allocation size')} shifted` : 'no shifted field or allocation size'}`;
+  return f.category(summary);
+}

@@ -1,0 +1,282 @@
+/**
+ * Two versions of one function, instruction by instruction: each function
+ * is decoded into a list of instruction *shapes* (the bytes with every
+ * field that can vary without a change of logic left out: branch and
+ * RIP-relative displacements, memory displacements, immediates), and the two
+ * lists are aligned as a shortest edit script (Myers' O((n+m)·D) diff, fast
+ * when the functions differ in a few places, as security fixes do).
+ *
+ * The layout check (analyze/layout.ts) reads what differs between aligned
+ * instructions of the same shape; the function matcher (match.ts) uses the
+ * share of aligned instructions to confirm pairs it matched by position.
+ */
+import type { Build } from '../model.js';
+import { decode, Flow, newInsn } from '../x86/decode.js';
+import { targetsOf } from './targets.js';
+
+export interface Instruction {
+  /** Offset from the function start. */
+  offset: number;
+  length: number;
+  /** A 32-bit hash of the shape: equal shapes are the same operation on the same registers. */
+  shape: number;
+  /** The shape with the displacement and the immediate: equal means the same instruction. */
+  exact: number;
+  /** For `mov $imm, reg`: the register written (0..15), else -1. */
+  immReg: number;
+  flow: Flow;
+  /** The base register of a memory operand (0..15), -1 without one. */
+  base: number;
+  /** The memory operand is read or written (not an address computed by LEA, not a NOP's or a prefetch's). */
+  access: boolean;
+  indexed: boolean;
+  /** Signed displacement off `base` (0 when the encoding has none); undefined without a base. */
+  disp: number | undefined;
+  /** The immediate operand, sign-extended from its size (undefined without one). */
+  imm: number | undefined;
+  /** For a call or jump out of the function: the name of its target (targets.ts), else undefined. */
+  callee: string | undefined;
+}
+
+/** A decoded function, with its shapes and exact hashes as arrays for the diff. */
+export interface Decoded {
+  list: Instruction[];
+  shapes: Uint32Array;
+  exacts: Uint32Array;
+}
+
+/** Decoded functions are cached per build and start: both directions and every check share them. */
+const decoded = new WeakMap<Build, Map<number, Decoded | null>>();
+
+/**
+ * The instructions of [start, end), or undefined when some bytes do not
+ * decode (data in hand-written assembly): such functions are not aligned.
+ */
+export function instructionsOf(build: Build, start: number, end: number): Decoded | undefined {
+  let memo = decoded.get(build);
+  if (!memo) decoded.set(build, (memo = new Map()));
+  let d = memo.get(start);
+  if (d === undefined) {
+    const list = decodeFunction(build, start, end);
+    if (list) {
+      const shapes = new Uint32Array(list.length);
+      const exacts = new Uint32Array(list.length);
+      for (let i = 0; i < list.length; i++) {
+        shapes[i] = list[i]!.shape;
+        exacts[i] = list[i]!.exact;
+      }
+      d = { list, shapes, exacts };
+    } else d = null;
+    memo.set(start, d);
+  }
+  return d ?? undefined;
+}
+
+/**
+ * The share of instructions of the larger function that have a counterpart
+ * of the same shape in the other, counted as multisets: a cheap upper bound
+ * of the aligned share, enough to tell one function changed from two
+ * different functions.
+ */
+export function shapeOverlap(a: Decoded, b: Decoded): number {
+  const counts = new Map<number, number>();
+  for (const s of a.shapes) counts.set(s, (counts.get(s) ?? 0) + 1);
+  let common = 0;
+  for (const s of b.shapes) {
+    const n = counts.get(s);
+    if (n) {
+      common++;
+      counts.set(s, n - 1);
+    }
+  }
+  return common / Math.max(a.shapes.length, b.shapes.length, 1);
+}
+
+const ins = newInsn();
+
+function decodeFunction(build: Build, start: number, end: number): Instruction[] | undefined {
+  const buf = build.bytesAt(start, end - start);
+  const names = targetsOf(build);
+  const out: Instruction[] = [];
+  let p = 0;
+  while (p < buf.length) {
+    if (!decode(buf, p, buf.length, ins)) {
+      // Trailing padding that does not decode (zeros after the last ret) is not code.
+      if (buf.subarray(p).every((b) => b === 0 || b === 0xcc)) break;
+      return undefined;
+    }
+    const len = ins.length;
+    let h = 0x811c9dc5;
+    for (let i = 0; i < len; i++) {
+      if ((ins.relOff >= 0 || ins.ripOff >= 0 || ins.dispOff >= 0 || ins.immOff >= 0) && (inField(i, ins.relOff, ins.relSize) || inField(i, ins.ripOff, 4) || inField(i, ins.dispOff, ins.dispSize) || inField(i, ins.immOff, ins.immSize))) continue;
+      // The ModRM's mod bits say how long the displacement is: a field that moves past 0x7f changes them, not the operation.
+      h = Math.imul(h ^ (i === ins.modrmOff && ins.base >= 0 ? buf[p + i]! & 0x3f : buf[p + i]!), 0x01000193);
+    }
+    h = Math.imul(h ^ (ins.immOff >= 0 ? 0x100 + ins.immSize : 0), 0x01000193);
+    let callee: string | undefined;
+    if (ins.relOff >= 0) {
+      const target = start + p + len + (ins.relSize === 1 ? buf.readInt8(p + ins.relOff) : buf.readInt32LE(p + ins.relOff));
+      if (target < start || target >= end) {
+        // Targets are named as the code comparison names them (targets.ts), so moved code compares equal.
+        h = Math.imul(h ^ names.hashOf(target, start, end, false), 0x01000193);
+        if (ins.flow === Flow.Call) callee = names.nameOf(target);
+      } else h = Math.imul(h ^ 0x200, 0x01000193);
+    }
+    if (ins.ripOff >= 0) h = Math.imul(h ^ names.hashOf(start + p + len + buf.readInt32LE(p + ins.ripOff), start, end, ins.lea), 0x01000193);
+    const disp = ins.base < 0 ? undefined : ins.dispOff < 0 ? 0 : ins.dispSize === 1 ? buf.readInt8(p + ins.dispOff) : buf.readInt32LE(p + ins.dispOff);
+    const imm = ins.immOff < 0 ? undefined : readImm(buf, p + ins.immOff, ins.immSize);
+    const shape = h >>> 0;
+    out.push({
+      offset: p,
+      length: len,
+      shape,
+      exact: (Math.imul(Math.imul(shape ^ (disp ?? 0x5a5a5a5a), 0x01000193) ^ (imm ?? 0x3c3c3c3c), 0x01000193) ^ (imm !== undefined ? Math.floor(imm / 2 ** 32) : 0)) >>> 0,
+      immReg: ins.immOff >= 0 ? movImmRegister(buf, p, ins.modrmOff, ins.immOff) : -1,
+      flow: ins.flow,
+      base: ins.base,
+      access: ins.base >= 0 && !ins.lea && !ins.hint,
+      indexed: ins.indexed,
+      disp,
+      imm,
+      callee,
+    });
+    p += len;
+  }
+  return out;
+}
+
+/**
+ * The register `mov $imm, reg` writes (B8+r, or C7 /0 with a register
+ * operand), with REX.B; -1 for any other instruction. An allocation size
+ * is loaded this way into the argument registers.
+ */
+function movImmRegister(buf: Buffer, p: number, modrmOff: number, immOff: number): number {
+  const rexB = (at: number) => (at > p && (buf[at - 1]! & 0xf0) === 0x40 ? (buf[at - 1]! & 1) << 3 : 0);
+  if (modrmOff < 0) {
+    const op = p + immOff - 1;
+    return (buf[op]! & 0xf8) === 0xb8 ? (buf[op]! & 7) | rexB(op) : -1;
+  }
+  const op = p + modrmOff - 1;
+  const modrm = buf[op + 1]!;
+  return buf[op] === 0xc7 && modrm >> 6 === 3 && ((modrm >> 3) & 7) === 0 ? (modrm & 7) | rexB(op) : -1;
+}
+
+function inField(i: number, off: number, size: number): boolean {
+  return off >= 0 && i >= off && i < off + size;
+}
+
+function readImm(buf: Buffer, at: number, size: number): number {
+  if (size === 1) return buf.readInt8(at);
+  if (size === 2) return buf.readInt16LE(at);
+  if (size === 4) return buf.readInt32LE(at);
+  if (size === 8) return Number(buf.readBigInt64LE(at));
+  return buf[at]!; // enter's imm16+imm8 and other odd shapes: only equality matters
+}
+
+
+/** Index pairs (i in a, j in b) of aligned instructions, in order; `exact` marks those that are the same instruction. */
+export interface Alignment {
+  pairs: Array<[number, number]>;
+  exact: boolean[];
+}
+
+/**
+ * Aligns in two passes: identical instructions first (so that repeated
+ * code, such as a run of field copies the compiler reordered, is paired
+ * with its true counterpart), then, inside each gap between identical
+ * runs, instructions of the same shape. Undefined when the functions differ
+ * by more than `maxEdits` identical-instruction edits: too different to say
+ * anything about.
+ */
+export function align(da: Decoded, db: Decoded, maxEdits = 1000): Alignment | undefined {
+  const a = da.list;
+  const b = db.list;
+  const exactPairs = diff(da.exacts, db.exacts, 0, a.length, 0, b.length, maxEdits);
+  if (!exactPairs) return undefined;
+  const sa = da.shapes;
+  const sb = db.shapes;
+  const out: Alignment = { pairs: [], exact: [] };
+  let i = 0;
+  let j = 0;
+  const gap = (i1: number, j1: number) => {
+    if (i1 > i && j1 > j) {
+      for (const p of diff(sa, sb, i, i1, j, j1, maxEdits) ?? []) {
+        out.pairs.push(p);
+        out.exact.push(false);
+      }
+    }
+  };
+  for (const [x, y] of exactPairs) {
+    gap(x, y);
+    out.pairs.push([x, y]);
+    out.exact.push(true);
+    i = x + 1;
+    j = y + 1;
+  }
+  gap(a.length, b.length);
+  return out;
+}
+
+/** Longest common subsequence of a[a0..a1) and b[b0..b1): common prefix and suffix, then Myers' greedy diff. */
+function diff(a: Uint32Array, b: Uint32Array, a0: number, a1: number, b0: number, b1: number, maxEdits: number): Array<[number, number]> | undefined {
+  const out: Array<[number, number]> = [];
+  while (a0 < a1 && b0 < b1 && a[a0] === b[b0]) out.push([a0++, b0++]);
+  const tail: Array<[number, number]> = [];
+  while (a1 > a0 && b1 > b0 && a[a1 - 1] === b[b1 - 1]) tail.push([--a1, --b1]);
+  const middle = myers(a, b, a0, a1, b0, b1, maxEdits);
+  if (!middle) return undefined;
+  return [...out, ...middle, ...tail.reverse()];
+}
+
+function myers(a: Uint32Array, b: Uint32Array, a0: number, a1: number, b0: number, b1: number, maxEdits: number): Array<[number, number]> | undefined {
+  const n = a1 - a0;
+  const m = b1 - b0;
+  if (n === 0 || m === 0) return [];
+  const max = Math.min(n + m, maxEdits);
+  const offset = max + 1;
+  const v = new Int32Array(2 * max + 3);
+  const trace: Int32Array[] = [];
+  for (let d = 0; d <= max; d++) {
+    // Backtracking from step d reads only the diagonals step d-1 reached: keep those, not the whole array.
+    trace.push(v.slice(offset - d + 1, offset + d));
+    for (let k = -d; k <= d; k += 2) {
+      let x = k === -d || (k !== d && v[offset + k - 1]! < v[offset + k + 1]!) ? v[offset + k + 1]! : v[offset + k - 1]! + 1;
+      let y = x - k;
+      while (x < n && y < m && a[a0 + x] === b[b0 + y]) {
+        x++;
+        y++;
+      }
+      v[offset + k] = x;
+      if (x >= n && y >= m) return backtrack(trace, a0, b0, n, m, d);
+    }
+  }
+  return undefined;
+}
+
+function backtrack(trace: Int32Array[], a0: number, b0: number, n: number, m: number, dEnd: number): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  let x = n;
+  let y = m;
+  for (let d = dEnd; d > 0; d--) {
+    const v = trace[d]!;
+    // v[i] is diagonal i - (d - 1).
+    const at = (k: number) => v[k + d - 1]!;
+    const k = x - y;
+    const prevK = k === -d || (k !== d && at(k - 1) < at(k + 1)) ? k + 1 : k - 1;
+    const prevX = at(prevK);
+    const prevY = prevX - prevK;
+    while (x > prevX && y > prevY) {
+      x--;
+      y--;
+      out.push([a0 + x, b0 + y]);
+    }
+    x = prevX;
+    y = prevY;
+  }
+  while (x > 0 && y > 0) {
+    x--;
+    y--;
+    out.push([a0 + x, b0 + y]);
+  }
+  return out.reverse();
+}

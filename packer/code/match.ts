@@ -1,0 +1,191 @@
+/**
+ * Which function of one build is which function of the other. The code
+ * report, the layout check (analyze/layout.ts) and the trigger's entry
+ * redirects all need the same answer, so it is computed here once per pair
+ * of builds:
+ *
+ *  1. by name: every function when both builds have .symtab, else the
+ *     exported ones (the only names a stripped build keeps);
+ *  2. by content: the remaining functions with identical code (same.ts),
+ *     in place first, then by digest as a multiset;
+ *  3. by position (stripped builds): between two consecutive anchors (pairs
+ *     from 1 and 2, in the same order in both builds) the functions left
+ *     over on each side are the same functions, changed, when they come in
+ *     the same order and their instructions mostly align (align.ts); the
+ *     linker keeps a source file's functions in source order, so a fix
+ *     leaves its neighbours where they were.
+ */
+import type { Build, FunctionInfo } from '../model.js';
+import { instructionsOf, shapeOverlap } from './align.js';
+import { fingerprintOf, sameCode } from './same.js';
+
+export type MatchedBy = 'name' | 'content' | 'position';
+
+export interface FunctionPair {
+  a: FunctionInfo;
+  b: FunctionInfo;
+  /** The same code (same.ts); pairs by content always are, pairs by position never. */
+  same: boolean;
+  by: MatchedBy;
+}
+
+export interface Matching {
+  /** Both builds have .symtab: every function has a name. */
+  named: boolean;
+  pairs: FunctionPair[];
+  /** Functions of `from` without a counterpart (removed, or changed beyond recognition). */
+  onlyA: FunctionInfo[];
+  /** Functions of `to` without a counterpart. */
+  onlyB: FunctionInfo[];
+}
+
+/** Share of a function's instructions that must have a same-shaped counterpart for a pair by position... */
+const MIN_ALIGNED = 0.5;
+/** ...or, when it is the only function left between its two anchors on both sides, this share (small functions change a lot with one added check). */
+const MIN_ALIGNED_ALONE = 0.3;
+
+const memo = new WeakMap<Build, WeakMap<Build, Matching>>();
+
+export function matchFunctions(from: Build, to: Build): Matching {
+  let inner = memo.get(from);
+  if (!inner) memo.set(from, (inner = new WeakMap()));
+  let m = inner.get(to);
+  if (!m) {
+    const reverse = memo.get(to)?.get(from);
+    m = reverse ? flip(reverse) : computeMatching(from, to);
+    inner.set(to, m);
+  }
+  return m;
+}
+
+function flip(m: Matching): Matching {
+  return { named: m.named, pairs: m.pairs.map((p) => ({ ...p, a: p.b, b: p.a })), onlyA: m.onlyB, onlyB: m.onlyA };
+}
+
+function computeMatching(from: Build, to: Build): Matching {
+  const named = !from.stripped && !to.stripped;
+  const fa = from.functions();
+  const fb = to.functions();
+  const keep = named ? () => true : (f: FunctionInfo) => f.exported;
+  const na = byName(fa, keep);
+  const nb = byName(fb, keep);
+  const same = sameCode(from, to);
+
+  const pairs: FunctionPair[] = [];
+  const pairedA = new Set<FunctionInfo>();
+  const pairedB = new Set<FunctionInfo>();
+  const pair = (a: FunctionInfo, b: FunctionInfo, isSame: boolean, by: MatchedBy) => {
+    pairs.push({ a, b, same: isSame, by });
+    pairedA.add(a);
+    pairedB.add(b);
+  };
+  for (const [name, a] of na) {
+    const b = nb.get(name);
+    if (b) pair(a, b, same(a, b), 'name');
+  }
+  if (!named) {
+    // A name that exists on one side only is an added or removed export, never matched by content.
+    const unnamed = (fns: FunctionInfo[], names: Map<string, FunctionInfo>, paired: Set<FunctionInfo>) => fns.filter((x) => !paired.has(x) && (x.name === undefined || !names.has(x.name)));
+    const restA = unnamed(fa, na, pairedA);
+    const restB = unnamed(fb, nb, pairedB);
+    const bByStart = new Map(restB.map((x) => [x.start, x]));
+    const leftA: FunctionInfo[] = [];
+    for (const a of restA) {
+      const b = bByStart.get(a.start);
+      if (b && !pairedB.has(b) && same(a, b)) pair(a, b, true, 'content');
+      else leftA.push(a);
+    }
+    const pool = new Map<string, FunctionInfo[]>();
+    for (const b of restB) {
+      if (pairedB.has(b)) continue;
+      const fp = fingerprintOf(to, b);
+      const list = pool.get(fp);
+      if (list) list.push(b);
+      else pool.set(fp, [b]);
+    }
+    for (const a of leftA) {
+      const b = pool.get(fingerprintOf(from, a))?.shift();
+      if (b) pair(a, b, true, 'content');
+    }
+    matchByPosition(from, to, fa, fb, pairs, pairedA, pairedB, pair);
+  }
+  pairs.sort((x, y) => x.a.start - y.a.start);
+  return { named, pairs, onlyA: fa.filter((f) => !pairedA.has(f)), onlyB: fb.filter((f) => !pairedB.has(f)) };
+}
+
+function byName(fns: FunctionInfo[], keep: (f: FunctionInfo) => boolean): Map<string, FunctionInfo> {
+  const m = new Map<string, FunctionInfo>();
+  for (const f of fns) if (f.name !== undefined && keep(f) && !m.has(f.name)) m.set(f.name, f);
+  return m;
+}
+
+/**
+ * Step 3: anchors are the pairs so far that keep their order (the longest
+ * chain increasing in both builds); each gap between two anchors pairs its
+ * leftovers in order, when their code mostly aligns.
+ */
+function matchByPosition(
+  from: Build,
+  to: Build,
+  fa: FunctionInfo[],
+  fb: FunctionInfo[],
+  pairs: FunctionPair[],
+  pairedA: Set<FunctionInfo>,
+  pairedB: Set<FunctionInfo>,
+  pair: (a: FunctionInfo, b: FunctionInfo, same: boolean, by: MatchedBy) => void,
+): void {
+  const anchors = increasingChain([...pairs].sort((x, y) => x.a.start - y.a.start));
+  const indexA = new Map(fa.map((f, i) => [f, i]));
+  const indexB = new Map(fb.map((f, i) => [f, i]));
+  let prevA = -1;
+  let prevB = -1;
+  for (let k = 0; k <= anchors.length; k++) {
+    const nextA = k < anchors.length ? indexA.get(anchors[k]!.a)! : fa.length;
+    const nextB = k < anchors.length ? indexB.get(anchors[k]!.b)! : fb.length;
+    const gapA = fa.slice(prevA + 1, nextA).filter((f) => !pairedA.has(f));
+    const gapB = fb.slice(prevB + 1, nextB).filter((f) => !pairedB.has(f));
+    if (gapA.length > 0 && gapB.length > 0) {
+      // In order: each leftover of `from` takes the first leftover of `to`, after the last one taken, that aligns.
+      let j = 0;
+      for (const a of gapA) {
+        for (let t = j; t < gapB.length && t < j + 4; t++) {
+          if (similar(from, a, to, gapB[t]!, gapA.length === 1 && gapB.length === 1 ? MIN_ALIGNED_ALONE : MIN_ALIGNED)) {
+            pair(a, gapB[t]!, false, 'position');
+            j = t + 1;
+            break;
+          }
+        }
+      }
+    }
+    prevA = nextA;
+    prevB = nextB;
+  }
+}
+
+/** Whether two functions are one function changed: most instructions of the larger have a counterpart of the same shape. */
+function similar(from: Build, a: FunctionInfo, to: Build, b: FunctionInfo, threshold: number): boolean {
+  const x = instructionsOf(from, a.start, a.end);
+  const y = instructionsOf(to, b.start, b.end);
+  return x !== undefined && y !== undefined && shapeOverlap(x, y) >= threshold;
+}
+
+/** The longest subsequence of pairs (sorted by a.start) whose b.start increases too (patience sorting). */
+function increasingChain(sorted: FunctionPair[]): FunctionPair[] {
+  const tails: number[] = [];
+  const prev = new Int32Array(sorted.length).fill(-1);
+  for (let i = 0; i < sorted.length; i++) {
+    const v = sorted[i]!.b.start;
+    let lo = 0;
+    let hi = tails.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (sorted[tails[mid]!]!.b.start < v) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo > 0) prev[i] = tails[lo - 1]!;
+    tails[lo] = i;
+  }
+  const out: FunctionPair[] = [];
+  for (let i = tails.length ? tails[tails.length - 1]! : -1; i >= 0; i = prev[i]!) out.push(sorted[i]!);
+  return out.reverse();
+}

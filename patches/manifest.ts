@@ -12,7 +12,7 @@ import { canonicalJson } from './canonical-json.js';
 import { BuildIdSchema, ReportSchema, Sha256Schema, VerdictSchema, type Report } from './report.js';
 
 /** The format this code writes; it reads any 1.x. */
-export const FORMAT_VERSION = '1.0.0';
+export const FORMAT_VERSION = '1.1.0';
 const SUPPORTED_MAJOR = semver.major(FORMAT_VERSION);
 
 export const ENTRY_MANIFEST = 'ulp.json';

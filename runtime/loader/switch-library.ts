@@ -11,8 +11,9 @@ import { RemoteMemory } from '../memory.js';
 import type { PauseRecord } from '../pause.js';
 import { Session, type SessionOptions } from '../session.js';
 import { ElfCache } from './elf-cache.js';
-import { readLibraryState, regionOf, type LibraryState } from './library.js';
-import { parseMemfdPath, type Family, type ProcessObject, type Region } from './model.js';
+import { readLibraryState, type LibraryState } from './library.js';
+import { aliasable, ownRegion, regionOf } from './region.js';
+import { parseMemfdPath, type Family, type ProcessObject } from './model.js';
 import { planStage, type StagePlan } from './relocate.js';
 import { classifyPointer, collectCodePointerSites } from './code-pointers.js';
 import { classifySlot, collectSlots, ifuncResolvers } from './relink.js';
@@ -103,10 +104,6 @@ function ulpMappings(maps: readonly Mapping[]): string {
     .join('\n');
 }
 
-function sameRegion(a: Region | undefined, b: Region | undefined): boolean {
-  return a === b || (a !== undefined && b !== undefined && a.start === b.start && a.end === b.end);
-}
-
 /** Reads the process and checks that `target` can replace the live build here. */
 export function prepare(req: Omit<SwitchRequest, 'prepared'>, mem: RemoteMemory = new RemoteMemory(req.pid)): Prepared {
   const snap = takeSnapshot(req.pid, mem, req.elfCache);
@@ -118,8 +115,9 @@ export function prepare(req: Omit<SwitchRequest, 'prepared'>, mem: RemoteMemory 
   if (elf.buildId !== req.target.buildId) {
     throw new UlpError('TRIGGER_BUILD_MISMATCH', `the build in the bundle has build-id ${elf.buildId ?? 'none'}, the manifest says ${req.target.buildId}`, 'The bundle is inconsistent; rebuild it with ulp-pack.');
   }
+  // Where the region lies is each build's own business (it may have moved by whole pages); its size must match the shared pages'.
   const region = regionOf(elf, `the build ${req.target.buildId}`);
-  if (!sameRegion(region, state.region)) {
+  if (!aliasable(region, state.region)) {
     throw new UlpError('TRIGGER_LAYOUT_MISMATCH', `the writable data of ${req.soname} in process ${req.pid} is laid out differently from the build ${req.target.buildId}`, 'The process runs a build this bundle was not made for; check its build-id with --status.');
   }
   return { snap, state, elf, mapped: state.family.builds.find((b) => b.buildId === req.target.buildId) };
@@ -199,7 +197,8 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
   if (!mapped) planStage({ target: elf, targetBias: DRY_RUN_BIAS, family, from: state.live, scope, region, read });
   // The target's writable region, when the library's data is not shared yet and the target build exists
   // already: staged by an earlier run that was stopped before its switch. This switch shares the data.
-  const unsharedTarget = mapped && state.region && !state.aliased ? mapped.bias + state.region.start : undefined;
+  const mappedRegion = mapped ? ownRegion(mapped.elf) : undefined;
+  const unsharedTarget = mappedRegion && state.region && !state.aliased ? mapped!.bias + mappedRegion.start : undefined;
   if (unsharedTarget !== undefined && !snap.dataMappings.get(req.soname)?.some((m) => m.start === unsharedTarget)) {
     throw new UlpError('LOADER_ALIAS', `the build ${req.target.buildId.slice(0, 12)} mapped in process ${req.pid} has no shared data mapping to alias`, 'The process was left unchanged; report this with `ulp-trigger --status PID --json`.');
   }
@@ -226,7 +225,8 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
         elf,
         memfdName: req.target.memfdName,
         soname: req.soname,
-        region: state.region,
+        // The target's own region: the same size as the canonical one (prepare), possibly at another vaddr.
+        region: state.region ? regionOf(elf, `the build ${req.target.buildId}`) : undefined,
         aliasedCanonicalRegion: state.aliased && state.region ? family.canonical.bias + state.region.start : undefined,
       });
       try {

@@ -103,6 +103,7 @@ async function runsVersion(t: Target, mark: number, version: number, n = 4): Pro
     assert.equal(l.version, String(version), `round ${l.round} runs version ${l.version}`);
     assert.equal(l.handler, String(1 + 100 * version), `round ${l.round}: the function pointer in .data calls version ${version}'s handler`);
     assert.equal(l.label, 'note', `round ${l.round}: the RELRO pointer into the region finds the shared .data`);
+    assert.equal(l.pick, String(1 + 10 * version), `round ${l.round}: the local IFUNC's slot holds version ${version}'s choice`);
   }
   return ls;
 }
@@ -147,7 +148,7 @@ for (const relro of ['full', 'partial'] as Relro[]) {
       const ls = await linesAfter(t, mark, (l) => rounds(l, 'child').length >= 5 && rounds(l).length >= 8);
       const child = ls.find((l) => l.event === 'forked')!.child!;
       const kids = rounds(ls, 'child');
-      assert.ok(kids.every((k) => k.version === '2' && k.handler === '201' && k.label === 'note'), 'the child runs the live build');
+      assert.ok(kids.every((k) => k.version === '2' && k.handler === '201' && k.pick === '21' && k.label === 'note'), 'the child runs the live build');
       assertCounts(kids, 1000, 'child');
       assertCounts(rounds(ls), 1, 'parent after the fork');
       const [pi, ci] = [dataMappings(t.pid), dataMappings(Number(child))];

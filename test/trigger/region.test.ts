@@ -7,11 +7,13 @@
  * ulp-pack, checks of what the program prints and keeps in memory.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseElf, writableRegion } from '../../elf/index.js';
+import { decodeBundle, encodeBundle } from '../../patches/index.js';
 import { runCli, type Run } from '../helpers/cli.js';
+import { processState } from '../helpers/process-state.js';
 import { compile } from '../helpers/compile.js';
 import { startTarget, type Target } from '../helpers/target.js';
 
@@ -161,6 +163,27 @@ for (const relro of ['full', 'partial'] as Relro[]) {
       assertCounts(rounds(lines(t.output())), 1, 'parent over apply and revert');
       assertCounts(rounds(lines(t.output()), 'child'), 1000, 'child over the parent’s revert');
       assert.ok(t.alive());
+    });
+
+    it('refuses a bundle whose report was made for another region than its build has, and leaves the process as it was', async () => {
+      const fix = lab.pack(1, 2);
+      const b = decodeBundle(readFileSync(fix));
+      const m = structuredClone(b.manifest);
+      const w = m.forward.report.writable!;
+      w.to = { start: w.start, end: w.end }; // claims the new build's region did not move
+      const forged = `${fix}.forged.ulp`;
+      writeFileSync(forged, encodeBundle({ manifest: m, oldBuild: b.oldBuild, newBuild: b.newBuild }));
+      const t = lab.start(1);
+      await runsVersion(t, 0, 1, 2);
+      const before = processState(t.pid);
+      const r = runCli('ulp-trigger', [String(t.pid), forged, '--json']);
+      assert.equal(r.code, 2, r.stdout + r.stderr);
+      assert.equal(r.json.error.code, 'TRIGGER_LAYOUT_MISMATCH');
+      assert.match(r.json.error.message, /keeps its writable region at \[0x[0-9a-f]+, 0x[0-9a-f]+\), but the bundle's report was made for/);
+      const after = processState(t.pid);
+      assert.equal(after.maps, before.maps, 'mappings changed');
+      assert.deepEqual(after.slots, before.slots, 'a slot changed');
+      await runsVersion(t, t.output().length, 1, 2);
     });
 
     it('a process started on the moved build is reverted by staging the old build at its own region', async () => {

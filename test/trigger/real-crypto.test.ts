@@ -64,12 +64,19 @@ describe('ulp-trigger on a real update whose writable region moved: libcrypto 3.
     if (work) rmSync(work, { recursive: true, force: true });
   });
 
-  it('patches a hashing program by pid, which keeps hashing right on 3.0.22, then reverts it to 3.0.20', async () => {
-    const lib = join(work, 'lib');
+  /** A hashing program on its own copy of one build, from a private folder. */
+  function start(version: string, folder: string): Target {
+    const lib = join(work, folder);
     mkdirSync(lib);
-    copyFileSync(realBuild(dir!, REAL.ssl20, REAL_FILES.crypto), join(lib, REAL_FILES.crypto));
+    copyFileSync(realBuild(dir!, version, REAL_FILES.crypto), join(lib, REAL_FILES.crypto));
     const t = startTarget([exe], { LD_LIBRARY_PATH: lib });
     targets.push(t);
+    return t;
+  }
+
+  it('patches a hashing program by pid, which keeps hashing right on 3.0.22, then reverts it to 3.0.20', async () => {
+    const lib = join(work, 'lib');
+    const t = start(REAL.ssl20, 'lib');
     await hashes(t, 0, V20, 5);
     assert.ok(
       readFileSync(`/proc/${t.pid}/maps`, 'utf8').includes(join(lib, REAL_FILES.crypto)),
@@ -90,6 +97,16 @@ describe('ulp-trigger on a real update whose writable region moved: libcrypto 3.
     assert.equal(reverted.outcome, 'reverted');
     mark = t.output().length;
     await hashes(t, mark, V20);
+    assert.ok(t.alive());
+  });
+
+  it('reverts a program that started on 3.0.22 by staging 3.0.20, whose region lies two pages lower, and it keeps hashing right', async () => {
+    const t = start(REAL.ssl22, 'lib22');
+    await hashes(t, 0, V22, 5);
+    const r = ok(runCli('ulp-trigger', [String(t.pid), fix, '--revert', '--json'])).json;
+    assert.equal(r.outcome, 'reverted');
+    assert.equal(r.switch.staged, true);
+    await hashes(t, t.output().length, V20);
     assert.ok(t.alive());
   });
 });

@@ -4,6 +4,7 @@
  * direction, so the trigger's apply and revert share one code path.
  */
 import type { Bundle } from './bundle.js';
+import { parseHex } from './hex.js';
 import type { BuildEntry, Direction } from './manifest.js';
 
 export interface PatchStep {
@@ -19,4 +20,16 @@ export function patchStep(bundle: Bundle, which: 'forward' | 'reverse'): PatchSt
   return which === 'forward'
     ? { which, direction: bundle.manifest.forward, from: old, to: neu }
     : { which, direction: bundle.manifest.reverse, from: neu, to: old };
+}
+
+/**
+ * Where the step's report says the `to` build keeps its writable region
+ * (link-time vaddrs), or null when it has none. Bundles before format 1.1
+ * do not record it: their packer required it to equal the `from` build's.
+ */
+export function recordedToRegion(step: PatchStep): { start: bigint; end: bigint } | null {
+  const w = step.direction.report.writable;
+  if (!w) return null;
+  const r = w.to ?? w;
+  return { start: parseHex(r.start), end: parseHex(r.end) };
 }

@@ -75,9 +75,10 @@ export const SiteTargetSchema = z.object({
 export type SiteTarget = z.infer<typeof SiteTargetSchema>;
 
 /**
- * A relocation inside the writable region. Offsets and types are the same in
- * both builds (a compatibility rule); addends and targets may differ. `from`
- * is the build being replaced in this direction, `to` the one switched to.
+ * A relocation inside the writable region. Offsets from the region's start
+ * and types are the same in both builds (a compatibility rule); addends and
+ * targets may differ. `from` is the build being replaced in this direction,
+ * `to` the one switched to.
  */
 export const SiteSchema = z.object({
   offset: HexSchema,
@@ -163,14 +164,18 @@ export const ReportSchema = z.object({
   imports: z.object({ added: z.array(ImportRefSchema), removed: z.array(ImportRefSchema) }),
   needed: z.object({ added: z.array(z.string()), removed: z.array(z.string()) }),
   /**
-   * The page-aligned writable region that survives RELRO, [start, end), the
-   * same in both builds when the verdict is not incompatible; null when the
-   * object has none. `sites` are the relocations inside it.
+   * The page-aligned writable region that survives RELRO, [start, end), of
+   * the `from` build; null when the object has none. `to` is the `to`
+   * build's region (since format 1.1): the same size and layout when the
+   * verdict is not incompatible, possibly at another address (moved by whole
+   * pages); absent in older bundles, where it equals [start, end). `sites`
+   * are the relocations inside it (offsets: `from` build vaddrs).
    */
   writable: z
     .object({
       start: HexSchema,
       end: HexSchema,
+      to: z.object({ start: HexSchema, end: HexSchema }).optional(),
       sites: z.array(SiteSchema),
     })
     .nullable(),

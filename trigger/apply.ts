@@ -4,7 +4,7 @@
  * loader runtime switch. Returns a result for the report; throws UlpError.
  */
 import { UlpError } from '../common/errors.js';
-import { patchStep, type Bundle, type PatchStep } from '../patches/index.js';
+import { patchStep, recordedToRegion, type Bundle, type PatchStep } from '../patches/index.js';
 import { checkTarget } from '../runtime/index.js';
 import type { ElfCache } from '../runtime/loader/elf-cache.js';
 import { buildMemfdName } from '../runtime/loader/model.js';
@@ -70,7 +70,12 @@ export function runOne(pid: number, bundle: Bundle, opts: RunOptions): RunResult
   const request = {
     pid,
     soname,
-    target: { buildId: step.to.entry.buildId, bytes: step.to.bytes, memfdName: buildMemfdName(patchId, opts.which === 'forward' ? 'new' : 'old', soname, step.from.entry.buildId) },
+    target: {
+      buildId: step.to.entry.buildId,
+      bytes: step.to.bytes,
+      memfdName: buildMemfdName(patchId, opts.which === 'forward' ? 'new' : 'old', soname, step.from.entry.buildId),
+      region: recordedToRegion(step),
+    },
     ...(opts.progress ? { progress: opts.progress } : {}),
     ...(opts.session ? { session: opts.session } : {}),
     ...(opts.elfCache ? { elfCache: opts.elfCache } : {}),

@@ -2,7 +2,7 @@
  * Relocation sites inside the writable region, described for the trigger:
  * what each word holds once the loader has processed it, in each build.
  */
-import { RelocType, relocTypeName, symbolContaining, symbolIndex, type ElfSymbol, type Relocation } from '../../elf/index.js';
+import { RelocType, relocTypeName, symbolContaining, symbolIndex, type ElfSymbol, type Relocation, type WritableRegion } from '../../elf/index.js';
 import type { Site, SiteTarget } from '../../patches/index.js';
 import { hex } from '../../patches/hex.js';
 import type { Build } from '../model.js';
@@ -51,12 +51,16 @@ export function siteTarget(build: Build, r: Relocation): SiteTarget {
   return t;
 }
 
-/** Sites at the same offset with the same type in both builds (the only ones a compatible pair has). */
-export function matchedSites(from: Build, to: Build, start: number, end: number): Site[] {
-  const toAt = new Map(to.relocsIn(start, end).map((r) => [r.offset, r]));
+/**
+ * Sites at the same region offset with the same type in both builds (the
+ * only ones a compatible pair has). `offset` is the site in the `from`
+ * build; in the `to` build it lies as far from that build's region start.
+ */
+export function matchedSites(from: Build, to: Build, ra: WritableRegion, rb: WritableRegion): Site[] {
+  const toAt = new Map(to.relocsIn(Number(rb.start), Number(rb.end)).map((r) => [r.offset - rb.start, r]));
   const out: Site[] = [];
-  for (const a of from.relocsIn(start, end)) {
-    const b = toAt.get(a.offset);
+  for (const a of from.relocsIn(Number(ra.start), Number(ra.end))) {
+    const b = toAt.get(a.offset - ra.start);
     if (!b || b.type !== a.type) continue;
     const site: Site = {
       offset: hex(a.offset),

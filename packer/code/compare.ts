@@ -6,7 +6,7 @@
  *
  *  - a target inside the function: by its offset from the function start;
  *  - anything else: by its name (targets.ts): an import, a named function or
- *    object, an unnamed writable address;
+ *    object, unnamed writable data by its offset into the writable region;
  *  - unnamed read-only data (string literals, constant pools, switch tables):
  *    by content (targets.ts, roIdentity);
  *  - unnamed code (stripped builds): masked by the digest; handed to
@@ -111,7 +111,8 @@ export function compareCode(a: CodeRef, b: CodeRef, hooks: CompareHooks = {}): D
 function describe(name: string): string {
   if (name === 'c') return 'unnamed code';
   if (name.startsWith('l:')) return `+0x${Number(name.slice(2)).toString(16)}`;
-  if (name.startsWith('w:') || name.startsWith('u:')) return `0x${name.slice(2)}`;
+  if (name.startsWith('w:')) return `writable region+0x${name.slice(2)}`;
+  if (name.startsWith('u:')) return `0x${name.slice(2)}`;
   if (name.startsWith('s:')) return JSON.stringify(name.slice(2));
   if (name.startsWith('j:')) return 'a switch table';
   if (name.startsWith('b:')) return 'a constant';

@@ -16,7 +16,8 @@
  *    the stub jumps through;
  *  - read-only and RELRO data: the relocation at it, the bytes from it (at
  *    most 256: strings, switch tables) and the relocations in its first 32
- *    bytes (constants, arrays); writable data: nothing but the symbol.
+ *    bytes (constants, arrays); writable data: nothing but the symbol (and
+ *    the region's start, the same by the layout condition).
  * A relocation's name is read from its type, symbol and addend, and for a
  * RELATIVE one from the (shallow) name of the address it holds, so whether
  * relocations agree is decided first, recursively.

@@ -5,7 +5,10 @@
  *
  *   i:<symbol>      an import, reached through a PLT stub or a GOT slot
  *   s:<name>+<off>  inside a named function or object of this build
- *   w:<vaddr>       unnamed writable data (its address is fixed by the layout rules)
+ *   w:<offset>      unnamed writable data, by its offset from the start of the
+ *                   build's writable region: the region may sit at another
+ *                   address in the other build (moved by whole pages), the
+ *                   layout rules fix everything inside it
  *   c               unnamed code (stripped builds); compared by the caller
  *   r               unnamed read-only data; see roIdentity
  *   u:<vaddr>       outside every segment
@@ -84,10 +87,18 @@ function resolve(build: Build, t: Targets, vaddr: number, followRelocs: boolean)
     return named(build, vaddr) ?? 'c';
   }
   if (kind === 'none') return 'u:' + vaddr.toString(16);
-  if (kind === 'writable') return named(build, vaddr) ?? 'w:' + vaddr.toString(16);
+  if (kind === 'writable') return named(build, vaddr) ?? 'w:' + regionOffset(build, vaddr).toString(16);
   const r = followRelocs ? build.relocAt.get(vaddr) : undefined;
   if (r) return 'i:' + t.relocName(r);
   return named(build, vaddr) ?? 'r';
+}
+
+/** A writable address as an offset into the build's writable region (its vaddr when it lies outside, which no build of GNU ld has). */
+function regionOffset(build: Build, vaddr: number): number {
+  const r = build.writable;
+  if (!r) return vaddr;
+  const start = Number(r.start);
+  return vaddr >= start && vaddr < Number(r.end) ? vaddr - start : vaddr;
 }
 
 /** Name of what a relocated word will hold: a symbol, a TLS reference, or (RELATIVE) its target's name. */

@@ -14,6 +14,7 @@
  */
 import { RelocType, type ElfObject } from '../../elf/types.js';
 import { inCode, type Family, type ProcessObject, type Region } from './model.js';
+import { inRegion, ownRegion } from './region.js';
 
 export interface CodePointerSite {
   /** Runtime address of the word: in the canonical build's region, which every build maps. */
@@ -32,25 +33,30 @@ export type PointerState =
   | { kind: 'overwritten' };
 
 /**
- * Addends of the RELATIVE sites inside the region, by offset. A RELR site
- * keeps its addend in the file's bytes, which only a build parsed from its
- * file still has (in memory the word holds the shared, live value).
+ * Addends of the RELATIVE sites inside a build's own region, by offset from
+ * the region start (the region may lie at another vaddr in each build, laid
+ * out alike). A RELR site keeps its addend in the file's bytes, which only a
+ * build parsed from its file still has (in memory the word holds the
+ * shared, live value).
  */
-function relativeAddends(elf: ElfObject, region: Region): Map<bigint, bigint> {
+function relativeAddends(elf: ElfObject): Map<bigint, bigint> {
   const out = new Map<bigint, bigint>();
+  const region = ownRegion(elf);
+  if (!region) return out;
   for (const r of elf.relocations) {
-    if (r.type !== RelocType.RELATIVE || r.offset < region.start || r.offset >= region.end) continue;
-    if (r.table !== 'relr') out.set(r.offset, r.addend);
-    else if (elf.origin === 'file') out.set(r.offset, elf.readAt(r.offset, 8).readBigUInt64LE(0));
+    if (r.type !== RelocType.RELATIVE || !inRegion(region, r.offset)) continue;
+    const offset = r.offset - region.start;
+    if (r.table !== 'relr') out.set(offset, r.addend);
+    else if (elf.origin === 'file') out.set(offset, elf.readAt(r.offset, 8).readBigUInt64LE(0));
   }
   return out;
 }
 
-/** The RELATIVE sites of the region whose target-build value points into the target's code. */
+/** The RELATIVE sites of the region whose target-build value points into the target's code; `region` is the canonical build's. */
 export function collectCodePointerSites(family: Family, target: ProcessObject, region: Region): CodePointerSite[] {
-  const targetAddends = relativeAddends(target.elf, region);
+  const targetAddends = relativeAddends(target.elf);
   if (targetAddends.size === 0) return [];
-  const others = family.builds.filter((b) => b !== target).map((b) => ({ build: b, addends: relativeAddends(b.elf, region) }));
+  const others = family.builds.filter((b) => b !== target).map((b) => ({ build: b, addends: relativeAddends(b.elf) }));
   const sites: CodePointerSite[] = [];
   for (const [offset, addend] of targetAddends) {
     const targetValue = BigInt.asUintN(64, target.bias + addend);
@@ -62,7 +68,7 @@ export function collectCodePointerSites(family: Family, target: ProcessObject, r
       const value = BigInt.asUintN(64, o.build.bias + a);
       if (inCode(o.build, value)) loadTime.push({ build: o.build, value });
     }
-    if (loadTime.length > 0) sites.push({ addr: family.canonical.bias + offset, loadTime, targetValue });
+    if (loadTime.length > 0) sites.push({ addr: family.canonical.bias + region.start + offset, loadTime, targetValue });
   }
   return sites;
 }

@@ -4,17 +4,19 @@
  * what still refers to the others. No state file exists, so this cannot go
  * stale; `--status`, the apply/revert decision and the dry run all use it.
  */
-import { UlpError } from '../../common/errors.js';
-import { RelocType, writableRegions, type ElfObject } from '../../elf/index.js';
+import { RelocType, writableRegions } from '../../elf/index.js';
 import type { RemoteMemory } from '../memory.js';
 import { contains, inCode, type Family, type ProcessObject, type Region } from './model.js';
 import { collectSlots, countByBuild, type Slot } from './relink.js';
 import { readSlots } from './switch.js';
+import { regionOf } from './region.js';
+
+export { regionOf };
 import { familyOf, type Snapshot } from './snapshot.js';
 
 export interface LibraryState {
   family: Family;
-  /** The shared writable region (vaddrs), or undefined when nothing stays writable after RELRO. */
+  /** The canonical build's writable region (its vaddrs), or undefined when nothing stays writable after RELRO. Other builds have theirs at their own vaddrs (region.ts). */
   region: Region | undefined;
   /** True once the canonical build's writable region is a shared memfd mapping. */
   aliased: boolean;
@@ -85,23 +87,13 @@ export function stackedOn(lineage: Lineage, upper: string, lower: string): boole
 
 const EMPTY: Region = { start: 0n, end: 0n };
 
-/** The one writable region every build must share; refuses objects with several (never produced by GNU ld). */
-export function regionOf(elf: ElfObject, what: string): Region | undefined {
-  const regions = writableRegions(elf);
-  if (regions.length > 1) {
-    throw new UlpError('LOADER_LAYOUT', `${what} has ${regions.length} separate writable regions after RELRO`, 'Only objects with one writable segment can be aliased; see docs/LIMITATIONS.md.');
-  }
-  const r = regions[0];
-  return r ? { start: r.start, end: r.end } : undefined;
-}
-
 export function readLibraryState(snapshot: Snapshot, soname: string, mem: RemoteMemory): LibraryState | undefined {
   const family = familyOf(snapshot, soname);
   if (!family) return undefined;
   const region = regionOf(family.canonical.elf, soname);
   const slots = collectSlots(snapshot.objects, family, region ?? EMPTY);
   const values = readSlots(mem, slots);
-  const counts = countByBuild(slots, values, family, region ?? EMPTY);
+  const counts = countByBuild(slots, values, family);
   let live = family.canonical;
   for (const [b, n] of counts) if (n > (counts.get(live) ?? 0)) live = b;
   const aliased = region !== undefined && snapshot.maps.some((m) => m.shared && m.start === family.canonical.bias + region.start && snapshot.dataMappings.get(soname)?.includes(m));

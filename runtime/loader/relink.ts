@@ -10,6 +10,7 @@
 import { RelocType, SymType, type Relocation } from '../../elf/types.js';
 import { contains, inCode, type Family, type ProcessObject, type Region } from './model.js';
 import { lookupInScope, scopeOf, type SymbolRef } from './scope.js';
+import { inRegion, ownRegion, sharedAddress } from './region.js';
 
 export interface Slot {
   /** The object whose relocation this is. */
@@ -45,9 +46,10 @@ const irelativeRef = (offset: bigint): SymbolRef => ({ name: `(IRELATIVE at 0x${
  * Every slot in the process that may hold an address from the library:
  * symbol relocations whose symbol one of the family's builds defines. Sites
  * inside the shared writable region exist once, so they are taken from the
- * canonical build only; among them, under partial RELRO, the .got.plt
- * entries of the library's local IFUNCs (IRELATIVE), which every build's
- * code calls through.
+ * canonical build only (`region` is its region; every other build has its
+ * own, region.ts); among them, under partial RELRO, the .got.plt entries of
+ * the library's local IFUNCs (IRELATIVE), which every build's code calls
+ * through.
  */
 export function collectSlots(objects: readonly ProcessObject[], family: Family, region: Region): Slot[] {
   const exported = new Set<string>();
@@ -61,8 +63,8 @@ export function collectSlots(objects: readonly ProcessObject[], family: Family, 
         continue;
       }
       if (!SYMBOL_SLOTS.has(r.type) || !r.symbol || !exported.has(r.symbol.name)) continue;
-      const shared = r.offset >= region.start && r.offset < region.end;
-      if (isFamily && shared && owner !== family.canonical) continue;
+      // A build's sites in its own region are the canonical build's words, collected through the canonical build.
+      if (isFamily && owner !== family.canonical && inRegion(ownRegion(owner.elf), r.offset)) continue;
       slots.push({ owner, addr: owner.bias + r.offset, reloc: r, ref: { name: r.symbol.name, version: r.symbol.version } });
     }
   }
@@ -72,6 +74,7 @@ export function collectSlots(objects: readonly ProcessObject[], family: Family, 
 export interface ClassifyContext {
   family: Family;
   target: ProcessObject;
+  /** The canonical build's region; each other build's is its own (region.ts). */
   region: Region;
   /** ld.so's global scope (scope.ts globalScope); an object dlopen'ed RTLD_LOCAL adds its local group. */
   scope: readonly ProcessObject[];
@@ -96,8 +99,12 @@ export function ifuncResolvers(slots: readonly Slot[], target: ProcessObject): A
     const key = ifuncKey(s.ref);
     if (out.has(key)) continue;
     if (s.reloc.type === RelocType.IRELATIVE) {
-      // The same site in the target (the shared region is laid out alike in every build) names its resolver.
-      const r = target.elf.relocations.find((x) => x.type === RelocType.IRELATIVE && x.offset === s.reloc.offset);
+      // The same site in the target (the shared region is laid out alike in every build, each at its own vaddr) names its resolver.
+      const from = ownRegion(s.owner.elf);
+      const to = ownRegion(target.elf);
+      if (!from || !to) continue;
+      const offset = s.reloc.offset - from.start + to.start;
+      const r = target.elf.relocations.find((x) => x.type === RelocType.IRELATIVE && x.offset === offset);
       if (r) out.set(key, target.bias + r.addend);
       continue;
     }
@@ -129,17 +136,16 @@ function targetValue(slot: Slot, ctx: ClassifyContext, addend: bigint): bigint |
     const chosen = ctx.ifuncs?.get(ifuncKey(slot.ref));
     return chosen === undefined ? undefined : BigInt.asUintN(64, chosen + addend);
   }
-  return BigInt.asUintN(64, targetAddress(t.value, ctx.target, ctx.family, ctx.region) + addend);
+  return BigInt.asUintN(64, targetAddress(t.value, ctx.target, ctx.family) + addend);
 }
 
 /** What the slot holding `value` means, and what it should hold once `target` is live. */
 export function classifySlot(slot: Slot, value: bigint, ctx: ClassifyContext): SlotState {
-  const { family, target, region } = ctx;
+  const { family, target } = ctx;
   const addend = slot.reloc.type === RelocType.R64 ? slot.reloc.addend : 0n;
   const build = family.builds.find((b) => contains(b.span, value));
   if (build) {
-    const inRegion = (v: bigint) => v - build.bias >= region.start && v - build.bias < region.end;
-    if (inRegion(value)) return { kind: 'shared-data' };
+    if (inRegion(ownRegion(build.elf), value - build.bias)) return { kind: 'shared-data' };
     if (build === target) return { kind: 'target' };
     if (boundTo(slot, value, build, addend)) {
       const v = targetValue(slot, ctx, addend);
@@ -162,9 +168,9 @@ function lazy(slot: Slot, ctx: ClassifyContext): SlotState {
   return v === undefined ? { kind: 'missing', build: def.obj } : { kind: 'lazy', value: v };
 }
 
-/** Data in the shared region is addressed through the canonical build; everything else through the target. */
-function targetAddress(vaddr: bigint, target: ProcessObject, family: Family, region: Region): bigint {
-  return vaddr >= region.start && vaddr < region.end ? family.canonical.bias + vaddr : target.bias + vaddr;
+/** Data in the target's region is addressed through the canonical build's copy; everything else through the target. */
+function targetAddress(vaddr: bigint, target: ProcessObject, family: Family): bigint {
+  return sharedAddress(family, target.elf, vaddr) ?? target.bias + vaddr;
 }
 
 /**
@@ -172,20 +178,19 @@ function targetAddress(vaddr: bigint, target: ProcessObject, family: Family, reg
  * slot names, in that build), or undefined. This is what "live" means: the
  * build the process's slots point at.
  */
-export function slotBuild(slot: Slot, value: bigint, family: Family, region: Region): ProcessObject | undefined {
+export function slotBuild(slot: Slot, value: bigint, family: Family): ProcessObject | undefined {
   const build = family.builds.find((b) => contains(b.span, value));
   if (!build) return undefined;
-  const vaddr = value - build.bias;
-  if (vaddr >= region.start && vaddr < region.end) return undefined;
+  if (inRegion(ownRegion(build.elf), value - build.bias)) return undefined;
   const addend = slot.reloc.type === RelocType.R64 ? slot.reloc.addend : 0n;
   return boundTo(slot, value, build, addend) ? build : undefined;
 }
 
 /** How many slots point at each build; the live build is the one they point at. */
-export function countByBuild(slots: readonly Slot[], values: readonly bigint[], family: Family, region: Region): Map<ProcessObject, number> {
+export function countByBuild(slots: readonly Slot[], values: readonly bigint[], family: Family): Map<ProcessObject, number> {
   const counts = new Map<ProcessObject, number>();
   slots.forEach((slot, i) => {
-    const b = slotBuild(slot, values[i]!, family, region);
+    const b = slotBuild(slot, values[i]!, family);
     if (b) counts.set(b, (counts.get(b) ?? 0) + 1);
   });
   return counts;

@@ -14,6 +14,7 @@ import { imageSpan } from '../../elf/layout.js';
 import { RelocType, SymType, type ElfObject, type ElfSymbol, type Relocation } from '../../elf/types.js';
 import { contains, type Family, type ProcessObject, type ReadMemory, type Region } from './model.js';
 import { lookupInScope, scopeOf, type SymbolRef } from './scope.js';
+import { inRegion, ownRegion } from './region.js';
 
 export interface StageInput {
   /** The build to stage, parsed from its file. */
@@ -24,7 +25,7 @@ export interface StageInput {
   /** The build that is live now; its resolved relocations are inherited. */
   from: ProcessObject;
   scope: readonly ProcessObject[];
-  /** The writable region (vaddrs), identical in every build of the family. */
+  /** The canonical build's writable region (its vaddrs); the target's own may lie elsewhere, with the same size and layout (region.ts). */
   region: Region;
   read: ReadMemory;
 }
@@ -88,10 +89,12 @@ export function planStage(input: StageInput): StagePlan {
   const lookupScope = scopeOf(canonical, scope);
   const symbolic = target.dynamic?.symbolic ?? false;
   const plan: StagePlan = { writes: [], ifuncs: [], sharedSites: 0, newImports: [] };
-  const inRegion = (vaddr: bigint) => vaddr >= region.start && vaddr < region.end;
+  // The target's own region: its sites there are the shared words, and its data there lives in the canonical copy.
+  const targetRegion = ownRegion(target);
+  const inOwnRegion = (vaddr: bigint) => inRegion(targetRegion, vaddr);
 
-  /** Runtime address of a vaddr of the target: data in the shared region lives at its canonical address. */
-  const addrOf = (vaddr: bigint) => (inRegion(vaddr) ? canonical.bias + vaddr : targetBias + vaddr);
+  /** Runtime address of a vaddr of the target: data in its region lives in the canonical copy, at the same offset from the region start. */
+  const addrOf = (vaddr: bigint) => (targetRegion && inOwnRegion(vaddr) ? canonical.bias + region.start + (vaddr - targetRegion.start) : targetBias + vaddr);
 
   /** Where a symbol of this library lives once the target is live; undefined when the target lacks it. */
   const targetSymbol = (ref: SymbolRef) => {
@@ -114,7 +117,7 @@ export function planStage(input: StageInput): StagePlan {
   const familyBuildAt = (addr: bigint) => family.builds.find((b) => inSpan(b, addr));
 
   for (const r of target.relocations) {
-    if (inRegion(r.offset)) {
+    if (inOwnRegion(r.offset)) {
       plan.sharedSites++;
       continue;
     }

@@ -14,7 +14,9 @@
  *   - the writable region that survives RELRO mapped MAP_SHARED from the
  *     library's data memfd instead: created here the first time (and copied
  *     into at the switch), duplicated from the already aliased canonical
- *     region with mremap(old_size = 0) for every later build.
+ *     region with mremap(old_size = 0) for every later build. The build's
+ *     region need not lie at the canonical build's vaddr: the same pages
+ *     are mapped wherever this build's own region is (region.ts).
  */
 import { closeSync, writeSync } from 'node:fs';
 import { pageAlignDown, pageAlignUp, PF_R, PF_W, PF_X, type ElfObject } from '../../elf/index.js';
@@ -37,8 +39,9 @@ export interface StageRequest {
   /** memfd name, `ulp:<patch-id>[@<peer>]:<role>:<soname>` (model.ts). */
   memfdName: string;
   soname: string;
+  /** This build's own writable region (its vaddrs): the same size as the canonical build's, not necessarily at the same vaddr. */
   region: Region | undefined;
-  /** The canonical build's region, when it is already a shared mapping (a library switched before). */
+  /** Runtime address of the canonical build's region, when it is already a shared mapping (a library switched before). */
   aliasedCanonicalRegion: bigint | undefined;
 }
 

@@ -11,7 +11,8 @@ import { RemoteMemory } from '../memory.js';
 import type { PauseRecord } from '../pause.js';
 import { Session, type SessionOptions } from '../session.js';
 import { ElfCache } from './elf-cache.js';
-import { readLibraryState, regionOf, type LibraryState } from './library.js';
+import { readLibraryState, type LibraryState } from './library.js';
+import { aliasable, ownRegion, regionOf } from './region.js';
 import { parseMemfdPath, type Family, type ProcessObject, type Region } from './model.js';
 import { planStage, type StagePlan } from './relocate.js';
 import { classifyPointer, collectCodePointerSites } from './code-pointers.js';
@@ -27,8 +28,11 @@ import { emptyCounts, readSlots, relink, type PointerCounts, type SwitchResult }
 export interface SwitchRequest {
   pid: number;
   soname: string;
-  /** The build to make live: its bytes (staged only if the process does not have it mapped yet). */
-  target: { buildId: string; bytes: Buffer; memfdName: string };
+  /**
+   * The build to make live: its bytes (staged only if the process does not have it mapped yet), and
+   * where the bundle's report says it keeps its writable region (null: none; absent: not known).
+   */
+  target: { buildId: string; bytes: Buffer; memfdName: string; region?: Region | null };
   /** Plan everything, change nothing. */
   dryRun?: boolean;
   session?: SessionOptions;
@@ -79,6 +83,10 @@ const ms = (t0: number) => Math.round((performance.now() - t0) * 1000) / 1000;
 /** Where a dry run pretends to map the build: any canonical user-space address works for planning. */
 const DRY_RUN_BIAS = 0x7e0000000000n;
 
+function sameRegion(a: Region | undefined, b: Region | undefined): boolean {
+  return a === b || (a !== undefined && b !== undefined && a.start === b.start && a.end === b.end);
+}
+
 export function targetObject(elf: ElfObject, bias: bigint, memfdName: string): ProcessObject {
   const span = imageSpan(elf);
   const name = parseMemfdPath(`/memfd:${memfdName}`);
@@ -103,10 +111,6 @@ function ulpMappings(maps: readonly Mapping[]): string {
     .join('\n');
 }
 
-function sameRegion(a: Region | undefined, b: Region | undefined): boolean {
-  return a === b || (a !== undefined && b !== undefined && a.start === b.start && a.end === b.end);
-}
-
 /** Reads the process and checks that `target` can replace the live build here. */
 export function prepare(req: Omit<SwitchRequest, 'prepared'>, mem: RemoteMemory = new RemoteMemory(req.pid)): Prepared {
   const snap = takeSnapshot(req.pid, mem, req.elfCache);
@@ -118,8 +122,15 @@ export function prepare(req: Omit<SwitchRequest, 'prepared'>, mem: RemoteMemory 
   if (elf.buildId !== req.target.buildId) {
     throw new UlpError('TRIGGER_BUILD_MISMATCH', `the build in the bundle has build-id ${elf.buildId ?? 'none'}, the manifest says ${req.target.buildId}`, 'The bundle is inconsistent; rebuild it with ulp-pack.');
   }
+  // Where the region lies is each build's own business (it may have moved by whole pages); its size must match the shared pages'.
+  // That the layout inside it matches is the packer's verdict, made for the region the report records: the build must have it there.
   const region = regionOf(elf, `the build ${req.target.buildId}`);
-  if (!sameRegion(region, state.region)) {
+  const recorded = req.target.region;
+  if (recorded !== undefined && !sameRegion(region, recorded ?? undefined)) {
+    const text = (r: Region | undefined) => (r ? `[0x${r.start.toString(16)}, 0x${r.end.toString(16)})` : 'none');
+    throw new UlpError('TRIGGER_LAYOUT_MISMATCH', `the build ${req.target.buildId} keeps its writable region at ${text(region)}, but the bundle's report was made for ${text(recorded ?? undefined)}`, 'The bundle is inconsistent: it was edited or not made by ulp-pack; rebuild it.');
+  }
+  if (!aliasable(region, state.region)) {
     throw new UlpError('TRIGGER_LAYOUT_MISMATCH', `the writable data of ${req.soname} in process ${req.pid} is laid out differently from the build ${req.target.buildId}`, 'The process runs a build this bundle was not made for; check its build-id with --status.');
   }
   return { snap, state, elf, mapped: state.family.builds.find((b) => b.buildId === req.target.buildId) };
@@ -199,7 +210,8 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
   if (!mapped) planStage({ target: elf, targetBias: DRY_RUN_BIAS, family, from: state.live, scope, region, read });
   // The target's writable region, when the library's data is not shared yet and the target build exists
   // already: staged by an earlier run that was stopped before its switch. This switch shares the data.
-  const unsharedTarget = mapped && state.region && !state.aliased ? mapped.bias + state.region.start : undefined;
+  const mappedRegion = mapped ? ownRegion(mapped.elf) : undefined;
+  const unsharedTarget = mappedRegion && state.region && !state.aliased ? mapped!.bias + mappedRegion.start : undefined;
   if (unsharedTarget !== undefined && !snap.dataMappings.get(req.soname)?.some((m) => m.start === unsharedTarget)) {
     throw new UlpError('LOADER_ALIAS', `the build ${req.target.buildId.slice(0, 12)} mapped in process ${req.pid} has no shared data mapping to alias`, 'The process was left unchanged; report this with `ulp-trigger --status PID --json`.');
   }
@@ -226,7 +238,8 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
         elf,
         memfdName: req.target.memfdName,
         soname: req.soname,
-        region: state.region,
+        // The target's own region: the same size as the canonical one (prepare), possibly at another vaddr.
+        region: state.region ? regionOf(elf, `the build ${req.target.buildId}`) : undefined,
         aliasedCanonicalRegion: state.aliased && state.region ? family.canonical.bias + state.region.start : undefined,
       });
       try {

@@ -368,7 +368,7 @@ export async function interruptedSwitch(runner: Runner, rel: Reliable, direction
     const region = state.region ?? { start: 0n, end: 0n };
     const v1 = state.family.canonical;
     const ctx = { family: state.family, target: v1, region, scope: globalScope(snap.objects) };
-    const live = state.slots.map((s, i) => ({ s, v: state.values[i]! })).filter(({ s, v }) => slotBuild(s, v, state.family, region) === state.live);
+    const live = state.slots.map((s, i) => ({ s, v: state.values[i]! })).filter(({ s, v }) => slotBuild(s, v, state.family) === state.live);
     const rewind = live.filter((_, i) => i % 2 === 0);
     let rewound = 0;
     const s = Session.open(t.pid);

@@ -6,7 +6,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isUlpError } from '../../common/errors.js';
 import { parseElf } from '../../elf/index.js';
@@ -150,6 +150,36 @@ describe('elf: structure layouts from DWARF', function () {
     assert.deepEqual(
       offsets,
       only(ours, 'struct wide').members.map((m) => ({ name: m.name, offset: m.offset, size: m.size })),
+    );
+  });
+
+  it("the real Debian debug file of this machine's libc.so.6 (libc6-dbg): every structure size is pahole's", function () {
+    const id = parseElf(readFileSync('/lib/x86_64-linux-gnu/libc.so.6')).buildId!;
+    const debug = `/usr/lib/debug/.build-id/${id.slice(0, 2)}/${id.slice(2)}.debug`;
+    if (!existsSync(debug) || !hasTool('pahole')) {
+      console.log(`      SKIPPED: needs ${debug} (libc6-dbg) and pahole (dwarves)`);
+      this.skip();
+    }
+    const s = debugSectionsOfFile(readFileSync(debug))!;
+    assert.equal(s.buildId, id, 'the debug file belongs to this libc');
+    const ours = readStructLayouts(s);
+    const sizes = execFileSync('pahole', ['--sizes', debug], { encoding: 'utf8', maxBuffer: 1 << 26 }).trim().split('\n');
+    const wrong: string[] = [];
+    let compared = 0;
+    for (const line of sizes) {
+      const [name, size] = line.split('\t');
+      const mine = [`struct ${name}`, `union ${name}`, name!].map((c) => ours.byName.get(c)).find((v) => v !== undefined);
+      if (!mine) wrong.push(`${name}: missing`);
+      else if (!mine.some((x) => x.size === Number(size))) wrong.push(`${name}: pahole ${size}, ours ${mine.map((x) => x.size).join('/')}`);
+      compared++;
+    }
+    assert.deepEqual(wrong, []);
+    assert.ok(compared > 300, `${compared} structures compared`);
+    // A structure every glibc user knows, member by member.
+    const file = ours.byName.get('struct _IO_FILE')![0]!;
+    assert.deepEqual(
+      file.members.slice(0, 3).map((m) => [m.name, m.offset, m.size]),
+      [['_flags', 0, 4], ['_IO_read_ptr', 8, 8], ['_IO_read_end', 16, 8]],
     );
   });
 

@@ -7,7 +7,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { isUlpError } from '../../common/errors.js';
 import { parseElf } from '../../elf/index.js';
@@ -198,6 +198,22 @@ describe('packer: structure layouts from DWARF', function () {
       const found = structLayoutsOf(parseElf(readFileSync(old.stripped)), { debugDirs: [byName], buildPath: old.stripped })!;
       assert.equal(found.source, join(byName, 'libhandle.so.1.debug'));
       assert.ok(found.layouts.byName.has('struct h'));
+    });
+
+    it("this machine's stripped libc.so.6 finds its Debian debug file by build-id under /usr/lib/debug", function () {
+      const libc = '/lib/x86_64-linux-gnu/libc.so.6';
+      const obj = parseElf(readFileSync(libc));
+      const id = obj.buildId!;
+      const expected = `/usr/lib/debug/.build-id/${id.slice(0, 2)}/${id.slice(2)}.debug`;
+      if (!existsSync(expected)) {
+        console.log(`      SKIPPED: no ${expected} (libc6-dbg is not installed)`);
+        this.skip();
+      }
+      assert.equal(structLayoutsOf(obj, { buildPath: libc }), undefined, 'the library itself carries no DWARF');
+      const found = structLayoutsOf(obj, { debugDirs: ['/usr/lib/debug'], buildPath: libc })!;
+      assert.equal(found.source, expected);
+      assert.ok(found.layouts.byName.has('struct _IO_FILE'));
+      assert.deepEqual(compareStructLayouts(found.layouts, found.layouts), []);
     });
 
     it('a debug file of another build is never used, even where this build would look', () => {

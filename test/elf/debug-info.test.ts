@@ -118,6 +118,28 @@ describe('elf: structure layouts from DWARF', function () {
     assert.equal(only(layoutsOf(shapes('-gdwarf-5')), 'anon_t').kind, 'struct');
   });
 
+  it('C++: namespaces, nested classes, templates and base classes, against what g++ says', () => {
+    const flags = ['-O2', '-Wno-invalid-offsetof'];
+    const lib = compile({ sources: ['layouts/classes.cpp'], out: 'libclasses.so', flags: ['-shared', '-fPIC', '-g', ...flags], libs: ['-lstdc++'] });
+    const exe = compile({ sources: ['layouts/classes-truth.cpp'], out: 'classes-truth', flags: [`-I${join(FIXTURES, 'layouts')}`, ...flags], libs: ['-lstdc++'] });
+    const l = layoutsOf(lib);
+    const lines = execFileSync(exe, { encoding: 'utf8' }).trim().split('\n').map((x) => JSON.parse(x) as Truth);
+    for (const t of lines) {
+      const s = only(l, t.struct.replace(/ /g, ''));
+      if (t.member === undefined) assert.equal(s.size, t.size, `sizeof(${t.struct})`);
+      else {
+        const m = s.members.find((x) => x.name === t.member);
+        assert.ok(m, `${t.struct}::${t.member}`);
+        assert.deepEqual([m.offset, m.size], [t.offset, t.size], `${t.struct}::${t.member}`);
+      }
+    }
+    const derived = only(l, 'ns::Derived');
+    assert.equal(derived.kind, 'class');
+    assert.deepEqual(derived.members.slice(0, 2).map((m) => [m.name, m.offset]), [['<base ns::Base>', 0], ['<base ns::Empty>', 0]]);
+    assert.ok(!derived.members.some((m) => m.name === 'counter'), 'a static member has no place in the object');
+    assert.equal(only(l, 'ns::Base').members[0]!.name, '_vptr.Base');
+  });
+
   it('agrees with pahole on the size of every structure of a real library built with -g', function () {
     if (!hasTool('pahole')) {
       console.log('      SKIPPED: pahole is not installed (apt-get install dwarves)');

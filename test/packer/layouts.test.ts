@@ -175,6 +175,9 @@ describe('packer: structure layouts from DWARF', function () {
       assert.equal(analyzeLayoutsFromDwarf(makePair(build('old', handle('base', [])), build('new', handle('end')))), undefined);
       assert.equal(analyzeLayoutsFromDwarf(makePair(build('old', handle('base')), build('new', handle('end', [])))), undefined);
       assert.equal(layoutsFrom(libfix({})), undefined);
+      // -g1 keeps line tables and functions but no types: nothing to decide with.
+      assert.equal(layoutsFrom(handle('base', ['-g1'])), undefined);
+      assert.equal(analyzeLayoutsFromDwarf(makePair(build('old', handle('base', ['-g1'])), build('new', handle('end')))), undefined);
     });
 
     it('separate debug files under --debug-dir: by build-id (plain and zlib-compressed) and by file name', () => {

@@ -11,8 +11,8 @@
  * Abbrev.fixed). dwz output is read: partial units, DW_TAG_imported_unit and
  * the supplementary (.gnu_debugaltlink) file when the caller supplies it.
  * Compressed sections (SHF_COMPRESSED with zlib, or the older .zdebug_*) are
- * inflated. Type units (DW_FORM_ref_sig8) are not followed: a member whose
- * type lives in one keeps its offset but has no type name or size.
+ * inflated. Type units (.debug_types, DW_UT_type) are read and
+ * DW_FORM_ref_sig8 references followed to them.
  */
 import { inflateSync } from 'node:zlib';
 import { UlpError } from '../common/errors.js';
@@ -64,6 +64,8 @@ export interface StructLayouts {
 /** The sections the reader needs, decompressed. */
 export interface DebugSections {
   info: Buffer;
+  /** DWARF 4 type units (-fdebug-types-section). */
+  types?: Buffer;
   abbrev: Buffer;
   str?: Buffer;
   lineStr?: Buffer;
@@ -160,6 +162,8 @@ function debugSectionsFrom(buf: Buffer, sections: SectionHeader[]): DebugSection
   if (str) out.str = str;
   const lineStr = opt('line_str');
   if (lineStr) out.lineStr = lineStr;
+  const types = opt('types');
+  if (types) out.types = types;
   const strOffsets = opt('str_offsets');
   if (strOffsets) out.strOffsets = strOffsets;
   const alt = sections.find((s) => s.name === '.gnu_debugaltlink');
@@ -225,6 +229,7 @@ const AT = {
   type: 0x49,
   import: 0x18,
   strOffsetsBase: 0x72,
+  signature: 0x69,
   dataBitOffset: 0x6b,
 } as const;
 
@@ -326,6 +331,7 @@ const WANTED = new Set<number>([
   AT.import,
   AT.strOffsetsBase,
   AT.dataBitOffset,
+  AT.signature,
 ]);
 
 interface Abbrev {
@@ -360,15 +366,25 @@ class Die {
   count: number | undefined = undefined;
   /** Qualified name prefix (C++ namespaces and enclosing classes). */
   scope: string | undefined = undefined;
+  /** A declaration standing for a type defined in a type unit (DW_AT_signature): that type's placeholder offset. */
+  signature: number | undefined = undefined;
   constructor(readonly tag: number) {}
 }
 
 /** Offsets in the supplementary file are kept apart from the main file's by this base. */
 const ALT = 2 ** 40;
+/** .debug_types (DWARF 4 type units) offsets start here. */
+const TYPES = 2 ** 41;
+/** A DW_FORM_ref_sig8 reference becomes SIG + the signature's index until the type units are all read. */
+const SIG = 2 ** 42;
 
 interface Unit {
   /** Where the unit's header starts. */
   offset: number;
+  /** In the dwz supplementary file. */
+  alt: boolean;
+  /** A type unit (DWARF 4 .debug_types, or DWARF 5 DW_UT_type). */
+  typeUnit: boolean;
   /** Where its first DIE starts: what DW_AT_import of an imported unit refers to. */
   die: number;
   name: string;
@@ -379,6 +395,8 @@ interface Unit {
 
 interface FileCtx {
   s: DebugSections;
+  /** This is the dwz supplementary file. */
+  isAlt: boolean;
   base: number;
   altBase: number | undefined;
   altStr: Buffer | undefined;
@@ -391,6 +409,9 @@ class Reader {
   readonly typedefOf = new Map<number, string>();
   readonly units: Unit[] = [];
   readonly versions = new Set<number>();
+  /** Type-unit signatures: the placeholder index of each, and the global offset of the type it defines. */
+  private readonly sigIndex = new Map<bigint, number>();
+  private readonly sigTarget = new Map<bigint, number>();
   private readonly abbrevCache = new Map<string, Abbrev[]>();
 
   private buf!: Buffer;
@@ -403,9 +424,40 @@ class Reader {
   read(ctx: FileCtx): void {
     const info = ctx.s.info;
     let at = 0;
-    while (at < info.length) {
-      at = this.unit(ctx, at);
+    while (at < info.length) at = this.unit(ctx, info, at, false);
+    const types = ctx.s.types;
+    if (types) {
+      const tctx = { ...ctx, base: ctx.base + TYPES };
+      at = 0;
+      while (at < types.length) at = this.unit(tctx, types, at, true);
     }
+  }
+
+  /**
+   * Makes every DW_FORM_ref_sig8 placeholder stand for the DIE of the type
+   * unit it designates, and moves typedef names given through a placeholder
+   * or a DW_AT_signature declaration onto that DIE.
+   */
+  linkSignatures(): void {
+    const targets: Array<number | undefined> = [];
+    for (const [sig, idx] of this.sigIndex) {
+      const target = this.sigTarget.get(sig);
+      const d = target === undefined ? undefined : this.dies.get(target);
+      if (!d) continue;
+      targets[idx] = target;
+      this.dies.set(SIG + idx, d);
+    }
+    for (const [off, name] of [...this.typedefOf]) {
+      const sig = off >= SIG ? off : this.dies.get(off)?.signature;
+      const target = sig === undefined ? undefined : targets[sig - SIG];
+      if (target !== undefined && !this.typedefOf.has(target)) this.typedefOf.set(target, name);
+    }
+  }
+
+  private signature(sig: bigint): number {
+    let idx = this.sigIndex.get(sig);
+    if (idx === undefined) this.sigIndex.set(sig, (idx = this.sigIndex.size));
+    return SIG + idx;
   }
 
   private fail(detail: string, at = this.pos): never {
@@ -720,6 +772,12 @@ class Reader {
         this.pos = end;
         return v;
       }
+      case F.refSig8: {
+        if (this.pos + 8 > this.buf.length) this.fail('runs past the end of its unit');
+        const sig = this.buf.readBigUInt64LE(this.pos);
+        this.pos += 8;
+        return this.signature(sig);
+      }
       case F.indirect:
         return this.value(ctx, this.uleb(), implicit, unitOffset);
       default:
@@ -728,9 +786,8 @@ class Reader {
     }
   }
 
-  /** Reads the unit at `start` of .debug_info; returns where the next one begins. */
-  private unit(ctx: FileCtx, start: number): number {
-    const info = ctx.s.info;
+  /** Reads the unit at `start` of .debug_info (or .debug_types); returns where the next one begins. */
+  private unit(ctx: FileCtx, info: Buffer, start: number, typesSection: boolean): number {
     this.buf = info;
     this.pos = start;
     if (start + 4 > info.length) this.fail('ends inside a unit header', start);
@@ -752,29 +809,39 @@ class Reader {
     if (this.version < 2 || this.version > 5) throw unsupported(`the unit at ${start} of .debug_info is DWARF version ${this.version}; versions 2 to 5 are read`, { offset: start });
     this.versions.add(this.version);
     let abbrevOffset: number;
-    let unitType = 1;
+    let typeUnit = typesSection;
+    const typeHeader = () => {
+      if (this.pos + 8 > this.buf.length) this.fail('ends inside a unit header', start);
+      const sig = this.buf.readBigUInt64LE(this.pos);
+      this.pos += 8;
+      const typeOffset = this.fixed(this.offsetSize);
+      if (!this.sigTarget.has(sig)) this.sigTarget.set(sig, ctx.base + start + typeOffset);
+    };
     if (this.version === 5) {
-      unitType = this.u8();
+      const unitType = this.u8();
       this.addrSize = this.u8();
       abbrevOffset = this.fixed(this.offsetSize);
-      if (unitType === 2 || unitType === 6) this.pos += 8 + this.offsetSize; // type units: signature, type offset
-      else if (unitType === 4 || unitType === 5) this.pos += 8; // skeleton, split compile: dwo id
+      if (unitType === 2 || unitType === 6) {
+        typeUnit = true;
+        typeHeader();
+      } else if (unitType === 4 || unitType === 5) this.pos += 8; // skeleton, split compile: dwo id
     } else {
       abbrevOffset = this.fixed(this.offsetSize);
       this.addrSize = this.u8();
+      if (typesSection) typeHeader();
     }
     if (this.addrSize !== 4 && this.addrSize !== 8) this.fail(`address size ${this.addrSize} is impossible`, start);
     if (abbrevOffset >= ctx.s.abbrev.length) this.fail(`abbreviation offset ${abbrevOffset} is outside .debug_abbrev`, start);
     const table = this.abbrevs(ctx, abbrevOffset);
     this.strOffsetsBase = 8;
-    this.dies1(ctx, table, start);
+    this.dies1(ctx, table, start, typeUnit);
     this.buf = outer;
     return end;
   }
 
   /** Walks the DIEs of one unit. */
-  private dies1(ctx: FileCtx, table: Abbrev[], unitOffset: number): void {
-    const unit: Unit = { offset: ctx.base + unitOffset, die: ctx.base + this.pos, name: '', partial: false, imports: [], structs: [] };
+  private dies1(ctx: FileCtx, table: Abbrev[], unitOffset: number, typeUnit: boolean): void {
+    const unit: Unit = { offset: ctx.base + unitOffset, alt: ctx.isAlt, typeUnit, die: ctx.base + this.pos, name: '', partial: false, imports: [], structs: [] };
     let cpp = false;
     // Per depth: the record DIEs become children of (struct members, array subranges), and the scope prefix.
     const parents: Array<Die | undefined> = [];
@@ -863,6 +930,9 @@ class Reader {
           case AT.import:
             if (typeof v === 'number') unit.imports.push(v);
             break;
+          case AT.signature:
+            if (typeof v === 'number') die.signature = v;
+            break;
           case AT.strOffsetsBase:
             if (typeof v === 'number') this.strOffsetsBase = v;
             break;
@@ -914,9 +984,22 @@ class Layouts {
 
   constructor(private readonly r: Reader) {}
 
+  /** The DIE at `off`; a declaration that names a type unit's type stands for that type. */
+  private die(off: number | undefined): Die | undefined {
+    if (off === undefined) return undefined;
+    const d = this.r.dies.get(off);
+    return d?.signature !== undefined ? (this.r.dies.get(d.signature) ?? d) : d;
+  }
+
+  /** The offset a type reference finally designates (through a DW_AT_signature declaration). */
+  private target(off: number | undefined): number | undefined {
+    const d = off === undefined ? undefined : this.r.dies.get(off);
+    return d?.signature !== undefined && this.r.dies.has(d.signature) ? d.signature : off;
+  }
+
   private strip(off: number | undefined): Die | undefined {
     for (let i = 0; i < 64 && off !== undefined; i++) {
-      const d = this.r.dies.get(off);
+      const d = this.die(off);
       if (!d) return undefined;
       if (d.tag !== TAG.typedef && d.tag !== TAG.const && d.tag !== TAG.volatile && d.tag !== TAG.atomic && d.tag !== TAG.restrict && d.tag !== TAG.immutable) return d;
       off = d.type;
@@ -932,7 +1015,8 @@ class Layouts {
     return t === undefined ? undefined : `${d.scope ?? ''}${t}`;
   }
 
-  typeName(off: number | undefined, depth = 0): string {
+  typeName(ref: number | undefined, depth = 0): string {
+    const off = this.target(ref);
     if (off === undefined) return 'void';
     const known = this.names.get(off);
     if (known !== undefined) return known;
@@ -950,7 +1034,7 @@ class Layouts {
           n = d.name !== undefined ? `enum ${d.scope ?? ''}${d.name}` : 'enum <anonymous>';
           break;
         case TAG.pointer:
-          n = this.r.dies.get(d.type ?? -1)?.tag === TAG.subroutine ? 'function pointer' : `${this.typeName(d.type, depth + 1)} *`;
+          n = this.die(d.type)?.tag === TAG.subroutine ? 'function pointer' : `${this.typeName(d.type, depth + 1)} *`;
           break;
         case TAG.reference:
           n = `${this.typeName(d.type, depth + 1)} &`;
@@ -987,7 +1071,8 @@ class Layouts {
     return n;
   }
 
-  typeSize(off: number | undefined, depth = 0): number | undefined {
+  typeSize(ref: number | undefined, depth = 0): number | undefined {
+    const off = this.target(ref);
     if (off === undefined) return undefined;
     if (this.sizes.has(off)) return this.sizes.get(off);
     const d = this.r.dies.get(off);
@@ -1010,11 +1095,11 @@ class Layouts {
   private anonymousAggregate(off: number | undefined): Die | undefined {
     const inner = this.strip(off);
     if (!inner || (inner.tag !== TAG.structure && inner.tag !== TAG.union) || inner.name !== undefined) return undefined;
-    for (let i = 0, o = off; i < 64 && o !== undefined; i++) {
+    for (let i = 0, o = this.target(off); i < 64 && o !== undefined; i++) {
       if (this.r.typedefOf.has(o)) return undefined;
-      const d = this.r.dies.get(o);
+      const d = this.die(o);
       if (!d || d === inner) break;
-      o = d.type;
+      o = this.target(d.type);
     }
     return inner;
   }
@@ -1077,8 +1162,9 @@ export function readStructLayouts(s: DebugSections, options: ReadOptions = {}): 
   const r = new Reader();
   const alt = options.supplementary;
   const useAlt = alt !== undefined && s.altLink !== undefined && (alt.buildId === undefined || alt.buildId === s.altLink.buildId);
-  r.read({ s, base: 0, altBase: useAlt ? ALT : undefined, altStr: useAlt ? alt.str : undefined });
-  if (useAlt) r.read({ s: alt, base: ALT, altBase: undefined, altStr: undefined });
+  r.read({ s, isAlt: false, base: 0, altBase: useAlt ? ALT : undefined, altStr: useAlt ? alt.str : undefined });
+  if (useAlt) r.read({ s: alt, isAlt: true, base: ALT, altBase: undefined, altStr: undefined });
+  r.linkSignatures();
 
   // Units of the supplementary file count only when this file imports them (directly or through each other).
   const byOffset = new Map(r.units.map((u) => [u.die, u]));
@@ -1091,7 +1177,7 @@ export function readStructLayouts(s: DebugSections, options: ReadOptions = {}): 
       if (v) visit(v);
     }
   };
-  for (const u of r.units) if (u.offset < ALT) visit(u);
+  for (const u of r.units) if (!u.alt || u.typeUnit) visit(u);
 
   const L = new Layouts(r);
   const variants = new Map<string, Map<string, StructLayout>>();
@@ -1108,7 +1194,7 @@ export function readStructLayouts(s: DebugSections, options: ReadOptions = {}): 
       for (const m of members) sig += `;${m.name}:${m.offset}:${m.bitOffset ?? ''}:${m.bitSize ?? ''}:${m.size ?? ''}:${m.type}`;
       let byName = variants.get(name);
       if (!byName) variants.set(name, (byName = new Map()));
-      const unitName = u.partial || u.offset >= ALT ? '(dwz)' : u.name;
+      const unitName = u.typeUnit ? '(type unit)' : u.partial || u.alt ? '(dwz)' : u.name;
       const existing = byName.get(sig);
       if (existing) {
         if (!existing.units.includes(unitName)) existing.units.push(unitName);
@@ -1121,7 +1207,7 @@ export function readStructLayouts(s: DebugSections, options: ReadOptions = {}): 
     if (list.length > 1) for (const l of list) l.ambiguous = true;
     byName.set(name, list);
   }
-  const out: StructLayouts = { byName, units: r.units.filter((u) => u.offset < ALT).length, versions: [...r.versions].sort() };
+  const out: StructLayouts = { byName, units: r.units.filter((u) => !u.alt && !u.typeUnit).length, versions: [...r.versions].sort() };
   if (s.altLink && !useAlt) out.missingSupplementary = s.altLink.path;
   return out;
 }

@@ -95,6 +95,15 @@ describe('elf: structure layouts from DWARF', function () {
     });
   }
 
+  for (const dwarf of ['-gdwarf-4', '-gdwarf-5']) {
+    it(`${dwarf} -fdebug-types-section: types in type units (.debug_types, DW_UT_type) read the same`, () => {
+      const l = layoutsOf(shapes(dwarf, ['-fdebug-types-section']));
+      checkAgainstCompiler(l);
+      assert.deepEqual(only(l, 'struct node').units, ['(type unit)'], 'the structure came from a type unit');
+      assert.deepEqual(withoutUnits(l), withoutUnits(layoutsOf(shapes(dwarf))));
+    });
+  }
+
   it('DWARF 3 with -gstrict-dwarf (DW_AT_bit_offset from the most significant bit) gives the same bit positions', () => {
     const strict = layoutsOf(shapes('-gdwarf-3', ['-gstrict-dwarf']));
     checkAgainstCompiler(strict);

@@ -99,35 +99,46 @@ function bitType(m: StructMember): string {
 }
 
 /**
- * Several definitions of one name (static structures of different files):
- * identical ones cancel out, the rest are paired by the compile units that
- * define them. What cannot be paired is reported as an ambiguous change.
+ * Several definitions of one name (private structures of different files):
+ * an old definition that the new build still has unchanged is no change;
+ * the others are paired with the new definition of the same compile unit.
+ * An old definition whose unit is gone is reported against the first new
+ * one, marked ambiguous: nothing proves which new definition its objects
+ * meet.
  */
 function diffAmbiguous(name: string, olds: StructLayout[], news: StructLayout[]): StructLayoutChange[] {
-  const left = olds.filter((o) => !news.some((n) => sameShape(o, n) && sharesUnit(o, n)));
-  const right = news.filter((n) => !olds.some((o) => sameShape(o, n) && sharesUnit(o, n)));
   const out: StructLayoutChange[] = [];
-  const paired = new Set<StructLayout>();
-  for (const o of left) {
-    const candidates = right.filter((n) => sharesUnit(o, n));
-    if (candidates.length === 1 && !paired.has(candidates[0]!)) {
-      paired.add(candidates[0]!);
-      const c = diff(name, o, candidates[0]!);
-      if (c) out.push(c);
-      continue;
-    }
-    const n = candidates[0] ?? right.find((r) => !paired.has(r)) ?? right[0];
-    if (n) {
-      paired.add(n);
-      const c = diff(name, o, n) ?? { struct: name, oldSize: o.size, newSize: n.size, moved: [], resized: [], added: [], removed: [] };
-      out.push({ ...c, ambiguous: true });
-    }
+  for (const o of olds) {
+    const scores = news.map((n) => affinity(o, n));
+    const best = Math.max(...scores);
+    const same = best > 0 ? news.filter((_, i) => scores[i] === best) : [];
+    if (same.some((n) => sameShape(o, n))) continue;
+    if (same.length === 0 && news.some((n) => sameShape(o, n))) continue; // its unit was renamed, its layout kept
+    const n = same[0] ?? news[0]!;
+    const c = diff(name, o, n);
+    if (c) out.push(same.length === 1 ? c : { ...c, ambiguous: true });
   }
   return out;
 }
 
-function sharesUnit(a: StructLayout, b: StructLayout): boolean {
-  return a.units.some((u) => b.units.includes(u));
+/**
+ * How surely two definitions come from the same source file: the most
+ * trailing path components their compile units' names share. Names may be
+ * absolute and differ in the build folder, so the file name (1) is enough
+ * and a longer shared path (src/a.c) is better.
+ */
+function affinity(a: StructLayout, b: StructLayout): number {
+  let best = 0;
+  for (const x of a.units) {
+    const xs = x.split('/');
+    for (const y of b.units) {
+      const ys = y.split('/');
+      let n = 0;
+      while (n < xs.length && n < ys.length && xs[xs.length - 1 - n] === ys[ys.length - 1 - n] && xs[xs.length - 1 - n] !== '') n++;
+      if (n > best) best = n;
+    }
+  }
+  return best;
 }
 
 /** Every structure both builds define by the same name whose layout differs, by name. */

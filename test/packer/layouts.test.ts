@@ -15,7 +15,7 @@ import type { StructLayout, StructLayouts } from '../../elf/debug-info.js';
 import { analyzeLayoutsFromDwarf, compareStructLayouts, layoutFindings, structLayoutsOf } from '../../packer/analyze/layouts.js';
 import { makePair } from '../../packer/analyze/pair.js';
 import { createBuild, type Build } from '../../packer/model.js';
-import { compile } from '../helpers/compile.js';
+import { FIXTURES, compile } from '../helpers/compile.js';
 import { libfix } from './fixtures.js';
 import { tempDir, ulpPack } from './run.js';
 
@@ -125,6 +125,24 @@ describe('packer: structure layouts from DWARF', function () {
       assert.equal(unpaired.length, 1);
       assert.equal(unpaired[0]!.ambiguous, true);
     });
+
+    it("an ambiguous name: one unit takes over the other's layout (the new build has one definition for both)", () => {
+      const a1 = layout('struct state', 8, [['a', 0], ['b', 4]], ['a.c']);
+      const b1 = layout('struct state', 24, [['x', 0, 8]], ['b.c']);
+      const both = layout('struct state', 24, [['x', 0, 8]], ['a.c', 'b.c']);
+      const c = compareStructLayouts(layouts(a1, b1), layouts(both));
+      assert.deepEqual(c.map((x) => [x.oldSize, x.newSize, x.ambiguous]), [[8, 24, undefined]]);
+    });
+
+    it('compile units are matched across build folders (absolute paths differ, the file is the same)', () => {
+      const a1 = layout('struct state', 8, [['a', 0], ['b', 4]], ['/home/me/v1/src/a.c']);
+      const b1 = layout('struct state', 24, [['x', 0, 8]], ['/home/me/v1/src/b.c']);
+      const a2 = layout('struct state', 8, [['a', 0], ['b', 4]], ['/tmp/build-v2/src/a.c']);
+      const b2 = layout('struct state', 24, [['x', 0, 8]], ['/tmp/build-v2/src/b.c']);
+      assert.deepEqual(compareStructLayouts(layouts(a1, b1), layouts(a2, b2)), []);
+      const a3 = layout('struct state', 12, [['a', 0], ['b', 4], ['c', 8]], ['/tmp/build-v3/src/a.c']);
+      assert.deepEqual(compareStructLayouts(layouts(a1, b1), layouts(a3, b2)).map((x) => [x.oldSize, x.newSize, x.ambiguous]), [[8, 12, undefined]]);
+    });
   });
 
   describe('real builds', () => {
@@ -164,6 +182,27 @@ describe('packer: structure layouts from DWARF', function () {
       assert.ok(r);
       assert.deepEqual(r.changes, []);
       assert.ok(layoutsFrom(handle('base'))!.layouts.byName.has('struct stats'));
+    });
+
+    it('two files with their own `struct state`, built in different folders: paired by file, one change found', () => {
+      const a = readFileSync(join(FIXTURES, 'layouts', 'state-a.c'), 'utf8');
+      const b = readFileSync(join(FIXTURES, 'layouts', 'state-b.c'), 'utf8');
+      const lib = (folder: string, aCode: string) =>
+        compile({
+          sources: [{ name: `${folder}/state-a.c`, code: aCode }, { name: `${folder}/state-b.c`, code: b }],
+          out: 'libstate.so.1',
+          flags: ['-shared', '-fPIC', '-O2', '-g', '-Wl,-soname,libstate.so.1', '-Wl,--build-id'],
+        });
+      const v1 = build('old', lib('state-v1', a));
+      const same = analyzeLayoutsFromDwarf(makePair(v1, build('new', lib('state-v1-again', a))))!;
+      assert.deepEqual(same.changes, []);
+      const grown = a.replace('struct state { int a; int b; };', 'struct state { int a; int b; int c; };');
+      assert.notEqual(grown, a);
+      const r = analyzeLayoutsFromDwarf(makePair(v1, build('new', lib('state-v2', grown))))!;
+      assert.deepEqual(
+        r.changes.map((c) => [c.struct, c.oldSize, c.newSize, c.added, c.ambiguous]),
+        [['struct state', 8, 12, [{ name: 'c', offset: 8 }], undefined]],
+      );
     });
 
     it('DWARF 4 against DWARF 5 of the same source: no change', () => {

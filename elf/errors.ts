@@ -42,6 +42,16 @@ export function malformed(what: string, detail: string, at?: bigint | number): U
   );
 }
 
+/** Valid DWARF the reader does not read (a newer version or form, zstd): not damage, so a code of its own. */
+export function dwarfUnsupported(detail: string, details: Record<string, unknown> = {}): UlpError {
+  return new UlpError(
+    ElfErrorCode.DWARF_UNSUPPORTED,
+    `debug information: ${detail}`,
+    'Pack without it: give a build without .debug_* sections (strip --strip-debug) and no --debug-dir, so that the layout evidence comes from the machine code.',
+    details,
+  );
+}
+
 export function elfError(code: ElfErrorCode, message: string, hint: string, details?: Record<string, unknown>): UlpError {
   return new UlpError(code, message, hint, details);
 }

@@ -15,7 +15,7 @@
  */
 import type { DebugSections } from './debug-sections.js';
 import { TAG } from './dwarf-constants.js';
-import { ALT, Reader, type Die, type Unit } from './dwarf-dies.js';
+import { ALT, NeedsAllUnits, Reader, type Die, type Unit } from './dwarf-dies.js';
 
 export { debugSectionsOf, debugSectionsOfFile, type DebugSections } from './debug-sections.js';
 
@@ -65,6 +65,12 @@ class Layouts {
   private readonly sizes = new Map<number, number | undefined>();
 
   constructor(private readonly r: Reader) {}
+
+  /** Drops the memoised names and sizes: while streaming, the DIEs they were computed from are gone. */
+  forget(): void {
+    this.names.clear();
+    this.sizes.clear();
+  }
 
   /** The DIE at `off`; a declaration that names a type unit's type stands for that type. */
   private die(off: number | undefined): Die | undefined {
@@ -232,6 +238,8 @@ class Layouts {
 export interface ReadOptions {
   /** The dwz supplementary file's debug sections (the file .gnu_debugaltlink names), when it was found. */
   supplementary?: DebugSections;
+  /** Keep every unit's DIEs instead of streaming (what a cross-unit reference makes the reader do anyway). */
+  keepAllUnits?: boolean;
 }
 
 /**
@@ -241,11 +249,35 @@ export interface ReadOptions {
  * the DWARF is damaged.
  */
 export function readStructLayouts(s: DebugSections, options: ReadOptions = {}): StructLayouts {
-  const r = new Reader();
+  if (options.keepAllUnits) return read(s, options, false);
+  try {
+    return read(s, options, true);
+  } catch (e) {
+    if (e instanceof NeedsAllUnits) return read(s, options, false);
+    throw e;
+  }
+}
+
+/**
+ * One pass over the units. Streaming builds each compile unit's layouts as
+ * soon as it is read and drops its DIEs (gcc refers from one compile unit
+ * only to itself, to dwz partial units and to type units, which are kept);
+ * it gives up with NeedsAllUnits when a unit refers elsewhere.
+ */
+function read(s: DebugSections, options: ReadOptions, streaming: boolean): StructLayouts {
+  const variants = new Map<string, Map<string, StructLayout>>();
+  let L: Layouts | undefined;
+  const r: Reader = new Reader(streaming, (u) => {
+    if (!streaming || u.partial || u.typeUnit || u.alt) return;
+    addUnit(L!, r, u, variants);
+    L!.forget();
+  });
+  L = new Layouts(r);
   const alt = options.supplementary;
   const useAlt = alt !== undefined && s.altLink !== undefined && (alt.buildId === undefined || alt.buildId === s.altLink.buildId);
-  r.read({ s, isAlt: false, base: 0, altBase: useAlt ? ALT : undefined, altStr: useAlt ? alt.str : undefined });
+  // The supplementary file first: the units of this file refer to it.
   if (useAlt) r.read({ s: alt, isAlt: true, base: ALT, altBase: undefined, altStr: undefined });
+  r.read({ s, isAlt: false, base: 0, altBase: useAlt ? ALT : undefined, altStr: useAlt ? alt.str : undefined });
   r.linkSignatures();
 
   // Units of the supplementary file count only when this file imports them (directly or through each other).
@@ -260,29 +292,8 @@ export function readStructLayouts(s: DebugSections, options: ReadOptions = {}): 
     }
   };
   for (const u of r.units) if (!u.alt || u.typeUnit) visit(u);
+  for (const u of r.units) if (reached.has(u.offset) && !u.done) addUnit(L, r, u, variants);
 
-  const L = new Layouts(r);
-  const variants = new Map<string, Map<string, StructLayout>>();
-  for (const u of r.units) {
-    if (!reached.has(u.offset)) continue;
-    for (const off of u.structs) {
-      const d = r.dies.get(off)!;
-      const name = L.keyOf(off, d);
-      if (name === undefined) continue;
-      const members: StructMember[] = [];
-      L.members(d, 0, members);
-      const kind = d.tag === TAG.union ? 'union' : d.tag === TAG.class ? 'class' : 'struct';
-      let sig = `${d.byteSize}`;
-      for (const m of members) sig += `;${m.name}:${m.offset}:${m.bitOffset ?? ''}:${m.bitSize ?? ''}:${m.size ?? ''}:${m.type}`;
-      let byName = variants.get(name);
-      if (!byName) variants.set(name, (byName = new Map()));
-      const unitName = u.typeUnit ? '(type unit)' : u.partial || u.alt ? '(dwz)' : u.name;
-      const existing = byName.get(sig);
-      if (existing) {
-        if (!existing.units.includes(unitName)) existing.units.push(unitName);
-      } else byName.set(sig, { kind, name, size: d.byteSize!, members, units: [unitName], ambiguous: false });
-    }
-  }
   const byName = new Map<string, StructLayout[]>();
   for (const [name, m] of variants) {
     const list = [...m.values()];
@@ -292,4 +303,25 @@ export function readStructLayouts(s: DebugSections, options: ReadOptions = {}): 
   const out: StructLayouts = { byName, units: r.units.filter((u) => !u.alt && !u.typeUnit).length, versions: [...r.versions].sort() };
   if (s.altLink && !useAlt) out.missingSupplementary = s.altLink.path;
   return out;
+}
+
+/** The layouts of the structures one unit defines, merged into `variants` (name -> shape -> layout). */
+function addUnit(L: Layouts, r: Reader, u: Unit, variants: Map<string, Map<string, StructLayout>>): void {
+  const unitName = u.typeUnit ? '(type unit)' : u.partial || u.alt ? '(dwz)' : u.name;
+  for (const off of u.structs) {
+    const d = r.dies.get(off)!;
+    const name = L.keyOf(off, d);
+    if (name === undefined) continue;
+    const members: StructMember[] = [];
+    L.members(d, 0, members);
+    const kind = d.tag === TAG.union ? 'union' : d.tag === TAG.class ? 'class' : 'struct';
+    let sig = `${d.byteSize}`;
+    for (const m of members) sig += `;${m.name}:${m.offset}:${m.bitOffset ?? ''}:${m.bitSize ?? ''}:${m.size ?? ''}:${m.type}`;
+    let byName = variants.get(name);
+    if (!byName) variants.set(name, (byName = new Map()));
+    const existing = byName.get(sig);
+    if (existing) {
+      if (!existing.units.includes(unitName)) existing.units.push(unitName);
+    } else byName.set(sig, { kind, name, size: d.byteSize!, members, units: [unitName], ambiguous: false });
+  }
 }

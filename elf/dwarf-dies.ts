@@ -123,7 +123,16 @@ export interface Unit {
   partial: boolean;
   imports: number[];
   structs: number[];
+  /** Its layouts were built while streaming, and its DIEs dropped. */
+  done: boolean;
 }
+
+/**
+ * Thrown while streaming when a unit refers to a type outside itself that
+ * is not kept (another compile unit, as LTO output does, or a type unit
+ * read later): the caller starts again keeping every DIE.
+ */
+export class NeedsAllUnits extends Error {}
 
 export interface FileCtx {
   s: DebugSections;
@@ -146,6 +155,21 @@ export class Reader {
   private readonly sigTarget = new Map<bigint, number>();
   private readonly abbrevCache = new Map<string, Abbrev[]>();
 
+  /**
+   * Streaming: `onUnit` builds a compile unit's layouts as soon as it is
+   * read, and its DIEs are dropped, so memory holds one unit (plus the
+   * partial, type and supplementary units, which others refer to).
+   */
+  constructor(
+    private readonly streaming = false,
+    private readonly onUnit: (u: Unit) => void = () => {},
+  ) {}
+
+  /** The current unit's global range and the DIEs recorded in it. */
+  private unitStart = 0;
+  private unitEnd = 0;
+  private unitDies: number[] = [];
+
   private buf!: Buffer;
   private pos = 0;
   private offsetSize = 4;
@@ -154,15 +178,21 @@ export class Reader {
   private strOffsetsBase = 8;
 
   read(ctx: FileCtx): void {
-    const info = ctx.s.info;
-    let at = 0;
-    while (at < info.length) at = this.unit(ctx, info, at, false);
+    // Type units first: compile units refer to them.
     const types = ctx.s.types;
+    let at = 0;
     if (types) {
       const tctx = { ...ctx, base: ctx.base + TYPES };
-      at = 0;
       while (at < types.length) at = this.unit(tctx, types, at, true);
     }
+    const info = ctx.s.info;
+    at = 0;
+    while (at < info.length) at = this.unit(ctx, info, at, false);
+  }
+
+  /** While streaming, a reference out of the current unit must reach a DIE that is kept. */
+  private checkRef(v: number): void {
+    if (this.streaming && (v < this.unitStart || v >= this.unitEnd) && !this.dies.has(v)) throw new NeedsAllUnits();
   }
 
   /**
@@ -330,6 +360,8 @@ export class Reader {
     const key = `${ctx.base}:${offset}:${this.version}:${this.offsetSize}:${this.addrSize}`;
     let table = this.abbrevCache.get(key);
     if (table) return table;
+    // Units usually have a table each; dwz and the linker share some. A few recent ones are what is reused.
+    if (this.abbrevCache.size >= 256) this.abbrevCache.clear();
     table = [];
     const saved = this.buf;
     const savedPos = this.pos;
@@ -542,9 +574,11 @@ export class Reader {
     this.versions.add(this.version);
     let abbrevOffset: number;
     let typeUnit = typesSection;
+    let typeSig: bigint | undefined;
     const typeHeader = () => {
       if (this.pos + 8 > this.buf.length) this.fail('ends inside a unit header', start);
       const sig = this.buf.readBigUInt64LE(this.pos);
+      typeSig = sig;
       this.pos += 8;
       const typeOffset = this.fixed(this.offsetSize);
       if (!this.sigTarget.has(sig)) this.sigTarget.set(sig, ctx.base + start + typeOffset);
@@ -566,14 +600,34 @@ export class Reader {
     if (abbrevOffset >= ctx.s.abbrev.length) this.fail(`abbreviation offset ${abbrevOffset} is outside .debug_abbrev`, start);
     const table = this.abbrevs(ctx, abbrevOffset);
     this.strOffsetsBase = 8;
-    this.dies1(ctx, table, start, typeUnit);
+    this.unitStart = ctx.base + start;
+    this.unitEnd = ctx.base + end;
+    this.unitDies = [];
+    const unit = this.dies1(ctx, table, start, typeUnit);
     this.buf = outer;
+    if (typeUnit && typeSig !== undefined) {
+      // Later units refer to this type by signature: make the reference resolvable now.
+      const d = this.dies.get(this.sigTarget.get(typeSig)!);
+      if (d) this.dies.set(this.signature(typeSig), d);
+    }
+    this.onUnit(unit);
+    if (this.streaming && !unit.partial && !unit.typeUnit && !unit.alt) {
+      for (const off of this.unitDies) {
+        const t = this.typedefOf.get(off);
+        const sig = this.dies.get(off)?.signature;
+        // A typedef naming a type unit's type through this unit's declaration: keep the name on the signature.
+        if (t !== undefined && sig !== undefined && !this.typedefOf.has(sig)) this.typedefOf.set(sig, t);
+        this.dies.delete(off);
+        this.typedefOf.delete(off);
+      }
+      unit.done = true;
+    }
     return end;
   }
 
   /** Walks the DIEs of one unit. */
-  private dies1(ctx: FileCtx, table: Abbrev[], unitOffset: number, typeUnit: boolean): void {
-    const unit: Unit = { offset: ctx.base + unitOffset, alt: ctx.isAlt, typeUnit, die: ctx.base + this.pos, name: '', partial: false, imports: [], structs: [] };
+  private dies1(ctx: FileCtx, table: Abbrev[], unitOffset: number, typeUnit: boolean): Unit {
+    const unit: Unit = { offset: ctx.base + unitOffset, alt: ctx.isAlt, typeUnit, die: ctx.base + this.pos, name: '', partial: false, imports: [], structs: [], done: false };
     let cpp = false;
     // Per depth: the record DIEs become children of (struct members, array subranges), and the scope prefix.
     const parents: Array<Die | undefined> = [];
@@ -630,7 +684,10 @@ export class Reader {
             if (typeof v === 'number') die.byteSize = v;
             break;
           case AT.type:
-            if (typeof v === 'number') die.type = v;
+            if (typeof v === 'number') {
+              die.type = v;
+              this.checkRef(v);
+            }
             break;
           case AT.dataMemberLocation:
             if (typeof v === 'number') die.memberLocation = v;
@@ -663,7 +720,10 @@ export class Reader {
             if (typeof v === 'number') unit.imports.push(v);
             break;
           case AT.signature:
-            if (typeof v === 'number') die.signature = v;
+            if (typeof v === 'number') {
+              die.signature = v;
+              this.checkRef(v);
+            }
             break;
           case AT.strOffsetsBase:
             if (typeof v === 'number') this.strOffsetsBase = v;
@@ -690,6 +750,7 @@ export class Reader {
         if (parent) (parent.children ??= []).push(die);
       } else if (a.tag !== TAG.namespace && a.tag !== TAG.importedUnit) {
         this.dies.set(off, die);
+        this.unitDies.push(off);
       }
       if (a.tag === TAG.typedef && die.name !== undefined && die.type !== undefined && !this.typedefOf.has(die.type)) this.typedefOf.set(die.type, die.name);
       if ((a.tag === TAG.structure || a.tag === TAG.union || a.tag === TAG.class) && !die.declaration && die.byteSize !== undefined) unit.structs.push(off);
@@ -703,5 +764,6 @@ export class Reader {
       }
     }
     this.units.push(unit);
+    return unit;
   }
 }

@@ -287,6 +287,31 @@ describe('elf: structure layouts from DWARF', function () {
     assert.deepEqual(withoutUnits(full), withoutUnits(expected));
   });
 
+  it('a unit that refers into another compile unit (DW_FORM_ref_addr): read with every unit kept', () => {
+    const lib = compile({ sources: ['layouts/cross-unit.s'], out: 'libcross.so', flags: ['-shared', '-nostdlib'] });
+    const l = layoutsOf(lib);
+    assert.deepEqual(
+      only(l, 'struct outer').members.map((m) => [m.name, m.offset, m.size, m.type]),
+      [
+        ['in', 0, 8, 'struct inner *'],
+        ['n', 8, 4, 'int'],
+      ],
+    );
+    assert.deepEqual(only(l, 'struct inner').units, ['first.c']);
+    assert.equal(l.units, 2);
+  });
+
+  it('the same layouts whether units are streamed or all kept, on every fixture and the libc debug file', () => {
+    const files = [shapes('-gdwarf-4'), shapes('-gdwarf-5', ['-fdebug-types-section']), shapes('-gdwarf-3', ['-gstrict-dwarf'])];
+    const id = parseElf(readFileSync('/lib/x86_64-linux-gnu/libc.so.6')).buildId!;
+    const libcDebug = `/usr/lib/debug/.build-id/${id.slice(0, 2)}/${id.slice(2)}.debug`;
+    if (existsSync(libcDebug)) files.push(libcDebug);
+    for (const f of files) {
+      const s = debugSectionsOfFile(readFileSync(f))!;
+      assert.deepEqual(readStructLayouts(s), readStructLayouts(s, { keepAllUnits: true }), f);
+    }
+  });
+
   describe('damaged DWARF is an ELF error, never a crash', () => {
     const lib = () => shapes('-gdwarf-5');
     const infoOffset = (path: string) => {

@@ -17,7 +17,7 @@ import type { DebugSections } from './debug-sections.js';
 import { TAG } from './dwarf-constants.js';
 import { ALT, NeedsAllUnits, Reader, type Die, type Unit } from './dwarf-dies.js';
 
-export { debugSectionsOf, debugSectionsOfFile, type DebugSections } from './debug-sections.js';
+export { debugLinkOf, debugSectionsOf, debugSectionsOfFile, type DebugSections } from './debug-sections.js';
 
 export interface StructMember {
   /** The member's name; members of an anonymous struct or union member appear in its place, with their own names. */

@@ -122,3 +122,17 @@ function debugSectionsFrom(buf: Buffer, sections: SectionHeader[]): DebugSection
   }
   return out;
 }
+
+/**
+ * The file name .gnu_debuglink gives (objcopy --add-gnu-debuglink), if any:
+ * the name a separate debug file was given when it was split off.
+ */
+export function debugLinkOf(obj: ElfObject): string | undefined {
+  if (!(obj instanceof ElfImage) || !(obj.image instanceof FileImage)) return undefined;
+  const s = obj.sections.find((x) => x.name === '.gnu_debuglink');
+  if (!s || s.type === SHT_NOBITS || s.size === 0n) return undefined;
+  const b = sectionData(obj.image.buf, s);
+  const end = b.indexOf(0);
+  const name = b.toString('utf8', 0, end < 0 ? b.length : end);
+  return name && !name.includes('/') && name !== '.' && name !== '..' ? name : undefined;
+}

@@ -19,7 +19,7 @@ import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { UlpError, isUlpError } from '../../common/errors.js';
 import { readRegularFile } from '../../common/files.js';
 import type { ElfObject } from '../../elf/index.js';
-import { debugSectionsOf, debugSectionsOfFile, readStructLayouts, type DebugSections, type StructLayout, type StructLayouts, type StructMember } from '../../elf/debug-info.js';
+import { debugLinkOf, debugSectionsOf, debugSectionsOfFile, readStructLayouts, type DebugSections, type StructLayout, type StructLayouts, type StructMember } from '../../elf/debug-info.js';
 import type { Finding } from '../../patches/index.js';
 import type { Pair } from './pair.js';
 
@@ -211,20 +211,6 @@ function candidates(obj: ElfObject, dirs: readonly string[], buildPath: string |
     }
   }
   return [...new Set(out)];
-}
-
-/** The file name .gnu_debuglink gives, if any. */
-function debugLinkOf(obj: ElfObject): string | undefined {
-  const s = obj.section('.gnu_debuglink');
-  if (!s || s.size === 0n) return undefined;
-  try {
-    const b = obj.readAt(s.addr, Number(s.size));
-    const end = b.indexOf(0);
-    const name = b.toString('utf8', 0, end < 0 ? b.length : end);
-    return name && !name.includes('/') ? name : undefined;
-  } catch {
-    return undefined; // not in a loaded segment: only the build-id and the file name are tried
-  }
 }
 
 /** The dwz supplementary file a debug file refers to, looked up like the debug file itself. */

@@ -240,6 +240,17 @@ describe('packer: structure layouts from DWARF', function () {
       const found = structLayoutsOf(parseElf(readFileSync(old.stripped)), { debugDirs: [byName], buildPath: old.stripped })!;
       assert.equal(found.source, join(byName, 'libhandle.so.1.debug'));
       assert.ok(found.layouts.byName.has('struct h'));
+
+      // By the name .gnu_debuglink records (objcopy --add-gnu-debuglink), whatever the build is called.
+      const linked = join(dir.path, 'linked');
+      mkdirSync(linked, { recursive: true });
+      const renamed = join(linked, 'libhandle-renamed.so');
+      const debugName = 'handle-symbols.dbg';
+      copyFileSync(old.debug, join(linked, debugName));
+      execFileSync('objcopy', [`--add-gnu-debuglink=${join(linked, debugName)}`, old.stripped, renamed]);
+      const viaLink = structLayoutsOf(parseElf(readFileSync(renamed)), { debugDirs: [linked], buildPath: renamed })!;
+      assert.ok(viaLink, 'found through .gnu_debuglink');
+      assert.equal(viaLink.source, join(linked, debugName));
     });
 
     it("this machine's stripped libc.so.6 finds its Debian debug file by build-id under /usr/lib/debug", function () {

@@ -14,6 +14,7 @@ export const ElfErrorCode = {
   MALFORMED: 'ELF_MALFORMED',
   MEMORY_READ: 'ELF_MEMORY_READ',
   UNSUPPORTED_LAYOUT: 'ELF_UNSUPPORTED_LAYOUT',
+  DWARF_UNSUPPORTED: 'ELF_DWARF_UNSUPPORTED',
   INVALID_ARGUMENT: 'ELF_INVALID_ARGUMENT',
   INTERNAL: 'ELF_INTERNAL',
 } as const;
@@ -38,6 +39,16 @@ export function malformed(what: string, detail: string, at?: bigint | number): U
     `${what}${at === undefined ? '' : ` at ${hex(at)}`}: ${detail}`,
     HINT_DAMAGED,
     { field: what, ...(at === undefined ? {} : { offset: hex(at) }) },
+  );
+}
+
+/** Valid DWARF the reader does not read (a newer version or form, zstd): not damage, so a code of its own. */
+export function dwarfUnsupported(detail: string, details: Record<string, unknown> = {}): UlpError {
+  return new UlpError(
+    ElfErrorCode.DWARF_UNSUPPORTED,
+    `debug information: ${detail}`,
+    'Pack without it: give a build without .debug_* sections (strip --strip-debug) and no --debug-dir, so that the layout evidence comes from the machine code.',
+    details,
   );
 }
 

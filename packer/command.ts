@@ -11,6 +11,7 @@ import { readRegularFile } from '../common/files.js';
 /** A PEM key is a few hundred bytes. */
 const KEY_MAX_BYTES = 64 * 1024;
 import type { KeyObject } from 'node:crypto';
+import { checkDebugDirs } from './analyze/layouts.js';
 import { pack } from './pack.js';
 import { renderInspect, renderPack } from './render.js';
 
@@ -30,6 +31,8 @@ function exitCodeOf(code: string): ExitCodeValue | undefined {
       return ExitCode.USAGE;
     case 'PACK_INPUT_UNREADABLE':
     case 'PACK_KEY_UNREADABLE':
+    case 'PACK_DEBUG_DIR_UNREADABLE':
+    case 'PACK_DEBUG_FILE_UNREADABLE':
     case 'BUNDLE_READ_FAILED':
     case 'BUNDLE_WRITE_FAILED':
       return ExitCode.IO;
@@ -50,6 +53,7 @@ interface Options {
   inspect?: string;
   key?: string;
   createdAt?: string;
+  debugDir?: string[];
 }
 
 function usage(message: string): UlpError {
@@ -70,6 +74,7 @@ function buildProgram(): Command {
     .option('--sign <keyfile>', 'sign the bundle with an Ed25519 private key (PEM)')
     .option('--inspect <bundle>', 'verify an existing bundle and print its manifest and reports')
     .option('--key <pubkey>', 'with --inspect: require a valid signature by this Ed25519 public key (PEM)')
+    .option('--debug-dir <dir>', 'a folder with separate debug files (.build-id/xx/rest.debug or NAME.debug) for structure layouts; repeatable', (d: string, all: string[] = []) => [...all, d])
     .option('--created-at <time>', 'creation time to record (ISO 8601 or seconds since the epoch; default: $SOURCE_DATE_EPOCH, else now)')
     .version(toolVersion(), '-V, --version', 'print the version')
     .helpOption('-h, --help', 'show this help')
@@ -110,7 +115,8 @@ async function runInspect(path: string, opts: Options): Promise<ExitCodeValue> {
 async function runPack(oldPath: string, newPath: string, opts: Options): Promise<ExitCodeValue> {
   const createdAt = opts.createdAt !== undefined ? parseTime(opts.createdAt, '--created-at') : parseTime(process.env.SOURCE_DATE_EPOCH, 'SOURCE_DATE_EPOCH');
   const bundles = opts.output !== undefined || opts.sign !== undefined ? await bundleLayer() : undefined;
-  // Fail before a long analysis if the result could not be written anyway.
+  // Fail before a long analysis if an input folder is missing or the result could not be written anyway.
+  if (opts.debugDir) checkDebugDirs(opts.debugDir);
   if (opts.output) bundles!.checkWritableDestination(opts.output);
   const privateKey = opts.sign ? bundles!.loadPrivateKey(readKeyFile(opts.sign)) : undefined;
   const line = progress(PROGRAM);
@@ -124,6 +130,7 @@ async function runPack(oldPath: string, newPath: string, opts: Options): Promise
       bundle: !opts.check,
       ...(privateKey ? { privateKey } : {}),
       progress: line.update,
+      ...(opts.debugDir ? { debugDirs: opts.debugDir } : {}),
     });
     if (result.bytes && opts.output) {
       line.update(`writing ${opts.output}`);
@@ -171,7 +178,9 @@ async function runPack(oldPath: string, newPath: string, opts: Options): Promise
 function validate(args: string[], opts: Options): void {
   if (opts.inspect !== undefined) {
     if (args.length > 0) throw usage('--inspect takes no OLD/NEW arguments');
-    for (const o of ['output', 'check', 'sign', 'createdAt'] as const) if (opts[o] !== undefined) throw usage(`--${o === 'createdAt' ? 'created-at' : o} cannot be used with --inspect`);
+    for (const o of ['output', 'check', 'sign', 'createdAt', 'debugDir'] as const) {
+      if (opts[o] !== undefined) throw usage(`--${o === 'createdAt' ? 'created-at' : o === 'debugDir' ? 'debug-dir' : o} cannot be used with --inspect`);
+    }
     return;
   }
   if (args.length !== 2) throw usage(`expected OLD.so and NEW.so, got ${args.length} ${args.length === 1 ? 'argument' : 'arguments'}`);

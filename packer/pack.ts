@@ -21,6 +21,8 @@ export interface PackOptions {
   bundle: boolean;
   privateKey?: KeyObject;
   progress?: ProgressFn;
+  /** --debug-dir: folders with separate debug files. */
+  debugDirs?: string[];
 }
 
 export interface PackResult {
@@ -98,8 +100,9 @@ export async function pack(opts: PackOptions): Promise<PackResult> {
   // compressing the builds starts now, on the thread pool, and overlaps with the analysis.
   const bundles = opts.bundle ? await import('../patches/index.js') : undefined;
   const encoder = bundles ? new bundles.BundleEncoder(old.bytes, neu.bytes, opts.createdAt) : undefined;
-  const forward = analyzePair(old, neu, progress);
-  const reverse = analyzePair(neu, old, progress);
+  const analysis = opts.debugDirs ? { debugDirs: opts.debugDirs } : {};
+  const forward = analyzePair(old, neu, progress, analysis);
+  const reverse = analyzePair(neu, old, progress, analysis);
   const result: PackResult = { soname, old, new: neu, forward, reverse };
   if (forward.verdict === 'incompatible' || !encoder || !bundles) return result;
   progress('compressing the bundle');

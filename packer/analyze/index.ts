@@ -18,6 +18,15 @@ import { analyzeTls } from './tls.js';
 
 export type ProgressFn = (message: string) => void;
 
+export interface AnalyzeOptions {
+  /**
+   * Folders with separate debug files (--debug-dir): where the structure
+   * layouts come from when a build carries no DWARF itself
+   * (analyzeLayoutsFromDwarf in layouts.ts).
+   */
+  debugDirs?: string[];
+}
+
 export function summarize(b: Build): BuildSummary {
   const s: BuildSummary = { sha256: b.sha256, size: b.bytes.length, relro: b.relro, stripped: b.stripped };
   if (b.obj.soname) s.soname = b.obj.soname;
@@ -25,7 +34,8 @@ export function summarize(b: Build): BuildSummary {
   return s;
 }
 
-export function analyzePair(from: Build, to: Build, progress: ProgressFn = () => {}): Report {
+// `_options` reaches the layout analysis once it is part of the report (analyzeLayoutsFromDwarf).
+export function analyzePair(from: Build, to: Build, progress: ProgressFn = () => {}, _options: AnalyzeOptions = {}): Report {
   const pair = makePair(from, to);
   const step = (what: string) => progress(`${from.label} -> ${to.label}: ${what}`);
   step('meta');

@@ -11,6 +11,7 @@ import { analyzeData } from './data.js';
 import { analyzeFuncptrs } from './funcptrs.js';
 import { analyzeInit } from './init.js';
 import { analyzeLayout } from './layout.js';
+import { analyzeLayoutsFromDwarf } from './layouts.js';
 import { analyzeMeta } from './meta.js';
 import { makePair } from './pair.js';
 import { analyzeRelro, analyzeRo } from './sections.js';
@@ -34,8 +35,7 @@ export function summarize(b: Build): BuildSummary {
   return s;
 }
 
-// `_options` reaches the layout analysis once it is part of the report (analyzeLayoutsFromDwarf).
-export function analyzePair(from: Build, to: Build, progress: ProgressFn = () => {}, _options: AnalyzeOptions = {}): Report {
+export function analyzePair(from: Build, to: Build, progress: ProgressFn = () => {}, options: AnalyzeOptions = {}): Report {
   const pair = makePair(from, to);
   const step = (what: string) => progress(`${from.label} -> ${to.label}: ${what}`);
   step('meta');
@@ -45,7 +45,7 @@ export function analyzePair(from: Build, to: Build, progress: ProgressFn = () =>
   step('code');
   const code = analyzeCode(pair, (done, total) => step(`code ${done}/${total} functions`));
   step('structure layouts');
-  const layout = analyzeLayout(pair, code.matching.pairs);
+  const layout = analyzeLayout(pair, code.matching.pairs, analyzeLayoutsFromDwarf(pair, options));
   step('constructors');
   const init = analyzeInit(pair);
   step('read-only data');

@@ -32,6 +32,7 @@ import type { FunctionPair } from '../code/match.js';
 import type { Build, FunctionInfo } from '../model.js';
 import { Flow } from '../x86/decode.js';
 import { Findings, listText, plural } from './findings.js';
+import { layoutFindings, type DwarfLayoutResult } from './layouts.js';
 import type { Pair } from './pair.js';
 
 export interface FieldShift {
@@ -220,16 +221,28 @@ function shapeOf(bytes: number[]): number {
 
 const hex = (v: number) => (v < 0 ? `-0x${(-v).toString(16)}` : `0x${v.toString(16)}`);
 
-export function analyzeLayout(pair: Pair, pairs: readonly FunctionPair[]): Category {
+/**
+ * The layout category of one direction. With DWARF on both sides (the
+ * builds' own or debug files, `dwarf`), the structure layouts compared
+ * exactly decide, and the code's evidence is listed as information; without
+ * it, or when the DWARF is incomplete, the code's evidence decides.
+ */
+export function analyzeLayout(pair: Pair, pairs: readonly FunctionPair[], dwarf?: DwarfLayoutResult): Category {
   const { from, to } = pair;
   const f = new Findings();
   const e = layoutEvidence(from, to, pairs);
+  const decided = dwarf !== undefined && dwarf.incomplete === undefined;
+  if (dwarf) for (const x of layoutFindings(dwarf)) f.add(x.severity, x.code, x.message, x.symbols, x.details);
+  if (dwarf?.incomplete) f.warning('LAYOUT_DWARF_INCOMPLETE', `the DWARF does not cover every structure (${dwarf.incomplete}); the code's evidence decides as well`);
+  const severity = decided ? 'info' : 'error';
+  const because = decided ? '; DWARF decides, this is the code\'s evidence' : '';
   if (e.fields.length) {
     const fns = [...new Set(e.fields.map((x) => x.function))];
     const shown = e.fields.map((x) => `${x.function}: ${hex(x.from)}(%${x.register}) -> ${hex(x.to)}(%${x.register})`);
-    f.error(
+    f.add(
+      severity,
       'LAYOUT_FIELD_MOVED',
-      `a structure changed its layout: ${plural(fns.length, 'function')} access${fns.length === 1 ? 'es' : ''} the same field at another offset (${listText(shown, 6)}); objects the ${from.label} build allocated would be misread and corrupted by the ${to.label} code`,
+      `a structure changed its layout: ${plural(fns.length, 'function')} access${fns.length === 1 ? 'es' : ''} the same field at another offset (${listText(shown, 6)}); objects the ${from.label} build allocated would be misread and corrupted by the ${to.label} code${because}`,
       fns,
       { shifts: e.fields.slice(0, 500).map((x) => ({ ...x, at: hex(x.at), from: hex(x.from), to: hex(x.to) })) },
     );
@@ -237,13 +250,15 @@ export function analyzeLayout(pair: Pair, pairs: readonly FunctionPair[]): Categ
   if (e.sizes.length) {
     const fns = [...new Set(e.sizes.map((x) => x.function))];
     const shown = e.sizes.map((x) => `${x.function}: ${x.callee}(${x.from}) -> ${x.callee}(${x.to})`);
-    f.error(
+    f.add(
+      severity,
       'LAYOUT_SIZE_CHANGED',
-      `an allocation changed size: ${listText(shown, 6)}; objects the ${from.label} build allocated would be too small or too large for the ${to.label} code`,
+      `an allocation changed size: ${listText(shown, 6)}; objects the ${from.label} build allocated would be too small or too large for the ${to.label} code${because}`,
       fns,
       { sizes: e.sizes.slice(0, 500).map((x) => ({ ...x, at: hex(x.at) })) },
     );
   }
-  const summary = `${plural(e.compared, 'changed function')} compared${e.unaligned ? ` (${e.unaligned} too different to align)` : ''}; ${e.fields.length + e.sizes.length ? `${plural(e.fields.length, 'field access')} and ${plural(e.sizes.length, 'allocation size')} shifted` : 'no shifted field or allocation size'}`;
+  const code = `${plural(e.compared, 'changed function')} compared${e.unaligned ? ` (${e.unaligned} too different to align)` : ''}; ${e.fields.length + e.sizes.length ? `${plural(e.fields.length, 'field access', 'field accesses')} and ${plural(e.sizes.length, 'allocation size')} shifted` : 'no shifted field or allocation size'}`;
+  const summary = decided ? `decided from DWARF: ${plural(dwarf.changes.length, 'structure')} changed (${dwarf.source}); code: ${code}` : code;
   return f.category(summary);
 }

@@ -37,6 +37,17 @@ for (const debug of [false, true]) {
       for (const s of shifts) assert.equal(parseInt(s.to, 16) - parseInt(s.from, 16), 8, JSON.stringify(s));
       assert.ok(moved.symbols.includes('conn_timeout') || moved.symbols.includes('conn_sent'), moved.symbols.join(','));
       assert.match(r.stdout, /LAYOUT_FIELD_MOVED/);
+      // With DWARF the structure layouts decide, and say so; the code's evidence is listed beside them.
+      const dwarf = f.categories.layout.findings.find((x: { code: string }) => x.code === 'LAYOUT_STRUCT_CHANGED');
+      if (debug) {
+        assert.match(dwarf?.symbols?.[0] ?? '', /conn/);
+        assert.equal(dwarf.severity, 'error');
+        assert.equal(moved.severity, 'info');
+        assert.match(f.categories.layout.summary, /^decided from DWARF/);
+      } else {
+        assert.equal(dwarf, undefined);
+        assert.equal(moved.severity, 'error');
+      }
     });
 
     it('a field appended to a heap struct: refused because objects grow (the allocation size changed)', () => {

@@ -4,6 +4,7 @@
  */
 import type { BuildEntry, Bundle, Finding, Report, SignatureStatus } from '../patches/index.js';
 import { CATEGORY_NAMES } from './categories.js';
+import { blockingFindings, removedExports } from '../patches/direction.js';
 
 const short = (id: string | undefined) => (id ? id.slice(0, 16) : '(none)');
 
@@ -48,13 +49,29 @@ export function renderPack(s: PackSummary): string {
     // The reverse report is in the bundle (see --inspect); here only its verdict and what would stop a revert.
     const errors = CATEGORY_NAMES.flatMap((n) => s.reverse.categories[n].findings.filter((x) => x.severity === 'error').map((x) => `    ${n}: ${x.message} [${x.code}]`));
     parts.push('', `revert (new -> old): ${s.reverse.verdict.toUpperCase()}`, ...errors);
-    if (errors.length) parts.push('  ulp-trigger checks these against each process before it reverts');
+    if (errors.length) parts.push(...revertRule(s.reverse));
   }
   parts.push('');
   if (f.verdict === 'incompatible') parts.push('result: incompatible: no bundle written');
   else if (s.check) parts.push(`result: ${f.verdict} (--check: nothing written)`);
   else parts.push(`result: ${f.verdict}: wrote ${s.output} (patch ${s.patchId}, ${s.size} bytes)`);
   return parts.join('\n') + '\n';
+}
+
+/**
+ * What ulp-trigger --revert does with a reverse direction that has errors,
+ * in the words of its own rule (trigger/apply.ts): export removals are
+ * checked in each process, anything else refuses the revert everywhere.
+ */
+export function revertRule(reverse: Report): string[] {
+  const blocking = blockingFindings(reverse);
+  if (blocking.length > 0) return ['  ulp-trigger --revert refuses this bundle in every process (TRIGGER_INCOMPATIBLE): restart processes to go back'];
+  const removed = removedExports(reverse);
+  return [
+    `  ulp-trigger --revert checks each process: it refuses (TRIGGER_EXPORT_BOUND, exit 2, process untouched) one in which a loaded`,
+    `  object is bound to ${removed.length === 1 ? 'this export' : `one of these ${removed.length} exports`}, naming the object and symbol, and reverts the others;`,
+    '  the same holds for reverting any bundle below this one in a stack. An address taken with dlsym cannot be seen.',
+  ];
 }
 
 export function signatureText(sig: SignatureStatus): string {
@@ -76,6 +93,7 @@ export function renderInspect(path: string, bundle: Bundle): string {
     renderReport(m.forward.report, 'update (old -> new)'),
     '',
     renderReport(m.reverse.report, 'revert (new -> old)'),
+    ...(m.reverse.verdict === 'incompatible' ? revertRule(m.reverse.report) : []),
   ];
   const fns = m.forward.report.functions;
   if (fns.changed.length || fns.added.length || fns.removed.length) {

@@ -181,12 +181,19 @@ export function slotBuild(slot: Slot, value: bigint, family: Family, region: Reg
   return boundTo(slot, value, build, addend) ? build : undefined;
 }
 
-/** How many slots point at each build; the live build is the one they point at. */
+/**
+ * How many slots point at each build; the live build is the one they point
+ * at. A build's slot bound to its own symbol says nothing about which build
+ * is live: a build that is not live keeps such a slot when the live build
+ * lacks the symbol (an export a later version added and calls through its
+ * own PLT), and counting it would make every such state look like an
+ * interrupted switch.
+ */
 export function countByBuild(slots: readonly Slot[], values: readonly bigint[], family: Family, region: Region): Map<ProcessObject, number> {
   const counts = new Map<ProcessObject, number>();
   slots.forEach((slot, i) => {
     const b = slotBuild(slot, values[i]!, family, region);
-    if (b) counts.set(b, (counts.get(b) ?? 0) + 1);
+    if (b && b !== slot.owner) counts.set(b, (counts.get(b) ?? 0) + 1);
   });
   return counts;
 }

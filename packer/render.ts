@@ -3,6 +3,8 @@
  * bundle. (--json prints the underlying objects instead.)
  */
 import type { BuildEntry, Bundle, Finding, Report, SignatureStatus } from '../patches/index.js';
+import type { PackageInfo } from './package-info.js';
+import type { DowngradeAssessment } from './version/evidence.js';
 import { CATEGORY_NAMES } from './categories.js';
 import { blockingFindings, removedExports } from '../patches/direction.js';
 
@@ -39,12 +41,30 @@ export interface PackSummary {
   patchId: string | undefined;
   size: number | undefined;
   check: boolean;
+  packageInfo?: PackageInfo | undefined;
+  versions?: DowngradeAssessment;
+}
+
+/** One line about the package, e.g. "package libssl3 3.0.19-1~deb12u2 -> 3.0.20-1~deb12u2, fixes CVE-2026-1234". */
+export function packageLine(p: PackageInfo | undefined): string | undefined {
+  if (!p) return undefined;
+  const versions = p.fromVersion || p.toVersion ? ` ${p.fromVersion ?? '?'} -> ${p.toVersion ?? '?'}` : '';
+  const fixes = p.fixes?.length ? `${p.name || versions ? ', ' : ''}fixes ${p.fixes.join(', ')}` : '';
+  return `package ${p.name ?? '(unnamed)'}${versions}${fixes}`;
+}
+
+function versionLines(v: DowngradeAssessment | undefined): string[] {
+  if (!v || v.evidence.length === 0) return [];
+  const lines = [`versions: the new build looks ${v.downgrade ? 'OLDER (allowed by --allow-downgrade)' : 'newer'}`];
+  for (const e of v.evidence) lines.push(`  ${e.source}: ${e.what}: ${e.old} -> ${e.new} (${e.order})`);
+  return lines;
 }
 
 export function renderPack(s: PackSummary): string {
   const f = s.forward;
   const head = `${s.soname}: ${s.oldPath} (build-id ${short(f.from.buildId)}, ${f.from.relro} RELRO${f.from.stripped ? ', stripped' : ''}) -> ${s.newPath} (build-id ${short(f.to.buildId)}, ${f.to.relro} RELRO${f.to.stripped ? ', stripped' : ''})`;
-  const parts = [head, '', renderReport(f, 'update (old -> new)')];
+  const pkg = packageLine(s.packageInfo);
+  const parts = [head, ...(pkg ? [pkg] : []), ...versionLines(s.versions), '', renderReport(f, 'update (old -> new)')];
   if (f.verdict !== 'incompatible') {
     // The reverse report is in the bundle (see --inspect); here only its verdict and what would stop a revert.
     const errors = CATEGORY_NAMES.flatMap((n) => s.reverse.categories[n].findings.filter((x) => x.severity === 'error').map((x) => `    ${n}: ${x.message} [${x.code}]`));
@@ -89,6 +109,8 @@ export function renderInspect(path: string, bundle: Bundle): string {
     build('old', m.builds.old),
     build('new', m.builds.new),
     `  signature: ${signatureText(bundle.signature)}`,
+    ...(m.package ? [`  ${packageLine(m.package)}`] : []),
+    ...(m.downgrade ? ['  DOWNGRADE: the new build looked older than the old one; written with --allow-downgrade'] : []),
     '',
     renderReport(m.forward.report, 'update (old -> new)'),
     '',

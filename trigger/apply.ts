@@ -30,7 +30,7 @@ export interface RunOptions {
   elfCache?: ElfCache;
 }
 
-export type Outcome = 'applied' | 'reverted' | 'already-applied' | 'not-applied' | 'dry-run';
+export type Outcome = 'applied' | 'reverted' | 'already-applied' | 'runs-new-build' | 'not-applied' | 'dry-run';
 
 export interface RunResult {
   pid: number;
@@ -106,6 +106,7 @@ function decideAndSwitch(pid: number, patchId: string, step: PatchStep, request:
     present: state.family.builds.map((b) => b.buildId ?? ''),
     liveIsLoaderBuild: state.live === state.family.canonical,
     lineage: state.lineage,
+    patchedByUlp: state.family.builds.some((b) => b.source === 'ulp'),
   });
   const base = { pid, soname, patchId, which: opts.which, fromBuildId: step.from.entry.buildId, toBuildId: step.to.entry.buildId, liveBefore: state.live.buildId };
   if (decision.action === 'noop') return { ...base, outcome: decision.reason };

@@ -13,6 +13,7 @@ export function renderRun(r: RunResult): string {
     applied: `applied patch ${r.patchId.slice(0, 12)} to process ${r.pid}`,
     reverted: `reverted patch ${r.patchId.slice(0, 12)} in process ${r.pid}`,
     'already-applied': `patch ${r.patchId.slice(0, 12)} is already applied in process ${r.pid}: nothing to do`,
+    'runs-new-build': `process ${r.pid} runs the new build of patch ${r.patchId.slice(0, 12)} already (loaded at start, not patched): nothing to do`,
     'not-applied': `patch ${r.patchId.slice(0, 12)} is not applied in process ${r.pid}: nothing to revert`,
     'dry-run': `dry run: patch ${r.patchId.slice(0, 12)} ${r.which === 'forward' ? 'can be applied to' : 'can be reverted in'} process ${r.pid}; nothing was changed`,
   }[r.outcome];

@@ -20,6 +20,8 @@ export {
   type Direction,
   type Manifest,
   type ManifestInput,
+  type PackageInfo,
+  PackageInfoSchema,
 } from './manifest.js';
 export * from './report.js';
 export { keyIdOf, loadPrivateKey, loadPublicKey, signedMessage, type SignatureStatus } from './signature.js';

@@ -4,11 +4,12 @@
  * loader runtime switch. Returns a result for the report; throws UlpError.
  */
 import { UlpError } from '../common/errors.js';
-import { blockingFindings, patchStep, removedExports, type Bundle, type PatchStep } from '../patches/index.js';
+import { blockingFindings, patchStep, removedExports, type Bundle, type PackageInfo, type PatchStep } from '../patches/index.js';
 import { checkTarget } from '../runtime/index.js';
 import type { ElfCache } from '../runtime/loader/elf-cache.js';
 import { lostBindings } from '../runtime/loader/bindings.js';
-import { buildMemfdName } from '../runtime/loader/model.js';
+import { buildMemfdName, metaMemfdName } from '../runtime/loader/model.js';
+import { encodeBundleMeta } from './bundle-meta.js';
 import { globalScope } from '../runtime/loader/scope.js';
 import { prepare, switchLibrary, type Prepared, type SwitchReport, type SwitchRequest } from '../runtime/loader/switch-library.js';
 import type { SessionOptions } from '../runtime/index.js';
@@ -28,6 +29,8 @@ export interface RunOptions {
   session?: SessionOptions;
   /** Parsed objects shared across processes (--all). */
   elfCache?: ElfCache;
+  /** Set by runOne from the bundle. */
+  packageInfo?: PackageInfo;
 }
 
 export type Outcome = 'applied' | 'reverted' | 'already-applied' | 'runs-new-build' | 'not-applied' | 'dry-run';
@@ -47,6 +50,8 @@ export interface RunResult {
   switch?: SwitchReport;
   /** Longest time every thread was stopped, in ms. */
   pauseMs?: number;
+  /** The bundle's package facts (format 1.1), when it has them. */
+  package?: PackageInfo;
 }
 
 export function refuseGlibc(soname: string): void {
@@ -79,11 +84,12 @@ export function runOne(pid: number, bundle: Bundle, opts: RunOptions): RunResult
     ...(opts.progress ? { progress: opts.progress } : {}),
     ...(opts.session ? { session: opts.session } : {}),
     ...(opts.elfCache ? { elfCache: opts.elfCache } : {}),
+    ...(bundle.manifest.package ? { metadata: { name: metaMemfdName(patchId), bytes: encodeBundleMeta(bundle) } } : {}),
   };
   // A plan another trigger overtook (TRIGGER_RACE) is made again on what the process has now.
   for (let attempt = 1; ; attempt++) {
     try {
-      return decideAndSwitch(pid, patchId, step, request, opts);
+      return decideAndSwitch(pid, patchId, step, request, bundle.manifest.package ? { ...opts, packageInfo: bundle.manifest.package } : opts);
     } catch (e) {
       if (!(e instanceof UlpError) || e.code !== 'TRIGGER_RACE' || attempt >= RACE_RETRIES) throw e;
     }
@@ -108,7 +114,7 @@ function decideAndSwitch(pid: number, patchId: string, step: PatchStep, request:
     lineage: state.lineage,
     patchedByUlp: state.family.builds.some((b) => b.source === 'ulp'),
   });
-  const base = { pid, soname, patchId, which: opts.which, fromBuildId: step.from.entry.buildId, toBuildId: step.to.entry.buildId, liveBefore: state.live.buildId };
+  const base = { pid, soname, patchId, which: opts.which, fromBuildId: step.from.entry.buildId, toBuildId: step.to.entry.buildId, liveBefore: state.live.buildId, ...(opts.packageInfo ? { package: opts.packageInfo } : {}) };
   if (decision.action === 'noop') return { ...base, outcome: decision.reason };
   refuseLostBindings(pid, soname, step, prepared);
   const report = switchLibrary({ ...request, prepared, dryRun: !!opts.dryRun });

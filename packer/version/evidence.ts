@@ -63,11 +63,19 @@ export function packageNote(obj: ElfObject): PackageNote | undefined {
 const VERSION_RE = /(?<![0-9A-Za-z.])\d+(?:\.\d+)+(?:[-~+][0-9A-Za-z.+~-]*[0-9A-Za-z])?/;
 const MAX_STRING = 1024;
 
-/** The first version token of a text, with the text before it (what pairs strings between builds). */
+/**
+ * The first version token of a text, with the text before it (what pairs
+ * strings between builds). Dotted numbers of more than four parts are OIDs
+ * and addresses (1.2.840.113549.1.1.1), not versions.
+ */
 export function splitVersion(text: string): { prefix: string; version: string } | undefined {
   const m = VERSION_RE.exec(text);
-  return m ? { prefix: text.slice(0, m.index), version: m[0] } : undefined;
+  if (!m || /^\d+(?:\.\d+){4}/.test(m[0])) return undefined;
+  return { prefix: text.slice(0, m.index), version: m[0] };
 }
+
+/** A string names what its version is of ("OpenSSL 3.0.20", "expat_2.5.0"): a bare number could be anything. */
+const named = (prefix: string) => /[A-Za-z]/.test(prefix);
 
 /** NUL-terminated printable strings with a version token in the read-only, non-executable segments of a file. */
 export function versionStrings(obj: ElfObject, file: Buffer): Set<string> {
@@ -82,7 +90,7 @@ export function versionStrings(obj: ElfObject, file: Buffer): Set<string> {
       if (c >= 0x20 && c < 0x7f) continue;
       if (c === 0 && i - s >= 4 && i - s <= MAX_STRING) {
         const text = file.toString('latin1', s, i);
-        if (VERSION_RE.test(text)) out.add(text);
+        if (splitVersion(text)) out.add(text);
       }
       s = i + 1;
     }
@@ -96,12 +104,13 @@ function orderOf(oldV: string, newV: string): VersionEvidence['order'] | undefin
 }
 
 /** Strings only one build has, paired by the text before their version where the pairing is unambiguous. */
-function stringEvidence(oldStrings: Set<string>, newStrings: Set<string>): VersionEvidence[] {
-  const byPrefix = (mine: Set<string>, other: Set<string>) => {
+export function stringEvidence(oldStrings: ReadonlySet<string>, newStrings: ReadonlySet<string>): VersionEvidence[] {
+  const byPrefix = (mine: ReadonlySet<string>, other: ReadonlySet<string>) => {
     const m = new Map<string, string[]>();
     for (const s of mine) {
       if (other.has(s)) continue;
-      const v = splitVersion(s)!;
+      const v = splitVersion(s);
+      if (!v || !named(v.prefix)) continue;
       m.set(v.prefix, [...(m.get(v.prefix) ?? []), s]);
     }
     return m;
@@ -121,7 +130,7 @@ function stringEvidence(oldStrings: Set<string>, newStrings: Set<string>): Versi
 }
 
 /** Path components that differ between the inputs, compared where both name a version after the same text. */
-function pathEvidence(oldPath: string, newPath: string): VersionEvidence[] {
+export function pathEvidence(oldPath: string, newPath: string): VersionEvidence[] {
   // Lined up from the file name backwards: old/ssl-3.0.20-1/libssl.so.3 against new/ssl-3.0.19-1/libssl.so.3.
   const a = resolve(oldPath).split(sep);
   const b = resolve(newPath).split(sep);

@@ -68,7 +68,8 @@ export function renderPack(s: PackSummary): string {
   if (f.verdict !== 'incompatible') {
     // The reverse report is in the bundle (see --inspect); here only its verdict and what would stop a revert.
     const errors = CATEGORY_NAMES.flatMap((n) => s.reverse.categories[n].findings.filter((x) => x.severity === 'error').map((x) => `    ${n}: ${x.message} [${x.code}]`));
-    parts.push('', `revert (new -> old): ${s.reverse.verdict.toUpperCase()}`, ...errors);
+    const perProcess = errors.length > 0 && blockingFindings(s.reverse).length === 0;
+    parts.push('', `revert (new -> old): ${s.reverse.verdict.toUpperCase()}${perProcess ? ' only where a loaded object is bound to an export it removes' : ''}`, ...errors);
     if (errors.length) parts.push(...revertRule(s.reverse));
   }
   parts.push('');

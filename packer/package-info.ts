@@ -5,13 +5,10 @@
  * here, pure; stored in the manifest's optional `package` field.
  */
 import { UlpError } from '../common/errors.js';
+// The manifest's schema is the one definition of the shape; a type import loads no zod.
+import type { PackageInfo } from '../patches/manifest.js';
 
-export interface PackageInfo {
-  name?: string;
-  fromVersion?: string;
-  toVersion?: string;
-  fixes?: string[];
-}
+export type { PackageInfo };
 
 /** MITRE's form: CVE-YYYY-NNNN with four or more digits in the sequence number. */
 export const CVE_RE = /^CVE-\d{4}-\d{4,19}$/;

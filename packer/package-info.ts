@@ -7,11 +7,10 @@
 import { UlpError } from '../common/errors.js';
 // The manifest's schema is the one definition of the shape; a type import loads no zod.
 import type { PackageInfo } from '../patches/manifest.js';
+import { CVE_RE } from '../patches/cve.js';
 
 export type { PackageInfo };
 
-/** MITRE's form: CVE-YYYY-NNNN with four or more digits in the sequence number. */
-export const CVE_RE = /^CVE-\d{4}-\d{4,19}$/;
 /** Debian and RPM package names, and names in general: no spaces, no control characters. */
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9.+_:@~-]{0,127}$/;
 /** A version as a distribution writes it (3.0.20-1~deb12u2, 1:2.5.0-1+deb12u5, 2.1.12-stable). */

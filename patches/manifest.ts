@@ -9,6 +9,7 @@ import semver from 'semver';
 import { z } from 'zod';
 import { UlpError } from '../common/errors.js';
 import { canonicalJson } from './canonical-json.js';
+import { CVE_RE } from './cve.js';
 import { BuildIdSchema, ReportSchema, Sha256Schema, VerdictSchema, type Report } from './report.js';
 
 /** The format this code writes; it reads any 1.x. */
@@ -55,7 +56,7 @@ export const PackageInfoSchema = z.object({
   name: z.string().min(1).max(128).optional(),
   fromVersion: z.string().min(1).max(128).optional(),
   toVersion: z.string().min(1).max(128).optional(),
-  fixes: z.array(z.string().regex(/^CVE-\d{4}-\d{4,19}$/)).max(1000).optional(),
+  fixes: z.array(z.string().regex(CVE_RE)).max(1000).optional(),
 });
 export type PackageInfo = z.infer<typeof PackageInfoSchema>;
 

@@ -5,6 +5,7 @@
  * ignored rather than shown.
  */
 import type { Bundle, PackageInfo } from '../patches/index.js';
+import { CVE_RE } from '../patches/cve.js';
 
 export interface BundleMeta {
   patchId: string;
@@ -39,7 +40,7 @@ export function decodeBundleMeta(bytes: Buffer, patchId: string): BundleMeta | u
     if (v !== undefined) pkg[k] = v;
   }
   if (Array.isArray(p.fixes)) {
-    const fixes = p.fixes.filter((x: unknown) => typeof x === 'string' && /^CVE-\d{4}-\d{4,19}$/.test(x));
+    const fixes = p.fixes.filter((x: unknown) => typeof x === 'string' && CVE_RE.test(x));
     if (fixes.length) pkg.fixes = fixes;
   }
   return { patchId, soname: str(json.soname) ?? '', package: pkg };

@@ -143,7 +143,9 @@ export function classifySlot(slot: Slot, value: bigint, ctx: ClassifyContext): S
     if (build === target) return { kind: 'target' };
     if (boundTo(slot, value, build, addend)) {
       const v = targetValue(slot, ctx, addend);
-      return v === undefined ? { kind: 'missing', build } : { kind: 'stale', build, value: v };
+      if (v !== undefined) return { kind: 'stale', build, value: v };
+      // A build's own call to an export the target lacks leaves with that build: not a residue (countByBuild).
+      return build === slot.owner ? { kind: 'other' } : { kind: 'missing', build };
     }
     if (slot.reloc.type === RelocType.JUMP_SLOT && build === slot.owner) return lazy(slot, ctx);
     return { kind: 'unmatched', build };

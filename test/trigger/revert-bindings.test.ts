@@ -97,7 +97,12 @@ describe('reverting an update that added exports', function () {
     assert.equal(libStatus(bound.pid, 'libself.so.1').live, live);
     assert.deepEqual(versions(await settled(bound)), ['3']);
     // Reverting 2 -> 3 takes self_more away, which nothing outside the library is bound to.
-    assert.equal(trigger(String(bound.pid), b, '--revert', '--json').json.outcome, 'reverted');
+    const rb = trigger(String(bound.pid), b, '--revert', '--json').json;
+    assert.equal(rb.outcome, 'reverted');
+    assert.equal(rb.switch.counts.missing, 0, "version 3's own call to self_more leaves with it: no residue");
+    const st = libStatus(bound.pid, 'libself.so.1');
+    assert.equal(st.mixed, false);
+    assert.equal(st.oldReferences.slots, 0);
     const two = await settled(bound);
     assert.deepEqual(versions(two), ['2']);
     assert.ok(two.every((l) => l.helper === '42'));

@@ -9,7 +9,7 @@ import { checkTarget } from '../runtime/index.js';
 import type { ElfCache } from '../runtime/loader/elf-cache.js';
 import { lostBindings } from '../runtime/loader/bindings.js';
 import { buildMemfdName, metaMemfdName } from '../runtime/loader/model.js';
-import { encodeBundleMeta } from './bundle-meta.js';
+import { encodeBundleMeta, hasBundleMeta } from './bundle-meta.js';
 import { globalScope } from '../runtime/loader/scope.js';
 import { prepare, switchLibrary, type Prepared, type SwitchReport, type SwitchRequest } from '../runtime/loader/switch-library.js';
 import type { SessionOptions } from '../runtime/index.js';
@@ -31,6 +31,7 @@ export interface RunOptions {
   elfCache?: ElfCache;
   /** Set by runOne from the bundle. */
   packageInfo?: PackageInfo;
+  downgrade?: boolean;
 }
 
 export type Outcome = 'applied' | 'reverted' | 'already-applied' | 'runs-new-build' | 'not-applied' | 'dry-run';
@@ -52,6 +53,8 @@ export interface RunResult {
   pauseMs?: number;
   /** The bundle's package facts (format 1.1), when it has them. */
   package?: PackageInfo;
+  /** The bundle was packed with --allow-downgrade (format 1.1). */
+  downgrade?: true;
 }
 
 export function refuseGlibc(soname: string): void {
@@ -84,12 +87,12 @@ export function runOne(pid: number, bundle: Bundle, opts: RunOptions): RunResult
     ...(opts.progress ? { progress: opts.progress } : {}),
     ...(opts.session ? { session: opts.session } : {}),
     ...(opts.elfCache ? { elfCache: opts.elfCache } : {}),
-    ...(bundle.manifest.package ? { metadata: { name: metaMemfdName(patchId), bytes: encodeBundleMeta(bundle) } } : {}),
+    ...(hasBundleMeta(bundle) ? { metadata: { name: metaMemfdName(patchId), bytes: encodeBundleMeta(bundle) } } : {}),
   };
   // A plan another trigger overtook (TRIGGER_RACE) is made again on what the process has now.
   for (let attempt = 1; ; attempt++) {
     try {
-      return decideAndSwitch(pid, patchId, step, request, bundle.manifest.package ? { ...opts, packageInfo: bundle.manifest.package } : opts);
+      return decideAndSwitch(pid, patchId, step, request, { ...opts, ...(bundle.manifest.package ? { packageInfo: bundle.manifest.package } : {}), ...(bundle.manifest.downgrade ? { downgrade: true } : {}) });
     } catch (e) {
       if (!(e instanceof UlpError) || e.code !== 'TRIGGER_RACE' || attempt >= RACE_RETRIES) throw e;
     }
@@ -114,7 +117,7 @@ function decideAndSwitch(pid: number, patchId: string, step: PatchStep, request:
     lineage: state.lineage,
     patchedByUlp: state.family.builds.some((b) => b.source === 'ulp'),
   });
-  const base = { pid, soname, patchId, which: opts.which, fromBuildId: step.from.entry.buildId, toBuildId: step.to.entry.buildId, liveBefore: state.live.buildId, ...(opts.packageInfo ? { package: opts.packageInfo } : {}) };
+  const base = { pid, soname, patchId, which: opts.which, fromBuildId: step.from.entry.buildId, toBuildId: step.to.entry.buildId, liveBefore: state.live.buildId, ...(opts.packageInfo ? { package: opts.packageInfo } : {}), ...(opts.downgrade ? { downgrade: true as const } : {}) };
   if (decision.action === 'noop') return { ...base, outcome: decision.reason };
   refuseLostBindings(pid, soname, step, prepared);
   const report = switchLibrary({ ...request, prepared, dryRun: !!opts.dryRun });

@@ -11,13 +11,20 @@ export interface BundleMeta {
   patchId: string;
   soname: string;
   package: PackageInfo;
+  /** The bundle was packed with --allow-downgrade: its new build looked older. */
+  downgrade?: true;
+}
+
+/** A bundle has something to keep in the process. */
+export function hasBundleMeta(bundle: Bundle): boolean {
+  return bundle.manifest.package !== undefined || bundle.manifest.downgrade === true;
 }
 
 const MAX_BYTES = 64 * 1024;
 
 export function encodeBundleMeta(bundle: Bundle): Buffer {
   const m = bundle.manifest;
-  const meta: BundleMeta = { patchId: m.patchId, soname: m.soname, package: m.package ?? {} };
+  const meta: BundleMeta = { patchId: m.patchId, soname: m.soname, package: m.package ?? {}, ...(m.downgrade ? { downgrade: true as const } : {}) };
   return Buffer.from(JSON.stringify({ kind: 'ulp-bundle-meta', version: 1, ...meta }), 'utf8');
 }
 
@@ -43,5 +50,5 @@ export function decodeBundleMeta(bytes: Buffer, patchId: string): BundleMeta | u
     const fixes = p.fixes.filter((x: unknown) => typeof x === 'string' && CVE_RE.test(x));
     if (fixes.length) pkg.fixes = fixes;
   }
-  return { patchId, soname: str(json.soname) ?? '', package: pkg };
+  return { patchId, soname: str(json.soname) ?? '', package: pkg, ...(json.downgrade === true ? { downgrade: true as const } : {}) };
 }

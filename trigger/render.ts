@@ -20,6 +20,7 @@ export function renderRun(r: RunResult): string {
   }[r.outcome];
   const lines = [head];
   if (r.package) lines.push(`  ${packageText(r.package)}`);
+  if (r.downgrade) lines.push("  DOWNGRADE: the bundle's new build looked older than its old one (packed with --allow-downgrade)");
   const s = r.switch;
   if (!s) {
     lines.push(`  ${r.soname}: live build ${short(r.liveBefore)}`);
@@ -72,7 +73,10 @@ export function renderStatus(st: StatusReport): string {
       const origin = b.source === 'loader' ? 'loaded by ld.so' : `mapped by ulp (patch ${b.patchId?.slice(0, 12)}, ${b.role} build)`;
       lines.push(`  ${b.live ? '*' : ' '} ${short(b.buildId)}  ${hex(b.base)}  ${origin}, ${plural(b.slots, 'slot')} point here`);
     }
-    for (const p of lib.patches) lines.push(`  patch ${p.patchId.slice(0, 12)}: ${p.state}${p.package ? ` (${packageText(p.package)})` : ''}`);
+    for (const p of lib.patches) {
+      const about = [...(p.package ? [packageText(p.package)] : []), ...(p.downgrade ? ['a DOWNGRADE, packed with --allow-downgrade'] : [])];
+      lines.push(`  patch ${p.patchId.slice(0, 12)}: ${p.state}${about.length ? ` (${about.join('; ')})` : ''}`);
+    }
     lines.push(`  writable data ${lib.aliased ? 'shared by all builds' : 'not shared yet'}`);
     const o = lib.oldReferences;
     lines.push(`  old references: ${plural(o.slots, 'slot')}, ${plural(o.dataPointers, 'data pointer')} into code of builds that are not live`);

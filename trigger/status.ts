@@ -8,7 +8,7 @@ import { checkTarget, RemoteMemory } from '../runtime/index.js';
 import { findDataPointers, readLibraryState, type LibraryState } from '../runtime/loader/library.js';
 import { dataMemfdName, parseMemfdPath, parseMetaPath, type ProcessObject } from '../runtime/loader/model.js';
 import type { PackageInfo } from '../patches/index.js';
-import { decodeBundleMeta } from './bundle-meta.js';
+import { decodeBundleMeta, type BundleMeta } from './bundle-meta.js';
 import { readForkStatus, type ForkStatus } from '../runtime/loader/fork/index.js';
 import { takeSnapshot } from '../runtime/loader/snapshot.js';
 
@@ -33,7 +33,7 @@ export interface LibraryStatus {
   aliased: boolean;
   builds: BuildStatus[];
   /** package: what the bundle said about itself (format 1.1), kept in the process when it was staged. */
-  patches: Array<{ patchId: string; state: 'applied' | 'reverted' | 'inactive'; package?: PackageInfo }>;
+  patches: Array<{ patchId: string; state: 'applied' | 'reverted' | 'inactive'; package?: PackageInfo; downgrade?: true }>;
   oldReferences: {
     /** Slots that still point at a build that is not live. */
     slots: number;
@@ -74,12 +74,12 @@ export function readStatus(pid: number): StatusReport {
   const patched = new Set<string>();
   for (const o of snap.objects) if (o.source === 'ulp' && o.soname) patched.add(o.soname);
   for (const soname of snap.dataMappings.keys()) patched.add(soname);
-  const metas = new Map<string, PackageInfo>();
+  const metas = new Map<string, BundleMeta>();
   for (const m of snap.maps) {
     const id = parseMetaPath(m.path);
     const bytes = id && m.read ? mem.tryRead(m.start, Number(m.end - m.start)) : undefined;
     const meta = id && bytes ? decodeBundleMeta(bytes, id) : undefined;
-    if (meta && Object.keys(meta.package).length > 0) metas.set(meta.patchId, meta.package);
+    if (meta) metas.set(meta.patchId, meta);
   }
   const libraries: LibraryStatus[] = [];
   for (const soname of patched) {
@@ -99,7 +99,10 @@ export function readStatus(pid: number): StatusReport {
       mixed: state.mixed,
       aliased: state.aliased,
       builds: state.family.builds.map((b) => buildStatus(b, state)),
-      patches: [...patches].map(([patchId, s]) => ({ patchId, state: s, ...(metas.has(patchId) ? { package: metas.get(patchId)! } : {}) })),
+      patches: [...patches].map(([patchId, s]) => {
+        const meta = metas.get(patchId);
+        return { patchId, state: s, ...(meta && Object.keys(meta.package).length > 0 ? { package: meta.package } : {}), ...(meta?.downgrade ? { downgrade: true as const } : {}) };
+      }),
       oldReferences: {
         slots: [...state.counts].filter(([b]) => b !== state.live).reduce((n, [, c]) => n + c, 0),
         dataPointers: pointers.length,

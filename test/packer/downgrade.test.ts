@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { readBundleFile } from '../../patches/index.js';
-import { HardLab, linesAfter, trigger } from '../helpers/hard-lab.js';
+import { HardLab, linesAfter, status, trigger } from '../helpers/hard-lab.js';
 import { REAL, REAL_FILES, realBuildsDir } from '../helpers/real-builds.js';
 import { tempDir, ulpPack } from './run.js';
 
@@ -149,7 +149,12 @@ describe('package notes (ld --package-metadata): downgrade evidence and bundle m
 
     const patched = lab.start(exe, { u3: 1 });
     await linesAfter(patched, 0, (ls) => ls.length >= 1);
-    assert.equal(trigger(String(patched.pid), bundle, '--json').json.outcome, 'applied');
+    const applied = trigger(String(patched.pid), bundle, '--json').json;
+    assert.equal(applied.outcome, 'applied');
+    assert.equal(applied.downgrade, true, 'the report says what was applied is a downgrade');
+    const st = status(patched.pid).libraries.find((l: { soname: string }) => l.soname === 'libnotes.so.1');
+    assert.deepEqual(st.patches.map((p: any) => [p.state, p.downgrade, p.package?.toVersion]), [['applied', true, '2.0-1+deb12u1']]);
+    assert.match(trigger('--status', String(patched.pid)).stdout, /applied \(package libnotes1 2\.0-2 -> 2\.0-1\+deb12u1; a DOWNGRADE, packed with --allow-downgrade\)/);
     assert.equal(trigger(String(patched.pid), bundle, '--json').json.outcome, 'already-applied');
     assert.match(trigger(String(patched.pid), bundle).stdout, /already applied/);
   });

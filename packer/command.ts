@@ -13,6 +13,7 @@ const KEY_MAX_BYTES = 64 * 1024;
 import type { KeyObject } from 'node:crypto';
 import { checkDebugDirs } from './analyze/layouts.js';
 import { pack } from './pack.js';
+import { parsePackageInfo } from './package-info.js';
 import { renderInspect, renderPack } from './render.js';
 
 /**
@@ -28,7 +29,12 @@ const PROGRAM = 'ulp-pack';
 function exitCodeOf(code: string): ExitCodeValue | undefined {
   switch (code) {
     case 'PACK_USAGE':
+    case 'PACK_BAD_PACKAGE':
+    case 'PACK_BAD_VERSION':
+    case 'PACK_BAD_CVE':
       return ExitCode.USAGE;
+    case 'PACK_DOWNGRADE':
+      return ExitCode.REFUSED;
     case 'PACK_INPUT_UNREADABLE':
     case 'PACK_KEY_UNREADABLE':
     case 'PACK_DEBUG_DIR_UNREADABLE':
@@ -54,7 +60,16 @@ interface Options {
   key?: string;
   createdAt?: string;
   debugDir?: string[];
+  allowDowngrade?: boolean;
+  package?: string;
+  fromVersion?: string;
+  toVersion?: string;
+  fixes?: string[];
 }
+
+const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
+const PACKAGE_OPTIONS = ['package', 'fromVersion', 'toVersion', 'fixes', 'allowDowngrade'] as const;
+const flagOf = (o: string) => `--${o.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 
 function usage(message: string): UlpError {
   return new UlpError('PACK_USAGE', message, `Run ${PROGRAM} --help.`);
@@ -76,13 +91,18 @@ function buildProgram(): Command {
     .option('--key <pubkey>', 'with --inspect: require a valid signature by this Ed25519 public key (PEM)')
     .option('--debug-dir <dir>', 'a folder with separate debug files (.build-id/xx/rest.debug or NAME.debug) for structure layouts; repeatable', (d: string, all: string[] = []) => [...all, d])
     .option('--created-at <time>', 'creation time to record (ISO 8601 or seconds since the epoch; default: $SOURCE_DATE_EPOCH, else now)')
+    .option('--package <name>', "the package the builds come from, recorded in the bundle (default: the builds' package note)")
+    .option('--from-version <v>', "the old build's package version (default: its package note)")
+    .option('--to-version <v>', "the new build's package version (default: its package note)")
+    .option('--fixes <cve>', 'a CVE id the update fixes, recorded in the bundle (repeatable)', collect)
+    .option('--allow-downgrade', 'write the bundle even when the new build looks older than the old one')
     .version(toolVersion(), '-V, --version', 'print the version')
     .helpOption('-h, --help', 'show this help')
     .addHelpText(
       'after',
       `
 Exit codes: 0 written (or compatible with --check), 2 incompatible pair (every
-reason is listed, no file written), 3 invalid input (not ELF, not a shared
+reason is listed, no file written) or a downgrade without --allow-downgrade, 3 invalid input (not ELF, not a shared
 object, different SONAME, same build twice, bad bundle or key), 5 a file cannot
 be read or written, 64 usage. See docs/CLI.md.`,
     );
@@ -113,6 +133,7 @@ async function runInspect(path: string, opts: Options): Promise<ExitCodeValue> {
 }
 
 async function runPack(oldPath: string, newPath: string, opts: Options): Promise<ExitCodeValue> {
+  const packageInfo = parsePackageInfo(opts);
   const createdAt = opts.createdAt !== undefined ? parseTime(opts.createdAt, '--created-at') : parseTime(process.env.SOURCE_DATE_EPOCH, 'SOURCE_DATE_EPOCH');
   const bundles = opts.output !== undefined || opts.sign !== undefined ? await bundleLayer() : undefined;
   // Fail before a long analysis if an input folder is missing or the result could not be written anyway.
@@ -129,6 +150,8 @@ async function runPack(oldPath: string, newPath: string, opts: Options): Promise
       tool: { name: PROGRAM, version: toolVersion() },
       bundle: !opts.check,
       ...(privateKey ? { privateKey } : {}),
+      ...(opts.allowDowngrade ? { allowDowngrade: true } : {}),
+      ...(packageInfo ? { packageInfo } : {}),
       progress: line.update,
       ...(opts.debugDir ? { debugDirs: opts.debugDir } : {}),
     });
@@ -149,6 +172,8 @@ async function runPack(oldPath: string, newPath: string, opts: Options): Promise
       new: { path: newPath, buildId: result.new.obj.buildId, sha256: result.new.sha256 },
       output: written ?? null,
       patchId: result.manifest?.patchId ?? null,
+      package: result.packageInfo ?? null,
+      versions: result.versions,
       forward: result.forward,
       reverse: result.reverse,
     });
@@ -164,6 +189,8 @@ async function runPack(oldPath: string, newPath: string, opts: Options): Promise
         patchId: result.manifest?.patchId,
         size: result.bytes?.length,
         check: !!opts.check,
+        packageInfo: result.packageInfo,
+        versions: result.versions,
       }),
     );
   }
@@ -178,11 +205,11 @@ async function runPack(oldPath: string, newPath: string, opts: Options): Promise
 function validate(args: string[], opts: Options): void {
   if (opts.inspect !== undefined) {
     if (args.length > 0) throw usage('--inspect takes no OLD/NEW arguments');
-    for (const o of ['output', 'check', 'sign', 'createdAt', 'debugDir'] as const) {
-      if (opts[o] !== undefined) throw usage(`--${o === 'createdAt' ? 'created-at' : o === 'debugDir' ? 'debug-dir' : o} cannot be used with --inspect`);
-    }
+    for (const o of ['output', 'check', 'sign', 'createdAt', 'debugDir', ...PACKAGE_OPTIONS] as const) if (opts[o] !== undefined) throw usage(`${flagOf(o)} cannot be used with --inspect`);
     return;
   }
+  // Bad option values are refused before any file is read.
+  parsePackageInfo(opts);
   if (args.length !== 2) throw usage(`expected OLD.so and NEW.so, got ${args.length} ${args.length === 1 ? 'argument' : 'arguments'}`);
   if (opts.key !== undefined) throw usage('--key is for --inspect; to sign, use --sign');
   if (opts.check && (opts.output !== undefined || opts.sign !== undefined)) throw usage('--check writes nothing: drop -o/--sign, or drop --check');

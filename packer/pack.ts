@@ -11,6 +11,8 @@ import { parseElf } from '../elf/index.js';
 import type { Manifest, Report } from '../patches/index.js';
 import { analyzePair, type ProgressFn } from './analyze/index.js';
 import { createBuild, withoutSymtab, type Build } from './model.js';
+import { assessVersions, packageNote, type DowngradeAssessment, type VersionEvidence } from './version/evidence.js';
+import type { PackageInfo } from './package-info.js';
 
 export interface PackOptions {
   oldPath: string;
@@ -23,6 +25,10 @@ export interface PackOptions {
   progress?: ProgressFn;
   /** --debug-dir: folders with separate debug files. */
   debugDirs?: string[];
+  /** Write the bundle even when the new build looks older than the old one. */
+  allowDowngrade?: boolean;
+  /** What the operator said about the update (--package, --from-version, --to-version, --fixes); the package notes fill the gaps. */
+  packageInfo?: PackageInfo;
 }
 
 export interface PackResult {
@@ -33,6 +39,10 @@ export interface PackResult {
   reverse: Report;
   manifest?: Manifest;
   bytes?: Buffer;
+  /** How the builds' versions compare, and on what evidence. */
+  versions: DowngradeAssessment;
+  /** The package facts recorded in the bundle (given, or read from the package notes). */
+  packageInfo: PackageInfo | undefined;
 }
 
 /** Reads and parses one input; every failure names the file. */
@@ -95,6 +105,9 @@ export async function pack(opts: PackOptions): Promise<PackResult> {
   progress(`reading ${opts.newPath}`);
   const loadedNew = loadBuild('new', opts.newPath);
   const soname = checkPair(loadedOld, loadedNew);
+  const versions = assessVersions(loadedOld, loadedNew);
+  if (versions.downgrade && !opts.allowDowngrade) throw downgradeError(versions.evidence);
+  const packageInfo = withNoteDefaults(opts.packageInfo, loadedOld, loadedNew);
   const [old, neu] = sameSymbolLevel(loadedOld, loadedNew);
   // The bundle layer (zod, schemas) is loaded only to write a bundle, and before the analysis:
   // compressing the builds starts now, on the thread pool, and overlaps with the analysis.
@@ -103,7 +116,7 @@ export async function pack(opts: PackOptions): Promise<PackResult> {
   const analysis = opts.debugDirs ? { debugDirs: opts.debugDirs } : {};
   const forward = analyzePair(old, neu, progress, analysis);
   const reverse = analyzePair(neu, old, progress, analysis);
-  const result: PackResult = { soname, old, new: neu, forward, reverse };
+  const result: PackResult = { soname, old, new: neu, forward, reverse, versions, packageInfo };
   if (forward.verdict === 'incompatible' || !encoder || !bundles) return result;
   progress('compressing the bundle');
   result.manifest = bundles.createManifest({
@@ -116,7 +129,33 @@ export async function pack(opts: PackOptions): Promise<PackResult> {
     tool: opts.tool,
     forward,
     reverse,
+    ...(packageInfo ? { package: packageInfo } : {}),
+    ...(versions.downgrade ? { downgrade: true } : {}),
   });
   result.bytes = await encoder.finish(result.manifest, opts.privateKey ? { privateKey: opts.privateKey } : {});
   return result;
+}
+
+function downgradeError(evidence: VersionEvidence[]): UlpError {
+  const older = evidence.filter((e) => e.order === 'older');
+  const shown = older.map((e) => `${e.source} ${e.what}: ${e.old} -> ${e.new}`);
+  return new UlpError(
+    'PACK_DOWNGRADE',
+    `the new build looks older than the old one (${shown.join('; ')}); a bundle would put the older build into processes, and ulp-trigger would take every process still running it for patched`,
+    'Swap OLD and NEW if they were given the wrong way round; to ship a downgrade on purpose, pass --allow-downgrade.',
+    { evidence },
+  );
+}
+
+/** Package facts the operator left out, from the builds' package notes when both name the same package. */
+function withNoteDefaults(given: PackageInfo | undefined, old: Build, neu: Build): PackageInfo | undefined {
+  const on = packageNote(old.obj);
+  const nn = packageNote(neu.obj);
+  const same = on && nn && on.name === nn.name ? nn.name : undefined;
+  const info: PackageInfo = { ...given };
+  const name = info.name ?? same ?? nn?.name ?? on?.name;
+  if (name !== undefined) info.name = name;
+  if (info.fromVersion === undefined && on && (!info.name || on.name === info.name)) info.fromVersion = on.version;
+  if (info.toVersion === undefined && nn && (!info.name || nn.name === info.name)) info.toVersion = nn.version;
+  return Object.keys(info).length > 0 ? info : undefined;
 }

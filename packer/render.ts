@@ -3,7 +3,10 @@
  * bundle. (--json prints the underlying objects instead.)
  */
 import type { BuildEntry, Bundle, Finding, Report, SignatureStatus } from '../patches/index.js';
+import type { PackageInfo } from './package-info.js';
+import type { DowngradeAssessment } from './version/evidence.js';
 import { CATEGORY_NAMES } from './categories.js';
+import { blockingFindings, removedExports } from '../patches/direction.js';
 
 const short = (id: string | undefined) => (id ? id.slice(0, 16) : '(none)');
 
@@ -39,23 +42,58 @@ export interface PackSummary {
   patchId: string | undefined;
   size: number | undefined;
   check: boolean;
+  packageInfo?: PackageInfo | undefined;
+  versions?: DowngradeAssessment;
+}
+
+/** One line about the package, e.g. "package libssl3 3.0.19-1~deb12u2 -> 3.0.20-1~deb12u2, fixes CVE-2026-1234". */
+export function packageLine(p: PackageInfo | undefined): string | undefined {
+  if (!p) return undefined;
+  const versions = p.fromVersion || p.toVersion ? ` ${p.fromVersion ?? '?'} -> ${p.toVersion ?? '?'}` : '';
+  const fixes = p.fixes?.length ? `${p.name || versions ? ', ' : ''}fixes ${p.fixes.join(', ')}` : '';
+  return `package ${p.name ?? '(unnamed)'}${versions}${fixes}`;
+}
+
+function versionLines(v: DowngradeAssessment | undefined): string[] {
+  if (!v || v.evidence.length === 0) return [];
+  const lines = [`versions: the new build looks ${v.downgrade ? 'OLDER (allowed by --allow-downgrade)' : 'newer'}`];
+  for (const e of v.evidence) lines.push(`  ${e.source}: ${e.what}: ${e.old} -> ${e.new} (${e.order})`);
+  return lines;
 }
 
 export function renderPack(s: PackSummary): string {
   const f = s.forward;
   const head = `${s.soname}: ${s.oldPath} (build-id ${short(f.from.buildId)}, ${f.from.relro} RELRO${f.from.stripped ? ', stripped' : ''}) -> ${s.newPath} (build-id ${short(f.to.buildId)}, ${f.to.relro} RELRO${f.to.stripped ? ', stripped' : ''})`;
-  const parts = [head, '', renderReport(f, 'update (old -> new)')];
+  const pkg = packageLine(s.packageInfo);
+  const parts = [head, ...(pkg ? [pkg] : []), ...versionLines(s.versions), '', renderReport(f, 'update (old -> new)')];
   if (f.verdict !== 'incompatible') {
     // The reverse report is in the bundle (see --inspect); here only its verdict and what would stop a revert.
     const errors = CATEGORY_NAMES.flatMap((n) => (s.reverse.categories[n]?.findings ?? []).filter((x) => x.severity === 'error').map((x) => `    ${n}: ${x.message} [${x.code}]`));
-    parts.push('', `revert (new -> old): ${s.reverse.verdict.toUpperCase()}`, ...errors);
-    if (errors.length) parts.push('  ulp-trigger checks these against each process before it reverts');
+    const perProcess = errors.length > 0 && blockingFindings(s.reverse).length === 0;
+    parts.push('', `revert (new -> old): ${s.reverse.verdict.toUpperCase()}${perProcess ? ' only where a loaded object is bound to an export it removes' : ''}`, ...errors);
+    if (errors.length) parts.push(...revertRule(s.reverse));
   }
   parts.push('');
   if (f.verdict === 'incompatible') parts.push('result: incompatible: no bundle written');
   else if (s.check) parts.push(`result: ${f.verdict} (--check: nothing written)`);
   else parts.push(`result: ${f.verdict}: wrote ${s.output} (patch ${s.patchId}, ${s.size} bytes)`);
   return parts.join('\n') + '\n';
+}
+
+/**
+ * What ulp-trigger --revert does with a reverse direction that has errors,
+ * in the words of its own rule (trigger/apply.ts): export removals are
+ * checked in each process, anything else refuses the revert everywhere.
+ */
+export function revertRule(reverse: Report): string[] {
+  const blocking = blockingFindings(reverse);
+  if (blocking.length > 0) return ['  ulp-trigger --revert refuses this bundle in every process (TRIGGER_INCOMPATIBLE): restart processes to go back'];
+  const removed = removedExports(reverse);
+  return [
+    `  ulp-trigger --revert checks each process: it refuses (TRIGGER_EXPORT_BOUND, exit 2, process untouched) one in which a loaded`,
+    `  object is bound to ${removed.length === 1 ? 'this export' : `one of these ${removed.length} exports`}, naming the object and symbol, and reverts the others;`,
+    '  the same holds for reverting any bundle below this one in a stack. An address taken with dlsym cannot be seen.',
+  ];
 }
 
 export function signatureText(sig: SignatureStatus): string {
@@ -73,10 +111,13 @@ export function renderInspect(path: string, bundle: Bundle): string {
     build('old', m.builds.old),
     build('new', m.builds.new),
     `  signature: ${signatureText(bundle.signature)}`,
+    ...(m.package ? [`  ${packageLine(m.package)}`] : []),
+    ...(m.downgrade ? ['  DOWNGRADE: the new build looked older than the old one; written with --allow-downgrade'] : []),
     '',
     renderReport(m.forward.report, 'update (old -> new)'),
     '',
     renderReport(m.reverse.report, 'revert (new -> old)'),
+    ...(m.reverse.verdict === 'incompatible' ? revertRule(m.reverse.report) : []),
   ];
   const fns = m.forward.report.functions;
   if (fns.changed.length || fns.added.length || fns.removed.length) {

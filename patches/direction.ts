@@ -6,6 +6,8 @@
 import type { Bundle } from './bundle.js';
 import { parseHex } from './hex.js';
 import type { BuildEntry, Direction } from './manifest.js';
+// Types only: ulp-pack --check reads these helpers without loading the schemas (zod).
+import type { Finding, Report } from './report.js';
 
 export interface PatchStep {
   which: 'forward' | 'reverse';
@@ -32,4 +34,22 @@ export function recordedToRegion(step: PatchStep): { start: bigint; end: bigint 
   if (!w) return null;
   const r = w.to ?? w;
   return { start: parseHex(r.start), end: parseHex(r.end) };
+}
+
+/**
+ * Findings that say only that exports disappear in this direction (the
+ * reverse of an update that added exports). Switching that way is safe in a
+ * process where nothing is bound to them, which ulp-trigger checks in each
+ * process; every other error refuses the direction outright.
+ */
+export const EXPORT_REMOVAL_CODES: ReadonlySet<string> = new Set(['API_EXPORT_REMOVED', 'API_EXPORT_VERSION_CHANGED']);
+
+/** The error findings of a report that no check of a process can overcome. */
+export function blockingFindings(report: Report): Array<{ category: string; finding: Finding }> {
+  return (Object.keys(report.categories) as Array<keyof Report['categories']>).flatMap((category) => (report.categories[category]?.findings ?? []).filter((f) => f.severity === 'error' && !EXPORT_REMOVAL_CODES.has(f.code)).map((finding) => ({ category, finding })));
+}
+
+/** The exports (name or name@version) a switch in this direction takes away. */
+export function removedExports(report: Report): string[] {
+  return report.exports.removed.map((s) => (s.version ? `${s.name}@${s.version}` : s.name));
 }

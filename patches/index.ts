@@ -1,6 +1,6 @@
 /** The .ulp bundle: what the packer writes and the trigger reads. See docs/BUNDLE.md. */
 export { BundleEncoder, decodeBundle, encodeBundle, type Bundle, type BundleContents, type DecodeOptions, type EncodeOptions } from './bundle.js';
-export { patchStep, recordedToRegion, type PatchStep } from './direction.js';
+export { blockingFindings, EXPORT_REMOVAL_CODES, patchStep, recordedToRegion, removedExports, type PatchStep } from './direction.js';
 export { checkWritableDestination, readBundleFile, writeFileAtomic } from './file.js';
 export { hex, parseHex } from './hex.js';
 export { DEFAULT_LIMITS, type BundleLimits } from './limits.js';
@@ -20,6 +20,8 @@ export {
   type Direction,
   type Manifest,
   type ManifestInput,
+  type PackageInfo,
+  PackageInfoSchema,
 } from './manifest.js';
 export * from './report.js';
 export { keyIdOf, loadPrivateKey, loadPublicKey, signedMessage, type SignatureStatus } from './signature.js';

@@ -9,6 +9,7 @@ import semver from 'semver';
 import { z } from 'zod';
 import { UlpError } from '../common/errors.js';
 import { canonicalJson } from './canonical-json.js';
+import { CVE_RE } from './cve.js';
 import { BuildIdSchema, ReportSchema, Sha256Schema, VerdictSchema, type Report } from './report.js';
 
 /** The format this code writes; it reads any 1.x. */
@@ -46,6 +47,19 @@ export const ForwardSchema = direction('old', 'new');
 export const ReverseSchema = direction('new', 'old');
 export type Direction = z.infer<typeof ForwardSchema> | z.infer<typeof ReverseSchema>;
 
+/**
+ * What the update is, for an operator (format 1.1): the package, its
+ * versions on both sides, the CVEs fixed. Every field optional; ulp-pack
+ * takes them from its options or the builds' package notes.
+ */
+export const PackageInfoSchema = z.object({
+  name: z.string().min(1).max(128).optional(),
+  fromVersion: z.string().min(1).max(128).optional(),
+  toVersion: z.string().min(1).max(128).optional(),
+  fixes: z.array(z.string().regex(CVE_RE)).max(1000).optional(),
+});
+export type PackageInfo = z.infer<typeof PackageInfoSchema>;
+
 export const ManifestSchema = z.object({
   format: z.string().refine((v) => semver.valid(v) !== null, 'expected a semver version'),
   /** Content hash identifying the patch; see patchIdOf. */
@@ -59,6 +73,10 @@ export const ManifestSchema = z.object({
   forward: ForwardSchema,
   /** new -> old: what a revert switches to, analysed the same way. */
   reverse: ReverseSchema,
+  /** Format 1.1: the package facts, when known. */
+  package: PackageInfoSchema.optional(),
+  /** Format 1.1: present (true) when the new build looked older and the bundle was written with --allow-downgrade. */
+  downgrade: z.literal(true).optional(),
 });
 export type Manifest = z.infer<typeof ManifestSchema>;
 
@@ -79,6 +97,8 @@ export interface ManifestInput {
   tool: { name: string; version: string };
   forward: Report;
   reverse: Report;
+  package?: PackageInfo;
+  downgrade?: true;
 }
 
 export function sha256Hex(data: Buffer): string {
@@ -97,6 +117,8 @@ export function createManifest(input: ManifestInput): Manifest {
     builds: { old, new: neu },
     forward: { from: 'old', to: 'new', verdict: input.forward.verdict, report: input.forward },
     reverse: { from: 'new', to: 'old', verdict: input.reverse.verdict, report: input.reverse },
+    ...(input.package && Object.keys(input.package).length > 0 ? { package: input.package } : {}),
+    ...(input.downgrade ? { downgrade: true as const } : {}),
   };
   // Validating what we write catches a packer that produced a report the readers would refuse.
   return validateManifest(manifest);

@@ -4,11 +4,14 @@
  * loader runtime switch. Returns a result for the report; throws UlpError.
  */
 import { UlpError } from '../common/errors.js';
-import { patchStep, recordedToRegion, type Bundle, type PatchStep } from '../patches/index.js';
+import { blockingFindings, patchStep, recordedToRegion, removedExports, type Bundle, type PackageInfo, type PatchStep } from '../patches/index.js';
 import { checkTarget } from '../runtime/index.js';
 import type { ElfCache } from '../runtime/loader/elf-cache.js';
-import { buildMemfdName } from '../runtime/loader/model.js';
-import { prepare, switchLibrary, type SwitchReport, type SwitchRequest } from '../runtime/loader/switch-library.js';
+import { lostBindings } from '../runtime/loader/bindings.js';
+import { buildMemfdName, metaMemfdName } from '../runtime/loader/model.js';
+import { encodeBundleMeta, hasBundleMeta } from './bundle-meta.js';
+import { globalScope } from '../runtime/loader/scope.js';
+import { prepare, switchLibrary, type Prepared, type SwitchReport, type SwitchRequest } from '../runtime/loader/switch-library.js';
 import type { SessionOptions } from '../runtime/index.js';
 import { decide, type Decision } from './decide.js';
 
@@ -26,9 +29,12 @@ export interface RunOptions {
   session?: SessionOptions;
   /** Parsed objects shared across processes (--all). */
   elfCache?: ElfCache;
+  /** Set by runOne from the bundle. */
+  packageInfo?: PackageInfo;
+  downgrade?: boolean;
 }
 
-export type Outcome = 'applied' | 'reverted' | 'already-applied' | 'not-applied' | 'dry-run';
+export type Outcome = 'applied' | 'reverted' | 'already-applied' | 'runs-new-build' | 'not-applied' | 'dry-run';
 
 export interface RunResult {
   pid: number;
@@ -45,6 +51,10 @@ export interface RunResult {
   switch?: SwitchReport;
   /** Longest time every thread was stopped, in ms. */
   pauseMs?: number;
+  /** The bundle's package facts (format 1.1), when it has them. */
+  package?: PackageInfo;
+  /** The bundle was packed with --allow-downgrade (format 1.1). */
+  downgrade?: true;
 }
 
 export function refuseGlibc(soname: string): void {
@@ -57,13 +67,16 @@ export function runOne(pid: number, bundle: Bundle, opts: RunOptions): RunResult
   const step = patchStep(bundle, opts.which);
   const { soname, patchId } = bundle.manifest;
   refuseGlibc(soname);
-  if (step.direction.verdict === 'incompatible') {
+  // A direction whose only errors are exports that disappear is decided per process (refuseLostBindings).
+  const blocking = step.direction.verdict === 'incompatible' ? blockingFindings(step.direction.report) : [];
+  if (blocking.length > 0) {
     throw new UlpError(
       'TRIGGER_INCOMPATIBLE',
-      `the bundle's ${opts.which === 'forward' ? 'patch' : 'reverse patch'} is marked incompatible`,
+      `the bundle's ${opts.which === 'forward' ? 'patch' : 'reverse patch'} is marked incompatible (${[...new Set(blocking.map((b) => b.finding.code))].join(', ')})`,
       opts.which === 'forward'
         ? 'ulp-pack never writes such a bundle; it was edited or made by another tool.'
-        : 'The new build cannot be swapped back for the old one (ulp-pack --inspect shows why, e.g. an export the new build added); restart the processes to go back.',
+        : 'The new build cannot be swapped back for the old one (ulp-pack --inspect shows why); restart the processes to go back.',
+      { codes: [...new Set(blocking.map((b) => b.finding.code))] },
     );
   }
   checkTarget(pid);
@@ -79,11 +92,12 @@ export function runOne(pid: number, bundle: Bundle, opts: RunOptions): RunResult
     ...(opts.progress ? { progress: opts.progress } : {}),
     ...(opts.session ? { session: opts.session } : {}),
     ...(opts.elfCache ? { elfCache: opts.elfCache } : {}),
+    ...(hasBundleMeta(bundle) ? { metadata: { name: metaMemfdName(patchId), bytes: encodeBundleMeta(bundle) } } : {}),
   };
   // A plan another trigger overtook (TRIGGER_RACE) is made again on what the process has now.
   for (let attempt = 1; ; attempt++) {
     try {
-      return decideAndSwitch(pid, patchId, step, request, opts);
+      return decideAndSwitch(pid, patchId, step, request, { ...opts, ...(bundle.manifest.package ? { packageInfo: bundle.manifest.package } : {}), ...(bundle.manifest.downgrade ? { downgrade: true } : {}) });
     } catch (e) {
       if (!(e instanceof UlpError) || e.code !== 'TRIGGER_RACE' || attempt >= RACE_RETRIES) throw e;
     }
@@ -106,9 +120,11 @@ function decideAndSwitch(pid: number, patchId: string, step: PatchStep, request:
     present: state.family.builds.map((b) => b.buildId ?? ''),
     liveIsLoaderBuild: state.live === state.family.canonical,
     lineage: state.lineage,
+    patchedByUlp: state.family.builds.some((b) => b.source === 'ulp'),
   });
-  const base = { pid, soname, patchId, which: opts.which, fromBuildId: step.from.entry.buildId, toBuildId: step.to.entry.buildId, liveBefore: state.live.buildId };
+  const base = { pid, soname, patchId, which: opts.which, fromBuildId: step.from.entry.buildId, toBuildId: step.to.entry.buildId, liveBefore: state.live.buildId, ...(opts.packageInfo ? { package: opts.packageInfo } : {}), ...(opts.downgrade ? { downgrade: true as const } : {}) };
   if (decision.action === 'noop') return { ...base, outcome: decision.reason };
+  refuseLostBindings(pid, soname, step, prepared);
   const report = switchLibrary({ ...request, prepared, dryRun: !!opts.dryRun });
   const all = report.pauses.filter((p) => p.kind === 'all').map((p) => p.ms);
   return {
@@ -118,4 +134,26 @@ function decideAndSwitch(pid: number, patchId: string, step: PatchStep, request:
     switch: report,
     ...(all.length ? { pauseMs: Math.max(...all) } : {}),
   };
+}
+
+/**
+ * A switch to a build that lacks an export some loaded object is bound to
+ * (a revert of an update that added exports, directly or through a stack)
+ * would leave that object calling a build that no longer runs over the
+ * library's data: refused, naming what is bound, before the process is
+ * touched. Read while the process runs; an object dlopen'ed between this
+ * check and the pause is counted by the switch as a slot it could not move.
+ */
+function refuseLostBindings(pid: number, soname: string, step: PatchStep, prepared: Prepared): void {
+  const { state, snap, elf } = prepared;
+  const lost = lostBindings(state.slots, state.values, state.family, elf, globalScope(snap.objects));
+  if (lost.length === 0) return;
+  const shown = lost.slice(0, 5).map((l) => `${l.object} -> ${l.symbol}${l.lazy ? ' (lazy, bound at its first call)' : ''}`);
+  const removed = step.which === 'reverse' ? removedExports(step.direction.report) : [];
+  throw new UlpError(
+    'TRIGGER_EXPORT_BOUND',
+    `${soname} in process ${pid}: ${lost.length === 1 ? 'a loaded object is' : `${lost.length} bindings are`} bound to ${lost.length === 1 ? 'an export' : 'exports'} that build ${step.to.entry.buildId.slice(0, 12)} does not define: ${shown.join(', ')}${lost.length > 5 ? `, and ${lost.length - 5} more` : ''}`,
+    'Switching would leave those calls in a build that no longer runs over the library\'s data; the process was not touched. Restart it to go back, or leave the patch applied.',
+    { pid, soname, bindings: lost, ...(removed.length ? { removedByBundle: removed } : {}) },
+  );
 }

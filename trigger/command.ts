@@ -73,8 +73,9 @@ function buildProgram(): Command {
     .addHelpText(
       'after',
       `
-Exit codes: 0 done (also "already applied" / "not applied"), 2 refused (wrong
-build, library not loaded, incompatible, glibc, unresolvable symbol), 3 invalid
+Exit codes: 0 done (also "already applied" / "runs the new build already" /
+"not applied"), 2 refused (wrong build, library not loaded, incompatible,
+glibc, unresolvable symbol, an export in use that the target lacks), 3 invalid
 bundle (damaged, tampered, bad signature), 4 process problem (no such process,
 permission denied, already traced, exited), 5 file unreadable, 6 the switch
 failed and was rolled back, 64 usage. With --all: the exit code of the first

@@ -29,17 +29,31 @@ export interface LibraryFacts {
   liveIsLoaderBuild: boolean;
   /** Which build was stacked on which (runtime/loader/library.ts); without it, any other live ulp build counts as stacked on top. */
   lineage?: Lineage;
+  /** Some build of the library in the process was mapped by ulp-trigger (false: ld.so's build is all there is). */
+  patchedByUlp?: boolean;
 }
 
 export type Decision =
   | { action: 'switch'; note?: string }
-  | { action: 'noop'; reason: 'already-applied' | 'not-applied' };
+  | { action: 'noop'; reason: NoopReason };
+
+/**
+ * already-applied: ulp made the bundle's new build live. runs-new-build: the
+ * process loaded the new build itself at start and ulp never touched the
+ * library; calling that "applied" would hide a process that merely runs the
+ * bundle's new build (which, for a bundle packed the wrong way round, is the
+ * vulnerable one). not-applied: a revert with nothing to undo.
+ */
+export type NoopReason = 'already-applied' | 'runs-new-build' | 'not-applied';
 
 const short = (id: string | undefined) => (id ? id.slice(0, 12) : 'unknown');
 
 export function decide(which: 'forward' | 'reverse', fromBuildId: string, toBuildId: string, f: LibraryFacts): Decision {
   const mixed = f.referenced.length > 1;
-  if (f.liveBuildId === toBuildId && !mixed) return { action: 'noop', reason: which === 'forward' ? 'already-applied' : 'not-applied' };
+  if (f.liveBuildId === toBuildId && !mixed) {
+    if (which === 'reverse') return { action: 'noop', reason: 'not-applied' };
+    return { action: 'noop', reason: f.liveIsLoaderBuild && f.patchedByUlp === false ? 'runs-new-build' : 'already-applied' };
+  }
   if (mixed && f.referenced.includes(toBuildId)) return { action: 'switch', note: 'completes an interrupted switch' };
   if (f.liveBuildId === fromBuildId) return { action: 'switch' };
   if (which === 'reverse' && f.present.includes(fromBuildId)) {

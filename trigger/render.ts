@@ -1,5 +1,6 @@
 /** Text output of ulp-trigger; `--json` prints the same objects instead. */
 import type { RunResult } from './apply.js';
+import type { PackageInfo } from '../patches/index.js';
 import type { StatusReport } from './status.js';
 import { forkSummary } from '../runtime/loader/fork/index.js';
 import type { AllResult } from './all.js';
@@ -13,10 +14,13 @@ export function renderRun(r: RunResult): string {
     applied: `applied patch ${r.patchId.slice(0, 12)} to process ${r.pid}`,
     reverted: `reverted patch ${r.patchId.slice(0, 12)} in process ${r.pid}`,
     'already-applied': `patch ${r.patchId.slice(0, 12)} is already applied in process ${r.pid}: nothing to do`,
+    'runs-new-build': `process ${r.pid} runs the new build of patch ${r.patchId.slice(0, 12)} already (loaded at start, not patched): nothing to do`,
     'not-applied': `patch ${r.patchId.slice(0, 12)} is not applied in process ${r.pid}: nothing to revert`,
     'dry-run': `dry run: patch ${r.patchId.slice(0, 12)} ${r.which === 'forward' ? 'can be applied to' : 'can be reverted in'} process ${r.pid}; nothing was changed`,
   }[r.outcome];
   const lines = [head];
+  if (r.package) lines.push(`  ${packageText(r.package)}`);
+  if (r.downgrade) lines.push("  DOWNGRADE: the bundle's new build looked older than its old one (packed with --allow-downgrade)");
   const s = r.switch;
   if (!s) {
     lines.push(`  ${r.soname}: live build ${short(r.liveBefore)}`);
@@ -51,6 +55,13 @@ export function renderRun(r: RunResult): string {
   return lines.join('\n') + '\n';
 }
 
+/** "package libssl3 3.0.19-1~deb12u2 -> 3.0.20-1~deb12u2, fixes CVE-2026-1234". */
+export function packageText(p: PackageInfo): string {
+  const versions = p.fromVersion || p.toVersion ? ` ${p.fromVersion ?? '?'} -> ${p.toVersion ?? '?'}` : '';
+  const fixes = p.fixes?.length ? `, fixes ${p.fixes.join(', ')}` : '';
+  return `package ${p.name ?? '(unnamed)'}${versions}${fixes}`;
+}
+
 export function renderStatus(st: StatusReport): string {
   const lines = [`process ${st.pid}: ${plural(st.objects.length, 'object')} loaded`];
   const width = Math.min(48, Math.max(...st.objects.map((o) => (o.soname ?? o.name).length)));
@@ -62,7 +73,10 @@ export function renderStatus(st: StatusReport): string {
       const origin = b.source === 'loader' ? 'loaded by ld.so' : `mapped by ulp (patch ${b.patchId?.slice(0, 12)}, ${b.role} build)`;
       lines.push(`  ${b.live ? '*' : ' '} ${short(b.buildId)}  ${hex(b.base)}  ${origin}, ${plural(b.slots, 'slot')} point here`);
     }
-    for (const p of lib.patches) lines.push(`  patch ${p.patchId.slice(0, 12)}: ${p.state}`);
+    for (const p of lib.patches) {
+      const about = [...(p.package ? [packageText(p.package)] : []), ...(p.downgrade ? ['a DOWNGRADE, packed with --allow-downgrade'] : [])];
+      lines.push(`  patch ${p.patchId.slice(0, 12)}: ${p.state}${about.length ? ` (${about.join('; ')})` : ''}`);
+    }
     lines.push(`  writable data ${lib.aliased ? 'shared by all builds' : 'not shared yet'}`);
     const o = lib.oldReferences;
     lines.push(`  old references: ${plural(o.slots, 'slot')}, ${plural(o.dataPointers, 'data pointer')} into code of builds that are not live`);
@@ -76,6 +90,8 @@ export function renderStatus(st: StatusReport): string {
 
 export function renderAll(r: AllResult): string {
   const lines: string[] = [];
+  const pkg = r.processes.map((p) => (p.ok ? p.result.package : undefined)).find((x) => x !== undefined);
+  if (pkg) lines.push(packageText(pkg));
   for (const p of r.processes) {
     if (p.ok) lines.push(`  ${String(p.pid).padStart(7)}  ${p.result.outcome}${p.result.pauseMs !== undefined ? ` (paused ${p.result.pauseMs.toFixed(2)} ms)` : ''}`);
     else lines.push(`  ${String(p.pid).padStart(7)}  FAILED [${p.error.code}] ${p.error.message}`);

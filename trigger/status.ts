@@ -6,7 +6,9 @@
  */
 import { checkTarget, RemoteMemory } from '../runtime/index.js';
 import { findDataPointers, readLibraryState, type LibraryState } from '../runtime/loader/library.js';
-import { dataMemfdName, parseMemfdPath, type ProcessObject } from '../runtime/loader/model.js';
+import { dataMemfdName, parseMemfdPath, parseMetaPath, type ProcessObject } from '../runtime/loader/model.js';
+import type { PackageInfo } from '../patches/index.js';
+import { decodeBundleMeta, type BundleMeta } from './bundle-meta.js';
 import { readForkStatus, type ForkStatus } from '../runtime/loader/fork/index.js';
 import { takeSnapshot } from '../runtime/loader/snapshot.js';
 
@@ -30,7 +32,8 @@ export interface LibraryStatus {
   mixed: boolean;
   aliased: boolean;
   builds: BuildStatus[];
-  patches: Array<{ patchId: string; state: 'applied' | 'reverted' | 'inactive' }>;
+  /** package: what the bundle said about itself (format 1.1), kept in the process when it was staged. */
+  patches: Array<{ patchId: string; state: 'applied' | 'reverted' | 'inactive'; package?: PackageInfo; downgrade?: true }>;
   oldReferences: {
     /** Slots that still point at a build that is not live. */
     slots: number;
@@ -71,6 +74,13 @@ export function readStatus(pid: number): StatusReport {
   const patched = new Set<string>();
   for (const o of snap.objects) if (o.source === 'ulp' && o.soname) patched.add(o.soname);
   for (const soname of snap.dataMappings.keys()) patched.add(soname);
+  const metas = new Map<string, BundleMeta>();
+  for (const m of snap.maps) {
+    const id = parseMetaPath(m.path);
+    const bytes = id && m.read ? mem.tryRead(m.start, Number(m.end - m.start)) : undefined;
+    const meta = id && bytes ? decodeBundleMeta(bytes, id) : undefined;
+    if (meta) metas.set(meta.patchId, meta);
+  }
   const libraries: LibraryStatus[] = [];
   for (const soname of patched) {
     const state = readLibraryState(snap, soname, mem);
@@ -89,7 +99,10 @@ export function readStatus(pid: number): StatusReport {
       mixed: state.mixed,
       aliased: state.aliased,
       builds: state.family.builds.map((b) => buildStatus(b, state)),
-      patches: [...patches].map(([patchId, s]) => ({ patchId, state: s })),
+      patches: [...patches].map(([patchId, s]) => {
+        const meta = metas.get(patchId);
+        return { patchId, state: s, ...(meta && Object.keys(meta.package).length > 0 ? { package: meta.package } : {}), ...(meta?.downgrade ? { downgrade: true as const } : {}) };
+      }),
       oldReferences: {
         slots: [...state.counts].filter(([b]) => b !== state.live).reduce((n, [, c]) => n + c, 0),
         dataPointers: pointers.length,
@@ -97,7 +110,7 @@ export function readStatus(pid: number): StatusReport {
       },
     });
   }
-  const ulpMappedBytes = snap.maps.filter((m) => m.path === '/memfd:ulp:stub (deleted)' || parseMemfdPath(m.path)).reduce((n, m) => n + Number(m.end - m.start), 0);
+  const ulpMappedBytes = snap.maps.filter((m) => m.path === '/memfd:ulp:stub (deleted)' || parseMemfdPath(m.path) || parseMetaPath(m.path)).reduce((n, m) => n + Number(m.end - m.start), 0);
   return {
     pid,
     objects: linkmap.map((o) => ({ name: o.name || '(executable)', soname: o.soname, buildId: o.buildId, base: o.bias })),

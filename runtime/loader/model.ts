@@ -72,6 +72,23 @@ export function buildMemfdName(patchId: string, role: 'new' | 'old', soname: str
   return `ulp:${patchId}${peer ? `@${peer.slice(0, 16)}` : ''}:${role}:${soname}`.slice(0, MAX_NAME);
 }
 
+/**
+ * What a bundle says about itself for an operator (package, versions, CVEs),
+ * kept in the process beside the builds so that --status can show it:
+ * a sealed read-only memfd `ulp:meta:<patch-id>` holding JSON. Readers that
+ * predate it ignore the name (it matches neither form above).
+ */
+const META_RE = /^\/memfd:ulp:meta:([0-9a-f]{8,64})(?: \(deleted\))?$/;
+
+export function metaMemfdName(patchId: string): string {
+  return `ulp:meta:${patchId}`;
+}
+
+/** The patch id of a metadata mapping's path in /proc/PID/maps, or undefined. */
+export function parseMetaPath(path: string): string | undefined {
+  return META_RE.exec(path)?.[1];
+}
+
 export function dataMemfdName(soname: string): string {
   return `ulp:data:${soname}`.slice(0, MAX_NAME);
 }

@@ -149,7 +149,9 @@ export function classifySlot(slot: Slot, value: bigint, ctx: ClassifyContext): S
     if (build === target) return { kind: 'target' };
     if (boundTo(slot, value, build, addend)) {
       const v = targetValue(slot, ctx, addend);
-      return v === undefined ? { kind: 'missing', build } : { kind: 'stale', build, value: v };
+      if (v !== undefined) return { kind: 'stale', build, value: v };
+      // A build's own call to an export the target lacks leaves with that build: not a residue (countByBuild).
+      return build === slot.owner ? { kind: 'other' } : { kind: 'missing', build };
     }
     if (slot.reloc.type === RelocType.JUMP_SLOT && build === slot.owner) return lazy(slot, ctx);
     return { kind: 'unmatched', build };
@@ -186,12 +188,19 @@ export function slotBuild(slot: Slot, value: bigint, family: Family): ProcessObj
   return boundTo(slot, value, build, addend) ? build : undefined;
 }
 
-/** How many slots point at each build; the live build is the one they point at. */
+/**
+ * How many slots point at each build; the live build is the one they point
+ * at. A build's slot bound to its own symbol says nothing about which build
+ * is live: a build that is not live keeps such a slot when the live build
+ * lacks the symbol (an export a later version added and calls through its
+ * own PLT), and counting it would make every such state look like an
+ * interrupted switch.
+ */
 export function countByBuild(slots: readonly Slot[], values: readonly bigint[], family: Family): Map<ProcessObject, number> {
   const counts = new Map<ProcessObject, number>();
   slots.forEach((slot, i) => {
     const b = slotBuild(slot, values[i]!, family);
-    if (b) counts.set(b, (counts.get(b) ?? 0) + 1);
+    if (b && b !== slot.owner) counts.set(b, (counts.get(b) ?? 0) + 1);
   });
   return counts;
 }

@@ -13,7 +13,7 @@ import { UlpError } from '../../common/errors.js';
 import { imageSpan } from '../../elf/layout.js';
 import { RelocType, SymType, type ElfObject, type ElfSymbol, type Relocation } from '../../elf/types.js';
 import { contains, type Family, type ProcessObject, type ReadMemory, type Region } from './model.js';
-import { lookupInScope, scopeOf, type SymbolRef } from './scope.js';
+import { isDefinition, lookupIn, scopeOf, type Definition, type SymbolRef } from './scope.js';
 import { inRegion, ownRegion } from './region.js';
 
 export interface StageInput {
@@ -99,7 +99,34 @@ export function planStage(input: StageInput): StagePlan {
   /** Where a symbol of this library lives once the target is live; undefined when the target lacks it. */
   const targetSymbol = (ref: SymbolRef) => {
     const sym = target.lookup(ref.name, ref.version);
-    return sym && sym.defined ? sym : undefined;
+    return sym && isDefinition(sym) ? sym : undefined;
+  };
+
+  /**
+   * ld.so's answer for the target had it been loaded in the canonical build's
+   * place: the scope in order (so the executable and every object before the
+   * library still interpose), with the target standing where the canonical
+   * build stands. The staged build is in no scope of ld.so's, so a symbol it
+   * defines and that nothing before it defines binds to its own definition,
+   * even when an object after it defines the symbol too.
+   */
+  const resolveInPlace = (ref: SymbolRef): { self: ElfSymbol } | { def: Definition } | undefined => {
+    for (const obj of lookupScope) {
+      if (family.builds.includes(obj)) {
+        const own = targetSymbol(ref);
+        if (own) return { self: own };
+        continue;
+      }
+      const def = lookupIn(obj, ref);
+      if (def) return { def };
+    }
+    const own = targetSymbol(ref);
+    return own ? { self: own } : undefined;
+  };
+  /** The previous build defined the symbol: ld.so's answer for it (inherited) already reflects the library's place in scope. */
+  const fromDefines = (ref: SymbolRef) => {
+    const sym = from.elf.lookup(ref.name, ref.version);
+    return sym !== undefined && isDefinition(sym);
   };
 
   // glibc adds the addend only for R_X86_64_64; GLOB_DAT and JUMP_SLOT store the bare address.
@@ -146,7 +173,9 @@ export function planStage(input: StageInput): StagePlan {
           writeSelf(r, own, 'self');
           break;
         }
-        const prev = inherited.get(keyOf(r.type, s)) ?? inherited.get(keyOf(RelocType.GLOB_DAT, s)) ?? inherited.get(keyOf(RelocType.JUMP_SLOT, s));
+        // A symbol the target defines but the previous build did not: the previous build's binding came from
+        // further down the scope than the target's own definition, which ld.so would have found first.
+        const prev = own && !fromDefines(refOf(s)) ? undefined : (inherited.get(keyOf(r.type, s)) ?? inherited.get(keyOf(RelocType.GLOB_DAT, s)) ?? inherited.get(keyOf(RelocType.JUMP_SLOT, s)));
         if (prev) {
           const def = prev.value - addendOf(prev.reloc);
           if (familyBuildAt(def)) {
@@ -156,17 +185,17 @@ export function planStage(input: StageInput): StagePlan {
           } else write(r, def + addendOf(r), 'inherited');
           break;
         }
-        const def = lookupInScope(lookupScope, refOf(s));
-        if (!def) {
+        const found = resolveInPlace(refOf(s));
+        if (!found) {
           if (s.bind === 2 /* STB_WEAK */) write(r, 0n, 'weak-undefined');
           else throw new UlpError('LOADER_UNRESOLVED_SYMBOL', `symbol ${fmtRef(s)} needed by the new build is not defined by any object loaded in the process`, 'The new build imports something the process does not provide; rebuild it against the same dependencies or load the missing library first.', { symbol: fmtRef(s) });
           break;
         }
-        if (family.builds.includes(def.obj)) {
-          if (own) writeSelf(r, own, 'self');
-          else throw missingInTarget(s, target);
+        if ('self' in found) {
+          writeSelf(r, found.self, 'self');
           break;
         }
+        const def = found.def;
         if (!s.defined) plan.newImports.push({ name: s.name, version: s.version, from: def.obj.soname ?? (def.obj.name || '(executable)') });
         if (def.sym.type === SymType.GNU_IFUNC) plan.ifuncs.push({ addr: targetBias + r.offset, resolver: def.addr, addend: addendOf(r), reloc: r });
         else write(r, def.addr + addendOf(r), 'resolved');

@@ -124,6 +124,24 @@ export function mapBuild(s: Session, req: StageRequest): StagedImage {
   }
 }
 
+/**
+ * Maps `bytes` read-only into the process from a sealed memfd named `name`
+ * (the bundle's metadata, model.ts metaMemfdName); returns the mapping.
+ * Nothing refers to it: it exists to be read by --status.
+ */
+export function mapMetadata(s: Session, name: string, bytes: Buffer): { addr: bigint; len: bigint } {
+  const sys = s.sys;
+  const fd = sys.memfdCreate(name, MFD.CLOEXEC | MFD.ALLOW_SEALING);
+  try {
+    fillMemfd(s.pid, fd, bytes);
+    sys.addSeals(fd);
+    const len = pageAlignUp(BigInt(bytes.length));
+    return { addr: sys.mmap(0n, len, PROT.READ, MAP.PRIVATE, fd, 0n), len };
+  } finally {
+    sys.close(fd);
+  }
+}
+
 /** Fills a memfd of the target from the tracer side, through /proc/PID/fd: no copy through the target's memory. */
 function fillMemfd(pid: number, fd: number, bytes: Buffer): void {
   const tfd = openTargetFd(pid, fd, 'r+');

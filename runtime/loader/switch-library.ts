@@ -18,7 +18,7 @@ import { planStage, type StagePlan } from './relocate.js';
 import { classifyPointer, collectCodePointerSites } from './code-pointers.js';
 import { classifySlot, collectSlots, ifuncResolvers } from './relink.js';
 import { globalScope } from './scope.js';
-import { aliasCanonical, applyWrites, finishStaging, mapBuild, tryUnmap, type StagedImage } from './stage.js';
+import { aliasCanonical, applyWrites, finishStaging, mapBuild, mapMetadata, tryUnmap, type StagedImage } from './stage.js';
 import { onSafeThread, runtimeCall } from './safe-thread.js';
 import { takeSnapshot, type Snapshot } from './snapshot.js';
 import { deregisterUnwindTables, registerUnwindTables, unwindDryRun, type Registration, type UnwindReport } from './unwind.js';
@@ -41,6 +41,8 @@ export interface SwitchRequest {
   prepared?: Prepared;
   /** Parsed objects shared across processes (--all). */
   elfCache?: ElfCache;
+  /** The bundle's metadata for --status, mapped with the build it stages when the process has none for this patch yet. */
+  metadata?: { name: string; bytes: Buffer };
 }
 
 export interface Prepared {
@@ -226,6 +228,7 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
     let target = mapped;
     let image: StagedImage | undefined;
     let unwind: Registration | undefined;
+    let meta: { addr: bigint; len: bigint } | undefined;
     if (!target) {
       const t1 = performance.now();
       progress(`staging ${req.soname} ${req.target.buildId.slice(0, 12)}`);
@@ -253,11 +256,13 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
           session.poke(f.addr, u64(result + f.addend));
         }
         const writes = plan.writes.length + plan.ifuncs.length;
+        if (req.metadata && !snap.maps.some((m) => m.path.startsWith(`/memfd:${req.metadata!.name}`))) meta = mapMetadata(session, req.metadata.name, req.metadata.bytes);
         unwind = registerUnwindTables(session, snap.objects, elf, image.bias);
         finishStaging(session, image);
         Object.assign(report, { newImports: plan.newImports, ifuncs: plan.ifuncs.length, relocations: writes, targetBase: image.bias, unwind: unwind.report });
       } catch (e) {
         discardStaged(session, snap.objects, image, unwind);
+        if (meta) tryUnmap(session, meta.addr, meta.len);
         throw e;
       }
       session.resume();
@@ -300,6 +305,7 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
       // The relink rolled itself back; a staged build nothing points at can go, once the threads run again
       // (taking its unwind tables back is a call into the process). The alias, if made, stays: it is invisible.
       if (image) discardStaged(session, snap.objects, image, unwind);
+      if (meta) tryUnmap(session, meta.addr, meta.len);
       throw failure.error;
     }
     report.timings.switchMs = ms(t2);

@@ -37,6 +37,8 @@ export interface LabExe {
   flags?: string[];
   /** Lab libraries (by key) the program links against. */
   needs?: string[];
+  /** Which version of them it links against (default 1): a program built against a later version may import what version 1 lacks. */
+  linkVersion?: number;
   libs?: string[];
 }
 
@@ -124,18 +126,22 @@ export class HardLab {
     });
   }
 
-  /** Version 1 of `key` under its SONAME in the link folder. */
-  private linkable(key: string): void {
-    copyFileSync(this.lib(key, 1), join(this.linkDir, this.soname(key)));
+  /** Version `v` of `key` under its SONAME in the link folder of that version. */
+  private linkable(key: string, v = 1): string {
+    const dir = v === 1 ? this.linkDir : `${this.linkDir}-v${v}`;
+    mkdirSync(dir, { recursive: true });
+    copyFileSync(this.lib(key, v), join(dir, this.soname(key)));
+    return dir;
   }
 
   exe(name: string, e: LabExe): string {
-    for (const dep of e.needs ?? []) this.linkable(dep);
+    let dir = this.linkDir;
+    for (const dep of e.needs ?? []) dir = this.linkable(dep, e.linkVersion);
     return compile({
       sources: e.sources,
       out: name,
       flags: ['-O2', '-pthread', `-DLAB_TAG="${this.tag}"`, ...RELRO_FLAGS[e.relro ?? 'full'], ...(e.flags ?? [])],
-      libs: [...(e.needs?.length ? [`-L${this.linkDir}`, `-Wl,-rpath-link,${this.linkDir}`, ...e.needs.map((d) => `-l:${this.soname(d)}`)] : []), ...(e.libs ?? [])],
+      libs: [...(e.needs?.length ? [`-L${dir}`, `-Wl,-rpath-link,${dir}`, ...e.needs.map((d) => `-l:${this.soname(d)}`)] : []), ...(e.libs ?? [])],
     });
   }
 

@@ -65,6 +65,16 @@ describe('revert decisions in a stack of patches', () => {
     assert.deepEqual(decide('reverse', id(3), id(2), f), { action: 'noop', reason: 'not-applied' }, 'at v1, v2 -> v3 is not in effect');
   });
 
+  it('a process that loaded the new build at start runs it, it was not patched', () => {
+    const fam = stack(1);
+    const f = { ...facts(fam, 1), patchedByUlp: false };
+    assert.deepEqual(decide('forward', id(0), id(1), f), { action: 'noop', reason: 'runs-new-build' });
+    assert.deepEqual(decide('forward', id(0), id(1), { ...f, patchedByUlp: true }), { action: 'noop', reason: 'already-applied' }, 'ulp reverted and re-applied it');
+    assert.deepEqual(decide('reverse', id(1), id(0), { ...f, liveBuildId: id(0), referenced: [id(0)] }), { action: 'noop', reason: 'not-applied' });
+    const patched = stack(2);
+    assert.deepEqual(decide('forward', id(1), id(2), { ...facts(patched, 2), patchedByUlp: true }), { action: 'noop', reason: 'already-applied' });
+  });
+
   it('without peers in the names (builds mapped by an older trigger), keeps the earlier rule', () => {
     const fam = stack(4, { withoutPeer: 3 });
     assert.equal(lineageOf(fam).complete, false);

@@ -9,7 +9,7 @@
  * archive is an error: the claims about real libraries must be checked there.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { BUILD } from './compile.js';
 import { ROOT } from './cli.js';
@@ -45,14 +45,19 @@ export function realBuildsDir(): string | undefined {
     console.log(`      SKIPPED: no ${REAL_BUILDS_ARCHIVE}`);
     return undefined;
   }
+  // The stamp lists what was unpacked: a cache a test (or a person) changed since is unpacked again.
   const stamp = join(CACHE, '.unpacked');
-  if (existsSync(stamp) && statSync(stamp).mtimeMs >= statSync(REAL_BUILDS_ARCHIVE).mtimeMs) return CACHE;
+  if (existsSync(stamp) && statSync(stamp).mtimeMs >= statSync(REAL_BUILDS_ARCHIVE).mtimeMs) {
+    const files = readFileSync(stamp, 'utf8').split('\n').filter(Boolean);
+    if (files.length > 0 && files.every((f) => existsSync(join(CACHE, f)))) return CACHE;
+  }
   // Unpack beside the cache and rename, so parallel test files never see half an archive.
   const tmp = `${CACHE}.${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
   execFileSync('tar', ['-xJf', REAL_BUILDS_ARCHIVE, '-C', tmp]);
-  execFileSync('touch', [join(tmp, '.unpacked')]);
+  const listed = execFileSync('tar', ['-tJf', REAL_BUILDS_ARCHIVE], { encoding: 'utf8' }).split('\n').filter((f) => f && !f.endsWith('/'));
+  writeFileSync(join(tmp, '.unpacked'), listed.join('\n') + '\n');
   rmSync(CACHE, { recursive: true, force: true });
   try {
     renameSync(tmp, CACHE);

@@ -4,7 +4,7 @@
  * patches/; this file only wires them to the command line.
  */
 import { Command } from 'commander';
-import { ExitCode, printJson, progress, runCommand, toolVersion, type ExitCodeValue } from '../common/cli.js';
+import { ExitCode, printJson, progress, runCommand, toolVersion, versionLine, type ExitCodeValue } from '../common/cli.js';
 import { UlpError } from '../common/errors.js';
 import { readRegularFile } from '../common/files.js';
 
@@ -71,7 +71,7 @@ function buildProgram(): Command {
     .option('--inspect <bundle>', 'verify an existing bundle and print its manifest and reports')
     .option('--key <pubkey>', 'with --inspect: require a valid signature by this Ed25519 public key (PEM)')
     .option('--created-at <time>', 'creation time to record (ISO 8601 or seconds since the epoch; default: $SOURCE_DATE_EPOCH, else now)')
-    .version(toolVersion(), '-V, --version', 'print the version')
+    .version(versionLine(PROGRAM), '-V, --version', 'print the version')
     .helpOption('-h, --help', 'show this help')
     .addHelpText(
       'after',
@@ -185,5 +185,5 @@ export async function main(argv: string[]): Promise<void> {
   await runCommand<Options>(PROGRAM, buildProgram(), argv, exitCodeOf, async (args, opts) => {
     validate(args, opts);
     return opts.inspect !== undefined ? await runInspect(opts.inspect, opts) : await runPack(args[0]!, args[1]!, opts);
-  });
+  }, 'PACK_USAGE');
 }

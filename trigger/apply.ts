@@ -5,7 +5,7 @@
  */
 import { UlpError } from '../common/errors.js';
 import { patchStep, type Bundle, type PatchStep } from '../patches/index.js';
-import { checkTarget } from '../runtime/index.js';
+import { checkTarget, processExited } from '../runtime/index.js';
 import type { ElfCache } from '../runtime/loader/elf-cache.js';
 import { buildMemfdName } from '../runtime/loader/model.js';
 import { prepare, switchLibrary, type SwitchReport, type SwitchRequest } from '../runtime/loader/switch-library.js';
@@ -80,6 +80,8 @@ export function runOne(pid: number, bundle: Bundle, opts: RunOptions): RunResult
     try {
       return decideAndSwitch(pid, patchId, step, request, opts);
     } catch (e) {
+      // The process was there a moment ago (checkTarget): now gone, it exited while we worked; "check the pid" would mislead.
+      if (e instanceof UlpError && e.code === 'PROC_NOT_FOUND') throw processExited(pid, opts.which === 'forward' ? 'the apply' : 'the revert');
       if (!(e instanceof UlpError) || e.code !== 'TRIGGER_RACE' || attempt >= RACE_RETRIES) throw e;
     }
   }

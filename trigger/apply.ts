@@ -80,8 +80,8 @@ export function runOne(pid: number, bundle: Bundle, opts: RunOptions): RunResult
     try {
       return decideAndSwitch(pid, patchId, step, request, opts);
     } catch (e) {
-      // The process was there a moment ago (checkTarget): now gone, it exited while we worked; "check the pid" would mislead.
-      if (e instanceof UlpError && e.code === 'PROC_NOT_FOUND') throw processExited(pid, opts.which === 'forward' ? 'the apply' : 'the revert');
+      // The process was there a moment ago (checkTarget): gone or a zombie now, it exited while we worked; "check the pid" would mislead.
+      if (e instanceof UlpError && (e.code === 'PROC_NOT_FOUND' || e.code === 'PROC_ZOMBIE')) throw processExited(pid, opts.which === 'forward' ? 'the apply' : 'the revert');
       if (!(e instanceof UlpError) || e.code !== 'TRIGGER_RACE' || attempt >= RACE_RETRIES) throw e;
     }
   }

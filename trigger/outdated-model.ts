@@ -46,8 +46,8 @@ export function mappedCodeFiles(maps: readonly Mapping[]): MappedFile[] {
 /** A stat dev_t as /proc/PID/maps prints it ("fe:01"): glibc's gnu_dev_major/minor. */
 export function devString(dev: number | bigint): string {
   const d = BigInt(dev);
-  const major = ((d >> 8n) & 0xfffn) | ((d >> 32n) & ~0xfffn);
-  const minor = (d & 0xffn) | ((d >> 12n) & ~0xffn);
+  const major = ((d >> 8n) & 0xfffn) | ((d >> 32n) & 0xfffff000n);
+  const minor = (d & 0xffn) | ((d >> 12n) & 0xffffff00n);
   return `${major.toString(16).padStart(2, '0')}:${minor.toString(16).padStart(2, '0')}`;
 }
 

@@ -7,8 +7,8 @@
  * the other is refused.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, copyFileSync, mkdtempSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseElf } from '../../elf/index.js';
@@ -177,6 +177,57 @@ describe('ulp-trigger --outdated', function () {
     const mark = t.output().length;
     await t.waitFor((o) => rounds(o.slice(mark)).length >= 1);
     assert.equal(rounds(t.output()).at(-1)!.version, '1');
+  });
+
+  it('without root: a process of the same user is listed inaccessible (its running build cannot be read), others are counted uninspected', async function () {
+    if (process.getuid?.() !== 0) this.skip();
+    // A folder the unprivileged user can use: the library, and HOME/TMPDIR for tsx's cache.
+    const pub = mkdtempSync(join(tmpdir(), 'ulp-outdated-nobody-'));
+    chmodSync(pub, 0o1777);
+    copyFileSync(demo.lib(1), join(pub, 'libdemo.so.1'));
+    chmodSync(join(pub, 'libdemo.so.1'), 0o644);
+    const t = startTarget(['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', demo.exe, '100'], { LD_LIBRARY_PATH: pub });
+    const asNobody = (args: string[]): Run => {
+      try {
+        const stdout = execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '--import', 'tsx', join(process.cwd(), 'bin', 'ulp-trigger.ts'), ...args], {
+          encoding: 'utf8',
+          env: { ...process.env, HOME: pub, TMPDIR: pub },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        return { code: 0, stdout, stderr: '', json: JSON.parse(stdout) };
+      } catch (e) {
+        const err = e as { status: number; stdout: string; stderr: string };
+        let json;
+        try {
+          json = JSON.parse(err.stdout);
+        } catch {
+          json = undefined;
+        }
+        return { code: err.status, stdout: err.stdout, stderr: err.stderr, json };
+      }
+    };
+    try {
+      await t.waitFor((o) => rounds(o).length >= 1);
+      replaceLikeDpkg(join(pub, 'libdemo.so.1'), demo.lib(2));
+      const r = asNobody(['--outdated', String(t.pid), '--json']);
+      assert.equal(r.code, 7, r.stdout + r.stderr);
+      const p = r.json.libraries[0].processes[0];
+      assert.equal(p.pid, t.pid);
+      assert.equal(p.state, 'inaccessible');
+      assert.equal(p.running.buildId, buildIdOf(demo.lib(1)), 'the build-id is read from memory all the same');
+      assert.deepEqual(p.reasons.map((x: any) => x.code), ['OUTDATED_BUILD_UNREADABLE']);
+      assert.deepEqual(r.json.pairs, [], 'nothing could be analysed');
+      // The whole machine: root's processes cannot be read and are counted, not listed.
+      const all = asNobody(['--outdated', '--json']);
+      assert.equal(all.code, 7);
+      assert.ok(all.json.uninspected > 0);
+      assert.match(asNobody(['--outdated']).stdout, /could not be inspected \(no permission\); run as root to include them/);
+      // As root the same process is patchable.
+      assert.equal(outdated([String(t.pid), '--json']).json.libraries[0].processes[0].state, 'patchable');
+    } finally {
+      t.dispose();
+      rmSync(pub, { recursive: true, force: true });
+    }
   });
 
   it('rejects what is not a pid, and options that mean nothing with it', () => {

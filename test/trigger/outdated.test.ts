@@ -12,6 +12,8 @@ import { chmodSync, copyFileSync, mkdtempSync, readFileSync, renameSync, rmSync,
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseElf } from '../../elf/index.js';
+import { dpkgOwners } from '../../trigger/outdated.js';
+import { dpkgPathAliases } from '../../trigger/outdated-model.js';
 import { runCli, type Run } from '../helpers/cli.js';
 import { compile } from '../helpers/compile.js';
 import { buildDemo, rounds, type Demo } from '../helpers/demo.js';
@@ -228,6 +230,51 @@ describe('ulp-trigger --outdated', function () {
       t.dispose();
       rmSync(pub, { recursive: true, force: true });
     }
+  });
+
+  it('names both package versions when the builds carry an ELF package note', async () => {
+    const noted = (v: number) =>
+      compile({
+        sources: ['trigger/libdemo.c'],
+        out: `libdemo-note-v${v}.so`,
+        flags: ['-shared', '-fPIC', '-O2', `-DDEMO_VERSION=${v}`, '-DDEMO_TAG="outdated-note"', '-Wl,-soname,libdemo.so.1', '-Xlinker', `--package-metadata={"type":"deb","name":"libdemo1","version":"${v}.0-1","architecture":"amd64"}`],
+      });
+    const dir = mkdtempSync(join(tmpdir(), 'ulp-outdated-note-'));
+    copyFileSync(noted(1), join(dir, 'libdemo.so.1'));
+    const t = startTarget([demo.exe, '100'], { LD_LIBRARY_PATH: dir });
+    try {
+      await t.waitFor((o) => rounds(o).length >= 1);
+      replaceLikeDpkg(join(dir, 'libdemo.so.1'), noted(2));
+      const r = outdated([String(t.pid), '--json']);
+      assert.equal(r.code, 7, r.stdout + r.stderr);
+      const lib = r.json.libraries[0];
+      assert.deepEqual(lib.onDisk.package, { name: 'libdemo1', version: '2.0-1', source: 'note' });
+      assert.deepEqual(lib.processes[0].running.package, { name: 'libdemo1', version: '1.0-1', source: 'note' });
+      const text = outdated([String(t.pid)]).stdout;
+      assert.match(text, /on disk build [0-9a-f]{12} \(libdemo1 2\.0-1\)\n  running build [0-9a-f]{12} \(libdemo1 1\.0-1\): patchable/);
+    } finally {
+      t.dispose();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("finds the package that owns a path and its installed version in dpkg's database, as dpkg-query does", function () {
+    const libc = readFileSync('/proc/self/maps', 'utf8').match(/\s(\/\S*\/libc\.so\.6)$/m)?.[1];
+    // On a merged-/usr system the kernel shows /usr/lib/... and dpkg may list /lib/...: ask dpkg-query for both.
+    let owner: string | undefined;
+    for (const path of libc ? dpkgPathAliases(libc) : []) {
+      try {
+        owner = execFileSync('dpkg-query', ['-S', path], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split(':')[0]!;
+        break;
+      } catch {
+        // not listed under this name
+      }
+    }
+    if (!owner) return this.skip(); // not a dpkg system
+    const version = execFileSync('dpkg-query', ['-W', '-f=${Version}', owner], { encoding: 'utf8' });
+    const found = dpkgOwners('/proc/self/root', [libc!, '/nonexistent/libx.so.1']);
+    assert.deepEqual(found.get(libc!), { name: owner, version, source: 'dpkg' });
+    assert.equal(found.has('/nonexistent/libx.so.1'), false);
   });
 
   it('rejects what is not a pid, and options that mean nothing with it', () => {

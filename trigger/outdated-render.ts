@@ -44,6 +44,7 @@ export function renderOutdated(r: OutdatedReport): string {
   if (r.libraries.length) {
     const s = r.summary;
     lines.push('', `summary: ${s.patched} patched, ${s.patchable} patchable, ${s.refused} refused, ${s.inaccessible} inaccessible (one per process and library)`);
+    if (s.patchable + s.refused + s.inaccessible === 0) lines.push('nothing left to do: every one of these processes runs the build now on disk');
   }
   if (r.uninspected) {
     const why = process.geteuid?.() === 0 ? 'they belong to an outer container or a security module guards them' : 'run as root to include them';

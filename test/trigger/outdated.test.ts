@@ -113,7 +113,7 @@ describe('ulp-trigger --outdated', function () {
       after.json.libraries[0].processes.map((p: any) => [p.pid, p.state, p.running.buildId]),
       [[t.pid, 'patched', v2]],
     );
-    assert.match(outdated([String(t.pid)]).stdout, /: patched: the on-disk build is live/);
+    assert.match(outdated([String(t.pid)]).stdout, /: patched: the on-disk build is live\n[\s\S]*\nnothing left to do: /);
 
     // Reverted: the new build stays mapped but is not live, so the process is outdated again.
     assert.equal(runCli('ulp-trigger', [String(t.pid), fix, '--revert']).code, 0);

@@ -18,7 +18,7 @@ import { parseMaps, RemoteMemory, type Mapping } from '../runtime/index.js';
 import { readLibraryState } from '../runtime/loader/library.js';
 import { parseMemfdPath } from '../runtime/loader/model.js';
 import { takeSnapshot } from '../runtime/loader/snapshot.js';
-import { readComm, readStatus as readProcStatus } from '../runtime/procfs.js';
+import { liveTid, readComm, readStatus as readProcStatus } from '../runtime/procfs.js';
 import { refuseGlibc } from './apply.js';
 import {
   devString,
@@ -162,28 +162,31 @@ function liveBuild(pid: number, mem: RemoteMemory, maps: readonly Mapping[], son
 
 function scanProcess(scan: Scan, pid: number): void {
   let text: string;
+  // `proc`: the id whose /proc files show the process's memory: the pid, or a live thread when the main thread has exited.
+  let proc = pid;
   try {
     text = readFileSync(`/proc/${pid}/maps`, 'utf8');
+    if (text === '' && (proc = liveTid(pid)) !== pid) text = readFileSync(`/proc/${proc}/maps`, 'utf8');
   } catch (e) {
     if (errno(e) === 'EACCES' || errno(e) === 'EPERM') scan.uninspected++;
     return; // otherwise it exited meanwhile
   }
   if (text === '') return; // a kernel thread or a zombie
   const maps = parseMaps(text);
-  const exe = tryStat(`/proc/${pid}/exe`);
+  const exe = tryStat(`/proc/${proc}/exe`);
   const exeKey = exe ? `${devString(exe.dev)}:${exe.ino}` : undefined;
   const mem = new RemoteMemory(pid);
   for (const f of mappedCodeFiles(maps)) {
     // The executable is replaced too by an upgrade of its package, but ulp patches libraries only.
     if (`${f.dev}:${f.inode}` === exeKey) continue;
-    const onDiskPath = `/proc/${pid}/root${f.path}`;
+    const onDiskPath = `/proc/${proc}/root${f.path}`;
     const st = tryStat(onDiskPath);
     if (!st || !st.isFile() || !mayBeReplaced(f, st)) continue;
     const disk = scan.diskBuild(onDiskPath, st);
     if (!disk) continue;
     const running = scan.runningBuild(mem, f);
     if (running && running.buildId !== undefined && running.buildId === disk.buildId && !hasUlpBuilds(maps, disk.soname)) continue; // the same build: nothing changed
-    addProcess(scan, pid, maps, mem, f, st, running, disk);
+    addProcess(scan, pid, proc, maps, mem, f, st, running, disk);
   }
 }
 
@@ -194,12 +197,12 @@ function hasUlpBuilds(maps: readonly Mapping[], soname: string | undefined): boo
   });
 }
 
-function addProcess(scan: Scan, pid: number, maps: readonly Mapping[], mem: RemoteMemory, f: MappedFile, st: Stats, running: RunningBuild | undefined, disk: DiskBuild): void {
+function addProcess(scan: Scan, pid: number, proc: number, maps: readonly Mapping[], mem: RemoteMemory, f: MappedFile, st: Stats, running: RunningBuild | undefined, disk: DiskBuild): void {
   const soname = running?.soname ?? disk.soname;
   const key = `${st.dev}:${st.ino}`;
   let lib = scan.libraries.get(key);
   if (!lib) {
-    lib = { path: f.path, soname, onDisk: { buildId: disk.buildId, ...(disk.package ? { package: disk.package } : {}) }, processes: [], root: rootKey(pid), pid };
+    lib = { path: f.path, soname, onDisk: { buildId: disk.buildId, ...(disk.package ? { package: disk.package } : {}) }, processes: [], root: rootKey(proc), pid: proc };
     scan.libraries.set(key, lib);
   }
   let live: { buildId: string | undefined; header: Mapping } | undefined = running ? { buildId: running.buildId, header: f.header } : undefined;
@@ -223,9 +226,9 @@ function addProcess(scan: Scan, pid: number, maps: readonly Mapping[], mem: Remo
       refusal = { code: e.code, message: e.message };
     }
   }
-  const pair = live && live.buildId !== disk.buildId && !refusal ? scan.pair(pid, live, disk) : undefined;
+  const pair = live && live.buildId !== disk.buildId && !refusal ? scan.pair(proc, live, disk) : undefined;
   if (live && !pair) {
-    unreadable ??= { code: 'OUTDATED_BUILD_UNREADABLE', message: `cannot read ${mapFilesPath(pid, live.header)} (the running build's bytes): reading it needs root (CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE)` };
+    unreadable ??= { code: 'OUTDATED_BUILD_UNREADABLE', message: `cannot read ${mapFilesPath(proc, live.header)} (the running build's bytes): reading it needs root (CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE)` };
   }
   const verdict = stateOf(live?.buildId, disk.buildId, pair, refusal);
   const reasons = verdict.state === 'inaccessible' && unreadable ? [unreadable] : verdict.reasons;
@@ -236,7 +239,7 @@ function addProcess(scan: Scan, pid: number, maps: readonly Mapping[], mem: Remo
     command: readComm(pid) ?? '?',
     state: verdict.state,
     running: { buildId: live?.buildId ?? running?.buildId, ...(livePackage ? { package: livePackage } : {}) },
-    mapFiles: mapFilesPath(pid, live?.header ?? f.header),
+    mapFiles: mapFilesPath(proc, live?.header ?? f.header),
     ...(reasons ? { reasons } : {}),
     ...(tracer ? { tracedBy: tracer } : {}),
   });

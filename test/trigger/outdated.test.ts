@@ -232,6 +232,27 @@ describe('ulp-trigger --outdated', function () {
     }
   });
 
+  it('reads a process whose main thread has exited (its /proc/PID/maps is empty) through a live thread', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ulp-outdated-mainexit-'));
+    copyFileSync(demo.lib(1), join(dir, 'libdemo.so.1'));
+    const t = startTarget([compile({ sources: ['runtime/mainexit.c'], out: 'mainexit', flags: ['-O2', '-pthread'] })], { LD_PRELOAD: join(dir, 'libdemo.so.1') });
+    try {
+      // Not t.waitFor: it takes the zombie leader for an exited process.
+      for (let i = 0; i < 500 && !t.output().includes('ready'); i++) await new Promise((r) => setTimeout(r, 20));
+      assert.match(t.output(), /ready/);
+      assert.equal(readFileSync(`/proc/${t.pid}/maps`, 'utf8'), '', 'the leader is a zombie');
+      replaceLikeDpkg(join(dir, 'libdemo.so.1'), demo.lib(2));
+      const r = outdated([String(t.pid), '--json']);
+      assert.equal(r.code, 7, r.stdout + r.stderr);
+      const p = r.json.libraries[0].processes[0];
+      assert.deepEqual([p.pid, p.state, p.running.buildId], [t.pid, 'patchable', buildIdOf(demo.lib(1))]);
+      assert.doesNotMatch(p.mapFiles, new RegExp(`^/proc/${t.pid}/`), 'map_files of a live thread');
+    } finally {
+      t.dispose();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('names both package versions when the builds carry an ELF package note', async () => {
     const noted = (v: number) =>
       compile({

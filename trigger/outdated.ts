@@ -10,7 +10,7 @@
  * file is gone. Each file is parsed once and each distinct (running build,
  * on-disk build) pair analysed once, whatever the number of processes.
  */
-import { readdirSync, readFileSync, statSync, type Stats } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, readSync, statSync, type Stats } from 'node:fs';
 import { isUlpError } from '../common/errors.js';
 import { parseElf, parseElfFromMemory } from '../elf/index.js';
 import { judgeBuilds } from '../packer/judge.js';
@@ -74,6 +74,17 @@ function tryStat(path: string): Stats | undefined {
   }
 }
 
+/** The first bytes of the file say ELF, 64-bit, ET_DYN. */
+function isElfSharedObject(path: string): boolean {
+  const fd = openSync(path, 'r');
+  try {
+    const h = Buffer.alloc(18);
+    return readSync(fd, h, 0, 18, 0) === 18 && h.readUInt32BE(0) === 0x7f454c46 && h[4] === 2 && h.readUInt16LE(16) === 3;
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** Everything the scan learns once and reuses for every process. */
 class Scan {
   /** Running builds by the mapped file's dev:inode, read from the first process's memory that maps it. */
@@ -91,6 +102,11 @@ class Scan {
     if (d !== undefined) return d;
     d = null;
     try {
+      // Only an ELF shared object is read whole: a replaced data file mapped executable may be large.
+      if (!isElfSharedObject(path)) {
+        this.disk.set(key, d);
+        return d;
+      }
       const bytes = readFileSync(path);
       const elf = parseElf(bytes, { expect: 'any' });
       if (elf.header.type === 3 /* ET_DYN */) {

@@ -19,6 +19,8 @@ export const ExitCode = {
   TARGET: 4,
   IO: 5,
   ROLLED_BACK: 6,
+  /** ulp-trigger --outdated: some process runs a replaced library build that is not patched. */
+  OUTDATED: 7,
   USAGE: 64,
 } as const;
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
@@ -91,16 +93,21 @@ export function progress(program: string, stream: NodeJS.WriteStream = process.s
 /**
  * Runs commander with exitOverride so that no library code calls
  * process.exit: returns undefined when the command line was parsed, or the
- * exit code when commander already answered (help, version: 0; usage: 64).
+ * exit code when commander already answered (help, version: 0). Commander's
+ * own complaints (unknown option, missing value) become `usageCode` errors,
+ * shown like every other error (program name, code, hint, --json), instead
+ * of the bare line commander prints.
  */
-export async function parseCommandLine(program: Command, argv: string[]): Promise<ExitCodeValue | undefined> {
+export async function parseCommandLine(program: Command, argv: string[], usageCode = 'USAGE'): Promise<ExitCodeValue | undefined> {
   program.exitOverride();
+  program.configureOutput({ outputError: () => {} });
   try {
     await program.parseAsync(argv, { from: 'user' });
     return undefined;
   } catch (err) {
     if (err instanceof CommanderError) {
-      return err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help' ? ExitCode.OK : ExitCode.USAGE;
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return ExitCode.OK;
+      throw new UlpError(usageCode, err.message.replace(/^error: /, '').trim(), `Run ${program.name()} --help.`, { commander: err.code });
     }
     throw err;
   }
@@ -118,11 +125,12 @@ export async function runCommand<O extends { json?: boolean }>(
   argv: string[],
   exitCodeOf: (code: string) => ExitCodeValue | undefined,
   run: (args: string[], opts: O) => ExitCodeValue | Promise<ExitCodeValue>,
+  usageCode = 'USAGE',
 ): Promise<void> {
   let json = argv.includes('--json');
   let code: ExitCodeValue;
   try {
-    const parsed = await parseCommandLine(program, argv);
+    const parsed = await parseCommandLine(program, argv, usageCode);
     if (parsed !== undefined) {
       process.exitCode = parsed;
       return;
@@ -139,6 +147,11 @@ export async function runCommand<O extends { json?: boolean }>(
 }
 
 let cachedVersion: string | undefined;
+
+/** What -V prints: the program's name and the package version, as other tools do ("ulp-trigger 0.1.0"). */
+export function versionLine(program: string): string {
+  return `${program} ${toolVersion()}`;
+}
 
 /** The package version, found by walking up from this file (works from sources and from dist/). */
 export function toolVersion(): string {

@@ -4,7 +4,7 @@
  * patches/; this file only wires them to the command line.
  */
 import { Command } from 'commander';
-import { ExitCode, printJson, progress, runCommand, toolVersion, type ExitCodeValue } from '../common/cli.js';
+import { ExitCode, printJson, progress, runCommand, toolVersion, versionLine, type ExitCodeValue } from '../common/cli.js';
 import { UlpError } from '../common/errors.js';
 import { readRegularFile } from '../common/files.js';
 
@@ -96,7 +96,7 @@ function buildProgram(): Command {
     .option('--to-version <v>', "the new build's package version (default: its package note)")
     .option('--fixes <cve>', 'a CVE id the update fixes, recorded in the bundle (repeatable)', collect)
     .option('--allow-downgrade', 'write the bundle even when the new build looks older than the old one')
-    .version(toolVersion(), '-V, --version', 'print the version')
+    .version(versionLine(PROGRAM), '-V, --version', 'print the version')
     .helpOption('-h, --help', 'show this help')
     .addHelpText(
       'after',
@@ -221,5 +221,5 @@ export async function main(argv: string[]): Promise<void> {
   await runCommand<Options>(PROGRAM, buildProgram(), argv, exitCodeOf, async (args, opts) => {
     validate(args, opts);
     return opts.inspect !== undefined ? await runInspect(opts.inspect, opts) : await runPack(args[0]!, args[1]!, opts);
-  });
+  }, 'PACK_USAGE');
 }

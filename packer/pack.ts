@@ -92,7 +92,7 @@ export function checkPair(a: Build, b: Build): string {
  * (a distribution's library against a local rebuild), local names would make
  * identical things look different, so both sides use the dynamic symbols.
  */
-function sameSymbolLevel(a: Build, b: Build): [Build, Build] {
+export function sameSymbolLevel(a: Build, b: Build): [Build, Build] {
   if (a.stripped === b.stripped) return [a, b];
   const dynamicOnly = (x: Build) => (x.stripped ? x : createBuild(x.label, x.path, x.bytes, withoutSymtab(x.obj), { stripped: false }));
   return [dynamicOnly(a), dynamicOnly(b)];

@@ -32,7 +32,16 @@ function exeArch(pid: number): { elfClass: number; machine: number } | undefined
 
 const MACHINES: Record<number, string> = { 3: 'i386', 40: 'ARM', 62: 'x86-64', 183: 'AArch64', 243: 'RISC-V' };
 
-export function checkTarget(pid: number): TargetInfo {
+export interface CheckOptions {
+  /**
+   * Accept a process another tracer holds: for readers that never attach
+   * (--status, --outdated read /proc and use process_vm_readv, which a
+   * tracer does not block).
+   */
+  readOnly?: boolean;
+}
+
+export function checkTarget(pid: number, opts: CheckOptions = {}): TargetInfo {
   if (!Number.isInteger(pid) || pid <= 0) throw notFound(pid);
   const st = readStatus(pid);
   if (!st) throw notFound(pid);
@@ -42,7 +51,7 @@ export function checkTarget(pid: number): TargetInfo {
   if (isKernelThread(pid)) throw permissionDenied(pid);
   // A zombie main thread with live threads (it called pthread_exit) is a running process.
   if ((st.state === 'Z' || st.state === 'X') && !processAlive(pid)) throw zombie(pid);
-  if (st.tracerPid !== 0) throw alreadyTraced(pid, st.tracerPid);
+  if (st.tracerPid !== 0 && !opts.readOnly) throw alreadyTraced(pid, st.tracerPid);
   const arch = exeArch(pid);
   if (arch && (arch.elfClass !== 2 || arch.machine !== EM_X86_64)) {
     const what = arch.machine === EM_X86_64 ? 'an x32 process' : `a ${arch.elfClass === 1 ? '32' : '64'}-bit ${MACHINES[arch.machine] ?? `machine ${arch.machine}`} process`;

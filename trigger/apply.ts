@@ -5,7 +5,7 @@
  */
 import { UlpError } from '../common/errors.js';
 import { blockingFindings, patchStep, recordedToRegion, removedExports, type Bundle, type PackageInfo, type PatchStep } from '../patches/index.js';
-import { checkTarget } from '../runtime/index.js';
+import { checkTarget, processExited } from '../runtime/index.js';
 import type { ElfCache } from '../runtime/loader/elf-cache.js';
 import { lostBindings } from '../runtime/loader/bindings.js';
 import { buildMemfdName, metaMemfdName } from '../runtime/loader/model.js';
@@ -99,6 +99,8 @@ export function runOne(pid: number, bundle: Bundle, opts: RunOptions): RunResult
     try {
       return decideAndSwitch(pid, patchId, step, request, { ...opts, ...(bundle.manifest.package ? { packageInfo: bundle.manifest.package } : {}), ...(bundle.manifest.downgrade ? { downgrade: true } : {}) });
     } catch (e) {
+      // The process was there a moment ago (checkTarget): gone or a zombie now, it exited while we worked; "check the pid" would mislead.
+      if (e instanceof UlpError && (e.code === 'PROC_NOT_FOUND' || e.code === 'PROC_ZOMBIE')) throw processExited(pid, opts.which === 'forward' ? 'the apply' : 'the revert');
       if (!(e instanceof UlpError) || e.code !== 'TRIGGER_RACE' || attempt >= RACE_RETRIES) throw e;
     }
   }

@@ -67,7 +67,8 @@ function buildStatus(b: ProcessObject, state: LibraryState): BuildStatus {
 }
 
 export function readStatus(pid: number): StatusReport {
-  checkTarget(pid);
+  // Read-only (process_vm_readv and /proc): a process under strace or gdb can be inspected too.
+  checkTarget(pid, { readOnly: true });
   const mem = new RemoteMemory(pid);
   const snap = takeSnapshot(pid, mem);
   const linkmap = snap.objects.filter((o) => o.source === 'linkmap');

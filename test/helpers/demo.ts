@@ -35,6 +35,8 @@ export interface Demo {
   pack(from: number, to: number, extra?: string[]): string;
   /** Starts the program with `version` installed as libdemo.so.1. */
   start(version: number, args?: string[]): Target;
+  /** The same, with the command line `argv(exe)` (e.g. the program under a shell); the Target is that command's process. */
+  startWith(version: number, argv: (exe: string) => string[]): Target;
   dispose(): void;
 }
 
@@ -76,10 +78,13 @@ export function buildDemo(opts: DemoOptions = {}): Demo {
       return out;
     },
     start(version, args = []) {
+      return this.startWith(version, (e) => [e, ...args]);
+    },
+    startWith(version, argv) {
       const libDir = join(dir, `run-v${version}-${targets.length}`);
       mkdirSync(libDir);
       copyFileSync(lib(version), join(libDir, 'libdemo.so.1'));
-      const t = startTarget([exe, ...args], { LD_LIBRARY_PATH: libDir });
+      const t = startTarget(argv(exe), { LD_LIBRARY_PATH: libDir });
       targets.push(t);
       return t;
     },

@@ -51,7 +51,14 @@ describe('common/cli', () => {
     assert.equal(await parseCommandLine(mk(), ['--x']), undefined);
     assert.equal(await parseCommandLine(mk(), ['--help']), 0);
     assert.equal(await parseCommandLine(mk(), ['--version']), 0);
-    assert.equal(await parseCommandLine(mk(), ['--nope']), 64);
+    // Commander's own complaints become the command's usage error, shown like any other error.
+    await assert.rejects(parseCommandLine(mk(), ['--nope'], 'T_USAGE'), (e: UlpError) => {
+      assert.equal(e.code, 'T_USAGE');
+      assert.equal(e.message, "unknown option '--nope'");
+      assert.equal(e.hint, 'Run t --help.');
+      return true;
+    });
+    assert.equal(exitCodeFor(new UlpError('T_USAGE', 'm'), (c) => (c === 'T_USAGE' ? ExitCode.USAGE : undefined)), 64);
   });
 
   it('knows the package version', () => assert.match(toolVersion(), /^\d+\.\d+\.\d+/));

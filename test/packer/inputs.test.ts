@@ -90,9 +90,22 @@ describe('ulp-pack: command line', () => {
     for (const o of ['--output', '--check', '--json', '--sign', '--inspect', '--key', '--created-at', 'Exit codes']) assert.ok(r.stdout.includes(o), o);
   });
 
-  it('--version: exit 0, the package version', () => {
-    const r = ulpPack(['--version']);
-    assert.equal(r.code, 0);
-    assert.match(r.stdout.trim(), /^\d+\.\d+\.\d+/);
+  it('--version and -V: exit 0, the program and the package version', () => {
+    for (const flag of ['--version', '-V']) {
+      const r = ulpPack([flag]);
+      assert.equal(r.code, 0);
+      assert.match(r.stdout, /^ulp-pack \d+\.\d+\.\d+\n$/);
+    }
+  });
+
+  it('usage errors have the shape of every other error: program, code, message, hint; JSON with --json', () => {
+    const r = ulpPack(['--frobnicate']);
+    assert.equal(r.code, 64);
+    assert.equal(r.stderr, "ulp-pack: error [PACK_USAGE]: unknown option '--frobnicate'\n  hint: Run ulp-pack --help.\n");
+    const j = ulpPack([libfix({}), libfix({}), '--json', '-o']);
+    assert.equal(j.code, 64);
+    assert.equal(j.json.error.code, 'PACK_USAGE');
+    assert.match(j.json.error.message, /argument missing/);
+    assert.equal(j.json.error.hint, 'Run ulp-pack --help.');
   });
 });

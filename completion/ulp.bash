@@ -1,0 +1,67 @@
+# bash completion for ulp-pack and ulp-trigger.
+# Install (see README.md):
+#   install -m 644 "$(npm root -g)/ulp/completion/ulp.bash" /etc/bash_completion.d/ulp
+# or source it from ~/.bashrc.
+
+_ulp_pids() {
+  local pid out=()
+  for pid in /proc/[0-9]*; do
+    pid=${pid#/proc/}
+    [[ $pid == "$1"* ]] && out+=("$pid")
+  done
+  COMPREPLY+=("${out[@]}")
+}
+
+_ulp_pack() {
+  local cur prev
+  cur=${COMP_WORDS[COMP_CWORD]}
+  prev=${COMP_WORDS[COMP_CWORD-1]}
+  case $prev in
+    -o|--output) COMPREPLY=($(compgen -f -X '!*.ulp' -- "$cur") $(compgen -d -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
+    --inspect) COMPREPLY=($(compgen -f -X '!*.ulp' -- "$cur") $(compgen -d -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
+    --sign|--key) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    --created-at) return ;;
+  esac
+  if [[ $cur == -* ]]; then
+    COMPREPLY=($(compgen -W '-o --output --check --json --sign --created-at --inspect --key -V --version -h --help' -- "$cur"))
+    return
+  fi
+  COMPREPLY=($(compgen -f -X '!*.so*' -- "$cur") $(compgen -d -- "$cur"))
+  compopt -o filenames 2>/dev/null
+}
+
+_ulp_trigger() {
+  local cur prev w mode=apply nargs=0
+  cur=${COMP_WORDS[COMP_CWORD]}
+  prev=${COMP_WORDS[COMP_CWORD-1]}
+  for w in "${COMP_WORDS[@]:1:COMP_CWORD-1}"; do
+    case $w in
+      --all) mode=all ;;
+      --status) mode=status ;;
+      --outdated) mode=outdated ;;
+      --key|--stop-timeout) ;;
+      -*) ;;
+      *) nargs=$((nargs + 1)) ;;
+    esac
+  done
+  case $prev in
+    --key) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    --stop-timeout) return ;;
+  esac
+  if [[ $cur == -* ]]; then
+    COMPREPLY=($(compgen -W '--revert --dry-run --all --status --outdated --json --key --allow-unverified --stop-timeout -V --version -h --help' -- "$cur"))
+    return
+  fi
+  case $mode in
+    status|outdated) _ulp_pids "$cur" ;;
+    all) COMPREPLY=($(compgen -f -X '!*.ulp' -- "$cur") $(compgen -d -- "$cur")); compopt -o filenames 2>/dev/null ;;
+    apply)
+      # PID first, then the bundle.
+      if ((nargs == 0)); then _ulp_pids "$cur"
+      else COMPREPLY=($(compgen -f -X '!*.ulp' -- "$cur") $(compgen -d -- "$cur")); compopt -o filenames 2>/dev/null
+      fi ;;
+  esac
+}
+
+complete -F _ulp_pack ulp-pack
+complete -F _ulp_trigger ulp-trigger

@@ -11,6 +11,8 @@ import { parseElf } from '../elf/index.js';
 import type { Manifest, Report } from '../patches/index.js';
 import { analyzePair, type ProgressFn } from './analyze/index.js';
 import { createBuild, withoutSymtab, type Build } from './model.js';
+import { dataRefMap } from './code/datarefs.js';
+import type { BundleDataRefs, DataRefs, StoredDataRefs } from '../patches/index.js';
 
 export interface PackOptions {
   oldPath: string;
@@ -113,7 +115,18 @@ export async function pack(opts: PackOptions): Promise<PackResult> {
     tool: opts.tool,
     forward,
     reverse,
+    datarefs: dataRefsOf(old, neu, bundles.encodeDataRefs, progress),
   });
   result.bytes = await encoder.finish(result.manifest, opts.privateKey ? { privateKey: opts.privateKey } : {});
   return result;
+}
+
+/** Both builds' data-reference maps: the new one for the patch, the old one for a revert that stages the old build. */
+function dataRefsOf(old: Build, neu: Build, encode: (m: DataRefs) => StoredDataRefs, progress: ProgressFn): BundleDataRefs {
+  const one = (b: Build) => {
+    progress(`${b.label}: data-reference map`);
+    const m = dataRefMap(b);
+    return m ? encode(m) : null;
+  };
+  return { old: one(old), new: one(neu) };
 }

@@ -9,10 +9,11 @@ import semver from 'semver';
 import { z } from 'zod';
 import { UlpError } from '../common/errors.js';
 import { canonicalJson } from './canonical-json.js';
+import { BundleDataRefsSchema, type BundleDataRefs } from './datarefs.js';
 import { BuildIdSchema, ReportSchema, Sha256Schema, VerdictSchema, type Report } from './report.js';
 
 /** The format this code writes; it reads any 1.x. */
-export const FORMAT_VERSION = '1.0.0';
+export const FORMAT_VERSION = '1.1.0';
 const SUPPORTED_MAJOR = semver.major(FORMAT_VERSION);
 
 export const ENTRY_MANIFEST = 'ulp.json';
@@ -59,6 +60,11 @@ export const ManifestSchema = z.object({
   forward: ForwardSchema,
   /** new -> old: what a revert switches to, analysed the same way. */
   reverse: ReverseSchema,
+  /**
+   * Since 1.1: each build's data-reference map, which the trigger rewrites when it stages that
+   * build (`new` for the patch, `old` for a revert that loads the old build). Absent in 1.0 bundles.
+   */
+  datarefs: BundleDataRefsSchema.optional(),
 });
 export type Manifest = z.infer<typeof ManifestSchema>;
 
@@ -79,6 +85,7 @@ export interface ManifestInput {
   tool: { name: string; version: string };
   forward: Report;
   reverse: Report;
+  datarefs?: BundleDataRefs;
 }
 
 export function sha256Hex(data: Buffer): string {
@@ -97,6 +104,7 @@ export function createManifest(input: ManifestInput): Manifest {
     builds: { old, new: neu },
     forward: { from: 'old', to: 'new', verdict: input.forward.verdict, report: input.forward },
     reverse: { from: 'new', to: 'old', verdict: input.reverse.verdict, report: input.reverse },
+    ...(input.datarefs ? { datarefs: input.datarefs } : {}),
   };
   // Validating what we write catches a packer that produced a report the readers would refuse.
   return validateManifest(manifest);

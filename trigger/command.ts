@@ -48,6 +48,7 @@ interface Options {
   json?: boolean;
   key?: string;
   allowUnverified?: boolean;
+  allowAliasing?: boolean;
   stopTimeout?: string;
 }
 
@@ -67,6 +68,7 @@ function buildProgram(): Command {
     .option('--json', 'print the result (or the error) as JSON on stdout')
     .option('--key <pubkey>', 'require a valid Ed25519 signature by this public key (PEM)')
     .option('--allow-unverified', 'accept a signed bundle without checking its signature (when no --key is at hand)')
+    .option('--allow-aliasing', "stage a build even where the bundle's data-reference map does not cover its code (older bundles, uncovered ranges): the library's data is then reached through a second address from there")
     .option('--stop-timeout <ms>', 'how long a thread may take to stop before the trigger gives up', '2000')
     .version(toolVersion(), '-V, --version', 'print the version')
     .helpOption('-h, --help', 'show this help')
@@ -110,7 +112,7 @@ function validate(args: string[], opts: Options): void {
   if (modes > 1) throw usage('--all and --status cannot be combined');
   if (opts.status) {
     if (args.length !== 1) throw usage('--status takes one PID');
-    for (const o of ['revert', 'dryRun', 'key'] as const) if (opts[o]) throw usage(`--${o === 'dryRun' ? 'dry-run' : o} has no meaning with --status`);
+    for (const o of ['revert', 'dryRun', 'key', 'allowAliasing'] as const) if (opts[o]) throw usage(`--${{ dryRun: 'dry-run', allowAliasing: 'allow-aliasing' }[o as string] ?? o} has no meaning with --status`);
     return;
   }
   if (opts.all && args.length !== 1) throw usage('--all takes one argument: the bundle');
@@ -131,7 +133,7 @@ function run(args: string[], opts: Options): ExitCodeValue {
   try {
     if (opts.all) {
       const bundle = loadBundle(args[0]!, opts);
-      const result = runAll(bundle, { which, dryRun: !!opts.dryRun, session, onProcess: (i, n) => line.update(`process ${i + 1} of ${n}`) });
+      const result = runAll(bundle, { which, dryRun: !!opts.dryRun, session, allowAliasing: !!opts.allowAliasing, onProcess: (i, n) => line.update(`process ${i + 1} of ${n}`) });
       line.done();
       if (opts.json) printJson(result);
       else process.stdout.write(renderAll(result));
@@ -140,7 +142,7 @@ function run(args: string[], opts: Options): ExitCodeValue {
     }
     const pid = pidOf(args[0]);
     const bundle = loadBundle(args[1]!, opts);
-    const result = runOne(pid, bundle, { which, dryRun: !!opts.dryRun, session, progress: line.update });
+    const result = runOne(pid, bundle, { which, dryRun: !!opts.dryRun, session, allowAliasing: !!opts.allowAliasing, progress: line.update });
     line.done();
     if (opts.json) printJson(result);
     else process.stdout.write(renderRun(result));

@@ -36,6 +36,8 @@ const enum Mark {
   Addressed = 1,
   /** A branch of decoded code, a function start or a relocated pointer points here. */
   Entered = 2,
+  /** A symbol of any type starts here (assembly labels of tables): where a run of unknown bytes is split. */
+  Label = 4,
 }
 
 const enum Byte {
@@ -128,6 +130,10 @@ export function dataRefMap(build: Build): DataRefs | undefined {
   const dyn = build.obj.dynamic;
   for (const v of [dyn?.init, dyn?.fini]) if (v !== undefined) roots.push(Number(v));
   for (const f of build.functions()) if (f.start >= lo && f.start < hi) marks[f.start - lo]! |= Mark.Entered;
+  for (const sym of [...build.obj.symtab, ...build.obj.dynamicSymbols]) {
+    const v = Number(sym.value);
+    if (sym.defined && sym.name !== '' && v >= lo && v < hi) marks[v - lo]! |= Mark.Label;
+  }
   const words: WordRef[] = [];
   let sharedWords = 0;
   for (const r of build.obj.relocations) {
@@ -178,25 +184,33 @@ export function dataRefMap(build: Build): DataRefs | undefined {
       // Alignment padding first (nop runs end where a table or a function begins).
       const k = i + paddingPrefix(buf.subarray(i - a.start, j - a.start));
       state.fill(Byte.Padding, i - lo, k - lo);
-      if (k < j) {
-        const hits = reachingWindows(buf, a.start, k, j, rs, re);
-        if (hits.length === 0) {
-          state.fill(Byte.Scanned, k - lo, j - lo);
-          accounted.push({ start: k, end: j, reason: 'not reached as code; no 4-byte window in it, read as a RIP-relative displacement, points into the writable region' });
-        } else if (addressedOnly(marks, k - lo, j - lo)) {
-          // Hand-written assembly keeps constant tables in .text (OpenSSL's Camellia S-boxes, the P-256
-          // precomputed table): operands of decoded code address them, nothing branches or points into them.
-          state.fill(Byte.Table, k - lo, j - lo);
-          accounted.push({ start: k, end: j, reason: 'a table inside the code: decoded code addresses it as data (RIP-relative operands), and no branch, function start or relocated pointer enters it' });
-        } else {
-          uncovered.push({
-            start: k,
-            end: j,
-            reason: `not reached as code, and ${hits.length === 1 ? 'the window' : `${hits.length} windows`} at ${hits.slice(0, 4).map((h) => `0x${h.toString(16)}`).join(', ')}${hits.length > 4 ? ', ...' : ''} would point into the writable region if ${hits.length === 1 ? 'it were' : 'they were'} the displacement of a RIP-relative operand`,
-          });
-        }
+      for (let p = k; p < j; ) {
+        let q = p + 1;
+        while (q < j && !(marks[q - lo]! & Mark.Label)) q++;
+        classify(buf, a.start, p, q);
+        p = q;
       }
       i = j;
+    }
+  }
+
+  /** Unknown bytes [k, j) of one area (no label inside): scanned clean, a table, or uncovered. */
+  function classify(buf: Buffer, areaStart: number, k: number, j: number): void {
+    const hits = reachingWindows(buf, areaStart, k, j, rs, re);
+    if (hits.length === 0) {
+      state.fill(Byte.Scanned, k - lo, j - lo);
+      accounted.push({ start: k, end: j, reason: 'not reached as code; no 4-byte window in it, read as a RIP-relative displacement, points into the writable region' });
+    } else if (addressedOnly(marks, k - lo, j - lo)) {
+      // Hand-written assembly keeps constant tables in .text (OpenSSL's Camellia S-boxes, the P-256
+      // precomputed table): operands of decoded code address them, nothing branches or points into them.
+      state.fill(Byte.Table, k - lo, j - lo);
+      accounted.push({ start: k, end: j, reason: 'a table inside the code: decoded code addresses it as data (RIP-relative operands), and no branch, function start or relocated pointer enters it' });
+    } else {
+      uncovered.push({
+        start: k,
+        end: j,
+        reason: `not reached as code, and ${hits.length === 1 ? 'the window' : `${hits.length} windows`} at ${hits.slice(0, 4).map((h) => `0x${h.toString(16)}`).join(', ')}${hits.length > 4 ? ', ...' : ''} would point into the writable region if ${hits.length === 1 ? 'it were' : 'they were'} the displacement of a RIP-relative operand`,
+      });
     }
   }
 

@@ -157,6 +157,7 @@ async function runPack(oldPath: string, newPath: string, opts: Options): Promise
         patchId: result.manifest?.patchId,
         size: result.bytes?.length,
         check: !!opts.check,
+        datarefs: result.manifest?.datarefs,
       }),
     );
   }

@@ -121,7 +121,7 @@ export function dataRefsPolicy(soname: string, which: 'forward' | 'reverse', ref
   const list = uncovered.slice(0, 8).map((r) => `[${r.start}, ${r.end})`).join(', ') + (uncovered.length > 8 ? ` and ${uncovered.length - 8} more` : '');
   const reason = `the ${build} build's data-reference map does not cover all of its code: ${list}; references from there would reach ${soname}'s data through a second address`;
   if (allow) return { reason, uncovered };
-  throw new UlpError('TRIGGER_DATAREFS_UNPROVEN', reason, 'ulp-pack --inspect shows why each range is not covered; pass --allow-aliasing to apply anyway with plain aliasing for those ranges.', { soname, uncovered });
+  throw new UlpError('TRIGGER_DATAREFS_UNPROVEN', reason, 'ulp-pack --inspect BUNDLE shows why each range is not covered; pass --allow-aliasing to apply anyway with plain aliasing for those ranges.', { soname, uncovered });
 }
 
 function decideAndSwitch(pid: number, patchId: string, step: PatchStep, request: Omit<SwitchRequest, 'prepared'>, opts: RunOptions, refs: { present: boolean; map: DataRefs | undefined }): RunResult {

@@ -28,6 +28,7 @@ function exitCodeOf(code: string): ExitCodeValue | undefined {
       return ExitCode.ROLLED_BACK;
     case 'TRIGGER_BUILD_MISMATCH':
     case 'TRIGGER_SIGNATURE_UNVERIFIED':
+    case 'LOADER_DATAREFS_MISMATCH':
       return ExitCode.INVALID_INPUT;
     case 'ELF_INTERNAL':
     case 'ELF_INVALID_ARGUMENT':

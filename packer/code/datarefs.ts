@@ -214,18 +214,23 @@ export function dataRefMap(build: Build): DataRefs | undefined {
     }
   }
 
-  const count = (b: Byte) => {
-    let n = 0;
-    for (const a of areas) for (let v = a.start; v < a.end; v++) if (state[v - lo] === b) n++;
-    return n;
-  };
+  // Two decodings that disagree (a function start inside another's instruction) would rewrite bytes
+  // that are not a displacement: neither is kept, and the bytes are reported.
+  const code = [...refs.values()].sort((x, y) => x.site - y.site);
+  const clash = new Set<CodeRef>();
+  for (let i = 1; i < code.length; i++) {
+    if (code[i]!.site < code[i - 1]!.site + 4) clash.add(code[i]!).add(code[i - 1]!);
+  }
+  for (const r of clash) uncovered.push({ start: r.site, end: r.site + 4, reason: 'decoded as the displacement of two different instructions (overlapping function bounds): left as it is' });
   const executable = areas.reduce((n, a) => n + a.end - a.start, 0);
+  const counts = [0, 0, 0, 0, 0];
+  for (const a of areas) for (let v = a.start; v < a.end; v++) counts[state[v - lo]!]!++;
   return {
     region: { start: rs, end: re },
-    code: [...refs.values()].sort((x, y) => x.site - y.site),
+    code: code.filter((r) => !clash.has(r)),
     words: words.sort((x, y) => x.site - y.site),
     sharedWords,
-    coverage: { executable, decoded: count(Byte.Code), padding: count(Byte.Padding), scanned: count(Byte.Scanned), tables: count(Byte.Table), uncovered, accounted },
+    coverage: { executable, decoded: counts[Byte.Code]!, padding: counts[Byte.Padding]!, scanned: counts[Byte.Scanned]!, tables: counts[Byte.Table]!, uncovered: uncovered.sort((x, y) => x.start - y.start), accounted },
   };
 }
 

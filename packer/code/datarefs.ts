@@ -111,11 +111,11 @@ export function dataRefMap(build: Build): DataRefs | undefined {
     let p = 0;
     while (p < buf.length) {
       if (!decode(buf, p, buf.length, ins)) break;
-      note(buf, start, p, ins);
-      branchTarget(buf, start, p, ins);
-      state.fill(Byte.Code, start + p - lo, start + p + ins.length - lo);
+      if (ins.ripOff >= 0) note(buf, start, p, ins);
+      if (ins.relOff >= 0) branchTarget(buf, start, p, ins);
       p += ins.length;
     }
+    state.fill(Byte.Code, start - lo, start + p - lo);
   };
 
   // 1. Functions (symbols and unwind tables) and the stub sections, each decoded from its start.
@@ -157,15 +157,16 @@ export function dataRefMap(build: Build): DataRefs | undefined {
   function flow(entry: number): void {
     const a = areaOf(entry)!;
     const buf = build.bytesAt(a.start, a.end - a.start);
-    let p = entry - a.start;
+    const from = entry - a.start;
+    let p = from;
     while (p < buf.length && state[a.start + p - lo] !== Byte.Code) {
-      if (!decode(buf, p, buf.length, ins)) return;
-      note(buf, a.start, p, ins);
-      branchTarget(buf, a.start, p, ins);
-      state.fill(Byte.Code, a.start + p - lo, a.start + p + ins.length - lo);
-      if (ins.flow === Flow.Jmp || ins.flow === Flow.Ret || ins.flow === Flow.Stop || ins.flow === Flow.IndirectJmp) return;
+      if (!decode(buf, p, buf.length, ins)) break;
+      if (ins.ripOff >= 0) note(buf, a.start, p, ins);
+      if (ins.relOff >= 0) branchTarget(buf, a.start, p, ins);
       p += ins.length;
+      if (ins.flow === Flow.Jmp || ins.flow === Flow.Ret || ins.flow === Flow.Stop || ins.flow === Flow.IndirectJmp) break;
     }
+    state.fill(Byte.Code, a.start + from - lo, a.start + p - lo);
   }
 
   // 3. What is left between them: padding, bytes that cannot reach the region, or uncovered.

@@ -219,6 +219,8 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
   // apply) is found before the process is touched: the plan at a provisional base is the real one, shifted.
   if (!mapped) planStage({ target: elf, targetBias: DRY_RUN_BIAS, family, from: state.live, scope, region, read });
   const dataRefs = mapped ? undefined : checkDataRefs(req, elf, state.region, family.canonical);
+  // No room within reach of the data is found now too, before the process is touched (placed again once attached).
+  if (!mapped) placement(req, elf, dataRefs, family.canonical, state.region);
   // The target's writable region, when the library's data is not shared yet and the target build exists
   // already: staged by an earlier run that was stopped before its switch. This switch shares the data.
   const unsharedTarget = mapped && state.region && !state.aliased ? mapped.bias + state.region.start : undefined;

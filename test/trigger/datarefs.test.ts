@@ -7,8 +7,8 @@
  *     after apply, revert, stacking, and a revert that stages the old build;
  *   - a thread blocked on the library's static mutex when the patch lands
  *     wakes when another thread unlocks it through the new code;
- *   - refusals when a build's references are not all known, and what
- *     --allow-aliasing accepts instead.
+ *   - refusals when a build's references are not all known or cannot reach
+ *     the data from anywhere free, and what --allow-aliasing accepts instead.
  */
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -203,6 +203,21 @@ describe('one address per datum', function () {
       assert.equal((await roundAfter(t, t.output().length)).version, '2');
       const text = runCli('ulp-trigger', [String(t.pid), old, '--revert']);
       assert.equal(text.code, 0, text.stderr);
+    });
+
+    it('a process whose address space around the library is full is refused untouched: no build could reach the data', async () => {
+      const fix = l.pack(1, 2);
+      const t = l.start(1, ['wall']);
+      await t.waitFor((o) => rounds(o).length >= 2);
+      const r = runCli('ulp-trigger', [String(t.pid), fix, '--json']);
+      assert.equal(r.code, 2, r.stdout + r.stderr);
+      assert.equal(r.json.error.code, 'LOADER_DATAREFS_OUT_OF_REACH');
+      assert.deepEqual(ulpMappings(t.pid), [], 'nothing was mapped into the process');
+      const ok = runCli('ulp-trigger', [String(t.pid), fix, '--allow-aliasing', '--json']);
+      assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+      assert.equal(ok.json.switch.dataRefs.mode, 'aliasing');
+      assert.match(ok.json.aliasing.reason, /no address within reach/);
+      assert.equal((await roundAfter(t, t.output().length)).version, '2');
     });
 
     it('a build whose map leaves code uncovered is refused with the ranges named, and applied with --allow-aliasing', async () => {

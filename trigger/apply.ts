@@ -110,9 +110,9 @@ const RACE_RETRIES = 3;
 export function dataRefsPolicy(soname: string, which: 'forward' | 'reverse', refs: { present: boolean; map: DataRefs | undefined }, allow: boolean): RunResult['aliasing'] {
   const build = which === 'forward' ? 'new' : 'old';
   if (!refs.map) {
-    // No writable region (nothing to alias) leaves no map and needs none; an old bundle has no maps at all.
-    if (refs.present) return undefined;
-    const reason = `the bundle carries no data-reference map (format 1.0, written before ulp-pack recorded one): the ${build} build's code would reach ${soname}'s data through a second address`;
+    // Only called for a library with writable data: its builds have a map in any bundle of format 1.1.
+    const why = refs.present ? `the bundle has no data-reference map for its ${build} build` : 'the bundle carries no data-reference map (format 1.0, written before ulp-pack recorded one)';
+    const reason = `${why}: the ${build} build's code would reach ${soname}'s data through a second address`;
     if (allow) return { reason, uncovered: [] };
     throw new UlpError('TRIGGER_DATAREFS_MISSING', reason, 'Repack the bundle with this ulp-pack, or pass --allow-aliasing to accept plain aliasing (pointer comparisons and futex wake-ups on the library\'s globals may then fail).', { soname });
   }

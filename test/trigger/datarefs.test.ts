@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { decodeBundle, encodeBundle } from '../../patches/index.js';
+import { decodeBundle, decodeDataRefs, encodeBundle, encodeDataRefs } from '../../patches/index.js';
 import { runCli } from '../helpers/cli.js';
 import { compile } from '../helpers/compile.js';
 import { startTarget, type Target } from '../helpers/target.js';
@@ -210,6 +210,31 @@ describe('one address per datum', function () {
       assert.deepEqual([after.version, after.sum, after.default], ['2', '-1', '0']);
       const text = runCli('ulp-trigger', [String(t.pid), old, '--revert']);
       assert.equal(text.code, 0, text.stderr);
+    });
+
+    it('a damaged map, and a map that does not fit its build, are bad bundles (exit 3), the process untouched', async () => {
+      const b = decodeBundle(readFileSync(l.pack(1, 2)));
+      const stored = b.manifest.datarefs!;
+      const variant = (name: string, neu: typeof stored.new) => {
+        const path = join(l.dir, `${name}.ulp`);
+        writeFileSync(path, encodeBundle({ manifest: { ...b.manifest, datarefs: { old: stored.old, new: neu } }, oldBuild: b.oldBuild, newBuild: b.newBuild }));
+        return path;
+      };
+      const truncated = variant('truncated', { ...stored.new!, code: { ...stored.new!.code, packed: stored.new!.code.packed.slice(0, 8) } });
+      const map = decodeDataRefs(stored.new!);
+      map.code[3] = { ...map.code[3]!, offset: (map.code[3]!.offset + 8) % (map.region.end - map.region.start) };
+      const shifted = variant('shifted', encodeDataRefs(map));
+      const t = l.start(1, ['loop']);
+      await t.waitFor((o) => rounds(o).length >= 2);
+      for (const [path, code] of [[truncated, 'BUNDLE_MANIFEST_INVALID'], [shifted, 'LOADER_DATAREFS_MISMATCH']] as const) {
+        for (const extra of [[], ['--allow-aliasing']]) {
+          const r = runCli('ulp-trigger', [String(t.pid), path, '--json', ...extra]);
+          assert.equal(r.code, 3, r.stdout + r.stderr);
+          assert.equal(r.json.error.code, code);
+        }
+      }
+      assert.deepEqual(ulpMappings(t.pid), [], 'nothing was mapped into the process');
+      assert.equal(rounds(t.output()).at(-1)!.version, '1');
     });
 
     it('a process whose address space around the library is full is refused untouched: no build could reach the data', async () => {

@@ -191,6 +191,7 @@ async function runPack(oldPath: string, newPath: string, opts: Options): Promise
         check: !!opts.check,
         packageInfo: result.packageInfo,
         versions: result.versions,
+        datarefs: result.manifest?.datarefs,
       }),
     );
   }

@@ -13,6 +13,8 @@ import { analyzePair, type ProgressFn } from './analyze/index.js';
 import { createBuild, withoutSymtab, type Build } from './model.js';
 import { assessVersions, packageNote, type DowngradeAssessment, type VersionEvidence } from './version/evidence.js';
 import type { PackageInfo } from './package-info.js';
+import { dataRefMap } from './code/datarefs.js';
+import type { BundleDataRefs, DataRefs, StoredDataRefs } from '../patches/index.js';
 
 export interface PackOptions {
   oldPath: string;
@@ -131,6 +133,7 @@ export async function pack(opts: PackOptions): Promise<PackResult> {
     reverse,
     ...(packageInfo ? { package: packageInfo } : {}),
     ...(versions.downgrade ? { downgrade: true } : {}),
+    datarefs: dataRefsOf(old, neu, bundles.encodeDataRefs, progress),
   });
   result.bytes = await encoder.finish(result.manifest, opts.privateKey ? { privateKey: opts.privateKey } : {});
   return result;
@@ -158,4 +161,14 @@ function withNoteDefaults(given: PackageInfo | undefined, old: Build, neu: Build
   if (info.fromVersion === undefined && on && (!info.name || on.name === info.name)) info.fromVersion = on.version;
   if (info.toVersion === undefined && nn && (!info.name || nn.name === info.name)) info.toVersion = nn.version;
   return Object.keys(info).length > 0 ? info : undefined;
+}
+
+/** Both builds' data-reference maps: the new one for the patch, the old one for a revert that stages the old build. */
+function dataRefsOf(old: Build, neu: Build, encode: (m: DataRefs) => StoredDataRefs, progress: ProgressFn): BundleDataRefs {
+  const one = (b: Build) => {
+    progress(`${b.label}: data-reference map`);
+    const m = dataRefMap(b);
+    return m ? encode(m) : null;
+  };
+  return { old: one(old), new: one(neu) };
 }

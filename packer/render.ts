@@ -2,9 +2,9 @@
  * The text forms of ulp-pack's output: a pack result and an inspected
  * bundle. (--json prints the underlying objects instead.)
  */
-import type { BuildEntry, Bundle, Finding, Report, SignatureStatus } from '../patches/index.js';
 import type { PackageInfo } from './package-info.js';
 import type { DowngradeAssessment } from './version/evidence.js';
+import type { BuildEntry, Bundle, BundleDataRefs, Finding, Report, SignatureStatus } from '../patches/index.js';
 import { CATEGORY_NAMES } from './categories.js';
 import { blockingFindings, removedExports } from '../patches/direction.js';
 
@@ -42,6 +42,7 @@ export interface PackSummary {
   patchId: string | undefined;
   size: number | undefined;
   check: boolean;
+  datarefs?: BundleDataRefs | undefined;
   packageInfo?: PackageInfo | undefined;
   versions?: DowngradeAssessment;
 }
@@ -76,7 +77,7 @@ export function renderPack(s: PackSummary): string {
   parts.push('');
   if (f.verdict === 'incompatible') parts.push('result: incompatible: no bundle written');
   else if (s.check) parts.push(`result: ${f.verdict} (--check: nothing written)`);
-  else parts.push(`result: ${f.verdict}: wrote ${s.output} (patch ${s.patchId}, ${s.size} bytes)`);
+  else parts.push(...renderDataRefs(s.datarefs), '', `result: ${f.verdict}: wrote ${s.output} (patch ${s.patchId}, ${s.size} bytes)`);
   return parts.join('\n') + '\n';
 }
 
@@ -119,9 +120,32 @@ export function renderInspect(path: string, bundle: Bundle): string {
     renderReport(m.reverse.report, 'revert (new -> old)'),
     ...(m.reverse.verdict === 'incompatible' ? revertRule(m.reverse.report) : []),
   ];
+  lines.push('', ...renderDataRefs(m.datarefs));
   const fns = m.forward.report.functions;
   if (fns.changed.length || fns.added.length || fns.removed.length) {
     lines.push('', `  functions: ${fns.changed.length} changed, ${fns.added.length} added, ${fns.removed.length} removed`);
   }
   return lines.join('\n') + '\n';
+}
+
+/** What each build's data-reference map covers, and what ulp-trigger will do about what it does not. */
+export function renderDataRefs(d: BundleDataRefs | undefined): string[] {
+  if (!d) return ['data references: none recorded (a format 1.0 bundle): ulp-trigger stages its builds only with --allow-aliasing'];
+  const lines = ['data references (rewritten when a build is staged, so that its code addresses the live data):'];
+  for (const label of ['new', 'old'] as const) {
+    const m = d[label];
+    if (!m) {
+      lines.push(`  ${label} build: no writable data`);
+      continue;
+    }
+    const c = m.coverage;
+    lines.push(`  ${label} build: ${m.code.count} code references, ${m.words.count} relocated words; ${c.decoded} code bytes decoded, ${c.padding} padding, ${c.scanned} scanned, ${c.tables} in tables`);
+    if (c.proven) lines.push('    every executable byte is accounted for');
+    else {
+      lines.push(`    NOT proven: ulp-trigger refuses to stage this build without --allow-aliasing; uncovered:`);
+      for (const u of c.uncovered.slice(0, 10)) lines.push(`      [${u.start}, ${u.end}): ${u.reason}`);
+      if (c.uncovered.length > 10) lines.push(`      and ${c.uncovered.length - 10} more (ulp-pack --inspect --json lists them)`);
+    }
+  }
+  return lines;
 }

@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { UlpError } from '../common/errors.js';
 import { canonicalJson } from './canonical-json.js';
 import { CVE_RE } from './cve.js';
+import { BundleDataRefsSchema, type BundleDataRefs } from './datarefs.js';
 import { BuildIdSchema, ReportSchema, Sha256Schema, VerdictSchema, type Report } from './report.js';
 
 /** The format this code writes; it reads any 1.x. */
@@ -77,6 +78,11 @@ export const ManifestSchema = z.object({
   package: PackageInfoSchema.optional(),
   /** Format 1.1: present (true) when the new build looked older and the bundle was written with --allow-downgrade. */
   downgrade: z.literal(true).optional(),
+  /**
+   * Since 1.1: each build's data-reference map, which the trigger rewrites when it stages that
+   * build (`new` for the patch, `old` for a revert that loads the old build). Absent in 1.0 bundles.
+   */
+  datarefs: BundleDataRefsSchema.optional(),
 });
 export type Manifest = z.infer<typeof ManifestSchema>;
 
@@ -99,6 +105,7 @@ export interface ManifestInput {
   reverse: Report;
   package?: PackageInfo;
   downgrade?: true;
+  datarefs?: BundleDataRefs;
 }
 
 export function sha256Hex(data: Buffer): string {
@@ -119,6 +126,7 @@ export function createManifest(input: ManifestInput): Manifest {
     reverse: { from: 'new', to: 'old', verdict: input.reverse.verdict, report: input.reverse },
     ...(input.package && Object.keys(input.package).length > 0 ? { package: input.package } : {}),
     ...(input.downgrade ? { downgrade: true as const } : {}),
+    ...(input.datarefs ? { datarefs: input.datarefs } : {}),
   };
   // Validating what we write catches a packer that produced a report the readers would refuse.
   return validateManifest(manifest);

@@ -4,7 +4,7 @@
  * loader runtime switch. Returns a result for the report; throws UlpError.
  */
 import { UlpError } from '../common/errors.js';
-import { blockingFindings, patchStep, recordedToRegion, removedExports, type Bundle, type PackageInfo, type PatchStep } from '../patches/index.js';
+import { blockingFindings, decodeDataRefs, patchStep, recordedToRegion, removedExports, type Bundle, type DataRefs, type PackageInfo, type PatchStep } from '../patches/index.js';
 import { checkTarget, processExited } from '../runtime/index.js';
 import type { ElfCache } from '../runtime/loader/elf-cache.js';
 import { lostBindings } from '../runtime/loader/bindings.js';
@@ -32,6 +32,8 @@ export interface RunOptions {
   /** Set by runOne from the bundle. */
   packageInfo?: PackageInfo;
   downgrade?: boolean;
+  /** Stage a build whose data-reference map is missing or incomplete (--allow-aliasing). */
+  allowAliasing?: boolean;
 }
 
 export type Outcome = 'applied' | 'reverted' | 'already-applied' | 'runs-new-build' | 'not-applied' | 'dry-run';
@@ -55,6 +57,11 @@ export interface RunResult {
   package?: PackageInfo;
   /** The bundle was packed with --allow-downgrade (format 1.1). */
   downgrade?: true;
+  /**
+   * Set when --allow-aliasing let a build be staged whose code may reach some of the library's data
+   * through a second address: why, and the code ranges the bundle's map does not cover.
+   */
+  aliasing?: { reason: string; uncovered: Array<{ start: string; end: string; reason: string }> };
 }
 
 export function refuseGlibc(soname: string): void {
@@ -80,6 +87,8 @@ export function runOne(pid: number, bundle: Bundle, opts: RunOptions): RunResult
     );
   }
   checkTarget(pid);
+  const stored = bundle.manifest.datarefs?.[opts.which === 'forward' ? 'new' : 'old'];
+  const dataRefs = stored ? decodeDataRefs(stored) : undefined;
   const request = {
     pid,
     soname,
@@ -88,7 +97,9 @@ export function runOne(pid: number, bundle: Bundle, opts: RunOptions): RunResult
       bytes: step.to.bytes,
       memfdName: buildMemfdName(patchId, opts.which === 'forward' ? 'new' : 'old', soname, step.from.entry.buildId),
       region: recordedToRegion(step),
+      dataRefs: dataRefs ? { region: dataRefs.region, code: dataRefs.code } : undefined,
     },
+    ...(opts.allowAliasing ? { allowAliasing: true } : {}),
     ...(opts.progress ? { progress: opts.progress } : {}),
     ...(opts.session ? { session: opts.session } : {}),
     ...(opts.elfCache ? { elfCache: opts.elfCache } : {}),
@@ -97,7 +108,7 @@ export function runOne(pid: number, bundle: Bundle, opts: RunOptions): RunResult
   // A plan another trigger overtook (TRIGGER_RACE) is made again on what the process has now.
   for (let attempt = 1; ; attempt++) {
     try {
-      return decideAndSwitch(pid, patchId, step, request, { ...opts, ...(bundle.manifest.package ? { packageInfo: bundle.manifest.package } : {}), ...(bundle.manifest.downgrade ? { downgrade: true } : {}) });
+      return decideAndSwitch(pid, patchId, step, request, { ...opts, ...(bundle.manifest.package ? { packageInfo: bundle.manifest.package } : {}), ...(bundle.manifest.downgrade ? { downgrade: true } : {}) }, { present: !!bundle.manifest.datarefs, map: dataRefs });
     } catch (e) {
       // The process was there a moment ago (checkTarget): gone or a zombie now, it exited while we worked; "check the pid" would mislead.
       if (e instanceof UlpError && (e.code === 'PROC_NOT_FOUND' || e.code === 'PROC_ZOMBIE')) throw processExited(pid, opts.which === 'forward' ? 'the apply' : 'the revert');
@@ -108,7 +119,29 @@ export function runOne(pid: number, bundle: Bundle, opts: RunOptions): RunResult
 
 const RACE_RETRIES = 3;
 
-function decideAndSwitch(pid: number, patchId: string, step: PatchStep, request: Omit<SwitchRequest, 'prepared'>, opts: RunOptions): RunResult {
+/**
+ * Staging a build is allowed only when its code's references to the library's data are all known
+ * (the bundle's map, with coverage proven), unless the operator accepts plain aliasing for the rest.
+ * Returns what was accepted, for the report; throws before the process is touched otherwise.
+ */
+export function dataRefsPolicy(soname: string, which: 'forward' | 'reverse', refs: { present: boolean; map: DataRefs | undefined }, allow: boolean): RunResult['aliasing'] {
+  const build = which === 'forward' ? 'new' : 'old';
+  if (!refs.map) {
+    // Only called for a library with writable data: its builds have a map in any bundle of format 1.1.
+    const why = refs.present ? `the bundle has no data-reference map for its ${build} build` : 'the bundle carries no data-reference map (format 1.0, written before ulp-pack recorded one)';
+    const reason = `${why}: the ${build} build's code would reach ${soname}'s data through a second address`;
+    if (allow) return { reason, uncovered: [] };
+    throw new UlpError('TRIGGER_DATAREFS_MISSING', reason, 'Repack the bundle with this ulp-pack, or pass --allow-aliasing to accept plain aliasing (pointer comparisons and futex wake-ups on the library\'s globals may then fail).', { soname });
+  }
+  const uncovered = refs.map.coverage.uncovered.map((r) => ({ start: `0x${r.start.toString(16)}`, end: `0x${r.end.toString(16)}`, reason: r.reason }));
+  if (uncovered.length === 0) return undefined;
+  const list = uncovered.slice(0, 8).map((r) => `[${r.start}, ${r.end})`).join(', ') + (uncovered.length > 8 ? ` and ${uncovered.length - 8} more` : '');
+  const reason = `the ${build} build's data-reference map does not cover all of its code: ${list}; references from there would reach ${soname}'s data through a second address`;
+  if (allow) return { reason, uncovered };
+  throw new UlpError('TRIGGER_DATAREFS_UNPROVEN', reason, 'ulp-pack --inspect BUNDLE shows why each range is not covered; pass --allow-aliasing to apply anyway with plain aliasing for those ranges.', { soname, uncovered });
+}
+
+function decideAndSwitch(pid: number, patchId: string, step: PatchStep, request: Omit<SwitchRequest, 'prepared'>, opts: RunOptions, refs: { present: boolean; map: DataRefs | undefined }): RunResult {
   const { soname } = request;
   opts.progress?.(`reading process ${pid}`);
   const prepared = prepare(request);
@@ -127,6 +160,8 @@ function decideAndSwitch(pid: number, patchId: string, step: PatchStep, request:
   const base = { pid, soname, patchId, which: opts.which, fromBuildId: step.from.entry.buildId, toBuildId: step.to.entry.buildId, liveBefore: state.live.buildId, ...(opts.packageInfo ? { package: opts.packageInfo } : {}), ...(opts.downgrade ? { downgrade: true as const } : {}) };
   if (decision.action === 'noop') return { ...base, outcome: decision.reason };
   refuseLostBindings(pid, soname, step, prepared);
+  // Only a build that is staged now has its code rewritten; one already mapped was rewritten (or accepted) when staged.
+  const aliasing = !prepared.mapped && state.region ? dataRefsPolicy(soname, opts.which, refs, !!opts.allowAliasing) : undefined;
   const report = switchLibrary({ ...request, prepared, dryRun: !!opts.dryRun });
   const all = report.pauses.filter((p) => p.kind === 'all').map((p) => p.ms);
   return {
@@ -135,6 +170,7 @@ function decideAndSwitch(pid: number, patchId: string, step: PatchStep, request:
     ...(decision.note ? { note: decision.note } : {}),
     switch: report,
     ...(all.length ? { pauseMs: Math.max(...all) } : {}),
+    ...(aliasing ? { aliasing } : report.dataRefs?.mode === 'aliasing' ? { aliasing: { reason: `no address within reach of ${soname}'s data was free: the build's code reaches the data through a second address`, uncovered: [] } } : {}),
   };
 }
 

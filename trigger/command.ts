@@ -31,6 +31,7 @@ function exitCodeOf(code: string): ExitCodeValue | undefined {
       return ExitCode.ROLLED_BACK;
     case 'TRIGGER_BUILD_MISMATCH':
     case 'TRIGGER_SIGNATURE_UNVERIFIED':
+    case 'LOADER_DATAREFS_MISMATCH':
       return ExitCode.INVALID_INPUT;
     case 'ELF_INTERNAL':
     case 'ELF_INVALID_ARGUMENT':
@@ -52,6 +53,7 @@ interface Options {
   json?: boolean;
   key?: string;
   allowUnverified?: boolean;
+  allowAliasing?: boolean;
   stopTimeout?: string;
 }
 
@@ -72,6 +74,7 @@ function buildProgram(): Command {
     .option('--json', 'print the result (or the error) as JSON on stdout')
     .option('--key <pubkey>', 'require a valid Ed25519 signature by this public key (PEM)')
     .option('--allow-unverified', 'accept a signed bundle without checking its signature (when no --key is at hand)')
+    .option('--allow-aliasing', "stage a build even where the bundle's data-reference map does not cover its code (older bundles, uncovered ranges): the library's data is then reached through a second address from there")
     .option('--stop-timeout <ms>', 'how long a thread may take to stop before the trigger gives up', '2000')
     .version(versionLine(PROGRAM), '-V, --version', 'print the version')
     .helpOption('-h, --help', 'show this help')
@@ -119,8 +122,8 @@ function validate(args: string[], opts: Options): void {
   if (opts.status || opts.outdated) {
     const mode = opts.status ? '--status' : '--outdated';
     if (opts.status && args.length !== 1) throw usage('--status takes one PID');
-    for (const o of ['revert', 'dryRun', 'key', 'allowUnverified'] as const) {
-      if (opts[o]) throw usage(`--${o === 'dryRun' ? 'dry-run' : o === 'allowUnverified' ? 'allow-unverified' : o} has no meaning with ${mode}`);
+    for (const o of ['revert', 'dryRun', 'key', 'allowUnverified', 'allowAliasing'] as const) {
+      if (opts[o]) throw usage(`--${{ dryRun: 'dry-run', allowUnverified: 'allow-unverified', allowAliasing: 'allow-aliasing' }[o as string] ?? o} has no meaning with ${mode}`);
     }
     for (const a of args) pidOf(a);
     return;
@@ -160,7 +163,7 @@ function run(args: string[], opts: Options): ExitCodeValue {
   try {
     if (opts.all) {
       const bundle = loadBundle(args[0]!, opts);
-      const result = runAll(bundle, { which, dryRun: !!opts.dryRun, session, onProcess: (i, n) => line.update(`process ${i + 1} of ${n}`) });
+      const result = runAll(bundle, { which, dryRun: !!opts.dryRun, session, allowAliasing: !!opts.allowAliasing, onProcess: (i, n) => line.update(`process ${i + 1} of ${n}`) });
       line.done();
       if (opts.json) printJson(result);
       else process.stdout.write(renderAll(result));
@@ -169,7 +172,7 @@ function run(args: string[], opts: Options): ExitCodeValue {
     }
     const pid = pidOf(args[0]);
     const bundle = loadBundle(args[1]!, opts);
-    const result = runOne(pid, bundle, { which, dryRun: !!opts.dryRun, session, progress: line.update });
+    const result = runOne(pid, bundle, { which, dryRun: !!opts.dryRun, session, allowAliasing: !!opts.allowAliasing, progress: line.update });
     line.done();
     if (opts.json) printJson(result);
     else process.stdout.write(renderRun(result));

@@ -31,6 +31,12 @@ export function renderRun(r: RunResult): string {
     const where = s.targetBase !== undefined ? ` at ${hex(s.targetBase)}` : '';
     lines.push(`  ${r.outcome === 'dry-run' ? 'would map' : 'mapped'} the build${where}: ${plural(s.relocations, 'relocation')}${s.ifuncs ? `, ${plural(s.ifuncs, 'IFUNC resolver')} run` : ''}`);
   } else lines.push('  the build was already mapped in the process: nothing to stage');
+  if (s.dataRefs) {
+    const d = s.dataRefs;
+    const dry = r.outcome === 'dry-run';
+    if (d.mode === 'one-address') lines.push(`  its code ${dry ? 'would address' : 'addresses'} the library's live data directly: ${plural(d.code, 'code reference')} rewritten, ${plural(d.words, 'relocated word')}`);
+  }
+  if (r.aliasing) lines.push(`  warning (--allow-aliasing): ${r.aliasing.reason}`);
   if (s.unwind) {
     const u = s.unwind;
     const verb = r.outcome === 'dry-run' ? 'would register' : 'registered';

@@ -43,6 +43,14 @@ export interface StageRequest {
   region: Region | undefined;
   /** Runtime address of the canonical build's region, when it is already a shared mapping (a library switched before). */
   aliasedCanonicalRegion: bigint | undefined;
+  /** Where to ask the kernel to put the image (datarefs.ts baseNear); anywhere when absent. */
+  hint?: bigint;
+  /**
+   * The bytes to put into the memfd, once the bias is known: the build with its
+   * data references rewritten (datarefs.ts). Done before anything is mapped from
+   * the memfd, so the code pages stay clean file pages and nothing is poked.
+   */
+  rewrite?: (bias: bigint) => Buffer;
 }
 
 export interface StagedImage {
@@ -68,13 +76,16 @@ export function mapBuild(s: Session, req: StageRequest): StagedImage {
   const start = pageAlignDown(loads[0]!.vaddr);
   const end = pageAlignUp(loads.reduce((m, p) => (p.vaddr + p.memsz > m ? p.vaddr + p.memsz : m), 0n));
   const sys = s.sys;
-  const fd = sys.memfdCreate(req.memfdName, MFD.CLOEXEC | MFD.ALLOW_SEALING);
   let reservation: bigint | undefined;
+  let fd: number | undefined;
   try {
-    fillMemfd(s.pid, fd, req.bytes);
-    sys.addSeals(fd);
-    reservation = sys.mmap(0n, end - start, PROT.NONE, MAP.PRIVATE | MAP.ANONYMOUS);
+    // The address range first: the bytes may depend on where the build lands.
+    reservation = sys.mmap(req.hint ?? 0n, end - start, PROT.NONE, MAP.PRIVATE | MAP.ANONYMOUS);
     const bias = reservation - start;
+    const bytes = req.rewrite ? req.rewrite(bias) : req.bytes;
+    fd = sys.memfdCreate(req.memfdName, MFD.CLOEXEC | MFD.ALLOW_SEALING);
+    fillMemfd(s.pid, fd, bytes);
+    sys.addSeals(fd);
     let header: StagedImage['header'];
     for (const p of loads) {
       let segStart = pageAlignDown(p.vaddr);
@@ -120,7 +131,7 @@ export function mapBuild(s: Session, req: StageRequest): StagedImage {
     if (reservation !== undefined) tryUnmap(s, reservation, end - start);
     throw e;
   } finally {
-    sys.close(fd);
+    if (fd !== undefined) sys.close(fd);
   }
 }
 

@@ -18,6 +18,7 @@ import { planStage, type StagePlan } from './relocate.js';
 import { classifyPointer, collectCodePointerSites } from './code-pointers.js';
 import { classifySlot, collectSlots, ifuncResolvers } from './relink.js';
 import { globalScope } from './scope.js';
+import { biasWindow, baseNear, outOfReach, rewriteCode, type StagedDataRefs } from './datarefs.js';
 import { aliasCanonical, applyWrites, finishStaging, mapBuild, mapMetadata, tryUnmap, type StagedImage } from './stage.js';
 import { onSafeThread, runtimeCall } from './safe-thread.js';
 import { takeSnapshot, type Snapshot } from './snapshot.js';
@@ -29,10 +30,14 @@ export interface SwitchRequest {
   pid: number;
   soname: string;
   /**
-   * The build to make live: its bytes (staged only if the process does not have it mapped yet), and
-   * where the bundle's report says it keeps its writable region (null: none; absent: not known).
+   * The build to make live: its bytes (staged only if the process does not have it mapped yet),
+   * where the bundle's report says it keeps its writable region (null: none; absent: not known), and,
+   * for staging, its data-reference map (datarefs.ts). Without a map the staged code reaches the
+   * library's data through the alias only: the caller decides whether that is acceptable.
    */
-  target: { buildId: string; bytes: Buffer; memfdName: string; region?: Region | null };
+  target: { buildId: string; bytes: Buffer; memfdName: string; region?: Region | null; dataRefs?: StagedDataRefs | undefined };
+  /** Stage even when the build cannot be placed within reach of the data (its code then uses the alias). */
+  allowAliasing?: boolean;
   /** Plan everything, change nothing. */
   dryRun?: boolean;
   session?: SessionOptions;
@@ -71,6 +76,13 @@ export interface SwitchReport {
   newImports: StagePlan['newImports'];
   ifuncs: number;
   relocations: number;
+  /**
+   * How the staged build's code reaches the library's data: `code` displacements rewritten to the
+   * canonical copy, `words` relocated words holding canonical data addresses; `aliasing` when the code
+   * was left addressing its own alias of the data (no map, or no base within reach and aliasing allowed).
+   * Absent when nothing was staged.
+   */
+  dataRefs?: { mode: 'one-address' | 'aliasing'; code: number; words: number };
   /** The staged build's unwind tables (unwind.ts); absent when the build was mapped already. */
   unwind?: UnwindReport;
   pauses: PauseRecord[];
@@ -187,7 +199,14 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
     const target = mapped ?? targetObject(elf, DRY_RUN_BIAS, req.target.memfdName);
     if (!mapped) {
       const plan = planStage({ target: elf, targetBias: DRY_RUN_BIAS, family, from: state.live, scope, region, read });
-      Object.assign(report, { newImports: plan.newImports, ifuncs: plan.ifuncs.length, relocations: plan.writes.length + plan.ifuncs.length, unwind: unwindDryRun(snap.objects, elf, DRY_RUN_BIAS) });
+      const dataRefs = checkDataRefs(req, elf, state.region, family.canonical);
+      Object.assign(report, {
+        newImports: plan.newImports,
+        ifuncs: plan.ifuncs.length,
+        relocations: plan.writes.length + plan.ifuncs.length,
+        unwind: unwindDryRun(snap.objects, elf, DRY_RUN_BIAS),
+        dataRefs: { mode: dataRefs ? 'one-address' : 'aliasing', code: dataRefs?.code.length ?? 0, words: canonicalWords(plan, family.canonical, state.region) },
+      });
     }
     const fam: Family = mapped ? family : { ...family, builds: [...family.builds, target] };
     // The hypothetical target has no slots in memory yet: only the process's own objects are read.
@@ -210,6 +229,9 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
   // Everything that can refuse the build (a symbol no object defines, a relocation the loader cannot
   // apply) is found before the process is touched: the plan at a provisional base is the real one, shifted.
   if (!mapped) planStage({ target: elf, targetBias: DRY_RUN_BIAS, family, from: state.live, scope, region, read });
+  const dataRefs = mapped ? undefined : checkDataRefs(req, elf, state.region, family.canonical);
+  // No room within reach of the data is found now too, before the process is touched (placed again once attached).
+  if (!mapped) placement(req, elf, dataRefs, family.canonical, state.region);
   // The target's writable region, when the library's data is not shared yet and the target build exists
   // already: staged by an earlier run that was stopped before its switch. This switch shares the data.
   const mappedRegion = mapped ? ownRegion(mapped.elf) : undefined;
@@ -236,6 +258,7 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
       session.stub();
       // Before the data is shared: children must get private copies (fork/, docs/FORK.md).
       const fork = state.region ? ensureForkProtection(session, snap.objects, family.canonical, state.region) : undefined;
+      const placed = placement(req, elf, dataRefs, family.canonical, state.region);
       image = mapBuild(session, {
         bytes: req.target.bytes,
         elf,
@@ -244,6 +267,7 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
         // The target's own region: the same size as the canonical one (prepare), possibly at another vaddr.
         region: state.region ? regionOf(elf, `the build ${req.target.buildId}`) : undefined,
         aliasedCanonicalRegion: state.aliased && state.region ? family.canonical.bias + state.region.start : undefined,
+        ...placed,
       });
       try {
         if (fork && image.regionAddr !== undefined) publishForkAlias(session, fork, image.regionAddr);
@@ -259,7 +283,14 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
         if (req.metadata && !snap.maps.some((m) => m.path.startsWith(`/memfd:${req.metadata!.name}`))) meta = mapMetadata(session, req.metadata.name, req.metadata.bytes);
         unwind = registerUnwindTables(session, snap.objects, elf, image.bias);
         finishStaging(session, image);
-        Object.assign(report, { newImports: plan.newImports, ifuncs: plan.ifuncs.length, relocations: writes, targetBase: image.bias, unwind: unwind.report });
+        Object.assign(report, {
+          newImports: plan.newImports,
+          ifuncs: plan.ifuncs.length,
+          relocations: writes,
+          targetBase: image.bias,
+          unwind: unwind.report,
+          dataRefs: { mode: placed.rewrite ? 'one-address' : 'aliasing', code: placed.rewrite ? dataRefs!.code.length : 0, words: canonicalWords(plan, family.canonical, state.region) },
+        });
       } catch (e) {
         discardStaged(session, snap.objects, image, unwind);
         if (meta) tryUnmap(session, meta.addr, meta.len);
@@ -314,6 +345,44 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
     report.pauses = [...session.pauses];
   }
   return report;
+}
+
+/**
+ * The target's map, checked against the build before the process is touched: every site must hold
+ * the reference the map records (rewriting at the canonical base, which any map reaches, proves it).
+ */
+function checkDataRefs(req: SwitchRequest, elf: ElfObject, region: Region | undefined, canonical: ProcessObject): StagedDataRefs | undefined {
+  const refs = req.target.dataRefs;
+  if (!refs || !region) return undefined;
+  if (BigInt(refs.region.end - refs.region.start) !== region.end - region.start) {
+    throw new UlpError('LOADER_DATAREFS_MISMATCH', `the bundle's data-reference map describes a writable region of ${refs.region.end - refs.region.start} bytes, the library has ${region.end - region.start}`, 'The bundle is inconsistent; rebuild it with ulp-pack.');
+  }
+  const canonicalRegion = canonical.bias + region.start;
+  rewriteCode(req.target.bytes, elf, refs, canonicalRegion - BigInt(refs.region.start), canonicalRegion);
+  return refs;
+}
+
+/** Where to map the target so that its rewritten displacements reach the canonical data, and the rewrite. */
+function placement(req: SwitchRequest, elf: ElfObject, refs: StagedDataRefs | undefined, canonical: ProcessObject, region: Region | undefined): { hint?: bigint; rewrite?: (bias: bigint) => Buffer } {
+  if (!refs || !region) return {};
+  const canonicalRegion = canonical.bias + region.start;
+  const window = biasWindow(refs, canonicalRegion);
+  if (!window) return {};
+  const span = imageSpan(elf);
+  const hint = baseNear(readMaps(req.pid), span.end - span.start, span.start, window, canonicalRegion);
+  if (hint === undefined) {
+    if (req.allowAliasing) return {};
+    throw outOfReach(undefined, canonicalRegion);
+  }
+  return { hint, rewrite: (bias) => rewriteCode(req.target.bytes, elf, refs, bias, canonicalRegion) };
+}
+
+/** Relocated words of the plan that hold an address in the canonical data (relocate.ts keeps them canonical). */
+function canonicalWords(plan: StagePlan, canonical: ProcessObject, region: Region | undefined): number {
+  if (!region) return 0;
+  const lo = canonical.bias + region.start;
+  const hi = canonical.bias + region.end;
+  return plan.writes.filter((w) => w.value >= lo && w.value < hi).length;
 }
 
 function u64(v: bigint): Buffer {

@@ -1,0 +1,312 @@
+/**
+ * The data-reference map of one build: every place whose value is an
+ * address inside the build's own writable region (.data, .bss, a
+ * partial-RELRO .got.plt), with the region offset it refers to. The trigger
+ * rewrites each of them when it stages the build, so that the build's code
+ * addresses the canonical (first loaded) build's copy of each datum: one
+ * address per datum, whatever code touches it. Plain aliasing of the region
+ * gives each global a second address, which breaks pointer comparisons
+ * (list sentinels, objects handed out earlier) and futex keys (a waiter on
+ * the old address is never woken by an unlock through the new one).
+ *
+ * Two kinds of places:
+ *   - code: the disp32 of a RIP-relative operand (`lea head(%rip)`,
+ *     `mov counter(%rip), %eax`), found by decoding the executable sections;
+ *   - words: relocations outside the region whose value lies in it
+ *     (RELATIVE with the addend there, GLOB_DAT/64 to the build's own data).
+ *
+ * A map is only worth something with a proof that it is complete, so every
+ * byte of the executable sections is accounted for: decoded as part of a
+ * function (symbols, unwind tables, code reached from them or from pointers
+ * the relocations hold), padding between functions, or bytes of which no
+ * 4-byte window, read as a RIP-relative displacement, can reach the region
+ * (data tables that hand-written assembly keeps in .text). What is left is
+ * listed as uncovered, with the reason. Pure: it reads a parsed build.
+ */
+import { PF_X, RelocType, SHF_EXECINSTR } from '../../elf/index.js';
+import type { Build } from '../model.js';
+import { Flow, decode, newInsn, type Insn } from '../x86/decode.js';
+import { effectiveAddend } from '../analyze/sites.js';
+import type { CodeRef, CoverageRange, DataRefs, WordRef } from '../../patches/datarefs.js';
+
+export type { CodeRef, Coverage, CoverageRange, DataRefs, WordRef } from '../../patches/datarefs.js';
+
+const enum Mark {
+  /** A RIP-relative operand of decoded code points here. */
+  Addressed = 1,
+  /** A branch of decoded code, a function start or a relocated pointer points here. */
+  Entered = 2,
+  /** A symbol of any type starts here (assembly labels of tables): where a run of unknown bytes is split. */
+  Label = 4,
+}
+
+const enum Byte {
+  Unknown = 0,
+  Code = 1,
+  Padding = 2,
+  Scanned = 3,
+  Table = 4,
+}
+
+/** Immediates that may follow a disp32 in one instruction: none, imm8, imm16, imm32. */
+const TRAILING = [0, 1, 2, 4];
+
+interface Area {
+  start: number;
+  end: number;
+  /** Sections decoded linearly from their start (PLT stubs, .init, .fini): they hold only code. */
+  stubs: boolean;
+}
+
+/** The executable bytes of the build: SHF_EXECINSTR sections, or PF_X segments without section headers. */
+function executableAreas(build: Build): Area[] {
+  const secs = build.obj.sections.filter((s) => (s.flags & SHF_EXECINSTR) !== 0n && s.size > 0n);
+  if (secs.length > 0) {
+    return secs
+      .map((s) => ({ start: Number(s.addr), end: Number(s.addr + s.size), stubs: s.name !== '.text' }))
+      .sort((a, b) => a.start - b.start);
+  }
+  return build.obj.loadSegments.filter((p) => (p.flags & PF_X) !== 0).map((p) => ({ start: Number(p.vaddr), end: Number(p.vaddr + p.filesz), stubs: false }));
+}
+
+export function dataRefMap(build: Build): DataRefs | undefined {
+  const w = build.writable;
+  if (!w) return undefined;
+  const rs = Number(w.start);
+  const re = Number(w.end);
+  const areas = executableAreas(build);
+  const lo = areas.length ? areas[0]!.start : 0;
+  const hi = areas.length ? Math.max(...areas.map((a) => a.end)) : 0;
+  const state = new Uint8Array(hi - lo);
+  /** What decoded code and the loader's pointers say about a byte: addressed as data, or entered. */
+  const marks = new Uint8Array(hi - lo);
+  const inArea = (v: number) => areas.some((a) => v >= a.start && v < a.end);
+  const areaOf = (v: number) => areas.find((a) => v >= a.start && v < a.end);
+  const refs = new Map<number, CodeRef>();
+  const ins = newInsn();
+
+  /** Records the instruction's RIP-relative operand when it points into the region. */
+  const note = (buf: Buffer, base: number, p: number, insn: Insn) => {
+    if (insn.ripOff < 0) return;
+    const end = base + p + insn.length;
+    const target = end + buf.readInt32LE(p + insn.ripOff);
+    if (target >= lo && target < hi) marks[target - lo]! |= Mark.Addressed;
+    if (target >= rs && target < re) refs.set(base + p + insn.ripOff, { site: base + p + insn.ripOff, end, offset: target - rs });
+  };
+
+  /** Branch targets outside known code, to decode later by control flow. */
+  const roots: number[] = [];
+  const branchTarget = (buf: Buffer, base: number, p: number, insn: Insn) => {
+    if (insn.relOff < 0) return;
+    const rel = insn.relSize === 1 ? buf.readInt8(p + insn.relOff) : buf.readInt32LE(p + insn.relOff);
+    const target = base + p + insn.length + rel;
+    roots.push(target);
+    if (target >= lo && target < hi) marks[target - lo]! |= Mark.Entered;
+  };
+
+  /** Decodes [start, end) instruction by instruction; stops at the first byte that is not an instruction. */
+  const linear = (start: number, end: number) => {
+    if (end <= start) return;
+    const buf = build.bytesAt(start, end - start);
+    let p = 0;
+    while (p < buf.length) {
+      if (!decode(buf, p, buf.length, ins)) break;
+      if (ins.ripOff >= 0) note(buf, start, p, ins);
+      if (ins.relOff >= 0) branchTarget(buf, start, p, ins);
+      p += ins.length;
+    }
+    state.fill(Byte.Code, start - lo, start + p - lo);
+  };
+
+  // 1. Functions (symbols and unwind tables) and the stub sections, each decoded from its start.
+  for (const a of areas) if (a.stubs) linear(a.start, a.end);
+  for (const f of build.functions()) {
+    const a = areaOf(f.start);
+    if (a) linear(f.start, Math.min(f.end, a.end));
+  }
+
+  // 2. Code no symbol or unwind entry describes, reached by a branch, or by a pointer the loader fills in
+  //    (.init_array, DT_INIT/DT_FINI, function tables): followed by control flow from its entry.
+  const dyn = build.obj.dynamic;
+  for (const v of [dyn?.init, dyn?.fini]) if (v !== undefined) roots.push(Number(v));
+  for (const f of build.functions()) if (f.start >= lo && f.start < hi) marks[f.start - lo]! |= Mark.Entered;
+  for (const sym of [...build.obj.symtab, ...build.obj.dynamicSymbols]) {
+    const v = Number(sym.value);
+    if (sym.defined && sym.name !== '' && v >= lo && v < hi) marks[v - lo]! |= Mark.Label;
+  }
+  const words: WordRef[] = [];
+  let sharedWords = 0;
+  for (const r of build.obj.relocations) {
+    const value = relocatedValue(build, r);
+    if (value === undefined) continue;
+    if (inArea(value)) {
+      roots.push(value);
+      marks[value - lo]! |= Mark.Entered;
+    }
+    if (value < rs || value >= re) continue;
+    const site = Number(r.offset);
+    if (site >= rs && site < re) sharedWords++;
+    else words.push({ site, offset: value - rs, type: r.type });
+  }
+  while (roots.length > 0) {
+    const root = roots.pop()!;
+    if (!inArea(root) || state[root - lo] === Byte.Code) continue;
+    flow(root);
+  }
+
+  function flow(entry: number): void {
+    const a = areaOf(entry)!;
+    const buf = build.bytesAt(a.start, a.end - a.start);
+    const from = entry - a.start;
+    let p = from;
+    while (p < buf.length && state[a.start + p - lo] !== Byte.Code) {
+      if (!decode(buf, p, buf.length, ins)) break;
+      if (ins.ripOff >= 0) note(buf, a.start, p, ins);
+      if (ins.relOff >= 0) branchTarget(buf, a.start, p, ins);
+      p += ins.length;
+      if (ins.flow === Flow.Jmp || ins.flow === Flow.Ret || ins.flow === Flow.Stop || ins.flow === Flow.IndirectJmp) break;
+    }
+    state.fill(Byte.Code, a.start + from - lo, a.start + p - lo);
+  }
+
+  // 3. What is left between them: padding, bytes that cannot reach the region, or uncovered.
+  const uncovered: CoverageRange[] = [];
+  const accounted: CoverageRange[] = [];
+  for (const a of areas) {
+    const buf = build.bytesAt(a.start, a.end - a.start);
+    let i = a.start;
+    while (i < a.end) {
+      if (state[i - lo] !== Byte.Unknown) {
+        i++;
+        continue;
+      }
+      let j = i;
+      while (j < a.end && state[j - lo] === Byte.Unknown) j++;
+      // Alignment padding first (nop runs end where a table or a function begins).
+      const k = i + paddingPrefix(buf.subarray(i - a.start, j - a.start));
+      state.fill(Byte.Padding, i - lo, k - lo);
+      for (let p = k; p < j; ) {
+        let q = p + 1;
+        while (q < j && !(marks[q - lo]! & Mark.Label)) q++;
+        classify(buf, a.start, p, q);
+        p = q;
+      }
+      i = j;
+    }
+  }
+
+  /** Unknown bytes [k, j) of one area (no label inside): scanned clean, a table, or uncovered. */
+  function classify(buf: Buffer, areaStart: number, k: number, j: number): void {
+    const hits = reachingWindows(buf, areaStart, k, j, rs, re);
+    if (hits.length === 0) {
+      state.fill(Byte.Scanned, k - lo, j - lo);
+      accounted.push({ start: k, end: j, reason: 'not reached as code; no 4-byte window in it, read as a RIP-relative displacement, points into the writable region' });
+    } else if (addressedOnly(marks, k - lo, j - lo)) {
+      // Hand-written assembly keeps constant tables in .text (OpenSSL's Camellia S-boxes, the P-256
+      // precomputed table): operands of decoded code address them, nothing branches or points into them.
+      state.fill(Byte.Table, k - lo, j - lo);
+      accounted.push({ start: k, end: j, reason: 'a table inside the code: decoded code addresses it as data (RIP-relative operands), and no branch, function start or relocated pointer enters it' });
+    } else {
+      uncovered.push({
+        start: k,
+        end: j,
+        reason: `not reached as code, and ${hits.length === 1 ? 'the window' : `${hits.length} windows`} at ${hits.slice(0, 4).map((h) => `0x${h.toString(16)}`).join(', ')}${hits.length > 4 ? ', ...' : ''} would point into the writable region if ${hits.length === 1 ? 'it were' : 'they were'} the displacement of a RIP-relative operand`,
+      });
+    }
+  }
+
+  // Two decodings that disagree (a function start inside another's instruction) would rewrite bytes
+  // that are not a displacement: neither is kept, and the bytes are reported.
+  const code = [...refs.values()].sort((x, y) => x.site - y.site);
+  const clash = new Set<CodeRef>();
+  for (let i = 1; i < code.length; i++) {
+    if (code[i]!.site < code[i - 1]!.site + 4) clash.add(code[i]!).add(code[i - 1]!);
+  }
+  for (const r of clash) uncovered.push({ start: r.site, end: r.site + 4, reason: 'decoded as the displacement of two different instructions (overlapping function bounds): left as it is' });
+  const executable = areas.reduce((n, a) => n + a.end - a.start, 0);
+  const counts = [0, 0, 0, 0, 0];
+  for (const a of areas) for (let v = a.start; v < a.end; v++) counts[state[v - lo]!]!++;
+  return {
+    region: { start: rs, end: re },
+    code: code.filter((r) => !clash.has(r)),
+    words: words.sort((x, y) => x.site - y.site),
+    sharedWords,
+    coverage: { executable, decoded: counts[Byte.Code]!, padding: counts[Byte.Padding]!, scanned: counts[Byte.Scanned]!, tables: counts[Byte.Table]!, uncovered: uncovered.sort((x, y) => x.start - y.start), accounted },
+  };
+}
+
+/** The value a relocation stores, when it is an address inside this build (undefined otherwise). */
+function relocatedValue(build: Build, r: { type: number; symIndex: number; symbol?: { defined: boolean; value: bigint } | undefined; addend: bigint; offset: bigint; table?: string }): number | undefined {
+  switch (r.type) {
+    case RelocType.RELATIVE:
+      return Number(effectiveAddend(build, r as Parameters<typeof effectiveAddend>[1]));
+    case RelocType.GLOB_DAT:
+    case RelocType.JUMP_SLOT:
+    case RelocType.R64: {
+      const s = r.symIndex ? r.symbol : undefined;
+      if (!s) return r.type === RelocType.R64 ? Number(r.addend) : undefined;
+      if (!s.defined) return undefined;
+      return Number(s.value + (r.type === RelocType.R64 ? r.addend : 0n));
+    }
+    default:
+      return undefined;
+  }
+}
+
+/** How many leading bytes are nops (any length), int3 or zeros: what assemblers and linkers put between functions. */
+export function paddingPrefix(buf: Uint8Array): number {
+  const ins = newInsn();
+  let p = 0;
+  while (p < buf.length) {
+    const b = buf[p]!;
+    if (b === 0xcc || b === 0x00 || b === 0x90) {
+      p++;
+      continue;
+    }
+    if (!decode(buf, p, buf.length, ins) || !isNop(buf, p)) return p;
+    p += ins.length;
+  }
+  return p;
+}
+
+/** Decoded code addresses [from, to) as data and nothing enters it. */
+function addressedOnly(marks: Uint8Array, from: number, to: number): boolean {
+  let addressed = false;
+  for (let i = from; i < to; i++) {
+    if (marks[i]! & Mark.Entered) return false;
+    if (marks[i]! & Mark.Addressed) addressed = true;
+  }
+  return addressed;
+}
+
+/** 0x90 or 0F 1F /0 after operand-size and segment prefixes (the multi-byte nops gas emits). */
+function isNop(buf: Uint8Array, p: number): boolean {
+  let q = p;
+  while (buf[q] === 0x66 || buf[q] === 0x2e || buf[q] === 0x3e) q++;
+  if (buf[q] === 0x90) return true;
+  return buf[q] === 0x0f && buf[q + 1] === 0x1f && ((buf[q + 2] ?? 0xff) & 0x38) === 0;
+}
+
+/**
+ * Positions (vaddrs) in [start, end) where 4 bytes, read as the disp32 of an
+ * instruction ending right after them or after a trailing immediate, point
+ * into [rs, re). None means no RIP-relative operand in these bytes, whatever
+ * they are, can refer to the region. Windows reaching into the neighbouring
+ * bytes are included: an instruction may straddle the boundary.
+ */
+export function reachingWindows(area: Buffer, areaStart: number, start: number, end: number, rs: number, re: number): number[] {
+  const out: number[] = [];
+  const from = Math.max(areaStart, start - 3);
+  const to = Math.min(areaStart + area.length - 4, end - 1);
+  for (let v = from; v <= to; v++) {
+    const disp = area.readInt32LE(v - areaStart);
+    for (const t of TRAILING) {
+      const target = v + 4 + t + disp;
+      if (target >= rs && target < re) {
+        out.push(v);
+        break;
+      }
+    }
+  }
+  return out;
+}

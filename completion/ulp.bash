@@ -20,10 +20,11 @@ _ulp_pack() {
     -o|--output) COMPREPLY=($(compgen -f -X '!*.ulp' -- "$cur") $(compgen -d -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
     --inspect) COMPREPLY=($(compgen -f -X '!*.ulp' -- "$cur") $(compgen -d -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
     --sign|--key) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-    --created-at) return ;;
+    --debug-dir) COMPREPLY=($(compgen -d -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
+    --created-at|--package|--from-version|--to-version|--fixes) return ;;
   esac
   if [[ $cur == -* ]]; then
-    COMPREPLY=($(compgen -W '-o --output --check --json --sign --created-at --inspect --key -V --version -h --help' -- "$cur"))
+    COMPREPLY=($(compgen -W '-o --output --check --json --sign --created-at --debug-dir --package --from-version --to-version --fixes --allow-downgrade --inspect --key -V --version -h --help' -- "$cur"))
     return
   fi
   COMPREPLY=($(compgen -f -X '!*.so*' -- "$cur") $(compgen -d -- "$cur"))
@@ -49,7 +50,7 @@ _ulp_trigger() {
     --stop-timeout) return ;;
   esac
   if [[ $cur == -* ]]; then
-    COMPREPLY=($(compgen -W '--revert --dry-run --all --status --outdated --json --key --allow-unverified --stop-timeout -V --version -h --help' -- "$cur"))
+    COMPREPLY=($(compgen -W '--revert --dry-run --all --status --outdated --json --key --allow-unverified --allow-aliasing --stop-timeout -V --version -h --help' -- "$cur"))
     return
   fi
   case $mode in

@@ -106,6 +106,11 @@ export type BuildSummary = z.infer<typeof BuildSummarySchema>;
 
 const SizeCountSchema = z.object({ count: z.number().int().nonnegative(), bytes: z.number().int().nonnegative() });
 
+const RangeSchema = z.object({ start: HexSchema, end: HexSchema });
+
+export const FunctionPairSchema = z.object({ name: z.string().optional(), from: RangeSchema, to: RangeSchema });
+export type FunctionPair = z.infer<typeof FunctionPairSchema>;
+
 export const FunctionChangesSchema = z.object({
   /** False when a build has no .symtab: changes are then counted, and named only for exports. */
   named: z.boolean(),
@@ -118,6 +123,15 @@ export const FunctionChangesSchema = z.object({
   to: SizeCountSchema,
   /** Stripped builds: functions without a name whose code matched none on the other side. */
   unnamedChanged: z.object({ from: SizeCountSchema, to: SizeCountSchema }).optional(),
+  /**
+   * Changed functions that have a counterpart, with their ranges [start, end)
+   * as link-time vaddrs in `from` and in `to`: the trigger puts a jump to the
+   * counterpart at each `from` entry, so code reached through pointers taken
+   * before the switch runs the `to` build too. Absent in bundles made before it.
+   */
+  pairs: z.array(FunctionPairSchema).optional(),
+  /** Changed or removed functions of `from` without a counterpart in `to`: reachable old code the trigger reports. */
+  unpaired: z.array(z.object({ name: z.string().optional(), start: HexSchema, end: HexSchema })).optional(),
 });
 export type FunctionChanges = z.infer<typeof FunctionChangesSchema>;
 

@@ -17,6 +17,9 @@ export interface CodeResult {
   functions: FunctionChanges;
 }
 
+const hex = (n: number) => `0x${n.toString(16)}`;
+const range = (f: FunctionInfo) => ({ start: hex(f.start), end: hex(f.end) });
+
 const total = (fns: FunctionInfo[]) => ({ count: fns.length, bytes: fns.reduce((n, f) => n + (f.end - f.start), 0) });
 
 function byName(fns: FunctionInfo[], keep: (f: FunctionInfo) => boolean): Map<string, FunctionInfo> {
@@ -77,18 +80,26 @@ export function analyzeCode(pair: Pair, onProgress?: (done: number, total: numbe
   const same = comparer(from, to);
   const changed: string[] = [];
   const removed: string[] = [];
+  // Named functions only for now; packer/code/match.ts replaces this with every matched function.
+  const pairs: NonNullable<FunctionChanges['pairs']> = [];
+  const unpaired: NonNullable<FunctionChanges['unpaired']> = [];
   let unchanged = 0;
   let i = 0;
   for (const [name, a] of na) {
     if (onProgress && i++ % 256 === 0) onProgress(i, na.size);
     const b = nb.get(name);
-    if (!b) removed.push(name);
-    else if (same(a, b)) unchanged++;
-    else changed.push(name);
+    if (!b) {
+      removed.push(name);
+      unpaired.push({ name, ...range(a) });
+    } else if (same(a, b)) unchanged++;
+    else {
+      changed.push(name);
+      pairs.push({ name, from: range(a), to: range(b) });
+    }
   }
   const added = [...nb.keys()].filter((n) => !na.has(n));
 
-  const functions: FunctionChanges = { named, changed, added, removed, unchanged, from: total(fa), to: total(fb) };
+  const functions: FunctionChanges = { named, changed, added, removed, unchanged, from: total(fa), to: total(fb), pairs, unpaired };
   const f = new Findings();
   if (!named) {
     const unnamed = (fns: FunctionInfo[], names: Map<string, FunctionInfo>) => fns.filter((x) => x.name === undefined || !names.has(x.name));

@@ -28,7 +28,14 @@ export interface RunOptions {
   elfCache?: ElfCache;
 }
 
-export type Outcome = 'applied' | 'reverted' | 'already-applied' | 'not-applied' | 'dry-run';
+/**
+ * `applied`/`reverted`: the build is live and no changed function of another
+ * build is reachable (every one has a jump to its counterpart).
+ * `applied-partly`/`reverted-partly`: the build is live, but some changed
+ * functions of old builds are still reachable through pointers taken before
+ * the switch; `switch.redirects.uncovered` names them and why.
+ */
+export type Outcome = 'applied' | 'applied-partly' | 'reverted' | 'reverted-partly' | 'already-applied' | 'not-applied' | 'dry-run';
 
 export interface RunResult {
   pid: number;
@@ -67,9 +74,19 @@ export function runOne(pid: number, bundle: Bundle, opts: RunOptions): RunResult
     );
   }
   checkTarget(pid);
+  const fns = step.direction.report.functions;
   const request = {
     pid,
     soname,
+    functions: {
+      fromBuildId: step.from.entry.buildId,
+      toBuildId: step.to.entry.buildId,
+      pairs: fns.pairs ?? [],
+      unpaired: fns.unpaired ?? [],
+      // A bundle from before function pairs: its changed functions are named as reachable.
+      ...(fns.pairs === undefined ? { changed: fns.changed } : {}),
+    },
+    otherBuild: { buildId: step.from.entry.buildId, bytes: step.from.bytes },
     target: { buildId: step.to.entry.buildId, bytes: step.to.bytes, memfdName: buildMemfdName(patchId, opts.which === 'forward' ? 'new' : 'old', soname, step.from.entry.buildId) },
     ...(opts.progress ? { progress: opts.progress } : {}),
     ...(opts.session ? { session: opts.session } : {}),
@@ -108,9 +125,14 @@ function decideAndSwitch(pid: number, patchId: string, step: PatchStep, request:
   const all = report.pauses.filter((p) => p.kind === 'all').map((p) => p.ms);
   return {
     ...base,
-    outcome: opts.dryRun ? 'dry-run' : opts.which === 'forward' ? 'applied' : 'reverted',
+    outcome: opts.dryRun ? 'dry-run' : outcomeOf(opts.which, report.redirects.uncovered.length === 0),
     ...(decision.note ? { note: decision.note } : {}),
     switch: report,
     ...(all.length ? { pauseMs: Math.max(...all) } : {}),
   };
+}
+
+function outcomeOf(which: 'forward' | 'reverse', complete: boolean): Outcome {
+  if (which === 'forward') return complete ? 'applied' : 'applied-partly';
+  return complete ? 'reverted' : 'reverted-partly';
 }

@@ -9,6 +9,9 @@ import { findDataPointers, readLibraryState, type LibraryState } from '../runtim
 import { dataMemfdName, parseMemfdPath, type ProcessObject } from '../runtime/loader/model.js';
 import { readForkStatus, type ForkStatus } from '../runtime/loader/fork/index.js';
 import { takeSnapshot } from '../runtime/loader/snapshot.js';
+import { readRedirectState } from '../runtime/loader/redirect-switch.js';
+import type { Journal } from '../runtime/loader/redirect-journal.js';
+import { buildKey } from '../runtime/loader/redirects.js';
 
 export interface BuildStatus {
   buildId: string | undefined;
@@ -30,7 +33,15 @@ export interface LibraryStatus {
   mixed: boolean;
   aliased: boolean;
   builds: BuildStatus[];
-  patches: Array<{ patchId: string; state: 'applied' | 'reverted' | 'inactive' }>;
+  /** applied-partly / reverted-partly: live, but changed functions of other builds stay reachable (oldCode). */
+  patches: Array<{ patchId: string; state: 'applied' | 'applied-partly' | 'reverted' | 'reverted-partly' | 'inactive' }>;
+  /**
+   * Code of builds that are not live that pointers taken before a switch can
+   * still run: from the redirect journal the last switch left in the process.
+   * known: false when there is none for the live build (a switch by an older
+   * ulp-trigger, or an interrupted one): then nothing is known to be covered.
+   */
+  oldCode: { known: boolean; redirected: number; reachable: Journal['uncovered'] };
   oldReferences: {
     /** Slots that still point at a build that is not live. */
     slots: number;
@@ -76,11 +87,19 @@ export function readStatus(pid: number): StatusReport {
     const state = readLibraryState(snap, soname, mem);
     if (!state) continue;
     const pointers = findDataPointers(snap, state, mem);
+    const rs = readRedirectState(mem, snap.maps, soname);
+    const known = rs.journal?.live === buildKey(state.live) && !state.mixed;
+    const present = new Set(state.family.builds.filter((b) => b !== state.live).map(buildKey));
+    // A jump the journal names that memory no longer holds leaves its function reachable too.
+    const lost = (rs.journal?.redirects ?? []).filter((r) => !rs.active.includes(r) && present.has(r.from.build)).map((r) => ({ fn: r.from, reason: `its jump at ${r.at} is no longer in memory` }));
+    const reachable = known ? [...rs.journal!.uncovered.filter((u) => present.has(u.fn.build)), ...lost] : [];
+    const oldCode = { known, redirected: known ? rs.active.length : 0, reachable };
+    const complete = known && reachable.length === 0;
     const patches = new Map<string, LibraryStatus['patches'][number]['state']>();
     for (const b of state.family.builds) {
       if (!b.ulp) continue;
       const live = b === state.live;
-      const st = b.ulp.role === 'new' ? (live ? 'applied' : 'inactive') : live ? 'reverted' : 'inactive';
+      const st = b.ulp.role === 'new' ? (live ? (complete ? 'applied' : 'applied-partly') : 'inactive') : live ? (complete ? 'reverted' : 'reverted-partly') : 'inactive';
       if (patches.get(b.ulp.patchId) === undefined || st !== 'inactive') patches.set(b.ulp.patchId, st);
     }
     libraries.push({
@@ -90,6 +109,7 @@ export function readStatus(pid: number): StatusReport {
       aliased: state.aliased,
       builds: state.family.builds.map((b) => buildStatus(b, state)),
       patches: [...patches].map(([patchId, s]) => ({ patchId, state: s })),
+      oldCode,
       oldReferences: {
         slots: [...state.counts].filter(([b]) => b !== state.live).reduce((n, [, c]) => n + c, 0),
         dataPointers: pointers.length,

@@ -55,7 +55,7 @@ export interface StatusReport {
   pid: number;
   objects: Array<{ name: string; soname: string | undefined; buildId: string | undefined; base: bigint }>;
   libraries: LibraryStatus[];
-  /** Bytes of address space mapped by ulp-trigger (builds, shared data, stub page). */
+  /** Bytes of address space mapped by ulp-trigger (builds, shared data, stub page, redirect journals). */
   ulpMappedBytes: number;
   /** Whether a child of the process gets private copies of the shared data (docs/FORK.md). */
   fork: ForkStatus;
@@ -117,7 +117,7 @@ export function readStatus(pid: number): StatusReport {
       },
     });
   }
-  const ulpMappedBytes = snap.maps.filter((m) => m.path === '/memfd:ulp:stub (deleted)' || parseMemfdPath(m.path)).reduce((n, m) => n + Number(m.end - m.start), 0);
+  const ulpMappedBytes = snap.maps.filter((m) => m.path === '/memfd:ulp:stub (deleted)' || m.path.startsWith('/memfd:ulp:redirects:') || parseMemfdPath(m.path)).reduce((n, m) => n + Number(m.end - m.start), 0);
   return {
     pid,
     objects: linkmap.map((o) => ({ name: o.name || '(executable)', soname: o.soname, buildId: o.buildId, base: o.bias })),

@@ -106,6 +106,8 @@ export function analyzeCode(pair: Pair, onProgress?: (done: number, total: numbe
     const { unmatchedA, unmatchedB, matched } = matchByContent(from, unnamed(fa, na), to, unnamed(fb, nb), same);
     unchanged += matched;
     functions.unchanged = unchanged;
+    // Until unnamed functions are paired (packer/code/match.ts), each changed one of the from-build is old code the trigger must name.
+    for (const a of unmatchedA) unpaired.push(range(a));
     functions.unnamedChanged = { from: total(unmatchedA), to: total(unmatchedB) };
     if (unmatchedA.length || unmatchedB.length) {
       f.info('CODE_UNNAMED_CHANGED', `without symbols: ${plural(unmatchedA.length, 'function')} (${total(unmatchedA).bytes} bytes) of the ${from.label} build have no identical counterpart, ${plural(unmatchedB.length, 'function')} (${total(unmatchedB).bytes} bytes) of the ${to.label} build are new or changed`);

@@ -47,7 +47,7 @@ function input(builds: ProcessObject[], target: ProcessObject, s: StepFunctions 
     previous,
     active,
     step: s,
-    code: (b, start, end) => {
+    code: (_b, start, end) => {
       const len = Number(end - start);
       return len <= BODY.length ? Buffer.from(BODY.subarray(0, len)) : Buffer.concat([BODY, Buffer.alloc(len - BODY.length, 0xcc)]);
     },

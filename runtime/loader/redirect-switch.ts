@@ -98,10 +98,27 @@ export interface RedirectOutcome {
   restored: number;
 }
 
-/** The instruction pointers of the stopped threads that sit inside bytes a write would change (not at its first byte). */
-export function threadsInside(rips: readonly bigint[], writes: readonly CodeWrite[]): Set<bigint> {
+/** Where a stopped thread will execute next; `inSyscall`: stopped in a system call, which the kernel may restart. */
+export interface ThreadPosition {
+  rip: bigint;
+  inSyscall: boolean;
+}
+
+/**
+ * The sites whose bytes a write would change under a stopped thread: its
+ * instruction pointer inside them (not at their first byte, where it simply
+ * takes the jump), or, for a thread in a system call, the `syscall`
+ * instruction 2 bytes back, which the kernel re-executes when it restarts
+ * the call after the stop.
+ */
+export function threadsInside(threads: readonly ThreadPosition[], writes: readonly CodeWrite[]): Set<bigint> {
   const hit = new Set<bigint>();
-  for (const w of writes) for (const rip of rips) if (rip > w.at && rip < w.at + BigInt(Math.max(w.bytes.length, w.expect.length))) hit.add(w.at);
+  for (const w of writes) {
+    const end = w.at + BigInt(Math.max(w.bytes.length, w.expect.length));
+    for (const t of threads) {
+      if ((t.rip > w.at && t.rip < end) || (t.inSyscall && t.rip - 2n >= w.at && t.rip - 2n < end)) hit.add(w.at);
+    }
+  }
   return hit;
 }
 

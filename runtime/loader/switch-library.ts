@@ -380,8 +380,11 @@ function stopOutsideEntries(s: Session, plan: RedirectPlan): Set<bigint> {
   for (let attempt = 1; ; attempt++) {
     s.stopAll();
     if (plan.writes.length === 0) return new Set();
-    const rips = s.tids().map((t) => s.regs(t).rip);
-    const blocked = threadsInside(rips, plan.writes);
+    const threads = s.tids().map((t) => {
+      const r = s.regs(t);
+      return { rip: r.rip, inSyscall: BigInt.asIntN(64, r.orig_rax) >= 0n };
+    });
+    const blocked = threadsInside(threads, plan.writes);
     if (blocked.size === 0 || attempt >= ENTRY_ATTEMPTS) return blocked;
     s.resume();
   }

@@ -162,8 +162,13 @@ describe('redirect planner', () => {
 
   it('threads inside the replaced bytes are found; one at the first byte is not in the way', () => {
     const writes = [{ at: 0x1000n, bytes: Buffer.alloc(5), expect: Buffer.alloc(5) }];
-    assert.deepEqual([...threadsInside([0x1000n, 0x1005n, 0x0fffn], writes)], []);
-    assert.deepEqual([...threadsInside([0x1003n], writes)], [0x1000n]);
+    const at = (rip: bigint, inSyscall = false) => ({ rip, inSyscall });
+    assert.deepEqual([...threadsInside([at(0x1000n), at(0x1005n), at(0x0fffn), at(0x1007n, true)], writes)], []);
+    assert.deepEqual([...threadsInside([at(0x1003n)], writes)], [0x1000n]);
+    // Stopped in a system call whose `syscall` ends the replaced bytes: a restart would execute them.
+    assert.deepEqual([...threadsInside([at(0x1005n, true)], writes)], [0x1000n]);
+    // A longer write (a far jump replacing a near one) counts its whole length.
+    assert.deepEqual([...threadsInside([at(0x1008n)], [{ at: 0x1000n, bytes: Buffer.alloc(14), expect: Buffer.alloc(5) }])], [0x1000n]);
   });
 
   it('the journal survives its encoding and is refused when damaged', () => {

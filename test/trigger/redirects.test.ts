@@ -10,6 +10,7 @@
  * stacked builds v1 -> v2 -> v3 revert in either order.
  */
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
 import { HardLab, libStatus, linesAfter, trigger, type Line } from '../helpers/hard-lab.js';
 import type { Target } from '../helpers/target.js';
 
@@ -52,8 +53,8 @@ for (const variant of [{ name: 'plain', flags: [] as string[] }, { name: 'with e
       const applied = trigger(String(t.pid), fix, '--json').json;
       assert.equal(applied.outcome, 'applied', JSON.stringify(applied.switch.redirects));
       assert.deepEqual(applied.switch.redirects.uncovered, []);
-      // route_plt, route_dlsym, helper, op_a, getter_fn, cb_fn, route_spin: every changed function.
-      assert.equal(applied.switch.redirects.active, 7);
+      // route_plt, route_dlsym, helper, op_a, getter_fn, cb_fn, route_spin, route_block: every changed function.
+      assert.equal(applied.switch.redirects.active, 8);
       expectVersion(await roundAfter(t, t.output().length), 2, ROUTES);
 
       // Pointers taken now point into v2.
@@ -63,20 +64,20 @@ for (const variant of [{ name: 'plain', flags: [] as string[] }, { name: 'with e
 
       const st = libStatus(t.pid, SONAME);
       assert.deepEqual(st.patches.map((p: { state: string }) => p.state), ['applied']);
-      assert.deepEqual(st.oldCode, { known: true, redirected: 7, reachable: [] });
+      assert.deepEqual(st.oldCode, { known: true, redirected: 8, reachable: [] });
 
       const reverted = trigger(String(t.pid), fix, '--revert', '--json').json;
       assert.equal(reverted.outcome, 'reverted', JSON.stringify(reverted.switch.redirects));
-      assert.equal(reverted.switch.redirects.restored, 7, 'the old build gets its own entries back');
-      assert.equal(reverted.switch.redirects.active, 7, "the new build's changed functions jump back to the old ones");
+      assert.equal(reverted.switch.redirects.restored, 8, 'the old build gets its own entries back');
+      assert.equal(reverted.switch.redirects.active, 8, "the new build's changed functions jump back to the old ones");
       mark = t.output().length;
       expectVersion(await roundAfter(t, mark, [...ROUTES, ...LATE]), 1, [...ROUTES, ...LATE]);
-      assert.deepEqual(libStatus(t.pid, SONAME).oldCode, { known: true, redirected: 7, reachable: [] });
+      assert.deepEqual(libStatus(t.pid, SONAME).oldCode, { known: true, redirected: 8, reachable: [] });
 
       // Applied again: the new build's jumps are taken back, the old build's written again.
       const again = trigger(String(t.pid), fix, '--json').json;
       assert.equal(again.outcome, 'applied');
-      assert.deepEqual([again.switch.redirects.written, again.switch.redirects.restored], [7, 7]);
+      assert.deepEqual([again.switch.redirects.written, again.switch.redirects.restored], [8, 8]);
       expectVersion(await roundAfter(t, t.output().length, [...ROUTES, ...LATE]), 2, [...ROUTES, ...LATE]);
       noBadResults(t);
     });
@@ -97,6 +98,37 @@ for (const variant of [{ name: 'plain', flags: [] as string[] }, { name: 'with e
       noBadResults(t);
     });
 
+    it('a thread parked inside the first bytes of a changed function: that entry is left and named, the rest applied', async () => {
+      const t = lab.start(exe, { route: 1 }, ['block']);
+      await roundAfter(t, 0);
+      // The blocker thread is in pause(2), 4 bytes into route_block (after endbr64: 8), before the trigger runs.
+      const inPause = (tid: string) => {
+        try {
+          return readFileSync(`/proc/${t.pid}/task/${tid}/syscall`, 'utf8').startsWith('34 ');
+        } catch {
+          return false;
+        }
+      };
+      await t.waitFor(() => readdirSync(`/proc/${t.pid}/task`).some(inPause));
+      const fix = lab.bundlePath('route', 1, 2);
+      const applied = trigger(String(t.pid), fix, '--json').json;
+      assert.equal(applied.outcome, 'applied-partly');
+      assert.deepEqual(applied.switch.redirects.uncovered.map((u: { fn: { name: string }; reason: string }) => [u.fn.name, u.reason]), [['route_block', 'a thread was executing its entry bytes at every attempt']]);
+      assert.equal(applied.switch.redirects.active, 7);
+      expectVersion(await roundAfter(t, t.output().length), 2, ROUTES);
+      const st = libStatus(t.pid, SONAME);
+      assert.deepEqual(st.patches.map((p: { state: string }) => p.state), ['applied-partly']);
+      assert.deepEqual(st.oldCode.reachable.map((u: { fn: { name: string } }) => u.fn.name), ['route_block']);
+      const text = trigger('--status', String(t.pid)).stdout;
+      assert.match(text, /patch [0-9a-f]{12}: applied-partly/);
+      assert.match(text, /route_block in build [0-9a-f]{12}: a thread was executing its entry bytes/);
+      // Nothing of v2 runs under a thread: the revert is complete.
+      const reverted = trigger(String(t.pid), fix, '--revert', '--json').json;
+      assert.equal(reverted.outcome, 'reverted', JSON.stringify(reverted.switch.redirects.uncovered));
+      expectVersion(await roundAfter(t, t.output().length), 1, ROUTES);
+      noBadResults(t);
+    });
+
     it('stacked v1 -> v2 -> v3 reverts in either order; pointers taken at v3 follow', async () => {
       const t = lab.start(exe, { route: 1 });
       await roundAfter(t, 0);
@@ -113,13 +145,13 @@ for (const variant of [{ name: 'plain', flags: [] as string[] }, { name: 'with e
       await step([p23], 'applied', 3);
       const st = libStatus(t.pid, SONAME);
       // v1's and v2's changed functions all jump straight to v3.
-      assert.deepEqual(st.oldCode, { known: true, redirected: 14, reachable: [] });
+      assert.deepEqual(st.oldCode, { known: true, redirected: 16, reachable: [] });
       let mark = t.output().length;
       t.kill('SIGUSR1');
       expectVersion(await roundAfter(t, mark, all), 3, all);
       // The patch below first: the whole stack goes, down to v1.
       await step([p12, '--revert'], 'reverted', 1);
-      assert.deepEqual(libStatus(t.pid, SONAME).oldCode, { known: true, redirected: 14, reachable: [] });
+      assert.deepEqual(libStatus(t.pid, SONAME).oldCode, { known: true, redirected: 16, reachable: [] });
       // Up again, then the top first.
       await step([p12], 'applied', 2);
       await step([p23], 'applied', 3);

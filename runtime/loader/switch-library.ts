@@ -23,7 +23,7 @@ import { takeSnapshot, type Snapshot } from './snapshot.js';
 import { deregisterUnwindTables, registerUnwindTables, unwindDryRun, type Registration, type UnwindReport } from './unwind.js';
 import { ensureForkProtection, publishForkAlias } from './fork/index.js';
 import { emptyCounts, readSlots, relink, rollback, type PointerCounts, type SwitchResult } from './switch.js';
-import { applyRedirects, mapJournal, planSwitchRedirects, readRedirectState, threadsInside, type RedirectState } from './redirect-switch.js';
+import { applyRedirects, mapJournal, planSwitchRedirects, readRedirectState, threadsInside } from './redirect-switch.js';
 import { encodeJournal, type Journal } from './redirect-journal.js';
 import { buildKey, type RedirectPlan, type StepFunctions } from './redirects.js';
 
@@ -294,7 +294,14 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
     }
     // Entry redirects: planned now, their journal mapped now (a remote mmap), only written in the pause.
     const plan = planRedirectsFor(fam, target);
-    const journalAt = needsJournal(plan, redirectState) ? withBorrowed(session, () => mapJournal(session, req.soname, journalBudget(plan, req.soname))) : undefined;
+    // Always, even with nothing to redirect: --status says "applied" only for a live build a journal vouches for.
+    let journalAt: { addr: bigint; size: number };
+    try {
+      journalAt = withBorrowed(session, () => mapJournal(session, req.soname, journalBudget(plan, req.soname)));
+    } catch (e) {
+      if (image) discardStaged(session, snap.objects, image, unwind);
+      throw e;
+    }
     const blocked = stopOutsideEntries(session, plan);
     let failure: { error: unknown } | undefined;
     try {
@@ -308,15 +315,14 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
       report.pointers = result.pointers;
       report.rewritten = result.journal.filter((j) => j.kind === 'stale').length;
       report.lazyBound = result.journal.filter((j) => j.kind === 'lazy').length;
-      if (journalAt) {
-        try {
-          const done = applyRedirects(session, plan, journalAt, { soname: req.soname, generation: (redirectState.journal?.generation ?? 0) + 1, live: buildKey(target) }, blocked);
-          report.redirects = { active: done.redirects.length, written: done.written, restored: done.restored, uncovered: done.uncovered };
-        } catch (e) {
-          rollback(session, result.journal);
-          throw new UlpError('SWITCH_ROLLED_BACK', `the switch failed while writing the entry redirects and was rolled back: ${(e as Error).message}`, 'The process runs the version it ran before; see the cause above.', undefined, { cause: e });
-        }
-      } else report.redirects.uncovered = plan.uncovered;
+      try {
+        const done = applyRedirects(session, plan, journalAt, { soname: req.soname, generation: (redirectState.journal?.generation ?? 0) + 1, live: buildKey(target) }, blocked);
+        report.redirects = { active: done.redirects.length, written: done.written, restored: done.restored, uncovered: done.uncovered };
+      } catch (e) {
+        // applyRedirects took its own writes back; the relink goes too.
+        rollback(session, result.journal);
+        throw new UlpError('SWITCH_ROLLED_BACK', `the switch failed while writing the entry redirects and was rolled back: ${(e as Error).message}`, 'The process runs the version it ran before; see the cause above.', undefined, { cause: e });
+      }
     } catch (e) {
       failure = { error: e };
     } finally {
@@ -325,12 +331,12 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
     if (failure) {
       // The relink rolled itself back; a staged build nothing points at can go, once the threads run again
       // (taking its unwind tables back is a call into the process). The alias, if made, stays: it is invisible.
-      if (journalAt) tryDropJournals(session, [journalAt]);
+      tryDropJournals(session, [journalAt]);
       if (image) discardStaged(session, snap.objects, image, unwind);
       throw failure.error;
     }
     // The journals of earlier switches are superseded (a reader takes the newest anyway).
-    if (journalAt && redirectState.mappings.length) tryDropJournals(session, redirectState.mappings.map((m) => ({ addr: m.start, size: Number(m.end - m.start) })));
+    if (redirectState.mappings.length) tryDropJournals(session, redirectState.mappings.map((m) => ({ addr: m.start, size: Number(m.end - m.start) })));
     report.timings.switchMs = ms(t2);
   } finally {
     session.detach();
@@ -343,11 +349,6 @@ function u64(v: bigint): Buffer {
   const b = Buffer.alloc(8);
   b.writeBigUInt64LE(BigInt.asUintN(64, v));
   return b;
-}
-
-/** A journal is written when there is anything to record: jumps, counterparts, or old code left reachable. */
-function needsJournal(plan: RedirectPlan, state: RedirectState): boolean {
-  return state.journal !== undefined || plan.redirects.length > 0 || plan.pairs.length > 0 || plan.uncovered.length > 0;
 }
 
 /** Bytes the journal may need: the plan's, plus room for every write turning into a reported skip. */

@@ -13,6 +13,7 @@ import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parseElf, PF_X } from '../../elf/index.js';
 import { runCli } from '../helpers/cli.js';
 import { ok } from '../helpers/hard-lab.js';
 import { REAL, REAL_FILES, realBuild, realBuildsDir } from '../helpers/real-builds.js';
@@ -102,7 +103,11 @@ describe('entry redirects: python3 hashing with a real libcrypto update (3.0.19 
     await t.waitFor((o) => o.slice(mark).includes('"n"'), 60_000);
     const samples = await sampleRips(t.pid, 60);
     const inside = samples.filter((s) => jumped.some((r) => s.rip > r.start + 4n && s.rip < r.end));
-    console.log(`      ${samples.length} samples after the apply, ${inside.length} inside a redirected 3.0.19 function; ${rd.active} jumps, ${rd.uncovered.length} functions reported reachable`);
+    const text = parseElf(readFileSync(old)).loadSegments.filter((p) => (p.flags & PF_X) !== 0).map((p) => ({ start: base + p.vaddr, end: base + p.vaddr + p.memsz }));
+    const inOldText = samples.filter((s) => text.some((r) => s.rip >= r.start && s.rip < r.end));
+    const reachable = rd.uncovered.map((u: { fn: { start: string; end: string } }) => ({ start: base + BigInt(u.fn.start), end: base + BigInt(u.fn.end) }));
+    const inReachable = samples.filter((s) => reachable.some((r: { start: bigint; end: bigint }) => s.rip >= r.start && s.rip < r.end));
+    console.log(`      ${samples.length} samples after the apply: ${inOldText.length} in 3.0.19's text, ${inReachable.length} of them in functions reported reachable, ${inside.length} inside a redirected function; ${rd.active} jumps, ${rd.uncovered.length} functions reported reachable`);
     assert.equal(inside.length, 0, 'no thread runs a changed 3.0.19 function that has a jump');
 
     const reverted = ok(runCli('ulp-trigger', [String(t.pid), fix, '--revert', '--json'])).json;

@@ -140,7 +140,7 @@ export function planRedirects(input: RedirectInput): RedirectPlan {
       if (found) {
         const from = fnOf(b, found.r!, found.n);
         if (!wanted.has(fnKey(from))) wanted.set(fnKey(from), { from, to: dest });
-      } else if (differs(members, dest)) {
+      } else {
         uncovered.push({ fn: { build: k, start: '0x0', end: '0x0', ...(names[0] ? { name: names[0] } : {}) }, reason: `build ${short(k)} has no symbol that names its copy of ${names[0] ?? `the function at ${dest.start} of the live build`}` });
       }
     }
@@ -200,11 +200,6 @@ function pad(b: Buffer, original: Buffer, len: number): Buffer {
   const tail = original.subarray(b.length, len);
   tail.copy(out, b.length);
   return out;
-}
-
-/** Whether a class has a member other than the live one (something changed along the way). */
-function differs(members: readonly Fn[], dest: Fn): boolean {
-  return members.some((m) => m.build !== dest.build);
 }
 
 function mergePairs(previous: Journal['pairs'], step: StepFunctions | undefined): Journal['pairs'] {

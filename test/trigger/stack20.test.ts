@@ -54,7 +54,7 @@ function journalBytes(pid: number): number {
 function mappedBuilds(pid: number): number {
   const inodes = readFileSync(`/proc/${pid}/maps`, 'utf8')
     .split('\n')
-    .filter((l) => l.includes(`/memfd:ulp:`) && l.includes(`:${SONAME}`) && !l.includes('/memfd:ulp:data:'))
+    .filter((l) => l.includes(`/memfd:ulp:`) && l.includes(`:${SONAME}`) && !l.includes('/memfd:ulp:data:') && !l.includes('/memfd:ulp:redirects:'))
     .map((l) => l.split(/\s+/)[4]);
   return new Set(inodes).size;
 }

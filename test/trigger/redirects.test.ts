@@ -11,7 +11,7 @@
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
-import { HardLab, libStatus, linesAfter, trigger, type Line } from '../helpers/hard-lab.js';
+import { HardLab, libStatus, linesAfter, trigger, type Line, type Relro } from '../helpers/hard-lab.js';
 import type { Target } from '../helpers/target.js';
 
 const SONAME = 'libroute.so.1';
@@ -33,13 +33,19 @@ function noBadResults(t: Target): void {
   assert.ok(t.alive(), 'the target is alive');
 }
 
-for (const variant of [{ name: 'plain', flags: [] as string[] }, { name: 'with endbr64 (-fcf-protection)', flags: ['-fcf-protection=full'] }]) {
+const VARIANTS: Array<{ name: string; flags: string[]; relro: Relro }> = [
+  { name: 'full RELRO', flags: [], relro: 'full' },
+  { name: 'full RELRO, with endbr64 (-fcf-protection)', flags: ['-fcf-protection=full'], relro: 'full' },
+  { name: 'partial RELRO', flags: [], relro: 'partial' },
+];
+
+for (const variant of VARIANTS) {
   describe(`entry redirects: six routes into a changed library, ${variant.name}`, function () {
     this.timeout(180_000);
-    const lab = new HardLab({ route: { soname: SONAME, sources: ['redirects/libroute.c'], flags: variant.flags } }, `route-${variant.flags.length}`);
+    const lab = new HardLab({ route: { soname: SONAME, sources: ['redirects/libroute.c'], flags: variant.flags, relro: variant.relro } }, `route-${variant.flags.length}-${variant.relro}`);
     let exe: string;
     before(() => {
-      exe = lab.exe('route_main', { sources: ['redirects/route_main.c'], needs: ['route'], libs: ['-ldl'], flags: variant.flags });
+      exe = lab.exe('route_main', { sources: ['redirects/route_main.c'], needs: ['route'], libs: ['-ldl'], flags: variant.flags, relro: variant.relro });
       lab.pack('route', 1, 2);
       lab.pack('route', 2, 3);
     });

@@ -86,6 +86,8 @@ for (const variant of VARIANTS) {
       assert.deepEqual([again.switch.redirects.written, again.switch.redirects.restored], [8, 8]);
       expectVersion(await roundAfter(t, t.output().length, [...ROUTES, ...LATE]), 2, [...ROUTES, ...LATE]);
       noBadResults(t);
+      // A spinning or busy target left running would starve the next test's trigger on a small machine.
+      t.dispose();
     });
 
     it('a thread spinning inside an old function keeps running there; its next call is new code', async () => {
@@ -102,6 +104,8 @@ for (const variant of VARIANTS) {
       const second = (await linesAfter(t, mark, (ls) => ls.some((l) => l.spin !== undefined))).find((l) => l.spin !== undefined)!;
       assert.equal(second.spin, '2', 'the next call through the same old pointer runs the new build');
       noBadResults(t);
+      // A spinning or busy target left running would starve the next test's trigger on a small machine.
+      t.dispose();
     });
 
     it('a thread parked inside the first bytes of a changed function: that entry is left and named, the rest applied', async () => {
@@ -133,6 +137,8 @@ for (const variant of VARIANTS) {
       assert.equal(reverted.outcome, 'reverted', JSON.stringify(reverted.switch.redirects.uncovered));
       expectVersion(await roundAfter(t, t.output().length), 1, ROUTES);
       noBadResults(t);
+      // A spinning or busy target left running would starve the next test's trigger on a small machine.
+      t.dispose();
     });
 
     it('stacked v1 -> v2 -> v3 reverts in either order; pointers taken at v3 follow', async () => {
@@ -167,6 +173,8 @@ for (const variant of VARIANTS) {
       await step([p23, '--revert'], 'reverted', 2);
       await step([p12, '--revert'], 'reverted', 1);
       noBadResults(t);
+      // A spinning or busy target left running would starve the next test's trigger on a small machine.
+      t.dispose();
     });
   });
 }

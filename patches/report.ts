@@ -112,11 +112,11 @@ export const FunctionRangeSchema = RangeSchema.extend({ name: z.string().optiona
 export const FunctionPairSchema = z.object({
   name: z.string().optional(),
   /** name: by symbol; content: unnamed, identical code (never listed: pairs are changed functions); position: unnamed, between unchanged neighbours. */
-  by: z.enum(['name', 'content', 'position']),
+  by: z.enum(['name', 'content', 'position']).optional(),
   from: RangeSchema,
   to: RangeSchema,
 });
-export type FunctionPairEntry = z.infer<typeof FunctionPairSchema>;
+export type FunctionPair = z.infer<typeof FunctionPairSchema>;
 
 export const FunctionChangesSchema = z.object({
   /** False when a build has no .symtab: changes are then counted, and named only for exports. */
@@ -131,12 +131,14 @@ export const FunctionChangesSchema = z.object({
   /** Stripped builds: functions without a name whose code matched none on the other side. */
   unnamedChanged: z.object({ from: SizeCountSchema, to: SizeCountSchema }).optional(),
   /**
-   * Every changed function that has a counterpart, with its range in both
-   * builds (link-time vaddrs) and how it was paired (packer/code/match.ts):
-   * where the trigger redirects stale entries. Absent in bundles of format 1.0.
+   * Every changed function that has a counterpart, with its range [start, end)
+   * in both builds (link-time vaddrs) and how it was paired
+   * (packer/code/match.ts): the trigger puts a jump to the counterpart at
+   * each `from` entry, so code reached through pointers taken before the
+   * switch runs the `to` build too. Absent in bundles of format 1.0.
    */
   pairs: z.array(FunctionPairSchema).optional(),
-  /** Functions of the `from` build without a counterpart: reachable old code no redirect can cover. */
+  /** Changed or removed functions of `from` without a counterpart in `to`: reachable old code the trigger reports. */
   unpaired: z.array(FunctionRangeSchema).optional(),
 });
 export type FunctionChanges = z.infer<typeof FunctionChangesSchema>;

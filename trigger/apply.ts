@@ -36,7 +36,15 @@ export interface RunOptions {
   allowAliasing?: boolean;
 }
 
-export type Outcome = 'applied' | 'reverted' | 'already-applied' | 'runs-new-build' | 'not-applied' | 'dry-run';
+/**
+ * `applied`/`reverted`: the build is live and no changed function of another
+ * build is reachable (every one has a jump to its counterpart).
+ * `applied-partly`/`reverted-partly`: the build is live, but some changed
+ * functions of old builds are still reachable through pointers taken before
+ * the switch; `switch.redirects.uncovered` names them and why.
+ * `runs-new-build`: the process loaded the bundle's new build at start; ulp did not patch it.
+ */
+export type Outcome = 'applied' | 'applied-partly' | 'reverted' | 'reverted-partly' | 'already-applied' | 'runs-new-build' | 'not-applied' | 'dry-run';
 
 export interface RunResult {
   pid: number;
@@ -89,9 +97,19 @@ export function runOne(pid: number, bundle: Bundle, opts: RunOptions): RunResult
   checkTarget(pid);
   const stored = bundle.manifest.datarefs?.[opts.which === 'forward' ? 'new' : 'old'];
   const dataRefs = stored ? decodeDataRefs(stored) : undefined;
+  const fns = step.direction.report.functions;
   const request = {
     pid,
     soname,
+    functions: {
+      fromBuildId: step.from.entry.buildId,
+      toBuildId: step.to.entry.buildId,
+      pairs: fns.pairs ?? [],
+      unpaired: fns.unpaired ?? [],
+      // A bundle from before function pairs: its changed functions are named as reachable.
+      ...(fns.pairs === undefined ? { changed: fns.changed } : {}),
+    },
+    otherBuild: { buildId: step.from.entry.buildId, bytes: step.from.bytes },
     target: {
       buildId: step.to.entry.buildId,
       bytes: step.to.bytes,
@@ -166,7 +184,7 @@ function decideAndSwitch(pid: number, patchId: string, step: PatchStep, request:
   const all = report.pauses.filter((p) => p.kind === 'all').map((p) => p.ms);
   return {
     ...base,
-    outcome: opts.dryRun ? 'dry-run' : opts.which === 'forward' ? 'applied' : 'reverted',
+    outcome: opts.dryRun ? 'dry-run' : outcomeOf(opts.which, report.redirects.uncovered.length === 0),
     ...(decision.note ? { note: decision.note } : {}),
     switch: report,
     ...(all.length ? { pauseMs: Math.max(...all) } : {}),
@@ -194,4 +212,9 @@ function refuseLostBindings(pid: number, soname: string, step: PatchStep, prepar
     'Switching would leave those calls in a build that no longer runs over the library\'s data; the process was not touched. Restart it to go back, or leave the patch applied.',
     { pid, soname, bindings: lost, ...(removed.length ? { removedByBundle: removed } : {}) },
   );
+}
+
+function outcomeOf(which: 'forward' | 'reverse', complete: boolean): Outcome {
+  if (which === 'forward') return complete ? 'applied' : 'applied-partly';
+  return complete ? 'reverted' : 'reverted-partly';
 }

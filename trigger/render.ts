@@ -12,7 +12,9 @@ const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : word.e
 export function renderRun(r: RunResult): string {
   const head = {
     applied: `applied patch ${r.patchId.slice(0, 12)} to process ${r.pid}`,
+    'applied-partly': `patch ${r.patchId.slice(0, 12)} is live in process ${r.pid} but NOT fully applied: old code of changed functions is still reachable (below)`,
     reverted: `reverted patch ${r.patchId.slice(0, 12)} in process ${r.pid}`,
+    'reverted-partly': `patch ${r.patchId.slice(0, 12)} is reverted in process ${r.pid} but patched code is still reachable (below)`,
     'already-applied': `patch ${r.patchId.slice(0, 12)} is already applied in process ${r.pid}: nothing to do`,
     'runs-new-build': `process ${r.pid} runs the new build of patch ${r.patchId.slice(0, 12)} already (loaded at start, not patched): nothing to do`,
     'not-applied': `patch ${r.patchId.slice(0, 12)} is not applied in process ${r.pid}: nothing to revert`,
@@ -50,6 +52,16 @@ export function renderRun(r: RunResult): string {
   if (p.retargeted || p.overwritten) {
     lines.push(`  ${r.outcome === 'dry-run' ? 'would retarget' : 'retargeted'} ${plural(p.retargeted, 'function pointer')} in the library's data${p.overwritten ? `; left ${p.overwritten} the program set itself` : ''}`);
   }
+  const rd = s.redirects;
+  if (rd.active || rd.written || rd.restored) {
+    const verb = r.outcome === 'dry-run' ? 'would redirect' : 'redirected';
+    lines.push(`  ${verb} ${rd.active} function ${rd.active === 1 ? 'entry' : 'entries'} of builds that are not live to the live one (${rd.written} written, ${rd.restored} restored)`);
+  }
+  if (rd.uncovered.length) {
+    lines.push(`  ${plural(rd.uncovered.length, 'changed function')} of builds that are not live ${rd.uncovered.length === 1 ? 'stays' : 'stay'} reachable through pointers taken before the switch:`);
+    for (const u of rd.uncovered.slice(0, 20)) lines.push(`    ${u.fn.name ?? `function at ${u.fn.start}`} in build ${short(u.fn.build)}: ${u.reason}`);
+    if (rd.uncovered.length > 20) lines.push(`    … and ${rd.uncovered.length - 20} more (--json lists all)`);
+  }
   const left = s.counts.unmatched + s.counts.missing;
   if (left) lines.push(`  ${plural(left, 'slot')} still point at other builds (IFUNC results or symbols the target lacks); --status lists old references`);
   const all = s.pauses.filter((p) => p.kind === 'all');
@@ -84,6 +96,10 @@ export function renderStatus(st: StatusReport): string {
       lines.push(`  patch ${p.patchId.slice(0, 12)}: ${p.state}${about.length ? ` (${about.join('; ')})` : ''}`);
     }
     lines.push(`  writable data ${lib.aliased ? 'shared by all builds' : 'not shared yet'}`);
+    const oc = lib.oldCode;
+    if (oc.known) lines.push(`  old code: ${oc.redirected} function ${oc.redirected === 1 ? 'entry' : 'entries'} of builds that are not live jump to the live build; ${oc.reachable.length ? `${oc.reachable.length} changed ${oc.reachable.length === 1 ? 'function stays' : 'functions stay'} reachable:` : 'no changed function is reachable'}`);
+    else lines.push('  old code: unknown (no redirect journal for the live build); changed functions of other builds may be reachable through old pointers');
+    for (const u of oc.reachable.slice(0, 10)) lines.push(`    ${u.fn.name ?? `function at ${u.fn.start}`} in build ${short(u.fn.build)}: ${u.reason}`);
     const o = lib.oldReferences;
     lines.push(`  old references: ${plural(o.slots, 'slot')}, ${plural(o.dataPointers, 'data pointer')} into code of builds that are not live`);
     for (const s of o.samples.slice(0, 5)) lines.push(`    ${s.holder} @ ${hex(s.at)} -> ${hex(s.value)} (build ${short(s.buildId)})`);

@@ -11,6 +11,9 @@ import type { PackageInfo } from '../patches/index.js';
 import { decodeBundleMeta, type BundleMeta } from './bundle-meta.js';
 import { readForkStatus, type ForkStatus } from '../runtime/loader/fork/index.js';
 import { takeSnapshot } from '../runtime/loader/snapshot.js';
+import { readRedirectState } from '../runtime/loader/redirect-switch.js';
+import type { Journal } from '../runtime/loader/redirect-journal.js';
+import { buildKey } from '../runtime/loader/redirects.js';
 
 export interface BuildStatus {
   buildId: string | undefined;
@@ -32,8 +35,18 @@ export interface LibraryStatus {
   mixed: boolean;
   aliased: boolean;
   builds: BuildStatus[];
-  /** package: what the bundle said about itself (format 1.1), kept in the process when it was staged. */
-  patches: Array<{ patchId: string; state: 'applied' | 'reverted' | 'inactive'; package?: PackageInfo; downgrade?: true }>;
+  /**
+   * applied-partly / reverted-partly: live, but changed functions of other builds stay reachable (oldCode).
+   * package: what the bundle said about itself (format 1.1), kept in the process when it was staged.
+   */
+  patches: Array<{ patchId: string; state: 'applied' | 'applied-partly' | 'reverted' | 'reverted-partly' | 'inactive'; package?: PackageInfo; downgrade?: true }>;
+  /**
+   * Code of builds that are not live that pointers taken before a switch can
+   * still run: from the redirect journal the last switch left in the process.
+   * known: false when there is none for the live build (a switch by an older
+   * ulp-trigger, or an interrupted one): then nothing is known to be covered.
+   */
+  oldCode: { known: boolean; redirected: number; reachable: Journal['uncovered'] };
   oldReferences: {
     /** Slots that still point at a build that is not live. */
     slots: number;
@@ -47,7 +60,7 @@ export interface StatusReport {
   pid: number;
   objects: Array<{ name: string; soname: string | undefined; buildId: string | undefined; base: bigint }>;
   libraries: LibraryStatus[];
-  /** Bytes of address space mapped by ulp-trigger (builds, shared data, stub page). */
+  /** Bytes of address space mapped by ulp-trigger (builds, shared data, stub page, redirect journals). */
   ulpMappedBytes: number;
   /** Whether a child of the process gets private copies of the shared data (docs/FORK.md). */
   fork: ForkStatus;
@@ -87,11 +100,19 @@ export function readStatus(pid: number): StatusReport {
     const state = readLibraryState(snap, soname, mem);
     if (!state) continue;
     const pointers = findDataPointers(snap, state, mem);
+    const rs = readRedirectState(mem, snap.maps, soname);
+    const known = rs.journal?.live === buildKey(state.live) && !state.mixed;
+    const present = new Set(state.family.builds.filter((b) => b !== state.live).map(buildKey));
+    // A jump the journal names that memory no longer holds leaves its function reachable too.
+    const lost = (rs.journal?.redirects ?? []).filter((r) => !rs.active.includes(r) && present.has(r.from.build)).map((r) => ({ fn: r.from, reason: `its jump at ${r.at} is no longer in memory` }));
+    const reachable = known ? [...rs.journal!.uncovered.filter((u) => present.has(u.fn.build)), ...lost] : [];
+    const oldCode = { known, redirected: known ? rs.active.length : 0, reachable };
+    const complete = known && reachable.length === 0;
     const patches = new Map<string, LibraryStatus['patches'][number]['state']>();
     for (const b of state.family.builds) {
       if (!b.ulp) continue;
       const live = b === state.live;
-      const st = b.ulp.role === 'new' ? (live ? 'applied' : 'inactive') : live ? 'reverted' : 'inactive';
+      const st = b.ulp.role === 'new' ? (live ? (complete ? 'applied' : 'applied-partly') : 'inactive') : live ? (complete ? 'reverted' : 'reverted-partly') : 'inactive';
       if (patches.get(b.ulp.patchId) === undefined || st !== 'inactive') patches.set(b.ulp.patchId, st);
     }
     libraries.push({
@@ -104,6 +125,7 @@ export function readStatus(pid: number): StatusReport {
         const meta = metas.get(patchId);
         return { patchId, state: s, ...(meta && Object.keys(meta.package).length > 0 ? { package: meta.package } : {}), ...(meta?.downgrade ? { downgrade: true as const } : {}) };
       }),
+      oldCode,
       oldReferences: {
         slots: [...state.counts].filter(([b]) => b !== state.live).reduce((n, [, c]) => n + c, 0),
         dataPointers: pointers.length,
@@ -111,7 +133,7 @@ export function readStatus(pid: number): StatusReport {
       },
     });
   }
-  const ulpMappedBytes = snap.maps.filter((m) => m.path === '/memfd:ulp:stub (deleted)' || parseMemfdPath(m.path) || parseMetaPath(m.path)).reduce((n, m) => n + Number(m.end - m.start), 0);
+  const ulpMappedBytes = snap.maps.filter((m) => m.path === '/memfd:ulp:stub (deleted)' || m.path.startsWith('/memfd:ulp:redirects:') || parseMemfdPath(m.path) || parseMetaPath(m.path)).reduce((n, m) => n + Number(m.end - m.start), 0);
   return {
     pid,
     objects: linkmap.map((o) => ({ name: o.name || '(executable)', soname: o.soname, buildId: o.buildId, base: o.bias })),

@@ -30,7 +30,7 @@ import type { Category } from '../../patches/index.js';
 import { align, instructionsOf, type Decoded, type Instruction } from '../code/align.js';
 import type { FunctionPair } from '../code/match.js';
 import type { Build, FunctionInfo } from '../model.js';
-import { Flow } from '../x86/decode.js';
+import { Flow } from '../../elf/x86/decode.js';
 import { Findings, listText, plural } from './findings.js';
 import { layoutFindings, type DwarfLayoutResult } from './layouts.js';
 import type { Pair } from './pair.js';

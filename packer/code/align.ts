@@ -11,7 +11,7 @@
  * share of aligned instructions to confirm pairs it matched by position.
  */
 import type { Build } from '../model.js';
-import { decode, Flow, newInsn } from '../x86/decode.js';
+import { decode, Flow, newInsn } from '../../elf/x86/decode.js';
 import { targetsOf } from './targets.js';
 
 export interface Instruction {

@@ -17,7 +17,7 @@
  * `fingerprint` digests one function this way (comparable across builds);
  * `compareCode` walks two functions in step and can follow callees.
  */
-import { decode, newInsn, type Insn } from '../x86/decode.js';
+import { decode, newInsn, type Insn } from '../../elf/x86/decode.js';
 import type { Build } from '../model.js';
 import { roIdentity, targetsOf, type Targets } from './targets.js';
 

@@ -25,7 +25,7 @@
  */
 import { PF_X, RelocType, SHF_EXECINSTR } from '../../elf/index.js';
 import type { Build } from '../model.js';
-import { Flow, decode, newInsn, type Insn } from '../x86/decode.js';
+import { Flow, decode, newInsn, type Insn } from '../../elf/x86/decode.js';
 import { effectiveAddend } from '../analyze/sites.js';
 import type { CodeRef, CoverageRange, DataRefs, WordRef } from '../../patches/datarefs.js';
 

@@ -3,7 +3,7 @@
  * unwind entry describes (crti's _init, hand-written assembly): follow the
  * control flow from the entry and take the furthest byte reached.
  */
-import { Flow, decode, newInsn } from '../x86/decode.js';
+import { Flow, decode, newInsn } from '../../elf/x86/decode.js';
 import type { Build, FunctionInfo } from '../model.js';
 
 const MAX_EXTENT = 64 * 1024;

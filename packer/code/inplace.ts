@@ -29,7 +29,7 @@
  */
 import type { Build, SegmentKind } from '../model.js';
 import { RelocType, symbolIndex, type ElfSymbol, type Relocation } from '../../elf/index.js';
-import { decode, newInsn } from '../x86/decode.js';
+import { decode, newInsn } from '../../elf/x86/decode.js';
 import { Ranges } from './ranges.js';
 import { PLT_STUB_BYTES, RO_MAX_READ, RO_WINDOW } from './targets.js';
 

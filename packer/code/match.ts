@@ -39,9 +39,14 @@ export interface Matching {
   onlyB: FunctionInfo[];
 }
 
-/** Share of a function's instructions that must have a same-shaped counterpart for a pair by position... */
-const MIN_ALIGNED = 0.5;
-/** ...or, when it is the only function left between its two anchors on both sides, this share (small functions change a lot with one added check). */
+/**
+ * Share of the larger function's instructions that must have a same-shaped
+ * counterpart for a pair by position. A pair is where the trigger redirects
+ * old entries, so a wrong one would send calls to another function: among
+ * several leftovers between two anchors the bar is high...
+ */
+const MIN_ALIGNED = 0.6;
+/** ...and lower when each side has only that one function left between its anchors (small functions change a lot with one added check). */
 const MIN_ALIGNED_ALONE = 0.3;
 
 const memo = new WeakMap<Build, WeakMap<Build, Matching>>();

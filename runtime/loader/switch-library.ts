@@ -24,7 +24,10 @@ import { onSafeThread, runtimeCall } from './safe-thread.js';
 import { takeSnapshot, type Snapshot } from './snapshot.js';
 import { deregisterUnwindTables, registerUnwindTables, unwindDryRun, type Registration, type UnwindReport } from './unwind.js';
 import { ensureForkProtection, publishForkAlias } from './fork/index.js';
-import { emptyCounts, readSlots, relink, type PointerCounts, type SwitchResult } from './switch.js';
+import { emptyCounts, readSlots, relink, rollback, type PointerCounts, type SwitchResult } from './switch.js';
+import { applyRedirects, mapJournal, planSwitchRedirects, readRedirectState, threadsInside } from './redirect-switch.js';
+import { encodeJournal, type Journal } from './redirect-journal.js';
+import { buildKey, type RedirectPlan, type StepFunctions } from './redirects.js';
 
 export interface SwitchRequest {
   pid: number;
@@ -48,6 +51,21 @@ export interface SwitchRequest {
   elfCache?: ElfCache;
   /** The bundle's metadata for --status, mapped with the build it stages when the process has none for this patch yet. */
   metadata?: { name: string; bytes: Buffer };
+  /** The bundle step's changed functions (report.functions), for the entry redirects. */
+  functions?: StepFunctions;
+  /** The step's other build (the one switched from), when the caller has its file: its .symtab names static functions. */
+  otherBuild?: { buildId: string; bytes: Buffer };
+}
+
+/** What the entry redirects of a switch did (redirects.ts). */
+export interface RedirectReport {
+  /** Jumps active once the switch is done, over every build that is not live. */
+  active: number;
+  /** Jumps written (new or retargeted) and taken back by this switch. */
+  written: number;
+  restored: number;
+  /** Changed functions of builds that are not live that no jump covers: still reachable through old pointers. */
+  uncovered: Journal['uncovered'];
 }
 
 export interface Prepared {
@@ -85,6 +103,7 @@ export interface SwitchReport {
   dataRefs?: { mode: 'one-address' | 'aliasing'; code: number; words: number };
   /** The staged build's unwind tables (unwind.ts); absent when the build was mapped already. */
   unwind?: UnwindReport;
+  redirects: RedirectReport;
   pauses: PauseRecord[];
   timings: { planMs: number; stageMs: number; switchMs: number };
 }
@@ -193,7 +212,13 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
     relocations: 0,
     pauses: [],
     timings: { planMs: 0, stageMs: 0, switchMs: 0 },
+    redirects: { active: 0, written: 0, restored: 0, uncovered: [] },
   };
+  const redirectState = readRedirectState(mem, snap.maps, req.soname);
+  const files = new Map<string, ElfObject>([[req.target.buildId, elf]]);
+  if (req.otherBuild) files.set(req.otherBuild.buildId, parseElf(req.otherBuild.bytes));
+  const planRedirectsFor = (fam: Family, target: ProcessObject): RedirectPlan =>
+    planSwitchRedirects({ mem, builds: fam.builds, target, state: redirectState, step: req.functions, files });
 
   if (req.dryRun) {
     const target = mapped ?? targetObject(elf, DRY_RUN_BIAS, req.target.memfdName);
@@ -222,6 +247,8 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
     });
     report.rewritten = report.counts.stale;
     report.lazyBound = report.counts.lazy;
+    const plan = planRedirectsFor(fam, target);
+    report.redirects = { active: plan.redirects.length, written: plan.writes.length, restored: plan.restores.length, uncovered: plan.uncovered };
     report.timings.planMs = ms(t0);
     return report;
   }
@@ -314,7 +341,17 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
       ifuncs = new Map(resolvers.map((f) => [f.key, BigInt.asUintN(64, onSafeThread(session, snap.objects, 'run an IFUNC resolver', (tid) => session.call(f.resolver, [], runtimeCall(tid, IFUNC_TIMEOUT_MS))))]));
       session.resume();
     }
-    session.stopAll();
+    // Entry redirects: planned now, their journal mapped now (a remote mmap), only written in the pause.
+    const plan = planRedirectsFor(fam, target);
+    // Always, even with nothing to redirect: --status says "applied" only for a live build a journal vouches for.
+    let journalAt: { addr: bigint; size: number };
+    try {
+      journalAt = withBorrowed(session, () => mapJournal(session, req.soname, journalBudget(plan, req.soname)));
+    } catch (e) {
+      if (image) discardStaged(session, snap.objects, image, unwind);
+      throw e;
+    }
+    const blocked = stopOutsideEntries(session, plan);
     let failure: { error: unknown } | undefined;
     try {
       const aliasFrom = image?.freshData ? image.regionAddr : unsharedTarget;
@@ -327,6 +364,14 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
       report.pointers = result.pointers;
       report.rewritten = result.journal.filter((j) => j.kind === 'stale').length;
       report.lazyBound = result.journal.filter((j) => j.kind === 'lazy').length;
+      try {
+        const done = applyRedirects(session, plan, journalAt, { soname: req.soname, generation: (redirectState.journal?.generation ?? 0) + 1, live: buildKey(target) }, blocked);
+        report.redirects = { active: done.redirects.length, written: done.written, restored: done.restored, uncovered: done.uncovered };
+      } catch (e) {
+        // applyRedirects took its own writes back; the relink goes too.
+        rollback(session, result.journal);
+        throw new UlpError('SWITCH_ROLLED_BACK', `the switch failed while writing the entry redirects and was rolled back: ${(e as Error).message}`, 'The process runs the version it ran before; see the cause above.', undefined, { cause: e });
+      }
     } catch (e) {
       failure = { error: e };
     } finally {
@@ -335,10 +380,13 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
     if (failure) {
       // The relink rolled itself back; a staged build nothing points at can go, once the threads run again
       // (taking its unwind tables back is a call into the process). The alias, if made, stays: it is invisible.
+      tryDropJournals(session, [journalAt]);
       if (image) discardStaged(session, snap.objects, image, unwind);
       if (meta) tryUnmap(session, meta.addr, meta.len);
       throw failure.error;
     }
+    // The journals of earlier switches are superseded (a reader takes the newest anyway).
+    if (redirectState.mappings.length) tryDropJournals(session, redirectState.mappings.map((m) => ({ addr: m.start, size: Number(m.end - m.start) })));
     report.timings.switchMs = ms(t2);
   } finally {
     session.detach();
@@ -389,4 +437,54 @@ function u64(v: bigint): Buffer {
   const b = Buffer.alloc(8);
   b.writeBigUInt64LE(BigInt.asUintN(64, v));
   return b;
+}
+
+/** Bytes the journal may need: the plan's, plus room for every write turning into a reported skip. */
+function journalBudget(plan: RedirectPlan, soname: string): number {
+  const redirects = plan.redirects.map((r) => ({ at: '0x' + r.at.toString(16), original: r.original.toString('hex'), written: r.written.toString('hex'), from: r.from, to: r.to }));
+  const base = encodeJournal({ format: 1, soname, generation: 0x7fffffff, live: 'f'.repeat(40), pairs: plan.pairs, unpaired: plan.unpaired, redirects, uncovered: plan.uncovered }).length;
+  return base + 512 * plan.writes.length + 1024;
+}
+
+function withBorrowed<T>(s: Session, fn: () => T): T {
+  s.borrow();
+  try {
+    s.stub();
+    return fn();
+  } finally {
+    s.resume();
+  }
+}
+
+/** Attempts to find every thread outside the bytes the jumps replace before giving up on those entries. */
+const ENTRY_ATTEMPTS = 4;
+
+/**
+ * Stops every thread for the switch. A thread stopped inside the bytes a jump
+ * would replace is let run and the process stopped again (it leaves them
+ * within a few instructions); sites still occupied after the last attempt are
+ * returned, to be left alone and reported.
+ */
+function stopOutsideEntries(s: Session, plan: RedirectPlan): Set<bigint> {
+  for (let attempt = 1; ; attempt++) {
+    s.stopAll();
+    if (plan.writes.length === 0) return new Set();
+    const threads = s.tids().map((t) => {
+      const r = s.regs(t);
+      return { rip: r.rip, inSyscall: BigInt.asIntN(64, r.orig_rax) >= 0n };
+    });
+    const blocked = threadsInside(threads, plan.writes);
+    if (blocked.size === 0 || attempt >= ENTRY_ATTEMPTS) return blocked;
+    s.resume();
+  }
+}
+
+function tryDropJournals(s: Session, maps: ReadonlyArray<{ addr: bigint; size: number }>): void {
+  try {
+    withBorrowed(s, () => {
+      for (const m of maps) tryUnmap(s, m.addr, BigInt(m.size));
+    });
+  } catch {
+    // An older journal left mapped costs a page; readers take the newest.
+  }
 }

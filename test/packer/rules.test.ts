@@ -4,8 +4,9 @@
  * and partial RELRO, stripped and not.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { parseElf } from '../../elf/index.js';
 import { readBundleFile } from '../../patches/index.js';
 import { libfix, stripped, type Variant } from './fixtures.js';
 import { codes, tempDir, ulpPack, type Run } from './run.js';
@@ -67,6 +68,16 @@ describe('ulp-pack: code-only changes are compatible', () => {
         else assert.ok(!types.has('R_X86_64_JUMP_SLOT'), 'full RELRO: the GOT is not in the writable region');
         assert.equal(m.reverse.from, 'new');
         assert.deepEqual(m.reverse.report.functions.changed, ['fix_compute']);
+
+        // Function pairs (the trigger's redirects): the changed function's range in each build, from its symbol.
+        const range = (path: string) => {
+          const sym = parseElf(readFileSync(path)).lookup('fix_compute')!;
+          return { start: `0x${sym.value.toString(16)}`, end: `0x${(sym.value + sym.size).toString(16)}` };
+        };
+        const [oldRange, newRange] = [range(libfix({ relro, stripped })), range(libfix({ relro, stripped, defines: ['COMPUTE_ADD=2'] }))];
+        assert.deepEqual(m.forward.report.functions.pairs, [{ name: 'fix_compute', from: oldRange, to: newRange }]);
+        assert.deepEqual(m.reverse.report.functions.pairs, [{ name: 'fix_compute', from: newRange, to: oldRange }]);
+        assert.deepEqual(m.forward.report.functions.unpaired, []);
       });
     }
   }

@@ -54,8 +54,9 @@ for (const relro of ['full', 'partial'] as Relro[]) {
       assert.equal(BigInt(v2.tick!) % 1000n, 2n);
       // The counter lives in the executable's copy (COPY relocation); the new code increments that one.
       assert.equal(BigInt(v2.tick!) / 1000n, BigInt(v2.counter!));
-      // The function pointer the program saved before the patch still calls v1.
-      assert.equal(v2.saved, '1');
+      // The function pointer the program saved before the patch still holds v1's address; v1's entry jumps to v2.
+      assert.equal(v2.saved, '2');
+      assert.deepEqual(applied.switch.redirects.uncovered, []);
       // Global state kept: the counter never restarted.
       const all = rounds(t.output());
       for (let i = 1; i < all.length; i++) assert.equal(BigInt(all[i]!.counter!), BigInt(all[i - 1]!.counter!) + 1n, `counter jumped at round ${all[i]!.round}`);
@@ -113,7 +114,8 @@ for (const relro of ['full', 'partial'] as Relro[]) {
       );
       assert.equal(lib.patches[0].state, 'applied');
       assert.equal(lib.oldReferences.slots, 0);
-      // demo_main saved &demo_version before the patch: a data pointer into v1's code.
+      assert.deepEqual(lib.oldCode.reachable, []);
+      // demo_main saved &demo_version before the patch: a data pointer into v1's code (whose entry jumps to v2).
       assert.ok(lib.oldReferences.dataPointers >= 1);
       assert.ok(lib.oldReferences.samples.some((s: { holder: string; buildId: string }) => s.holder === '(executable)' && s.buildId === v1.old.buildId));
       const text = ok(trigger(['--status', String(t.pid)])).stdout;

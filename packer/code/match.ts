@@ -6,9 +6,9 @@
  *
  *  1. by name: every function when both builds have .symtab, else the
  *     exported ones (the only names a stripped build keeps);
- *  2. by content: the remaining functions with identical code (same.ts),
+ *  2. by content: the remaining unnamed functions with identical code (same.ts),
  *     in place first, then by digest as a multiset;
- *  3. by position (stripped builds): between two consecutive anchors (pairs
+ *  3. by position (functions without a name): between two consecutive anchors (pairs
  *     from 1 and 2, in the same order in both builds) the functions left
  *     over on each side are the same functions, changed, when they come in
  *     the same order and their instructions mostly align (align.ts); the
@@ -88,9 +88,11 @@ function computeMatching(from: Build, to: Build): Matching {
     const b = nb.get(name);
     if (b) pair(a, b, same(a, b), 'name');
   }
-  if (!named) {
-    // A name that exists on one side only is an added or removed export, never matched by content.
-    const unnamed = (fns: FunctionInfo[], names: Map<string, FunctionInfo>, paired: Set<FunctionInfo>) => fns.filter((x) => !paired.has(x) && (x.name === undefined || !names.has(x.name)));
+  {
+    // Functions without a name (stripped builds; PLT and assembly ranges known only from the unwind
+    // table even with .symtab) pair by content, then by position. A name that exists on one side
+    // only is an added or removed function, never matched by content.
+    const unnamed = (fns: FunctionInfo[], names: Map<string, FunctionInfo>, paired: Set<FunctionInfo>) => fns.filter((x) => !paired.has(x) && (x.name === undefined || (!named && !names.has(x.name))));
     const restA = unnamed(fa, na, pairedA);
     const restB = unnamed(fb, nb, pairedB);
     const bByStart = new Map(restB.map((x) => [x.start, x]));

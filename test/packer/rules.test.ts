@@ -75,8 +75,8 @@ describe('ulp-pack: code-only changes are compatible', () => {
           return { start: `0x${sym.value.toString(16)}`, end: `0x${(sym.value + sym.size).toString(16)}` };
         };
         const [oldRange, newRange] = [range(libfix({ relro, stripped })), range(libfix({ relro, stripped, defines: ['COMPUTE_ADD=2'] }))];
-        assert.deepEqual(m.forward.report.functions.pairs, [{ name: 'fix_compute', from: oldRange, to: newRange }]);
-        assert.deepEqual(m.reverse.report.functions.pairs, [{ name: 'fix_compute', from: newRange, to: oldRange }]);
+        assert.deepEqual(m.forward.report.functions.pairs, [{ name: 'fix_compute', by: 'name', from: oldRange, to: newRange }]);
+        assert.deepEqual(m.reverse.report.functions.pairs, [{ name: 'fix_compute', by: 'name', from: newRange, to: oldRange }]);
         assert.deepEqual(m.forward.report.functions.unpaired, []);
       });
     }

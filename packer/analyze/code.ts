@@ -49,7 +49,8 @@ export function analyzeCode(pair: Pair, onProgress?: (done: number, total: numbe
     from: total(from.functions()),
     to: total(to.functions()),
     pairs: matching.pairs.filter((p) => !p.same).map((p) => ({ ...named(p.a), by: p.by, from: range(p.a), to: range(p.b) })),
-    unpaired: matching.onlyA.map((f) => ({ ...named(f), ...range(f) })),
+    // With .symtab an unnamed range is a linker stub (the PLT), not a function the program can hold a pointer to.
+    unpaired: matching.onlyA.filter((f) => !matching.named || f.name !== undefined).map((f) => ({ ...named(f), ...range(f) })),
   };
   const f = new Findings();
   if (!matching.named) {

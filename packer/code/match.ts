@@ -8,7 +8,7 @@
  *     exported ones (the only names a stripped build keeps);
  *  2. by content: the remaining unnamed functions with identical code (same.ts),
  *     in place first, then by digest as a multiset;
- *  3. by position (functions without a name): between two consecutive anchors (pairs
+ *  3. by position (stripped builds' unnamed functions): between two consecutive anchors (pairs
  *     from 1 and 2, in the same order in both builds) the functions left
  *     over on each side are the same functions, changed, when they come in
  *     the same order and their instructions mostly align (align.ts); the
@@ -90,8 +90,8 @@ function computeMatching(from: Build, to: Build): Matching {
   }
   {
     // Functions without a name (stripped builds; PLT and assembly ranges known only from the unwind
-    // table even with .symtab) pair by content, then by position. A name that exists on one side
-    // only is an added or removed function, never matched by content.
+    // table even with .symtab) pair by content. A name that exists on one side only is an added or
+    // removed function, never matched by content.
     const unnamed = (fns: FunctionInfo[], names: Map<string, FunctionInfo>, paired: Set<FunctionInfo>) => fns.filter((x) => !paired.has(x) && (x.name === undefined || (!named && !names.has(x.name))));
     const restA = unnamed(fa, na, pairedA);
     const restB = unnamed(fb, nb, pairedB);
@@ -114,7 +114,8 @@ function computeMatching(from: Build, to: Build): Matching {
       const b = pool.get(fingerprintOf(from, a))?.shift();
       if (b) pair(a, b, true, 'content');
     }
-    matchByPosition(from, to, fa, fb, pairs, pairedA, pairedB, pair);
+    // With .symtab, unnamed ranges are linker stubs and assembly without a symbol (the PLT): never guessed by position.
+    if (!named) matchByPosition(from, to, fa, fb, pairs, pairedA, pairedB, pair);
   }
   pairs.sort((x, y) => x.a.start - y.a.start);
   return { named, pairs, onlyA: fa.filter((f) => !pairedA.has(f)), onlyB: fb.filter((f) => !pairedB.has(f)) };

@@ -44,6 +44,14 @@ async function hashes(t: Target, mark: number, version: string, n = 20): Promise
   return rs;
 }
 
+/** A partial outcome names every changed function still reachable in old code, with a reason; most entries are redirected. */
+function assertExplained(report: { outcome: string; switch: { redirects: { active: number; uncovered: Array<{ reason: string }> } } }): void {
+  const { active, uncovered } = report.switch.redirects;
+  assert.equal(report.outcome.endsWith('-partly'), uncovered.length > 0);
+  for (const u of uncovered) assert.ok(u.reason.length > 10, JSON.stringify(u));
+  assert.ok(active > uncovered.length * 10, `${active} jumps, ${uncovered.length} uncovered`);
+}
+
 describe('ulp-trigger on a real update whose writable region moved: libcrypto 3.0.20 -> 3.0.22', function () {
   this.timeout(10 * 60_000);
   let dir: string | undefined;
@@ -84,7 +92,9 @@ describe('ulp-trigger on a real update whose writable region moved: libcrypto 3.
     );
 
     const applied = ok(runCli('ulp-trigger', [String(t.pid), fix, '--json'])).json;
-    assert.equal(applied.outcome, 'applied');
+    // A real update leaves a few changed functions no jump can cover (no counterpart, a branch into the entry): named, not hidden.
+    assert.match(applied.outcome, /^applied(-partly)?$/);
+    assertExplained(applied);
     assert.equal(applied.switch.aliasedNow, true);
     let mark = t.output().length;
     await hashes(t, mark, V22);
@@ -94,7 +104,8 @@ describe('ulp-trigger on a real update whose writable region moved: libcrypto 3.
     assert.equal(crypto.mixed, false);
 
     const reverted = ok(runCli('ulp-trigger', [String(t.pid), fix, '--revert', '--json'])).json;
-    assert.equal(reverted.outcome, 'reverted');
+    assert.match(reverted.outcome, /^reverted(-partly)?$/);
+    assertExplained(reverted);
     mark = t.output().length;
     await hashes(t, mark, V20);
     assert.ok(t.alive());
@@ -104,7 +115,8 @@ describe('ulp-trigger on a real update whose writable region moved: libcrypto 3.
     const t = start(REAL.ssl22, 'lib22');
     await hashes(t, 0, V22, 5);
     const r = ok(runCli('ulp-trigger', [String(t.pid), fix, '--revert', '--json'])).json;
-    assert.equal(r.outcome, 'reverted');
+    assert.match(r.outcome, /^reverted(-partly)?$/);
+    assertExplained(r);
     assert.equal(r.switch.staged, true);
     await hashes(t, t.output().length, V20);
     assert.ok(t.alive());

@@ -61,6 +61,12 @@ describe('ulp-trigger: real OpenSSL updates in python3 doing hashes, HMACs and T
     assert.equal(r.code, 0, `ulp-trigger ${args.join(' ')}: ${r.stdout}${r.stderr}`);
     return r.json;
   };
+  /** Applied, or applied with the few changed functions no jump covers named with a reason (a real update has some). */
+  const applied = (args: string[]) => {
+    const j = trigger(args);
+    assert.match(j.outcome, /^applied(-partly)?$/, JSON.stringify(j.outcome));
+    for (const u of j.switch.redirects.uncovered) assert.ok(u.reason, JSON.stringify(u));
+  };
   /** A few more rounds after the step, all correct. */
   const goesOn = async () => {
     const mark = target!.output().length;
@@ -79,11 +85,11 @@ describe('ulp-trigger: real OpenSSL updates in python3 doing hashes, HMACs and T
     await target.waitFor((o) => rounds(o).length >= 3, 60_000);
     assert.ok(mapped().includes(join(work, REAL_FILES.crypto)), 'python3 runs the private 3.0.19 build');
 
-    assert.equal(trigger([crypto20]).outcome, 'applied');
+    applied([crypto20]);
     await goesOn();
-    assert.equal(trigger([ssl20]).outcome, 'applied');
+    applied([ssl20]);
     await goesOn();
-    assert.equal(trigger([crypto22]).outcome, 'applied', 'a moved writable region stacks on 3.0.20');
+    applied([crypto22]); // a moved writable region stacks on 3.0.20
     await goesOn();
 
     trigger([crypto22, '--revert']);
@@ -91,7 +97,7 @@ describe('ulp-trigger: real OpenSSL updates in python3 doing hashes, HMACs and T
     trigger([crypto20, '--revert']);
     trigger([ssl20, '--revert']);
     await goesOn();
-    assert.equal(trigger([crypto20]).outcome, 'applied');
+    applied([crypto20]);
     await goesOn();
 
     const all = rounds(target.output());

@@ -7,6 +7,8 @@
  * ulp-pack, checks of what the program prints and keeps in memory.
  */
 import assert from 'node:assert/strict';
+// Outcomes may be `applied-partly`/`reverted-partly`: the fixtures' 4-byte functions are too short for an entry
+// redirect (test/trigger/redirects.test.ts covers redirects); here what matters is the build that is live.
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -137,7 +139,7 @@ for (const relro of ['full', 'partial'] as Relro[]) {
       await runsVersion(t, 0, 1, 3);
 
       const applied = trigger(String(t.pid), fix, '--json').json;
-      assert.equal(applied.outcome, 'applied');
+      assert.match(applied.outcome, /^applied(-partly)?$/, JSON.stringify(applied.switch?.redirects?.uncovered));
       assert.equal(applied.switch.aliasedNow, true);
       assert.equal(applied.switch.pointers.retargeted, 1, 'moved_handler, found by its region offset');
       let mark = t.output().length;
@@ -157,7 +159,7 @@ for (const relro of ['full', 'partial'] as Relro[]) {
       assert.deepEqual(ci, pi, 'the child maps its copy at both builds’ regions');
 
       const reverted = trigger(String(t.pid), fix, '--revert', '--json').json;
-      assert.equal(reverted.outcome, 'reverted');
+      assert.match(reverted.outcome, /^reverted(-partly)?$/);
       mark = t.output().length;
       await runsVersion(t, mark, 1);
       assertCounts(rounds(lines(t.output())), 1, 'parent over apply and revert');
@@ -191,7 +193,7 @@ for (const relro of ['full', 'partial'] as Relro[]) {
       const t = lab.start(2);
       await runsVersion(t, 0, 2, 3);
       const r = trigger(String(t.pid), fix, '--revert', '--json').json;
-      assert.equal(r.outcome, 'reverted');
+      assert.match(r.outcome, /^reverted(-partly)?$/);
       assert.equal(r.switch.staged, true);
       const mark = t.output().length;
       await runsVersion(t, mark, 1);

@@ -7,6 +7,8 @@
  * through a stack, and ulp-pack says exactly that.
  */
 import assert from 'node:assert/strict';
+// Outcomes may be `applied-partly`/`reverted-partly`: the fixtures' 4-byte functions are too short for an entry
+// redirect (test/trigger/redirects.test.ts covers redirects); here what matters is the build that is live.
 import { readFileSync } from 'node:fs';
 import { runCli } from '../helpers/cli.js';
 import { HardLab, libStatus, linesAfter, trigger, type Line } from '../helpers/hard-lab.js';
@@ -68,7 +70,7 @@ describe('reverting an update that added exports', function () {
 
     const free = lab.start(plain, { self: 2 });
     assert.deepEqual(versions(await settled(free, 0)), ['2']);
-    assert.equal(trigger(String(free.pid), a, '--revert', '--json').json.outcome, 'reverted');
+    assert.match(trigger(String(free.pid), a, '--revert', '--json').json.outcome, /^reverted(-partly)?$/);
     const back = await settled(free);
     assert.deepEqual(versions(back), ['1']);
     assert.ok(back.every((l) => l.compute === '-1'));
@@ -76,16 +78,16 @@ describe('reverting an update that added exports', function () {
     // Started on the old build: the new build's own calls to its exports leave with it.
     const patched = lab.start(plain, { self: 1 });
     await settled(patched, 0);
-    assert.equal(trigger(String(patched.pid), a, '--json').json.outcome, 'applied');
+    assert.match(trigger(String(patched.pid), a, '--json').json.outcome, /^applied(-partly)?$/);
     assert.deepEqual(versions(await settled(patched)), ['2']);
-    assert.equal(trigger(String(patched.pid), a, '--revert', '--json').json.outcome, 'reverted');
+    assert.match(trigger(String(patched.pid), a, '--revert', '--json').json.outcome, /^reverted(-partly)?$/);
     assert.deepEqual(versions(await settled(patched)), ['1']);
   });
 
   it('through a stack: reverting the lower bundle is refused where something is bound, the upper one is not', async () => {
     const bound = lab.start(caller, { self: 2 });
     await settled(bound, 0);
-    assert.equal(trigger(String(bound.pid), b, '--json').json.outcome, 'applied');
+    assert.match(trigger(String(bound.pid), b, '--json').json.outcome, /^applied(-partly)?$/);
     assert.deepEqual(versions(await settled(bound)), ['3']);
     const live = libStatus(bound.pid, 'libself.so.1').live;
     const before = ulpMaps(bound.pid);
@@ -98,7 +100,7 @@ describe('reverting an update that added exports', function () {
     assert.deepEqual(versions(await settled(bound)), ['3']);
     // Reverting 2 -> 3 takes self_more away, which nothing outside the library is bound to.
     const rb = trigger(String(bound.pid), b, '--revert', '--json').json;
-    assert.equal(rb.outcome, 'reverted');
+    assert.match(rb.outcome, /^reverted(-partly)?$/);
     assert.equal(rb.switch.counts.missing, 0, "version 3's own call to self_more leaves with it: no residue");
     const st = libStatus(bound.pid, 'libself.so.1');
     assert.equal(st.mixed, false);
@@ -112,7 +114,7 @@ describe('reverting an update that added exports', function () {
     await settled(free, 0);
     trigger(String(free.pid), b);
     assert.deepEqual(versions(await settled(free)), ['3']);
-    assert.equal(trigger(String(free.pid), a, '--revert', '--json').json.outcome, 'reverted');
+    assert.match(trigger(String(free.pid), a, '--revert', '--json').json.outcome, /^reverted(-partly)?$/);
     assert.deepEqual(versions(await settled(free)), ['1']);
     assert.equal(trigger(String(free.pid), b, '--revert', '--json').json.outcome, 'not-applied');
     assert.deepEqual(versions(await settled(free)), ['1']);

@@ -7,6 +7,8 @@
  * that loaded version 2 at startup computes.
  */
 import assert from 'node:assert/strict';
+// Outcomes may be `applied-partly`/`reverted-partly`: the fixtures' 4-byte functions are too short for an entry
+// redirect (test/trigger/redirects.test.ts covers redirects); here what matters is the build that is live.
 import { HardLab, linesAfter, trigger, type Line } from '../helpers/hard-lab.js';
 import type { Target } from '../helpers/target.js';
 
@@ -30,7 +32,7 @@ describe('a new build binds what it defines and uses itself', function () {
     const t = lab.start(exe, { ...installed, self: 1 });
     const before = (await settled(t, 0))[0]!.compute!;
     const r = trigger(String(t.pid), lab.pack('self', 1, 2), '--json').json;
-    assert.equal(r.outcome, 'applied');
+    assert.match(r.outcome, /^applied(-partly)?$/);
     const after = await settled(t, t.output().length);
     assert.deepEqual([...new Set(after.map((l) => l.version))], ['2']);
     return { truth, patched: after.map((l) => l.compute!), before };

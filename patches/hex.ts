@@ -3,8 +3,9 @@
  * loses precision above 2^53 and addends may be negative. Addresses are
  * unsigned `0x…`, addends may carry a leading `-`.
  */
-export function hex(value: bigint): string {
-  return value < 0n ? '-0x' + (-value).toString(16) : '0x' + value.toString(16);
+export function hex(value: bigint | number): string {
+  const v = BigInt(value);
+  return v < 0n ? '-0x' + (-v).toString(16) : '0x' + v.toString(16);
 }
 
 /** Inverse of `hex` (BigInt() alone rejects `-0x…`). */

@@ -20,7 +20,7 @@ export interface CodeResult {
 }
 
 const total = (fns: FunctionInfo[]) => ({ count: fns.length, bytes: fns.reduce((n, f) => n + (f.end - f.start), 0) });
-const range = (f: FunctionInfo) => ({ start: hex(BigInt(f.start)), end: hex(BigInt(f.end)) });
+const range = (f: FunctionInfo) => ({ start: hex(f.start), end: hex(f.end) });
 const named = (f: FunctionInfo) => (f.name === undefined ? {} : { name: f.name });
 
 export function analyzeCode(pair: Pair, onProgress?: (done: number, total: number) => void): CodeResult {

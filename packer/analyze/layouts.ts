@@ -21,6 +21,7 @@ import { readRegularFile } from '../../common/files.js';
 import type { ElfObject } from '../../elf/index.js';
 import { debugLinkOf, debugSectionsOf, debugSectionsOfFile, readStructLayouts, type DebugSections, type StructLayout, type StructLayouts, type StructMember } from '../../elf/debug-info.js';
 import type { Finding } from '../../patches/index.js';
+import { hex } from '../../patches/hex.js';
 import type { Pair } from './pair.js';
 
 export type { StructLayout, StructLayouts, StructMember } from '../../elf/debug-info.js';
@@ -322,7 +323,6 @@ export function analyzeLayoutsFromDwarf(pair: Pair, options: { debugDirs?: strin
   return result;
 }
 
-const hex = (n: number) => `0x${n.toString(16)}`;
 const SHOWN = 6;
 
 /** One line about one change, e.g. "struct ssl_st grew from 0x1d48 to 0x1d58 bytes; 24 members moved (early_data 0x1d40 -> 0x1d50, ...)". */

@@ -107,4 +107,3 @@ export function readJournal(mem: RemoteMemory, maps: readonly Mapping[], soname:
 }
 
 export const fnKey = (f: Pick<Fn, 'build' | 'start'>): string => `${f.build}:${f.start}`;
-export const hex = (v: bigint | number): string => `0x${v.toString(16)}`;

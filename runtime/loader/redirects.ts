@@ -21,7 +21,8 @@
  */
 import type { ProcessObject } from './model.js';
 import { describeRefusal, planEntry } from './redirect-code.js';
-import { fnKey, hex, type Fn, type Journal } from './redirect-journal.js';
+import { hex } from '../../elf/errors.js';
+import { fnKey, type Fn, type Journal } from './redirect-journal.js';
 
 /** One bundle step's function lists (patches/report.ts FunctionChanges), as link-time hex vaddrs. */
 export interface StepFunctions {

@@ -27,7 +27,8 @@
  * the switch. The report names each function and shift as the evidence.
  */
 import type { Category } from '../../patches/index.js';
-import { align, instructionsOf, type Decoded, type Instruction } from '../code/align.js';
+import { hex } from '../../patches/hex.js';
+import { align, instructionsOf, type Decoded } from '../code/align.js';
 import type { FunctionPair } from '../code/match.js';
 import type { Build, FunctionInfo } from '../model.js';
 import { Flow } from '../../elf/x86/decode.js';
@@ -114,7 +115,7 @@ function findEvidence(from: Build, to: Build, pairs: readonly FunctionPair[]): {
       continue;
     }
     const name = label(p.a);
-    const framed = usesFramePointer(a) && usesFramePointer(b);
+    const framed = da.framePointer && db.framePointer;
     const { pairs: at, exact } = al;
     /**
      * The aligned neighbour at distance k is adjacent on both sides and the same instruction, or
@@ -205,21 +206,6 @@ function isFieldBase(base: number, framed: boolean): boolean {
   return base >= 0 && base !== RSP && !(base === RBP && framed);
 }
 
-/** `mov %rsp,%rbp` near the entry: %rbp then addresses the stack frame. */
-function usesFramePointer(code: readonly Instruction[]): boolean {
-  return code.slice(0, 8).some((i) => i.length === 3 && i.base < 0 && i.disp === undefined && FRAME_SETUP.has(i.shape));
-}
-
-/** Shapes of `mov %rsp,%rbp` in both encodings (48 89 e5, 48 8b ec), computed as align.ts hashes them. */
-const FRAME_SETUP = new Set([shapeOf([0x48, 0x89, 0xe5]), shapeOf([0x48, 0x8b, 0xec])]);
-
-function shapeOf(bytes: number[]): number {
-  let h = 0x811c9dc5;
-  for (const b of bytes) h = Math.imul(h ^ b, 0x01000193);
-  return Math.imul(h ^ 0, 0x01000193) >>> 0;
-}
-
-const hex = (v: number) => (v < 0 ? `-0x${(-v).toString(16)}` : `0x${v.toString(16)}`);
 
 /**
  * The layout category of one direction. With DWARF on both sides (the

@@ -43,6 +43,8 @@ export interface Decoded {
   list: Instruction[];
   shapes: Uint32Array;
   exacts: Uint32Array;
+  /** `mov %rsp,%rbp` among its first instructions: %rbp addresses the stack frame, not an object. */
+  framePointer: boolean;
 }
 
 /** Decoded functions are cached per build and start: both directions and every check share them. */
@@ -65,7 +67,9 @@ export function instructionsOf(build: Build, start: number, end: number): Decode
         shapes[i] = list[i]!.shape;
         exacts[i] = list[i]!.exact;
       }
-      d = { list, shapes, exacts };
+      const bytes = build.bytesAt(start, end - start);
+      const framePointer = list.slice(0, 8).some((i) => i.length === 3 && isMovRspRbp(bytes, i.offset));
+      d = { list, shapes, exacts, framePointer };
     } else d = null;
     memo.set(start, d);
   }
@@ -159,6 +163,11 @@ function movImmRegister(buf: Buffer, p: number, modrmOff: number, immOff: number
   const op = p + modrmOff - 1;
   const modrm = buf[op + 1]!;
   return buf[op] === 0xc7 && modrm >> 6 === 3 && ((modrm >> 3) & 7) === 0 ? (modrm & 7) | rexB(op) : -1;
+}
+
+/** 48 89 e5 or 48 8b ec: the two encodings of `mov %rsp,%rbp`. */
+function isMovRspRbp(b: Buffer, at: number): boolean {
+  return b[at] === 0x48 && ((b[at + 1] === 0x89 && b[at + 2] === 0xe5) || (b[at + 1] === 0x8b && b[at + 2] === 0xec));
 }
 
 function inField(i: number, off: number, size: number): boolean {

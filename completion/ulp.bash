@@ -40,7 +40,7 @@ _ulp_trigger() {
       --all) mode=all ;;
       --status) mode=status ;;
       --outdated) mode=outdated ;;
-      --key|--stop-timeout) ;;
+      --key|--stop-timeout|--pid) ;;
       -*) ;;
       *) nargs=$((nargs + 1)) ;;
     esac
@@ -48,9 +48,10 @@ _ulp_trigger() {
   case $prev in
     --key) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --stop-timeout) return ;;
+    --pid) _ulp_pids "$cur"; return ;;
   esac
   if [[ $cur == -* ]]; then
-    COMPREPLY=($(compgen -W '--revert --dry-run --all --status --outdated --json --key --allow-unverified --allow-aliasing --stop-timeout -V --version -h --help' -- "$cur"))
+    COMPREPLY=($(compgen -W '--revert --dry-run --all --pid --status --outdated --json --key --allow-unverified --allow-aliasing --stop-timeout -V --version -h --help' -- "$cur"))
     return
   fi
   case $mode in

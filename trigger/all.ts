@@ -33,12 +33,16 @@ export interface AllResult {
   totalMs: number;
 }
 
-/** Pids whose mappings include a build with one of `buildIds`. */
-export function findProcesses(buildIds: ReadonlySet<string>): { pids: number[]; inaccessible: number } {
+/**
+ * Pids whose mappings include a build with one of `buildIds`: among every
+ * process, or among `among` only (`--all --pid`: a service's own processes,
+ * when others on the machine map the same build and must be left alone).
+ */
+export function findProcesses(buildIds: ReadonlySet<string>, among?: readonly number[]): { pids: number[]; inaccessible: number } {
   const byFile = new Map<string, string | undefined>();
   const pids: number[] = [];
   let inaccessible = 0;
-  for (const entry of readdirSync('/proc')) {
+  for (const entry of among ? [...new Set(among)].map(String) : readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     const pid = Number(entry);
     if (pid === process.pid) continue;
@@ -106,11 +110,11 @@ export function ancestors(pid = process.pid): Set<number> {
   return out;
 }
 
-export function runAll(bundle: Bundle, opts: RunOptions & { onProcess?: (done: number, total: number) => void }): AllResult {
+export function runAll(bundle: Bundle, opts: RunOptions & { onProcess?: (done: number, total: number) => void; among?: readonly number[] }): AllResult {
   const t0 = performance.now();
   const m = bundle.manifest;
   const [fromBuildId, toBuildId] = opts.which === 'forward' ? [m.builds.old.buildId, m.builds.new.buildId] : [m.builds.new.buildId, m.builds.old.buildId];
-  const found = findProcesses(new Set([fromBuildId, toBuildId]));
+  const found = findProcesses(new Set([fromBuildId, toBuildId]), opts.among);
   const mine = ancestors();
   const pids = found.pids.filter((p) => !mine.has(p));
   const skipped = found.pids.filter((p) => mine.has(p)).map((pid) => ({ pid, reason: 'ancestor' as const }));

@@ -55,6 +55,7 @@ interface Options {
   allowUnverified?: boolean;
   allowAliasing?: boolean;
   stopTimeout?: string;
+  pid?: string[];
 }
 
 function usage(message: string, hint = `Run ${PROGRAM} --help.`): UlpError {
@@ -69,6 +70,7 @@ function buildProgram(): Command {
     .option('--revert', "switch back to the bundle's old build (its reverse patch)")
     .option('--dry-run', 'do everything up to the switch (checks, symbol resolution, plan) and change nothing')
     .option('--all', "every process that has one of the bundle's builds loaded")
+    .option('--pid <pid>', 'with --all: only this process (repeat for several), e.g. one service\'s master and workers', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--status', 'show the live build of each patched library, its patches, and references still pointing at old code')
     .option('--outdated', 'list the processes that run a shared library replaced on disk (after a package upgrade): the running and on-disk builds, and whether each is patched, patchable or refused; reads only, attaches to nothing')
     .option('--json', 'print the result (or the error) as JSON on stdout')
@@ -119,6 +121,8 @@ function loadBundle(path: string, opts: Options): Bundle {
 function validate(args: string[], opts: Options): void {
   const modes = [opts.all, opts.status, opts.outdated].filter(Boolean).length;
   if (modes > 1) throw usage('--all, --status and --outdated cannot be combined');
+  if (opts.pid?.length && !opts.all) throw usage('--pid limits --all to some processes: without --all, give the PID as the first argument');
+  for (const p of opts.pid ?? []) pidOf(p);
   if (opts.status || opts.outdated) {
     const mode = opts.status ? '--status' : '--outdated';
     if (opts.status && args.length !== 1) throw usage('--status takes one PID');
@@ -163,7 +167,7 @@ function run(args: string[], opts: Options): ExitCodeValue {
   try {
     if (opts.all) {
       const bundle = loadBundle(args[0]!, opts);
-      const result = runAll(bundle, { which, dryRun: !!opts.dryRun, session, allowAliasing: !!opts.allowAliasing, onProcess: (i, n) => line.update(`process ${i + 1} of ${n}`) });
+      const result = runAll(bundle, { which, dryRun: !!opts.dryRun, session, allowAliasing: !!opts.allowAliasing, onProcess: (i, n) => line.update(`process ${i + 1} of ${n}`), ...(opts.pid?.length ? { among: opts.pid.map(pidOf) } : {}) });
       line.done();
       if (opts.json) printJson(result);
       else process.stdout.write(renderAll(result));

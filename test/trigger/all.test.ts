@@ -52,6 +52,44 @@ describe('ulp-trigger --all', function () {
     }
   });
 
+  it('with --pid, looks only at the named processes: the others with the same build are left alone', async () => {
+    const fix = demo.pack(1, 2);
+    const [a, b, other] = [demo.start(1), demo.start(1), demo.start(1)];
+    const unrelated = startTarget(['sleep', '60']);
+    try {
+      for (const t of [a, b, other]) await t.waitFor((o) => rounds(o).length >= 1);
+      // A named process without the library is left out, as with --all alone.
+      const r = runCli('ulp-trigger', ['--all', fix, '--pid', String(a.pid), '--pid', String(b.pid), '--pid', String(unrelated.pid), '--json']);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      assert.deepEqual(r.json.processes.map((p: { pid: number }) => p.pid).sort(), [a.pid, b.pid].sort());
+      assert.ok(r.json.processes.every((p: any) => p.ok && p.result.outcome === 'applied'));
+      assert.equal(await versionNow(a), '2');
+      assert.equal(await versionNow(b), '2');
+      assert.equal(await versionNow(other), '1', 'not named: untouched');
+      assert.equal(runCli('ulp-trigger', ['--status', String(other.pid), '--json']).json.libraries.length, 0, 'nothing of ulp in it');
+
+      const back = runCli('ulp-trigger', ['--all', fix, '--revert', '--pid', String(a.pid), '--json']);
+      assert.equal(back.code, 0, back.stdout + back.stderr);
+      assert.deepEqual(back.json.processes.map((p: any) => [p.pid, p.result.outcome]), [[a.pid, 'reverted']]);
+      assert.equal(await versionNow(a), '1');
+      assert.equal(await versionNow(b), '2');
+    } finally {
+      unrelated.dispose();
+    }
+  });
+
+  it('refuses --pid without --all, and a --pid that is not a process id, touching nothing', async () => {
+    const fix = demo.pack(1, 2);
+    const t = demo.start(1);
+    await t.waitFor((o) => rounds(o).length >= 1);
+    for (const args of [[String(t.pid), fix, '--pid', String(t.pid)], ['--all', fix, '--pid', 'nginx'], ['--all', fix, '--pid', '0'], ['--status', String(t.pid), '--pid', String(t.pid)]]) {
+      const r = runCli('ulp-trigger', [...args, '--json']);
+      assert.equal(r.code, 64, `${args.join(' ')}: ${r.stdout}${r.stderr}`);
+      assert.equal(r.json.error.code, 'TRIGGER_USAGE');
+    }
+    assert.equal(await versionNow(t), '1');
+  });
+
   it('goes on past a process that fails and exits with that failure', async () => {
     const fix = demo.pack(1, 2);
     const [a, b] = [demo.start(1), demo.start(1)];

@@ -86,7 +86,7 @@ export function zlibBuilds(): ZlibBuilds | string {
   return { installed: p.ZLIB_INSTALLED!, installedBuildId: p.ZLIB_INSTALLED_BUILD_ID!, other: p.ZLIB_VISIBLE!, otherBuildId: p.ZLIB_VISIBLE_BUILD_ID! };
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A page worth compressing, the same every run. */
 function page(): Buffer {
@@ -101,7 +101,7 @@ function page(): Buffer {
   return Buffer.from(out.join(' '));
 }
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.on('error', reject);
@@ -143,7 +143,7 @@ function nginx(dir: string, ...args: string[]): void {
   if (r.status !== 0) throw new Error(`nginx ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
 }
 
-function alive(pid: number): boolean {
+export function alive(pid: number): boolean {
   try {
     return !/^\d+ \(.*\) [ZX] /s.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
   } catch {
@@ -151,7 +151,7 @@ function alive(pid: number): boolean {
   }
 }
 
-function childrenOf(ppid: number): number[] {
+export function childrenOf(ppid: number): number[] {
   const out: number[] = [];
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
@@ -166,7 +166,7 @@ function childrenOf(ppid: number): number[] {
   return out.sort((a, b) => a - b);
 }
 
-async function waitFor<T>(what: string, fn: () => T | undefined, timeoutMs = 15_000): Promise<T> {
+export async function waitFor<T>(what: string, fn: () => T | undefined, timeoutMs = 15_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = fn();
@@ -177,7 +177,7 @@ async function waitFor<T>(what: string, fn: () => T | undefined, timeoutMs = 15_
 }
 
 /** New workers: `count` children of the master that are not in `old` (old workers may still be finishing their requests). */
-async function nextWorkers(master: number, old: readonly number[], count: number): Promise<number[]> {
+export async function nextWorkers(master: number, old: readonly number[], count: number): Promise<number[]> {
   return waitFor(`${count} new nginx workers`, () => {
     const kids = childrenOf(master).filter((p) => !old.includes(p));
     return kids.length === count ? kids : undefined;
@@ -417,7 +417,7 @@ export async function runScenario(opts: ScenarioOptions): Promise<ScenarioResult
 }
 
 /** nginx -s quit, then SIGKILL for whatever of ours is left (by pid: the master and its children only). */
-async function stopNginx(dir: string, master: number): Promise<void> {
+export async function stopNginx(dir: string, master: number): Promise<void> {
   const kids = childrenOf(master);
   try {
     nginx(dir, '-s', 'quit');

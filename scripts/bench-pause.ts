@@ -22,7 +22,14 @@
  * inclusive time of the functions that run inside the pause, and the cost
  * of the primitives the switch uses on that process's own GOT slots
  * (bench/switch-costs.ts). That is where the time of a long pause goes.
+ *
+ * Then the entry redirects' share of the pause (bench/redirect-share.ts): the
+ * real libcrypto 3.0.19 -> 3.0.20 bundle (hundreds of jumps) in python3
+ * doing TLS, beside libdemo's (a few), as the time spent writing jumps and
+ * journal over the pause. `--redirects-only` runs that section alone; it is
+ * left out, with the reason, when the real builds are not there.
  */
+import { mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
 import { readBundleFile } from '../patches/index.js';
 import { runOne } from '../trigger/apply.js';
@@ -31,11 +38,13 @@ import { arg, BENCH_DIR, BIN, ensureBuilt, flag, fmtMs, loadAverage, markdownTab
 import { libdemo, libDir, pack, pauseProgram, workDir } from './bench/fixtures.js';
 import { freshDir, profileIn } from './bench/profile.js';
 import { measureSwitchCosts, SWITCH_PRIMITIVES, type SwitchCosts } from './bench/switch-costs.js';
+import { measureShare, realCryptoTarget, renderShare, type ShareRow } from './bench/redirect-share.js';
 
 const THREADS = numbers('--threads', [1, 8, 64, 256]);
 const OBJECTS = numbers('--objects', [10, 50, 200]);
 const CYCLES = Number(arg('--cycles') ?? 15);
 const PROFILE = flag('--profile');
+const REDIRECTS_ONLY = flag('--redirects-only');
 /** Objects in the link map besides the generated libraries: the executable, libdemo, libc, ld.so. */
 const BASE_OBJECTS = 4;
 
@@ -215,6 +224,31 @@ export function renderPause(rows: PauseRow[]): string {
   );
 }
 
+/** The redirects' share of the pause, many (real libcrypto) beside few (libdemo), or why the real side cannot run. */
+async function redirectShare(tag: string, demoFix: string, dir: string): Promise<{ rows: ShareRow[]; skipped?: string }> {
+  const rows: ShareRow[] = [];
+  const prog = pauseProgram(0, tag);
+  const demo = startTarget([prog.exe, '1'], { LD_LIBRARY_PATH: libDir(dir, 'share-demo', { 'libdemo.so.1': libdemo(1, tag), ...prog.libs }) });
+  try {
+    await demo.waitFor((o) => /^ready/m.test(o), 60_000);
+    rows.push(measureShare(demo.pid, demoFix, 'libdemo 1 -> 2', CYCLES));
+    const mark = demo.output().length;
+    const out = await demo.waitFor((o) => /bad=\d+/.test(o.slice(mark)), 30_000);
+    if (Number(/bad=(\d+)/.exec(out.slice(mark))![1]) !== 0 || !demo.alive()) throw new Error('the libdemo program saw wrong results');
+  } finally {
+    demo.dispose();
+  }
+  const crypto = await realCryptoTarget(mkdtempSync(join(dir, 'share-crypto-')));
+  if (typeof crypto === 'string') return { rows, skipped: crypto };
+  try {
+    rows.push(measureShare(crypto.target.pid, crypto.fix, 'libcrypto 3.0.19 -> 3.0.20 (python3, TLS)', CYCLES));
+    await crypto.check();
+  } finally {
+    crypto.target.dispose();
+  }
+  return { rows };
+}
+
 async function main(): Promise<void> {
   ensureBuilt();
   const tag = `pause-${process.pid}-${Date.now()}`;
@@ -223,6 +257,13 @@ async function main(): Promise<void> {
     const fix = pack(libdemo(1, tag), libdemo(2, tag), join(w.dir, 'fix.ulp'));
     const rows: PauseRow[] = [];
     let profile: PauseProfile | undefined;
+    if (REDIRECTS_ONLY) {
+      const share = await redirectShare(tag, fix, w.dir);
+      console.log(renderShare(share.rows));
+      if (share.skipped) console.log(`(real libcrypto left out: ${share.skipped})`);
+      writeJsonResult({ cycles: CYCLES, rows, profile: null, redirects: share });
+      return;
+    }
     const profileAt = { objects: Math.max(...OBJECTS), threads: [...THREADS].sort((a, b) => Math.abs(a - 8) - Math.abs(b - 8))[0]! };
     process.stderr.write(`bench-pause: ${THREADS.length * OBJECTS.length} configurations, ${CYCLES} apply/revert cycles each (load ${loadAverage()})\n`);
     for (const objects of OBJECTS) {
@@ -239,7 +280,11 @@ async function main(): Promise<void> {
       console.log(`where the pause goes: ${profile.threads} threads, ${profile.objects} objects, ${profile.slots} slots; profiled pauses ${profile.pausesMs.map(fmtMs).join(', ')}\n`);
       console.log(renderPauseProfile(profile));
     }
-    writeJsonResult({ cycles: CYCLES, rows, profile: profile ?? null });
+    const share = await redirectShare(tag, fix, w.dir);
+    console.log(`\nthe entry redirects' share of the pause (writes to code pages and the journal, inside the pause; medians of ${CYCLES} warm cycles)\n`);
+    console.log(renderShare(share.rows));
+    if (share.skipped) console.log(`(real libcrypto left out: ${share.skipped})`);
+    writeJsonResult({ cycles: CYCLES, rows, profile: profile ?? null, redirects: share });
   } finally {
     w.dispose();
   }

@@ -23,6 +23,7 @@ import { renderCall, type CallResult } from './bench-call.js';
 import { renderElf, type ElfResult } from './bench-elf.js';
 import { renderCompression, renderPackSizes, type PackPair, type PackProfile } from './bench-pack.js';
 import { renderPause, renderPauseProfile, type PauseProfile, type PauseRow } from './bench-pause.js';
+import { renderShare, type ShareRow } from './bench/redirect-share.js';
 import { renderPtrace, type PtraceRow } from './bench-ptrace.js';
 import { arg, BENCH_DIR, ensureBuilt, flag, loadAverage, machine, ROOT, sleep } from './bench/common.js';
 import { renderProfile, type Profile } from './bench/profile.js';
@@ -110,6 +111,11 @@ function renderReport(runs: SectionRun[], meta: { started: string; commit: strin
         const p = d.profile;
         out.push(`\nWhere the pause goes, on the ${p.threads}-thread, ${p.objects}-object process (${p.slots} slots): three more applies of the command under \`node --cpu-prof\` (pauses ${p.pausesMs.map((x) => x.toFixed(2)).join(', ')} ms), inclusive time of the functions that run while every thread is stopped; then the primitives the switch uses, timed on that process's own GOT slots inside real stops (each slot written back with the value it holds); then the same apply/revert made by a long-lived process, where V8 has compiled the switch code after the first one.\n`);
         out.push(renderPauseProfile(p));
+      }
+      const share = (r.data as { redirects?: { rows: ShareRow[]; skipped?: string } }).redirects;
+      if (share) {
+        out.push(`\nThe entry redirects' share of the pause (scripts/bench/redirect-share.ts): apply/revert cycles made from the benchmark's process (runOne, what the command runs), with every write made while all threads are stopped timed and sorted by where it lands: code pages and the \`ulp:redirects:\` journal (the redirects) or elsewhere (GOT slots, data pointers). Medians of ${d.cycles} warm cycles; the first apply runs the switch code cold in V8.${share.skipped ? ` Real libcrypto left out: ${share.skipped}.` : ''}\n`);
+        out.push(renderShare(share.rows));
       }
     } else if (r.section === 'call') {
       const d = r.data as CallResult;

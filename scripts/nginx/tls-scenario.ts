@@ -63,6 +63,8 @@ export interface TriggerRun {
   uncovered: number;
   /** Processes --all found that are not this nginx's (must be none). */
   strangers: number[];
+  /** Each process's pause (the trigger's pauseMs), in the order --all reported them. */
+  pausesMs: number[];
 }
 
 export interface ProcessCheck {
@@ -315,15 +317,17 @@ export async function runTlsScenario(opts: TlsScenarioOptions): Promise<TlsScena
       const pids = [m, ...workers];
       const r = await runCliAsync('ulp-trigger', ['--all', b.path, ...pids.flatMap((p) => ['--pid', String(p)]), '--json', ...(revert ? ['--revert'] : [])]);
       const outcomes: TriggerRun['outcomes'] = {};
+      const pausesMs: number[] = [];
       let uncovered = 0;
       for (const p of r.json?.processes ?? []) {
         outcomes[p.pid] = p.ok ? p.result.outcome : p.error.code;
+        if (p.ok && typeof p.result.pauseMs === 'number') pausesMs.push(p.result.pauseMs);
         uncovered += p.ok ? (p.result.switch?.redirects?.uncovered?.length ?? 0) : 0;
       }
       const strangers = (r.json?.processes ?? []).map((p: { pid: number }) => p.pid).filter((p: number) => !pids.includes(p));
-      triggers.push({ soname: b.soname, revert, code: r.code, outcomes, uncovered, strangers });
+      triggers.push({ soname: b.soname, revert, code: r.code, outcomes, uncovered, strangers, pausesMs });
       if (r.code !== 0) problems.push(`ulp-trigger --all ${revert ? '--revert ' : ''}${b.soname} exited ${r.code}: ${r.stdout.slice(0, 2000)}${r.stderr}`);
-      log(`  ${revert ? 'reverted' : 'applied'} ${b.soname} in ${Object.keys(outcomes).length} processes: ${[...new Set(Object.values(outcomes))].join(', ')}`);
+      log(`  ${revert ? 'reverted' : 'applied'} ${b.soname} in ${Object.keys(outcomes).length} processes: ${[...new Set(Object.values(outcomes))].join(', ')}; paused ${pausesMs.map((x) => `${x.toFixed(1)} ms`).join(', ')}`);
     };
     const reload = async (when: string) => {
       const old = workers;

@@ -103,11 +103,11 @@ function checkAll(json: any, pids: number[], outcome: string): number {
 }
 
 /** runAll in this process, timing each process between onProcess callbacks. */
-function perProcess(fix: string, which: 'forward' | 'reverse'): { times: number[]; pauses: number[]; searchMs: number; phases: Phases } {
+async function perProcess(fix: string, which: 'forward' | 'reverse'): Promise<{ times: number[]; pauses: number[]; searchMs: number; phases: Phases }> {
   const bundle = readBundleFile(fix);
   const marks: number[] = [];
   const t0 = performance.now();
-  const r = runAll(bundle, { which, onProcess: () => marks.push(performance.now()) });
+  const r = await runAll(bundle, { which, onProcess: () => marks.push(performance.now()) });
   const end = performance.now();
   marks.push(end);
   const times = marks.slice(1).map((m, i) => m - marks[i]!);
@@ -166,8 +166,8 @@ async function measure(exe: string, lib: string, fix: string, n: number, mode: F
   fleet = await startFleet(exe, n, mode, lib);
   let pa, pr;
   try {
-    pa = perProcess(fix, 'forward');
-    pr = perProcess(fix, 'reverse');
+    pa = await perProcess(fix, 'forward');
+    pr = await perProcess(fix, 'reverse');
     if (/BAD/.test(fleet.output())) throw new Error('a fleet process computed a wrong result');
   } finally {
     fleet.dispose();

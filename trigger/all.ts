@@ -4,6 +4,13 @@
  * stops the others. Processes are found through /proc/PID/maps, and a
  * mapping's build-id is read once per mapped file (device and inode) for the
  * whole run, since most processes map the same libraries.
+ *
+ * Each process is reported as it finishes (onResult), and a stop asked for
+ * between processes (SIGINT/SIGTERM in the command) ends the run after the
+ * current one: a process is never left half done, and the result lists
+ * the ones not attempted. The work on one process is synchronous (ptrace
+ * must stay on this thread), so the event loop turns once between
+ * processes to let such a request in.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { asUlpError } from '../common/cli.js';
@@ -30,7 +37,18 @@ export interface AllResult {
    * it. Patch one by its pid if it matters.
    */
   skipped: Array<{ pid: number; reason: 'ancestor' }>;
+  /** The run was stopped (by a signal, in the command) before every process was done. */
+  interrupted?: { signal: string; notAttempted: number[] };
   totalMs: number;
+}
+
+export interface AllOptions extends RunOptions {
+  /** Called before each process. */
+  onProcess?: (done: number, total: number) => void;
+  /** Called as each process finishes, in the order they are done. */
+  onResult?: (outcome: ProcessOutcome, done: number, total: number) => void;
+  /** Asked between processes: a reason (a signal's name) ends the run there. */
+  stopRequested?: () => string | undefined;
 }
 
 /** Pids whose mappings include a build with one of `buildIds`. */
@@ -106,7 +124,10 @@ export function ancestors(pid = process.pid): Set<number> {
   return out;
 }
 
-export function runAll(bundle: Bundle, opts: RunOptions & { onProcess?: (done: number, total: number) => void }): AllResult {
+/** One turn of the event loop: signal listeners run in it (libuv reads its signal pipe when it polls). */
+const loopTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+export async function runAll(bundle: Bundle, opts: AllOptions): Promise<AllResult> {
   const t0 = performance.now();
   const m = bundle.manifest;
   const [fromBuildId, toBuildId] = opts.which === 'forward' ? [m.builds.old.buildId, m.builds.new.buildId] : [m.builds.new.buildId, m.builds.old.buildId];
@@ -117,14 +138,26 @@ export function runAll(bundle: Bundle, opts: RunOptions & { onProcess?: (done: n
   const processes: ProcessOutcome[] = [];
   // Most processes map the same libraries: parse each file once for the whole run.
   const elfCache = new ElfCache();
-  pids.forEach((pid, i) => {
-    opts.onProcess?.(i, pids.length);
+  const { onProcess, onResult, stopRequested, ...runOpts } = opts;
+  let interrupted: AllResult['interrupted'];
+  for (const [i, pid] of pids.entries()) {
+    await loopTurn();
+    const reason = stopRequested?.();
+    if (reason !== undefined) {
+      interrupted = { signal: reason, notAttempted: pids.slice(i) };
+      break;
+    }
+    onProcess?.(i, pids.length);
+    let outcome: ProcessOutcome;
     try {
-      processes.push({ pid, ok: true, result: runOne(pid, bundle, { ...opts, progress: undefined, elfCache }) });
+      outcome = { pid, ok: true, result: runOne(pid, bundle, { ...runOpts, progress: undefined, elfCache }) };
     } catch (e) {
       const err = asUlpError(e);
-      processes.push({ pid, ok: false, error: { code: err.code, message: err.message, hint: err.hint } });
+      outcome = { pid, ok: false, error: { code: err.code, message: err.message, hint: err.hint } };
     }
-  });
-  return { soname: m.soname, patchId: m.patchId, which: opts.which, fromBuildId, toBuildId, processes, inaccessible: found.inaccessible, skipped, totalMs: performance.now() - t0 };
+    processes.push(outcome);
+    onResult?.(outcome, i + 1, pids.length);
+  }
+  // A stop asked for during the last process finds nothing left to stop: the run is complete.
+  return { soname: m.soname, patchId: m.patchId, which: opts.which, fromBuildId, toBuildId, processes, inaccessible: found.inaccessible, skipped, ...(interrupted ? { interrupted } : {}), totalMs: performance.now() - t0 };
 }

@@ -5,15 +5,15 @@
  */
 import { readRegularFile } from '../common/files.js';
 import { Command } from 'commander';
-import { ExitCode, exitCodeFor, printJson, progress, runCommand, versionLine, type ExitCodeValue } from '../common/cli.js';
+import { ExitCode, exitCodeFor, printJson, progress, runCommand, versionLine, type ExitCodeValue, type Progress } from '../common/cli.js';
 import { UlpError } from '../common/errors.js';
 import { loadPublicKey, readBundleFile, type Bundle } from '../patches/index.js';
 import { runAll } from './all.js';
-import { runOne } from './apply.js';
+import { runOne, type RunOptions } from './apply.js';
 import { findOutdated } from './outdated.js';
 import { outdatedOutcome } from './outdated-model.js';
 import { renderOutdated } from './outdated-render.js';
-import { renderAll, renderRun, renderStatus } from './render.js';
+import { packageText, renderAllLine, renderAllSummary, renderRun, renderStatus } from './render.js';
 import { readStatus } from './status.js';
 
 const PROGRAM = 'ulp-trigger';
@@ -26,6 +26,8 @@ function exitCodeOf(code: string): ExitCodeValue | undefined {
     case 'TRIGGER_KEY_UNREADABLE':
     case 'BUNDLE_READ_FAILED':
       return ExitCode.IO;
+    case 'TRIGGER_INTERRUPTED':
+      return ExitCode.INTERRUPTED;
     case 'SWITCH_ROLLED_BACK':
     case 'LOADER_ALIAS':
       return ExitCode.ROLLED_BACK;
@@ -87,7 +89,8 @@ glibc, unresolvable symbol, an export in use that the target lacks), 3 invalid
 bundle (damaged, tampered, bad signature), 4 process problem (no such process,
 permission denied, already traced, exited), 5 file unreadable, 6 the switch
 failed and was rolled back, 64 usage. With --all: the exit code of the first
-process that failed. With --outdated: 0 nothing left to do, 7 some process
+process that failed, 8 when SIGINT or SIGTERM stopped it (after the process at
+hand; the rest are listed as not attempted). With --outdated: 0 nothing left to do, 7 some process
 runs a replaced library that is not patched, 4 nothing found but some
 processes could not be inspected. See docs/CLI.md.`,
     );
@@ -138,7 +141,7 @@ function validate(args: string[], opts: Options): void {
 
 const isPid = (text: string | undefined) => text !== undefined && /^\d+$/.test(text) && Number(text) > 0 && Number(text) <= 2 ** 22;
 
-function run(args: string[], opts: Options): ExitCodeValue {
+async function run(args: string[], opts: Options): Promise<ExitCodeValue> {
   if (opts.outdated) {
     const line = progress(PROGRAM);
     try {
@@ -161,15 +164,7 @@ function run(args: string[], opts: Options): ExitCodeValue {
   const session = { stopTimeoutMs: Number(opts.stopTimeout ?? 2000) };
   const line = progress(PROGRAM);
   try {
-    if (opts.all) {
-      const bundle = loadBundle(args[0]!, opts);
-      const result = runAll(bundle, { which, dryRun: !!opts.dryRun, session, allowAliasing: !!opts.allowAliasing, onProcess: (i, n) => line.update(`process ${i + 1} of ${n}`) });
-      line.done();
-      if (opts.json) printJson(result);
-      else process.stdout.write(renderAll(result));
-      const failed = result.processes.find((p) => !p.ok);
-      return failed && !failed.ok ? exitCodeFor(new UlpError(failed.error.code, failed.error.message), exitCodeOf) : ExitCode.OK;
-    }
+    if (opts.all) return await runAllCommand(loadBundle(args[0]!, opts), opts, { which, dryRun: !!opts.dryRun, session, allowAliasing: !!opts.allowAliasing }, line);
     const pid = pidOf(args[0]);
     const bundle = loadBundle(args[1]!, opts);
     const result = runOne(pid, bundle, { which, dryRun: !!opts.dryRun, session, allowAliasing: !!opts.allowAliasing, progress: line.update });
@@ -179,6 +174,43 @@ function run(args: string[], opts: Options): ExitCodeValue {
     return ExitCode.OK;
   } finally {
     line.done();
+  }
+}
+
+/**
+ * `--all`: text output prints each process's line as it finishes (also into
+ * a pipe or a log); --json prints one document at the end. SIGINT and
+ * SIGTERM stop the run after the process at hand (never half done) with the
+ * summary of what was and was not done, and exit code 8.
+ */
+async function runAllCommand(bundle: Bundle, opts: Options, runOpts: RunOptions, line: Progress): Promise<ExitCodeValue> {
+  let stopSignal: string | undefined;
+  const onSignal = (sig: NodeJS.Signals) => {
+    stopSignal ??= sig;
+  };
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
+  for (const sig of signals) process.on(sig, onSignal);
+  try {
+    const pkg = bundle.manifest.package;
+    if (!opts.json && pkg) process.stdout.write(packageText(pkg) + '\n');
+    const result = await runAll(bundle, {
+      ...runOpts,
+      stopRequested: () => stopSignal,
+      onProcess: (i, n) => line.update(`process ${i + 1} of ${n}${stopSignal ? ` (${stopSignal}: stopping after this one)` : ''}`),
+      onResult: (p) => {
+        if (opts.json) return;
+        line.done();
+        process.stdout.write(renderAllLine(p));
+      },
+    });
+    line.done();
+    if (opts.json) printJson(result);
+    else process.stdout.write(renderAllSummary(result));
+    if (result.interrupted) return exitCodeFor(new UlpError('TRIGGER_INTERRUPTED', `stopped by ${result.interrupted.signal}`), exitCodeOf);
+    const failed = result.processes.find((p) => !p.ok);
+    return failed && !failed.ok ? exitCodeFor(new UlpError(failed.error.code, failed.error.message), exitCodeOf) : ExitCode.OK;
+  } finally {
+    for (const sig of signals) process.off(sig, onSignal);
   }
 }
 

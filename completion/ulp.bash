@@ -40,17 +40,17 @@ _ulp_trigger() {
       --all) mode=all ;;
       --status) mode=status ;;
       --outdated) mode=outdated ;;
-      --key|--stop-timeout) ;;
+      --key|--stop-timeout|--jobs) ;;
       -*) ;;
       *) nargs=$((nargs + 1)) ;;
     esac
   done
   case $prev in
     --key) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-    --stop-timeout) return ;;
+    --stop-timeout|--jobs) return ;;
   esac
   if [[ $cur == -* ]]; then
-    COMPREPLY=($(compgen -W '--revert --dry-run --all --status --outdated --json --key --allow-unverified --allow-aliasing --stop-timeout -V --version -h --help' -- "$cur"))
+    COMPREPLY=($(compgen -W '--revert --dry-run --all --status --outdated --json --key --allow-unverified --allow-aliasing --stop-timeout --jobs -V --version -h --help' -- "$cur"))
     return
   fi
   case $mode in

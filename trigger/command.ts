@@ -17,6 +17,12 @@ import { packageText, renderAllLine, renderAllSummary, renderRun, renderStatus }
 import { readStatus } from './status.js';
 
 const PROGRAM = 'ulp-trigger';
+/**
+ * --all works on one process at a time unless --jobs says otherwise: worker
+ * threads each load the modules again, and on the loaded 2-core machine this
+ * was measured on that cost more than they won (docs/PERFORMANCE.md).
+ */
+const DEFAULT_JOBS = 1;
 
 /** Error code -> exit code, for everything this command can meet. */
 function exitCodeOf(code: string): ExitCodeValue | undefined {
@@ -57,6 +63,7 @@ interface Options {
   allowUnverified?: boolean;
   allowAliasing?: boolean;
   stopTimeout?: string;
+  jobs?: string;
 }
 
 function usage(message: string, hint = `Run ${PROGRAM} --help.`): UlpError {
@@ -78,6 +85,7 @@ function buildProgram(): Command {
     .option('--allow-unverified', 'accept a signed bundle without checking its signature (when no --key is at hand)')
     .option('--allow-aliasing', "stage a build even where the bundle's data-reference map does not cover its code (older bundles, uncovered ranges): the library's data is then reached through a second address from there")
     .option('--stop-timeout <ms>', 'how long a thread may take to stop before the trigger gives up', '2000')
+    .option('--jobs <n>', `with --all: how many processes are worked on at once, each by its own thread (default ${DEFAULT_JOBS}: one after the other)`)
     .version(versionLine(PROGRAM), '-V, --version', 'print the version')
     .helpOption('-h, --help', 'show this help')
     .addHelpText(
@@ -122,6 +130,7 @@ function loadBundle(path: string, opts: Options): Bundle {
 function validate(args: string[], opts: Options): void {
   const modes = [opts.all, opts.status, opts.outdated].filter(Boolean).length;
   if (modes > 1) throw usage('--all, --status and --outdated cannot be combined');
+  if (opts.jobs !== undefined && !opts.all) throw usage('--jobs has no meaning without --all');
   if (opts.status || opts.outdated) {
     const mode = opts.status ? '--status' : '--outdated';
     if (opts.status && args.length !== 1) throw usage('--status takes one PID');
@@ -137,6 +146,7 @@ function validate(args: string[], opts: Options): void {
     throw usage(`"${args[0]}" is not a process id: the PID comes first`, `Did you mean: ${PROGRAM} ${args[1]} ${args[0]}${opts.revert ? ' --revert' : ''}${opts.dryRun ? ' --dry-run' : ''}`);
   }
   if (!/^\d+$/.test(opts.stopTimeout ?? '2000')) throw usage('--stop-timeout takes a number of milliseconds');
+  if (opts.jobs !== undefined && !(/^\d+$/.test(opts.jobs) && Number(opts.jobs) >= 1 && Number(opts.jobs) <= 64)) throw usage('--jobs takes a number of processes from 1 to 64');
 }
 
 const isPid = (text: string | undefined) => text !== undefined && /^\d+$/.test(text) && Number(text) > 0 && Number(text) <= 2 ** 22;
@@ -195,6 +205,7 @@ async function runAllCommand(bundle: Bundle, opts: Options, runOpts: RunOptions,
     if (!opts.json && pkg) process.stdout.write(packageText(pkg) + '\n');
     const result = await runAll(bundle, {
       ...runOpts,
+      jobs: Number(opts.jobs ?? DEFAULT_JOBS),
       stopRequested: () => stopSignal,
       onProcess: (i, n) => line.update(`process ${i + 1} of ${n}${stopSignal ? ` (${stopSignal}: stopping after this one)` : ''}`),
       onResult: (p) => {

@@ -32,9 +32,9 @@ interface Run {
 }
 
 /** Runs `ulp-trigger --all FIX` and sends `sig` once the first result line has arrived. */
-function runAndSignal(fix: string, sig: NodeJS.Signals): Promise<Run> {
+function runAndSignal(fix: string, sig: NodeJS.Signals, extra: string[]): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, cliArgs('ulp-trigger', ['--all', fix]), { cwd: ROOT, env: { ...process.env } });
+    const child = spawn(process.execPath, cliArgs('ulp-trigger', ['--all', fix, ...extra]), { cwd: ROOT, env: { ...process.env } });
     let stdout = '';
     let stderr = '';
     let sent = false;
@@ -75,16 +75,24 @@ describe('ulp-trigger --all stopped by a signal', function () {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-    it(`on ${sig}: finishes the process at hand, lists the rest as not attempted, exits 8; a second run completes them`, async () => {
+  const cases: Array<[NodeJS.Signals, string[]]> = [
+    ['SIGINT', []],
+    ['SIGTERM', []],
+    // Worker threads join as they start: each finishes the process it has.
+    ['SIGTERM', ['--jobs', '3']],
+  ];
+  for (const [sig, extra] of cases) {
+    it(`on ${sig}${extra.length ? ` (${extra.join(' ')})` : ''}: finishes the process(es) at hand, lists the rest as not attempted, exits 8; a second run completes them`, async () => {
       const fix = demo.pack(1, 2);
       const { builds } = readBundleFile(fix).manifest;
-      const leader: Target = startTarget([fleetExe, String(FLEET), 'wait'], { LD_LIBRARY_PATH: join(dir, 'lib') });
+      // Under a shell that waits for it: fleet_main dies with its parent (PR_SET_PDEATHSIG), and the shell of
+      // startTarget exits at once, which would kill the fleet if it exited after fleet_main set that up.
+      const leader: Target = startTarget(['sh', '-c', `'${fleetExe}' ${FLEET} wait & wait`], { LD_LIBRARY_PATH: join(dir, 'lib') });
       const out = await leader.waitFor((o) => /^ready$/m.test(o), 120_000);
       const fleet = [...out.matchAll(/^pid (\d+)$/gm)].map((m) => Number(m[1]));
       try {
         assert.equal(fleet.length, FLEET);
-        const r = await runAndSignal(fix, sig);
+        const r = await runAndSignal(fix, sig, extra);
         assert.equal(r.code, 8, r.stdout + r.stderr);
         const done = [...r.stdout.matchAll(/^\s+(\d+)\s+applied/gm)].map((m) => Number(m[1]));
         const summary = new RegExp(`^stopped by ${sig} after .*not attempted \\(untouched\\): ([\\d, ]+)$`, 'm').exec(r.stdout);
@@ -104,7 +112,7 @@ describe('ulp-trigger --all stopped by a signal', function () {
           assert.equal(readStatus(pid).libraries.find((l) => l.soname === 'libdemo.so.1'), undefined, `process ${pid} was not touched`);
         }
 
-        const again = runCli('ulp-trigger', ['--all', fix, '--json']);
+        const again = runCli('ulp-trigger', ['--all', fix, '--json', ...extra]);
         assert.equal(again.code, 0, again.stdout + again.stderr);
         const outcome = new Map(again.json.processes.map((p: any) => [p.pid, p.ok ? p.result.outcome : p.error.code]));
         for (const pid of done) assert.equal(outcome.get(pid), 'already-applied');
@@ -122,4 +130,13 @@ describe('ulp-trigger --all stopped by a signal', function () {
       }
     });
   }
+
+  it('refuses a --jobs that is not a count from 1 to 64, or without --all, before touching anything', () => {
+    for (const args of [['--all', 'x.ulp', '--jobs', '0'], ['--all', 'x.ulp', '--jobs', 'two'], ['--all', 'x.ulp', '--jobs', '65'], ['1', 'x.ulp', '--jobs', '2']]) {
+      const r = runCli('ulp-trigger', [...args, '--json']);
+      assert.equal(r.code, 64, args.join(' ') + r.stdout + r.stderr);
+      assert.equal(r.json.error.code, 'TRIGGER_USAGE');
+      assert.match(r.json.error.message, /--jobs/);
+    }
+  });
 });

@@ -6,7 +6,7 @@
  * whole run, since most processes map the same libraries.
  *
  * Each process is reported as it finishes (onResult), and a stop asked for
- * between processes (SIGINT/SIGTERM in the command) ends the run after the
+ * between processes (SIGINT/SIGTERM/SIGHUP in the command) ends the run after the
  * current one: a process is never left half done, and the result lists
  * the ones not attempted. The work on one process is synchronous (ptrace
  * must stay on this thread), so the event loop turns once between

@@ -97,7 +97,7 @@ glibc, unresolvable symbol, an export in use that the target lacks), 3 invalid
 bundle (damaged, tampered, bad signature), 4 process problem (no such process,
 permission denied, already traced, exited), 5 file unreadable, 6 the switch
 failed and was rolled back, 64 usage. With --all: the exit code of the first
-process that failed, 8 when SIGINT or SIGTERM stopped it (after the process at
+process that failed, 8 when SIGINT, SIGTERM or SIGHUP stopped it (after the process at
 hand; the rest are listed as not attempted). With --outdated: 0 nothing left to do, 7 some process
 runs a replaced library that is not patched, 4 nothing found but some
 processes could not be inspected. See docs/CLI.md.`,
@@ -189,8 +189,8 @@ async function run(args: string[], opts: Options): Promise<ExitCodeValue> {
 
 /**
  * `--all`: text output prints each process's line as it finishes (also into
- * a pipe or a log); --json prints one document at the end. SIGINT and
- * SIGTERM stop the run after the process at hand (never half done) with the
+ * a pipe or a log); --json prints one document at the end. SIGINT,
+ * SIGTERM and SIGHUP (a closed terminal) stop the run after the process at hand (never half done) with the
  * summary of what was and was not done, and exit code 8.
  */
 async function runAllCommand(bundle: Bundle, opts: Options, runOpts: RunOptions, line: Progress): Promise<ExitCodeValue> {
@@ -198,7 +198,9 @@ async function runAllCommand(bundle: Bundle, opts: Options, runOpts: RunOptions,
   const onSignal = (sig: NodeJS.Signals) => {
     stopSignal ??= sig;
   };
-  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
+  // SIGHUP too: left to the sessions' hold (runtime/signal-hold.ts), it would end the process between two
+  // processes without a summary, and with --jobs while a worker is in the middle of one.
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
   for (const sig of signals) process.on(sig, onSignal);
   try {
     const pkg = bundle.manifest.package;

@@ -1,5 +1,5 @@
 /**
- * `ulp-trigger --all` stopped by SIGINT or SIGTERM: it prints each process's
+ * `ulp-trigger --all` stopped by SIGINT, SIGTERM or SIGHUP: it prints each process's
  * line as that process is done (into a pipe, not a terminal), finishes the
  * process at hand, then stops with a summary of what was not attempted and
  * exit code 8. Every process of the fleet is then either fully patched (it
@@ -78,6 +78,7 @@ describe('ulp-trigger --all stopped by a signal', function () {
   const cases: Array<[NodeJS.Signals, string[]]> = [
     ['SIGINT', []],
     ['SIGTERM', []],
+    ['SIGHUP', []],
     // Worker threads join as they start: each finishes the process it has.
     ['SIGTERM', ['--jobs', '3']],
   ];

@@ -21,6 +21,8 @@ export const ExitCode = {
   ROLLED_BACK: 6,
   /** ulp-trigger --outdated: some process runs a replaced library build that is not patched. */
   OUTDATED: 7,
+  /** ulp-trigger --all: stopped by SIGINT/SIGTERM/SIGHUP between processes; some were not attempted. */
+  INTERRUPTED: 8,
   USAGE: 64,
 } as const;
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];

@@ -40,18 +40,18 @@ _ulp_trigger() {
       --all) mode=all ;;
       --status) mode=status ;;
       --outdated) mode=outdated ;;
-      --key|--stop-timeout|--pid) ;;
+      --key|--stop-timeout|--jobs|--pid) ;;
       -*) ;;
       *) nargs=$((nargs + 1)) ;;
     esac
   done
   case $prev in
     --key) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-    --stop-timeout) return ;;
+    --stop-timeout|--jobs) return ;;
     --pid) _ulp_pids "$cur"; return ;;
   esac
   if [[ $cur == -* ]]; then
-    COMPREPLY=($(compgen -W '--revert --dry-run --all --pid --status --outdated --json --key --allow-unverified --allow-aliasing --stop-timeout -V --version -h --help' -- "$cur"))
+    COMPREPLY=($(compgen -W '--revert --dry-run --all --pid --status --outdated --json --key --allow-unverified --allow-aliasing --stop-timeout --jobs -V --version -h --help' -- "$cur"))
     return
   fi
   case $mode in

@@ -4,7 +4,7 @@
  * processes in 4 s, 1 ms per process).
  *
  *   npx tsx scripts/bench-all.ts [--processes 100,1000] [--sleep-processes 100]
- *                                [--profile] [--json FILE]
+ *                                [--jobs 1] [--profile] [--json FILE]
  *
  * The fleet is one small program (test/fixtures/bench/fleet_main.c) forked
  * into N processes, each with libdemo loaded and calling it once a second,
@@ -19,8 +19,15 @@
  *          that cost: up to a second per process, and --all works on one
  *          process at a time.
  * For each fleet:
- *   - the compiled `ulp-trigger --all FIX --json`, apply then revert: the
- *     command's wall time (node start included) and its own totalMs;
+ *   - the compiled `ulp-trigger --all FIX --json --jobs J`: first apply
+ *     (stages the build in every process), revert, and re-apply (the build
+ *     is mapped already: only the switch): the command's wall time (node
+ *     start included), its own totalMs, and processes/s from totalMs against
+ *     the issue's goals (first apply >= 500/s, re-apply and revert >= 1000/s);
+ *   - the ptrace floor on the same processes right after, in this process:
+ *     per process seize every thread, interrupt one, one remote getpid
+ *     through the stub page the apply left, detach (runtime/ directly); the
+ *     ratio of the command's time to it is what the trigger adds;
  *   - the same work in this process through runAll() (what the command
  *     runs), timing each process from one onProcess callback to the next:
  *     the per-process median and worst, and the search over /proc;
@@ -31,15 +38,19 @@
 import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { readBundleFile } from '../patches/index.js';
+import { NR, Session } from '../runtime/index.js';
 import { findProcesses, runAll } from '../trigger/all.js';
 import { startTarget } from '../test/helpers/target.js';
-import { BIN, BENCH_DIR, ensureBuilt, flag, fmtMs, loadAverage, markdownTable, median, numbers, runBin, runProgram, summary, writeJsonResult, type Summary } from './bench/common.js';
+import { BIN, BENCH_DIR, ensureBuilt, flag, fmtMs, loadAverage, machine, markdownTable, median, numbers, runBin, runProgram, summary, writeJsonResult, type Summary } from './bench/common.js';
 import { renderProfile, summariseProfile, type Profile } from './bench/profile.js';
 import { fleetProgram, libdemo, libDir, pack, workDir } from './bench/fixtures.js';
 
 const COUNTS = numbers('--processes', [100, 1000]);
 const SLEEP_COUNTS = numbers('--sleep-processes', [100]).filter((n) => n > 0);
 const PROFILE = flag('--profile');
+const JOBS = numbers('--jobs', [1]);
+/** The issue's goals (processes per second on a 2-core machine, 1000 sleeping processes). */
+const GOAL = { first: 500, again: 1000 } as const;
 
 /** How the fleet's processes wait between calls (fleet_main.c). */
 export type FleetMode = 'wait' | 'sleep';
@@ -47,6 +58,12 @@ export type FleetMode = 'wait' | 'sleep';
 export interface AllRow {
   processes: number;
   mode: FleetMode;
+  /** --jobs of the command rows. */
+  jobs: number;
+  /** Re-apply after the revert: the build is mapped already. */
+  reapply: { commandMs: number; totalMs: number; ok: number };
+  /** Seize, interrupt, one remote syscall, detach: processes per second, on the same processes. */
+  floorPerSec: number;
   /** Processes on the machine when it ran (the search reads every one). */
   onMachine: number;
   apply: { commandMs: number; totalMs: number; ok: number };
@@ -72,7 +89,9 @@ export interface Phases {
 
 
 async function startFleet(exe: string, n: number, mode: FleetMode, lib: string): Promise<{ pids: number[]; dispose(): void; output(): string }> {
-  const t = startTarget([exe, String(n), mode], { LD_LIBRARY_PATH: lib });
+  // Under a shell that waits for it: fleet_main dies with its parent (PR_SET_PDEATHSIG), and startTarget's
+  // own shell exits at once, which kills the fleet when it exits after fleet_main has set that up.
+  const t = startTarget(['sh', '-c', `'${exe}' ${n} ${mode} & wait`], { LD_LIBRARY_PATH: lib });
   const out = await t.waitFor((o) => /^ready$/m.test(o), 120_000);
   const pids = [...out.matchAll(/^pid (\d+)$/gm)].map((m) => Number(m[1]));
   if (pids.length !== n) throw new Error(`fleet: ${pids.length} pids printed, expected ${n}`);
@@ -102,12 +121,34 @@ function checkAll(json: any, pids: number[], outcome: string): number {
   return ok;
 }
 
+/**
+ * The ptrace floor of one process, what any tool that injects one system
+ * call pays: seize every thread, stop one, one remote getpid through the stub
+ * page (the apply left it), detach. Processes per second over `pids`.
+ */
+function floor(pids: number[]): number {
+  const t0 = performance.now();
+  for (const pid of pids) {
+    const s = Session.open(pid, { deferSignals: false });
+    try {
+      s.borrow();
+      s.syscall(NR.getpid);
+    } finally {
+      s.detach();
+    }
+  }
+  return (pids.length / (performance.now() - t0)) * 1000;
+}
+
+const perSec = (n: number, ms: number) => (n / ms) * 1000;
+const vsGoal = (rate: number, goal: number) => `${rate.toFixed(0)} (${rate >= goal ? 'meets' : `${((rate / goal) * 100).toFixed(0)} % of`} ${goal})`;
+
 /** runAll in this process, timing each process between onProcess callbacks. */
-function perProcess(fix: string, which: 'forward' | 'reverse'): { times: number[]; pauses: number[]; searchMs: number; phases: Phases } {
+async function perProcess(fix: string, which: 'forward' | 'reverse'): Promise<{ times: number[]; pauses: number[]; searchMs: number; phases: Phases }> {
   const bundle = readBundleFile(fix);
   const marks: number[] = [];
   const t0 = performance.now();
-  const r = runAll(bundle, { which, onProcess: () => marks.push(performance.now()) });
+  const r = await runAll(bundle, { which, onProcess: () => marks.push(performance.now()) });
   const end = performance.now();
   marks.push(end);
   const times = marks.slice(1).map((m, i) => m - marks[i]!);
@@ -124,16 +165,31 @@ function perProcess(fix: string, which: 'forward' | 'reverse'): { times: number[
 }
 
 export function renderAll(rows: AllRow[]): string {
-  return markdownTable(
-    ['processes', 'waiting in', 'on machine', 'apply: command', 'processes/s (apply)', 'revert: command', 'processes/s (revert)', 'per process median (apply)', 'per process worst (apply)', 'read / plan / stage / switch (medians)', 'per process median (revert)', 'search /proc', 'pause median / worst', 'load 1/5/15 min'],
+  const rates = markdownTable(
+    ['processes', 'waiting in', 'jobs', 'first apply/s (goal)', 'revert/s (goal)', 're-apply/s (goal)', 'ptrace floor/s', 'first apply / floor', 're-apply / floor', 'commands (node start included): apply / revert / re-apply'],
+    rows.map((r) => {
+      const first = perSec(r.processes, r.apply.totalMs);
+      const again = perSec(r.processes, r.reapply.totalMs);
+      return [
+        String(r.processes),
+        r.mode === 'wait' ? 'pause()' : 'nanosleep(1 s)',
+        String(r.jobs),
+        vsGoal(first, GOAL.first),
+        vsGoal(perSec(r.processes, r.revert.totalMs), GOAL.again),
+        vsGoal(again, GOAL.again),
+        r.floorPerSec.toFixed(0),
+        `${(r.floorPerSec / first).toFixed(1)}×`,
+        `${(r.floorPerSec / again).toFixed(1)}×`,
+        [r.apply.commandMs, r.revert.commandMs, r.reapply.commandMs].map(fmtMs).join(' / '),
+      ];
+    }),
+  );
+  const detail = markdownTable(
+    ['processes', 'waiting in', 'on machine', 'per process median (apply)', 'per process worst (apply)', 'read / plan / stage / switch (medians)', 'per process median (revert)', 'search /proc', 'pause median / worst', 'load 1/5/15 min'],
     rows.map((r) => [
       String(r.processes),
       r.mode === 'wait' ? 'pause()' : 'nanosleep(1 s)',
       String(r.onMachine),
-      fmtMs(r.apply.commandMs),
-      ((r.processes / r.apply.commandMs) * 1000).toFixed(0),
-      fmtMs(r.revert.commandMs),
-      ((r.processes / r.revert.commandMs) * 1000).toFixed(0),
       fmtMs(r.perProcess.apply.median),
       fmtMs(r.perProcess.apply.worst),
       [r.phases.readMs, r.phases.planMs, r.phases.stageMs, r.phases.switchMs].map(fmtMs).join(' / '),
@@ -143,21 +199,26 @@ export function renderAll(rows: AllRow[]): string {
       r.loadAfter,
     ]),
   );
+  return `${rates}\n\nPer process, from runAll() in the benchmark's process (one at a time):\n\n${detail}`;
 }
 
-async function measure(exe: string, lib: string, fix: string, n: number, mode: FleetMode, profileIt: boolean): Promise<{ row: AllRow; profile?: Profile & { wallMs: number } }> {
+async function measure(exe: string, lib: string, fix: string, n: number, mode: FleetMode, jobs: number, profileIt: boolean): Promise<{ row: AllRow; profile?: Profile & { wallMs: number } }> {
   const loadBefore = loadAverage();
   // Fleet A: the command as users run it, first apply (stages the build in every process) and revert.
   let fleet = await startFleet(exe, n, mode, lib);
-  let a, r, onMachine, applyOk, revertOk;
+  let a, r, again, onMachine, applyOk, revertOk, reapplyOk, floorPerSec;
   try {
     onMachine = readdirSync('/proc').filter((e) => /^\d+$/.test(e)).length;
     const found = findProcesses(new Set([readBundleFile(fix).manifest.builds.old.buildId])).pids.length;
     if (found !== n) throw new Error(`the search found ${found} processes with the old build, expected ${n}`);
-    a = runBin('trigger', ['--all', fix, '--json']);
+    const j = ['--jobs', String(jobs)];
+    a = runBin('trigger', ['--all', fix, '--json', ...j]);
     applyOk = checkAll(a.json, fleet.pids, 'applied');
-    r = runBin('trigger', ['--all', fix, '--revert', '--json']);
+    r = runBin('trigger', ['--all', fix, '--revert', '--json', ...j]);
     revertOk = checkAll(r.json, fleet.pids, 'reverted');
+    again = runBin('trigger', ['--all', fix, '--json', ...j]);
+    reapplyOk = checkAll(again.json, fleet.pids, 'applied');
+    floorPerSec = floor(fleet.pids);
     if (/BAD/.test(fleet.output())) throw new Error('a fleet process computed a wrong result');
   } finally {
     fleet.dispose();
@@ -166,8 +227,8 @@ async function measure(exe: string, lib: string, fix: string, n: number, mode: F
   fleet = await startFleet(exe, n, mode, lib);
   let pa, pr;
   try {
-    pa = perProcess(fix, 'forward');
-    pr = perProcess(fix, 'reverse');
+    pa = await perProcess(fix, 'forward');
+    pr = await perProcess(fix, 'reverse');
     if (/BAD/.test(fleet.output())) throw new Error('a fleet process computed a wrong result');
   } finally {
     fleet.dispose();
@@ -190,6 +251,9 @@ async function measure(exe: string, lib: string, fix: string, n: number, mode: F
   const row: AllRow = {
     processes: n,
     mode,
+    jobs,
+    reapply: { commandMs: again.ms, totalMs: again.json.totalMs, ok: reapplyOk },
+    floorPerSec,
     onMachine,
     apply: { commandMs: a.ms, totalMs: a.json.totalMs, ok: applyOk },
     revert: { commandMs: r.ms, totalMs: r.json.totalMs, ok: revertOk },
@@ -215,20 +279,20 @@ async function main(): Promise<void> {
     const lib = libDir(w.dir, 'lib', { 'libdemo.so.1': libdemo(1, tag) });
     const exe = fleetProgram(tag);
     const runs: Array<[FleetMode, number]> = [...COUNTS.map((n): [FleetMode, number] => ['wait', n]), ...SLEEP_COUNTS.map((n): [FleetMode, number] => ['sleep', n])];
-    for (const [mode, n] of runs) {
-      const m = await measure(exe, lib, fix, n, mode, PROFILE && mode === 'wait' && n === Math.max(...COUNTS));
+    for (const [mode, n, jobs] of runs.flatMap(([mode, n]) => JOBS.map((jobs): [FleetMode, number, number] => [mode, n, jobs]))) {
+      const m = await measure(exe, lib, fix, n, mode, jobs, PROFILE && mode === 'wait' && n === Math.max(...COUNTS) && jobs === JOBS[0]);
       rows.push(m.row);
       if (m.profile) profile = { ...m.profile, processes: n };
       const row = m.row;
-      process.stderr.write(`  ${n} processes in ${mode}: apply ${fmtMs(row.apply.commandMs)} (totalMs ${fmtMs(row.apply.totalMs)}), revert ${fmtMs(row.revert.commandMs)}, per process median ${fmtMs(row.perProcess.apply.median)} (load ${row.loadAfter})\n`);
+      process.stderr.write(`  ${n} processes in ${mode}, --jobs ${jobs}: apply ${fmtMs(row.apply.commandMs)} (totalMs ${fmtMs(row.apply.totalMs)}), revert ${fmtMs(row.revert.commandMs)}, per process median ${fmtMs(row.perProcess.apply.median)} (load ${row.loadAfter})\n`);
     }
-    console.log(`ulp-trigger --all, apply then revert; per-process times from runAll() in the benchmark's own process\n`);
+    console.log(`ulp-trigger --all: first apply, revert, re-apply, with the ptrace floor on the same processes (${machine().cpus} CPUs, load ${loadAverage()})\n`);
     console.log(renderAll(rows));
     if (profile) {
       console.log(`CPU profile of \`ulp-trigger --all\` (first apply) on ${profile.processes} processes: ${profile.wallMs} ms wall, ${profile.totalMs} ms sampled (idle included), self time:\n`);
       console.log(renderProfile(profile, 15));
     }
-    writeJsonResult({ rows, profile: profile ?? null, processesArg: COUNTS, sleepProcessesArg: SLEEP_COUNTS });
+    writeJsonResult({ rows, profile: profile ?? null, processesArg: COUNTS, sleepProcessesArg: SLEEP_COUNTS, jobsArg: JOBS, goals: GOAL });
   } finally {
     w.dispose();
   }

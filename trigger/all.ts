@@ -4,8 +4,22 @@
  * stops the others. Processes are found through /proc/PID/maps, and a
  * mapping's build-id is read once per mapped file (device and inode) for the
  * whole run, since most processes map the same libraries.
+ *
+ * Each process is reported as it finishes (onResult), and a stop asked for
+ * between processes (SIGINT/SIGTERM/SIGHUP in the command) ends the run after the
+ * current one: a process is never left half done, and the result lists
+ * the ones not attempted. The work on one process is synchronous (ptrace
+ * must stay on this thread), so the event loop turns once between
+ * processes to let such a request in.
+ *
+ * With `jobs` above 1, that many worker threads (all-worker.ts) work on
+ * different processes at once, each its own tracer; most of a process's
+ * time is spent waiting for its threads to stop, which another worker
+ * uses. The main thread only hands out pids and collects outcomes, so it
+ * sees a stop request at once and each worker finishes the process at hand.
  */
 import { readdirSync, readFileSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
 import { asUlpError } from '../common/cli.js';
 import type { Bundle } from '../patches/index.js';
 import { parseElfFromMemory } from '../elf/index.js';
@@ -30,7 +44,57 @@ export interface AllResult {
    * it. Patch one by its pid if it matters.
    */
   skipped: Array<{ pid: number; reason: 'ancestor' }>;
+  /** The run was stopped (by a signal, in the command) before every process was done. */
+  interrupted?: { signal: string; notAttempted: number[] };
   totalMs: number;
+}
+
+export interface AllOptions extends RunOptions {
+  /** Called before each process. */
+  onProcess?: (done: number, total: number) => void;
+  /** Called as each process finishes, in the order they are done. */
+  onResult?: (outcome: ProcessOutcome, done: number, total: number) => void;
+  /** Asked between processes: a reason (a signal's name) ends the run there. */
+  stopRequested?: () => string | undefined;
+  /** How many processes are worked on at once, each on its own worker thread (default 1: in this thread). */
+  jobs?: number;
+  /** `--all --pid`: only these processes are considered. */
+  among?: readonly number[];
+}
+
+/** What a worker is started with: the bundle (structured-cloned) and the options that are plain data. */
+export interface WorkerData {
+  bundle: unknown;
+  opts: Pick<RunOptions, 'which' | 'dryRun' | 'session' | 'allowAliasing'>;
+}
+export interface WorkerRequest {
+  pid: number;
+}
+export interface WorkerReply {
+  outcome: ProcessOutcome;
+}
+
+/** runOne, with its failure as an outcome: one process's failure never stops the others. */
+export function runOneOutcome(pid: number, bundle: Bundle, opts: RunOptions): ProcessOutcome {
+  try {
+    return { pid, ok: true, result: runOne(pid, bundle, { ...opts, progress: undefined }) };
+  } catch (e) {
+    const err = asUlpError(e);
+    return { pid, ok: false, error: { code: err.code, message: err.message, hint: err.hint } };
+  }
+}
+
+/** Structured cloning turns Buffers into plain Uint8Arrays: makes them Buffers again, at any depth. */
+export function toBuffers(value: unknown): unknown {
+  if (value instanceof Uint8Array) return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+  if (Array.isArray(value)) return value.map(toBuffers);
+  if (value instanceof Map) return new Map([...value].map(([k, v]) => [k, toBuffers(v)]));
+  if (value && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = toBuffers(v);
+    return out;
+  }
+  return value;
 }
 
 /**
@@ -110,7 +174,10 @@ export function ancestors(pid = process.pid): Set<number> {
   return out;
 }
 
-export function runAll(bundle: Bundle, opts: RunOptions & { onProcess?: (done: number, total: number) => void; among?: readonly number[] }): AllResult {
+/** One turn of the event loop: signal listeners run in it (libuv reads its signal pipe when it polls). */
+const loopTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+export async function runAll(bundle: Bundle, opts: AllOptions): Promise<AllResult> {
   const t0 = performance.now();
   const m = bundle.manifest;
   const [fromBuildId, toBuildId] = opts.which === 'forward' ? [m.builds.old.buildId, m.builds.new.buildId] : [m.builds.new.buildId, m.builds.old.buildId];
@@ -118,17 +185,126 @@ export function runAll(bundle: Bundle, opts: RunOptions & { onProcess?: (done: n
   const mine = ancestors();
   const pids = found.pids.filter((p) => !mine.has(p));
   const skipped = found.pids.filter((p) => mine.has(p)).map((pid) => ({ pid, reason: 'ancestor' as const }));
+  const { onProcess, onResult, stopRequested, jobs = 1, ...runOpts } = opts;
+  const run: PoolRun = { pids, bundle, runOpts, ...(onProcess ? { onProcess } : {}), ...(onResult ? { onResult } : {}), ...(stopRequested ? { stopRequested } : {}) };
+  const { processes, interrupted } = jobs > 1 && pids.length > 1 ? await runPool(run, Math.min(jobs, pids.length)) : await runInline(run);
+  // A stop asked for during the last process finds nothing left to stop: the run is complete.
+  return { soname: m.soname, patchId: m.patchId, which: opts.which, fromBuildId, toBuildId, processes, inaccessible: found.inaccessible, skipped, ...(interrupted ? { interrupted } : {}), totalMs: performance.now() - t0 };
+}
+
+interface PoolRun {
+  pids: number[];
+  bundle: Bundle;
+  runOpts: RunOptions;
+  onProcess?: AllOptions['onProcess'];
+  onResult?: AllOptions['onResult'];
+  stopRequested?: AllOptions['stopRequested'];
+}
+
+interface PoolOutcome {
+  processes: ProcessOutcome[];
+  interrupted: AllResult['interrupted'];
+}
+
+/** One process after the other on this thread. */
+async function runInline(r: PoolRun): Promise<PoolOutcome> {
   const processes: ProcessOutcome[] = [];
   // Most processes map the same libraries: parse each file once for the whole run.
   const elfCache = new ElfCache();
-  pids.forEach((pid, i) => {
-    opts.onProcess?.(i, pids.length);
-    try {
-      processes.push({ pid, ok: true, result: runOne(pid, bundle, { ...opts, progress: undefined, elfCache }) });
-    } catch (e) {
-      const err = asUlpError(e);
-      processes.push({ pid, ok: false, error: { code: err.code, message: err.message, hint: err.hint } });
+  for (const [i, pid] of r.pids.entries()) {
+    await loopTurn();
+    const reason = r.stopRequested?.();
+    if (reason !== undefined) return { processes, interrupted: { signal: reason, notAttempted: r.pids.slice(i) } };
+    r.onProcess?.(i, r.pids.length);
+    const outcome = runOneOutcome(pid, r.bundle, { ...r.runOpts, elfCache });
+    processes.push(outcome);
+    r.onResult?.(outcome, i + 1, r.pids.length);
+  }
+  return { processes, interrupted: undefined };
+}
+
+/**
+ * A worker running all-worker: its compiled .js beside this file, or, when
+ * this runs from the sources (tests, scripts through tsx), the .ts source
+ * behind tsx's loader, which a worker does not always inherit.
+ */
+function startWorker(data: WorkerData): Worker {
+  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./all-worker.js', import.meta.url), { workerData: data });
+  const source = new URL('./all-worker.ts', import.meta.url).href;
+  return new Worker(`import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(source)}); });`, { eval: true, workerData: data });
+}
+
+/**
+ * This thread and `jobs - 1` worker threads, each given the next pid as soon
+ * as it is free. A worker takes pids once it has started (loading the
+ * modules takes a while): this thread works meanwhile, so a small fleet is
+ * done before any worker is ready, and workers still starting when the pids
+ * run out are ended. A stop request ends the handing out; each worker
+ * finishes the process it has. A worker that dies (a bug) fails its process
+ * and takes no more.
+ */
+async function runPool(r: PoolRun, jobs: number): Promise<PoolOutcome> {
+  const processes: ProcessOutcome[] = [];
+  let next = 0;
+  let interrupted: AllResult['interrupted'];
+  const take = (): number | undefined => {
+    if (interrupted || next >= r.pids.length) return undefined;
+    const reason = r.stopRequested?.();
+    if (reason !== undefined) {
+      interrupted = { signal: reason, notAttempted: [] };
+      return undefined;
     }
-  });
-  return { soname: m.soname, patchId: m.patchId, which: opts.which, fromBuildId, toBuildId, processes, inaccessible: found.inaccessible, skipped, totalMs: performance.now() - t0 };
+    r.onProcess?.(next, r.pids.length);
+    return r.pids[next++];
+  };
+  const record = (outcome: ProcessOutcome) => {
+    processes.push(outcome);
+    r.onResult?.(outcome, processes.length, r.pids.length);
+  };
+  const data: WorkerData = { bundle: r.bundle, opts: { which: r.runOpts.which, dryRun: r.runOpts.dryRun, allowAliasing: r.runOpts.allowAliasing, ...(r.runOpts.session ? { session: { ...r.runOpts.session, onStep: undefined } } : {}) } };
+  type Member = { worker: Worker; state: 'starting' | 'busy' | 'done'; pid?: number | undefined };
+  const members: Member[] = [];
+  let allDone: () => void = () => {};
+  const finished = new Promise<void>((resolve) => (allDone = resolve));
+  const finish = (m: Member) => {
+    m.state = 'done';
+    m.pid = undefined;
+    void m.worker.terminate();
+    if (members.every((x) => x.state === 'done')) allDone();
+  };
+  const feed = (m: Member) => {
+    const pid = take();
+    if (pid === undefined) return finish(m);
+    m.state = 'busy';
+    m.pid = pid;
+    m.worker.postMessage({ pid } satisfies WorkerRequest);
+  };
+  for (let i = 1; i < jobs; i++) {
+    const m: Member = { worker: startWorker(data), state: 'starting' };
+    members.push(m);
+    m.worker.on('message', (reply: WorkerReply | 'ready') => {
+      if (m.state === 'done') return;
+      if (reply !== 'ready') record(toBuffers(reply.outcome) as ProcessOutcome);
+      feed(m);
+    });
+    m.worker.on('error', (e) => {
+      if (m.state === 'done') return;
+      if (m.pid !== undefined) {
+        const err = asUlpError(e);
+        record({ pid: m.pid, ok: false, error: { code: err.code, message: err.message, hint: err.hint } });
+      }
+      finish(m);
+    });
+  }
+  const elfCache = new ElfCache();
+  for (;;) {
+    await loopTurn(); // worker messages and signals come in here
+    const pid = take();
+    if (pid === undefined) break;
+    record(runOneOutcome(pid, r.bundle, { ...r.runOpts, elfCache }));
+  }
+  for (const m of members) if (m.state === 'starting') finish(m);
+  if (members.some((m) => m.state !== 'done')) await finished;
+  if (interrupted) interrupted.notAttempted = r.pids.slice(next);
+  return { processes, interrupted };
 }

@@ -5,18 +5,24 @@
  */
 import { readRegularFile } from '../common/files.js';
 import { Command } from 'commander';
-import { ExitCode, exitCodeFor, printJson, progress, runCommand, versionLine, type ExitCodeValue } from '../common/cli.js';
+import { ExitCode, exitCodeFor, printJson, progress, runCommand, versionLine, type ExitCodeValue, type Progress } from '../common/cli.js';
 import { UlpError } from '../common/errors.js';
 import { loadPublicKey, readBundleFile, type Bundle } from '../patches/index.js';
 import { runAll } from './all.js';
-import { runOne } from './apply.js';
+import { runOne, type RunOptions } from './apply.js';
 import { findOutdated } from './outdated.js';
 import { outdatedOutcome } from './outdated-model.js';
 import { renderOutdated } from './outdated-render.js';
-import { renderAll, renderRun, renderStatus } from './render.js';
+import { packageText, renderAllLine, renderAllSummary, renderRun, renderStatus } from './render.js';
 import { readStatus } from './status.js';
 
 const PROGRAM = 'ulp-trigger';
+/**
+ * --all works on one process at a time unless --jobs says otherwise: worker
+ * threads each load the modules again, and on the loaded 2-core machine this
+ * was measured on that cost more than they won (docs/PERFORMANCE.md).
+ */
+const DEFAULT_JOBS = 1;
 
 /** Error code -> exit code, for everything this command can meet. */
 function exitCodeOf(code: string): ExitCodeValue | undefined {
@@ -26,6 +32,8 @@ function exitCodeOf(code: string): ExitCodeValue | undefined {
     case 'TRIGGER_KEY_UNREADABLE':
     case 'BUNDLE_READ_FAILED':
       return ExitCode.IO;
+    case 'TRIGGER_INTERRUPTED':
+      return ExitCode.INTERRUPTED;
     case 'SWITCH_ROLLED_BACK':
     case 'LOADER_ALIAS':
       return ExitCode.ROLLED_BACK;
@@ -56,6 +64,7 @@ interface Options {
   allowAliasing?: boolean;
   stopTimeout?: string;
   pid?: string[];
+  jobs?: string;
 }
 
 function usage(message: string, hint = `Run ${PROGRAM} --help.`): UlpError {
@@ -78,6 +87,7 @@ function buildProgram(): Command {
     .option('--allow-unverified', 'accept a signed bundle without checking its signature (when no --key is at hand)')
     .option('--allow-aliasing', "stage a build even where the bundle's data-reference map does not cover its code (older bundles, uncovered ranges): the library's data is then reached through a second address from there")
     .option('--stop-timeout <ms>', 'how long a thread may take to stop before the trigger gives up', '2000')
+    .option('--jobs <n>', `with --all: how many processes are worked on at once, each by its own thread (default ${DEFAULT_JOBS}: one after the other)`)
     .version(versionLine(PROGRAM), '-V, --version', 'print the version')
     .helpOption('-h, --help', 'show this help')
     .addHelpText(
@@ -89,7 +99,8 @@ glibc, unresolvable symbol, an export in use that the target lacks), 3 invalid
 bundle (damaged, tampered, bad signature), 4 process problem (no such process,
 permission denied, already traced, exited), 5 file unreadable, 6 the switch
 failed and was rolled back, 64 usage. With --all: the exit code of the first
-process that failed. With --outdated: 0 nothing left to do, 7 some process
+process that failed, 8 when SIGINT, SIGTERM or SIGHUP stopped it (after the process at
+hand; the rest are listed as not attempted). With --outdated: 0 nothing left to do, 7 some process
 runs a replaced library that is not patched, 4 nothing found but some
 processes could not be inspected. See docs/CLI.md.`,
     );
@@ -123,6 +134,7 @@ function validate(args: string[], opts: Options): void {
   if (modes > 1) throw usage('--all, --status and --outdated cannot be combined');
   if (opts.pid?.length && !opts.all) throw usage('--pid limits --all to some processes: without --all, give the PID as the first argument');
   for (const p of opts.pid ?? []) pidOf(p);
+  if (opts.jobs !== undefined && !opts.all) throw usage('--jobs has no meaning without --all');
   if (opts.status || opts.outdated) {
     const mode = opts.status ? '--status' : '--outdated';
     if (opts.status && args.length !== 1) throw usage('--status takes one PID');
@@ -138,11 +150,12 @@ function validate(args: string[], opts: Options): void {
     throw usage(`"${args[0]}" is not a process id: the PID comes first`, `Did you mean: ${PROGRAM} ${args[1]} ${args[0]}${opts.revert ? ' --revert' : ''}${opts.dryRun ? ' --dry-run' : ''}`);
   }
   if (!/^\d+$/.test(opts.stopTimeout ?? '2000')) throw usage('--stop-timeout takes a number of milliseconds');
+  if (opts.jobs !== undefined && !(/^\d+$/.test(opts.jobs) && Number(opts.jobs) >= 1 && Number(opts.jobs) <= 64)) throw usage('--jobs takes a number of processes from 1 to 64');
 }
 
 const isPid = (text: string | undefined) => text !== undefined && /^\d+$/.test(text) && Number(text) > 0 && Number(text) <= 2 ** 22;
 
-function run(args: string[], opts: Options): ExitCodeValue {
+async function run(args: string[], opts: Options): Promise<ExitCodeValue> {
   if (opts.outdated) {
     const line = progress(PROGRAM);
     try {
@@ -165,15 +178,7 @@ function run(args: string[], opts: Options): ExitCodeValue {
   const session = { stopTimeoutMs: Number(opts.stopTimeout ?? 2000) };
   const line = progress(PROGRAM);
   try {
-    if (opts.all) {
-      const bundle = loadBundle(args[0]!, opts);
-      const result = runAll(bundle, { which, dryRun: !!opts.dryRun, session, allowAliasing: !!opts.allowAliasing, onProcess: (i, n) => line.update(`process ${i + 1} of ${n}`), ...(opts.pid?.length ? { among: opts.pid.map(pidOf) } : {}) });
-      line.done();
-      if (opts.json) printJson(result);
-      else process.stdout.write(renderAll(result));
-      const failed = result.processes.find((p) => !p.ok);
-      return failed && !failed.ok ? exitCodeFor(new UlpError(failed.error.code, failed.error.message), exitCodeOf) : ExitCode.OK;
-    }
+    if (opts.all) return await runAllCommand(loadBundle(args[0]!, opts), opts, { which, dryRun: !!opts.dryRun, session, allowAliasing: !!opts.allowAliasing }, line);
     const pid = pidOf(args[0]);
     const bundle = loadBundle(args[1]!, opts);
     const result = runOne(pid, bundle, { which, dryRun: !!opts.dryRun, session, allowAliasing: !!opts.allowAliasing, progress: line.update });
@@ -183,6 +188,47 @@ function run(args: string[], opts: Options): ExitCodeValue {
     return ExitCode.OK;
   } finally {
     line.done();
+  }
+}
+
+/**
+ * `--all`: text output prints each process's line as it finishes (also into
+ * a pipe or a log); --json prints one document at the end. SIGINT,
+ * SIGTERM and SIGHUP (a closed terminal) stop the run after the process at hand (never half done) with the
+ * summary of what was and was not done, and exit code 8.
+ */
+async function runAllCommand(bundle: Bundle, opts: Options, runOpts: RunOptions, line: Progress): Promise<ExitCodeValue> {
+  let stopSignal: string | undefined;
+  const onSignal = (sig: NodeJS.Signals) => {
+    stopSignal ??= sig;
+  };
+  // SIGHUP too: left to the sessions' hold (runtime/signal-hold.ts), it would end the process between two
+  // processes without a summary, and with --jobs while a worker is in the middle of one.
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  for (const sig of signals) process.on(sig, onSignal);
+  try {
+    const pkg = bundle.manifest.package;
+    if (!opts.json && pkg) process.stdout.write(packageText(pkg) + '\n');
+    const result = await runAll(bundle, {
+      ...runOpts,
+      jobs: Number(opts.jobs ?? DEFAULT_JOBS),
+      ...(opts.pid?.length ? { among: opts.pid.map(pidOf) } : {}),
+      stopRequested: () => stopSignal,
+      onProcess: (i, n) => line.update(`process ${i + 1} of ${n}${stopSignal ? ` (${stopSignal}: stopping after this one)` : ''}`),
+      onResult: (p) => {
+        if (opts.json) return;
+        line.done();
+        process.stdout.write(renderAllLine(p));
+      },
+    });
+    line.done();
+    if (opts.json) printJson(result);
+    else process.stdout.write(renderAllSummary(result));
+    if (result.interrupted) return exitCodeFor(new UlpError('TRIGGER_INTERRUPTED', `stopped by ${result.interrupted.signal}`), exitCodeOf);
+    const failed = result.processes.find((p) => !p.ok);
+    return failed && !failed.ok ? exitCodeFor(new UlpError(failed.error.code, failed.error.message), exitCodeOf) : ExitCode.OK;
+  } finally {
+    for (const sig of signals) process.off(sig, onSignal);
   }
 }
 

@@ -3,7 +3,7 @@ import type { RunResult } from './apply.js';
 import type { PackageInfo } from '../patches/index.js';
 import type { StatusReport } from './status.js';
 import { forkSummary } from '../runtime/loader/fork/index.js';
-import type { AllResult } from './all.js';
+import type { AllResult, ProcessOutcome } from './all.js';
 
 const short = (id: string | undefined) => (id ? id.slice(0, 12) : 'no-build-id');
 const hex = (v: bigint) => '0x' + v.toString(16);
@@ -110,16 +110,22 @@ export function renderStatus(st: StatusReport): string {
   return lines.join('\n') + '\n';
 }
 
-export function renderAll(r: AllResult): string {
+/** One process of `--all`, as it finishes (text output streams these lines). */
+export function renderAllLine(p: ProcessOutcome): string {
+  if (p.ok) return `  ${String(p.pid).padStart(7)}  ${p.result.outcome}${p.result.pauseMs !== undefined ? ` (paused ${p.result.pauseMs.toFixed(2)} ms)` : ''}\n`;
+  return `  ${String(p.pid).padStart(7)}  FAILED [${p.error.code}] ${p.error.message}\n`;
+}
+
+/** What follows the process lines of `--all`: the counts, what was left alone, and an interruption. */
+export function renderAllSummary(r: AllResult): string {
   const lines: string[] = [];
-  const pkg = r.processes.map((p) => (p.ok ? p.result.package : undefined)).find((x) => x !== undefined);
-  if (pkg) lines.push(packageText(pkg));
-  for (const p of r.processes) {
-    if (p.ok) lines.push(`  ${String(p.pid).padStart(7)}  ${p.result.outcome}${p.result.pauseMs !== undefined ? ` (paused ${p.result.pauseMs.toFixed(2)} ms)` : ''}`);
-    else lines.push(`  ${String(p.pid).padStart(7)}  FAILED [${p.error.code}] ${p.error.message}`);
-  }
   const failed = r.processes.filter((p) => !p.ok).length;
-  lines.push(`${plural(r.processes.length, 'process')} with ${r.soname} build ${short(r.fromBuildId)} or ${short(r.toBuildId)} loaded: ${r.processes.length - failed} ok, ${failed} failed; ${r.totalMs.toFixed(0)} ms in all`);
+  const found = r.processes.length + (r.interrupted?.notAttempted.length ?? 0);
+  lines.push(`${plural(found, 'process')} with ${r.soname} build ${short(r.fromBuildId)} or ${short(r.toBuildId)} loaded: ${r.processes.length - failed} ok, ${failed} failed${r.interrupted ? `, ${r.interrupted.notAttempted.length} not attempted` : ''}; ${r.totalMs.toFixed(0)} ms in all`);
+  if (r.interrupted) {
+    const left = r.interrupted.notAttempted;
+    lines.push(`stopped by ${r.interrupted.signal} after ${plural(r.processes.length, 'process')}: each process above is done and none was left half done; not attempted (untouched): ${left.slice(0, 50).join(', ')}${left.length > 50 ? `, and ${left.length - 50} more (--json lists all)` : ''}`);
+  }
   if (r.skipped.length) lines.push(`left alone: ${r.skipped.map((x) => x.pid).join(', ')} (ancestors of this ulp-trigger, waiting for it; patch them by pid if needed)`);
   if (r.inaccessible) {
     // Root is refused too by processes of an outer container (a sandbox's supervisor) or ones a security module guards.
@@ -127,4 +133,9 @@ export function renderAll(r: AllResult): string {
     lines.push(`${plural(r.inaccessible, 'process')} could not be inspected (no permission); ${why}`);
   }
   return lines.join('\n') + '\n';
+}
+
+export function renderAll(r: AllResult): string {
+  const pkg = r.processes.map((p) => (p.ok ? p.result.package : undefined)).find((x) => x !== undefined);
+  return (pkg ? packageText(pkg) + '\n' : '') + r.processes.map(renderAllLine).join('') + renderAllSummary(r);
 }

@@ -42,7 +42,18 @@ export const processVmWritev = libc.func(
 
 export const tgkill = libc.func('int tgkill(int tgid, int tid, int sig)') as (tgid: number, tid: number, sig: number) => number;
 
-export const schedYield = libc.func('int sched_yield()') as () => number;
+/** The address of a libc symbol (RTLD_DEFAULT lookup); 0n when absent. */
+export const dlsymDefault = ((f) => (name: string) => BigInt.asUintN(64, BigInt(f(0, name))))(libc.func('uintptr_t dlsym(uintptr_t handle, const char *name)') as (h: number, name: string) => number | bigint);
+
+/** glibc's struct sigaction (handler, 128-byte mask, flags, restorer): 152 bytes. */
+export const sigaction = libc.func('int sigaction(int sig, void *act, void *old)') as (sig: number, act: Buffer | null, old: Buffer | null) => number;
+
+export const sigrtmax = libc.func('int __libc_current_sigrtmax()') as () => number;
+
+/** Raw syscalls with the argument shapes the wait alarm needs (gettid, timer_create, timer_settime). */
+export const syscall0 = libc.func('long syscall(long nr)') as (nr: number) => number | bigint;
+export const syscallIPP = libc.func('long syscall(long nr, long a, void *b, void *c)') as (nr: number, a: number, b: Buffer, c: Buffer | null) => number | bigint;
+export const syscallIIPP = libc.func('long syscall(long nr, long a, long b, void *c, void *d)') as (nr: number, a: number, b: number, c: Buffer, d: Buffer | null) => number | bigint;
 
 export const geteuid = libc.func('uint32_t geteuid()') as () => number;
 

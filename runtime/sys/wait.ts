@@ -1,11 +1,12 @@
 /**
  * waitpid on one thread (always __WALL: threads are clone children), the
- * decoding of its status word, and a deadline-aware wait that never blocks
- * the JS thread for longer than the caller allows.
+ * decoding of its status word, and a deadline-aware wait that blocks in the
+ * kernel (no polling) but never for longer than the caller allows.
  */
 import { PTRACE_EVENT, SIG, WNOHANG, __WALL } from './constants.js';
 import { EINTR, SysError } from './errno.js';
-import { lastErrno, schedYield, waitpid } from './libc.js';
+import { lastErrno, waitpid } from './libc.js';
+import * as alarm from './wait-alarm.js';
 
 export type WaitEvent =
   | { kind: 'exited'; code: number }
@@ -59,32 +60,52 @@ function sleepMs(ms: number): void {
   Atomics.wait(sleeper, 0, 0, ms);
 }
 
+/** How long one blocking wait lasts at most before `onIdle`/`giveUp` are asked again. */
+const SLICE_MS = 50;
+
+/**
+ * Blocks in waitpid on `tid` for at most `ms`; undefined when the alarm
+ * ended the wait first. Throws SysError(ECHILD) when tid is not ours.
+ */
+function blockingWait(tid: number, ms: number): WaitEvent | undefined {
+  alarm.arm(ms);
+  try {
+    const r = waitpid(tid, statusBuf, __WALL);
+    if (r === tid) return decodeStatus(statusBuf.readInt32LE(0));
+    const e = lastErrno();
+    if (e === EINTR) return undefined;
+    throw new SysError('waitpid', e);
+  } finally {
+    alarm.disarm();
+  }
+}
+
 /**
  * Waits for the next event of `tid` until `deadline` (a performance.now()
- * value); undefined on timeout. Stops of a tracee we just resumed arrive
- * within microseconds, so it first polls with sched_yield (which also hands
- * the CPU to the tracee on a single core) and only then sleeps in growing
- * steps, keeping the JS thread responsive to nothing but this wait.
- * `giveUp`, asked whenever the wait is about to sleep, ends it early
- * (undefined, as at the deadline).
+ * value); undefined on timeout. The thread blocks in waitpid (an alarm ends
+ * each wait after at most SLICE_MS), so the CPU goes to the tracee: on two
+ * cores a polling tracer takes the core a stopped thread needs to reach its
+ * stop. Between slices, `onIdle` serves the session's other threads and
+ * `giveUp` may end the wait early (undefined, as at the deadline). Where the
+ * alarm cannot be set up, the wait naps in short steps instead.
  */
 export function waitThread(tid: number, deadline: number, onIdle?: () => void, giveUp?: () => boolean): WaitEvent | undefined {
-  let spins = 0;
   let nap = 0.05;
-  for (;;) {
-    const ev = pollThread(tid);
-    if (ev) return ev;
+  for (let first = true; ; first = false) {
     const now = performance.now();
-    if (now >= deadline) return undefined;
-    if (spins < 2000) {
-      spins++;
-      schedYield();
+    if (now >= deadline) return pollThread(tid);
+    if (!first) {
+      onIdle?.();
+      if (giveUp?.()) return undefined;
+    }
+    if (alarm.available()) {
+      const ev = blockingWait(tid, Math.min(SLICE_MS, deadline - now));
+      if (ev) return ev;
       continue;
     }
-    onIdle?.();
-    if (giveUp?.()) return undefined;
+    const ev = pollThread(tid);
+    if (ev) return ev;
     sleepMs(Math.min(nap, deadline - now));
     nap = Math.min(nap * 2, 2);
   }
 }
-

@@ -15,6 +15,8 @@ import { outdatedOutcome } from './outdated-model.js';
 import { renderOutdated } from './outdated-render.js';
 import { renderAll, renderRun, renderStatus } from './render.js';
 import { readStatus } from './status.js';
+import { applyOutdated, DEFAULT_BUNDLES_DIR } from './upgrade.js';
+import { renderUpgrade } from './upgrade-model.js';
 
 const PROGRAM = 'ulp-trigger';
 
@@ -24,6 +26,7 @@ function exitCodeOf(code: string): ExitCodeValue | undefined {
     case 'TRIGGER_USAGE':
       return ExitCode.USAGE;
     case 'TRIGGER_KEY_UNREADABLE':
+    case 'TRIGGER_BUNDLES_DIR_UNWRITABLE':
     case 'BUNDLE_READ_FAILED':
       return ExitCode.IO;
     case 'SWITCH_ROLLED_BACK':
@@ -50,6 +53,8 @@ interface Options {
   all?: boolean;
   status?: boolean;
   outdated?: boolean;
+  apply?: boolean;
+  bundlesDir?: string;
   json?: boolean;
   key?: string;
   allowUnverified?: boolean;
@@ -64,13 +69,15 @@ function usage(message: string, hint = `Run ${PROGRAM} --help.`): UlpError {
 function buildProgram(): Command {
   return new Command(PROGRAM)
     .description('Apply a patch bundle made by ulp-pack to running processes, revert it, or show what is live. The process needs no preparation; it is paused only for the final switch.')
-    .usage('[options] PID FIX.ulp\n       ulp-trigger --all [options] FIX.ulp\n       ulp-trigger --status PID\n       ulp-trigger --outdated [PID...]')
+    .usage('[options] PID FIX.ulp\n       ulp-trigger --all [options] FIX.ulp\n       ulp-trigger --status PID\n       ulp-trigger --outdated [PID...]\n       ulp-trigger --outdated --apply [--bundles-dir DIR] [PID...]')
     .argument('[args...]', 'PID and FIX.ulp; FIX.ulp alone with --all; PID alone with --status; PIDs (default all) with --outdated')
     .option('--revert', "switch back to the bundle's old build (its reverse patch)")
     .option('--dry-run', 'do everything up to the switch (checks, symbol resolution, plan) and change nothing')
     .option('--all', "every process that has one of the bundle's builds loaded")
     .option('--status', 'show the live build of each patched library, its patches, and references still pointing at old code')
     .option('--outdated', 'list the processes that run a shared library replaced on disk (after a package upgrade): the running and on-disk builds, and whether each is patched, patchable or refused; reads only, attaches to nothing')
+    .option('--apply', 'with --outdated: pack each replaced library once per (running, on-disk) build pair, keep the bundle in the bundles folder and apply it to every process running that build; prints what still needs a restart')
+    .option('--bundles-dir <dir>', `with --outdated --apply: where the bundles are kept (default $ULP_BUNDLES_DIR, else ${DEFAULT_BUNDLES_DIR})`)
     .option('--json', 'print the result (or the error) as JSON on stdout')
     .option('--key <pubkey>', 'require a valid Ed25519 signature by this public key (PEM)')
     .option('--allow-unverified', 'accept a signed bundle without checking its signature (when no --key is at hand)')
@@ -89,7 +96,8 @@ permission denied, already traced, exited), 5 file unreadable, 6 the switch
 failed and was rolled back, 64 usage. With --all: the exit code of the first
 process that failed. With --outdated: 0 nothing left to do, 7 some process
 runs a replaced library that is not patched, 4 nothing found but some
-processes could not be inspected. See docs/CLI.md.`,
+processes could not be inspected; with --outdated --apply the same, counted
+after the apply. See docs/CLI.md.`,
     );
 }
 
@@ -119,6 +127,8 @@ function loadBundle(path: string, opts: Options): Bundle {
 function validate(args: string[], opts: Options): void {
   const modes = [opts.all, opts.status, opts.outdated].filter(Boolean).length;
   if (modes > 1) throw usage('--all, --status and --outdated cannot be combined');
+  if (opts.apply && !opts.outdated) throw usage('--apply goes with --outdated (to apply one bundle, give PID and FIX.ulp)');
+  if (opts.bundlesDir !== undefined && !opts.apply) throw usage('--bundles-dir goes with --outdated --apply');
   if (opts.status || opts.outdated) {
     const mode = opts.status ? '--status' : '--outdated';
     if (opts.status && args.length !== 1) throw usage('--status takes one PID');
@@ -138,7 +148,20 @@ function validate(args: string[], opts: Options): void {
 
 const isPid = (text: string | undefined) => text !== undefined && /^\d+$/.test(text) && Number(text) > 0 && Number(text) <= 2 ** 22;
 
-function run(args: string[], opts: Options): ExitCodeValue {
+async function run(args: string[], opts: Options): Promise<ExitCodeValue> {
+  if (opts.outdated && opts.apply) {
+    const line = progress(PROGRAM);
+    try {
+      const bundlesDir = opts.bundlesDir ?? (process.env.ULP_BUNDLES_DIR || DEFAULT_BUNDLES_DIR);
+      const result = await applyOutdated({ ...(args.length ? { pids: args.map(pidOf) } : {}), bundlesDir, session: { stopTimeoutMs: Number(opts.stopTimeout ?? 2000) }, onStep: line.update });
+      line.done();
+      if (opts.json) printJson(result);
+      else process.stdout.write(renderUpgrade(result));
+      return { current: ExitCode.OK, outdated: ExitCode.OUTDATED, uninspected: ExitCode.TARGET }[outdatedOutcome(result.after)];
+    } finally {
+      line.done();
+    }
+  }
   if (opts.outdated) {
     const line = progress(PROGRAM);
     try {
@@ -184,8 +207,8 @@ function run(args: string[], opts: Options): ExitCodeValue {
 
 /** Runs ulp-trigger with `argv` (without node and script); sets process.exitCode. */
 export async function main(argv: string[]): Promise<void> {
-  await runCommand<Options>(PROGRAM, buildProgram(), argv, exitCodeOf, (args, opts) => {
+  await runCommand<Options>(PROGRAM, buildProgram(), argv, exitCodeOf, async (args, opts) => {
     validate(args, opts);
-    return run(args, opts);
+    return await run(args, opts);
   }, 'TRIGGER_USAGE');
 }

@@ -14,50 +14,34 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, copyFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseElf } from '../../elf/index.js';
 import { ROOT, runCli } from '../helpers/cli.js';
 import { compile } from '../helpers/compile.js';
+import { buildDeb } from '../helpers/deb.js';
+import { UPG_SONAME, upgLib } from '../helpers/upgrade-fixture.js';
 import { startTarget, type Target } from '../helpers/target.js';
 
 const PKG = 'ulp-upgtest-lib1';
-const SONAME = 'libulpupgtest.so.1';
+const SONAME = UPG_SONAME;
 const LIBDIR = '/usr/lib/x86_64-linux-gnu';
 const FILE = `${LIBDIR}/libulpupgtest.so.1.0.0`;
 const NOBODY = 65534;
 
 const canRun = process.geteuid?.() === 0 && ['dpkg', 'dpkg-deb', 'apt-get', 'needrestart', 'setpriv'].every((c) => spawnSync('sh', ['-c', `command -v ${c}`]).status === 0);
 
-function lib(version: number): string {
-  return compile({
-    sources: ['upgrade/libulpupg.c'],
-    out: SONAME,
-    flags: ['-shared', '-fPIC', '-O2', '-pthread', `-DUPG_VERSION=${version}`, `-Wl,-soname,${SONAME}`, '-Wl,-z,relro,-z,now'],
-  });
-}
+const lib = upgLib;
 
 function program(name: string): string {
   // Linked against v1's folder; at run time ld.so finds the installed package's file.
   return compile({ sources: [`upgrade/${name}.c`], out: name, flags: ['-O2', '-pthread'], libs: [`-L${dirname(lib(1))}`, `-l:${SONAME}`] });
 }
 
-function buildDeb(dir: string, version: number): string {
-  const root = join(dir, `pkg-v${version}`);
-  mkdirSync(join(root, 'DEBIAN'), { recursive: true });
-  mkdirSync(join(root, LIBDIR.slice(1)), { recursive: true });
-  copyFileSync(lib(version), join(root, FILE.slice(1)));
-  chmodSync(join(root, FILE.slice(1)), 0o644);
-  symlinkSync('libulpupgtest.so.1.0.0', join(root, LIBDIR.slice(1), SONAME));
-  writeFileSync(
-    join(root, 'DEBIAN', 'control'),
-    `Package: ${PKG}\nVersion: 1.0-${version}\nArchitecture: amd64\nMaintainer: ulp tests <ulp@invalid>\nSection: libs\nPriority: optional\nDescription: ulp test fixture library (upgrade test), safe to remove\n`,
-  );
-  const out = join(dir, `${PKG}_1.0-${version}_amd64.deb`);
-  execFileSync('dpkg-deb', ['--root-owner-group', '-Zgzip', '-b', root, out], { stdio: 'pipe' });
-  return out;
+function upgDeb(dir: string, version: number): string {
+  return buildDeb(dir, { name: PKG, version: `1.0-${version}`, files: { [FILE.slice(1)]: lib(version), [`${LIBDIR.slice(1)}/${SONAME}`]: { link: 'libulpupgtest.so.1.0.0' } } });
 }
 
 const dpkg = (...args: string[]) => execFileSync('dpkg', args, { stdio: 'pipe', encoding: 'utf8' });
@@ -99,7 +83,7 @@ describe('after apt upgrade: the apt hook patches every process running the repl
     if (!canRun) this.skip();
     dir = mkdtempSync(join(tmpdir(), 'ulp-upgrade-'));
     chmodSync(dir, 0o755);
-    debs = [1, 2, 3].map((v) => buildDeb(dir, v));
+    debs = [1, 2, 3].map((v) => upgDeb(dir, v));
     spawnSync('dpkg', ['--purge', PKG], { stdio: 'ignore' }); // a previous run that died
     dpkg('-i', debs[0]!);
     assert.equal(buildIdOf(FILE), buildIdOf(lib(1)));

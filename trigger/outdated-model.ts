@@ -7,6 +7,7 @@
  */
 import type { Mapping } from '../runtime/maps.js';
 import type { ElfNote } from '../elf/types.js';
+import { retainedFileKey } from '../runtime/retained-name.js';
 
 /** One file a process maps with code in it, as /proc/PID/maps shows it. */
 export interface MappedFile {
@@ -30,12 +31,14 @@ const SPECIAL = /^\/(?:memfd:|dev\/|SYSV|proc\/|sys\/|\[|anon_inode:)/;
  */
 export function mappedCodeFiles(maps: readonly Mapping[]): MappedFile[] {
   const byFile = new Map<string, { exec: boolean; header?: Mapping; path: string; deleted: boolean; dev: string; inode: number }>();
+  // A patched library's old build whose code --outdated --apply moved onto a memfd copy (runtime/retain.ts) is still that file's code.
+  const retained = new Set(maps.filter((m) => m.exec).map((m) => retainedFileKey(m.path)).filter((k) => k !== undefined));
   for (const m of maps) {
     if (m.inode === 0 || !m.path.startsWith('/') || SPECIAL.test(m.path)) continue;
     const key = `${m.dev}:${m.inode}`;
     let f = byFile.get(key);
     if (!f) byFile.set(key, (f = { exec: false, path: m.deleted ? m.path.slice(0, -' (deleted)'.length) : m.path, deleted: m.deleted, dev: m.dev, inode: m.inode }));
-    if (m.exec) f.exec = true;
+    if (m.exec || retained.has(key)) f.exec = true;
     if (m.offset === 0n && m.read && !f.header) f.header = m;
   }
   const out: MappedFile[] = [];

@@ -53,6 +53,10 @@ export interface UpgradeProcessResult {
   pauseMs?: number;
   /** Why it was not patched (refused by the packer, the trigger's error, an ancestor left alone). */
   reason?: Reason;
+  /** Patched, and the old build's code now on a memfd copy (true), or still on its deleted file (false: needrestart lists it). */
+  retained?: boolean;
+  /** Why the old build's code could not move. */
+  retainError?: Reason;
 }
 
 export interface UpgradeBundle {
@@ -102,6 +106,8 @@ export function resultLine(p: UpgradeProcessResult): string {
   if (p.to) parts.push(`to=${p.to}`);
   if (p.patchId) parts.push(`patch=${p.patchId}`);
   if (p.pauseMs !== undefined) parts.push(`pause_ms=${p.pauseMs.toFixed(2)}`);
+  if (p.retained !== undefined) parts.push(`old_code=${p.retained ? 'memfd' : 'file'}`);
+  if (p.retainError) parts.push(`old_code_code=${p.retainError.code}`, `old_code_reason=${field(p.retainError.message)}`);
   if (p.reason) parts.push(`code=${p.reason.code}`, `reason=${field(p.reason.message)}`);
   return `ULP-RESULT: ${parts.join(' ')}`;
 }
@@ -117,7 +123,9 @@ export function renderUpgrade(r: UpgradeResult): string {
     else lines.push(`${head}: ${b.state === 'packed' ? 'packed' : 'reusing'} ${b.path} (patch ${b.patchId?.slice(0, 12)})`);
   }
   for (const p of r.processes) {
-    const what = p.reason ? `${p.result}: ${p.reason.message} [${p.reason.code}]` : p.result + (p.pauseMs !== undefined ? `, paused ${p.pauseMs.toFixed(2)} ms` : '');
+    const what = p.reason
+      ? `${p.result}: ${p.reason.message} [${p.reason.code}]`
+      : p.result + (p.pauseMs !== undefined ? `, paused ${p.pauseMs.toFixed(2)} ms` : '') + (p.retainError ? `; the old build's code stays on its deleted file (needrestart lists it): ${p.retainError.message} [${p.retainError.code}]` : '');
     lines.push(`  pid ${p.pid} (${p.command}) ${p.soname ?? p.library}: ${what}`);
   }
   const restart = needingRestart(r.after);

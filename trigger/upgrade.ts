@@ -21,6 +21,7 @@ import type { PackageInfo } from '../packer/package-info.js';
 import { readBundleFile, writeFileAtomic, type Bundle } from '../patches/index.js';
 import type { SessionOptions } from '../runtime/index.js';
 import { ElfCache } from '../runtime/loader/elf-cache.js';
+import { retainLoaderBuild } from '../runtime/retain.js';
 import { ancestors } from './all.js';
 import { runOne } from './apply.js';
 import { findOutdated } from './outdated.js';
@@ -98,6 +99,22 @@ async function bundleFor(g: UpgradeGroup, dir: string): Promise<{ info: UpgradeB
   }
 }
 
+/**
+ * Moves the old build's code onto a memfd copy (runtime/retain.ts) so that
+ * needrestart stops listing a process that runs the new build. A failure
+ * leaves the process patched, with the old build on its deleted file.
+ */
+function retain(pid: number, soname: string | undefined, session: SessionOptions | undefined): Pick<UpgradeProcessResult, 'retained' | 'retainError'> {
+  if (!soname) return {};
+  try {
+    const r = retainLoaderBuild(pid, soname, session ?? {});
+    return { retained: r.moved.length > 0 || r.skipped === undefined };
+  } catch (e) {
+    const err = asUlpError(e);
+    return { retained: false, retainError: { code: err.code, message: err.message } };
+  }
+}
+
 export async function applyOutdated(opts: UpgradeOptions): Promise<UpgradeResult> {
   const t0 = performance.now();
   prepareBundlesDir(opts.bundlesDir);
@@ -128,7 +145,8 @@ export async function applyOutdated(opts: UpgradeOptions): Promise<UpgradeResult
       try {
         const r = runOne(p.pid, bundle, { which: 'forward', elfCache, ...(opts.session ? { session: opts.session } : {}) });
         const result = r.outcome === 'dry-run' || r.outcome === 'reverted' || r.outcome === 'reverted-partly' ? 'failed' : r.outcome;
-        processes.push({ ...withBundle, result, ...(r.pauseMs !== undefined ? { pauseMs: r.pauseMs } : {}) });
+        const kept = result === 'applied' || result === 'applied-partly' || result === 'already-applied' ? retain(p.pid, g.library.soname, opts.session) : {};
+        processes.push({ ...withBundle, result, ...(r.pauseMs !== undefined ? { pauseMs: r.pauseMs } : {}), ...kept });
       } catch (e) {
         const err = asUlpError(e);
         processes.push({ ...withBundle, result: 'failed', reason: { code: err.code, message: err.message } });
@@ -138,7 +156,12 @@ export async function applyOutdated(opts: UpgradeOptions): Promise<UpgradeResult
   // Refused and unreadable ones: nothing was tried, but each gets its line too.
   for (const l of before.libraries) {
     for (const p of l.processes) {
-      if (p.state === 'patched' || done.has(`${p.pid}:${l.path}`)) continue;
+      if (done.has(`${p.pid}:${l.path}`)) continue;
+      if (p.state === 'patched') {
+        // Patched earlier (by hand, or a run before this one): only the old build's code may still need to move.
+        if (!mine.has(p.pid)) retain(p.pid, l.soname, opts.session);
+        continue;
+      }
       const reason = p.reasons?.[0] ?? { code: 'OUTDATED_NO_BUILD_ID', message: 'a build without a build-id cannot be patched' };
       processes.push({ pid: p.pid, command: p.command, soname: l.soname, library: l.path, from: p.running.buildId, to: l.onDisk.buildId, result: p.state === 'inaccessible' ? 'inaccessible' : 'refused', reason });
     }

@@ -116,6 +116,13 @@ describe('after apt upgrade: the apt hook patches every process running the repl
 
   after(() => {
     for (const t of targets) t.dispose();
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL'); // the server's workers, should the fixture's parent-death signal not have come
+      } catch {
+        /* gone */
+      }
+    }
     if (canRun) spawnSync('dpkg', ['--purge', PKG], { stdio: 'ignore' });
     if (dir) rmSync(dir, { recursive: true, force: true });
   });

@@ -13,6 +13,7 @@ import { readLibraryState } from './loader/library.js';
 import { parseMemfdPath } from './loader/model.js';
 import { takeSnapshot } from './loader/snapshot.js';
 import { parseMaps, type Mapping } from './maps.js';
+import { retainedFileKey } from './retained-name.js';
 import { RemoteMemory } from './memory.js';
 
 export const mapFilesPath = (pid: number, m: Pick<Mapping, 'start' | 'end'>) => `/proc/${pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`;
@@ -63,7 +64,10 @@ export function findRunningBuild(pid: number, soname: string): RunningBuild {
   if (hasUlpBuild(maps, soname)) {
     try {
       const state = readLibraryState(takeSnapshot(pid, mem), soname, mem);
-      const header = state && maps.find((m) => m.start === state.live.span.start && m.offset === 0n);
+      let header = state && maps.find((m) => m.start === state.live.span.start && m.offset === 0n);
+      // A header page moved onto a memfd copy (retain.ts): any mapping of the file itself opens the whole file.
+      const key = header && retainedFileKey(header.path);
+      if (key) header = maps.find((m) => `${m.dev}:${m.inode}` === key) ?? header;
       if (state && header) return { path: mapFilesPath(pid, header), mappedFrom: header.path, buildId: state.live.buildId, staged: state.live.source === 'ulp' };
     } catch (e) {
       if (!isUlpError(e)) throw e;
@@ -72,7 +76,7 @@ export function findRunningBuild(pid: number, soname: string): RunningBuild {
   }
   const seen = new Set<string>();
   for (const m of headerMappings(maps)) {
-    if (parseMemfdPath(m.path)) continue; // ulp's own builds are handled above
+    if (parseMemfdPath(m.path) || retainedFileKey(m.path)) continue; // ulp's own builds are handled above; a retained copy is not live
     const key = `${m.dev}:${m.inode}`;
     if (seen.has(key)) continue;
     seen.add(key);

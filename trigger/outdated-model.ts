@@ -19,6 +19,12 @@ export interface MappedFile {
   inode: number;
   /** The mapping at file offset 0: the ELF header, and the range /proc/PID/map_files names. */
   header: Mapping;
+  /**
+   * A mapping of the file itself, when `header` is not one: the header page was executable
+   * (a build linked without -z separate-code) and --outdated --apply moved it onto a memfd copy.
+   * Its /proc/PID/map_files entry opens the whole file; the copy's holds only the moved code.
+   */
+  file?: Mapping;
 }
 
 /** Paths that are files but never a library a package replaces. */
@@ -32,7 +38,11 @@ const SPECIAL = /^\/(?:memfd:|dev\/|SYSV|proc\/|sys\/|\[|anon_inode:)/;
 export function mappedCodeFiles(maps: readonly Mapping[]): MappedFile[] {
   const byFile = new Map<string, { exec: boolean; header?: Mapping; path: string; deleted: boolean; dev: string; inode: number }>();
   // A patched library's old build whose code --outdated --apply moved onto a memfd copy (runtime/retain.ts) is still that file's code.
-  const retained = new Set(maps.filter((m) => m.exec).map((m) => retainedFileKey(m.path)).filter((k) => k !== undefined));
+  const retained = new Map<string, Mapping[]>();
+  for (const m of maps) {
+    const k = m.exec ? retainedFileKey(m.path) : undefined;
+    if (k) retained.set(k, [...(retained.get(k) ?? []), m]);
+  }
   for (const m of maps) {
     if (m.inode === 0 || !m.path.startsWith('/') || SPECIAL.test(m.path)) continue;
     const key = `${m.dev}:${m.inode}`;
@@ -42,7 +52,14 @@ export function mappedCodeFiles(maps: readonly Mapping[]): MappedFile[] {
     if (m.offset === 0n && m.read && !f.header) f.header = m;
   }
   const out: MappedFile[] = [];
-  for (const f of byFile.values()) if (f.exec && f.header) out.push({ path: f.path, deleted: f.deleted, dev: f.dev, inode: f.inode, header: f.header });
+  for (const [key, f] of byFile) {
+    // The copies are made in address order into one memfd: the one at memfd offset 0 is the file's first mapping.
+    const copiedHeader = f.header ? undefined : retained.get(key)?.find((m) => m.offset === 0n && m.read);
+    if (copiedHeader) {
+      const own = maps.find((m) => `${m.dev}:${m.inode}` === key)!;
+      out.push({ path: f.path, deleted: f.deleted, dev: f.dev, inode: f.inode, header: copiedHeader, file: own });
+    } else if (f.exec && f.header) out.push({ path: f.path, deleted: f.deleted, dev: f.dev, inode: f.inode, header: f.header });
+  }
   return out;
 }
 

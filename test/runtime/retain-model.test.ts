@@ -42,4 +42,15 @@ describe('retaining the old build on a memfd: pure part', () => {
 `);
     assert.deepEqual(mappedCodeFiles(after).map((f) => [f.path, f.deleted, f.inode]), [['/usr/lib/libx.so.1', true, 200]]);
   });
+
+  it('a build without -z separate-code: the header page was code and moved, --outdated reads the header from the copy and the bytes from the file', () => {
+    const after = parseMaps(`
+7f0000000000-7f0000002000 r-xp 00000000 00:01 77 /memfd:ulp-retained:fe:01:200:libx.so.1 (deleted)
+7f0000002000-7f0000003000 rw-p 00002000 fe:01 200 /usr/lib/libx.so.1 (deleted)
+`);
+    const [f] = mappedCodeFiles(after);
+    assert.equal(f?.path, '/usr/lib/libx.so.1');
+    assert.equal(f?.header.start, 0x7f0000000000n);
+    assert.equal(f?.file?.start, 0x7f0000002000n);
+  });
 });

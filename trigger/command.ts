@@ -16,6 +16,7 @@ import { renderOutdated } from './outdated-render.js';
 import { renderAll, renderRun, renderStatus } from './render.js';
 import { readStatus } from './status.js';
 import { applyOutdated, DEFAULT_BUNDLES_DIR } from './upgrade.js';
+import { readBundleUnderPolicy, readPolicy } from './policy.js';
 import { renderUpgrade } from './upgrade-model.js';
 
 const PROGRAM = 'ulp-trigger';
@@ -34,6 +35,9 @@ function exitCodeOf(code: string): ExitCodeValue | undefined {
       return ExitCode.ROLLED_BACK;
     case 'TRIGGER_BUILD_MISMATCH':
     case 'TRIGGER_SIGNATURE_UNVERIFIED':
+    case 'TRIGGER_POLICY_INVALID':
+    case 'TRIGGER_POLICY_UNSIGNED':
+    case 'TRIGGER_POLICY_UNTRUSTED':
     case 'LOADER_DATAREFS_MISMATCH':
       return ExitCode.INVALID_INPUT;
     case 'ELF_INTERNAL':
@@ -116,6 +120,15 @@ function loadBundle(path: string, opts: Options): Bundle {
       throw new UlpError('TRIGGER_KEY_UNREADABLE', `cannot read the key file ${opts.key}: ${(err as Error).message}`, 'Check the path and its permissions.', { path: opts.key });
     }
     publicKey = loadPublicKey(pem);
+  }
+  // The host's policy first: with it, only a bundle signed by a trusted key is applied, whatever the options say.
+  const policy = readPolicy();
+  if (policy?.requireSignature) {
+    if (opts.allowUnverified) throw new UlpError('TRIGGER_POLICY_UNSIGNED', `--allow-unverified is not allowed: the host's policy (${policy.path}) requires a verified signature`, 'Drop --allow-unverified; the policy\'s trusted keys verify the bundle.', { policy: policy.path });
+    const trusted = readBundleUnderPolicy(path, policy);
+    // A --key given as well must be the signer too.
+    if (publicKey) readBundleFile(path, { publicKey });
+    return trusted;
   }
   const bundle = readBundleFile(path, publicKey ? { publicKey } : {});
   if (bundle.signature.state === 'unverified' && !opts.allowUnverified) {

@@ -25,6 +25,7 @@ import { retainLoaderBuild } from '../runtime/retain.js';
 import { ancestors } from './all.js';
 import { runOne } from './apply.js';
 import { findOutdated } from './outdated.js';
+import { readBundleUnderPolicy, readPolicy, type Policy } from './policy.js';
 import { bundleFileName, upgradeGroups, type UpgradeBundle, type UpgradeGroup, type UpgradeProcessResult, type UpgradeResult } from './upgrade-model.js';
 
 export const DEFAULT_BUNDLES_DIR = '/var/lib/ulp/bundles';
@@ -47,10 +48,10 @@ export function prepareBundlesDir(dir: string): void {
   }
 }
 
-/** A bundle from an earlier run for exactly this pair, or undefined (missing, damaged, another pair: packed again). */
-function reusable(path: string, from: string, to: string): Bundle | undefined {
+/** A bundle from an earlier run for exactly this pair, or undefined (missing, damaged, another pair, not signed as the policy requires: packed again). */
+function reusable(path: string, from: string, to: string, policy: Policy | undefined): Bundle | undefined {
   try {
-    const b = readBundleFile(path);
+    const b = policy?.requireSignature ? readBundleUnderPolicy(path, policy) : readBundleFile(path);
     const m = b.manifest;
     return m.builds.old.buildId === from && m.builds.new.buildId === to ? b : undefined;
   } catch {
@@ -58,12 +59,16 @@ function reusable(path: string, from: string, to: string): Bundle | undefined {
   }
 }
 
-async function bundleFor(g: UpgradeGroup, dir: string): Promise<{ info: UpgradeBundle; bundle?: Bundle }> {
+async function bundleFor(g: UpgradeGroup, dir: string, policy: Policy | undefined): Promise<{ info: UpgradeBundle; bundle?: Bundle }> {
   const soname = g.library.soname;
   const base = { soname, library: g.library.path, from: g.from, to: g.to };
   const path = join(dir, bundleFileName(soname ?? 'unknown', g.from, g.to));
-  const known = reusable(path, g.from, g.to);
+  const known = reusable(path, g.from, g.to, policy);
   if (known) return { info: { ...base, state: 'reused', path, patchId: known.manifest.patchId }, bundle: known };
+  if (policy?.requireSignature && !policy.allowLocalPack) {
+    const reason = { code: 'TRIGGER_POLICY_UNSIGNED', message: `the host's policy (${policy.path}) requires signed bundles and no bundle signed by a trusted key is at ${path}; a bundle packed here would not be signed` };
+    return { info: { ...base, state: 'failed', reason } };
+  }
   const first = g.processes[0]!;
   // The library as that process sees it: through its root, so a container's own file is the new build.
   const pid = Number(/^\/proc\/(\d+)\//.exec(first.mapFiles)?.[1] ?? first.pid);
@@ -118,6 +123,8 @@ function retain(pid: number, soname: string | undefined, session: SessionOptions
 export async function applyOutdated(opts: UpgradeOptions): Promise<UpgradeResult> {
   const t0 = performance.now();
   prepareBundlesDir(opts.bundlesDir);
+  // Read before anything else: a policy file that cannot be read refuses the whole run.
+  const policy = readPolicy();
   opts.onStep?.('scanning processes');
   const before = findOutdated(opts.pids ? { pids: opts.pids } : {});
   const mine = ancestors();
@@ -127,7 +134,7 @@ export async function applyOutdated(opts: UpgradeOptions): Promise<UpgradeResult
   const elfCache = new ElfCache();
   for (const g of upgradeGroups(before)) {
     opts.onStep?.(`packing ${g.library.soname ?? g.library.path}`);
-    const { info, bundle } = await bundleFor(g, opts.bundlesDir);
+    const { info, bundle } = await bundleFor(g, opts.bundlesDir, policy);
     bundles.push(info);
     for (const p of g.processes) {
       done.add(`${p.pid}:${g.library.path}`);

@@ -17,6 +17,9 @@ import { renderAll, renderRun, renderStatus } from './render.js';
 import { readStatus } from './status.js';
 import { applyOutdated, DEFAULT_BUNDLES_DIR } from './upgrade.js';
 import { readBundleUnderPolicy, readPolicy } from './policy.js';
+import { allLines, logLine, toSyslog, worthLogging } from './syslog.js';
+import { resultLine } from './upgrade-model.js';
+import { readComm } from '../runtime/procfs.js';
 import { renderUpgrade } from './upgrade-model.js';
 
 const PROGRAM = 'ulp-trigger';
@@ -168,6 +171,7 @@ async function run(args: string[], opts: Options): Promise<ExitCodeValue> {
       const bundlesDir = opts.bundlesDir ?? (process.env.ULP_BUNDLES_DIR || DEFAULT_BUNDLES_DIR);
       const result = await applyOutdated({ ...(args.length ? { pids: args.map(pidOf) } : {}), bundlesDir, session: { stopTimeoutMs: Number(opts.stopTimeout ?? 2000) }, onStep: line.update });
       line.done();
+      toSyslog(result.processes.map((p) => resultLine(p).replace(/^ULP-RESULT: /, 'outdated-apply ')));
       if (opts.json) printJson(result);
       else process.stdout.write(renderUpgrade(result));
       return { current: ExitCode.OK, outdated: ExitCode.OUTDATED, uninspected: ExitCode.TARGET }[outdatedOutcome(result.after)];
@@ -201,6 +205,7 @@ async function run(args: string[], opts: Options): Promise<ExitCodeValue> {
       const bundle = loadBundle(args[0]!, opts);
       const result = runAll(bundle, { which, dryRun: !!opts.dryRun, session, allowAliasing: !!opts.allowAliasing, onProcess: (i, n) => line.update(`process ${i + 1} of ${n}`) });
       line.done();
+      if (!opts.dryRun) toSyslog(allLines(which, result.soname, { from: result.fromBuildId, to: result.toBuildId, patchId: result.patchId }, result.processes));
       if (opts.json) printJson(result);
       else process.stdout.write(renderAll(result));
       const failed = result.processes.find((p) => !p.ok);
@@ -208,7 +213,17 @@ async function run(args: string[], opts: Options): Promise<ExitCodeValue> {
     }
     const pid = pidOf(args[0]);
     const bundle = loadBundle(args[1]!, opts);
-    const result = runOne(pid, bundle, { which, dryRun: !!opts.dryRun, session, allowAliasing: !!opts.allowAliasing, progress: line.update });
+    const m = bundle.manifest;
+    const ids = which === 'forward' ? { from: m.builds.old.buildId, to: m.builds.new.buildId, patchId: m.patchId } : { from: m.builds.new.buildId, to: m.builds.old.buildId, patchId: m.patchId };
+    const comm = readComm(pid);
+    let result;
+    try {
+      result = runOne(pid, bundle, { which, dryRun: !!opts.dryRun, session, allowAliasing: !!opts.allowAliasing, progress: line.update });
+    } catch (e) {
+      if (!opts.dryRun && e instanceof UlpError) toSyslog([logLine(which, pid, comm, m.soname, { error: { code: e.code, message: e.message } }, ids)]);
+      throw e;
+    }
+    if (worthLogging(result.outcome)) toSyslog([logLine(which, pid, comm, m.soname, { result }, ids)]);
     line.done();
     if (opts.json) printJson(result);
     else process.stdout.write(renderRun(result));

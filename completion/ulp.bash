@@ -22,9 +22,10 @@ _ulp_pack() {
     --sign|--key) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --debug-dir) COMPREPLY=($(compgen -d -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
     --created-at|--package|--from-version|--to-version|--fixes) return ;;
+    --pid) _ulp_pids "$cur"; return ;;
   esac
   if [[ $cur == -* ]]; then
-    COMPREPLY=($(compgen -W '-o --output --check --json --sign --created-at --debug-dir --package --from-version --to-version --fixes --allow-downgrade --inspect --key -V --version -h --help' -- "$cur"))
+    COMPREPLY=($(compgen -W '-o --output --check --json --sign --created-at --debug-dir --package --from-version --to-version --fixes --allow-downgrade --pid --deb --inspect --key -V --version -h --help' -- "$cur"))
     return
   fi
   COMPREPLY=($(compgen -f -X '!*.so*' -- "$cur") $(compgen -d -- "$cur"))
@@ -40,18 +41,19 @@ _ulp_trigger() {
       --all) mode=all ;;
       --status) mode=status ;;
       --outdated) mode=outdated ;;
-      --key|--stop-timeout|--jobs|--pid) ;;
+      --key|--stop-timeout|--jobs|--pid|--bundles-dir) ;;
       -*) ;;
       *) nargs=$((nargs + 1)) ;;
     esac
   done
   case $prev in
     --key) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    --bundles-dir) COMPREPLY=($(compgen -d -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
     --stop-timeout|--jobs) return ;;
     --pid) _ulp_pids "$cur"; return ;;
   esac
   if [[ $cur == -* ]]; then
-    COMPREPLY=($(compgen -W '--revert --dry-run --all --pid --status --outdated --json --key --allow-unverified --allow-aliasing --stop-timeout --jobs -V --version -h --help' -- "$cur"))
+    COMPREPLY=($(compgen -W '--revert --dry-run --all --pid --status --outdated --apply --bundles-dir --json --key --allow-unverified --allow-aliasing --stop-timeout --jobs -V --version -h --help' -- "$cur"))
     return
   fi
   case $mode in

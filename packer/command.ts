@@ -15,6 +15,9 @@ import { checkDebugDirs } from './analyze/layouts.js';
 import { pack } from './pack.js';
 import { parsePackageInfo } from './package-info.js';
 import { renderInspect, renderPack } from './render.js';
+import { runDebs } from './deb-command.js';
+import { loadBuild } from './pack.js';
+import { findRunningBuild } from '../runtime/running-build.js';
 
 /**
  * The bundle layer, loaded only by the paths that write or read a bundle:
@@ -35,6 +38,10 @@ function exitCodeOf(code: string): ExitCodeValue | undefined {
       return ExitCode.USAGE;
     case 'PACK_DOWNGRADE':
       return ExitCode.REFUSED;
+    case 'PACK_PROCESS_NOT_FOUND':
+    case 'PACK_PROCESS_UNREADABLE':
+      return ExitCode.TARGET;
+    case 'PACK_DPKG_DEB_MISSING':
     case 'PACK_INPUT_UNREADABLE':
     case 'PACK_KEY_UNREADABLE':
     case 'PACK_DEBUG_DIR_UNREADABLE':
@@ -65,6 +72,8 @@ interface Options {
   fromVersion?: string;
   toVersion?: string;
   fixes?: string[];
+  pid?: string;
+  deb?: boolean;
 }
 
 const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
@@ -80,7 +89,7 @@ function buildProgram(): Command {
     .description(
       'Compare two builds of a shared library and, when the new build can replace the old one inside running processes, write a patch bundle for ulp-trigger.',
     )
-    .usage('[options] OLD.so NEW.so -o FIX.ulp\n       ulp-pack --inspect FIX.ulp [--key PUB.pem] [--json]')
+    .usage('[options] OLD.so NEW.so -o FIX.ulp\n       ulp-pack [options] --pid PID NEW.so -o FIX.ulp\n       ulp-pack [options] --deb OLD.deb NEW.deb -o DIR\n       ulp-pack --inspect FIX.ulp [--key PUB.pem] [--json]')
     .argument('[old]', 'the build that running processes have loaded')
     .argument('[new]', 'the build that replaces it')
     .option('-o, --output <file>', 'write the bundle to FILE (atomically; nothing is written when the pair is incompatible)')
@@ -95,6 +104,8 @@ function buildProgram(): Command {
     .option('--from-version <v>', "the old build's package version (default: its package note)")
     .option('--to-version <v>', "the new build's package version (default: its package note)")
     .option('--fixes <cve>', 'a CVE id the update fixes, recorded in the bundle (repeatable)', collect)
+    .option('--pid <pid>', "take OLD from this process: the build of NEW's library it runs, read through /proc/PID/map_files (even when its file was deleted by an upgrade); give only NEW.so")
+    .option('--deb', 'OLD and NEW are two .deb files of one package: write one bundle per shared library both ship into the folder given with -o')
     .option('--allow-downgrade', 'write the bundle even when the new build looks older than the old one')
     .version(versionLine(PROGRAM), '-V, --version', 'print the version')
     .helpOption('-h, --help', 'show this help')
@@ -130,6 +141,35 @@ async function runInspect(path: string, opts: Options): Promise<ExitCodeValue> {
   if (opts.json) printJson({ file: path, signature: bundle.signature, manifest: bundle.manifest });
   else process.stdout.write(renderInspect(path, bundle));
   return ExitCode.OK;
+}
+
+/** `--pid PID NEW.so`: OLD is the process's own build of NEW's library. */
+function oldFromProcess(pid: string, newPath: string): string {
+  return findRunningBuild(Number(pid), loadBuild('new', newPath).obj.soname ?? '').path;
+}
+
+async function runDebPack(oldDeb: string, newDeb: string, opts: Options): Promise<ExitCodeValue> {
+  const fixes = parsePackageInfo({ ...(opts.fixes ? { fixes: opts.fixes } : {}) })?.fixes;
+  const createdAt = opts.createdAt !== undefined ? parseTime(opts.createdAt, '--created-at') : parseTime(process.env.SOURCE_DATE_EPOCH, 'SOURCE_DATE_EPOCH');
+  if (opts.debugDir) checkDebugDirs(opts.debugDir);
+  const privateKey = opts.sign ? (await bundleLayer()).loadPrivateKey(readKeyFile(opts.sign)) : undefined;
+  const line = progress(PROGRAM);
+  try {
+    return await runDebs(oldDeb, newDeb, {
+      outputDir: opts.output,
+      check: !!opts.check,
+      json: !!opts.json,
+      createdAt,
+      tool: { name: PROGRAM, version: toolVersion() },
+      ...(privateKey ? { privateKey } : {}),
+      ...(fixes ? { fixes } : {}),
+      ...(opts.debugDir ? { debugDirs: opts.debugDir } : {}),
+      ...(opts.allowDowngrade ? { allowDowngrade: true } : {}),
+      progress: line.update,
+    });
+  } finally {
+    line.done();
+  }
 }
 
 async function runPack(oldPath: string, newPath: string, opts: Options): Promise<ExitCodeValue> {
@@ -206,21 +246,36 @@ async function runPack(oldPath: string, newPath: string, opts: Options): Promise
 function validate(args: string[], opts: Options): void {
   if (opts.inspect !== undefined) {
     if (args.length > 0) throw usage('--inspect takes no OLD/NEW arguments');
-    for (const o of ['output', 'check', 'sign', 'createdAt', 'debugDir', ...PACKAGE_OPTIONS] as const) if (opts[o] !== undefined) throw usage(`${flagOf(o)} cannot be used with --inspect`);
+    for (const o of ['output', 'check', 'sign', 'createdAt', 'debugDir', 'pid', 'deb', ...PACKAGE_OPTIONS] as const) if (opts[o] !== undefined) throw usage(`${flagOf(o)} cannot be used with --inspect`);
     return;
   }
   // Bad option values are refused before any file is read.
   parsePackageInfo(opts);
+  if (opts.pid !== undefined && opts.deb) throw usage('--pid and --deb cannot be combined');
+  if (opts.pid !== undefined) {
+    if (!/^\d+$/.test(opts.pid) || Number(opts.pid) <= 0) throw usage(`--pid "${opts.pid}" is not a process id`);
+    if (args.length !== 1) throw usage(`with --pid, give only NEW.so (OLD is the process's build), got ${args.length} arguments`);
+    if (opts.key !== undefined) throw usage('--key is for --inspect; to sign, use --sign');
+    if (opts.check && (opts.output !== undefined || opts.sign !== undefined)) throw usage('--check writes nothing: drop -o/--sign, or drop --check');
+    if (!opts.check && opts.output === undefined) throw usage('missing -o FILE (or --check to analyse only)');
+    return;
+  }
+  if (opts.deb) {
+    for (const o of ['package', 'fromVersion', 'toVersion'] as const) if (opts[o] !== undefined) throw usage(`${flagOf(o)} cannot be used with --deb: the packages' control fields give it`);
+  }
   if (args.length !== 2) throw usage(`expected OLD.so and NEW.so, got ${args.length} ${args.length === 1 ? 'argument' : 'arguments'}`);
   if (opts.key !== undefined) throw usage('--key is for --inspect; to sign, use --sign');
   if (opts.check && (opts.output !== undefined || opts.sign !== undefined)) throw usage('--check writes nothing: drop -o/--sign, or drop --check');
-  if (!opts.check && opts.output === undefined) throw usage('missing -o FILE (or --check to analyse only)');
+  if (!opts.check && opts.output === undefined) throw usage(`missing -o ${opts.deb ? 'DIR' : 'FILE'} (or --check to analyse only)`);
 }
 
 /** Runs ulp-pack with `argv` (without node and script); sets process.exitCode. */
 export async function main(argv: string[]): Promise<void> {
   await runCommand<Options>(PROGRAM, buildProgram(), argv, exitCodeOf, async (args, opts) => {
     validate(args, opts);
-    return opts.inspect !== undefined ? await runInspect(opts.inspect, opts) : await runPack(args[0]!, args[1]!, opts);
+    if (opts.inspect !== undefined) return await runInspect(opts.inspect, opts);
+    if (opts.deb) return await runDebPack(args[0]!, args[1]!, opts);
+    if (opts.pid !== undefined) return await runPack(oldFromProcess(opts.pid, args[0]!), args[0]!, opts);
+    return await runPack(args[0]!, args[1]!, opts);
   }, 'PACK_USAGE');
 }

@@ -49,6 +49,10 @@ export function loadPrivateKey(pem: Buffer | string): KeyObject {
   try {
     key = createPrivateKey(pem);
   } catch (err) {
+    // The usual mistake: the public half, which belongs on the hosts (ulp-trigger --key), given to sign with.
+    if (/-----BEGIN PUBLIC KEY-----/.test(pem.toString())) {
+      throw new UlpError('BUNDLE_KEY_INVALID', 'the signing key is a public key: signing needs the private key', 'Give the private key it was made from (openssl genpkey -algorithm ed25519 -out key.pem); the public key is for ulp-trigger --key and ulp-pack --inspect --key.');
+    }
     throw new UlpError('BUNDLE_KEY_INVALID', `the signing key cannot be read: ${(err as Error).message}`, 'Give an Ed25519 private key in PEM (e.g. `openssl genpkey -algorithm ed25519`).');
   }
   requireEd25519(key, 'signing key');

@@ -4,13 +4,15 @@
 #   ansible-core  test/ops (the rollout playbook, run against localhost)
 #   nginx-light   test/trigger/nginx.test.ts (a forking server patched under load)
 #   strace        test/trigger/cli-small.test.ts (--status of a process another tracer holds)
-# Everything else the tests use (gcc, g++, binutils, python3, util-linux)
-# comes with the machine. The packages' services are not started.
+#   needrestart   test/trigger/upgrade.test.ts (what stock needrestart reports after the apt hook patched)
+# Everything else the tests use (gcc, g++, binutils, python3, util-linux, and
+# dpkg-deb and apt-get for the upgrade tests) comes with the machine. The packages' services are not started.
 set -eu
 missing=""
 command -v ansible-playbook >/dev/null 2>&1 || missing="$missing ansible-core"
 [ -x /usr/sbin/nginx ] || missing="$missing nginx-light"
 command -v strace >/dev/null 2>&1 || missing="$missing strace"
+[ -x /usr/sbin/needrestart ] || missing="$missing needrestart"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "test-deps: installing$missing with apt-get" >&2

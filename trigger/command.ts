@@ -15,6 +15,12 @@ import { outdatedOutcome } from './outdated-model.js';
 import { renderOutdated } from './outdated-render.js';
 import { packageText, renderAllLine, renderAllSummary, renderRun, renderStatus } from './render.js';
 import { readStatus } from './status.js';
+import { applyOutdated, DEFAULT_BUNDLES_DIR } from './upgrade.js';
+import { readBundleUnderPolicy, readPolicy } from './policy.js';
+import { allLines, logLine, toSyslog, worthLogging } from './syslog.js';
+import { resultLine } from './upgrade-model.js';
+import { readComm } from '../runtime/procfs.js';
+import { renderUpgrade } from './upgrade-model.js';
 
 const PROGRAM = 'ulp-trigger';
 /**
@@ -30,6 +36,7 @@ function exitCodeOf(code: string): ExitCodeValue | undefined {
     case 'TRIGGER_USAGE':
       return ExitCode.USAGE;
     case 'TRIGGER_KEY_UNREADABLE':
+    case 'TRIGGER_BUNDLES_DIR_UNWRITABLE':
     case 'BUNDLE_READ_FAILED':
       return ExitCode.IO;
     case 'TRIGGER_INTERRUPTED':
@@ -39,6 +46,9 @@ function exitCodeOf(code: string): ExitCodeValue | undefined {
       return ExitCode.ROLLED_BACK;
     case 'TRIGGER_BUILD_MISMATCH':
     case 'TRIGGER_SIGNATURE_UNVERIFIED':
+    case 'TRIGGER_POLICY_INVALID':
+    case 'TRIGGER_POLICY_UNSIGNED':
+    case 'TRIGGER_POLICY_UNTRUSTED':
     case 'LOADER_DATAREFS_MISMATCH':
       return ExitCode.INVALID_INPUT;
     case 'ELF_INTERNAL':
@@ -58,6 +68,8 @@ interface Options {
   all?: boolean;
   status?: boolean;
   outdated?: boolean;
+  apply?: boolean;
+  bundlesDir?: string;
   json?: boolean;
   key?: string;
   allowUnverified?: boolean;
@@ -74,7 +86,7 @@ function usage(message: string, hint = `Run ${PROGRAM} --help.`): UlpError {
 function buildProgram(): Command {
   return new Command(PROGRAM)
     .description('Apply a patch bundle made by ulp-pack to running processes, revert it, or show what is live. The process needs no preparation; it is paused only for the final switch.')
-    .usage('[options] PID FIX.ulp\n       ulp-trigger --all [options] FIX.ulp\n       ulp-trigger --status PID\n       ulp-trigger --outdated [PID...]')
+    .usage('[options] PID FIX.ulp\n       ulp-trigger --all [options] FIX.ulp\n       ulp-trigger --status PID\n       ulp-trigger --outdated [PID...]\n       ulp-trigger --outdated --apply [--bundles-dir DIR] [PID...]')
     .argument('[args...]', 'PID and FIX.ulp; FIX.ulp alone with --all; PID alone with --status; PIDs (default all) with --outdated')
     .option('--revert', "switch back to the bundle's old build (its reverse patch)")
     .option('--dry-run', 'do everything up to the switch (checks, symbol resolution, plan) and change nothing')
@@ -82,6 +94,8 @@ function buildProgram(): Command {
     .option('--pid <pid>', 'with --all: only this process (repeat for several), e.g. one service\'s master and workers', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--status', 'show the live build of each patched library, its patches, and references still pointing at old code')
     .option('--outdated', 'list the processes that run a shared library replaced on disk (after a package upgrade): the running and on-disk builds, and whether each is patched, patchable or refused; reads only, attaches to nothing')
+    .option('--apply', 'with --outdated: pack each replaced library once per (running, on-disk) build pair, keep the bundle in the bundles folder and apply it to every process running that build; prints what still needs a restart')
+    .option('--bundles-dir <dir>', `with --outdated --apply: where the bundles are kept (default $ULP_BUNDLES_DIR, else ${DEFAULT_BUNDLES_DIR})`)
     .option('--json', 'print the result (or the error) as JSON on stdout')
     .option('--key <pubkey>', 'require a valid Ed25519 signature by this public key (PEM)')
     .option('--allow-unverified', 'accept a signed bundle without checking its signature (when no --key is at hand)')
@@ -102,7 +116,8 @@ failed and was rolled back, 64 usage. With --all: the exit code of the first
 process that failed, 8 when SIGINT, SIGTERM or SIGHUP stopped it (after the process at
 hand; the rest are listed as not attempted). With --outdated: 0 nothing left to do, 7 some process
 runs a replaced library that is not patched, 4 nothing found but some
-processes could not be inspected. See docs/CLI.md.`,
+processes could not be inspected; with --outdated --apply the same, counted
+after the apply. See docs/CLI.md.`,
     );
 }
 
@@ -122,6 +137,15 @@ function loadBundle(path: string, opts: Options): Bundle {
     }
     publicKey = loadPublicKey(pem);
   }
+  // The host's policy first: with it, only a bundle signed by a trusted key is applied, whatever the options say.
+  const policy = readPolicy();
+  if (policy?.requireSignature) {
+    if (opts.allowUnverified) throw new UlpError('TRIGGER_POLICY_UNSIGNED', `--allow-unverified is not allowed: the host's policy (${policy.path}) requires a verified signature`, 'Drop --allow-unverified; the policy\'s trusted keys verify the bundle.', { policy: policy.path });
+    const trusted = readBundleUnderPolicy(path, policy);
+    // A --key given as well must be the signer too.
+    if (publicKey) readBundleFile(path, { publicKey });
+    return trusted;
+  }
   const bundle = readBundleFile(path, publicKey ? { publicKey } : {});
   if (bundle.signature.state === 'unverified' && !opts.allowUnverified) {
     throw new UlpError('TRIGGER_SIGNATURE_UNVERIFIED', `${path} is signed (key ${bundle.signature.keyId}) but no public key was given to verify it`, 'Pass --key PUB.pem to verify the signature, or --allow-unverified to apply it unchecked.', { keyId: bundle.signature.keyId });
@@ -135,6 +159,8 @@ function validate(args: string[], opts: Options): void {
   if (opts.pid?.length && !opts.all) throw usage('--pid limits --all to some processes: without --all, give the PID as the first argument');
   for (const p of opts.pid ?? []) pidOf(p);
   if (opts.jobs !== undefined && !opts.all) throw usage('--jobs has no meaning without --all');
+  if (opts.apply && !opts.outdated) throw usage('--apply goes with --outdated (to apply one bundle, give PID and FIX.ulp)');
+  if (opts.bundlesDir !== undefined && !opts.apply) throw usage('--bundles-dir goes with --outdated --apply');
   if (opts.status || opts.outdated) {
     const mode = opts.status ? '--status' : '--outdated';
     if (opts.status && args.length !== 1) throw usage('--status takes one PID');
@@ -156,6 +182,20 @@ function validate(args: string[], opts: Options): void {
 const isPid = (text: string | undefined) => text !== undefined && /^\d+$/.test(text) && Number(text) > 0 && Number(text) <= 2 ** 22;
 
 async function run(args: string[], opts: Options): Promise<ExitCodeValue> {
+  if (opts.outdated && opts.apply) {
+    const line = progress(PROGRAM);
+    try {
+      const bundlesDir = opts.bundlesDir ?? (process.env.ULP_BUNDLES_DIR || DEFAULT_BUNDLES_DIR);
+      const result = await applyOutdated({ ...(args.length ? { pids: args.map(pidOf) } : {}), bundlesDir, session: { stopTimeoutMs: Number(opts.stopTimeout ?? 2000) }, onStep: line.update });
+      line.done();
+      toSyslog(result.processes.map((p) => resultLine(p).replace(/^ULP-RESULT: /, 'outdated-apply ')));
+      if (opts.json) printJson(result);
+      else process.stdout.write(renderUpgrade(result));
+      return { current: ExitCode.OK, outdated: ExitCode.OUTDATED, uninspected: ExitCode.TARGET }[outdatedOutcome(result.after)];
+    } finally {
+      line.done();
+    }
+  }
   if (opts.outdated) {
     const line = progress(PROGRAM);
     try {
@@ -181,7 +221,17 @@ async function run(args: string[], opts: Options): Promise<ExitCodeValue> {
     if (opts.all) return await runAllCommand(loadBundle(args[0]!, opts), opts, { which, dryRun: !!opts.dryRun, session, allowAliasing: !!opts.allowAliasing }, line);
     const pid = pidOf(args[0]);
     const bundle = loadBundle(args[1]!, opts);
-    const result = runOne(pid, bundle, { which, dryRun: !!opts.dryRun, session, allowAliasing: !!opts.allowAliasing, progress: line.update });
+    const m = bundle.manifest;
+    const ids = which === 'forward' ? { from: m.builds.old.buildId, to: m.builds.new.buildId, patchId: m.patchId } : { from: m.builds.new.buildId, to: m.builds.old.buildId, patchId: m.patchId };
+    const comm = readComm(pid);
+    let result;
+    try {
+      result = runOne(pid, bundle, { which, dryRun: !!opts.dryRun, session, allowAliasing: !!opts.allowAliasing, progress: line.update });
+    } catch (e) {
+      if (!opts.dryRun && e instanceof UlpError) toSyslog([logLine(which, pid, comm, m.soname, { error: { code: e.code, message: e.message } }, ids)]);
+      throw e;
+    }
+    if (worthLogging(result.outcome)) toSyslog([logLine(which, pid, comm, m.soname, { result }, ids)]);
     line.done();
     if (opts.json) printJson(result);
     else process.stdout.write(renderRun(result));
@@ -222,6 +272,7 @@ async function runAllCommand(bundle: Bundle, opts: Options, runOpts: RunOptions,
       },
     });
     line.done();
+    if (!runOpts.dryRun) toSyslog(allLines(runOpts.which, result.soname, { from: result.fromBuildId, to: result.toBuildId, patchId: result.patchId }, result.processes));
     if (opts.json) printJson(result);
     else process.stdout.write(renderAllSummary(result));
     if (result.interrupted) return exitCodeFor(new UlpError('TRIGGER_INTERRUPTED', `stopped by ${result.interrupted.signal}`), exitCodeOf);
@@ -234,8 +285,8 @@ async function runAllCommand(bundle: Bundle, opts: Options, runOpts: RunOptions,
 
 /** Runs ulp-trigger with `argv` (without node and script); sets process.exitCode. */
 export async function main(argv: string[]): Promise<void> {
-  await runCommand<Options>(PROGRAM, buildProgram(), argv, exitCodeOf, (args, opts) => {
+  await runCommand<Options>(PROGRAM, buildProgram(), argv, exitCodeOf, async (args, opts) => {
     validate(args, opts);
-    return run(args, opts);
+    return await run(args, opts);
   }, 'TRIGGER_USAGE');
 }

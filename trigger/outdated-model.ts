@@ -7,6 +7,7 @@
  */
 import type { Mapping } from '../runtime/maps.js';
 import type { ElfNote } from '../elf/types.js';
+import { retainedFileKey } from '../runtime/retained-name.js';
 
 /** One file a process maps with code in it, as /proc/PID/maps shows it. */
 export interface MappedFile {
@@ -18,6 +19,12 @@ export interface MappedFile {
   inode: number;
   /** The mapping at file offset 0: the ELF header, and the range /proc/PID/map_files names. */
   header: Mapping;
+  /**
+   * A mapping of the file itself, when `header` is not one: the header page was executable
+   * (a build linked without -z separate-code) and --outdated --apply moved it onto a memfd copy.
+   * Its /proc/PID/map_files entry opens the whole file; the copy's holds only the moved code.
+   */
+  file?: Mapping;
 }
 
 /** Paths that are files but never a library a package replaces. */
@@ -30,16 +37,29 @@ const SPECIAL = /^\/(?:memfd:|dev\/|SYSV|proc\/|sys\/|\[|anon_inode:)/;
  */
 export function mappedCodeFiles(maps: readonly Mapping[]): MappedFile[] {
   const byFile = new Map<string, { exec: boolean; header?: Mapping; path: string; deleted: boolean; dev: string; inode: number }>();
+  // A patched library's old build whose code --outdated --apply moved onto a memfd copy (runtime/retain.ts) is still that file's code.
+  const retained = new Map<string, Mapping[]>();
+  for (const m of maps) {
+    const k = m.exec ? retainedFileKey(m.path) : undefined;
+    if (k) retained.set(k, [...(retained.get(k) ?? []), m]);
+  }
   for (const m of maps) {
     if (m.inode === 0 || !m.path.startsWith('/') || SPECIAL.test(m.path)) continue;
     const key = `${m.dev}:${m.inode}`;
     let f = byFile.get(key);
     if (!f) byFile.set(key, (f = { exec: false, path: m.deleted ? m.path.slice(0, -' (deleted)'.length) : m.path, deleted: m.deleted, dev: m.dev, inode: m.inode }));
-    if (m.exec) f.exec = true;
+    if (m.exec || retained.has(key)) f.exec = true;
     if (m.offset === 0n && m.read && !f.header) f.header = m;
   }
   const out: MappedFile[] = [];
-  for (const f of byFile.values()) if (f.exec && f.header) out.push({ path: f.path, deleted: f.deleted, dev: f.dev, inode: f.inode, header: f.header });
+  for (const [key, f] of byFile) {
+    // The copies are made in address order into one memfd: the one at memfd offset 0 is the file's first mapping.
+    const copiedHeader = f.header ? undefined : retained.get(key)?.find((m) => m.offset === 0n && m.read);
+    if (copiedHeader) {
+      const own = maps.find((m) => `${m.dev}:${m.inode}` === key)!;
+      out.push({ path: f.path, deleted: f.deleted, dev: f.dev, inode: f.inode, header: copiedHeader, file: own });
+    } else if (f.exec && f.header) out.push({ path: f.path, deleted: f.deleted, dev: f.dev, inode: f.inode, header: f.header });
+  }
   return out;
 }
 

@@ -30,6 +30,7 @@ export function renderOutdated(r: OutdatedReport): string {
       for (const p of procs) lines.push(`    ${String(p.pid).padStart(7)}  ${p.command}${p.tracedBy ? `  (traced by pid ${p.tracedBy}: ulp-trigger can patch it once that tracer detaches)` : ''}`);
       if (first.state === 'patchable') {
         lines.push(`    to patch: cp ${first.mapFiles} old.so && ulp-pack old.so ${shq(lib.path)} -o fix.ulp && ulp-trigger --all fix.ulp`);
+        lines.push(`    or every patchable process at once: ulp-trigger --outdated --apply`);
       }
       const reasons = new Map<string, string>();
       for (const p of procs) for (const x of p.reasons ?? []) reasons.set(`${x.code}${x.message}`, `${x.category ? `${x.category}: ` : ''}${x.message} [${x.code}]`);

@@ -221,7 +221,8 @@ function addProcess(scan: Scan, pid: number, proc: number, maps: readonly Mappin
     lib = { path: f.path, soname, onDisk: { buildId: disk.buildId, ...(disk.package ? { package: disk.package } : {}) }, processes: [], root: rootKey(proc), pid: proc };
     scan.libraries.set(key, lib);
   }
-  let live: { buildId: string | undefined; header: Mapping } | undefined = running ? { buildId: running.buildId, header: f.header } : undefined;
+  // Its bytes are read through map_files of a mapping of the file itself (f.file when the header page is a memfd copy).
+  let live: { buildId: string | undefined; header: Mapping } | undefined = running ? { buildId: running.buildId, header: f.file ?? f.header } : undefined;
   let unreadable: Reason | undefined = running ? undefined : { code: 'OUTDATED_MEMORY_UNREADABLE', message: `cannot read the memory of process ${pid}: the build it runs is unknown` };
   if (running && soname && hasUlpBuilds(maps, soname)) {
     try {
@@ -255,7 +256,7 @@ function addProcess(scan: Scan, pid: number, proc: number, maps: readonly Mappin
     command: readComm(pid) ?? '?',
     state: verdict.state,
     running: { buildId: live?.buildId ?? running?.buildId, ...(livePackage ? { package: livePackage } : {}) },
-    mapFiles: mapFilesPath(proc, live?.header ?? f.header),
+    mapFiles: mapFilesPath(proc, live?.header ?? f.file ?? f.header),
     ...(reasons ? { reasons } : {}),
     ...(tracer ? { tracedBy: tracer } : {}),
   });

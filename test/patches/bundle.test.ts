@@ -152,6 +152,9 @@ describe('patches: signatures', () => {
     const rsa = generateKeyPairSync('rsa', { modulusLength: 1024 });
     expectCode(() => loadPrivateKey(rsa.privateKey.export({ type: 'pkcs8', format: 'pem' })), 'BUNDLE_KEY_INVALID', /rsa/);
     expectCode(() => loadPublicKey('not a key'), 'BUNDLE_KEY_INVALID');
+    // A public key given to sign with says so, and where it belongs.
+    const ed = generateKeyPairSync('ed25519');
+    expectCode(() => loadPrivateKey(ed.publicKey.export({ type: 'spki', format: 'pem' })), 'BUNDLE_KEY_INVALID', /is a public key: signing needs the private key/);
   });
 });
 

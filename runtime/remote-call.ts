@@ -24,7 +24,7 @@ import { isSignalStop, isSyscallStop } from './sys/wait.js';
 import { procError } from './errors.js';
 import { InjectionContext, injectionRegs, INJECTION_SIGMASK, needsRestart, resumeRegs, saveThread } from './injection.js';
 import { placeArgs, type RemoteArg } from './remote-syscall.js';
-import type { Session } from './session.js';
+import type { InjectionHost } from './injection-host.js';
 import { ENTRY } from './stub/code.js';
 import { SLOT_STATE } from './stub/layout.js';
 import { blockAddress, releaseSlot, writeSlot } from './stub/slots.js';
@@ -66,7 +66,7 @@ export function inTimedSleep(r: Regs): boolean {
   return signed(r.rax) === BigInt(-ERESTART_RESTARTBLOCK) && needsRestart(r);
 }
 
-function awaitCleanStop(s: Session, t: Tracee, deadline: number): void {
+function awaitCleanStop(s: InjectionHost, t: Tracee, deadline: number): void {
   t.settleRestart(deadline);
   if (!inTimedSleep(pt.getRegs(t.tid))) return;
   let sig = 0;
@@ -97,7 +97,7 @@ function awaitCleanStop(s: Session, t: Tracee, deadline: number): void {
   }
 }
 
-export function remoteCall(s: Session, t: Tracee, fn: bigint, args: ReadonlyArray<RemoteArg>, opts: CallOptions = {}): bigint {
+export function remoteCall(s: InjectionHost, t: Tracee, fn: bigint, args: ReadonlyArray<RemoteArg>, opts: CallOptions = {}): bigint {
   if (args.length > 6) throw new Error('remote calls take at most 6 integer arguments');
   const timeoutMs = opts.timeoutMs ?? 10_000;
   const { base, slot } = s.slotFor(t);

@@ -19,7 +19,7 @@ import { procError } from '../errors.js';
 import { findMapping, readMaps, type Mapping } from '../maps.js';
 import { openTargetFd, type RemoteMemory } from '../memory.js';
 import { checkSyscall, runSyscall, type RemoteArg } from '../remote-syscall.js';
-import type { Session } from '../session.js';
+import type { InjectionHost } from '../injection-host.js';
 import type { Tracee } from '../tracee.js';
 import { ENTRY, STUB_CODE } from './code.js';
 import { BLOCK_STRIDE, CODE_OFF, CODE_SIZE, encodeHeader, headerMatches, NSLOTS, SLOTS_OFF, STUB_MAPS_NAME, STUB_NAME, STUB_SIZE } from './layout.js';
@@ -72,7 +72,7 @@ export function findSyscallInstruction(pid: number, mem: RemoteMemory, maps: rea
 }
 
 /** Maps and fills a new stub page in the target, using the stopped thread `t`. */
-export function createStub(s: Session, t: Tracee): StubInfo {
+export function createStub(s: InjectionHost, t: Tracee): StubInfo {
   const maps = readMaps(s.pid);
   const insn = findSyscallInstruction(s.pid, s.memory, maps);
   const r = runSyscall(s, t, NR.mmap, [0, STUB_SIZE, PROT.READ | PROT.WRITE | PROT.EXEC, MAP.PRIVATE | MAP.ANONYMOUS, -1, 0], { rip: insn });

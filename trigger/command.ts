@@ -1,11 +1,11 @@
 /**
- * The ulp-trigger command: options, output, and the one table that turns
- * error codes into exit codes (docs/CLI.md). The work is in apply.ts,
+ * The ulp-trigger command: options and output; exit codes come from the
+ * error registry (common/error-codes.ts, docs/CLI.md). The work is in apply.ts,
  * status.ts and all.ts; this file only wires them to the command line.
  */
-import { readRegularFile } from '../common/files.js';
+import { readKeyFile } from '../common/files.js';
 import { Command } from 'commander';
-import { ExitCode, exitCodeFor, printJson, progress, runCommand, versionLine, type ExitCodeValue } from '../common/cli.js';
+import { ExitCode, exitCodeOf, printJson, progress, runCommand, versionLine, type ExitCodeValue } from '../common/cli.js';
 import { UlpError } from '../common/errors.js';
 import { loadPublicKey, readBundleFile, type Bundle } from '../patches/index.js';
 import { runAll } from './all.js';
@@ -17,32 +17,6 @@ import { renderAll, renderRun, renderStatus } from './render.js';
 import { readStatus } from './status.js';
 
 const PROGRAM = 'ulp-trigger';
-
-/** Error code -> exit code, for everything this command can meet. */
-function exitCodeOf(code: string): ExitCodeValue | undefined {
-  switch (code) {
-    case 'TRIGGER_USAGE':
-      return ExitCode.USAGE;
-    case 'TRIGGER_KEY_UNREADABLE':
-    case 'BUNDLE_READ_FAILED':
-      return ExitCode.IO;
-    case 'SWITCH_ROLLED_BACK':
-    case 'LOADER_ALIAS':
-      return ExitCode.ROLLED_BACK;
-    case 'TRIGGER_BUILD_MISMATCH':
-    case 'TRIGGER_SIGNATURE_UNVERIFIED':
-    case 'LOADER_DATAREFS_MISMATCH':
-      return ExitCode.INVALID_INPUT;
-    case 'ELF_INTERNAL':
-    case 'ELF_INVALID_ARGUMENT':
-    case 'INTERNAL_ERROR':
-      return ExitCode.INTERNAL;
-  }
-  if (code.startsWith('TRIGGER_') || code.startsWith('LOADER_')) return ExitCode.REFUSED;
-  if (code.startsWith('PROC_')) return ExitCode.TARGET;
-  if (code.startsWith('ELF_') || code.startsWith('BUNDLE_')) return ExitCode.INVALID_INPUT;
-  return undefined;
-}
 
 interface Options {
   revert?: boolean;
@@ -99,16 +73,7 @@ function pidOf(text: string | undefined): number {
 }
 
 function loadBundle(path: string, opts: Options): Bundle {
-  let publicKey;
-  if (opts.key) {
-    let pem: Buffer;
-    try {
-      pem = readRegularFile(opts.key, 64 * 1024); // a PEM key is a few hundred bytes
-    } catch (err) {
-      throw new UlpError('TRIGGER_KEY_UNREADABLE', `cannot read the key file ${opts.key}: ${(err as Error).message}`, 'Check the path and its permissions.', { path: opts.key });
-    }
-    publicKey = loadPublicKey(pem);
-  }
+  const publicKey = opts.key ? loadPublicKey(readKeyFile(opts.key, 'TRIGGER_KEY_UNREADABLE')) : undefined;
   const bundle = readBundleFile(path, publicKey ? { publicKey } : {});
   if (bundle.signature.state === 'unverified' && !opts.allowUnverified) {
     throw new UlpError('TRIGGER_SIGNATURE_UNVERIFIED', `${path} is signed (key ${bundle.signature.keyId}) but no public key was given to verify it`, 'Pass --key PUB.pem to verify the signature, or --allow-unverified to apply it unchecked.', { keyId: bundle.signature.keyId });
@@ -168,7 +133,7 @@ function run(args: string[], opts: Options): ExitCodeValue {
       if (opts.json) printJson(result);
       else process.stdout.write(renderAll(result));
       const failed = result.processes.find((p) => !p.ok);
-      return failed && !failed.ok ? exitCodeFor(new UlpError(failed.error.code, failed.error.message), exitCodeOf) : ExitCode.OK;
+      return failed && !failed.ok ? exitCodeOf(failed.error.code) : ExitCode.OK;
     }
     const pid = pidOf(args[0]);
     const bundle = loadBundle(args[1]!, opts);
@@ -184,7 +149,7 @@ function run(args: string[], opts: Options): ExitCodeValue {
 
 /** Runs ulp-trigger with `argv` (without node and script); sets process.exitCode. */
 export async function main(argv: string[]): Promise<void> {
-  await runCommand<Options>(PROGRAM, buildProgram(), argv, exitCodeOf, (args, opts) => {
+  await runCommand<Options>(PROGRAM, buildProgram(), argv, (args, opts) => {
     validate(args, opts);
     return run(args, opts);
   }, 'TRIGGER_USAGE');

@@ -8,7 +8,7 @@ import { blockingFindings, decodeDataRefs, patchStep, recordedToRegion, removedE
 import { checkTarget, processExited } from '../runtime/index.js';
 import type { ElfCache } from '../runtime/loader/elf-cache.js';
 import { lostBindings } from '../runtime/loader/bindings.js';
-import { buildMemfdName, metaMemfdName } from '../runtime/loader/model.js';
+import { buildMemfdName, metaMemfdName } from '../runtime/memfd-names.js';
 import { encodeBundleMeta, hasBundleMeta } from './bundle-meta.js';
 import { globalScope } from '../runtime/loader/scope.js';
 import { prepare, switchLibrary, type Prepared, type SwitchReport, type SwitchRequest } from '../runtime/loader/switch-library.js';

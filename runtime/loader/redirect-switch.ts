@@ -17,7 +17,8 @@ import type { Session } from '../session.js';
 import { MAP, MFD, PROT } from '../sys/constants.js';
 import type { ProcessObject } from './model.js';
 import { hex } from '../../elf/errors.js';
-import { encodeJournal, journalMapSize, journalMemfdName, readJournal, type Journal } from './redirect-journal.js';
+import { journalMemfdName } from '../memfd-names.js';
+import { encodeJournal, journalMapSize, readJournal, type Journal } from './redirect-journal.js';
 import { buildKey, planRedirects, type CodeWrite, type RedirectPlan, type StepFunctions } from './redirects.js';
 
 export interface RedirectState {

@@ -24,7 +24,8 @@ import { UlpError } from '../../common/errors.js';
 import { openTargetFd } from '../memory.js';
 import type { Session } from '../session.js';
 import { MAP, MFD, NR, PROT } from '../sys/constants.js';
-import { dataMemfdName, type ProcessObject, type Region } from './model.js';
+import { dataMemfdName } from '../memfd-names.js';
+import type { ProcessObject, Region } from './model.js';
 import { forgetForkAliases } from './fork/index.js';
 
 /** mremap(2) flags; with old_size 0 on a MAP_SHARED mapping, mremap maps the same pages a second time. */

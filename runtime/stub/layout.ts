@@ -12,9 +12,11 @@
  * Everything after the header page is private anonymous memory, so a fork
  * gives the child its own slots.
  */
-export const STUB_NAME = 'ulp:stub';
+import { memfdMapsPath, STUB_MEMFD } from '../memfd-names.js';
+
+export const STUB_NAME = STUB_MEMFD;
 /** What /proc/PID/maps shows for the header page. */
-export const STUB_MAPS_NAME = `/memfd:${STUB_NAME} (deleted)`;
+export const STUB_MAPS_NAME = memfdMapsPath(STUB_NAME);
 export const STUB_MAGIC = Buffer.from('ULPSTUB\0', 'latin1');
 export const STUB_VERSION = 2;
 

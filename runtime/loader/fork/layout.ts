@@ -33,9 +33,11 @@
  *   +0x08  u32 count             libraries prepared (fd[0..count))
  *   +0x10  i32 fd[MAX_LIBS]      snapshot memfd, -1 = none made, -2 = library gone
  */
-export const FORK_NAME = 'ulp:fork';
+import { FORK_MEMFD, memfdMapsPath } from '../../memfd-names.js';
+
+export const FORK_NAME = FORK_MEMFD;
 /** What /proc/PID/maps shows for the header page. */
-export const FORK_MAPS_NAME = `/memfd:${FORK_NAME} (deleted)`;
+export const FORK_MAPS_NAME = memfdMapsPath(FORK_NAME);
 export const FORK_MAGIC = Buffer.from('ULPFORK\0', 'latin1');
 export const FORK_VERSION = 1;
 

@@ -30,15 +30,6 @@ export function exited(pid: number, what = 'the process'): UlpError {
   return procError('PROC_EXITED', `process ${pid} exited while ${what} was in progress`, 'Nothing is left to patch; restart the program and retry if needed.', { pid });
 }
 
-export function threadExited(pid: number, tid: number, what: string): UlpError {
-  return procError(
-    'PROC_THREAD_EXITED',
-    `thread ${tid} of process ${pid} exited during ${what}`,
-    'Retry; the runtime will pick another thread.',
-    { pid, tid },
-  );
-}
-
 export function alreadyTraced(pid: number, tracerPid: number): UlpError {
   const who = tracerPid === process.pid ? 'this very process (a session is already open on it)' : `pid ${tracerPid} (${readComm(tracerPid) ?? 'unknown'})`;
   return procError(

@@ -10,7 +10,7 @@
 import { F, F_SEAL, NR } from './sys/constants.js';
 import { errnoName } from './sys/errno.js';
 import * as pt from './sys/ptrace.js';
-import { signed, u64, type Regs } from './sys/regs.js';
+import { signed, type Regs } from './sys/regs.js';
 import { procError } from './errors.js';
 import { belowRedZone, InjectionContext, injectionRegs, INJECTION_SIGMASK, resumeRegs, saveThread, type SavedThread } from './injection.js';
 import type { InjectionHost } from './injection-host.js';
@@ -18,6 +18,7 @@ import { ENTRY } from './stub/code.js';
 import { SLOT_STATE } from './stub/layout.js';
 import { blockAddress, releaseSlot, writeSlot } from './stub/slots.js';
 import type { Tracee } from './tracee.js';
+import { u64 } from '../common/u64.js';
 
 /** An argument: an integer, or bytes the runtime copies below the thread's stack and passes by address. */
 export type RemoteArg = bigint | number | { bytes: Buffer };

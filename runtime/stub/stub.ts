@@ -13,7 +13,7 @@
  */
 import { closeSync, ftruncateSync, writeSync } from 'node:fs';
 import { F, F_SEAL, MAP, MFD, NR, PROT } from '../sys/constants.js';
-import { signed, u64 } from '../sys/regs.js';
+import { signed } from '../sys/regs.js';
 import * as pt from '../sys/ptrace.js';
 import { procError } from '../errors.js';
 import { findMapping, readMaps, type Mapping } from '../maps.js';
@@ -24,6 +24,7 @@ import type { Tracee } from '../tracee.js';
 import { ENTRY, STUB_CODE } from './code.js';
 import { BLOCK_STRIDE, CODE_OFF, CODE_SIZE, encodeHeader, headerMatches, NSLOTS, SLOTS_OFF, STUB_MAPS_NAME, STUB_NAME, STUB_SIZE } from './layout.js';
 import { blockAddress, claimSlot } from './slots.js';
+import { u64 } from '../../common/u64.js';
 
 export interface StubInfo {
   /** Address of the header page; the code, slots and XSAVE areas follow (layout.ts). */

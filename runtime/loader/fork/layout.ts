@@ -83,8 +83,7 @@ export const FORK = {
   SIZE: 0x50,
 } as const;
 
-/** Values a fork entry's fd may hold besides a descriptor. */
-export const FD_NONE = -1;
+/** A fork entry's fd for a library gone from the process (-1, none made, is written by the handler code only). */
 export const FD_GONE = -2;
 
 /** Header fields (little-endian u32 after the 8-byte magic). */

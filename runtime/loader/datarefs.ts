@@ -87,8 +87,8 @@ export function baseNear(maps: readonly Mapping[], length: bigint, spanStart: bi
   let best: bigint | undefined;
   const dist = (a: bigint) => (a > near ? a - near : near - a);
   for (const [hs, he] of holes) {
-    let lo = pageAlignUp(hs > aMin ? hs : aMin);
-    let hi = pageAlignDown((he - length < aMax ? he - length : aMax));
+    const lo = pageAlignUp(hs > aMin ? hs : aMin);
+    const hi = pageAlignDown((he - length < aMax ? he - length : aMax));
     if (lo > hi) continue;
     // The closest point of [lo, hi] to `near`.
     const a = near <= lo ? lo : near >= hi ? hi : pageAlignDown(near);

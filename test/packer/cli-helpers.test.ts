@@ -25,6 +25,7 @@ describe('common/cli', () => {
     p.update('a very long step that does not fit in forty columns at all');
     p.done();
     await new Promise((r) => setImmediate(r));
+    // eslint-disable-next-line no-control-regex -- the escape sequence that clears a terminal line is what is checked
     assert.match(tty.text, /^\r\x1b\[Ktool: step one\r\x1b\[Ktool: a very long step that does not fi\r\x1b\[K$/);
     const pipe = fakeStream(false);
     const q = progress('tool', pipe);

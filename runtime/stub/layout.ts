@@ -82,6 +82,4 @@ export function encodeHeader(): Buffer {
 }
 
 /** True when a header read from a target describes exactly this layout. */
-export function headerMatches(h: Buffer): boolean {
-  return h.length >= 40 && h.subarray(0, 8).equals(STUB_MAGIC) && h.subarray(0, 40).equals(encodeHeader().subarray(0, 40));
-}
+export const HEADER_CHECK = 40;

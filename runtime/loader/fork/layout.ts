@@ -33,11 +33,9 @@
  *   +0x08  u32 count             libraries prepared (fd[0..count))
  *   +0x10  i32 fd[MAX_LIBS]      snapshot memfd, -1 = none made, -2 = library gone
  */
-import { FORK_MEMFD, memfdMapsPath } from '../../memfd-names.js';
+import { FORK_MEMFD } from '../../memfd-names.js';
 
 export const FORK_NAME = FORK_MEMFD;
-/** What /proc/PID/maps shows for the header page. */
-export const FORK_MAPS_NAME = memfdMapsPath(FORK_NAME);
 export const FORK_MAGIC = Buffer.from('ULPFORK\0', 'latin1');
 export const FORK_VERSION = 1;
 

@@ -87,6 +87,13 @@ describe('error registry', () => {
     assert.equal(exitCodeOf('toString'), ExitCode.INTERNAL, 'not an inherited property');
   });
 
+  it('a misspelt code does not compile', () => {
+    // tsc fails on this file if the line below compiles: UlpError takes registry codes only.
+    // @ts-expect-error PROC_NOT_FUOND is not a registry code
+    const typo = new UlpError('PROC_NOT_FUOND', 'm');
+    assert.equal(exitCodeOf(typo.code), ExitCode.INTERNAL);
+  });
+
   it('hasCode matches a UlpError by code only', () => {
     const race = new UlpError('TRIGGER_RACE', 'm');
     assert.equal(hasCode(race, 'TRIGGER_RACE'), true);

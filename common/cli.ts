@@ -1,14 +1,15 @@
 /**
  * Output conventions shared by the commands (ulp-pack, ulp-trigger): how an
  * error is shown, how JSON is printed, the progress line, usage errors from
- * commander, and the exit-code numbers of docs/DEVELOPING.md. Each command
- * keeps its own code -> exit-code table; this module only supplies the numbers
- * and the plumbing so that both commands behave alike.
+ * commander, and the exit-code numbers of docs/CLI.md. Which number an error
+ * code gets comes from the one registry (common/error-codes.ts), the same for
+ * both commands.
  */
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CommanderError, type Command } from 'commander';
+import { exitClassOf, type ErrorCode } from './error-codes.js';
 import { UlpError, isUlpError } from './errors.js';
 
 export const ExitCode = {
@@ -34,9 +35,14 @@ export function asUlpError(err: unknown): UlpError {
   return new UlpError('INTERNAL_ERROR', `internal error: ${message}`, 'This is a bug: please report it with the command line and this output.', undefined, { cause: err });
 }
 
-/** Maps an error to an exit code through the command's table; unknown codes are internal errors. */
-export function exitCodeFor(err: UlpError, table: (code: string) => ExitCodeValue | undefined): ExitCodeValue {
-  return table(err.code) ?? ExitCode.INTERNAL;
+/** The exit code of an error code, from the registry; a code outside it (read back from JSON) is an internal error. */
+export function exitCodeOf(code: string): ExitCodeValue {
+  return ExitCode[exitClassOf(code)];
+}
+
+/** The exit code of an error. */
+export function exitCodeFor(err: UlpError): ExitCodeValue {
+  return exitCodeOf(err.code);
 }
 
 /** JSON.stringify replacer: bigints as 0x-hex strings, Buffers as hex. */
@@ -100,7 +106,7 @@ export function progress(program: string, stream: NodeJS.WriteStream = process.s
  * shown like every other error (program name, code, hint, --json), instead
  * of the bare line commander prints.
  */
-export async function parseCommandLine(program: Command, argv: string[], usageCode = 'USAGE'): Promise<ExitCodeValue | undefined> {
+export async function parseCommandLine(program: Command, argv: string[], usageCode: ErrorCode): Promise<ExitCodeValue | undefined> {
   program.exitOverride();
   program.configureOutput({ outputError: () => {} });
   try {
@@ -117,17 +123,15 @@ export async function parseCommandLine(program: Command, argv: string[], usageCo
 
 /**
  * The whole life of a command: parse `argv` with `program`, run it, and turn
- * any error into its report and an exit code through the command's own
- * `exitCodeOf` table — the one place where that command decides exit codes.
+ * any error into its report and its exit code (from the registry).
  * Sets process.exitCode; never calls process.exit.
  */
 export async function runCommand<O extends { json?: boolean }>(
   name: string,
   program: Command,
   argv: string[],
-  exitCodeOf: (code: string) => ExitCodeValue | undefined,
   run: (args: string[], opts: O) => ExitCodeValue | Promise<ExitCodeValue>,
-  usageCode = 'USAGE',
+  usageCode: ErrorCode,
 ): Promise<void> {
   let json = argv.includes('--json');
   let code: ExitCodeValue;
@@ -143,7 +147,7 @@ export async function runCommand<O extends { json?: boolean }>(
   } catch (err) {
     const e = asUlpError(err);
     reportError(name, e, json);
-    code = exitCodeFor(e, exitCodeOf);
+    code = exitCodeFor(e);
   }
   process.exitCode = code;
 }

@@ -1,15 +1,19 @@
 /**
  * The one error type of the project. Every failure a user can meet is a
  * UlpError with a stable `code` (scripts match on it, docs list it) and a
- * `hint` that says what to do next. Each command maps codes to exit codes in
- * exactly one place (its `main`); nothing else decides an exit status.
+ * `hint` that says what to do next. The code is one of common/error-codes.ts,
+ * which gives it its exit class; nothing else decides an exit status.
  */
+import type { ErrorCode } from './error-codes.js';
+
+export type { ErrorCode } from './error-codes.js';
+
 export class UlpError extends Error {
   override readonly name = 'UlpError';
 
   constructor(
-    /** Stable, SCREAMING_SNAKE identifier, e.g. `ELF_TRUNCATED`. Never reworded once released. */
-    readonly code: string,
+    /** Stable, SCREAMING_SNAKE identifier from the registry, e.g. `ELF_TRUNCATED`. Never reworded once released. */
+    readonly code: ErrorCode,
     message: string,
     /** What the user can do about it; one sentence. */
     readonly hint?: string,
@@ -27,4 +31,9 @@ export class UlpError extends Error {
 
 export function isUlpError(e: unknown): e is UlpError {
   return e instanceof UlpError;
+}
+
+/** Whether `e` is a UlpError with one of `codes` (a typo in a code fails the typecheck). */
+export function hasCode(e: unknown, ...codes: ErrorCode[]): e is UlpError {
+  return e instanceof UlpError && codes.includes(e.code);
 }

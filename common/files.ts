@@ -5,6 +5,7 @@
  * writes to cannot hang the command in open(2)), before any byte is read.
  */
 import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
+import { UlpError } from './errors.js';
 
 /** The file's bytes; throws a Node-style error (with `code`) naming what is wrong. */
 export function readRegularFile(path: string, maxBytes = Infinity): Buffer {
@@ -16,5 +17,17 @@ export function readRegularFile(path: string, maxBytes = Infinity): Buffer {
     return readFileSync(fd);
   } finally {
     closeSync(fd);
+  }
+}
+
+/** A PEM key is a few hundred bytes. */
+const KEY_MAX_BYTES = 64 * 1024;
+
+/** A key file's bytes (a --key or --sign option); `code` is the calling command's error for an unreadable one. */
+export function readKeyFile(path: string, code: 'PACK_KEY_UNREADABLE' | 'TRIGGER_KEY_UNREADABLE'): Buffer {
+  try {
+    return readRegularFile(path, KEY_MAX_BYTES);
+  } catch (err) {
+    throw new UlpError(code, `cannot read the key file ${path}: ${(err as Error).message}`, 'Check the path and its permissions.', { path }, { cause: err });
   }
 }

@@ -12,6 +12,7 @@
 import { PT_GNU_EH_FRAME } from './constants.js';
 import { DwarfReader } from './dwarf.js';
 import type { ElfObject } from './types.js';
+import { u64 } from '../common/u64.js';
 
 export type RegRule =
   | { kind: 'same' }
@@ -287,7 +288,6 @@ export function evaluateExpression(expr: Buffer, reg: (n: number) => bigint | un
   const r = new DwarfReader(expr, 0);
   const stack: bigint[] = push === undefined ? [] : [push];
   const pop = () => stack.pop();
-  const u64 = (v: bigint) => BigInt.asUintN(64, v);
   try {
     while (r.pos < expr.length) {
       const op = r.u8();

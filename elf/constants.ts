@@ -147,8 +147,6 @@ export const VER_FLG_BASE = 0x1;
 
 export const NT_GNU_BUILD_ID = 3;
 
-export const R_X86_64_RELATIVE = 8;
-
 /** readelf's names for the x86-64 relocation types (tests and messages use them). */
 export const RELOC_NAMES: Readonly<Record<number, string>> = {
   0: 'R_X86_64_NONE', 1: 'R_X86_64_64', 2: 'R_X86_64_PC32', 3: 'R_X86_64_GOT32', 4: 'R_X86_64_PLT32',

@@ -3,6 +3,7 @@
  * each message names the offending field and offset the same way.
  */
 import { UlpError } from '../common/errors.js';
+import { hex } from '../common/format.js';
 
 export const ElfErrorCode = {
   NOT_ELF: 'ELF_NOT_ELF',
@@ -19,8 +20,6 @@ export const ElfErrorCode = {
   INTERNAL: 'ELF_INTERNAL',
 } as const;
 export type ElfErrorCode = (typeof ElfErrorCode)[keyof typeof ElfErrorCode];
-
-export const hex = (v: bigint | number): string => `0x${v.toString(16)}`;
 
 const HINT_DAMAGED = 'The file looks damaged or was not produced by a linker; rebuild it or check that it was copied completely.';
 

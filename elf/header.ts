@@ -5,7 +5,8 @@
 import type { ElfHeader } from './types.js';
 import { View } from './bytes.js';
 import { EHDR_SIZE, ELFCLASS64, ELFDATA2LSB, EM_X86_64, EV_CURRENT } from './constants.js';
-import { ElfErrorCode, elfError, hex, malformed, truncated } from './errors.js';
+import { ElfErrorCode, elfError, malformed, truncated } from './errors.js';
+import { hex } from '../common/format.js';
 
 const HINT_X86_64 = 'The reader supports 64-bit little-endian x86-64 objects only; use the build of the library for x86-64.';
 

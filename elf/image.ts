@@ -7,7 +7,9 @@
 import type { ElfOrigin, ProgramHeader } from './types.js';
 import { View } from './bytes.js';
 import { PT_LOAD } from './constants.js';
-import { ElfErrorCode, elfError, hex, malformed, truncated } from './errors.js';
+import { PAGE_SIZE } from './layout.js';
+import { ElfErrorCode, elfError, malformed, truncated } from './errors.js';
+import { hex } from '../common/format.js';
 
 export interface Image {
   readonly origin: ElfOrigin;
@@ -70,7 +72,6 @@ export class FileImage implements Image {
 
 export type ReadMemory = (addr: bigint, len: number) => Buffer;
 
-const PAGE = 4096n;
 /** Reads up to this size go through the page cache: verdef/verneed walks and hash headers are many tiny reads. */
 const SMALL_READ = 512;
 /** No single table of a real library comes near this; it bounds what a corrupt memsz can make us allocate. */
@@ -113,9 +114,9 @@ export class MemoryImage implements Image {
     if (len <= SMALL_READ) {
       const segStart = p.vaddr + this.bias;
       const segEnd = segStart + p.memsz;
-      const pageStart = abs - (abs % PAGE);
+      const pageStart = abs - (abs % PAGE_SIZE);
       const chunkStart = pageStart > segStart ? pageStart : segStart;
-      const chunkEnd = pageStart + PAGE < segEnd ? pageStart + PAGE : segEnd;
+      const chunkEnd = pageStart + PAGE_SIZE < segEnd ? pageStart + PAGE_SIZE : segEnd;
       if (abs + BigInt(len) <= chunkEnd) {
         let chunk = this.pages.get(chunkStart);
         if (!chunk) {

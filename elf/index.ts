@@ -5,7 +5,7 @@
 import type { ElfObject, ElfSymbol, ProgramHeader } from './types.js';
 import { View } from './bytes.js';
 import * as C from './constants.js';
-import { ElfErrorCode, elfError, guard, hex, malformed, truncated } from './errors.js';
+import { ElfErrorCode, elfError, guard, malformed, truncated } from './errors.js';
 import { parseHeader } from './header.js';
 import { FileImage, MemoryImage, type ReadMemory } from './image.js';
 import { ElfImage } from './object.js';
@@ -13,6 +13,7 @@ import { addressSymbols, smallerOrGlobal } from './symbol-index.js';
 import { checkLoads, checkPhentsize, parsePhdrs } from './segments.js';
 import type { LookupRequest } from './hash.js';
 import type { Versions } from './versions.js';
+import { hex } from '../common/format.js';
 
 export * from './types.js';
 export * from './constants.js';

@@ -12,12 +12,15 @@ function checkPage(pageSize: bigint): void {
   }
 }
 
-export function pageAlignDown(x: bigint, pageSize = 4096n): bigint {
+/** The page size of x86-64, the only machine the reader and the runtime support. */
+export const PAGE_SIZE = 4096n;
+
+export function pageAlignDown(x: bigint, pageSize = PAGE_SIZE): bigint {
   checkPage(pageSize);
   return x & ~(pageSize - 1n);
 }
 
-export function pageAlignUp(x: bigint, pageSize = 4096n): bigint {
+export function pageAlignUp(x: bigint, pageSize = PAGE_SIZE): bigint {
   checkPage(pageSize);
   return (x + pageSize - 1n) & ~(pageSize - 1n);
 }

@@ -2,9 +2,9 @@
  * Dynamic relocations: DT_RELA, DT_JMPREL and DT_RELR, each decoded into
  * individual sites. x86-64 uses RELA only (glibc ignores DT_REL there).
  */
-import type { DynamicInfo, ElfSymbol, Relocation } from './types.js';
+import { RelocType, type DynamicInfo, type ElfSymbol, type Relocation } from './types.js';
 import { toNum } from './bytes.js';
-import { DT_PLTREL, DT_RELA, DT_RELAENT, DT_RELRENT, RELA_SIZE, R_X86_64_RELATIVE } from './constants.js';
+import { DT_PLTREL, DT_RELA, DT_RELAENT, DT_RELRENT, RELA_SIZE } from './constants.js';
 import { dynValue } from './dynamic.js';
 import { malformed } from './errors.js';
 import type { Image } from './image.js';
@@ -76,7 +76,7 @@ export function parseRelocations({ img, dyn, symbols, maxSites }: RelocationInpu
     let where: bigint | undefined;
     const push = (offset: bigint) => {
       if (out.length >= maxSites) throw malformed('DT_RELR', `decodes to more relocations than the object can hold (${maxSites})`, relr.addr);
-      out.push({ offset, type: R_X86_64_RELATIVE, symIndex: 0, addend: 0n, table: 'relr' });
+      out.push({ offset, type: RelocType.RELATIVE, symIndex: 0, addend: 0n, table: 'relr' });
     };
     for (let i = 0; i < n; i++) {
       const lo = b.readUInt32LE(i * 8);

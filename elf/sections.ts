@@ -55,9 +55,3 @@ export function parseSections(img: FileImage, h: ElfHeader): SectionHeader[] {
     entsize: r.entsize,
   }));
 }
-
-/** Bytes of a section in the file. */
-export function sectionBytes(img: FileImage, s: SectionHeader) {
-  if (s.type === SHT_NOBITS) return img.atOffset(0n, 0n, s.name);
-  return img.atOffset(s.offset, s.size, `section ${s.name || s.index}`);
-}

@@ -103,33 +103,15 @@ export interface DynamicInfo {
   pie: boolean;
 }
 
-/** STT_* */
-export const enum SymType {
-  NOTYPE = 0,
-  OBJECT = 1,
-  FUNC = 2,
-  SECTION = 3,
-  FILE = 4,
-  COMMON = 5,
-  TLS = 6,
-  GNU_IFUNC = 10,
-}
-
-/** STB_* */
-export const enum SymBind {
-  LOCAL = 0,
-  GLOBAL = 1,
-  WEAK = 2,
-  GNU_UNIQUE = 10,
-}
-
 export interface ElfSymbol {
   /** Index in its table (.dynsym or .symtab). */
   index: number;
   name: string;
   value: bigint;
   size: bigint;
+  /** STT_* (constants.ts). */
   type: number;
+  /** STB_* (constants.ts). */
   bind: number;
   /** STV_* (st_other & 3). */
   visibility: number;

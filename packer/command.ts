@@ -1,15 +1,12 @@
 /**
- * The ulp-pack command: options, output, and the one table that turns error
- * codes into exit codes (docs/CLI.md). Everything it does is in pack.ts and
+ * The ulp-pack command: options and output; exit codes come from the error
+ * registry (common/error-codes.ts, docs/CLI.md). Everything it does is in pack.ts and
  * patches/; this file only wires them to the command line.
  */
 import { Command } from 'commander';
 import { ExitCode, printJson, progress, runCommand, toolVersion, versionLine, type ExitCodeValue } from '../common/cli.js';
 import { UlpError } from '../common/errors.js';
-import { readRegularFile } from '../common/files.js';
-
-/** A PEM key is a few hundred bytes. */
-const KEY_MAX_BYTES = 64 * 1024;
+import { readKeyFile } from '../common/files.js';
 import type { KeyObject } from 'node:crypto';
 import { checkDebugDirs } from './analyze/layouts.js';
 import { pack } from './pack.js';
@@ -27,36 +24,6 @@ import { findRunningBuild } from '../runtime/running-build.js';
 const bundleLayer = () => import('../patches/index.js');
 
 const PROGRAM = 'ulp-pack';
-
-/** Error code -> exit code, for everything this command can meet. */
-function exitCodeOf(code: string): ExitCodeValue | undefined {
-  switch (code) {
-    case 'PACK_USAGE':
-    case 'PACK_BAD_PACKAGE':
-    case 'PACK_BAD_VERSION':
-    case 'PACK_BAD_CVE':
-      return ExitCode.USAGE;
-    case 'PACK_DOWNGRADE':
-      return ExitCode.REFUSED;
-    case 'PACK_PROCESS_NOT_FOUND':
-    case 'PACK_PROCESS_UNREADABLE':
-      return ExitCode.TARGET;
-    case 'PACK_DPKG_DEB_MISSING':
-    case 'PACK_INPUT_UNREADABLE':
-    case 'PACK_KEY_UNREADABLE':
-    case 'PACK_DEBUG_DIR_UNREADABLE':
-    case 'PACK_DEBUG_FILE_UNREADABLE':
-    case 'BUNDLE_READ_FAILED':
-    case 'BUNDLE_WRITE_FAILED':
-      return ExitCode.IO;
-    case 'ELF_INTERNAL':
-    case 'ELF_INVALID_ARGUMENT':
-    case 'INTERNAL_ERROR':
-      return ExitCode.INTERNAL;
-  }
-  if (code.startsWith('ELF_') || code.startsWith('BUNDLE_') || code.startsWith('PACK_')) return ExitCode.INVALID_INPUT;
-  return undefined;
-}
 
 interface Options {
   output?: string;
@@ -126,17 +93,9 @@ function parseTime(text: string | undefined, what: string): Date {
   return d;
 }
 
-function readKeyFile(path: string): Buffer {
-  try {
-    return readRegularFile(path, KEY_MAX_BYTES);
-  } catch (err) {
-    throw new UlpError('PACK_KEY_UNREADABLE', `cannot read the key file ${path}: ${(err as Error).message}`, 'Check the path and its permissions.', { path }, { cause: err });
-  }
-}
-
 async function runInspect(path: string, opts: Options): Promise<ExitCodeValue> {
   const { loadPublicKey, readBundleFile } = await bundleLayer();
-  const publicKey: KeyObject | undefined = opts.key ? loadPublicKey(readKeyFile(opts.key)) : undefined;
+  const publicKey: KeyObject | undefined = opts.key ? loadPublicKey(readKeyFile(opts.key, 'PACK_KEY_UNREADABLE')) : undefined;
   const bundle = readBundleFile(path, publicKey ? { publicKey } : {});
   if (opts.json) printJson({ file: path, signature: bundle.signature, manifest: bundle.manifest });
   else process.stdout.write(renderInspect(path, bundle));
@@ -152,7 +111,7 @@ async function runDebPack(oldDeb: string, newDeb: string, opts: Options): Promis
   const fixes = parsePackageInfo({ ...(opts.fixes ? { fixes: opts.fixes } : {}) })?.fixes;
   const createdAt = opts.createdAt !== undefined ? parseTime(opts.createdAt, '--created-at') : parseTime(process.env.SOURCE_DATE_EPOCH, 'SOURCE_DATE_EPOCH');
   if (opts.debugDir) checkDebugDirs(opts.debugDir);
-  const privateKey = opts.sign ? (await bundleLayer()).loadPrivateKey(readKeyFile(opts.sign)) : undefined;
+  const privateKey = opts.sign ? (await bundleLayer()).loadPrivateKey(readKeyFile(opts.sign, 'PACK_KEY_UNREADABLE')) : undefined;
   const line = progress(PROGRAM);
   try {
     return await runDebs(oldDeb, newDeb, {
@@ -179,7 +138,7 @@ async function runPack(oldPath: string, newPath: string, opts: Options): Promise
   // Fail before a long analysis if an input folder is missing or the result could not be written anyway.
   if (opts.debugDir) checkDebugDirs(opts.debugDir);
   if (opts.output) bundles!.checkWritableDestination(opts.output);
-  const privateKey = opts.sign ? bundles!.loadPrivateKey(readKeyFile(opts.sign)) : undefined;
+  const privateKey = opts.sign ? bundles!.loadPrivateKey(readKeyFile(opts.sign, 'PACK_KEY_UNREADABLE')) : undefined;
   const line = progress(PROGRAM);
   let result;
   try {
@@ -271,7 +230,7 @@ function validate(args: string[], opts: Options): void {
 
 /** Runs ulp-pack with `argv` (without node and script); sets process.exitCode. */
 export async function main(argv: string[]): Promise<void> {
-  await runCommand<Options>(PROGRAM, buildProgram(), argv, exitCodeOf, async (args, opts) => {
+  await runCommand<Options>(PROGRAM, buildProgram(), argv, async (args, opts) => {
     validate(args, opts);
     if (opts.inspect !== undefined) return await runInspect(opts.inspect, opts);
     if (opts.deb) return await runDebPack(args[0]!, args[1]!, opts);

@@ -7,8 +7,7 @@ import type { DowngradeAssessment } from './version/evidence.js';
 import type { BuildEntry, Bundle, BundleDataRefs, Finding, Report, SignatureStatus } from '../patches/index.js';
 import { CATEGORY_NAMES } from './categories.js';
 import { blockingFindings, removedExports } from '../patches/direction.js';
-
-const short = (id: string | undefined) => (id ? id.slice(0, 16) : '(none)');
+import { shortBuildId } from '../common/format.js';
 
 /** The category table, then every finding grouped by severity. */
 export function renderReport(report: Report, title: string): string {
@@ -64,7 +63,7 @@ function versionLines(v: DowngradeAssessment | undefined): string[] {
 
 export function renderPack(s: PackSummary): string {
   const f = s.forward;
-  const head = `${s.soname}: ${s.oldPath} (build-id ${short(f.from.buildId)}, ${f.from.relro} RELRO${f.from.stripped ? ', stripped' : ''}) -> ${s.newPath} (build-id ${short(f.to.buildId)}, ${f.to.relro} RELRO${f.to.stripped ? ', stripped' : ''})`;
+  const head = `${s.soname}: ${s.oldPath} (build-id ${shortBuildId(f.from.buildId)}, ${f.from.relro} RELRO${f.from.stripped ? ', stripped' : ''}) -> ${s.newPath} (build-id ${shortBuildId(f.to.buildId)}, ${f.to.relro} RELRO${f.to.stripped ? ', stripped' : ''})`;
   const pkg = packageLine(s.packageInfo);
   const parts = [head, ...(pkg ? [pkg] : []), ...versionLines(s.versions), '', renderReport(f, 'update (old -> new)')];
   if (f.verdict !== 'incompatible') {

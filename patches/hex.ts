@@ -3,10 +3,7 @@
  * loses precision above 2^53 and addends may be negative. Addresses are
  * unsigned `0x…`, addends may carry a leading `-`.
  */
-export function hex(value: bigint | number): string {
-  const v = BigInt(value);
-  return v < 0n ? '-0x' + (-v).toString(16) : '0x' + v.toString(16);
-}
+export { hex } from '../common/format.js';
 
 /** Inverse of `hex` (BigInt() alone rejects `-0x…`). */
 export function parseHex(text: string): bigint {

@@ -1,34 +1,22 @@
 /**
- * The PROC_ error codes of the runtime and the helpers that build them with
- * a reason and a hint. Codes are stable (docs/RUNTIME.md lists them); every
- * command maps all of them to exit code 4 ("target process").
+ * The helpers that build the runtime's PROC_ errors with a reason and a
+ * hint. The codes live in common/error-codes.ts (docs/RUNTIME.md lists them);
+ * all of them exit 4 ("target process").
  */
 import { readFileSync } from 'node:fs';
 import { geteuid } from './sys/libc.js';
 import { isKernelThread, readComm, readStatus } from './procfs.js';
+import { ERROR_CODES, type ErrorCode } from '../common/error-codes.js';
 import { UlpError } from '../common/errors.js';
 
-export const PROC_CODES = {
-  PROC_NOT_FOUND: 'no such process',
-  PROC_PERMISSION_DENIED: 'the kernel refused to let this process trace the target',
-  PROC_ALREADY_TRACED: 'another tracer (debugger, strace, a second trigger) is attached',
-  PROC_ZOMBIE: 'the process has exited and waits to be reaped',
-  PROC_EXITED: 'the process exited while the runtime was working on it',
-  PROC_THREAD_EXITED: 'the thread the runtime was using exited mid-operation',
-  PROC_UNSUPPORTED_ARCH: 'the process is not a 64-bit x86-64 process',
-  PROC_STATIC: 'the process is statically linked: no dynamic loader, no link map',
-  PROC_NO_LINK_MAP: 'the dynamic loader has not published its link map (yet)',
-  PROC_STOP_TIMEOUT: 'a thread did not stop in time (e.g. uninterruptible sleep)',
-  PROC_CALL_TIMEOUT: 'a remote function call did not return in time; the thread was restored',
-  PROC_CALL_FAULT: 'a remote function call crashed (fault signal); the thread was restored',
-  PROC_SYSCALL_FAILED: 'a system call made inside the target returned an error',
-  PROC_MEMORY: 'target memory could not be read or written at that address',
-  PROC_NO_THREAD: 'no thread of the process is in a state the runtime can borrow',
-  PROC_STUB: 'the ulp:stub page in the target is unusable',
-  PROC_PTRACE: 'an unexpected ptrace failure',
-} as const;
+/** The process codes of the registry, with their meaning (docs/RUNTIME.md lists them). */
+export type ProcCode = Extract<ErrorCode, `PROC_${string}`>;
 
-export type ProcCode = keyof typeof PROC_CODES;
+export const PROC_CODES = Object.fromEntries(
+  Object.entries(ERROR_CODES)
+    .filter(([code]) => code.startsWith('PROC_'))
+    .map(([code, spec]) => [code, spec.meaning]),
+) as Record<ProcCode, string>;
 
 export function procError(code: ProcCode, message: string, hint?: string, details?: Record<string, unknown>, cause?: unknown): UlpError {
   return new UlpError(code, message, hint, details, cause === undefined ? undefined : { cause });
@@ -40,15 +28,6 @@ export function notFound(pid: number): UlpError {
 
 export function exited(pid: number, what = 'the process'): UlpError {
   return procError('PROC_EXITED', `process ${pid} exited while ${what} was in progress`, 'Nothing is left to patch; restart the program and retry if needed.', { pid });
-}
-
-export function threadExited(pid: number, tid: number, what: string): UlpError {
-  return procError(
-    'PROC_THREAD_EXITED',
-    `thread ${tid} of process ${pid} exited during ${what}`,
-    'Retry; the runtime will pick another thread.',
-    { pid, tid },
-  );
 }
 
 export function alreadyTraced(pid: number, tracerPid: number): UlpError {

@@ -14,4 +14,5 @@ export { findStub, type StubInfo } from './stub/stub.js';
 export { STUB_NAME, STUB_MAPS_NAME } from './stub/layout.js';
 export { PROC_CODES, exited as processExited, type ProcCode } from './errors.js';
 export { NR, PROT, MAP, MFD, F, F_SEAL, SIG, AT } from './sys/constants.js';
-export { type Regs, REG_NAMES, signed, u64 } from './sys/regs.js';
+export { type Regs, REG_NAMES, signed } from './sys/regs.js';
+export { u64 } from '../common/u64.js';

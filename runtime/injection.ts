@@ -38,10 +38,11 @@ import {
 import { SysError } from './sys/errno.js';
 import { tgkill } from './sys/libc.js';
 import * as pt from './sys/ptrace.js';
-import { cloneRegs, EFLAGS_DF, EFLAGS_TF, signed, u64, type Regs } from './sys/regs.js';
+import { cloneRegs, EFLAGS_DF, EFLAGS_TF, signed, type Regs } from './sys/regs.js';
 import { isEventStop, isSignalStop, isSyscallStop } from './sys/wait.js';
-import type { Session } from './session.js';
+import type { InjectionHost } from './injection-host.js';
 import type { Tracee } from './tracee.js';
+import { u64 } from '../common/u64.js';
 
 export interface SavedThread {
   regs: Regs;
@@ -112,7 +113,7 @@ export class InjectionContext {
   private resumed = false;
 
   constructor(
-    readonly session: Session,
+    readonly session: InjectionHost,
     readonly t: Tracee,
     readonly deadline: number,
     readonly op: 'syscall' | 'call',

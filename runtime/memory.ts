@@ -18,10 +18,7 @@ import * as pt from './sys/ptrace.js';
 import { exited, permissionDenied, procError } from './errors.js';
 import { liveTid, processAliveSettled } from './procfs.js';
 import type { UlpError } from '../common/errors.js';
-
-function hex(a: bigint): string {
-  return '0x' + a.toString(16);
-}
+import { hex } from '../common/format.js';
 
 function iovec(base: bigint, len: number): Buffer {
   const iov = Buffer.alloc(16);

@@ -89,16 +89,6 @@ export function readWchan(pid: number, tid: number): string | undefined {
   return readText(`/proc/${pid}/task/${tid}/wchan`)?.trim();
 }
 
-export function readProcText(pid: number, file: string): string | undefined {
-  return readText(`/proc/${pid}/${file}`);
-}
-
-/**
- * A thread id through which the process's memory and files can be reached:
- * the pid itself, unless the main thread has exited (pthread_exit) while
- * other threads run on. Its /proc/PID/{maps,auxv,exe,fd} are then empty and
- * process_vm_readv(PID) fails, but those of any live thread work.
- */
 /** Some thread of the process has not exited. */
 export function processAlive(pid: number): boolean {
   return (listTasks(pid) ?? []).some((t) => !/^[ZX]$/.test(threadState(pid, t) ?? 'Z'));
@@ -119,6 +109,12 @@ export function processAliveSettled(pid: number, settleMs = 200): boolean {
   return false;
 }
 
+/**
+ * A thread id through which the process's memory and files can be reached:
+ * the pid itself, unless the main thread has exited (pthread_exit) while
+ * other threads run on. Its /proc/PID/{maps,auxv,exe,fd} are then empty and
+ * process_vm_readv(PID) fails, but those of any live thread work.
+ */
 export function liveTid(pid: number): number {
   const st = readStatus(pid);
   if (!st || (st.state !== 'Z' && st.state !== 'X')) return pid;

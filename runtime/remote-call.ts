@@ -12,7 +12,7 @@
  * (general registers, signal mask and XSAVE state). Every syscall the
  * function makes is a syscall-stop the tracer passes over.
  *
- * Borrowing caveat (DESIGN.md): a call that needs a lock held by a stopped
+ * Borrowing caveat (docs/RUNTIME.md, "Remote function calls"): a call that needs a lock held by a stopped
  * thread never returns. Make calls while the other threads run (borrow), and
  * prefer a thread that is not inside the allocator or the loader. On timeout
  * the thread is restored, but whatever the call had half done stays so.
@@ -24,11 +24,13 @@ import { isSignalStop, isSyscallStop } from './sys/wait.js';
 import { procError } from './errors.js';
 import { InjectionContext, injectionRegs, INJECTION_SIGMASK, needsRestart, resumeRegs, saveThread } from './injection.js';
 import { placeArgs, type RemoteArg } from './remote-syscall.js';
-import type { Session } from './session.js';
+import type { InjectionHost } from './injection-host.js';
 import { ENTRY } from './stub/code.js';
 import { SLOT_STATE } from './stub/layout.js';
 import { blockAddress, releaseSlot, writeSlot } from './stub/slots.js';
 import type { Tracee } from './tracee.js';
+import { hex } from '../common/format.js';
+import { u64Bytes } from '../common/u64.js';
 
 export interface CallOptions {
   /** Give up after this many ms (default 10000); the thread is restored and PROC_CALL_TIMEOUT thrown. */
@@ -46,10 +48,6 @@ export interface CallOptions {
 
 const CALL_ARG_REGS = ['rdi', 'rsi', 'rdx', 'rcx', 'r8', 'r9'] as const;
 
-function hex(a: bigint): string {
-  return '0x' + a.toString(16);
-}
-
 /**
  * A thread stopped inside a timed sleep (nanosleep, clock_nanosleep, poll or
  * a futex wait with a timeout) resumes it through restart_syscall, which
@@ -66,7 +64,7 @@ export function inTimedSleep(r: Regs): boolean {
   return signed(r.rax) === BigInt(-ERESTART_RESTARTBLOCK) && needsRestart(r);
 }
 
-function awaitCleanStop(s: Session, t: Tracee, deadline: number): void {
+function awaitCleanStop(s: InjectionHost, t: Tracee, deadline: number): void {
   t.settleRestart(deadline);
   if (!inTimedSleep(pt.getRegs(t.tid))) return;
   let sig = 0;
@@ -97,7 +95,7 @@ function awaitCleanStop(s: Session, t: Tracee, deadline: number): void {
   }
 }
 
-export function remoteCall(s: Session, t: Tracee, fn: bigint, args: ReadonlyArray<RemoteArg>, opts: CallOptions = {}): bigint {
+export function remoteCall(s: InjectionHost, t: Tracee, fn: bigint, args: ReadonlyArray<RemoteArg>, opts: CallOptions = {}): bigint {
   if (args.length > 6) throw new Error('remote calls take at most 6 integer arguments');
   const timeoutMs = opts.timeoutMs ?? 10_000;
   const { base, slot } = s.slotFor(t);
@@ -107,7 +105,7 @@ export function remoteCall(s: Session, t: Tracee, fn: bigint, args: ReadonlyArra
   const block = blockAddress(base, slot);
   const { values, low } = placeArgs(s, saved.regs, args);
   const entrySp = low - 16n; // 16-byte aligned; the return address goes just below it
-  s.memory.write(entrySp - 8n, u64le(block + BigInt(ENTRY.CALL_RETURN)));
+  s.memory.write(entrySp - 8n, u64Bytes(block + BigInt(ENTRY.CALL_RETURN)));
   writeSlot(s.memory, base, slot, {
     state: SLOT_STATE.CALL,
     tid: t.tid,
@@ -159,8 +157,3 @@ export function remoteCall(s: Session, t: Tracee, fn: bigint, args: ReadonlyArra
   return result!;
 }
 
-function u64le(v: bigint): Buffer {
-  const b = Buffer.alloc(8);
-  b.writeBigUInt64LE(v);
-  return b;
-}

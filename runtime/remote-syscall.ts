@@ -10,14 +10,15 @@
 import { F, F_SEAL, NR } from './sys/constants.js';
 import { errnoName } from './sys/errno.js';
 import * as pt from './sys/ptrace.js';
-import { signed, u64, type Regs } from './sys/regs.js';
+import { signed, type Regs } from './sys/regs.js';
 import { procError } from './errors.js';
 import { belowRedZone, InjectionContext, injectionRegs, INJECTION_SIGMASK, resumeRegs, saveThread, type SavedThread } from './injection.js';
-import type { Session } from './session.js';
+import type { InjectionHost } from './injection-host.js';
 import { ENTRY } from './stub/code.js';
 import { SLOT_STATE } from './stub/layout.js';
 import { blockAddress, releaseSlot, writeSlot } from './stub/slots.js';
 import type { Tracee } from './tracee.js';
+import { u64 } from '../common/u64.js';
 
 /** An argument: an integer, or bytes the runtime copies below the thread's stack and passes by address. */
 export type RemoteArg = bigint | number | { bytes: Buffer };
@@ -40,7 +41,7 @@ const SYSCALL_ARG_REGS = ['rdi', 'rsi', 'rdx', 'r10', 'r8', 'r9'] as const;
  * and returns the integer arguments plus the lowest address used, below
  * which the injected code may use the stack.
  */
-export function placeArgs(s: Session, saved: Regs, args: ReadonlyArray<RemoteArg>): { values: bigint[]; low: bigint } {
+export function placeArgs(s: InjectionHost, saved: Regs, args: ReadonlyArray<RemoteArg>): { values: bigint[]; low: bigint } {
   let low = belowRedZone(saved.rsp, 256);
   const values = args.map((a) => {
     if (typeof a === 'object') {
@@ -54,7 +55,7 @@ export function placeArgs(s: Session, saved: Regs, args: ReadonlyArray<RemoteArg
 }
 
 /** The common path of remote syscalls, also used unprotected (no stub) to create the stub itself. */
-export function runSyscall(s: Session, t: Tracee, nr: number, args: ReadonlyArray<RemoteArg>, via: Via, opts: SyscallOptions = {}): bigint {
+export function runSyscall(s: InjectionHost, t: Tracee, nr: number, args: ReadonlyArray<RemoteArg>, via: Via, opts: SyscallOptions = {}): bigint {
   if (args.length > 6) throw new Error('a system call takes at most 6 arguments');
   const saved: SavedThread = saveThread(t.tid, false);
   const { values, low } = placeArgs(s, saved.regs, args);
@@ -95,7 +96,7 @@ export function runSyscall(s: Session, t: Tracee, nr: number, args: ReadonlyArra
 }
 
 /** A remote system call through the stub page; returns rax as a signed value (-errno on failure). */
-export function remoteSyscall(s: Session, t: Tracee, nr: number, args: ReadonlyArray<RemoteArg>, opts: SyscallOptions = {}): bigint {
+export function remoteSyscall(s: InjectionHost, t: Tracee, nr: number, args: ReadonlyArray<RemoteArg>, opts: SyscallOptions = {}): bigint {
   const stub = s.slotFor(t);
   return runSyscall(s, t, nr, args, { rip: blockAddress(stub.base, stub.slot) + BigInt(ENTRY.SYSCALL), stub }, opts);
 }
@@ -122,9 +123,15 @@ export function checkSyscall(pid: number, nr: number, r: bigint): bigint {
   return r;
 }
 
+/** What RemoteSyscalls runs its calls through (a Session). */
+export interface SyscallRunner {
+  readonly pid: number;
+  syscall(nr: number, args: ReadonlyArray<RemoteArg>): bigint;
+}
+
 /** The system calls the loader needs, with errors turned into PROC_SYSCALL_FAILED. */
 export class RemoteSyscalls {
-  constructor(private readonly s: Session) {}
+  constructor(private readonly s: SyscallRunner) {}
 
   private run(nr: number, args: RemoteArg[]): bigint {
     return checkSyscall(this.s.pid, nr, this.s.syscall(nr, args));

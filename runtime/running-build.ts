@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { UlpError, isUlpError } from '../common/errors.js';
 import { parseElfFromMemory } from '../elf/index.js';
 import { readLibraryState } from './loader/library.js';
-import { parseMemfdPath } from './loader/model.js';
+import { parseMemfdPath } from './memfd-names.js';
 import { takeSnapshot } from './loader/snapshot.js';
 import { parseMaps, type Mapping } from './maps.js';
 import { retainedFileKey } from './retained-name.js';

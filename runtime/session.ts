@@ -22,6 +22,7 @@ import { remoteCall, type CallOptions } from './remote-call.js';
 import { remoteSyscall, RemoteSyscalls, syscallName, type RemoteArg, type SyscallOptions } from './remote-syscall.js';
 import { createStub, findStub, type StubInfo } from './stub/stub.js';
 import { claimSlot } from './stub/slots.js';
+import type { InjectionHost, InjectionOp, InjectionStep } from './injection-host.js';
 
 export interface SessionOptions {
   /** How long a thread may take to reach a stop, in ms (default 2000). */
@@ -36,17 +37,10 @@ export interface SessionOptions {
    * Observer called at each step of an injection (diagnostics, and the tests
    * that kill the tracer at an exact step to exercise the stub's restore path).
    */
-  onStep?: (step: InjectionStep, info: { tid: number; op: 'syscall' | 'call' }) => void;
+  onStep?: (step: InjectionStep, info: { tid: number; op: InjectionOp }) => void;
 }
 
-/**
- * redirected: the thread's registers point at injected code, it has not run yet;
- * running:    resumed into the injected code;
- * entered:    stopped at the injected syscall's entry (syscalls only);
- * returned:   the syscall returned / the called function returned to the stub;
- * restored:   the thread's own registers are back, not yet resumed.
- */
-export type InjectionStep = 'redirected' | 'running' | 'entered' | 'returned' | 'restored';
+export type { InjectionStep } from './injection-host.js';
 
 /**
  * PTRACE_O_TRACESYSGOOD is essential, not cosmetic: if the tracer dies while
@@ -59,7 +53,7 @@ export type InjectionStep = 'redirected' | 'running' | 'entered' | 'returned' | 
  */
 const SEIZE_OPTIONS = PTRACE_O.TRACESYSGOOD;
 
-export class Session {
+export class Session implements InjectionHost {
   readonly memory: RemoteMemory;
   private readonly clock = new PauseClock();
   private readonly tracees = new Map<number, Tracee>();
@@ -320,7 +314,7 @@ export class Session {
   }
 
   /** @internal */
-  step(step: InjectionStep, tid: number, op: 'syscall' | 'call'): void {
+  step(step: InjectionStep, tid: number, op: InjectionOp): void {
     this.onStep?.(step, { tid, op });
   }
 

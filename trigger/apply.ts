@@ -3,12 +3,12 @@
  * touched, read the library's state, decide (decide.ts), then let the
  * loader runtime switch. Returns a result for the report; throws UlpError.
  */
-import { UlpError } from '../common/errors.js';
+import { hasCode, UlpError } from '../common/errors.js';
 import { blockingFindings, decodeDataRefs, patchStep, recordedToRegion, removedExports, type Bundle, type DataRefs, type PackageInfo, type PatchStep } from '../patches/index.js';
 import { checkTarget, processExited } from '../runtime/index.js';
 import type { ElfCache } from '../runtime/loader/elf-cache.js';
 import { lostBindings } from '../runtime/loader/bindings.js';
-import { buildMemfdName, metaMemfdName } from '../runtime/loader/model.js';
+import { buildMemfdName, metaMemfdName } from '../runtime/memfd-names.js';
 import { encodeBundleMeta, hasBundleMeta } from './bundle-meta.js';
 import { globalScope } from '../runtime/loader/scope.js';
 import { prepare, switchLibrary, type Prepared, type SwitchReport, type SwitchRequest } from '../runtime/loader/switch-library.js';
@@ -129,8 +129,8 @@ export function runOne(pid: number, bundle: Bundle, opts: RunOptions): RunResult
       return decideAndSwitch(pid, patchId, step, request, { ...opts, ...(bundle.manifest.package ? { packageInfo: bundle.manifest.package } : {}), ...(bundle.manifest.downgrade ? { downgrade: true } : {}) }, { present: !!bundle.manifest.datarefs, map: dataRefs });
     } catch (e) {
       // The process was there a moment ago (checkTarget): gone or a zombie now, it exited while we worked; "check the pid" would mislead.
-      if (e instanceof UlpError && (e.code === 'PROC_NOT_FOUND' || e.code === 'PROC_ZOMBIE')) throw processExited(pid, opts.which === 'forward' ? 'the apply' : 'the revert');
-      if (!(e instanceof UlpError) || e.code !== 'TRIGGER_RACE' || attempt >= RACE_RETRIES) throw e;
+      if (hasCode(e, 'PROC_NOT_FOUND', 'PROC_ZOMBIE')) throw processExited(pid, opts.which === 'forward' ? 'the apply' : 'the revert');
+      if (!hasCode(e, 'TRIGGER_RACE') || attempt >= RACE_RETRIES) throw e;
     }
   }
 }

@@ -33,14 +33,14 @@ const str = (v: unknown) => (typeof v === 'string' && v.length > 0 && v.length <
 export function decodeBundleMeta(bytes: Buffer, patchId: string): BundleMeta | undefined {
   const end = bytes.indexOf(0);
   const text = bytes.subarray(0, Math.min(end < 0 ? bytes.length : end, MAX_BYTES)).toString('utf8');
-  let json: any;
+  let json: Record<string, unknown>;
   try {
     json = JSON.parse(text);
   } catch {
     return undefined;
   }
   if (!json || json.kind !== 'ulp-bundle-meta' || json.patchId !== patchId || typeof json.package !== 'object' || json.package === null) return undefined;
-  const p = json.package;
+  const p = json.package as Record<string, unknown>;
   const pkg: PackageInfo = {};
   for (const k of ['name', 'fromVersion', 'toVersion'] as const) {
     const v = str(p[k]);

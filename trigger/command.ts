@@ -1,11 +1,11 @@
 /**
- * The ulp-trigger command: options, output, and the one table that turns
- * error codes into exit codes (docs/CLI.md). The work is in apply.ts,
+ * The ulp-trigger command: options and output; exit codes come from the
+ * error registry (common/error-codes.ts, docs/CLI.md). The work is in apply.ts,
  * status.ts and all.ts; this file only wires them to the command line.
  */
-import { readRegularFile } from '../common/files.js';
+import { readKeyFile } from '../common/files.js';
 import { Command } from 'commander';
-import { ExitCode, exitCodeFor, printJson, progress, runCommand, versionLine, type ExitCodeValue, type Progress } from '../common/cli.js';
+import { ExitCode, exitCodeOf, printJson, progress, runCommand, versionLine, type ExitCodeValue, type Progress } from '../common/cli.js';
 import { UlpError } from '../common/errors.js';
 import { loadPublicKey, readBundleFile, type Bundle } from '../patches/index.js';
 import { runAll } from './all.js';
@@ -29,38 +29,6 @@ const PROGRAM = 'ulp-trigger';
  * was measured on that cost more than they won (docs/PERFORMANCE.md).
  */
 const DEFAULT_JOBS = 1;
-
-/** Error code -> exit code, for everything this command can meet. */
-function exitCodeOf(code: string): ExitCodeValue | undefined {
-  switch (code) {
-    case 'TRIGGER_USAGE':
-      return ExitCode.USAGE;
-    case 'TRIGGER_KEY_UNREADABLE':
-    case 'TRIGGER_BUNDLES_DIR_UNWRITABLE':
-    case 'BUNDLE_READ_FAILED':
-      return ExitCode.IO;
-    case 'TRIGGER_INTERRUPTED':
-      return ExitCode.INTERRUPTED;
-    case 'SWITCH_ROLLED_BACK':
-    case 'LOADER_ALIAS':
-      return ExitCode.ROLLED_BACK;
-    case 'TRIGGER_BUILD_MISMATCH':
-    case 'TRIGGER_SIGNATURE_UNVERIFIED':
-    case 'TRIGGER_POLICY_INVALID':
-    case 'TRIGGER_POLICY_UNSIGNED':
-    case 'TRIGGER_POLICY_UNTRUSTED':
-    case 'LOADER_DATAREFS_MISMATCH':
-      return ExitCode.INVALID_INPUT;
-    case 'ELF_INTERNAL':
-    case 'ELF_INVALID_ARGUMENT':
-    case 'INTERNAL_ERROR':
-      return ExitCode.INTERNAL;
-  }
-  if (code.startsWith('TRIGGER_') || code.startsWith('LOADER_')) return ExitCode.REFUSED;
-  if (code.startsWith('PROC_')) return ExitCode.TARGET;
-  if (code.startsWith('ELF_') || code.startsWith('BUNDLE_')) return ExitCode.INVALID_INPUT;
-  return undefined;
-}
 
 interface Options {
   revert?: boolean;
@@ -127,16 +95,7 @@ function pidOf(text: string | undefined): number {
 }
 
 function loadBundle(path: string, opts: Options): Bundle {
-  let publicKey;
-  if (opts.key) {
-    let pem: Buffer;
-    try {
-      pem = readRegularFile(opts.key, 64 * 1024); // a PEM key is a few hundred bytes
-    } catch (err) {
-      throw new UlpError('TRIGGER_KEY_UNREADABLE', `cannot read the key file ${opts.key}: ${(err as Error).message}`, 'Check the path and its permissions.', { path: opts.key });
-    }
-    publicKey = loadPublicKey(pem);
-  }
+  const publicKey = opts.key ? loadPublicKey(readKeyFile(opts.key, 'TRIGGER_KEY_UNREADABLE')) : undefined;
   // The host's policy first: with it, only a bundle signed by a trusted key is applied, whatever the options say.
   const policy = readPolicy();
   if (policy?.requireSignature) {
@@ -275,9 +234,9 @@ async function runAllCommand(bundle: Bundle, opts: Options, runOpts: RunOptions,
     if (!runOpts.dryRun) toSyslog(allLines(runOpts.which, result.soname, { from: result.fromBuildId, to: result.toBuildId, patchId: result.patchId }, result.processes));
     if (opts.json) printJson(result);
     else process.stdout.write(renderAllSummary(result));
-    if (result.interrupted) return exitCodeFor(new UlpError('TRIGGER_INTERRUPTED', `stopped by ${result.interrupted.signal}`), exitCodeOf);
+    if (result.interrupted) return exitCodeOf('TRIGGER_INTERRUPTED');
     const failed = result.processes.find((p) => !p.ok);
-    return failed && !failed.ok ? exitCodeFor(new UlpError(failed.error.code, failed.error.message), exitCodeOf) : ExitCode.OK;
+    return failed && !failed.ok ? exitCodeOf(failed.error.code) : ExitCode.OK;
   } finally {
     for (const sig of signals) process.off(sig, onSignal);
   }
@@ -285,7 +244,7 @@ async function runAllCommand(bundle: Bundle, opts: Options, runOpts: RunOptions,
 
 /** Runs ulp-trigger with `argv` (without node and script); sets process.exitCode. */
 export async function main(argv: string[]): Promise<void> {
-  await runCommand<Options>(PROGRAM, buildProgram(), argv, exitCodeOf, async (args, opts) => {
+  await runCommand<Options>(PROGRAM, buildProgram(), argv, async (args, opts) => {
     validate(args, opts);
     return await run(args, opts);
   }, 'TRIGGER_USAGE');

@@ -16,6 +16,7 @@
  */
 import { UlpError } from '../common/errors.js';
 import { stackedOn, type Lineage } from '../runtime/loader/library.js';
+import { shortBuildId } from '../common/format.js';
 
 export interface LibraryFacts {
   pid: number;
@@ -46,8 +47,6 @@ export type Decision =
  */
 export type NoopReason = 'already-applied' | 'runs-new-build' | 'not-applied';
 
-const short = (id: string | undefined) => (id ? id.slice(0, 12) : 'unknown');
-
 export function decide(which: 'forward' | 'reverse', fromBuildId: string, toBuildId: string, f: LibraryFacts): Decision {
   const mixed = f.referenced.length > 1;
   if (f.liveBuildId === toBuildId && !mixed) {
@@ -63,19 +62,19 @@ export function decide(which: 'forward' | 'reverse', fromBuildId: string, toBuil
     if (above === false) return { action: 'noop', reason: 'not-applied' };
     // Without a lineage that tells, the loader's own build is taken as below and any other as on top.
     if (above === undefined && f.liveIsLoaderBuild) return { action: 'noop', reason: 'not-applied' };
-    return { action: 'switch', note: `also undoes what was stacked on top of it (live build ${short(f.liveBuildId)})` };
+    return { action: 'switch', note: `also undoes what was stacked on top of it (live build ${shortBuildId(f.liveBuildId)})` };
   }
   if (which === 'forward') {
     throw new UlpError(
       'TRIGGER_WRONG_BUILD',
-      `${f.soname} in process ${f.pid} is build ${short(f.liveBuildId)}; this bundle patches build ${short(fromBuildId)}`,
+      `${f.soname} in process ${f.pid} is build ${shortBuildId(f.liveBuildId)}; this bundle patches build ${shortBuildId(fromBuildId)}`,
       'Use the bundle made for the build this process runs (see --status), or pack one for it.',
       { pid: f.pid, soname: f.soname, live: f.liveBuildId, expected: fromBuildId },
     );
   }
   throw new UlpError(
     'TRIGGER_NOT_APPLIED',
-    `this patch was never applied in process ${f.pid}: ${f.soname} is build ${short(f.liveBuildId)}, neither of the bundle's builds`,
+    `this patch was never applied in process ${f.pid}: ${f.soname} is build ${shortBuildId(f.liveBuildId)}, neither of the bundle's builds`,
     'Nothing to revert here; --status shows the builds and patches of the process.',
     { pid: f.pid, soname: f.soname, live: f.liveBuildId },
   );

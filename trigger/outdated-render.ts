@@ -1,7 +1,7 @@
 /** Text output of `ulp-trigger --outdated`; `--json` prints the report itself. */
 import type { OutdatedProcess, OutdatedReport, PackageInfo, ProcessState } from './outdated-model.js';
+import { shortBuildId } from '../common/format.js';
 
-const short = (id: string | undefined) => (id ? id.slice(0, 12) : 'no-build-id');
 const count = (n: number, one: string, many: string) => `${n} ${n === 1 ? one : many}`;
 const pkg = (p: PackageInfo | undefined) => (p ? ` (${[p.name, p.version].filter(Boolean).join(' ')})` : '');
 const shq = (s: string) => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
@@ -18,7 +18,7 @@ export function renderOutdated(r: OutdatedReport): string {
   if (r.libraries.length === 0) lines.push('no process runs a shared library that was replaced on disk');
   else lines.push(`${count(r.summary.processes, 'process runs', 'processes run')} ${count(r.libraries.length, 'shared library', 'shared libraries')} replaced on disk`);
   for (const lib of r.libraries) {
-    lines.push('', `${lib.path}${lib.soname ? ` [${lib.soname}]` : ''}: on disk build ${short(lib.onDisk.buildId)}${pkg(lib.onDisk.package)}`);
+    lines.push('', `${lib.path}${lib.soname ? ` [${lib.soname}]` : ''}: on disk build ${shortBuildId(lib.onDisk.buildId)}${pkg(lib.onDisk.package)}`);
     const groups = new Map<string, OutdatedProcess[]>();
     for (const p of lib.processes) {
       const key = `${p.running.buildId ?? ''}|${p.state}`;
@@ -26,7 +26,7 @@ export function renderOutdated(r: OutdatedReport): string {
     }
     for (const procs of groups.values()) {
       const first = procs[0]!;
-      lines.push(`  running build ${short(first.running.buildId)}${pkg(first.running.package)}: ${HEADINGS[first.state]}`);
+      lines.push(`  running build ${shortBuildId(first.running.buildId)}${pkg(first.running.package)}: ${HEADINGS[first.state]}`);
       for (const p of procs) lines.push(`    ${String(p.pid).padStart(7)}  ${p.command}${p.tracedBy ? `  (traced by pid ${p.tracedBy}: ulp-trigger can patch it once that tracer detaches)` : ''}`);
       if (first.state === 'patchable') {
         lines.push(`    to patch: cp ${first.mapFiles} old.so && ulp-pack old.so ${shq(lib.path)} -o fix.ulp && ulp-trigger --all fix.ulp`);

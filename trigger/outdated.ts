@@ -16,7 +16,7 @@ import { parseElf, parseElfFromMemory } from '../elf/index.js';
 import { judgeBuilds } from '../packer/judge.js';
 import { parseMaps, RemoteMemory, type Mapping } from '../runtime/index.js';
 import { readLibraryState } from '../runtime/loader/library.js';
-import { parseMemfdPath } from '../runtime/loader/model.js';
+import { parseMemfdPath } from '../runtime/memfd-names.js';
 import { takeSnapshot } from '../runtime/loader/snapshot.js';
 import { liveTid, readComm, readStatus as readProcStatus } from '../runtime/procfs.js';
 import { refuseGlibc } from './apply.js';

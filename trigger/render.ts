@@ -4,9 +4,8 @@ import type { PackageInfo } from '../patches/index.js';
 import type { StatusReport } from './status.js';
 import { forkSummary } from '../runtime/loader/fork/index.js';
 import type { AllResult, ProcessOutcome } from './all.js';
+import { hex, shortBuildId } from '../common/format.js';
 
-const short = (id: string | undefined) => (id ? id.slice(0, 12) : 'no-build-id');
-const hex = (v: bigint) => '0x' + v.toString(16);
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : word.endsWith('s') ? 'es' : 's'}`;
 
 export function renderRun(r: RunResult): string {
@@ -25,10 +24,10 @@ export function renderRun(r: RunResult): string {
   if (r.downgrade) lines.push("  DOWNGRADE: the bundle's new build looked older than its old one (packed with --allow-downgrade)");
   const s = r.switch;
   if (!s) {
-    lines.push(`  ${r.soname}: live build ${short(r.liveBefore)}`);
+    lines.push(`  ${r.soname}: live build ${shortBuildId(r.liveBefore)}`);
     return lines.join('\n') + '\n';
   }
-  lines.push(`  ${r.soname}: build ${short(s.fromBuildId)} -> ${short(s.toBuildId)}${r.note ? ` (${r.note})` : ''}`);
+  lines.push(`  ${r.soname}: build ${shortBuildId(s.fromBuildId)} -> ${shortBuildId(s.toBuildId)}${r.note ? ` (${r.note})` : ''}`);
   if (s.staged) {
     const where = s.targetBase !== undefined ? ` at ${hex(s.targetBase)}` : '';
     lines.push(`  ${r.outcome === 'dry-run' ? 'would map' : 'mapped'} the build${where}: ${plural(s.relocations, 'relocation')}${s.ifuncs ? `, ${plural(s.ifuncs, 'IFUNC resolver')} run` : ''}`);
@@ -59,7 +58,7 @@ export function renderRun(r: RunResult): string {
   }
   if (rd.uncovered.length) {
     lines.push(`  ${plural(rd.uncovered.length, 'changed function')} of builds that are not live ${rd.uncovered.length === 1 ? 'stays' : 'stay'} reachable through pointers taken before the switch:`);
-    for (const u of rd.uncovered.slice(0, 20)) lines.push(`    ${u.fn.name ?? `function at ${u.fn.start}`} in build ${short(u.fn.build)}: ${u.reason}`);
+    for (const u of rd.uncovered.slice(0, 20)) lines.push(`    ${u.fn.name ?? `function at ${u.fn.start}`} in build ${shortBuildId(u.fn.build)}: ${u.reason}`);
     if (rd.uncovered.length > 20) lines.push(`    … and ${rd.uncovered.length - 20} more (--json lists all)`);
   }
   const left = s.counts.unmatched + s.counts.missing;
@@ -83,13 +82,13 @@ export function packageText(p: PackageInfo): string {
 export function renderStatus(st: StatusReport): string {
   const lines = [`process ${st.pid}: ${plural(st.objects.length, 'object')} loaded`];
   const width = Math.min(48, Math.max(...st.objects.map((o) => (o.soname ?? o.name).length)));
-  for (const o of st.objects) lines.push(`  ${(o.soname ?? o.name).padEnd(width)}  ${short(o.buildId)}  ${hex(o.base)}`);
+  for (const o of st.objects) lines.push(`  ${(o.soname ?? o.name).padEnd(width)}  ${shortBuildId(o.buildId)}  ${hex(o.base)}`);
   if (st.libraries.length === 0) lines.push('no library of this process has been patched');
   for (const lib of st.libraries) {
-    lines.push('', `${lib.soname}: live build ${short(lib.live)}${lib.mixed ? ' — INTERRUPTED SWITCH: slots point at more than one build; re-run the apply or revert to complete it' : ''}`);
+    lines.push('', `${lib.soname}: live build ${shortBuildId(lib.live)}${lib.mixed ? ' — INTERRUPTED SWITCH: slots point at more than one build; re-run the apply or revert to complete it' : ''}`);
     for (const b of lib.builds) {
       const origin = b.source === 'loader' ? 'loaded by ld.so' : `mapped by ulp (patch ${b.patchId?.slice(0, 12)}, ${b.role} build)`;
-      lines.push(`  ${b.live ? '*' : ' '} ${short(b.buildId)}  ${hex(b.base)}  ${origin}, ${plural(b.slots, 'slot')} point here`);
+      lines.push(`  ${b.live ? '*' : ' '} ${shortBuildId(b.buildId)}  ${hex(b.base)}  ${origin}, ${plural(b.slots, 'slot')} point here`);
     }
     for (const p of lib.patches) {
       const about = [...(p.package ? [packageText(p.package)] : []), ...(p.downgrade ? ['a DOWNGRADE, packed with --allow-downgrade'] : [])];
@@ -99,10 +98,10 @@ export function renderStatus(st: StatusReport): string {
     const oc = lib.oldCode;
     if (oc.known) lines.push(`  old code: ${oc.redirected} function ${oc.redirected === 1 ? 'entry' : 'entries'} of builds that are not live jump to the live build; ${oc.reachable.length ? `${oc.reachable.length} changed ${oc.reachable.length === 1 ? 'function stays' : 'functions stay'} reachable:` : 'no changed function is reachable'}`);
     else lines.push('  old code: unknown (no redirect journal for the live build); changed functions of other builds may be reachable through old pointers');
-    for (const u of oc.reachable.slice(0, 10)) lines.push(`    ${u.fn.name ?? `function at ${u.fn.start}`} in build ${short(u.fn.build)}: ${u.reason}`);
+    for (const u of oc.reachable.slice(0, 10)) lines.push(`    ${u.fn.name ?? `function at ${u.fn.start}`} in build ${shortBuildId(u.fn.build)}: ${u.reason}`);
     const o = lib.oldReferences;
     lines.push(`  old references: ${plural(o.slots, 'slot')}, ${plural(o.dataPointers, 'data pointer')} into code of builds that are not live`);
-    for (const s of o.samples.slice(0, 5)) lines.push(`    ${s.holder} @ ${hex(s.at)} -> ${hex(s.value)} (build ${short(s.buildId)})`);
+    for (const s of o.samples.slice(0, 5)) lines.push(`    ${s.holder} @ ${hex(s.at)} -> ${hex(s.value)} (build ${shortBuildId(s.buildId)})`);
   }
   if (st.libraries.length || st.fork.installed) lines.push('', forkSummary(st.fork));
   for (const a of st.abandoned) lines.push('', `abandoned staging of ${a.name} at ${hex(a.base)}: a trigger stopped before it finished; nothing uses it`);
@@ -121,7 +120,7 @@ export function renderAllSummary(r: AllResult): string {
   const lines: string[] = [];
   const failed = r.processes.filter((p) => !p.ok).length;
   const found = r.processes.length + (r.interrupted?.notAttempted.length ?? 0);
-  lines.push(`${plural(found, 'process')} with ${r.soname} build ${short(r.fromBuildId)} or ${short(r.toBuildId)} loaded: ${r.processes.length - failed} ok, ${failed} failed${r.interrupted ? `, ${r.interrupted.notAttempted.length} not attempted` : ''}; ${r.totalMs.toFixed(0)} ms in all`);
+  lines.push(`${plural(found, 'process')} with ${r.soname} build ${shortBuildId(r.fromBuildId)} or ${shortBuildId(r.toBuildId)} loaded: ${r.processes.length - failed} ok, ${failed} failed${r.interrupted ? `, ${r.interrupted.notAttempted.length} not attempted` : ''}; ${r.totalMs.toFixed(0)} ms in all`);
   if (r.interrupted) {
     const left = r.interrupted.notAttempted;
     lines.push(`stopped by ${r.interrupted.signal} after ${plural(r.processes.length, 'process')}: each process above is done and none was left half done; not attempted (untouched): ${left.slice(0, 50).join(', ')}${left.length > 50 ? `, and ${left.length - 50} more (--json lists all)` : ''}`);

@@ -4,9 +4,12 @@
  * code. Everything is read from the process (link map, /proc/PID/maps, slot
  * values), nothing from a file, so it is true even after the trigger is gone.
  */
-import { checkTarget, RemoteMemory } from '../runtime/index.js';
+import { checkTarget, RemoteMemory, type Mapping } from '../runtime/index.js';
 import { findDataPointers, readLibraryState, type LibraryState } from '../runtime/loader/library.js';
-import { dataMemfdName, parseMemfdPath, parseMetaPath, type ProcessObject } from '../runtime/loader/model.js';
+import type { ProcessObject } from '../runtime/loader/model.js';
+import { dataMemfdName, memfdNameOfPath, parseMemfdPath, type UlpMemfd } from '../runtime/memfd-names.js';
+import { STUB_SIZE } from '../runtime/stub/layout.js';
+import { FORK_PAGE_SIZE } from '../runtime/loader/fork/layout.js';
 import type { PackageInfo } from '../patches/index.js';
 import { decodeBundleMeta, type BundleMeta } from './bundle-meta.js';
 import { readForkStatus, type ForkStatus } from '../runtime/loader/fork/index.js';
@@ -90,7 +93,8 @@ export function readStatus(pid: number): StatusReport {
   for (const soname of snap.dataMappings.keys()) patched.add(soname);
   const metas = new Map<string, BundleMeta>();
   for (const m of snap.maps) {
-    const id = parseMetaPath(m.path);
+    const parsed = parseMemfdPath(m.path);
+    const id = parsed?.kind === 'meta' ? parsed.patchId : undefined;
     const bytes = id && m.read ? mem.tryRead(m.start, Number(m.end - m.start)) : undefined;
     const meta = id && bytes ? decodeBundleMeta(bytes, id) : undefined;
     if (meta) metas.set(meta.patchId, meta);
@@ -133,13 +137,44 @@ export function readStatus(pid: number): StatusReport {
       },
     });
   }
-  const ulpMappedBytes = snap.maps.filter((m) => m.path === '/memfd:ulp:stub (deleted)' || m.path.startsWith('/memfd:ulp:redirects:') || parseMemfdPath(m.path) || parseMetaPath(m.path)).reduce((n, m) => n + Number(m.end - m.start), 0);
+  const ulpMappedBytes = ulpMappedSize(snap.maps);
   return {
     pid,
     objects: linkmap.map((o) => ({ name: o.name || '(executable)', soname: o.soname, buildId: o.buildId, base: o.bias })),
     libraries,
     ulpMappedBytes,
     fork: readForkStatus(pid, mem, snap.maps, [...snap.dataMappings.keys()].map(dataMemfdName)),
-    abandoned: snap.abandoned.map((m) => ({ name: m.path.replace(/^\/memfd:| \(deleted\)$/g, ''), base: m.start })),
+    abandoned: snap.abandoned.map((m) => ({ name: memfdNameOfPath(m.path) ?? m.path, base: m.start })),
   };
+}
+
+/** The size of each page ulp injects, of which only the first (a `ulp:` memfd) has a name; the rest is anonymous memory. */
+const INJECTED_PAGE_SIZE: Partial<Record<UlpMemfd['kind'], number>> = { stub: STUB_SIZE, fork: FORK_PAGE_SIZE };
+
+/**
+ * Bytes of the process's memory that ulp-trigger mapped: every mapping of a
+ * `ulp:` memfd (builds, shared data, journals, metadata, the header pages,
+ * names a newer ulp wrote), and the anonymous rest of the stub and fork
+ * pages, counted up to their size (an anonymous mapping the kernel merged
+ * with a neighbour is counted in part).
+ */
+export function ulpMappedSize(maps: readonly Mapping[]): number {
+  const injected: Array<{ start: bigint; end: bigint }> = [];
+  let bytes = 0n;
+  for (const m of maps) {
+    const parsed = parseMemfdPath(m.path);
+    if (!parsed) continue;
+    bytes += m.end - m.start;
+    const size = m.offset === 0n ? INJECTED_PAGE_SIZE[parsed.kind] : undefined;
+    if (size !== undefined) injected.push({ start: m.end, end: m.start + BigInt(size) });
+  }
+  for (const rest of injected) {
+    for (const m of maps) {
+      if (m.path !== '') continue;
+      const from = m.start > rest.start ? m.start : rest.start;
+      const to = m.end < rest.end ? m.end : rest.end;
+      if (to > from) bytes += to - from;
+    }
+  }
+  return Number(bytes);
 }

@@ -42,7 +42,10 @@ export function lostBindings(slots: readonly Slot[], values: readonly bigint[], 
     let lazy = false;
     if (!build && slot.reloc.type === RelocType.JUMP_SLOT && !slot.reloc.symbol?.defined && inCode(slot.owner, value)) {
       const def = lookupInScope(scopeOf(slot.owner, scope), slot.ref);
-      if (def && family.builds.includes(def.obj)) (build = def.obj), (lazy = true);
+      if (def && family.builds.includes(def.obj)) {
+        build = def.obj;
+        lazy = true;
+      }
     }
     if (!build) return;
     const symbol = slot.ref.version ? `${slot.ref.name}@${slot.ref.version}` : slot.ref.name;

@@ -15,7 +15,7 @@
  * its canonical address). Pure: bytes and numbers in, bytes and numbers out.
  */
 import { UlpError } from '../../common/errors.js';
-import { PF_X, type ElfObject } from '../../elf/index.js';
+import { pageAlignDown, pageAlignUp, PF_X, type ElfObject } from '../../elf/index.js';
 import type { Mapping } from '../maps.js';
 
 export interface CodeDataRef {
@@ -36,7 +36,6 @@ export interface StagedDataRefs {
 
 const I32_MIN = -(2 ** 31);
 const I32_MAX = 2 ** 31 - 1;
-const PAGE = 4096n;
 
 /** The lowest address a mapping may take (vm.mmap_min_addr's usual value), and the top of user space. */
 const LOW = 0x10000n;
@@ -88,24 +87,17 @@ export function baseNear(maps: readonly Mapping[], length: bigint, spanStart: bi
   let best: bigint | undefined;
   const dist = (a: bigint) => (a > near ? a - near : near - a);
   for (const [hs, he] of holes) {
-    let lo = alignUp(hs > aMin ? hs : aMin);
-    let hi = alignDown((he - length < aMax ? he - length : aMax));
+    const lo = pageAlignUp(hs > aMin ? hs : aMin);
+    const hi = pageAlignDown((he - length < aMax ? he - length : aMax));
     if (lo > hi) continue;
     // The closest point of [lo, hi] to `near`.
-    const a = near <= lo ? lo : near >= hi ? hi : alignDown(near);
+    const a = near <= lo ? lo : near >= hi ? hi : pageAlignDown(near);
     if (a < lo || a > hi) continue;
     if (best === undefined || dist(a) < dist(best)) best = a;
   }
   return best;
 }
 
-function alignUp(x: bigint): bigint {
-  return (x + PAGE - 1n) & ~(PAGE - 1n);
-}
-
-function alignDown(x: bigint): bigint {
-  return x & ~(PAGE - 1n);
-}
 
 /**
  * A copy of the build's file bytes with every listed displacement pointing

@@ -79,7 +79,9 @@ export function stackedOn(lineage: Lineage, upper: string, lower: string): boole
   for (const queue = [upper]; queue.length > 0; ) {
     for (const b of lineage.below.get(queue.shift()!) ?? []) {
       if (b === lower) return true;
-      if (!seen.has(b)) seen.add(b), queue.push(b);
+      if (seen.has(b)) continue;
+      seen.add(b);
+      queue.push(b);
     }
   }
   return lineage.complete ? false : undefined;

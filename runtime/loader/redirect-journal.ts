@@ -20,6 +20,7 @@
  */
 import { z } from 'zod';
 import type { Mapping } from '../maps.js';
+import { journalMemfdName, memfdNameOfPath } from '../memfd-names.js';
 import type { RemoteMemory } from '../memory.js';
 
 const HEX = /^0x[0-9a-f]+$/;
@@ -50,15 +51,10 @@ export type Journal = z.infer<typeof JournalSchema>;
 const MAGIC = Buffer.from('ULPREDIR');
 const HEADER = 16;
 
-export function journalMemfdName(soname: string): string {
-  return `ulp:redirects:${soname}`.slice(0, 249);
-}
-
-const MAPS_RE = /^\/memfd:ulp:redirects:(.+?)(?: \(deleted\))?$/;
-
 /** The memfd mappings holding journals of `soname`. */
 export function journalMappings(maps: readonly Mapping[], soname: string): Mapping[] {
-  return maps.filter((m) => m.offset === 0n && MAPS_RE.exec(m.path)?.[1] === soname.slice(0, 249 - 'ulp:redirects:'.length));
+  const name = journalMemfdName(soname); // cut to the length memfd_create accepts, as when it was made
+  return maps.filter((m) => m.offset === 0n && memfdNameOfPath(m.path) === name);
 }
 
 export function encodeJournal(j: Journal): Buffer {

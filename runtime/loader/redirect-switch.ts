@@ -10,14 +10,15 @@
  * inherits that copy, jumps included, which is right: it runs the same
  * builds with the same live one.
  */
-import { SymType, type ElfObject } from '../../elf/index.js';
+import { STT_FUNC, STT_GNU_IFUNC, type ElfObject } from '../../elf/index.js';
 import type { Mapping } from '../maps.js';
 import type { RemoteMemory } from '../memory.js';
 import type { Session } from '../session.js';
 import { MAP, MFD, PROT } from '../sys/constants.js';
 import type { ProcessObject } from './model.js';
-import { hex } from '../../elf/errors.js';
-import { encodeJournal, journalMapSize, journalMemfdName, readJournal, type Journal } from './redirect-journal.js';
+import { hex } from '../../common/format.js';
+import { journalMemfdName } from '../memfd-names.js';
+import { encodeJournal, journalMapSize, readJournal, type Journal } from './redirect-journal.js';
 import { buildKey, planRedirects, type CodeWrite, type RedirectPlan, type StepFunctions } from './redirects.js';
 
 export interface RedirectState {
@@ -39,7 +40,7 @@ export function readRedirectState(mem: RemoteMemory, maps: readonly Mapping[], s
 function functionSymbols(elf: ElfObject): Map<string, { start: bigint; end: bigint }> {
   const out = new Map<string, { start: bigint; end: bigint }>();
   for (const s of [...elf.dynamicSymbols, ...elf.symtab]) {
-    if (s.shndx === 0 || s.size === 0n || (s.type !== SymType.FUNC && s.type !== SymType.GNU_IFUNC) || out.has(s.name)) continue;
+    if (s.shndx === 0 || s.size === 0n || (s.type !== STT_FUNC && s.type !== STT_GNU_IFUNC) || out.has(s.name)) continue;
     out.set(s.name, { start: s.value, end: s.value + s.size });
   }
   return out;

@@ -21,7 +21,7 @@
  */
 import type { ProcessObject } from './model.js';
 import { describeRefusal, planEntry } from './redirect-code.js';
-import { hex } from '../../elf/errors.js';
+import { hex, shortBuildId } from '../../common/format.js';
 import { fnKey, type Fn, type Journal } from './redirect-journal.js';
 
 /** One bundle step's function lists (patches/report.ts FunctionChanges), as link-time hex vaddrs. */
@@ -129,7 +129,7 @@ export function planRedirects(input: RedirectInput): RedirectPlan {
     }
     const present = members.filter((m) => m.build !== T && byKey.has(m.build));
     if (!dest) {
-      for (const m of present) uncovered.push({ fn: m, reason: `no counterpart in the live build ${short(T)} is known` });
+      for (const m of present) uncovered.push({ fn: m, reason: `no counterpart in the live build ${shortBuildId(T)} is known` });
       continue;
     }
     for (const m of present) if (!wanted.has(fnKey(m))) wanted.set(fnKey(m), { from: m, to: dest });
@@ -142,7 +142,7 @@ export function planRedirects(input: RedirectInput): RedirectPlan {
         const from = fnOf(b, found.r!, found.n);
         if (!wanted.has(fnKey(from))) wanted.set(fnKey(from), { from, to: dest });
       } else {
-        uncovered.push({ fn: { build: k, start: '0x0', end: '0x0', ...(names[0] ? { name: names[0] } : {}) }, reason: `build ${short(k)} has no symbol that names its copy of ${names[0] ?? `the function at ${dest.start} of the live build`}` });
+        uncovered.push({ fn: { build: k, start: '0x0', end: '0x0', ...(names[0] ? { name: names[0] } : {}) }, reason: `build ${shortBuildId(k)} has no symbol that names its copy of ${names[0] ?? `the function at ${dest.start} of the live build`}` });
       }
     }
   }
@@ -150,7 +150,7 @@ export function planRedirects(input: RedirectInput): RedirectPlan {
     if (u.build === T || !byKey.has(u.build) || wanted.has(fnKey(u))) continue;
     const r = u.name ? input.lookup(target, u.name) : undefined;
     if (r) wanted.set(fnKey(u), { from: u, to: fnOf(target, r, u.name) });
-    else uncovered.push({ fn: u, reason: `no counterpart in the live build ${short(T)} (removed, or not matched by ulp-pack)` });
+    else uncovered.push({ fn: u, reason: `no counterpart in the live build ${shortBuildId(T)} (removed, or not matched by ulp-pack)` });
   }
   if (input.step && input.step.pairs.length === 0 && input.step.unpaired.length === 0 && input.step.changed?.length && input.step.toBuildId === T) {
     // A bundle made before function pairs existed: its changed functions cannot be redirected.
@@ -229,4 +229,3 @@ function mergeUnpaired(previous: Journal['unpaired'], step: StepFunctions | unde
   return out;
 }
 
-const short = (id: string) => id.slice(0, 12);

@@ -7,7 +7,8 @@
  * The same classification answers `--status`: a slot that holds the address
  * of a non-live build's symbol is an old reference.
  */
-import { RelocType, SymType, type Relocation } from '../../elf/types.js';
+import { STT_GNU_IFUNC } from '../../elf/constants.js';
+import { RelocType, type Relocation } from '../../elf/types.js';
 import { contains, inCode, type Family, type ProcessObject, type Region } from './model.js';
 import { lookupInScope, scopeOf, type SymbolRef } from './scope.js';
 import { inRegion, ownRegion, sharedAddress } from './region.js';
@@ -109,7 +110,7 @@ export function ifuncResolvers(slots: readonly Slot[], target: ProcessObject): A
       continue;
     }
     const t = target.elf.lookup(s.ref.name, s.ref.version);
-    if (t?.defined && t.type === SymType.GNU_IFUNC) out.set(key, target.bias + t.value);
+    if (t?.defined && t.type === STT_GNU_IFUNC) out.set(key, target.bias + t.value);
   }
   return [...out].map(([key, resolver]) => ({ key, resolver }));
 }
@@ -124,7 +125,7 @@ function boundTo(slot: Slot, value: bigint, build: ProcessObject, addend: bigint
   const sym = build.elf.lookup(slot.ref.name, slot.ref.version);
   if (!sym?.defined) return false;
   if (value === build.bias + sym.value + addend) return true;
-  return sym.type === SymType.GNU_IFUNC && inCode(build, value - addend);
+  return sym.type === STT_GNU_IFUNC && inCode(build, value - addend);
 }
 
 /** The value a slot bound to the library's `ref` must hold once the target is live, or undefined when the target cannot provide it. */
@@ -132,7 +133,7 @@ function targetValue(slot: Slot, ctx: ClassifyContext, addend: bigint): bigint |
   if (slot.reloc.type === RelocType.IRELATIVE) return ctx.ifuncs?.get(ifuncKey(slot.ref));
   const t = ctx.target.elf.lookup(slot.ref.name, slot.ref.version);
   if (!t?.defined) return undefined;
-  if (t.type === SymType.GNU_IFUNC) {
+  if (t.type === STT_GNU_IFUNC) {
     const chosen = ctx.ifuncs?.get(ifuncKey(slot.ref));
     return chosen === undefined ? undefined : BigInt.asUintN(64, chosen + addend);
   }

@@ -11,7 +11,8 @@
  */
 import { UlpError } from '../../common/errors.js';
 import { imageSpan } from '../../elf/layout.js';
-import { RelocType, SymType, type ElfObject, type ElfSymbol, type Relocation } from '../../elf/types.js';
+import { STB_WEAK, STT_GNU_IFUNC } from '../../elf/constants.js';
+import { RelocType, type ElfObject, type ElfSymbol, type Relocation } from '../../elf/types.js';
 import { contains, type Family, type ProcessObject, type ReadMemory, type Region } from './model.js';
 import { isDefinition, lookupIn, scopeOf, type Definition, type SymbolRef } from './scope.js';
 import { inRegion, ownRegion } from './region.js';
@@ -137,7 +138,7 @@ export function planStage(input: StageInput): StagePlan {
 
   /** Stores the address of the target's own definition of `sym` (+ addend) at the site of `r`. */
   const writeSelf = (r: Relocation, sym: ElfSymbol, reason: WriteReason) => {
-    if (sym.type === SymType.GNU_IFUNC) plan.ifuncs.push({ addr: targetBias + r.offset, resolver: targetBias + sym.value, addend: addendOf(r), reloc: r });
+    if (sym.type === STT_GNU_IFUNC) plan.ifuncs.push({ addr: targetBias + r.offset, resolver: targetBias + sym.value, addend: addendOf(r), reloc: r });
     else write(r, addrOf(sym.value) + addendOf(r), reason);
   };
 
@@ -187,7 +188,7 @@ export function planStage(input: StageInput): StagePlan {
         }
         const found = resolveInPlace(refOf(s));
         if (!found) {
-          if (s.bind === 2 /* STB_WEAK */) write(r, 0n, 'weak-undefined');
+          if (s.bind === STB_WEAK) write(r, 0n, 'weak-undefined');
           else throw new UlpError('LOADER_UNRESOLVED_SYMBOL', `symbol ${fmtRef(s)} needed by the new build is not defined by any object loaded in the process`, 'The new build imports something the process does not provide; rebuild it against the same dependencies or load the missing library first.', { symbol: fmtRef(s) });
           break;
         }
@@ -197,7 +198,7 @@ export function planStage(input: StageInput): StagePlan {
         }
         const def = found.def;
         if (!s.defined) plan.newImports.push({ name: s.name, version: s.version, from: def.obj.soname ?? (def.obj.name || '(executable)') });
-        if (def.sym.type === SymType.GNU_IFUNC) plan.ifuncs.push({ addr: targetBias + r.offset, resolver: def.addr, addend: addendOf(r), reloc: r });
+        if (def.sym.type === STT_GNU_IFUNC) plan.ifuncs.push({ addr: targetBias + r.offset, resolver: def.addr, addend: addendOf(r), reloc: r });
         else write(r, def.addr + addendOf(r), 'resolved');
         break;
       }

@@ -3,8 +3,8 @@
  * (__register_atfork, dlopen, __register_frame). Those calls take locks
  * (glibc's atfork lock, the loader lock, an arena lock, libgcc's object
  * mutex) and may allocate. A thread stopped inside fork(), the allocator,
- * ld.so or the unwinder's registry would wait for itself (DESIGN.md,
- * "borrowing a thread"). So a thread is used only when neither its rip nor
+ * ld.so or the unwinder's registry would wait for itself (docs/ARCHITECTURE.md,
+ * "Stage"). So a thread is used only when neither its rip nor
  * any frame of its call chain is inside those functions or ld.so; the others
  * are let go and asked again a moment later.
  */

@@ -7,7 +7,8 @@
  * and so are never part of a scope; a definition found in a library's
  * canonical build is translated to the live build by the caller.
  */
-import { SymBind, SymType, type ElfSymbol } from '../../elf/types.js';
+import { STB_LOCAL, STT_COMMON, STT_FUNC, STT_GNU_IFUNC, STT_NOTYPE, STT_OBJECT, STT_TLS } from '../../elf/constants.js';
+import type { ElfSymbol } from '../../elf/types.js';
 import type { ProcessObject } from './model.js';
 
 export interface Definition {
@@ -23,19 +24,19 @@ export interface SymbolRef {
 }
 
 /** Symbol types ld.so accepts as definitions (do_lookup_x's ALLOWED_STT). */
-const ALLOWED = new Set<number>([SymType.NOTYPE, SymType.OBJECT, SymType.FUNC, SymType.COMMON, SymType.TLS, SymType.GNU_IFUNC]);
+const ALLOWED = new Set<number>([STT_NOTYPE, STT_OBJECT, STT_FUNC, STT_COMMON, STT_TLS, STT_GNU_IFUNC]);
 
 export function isDefinition(sym: ElfSymbol): boolean {
-  if (!sym.defined || sym.bind === SymBind.LOCAL) return false;
+  if (!sym.defined || sym.bind === STB_LOCAL) return false;
   if (!ALLOWED.has(sym.type)) return false;
   // A zero value marks an undefined-like entry unless it is TLS (offset 0 is valid there).
-  return sym.value !== 0n || sym.type === SymType.TLS;
+  return sym.value !== 0n || sym.type === STT_TLS;
 }
 
 export function lookupIn(obj: ProcessObject, ref: SymbolRef): Definition | undefined {
   const sym = obj.elf.lookup(ref.name, ref.version);
   if (!sym || !isDefinition(sym)) return undefined;
-  return { obj, sym, addr: sym.type === SymType.TLS ? sym.value : obj.bias + sym.value };
+  return { obj, sym, addr: sym.type === STT_TLS ? sym.value : obj.bias + sym.value };
 }
 
 /** First definition in scope order; the first one wins even when weak, as in ld.so without LD_DYNAMIC_WEAK. */

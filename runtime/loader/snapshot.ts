@@ -8,7 +8,8 @@ import { readGlobalScope, readLinkMap } from '../linkmap.js';
 import { findMapping, readMaps, type Mapping } from '../maps.js';
 import { ElfCache } from './elf-cache.js';
 import type { RemoteMemory } from '../memory.js';
-import { parseMemfdPath, type Family, type ProcessObject } from './model.js';
+import { memfdNameOfPath, parseMemfdPath } from '../memfd-names.js';
+import type { Family, ProcessObject } from './model.js';
 import { recordScopes } from './scope.js';
 
 export interface Snapshot {
@@ -54,7 +55,7 @@ export function takeSnapshot(pid: number, mem: RemoteMemory, cache: ElfCache = n
   const abandoned: Mapping[] = [];
   for (const m of maps) {
     const parsed = parseMemfdPath(m.path);
-    if (!parsed) continue;
+    if (parsed?.kind !== 'data' && parsed?.kind !== 'build') continue;
     if (parsed.kind === 'data') {
       dataMappings.set(parsed.soname, [...(dataMappings.get(parsed.soname) ?? []), m]);
       continue;
@@ -68,7 +69,7 @@ export function takeSnapshot(pid: number, mem: RemoteMemory, cache: ElfCache = n
       continue;
     }
     const elf = parseElfFromMemory(read, { bias: m.start, headerAddr: m.start, expect: 'any' });
-    objects.push({ name: m.path.replace(/^\/memfd:| \(deleted\)$/g, ''), bias: m.start, elf, source: 'ulp', ulp: parsed.name, ...describe(elf, m.start) });
+    objects.push({ name: memfdNameOfPath(m.path)!, bias: m.start, elf, source: 'ulp', ulp: parsed.name, ...describe(elf, m.start) });
   }
   return { pid, objects, maps, dataMappings, abandoned };
 }

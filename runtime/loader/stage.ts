@@ -19,18 +19,19 @@
  *     are mapped wherever this build's own region is (region.ts).
  */
 import { closeSync, writeSync } from 'node:fs';
-import { pageAlignDown, pageAlignUp, PF_R, PF_W, PF_X, type ElfObject } from '../../elf/index.js';
+import { PAGE_SIZE, pageAlignDown, pageAlignUp, PF_R, PF_W, PF_X, type ElfObject } from '../../elf/index.js';
 import { UlpError } from '../../common/errors.js';
 import { openTargetFd } from '../memory.js';
 import type { Session } from '../session.js';
 import { MAP, MFD, NR, PROT } from '../sys/constants.js';
-import { dataMemfdName, type ProcessObject, type Region } from './model.js';
+import { dataMemfdName } from '../memfd-names.js';
+import type { ProcessObject, Region } from './model.js';
 import { forgetForkAliases } from './fork/index.js';
+import { u64Bytes } from '../../common/u64.js';
 
 /** mremap(2) flags; with old_size 0 on a MAP_SHARED mapping, mremap maps the same pages a second time. */
 const MREMAP_MAYMOVE = 1;
 const MREMAP_FIXED = 2;
-const PAGE = 4096n;
 
 export interface StageRequest {
   /** The build's bytes and its parse. */
@@ -95,9 +96,9 @@ export function mapBuild(s: Session, req: StageRequest): StagedImage {
       const writable = (p.flags & PF_W) !== 0;
       if (p.offset === 0n && !writable && privEnd > segStart) {
         // The header page is mapped inaccessible now and opened last; the rest of its segment (text, without -z separate-code) maps normally.
-        sys.mmap(bias + segStart, PAGE, PROT.NONE, MAP.PRIVATE | MAP.FIXED, fd, 0n);
+        sys.mmap(bias + segStart, PAGE_SIZE, PROT.NONE, MAP.PRIVATE | MAP.FIXED, fd, 0n);
         header = { addr: bias + segStart, prot: protOf(p.flags) };
-        segStart += PAGE;
+        segStart += PAGE_SIZE;
       }
       if (privEnd > segStart) {
         sys.mmap(bias + segStart, privEnd - segStart, writable ? PROT.READ | PROT.WRITE : protOf(p.flags), MAP.PRIVATE | MAP.FIXED, fd, pageAlignDown(p.offset) + (segStart - pageAlignDown(p.vaddr)));
@@ -194,7 +195,7 @@ export function applyWrites(s: Session, elf: ElfObject, image: StagedImage, writ
       for (const w of byPage.get(pages[k]!)!) {
         const off = Number(w.addr - runStart);
         if (off + 8 <= buf.length) buf.writeBigUInt64LE(w.value, off);
-        else s.poke(w.addr, u64le(w.value)); // straddles the end of the run
+        else s.poke(w.addr, u64Bytes(w.value)); // straddles the end of the run
       }
     }
     s.memory.write(runStart, buf);
@@ -211,13 +212,7 @@ export function applyWrites(s: Session, elf: ElfObject, image: StagedImage, writ
 
 /** The last step of staging: the build becomes visible to later runs (and to --status) only now. */
 export function finishStaging(s: Session, image: StagedImage): void {
-  if (image.header) s.sys.mprotect(image.header.addr, PAGE, image.header.prot);
-}
-
-function u64le(v: bigint): Buffer {
-  const b = Buffer.alloc(8);
-  b.writeBigUInt64LE(BigInt.asUintN(64, v));
-  return b;
+  if (image.header) s.sys.mprotect(image.header.addr, PAGE_SIZE, image.header.prot);
 }
 
 export function tryUnmap(s: Session, addr: bigint, len: bigint): void {

@@ -13,7 +13,8 @@ import { Session, type SessionOptions } from '../session.js';
 import { ElfCache } from './elf-cache.js';
 import { readLibraryState, type LibraryState } from './library.js';
 import { aliasable, ownRegion, regionOf } from './region.js';
-import { parseMemfdPath, type Family, type ProcessObject, type Region } from './model.js';
+import { parseMemfdPath } from '../memfd-names.js';
+import type { Family, ProcessObject, Region } from './model.js';
 import { planStage, type StagePlan } from './relocate.js';
 import { classifyPointer, collectCodePointerSites } from './code-pointers.js';
 import { classifySlot, collectSlots, ifuncResolvers } from './relink.js';
@@ -28,6 +29,7 @@ import { emptyCounts, readSlots, relink, rollback, type PointerCounts, type Swit
 import { applyRedirects, mapJournal, planSwitchRedirects, readRedirectState, threadsInside } from './redirect-switch.js';
 import { encodeJournal, type Journal } from './redirect-journal.js';
 import { buildKey, type RedirectPlan, type StepFunctions } from './redirects.js';
+import { u64Bytes } from '../../common/u64.js';
 
 export interface SwitchRequest {
   pid: number;
@@ -300,11 +302,11 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
         if (fork && image.regionAddr !== undefined) publishForkAlias(session, fork, image.regionAddr);
         const plan = planStage({ target: elf, targetBias: image.bias, family, from: state.live, scope, region, read });
         applyWrites(session, elf, image, plan.writes);
-        // IFUNC resolvers run now, with the other threads running (DESIGN: never call into the process during the pause),
+        // IFUNC resolvers run now, with the other threads running (docs/ARCHITECTURE.md: never call into the process during the pause),
         // and after the other relocations: a resolver reads the build's GOT like any of its code (a global, a libc call).
         for (const f of plan.ifuncs) {
           const result = onSafeThread(session, snap.objects, 'run an IFUNC resolver', (tid) => session.call(f.resolver, [], runtimeCall(tid, IFUNC_TIMEOUT_MS)));
-          session.poke(f.addr, u64(result + f.addend));
+          session.poke(f.addr, u64Bytes(result + f.addend));
         }
         const writes = plan.writes.length + plan.ifuncs.length;
         if (req.metadata && !snap.maps.some((m) => m.path.startsWith(`/memfd:${req.metadata!.name}`))) meta = mapMetadata(session, req.metadata.name, req.metadata.bytes);
@@ -431,12 +433,6 @@ function canonicalWords(plan: StagePlan, canonical: ProcessObject, region: Regio
   const lo = canonical.bias + region.start;
   const hi = canonical.bias + region.end;
   return plan.writes.filter((w) => w.value >= lo && w.value < hi).length;
-}
-
-function u64(v: bigint): Buffer {
-  const b = Buffer.alloc(8);
-  b.writeBigUInt64LE(BigInt.asUintN(64, v));
-  return b;
 }
 
 /** Bytes the journal may need: the plan's, plus room for every write turning into a reported skip. */

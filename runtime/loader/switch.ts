@@ -6,6 +6,7 @@
  * journal is replayed backwards and the process resumes on its old version.
  */
 import { UlpError } from '../../common/errors.js';
+import { PAGE_SIZE, pageAlignDown } from '../../elf/index.js';
 import type { Session } from '../session.js';
 import type { RemoteMemory } from '../memory.js';
 import { classifyPointer, type CodePointerSite } from './code-pointers.js';
@@ -46,13 +47,12 @@ export function emptyCounts(): Record<SlotState['kind'], number> {
  * once instead of one read per slot (a large process has thousands).
  */
 export function readSlots(mem: RemoteMemory, slots: readonly { addr: bigint }[]): bigint[] {
-  const PAGE = 4096n;
   const pages = new Map<bigint, Buffer | undefined>();
   return slots.map((s) => {
-    const page = s.addr & ~(PAGE - 1n);
+    const page = pageAlignDown(s.addr);
     const off = Number(s.addr - page);
-    if (off + 8 > 4096) return mem.readU64(s.addr);
-    if (!pages.has(page)) pages.set(page, mem.tryRead(page, 4096));
+    if (off + 8 > Number(PAGE_SIZE)) return mem.readU64(s.addr);
+    if (!pages.has(page)) pages.set(page, mem.tryRead(page, Number(PAGE_SIZE)));
     const buf = pages.get(page);
     return buf ? buf.readBigUInt64LE(off) : mem.readU64(s.addr);
   });

@@ -12,9 +12,11 @@
  * Everything after the header page is private anonymous memory, so a fork
  * gives the child its own slots.
  */
-export const STUB_NAME = 'ulp:stub';
+import { memfdMapsPath, STUB_MEMFD } from '../memfd-names.js';
+
+export const STUB_NAME = STUB_MEMFD;
 /** What /proc/PID/maps shows for the header page. */
-export const STUB_MAPS_NAME = `/memfd:${STUB_NAME} (deleted)`;
+export const STUB_MAPS_NAME = memfdMapsPath(STUB_NAME);
 export const STUB_MAGIC = Buffer.from('ULPSTUB\0', 'latin1');
 export const STUB_VERSION = 2;
 
@@ -80,6 +82,4 @@ export function encodeHeader(): Buffer {
 }
 
 /** True when a header read from a target describes exactly this layout. */
-export function headerMatches(h: Buffer): boolean {
-  return h.length >= 40 && h.subarray(0, 8).equals(STUB_MAGIC) && h.subarray(0, 40).equals(encodeHeader().subarray(0, 40));
-}
+export const HEADER_CHECK = 40;

@@ -6,24 +6,26 @@
  * with the thread's registers saved only in the tracer. A tracer killed
  * during those few microseconds leaves that thread with foreign registers;
  * this is the one window the stub cannot cover, once per process lifetime.
- * Everything after it already runs through the stub:
- *   memfd_create("ulp:stub"), header written from the tracer through
- *   /proc/PID/fd/N, sealed, mapped read-only over the header page (that is
- *   how later runs find it in /proc/PID/maps), code made r-x (W^X), close.
+ * Everything after it already runs through the stub (injected-page.ts, as
+ * for the fork page): memfd_create("ulp:stub"), header written from the
+ * tracer through /proc/PID/fd/N, sealed, mapped read-only over the header
+ * page (that is how later runs find it in /proc/PID/maps), code made r-x
+ * (W^X), close.
  */
-import { closeSync, ftruncateSync, writeSync } from 'node:fs';
-import { F, F_SEAL, MAP, MFD, NR, PROT } from '../sys/constants.js';
-import { signed, u64 } from '../sys/regs.js';
+import { MAP, NR, PROT } from '../sys/constants.js';
+import { signed } from '../sys/regs.js';
 import * as pt from '../sys/ptrace.js';
 import { procError } from '../errors.js';
 import { findMapping, readMaps, type Mapping } from '../maps.js';
-import { openTargetFd, type RemoteMemory } from '../memory.js';
-import { checkSyscall, runSyscall, type RemoteArg } from '../remote-syscall.js';
-import type { Session } from '../session.js';
+import type { RemoteMemory } from '../memory.js';
+import { completeInjectedPage, findInjectedPages, type InjectedPage } from '../injected-page.js';
+import { checkSyscall, RemoteSyscalls, runSyscall } from '../remote-syscall.js';
+import type { InjectionHost } from '../injection-host.js';
 import type { Tracee } from '../tracee.js';
 import { ENTRY, STUB_CODE } from './code.js';
-import { BLOCK_STRIDE, CODE_OFF, CODE_SIZE, encodeHeader, headerMatches, NSLOTS, SLOTS_OFF, STUB_MAPS_NAME, STUB_NAME, STUB_SIZE } from './layout.js';
+import { BLOCK_STRIDE, CODE_OFF, CODE_SIZE, encodeHeader, HEADER_CHECK, NSLOTS, SLOTS_OFF, STUB_NAME, STUB_SIZE } from './layout.js';
 import { blockAddress, claimSlot } from './slots.js';
+import { u64 } from '../../common/u64.js';
 
 export interface StubInfo {
   /** Address of the header page; the code, slots and XSAVE areas follow (layout.ts). */
@@ -39,20 +41,13 @@ export function stubCodeImage(): Buffer {
   return img;
 }
 
+/** The stub as an injected page: the header's magic and layout identify it. */
+const STUB_PAGE: InjectedPage = { name: STUB_NAME, header: encodeHeader(), headerCheck: HEADER_CHECK, codeOff: CODE_OFF, code: stubCodeImage() };
+
 /** Looks for a valid stub in the process (no stop needed). */
 export function findStub(pid: number, mem: RemoteMemory, maps: readonly Mapping[] = readMaps(pid)): StubInfo | undefined {
-  const image = stubCodeImage();
-  for (const m of maps) {
-    if (m.path !== STUB_MAPS_NAME || m.offset !== 0n) continue;
-    const header = mem.tryRead(m.start, 64);
-    if (!header || !headerMatches(header)) continue;
-    const code = findMapping(maps, m.start + BigInt(CODE_OFF));
-    const slots = findMapping(maps, m.start + BigInt(SLOTS_OFF));
-    if (!code?.exec || !slots?.write) continue;
-    if (!mem.tryRead(m.start + BigInt(CODE_OFF), CODE_SIZE)?.equals(image)) continue;
-    return { base: m.start, created: false };
-  }
-  return undefined;
+  const base = findInjectedPages(maps, mem, STUB_PAGE).find((b) => findMapping(maps, b + BigInt(SLOTS_OFF))?.write);
+  return base === undefined ? undefined : { base, created: false };
 }
 
 /** Any `0f 05` pair in executable memory will do; the vDSO has some and is tiny. */
@@ -72,7 +67,7 @@ export function findSyscallInstruction(pid: number, mem: RemoteMemory, maps: rea
 }
 
 /** Maps and fills a new stub page in the target, using the stopped thread `t`. */
-export function createStub(s: Session, t: Tracee): StubInfo {
+export function createStub(s: InjectionHost, t: Tracee): StubInfo {
   const maps = readMaps(s.pid);
   const insn = findSyscallInstruction(s.pid, s.memory, maps);
   const r = runSyscall(s, t, NR.mmap, [0, STUB_SIZE, PROT.READ | PROT.WRITE | PROT.EXEC, MAP.PRIVATE | MAP.ANONYMOUS, -1, 0], { rip: insn });
@@ -80,28 +75,11 @@ export function createStub(s: Session, t: Tracee): StubInfo {
     checkSyscall(s.pid, NR.mmap, r); // throws with the errno
   }
   const base = u64(r);
-  s.memory.write(base + BigInt(CODE_OFF), stubCodeImage());
-  const stub: StubInfo = { base, created: true };
+  // completeInjectedPage writes the code before its first system call, which runs through that code.
   const slot = claimSlot(s.memory, base, s.pid, t.tid, pt.getRegs(t.tid).rip);
-  const sys = (nr: number, args: RemoteArg[]): bigint => {
-    const res = runSyscall(s, t, nr, args, { rip: blockAddress(base, slot) + BigInt(ENTRY.SYSCALL), stub: { base, slot } });
-    return checkSyscall(s.pid, nr, res);
-  };
-  const fd = Number(sys(NR.memfd_create, [{ bytes: Buffer.from(STUB_NAME + '\0') }, MFD.CLOEXEC | MFD.ALLOW_SEALING]));
-  try {
-    const f = openTargetFd(s.pid, fd);
-    try {
-      ftruncateSync(f, 4096);
-      writeSync(f, encodeHeader(), 0, 4096, 0);
-    } finally {
-      closeSync(f);
-    }
-    sys(NR.fcntl, [fd, F.ADD_SEALS, F_SEAL.SEAL | F_SEAL.SHRINK | F_SEAL.GROW | F_SEAL.WRITE]);
-    sys(NR.mmap, [base, 4096, PROT.READ, MAP.SHARED | MAP.FIXED, fd, 0]);
-    sys(NR.mprotect, [base + BigInt(CODE_OFF), CODE_SIZE, PROT.READ | PROT.EXEC]);
-  } finally {
-    sys(NR.close, [fd]);
-  }
-  return stub;
+  const via = { rip: blockAddress(base, slot) + BigInt(ENTRY.SYSCALL), stub: { base, slot } };
+  const sys = new RemoteSyscalls({ pid: s.pid, syscall: (nr, args) => runSyscall(s, t, nr, args, via) });
+  completeInjectedPage(s.pid, s.memory, sys, base, STUB_PAGE);
+  return { base, created: true };
 }
 

@@ -141,4 +141,3 @@ export const AT = {
   MINSIGSTKSZ: 51,
 } as const;
 
-export const PAGE_SIZE = 4096;

@@ -41,10 +41,6 @@ export function signed(v: bigint): bigint {
   return BigInt.asIntN(64, v);
 }
 
-export function u64(v: bigint | number): bigint {
-  return BigInt.asUintN(64, BigInt(v));
-}
-
 /** x86 EFLAGS bits the runtime touches. */
 export const EFLAGS_TF = 0x100n;
 export const EFLAGS_DF = 0x400n;

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { asUlpError } from '../../common/cli.js';
 import { decodeBundle, patchStep } from '../../patches/index.js';
-import { buildMemfdName } from '../../runtime/loader/model.js';
+import { buildMemfdName } from '../../runtime/memfd-names.js';
 import { prepare, switchLibrary } from '../../runtime/loader/switch-library.js';
 import { processState } from '../../test/helpers/process-state.js';
 import { startTarget, type Target } from '../../test/helpers/target.js';

@@ -4,7 +4,7 @@
  * Targets are started detached through `sh -c 'prog & echo $!'` so that they
  * are not children of the test's Node process: libuv's SIGCHLD handling would
  * otherwise reap ptrace stops of its own children and report bogus exits
- * (see DESIGN.md). Their output goes to a file that the test polls.
+ * (docs/DEVELOPING.md, "Tests"). Their output goes to a file that the test polls.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';

@@ -6,12 +6,7 @@ import assert from 'node:assert/strict';
 import { closeSync, ftruncateSync, writeSync } from 'node:fs';
 import { F, F_SEAL, MAP, MFD, NR, PROT, findStub, openTargetFd, readMaps, STUB_MAPS_NAME, withSession } from '../../runtime/index.js';
 import { printed, sleep, until, withFixture } from './helpers.js';
-
-const u64 = (v: bigint) => {
-  const b = Buffer.alloc(8);
-  b.writeBigUInt64LE(v);
-  return b;
-};
+import { u64Bytes } from '../../common/u64.js';
 
 describe('runtime: remote calls and memory', () => {
   it("leaves a leaf function's red zone, registers and xmm state intact across remote calls on its thread", async () => {
@@ -46,11 +41,11 @@ describe('runtime: remote calls and memory', () => {
         const f = openTargetFd(t.pid, fd);
         try {
           ftruncateSync(f, 8192);
-          writeSync(f, u64(0xabcdef01n), 0, 8, 4096);
+          writeSync(f, u64Bytes(0xabcdef01n), 0, 8, 4096);
         } finally {
           closeSync(f);
         }
-        sys.pwrite64(fd, u64(0x1234n), 16);
+        sys.pwrite64(fd, u64Bytes(0x1234n), 16);
         sys.addSeals(fd, F_SEAL.SHRINK | F_SEAL.GROW | F_SEAL.SEAL); // not WRITE: the alias is writable
         assert.equal(sys.fcntl(fd, F.GET_SEALS), 7n);
         const a = sys.mmap(0n, 8192, PROT.READ | PROT.WRITE, MAP.SHARED, fd, 0);
@@ -61,9 +56,9 @@ describe('runtime: remote calls and memory', () => {
         assert.equal(s.memory.readU64(a + 16n), 0x1234n, 'written by a remote pwrite64');
         const names = readMaps(t.pid).filter((m) => m.path === '/memfd:ulp:test-alias (deleted)');
         assert.equal(names.length, 2);
-        s.memory.write(a, u64(0x5150n)); // the tracer writes through a...
-        s.memory.write(req + 8n, Buffer.concat([u64(a), u64(b)]));
-        s.memory.write(req, u64(1n));
+        s.memory.write(a, u64Bytes(0x5150n)); // the tracer writes through a...
+        s.memory.write(req + 8n, Buffer.concat([u64Bytes(a), u64Bytes(b)]));
+        s.memory.write(req, u64Bytes(1n));
         s.resume();
         const out = await t.waitFor((o) => /wrote a=/.test(o));
         assert.match(out, /seq=1 b=0x5150 /, '...and the target reads it through b');
@@ -82,13 +77,13 @@ describe('runtime: remote calls and memory', () => {
       const ro = printed(t.output(), 'ro');
       withSession(t.pid, (s) => {
         s.borrow();
-        assert.throws(() => s.memory.write(ro, u64(0x2222n)), (e: any) => e.code === 'PROC_MEMORY');
-        s.poke(ro, u64(0x2222n));
+        assert.throws(() => s.memory.write(ro, u64Bytes(0x2222n)), (e: any) => e.code === 'PROC_MEMORY');
+        s.poke(ro, u64Bytes(0x2222n));
         s.poke(ro + 9n, Buffer.from([0x77])); // unaligned single byte: neighbours preserved
         assert.equal(s.memory.readU64(ro), 0x2222n);
         assert.equal(s.memory.read(ro + 8n, 2).toString('hex'), '0077');
-        s.memory.write(req + 8n, Buffer.concat([u64(req + 24n), u64(req + 24n)]));
-        s.memory.write(req, u64(1n));
+        s.memory.write(req + 8n, Buffer.concat([u64Bytes(req + 24n), u64Bytes(req + 24n)]));
+        s.memory.write(req, u64Bytes(1n));
       });
       assert.match(await t.waitFor((o) => /^seq=1 /m.test(o)), /^seq=1 b=0x\w+ ro=0x2222$/m);
     });

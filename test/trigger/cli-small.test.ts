@@ -52,15 +52,15 @@ describe('ulp-trigger: small things users hit', function () {
     assert.equal(j.json.error.hint, 'Run ulp-trigger --help.');
     const missing = trigger(['--key']);
     assert.equal(missing.code, 64);
-    assert.match(missing.stderr, /^ulp-trigger: error \[TRIGGER_USAGE\]: option '--key <pubkey>' argument missing\n  hint: /);
+    assert.match(missing.stderr, /^ulp-trigger: error \[TRIGGER_USAGE\]: option '--key <pubkey>' argument missing\n {2}hint: /);
   });
 
   it('suggests the right order when the bundle comes before the pid', () => {
     const r = trigger(['fix.ulp', '1234', '--revert']);
     assert.equal(r.code, 64);
-    assert.match(r.stderr, /error \[TRIGGER_USAGE\]: "fix\.ulp" is not a process id: the PID comes first\n  hint: Did you mean: ulp-trigger 1234 fix\.ulp --revert\n/);
+    assert.match(r.stderr, /error \[TRIGGER_USAGE\]: "fix\.ulp" is not a process id: the PID comes first\n {2}hint: Did you mean: ulp-trigger 1234 fix\.ulp --revert\n/);
     // Two things that are not pids: no guess.
-    assert.match(trigger(['a.ulp', 'b.ulp']).stderr, /"a\.ulp" is not a process id\n  hint: Run ulp-trigger --help\./);
+    assert.match(trigger(['a.ulp', 'b.ulp']).stderr, /"a\.ulp" is not a process id\n {2}hint: Run ulp-trigger --help\./);
   });
 
   it('--status reads a process under strace, which an apply cannot attach to', async function () {

@@ -21,8 +21,7 @@ import type { Target } from '../helpers/target.js';
 
 const LOC = 'libloc.so.1';
 const GLOB = 'libglob.so.1';
-const KEYS = ['lentry', 'lver', 'lfresh', 'gentry', 'lazy', 'lazyloc', 'now', 'nowentry'] as const;
-type Want = Partial<Record<(typeof KEYS)[number], number>>;
+type Want = Partial<Record<'lentry' | 'lver' | 'lfresh' | 'gentry' | 'lazy' | 'lazyloc' | 'now' | 'nowentry', number>>;
 
 /** Waits for rounds after `mark` in which `ready` holds, and checks the settled ones (all but the first) against `want`. */
 async function expectRounds(t: Target, mark: number, want: Want, ready: (l: Line) => boolean = () => true): Promise<Line[]> {

@@ -11,6 +11,8 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, copyFileSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { FORK_PAGE_SIZE } from '../../runtime/loader/fork/layout.js';
+import { STUB_SIZE } from '../../runtime/stub/layout.js';
 import { runCli, type Run } from '../helpers/cli.js';
 import { compile } from '../helpers/compile.js';
 import { startTarget, type Target } from '../helpers/target.js';
@@ -163,6 +165,13 @@ describe('fork after a patch', function () {
     const lib = cs.libraries.find((l: { soname: string }) => l.soname === SONAME);
     assert.equal(lib.aliased, true);
     assert.equal(lib.patches[0].state, 'applied');
+
+    // "memory mapped by ulp" counts the stub and fork pages whole: /proc/PID/maps names only their first page.
+    const named = readFileSync(`/proc/${t.pid}/maps`, 'utf8').split('\n').filter((l) => l.includes(' /memfd:ulp:'));
+    assert.ok(named.some((l) => l.endsWith('/memfd:ulp:fork (deleted)')) && named.some((l) => l.endsWith('/memfd:ulp:stub (deleted)')));
+    const namedBytes = named.map((l) => l.split(' ')[0]!.split('-').map((h) => parseInt(h, 16))).reduce((n, [a, b]) => n + b! - a!, 0);
+    const mapped = status(t.pid).ulpMappedBytes;
+    assert.ok(mapped >= namedBytes - 2 * 4096 + STUB_SIZE + FORK_PAGE_SIZE && mapped <= namedBytes + STUB_SIZE + FORK_PAGE_SIZE, `${mapped} bytes mapped by ulp, ${namedBytes} named`);
 
     // posix_spawn and vfork run no handlers and need none: the child execs.
     mark = t.output().length;

@@ -14,7 +14,7 @@ import { decodeBundle } from '../../patches/index.js';
 import { RemoteMemory, Session } from '../../runtime/index.js';
 import { ensureForkProtection, publishForkAlias } from '../../runtime/loader/fork/index.js';
 import { readLibraryState, regionOf } from '../../runtime/loader/library.js';
-import { buildMemfdName } from '../../runtime/loader/model.js';
+import { buildMemfdName } from '../../runtime/memfd-names.js';
 import { planStage } from '../../runtime/loader/relocate.js';
 import { globalScope } from '../../runtime/loader/scope.js';
 import { takeSnapshot } from '../../runtime/loader/snapshot.js';

@@ -272,7 +272,7 @@ describe('ulp-trigger --outdated', function () {
       assert.deepEqual(lib.onDisk.package, { name: 'libdemo1', version: '2.0-1', source: 'note' });
       assert.deepEqual(lib.processes[0].running.package, { name: 'libdemo1', version: '1.0-1', source: 'note' });
       const text = outdated([String(t.pid)]).stdout;
-      assert.match(text, /on disk build [0-9a-f]{12} \(libdemo1 2\.0-1\)\n  running build [0-9a-f]{12} \(libdemo1 1\.0-1\): patchable/);
+      assert.match(text, /on disk build [0-9a-f]{12} \(libdemo1 2\.0-1\)\n {2}running build [0-9a-f]{12} \(libdemo1 1\.0-1\): patchable/);
     } finally {
       t.dispose();
       rmSync(dir, { recursive: true, force: true });
@@ -308,7 +308,7 @@ describe('ulp-trigger --outdated', function () {
       const r = runCli('ulp-trigger', args);
       assert.equal(r.code, 64, `${args.join(' ')}: ${r.stdout}${r.stderr}`);
       assert.match(r.json?.error.message ?? r.stderr, pattern);
-      if (!r.json) assert.match(r.stderr, /^ulp-trigger: error \[TRIGGER_USAGE\]: .*\n  hint: /);
+      if (!r.json) assert.match(r.stderr, /^ulp-trigger: error \[TRIGGER_USAGE\]: .*\n {2}hint: /);
     }
   });
 });

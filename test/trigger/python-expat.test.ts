@@ -37,7 +37,7 @@ function parseRounds(out: string): Round[] {
 
 describe('ulp-trigger on /usr/bin/python3 parsing XML (libexpat)', function () {
   this.timeout(400_000);
-  let products: Record<string, string> = {};
+  const products: Record<string, string> = {};
   let work: string;
   let target: Target | undefined;
 

@@ -34,8 +34,7 @@
  * compared with the table's.
  */
 import { FD_GONE, FORK, LIB, MAX_FORKS, MAX_LIBS, TABLE, TABLE_OFF, CODE_OFF } from './layout.js';
-
-const hex = (n: number) => '0x' + n.toString(16);
+import { hex } from '../../../common/format.js';
 
 export const FORK_ASM = `	.text
 code:

@@ -33,9 +33,9 @@
  *   +0x08  u32 count             libraries prepared (fd[0..count))
  *   +0x10  i32 fd[MAX_LIBS]      snapshot memfd, -1 = none made, -2 = library gone
  */
-export const FORK_NAME = 'ulp:fork';
-/** What /proc/PID/maps shows for the header page. */
-export const FORK_MAPS_NAME = `/memfd:${FORK_NAME} (deleted)`;
+import { FORK_MEMFD } from '../../memfd-names.js';
+
+export const FORK_NAME = FORK_MEMFD;
 export const FORK_MAGIC = Buffer.from('ULPFORK\0', 'latin1');
 export const FORK_VERSION = 1;
 
@@ -81,8 +81,7 @@ export const FORK = {
   SIZE: 0x50,
 } as const;
 
-/** Values a fork entry's fd may hold besides a descriptor. */
-export const FD_NONE = -1;
+/** A fork entry's fd for a library gone from the process (-1, none made, is written by the handler code only). */
 export const FD_GONE = -2;
 
 /** Header fields (little-endian u32 after the 8-byte magic). */

@@ -1,6 +1,7 @@
 /** What `--status` says about fork protection, read from the process like everything else. */
 import type { Mapping } from '../../maps.js';
 import type { RemoteMemory } from '../../memory.js';
+import { sonameOfDataName } from '../../memfd-names.js';
 import { findForkPage } from './page.js';
 import { readTable } from './table.js';
 
@@ -30,8 +31,8 @@ export function readForkStatus(pid: number, mem: RemoteMemory, maps: readonly Ma
 
 /** One line for the text output of `--status`. */
 export function forkSummary(f: ForkStatus): string {
-  const libs = f.libraries.map((l) => l.name.replace(/^ulp:data:/, '')).join(', ');
+  const libs = f.libraries.map((l) => sonameOfDataName(l.name)).join(', ');
   const state = f.installed ? `installed: a child gets private copies of the data of ${libs || 'no library yet'}; ${f.forks} fork${f.forks === 1 ? '' : 's'} seen` : 'not installed';
-  const bad = f.unprotected.length ? ` — NOT PROTECTED: ${f.unprotected.map((n) => n.replace(/^ulp:data:/, '')).join(', ')} (a child would share them; re-run the apply)` : '';
+  const bad = f.unprotected.length ? ` — NOT PROTECTED: ${f.unprotected.map(sonameOfDataName).join(', ')} (a child would share them; re-run the apply)` : '';
   return `fork protection ${state}${bad}`;
 }

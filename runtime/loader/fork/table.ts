@@ -17,6 +17,7 @@ import { UlpError } from '../../../common/errors.js';
 import type { RemoteMemory } from '../../memory.js';
 import { LIB, MAX_ALIAS, MAX_COUNT, MAX_LIBS, TABLE, TABLE_SIZE } from './layout.js';
 import { tableAddress } from './page.js';
+import { u64Bytes } from '../../../common/u64.js';
 
 export interface ForkLibrary {
   index: number;
@@ -70,12 +71,6 @@ function u32(v: number): Buffer {
   return b;
 }
 
-function u64(v: bigint): Buffer {
-  const b = Buffer.alloc(8);
-  b.writeBigUInt64LE(BigInt.asUintN(64, v));
-  return b;
-}
-
 function full(what: string, limit: number): UlpError {
   return new UlpError('LOADER_FORK_TABLE_FULL', `the fork table of the process has no room for another ${what} (${limit} at most)`, 'Restart the process to start from a clean table; see docs/FORK.md.', { limit });
 }
@@ -117,7 +112,7 @@ export function publishAlias(mem: RemoteMemory, base: bigint, lib: ForkLibrary, 
   const k = lib.aliases.length;
   if (k >= Math.min(MAX_ALIAS, MAX_COUNT)) throw full('build of this library', MAX_ALIAS);
   const o = tableAddress(base) + BigInt(libOffset(lib.index));
-  mem.write(o + BigInt(LIB.ALIAS + 8 * k), u64(addr));
+  mem.write(o + BigInt(LIB.ALIAS + 8 * k), u64Bytes(addr));
   mem.write(o + BigInt(LIB.NALIAS), u32(k + 1));
   lib.aliases.push(addr);
 }
@@ -133,7 +128,7 @@ export function withdrawAliases(mem: RemoteMemory, base: bigint, table: ForkTabl
       const last = lib.aliases.length - 1;
       if (k !== last) {
         // Listed twice for a moment (both mapped), then the count drops: never a region that is gone.
-        mem.write(o + BigInt(LIB.ALIAS + 8 * k), u64(lib.aliases[last]!));
+        mem.write(o + BigInt(LIB.ALIAS + 8 * k), u64Bytes(lib.aliases[last]!));
         lib.aliases[k] = lib.aliases[last]!;
       }
       mem.write(o + BigInt(LIB.NALIAS), u32(last));

@@ -45,6 +45,8 @@ export interface Decoded {
   exacts: Uint32Array;
   /** `mov %rsp,%rbp` among its first instructions: %rbp addresses the stack frame, not an object. */
   framePointer: boolean;
+  /** The shapes in ascending order, made when shapeOverlap first needs them. */
+  sortedShapes?: Uint32Array;
 }
 
 /** Decoded functions are cached per build and start: both directions and every check share them. */
@@ -83,17 +85,19 @@ export function instructionsOf(build: Build, start: number, end: number): Decode
  * different functions.
  */
 export function shapeOverlap(a: Decoded, b: Decoded): number {
-  const counts = new Map<number, number>();
-  for (const s of a.shapes) counts.set(s, (counts.get(s) ?? 0) + 1);
+  // Both multisets sorted (once per function: a leftover is tried against several candidates), then merged.
+  const x = (a.sortedShapes ??= a.shapes.slice().sort());
+  const y = (b.sortedShapes ??= b.shapes.slice().sort());
   let common = 0;
-  for (const s of b.shapes) {
-    const n = counts.get(s);
-    if (n) {
+  for (let i = 0, j = 0; i < x.length && j < y.length; ) {
+    if (x[i]! === y[j]!) {
       common++;
-      counts.set(s, n - 1);
-    }
+      i++;
+      j++;
+    } else if (x[i]! < y[j]!) i++;
+    else j++;
   }
-  return common / Math.max(a.shapes.length, b.shapes.length, 1);
+  return common / Math.max(x.length, y.length, 1);
 }
 
 const ins = newInsn();
@@ -110,9 +114,11 @@ function decodeFunction(build: Build, start: number, end: number): Instruction[]
       return undefined;
     }
     const len = ins.length;
+    // The bytes of the fields left out, as a bit mask over the instruction's (at most 15) bytes.
+    const fields = field(ins.relOff, ins.relSize) | field(ins.ripOff, 4) | field(ins.dispOff, ins.dispSize) | field(ins.immOff, ins.immSize);
     let h = 0x811c9dc5;
     for (let i = 0; i < len; i++) {
-      if ((ins.relOff >= 0 || ins.ripOff >= 0 || ins.dispOff >= 0 || ins.immOff >= 0) && (inField(i, ins.relOff, ins.relSize) || inField(i, ins.ripOff, 4) || inField(i, ins.dispOff, ins.dispSize) || inField(i, ins.immOff, ins.immSize))) continue;
+      if ((fields >> i) & 1) continue;
       // The ModRM's mod bits say how long the displacement is: a field that moves past 0x7f changes them, not the operation.
       h = Math.imul(h ^ (i === ins.modrmOff && ins.base >= 0 ? buf[p + i]! & 0x3f : buf[p + i]!), 0x01000193);
     }
@@ -170,8 +176,9 @@ function isMovRspRbp(b: Buffer, at: number): boolean {
   return b[at] === 0x48 && ((b[at + 1] === 0x89 && b[at + 2] === 0xe5) || (b[at + 1] === 0x8b && b[at + 2] === 0xec));
 }
 
-function inField(i: number, off: number, size: number): boolean {
-  return off >= 0 && i >= off && i < off + size;
+/** The bits of bytes [off, off + size) (none when off is -1); an 8-byte immediate after 7 bytes still fits in 15 bits. */
+function field(off: number, size: number): number {
+  return off < 0 ? 0 : ((1 << size) - 1) << off;
 }
 
 function readImm(buf: Buffer, at: number, size: number): number {

@@ -252,7 +252,8 @@ function main(): void {
     if (!flag('--sizes')) printPair(r);
     else process.stderr.write(`  ${basename(p.old)}: ulp-pack ${r.rows.find((x) => x.command.startsWith('ulp-pack -o'))!.wall.toFixed(3)} s, readelf ${r.rows[0]!.wall.toFixed(3)} s (load ${r.loadAfter})\n`);
     if (p === profiled) profile = profilePack(p.old, p.neu);
-    rmSync(p.neu, { force: true });
+    // Only the modified copies this script wrote: NEW given on the command line is the user's file.
+    if (p.change !== 'given') rmSync(p.neu, { force: true });
   }
   if (flag('--sizes')) {
     console.log(`pack time against library size: each library against a copy with one changed byte, ${runs} runs, medians\n`);

@@ -4,7 +4,7 @@
  * printed too: the packer disassembles both builds completely (to compare
  * code with addresses masked), which readelf does not do.
  *
- *   npx tsx scripts/bench-pack.ts [OLD.so NEW.so] [--runs N] [--json FILE]
+ *   npx tsx scripts/bench-pack.ts [OLD.so NEW.so] [--runs N] [--baseline DIR] [--json FILE]
  *   npx tsx scripts/bench-pack.ts --sizes [--big | --libs a.so,b.so] [--runs N] [--profile] [--json FILE]
  *
  * Without files: OLD is the system's libcrypto.so.3 and NEW a copy of it
@@ -21,7 +21,11 @@
  * when present) are both reported, since wall time is noisy on a shared
  * machine. With --profile, one more `ulp-pack -o` of the libcrypto.so.3
  * pair (else the largest pair) runs under `node --cpu-prof`, summarised by
- * self time per file and function: where the time goes.
+ * self time per file and function: where the time goes. With --baseline DIR
+ * (another checkout of ulp with its dist/ built, e.g. the commit before a
+ * change), its `ulp-pack` runs interleaved with this one's, and the ratio of
+ * the two is printed: the before/after figure of a change, measured side by
+ * side under the same load.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -32,13 +36,15 @@ import { arg, BENCH_DIR as BENCH, BIN as BINS, ensureBuilt, flag, loadAverage, m
 import { freshDir, profileIn, renderProfile, type Profile } from './bench/profile.js';
 
 const BIN = BINS.pack;
+/** --baseline DIR: the compiled ulp-pack of another checkout, timed beside this one. */
+const BASELINE = arg('--baseline') ? join(resolve(arg('--baseline')!), 'dist', 'bin', 'ulp-pack.js') : undefined;
 const TIME = existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined;
 const LIBDIR = '/usr/lib/x86_64-linux-gnu';
 const SERIES = ['libz.so.1', 'libexpat.so.1', 'libssl.so.3', 'libsqlite3.so.0', 'libstdc++.so.6', 'libcrypto.so.3', 'libpython3.11.so.1.0'];
 const BIG = ['libLLVM-14.so.1'];
 
 function args(): { pairs: Array<{ old: string; neu: string; change: string }>; runs: number } {
-  const argv = process.argv.slice(2).filter((a, i, all) => !a.startsWith('--') && !['--runs', '--json', '--libs'].includes(all[i - 1] ?? ''));
+  const argv = process.argv.slice(2).filter((a, i, all) => !a.startsWith('--') && !['--runs', '--json', '--libs', '--baseline'].includes(all[i - 1] ?? ''));
   const runs = Number(arg('--runs') ?? (flag('--sizes') ? 5 : 7));
   if (argv.length === 2) return { pairs: [{ old: resolve(argv[0]!), neu: resolve(argv[1]!), change: 'given' }], runs };
   if (flag('--sizes')) {
@@ -136,6 +142,11 @@ function measurePair(old: string, neu: string, change: string, runs: number): Pa
     'ulp-pack -o (writes the bundle)': () => timed(process.execPath, [BIN, old, neu, '-o', out, '--created-at', '0']),
     'node startup (empty script)': () => timed(process.execPath, ['-e', '0']),
   };
+  if (BASELINE) {
+    if (!existsSync(BASELINE)) throw new Error(`--baseline: no ${BASELINE} (build that checkout first: npx tsc -p tsconfig.json)`);
+    cases['baseline ulp-pack --check'] = () => timed(process.execPath, [BASELINE, old, neu, '--check']);
+    cases['baseline ulp-pack -o'] = () => timed(process.execPath, [BASELINE, old, neu, '-o', out, '--created-at', '0']);
+  }
   const samples: Record<string, Sample[]> = Object.fromEntries(Object.keys(cases).map((k) => [k, []]));
   cases['ulp-pack -o (writes the bundle)']!(); // warm the page cache for every file involved
   for (let i = 0; i < runs; i++) for (const [k, f] of Object.entries(cases)) samples[k]!.push(f());
@@ -154,6 +165,11 @@ function printPair(p: PackPair): void {
   console.log(`${'command'.padEnd(34)} ${'wall s'.padStart(8)} ${'x readelf'.padStart(10)} ${'cpu s'.padStart(8)} ${'x readelf'.padStart(10)}`);
   for (const r of p.rows) {
     console.log(`${r.command.padEnd(34)} ${r.wall.toFixed(3).padStart(8)} ${ratio(r.wall, base.wall).padStart(10)} ${(r.cpu?.toFixed(3) ?? '-').padStart(8)} ${ratio(r.cpu, base.cpu).padStart(10)}`);
+  }
+  for (const mode of ['--check', '-o']) {
+    const now = p.rows.find((r) => r.command.startsWith(`ulp-pack ${mode}`));
+    const before = p.rows.find((r) => r.command === `baseline ulp-pack ${mode}`);
+    if (now && before) console.log(`ulp-pack ${mode}: this checkout / baseline ${ratio(now.wall, before.wall)} wall, ${ratio(now.cpu, before.cpu)} cpu`);
   }
 }
 
@@ -236,7 +252,8 @@ function main(): void {
     if (!flag('--sizes')) printPair(r);
     else process.stderr.write(`  ${basename(p.old)}: ulp-pack ${r.rows.find((x) => x.command.startsWith('ulp-pack -o'))!.wall.toFixed(3)} s, readelf ${r.rows[0]!.wall.toFixed(3)} s (load ${r.loadAfter})\n`);
     if (p === profiled) profile = profilePack(p.old, p.neu);
-    rmSync(p.neu, { force: true });
+    // Only the modified copies this script wrote: NEW given on the command line is the user's file.
+    if (p.change !== 'given') rmSync(p.neu, { force: true });
   }
   if (flag('--sizes')) {
     console.log(`pack time against library size: each library against a copy with one changed byte, ${runs} runs, medians\n`);

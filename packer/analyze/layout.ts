@@ -116,7 +116,7 @@ function findEvidence(from: Build, to: Build, pairs: readonly FunctionPair[]): {
     }
     const name = label(p.a);
     const framed = da.framePointer && db.framePointer;
-    const { pairs: at, exact } = al;
+    const { a: pa, b: pb, exact } = al;
     /**
      * The aligned neighbour at distance k is adjacent on both sides and the same instruction, or
      * shifted by the same `delta`, or (`anyImm`, around an allocation size) differs in an immediate
@@ -124,14 +124,14 @@ function findEvidence(from: Build, to: Build, pairs: readonly FunctionPair[]): {
      */
     const neighbourAgrees = (t: number, k: number, delta: number | undefined, anyImm = false): boolean => {
       const u = t + k;
-      const ia = at[t]![0] + k;
-      const ib = at[t]![1] + k;
+      const ia = pa[t]! + k;
+      const ib = pb[t]! + k;
       // Both functions begin or end there: a getter's whole body is its context.
       if ((ia < 0 && ib < 0) || (ia >= a.length && ib >= b.length)) return true;
-      if (u < 0 || u >= at.length || at[u]![0] !== ia || at[u]![1] !== ib) return false;
+      if (u < 0 || u >= pa.length || pa[u]! !== ia || pb[u]! !== ib) return false;
       if (exact[u]) return true;
-      const x = a[at[u]![0]]!;
-      const y = b[at[u]![1]]!;
+      const x = a[pa[u]!]!;
+      const y = b[pb[u]!]!;
       if (anyImm && x.disp === y.disp) return true;
       return delta !== undefined && x.imm === y.imm && x.disp !== undefined && y.disp! - x.disp === delta;
     };
@@ -141,33 +141,33 @@ function findEvidence(from: Build, to: Build, pairs: readonly FunctionPair[]): {
     };
     // Offsets still read or written unchanged somewhere in the function are fields that did not move.
     const kept = new Set<number>();
-    for (let t = 0; t < at.length; t++) {
-      const x = a[at[t]![0]]!;
+    for (let t = 0; t < pa.length; t++) {
+      const x = a[pa[t]!]!;
       if (exact[t] && x.access && isFieldBase(x.base, framed)) kept.add(x.disp!);
     }
-    for (let t = 0; t < at.length; t++) {
+    for (let t = 0; t < pa.length; t++) {
       if (exact[t]) continue;
-      const x = a[at[t]![0]]!;
-      const y = b[at[t]![1]]!;
+      const x = a[pa[t]!]!;
+      const y = b[pb[t]!]!;
       if (x.access && x.disp !== y.disp && x.imm === y.imm && isFieldBase(x.base, framed) && !kept.has(x.disp!) && inContext(t, y.disp! - x.disp!)) {
         fields.push({ function: name, at: x.offset, register: REGISTERS[x.base]!, from: x.disp!, to: y.disp! });
         mirror.fields.push({ function: label(p.b), at: y.offset, register: REGISTERS[y.base]!, from: y.disp!, to: x.disp! });
       }
     }
     // Allocation sizes: a size loaded into the first or second argument register just before an allocator call, all else equal.
-    for (let t = 0; t < at.length; t++) {
-      const call = a[at[t]![0]]!;
+    for (let t = 0; t < pa.length; t++) {
+      const call = a[pa[t]!]!;
       if (call.flow !== Flow.Call || call.callee === undefined || !exact[t] || !isAllocator(calleeName(call.callee))) continue;
       for (let u = t - 1; u >= 0 && u >= t - SIZE_WINDOW; u--) {
-        if (at[u]![0] !== at[t]![0] - (t - u) || at[u]![1] !== at[t]![1] - (t - u)) break;
-        const sx = a[at[u]![0]]!;
-        const sy = b[at[u]![1]]!;
+        if (pa[u]! !== pa[t]! - (t - u) || pb[u]! !== pb[t]! - (t - u)) break;
+        const sx = a[pa[u]!]!;
+        const sy = b[pb[u]!]!;
         // The size reaches the call only along straight-line code.
         if (sx.flow !== Flow.Seq && sx.flow !== Flow.Jcc) break;
         if (exact[u] || !SIZE_REGISTERS.has(sx.immReg) || sx.imm === undefined || sy.imm === undefined || sx.imm <= 0 || sy.imm <= 0) continue;
         if (inContext(u, undefined, true)) {
           sizes.push({ function: name, at: sx.offset, callee: calleeName(call.callee), from: sx.imm, to: sy.imm });
-          mirror.sizes.push({ function: label(p.b), at: sy.offset, callee: calleeName(b[at[t]![1]]!.callee ?? call.callee), from: sy.imm, to: sx.imm });
+          mirror.sizes.push({ function: label(p.b), at: sy.offset, callee: calleeName(b[pb[t]!]!.callee ?? call.callee), from: sy.imm, to: sx.imm });
         }
       }
     }

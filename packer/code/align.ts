@@ -45,6 +45,8 @@ export interface Decoded {
   exacts: Uint32Array;
   /** `mov %rsp,%rbp` among its first instructions: %rbp addresses the stack frame, not an object. */
   framePointer: boolean;
+  /** The shapes in ascending order, made when shapeOverlap first needs them. */
+  sortedShapes?: Uint32Array;
 }
 
 /** Decoded functions are cached per build and start: both directions and every check share them. */
@@ -83,17 +85,19 @@ export function instructionsOf(build: Build, start: number, end: number): Decode
  * different functions.
  */
 export function shapeOverlap(a: Decoded, b: Decoded): number {
-  const counts = new Map<number, number>();
-  for (const s of a.shapes) counts.set(s, (counts.get(s) ?? 0) + 1);
+  // Both multisets sorted (once per function: a leftover is tried against several candidates), then merged.
+  const x = (a.sortedShapes ??= a.shapes.slice().sort());
+  const y = (b.sortedShapes ??= b.shapes.slice().sort());
   let common = 0;
-  for (const s of b.shapes) {
-    const n = counts.get(s);
-    if (n) {
+  for (let i = 0, j = 0; i < x.length && j < y.length; ) {
+    if (x[i]! === y[j]!) {
       common++;
-      counts.set(s, n - 1);
-    }
+      i++;
+      j++;
+    } else if (x[i]! < y[j]!) i++;
+    else j++;
   }
-  return common / Math.max(a.shapes.length, b.shapes.length, 1);
+  return common / Math.max(x.length, y.length, 1);
 }
 
 const ins = newInsn();
@@ -110,9 +114,11 @@ function decodeFunction(build: Build, start: number, end: number): Instruction[]
       return undefined;
     }
     const len = ins.length;
+    // The bytes of the fields left out, as a bit mask over the instruction's (at most 15) bytes.
+    const fields = field(ins.relOff, ins.relSize) | field(ins.ripOff, 4) | field(ins.dispOff, ins.dispSize) | field(ins.immOff, ins.immSize);
     let h = 0x811c9dc5;
     for (let i = 0; i < len; i++) {
-      if ((ins.relOff >= 0 || ins.ripOff >= 0 || ins.dispOff >= 0 || ins.immOff >= 0) && (inField(i, ins.relOff, ins.relSize) || inField(i, ins.ripOff, 4) || inField(i, ins.dispOff, ins.dispSize) || inField(i, ins.immOff, ins.immSize))) continue;
+      if ((fields >> i) & 1) continue;
       // The ModRM's mod bits say how long the displacement is: a field that moves past 0x7f changes them, not the operation.
       h = Math.imul(h ^ (i === ins.modrmOff && ins.base >= 0 ? buf[p + i]! & 0x3f : buf[p + i]!), 0x01000193);
     }
@@ -170,8 +176,9 @@ function isMovRspRbp(b: Buffer, at: number): boolean {
   return b[at] === 0x48 && ((b[at + 1] === 0x89 && b[at + 2] === 0xe5) || (b[at + 1] === 0x8b && b[at + 2] === 0xec));
 }
 
-function inField(i: number, off: number, size: number): boolean {
-  return off >= 0 && i >= off && i < off + size;
+/** The bits of bytes [off, off + size) (none when off is -1); an 8-byte immediate after 7 bytes still fits in 15 bits. */
+function field(off: number, size: number): number {
+  return off < 0 ? 0 : ((1 << size) - 1) << off;
 }
 
 function readImm(buf: Buffer, at: number, size: number): number {
@@ -183,9 +190,15 @@ function readImm(buf: Buffer, at: number, size: number): number {
 }
 
 
-/** Index pairs (i in a, j in b) of aligned instructions, in order; `exact` marks those that are the same instruction. */
+/**
+ * Aligned instructions, in order: the t-th pair is instruction a[t] of the
+ * first function and b[t] of the second; `exact` marks those that are the
+ * same instruction. Flat arrays of indices, not a tuple per pair: a changed
+ * function of a few thousand instructions made as many small arrays.
+ */
 export interface Alignment {
-  pairs: Array<[number, number]>;
+  a: number[];
+  b: number[];
   exact: boolean[];
 }
 
@@ -198,49 +211,76 @@ export interface Alignment {
  * anything about.
  */
 export function align(da: Decoded, db: Decoded, maxEdits = 1000): Alignment | undefined {
-  const a = da.list;
-  const b = db.list;
-  const exactPairs = diff(da.exacts, db.exacts, 0, a.length, 0, b.length, maxEdits);
-  if (!exactPairs) return undefined;
+  const la = da.list.length;
+  const lb = db.list.length;
+  const ex: Pairs = { a: [], b: [] };
+  if (!diff(da.exacts, db.exacts, 0, la, 0, lb, maxEdits, ex)) return undefined;
   const sa = da.shapes;
   const sb = db.shapes;
-  const out: Alignment = { pairs: [], exact: [] };
+  const out: Alignment = { a: [], b: [], exact: [] };
+  const shaped: Pairs = { a: [], b: [] };
   let i = 0;
   let j = 0;
   const gap = (i1: number, j1: number) => {
     if (i1 > i && j1 > j) {
-      for (const p of diff(sa, sb, i, i1, j, j1, maxEdits) ?? []) {
-        out.pairs.push(p);
+      shaped.a.length = 0;
+      shaped.b.length = 0;
+      // A gap too different to align by shape keeps no pairs (as before: the pairs found so far are dropped).
+      if (!diff(sa, sb, i, i1, j, j1, maxEdits, shaped)) return;
+      for (let t = 0; t < shaped.a.length; t++) {
+        out.a.push(shaped.a[t]!);
+        out.b.push(shaped.b[t]!);
         out.exact.push(false);
       }
     }
   };
-  for (const [x, y] of exactPairs) {
+  for (let t = 0; t < ex.a.length; t++) {
+    const x = ex.a[t]!;
+    const y = ex.b[t]!;
     gap(x, y);
-    out.pairs.push([x, y]);
+    out.a.push(x);
+    out.b.push(y);
     out.exact.push(true);
     i = x + 1;
     j = y + 1;
   }
-  gap(a.length, b.length);
+  gap(la, lb);
   return out;
 }
 
-/** Longest common subsequence of a[a0..a1) and b[b0..b1): common prefix and suffix, then Myers' greedy diff. */
-function diff(a: Uint32Array, b: Uint32Array, a0: number, a1: number, b0: number, b1: number, maxEdits: number): Array<[number, number]> | undefined {
-  const out: Array<[number, number]> = [];
-  while (a0 < a1 && b0 < b1 && a[a0] === b[b0]) out.push([a0++, b0++]);
-  const tail: Array<[number, number]> = [];
-  while (a1 > a0 && b1 > b0 && a[a1 - 1] === b[b1 - 1]) tail.push([--a1, --b1]);
-  const middle = myers(a, b, a0, a1, b0, b1, maxEdits);
-  if (!middle) return undefined;
-  return [...out, ...middle, ...tail.reverse()];
+/** Index pairs being collected, in two flat arrays. */
+interface Pairs {
+  a: number[];
+  b: number[];
 }
 
-function myers(a: Uint32Array, b: Uint32Array, a0: number, a1: number, b0: number, b1: number, maxEdits: number): Array<[number, number]> | undefined {
+/**
+ * Longest common subsequence of a[a0..a1) and b[b0..b1), appended to `out`
+ * in order: common prefix and suffix, then Myers' greedy diff. False when
+ * more than `maxEdits` edits apart (`out` then holds a partial result).
+ */
+function diff(a: Uint32Array, b: Uint32Array, a0: number, a1: number, b0: number, b1: number, maxEdits: number, out: Pairs): boolean {
+  while (a0 < a1 && b0 < b1 && a[a0] === b[b0]) {
+    out.a.push(a0++);
+    out.b.push(b0++);
+  }
+  const tail = a1;
+  while (a1 > a0 && b1 > b0 && a[a1 - 1] === b[b1 - 1]) {
+    a1--;
+    b1--;
+  }
+  if (!myers(a, b, a0, a1, b0, b1, maxEdits, out)) return false;
+  for (let k = 0; k < tail - a1; k++) {
+    out.a.push(a1 + k);
+    out.b.push(b1 + k);
+  }
+  return true;
+}
+
+function myers(a: Uint32Array, b: Uint32Array, a0: number, a1: number, b0: number, b1: number, maxEdits: number, out: Pairs): boolean {
   const n = a1 - a0;
   const m = b1 - b0;
-  if (n === 0 || m === 0) return [];
+  if (n === 0 || m === 0) return true;
   const max = Math.min(n + m, maxEdits);
   const offset = max + 1;
   const v = new Int32Array(2 * max + 3);
@@ -256,14 +296,19 @@ function myers(a: Uint32Array, b: Uint32Array, a0: number, a1: number, b0: numbe
         y++;
       }
       v[offset + k] = x;
-      if (x >= n && y >= m) return backtrack(trace, a0, b0, n, m, d);
+      if (x >= n && y >= m) {
+        backtrack(trace, a0, b0, n, m, d, out);
+        return true;
+      }
     }
   }
-  return undefined;
+  return false;
 }
 
-function backtrack(trace: Int32Array[], a0: number, b0: number, n: number, m: number, dEnd: number): Array<[number, number]> {
-  const out: Array<[number, number]> = [];
+/** Appends the common elements of the path found at step dEnd, in order. */
+function backtrack(trace: Int32Array[], a0: number, b0: number, n: number, m: number, dEnd: number, out: Pairs): void {
+  // Walked from the end: collected backwards, then appended in order.
+  const xs: number[] = [];
   let x = n;
   let y = m;
   for (let d = dEnd; d > 0; d--) {
@@ -277,7 +322,7 @@ function backtrack(trace: Int32Array[], a0: number, b0: number, n: number, m: nu
     while (x > prevX && y > prevY) {
       x--;
       y--;
-      out.push([a0 + x, b0 + y]);
+      xs.push(x, y);
     }
     x = prevX;
     y = prevY;
@@ -285,7 +330,10 @@ function backtrack(trace: Int32Array[], a0: number, b0: number, n: number, m: nu
   while (x > 0 && y > 0) {
     x--;
     y--;
-    out.push([a0 + x, b0 + y]);
+    xs.push(x, y);
   }
-  return out.reverse();
+  for (let t = xs.length - 2; t >= 0; t -= 2) {
+    out.a.push(a0 + xs[t]!);
+    out.b.push(b0 + xs[t + 1]!);
+  }
 }

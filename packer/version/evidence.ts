@@ -77,22 +77,36 @@ export function splitVersion(text: string): { prefix: string; version: string } 
 /** A string names what its version is of ("OpenSSL 3.0.20", "expat_2.5.0"): a bare number could be anything. */
 const named = (prefix: string) => /[A-Za-z]/.test(prefix);
 
-/** NUL-terminated printable strings with a version token in the read-only, non-executable segments of a file. */
+/**
+ * NUL-terminated printable strings with a version token in the read-only,
+ * non-executable segments of a file. Every version token holds a digit, a
+ * dot and a digit in a row, so the segments are searched for dots (natively,
+ * Buffer.indexOf) and only the strings around such a dot are read: a loop in
+ * JavaScript over every byte of libcrypto's 1.7 MB of read-only data cost
+ * 30-40 ms in a fresh process.
+ */
 export function versionStrings(obj: ElfObject, file: Buffer): Set<string> {
   const out = new Set<string>();
+  const printable = (c: number) => c >= 0x20 && c < 0x7f;
+  const digit = (c: number) => c >= 0x30 && c <= 0x39;
   for (const p of obj.loadSegments) {
     if ((p.flags & (PF_W | PF_X)) !== 0) continue;
     const start = Number(p.offset);
     const end = Math.min(file.length, start + Number(p.filesz));
-    let s = start;
-    for (let i = start; i < end; i++) {
-      const c = file[i]!;
-      if (c >= 0x20 && c < 0x7f) continue;
-      if (c === 0 && i - s >= 4 && i - s <= MAX_STRING) {
-        const text = file.toString('latin1', s, i);
-        if (splitVersion(text)) out.add(text);
-      }
-      s = i + 1;
+    for (let from = start; ; ) {
+      const dot = file.indexOf(0x2e, from);
+      if (dot < 0 || dot + 1 >= end) break;
+      from = dot + 1;
+      if (dot <= start || !digit(file[dot - 1]!) || !digit(file[dot + 1]!)) continue;
+      // The printable run around the dot: from the byte after the last other byte, to a NUL inside the segment.
+      let s = dot - 1;
+      while (s > start && printable(file[s - 1]!)) s--;
+      let i = dot + 2;
+      while (i < end && printable(file[i]!)) i++;
+      from = i + 1;
+      if (i >= end || file[i] !== 0 || i - s < 4 || i - s > MAX_STRING) continue;
+      const text = file.toString('latin1', s, i);
+      if (splitVersion(text)) out.add(text);
     }
   }
   return out;

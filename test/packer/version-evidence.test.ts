@@ -1,6 +1,7 @@
 /** The pure parts of downgrade detection (packer/version/evidence.ts): pairing version strings and paths. */
 import assert from 'node:assert/strict';
-import { pathEvidence, splitVersion, stringEvidence } from '../../packer/version/evidence.js';
+import type { ElfObject } from '../../elf/index.js';
+import { pathEvidence, splitVersion, stringEvidence, versionStrings } from '../../packer/version/evidence.js';
 
 describe('version evidence', () => {
   it('finds the first dotted version and the text before it', () => {
@@ -21,6 +22,19 @@ describe('version evidence', () => {
     assert.deepEqual(stringEvidence(neu, old).map((e) => e.order), ['newer']);
     // Bare numbers name nothing: an OID-like or numeric string added and another removed are not a version change.
     assert.deepEqual(stringEvidence(new Set(['3.0.20', '2.5.4.3']), new Set(['3.0.19', '2.5.29.1'])), []);
+  });
+
+  it('reads every NUL-terminated printable string with a version token from read-only segments, and only those', () => {
+    // One read-only segment (flags R) and one executable one (R+X), as the segments of a file.
+    const ro = 'OpenSSL 3.0.20 7 Apr 2026\0a.1\0v9..2\0x 1.2\0no 1. 2 here\0..3.4\0short\0' + '1.2.840.113549.1.1.1\0' + 'tail 9.8';
+    const code = 'code 4.5.6\0';
+    const file = Buffer.from(ro + code, 'latin1');
+    const obj = { loadSegments: [{ flags: 4, offset: 0n, filesz: BigInt(ro.length) }, { flags: 5, offset: BigInt(ro.length), filesz: BigInt(code.length) }] } as unknown as ElfObject;
+    const found = versionStrings(obj, file);
+    // Every string the full reading would keep (each printable run, tested with splitVersion) and nothing else.
+    const expected = ro.split('\0').slice(0, -1).filter((t) => t.length >= 4 && splitVersion(t) !== undefined);
+    assert.deepEqual([...found].sort(), expected.sort());
+    assert.deepEqual([...found].sort(), ['OpenSSL 3.0.20 7 Apr 2026', 'x 1.2'], 'no version in "v9..2", "no 1. 2 here", "..3.4", an OID, a string without its NUL, or executable bytes');
   });
 
   it('compares path components that differ only in their version, lined up from the file name', () => {

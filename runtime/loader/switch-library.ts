@@ -15,8 +15,8 @@ import { readLibraryState, type LibraryState } from './library.js';
 import { aliasable, ownRegion, regionOf } from './region.js';
 import { parseMemfdPath, type Family, type ProcessObject, type Region } from './model.js';
 import { planStage, type StagePlan } from './relocate.js';
-import { classifyPointer, collectCodePointerSites } from './code-pointers.js';
-import { classifySlot, collectSlots, ifuncResolvers } from './relink.js';
+import { collectCodePointerSites } from './code-pointers.js';
+import { collectSlots, ifuncResolvers } from './relink.js';
 import { globalScope } from './scope.js';
 import { biasWindow, baseNear, outOfReach, rewriteCode, type StagedDataRefs } from './datarefs.js';
 import { aliasCanonical, applyWrites, finishStaging, mapBuild, mapMetadata, tryUnmap, type StagedImage } from './stage.js';
@@ -24,8 +24,10 @@ import { onSafeThread, runtimeCall } from './safe-thread.js';
 import { takeSnapshot, type Snapshot } from './snapshot.js';
 import { deregisterUnwindTables, registerUnwindTables, unwindDryRun, type Registration, type UnwindReport } from './unwind.js';
 import { ensureForkProtection, publishForkAlias } from './fork/index.js';
-import { emptyCounts, readSlots, relink, rollback, type PointerCounts, type SwitchResult } from './switch.js';
-import { applyRedirects, mapJournal, planSwitchRedirects, readRedirectState, threadsInside } from './redirect-switch.js';
+import { pausePlan, readForPlan, readSlots, switchInPause, warmUp, watchedRanges } from './switch.js';
+import { codeRanges, emptyCounts, planWords, quietRanges, settleRedirects, switchCounts, type PointerCounts, type SlotCounts } from './switch-plan.js';
+import { PauseIO } from './pause-io.js';
+import { mapJournal, planSwitchRedirects, readRedirectState, threadsInside, type RedirectState } from './redirect-switch.js';
 import { encodeJournal, type Journal } from './redirect-journal.js';
 import { buildKey, type RedirectPlan, type StepFunctions } from './redirects.js';
 
@@ -88,7 +90,7 @@ export interface SwitchReport {
   /** Slots rewritten from another build, and lazy slots bound to the target. */
   rewritten: number;
   lazyBound: number;
-  counts: SwitchResult['counts'];
+  counts: SlotCounts;
   /** Function pointers in the shared writable data (code-pointers.ts). */
   pointers: PointerCounts;
   newImports: StagePlan['newImports'];
@@ -236,19 +238,9 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
     const fam: Family = mapped ? family : { ...family, builds: [...family.builds, target] };
     // The hypothetical target has no slots in memory yet: only the process's own objects are read.
     const slots = collectSlots(snap.objects, fam, region);
-    slots.forEach((slot) => {
-      const st = classifySlot(slot, mem.readU64(slot.addr), { family: fam, target, region, scope });
-      report.counts[st.kind]++;
-    });
     const sites = collectCodePointerSites(fam, target, region);
-    readSlots(mem, sites).forEach((v, i) => {
-      const k = classifyPointer(sites[i]!, v).kind;
-      report.pointers[k === 'load-time' ? 'retargeted' : k === 'target' ? 'current' : 'overwritten']++;
-    });
-    report.rewritten = report.counts.stale;
-    report.lazyBound = report.counts.lazy;
-    const plan = planRedirectsFor(fam, target);
-    report.redirects = { active: plan.redirects.length, written: plan.writes.length, restored: plan.restores.length, uncovered: plan.uncovered };
+    const words = planWords(slots, readSlots(mem, slots), sites, readSlots(mem, sites), { family: fam, target, region, scope });
+    Object.assign(report, switchCounts(words, settleRedirects(planRedirectsFor(fam, target), redirectHead(req.soname, redirectState, target), codeRanges(fam.builds)).outcome));
     report.timings.planMs = ms(t0);
     return report;
   }
@@ -351,34 +343,32 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
       if (image) discardStaged(session, snap.objects, image, unwind);
       throw e;
     }
-    const blocked = stopOutsideEntries(session, plan);
     let failure: { error: unknown } | undefined;
+    let io: PauseIO | undefined;
     try {
+      // Every write decided now, on what the process holds while it runs: the pause only checks and writes.
+      const ctx = { family: fam, target, region, scope, ...(ifuncs ? { ifuncs } : {}) };
+      io = new PauseIO(session, watchedRanges(slots, sites, plan));
+      const { slotValues, siteValues } = readForPlan(io, slots.length, sites.length);
+      const words = planWords(slots, slotValues, sites, siteValues, ctx, quietRanges(objects));
+      const pp = pausePlan(words, ctx, plan, redirectHead(req.soname, redirectState, target), journalAt);
+      warmUp(io, pp);
+      const blocked = stopOutsideEntries(session, plan);
       const aliasFrom = image?.freshData ? image.regionAddr : unsharedTarget;
       if (state.region && aliasFrom !== undefined) {
         aliasCanonical(session, family.canonical, state.region, aliasFrom);
         report.aliasedNow = true;
       }
-      const result = relink(session, slots, { family: fam, target, region, scope, ...(ifuncs ? { ifuncs } : {}) }, sites);
-      report.counts = result.counts;
-      report.pointers = result.pointers;
-      report.rewritten = result.journal.filter((j) => j.kind === 'stale').length;
-      report.lazyBound = result.journal.filter((j) => j.kind === 'lazy').length;
-      try {
-        const done = applyRedirects(session, plan, journalAt, { soname: req.soname, generation: (redirectState.journal?.generation ?? 0) + 1, live: buildKey(target) }, blocked);
-        report.redirects = { active: done.redirects.length, written: done.written, restored: done.restored, uncovered: done.uncovered };
-      } catch (e) {
-        // applyRedirects took its own writes back; the relink goes too.
-        rollback(session, result.journal);
-        throw new UlpError('SWITCH_ROLLED_BACK', `the switch failed while writing the entry redirects and was rolled back: ${(e as Error).message}`, 'The process runs the version it ran before; see the cause above.', undefined, { cause: e });
-      }
+      const done = switchInPause(io, pp, blocked);
+      Object.assign(report, switchCounts(done.words, done.redirects));
     } catch (e) {
       failure = { error: e };
     } finally {
       session.resume();
+      io?.close();
     }
     if (failure) {
-      // The relink rolled itself back; a staged build nothing points at can go, once the threads run again
+      // The writes were undone; a staged build nothing points at can go, once the threads run again
       // (taking its unwind tables back is a call into the process). The alias, if made, stays: it is invisible.
       tryDropJournals(session, [journalAt]);
       if (image) discardStaged(session, snap.objects, image, unwind);
@@ -431,6 +421,11 @@ function canonicalWords(plan: StagePlan, canonical: ProcessObject, region: Regio
   const lo = canonical.bias + region.start;
   const hi = canonical.bias + region.end;
   return plan.writes.filter((w) => w.value >= lo && w.value < hi).length;
+}
+
+/** The head of the journal this switch writes: the next generation, naming the build it makes live. */
+function redirectHead(soname: string, state: RedirectState, target: ProcessObject): Pick<Journal, 'soname' | 'generation' | 'live'> {
+  return { soname, generation: (state.journal?.generation ?? 0) + 1, live: buildKey(target) };
 }
 
 function u64(v: bigint): Buffer {

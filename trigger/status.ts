@@ -5,15 +5,9 @@
  * values), nothing from a file, so it is true even after the trigger is gone.
  */
 import { checkTarget, RemoteMemory } from '../runtime/index.js';
-import { findDataPointers, readLibraryState, type LibraryState } from '../runtime/loader/library.js';
-import { dataMemfdName, parseMemfdPath, parseMetaPath, type ProcessObject } from '../runtime/loader/model.js';
+import { buildKey, dataMemfdName, findDataPointers, parseMemfdPath, parseMetaPath, readForkStatus, readLibraryState, readRedirectState, takeSnapshot, type ForkStatus, type Journal, type LibraryState, type ProcessObject } from '../runtime/loader/index.js';
 import type { PackageInfo } from '../patches/index.js';
 import { decodeBundleMeta, type BundleMeta } from './bundle-meta.js';
-import { readForkStatus, type ForkStatus } from '../runtime/loader/fork/index.js';
-import { takeSnapshot } from '../runtime/loader/snapshot.js';
-import { readRedirectState } from '../runtime/loader/redirect-switch.js';
-import type { Journal } from '../runtime/loader/redirect-journal.js';
-import { buildKey } from '../runtime/loader/redirects.js';
 
 export interface BuildStatus {
   buildId: string | undefined;

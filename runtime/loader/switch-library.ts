@@ -106,6 +106,8 @@ export interface SwitchReport {
   /** The staged build's unwind tables (unwind.ts); absent when the build was mapped already. */
   unwind?: UnwindReport;
   redirects: RedirectReport;
+  /** What the switch's pause did besides stopping: pages read back (one process_vm_readv) and write system calls. Absent in a dry run. */
+  pauseIo?: { pages: number; writes: number };
   pauses: PauseRecord[];
   timings: { planMs: number; stageMs: number; switchMs: number };
 }
@@ -359,8 +361,9 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
         aliasCanonical(session, family.canonical, state.region, aliasFrom);
         report.aliasedNow = true;
       }
+      const writesBefore = io.writes;
       const done = switchInPause(io, pp, blocked);
-      Object.assign(report, switchCounts(done.words, done.redirects));
+      Object.assign(report, switchCounts(done.words, done.redirects), { pauseIo: { pages: io.pages, writes: io.writes - writesBefore } });
     } catch (e) {
       failure = { error: e };
     } finally {

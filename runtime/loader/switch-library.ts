@@ -14,7 +14,7 @@ import { ElfCache } from './elf-cache.js';
 import { readLibraryState, type LibraryState } from './library.js';
 import { aliasable, ownRegion, regionOf } from './region.js';
 import { parseMemfdPath, type Family, type ProcessObject, type Region } from './model.js';
-import { planStage, type StagePlan } from './relocate.js';
+import { planStage, shiftPlan, type StagePlan } from './relocate.js';
 import { collectCodePointerSites } from './code-pointers.js';
 import { collectSlots, ifuncResolvers } from './relink.js';
 import { globalScope } from './scope.js';
@@ -106,8 +106,12 @@ export interface SwitchReport {
   /** The staged build's unwind tables (unwind.ts); absent when the build was mapped already. */
   unwind?: UnwindReport;
   redirects: RedirectReport;
-  /** What the switch's pause did besides stopping: pages read back (one process_vm_readv) and write system calls. Absent in a dry run. */
-  pauseIo?: { pages: number; writes: number };
+  /**
+   * What the switch's pause did besides stopping: pages read back (one process_vm_readv), write system calls,
+   * and where its time went (ms): stopping every thread, the first switch's alias, reading back and comparing,
+   * writing, resuming. Absent in a dry run.
+   */
+  pauseIo?: { pages: number; writes: number; stopMs: number; aliasMs: number; checkMs: number; writeMs: number; resumeMs: number };
   pauses: PauseRecord[];
   timings: { planMs: number; stageMs: number; switchMs: number };
 }
@@ -117,7 +121,7 @@ const IFUNC_TIMEOUT_MS = 1000;
 
 const ms = (t0: number) => Math.round((performance.now() - t0) * 1000) / 1000;
 
-/** Where a dry run pretends to map the build: any canonical user-space address works for planning. */
+/** Where the staging is planned before the build is mapped (and where a dry run pretends to map it): any canonical user-space address works, the plan is shifted to the real one. */
 const DRY_RUN_BIAS = 0x7e0000000000n;
 
 function sameRegion(a: Region | undefined, b: Region | undefined): boolean {
@@ -248,8 +252,8 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
   }
 
   // Everything that can refuse the build (a symbol no object defines, a relocation the loader cannot
-  // apply) is found before the process is touched: the plan at a provisional base is the real one, shifted.
-  if (!mapped) planStage({ target: elf, targetBias: DRY_RUN_BIAS, family, from: state.live, scope, region, read });
+  // apply) is found before the process is touched: the plan at a provisional base is the real one, shifted (shiftPlan).
+  const stagePlan = mapped ? undefined : planStage({ target: elf, targetBias: DRY_RUN_BIAS, family, from: state.live, scope, region, read });
   const dataRefs = mapped ? undefined : checkDataRefs(req, elf, state.region, family.canonical);
   // No room within reach of the data is found now too, before the process is touched (placed again once attached).
   if (!mapped) placement(req, elf, dataRefs, family.canonical, state.region);
@@ -292,7 +296,7 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
       });
       try {
         if (fork && image.regionAddr !== undefined) publishForkAlias(session, fork, image.regionAddr);
-        const plan = planStage({ target: elf, targetBias: image.bias, family, from: state.live, scope, region, read });
+        const plan = shiftPlan(stagePlan!, image.bias - DRY_RUN_BIAS);
         applyWrites(session, elf, image, plan.writes);
         // IFUNC resolvers run now, with the other threads running (DESIGN: never call into the process during the pause),
         // and after the other relocations: a resolver reads the build's GOT like any of its code (a global, a libc call).
@@ -355,15 +359,21 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
       const words = planWords(slots, slotValues, sites, siteValues, ctx, quietRanges(objects));
       const pp = pausePlan(words, ctx, plan, redirectHead(req.soname, redirectState, target), journalAt);
       warmUp(io, pp);
+      const tStop = performance.now();
       const blocked = stopOutsideEntries(session, plan);
+      const tAlias = performance.now();
       const aliasFrom = image?.freshData ? image.regionAddr : unsharedTarget;
       if (state.region && aliasFrom !== undefined) {
         aliasCanonical(session, family.canonical, state.region, aliasFrom);
         report.aliasedNow = true;
       }
       const writesBefore = io.writes;
+      const tCheck = performance.now();
       const done = switchInPause(io, pp, blocked);
-      Object.assign(report, switchCounts(done.words, done.redirects), { pauseIo: { pages: io.pages, writes: io.writes - writesBefore } });
+      const tResume = performance.now();
+      session.resume();
+      const phases = { stopMs: tAlias - tStop, aliasMs: tCheck - tAlias, checkMs: done.checkMs, writeMs: done.writeMs, resumeMs: performance.now() - tResume };
+      Object.assign(report, switchCounts(done.words, done.redirects), { pauseIo: { pages: io.pages, writes: io.writes - writesBefore, ...phases } });
     } catch (e) {
       failure = { error: e };
     } finally {

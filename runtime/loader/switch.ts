@@ -82,6 +82,9 @@ function checkJournalFits(r: RedirectSettlement, at: PausePlan['journalAt']): vo
 export interface PauseOutcome {
   words: WordPlan;
   redirects: RedirectSettlement['outcome'];
+  /** Time spent reading back and comparing, and writing (ms). */
+  checkMs: number;
+  writeMs: number;
 }
 
 /**
@@ -89,9 +92,11 @@ export interface PauseOutcome {
  * (redirect-switch.ts threadsInside), left as they are and reported.
  */
 export function switchInPause(io: PauseIO, p: PausePlan, blocked: ReadonlySet<bigint>): PauseOutcome {
+  const t0 = performance.now();
   io.read();
   const words = wordsNow(io, p);
   const settled = settleInPause(io, p, blocked, p.slotNow.length + p.siteNow.length);
+  const t1 = performance.now();
   const done = writeWords(io, words.blocks);
   try {
     writeRedirects(io, settled, p.journalAt);
@@ -100,7 +105,7 @@ export function switchInPause(io: PauseIO, p: PausePlan, blocked: ReadonlySet<bi
     undoWords(io, done);
     throw new UlpError('SWITCH_ROLLED_BACK', `the switch failed while writing the entry redirects and was rolled back: ${(e as Error).message}`, 'The process runs the version it ran before; see the cause above.', undefined, { cause: e });
   }
-  return { words, redirects: settled.outcome };
+  return { words, redirects: settled.outcome, checkMs: t1 - t0, writeMs: performance.now() - t1 };
 }
 
 /** The plan's words, unless one of the watched words changed since the plan was made (then those are decided again). */

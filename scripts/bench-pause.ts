@@ -73,11 +73,11 @@ export interface PauseRow {
 
 /**
  * The functions that run only while every thread is stopped: Session.stopAll,
- * the first switch's aliasCanonical, and relink (runtime/loader/switch.ts).
+ * the first switch's aliasCanonical, and switchInPause (runtime/loader/switch.ts).
  * Their subtrees are the pause, but for resume() (Session.resume also ends
  * the staging's borrow, so a profile cannot tell the two apart by name).
  */
-const PAUSE_ROOTS = /^(stopAll|aliasCanonical|relink)$/;
+const PAUSE_ROOTS = /^(stopAll|aliasCanonical|switchInPause)$/;
 
 export interface PauseProfile {
   threads: number;
@@ -146,7 +146,7 @@ function profilePause(pid: number, fix: string, row: { threads: number; objects:
 export function renderPauseProfile(p: PauseProfile): string {
   const fmt = (ms: number) => (ms < 1 ? `${(ms * 1000).toFixed(0)} µs` : `${ms.toFixed(2)} ms`);
   const inside = markdownTable(
-    ['inside the pause: stopAll, relink and what they call (inclusive ms, median of 3 profiled applies)', 'ms'],
+    ['inside the pause: stopAll, switchInPause and what they call (inclusive ms, median of 3 profiled applies)', 'ms'],
     p.inPause.map((e) => [e.name, e.ms.toFixed(2)]),
   );
   const c = p.costs;

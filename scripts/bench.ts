@@ -22,7 +22,7 @@ import { renderAll, type AllRow } from './bench-all.js';
 import { renderCall, type CallResult } from './bench-call.js';
 import { renderElf, type ElfResult } from './bench-elf.js';
 import { renderCompression, renderPackSizes, type PackPair, type PackProfile } from './bench-pack.js';
-import { renderPause, renderPauseProfile, type PauseProfile, type PauseRow } from './bench-pause.js';
+import { renderCases, renderPause, renderPauseProfile, type CaseRow, type PauseProfile, type PauseRow } from './bench-pause.js';
 import { renderPtrace, type PtraceRow } from './bench-ptrace.js';
 import { arg, BENCH_DIR, ensureBuilt, flag, loadAverage, machine, ROOT, sleep } from './bench/common.js';
 import { renderProfile, type Profile } from './bench/profile.js';
@@ -110,6 +110,11 @@ function renderReport(runs: SectionRun[], meta: { started: string; commit: strin
         const p = d.profile;
         out.push(`\nWhere the pause goes, on the ${p.threads}-thread, ${p.objects}-object process (${p.slots} slots): three more applies of the command under \`node --cpu-prof\` (pauses ${p.pausesMs.map((x) => x.toFixed(2)).join(', ')} ms), inclusive time of the functions that run while every thread is stopped; then the primitives the switch uses, timed on that process's own GOT slots inside real stops (each slot written back with the value it holds); then the same apply/revert made by a long-lived process, where V8 has compiled the switch code after the first one.\n`);
         out.push(renderPauseProfile(p));
+      }
+      const cases = (r.data as { cases?: CaseRow[] }).cases ?? [];
+      if (cases.length) {
+        out.push(`\nThe real cases: each apply and revert of ${d.cycles} cycles beside its floor, measured right after it on the same process (stop every thread, read back as many pages with one process_vm_readv, make as many 8-byte writes of what was read, resume); "command" is the wall time of the compiled ulp-trigger, node's start included.\n`);
+        out.push(renderCases(cases));
       }
     } else if (r.section === 'call') {
       const d = r.data as CallResult;

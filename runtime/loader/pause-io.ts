@@ -206,6 +206,20 @@ export class PauseIO {
     this.writeFrom(data, 0, data.length, addr);
   }
 
+  /**
+   * The same write through /proc/PID/mem only, for the warm-up before the
+   * pause: PTRACE_POKEDATA needs a stopped thread, which there is not then.
+   * False when the descriptor is not there or the kernel refused the write.
+   */
+  tryWriteNow(addr: bigint, data: Buffer): boolean {
+    if (this.fd === undefined) return false;
+    try {
+      return writeSync(this.fd, data, 0, data.length, Number(addr)) === data.length;
+    } catch {
+      return false;
+    }
+  }
+
   private writeFrom(data: Buffer, off: number, len: number, addr: bigint): void {
     this.writes++;
     if (this.fd !== undefined) {

@@ -182,12 +182,13 @@ const ZERO_WORD = Buffer.alloc(8);
 /**
  * Runs the pause's own code once before the pause, with the threads
  * running: the read, the comparisons and a write that changes nothing (a
- * zero word into the new journal's mapping, zero-filled still). A fresh
+ * zero word into the new journal's mapping, zero-filled still; through
+ * /proc/PID/mem only, since no thread is stopped to poke with). A fresh
  * trigger's V8 would otherwise interpret and compile them inside the pause.
  */
 export function warmUp(io: PauseIO, p: PausePlan): void {
   io.read();
   wordsNow(io, p);
   settleInPause(io, p, new Set(), p.slotNow.length + p.siteNow.length);
-  io.write(p.journalAt.addr, ZERO_WORD);
+  io.tryWriteNow(p.journalAt.addr, ZERO_WORD);
 }

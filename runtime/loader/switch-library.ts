@@ -24,7 +24,7 @@ import { onSafeThread, runtimeCall } from './safe-thread.js';
 import { takeSnapshot, type Snapshot } from './snapshot.js';
 import { deregisterUnwindTables, registerUnwindTables, unwindDryRun, type Registration, type UnwindReport } from './unwind.js';
 import { ensureForkProtection, publishForkAlias } from './fork/index.js';
-import { pausePlan, readForPlan, readSlots, switchInPause, warmUp, watchedRanges } from './switch.js';
+import { pausePlan, readForPlan, readSlots, switchInPause, warmUp, watchedRanges, type PauseOutcome, type PausePlan } from './switch.js';
 import { codeRanges, emptyCounts, planWords, quietRanges, settleRedirects, switchCounts, type PointerCounts, type SlotCounts } from './switch-plan.js';
 import { PauseIO } from './pause-io.js';
 import { mapJournal, planSwitchRedirects, readRedirectState, threadsInside, type RedirectState } from './redirect-switch.js';
@@ -233,13 +233,7 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
     if (!mapped) {
       const plan = planStage({ target: elf, targetBias: DRY_RUN_BIAS, family, from: state.live, scope, region, read });
       const dataRefs = checkDataRefs(req, elf, state.region, family.canonical);
-      Object.assign(report, {
-        newImports: plan.newImports,
-        ifuncs: plan.ifuncs.length,
-        relocations: plan.writes.length + plan.ifuncs.length,
-        unwind: unwindDryRun(snap.objects, elf, DRY_RUN_BIAS),
-        dataRefs: { mode: dataRefs ? 'one-address' : 'aliasing', code: dataRefs?.code.length ?? 0, words: canonicalWords(plan, family.canonical, state.region) },
-      });
+      Object.assign(report, stageFields(plan, dataRefs, family.canonical, state.region), { unwind: unwindDryRun(snap.objects, elf, DRY_RUN_BIAS) });
     }
     const fam: Family = mapped ? family : { ...family, builds: [...family.builds, target] };
     // The hypothetical target has no slots in memory yet: only the process's own objects are read.
@@ -304,18 +298,10 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
           const result = onSafeThread(session, snap.objects, 'run an IFUNC resolver', (tid) => session.call(f.resolver, [], runtimeCall(tid, IFUNC_TIMEOUT_MS)));
           session.poke(f.addr, u64(result + f.addend));
         }
-        const writes = plan.writes.length + plan.ifuncs.length;
         if (req.metadata && !snap.maps.some((m) => m.path.startsWith(`/memfd:${req.metadata!.name}`))) meta = mapMetadata(session, req.metadata.name, req.metadata.bytes);
         unwind = registerUnwindTables(session, snap.objects, elf, image.bias);
         finishStaging(session, image);
-        Object.assign(report, {
-          newImports: plan.newImports,
-          ifuncs: plan.ifuncs.length,
-          relocations: writes,
-          targetBase: image.bias,
-          unwind: unwind.report,
-          dataRefs: { mode: placed.rewrite ? 'one-address' : 'aliasing', code: placed.rewrite ? dataRefs!.code.length : 0, words: canonicalWords(plan, family.canonical, state.region) },
-        });
+        Object.assign(report, stageFields(plan, placed.rewrite ? dataRefs : undefined, family.canonical, state.region), { targetBase: image.bias, unwind: unwind.report });
       } catch (e) {
         discardStaged(session, snap.objects, image, unwind);
         if (meta) tryUnmap(session, meta.addr, meta.len);
@@ -359,21 +345,11 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
       const words = planWords(slots, slotValues, sites, siteValues, ctx, quietRanges(objects));
       const pp = pausePlan(words, ctx, plan, redirectHead(req.soname, redirectState, target), journalAt);
       warmUp(io, pp);
-      const tStop = performance.now();
-      const blocked = stopOutsideEntries(session, plan);
-      const tAlias = performance.now();
       const aliasFrom = image?.freshData ? image.regionAddr : unsharedTarget;
-      if (state.region && aliasFrom !== undefined) {
-        aliasCanonical(session, family.canonical, state.region, aliasFrom);
-        report.aliasedNow = true;
-      }
-      const writesBefore = io.writes;
-      const tCheck = performance.now();
-      const done = switchInPause(io, pp, blocked);
-      const tResume = performance.now();
-      session.resume();
-      const phases = { stopMs: tAlias - tStop, aliasMs: tCheck - tAlias, checkMs: done.checkMs, writeMs: done.writeMs, resumeMs: performance.now() - tResume };
-      Object.assign(report, switchCounts(done.words, done.redirects), { pauseIo: { pages: io.pages, writes: io.writes - writesBefore, ...phases } });
+      const alias = state.region && aliasFrom !== undefined ? () => aliasCanonical(session, family.canonical, state.region!, aliasFrom) : undefined;
+      const { done, pauseIo } = pause(session, io, pp, alias);
+      report.aliasedNow = alias !== undefined;
+      Object.assign(report, switchCounts(done.words, done.redirects), { pauseIo });
     } catch (e) {
       failure = { error: e };
     } finally {
@@ -396,6 +372,36 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
     report.pauses = [...session.pauses];
   }
   return report;
+}
+
+/**
+ * The pause: every thread stopped outside the bytes a jump replaces, the data
+ * aliased the first time, the watched words checked and everything written,
+ * every thread resumed. Nothing is planned here (switch.ts); on an error the
+ * caller resumes the threads.
+ */
+function pause(session: Session, io: PauseIO, pp: PausePlan, alias: (() => void) | undefined): { done: PauseOutcome; pauseIo: NonNullable<SwitchReport['pauseIo']> } {
+  const tStop = performance.now();
+  const blocked = stopOutsideEntries(session, pp.redirects);
+  const tAlias = performance.now();
+  alias?.();
+  const writesBefore = io.writes;
+  const tCheck = performance.now();
+  const done = switchInPause(io, pp, blocked);
+  const tResume = performance.now();
+  session.resume();
+  const phases = { stopMs: tAlias - tStop, aliasMs: tCheck - tAlias, checkMs: done.checkMs, writeMs: done.writeMs, resumeMs: performance.now() - tResume };
+  return { done, pauseIo: { pages: io.pages, writes: io.writes - writesBefore, ...phases } };
+}
+
+/** The staging's figures of the report, from its plan: the same for the dry run and the real run. */
+function stageFields(plan: StagePlan, dataRefs: StagedDataRefs | undefined, canonical: ProcessObject, region: Region | undefined): Pick<SwitchReport, 'newImports' | 'ifuncs' | 'relocations' | 'dataRefs'> {
+  return {
+    newImports: plan.newImports,
+    ifuncs: plan.ifuncs.length,
+    relocations: plan.writes.length + plan.ifuncs.length,
+    dataRefs: { mode: dataRefs ? 'one-address' : 'aliasing', code: dataRefs?.code.length ?? 0, words: canonicalWords(plan, canonical, region) },
+  };
 }
 
 /**

@@ -6,6 +6,7 @@
  *
  *   npx tsx scripts/bench-pause.ts [--threads 1,8,64,256] [--objects 10,50,200]
  *                                  [--cycles N] [--profile] [--json FILE]
+ *                                  [--cases crypto,blocked | --only-cases]
  *
  * For each (threads, objects): a program with that many threads (each calls
  * libdemo through one of the generated libraries every 5 ms) and that many
@@ -28,23 +29,39 @@
  * doing TLS, beside libdemo's (a few), as the time spent writing jumps and
  * journal over the pause. `--redirects-only` runs that section alone; it is
  * left out, with the reason, when the real builds are not there.
+ *
+ * Then the real cases (--cases; --only-cases skips the grid): libcrypto
+ * 3.0.19 -> 3.0.20 (the real Debian builds) in python3 with 8 threads
+ * hashing, and a 27-thread program whose threads all block (futex,
+ * nanosleep, epoll_wait, read, sigwaitinfo). Each apply and revert is set
+ * beside its floor, measured right after it on the same process
+ * (bench/pause-floor.ts: stop, the same pages read and the same number of
+ * writes, resume), and the command's wall time is the apply wall time a
+ * user sees.
  */
 import { mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
+import { mkdirSync } from 'node:fs';
 import { readBundleFile } from '../patches/index.js';
 import { runOne } from '../trigger/apply.js';
 import { startTarget } from '../test/helpers/target.js';
-import { arg, BENCH_DIR, BIN, ensureBuilt, flag, fmtMs, loadAverage, markdownTable, median, numbers, runBin, runProgram, summary, writeJsonResult, type Summary } from './bench/common.js';
+import { arg, BENCH_DIR, BIN, ensureBuilt, flag, fmtMs, loadAverage, markdownTable, median, numbers, quantile, runBin, runProgram, summary, writeJsonResult, type Summary } from './bench/common.js';
 import { libdemo, libDir, pack, pauseProgram, workDir } from './bench/fixtures.js';
 import { freshDir, profileIn } from './bench/profile.js';
 import { measureSwitchCosts, SWITCH_PRIMITIVES, type SwitchCosts } from './bench/switch-costs.js';
 import { measureShare, realCryptoTarget, renderShare, type ShareRow } from './bench/redirect-share.js';
+import { pauseFloor } from './bench/pause-floor.js';
+import { copyFileSync, writeFileSync } from 'node:fs';
+import { compile } from '../test/helpers/compile.js';
+import { realBuild, realBuildsDir, REAL, REAL_FILES } from '../test/helpers/real-builds.js';
 
 const THREADS = numbers('--threads', [1, 8, 64, 256]);
 const OBJECTS = numbers('--objects', [10, 50, 200]);
 const CYCLES = Number(arg('--cycles') ?? 15);
 const PROFILE = flag('--profile');
 const REDIRECTS_ONLY = flag('--redirects-only');
+const CASES = (arg('--cases') ?? 'crypto,blocked').split(',').filter(Boolean);
+const ONLY_CASES = flag('--only-cases');
 /** Objects in the link map besides the generated libraries: the executable, libdemo, libc, ld.so. */
 const BASE_OBJECTS = 4;
 
@@ -65,11 +82,11 @@ export interface PauseRow {
 
 /**
  * The functions that run only while every thread is stopped: Session.stopAll,
- * the first switch's aliasCanonical, and relink (runtime/loader/switch.ts).
+ * the first switch's aliasCanonical, and switchInPause (runtime/loader/switch.ts).
  * Their subtrees are the pause, but for resume() (Session.resume also ends
  * the staging's borrow, so a profile cannot tell the two apart by name).
  */
-const PAUSE_ROOTS = /^(stopAll|aliasCanonical|relink)$/;
+const PAUSE_ROOTS = /^(stopAll|aliasCanonical|switchInPause)$/;
 
 export interface PauseProfile {
   threads: number;
@@ -138,7 +155,7 @@ function profilePause(pid: number, fix: string, row: { threads: number; objects:
 export function renderPauseProfile(p: PauseProfile): string {
   const fmt = (ms: number) => (ms < 1 ? `${(ms * 1000).toFixed(0)} µs` : `${ms.toFixed(2)} ms`);
   const inside = markdownTable(
-    ['inside the pause: stopAll, relink and what they call (inclusive ms, median of 3 profiled applies)', 'ms'],
+    ['inside the pause: stopAll, switchInPause and what they call (inclusive ms, median of 3 profiled applies)', 'ms'],
     p.inPause.map((e) => [e.name, e.ms.toFixed(2)]),
   );
   const c = p.costs;
@@ -249,6 +266,137 @@ async function redirectShare(tag: string, demoFix: string, dir: string): Promise
   return { rows };
 }
 
+export interface CaseRow {
+  name: string;
+  threads: number;
+  /** Slot words and redirect jumps of an apply; pages read back and write calls in its pause. */
+  words: number;
+  jumps: number;
+  pages: number;
+  writes: number;
+  first: { pauseMs: number; commandMs: number };
+  pause: Summary & { p99: number };
+  floor: Summary;
+  bare: Summary;
+  /** Median pause / median floor. */
+  ratio: number;
+  commandMs: Summary;
+  loadBefore: string;
+  loadAfter: string;
+}
+
+interface CaseTarget {
+  pid: number;
+  threads: number;
+  fix: string;
+  /** Throws when the target is not behaving (a wrong result, or gone); `live` is the version that should run. */
+  check(live: 'old' | 'new'): Promise<void>;
+  dispose(): void;
+}
+
+const HASH_PY = `
+import hashlib, threading, time, sys
+want = hashlib.sha256(b'ulp' * 1000).hexdigest()
+bad = 0
+def work():
+    global bad
+    while True:
+        if hashlib.sha256(b'ulp' * 1000).hexdigest() != want: bad += 1
+for _ in range(int(sys.argv[1])): threading.Thread(target=work, daemon=True).start()
+print('ready', flush=True)
+while True:
+    time.sleep(0.2)
+    print('bad=%d' % bad, flush=True)
+`;
+
+async function cryptoCase(dir: string): Promise<CaseTarget | undefined> {
+  const real = realBuildsDir();
+  if (!real) return undefined;
+  const lib = join(dir, 'crypto-lib');
+  mkdirSync(lib, { recursive: true });
+  copyFileSync(realBuild(real, REAL.ssl19, REAL_FILES.crypto), join(lib, REAL_FILES.crypto));
+  copyFileSync(realBuild(real, REAL.ssl19, REAL_FILES.ssl), join(lib, REAL_FILES.ssl));
+  const fix = pack(realBuild(real, REAL.ssl19, REAL_FILES.crypto), realBuild(real, REAL.ssl20, REAL_FILES.crypto), join(dir, 'crypto.ulp'));
+  writeFileSync(join(dir, 'hash.py'), HASH_PY);
+  const t = startTarget(['/usr/bin/python3', join(dir, 'hash.py'), '8'], { LD_LIBRARY_PATH: lib });
+  await t.waitFor((o) => /^ready/m.test(o), 60_000);
+  return {
+    pid: t.pid,
+    threads: 9,
+    fix,
+    async check() {
+      const mark = t.output().length;
+      const out = await t.waitFor((o) => /bad=\d+/.test(o.slice(mark)), 30_000);
+      const bad = Number(/bad=(\d+)/.exec(out.slice(mark))![1]);
+      if (bad !== 0 || !t.alive()) throw new Error(`python3 saw ${bad} wrong hashes (alive: ${t.alive()})`);
+    },
+    dispose: () => t.dispose(),
+  };
+}
+
+async function blockedCase(dir: string, tag: string): Promise<CaseTarget> {
+  const exe = compile({ sources: ['trigger/blocked_main.c'], out: 'blocked_main', flags: ['-O2', '-pthread', '-Wl,-z,relro,-z,now'], libs: [`-L${libDir(dir, 'blocked-link', { 'libdemo.so.1': libdemo(1, tag) })}`, '-l:libdemo.so.1'] });
+  const fix = pack(libdemo(1, tag), libdemo(2, tag), join(dir, 'blocked.ulp'));
+  const t = startTarget([exe, '22'], { LD_LIBRARY_PATH: libDir(dir, 'blocked-run', { 'libdemo.so.1': libdemo(1, tag) }) });
+  await t.waitFor((o) => /^ready threads=27/m.test(o), 60_000);
+  return {
+    pid: t.pid,
+    threads: 27,
+    fix,
+    async check(live) {
+      const mark = t.output().length;
+      process.kill(t.pid, 'SIGUSR1');
+      const out = await t.waitFor((o) => /wake=\d+ version=\d+ compute=\d+/.test(o.slice(mark)), 30_000);
+      const [, version, compute] = /version=(\d+) compute=(\d+)/.exec(out.slice(mark))!;
+      const want = live === 'new' ? ['2', '36'] : ['1', '33'];
+      if (version !== want[0] || compute !== want[1]) throw new Error(`the program runs version ${version} (compute ${compute}), expected ${want.join('/')}`);
+    },
+    dispose: () => t.dispose(),
+  };
+}
+
+async function measureCase(name: string, dir: string, tag: string): Promise<CaseRow | undefined> {
+  const loadBefore = loadAverage();
+  const c = name === 'crypto' ? await cryptoCase(dir) : name === 'blocked' ? await blockedCase(dir, tag) : undefined;
+  if (!c) return undefined;
+  try {
+    const first = trigger(c.pid, c.fix, false);
+    await c.check('new');
+    trigger(c.pid, c.fix, true);
+    await c.check('old');
+    const pauses: number[] = [];
+    const floors: number[] = [];
+    const bares: number[] = [];
+    const commands: number[] = [];
+    let io = { pages: 0, writes: 0, words: 0, jumps: 0 };
+    for (let i = 0; i < CYCLES; i++) {
+      for (const revert of [false, true]) {
+        const r = trigger(c.pid, c.fix, revert);
+        const p = r.json.switch.pauseIo as { pages: number; writes: number };
+        if (!revert) io = { ...p, words: r.json.switch.rewritten + r.json.switch.lazyBound + r.json.switch.pointers.retargeted, jumps: r.json.switch.redirects.written };
+        pauses.push(r.pauseMs);
+        commands.push(r.ms);
+        const f = pauseFloor(c.pid, p.pages, p.writes);
+        floors.push(f.ms);
+        bares.push(f.bareMs);
+      }
+    }
+    await c.check('old');
+    const pause = { ...summary(pauses), p99: quantile(pauses, 0.99) };
+    const floor = summary(floors);
+    return { name: name === 'crypto' ? `libcrypto 3.0.19 -> 3.0.20, python3, 8 hashing threads` : `libdemo, 27 threads all blocked`, threads: c.threads, ...io, first: { pauseMs: first.pauseMs, commandMs: first.ms }, pause, floor, bare: summary(bares), ratio: pause.median / floor.median, commandMs: summary(commands), loadBefore, loadAfter: loadAverage() };
+  } finally {
+    c.dispose();
+  }
+}
+
+export function renderCases(rows: CaseRow[]): string {
+  return markdownTable(
+    ['case', 'threads', 'words / jumps', 'pages read / writes', 'first apply pause', 'pause median', 'pause p99', 'floor median', 'stop+resume median', 'pause / floor', 'command median (wall)', 'load 1/5/15 min'],
+    rows.map((r) => [r.name, String(r.threads), `${r.words} / ${r.jumps}`, `${r.pages} / ${r.writes}`, fmtMs(r.first.pauseMs), fmtMs(r.pause.median), fmtMs(r.pause.p99), fmtMs(r.floor.median), fmtMs(r.bare.median), r.ratio.toFixed(2), fmtMs(r.commandMs.median), r.loadAfter]),
+  );
+}
+
 async function main(): Promise<void> {
   ensureBuilt();
   const tag = `pause-${process.pid}-${Date.now()}`;
@@ -266,7 +414,7 @@ async function main(): Promise<void> {
     }
     const profileAt = { objects: Math.max(...OBJECTS), threads: [...THREADS].sort((a, b) => Math.abs(a - 8) - Math.abs(b - 8))[0]! };
     process.stderr.write(`bench-pause: ${THREADS.length * OBJECTS.length} configurations, ${CYCLES} apply/revert cycles each (load ${loadAverage()})\n`);
-    for (const objects of OBJECTS) {
+    for (const objects of ONLY_CASES ? [] : OBJECTS) {
       for (const threads of THREADS) {
         const { profile: p, ...row } = await measure(threads, objects, tag, fix, w.dir, PROFILE && objects === profileAt.objects && threads === profileAt.threads);
         rows.push(row);
@@ -284,7 +432,18 @@ async function main(): Promise<void> {
     console.log(`\nthe entry redirects' share of the pause (writes to code pages and the journal, inside the pause; medians of ${CYCLES} warm cycles)\n`);
     console.log(renderShare(share.rows));
     if (share.skipped) console.log(`(real libcrypto left out: ${share.skipped})`);
-    writeJsonResult({ cycles: CYCLES, rows, profile: profile ?? null, redirects: share });
+    const cases: CaseRow[] = [];
+    for (const c of CASES) {
+      const row = await measureCase(c, w.dir, tag);
+      if (!row) continue;
+      cases.push(row);
+      process.stderr.write(`  ${row.name}: pause median ${fmtMs(row.pause.median)} p99 ${fmtMs(row.pause.p99)}, floor ${fmtMs(row.floor.median)}, ratio ${row.ratio.toFixed(2)} (load ${row.loadAfter})\n`);
+    }
+    if (cases.length) {
+      console.log(`\nreal cases: every apply and revert (the trigger's pauseMs) beside its floor on the same process, measured right after it: stop, the same pages read back, the same number of writes, resume\n`);
+      console.log(renderCases(cases));
+    }
+    writeJsonResult({ cycles: CYCLES, rows, profile: profile ?? null, redirects: share, cases });
   } finally {
     w.dispose();
   }

@@ -22,8 +22,8 @@ import { renderAll, type AllRow } from './bench-all.js';
 import { renderCall, type CallResult } from './bench-call.js';
 import { renderElf, type ElfResult } from './bench-elf.js';
 import { renderCompression, renderPackSizes, type PackPair, type PackProfile } from './bench-pack.js';
-import { renderPause, renderPauseProfile, type PauseProfile, type PauseRow } from './bench-pause.js';
 import { renderShare, type ShareRow } from './bench/redirect-share.js';
+import { renderCases, renderPause, renderPauseProfile, type CaseRow, type PauseProfile, type PauseRow } from './bench-pause.js';
 import { renderPtrace, type PtraceRow } from './bench-ptrace.js';
 import { arg, BENCH_DIR, ensureBuilt, flag, loadAverage, machine, ROOT, sleep } from './bench/common.js';
 import { renderProfile, type Profile } from './bench/profile.js';
@@ -116,6 +116,11 @@ function renderReport(runs: SectionRun[], meta: { started: string; commit: strin
       if (share) {
         out.push(`\nThe entry redirects' share of the pause (scripts/bench/redirect-share.ts): apply/revert cycles made from the benchmark's process (runOne, what the command runs), with every write made while all threads are stopped timed and sorted by where it lands: code pages and the \`ulp:redirects:\` journal (the redirects) or elsewhere (GOT slots, data pointers). Medians of ${d.cycles} warm cycles; the first apply runs the switch code cold in V8.${share.skipped ? ` Real libcrypto left out: ${share.skipped}.` : ''}\n`);
         out.push(renderShare(share.rows));
+      }
+      const cases = (r.data as { cases?: CaseRow[] }).cases ?? [];
+      if (cases.length) {
+        out.push(`\nThe real cases: each apply and revert of ${d.cycles} cycles beside its floor, measured right after it on the same process (stop every thread, read back as many pages with one process_vm_readv, make as many 8-byte writes of what was read, resume); "command" is the wall time of the compiled ulp-trigger, node's start included.\n`);
+        out.push(renderCases(cases));
       }
     } else if (r.section === 'call') {
       const d = r.data as CallResult;

@@ -24,7 +24,7 @@ import { asUlpError } from '../common/cli.js';
 import type { Bundle } from '../patches/index.js';
 import { parseElfFromMemory } from '../elf/index.js';
 import { parseMaps, RemoteMemory } from '../runtime/index.js';
-import { ElfCache } from '../runtime/loader/elf-cache.js';
+import { ElfCache } from '../runtime/loader/index.js';
 import { runOne, type RunOptions, type RunResult } from './apply.js';
 
 export type ProcessOutcome = { pid: number; ok: true; result: RunResult } | { pid: number; ok: false; error: { code: string; message: string; hint?: string | undefined } };

@@ -6,12 +6,8 @@
 import { hasCode, UlpError } from '../common/errors.js';
 import { blockingFindings, decodeDataRefs, patchStep, recordedToRegion, removedExports, type Bundle, type DataRefs, type PackageInfo, type PatchStep } from '../patches/index.js';
 import { checkTarget, processExited } from '../runtime/index.js';
-import type { ElfCache } from '../runtime/loader/elf-cache.js';
-import { lostBindings } from '../runtime/loader/bindings.js';
-import { buildMemfdName, metaMemfdName } from '../runtime/memfd-names.js';
+import { buildMemfdName, globalScope, lostBindings, metaMemfdName, prepare, switchLibrary, type ElfCache, type Prepared, type SwitchReport, type SwitchRequest } from '../runtime/loader/index.js';
 import { encodeBundleMeta, hasBundleMeta } from './bundle-meta.js';
-import { globalScope } from '../runtime/loader/scope.js';
-import { prepare, switchLibrary, type Prepared, type SwitchReport, type SwitchRequest } from '../runtime/loader/switch-library.js';
 import type { SessionOptions } from '../runtime/index.js';
 import { decide, type Decision } from './decide.js';
 

@@ -15,7 +15,8 @@
  * completes it in that command's direction.
  */
 import { UlpError } from '../common/errors.js';
-import { stackedOn, type Lineage } from '../runtime/loader/library.js';
+// Not through runtime/loader/index.ts, which loads the runtime (koffi): this module stays pure.
+import { stackedOn, type Lineage } from '../runtime/loader/lineage.js';
 import { shortBuildId } from '../common/format.js';
 
 export interface LibraryFacts {

@@ -15,9 +15,7 @@ import { isUlpError } from '../common/errors.js';
 import { parseElf, parseElfFromMemory } from '../elf/index.js';
 import { judgeBuilds } from '../packer/judge.js';
 import { parseMaps, RemoteMemory, type Mapping } from '../runtime/index.js';
-import { readLibraryState } from '../runtime/loader/library.js';
-import { parseMemfdPath } from '../runtime/memfd-names.js';
-import { takeSnapshot } from '../runtime/loader/snapshot.js';
+import { parseMemfdPath, readLibraryState, takeSnapshot } from '../runtime/loader/index.js';
 import { liveTid, readComm, readStatus as readProcStatus } from '../runtime/procfs.js';
 import { refuseGlibc } from './apply.js';
 import {

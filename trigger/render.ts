@@ -2,7 +2,7 @@
 import type { RunResult } from './apply.js';
 import type { PackageInfo } from '../patches/index.js';
 import type { StatusReport } from './status.js';
-import { forkSummary } from '../runtime/loader/fork/index.js';
+import { forkSummary } from '../runtime/loader/index.js';
 import type { AllResult, ProcessOutcome } from './all.js';
 import { hex, shortBuildId } from '../common/format.js';
 

@@ -5,18 +5,12 @@
  * values), nothing from a file, so it is true even after the trigger is gone.
  */
 import { checkTarget, RemoteMemory, type Mapping } from '../runtime/index.js';
-import { findDataPointers, readLibraryState, type LibraryState } from '../runtime/loader/library.js';
-import type { ProcessObject } from '../runtime/loader/model.js';
-import { dataMemfdName, memfdNameOfPath, parseMemfdPath, type UlpMemfd } from '../runtime/memfd-names.js';
+import { memfdNameOfPath, type UlpMemfd } from '../runtime/memfd-names.js';
 import { STUB_SIZE } from '../runtime/stub/layout.js';
 import { FORK_PAGE_SIZE } from '../runtime/loader/fork/layout.js';
+import { buildKey, dataMemfdName, findDataPointers, parseMemfdPath, readForkStatus, readLibraryState, readRedirectState, takeSnapshot, type ForkStatus, type Journal, type LibraryState, type ProcessObject } from '../runtime/loader/index.js';
 import type { PackageInfo } from '../patches/index.js';
 import { decodeBundleMeta, type BundleMeta } from './bundle-meta.js';
-import { readForkStatus, type ForkStatus } from '../runtime/loader/fork/index.js';
-import { takeSnapshot } from '../runtime/loader/snapshot.js';
-import { readRedirectState } from '../runtime/loader/redirect-switch.js';
-import type { Journal } from '../runtime/loader/redirect-journal.js';
-import { buildKey } from '../runtime/loader/redirects.js';
 
 export interface BuildStatus {
   buildId: string | undefined;

@@ -2,10 +2,11 @@
  * The effects of entry redirects (plan: redirects.ts, code: redirect-code.ts,
  * journal: redirect-journal.ts): read what earlier switches wrote, make the
  * plan while the process runs, create the new journal's mapping before the
- * pause, write jumps and journal inside the pause, drop older journals after.
+ * pause (jumps and journal are written inside it by switch.ts), drop older
+ * journals after.
  *
  * Code pages are written through /proc/PID/mem or PTRACE_POKEDATA
- * (Session.poke): the kernel gives the process a private copy of each page
+ * (pause-io.ts): the kernel gives the process a private copy of each page
  * it changes, as it does for a debugger's breakpoint. A child forked later
  * inherits that copy, jumps included, which is right: it runs the same
  * builds with the same live one.
@@ -16,9 +17,8 @@ import type { RemoteMemory } from '../memory.js';
 import type { Session } from '../session.js';
 import { MAP, MFD, PROT } from '../sys/constants.js';
 import type { ProcessObject } from './model.js';
-import { hex } from '../../common/format.js';
 import { journalMemfdName } from '../memfd-names.js';
-import { encodeJournal, journalMapSize, readJournal, type Journal } from './redirect-journal.js';
+import { journalMapSize, readJournal, type Journal } from './redirect-journal.js';
 import { buildKey, planRedirects, type CodeWrite, type RedirectPlan, type StepFunctions } from './redirects.js';
 
 export interface RedirectState {
@@ -92,14 +92,6 @@ export function mapJournal(s: Session, soname: string, size: number): { addr: bi
   }
 }
 
-export interface RedirectOutcome {
-  /** Jumps active after the switch. */
-  redirects: Journal['redirects'];
-  uncovered: Journal['uncovered'];
-  written: number;
-  restored: number;
-}
-
 /** Where a stopped thread will execute next; `inSyscall`: stopped in a system call, which the kernel may restart. */
 export interface ThreadPosition {
   rip: bigint;
@@ -122,52 +114,4 @@ export function threadsInside(threads: readonly ThreadPosition[], writes: readon
     }
   }
   return hit;
-}
-
-/**
- * Inside the pause: writes the journal, then the jumps and restores, each
- * after checking the code still holds what the plan expects. `blocked` are
- * the sites a thread is executing (threadsInside): left as they are and
- * reported. Undoes its own writes if one fails.
- */
-export function applyRedirects(s: Session, plan: RedirectPlan, journalAt: { addr: bigint; size: number }, head: Pick<Journal, 'soname' | 'generation' | 'live'>, blocked: ReadonlySet<bigint>): RedirectOutcome {
-  const uncovered = [...plan.uncovered];
-  const skip = new Set<bigint>();
-  const holds = (w: CodeWrite) => s.memory.tryRead(w.at, w.expect.length)?.equals(w.expect) ?? false;
-  for (const w of plan.writes) {
-    if (blocked.has(w.at)) {
-      skip.add(w.at);
-      uncovered.push({ fn: w.redirect.from, reason: 'a thread was executing its entry bytes at every attempt' });
-    } else if (!holds(w)) {
-      skip.add(w.at);
-      uncovered.push({ fn: w.redirect.from, reason: `its entry bytes at ${hex(w.at)} changed since they were read (another tool patched them?)` });
-    }
-  }
-  const restores = plan.restores.filter((r) => holds(r));
-  const writes = plan.writes.filter((w) => !skip.has(w.at));
-  const redirects = plan.redirects
-    .filter((r) => !skip.has(r.at))
-    .map((r) => ({ at: hex(r.at), original: r.original.toString('hex'), written: r.written.toString('hex'), from: r.from, to: r.to }));
-  const journal: Journal = { format: 1, ...head, pairs: plan.pairs, unpaired: plan.unpaired, redirects, uncovered };
-  const bytes = encodeJournal(journal);
-  if (bytes.length > journalAt.size) throw new Error(`redirect journal of ${bytes.length} bytes does not fit its ${journalAt.size}-byte mapping`);
-  // The journal first: a switch killed half-way leaves one that names every jump it might have written.
-  s.poke(journalAt.addr, bytes);
-  const done: CodeWrite[] = [];
-  try {
-    for (const w of [...restores, ...writes]) {
-      done.push(w);
-      s.poke(w.at, w.bytes);
-    }
-  } catch (e) {
-    for (const w of done.reverse()) {
-      try {
-        s.poke(w.at, w.expect);
-      } catch {
-        // Best effort: the journal still describes every site.
-      }
-    }
-    throw e;
-  }
-  return { redirects, uncovered, written: writes.length, restored: restores.length };
 }

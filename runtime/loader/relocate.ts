@@ -10,7 +10,6 @@
  * build did not have is resolved here, in ld.so's lookup order for the library.
  */
 import { UlpError } from '../../common/errors.js';
-import { imageSpan } from '../../elf/layout.js';
 import { STB_WEAK, STT_GNU_IFUNC } from '../../elf/constants.js';
 import { RelocType, type ElfObject, type ElfSymbol, type Relocation } from '../../elf/types.js';
 import { contains, type Family, type ProcessObject, type ReadMemory, type Region } from './model.js';
@@ -37,6 +36,8 @@ export interface RelocWrite {
   /** Runtime address of the site in the staged build. */
   addr: bigint;
   value: bigint;
+  /** The value is an address in the staged build itself (it moves with the build: shiftPlan). */
+  own: boolean;
   reason: WriteReason;
   reloc: Relocation;
 }
@@ -45,6 +46,8 @@ export interface RelocWrite {
 export interface IfuncWrite {
   addr: bigint;
   resolver: bigint;
+  /** The resolver is the staged build's own. */
+  own: boolean;
   /** Added to the resolver's result. */
   addend: bigint;
   reloc: Relocation;
@@ -96,6 +99,8 @@ export function planStage(input: StageInput): StagePlan {
 
   /** Runtime address of a vaddr of the target: data in its region lives in the canonical copy, at the same offset from the region start. */
   const addrOf = (vaddr: bigint) => (targetRegion && inOwnRegion(vaddr) ? canonical.bias + region.start + (vaddr - targetRegion.start) : targetBias + vaddr);
+  /** Whether addrOf(vaddr) lies in the staged build (it is not data of the shared region). */
+  const ownAddr = (vaddr: bigint) => !(targetRegion && inOwnRegion(vaddr));
 
   /** Where a symbol of this library lives once the target is live; undefined when the target lacks it. */
   const targetSymbol = (ref: SymbolRef) => {
@@ -133,13 +138,13 @@ export function planStage(input: StageInput): StagePlan {
   // glibc adds the addend only for R_X86_64_64; GLOB_DAT and JUMP_SLOT store the bare address.
   const addendOf = (r: Relocation) => (r.type === RelocType.R64 ? r.addend : 0n);
 
-  const write = (r: Relocation, value: bigint, reason: WriteReason) =>
-    plan.writes.push({ addr: targetBias + r.offset, value: BigInt.asUintN(64, value), reason, reloc: r });
+  const write = (r: Relocation, value: bigint, reason: WriteReason, own = false) =>
+    plan.writes.push({ addr: targetBias + r.offset, value: BigInt.asUintN(64, value), own, reason, reloc: r });
 
   /** Stores the address of the target's own definition of `sym` (+ addend) at the site of `r`. */
   const writeSelf = (r: Relocation, sym: ElfSymbol, reason: WriteReason) => {
-    if (sym.type === STT_GNU_IFUNC) plan.ifuncs.push({ addr: targetBias + r.offset, resolver: targetBias + sym.value, addend: addendOf(r), reloc: r });
-    else write(r, addrOf(sym.value) + addendOf(r), reason);
+    if (sym.type === STT_GNU_IFUNC) plan.ifuncs.push({ addr: targetBias + r.offset, resolver: targetBias + sym.value, own: true, addend: addendOf(r), reloc: r });
+    else write(r, addrOf(sym.value) + addendOf(r), reason, ownAddr(sym.value));
   };
 
   const familyBuildAt = (addr: bigint) => family.builds.find((b) => inSpan(b, addr));
@@ -155,18 +160,18 @@ export function planStage(input: StageInput): StagePlan {
       case RelocType.RELATIVE: {
         // RELR sites carry their addend in place.
         const addend = r.table === 'relr' ? target.readAt(r.offset, 8).readBigUInt64LE(0) : r.addend;
-        write(r, addrOf(addend), 'relative');
+        write(r, addrOf(addend), 'relative', ownAddr(addend));
         break;
       }
       case RelocType.IRELATIVE:
-        plan.ifuncs.push({ addr: targetBias + r.offset, resolver: targetBias + r.addend, addend: 0n, reloc: r });
+        plan.ifuncs.push({ addr: targetBias + r.offset, resolver: targetBias + r.addend, own: true, addend: 0n, reloc: r });
         break;
       case RelocType.GLOB_DAT:
       case RelocType.JUMP_SLOT:
       case RelocType.R64: {
         const s = r.symbol;
         if (!s) {
-          write(r, addrOf(r.addend), 'relative'); // ld.so: the null symbol resolves to the object itself
+          write(r, addrOf(r.addend), 'relative', ownAddr(r.addend)); // ld.so: the null symbol resolves to the object itself
           break;
         }
         const own = targetSymbol(refOf(s));
@@ -198,7 +203,7 @@ export function planStage(input: StageInput): StagePlan {
         }
         const def = found.def;
         if (!s.defined) plan.newImports.push({ name: s.name, version: s.version, from: def.obj.soname ?? (def.obj.name || '(executable)') });
-        if (def.sym.type === STT_GNU_IFUNC) plan.ifuncs.push({ addr: targetBias + r.offset, resolver: def.addr, addend: addendOf(r), reloc: r });
+        if (def.sym.type === STT_GNU_IFUNC) plan.ifuncs.push({ addr: targetBias + r.offset, resolver: def.addr, own: false, addend: addendOf(r), reloc: r });
         else write(r, def.addr + addendOf(r), 'resolved');
         break;
       }
@@ -215,10 +220,24 @@ export function planStage(input: StageInput): StagePlan {
   // through the GOT an IFUNC of another object (libc's strchr...) that the old build did not import,
   // whose slot must hold that resolver's result by then. ld.so likewise runs an object's IRELATIVE
   // relocations after all its others (elf/do-rel.h); test/trigger/ifunc.test.ts (full RELRO) fails without it.
-  const span = imageSpan(target);
-  const own = (f: IfuncWrite) => contains({ start: targetBias + span.start, end: targetBias + span.end }, f.resolver);
-  plan.ifuncs.sort((a, b) => Number(own(a)) - Number(own(b)));
+  plan.ifuncs.sort((a, b) => Number(a.own) - Number(b.own));
   return plan;
+}
+
+/**
+ * The plan for the build mapped `by` bytes further than the plan assumed:
+ * what changes with the address is the sites and the values that point
+ * into the build itself; every decision (what binds where, what refuses)
+ * is the same. So the plan is made once, before the process is touched,
+ * and moved where the build was mapped.
+ */
+export function shiftPlan(plan: StagePlan, by: bigint): StagePlan {
+  const move = (v: bigint) => BigInt.asUintN(64, v + by);
+  return {
+    ...plan,
+    writes: plan.writes.map((w) => ({ ...w, addr: move(w.addr), value: w.own ? move(w.value) : w.value })),
+    ifuncs: plan.ifuncs.map((f) => ({ ...f, addr: move(f.addr), resolver: f.own ? move(f.resolver) : f.resolver })),
+  };
 }
 
 /**

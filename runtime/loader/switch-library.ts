@@ -15,9 +15,9 @@ import { readLibraryState, type LibraryState } from './library.js';
 import { aliasable, ownRegion, regionOf } from './region.js';
 import { parseMemfdPath } from '../memfd-names.js';
 import type { Family, ProcessObject, Region } from './model.js';
-import { planStage, type StagePlan } from './relocate.js';
-import { classifyPointer, collectCodePointerSites } from './code-pointers.js';
-import { classifySlot, collectSlots, ifuncResolvers } from './relink.js';
+import { planStage, shiftPlan, type StagePlan } from './relocate.js';
+import { collectCodePointerSites } from './code-pointers.js';
+import { collectSlots, ifuncResolvers } from './relink.js';
 import { globalScope } from './scope.js';
 import { biasWindow, baseNear, outOfReach, rewriteCode, type StagedDataRefs } from './datarefs.js';
 import { aliasCanonical, applyWrites, finishStaging, mapBuild, mapMetadata, tryUnmap, type StagedImage } from './stage.js';
@@ -25,8 +25,10 @@ import { onSafeThread, runtimeCall } from './safe-thread.js';
 import { takeSnapshot, type Snapshot } from './snapshot.js';
 import { deregisterUnwindTables, registerUnwindTables, unwindDryRun, type Registration, type UnwindReport } from './unwind.js';
 import { ensureForkProtection, publishForkAlias } from './fork/index.js';
-import { emptyCounts, readSlots, relink, rollback, type PointerCounts, type SwitchResult } from './switch.js';
-import { applyRedirects, mapJournal, planSwitchRedirects, readRedirectState, threadsInside } from './redirect-switch.js';
+import { pausePlan, readForPlan, readSlots, switchInPause, warmUp, watchedRanges, type PauseOutcome, type PausePlan } from './switch.js';
+import { codeRanges, emptyCounts, planWords, quietRanges, settleRedirects, switchCounts, type PointerCounts, type SlotCounts } from './switch-plan.js';
+import { PauseIO } from './pause-io.js';
+import { mapJournal, planSwitchRedirects, readRedirectState, threadsInside, type RedirectState } from './redirect-switch.js';
 import { encodeJournal, type Journal } from './redirect-journal.js';
 import { buildKey, type RedirectPlan, type StepFunctions } from './redirects.js';
 import { u64Bytes } from '../../common/u64.js';
@@ -90,7 +92,7 @@ export interface SwitchReport {
   /** Slots rewritten from another build, and lazy slots bound to the target. */
   rewritten: number;
   lazyBound: number;
-  counts: SwitchResult['counts'];
+  counts: SlotCounts;
   /** Function pointers in the shared writable data (code-pointers.ts). */
   pointers: PointerCounts;
   newImports: StagePlan['newImports'];
@@ -106,6 +108,12 @@ export interface SwitchReport {
   /** The staged build's unwind tables (unwind.ts); absent when the build was mapped already. */
   unwind?: UnwindReport;
   redirects: RedirectReport;
+  /**
+   * What the switch's pause did besides stopping: pages read back (one process_vm_readv), write system calls,
+   * and where its time went (ms): stopping every thread, the first switch's alias, reading back and comparing,
+   * writing, resuming. Absent in a dry run.
+   */
+  pauseIo?: { pages: number; writes: number; stopMs: number; aliasMs: number; checkMs: number; writeMs: number; resumeMs: number };
   pauses: PauseRecord[];
   timings: { planMs: number; stageMs: number; switchMs: number };
 }
@@ -115,7 +123,7 @@ const IFUNC_TIMEOUT_MS = 1000;
 
 const ms = (t0: number) => Math.round((performance.now() - t0) * 1000) / 1000;
 
-/** Where a dry run pretends to map the build: any canonical user-space address works for planning. */
+/** Where the staging is planned before the build is mapped (and where a dry run pretends to map it): any canonical user-space address works, the plan is shifted to the real one. */
 const DRY_RUN_BIAS = 0x7e0000000000n;
 
 function sameRegion(a: Region | undefined, b: Region | undefined): boolean {
@@ -227,37 +235,21 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
     if (!mapped) {
       const plan = planStage({ target: elf, targetBias: DRY_RUN_BIAS, family, from: state.live, scope, region, read });
       const dataRefs = checkDataRefs(req, elf, state.region, family.canonical);
-      Object.assign(report, {
-        newImports: plan.newImports,
-        ifuncs: plan.ifuncs.length,
-        relocations: plan.writes.length + plan.ifuncs.length,
-        unwind: unwindDryRun(snap.objects, elf, DRY_RUN_BIAS),
-        dataRefs: { mode: dataRefs ? 'one-address' : 'aliasing', code: dataRefs?.code.length ?? 0, words: canonicalWords(plan, family.canonical, state.region) },
-      });
+      Object.assign(report, stageFields(plan, dataRefs, family.canonical, state.region), { unwind: unwindDryRun(snap.objects, elf, DRY_RUN_BIAS) });
     }
     const fam: Family = mapped ? family : { ...family, builds: [...family.builds, target] };
     // The hypothetical target has no slots in memory yet: only the process's own objects are read.
     const slots = collectSlots(snap.objects, fam, region);
-    slots.forEach((slot) => {
-      const st = classifySlot(slot, mem.readU64(slot.addr), { family: fam, target, region, scope });
-      report.counts[st.kind]++;
-    });
     const sites = collectCodePointerSites(fam, target, region);
-    readSlots(mem, sites).forEach((v, i) => {
-      const k = classifyPointer(sites[i]!, v).kind;
-      report.pointers[k === 'load-time' ? 'retargeted' : k === 'target' ? 'current' : 'overwritten']++;
-    });
-    report.rewritten = report.counts.stale;
-    report.lazyBound = report.counts.lazy;
-    const plan = planRedirectsFor(fam, target);
-    report.redirects = { active: plan.redirects.length, written: plan.writes.length, restored: plan.restores.length, uncovered: plan.uncovered };
+    const words = planWords(slots, readSlots(mem, slots), sites, readSlots(mem, sites), { family: fam, target, region, scope });
+    Object.assign(report, switchCounts(words, settleRedirects(planRedirectsFor(fam, target), redirectHead(req.soname, redirectState, target), codeRanges(fam.builds)).outcome));
     report.timings.planMs = ms(t0);
     return report;
   }
 
   // Everything that can refuse the build (a symbol no object defines, a relocation the loader cannot
-  // apply) is found before the process is touched: the plan at a provisional base is the real one, shifted.
-  if (!mapped) planStage({ target: elf, targetBias: DRY_RUN_BIAS, family, from: state.live, scope, region, read });
+  // apply) is found before the process is touched: the plan at a provisional base is the real one, shifted (shiftPlan).
+  const stagePlan = mapped ? undefined : planStage({ target: elf, targetBias: DRY_RUN_BIAS, family, from: state.live, scope, region, read });
   const dataRefs = mapped ? undefined : checkDataRefs(req, elf, state.region, family.canonical);
   // No room within reach of the data is found now too, before the process is touched (placed again once attached).
   if (!mapped) placement(req, elf, dataRefs, family.canonical, state.region);
@@ -300,7 +292,7 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
       });
       try {
         if (fork && image.regionAddr !== undefined) publishForkAlias(session, fork, image.regionAddr);
-        const plan = planStage({ target: elf, targetBias: image.bias, family, from: state.live, scope, region, read });
+        const plan = shiftPlan(stagePlan!, image.bias - DRY_RUN_BIAS);
         applyWrites(session, elf, image, plan.writes);
         // IFUNC resolvers run now, with the other threads running (docs/ARCHITECTURE.md: never call into the process during the pause),
         // and after the other relocations: a resolver reads the build's GOT like any of its code (a global, a libc call).
@@ -308,18 +300,10 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
           const result = onSafeThread(session, snap.objects, 'run an IFUNC resolver', (tid) => session.call(f.resolver, [], runtimeCall(tid, IFUNC_TIMEOUT_MS)));
           session.poke(f.addr, u64Bytes(result + f.addend));
         }
-        const writes = plan.writes.length + plan.ifuncs.length;
         if (req.metadata && !snap.maps.some((m) => m.path.startsWith(`/memfd:${req.metadata!.name}`))) meta = mapMetadata(session, req.metadata.name, req.metadata.bytes);
         unwind = registerUnwindTables(session, snap.objects, elf, image.bias);
         finishStaging(session, image);
-        Object.assign(report, {
-          newImports: plan.newImports,
-          ifuncs: plan.ifuncs.length,
-          relocations: writes,
-          targetBase: image.bias,
-          unwind: unwind.report,
-          dataRefs: { mode: placed.rewrite ? 'one-address' : 'aliasing', code: placed.rewrite ? dataRefs!.code.length : 0, words: canonicalWords(plan, family.canonical, state.region) },
-        });
+        Object.assign(report, stageFields(plan, placed.rewrite ? dataRefs : undefined, family.canonical, state.region), { targetBase: image.bias, unwind: unwind.report });
       } catch (e) {
         discardStaged(session, snap.objects, image, unwind);
         if (meta) tryUnmap(session, meta.addr, meta.len);
@@ -353,34 +337,29 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
       if (image) discardStaged(session, snap.objects, image, unwind);
       throw e;
     }
-    const blocked = stopOutsideEntries(session, plan);
     let failure: { error: unknown } | undefined;
+    let io: PauseIO | undefined;
     try {
+      // Every write decided now, on what the process holds while it runs: the pause only checks and writes.
+      const ctx = { family: fam, target, region, scope, ...(ifuncs ? { ifuncs } : {}) };
+      io = new PauseIO(session, watchedRanges(slots, sites, plan));
+      const { slotValues, siteValues } = readForPlan(io, slots.length, sites.length);
+      const words = planWords(slots, slotValues, sites, siteValues, ctx, quietRanges(objects));
+      const pp = pausePlan(words, ctx, plan, redirectHead(req.soname, redirectState, target), journalAt);
+      warmUp(io, pp);
       const aliasFrom = image?.freshData ? image.regionAddr : unsharedTarget;
-      if (state.region && aliasFrom !== undefined) {
-        aliasCanonical(session, family.canonical, state.region, aliasFrom);
-        report.aliasedNow = true;
-      }
-      const result = relink(session, slots, { family: fam, target, region, scope, ...(ifuncs ? { ifuncs } : {}) }, sites);
-      report.counts = result.counts;
-      report.pointers = result.pointers;
-      report.rewritten = result.journal.filter((j) => j.kind === 'stale').length;
-      report.lazyBound = result.journal.filter((j) => j.kind === 'lazy').length;
-      try {
-        const done = applyRedirects(session, plan, journalAt, { soname: req.soname, generation: (redirectState.journal?.generation ?? 0) + 1, live: buildKey(target) }, blocked);
-        report.redirects = { active: done.redirects.length, written: done.written, restored: done.restored, uncovered: done.uncovered };
-      } catch (e) {
-        // applyRedirects took its own writes back; the relink goes too.
-        rollback(session, result.journal);
-        throw new UlpError('SWITCH_ROLLED_BACK', `the switch failed while writing the entry redirects and was rolled back: ${(e as Error).message}`, 'The process runs the version it ran before; see the cause above.', undefined, { cause: e });
-      }
+      const alias = state.region && aliasFrom !== undefined ? () => aliasCanonical(session, family.canonical, state.region!, aliasFrom) : undefined;
+      const { done, pauseIo } = pause(session, io, pp, alias);
+      report.aliasedNow = alias !== undefined;
+      Object.assign(report, switchCounts(done.words, done.redirects), { pauseIo });
     } catch (e) {
       failure = { error: e };
     } finally {
       session.resume();
+      io?.close();
     }
     if (failure) {
-      // The relink rolled itself back; a staged build nothing points at can go, once the threads run again
+      // The writes were undone; a staged build nothing points at can go, once the threads run again
       // (taking its unwind tables back is a call into the process). The alias, if made, stays: it is invisible.
       tryDropJournals(session, [journalAt]);
       if (image) discardStaged(session, snap.objects, image, unwind);
@@ -395,6 +374,36 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
     report.pauses = [...session.pauses];
   }
   return report;
+}
+
+/**
+ * The pause: every thread stopped outside the bytes a jump replaces, the data
+ * aliased the first time, the watched words checked and everything written,
+ * every thread resumed. Nothing is planned here (switch.ts); on an error the
+ * caller resumes the threads.
+ */
+function pause(session: Session, io: PauseIO, pp: PausePlan, alias: (() => void) | undefined): { done: PauseOutcome; pauseIo: NonNullable<SwitchReport['pauseIo']> } {
+  const tStop = performance.now();
+  const blocked = stopOutsideEntries(session, pp.redirects);
+  const tAlias = performance.now();
+  alias?.();
+  const writesBefore = io.writes;
+  const tCheck = performance.now();
+  const done = switchInPause(io, pp, blocked);
+  const tResume = performance.now();
+  session.resume();
+  const phases = { stopMs: tAlias - tStop, aliasMs: tCheck - tAlias, checkMs: done.checkMs, writeMs: done.writeMs, resumeMs: performance.now() - tResume };
+  return { done, pauseIo: { pages: io.pages, writes: io.writes - writesBefore, ...phases } };
+}
+
+/** The staging's figures of the report, from its plan: the same for the dry run and the real run. */
+function stageFields(plan: StagePlan, dataRefs: StagedDataRefs | undefined, canonical: ProcessObject, region: Region | undefined): Pick<SwitchReport, 'newImports' | 'ifuncs' | 'relocations' | 'dataRefs'> {
+  return {
+    newImports: plan.newImports,
+    ifuncs: plan.ifuncs.length,
+    relocations: plan.writes.length + plan.ifuncs.length,
+    dataRefs: { mode: dataRefs ? 'one-address' : 'aliasing', code: dataRefs?.code.length ?? 0, words: canonicalWords(plan, canonical, region) },
+  };
 }
 
 /**
@@ -433,6 +442,11 @@ function canonicalWords(plan: StagePlan, canonical: ProcessObject, region: Regio
   const lo = canonical.bias + region.start;
   const hi = canonical.bias + region.end;
   return plan.writes.filter((w) => w.value >= lo && w.value < hi).length;
+}
+
+/** The head of the journal this switch writes: the next generation, naming the build it makes live. */
+function redirectHead(soname: string, state: RedirectState, target: ProcessObject): Pick<Journal, 'soname' | 'generation' | 'live'> {
+  return { soname, generation: (state.journal?.generation ?? 0) + 1, live: buildKey(target) };
 }
 
 /** Bytes the journal may need: the plan's, plus room for every write turning into a reported skip. */

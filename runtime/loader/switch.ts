@@ -1,46 +1,23 @@
 /**
- * Switch: with every thread stopped, make the target build live. The plan
- * (which slots can matter) was made while the process ran; here each slot is
- * re-read and re-classified, because the program and lazy binding kept
- * writing until the stop. Every write is journaled; if one fails, the
- * journal is replayed backwards and the process resumes on its old version.
+ * Switch: with every thread stopped, make the target build live. Everything
+ * was decided before the stop (switch-plan.ts) on values read while the
+ * process ran; here the watched pages are read again in one system call,
+ * the words the program or lazy binding may have changed since are decided
+ * again (only those), and the writes are made: slots and function
+ * pointers, then the redirect journal, then the jumps. Every write is
+ * journaled; if one fails, they are undone newest first and the process
+ * resumes on its old version.
  */
 import { UlpError } from '../../common/errors.js';
 import { PAGE_SIZE, pageAlignDown } from '../../elf/index.js';
-import type { Session } from '../session.js';
 import type { RemoteMemory } from '../memory.js';
-import { classifyPointer, type CodePointerSite } from './code-pointers.js';
-import { classifySlot, type ClassifyContext, type Slot, type SlotState } from './relink.js';
+import type { Journal } from './redirect-journal.js';
+import type { RedirectPlan } from './redirects.js';
+import type { ClassifyContext } from './relink.js';
+import type { PauseIO, Watched } from './pause-io.js';
+import { codeRanges, recheckWords, settleRedirects, type RedirectSettlement, type Patch, type PatchBlock, type QuietRange, type RedirectSkip, type WordPlan, type WordRun } from './switch-plan.js';
 
-export interface JournalEntry {
-  addr: bigint;
-  before: bigint;
-  after: bigint;
-  /** A symbol slot rewritten or bound, or a load-time function pointer of the shared data retargeted. */
-  kind: 'stale' | 'lazy' | 'pointer';
-}
-
-export interface PointerCounts {
-  /** Load-time function pointers moved to the target build. */
-  retargeted: number;
-  /** Sites the program wrote itself: left alone. */
-  overwritten: number;
-  /** Already pointing at the target build. */
-  current: number;
-}
-
-export interface SwitchResult {
-  journal: JournalEntry[];
-  /** Slot classification counts after the switch, for the report. */
-  counts: Record<SlotState['kind'], number>;
-  pointers: PointerCounts;
-}
-
-const KINDS: SlotState['kind'][] = ['target', 'stale', 'lazy', 'shared-data', 'unmatched', 'missing', 'other'];
-
-export function emptyCounts(): Record<SlotState['kind'], number> {
-  return Object.fromEntries(KINDS.map((k) => [k, 0])) as Record<SlotState['kind'], number>;
-}
+export { emptyCounts, type PointerCounts, type WordWrite as JournalEntry } from './switch-plan.js';
 
 /**
  * Reads the current value of every slot, fetching each page that holds slots
@@ -58,60 +35,160 @@ export function readSlots(mem: RemoteMemory, slots: readonly { addr: bigint }[])
   });
 }
 
-/** Decides and performs the relink on a fully stopped process: symbol slots, then the shared data's function pointers. */
-export function relink(s: Session, slots: readonly Slot[], ctx: ClassifyContext, sites: readonly CodePointerSite[] = []): SwitchResult {
-  const values = readSlots(s.memory, slots);
-  const journal: JournalEntry[] = [];
-  const counts = emptyCounts();
-  slots.forEach((slot, i) => {
-    const state = classifySlot(slot, values[i]!, ctx);
-    counts[state.kind]++;
-    if (state.kind === 'stale' || state.kind === 'lazy') journal.push({ addr: slot.addr, before: values[i]!, after: state.value, kind: state.kind });
-  });
-  const pointers: PointerCounts = { retargeted: 0, overwritten: 0, current: 0 };
-  readSlots(s.memory, sites).forEach((value, i) => {
-    const site = sites[i]!;
-    const state = classifyPointer(site, value);
-    if (state.kind === 'target') pointers.current++;
-    else if (state.kind === 'overwritten') pointers.overwritten++;
-    else {
-      pointers.retargeted++;
-      journal.push({ addr: site.addr, before: value, after: site.targetValue, kind: 'pointer' });
-    }
-  });
-  const done: JournalEntry[] = [];
+/** Everything the pause needs, made before it. */
+export interface PausePlan {
+  words: WordPlan;
+  ctx: ClassifyContext;
+  redirects: RedirectPlan;
+  head: Pick<Journal, 'soname' | 'generation' | 'live'>;
+  /** The code of the family's builds: jumps and restores there are merged into blocks (switch-plan.ts patchBlocks). */
+  code: readonly QuietRange[];
+  /** The redirects as written when no thread sits in their bytes and no code changed: the journal already encoded. */
+  expected: RedirectSettlement;
+  journalAt: { addr: bigint; size: number };
+  /** Filled inside the pause (made here so that the pause does not allocate them). */
+  slotNow: bigint[];
+  siteNow: bigint[];
+}
+
+/** The ranges the pause reads, in the order switchInPause indexes them: slots, function pointers, jump sites, restore sites. */
+export function watchedRanges(slots: readonly { addr: bigint }[], sites: readonly { addr: bigint }[], redirects: RedirectPlan): Watched[] {
+  return [
+    ...slots.map((s) => ({ addr: s.addr, len: 8 })),
+    ...sites.map((s) => ({ addr: s.addr, len: 8 })),
+    ...redirects.writes.map((w) => ({ addr: w.at, len: w.expect.length })),
+    ...redirects.restores.map((w) => ({ addr: w.at, len: w.expect.length })),
+  ];
+}
+
+/** Reads the watched pages while the process runs and keeps them: the values the words are planned on, which the pause compares with. */
+export function readForPlan(io: PauseIO, slots: number, sites: number): { slotValues: bigint[]; siteValues: bigint[] } {
+  io.read();
+  io.keep();
+  return { slotValues: Array.from({ length: slots }, (_, i) => io.u64(i)), siteValues: Array.from({ length: sites }, (_, i) => io.u64(slots + i)) };
+}
+
+export function pausePlan(words: WordPlan, ctx: ClassifyContext, redirects: RedirectPlan, head: PausePlan['head'], journalAt: PausePlan['journalAt']): PausePlan {
+  const code = codeRanges(ctx.family.builds);
+  const expected = settleRedirects(redirects, head, code);
+  checkJournalFits(expected, journalAt);
+  return { words, ctx, redirects, head, code, expected, journalAt, slotNow: new Array<bigint>(words.slots.length), siteNow: new Array<bigint>(words.sites.length) };
+}
+
+function checkJournalFits(r: RedirectSettlement, at: PausePlan['journalAt']): void {
+  if (r.journal.length > at.size) throw new Error(`redirect journal of ${r.journal.length} bytes does not fit its ${at.size}-byte mapping`);
+}
+
+export interface PauseOutcome {
+  words: WordPlan;
+  redirects: RedirectSettlement['outcome'];
+  /** Time spent reading back and comparing, and writing (ms). */
+  checkMs: number;
+  writeMs: number;
+}
+
+/**
+ * Inside the pause. `blocked`: jump sites a thread is executing
+ * (redirect-switch.ts threadsInside), left as they are and reported.
+ */
+export function switchInPause(io: PauseIO, p: PausePlan, blocked: ReadonlySet<bigint>): PauseOutcome {
+  const t0 = performance.now();
+  io.read();
+  const words = wordsNow(io, p);
+  const settled = settleInPause(io, p, blocked, p.slotNow.length + p.siteNow.length);
+  const t1 = performance.now();
+  const done = writeWords(io, words.blocks);
   try {
-    for (const run of contiguousRuns(journal)) {
-      // A run that fails half-way is rolled back whole: restoring a slot that still holds its old value is harmless.
-      done.push(...run);
-      s.poke(run[0]!.addr, words(run.map((e) => e.after)));
+    writeRedirects(io, settled, p.journalAt);
+  } catch (e) {
+    // writeRedirects took its own writes back; the words go too.
+    undoWords(io, done);
+    throw new UlpError('SWITCH_ROLLED_BACK', `the switch failed while writing the entry redirects and was rolled back: ${(e as Error).message}`, 'The process runs the version it ran before; see the cause above.', undefined, { cause: e });
+  }
+  return { words, redirects: settled.outcome, checkMs: t1 - t0, writeMs: performance.now() - t1 };
+}
+
+/** The plan's words, unless one of the watched words changed since the plan was made (then those are decided again). */
+function wordsNow(io: PauseIO, p: PausePlan): WordPlan {
+  const nSlots = p.slotNow.length;
+  const nSites = p.siteNow.length;
+  if (io.sameWords(0, nSlots + nSites)) return p.words;
+  for (let i = 0; i < nSlots; i++) p.slotNow[i] = io.u64(i);
+  for (let i = 0; i < nSites; i++) p.siteNow[i] = io.u64(nSlots + i);
+  return recheckWords(p.words, p.slotNow, p.siteNow, p.ctx);
+}
+
+/** The expected settlement, unless a thread sits in a jump's bytes or the code no longer holds what the plan read. */
+function settleInPause(io: PauseIO, p: PausePlan, blocked: ReadonlySet<bigint>, first: number): RedirectSettlement {
+  let skips: RedirectSkip[] | undefined;
+  let gone: Set<bigint> | undefined;
+  p.redirects.writes.forEach((w, i) => {
+    if (blocked.has(w.at)) (skips ??= []).push({ at: w.at, reason: 'thread-inside' });
+    else if (!io.holds(first + i, w.expect)) (skips ??= []).push({ at: w.at, reason: 'changed' });
+  });
+  const restoresAt = first + p.redirects.writes.length;
+  p.redirects.restores.forEach((r, i) => {
+    if (!io.holds(restoresAt + i, r.expect)) (gone ??= new Set()).add(r.at);
+  });
+  if (!skips && !gone) return p.expected;
+  const settled = settleRedirects(p.redirects, p.head, p.code, skips, gone);
+  checkJournalFits(settled, p.journalAt);
+  return settled;
+}
+
+function writeWords(io: PauseIO, blocks: readonly PatchBlock<WordRun>[]): WordRun[] {
+  const done: WordRun[] = [];
+  try {
+    for (const b of blocks) {
+      // A block that fails half-way is undone whole: restoring a word that still holds its old value is harmless.
+      done.push(...b.patches);
+      io.writeBlock(b);
     }
   } catch (err) {
-    rollback(s, done);
-    throw new UlpError('SWITCH_ROLLED_BACK', `the switch failed while writing ${journal.length} slots and was rolled back: ${(err as Error).message}`, 'The process runs the version it ran before; see the cause above.', { planned: journal.length }, { cause: err });
+    undoWords(io, done);
+    const planned = blocks.reduce((n, b) => n + b.patches.reduce((m, r) => m + r.words.length, 0), 0);
+    throw new UlpError('SWITCH_ROLLED_BACK', `the switch failed while writing ${planned} slots and was rolled back: ${(err as Error).message}`, 'The process runs the version it ran before; see the cause above.', { planned }, { cause: err });
   }
-  return { journal, counts, pointers };
+  return done;
 }
 
-/** Journal entries grouped into runs of adjacent slots, so that each run is one write. */
-function contiguousRuns(entries: readonly JournalEntry[]): JournalEntry[][] {
-  const sorted = [...entries].sort((a, b) => (a.addr < b.addr ? -1 : a.addr > b.addr ? 1 : 0));
-  const runs: JournalEntry[][] = [];
-  for (const e of sorted) {
-    const last = runs.at(-1);
-    if (last && last.at(-1)!.addr + 8n === e.addr) last.push(e);
-    else runs.push([e]);
+function undoWords(io: PauseIO, runs: readonly WordRun[]): void {
+  for (let i = runs.length - 1; i >= 0; i--) io.write(runs[i]!.addr, runs[i]!.undo);
+}
+
+/** The journal first: a switch killed half-way leaves one that names every jump it might have written. */
+function writeRedirects(io: PauseIO, r: RedirectSettlement, journalAt: PausePlan['journalAt']): void {
+  io.write(journalAt.addr, r.journal);
+  const done: Patch[] = [];
+  try {
+    for (const b of r.blocks) {
+      done.push(...b.patches);
+      io.writeBlock(b);
+    }
+  } catch (e) {
+    for (let i = done.length - 1; i >= 0; i--) {
+      try {
+        io.write(done[i]!.addr, done[i]!.undo);
+      } catch {
+        // Best effort: the journal still describes every site.
+      }
+    }
+    throw e;
   }
-  return runs;
 }
 
-/** Restores journaled slots, newest first. Used on failure and by tests. */
-export function rollback(s: Session, entries: readonly JournalEntry[]): void {
-  for (const e of [...entries].reverse()) s.poke(e.addr, words([e.before]));
-}
+const ZERO_WORD = Buffer.alloc(8);
 
-function words(values: readonly bigint[]): Buffer {
-  const b = Buffer.alloc(8 * values.length);
-  values.forEach((v, i) => b.writeBigUInt64LE(BigInt.asUintN(64, v), 8 * i));
-  return b;
+/**
+ * Runs the pause's own code once before the pause, with the threads
+ * running: the read, the comparisons and a write that changes nothing (a
+ * zero word into the new journal's mapping, zero-filled still; through
+ * /proc/PID/mem only, since no thread is stopped to poke with). A fresh
+ * trigger's V8 would otherwise interpret and compile them inside the pause.
+ */
+export function warmUp(io: PauseIO, p: PausePlan): void {
+  io.read();
+  wordsNow(io, p);
+  settleInPause(io, p, new Set(), p.slotNow.length + p.siteNow.length);
+  io.tryWriteNow(p.journalAt.addr, ZERO_WORD);
 }

@@ -13,7 +13,7 @@ import { collectCodePointerSites } from '../../runtime/loader/code-pointers.js';
 import type { Family, ProcessObject } from '../../runtime/loader/model.js';
 import { aliasable, inRegion, ownRegion, sharedAddress } from '../../runtime/loader/region.js';
 import { classifySlot, collectSlots, slotBuild } from '../../runtime/loader/relink.js';
-import { planStage } from '../../runtime/loader/relocate.js';
+import { planStage, shiftPlan } from '../../runtime/loader/relocate.js';
 import { targetObject } from '../../runtime/loader/switch-library.js';
 import { compile } from '../helpers/compile.js';
 
@@ -92,6 +92,17 @@ describe('loader planning across a moved writable region (pure)', () => {
     const note = plan.writes.find((w) => w.reason === 'relative' && w.reloc.addend === symbol(v2, 'moved_note'));
     assert.ok(note, 'the RELRO pointer to moved_note is relocated');
     assert.equal(note.value, B1 + symbol(v1, 'moved_note'));
+  });
+
+  it('the plan made at one base and shifted is the plan made at another: made once, before the process is touched', () => {
+    const r1 = ownRegion(v1)!;
+    const at = (bias: bigint) => planStage({ target: v2, targetBias: bias, family, from: canonical, scope: [canonical], region: r1, read: loaded(canonical) });
+    const PROVISIONAL = 0x7e0000000000n;
+    const shifted = shiftPlan(at(PROVISIONAL), B2 - PROVISIONAL);
+    assert.deepEqual(shifted, at(B2));
+    // The shift moved something of each kind: the sites, a value in the build itself, and left the canonical data's addresses.
+    assert.ok(shifted.writes.some((w) => w.own) && shifted.writes.some((w) => !w.own));
+    assert.ok(shifted.writes.filter((w) => !w.own).some((w) => w.value === B1 + symbol(v1, 'moved_note')), 'a pointer into the shared region stays where the region is');
   });
 
   it('function pointers of the region pair up by region offset, at the canonical address', () => {

@@ -26,11 +26,11 @@
 import { join } from 'node:path';
 import { readBundleFile } from '../patches/index.js';
 import { runOne } from '../trigger/apply.js';
-import { startTarget } from '../test/helpers/target.js';
-import { arg, BENCH_DIR, BIN, ensureBuilt, flag, fmtMs, loadAverage, markdownTable, median, numbers, runBin, runProgram, summary, writeJsonResult, type Summary } from './bench/common.js';
-import { libdemo, libDir, pack, pauseProgram, workDir } from './bench/fixtures.js';
-import { freshDir, profileIn } from './bench/profile.js';
-import { measureSwitchCosts, SWITCH_PRIMITIVES, type SwitchCosts } from './bench/switch-costs.js';
+import { startTarget } from '../lab/target.js';
+import { arg, BENCH_DIR, BIN, ensureBuilt, flag, fmtMs, loadAverage, markdownTable, median, numbers, runBin, runProgram, summary, writeJsonResult, type Summary } from '../lab/bench/common.js';
+import { libdemo, libDir, pack, pauseProgram, workDir } from '../lab/bench/fixtures.js';
+import { freshDir, profileIn } from '../lab/bench/profile.js';
+import { measureSwitchCosts, SWITCH_PRIMITIVES, type SwitchCosts } from '../lab/bench/switch-costs.js';
 
 const THREADS = numbers('--threads', [1, 8, 64, 256]);
 const OBJECTS = numbers('--objects', [10, 50, 200]);

@@ -24,8 +24,8 @@ import { renderElf, type ElfResult } from './bench-elf.js';
 import { renderCompression, renderPackSizes, type PackPair, type PackProfile } from './bench-pack.js';
 import { renderPause, renderPauseProfile, type PauseProfile, type PauseRow } from './bench-pause.js';
 import { renderPtrace, type PtraceRow } from './bench-ptrace.js';
-import { arg, BENCH_DIR, ensureBuilt, flag, loadAverage, machine, ROOT, sleep } from './bench/common.js';
-import { renderProfile, type Profile } from './bench/profile.js';
+import { arg, BENCH_DIR, ensureBuilt, flag, loadAverage, machine, ROOT, sleep } from '../lab/bench/common.js';
+import { renderProfile, type Profile } from '../lab/bench/profile.js';
 
 if (flag('--help') || flag('-h')) {
   process.stdout.write(

@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** The package root, whether this runs from scripts/ (tsx) or from dist/scripts/ (compiled). */
+/** The package root (this runs from scripts/ through tsx). */
 function packageRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   while (!existsSync(join(dir, 'package.json'))) dir = resolve(dir, '..');

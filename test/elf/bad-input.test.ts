@@ -13,9 +13,9 @@ import {
   imageSpan, lookupSymbol, parseElf, parseElfFromMemory, symbolContaining, writableRegion, writableRegions,
   DT_GNU_HASH, DT_HASH, DT_RELR, DT_VERDEF, DT_VERNEED, DT_VERSYM, PT_DYNAMIC, PT_NOTE, type ElfObject,
 } from '../../elf/index.js';
-import { fixture } from './fixtures.js';
-import { simulateLoad } from './memory.js';
-import { seededRandom } from '../helpers/random.js';
+import { fixture } from '../../lab/elf/fixtures.js';
+import { simulateLoad } from '../../lab/elf/memory.js';
+import { seededRandom } from '../../lab/random.js';
 
 const CODES = new Set([
   'ELF_NOT_ELF', 'ELF_UNSUPPORTED_CLASS', 'ELF_UNSUPPORTED_ENDIAN', 'ELF_UNSUPPORTED_MACHINE', 'ELF_NOT_SHARED_OBJECT',

@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import { isUlpError } from '../../common/errors.js';
 import { parseElf } from '../../elf/index.js';
 import { debugSectionsOf, debugSectionsOfFile, readStructLayouts, type StructLayout, type StructLayouts } from '../../elf/debug-info.js';
-import { FIXTURES, compile } from '../helpers/compile.js';
-import { tempDir } from '../packer/run.js';
+import { FIXTURES, compile } from '../../lab/compile.js';
+import { tempDir } from '../../lab/packer/run.js';
 
 const dir = tempDir();
 after(() => dir.dispose());

@@ -8,9 +8,9 @@ import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
 import { parseElf, RelocType, relocTypeName, SymType, versionTables, writableRegion, type ElfObject } from '../../elf/index.js';
 import { isUlpError } from '../../common/errors.js';
-import { compareWithReadelf } from './compare.js';
-import { FIXTURE_NAMES, fixture, withoutSectionHeaders } from './fixtures.js';
-import { readelfSync } from './readelf.js';
+import { compareWithReadelf } from '../../lab/elf/compare.js';
+import { FIXTURE_NAMES, fixture, withoutSectionHeaders } from '../../lab/elf/fixtures.js';
+import { readelfSync } from '../../lab/elf/readelf.js';
 
 const load = (name: string): ElfObject => {
   const f = fixture(name);

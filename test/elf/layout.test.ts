@@ -8,8 +8,8 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { imageSpan, pageAlignDown, pageAlignUp, parseElf, writableRegion, writableRegions } from '../../elf/index.js';
 import { isUlpError } from '../../common/errors.js';
-import { compile } from '../helpers/compile.js';
-import { fixture } from './fixtures.js';
+import { compile } from '../../lab/compile.js';
+import { fixture } from '../../lab/elf/fixtures.js';
 
 interface Mapping {
   start: bigint;

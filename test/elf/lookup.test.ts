@@ -8,8 +8,8 @@ import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { gnuHashOf, lookupSymbol, parseElf, sysvHashOf, SHN_ABS, STT_GNU_IFUNC, STT_TLS, type ElfObject, type ElfSymbol } from '../../elf/index.js';
-import { compile } from '../helpers/compile.js';
-import { fixture } from './fixtures.js';
+import { compile } from '../../lab/compile.js';
+import { fixture } from '../../lab/elf/fixtures.js';
 
 const SYS = '/usr/lib/x86_64-linux-gnu';
 const REAL = ['libc.so.6', 'libstdc++.so.6', 'libm.so.6', 'libcrypto.so.3', 'ld-linux-x86-64.so.2'].map((n) => `${SYS}/${n}`);

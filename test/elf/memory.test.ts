@@ -11,10 +11,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DT_DEBUG, DT_STRTAB, parseElf, parseElfFromMemory, PT_DYNAMIC, type ElfObject } from '../../elf/index.js';
 import { isUlpError } from '../../common/errors.js';
-import { compareWithReadelf } from './compare.js';
-import { fixture } from './fixtures.js';
-import { biasOf, procMem, readMaps, simulateLoad } from './memory.js';
-import { readelfSync } from './readelf.js';
+import { compareWithReadelf } from '../../lab/elf/compare.js';
+import { fixture } from '../../lab/elf/fixtures.js';
+import { biasOf, procMem, readMaps, simulateLoad } from '../../lab/elf/memory.js';
+import { readelfSync } from '../../lab/elf/readelf.js';
 
 /** Everything a memory parse must share with the file parse of the same build. */
 function assertSameBuild(mem: ElfObject, file: ElfObject, label: string): void {

@@ -10,8 +10,8 @@ import { closeSync, openSync, readdirSync, readFileSync, readSync } from 'node:f
 import { join } from 'node:path';
 import { parseElf } from '../../elf/index.js';
 import { isUlpError } from '../../common/errors.js';
-import { compareWithReadelf } from './compare.js';
-import { readelfAsync } from './readelf.js';
+import { compareWithReadelf } from '../../lab/elf/compare.js';
+import { readelfAsync } from '../../lab/elf/readelf.js';
 
 const ROOT = '/usr/lib/x86_64-linux-gnu';
 const PARALLEL = 2;

@@ -22,10 +22,10 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT } from '../helpers/cli.js';
-import { buildDemo, rounds, type Demo } from '../helpers/demo.js';
-import { processState, ulpMappings } from '../helpers/process-state.js';
-import type { Target } from '../helpers/target.js';
+import { ROOT } from '../../lab/cli.js';
+import { buildDemo, rounds, type Demo } from '../../lab/demo.js';
+import { processState, ulpMappings } from '../../lab/process-state.js';
+import type { Target } from '../../lab/target.js';
 
 const PLAYBOOK_DIR = join(ROOT, 'ops', 'ansible');
 const INSTALL = 'apt-get install -y --no-install-recommends ansible-core';

@@ -10,7 +10,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, normalize } from 'node:path';
-import { ROOT, runCli } from '../helpers/cli.js';
+import { ROOT, runCli } from '../../lab/cli.js';
 
 interface PackedFile {
   path: string;
@@ -37,7 +37,7 @@ describe('the npm package', function () {
 
   it('ships the product only: no tests, scripts, CI files, sources or source maps', () => {
     const paths = files.map((f) => f.path);
-    const stray = paths.filter((p) => /^(test|scripts|\.ci|bench|dist\/test|dist\/scripts)\//.test(p) || p.endsWith('.ts') || p.endsWith('.map') || p.startsWith('.'));
+    const stray = paths.filter((p) => /^(test|scripts|lab|\.ci|bench|dist\/test|dist\/scripts|dist\/lab)\//.test(p) || p.endsWith('.ts') || p.endsWith('.map') || p.startsWith('.'));
     assert.deepEqual(stray, []);
     for (const p of ['package.json', 'README.md', 'LICENSE', 'dist/bin/ulp-pack.js', 'dist/bin/ulp-trigger.js', 'dist/trigger/outdated.js', 'dist/packer/pack.js', 'man/ulp-pack.1', 'man/ulp-trigger.1', 'completion/ulp.bash', 'docs/CLI.md', 'ops/ansible/ulp-rollout.yml']) {
       assert.ok(paths.includes(p), `${p} is missing from the package`);

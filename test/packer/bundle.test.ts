@@ -4,8 +4,8 @@ import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { libfix } from './fixtures.js';
-import { tempDir, ulpPack } from './run.js';
+import { libfix } from '../../lab/packer/fixtures.js';
+import { tempDir, ulpPack } from '../../lab/packer/run.js';
 
 const dir = tempDir();
 after(() => dir.dispose());

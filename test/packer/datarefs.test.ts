@@ -11,10 +11,10 @@ import { join } from 'node:path';
 import { dataRefMap } from '../../packer/code/datarefs.js';
 import { loadBuild } from '../../packer/pack.js';
 import { decodeBundle, decodeDataRefs, encodeBundle, encodeDataRefs, parseManifest, serializeManifest, type DataRefs } from '../../patches/index.js';
-import { compile } from '../helpers/compile.js';
-import { REAL, REAL_FILES, realBuildsDir } from '../helpers/real-builds.js';
-import { stripped } from './fixtures.js';
-import { tempDir, ulpPack } from './run.js';
+import { compile } from '../../lab/compile.js';
+import { REAL, REAL_FILES, realBuildsDir } from '../../lab/real-builds.js';
+import { stripped } from '../../lab/packer/fixtures.js';
+import { tempDir, ulpPack } from '../../lab/packer/run.js';
 
 const RELRO = { full: ['-Wl,-z,relro,-z,now'], partial: ['-Wl,-z,relro,-z,lazy'] };
 

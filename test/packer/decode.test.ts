@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { parseElf } from '../../elf/index.js';
 import { unwindRanges } from '../../packer/code/ehframe.js';
 import { Flow, decode, newInsn } from '../../elf/x86/decode.js';
-import { libfix } from './fixtures.js';
+import { libfix } from '../../lab/packer/fixtures.js';
 
 const SYSTEM = ['/usr/lib/x86_64-linux-gnu/libz.so.1', '/usr/lib/x86_64-linux-gnu/libexpat.so.1'].filter(existsSync);
 

@@ -11,9 +11,9 @@ import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { readBundleFile } from '../../patches/index.js';
-import { HardLab, linesAfter, status, trigger } from '../helpers/hard-lab.js';
-import { REAL, REAL_FILES, realBuildsDir } from '../helpers/real-builds.js';
-import { tempDir, ulpPack } from './run.js';
+import { HardLab, linesAfter, status, trigger } from '../../lab/hard-lab.js';
+import { REAL, REAL_FILES, realBuildsDir } from '../../lab/real-builds.js';
+import { tempDir, ulpPack } from '../../lab/packer/run.js';
 
 const dir = tempDir();
 after(() => dir.dispose());

@@ -2,9 +2,9 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { compile } from '../helpers/compile.js';
-import { libfix, program, stripped } from './fixtures.js';
-import { tempDir, ulpPack } from './run.js';
+import { compile } from '../../lab/compile.js';
+import { libfix, program, stripped } from '../../lab/packer/fixtures.js';
+import { tempDir, ulpPack } from '../../lab/packer/run.js';
 
 const dir = tempDir();
 after(() => dir.dispose());

@@ -5,8 +5,8 @@
  * (evidence from the code alone) and with symbols and DWARF (-g).
  */
 import assert from 'node:assert/strict';
-import { compile } from '../helpers/compile.js';
-import { codes, ulpPack } from './run.js';
+import { compile } from '../../lab/compile.js';
+import { codes, ulpPack } from '../../lab/packer/run.js';
 
 type Variant = 'BASE' | 'FIELD_MIDDLE' | 'FIELD_END' | 'CODE_ONLY';
 

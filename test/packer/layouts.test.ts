@@ -15,9 +15,9 @@ import type { StructLayout, StructLayouts } from '../../elf/debug-info.js';
 import { analyzeLayoutsFromDwarf, compareStructLayouts, layoutFindings, structLayoutsOf } from '../../packer/analyze/layouts.js';
 import { makePair } from '../../packer/analyze/pair.js';
 import { createBuild, type Build } from '../../packer/model.js';
-import { FIXTURES, compile } from '../helpers/compile.js';
-import { libfix } from './fixtures.js';
-import { tempDir, ulpPack } from './run.js';
+import { FIXTURES, compile } from '../../lab/compile.js';
+import { libfix } from '../../lab/packer/fixtures.js';
+import { tempDir, ulpPack } from '../../lab/packer/run.js';
 
 const dir = tempDir();
 after(() => dir.dispose());

@@ -9,8 +9,8 @@ import { readFileSync } from 'node:fs';
 import { parseElf, symbolIndex } from '../../elf/index.js';
 import { matchFunctions } from '../../packer/code/match.js';
 import { createBuild, type Build } from '../../packer/model.js';
-import { compile } from '../helpers/compile.js';
-import { stripped } from './fixtures.js';
+import { compile } from '../../lab/compile.js';
+import { stripped } from '../../lab/packer/fixtures.js';
 
 function build(label: string, path: string): Build {
   const bytes = readFileSync(path);

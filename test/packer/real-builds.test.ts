@@ -4,8 +4,8 @@
  * pair gets the verdict an expert gives it, for the reason the README gives.
  */
 import assert from 'node:assert/strict';
-import { REAL, REAL_FILES, realBuild, realBuildsDir } from '../helpers/real-builds.js';
-import { codes, ulpPack } from './run.js';
+import { REAL, REAL_FILES, realBuild, realBuildsDir } from '../../lab/real-builds.js';
+import { codes, ulpPack } from '../../lab/packer/run.js';
 
 interface Shift {
   function: string;

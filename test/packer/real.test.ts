@@ -10,8 +10,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { readBundleFile } from '../../patches/index.js';
-import { ROOT } from '../helpers/cli.js';
-import { codes, tempDir, ulpPack } from './run.js';
+import { ROOT } from '../../lab/cli.js';
+import { codes, tempDir, ulpPack } from '../../lab/packer/run.js';
 
 type Products = Record<string, string>;
 

@@ -9,8 +9,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseElf, writableRegion } from '../../elf/index.js';
 import { readBundleFile } from '../../patches/index.js';
-import { libfix, type Variant } from './fixtures.js';
-import { codes, tempDir, ulpPack, type Run } from './run.js';
+import { libfix, type Variant } from '../../lab/packer/fixtures.js';
+import { codes, tempDir, ulpPack, type Run } from '../../lab/packer/run.js';
 
 const dir = tempDir();
 after(() => dir.dispose());

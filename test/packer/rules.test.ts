@@ -8,8 +8,8 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseElf } from '../../elf/index.js';
 import { readBundleFile } from '../../patches/index.js';
-import { libfix, stripped, type Variant } from './fixtures.js';
-import { codes, tempDir, ulpPack, type Run } from './run.js';
+import { libfix, stripped, type Variant } from '../../lab/packer/fixtures.js';
+import { codes, tempDir, ulpPack, type Run } from '../../lab/packer/run.js';
 
 const dir = tempDir();
 after(() => dir.dispose());

@@ -19,7 +19,7 @@ import {
   writeFileAtomic,
   type Manifest,
 } from '../../patches/index.js';
-import { gz, rawTar, sampleManifest, type RawEntry } from './craft.js';
+import { gz, rawTar, sampleManifest, type RawEntry } from '../../lab/patches/craft.js';
 
 function expectCode(fn: () => unknown, code: string, message?: RegExp): void {
   assert.throws(fn, (err: unknown) => {

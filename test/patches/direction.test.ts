@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { decodeBundle, encodeBundle, patchStep, recordedToRegion, serializeManifest } from '../../patches/index.js';
-import { sampleManifest } from './craft.js';
+import { sampleManifest } from '../../lab/patches/craft.js';
 
 describe('patches: the region a step switches to', () => {
   it('is writable.to when recorded, in both directions', () => {

@@ -9,8 +9,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildCorpus, runCorpus, shortCorpus, type CorpusResult } from '../../scripts/soak/corpus.js';
-import { knownCorpus } from '../../scripts/soak/known-bugs.js';
+import { buildCorpus, runCorpus, shortCorpus, type CorpusResult } from '../../lab/soak/corpus.js';
+import { knownCorpus } from '../../lab/soak/known-bugs.js';
 import { reliable, runner, verdict } from './shared.js';
 
 /** Every kind of damage the corpus must hold, by group (the list). */

@@ -5,9 +5,9 @@
  * the trigger at other users' processes.
  */
 import assert from 'node:assert/strict';
-import { alreadyTraced, concurrentTriggers, interleavedTriggers, otherUsers, targetDies, NOBODY, type EnvResult } from '../../scripts/soak/environments.js';
-import { knownDeath, knownEnv } from '../../scripts/soak/known-bugs.js';
-import type { Milestone } from '../../scripts/soak/points.js';
+import { alreadyTraced, concurrentTriggers, interleavedTriggers, otherUsers, targetDies, NOBODY, type EnvResult } from '../../lab/soak/environments.js';
+import { knownDeath, knownEnv } from '../../lab/soak/known-bugs.js';
+import type { Milestone } from '../../lab/soak/points.js';
 import { reliable, runner, verdict } from './shared.js';
 
 describe('reliability: hostile environments (short)', function () {

@@ -6,11 +6,11 @@
  * every milestone with every signal and many random points.
  */
 import assert from 'node:assert/strict';
-import { knownFault, knownHeld } from '../../scripts/soak/known-bugs.js';
-import { type Milestone } from '../../scripts/soak/points.js';
-import { seededRandom } from '../helpers/random.js';
-import { faultAttempt, interruptedSwitch, type FaultAttempt } from '../../scripts/soak/scenarios.js';
-import type { Relro } from '../../scripts/soak/lib.js';
+import { knownFault, knownHeld } from '../../lab/soak/known-bugs.js';
+import { type Milestone } from '../../lab/soak/points.js';
+import { seededRandom } from '../../lab/random.js';
+import { faultAttempt, interruptedSwitch, type FaultAttempt } from '../../lab/soak/scenarios.js';
+import type { Relro } from '../../lab/soak/lib.js';
 import { reliable, runner, verdict } from './shared.js';
 
 /**

@@ -7,8 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import type { Context } from 'mocha';
-import type { KnownBug } from '../../scripts/soak/known-bugs.js';
-import { buildReliable, makeRunner, type Relro, type Reliable, type Runner } from '../../scripts/soak/lib.js';
+import type { KnownBug } from '../../lab/soak/known-bugs.js';
+import { buildReliable, makeRunner, type Relro, type Reliable, type Runner } from '../../lab/soak/lib.js';
 
 /** The sources through tsx, as every command test does; ULP_RUNNER=dist runs the build in dist/ (faster, must be fresh). */
 export const runner: Runner = makeRunner(process.env.ULP_RUNNER === 'dist' ? 'dist' : 'tsx');

@@ -4,7 +4,7 @@
  * (scripts/soak/scenarios.ts soak; `npm run soak` runs it for minutes).
  */
 import assert from 'node:assert/strict';
-import { soak } from '../../scripts/soak/scenarios.js';
+import { soak } from '../../lab/soak/scenarios.js';
 import { reliable, runner, verdict } from './shared.js';
 
 describe('reliability: soak (short)', function () {

@@ -11,7 +11,7 @@ import { symbolContaining } from '../../elf/index.js';
 import { RemoteMemory, Session } from '../../runtime/index.js';
 import { callChain } from '../../runtime/loader/call-chain.js';
 import { takeSnapshot } from '../../runtime/loader/snapshot.js';
-import { startFixture, until } from './helpers.js';
+import { startFixture, until } from '../../lab/runtime/helpers.js';
 
 const state = (pid: number, tid: number) => readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8').split(') ')[1]![0];
 

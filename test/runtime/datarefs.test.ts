@@ -10,7 +10,7 @@ import { dataRefMap } from '../../packer/code/datarefs.js';
 import { loadBuild } from '../../packer/pack.js';
 import { parseMaps } from '../../runtime/maps.js';
 import { baseNear, biasWindow, rewriteCode } from '../../runtime/loader/datarefs.js';
-import { compile } from '../helpers/compile.js';
+import { compile } from '../../lab/compile.js';
 
 const GiB2 = 2n ** 31n;
 

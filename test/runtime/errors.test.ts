@@ -6,10 +6,10 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { NR, PROC_CODES, readLinkMap, Session, withSession } from '../../runtime/index.js';
-import { compile } from '../helpers/compile.js';
-import { startTarget } from '../helpers/target.js';
-import { driverScript } from './driver-process.js';
-import { fixture, printed, sleep, until, withFixture } from './helpers.js';
+import { compile } from '../../lab/compile.js';
+import { startTarget } from '../../lab/target.js';
+import { driverScript } from '../../lab/runtime/driver-process.js';
+import { fixture, printed, sleep, until, withFixture } from '../../lab/runtime/helpers.js';
 
 function rejects(fn: () => unknown, code: keyof typeof PROC_CODES, message?: RegExp): void {
   assert.throws(fn, (e: any) => {

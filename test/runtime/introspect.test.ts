@@ -8,8 +8,8 @@ import { readFileSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { parseElf } from '../../elf/index.js';
 import { AT, auxvInfo, findMapping, parseMaps, readAuxv, readLinkMap, readMaps } from '../../runtime/index.js';
-import { compile } from '../helpers/compile.js';
-import { startTarget } from '../helpers/target.js';
+import { compile } from '../../lab/compile.js';
+import { startTarget } from '../../lab/target.js';
 
 function linkdemo(extra: string[]): string {
   const lib = compile({ sources: ['runtime/linkdemo_lib.c'], out: 'libulpdemo.so', flags: ['-shared', '-fPIC', '-Wl,--build-id', '-Wl,-soname,libulpdemo.so'] });

@@ -12,9 +12,9 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import type { Target } from '../helpers/target.js';
-import { runDriver } from './driver-process.js';
-import { printed, sleep, startFixture, withFixture } from './helpers.js';
+import type { Target } from '../../lab/target.js';
+import { runDriver } from '../../lab/runtime/driver-process.js';
+import { printed, sleep, startFixture, withFixture } from '../../lab/runtime/helpers.js';
 
 interface Victim {
   t: Target;

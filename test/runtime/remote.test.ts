@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { closeSync, ftruncateSync, writeSync } from 'node:fs';
 import { F, F_SEAL, MAP, MFD, NR, PROT, findStub, openTargetFd, readMaps, STUB_MAPS_NAME, withSession } from '../../runtime/index.js';
-import { printed, sleep, until, withFixture } from './helpers.js';
+import { printed, sleep, until, withFixture } from '../../lab/runtime/helpers.js';
 
 const u64 = (v: bigint) => {
   const b = Buffer.alloc(8);

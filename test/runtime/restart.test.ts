@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MAP, NR, PROT, withSession, type Session } from '../../runtime/index.js';
-import { printed, sleep, withFixture } from './helpers.js';
+import { printed, sleep, withFixture } from '../../lab/runtime/helpers.js';
 
 function fifo(): { path: string; dispose(): void } {
   const dir = mkdtempSync(join(tmpdir(), 'ulp-fifo-'));

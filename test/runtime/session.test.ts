@@ -6,8 +6,8 @@
 import assert from 'node:assert/strict';
 import { Session, withSession, NR } from '../../runtime/index.js';
 import { tgkill } from '../../runtime/sys/libc.js';
-import { startTarget } from '../helpers/target.js';
-import { fixture, printed, sleep, startFixture, until, withFixture } from './helpers.js';
+import { startTarget } from '../../lab/target.js';
+import { fixture, printed, sleep, startFixture, until, withFixture } from '../../lab/runtime/helpers.js';
 
 describe('runtime session: stop and resume', function () {
   for (const n of [1, 8, 64]) {

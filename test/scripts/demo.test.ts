@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { ROOT } from '../helpers/cli.js';
+import { ROOT } from '../../lab/cli.js';
 
 describe('npm run demo', function () {
   this.timeout(180_000);

@@ -8,9 +8,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cliArgs, ROOT, runCli } from '../helpers/cli.js';
-import { buildDemo, rounds, type Demo } from '../helpers/demo.js';
-import { startTarget, type Target } from '../helpers/target.js';
+import { cliArgs, ROOT, runCli } from '../../lab/cli.js';
+import { buildDemo, rounds, type Demo } from '../../lab/demo.js';
+import { startTarget, type Target } from '../../lab/target.js';
 
 describe('ulp-trigger --all', function () {
   this.timeout(180_000);

@@ -4,9 +4,9 @@
  * by the real ulp-pack and check the program's own output.
  */
 import assert from 'node:assert/strict';
-import { runCli, type Run } from '../helpers/cli.js';
-import { buildDemo, rounds, type Demo, type Relro } from '../helpers/demo.js';
-import type { Target } from '../helpers/target.js';
+import { runCli, type Run } from '../../lab/cli.js';
+import { buildDemo, rounds, type Demo, type Relro } from '../../lab/demo.js';
+import type { Target } from '../../lab/target.js';
 
 /** Output rounds printed after `mark` (an output length taken when a command returned). */
 async function roundsAfter(t: Target, mark: number, n = 2): Promise<Array<Record<string, string>>> {

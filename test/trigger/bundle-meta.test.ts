@@ -6,8 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { decodeBundleMeta } from '../../trigger/bundle-meta.js';
-import { HardLab, linesAfter, status, trigger } from '../helpers/hard-lab.js';
-import { ulpPack } from '../packer/run.js';
+import { HardLab, linesAfter, status, trigger } from '../../lab/hard-lab.js';
+import { ulpPack } from '../../lab/packer/run.js';
 
 describe('bundle metadata in ulp-trigger', function () {
   this.timeout(120_000);

@@ -10,8 +10,8 @@ import { readFileSync } from 'node:fs';
 import { UlpError } from '../../common/errors.js';
 import { readBundleFile } from '../../patches/index.js';
 import { runOne } from '../../trigger/apply.js';
-import { runCli } from '../helpers/cli.js';
-import { buildDemo, rounds, type Demo } from '../helpers/demo.js';
+import { runCli } from '../../lab/cli.js';
+import { buildDemo, rounds, type Demo } from '../../lab/demo.js';
 
 const trigger = (args: string[]) => runCli('ulp-trigger', args);
 

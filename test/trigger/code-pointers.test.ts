@@ -7,9 +7,9 @@
  * old reference, and runs the new code through the old entry's redirect.
  */
 import assert from 'node:assert/strict';
-import { runCli } from '../helpers/cli.js';
-import { HardLab, linesAfter, ok, type Line } from '../helpers/hard-lab.js';
-import type { Target } from '../helpers/target.js';
+import { runCli } from '../../lab/cli.js';
+import { HardLab, linesAfter, ok, type Line } from '../../lab/hard-lab.js';
+import type { Target } from '../../lab/target.js';
 
 const SONAME = 'libfp.so.1';
 

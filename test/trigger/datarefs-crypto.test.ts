@@ -9,10 +9,10 @@ import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runCli } from '../helpers/cli.js';
-import { compile } from '../helpers/compile.js';
-import { REAL, REAL_FILES, realBuildsDir } from '../helpers/real-builds.js';
-import { startTarget, type Target } from '../helpers/target.js';
+import { runCli } from '../../lab/cli.js';
+import { compile } from '../../lab/compile.js';
+import { REAL, REAL_FILES, realBuildsDir } from '../../lab/real-builds.js';
+import { startTarget, type Target } from '../../lab/target.js';
 
 type Round = Record<string, string>;
 const rounds = (out: string): Round[] =>

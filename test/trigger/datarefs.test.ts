@@ -15,9 +15,9 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeBundle, decodeDataRefs, encodeBundle, encodeDataRefs } from '../../patches/index.js';
-import { runCli } from '../helpers/cli.js';
-import { compile } from '../helpers/compile.js';
-import { startTarget, type Target } from '../helpers/target.js';
+import { runCli } from '../../lab/cli.js';
+import { compile } from '../../lab/compile.js';
+import { startTarget, type Target } from '../../lab/target.js';
 
 const RELRO = { full: ['-Wl,-z,relro,-z,now'], partial: ['-Wl,-z,relro,-z,lazy'] };
 type Relro = keyof typeof RELRO;

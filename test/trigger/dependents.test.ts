@@ -6,8 +6,8 @@
  * through libb.
  */
 import assert from 'node:assert/strict';
-import { HardLab, libStatus, linesAfter, trigger, type Line } from '../helpers/hard-lab.js';
-import type { Target } from '../helpers/target.js';
+import { HardLab, libStatus, linesAfter, trigger, type Line } from '../../lab/hard-lab.js';
+import type { Target } from '../../lab/target.js';
 
 const SONAME = 'liba.so.1';
 const want = (v: number, late: boolean) => ({ via_b: String(3 * (10 + v) * 100 + v), ptr: String(v), late: late ? String(300 + v) : '0' });

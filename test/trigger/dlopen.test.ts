@@ -16,8 +16,8 @@
  * re-running the trigger binds a library loaded after the patch.
  */
 import assert from 'node:assert/strict';
-import { HardLab, libStatus, linesAfter, trigger, type Line } from '../helpers/hard-lab.js';
-import type { Target } from '../helpers/target.js';
+import { HardLab, libStatus, linesAfter, trigger, type Line } from '../../lab/hard-lab.js';
+import type { Target } from '../../lab/target.js';
 
 const LOC = 'libloc.so.1';
 const GLOB = 'libglob.so.1';

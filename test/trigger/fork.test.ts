@@ -11,9 +11,9 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, copyFileSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runCli, type Run } from '../helpers/cli.js';
-import { compile } from '../helpers/compile.js';
-import { startTarget, type Target } from '../helpers/target.js';
+import { runCli, type Run } from '../../lab/cli.js';
+import { compile } from '../../lab/compile.js';
+import { startTarget, type Target } from '../../lab/target.js';
 
 type Line = Record<string, string>;
 type Relro = 'full' | 'partial';

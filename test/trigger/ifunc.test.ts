@@ -12,9 +12,9 @@
  * Each result carries the version whose code computed it.
  */
 import assert from 'node:assert/strict';
-import { HardLab, libStatus, linesAfter, ok, trigger, type Line } from '../helpers/hard-lab.js';
-import type { Target } from '../helpers/target.js';
-import { runCli } from '../helpers/cli.js';
+import { HardLab, libStatus, linesAfter, ok, trigger, type Line } from '../../lab/hard-lab.js';
+import type { Target } from '../../lab/target.js';
+import { runCli } from '../../lab/cli.js';
 
 const IFN = 'libifn.so.1';
 const USE = 'libuse.so.1';

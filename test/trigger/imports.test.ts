@@ -7,9 +7,9 @@
  * produces in a process started on the new build.
  */
 import assert from 'node:assert/strict';
-import { runCli } from '../helpers/cli.js';
-import { HardLab, linesAfter, trigger, type Line } from '../helpers/hard-lab.js';
-import type { Target } from '../helpers/target.js';
+import { runCli } from '../../lab/cli.js';
+import { HardLab, linesAfter, trigger, type Line } from '../../lab/hard-lab.js';
+import type { Target } from '../../lab/target.js';
 
 const SONAME = 'libimp.so.1';
 const ADDED = [

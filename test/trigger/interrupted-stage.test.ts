@@ -19,8 +19,8 @@ import { planStage } from '../../runtime/loader/relocate.js';
 import { globalScope } from '../../runtime/loader/scope.js';
 import { takeSnapshot } from '../../runtime/loader/snapshot.js';
 import { applyWrites, finishStaging, mapBuild } from '../../runtime/loader/stage.js';
-import { runCli, type Run } from '../helpers/cli.js';
-import { buildDemo, rounds, type Demo } from '../helpers/demo.js';
+import { runCli, type Run } from '../../lab/cli.js';
+import { buildDemo, rounds, type Demo } from '../../lab/demo.js';
 
 function ok(r: Run): Run {
   assert.equal(r.code, 0, `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);

@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { NGINX, runScenario, zlibBuilds } from '../../scripts/nginx/scenario.js';
+import { NGINX, runScenario, zlibBuilds } from '../../lab/nginx/scenario.js';
 
 describe('nginx under load while libz is patched and reverted', function () {
   this.timeout(300_000);

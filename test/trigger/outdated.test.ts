@@ -14,11 +14,11 @@ import { dirname, join } from 'node:path';
 import { parseElf } from '../../elf/index.js';
 import { dpkgOwners } from '../../trigger/outdated.js';
 import { dpkgPathAliases } from '../../trigger/outdated-model.js';
-import { runCli, type Run } from '../helpers/cli.js';
-import { compile } from '../helpers/compile.js';
-import { buildDemo, rounds, type Demo } from '../helpers/demo.js';
-import { REAL, REAL_FILES, realBuild, realBuildsDir } from '../helpers/real-builds.js';
-import { startTarget, type Target } from '../helpers/target.js';
+import { runCli, type Run } from '../../lab/cli.js';
+import { compile } from '../../lab/compile.js';
+import { buildDemo, rounds, type Demo } from '../../lab/demo.js';
+import { REAL, REAL_FILES, realBuild, realBuildsDir } from '../../lab/real-builds.js';
+import { startTarget, type Target } from '../../lab/target.js';
 
 const buildIdOf = (path: string) => parseElf(readFileSync(path)).buildId!;
 

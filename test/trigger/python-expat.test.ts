@@ -13,8 +13,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT, runCli } from '../helpers/cli.js';
-import { startTarget, type Target } from '../helpers/target.js';
+import { ROOT, runCli } from '../../lab/cli.js';
+import { startTarget, type Target } from '../../lab/target.js';
 
 const PYTHON = '/usr/bin/python3';
 const INSTALLED = '/usr/lib/x86_64-linux-gnu/libexpat.so.1';

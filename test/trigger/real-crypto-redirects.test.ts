@@ -14,10 +14,10 @@ import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseElf, PF_X } from '../../elf/index.js';
-import { runCli } from '../helpers/cli.js';
-import { ok } from '../helpers/hard-lab.js';
-import { REAL, REAL_FILES, realBuild, realBuildsDir } from '../helpers/real-builds.js';
-import { startTarget, type Target } from '../helpers/target.js';
+import { runCli } from '../../lab/cli.js';
+import { ok } from '../../lab/hard-lab.js';
+import { REAL, REAL_FILES, realBuild, realBuildsDir } from '../../lab/real-builds.js';
+import { startTarget, type Target } from '../../lab/target.js';
 
 const PYTHON = '/usr/bin/python3';
 

@@ -11,10 +11,10 @@ import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runCli, type Run } from '../helpers/cli.js';
-import { compile } from '../helpers/compile.js';
-import { realBuild, realBuildsDir, REAL, REAL_FILES } from '../helpers/real-builds.js';
-import { startTarget, type Target } from '../helpers/target.js';
+import { runCli, type Run } from '../../lab/cli.js';
+import { compile } from '../../lab/compile.js';
+import { realBuild, realBuildsDir, REAL, REAL_FILES } from '../../lab/real-builds.js';
+import { startTarget, type Target } from '../../lab/target.js';
 
 const V20 = '30000140';
 const V22 = '30000160';

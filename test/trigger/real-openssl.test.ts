@@ -12,9 +12,9 @@ import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT, runCli } from '../helpers/cli.js';
-import { REAL, REAL_FILES, realBuild, realBuildsDir } from '../helpers/real-builds.js';
-import { startTarget, type Target } from '../helpers/target.js';
+import { ROOT, runCli } from '../../lab/cli.js';
+import { REAL, REAL_FILES, realBuild, realBuildsDir } from '../../lab/real-builds.js';
+import { startTarget, type Target } from '../../lab/target.js';
 
 const PYTHON = '/usr/bin/python3';
 

@@ -11,8 +11,8 @@
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
-import { HardLab, libStatus, linesAfter, trigger, type Line, type Relro } from '../helpers/hard-lab.js';
-import type { Target } from '../helpers/target.js';
+import { HardLab, libStatus, linesAfter, trigger, type Line, type Relro } from '../../lab/hard-lab.js';
+import type { Target } from '../../lab/target.js';
 
 const SONAME = 'libroute.so.1';
 const ROUTES = ['plt', 'ops', 'heap', 'cb', 'dlsym', 'internal'];

@@ -10,10 +10,10 @@ import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeBundle, encodeBundle, patchIdOf } from '../../patches/index.js';
-import { runCli, type Run } from '../helpers/cli.js';
-import { buildDemo, rounds, type Demo } from '../helpers/demo.js';
-import { processState } from '../helpers/process-state.js';
-import { startTarget, type Target } from '../helpers/target.js';
+import { runCli, type Run } from '../../lab/cli.js';
+import { buildDemo, rounds, type Demo } from '../../lab/demo.js';
+import { processState } from '../../lab/process-state.js';
+import { startTarget, type Target } from '../../lab/target.js';
 
 describe('ulp-trigger refusals leave the process untouched', function () {
   this.timeout(180_000);

@@ -15,7 +15,7 @@ import { aliasable, inRegion, ownRegion, sharedAddress } from '../../runtime/loa
 import { classifySlot, collectSlots, slotBuild } from '../../runtime/loader/relink.js';
 import { planStage } from '../../runtime/loader/relocate.js';
 import { targetObject } from '../../runtime/loader/switch-library.js';
-import { compile } from '../helpers/compile.js';
+import { compile } from '../../lab/compile.js';
 
 const SONAME = 'libmoved.so.1';
 

@@ -14,10 +14,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseElf, writableRegion } from '../../elf/index.js';
 import { decodeBundle, encodeBundle } from '../../patches/index.js';
-import { runCli, type Run } from '../helpers/cli.js';
-import { processState } from '../helpers/process-state.js';
-import { compile } from '../helpers/compile.js';
-import { startTarget, type Target } from '../helpers/target.js';
+import { runCli, type Run } from '../../lab/cli.js';
+import { processState } from '../../lab/process-state.js';
+import { compile } from '../../lab/compile.js';
+import { startTarget, type Target } from '../../lab/target.js';
 
 type Line = Record<string, string>;
 type Relro = 'full' | 'partial';

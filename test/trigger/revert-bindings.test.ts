@@ -10,9 +10,9 @@ import assert from 'node:assert/strict';
 // Outcomes may be `applied-partly`/`reverted-partly`: the fixtures' 4-byte functions are too short for an entry
 // redirect (test/trigger/redirects.test.ts covers redirects); here what matters is the build that is live.
 import { readFileSync } from 'node:fs';
-import { runCli } from '../helpers/cli.js';
-import { HardLab, libStatus, linesAfter, trigger, type Line } from '../helpers/hard-lab.js';
-import type { Target } from '../helpers/target.js';
+import { runCli } from '../../lab/cli.js';
+import { HardLab, libStatus, linesAfter, trigger, type Line } from '../../lab/hard-lab.js';
+import type { Target } from '../../lab/target.js';
 
 async function settled(t: Target, mark = t.output().length): Promise<Line[]> {
   return (await linesAfter(t, mark, (ls) => ls.length >= 3)).slice(1);

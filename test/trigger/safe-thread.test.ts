@@ -7,10 +7,10 @@
  * in locals) are not frames: the only thread of this process stays usable.
  */
 import assert from 'node:assert/strict';
-import { runCli } from '../helpers/cli.js';
-import { buildDemo, type Demo } from '../helpers/demo.js';
-import { linesAfter } from '../helpers/hard-lab.js';
-import type { Target } from '../helpers/target.js';
+import { runCli } from '../../lab/cli.js';
+import { buildDemo, type Demo } from '../../lab/demo.js';
+import { linesAfter } from '../../lab/hard-lab.js';
+import type { Target } from '../../lab/target.js';
 
 const lastRoundAfter = async (t: Target, mark: number) => (await linesAfter(t, mark, (ls) => ls.length >= 2)).at(-1)!;
 

@@ -9,8 +9,8 @@
 import assert from 'node:assert/strict';
 // Outcomes may be `applied-partly`/`reverted-partly`: the fixtures' 4-byte functions are too short for an entry
 // redirect (test/trigger/redirects.test.ts covers redirects); here what matters is the build that is live.
-import { HardLab, linesAfter, trigger, type Line } from '../helpers/hard-lab.js';
-import type { Target } from '../helpers/target.js';
+import { HardLab, linesAfter, trigger, type Line } from '../../lab/hard-lab.js';
+import type { Target } from '../../lab/target.js';
 
 async function settled(t: Target, mark: number): Promise<Line[]> {
   return (await linesAfter(t, mark, (ls) => ls.length >= 3)).slice(1);

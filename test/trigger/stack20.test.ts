@@ -16,9 +16,9 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { imageSpan, parseElf, writableRegions } from '../../elf/index.js';
-import { HardLab, here, lines, linesAfter, status, trigger } from '../helpers/hard-lab.js';
-import type { Target } from '../helpers/target.js';
-import { seededRandom } from '../helpers/random.js';
+import { HardLab, here, lines, linesAfter, status, trigger } from '../../lab/hard-lab.js';
+import type { Target } from '../../lab/target.js';
+import { seededRandom } from '../../lab/random.js';
 
 const SONAME = 'libstack.so.1';
 const N = 20;

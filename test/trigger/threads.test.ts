@@ -4,8 +4,8 @@
  * must keep making progress through every switch.
  */
 import assert from 'node:assert/strict';
-import { runCli } from '../helpers/cli.js';
-import { buildDemo, rounds, type Demo } from '../helpers/demo.js';
+import { runCli } from '../../lab/cli.js';
+import { buildDemo, rounds, type Demo } from '../../lab/demo.js';
 
 describe('ulp-trigger with 8 threads calling the library', function () {
   this.timeout(300_000);

@@ -10,8 +10,8 @@
 import assert from 'node:assert/strict';
 import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { parseElf, RelocType } from '../../elf/index.js';
-import { HardLab, libStatus, lines, linesAfter, trigger, type Line } from '../helpers/hard-lab.js';
-import type { Target } from '../helpers/target.js';
+import { HardLab, libStatus, lines, linesAfter, trigger, type Line } from '../../lab/hard-lab.js';
+import type { Target } from '../../lab/target.js';
 
 const SONAME = 'libtls.so.1';
 const TLS_TYPES = new Set<number>([RelocType.DTPMOD64, RelocType.DTPOFF64, RelocType.TPOFF64]);

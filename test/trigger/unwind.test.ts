@@ -7,9 +7,9 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { compile } from '../helpers/compile.js';
-import { HardLab, linesAfter, trigger as run } from '../helpers/hard-lab.js';
-import type { Target } from '../helpers/target.js';
+import { compile } from '../../lab/compile.js';
+import { HardLab, linesAfter, trigger as run } from '../../lab/hard-lab.js';
+import type { Target } from '../../lab/target.js';
 
 const trigger = (...args: string[]) => run(...args, '--json').json;
 const mapsHas = (t: Target, name: string) => readFileSync(`/proc/${t.pid}/maps`, 'utf8').includes(name);

@@ -6,7 +6,7 @@
  * threads still traced).
  */
 import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, readSync } from 'node:fs';
-import { parseElf, RelocType } from '../../elf/index.js';
+import { parseElf, RelocType } from '../elf/index.js';
 
 /** The mappings and every symbol slot (GLOB_DAT, JUMP_SLOT, R_X86_64_64) of every file-backed object. */
 export function processState(pid: number): { maps: string; slots: Map<string, bigint> } {

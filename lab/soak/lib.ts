@@ -1,9 +1,9 @@
 /**
- * The reliability scenarios, shared by `npm run soak` (scripts/soak/soak.ts,
+ * The reliability scenarios, shared by `npm run soak` (scripts/soak.ts,
  * long forms, a report) and test/reliability/*.test.ts (short forms, with
  * assertions). Every scenario returns what it saw; callers judge.
  *
- * The target is test/reliability/fixtures/reliable_main.c on libdemo
+ * The target is test/fixtures/reliability/reliable_main.c on libdemo
  * (test/fixtures/trigger/libdemo.c): eight threads check every result of
  * every call, and the main thread checks that the library's own .bss
  * counter and the executable's copy of demo_counter both equal the round
@@ -18,14 +18,15 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { parseElf } from '../../elf/index.js';
-import { compile } from '../../test/helpers/compile.js';
-import { memfdDescriptors, tracedThreads } from '../../test/helpers/process-state.js';
-import { startTarget, type Target } from '../../test/helpers/target.js';
+import { compile } from '../compile.js';
+import { memfdDescriptors, tracedThreads } from '../process-state.js';
+import { startTarget, type Target } from '../target.js';
 
-export const ROOT = resolve(fileURLToPath(import.meta.url), '..', '..', '..');
+import { ROOT } from '../root.js';
+
+export { ROOT };
 
 // ---------------------------------------------------------------- runners
 
@@ -80,7 +81,7 @@ export function makeRunner(name: 'tsx' | 'dist', dist = join(ROOT, 'dist')): Run
   };
 }
 
-/** The folders of dist/ the commands need (dist/scripts and dist/test are not). */
+/** The folders of dist/ the commands need (only the product is built into dist/). */
 const DIST_PARTS = ['bin', 'common', 'elf', 'packer', 'patches', 'runtime', 'trigger'];
 
 /**
@@ -149,7 +150,7 @@ export function buildReliable(runner: Runner, opts: { relro?: Relro; tag?: strin
   mkdirSync(join(dir, 'link'));
   copyFileSync(lib(1), join(dir, 'link', 'libdemo.so.1'));
   const exe = compile({
-    sources: ['../reliability/fixtures/reliable_main.c'],
+    sources: ['reliability/reliable_main.c'],
     out: 'reliable_main',
     flags: ['-O2', '-pthread', ...RELRO[relro]],
     libs: [`-L${join(dir, 'link')}`, '-l:libdemo.so.1'],

@@ -10,8 +10,8 @@ import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { RunResult } from '../../trigger/apply.js';
-import type { StatusReport } from '../../trigger/status.js';
+import type { RunResult } from '../trigger/apply.js';
+import type { StatusReport } from '../trigger/status.js';
 import { runCli, type Run } from './cli.js';
 import { compile } from './compile.js';
 import { startTarget, type Target } from './target.js';
@@ -61,11 +61,11 @@ export const status = (pid: number): any => trigger('--status', String(pid), '--
  */
 export const here = {
   async trigger(pid: number, bundlePath: string, which: 'forward' | 'reverse' = 'forward'): Promise<RunResult> {
-    const [{ runOne }, { readBundleFile }] = await Promise.all([import('../../trigger/apply.js'), import('../../patches/index.js')]);
+    const [{ runOne }, { readBundleFile }] = await Promise.all([import('../trigger/apply.js'), import('../patches/index.js')]);
     return runOne(pid, readBundleFile(bundlePath), { which });
   },
   async status(pid: number): Promise<StatusReport> {
-    return (await import('../../trigger/status.js')).readStatus(pid);
+    return (await import('../trigger/status.js')).readStatus(pid);
   },
 };
 
@@ -159,7 +159,7 @@ export class HardLab {
   /** The same in this process (packer/pack.ts, what ulp-pack runs), for tests that need many bundles. */
   async packHere(key: string, from: number, to: number): Promise<string> {
     const out = this.bundlePath(key, from, to);
-    const [{ pack: packPair }, { writeFileAtomic }] = await Promise.all([import('../../packer/pack.js'), import('../../patches/index.js')]);
+    const [{ pack: packPair }, { writeFileAtomic }] = await Promise.all([import('../packer/pack.js'), import('../patches/index.js')]);
     const r = await packPair({ oldPath: this.lib(key, from), newPath: this.lib(key, to), createdAt: new Date(0), tool: { name: 'ulp-pack', version: 'test' }, bundle: true });
     assert.ok(r.bytes, `${key} v${from} -> v${to}: ${r.forward.verdict}`);
     writeFileAtomic(out, r.bytes);

@@ -1,8 +1,8 @@
-/** ulp-pack as a user runs it (test/helpers/cli.ts), and small helpers of the packer tests. */
+/** ulp-pack as a user runs it (lab/cli.ts), and small helpers of the packer tests. */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runCli, type Run } from '../helpers/cli.js';
+import { runCli, type Run } from '../cli.js';
 
 export type { Run };
 

@@ -4,10 +4,10 @@
  * parsed as JSON when it is JSON.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 
-export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export { ROOT } from './root.js';
+import { ROOT } from './root.js';
 
 export type Program = 'ulp-pack' | 'ulp-trigger';
 

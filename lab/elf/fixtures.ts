@@ -1,14 +1,14 @@
 /**
  * The gcc-built fixtures of the ELF tests: one C source per feature, linked
  * in the variants the reader must handle. Built on first use, cached by
- * test/helpers/compile.ts.
+ * lab/compile.ts.
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { compile } from '../helpers/compile.js';
+import { join } from 'node:path';
+import { compile } from '../compile.js';
+import { FIXTURES } from '../root.js';
 
 const LIB = ['-shared', '-fPIC', '-O1', '-Wl,--build-id'];
 
@@ -85,7 +85,7 @@ const builders: Record<string, { kind: Fixture['kind']; build: () => string }> =
 
 function fixtureDir(): string {
   // versioned.map is found next to the C sources compile() resolves.
-  return join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'elf');
+  return join(FIXTURES, 'elf');
 }
 
 export const FIXTURE_NAMES = Object.keys(builders);

@@ -1,6 +1,6 @@
 /**
  * Shared pieces of the benchmark scripts (scripts/bench-*.ts) and the soak
- * run (scripts/soak/): the compiled commands, statistics, the machine
+ * run (scripts/soak.ts): the compiled commands, statistics, the machine
  * description, load average, markdown tables, and the `--json FILE` output
  * every benchmark script accepts so that scripts/bench.ts can assemble one
  * report.
@@ -13,9 +13,10 @@ import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 
-export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+import { ROOT } from '../root.js';
+
+export { ROOT };
 export const BENCH_DIR = join(ROOT, '.bench');
 export const BIN = {
   pack: join(ROOT, 'dist', 'bin', 'ulp-pack.js'),

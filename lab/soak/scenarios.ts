@@ -12,7 +12,7 @@ import { globalScope } from '../../runtime/loader/scope.js';
 import { takeSnapshot } from '../../runtime/loader/snapshot.js';
 import { health, leftovers, libState, memoryOf, parseRounds, type Health, type LibState, type Live, type Reliable, type Run, type Runner } from './lib.js';
 import { describePoint, interruptAt, type Phase, type Point } from './points.js';
-import { memfdDescriptors, tracedThreads } from '../../test/helpers/process-state.js';
+import { memfdDescriptors, tracedThreads } from '../process-state.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -7,10 +7,10 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 
-const here = dirname(fileURLToPath(import.meta.url));
-export const FIXTURES = resolve(here, '..', 'fixtures');
+import { FIXTURES } from './root.js';
+
+export { FIXTURES };
 export const BUILD = join(FIXTURES, 'build');
 
 export interface CompileOptions {

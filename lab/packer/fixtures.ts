@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
-import { FIXTURES, compile } from '../helpers/compile.js';
+import { FIXTURES, compile } from '../compile.js';
 
 export interface Variant {
   defines?: string[];

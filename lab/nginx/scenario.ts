@@ -3,7 +3,7 @@
  * (master + workers) serves gzip-compressed pages on loopback while the
  * libz.so.1 it uses is swapped for another build of it and back, and
  * `nginx -s reload` makes the patched master fork new workers. Used by
- * `npm run nginx` (scripts/nginx/run.ts, the long run) and by
+ * `npm run nginx` (scripts/nginx.ts, the long run) and by
  * test/trigger/nginx.test.ts (a short run in CI). Results: docs/FORK.md.
  *
  * What must hold: no failed request (every response a 200 whose gzip body
@@ -21,7 +21,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { ROOT, runCli, runCliAsync, type Run } from '../../test/helpers/cli.js';
+import { ROOT, runCli, runCliAsync, type Run } from '../cli.js';
 
 export const NGINX = '/usr/sbin/nginx';
 const SONAME = 'libz.so.1';
@@ -113,7 +113,7 @@ async function freePort(): Promise<number> {
 }
 
 function config(dir: string, port: number, workers: number): string {
-  return `# written by scripts/nginx/scenario.ts; removed when the run ends
+  return `# written by lab/nginx/scenario.ts; removed when the run ends
 worker_processes ${workers};
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log notice;

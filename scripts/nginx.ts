@@ -15,7 +15,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
-import { NGINX, runScenario, zlibBuilds, type ScenarioResult } from './scenario.js';
+import { NGINX, runScenario, zlibBuilds, type ScenarioResult } from '../lab/nginx/scenario.js';
 
 const CANNOT_RUN = 77;
 

@@ -5,7 +5,7 @@
  * otherwise consistent bundles, to ulp-trigger. Each must be refused with a
  * specific error code and its exit code (never INTERNAL_ERROR, never a hang
  * or a crash), ulp-pack must write nothing, and the target must be exactly as
- * before (mappings and every GOT word: test/helpers/process-state.ts).
+ * before (mappings and every GOT word: lab/process-state.ts).
  *
  * test/patches/ covers the bundle reader in-process; this is the same input
  * through the real commands, plus what only the trigger can see (a bundle
@@ -18,12 +18,12 @@ import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { parseElf } from '../../elf/index.js';
 import { decodeBundle, encodeBundle, patchIdOf, serializeManifest, type Manifest } from '../../patches/index.js';
-import { compile } from '../../test/helpers/compile.js';
-import { rawTar, type RawEntry } from '../../test/patches/craft.js';
-import { processState, ulpMappings } from '../../test/helpers/process-state.js';
-import type { Target } from '../../test/helpers/target.js';
+import { compile } from '../compile.js';
+import { rawTar, type RawEntry } from '../patches/craft.js';
+import { processState, ulpMappings } from '../process-state.js';
+import type { Target } from '../target.js';
 import { health, leftovers, parseRounds, type Reliable, type Runner } from './lib.js';
-import { seededRandom } from '../../test/helpers/random.js';
+import { seededRandom } from '../random.js';
 
 export interface CorpusEntry {
   name: string;

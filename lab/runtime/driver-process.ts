@@ -1,5 +1,5 @@
 /**
- * Runs test/runtime/driver.ts as a separate, killable tracer process.
+ * Runs lab/runtime/driver.ts as a separate, killable tracer process.
  *
  * Starting it through tsx costs about a second per process, which adds up
  * over dozens of SIGKILL rounds; so the driver and the layers it imports are
@@ -11,14 +11,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname, join, relative, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { dirname, join, relative } from 'node:path';
 import ts from 'typescript';
-import { BUILD } from '../helpers/compile.js';
+import { BUILD } from '../compile.js';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+import { ROOT } from '../root.js';
 const LAYERS = ['common', 'elf', 'runtime'];
-const DRIVER = 'test/runtime/driver.ts';
+const DRIVER = 'lab/runtime/driver.ts';
 
 function tsFiles(dir: string): string[] {
   return readdirSync(join(ROOT, dir), { withFileTypes: true }).flatMap((e) =>

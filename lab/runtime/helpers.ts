@@ -2,8 +2,8 @@
  * Shared pieces of the runtime tests: compiling the fixtures of
  * test/fixtures/runtime, starting them detached, parsing what they print.
  */
-import { compile } from '../helpers/compile.js';
-import { startTarget, type Target } from '../helpers/target.js';
+import { compile } from '../compile.js';
+import { startTarget, type Target } from '../target.js';
 
 /** Compiles test/fixtures/runtime/NAME.c (cached) and returns the binary. */
 export function fixture(name: string, flags: string[] = [], libs: string[] = []): string {

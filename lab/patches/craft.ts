@@ -5,7 +5,7 @@
  */
 import { gzipSync } from 'node:zlib';
 import { Header } from 'tar';
-import { compile } from '../helpers/compile.js';
+import { compile } from '../compile.js';
 import { readFileSync } from 'node:fs';
 import { createManifest, type Manifest, type Report } from '../../patches/index.js';
 import { parseElf } from '../../elf/index.js';

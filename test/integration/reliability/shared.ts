@@ -1,0 +1,45 @@
+/**
+ * What the reliability tests share: one set of builds and bundles per RELRO
+ * mode for the whole mocha run (packing costs seconds), the runner, and the
+ * verdict rule for known bugs (scripts/soak/known-bugs.ts): a test whose
+ * only failures come from a listed bug is marked pending with the bug's id
+ * (failed instead under ULP_KNOWN_BUGS=fail), any other failure fails it.
+ */
+import assert from 'node:assert/strict';
+import type { Context } from 'mocha';
+import type { KnownBug } from '../../../lab/soak/known-bugs.js';
+import { buildReliable, makeRunner, type Relro, type Reliable, type Runner } from '../../../lab/soak/lib.js';
+
+/** The sources through tsx, as every command test does; ULP_RUNNER=dist runs the build in dist/ (faster, must be fresh). */
+export const runner: Runner = makeRunner(process.env.ULP_RUNNER === 'dist' ? 'dist' : 'tsx');
+
+const built = new Map<Relro, Reliable>();
+
+export function reliable(relro: Relro = 'partial'): Reliable {
+  let r = built.get(relro);
+  if (!r) {
+    r = buildReliable(runner, { relro });
+    built.set(relro, r);
+  }
+  return r;
+}
+
+// Targets are killed and folders removed when mocha exits, whichever file ran last.
+process.on('exit', () => {
+  for (const r of built.values()) r.dispose();
+});
+
+/**
+ * Passes when `problems` is empty. When a known bug explains them, the test
+ * is marked pending (mocha lists it with the bug's id); otherwise it fails
+ * with every problem.
+ */
+export function verdict(ctx: Context, what: string, problems: readonly string[], bug?: KnownBug): void {
+  if (problems.length === 0) return;
+  // ULP_KNOWN_BUGS=fail: a known bug fails its test too (to see every open bug as a failure).
+  if (bug && process.env.ULP_KNOWN_BUGS !== 'fail') {
+    ctx.test!.title += ` [known bug ${bug.id}: ${bug.where}]`;
+    ctx.skip();
+  }
+  assert.fail(`${what}:\n  - ${problems.join('\n  - ')}`);
+}

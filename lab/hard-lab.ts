@@ -85,7 +85,7 @@ export function lines(out: string, tag?: string): Line[] {
 }
 
 /** Waits until `pred` holds for the lines printed after `mark` (an output length), and returns them. */
-export async function linesAfter(t: Target, mark: number, pred: (ls: Line[]) => boolean, timeoutMs = 10_000): Promise<Line[]> {
+export async function linesAfter(t: Target, mark: number, pred: (ls: Line[]) => boolean, timeoutMs = 60_000): Promise<Line[]> {
   const out = await t.waitFor((o) => pred(lines(o.slice(mark))), timeoutMs);
   return lines(out.slice(mark));
 }

@@ -15,7 +15,10 @@ export interface Target {
   pid: number;
   /** Everything the target wrote to stdout and stderr so far. */
   output(): string;
-  /** Waits until `pred(output)` holds, or throws after `timeoutMs`. */
+  /**
+   * Waits until `pred(output)` holds, or throws after `timeoutMs` (default 60 s: the deadline
+   * only ends a wait that would hang; a target on a loaded machine may take seconds to print).
+   */
   waitFor(pred: (out: string) => boolean, timeoutMs?: number): Promise<string>;
   alive(): boolean;
   kill(signal?: NodeJS.Signals): void;
@@ -45,7 +48,7 @@ export function startTarget(argv: string[], env: Record<string, string> = {}): T
     pid,
     output,
     alive,
-    async waitFor(pred, timeoutMs = 10_000) {
+    async waitFor(pred, timeoutMs = 60_000) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
         const out = output();

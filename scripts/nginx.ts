@@ -54,7 +54,7 @@ function summary(r: ScenarioResult): string {
   const lines = [
     '',
     `nginx fork run: ${r.ok ? 'PASSED' : 'FAILED'} (${r.seconds.toFixed(0)} s, ${r.nginxVersion})`,
-    `  requests verified (gzip body inflated and compared): ${r.requests.verified}; failed ${r.requests.failed}; broken ${r.requests.errors}`,
+    `  requests verified (gzip body inflated and compared): ${r.requests.verified}; failed ${r.requests.failed}; broken ${r.requests.errors}; asked again after one timeout ${r.requests.slow}`,
     ...(r.wrk ? [`  wrk (keep-alive load, not verified): ${r.wrk.requests} requests in ${r.wrk.seconds.toFixed(1)} s; socket errors ${r.wrk.socketErrors} (${r.wrk.readErrors} connections closed by the reloads); non-2xx ${r.wrk.non2xx}`] : []),
     `  ulp-trigger runs: ${r.triggers.length} (${r.triggers.filter((t) => t.outcome === 'applied').length} applied, ${r.triggers.filter((t) => t.outcome === 'reverted').length} reverted); pause per process ${Math.min(...pauses).toFixed(2)}-${Math.max(...pauses).toFixed(2)} ms`,
     `  workers forked by the patched master: ${r.afterPatch.map((w) => `${w.pid} (live ${short(w.liveBuildId)}, data memfd inode ${w.dataInodes[0] ?? '-'} x${w.dataInodes.length})`).join(', ')}; master's inode ${r.masterDataInode ?? '-'}`,

@@ -60,7 +60,8 @@ export interface ScenarioResult {
   problems: string[];
   nginxVersion: string;
   masterPid: number;
-  requests: { verified: number; failed: number; errors: number; firstFailure?: string };
+  /** `slow`: requests that timed out once and were asked again (a GET of a static page may be repeated; a busy machine may stall one). */
+  requests: { verified: number; failed: number; errors: number; slow: number; firstFailure?: string };
   wrk?: { requests: number; socketErrors: number; readErrors: number; non2xx: number; seconds: number; raw?: string };
   /** `ulp-trigger` runs: which process, which way, what it reported. */
   triggers: Array<{ pid: number; role: 'master' | 'worker'; revert: boolean; outcome: string; pauseMs: number | undefined }>;
@@ -201,11 +202,21 @@ function checkWorker(pid: number): WorkerCheck {
   return { pid, liveBuildId: lib?.live, forkProtection: r.json?.fork?.installed === true, dataInodes: dataInodes(pid) };
 }
 
+/** Generous: nginx answers in milliseconds, but a request may wait out a pause and a loaded machine; see Verifier.loop. */
+const REQUEST_TIMEOUT_MS = 60_000;
+
+class RequestTimeout extends Error {
+  constructor() {
+    super(`request timed out (no response in ${REQUEST_TIMEOUT_MS / 1000} s)`);
+  }
+}
+
 /** Verifying client: one request per connection (so a reload never races a reused keep-alive socket), body inflated and compared. */
 class Verifier {
   verified = 0;
   failed = 0;
   errors = 0;
+  slow = 0;
   firstFailure: string | undefined;
   private running = true;
   private loops: Promise<void>[] = [];
@@ -230,14 +241,24 @@ class Verifier {
   }
 
   private async loop(): Promise<void> {
+    // A timeout alone does not decide the verdict on a shared, loaded machine: the same
+    // request is asked again, and only a second timeout in a row (two minutes without a
+    // response: a hung worker) counts as broken.
+    let timedOut = false;
     while (this.running) {
       try {
         const { status, encoding, body } = await this.get();
+        timedOut = false;
         if (status !== 200) this.fail('failed', `HTTP ${status}`);
         else if (encoding !== 'gzip') this.fail('failed', `content-encoding ${encoding}`);
         else if (!gunzipSync(body).equals(this.expected)) this.fail('failed', 'the inflated body differs from the page');
         else this.verified++;
       } catch (e) {
+        if (e instanceof RequestTimeout && !timedOut) {
+          timedOut = true;
+          this.slow++;
+          continue;
+        }
         this.fail('errors', (e as Error).message);
         await sleep(10);
       }
@@ -246,13 +267,13 @@ class Verifier {
 
   private get(): Promise<{ status: number; encoding: string | undefined; body: Buffer }> {
     return new Promise((resolve, reject) => {
-      const req = http.get({ host: '127.0.0.1', port: this.port, path: '/page.txt', agent: false, headers: { 'accept-encoding': 'gzip', connection: 'close' }, timeout: 10_000 }, (res) => {
+      const req = http.get({ host: '127.0.0.1', port: this.port, path: '/page.txt', agent: false, headers: { 'accept-encoding': 'gzip', connection: 'close' }, timeout: REQUEST_TIMEOUT_MS }, (res) => {
         const parts: Buffer[] = [];
         res.on('data', (d: Buffer) => parts.push(d));
         res.on('end', () => resolve({ status: res.statusCode ?? 0, encoding: res.headers['content-encoding'], body: Buffer.concat(parts) }));
         res.on('error', reject);
       });
-      req.on('timeout', () => req.destroy(new Error('request timed out')));
+      req.on('timeout', () => req.destroy(new RequestTimeout()));
       req.on('error', reject);
     });
   }
@@ -381,7 +402,7 @@ export async function runScenario(opts: ScenarioOptions): Promise<ScenarioResult
     }
     const errorLog = existsSync(join(dir, 'error.log')) ? readFileSync(join(dir, 'error.log'), 'utf8') : '';
     const crashes = errorLog.split('\n').filter((l) => /exited on signal|\[(alert|crit|emerg)\]/.test(l));
-    const requests = { verified: verifier.verified, failed: verifier.failed, errors: verifier.errors, ...(verifier.firstFailure ? { firstFailure: verifier.firstFailure } : {}) };
+    const requests = { verified: verifier.verified, failed: verifier.failed, errors: verifier.errors, slow: verifier.slow, ...(verifier.firstFailure ? { firstFailure: verifier.firstFailure } : {}) };
     if (requests.failed || requests.errors) problems.push(`${requests.failed} failed and ${requests.errors} broken requests (first: ${requests.firstFailure})`);
     if (requests.verified === 0) problems.push('no request was verified');
     if (wrkResult) {

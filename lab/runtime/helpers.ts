@@ -34,7 +34,7 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /** Polls `pred` until it holds (threads of a loaded 2-core machine may need a while to all get CPU). */
-export async function until(pred: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+export async function until(pred: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!pred()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);

@@ -16,7 +16,7 @@ import { startFixture, until } from '../../../lab/runtime/helpers.js';
 const state = (pid: number, tid: number) => readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8').split(') ')[1]![0];
 
 describe('runtime: call chains from the unwind tables', function () {
-  this.timeout(60_000);
+  this.timeout(180_000);
   it('walks a blocked thread and a thread inside a signal handler to their outermost frames', async () => {
     const t = await startFixture('frames');
     try {

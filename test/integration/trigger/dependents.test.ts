@@ -18,7 +18,7 @@ async function expectRounds(t: Target, mark: number, w: Record<string, string>):
 }
 
 describe('a library that depends on the patched one', function () {
-  this.timeout(60_000);
+  this.timeout(180_000);
   let lab: HardLab;
   before(() => {
     lab = new HardLab({ a: { soname: SONAME, sources: ['hard/liba.c'] }, b: { soname: 'libb.so.1', sources: ['hard/libb.c'], relro: 'partial', needs: ['a'] } }, 'deps');

@@ -32,7 +32,7 @@ async function expectRounds(t: Target, mark: number, want: Want, ready: (l: Line
 }
 
 describe('libraries loaded with dlopen', function () {
-  this.timeout(60_000);
+  this.timeout(180_000);
   let lab: HardLab;
   before(() => {
     lab = new HardLab(

@@ -41,7 +41,7 @@ async function expectRound(t: Target, mark: number, want: Line): Promise<void> {
 }
 
 describe('IFUNC symbols across a patch', function () {
-  this.timeout(60_000);
+  this.timeout(180_000);
   let lab: HardLab;
   let exe: string;
   before(() => {

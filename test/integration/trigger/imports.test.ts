@@ -26,7 +26,7 @@ async function settled(t: Target, mark: number): Promise<Line[]> {
 }
 
 describe('new imports across a patch', function () {
-  this.timeout(60_000);
+  this.timeout(180_000);
   let lab: HardLab;
   before(() => {
     lab = new HardLab({ full: { soname: SONAME, sources: ['hard/libimp.c'] }, partial: { soname: SONAME, sources: ['hard/libimp.c'], relro: 'partial' } }, 'imports');

@@ -17,7 +17,7 @@ async function settled(t: Target, mark: number): Promise<Line[]> {
 }
 
 describe('a new build binds what it defines and uses itself', function () {
-  this.timeout(90_000);
+  this.timeout(180_000);
   let lab: HardLab;
   before(() => {
     lab = new HardLab({ self: { soname: 'libself.so.1', sources: ['hard/libself.c'] }, shadow: { soname: 'libshadow.so.1', sources: ['hard/libshadow.c'] } }, 'self-binding');

@@ -62,7 +62,7 @@ function tlsSlots(pid: number, file: string, base: bigint): Map<string, bigint> 
 }
 
 describe('TLS across a patch', function () {
-  this.timeout(60_000);
+  this.timeout(180_000);
   let lab: HardLab;
   before(() => {
     lab = new HardLab({ tls: { soname: SONAME, sources: ['hard/libtls.c'] } }, 'tls');

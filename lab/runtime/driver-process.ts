@@ -8,13 +8,14 @@
  * suffixes, so the output runs as-is; it sits inside the repository so that
  * `koffi` resolves from node_modules.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname, join, relative } from 'node:path';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative, sep } from 'node:path';
 import ts from 'typescript';
 import { BUILD } from '../compile.js';
 
+import { readableCheckout } from '../other-user.js';
 import { ROOT } from '../root.js';
 const LAYERS = ['common', 'elf', 'runtime'];
 const DRIVER = 'lab/runtime/driver.ts';
@@ -53,6 +54,24 @@ export function driverScript(): string {
   return script;
 }
 
+/**
+ * The driver where another user can run it (lab/other-user.ts): the build
+ * above when others can read the checkout, else a copy of it beside the
+ * readable copy's node_modules (koffi resolves from there).
+ */
+export function readableDriverScript(): string {
+  const script = driverScript();
+  const root = readableCheckout();
+  if (root === ROOT) return script;
+  const build = relative(BUILD, script).split(sep)[0]!;
+  const copy = join(root, '.driver', build);
+  if (!existsSync(copy)) {
+    cpSync(join(BUILD, build), copy, { recursive: true });
+    execFileSync('chmod', ['-R', 'a+rX', join(root, '.driver')]);
+  }
+  return join(root, '.driver', relative(BUILD, script));
+}
+
 export interface DriverRun {
   proc: ChildProcess;
   output(): string;
@@ -78,7 +97,7 @@ export function runDriver(args: string[]): DriverRun {
     proc,
     output: () => out,
     exited,
-    async waitFor(re, timeoutMs = 20_000) {
+    async waitFor(re, timeoutMs = 60_000) {
       const deadline = Date.now() + timeoutMs;
       while (!re.test(out)) {
         if (done) throw new Error(`driver exited before printing ${re}; output:\n${out}`);

@@ -15,9 +15,10 @@ import { asUlpError } from '../../common/cli.js';
 import { decodeBundle, patchStep } from '../../patches/index.js';
 import { buildMemfdName } from '../../runtime/loader/model.js';
 import { prepare, switchLibrary } from '../../runtime/loader/switch-library.js';
+import { exposed, NOBODY, readableCheckout } from '../other-user.js';
 import { processState } from '../process-state.js';
 import { startTarget, type Target } from '../target.js';
-import { finished, health, leftovers, libState, parseRounds, ROOT, type Reliable, type Run, type Runner } from './lib.js';
+import { finished, health, leftovers, libState, parseRounds, type Reliable, type Run, type Runner } from './lib.js';
 import { describePoint, exited, marksOf, reached, sleepSync, tracerOf, type Point } from './points.js';
 import { describeEnd } from './scenarios.js';
 
@@ -218,7 +219,7 @@ export async function interleavedTriggers(runner: Runner, rel: Reliable): Promis
 }
 
 /** The unprivileged user the trigger runs as, and a third user that owns one target. */
-export const NOBODY = 65534;
+export { NOBODY };
 const THIRD = 65533;
 
 /**
@@ -240,13 +241,16 @@ export async function otherUsers(runner: Runner, rel: Reliable): Promise<EnvResu
   copyFileSync(rel.lib(1), join(libDir, 'libdemo.so.1'));
   chmodSync(join(libDir, 'libdemo.so.1'), 0o755);
   const results: EnvResult[] = [];
-  const asUser = (uid: number, args: string[]): Run => spawnSyncAs(uid, runner.argv('ulp-trigger', args), pub);
+  // Through tsx the sources must be readable by that user: from readableCheckout() (a copy when the checkout is not).
+  const argv = (args: string[]) => (runner.name === 'tsx' ? ['--import', 'tsx', join(readableCheckout(), 'bin', 'ulp-trigger.ts'), ...args] : runner.argv('ulp-trigger', args));
+  const asUser = (uid: number, args: string[]): Run => spawnSyncAs(uid, argv(args), pub);
+  const exe = exposed(rel.exe, join(pub, 'bin'));
   const root = rel.start(1, ['20']);
   const targets: Target[] = [root];
   try {
-    const other = startTarget(['setpriv', `--reuid=${THIRD}`, `--regid=${THIRD}`, '--clear-groups', rel.exe, '20'], { LD_LIBRARY_PATH: libDir });
+    const other = startTarget(['setpriv', `--reuid=${THIRD}`, `--regid=${THIRD}`, '--clear-groups', exe, '20'], { LD_LIBRARY_PATH: libDir });
     targets.push(other);
-    const mine = startTarget(['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', rel.exe, '20'], { LD_LIBRARY_PATH: libDir });
+    const mine = startTarget(['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', exe, '20'], { LD_LIBRARY_PATH: libDir });
     targets.push(mine);
     for (const t of targets) await t.waitFor((o) => parseRounds(o).length >= 2);
     const denied = async (name: string, t: Target, args: string[]) => {
@@ -292,7 +296,7 @@ export async function otherUsers(runner: Runner, rel: Reliable): Promise<EnvResu
 function spawnSyncAs(uid: number, argv: string[], home: string): Run {
   const t0 = performance.now();
   const r = spawnSync('setpriv', [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', process.execPath, ...argv], {
-    cwd: ROOT,
+    cwd: readableCheckout(),
     encoding: 'utf8',
     env: { ...process.env, HOME: home, TMPDIR: home },
     timeout: 120_000,

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { NR, PROC_CODES, readLinkMap, Session, withSession } from '../../../runtime/index.js';
 import { compile } from '../../../lab/compile.js';
 import { startTarget } from '../../../lab/target.js';
-import { driverScript } from '../../../lab/runtime/driver-process.js';
+import { readableDriverScript } from '../../../lab/runtime/driver-process.js';
 import { fixture, printed, sleep, until, withFixture } from '../../../lab/runtime/helpers.js';
 
 function rejects(fn: () => unknown, code: keyof typeof PROC_CODES, message?: RegExp): void {
@@ -41,7 +41,7 @@ describe('runtime: errors', () => {
   it('permission denied: another user tracing a root process, with the reason', async () => {
     await withFixture('sleepy', [], async (t) => {
       // the driver runs as nobody through setpriv
-      const out = execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, driverScript(), String(t.pid), 'probe'], { encoding: 'utf8' });
+      const out = execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, readableDriverScript(), String(t.pid), 'probe'], { encoding: 'utf8' });
       const err = JSON.parse(out.trim().split('\n').pop()!);
       assert.equal(err.code, 'PROC_PERMISSION_DENIED');
       assert.match(err.message, /runs as uid 0\/0\/0\/0 and this user is uid 65534/);

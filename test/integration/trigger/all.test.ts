@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { cliArgs, ROOT, runCli } from '../../../lab/cli.js';
 import { buildDemo, rounds, type Demo } from '../../../lab/demo.js';
 import { startTarget, type Target } from '../../../lab/target.js';
+import { NOBODY, runCliAs } from '../../../lab/other-user.js';
 
 describe('ulp-trigger --all', function () {
   this.timeout(180_000);
@@ -100,11 +101,7 @@ describe('ulp-trigger --all', function () {
     copyFileSync(fix, bundle);
     chmodSync(bundle, 0o644);
     try {
-      const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, ...cliArgs('ulp-trigger', ['--all', bundle, '--json'])], {
-        cwd: ROOT,
-        encoding: 'utf8',
-        env: { ...process.env, HOME: pub, TMPDIR: pub },
-      });
+      const r = runCliAs(NOBODY, 'ulp-trigger', ['--all', bundle, '--json'], pub);
       const json = JSON.parse(r.stdout);
       assert.ok(json.inaccessible >= 1, r.stdout + r.stderr);
       assert.deepEqual(json.processes, []);

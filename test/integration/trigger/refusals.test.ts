@@ -4,7 +4,7 @@
  * GOT slot of the program and the library — and still running its version.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,6 +14,7 @@ import { runCli, type Run } from '../../../lab/cli.js';
 import { buildDemo, rounds, type Demo } from '../../../lab/demo.js';
 import { processState } from '../../../lab/process-state.js';
 import { startTarget, type Target } from '../../../lab/target.js';
+import { NOBODY, runCliAs } from '../../../lab/other-user.js';
 
 describe('ulp-trigger refusals leave the process untouched', function () {
   this.timeout(180_000);
@@ -126,25 +127,7 @@ describe('ulp-trigger refusals leave the process untouched', function () {
     copyFileSync(fix12, bundle);
     chmodSync(bundle, 0o644);
     try {
-      const asNobody = (args: string[]) => {
-        try {
-          const stdout = execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '--import', 'tsx', join(process.cwd(), 'bin', 'ulp-trigger.ts'), ...args], {
-            encoding: 'utf8',
-            env: { ...process.env, HOME: pub, TMPDIR: pub },
-            stdio: ['ignore', 'pipe', 'pipe'],
-          });
-          return { code: 0, stdout, stderr: '', json: JSON.parse(stdout) };
-        } catch (e) {
-          const err = e as { status: number; stdout: string; stderr: string };
-          let json;
-          try {
-            json = JSON.parse(err.stdout);
-          } catch {
-            json = undefined;
-          }
-          return { code: err.status, stdout: err.stdout, stderr: err.stderr, json };
-        }
-      };
+      const asNobody = (args: string[]): Run => runCliAs(NOBODY, 'ulp-trigger', args, pub);
       await refused([String(target.pid), bundle], 'PROC_PERMISSION_DENIED', 4, { run: asNobody });
     } finally {
       rmSync(pub, { recursive: true, force: true });

@@ -19,6 +19,7 @@ import { compile } from '../../../lab/compile.js';
 import { buildDemo, rounds, type Demo } from '../../../lab/demo.js';
 import { REAL, REAL_FILES, realBuild, realBuildsDir } from '../../../lab/real-builds.js';
 import { startTarget, type Target } from '../../../lab/target.js';
+import { asUser, exposed, NOBODY, runCliAs } from '../../../lab/other-user.js';
 
 const buildIdOf = (path: string) => parseElf(readFileSync(path)).buildId!;
 
@@ -188,26 +189,8 @@ describe('ulp-trigger --outdated', function () {
     chmodSync(pub, 0o1777);
     copyFileSync(demo.lib(1), join(pub, 'libdemo.so.1'));
     chmodSync(join(pub, 'libdemo.so.1'), 0o644);
-    const t = startTarget(['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', demo.exe, '100'], { LD_LIBRARY_PATH: pub });
-    const asNobody = (args: string[]): Run => {
-      try {
-        const stdout = execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '--import', 'tsx', join(process.cwd(), 'bin', 'ulp-trigger.ts'), ...args], {
-          encoding: 'utf8',
-          env: { ...process.env, HOME: pub, TMPDIR: pub },
-          stdio: ['ignore', 'pipe', 'pipe'],
-        });
-        return { code: 0, stdout, stderr: '', json: JSON.parse(stdout) };
-      } catch (e) {
-        const err = e as { status: number; stdout: string; stderr: string };
-        let json;
-        try {
-          json = JSON.parse(err.stdout);
-        } catch {
-          json = undefined;
-        }
-        return { code: err.status, stdout: err.stdout, stderr: err.stderr, json };
-      }
-    };
+    const t = startTarget([...asUser(NOBODY), exposed(demo.exe, join(pub, 'bin')), '100'], { LD_LIBRARY_PATH: pub });
+    const asNobody = (args: string[]): Run => runCliAs(NOBODY, 'ulp-trigger', args, pub);
     try {
       await t.waitFor((o) => rounds(o).length >= 1);
       replaceLikeDpkg(join(pub, 'libdemo.so.1'), demo.lib(2));

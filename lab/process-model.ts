@@ -47,6 +47,12 @@ export interface ElfSpec {
   symbolic?: boolean;
   /** Words readAt finds (the in-place addends of RELR sites), by vaddr. */
   words?: Record<string, bigint>;
+  /** Byte images readAt finds, e.g. the .tdata initialisation image. */
+  images?: Array<{ vaddr: bigint; bytes: Buffer }>;
+  /** PT_TLS. */
+  tls?: { vaddr: bigint; filesz: bigint; memsz: bigint; align: bigint };
+  /** DF_STATIC_TLS. */
+  staticTls?: boolean;
   buildId?: string;
 }
 
@@ -88,17 +94,19 @@ export function syntheticElf(spec: ElfSpec): ElfObject {
     origin: 'file',
     programHeaders: [...loadSegments, ...(relro ? [relro] : [])],
     sections: [],
-    dynamic: { entries: [], needed: spec.needed ?? [], soname: spec.soname, flags: 0n, flags1: 0n, bindNow: true, symbolic: spec.symbolic ?? false },
+    dynamic: { entries: [], needed: spec.needed ?? [], soname: spec.soname, flags: 0n, flags1: 0n, bindNow: true, symbolic: spec.symbolic ?? false, staticTls: spec.staticTls ?? false },
     dynamicSymbols,
     symtab: [],
     relocations,
     notes: [],
     buildId: spec.buildId,
     soname: spec.soname,
-    tls: undefined,
+    tls: spec.tls,
     relro,
     loadSegments,
     readAt(vaddr: bigint, length: number): Buffer {
+      const image = spec.images?.find((i) => vaddr >= i.vaddr && vaddr + BigInt(length) <= i.vaddr + BigInt(i.bytes.length));
+      if (image) return Buffer.from(image.bytes.subarray(Number(vaddr - image.vaddr), Number(vaddr - image.vaddr) + length));
       const w = spec.words?.[`0x${vaddr.toString(16)}`];
       if (w === undefined || length !== 8) throw new Error(`synthetic ELF: no word at 0x${vaddr.toString(16)}`);
       const b = Buffer.alloc(8);

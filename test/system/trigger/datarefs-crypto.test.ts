@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { runCli } from '../../../lab/cli.js';
 import { compile } from '../../../lab/compile.js';
 import { REAL, REAL_FILES, realBuildsDir } from '../../../lab/real-builds.js';
+import { realBundle } from '../../../lab/real-bundles.js';
 import { startTarget, type Target } from '../../../lab/target.js';
 
 type Round = Record<string, string>;
@@ -38,14 +39,11 @@ describe('one address per datum on libcrypto 3.0.19 -> 3.0.20 (real Debian build
 
   it('applies and reverts under four hashing threads: every digest right, every thread progressing', async () => {
     const old = join(real!, REAL.ssl19, REAL_FILES.crypto);
-    const neu = join(real!, REAL.ssl20, REAL_FILES.crypto);
     const lib = join(dir, 'lib');
     mkdirSync(lib);
     copyFileSync(old, join(lib, REAL_FILES.crypto));
     const exe = compile({ sources: ['datarefs/crypto_main.c'], out: 'crypto_main', flags: ['-O2', '-pthread'], libs: [`-L${lib}`, `-l:${REAL_FILES.crypto}`] });
-    const fix = join(dir, 'crypto.ulp');
-    const packed = runCli('ulp-pack', [old, neu, '-o', fix]);
-    assert.equal(packed.code, 0, packed.stdout + packed.stderr);
+    const fix = realBundle(real!, REAL.ssl19, REAL.ssl20, REAL_FILES.crypto);
     target = startTarget([exe], { LD_LIBRARY_PATH: lib });
     const t = target;
     const first = rounds(await t.waitFor((o) => rounds(o).length >= 2, 30_000))[0]!;

@@ -17,6 +17,7 @@ import { parseElf, PF_X } from '../../../elf/index.js';
 import { runCli } from '../../../lab/cli.js';
 import { ok } from '../../../lab/hard-lab.js';
 import { REAL, REAL_FILES, realBuild, realBuildsDir } from '../../../lab/real-builds.js';
+import { realBundle } from '../../../lab/real-bundles.js';
 import { startTarget, type Target } from '../../../lab/target.js';
 
 const PYTHON = '/usr/bin/python3';
@@ -73,8 +74,7 @@ describe('entry redirects: python3 hashing with a real libcrypto update (3.0.19 
 
   it('runs 3.0.20 behind every pointer taken before the patch, and 3.0.19 again after the revert', async () => {
     const old = realBuild(dir!, REAL.ssl19, REAL_FILES.crypto);
-    const fix = join(work, 'crypto.ulp');
-    ok(runCli('ulp-pack', [old, realBuild(dir!, REAL.ssl20, REAL_FILES.crypto), '-o', fix]));
+    const fix = realBundle(dir!, REAL.ssl19, REAL.ssl20, REAL_FILES.crypto);
     copyFileSync(old, join(work, REAL_FILES.crypto));
     copyFileSync(realBuild(dir!, REAL.ssl19, REAL_FILES.ssl), join(work, REAL_FILES.ssl));
     const t = (target = startTarget([PYTHON, '-c', SCRIPT], { LD_LIBRARY_PATH: work }));

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { runCli, type Run } from '../../../lab/cli.js';
 import { compile } from '../../../lab/compile.js';
 import { realBuild, realBuildsDir, REAL, REAL_FILES } from '../../../lab/real-builds.js';
+import { realBundle } from '../../../lab/real-bundles.js';
 import { startTarget, type Target } from '../../../lab/target.js';
 
 const V20 = '30000140';
@@ -63,8 +64,7 @@ describe('ulp-trigger on a real update whose writable region moved: libcrypto 3.
     dir = realBuildsDir();
     if (!dir) return this.skip();
     work = mkdtempSync(join(tmpdir(), 'ulp-real-crypto-'));
-    fix = join(work, 'crypto-20-22.ulp');
-    ok(runCli('ulp-pack', [realBuild(dir, REAL.ssl20, REAL_FILES.crypto), realBuild(dir, REAL.ssl22, REAL_FILES.crypto), '-o', fix]));
+    fix = realBundle(dir, REAL.ssl20, REAL.ssl22, REAL_FILES.crypto);
     exe = compile({ sources: ['real-crypto/hash_loop.c'], out: 'hash_loop', flags: ['-O2'], libs: ['-lcrypto'] });
   });
   after(() => {

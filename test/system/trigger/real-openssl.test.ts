@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, runCli } from '../../../lab/cli.js';
 import { REAL, REAL_FILES, realBuild, realBuildsDir } from '../../../lab/real-builds.js';
+import { realBundle } from '../../../lab/real-bundles.js';
 import { startTarget, type Target } from '../../../lab/target.js';
 
 const PYTHON = '/usr/bin/python3';
@@ -50,12 +51,7 @@ describe('ulp-trigger: real OpenSSL updates in python3 doing hashes, HMACs and T
     if (work) rmSync(work, { recursive: true, force: true });
   });
 
-  const pack = (from: string, to: string, file: string, name: string): string => {
-    const out = join(work, name);
-    const r = runCli('ulp-pack', [realBuild(dir, from, file), realBuild(dir, to, file), '-o', out]);
-    assert.equal(r.code, 0, r.stdout + r.stderr);
-    return out;
-  };
+  const pack = (from: string, to: string, file: string): string => realBundle(dir, from, to, file);
   const trigger = (args: string[]) => {
     const r = runCli('ulp-trigger', [String(target!.pid), ...args, '--json']);
     assert.equal(r.code, 0, `ulp-trigger ${args.join(' ')}: ${r.stdout}${r.stderr}`);
@@ -77,9 +73,9 @@ describe('ulp-trigger: real OpenSSL updates in python3 doing hashes, HMACs and T
   const mapped = () => readFileSync(`/proc/${target!.pid}/maps`, 'utf8');
 
   it('applies libcrypto and libssl 3.0.19 -> 3.0.20, then libcrypto 3.0.22 on top, reverts all and applies again', async () => {
-    const crypto20 = pack(REAL.ssl19, REAL.ssl20, REAL_FILES.crypto, 'crypto-19-20.ulp');
-    const ssl20 = pack(REAL.ssl19, REAL.ssl20, REAL_FILES.ssl, 'ssl-19-20.ulp');
-    const crypto22 = pack(REAL.ssl20, REAL.ssl22, REAL_FILES.crypto, 'crypto-20-22.ulp');
+    const crypto20 = pack(REAL.ssl19, REAL.ssl20, REAL_FILES.crypto);
+    const ssl20 = pack(REAL.ssl19, REAL.ssl20, REAL_FILES.ssl);
+    const crypto22 = pack(REAL.ssl20, REAL.ssl22, REAL_FILES.crypto);
 
     target = startTarget([PYTHON, join(ROOT, 'test/fixtures/real/openssl_loop.py'), join(work, 'cert.pem'), join(work, 'key.pem'), '--sleep', '0.02'], { LD_LIBRARY_PATH: work });
     await target.waitFor((o) => rounds(o).length >= 3, 60_000);

@@ -9,13 +9,9 @@ import { join } from 'node:path';
 import { compile } from './compile.js';
 import { runCli } from './cli.js';
 import { startTarget, type Target } from './target.js';
+import { RELRO_FLAGS, type Relro } from './relro.js';
 
-export type Relro = 'full' | 'partial';
-
-const RELRO_FLAGS: Record<Relro, string[]> = {
-  full: ['-Wl,-z,relro,-z,now'],
-  partial: ['-Wl,-z,relro,-z,lazy'],
-};
+export type { Relro };
 
 export interface DemoOptions {
   relro?: Relro;

@@ -15,9 +15,9 @@ import type { StatusReport } from '../trigger/status.js';
 import { runCli, type Run } from './cli.js';
 import { compile } from './compile.js';
 import { startTarget, type Target } from './target.js';
+import { RELRO_FLAGS, type Relro } from './relro.js';
 
-export type Relro = 'full' | 'partial';
-export const RELRO_FLAGS: Record<Relro, string[]> = { full: ['-Wl,-z,relro,-z,now'], partial: ['-Wl,-z,relro,-z,lazy'] };
+export { RELRO_FLAGS, type Relro };
 
 export interface LabLib {
   soname: string;

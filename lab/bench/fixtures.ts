@@ -12,9 +12,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { compile } from '../compile.js';
 import { mustRun } from './common.js';
+import { RELRO_FLAGS as RELRO, type Relro } from '../relro.js';
 
-export type Relro = 'full' | 'partial';
-const RELRO: Record<Relro, string[]> = { full: ['-Wl,-z,relro,-z,now'], partial: ['-Wl,-z,relro,-z,lazy'] };
+export type { Relro };
 
 /** A scratch folder removed by `dispose()`. */
 export function workDir(prefix: string): { dir: string; dispose(): void } {

@@ -25,6 +25,7 @@ import { memfdDescriptors, tracedThreads } from '../process-state.js';
 import { startTarget, type Target } from '../target.js';
 
 import { ROOT } from '../root.js';
+import { RELRO_FLAGS as RELRO, type Relro } from '../relro.js';
 
 export { ROOT };
 
@@ -119,8 +120,7 @@ export function finished(child: ChildProcess, timeoutMs = 120_000): Promise<Run>
 
 // ---------------------------------------------------------------- the target
 
-export type Relro = 'full' | 'partial';
-const RELRO: Record<Relro, string[]> = { full: ['-Wl,-z,relro,-z,now'], partial: ['-Wl,-z,relro,-z,lazy'] };
+export type { Relro };
 
 export interface Reliable {
   dir: string;

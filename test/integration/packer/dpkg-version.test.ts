@@ -1,7 +1,7 @@
 /** Debian version ordering, checked against dpkg --compare-versions itself where dpkg is installed. */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { compareDebianVersions, parseDebianVersion } from '../../../../packer/version/dpkg.js';
+import { compareDebianVersions, parseDebianVersion } from '../../../packer/version/dpkg.js';
 
 const CASES: Array<[string, string, -1 | 0 | 1]> = [
   ['3.0.19-1~deb12u2', '3.0.20-1~deb12u2', -1],

@@ -1,13 +1,19 @@
 /**
- * Runs the project's real commands (bin/*.ts through tsx, as child processes)
- * and returns what a user would see: exit code, stdout, stderr, and stdout
- * parsed as JSON when it is JSON.
+ * Runs the project's real commands as child processes and returns what a
+ * user would see: exit code, stdout, stderr, and stdout parsed as JSON when
+ * it is JSON.
+ *
+ * The commands run as plain JavaScript, as the package ships them: the
+ * product's sources transpiled once per content (lab/transpiled.ts), which
+ * starts each run about three times faster than tsx. ULP_RUNNER=tsx runs
+ * bin/*.ts through tsx instead.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-
-export { ROOT } from './root.js';
 import { ROOT } from './root.js';
+import { transpiled, tsFiles } from './transpiled.js';
+
+export { ROOT };
 
 export type Program = 'ulp-pack' | 'ulp-trigger';
 
@@ -26,8 +32,19 @@ function parseJson(text: string): unknown {
   }
 }
 
+const PRODUCT = ['bin', 'common', 'elf', 'patches', 'packer', 'runtime', 'trigger'];
+
+let compiled: string | undefined;
+
+/** The folder holding the transpiled product (bin/, common/, ...) and its package.json. */
+export function compiledProduct(): string {
+  return (compiled ??= transpiled('product-js', PRODUCT.flatMap(tsFiles), ['package.json']));
+}
+
+/** Node's arguments that run `program` with `args`. */
 export function cliArgs(program: Program, args: string[]): string[] {
-  return ['--import', 'tsx', join(ROOT, 'bin', `${program}.ts`), ...args];
+  if (process.env.ULP_RUNNER === 'tsx') return ['--import', 'tsx', join(ROOT, 'bin', `${program}.ts`), ...args];
+  return [join(compiledProduct(), 'bin', `${program}.js`), ...args];
 }
 
 export function runCli(program: Program, args: string[], env: Record<string, string | undefined> = {}): Run {

@@ -3,52 +3,26 @@
  *
  * Starting it through tsx costs about a second per process, which adds up
  * over dozens of SIGKILL rounds; so the driver and the layers it imports are
- * transpiled once (TypeScript's transpileModule, cached by content in
- * test/fixtures/build) and run by plain Node. Imports already carry `.js`
- * suffixes, so the output runs as-is; it sits inside the repository so that
- * `koffi` resolves from node_modules.
+ * transpiled once (lab/transpiled.ts) and run by plain Node.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname, join, relative, sep } from 'node:path';
-import ts from 'typescript';
+import { cpSync, existsSync } from 'node:fs';
+import { join, relative, sep } from 'node:path';
 import { BUILD } from '../compile.js';
-
 import { readableCheckout } from '../other-user.js';
 import { ROOT } from '../root.js';
+import { transpiled, tsFiles } from '../transpiled.js';
+
 const LAYERS = ['common', 'elf', 'runtime'];
 const DRIVER = 'lab/runtime/driver.ts';
-
-function tsFiles(dir: string): string[] {
-  return readdirSync(join(ROOT, dir), { withFileTypes: true }).flatMap((e) =>
-    e.isDirectory() ? tsFiles(join(dir, e.name)) : e.name.endsWith('.ts') && !e.name.endsWith('.d.ts') ? [join(dir, e.name)] : [],
-  );
-}
 
 let cached: string | undefined;
 
 /** Path of the transpiled driver (.js), built on first use. */
 export function driverScript(): string {
   if (cached) return cached;
-  const files = [...LAYERS.flatMap(tsFiles), DRIVER];
-  const hash = createHash('sha256');
-  for (const f of files) hash.update(f).update(readFileSync(join(ROOT, f)));
-  const out = join(BUILD, `driver-js-${hash.digest('hex').slice(0, 16)}`);
+  const out = transpiled('driver-js', [...LAYERS.flatMap(tsFiles), DRIVER]);
   const script = join(out, DRIVER.replace(/\.ts$/, '.js'));
-  if (!existsSync(script)) {
-    const tmp = `${out}.${process.pid}.tmp`;
-    for (const f of files) {
-      const js = ts.transpileModule(readFileSync(join(ROOT, f), 'utf8'), {
-        compilerOptions: { module: ts.ModuleKind.ES2022, target: ts.ScriptTarget.ES2022 },
-        fileName: f,
-      }).outputText;
-      const dest = join(tmp, f.replace(/\.ts$/, '.js'));
-      mkdirSync(dirname(dest), { recursive: true });
-      writeFileSync(dest, js);
-    }
-    if (!existsSync(out)) renameSync(tmp, out); // another test process may have won the race; both outputs are equal
-  }
   if (!relative(ROOT, script).startsWith('test')) throw new Error('driver must live inside the repository');
   cached = script;
   return script;

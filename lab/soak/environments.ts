@@ -241,8 +241,8 @@ export async function otherUsers(runner: Runner, rel: Reliable): Promise<EnvResu
   copyFileSync(rel.lib(1), join(libDir, 'libdemo.so.1'));
   chmodSync(join(libDir, 'libdemo.so.1'), 0o755);
   const results: EnvResult[] = [];
-  // Through tsx the sources must be readable by that user: from readableCheckout() (a copy when the checkout is not).
-  const argv = (args: string[]) => (runner.name === 'tsx' ? ['--import', 'tsx', join(readableCheckout(), 'bin', 'ulp-trigger.ts'), ...args] : runner.argv('ulp-trigger', args));
+  // That user must be able to read what it runs: the sources through tsx from readableCheckout() (a copy when the checkout is not readable), whatever the runner.
+  const argv = (args: string[]) => ['--import', 'tsx', join(readableCheckout(), 'bin', 'ulp-trigger.ts'), ...args];
   const asUser = (uid: number, args: string[]): Run => spawnSyncAs(uid, argv(args), pub);
   const exe = exposed(rel.exe, join(pub, 'bin'));
   const root = rel.start(1, ['20']);

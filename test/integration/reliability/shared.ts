@@ -7,11 +7,13 @@
  */
 import assert from 'node:assert/strict';
 import type { Context } from 'mocha';
+import { compiledProduct } from '../../../lab/cli.js';
 import type { KnownBug } from '../../../lab/soak/known-bugs.js';
 import { buildReliable, makeRunner, type Relro, type Reliable, type Runner } from '../../../lab/soak/lib.js';
 
-/** The sources through tsx, as every command test does; ULP_RUNNER=dist runs the build in dist/ (faster, must be fresh). */
-export const runner: Runner = makeRunner(process.env.ULP_RUNNER === 'dist' ? 'dist' : 'tsx');
+/** The product transpiled once, as every command test runs it (lab/cli.ts); ULP_RUNNER=tsx runs the sources through tsx, ULP_RUNNER=dist the build in dist/ (must be fresh). */
+export const runner: Runner =
+  process.env.ULP_RUNNER === 'tsx' ? makeRunner('tsx') : process.env.ULP_RUNNER === 'dist' ? makeRunner('dist') : makeRunner('dist', compiledProduct());
 
 const built = new Map<Relro, Reliable>();
 

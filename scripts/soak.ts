@@ -2,7 +2,7 @@
  * `npm run soak`: the long forms of the reliability scenarios against real
  * processes, with a report (markdown on stdout, JSON in .bench/ or --out).
  * Exits 1 when any check failed, 64 on a usage error. docs/RELIABILITY.md
- * says what each scenario does and guarantees; test/reliability/ runs the
+ * says what each scenario does and guarantees; test/integration/reliability/ runs the
  * short forms in CI.
  *
  *   npm run soak                                   # defaults: about 12 minutes on 2 cores

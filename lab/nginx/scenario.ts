@@ -4,7 +4,7 @@
  * libz.so.1 it uses is swapped for another build of it and back, and
  * `nginx -s reload` makes the patched master fork new workers. Used by
  * `npm run nginx` (scripts/nginx.ts, the long run) and by
- * test/trigger/nginx.test.ts (a short run in CI). Results: docs/FORK.md.
+ * test/system/trigger/nginx.test.ts (a short run in CI). Results: docs/FORK.md.
  *
  * What must hold: no failed request (every response a 200 whose gzip body
  * inflates to the page), no worker that died, and every worker forked after

@@ -7,7 +7,7 @@
  * or a crash), ulp-pack must write nothing, and the target must be exactly as
  * before (mappings and every GOT word: lab/process-state.ts).
  *
- * test/patches/ covers the bundle reader in-process; this is the same input
+ * test/integration/patches/ covers the bundle reader in-process; this is the same input
  * through the real commands, plus what only the trigger can see (a bundle
  * that is consistent but wrong for the process).
  */

@@ -1,6 +1,6 @@
 /**
  * The reliability scenarios, shared by `npm run soak` (scripts/soak.ts,
- * long forms, a report) and test/reliability/*.test.ts (short forms, with
+ * long forms, a report) and test/integration/reliability/*.test.ts (short forms, with
  * assertions). Every scenario returns what it saw; callers judge.
  *
  * The target is test/fixtures/reliability/reliable_main.c on libdemo

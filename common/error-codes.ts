@@ -2,7 +2,7 @@
  * Every error code a user can meet, in one table: the layer that throws it,
  * the exit class both commands give it (docs/CLI.md "Exit codes"), and what
  * it means in one line. `UlpError` takes only these codes, so a misspelt code
- * fails the typecheck; test/common/error-codes.test.ts checks docs/CLI.md
+ * fails the typecheck; test/unit/common/error-codes.test.ts checks docs/CLI.md
  * against this table.
  *
  * A code's prefix names the layer it started in and is kept for scripts

@@ -40,10 +40,10 @@ import { join } from 'node:path';
 import { readBundleFile } from '../patches/index.js';
 import { NR, Session } from '../runtime/index.js';
 import { findProcesses, runAll } from '../trigger/all.js';
-import { startTarget } from '../test/helpers/target.js';
-import { BIN, BENCH_DIR, ensureBuilt, flag, fmtMs, loadAverage, machine, markdownTable, median, numbers, runBin, runProgram, summary, writeJsonResult, type Summary } from './bench/common.js';
-import { renderProfile, summariseProfile, type Profile } from './bench/profile.js';
-import { fleetProgram, libdemo, libDir, pack, workDir } from './bench/fixtures.js';
+import { startTarget } from '../lab/target.js';
+import { BIN, BENCH_DIR, ensureBuilt, flag, fmtMs, loadAverage, machine, markdownTable, median, numbers, runBin, runProgram, summary, writeJsonResult, type Summary } from '../lab/bench/common.js';
+import { renderProfile, summariseProfile, type Profile } from '../lab/bench/profile.js';
+import { fleetProgram, libdemo, libDir, pack, workDir } from '../lab/bench/fixtures.js';
 
 const COUNTS = numbers('--processes', [100, 1000]);
 const SLEEP_COUNTS = numbers('--sleep-processes', [100]).filter((n) => n > 0);

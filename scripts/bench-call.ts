@@ -26,9 +26,9 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { copyFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startTarget, type Target } from '../test/helpers/target.js';
-import { arg, ensureBuilt, loadAverage, markdownTable, median, runBin, writeJsonResult } from './bench/common.js';
-import { callcost, libDir, pack, workDir } from './bench/fixtures.js';
+import { startTarget, type Target } from '../lab/target.js';
+import { arg, ensureBuilt, loadAverage, markdownTable, median, runBin, writeJsonResult } from '../lab/bench/common.js';
+import { callcost, libDir, pack, workDir } from '../lab/bench/fixtures.js';
 
 const ROUNDS = Number(arg('--rounds') ?? 10);
 const CALLS = Number(arg('--calls') ?? 20_000_000);

@@ -14,7 +14,7 @@ import { spawnSync } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, statSync } from 'node:fs';
 import { debugSectionsOfFile, readStructLayouts } from '../elf/debug-info.js';
 import { parseElf } from '../elf/index.js';
-import { arg, fmtMs, loadAverage, markdownTable, summary, writeJsonResult, type Summary } from './bench/common.js';
+import { arg, fmtMs, loadAverage, markdownTable, summary, writeJsonResult, type Summary } from '../lab/bench/common.js';
 
 export interface DebugInfoResult {
   file: string;

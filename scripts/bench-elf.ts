@@ -15,7 +15,7 @@
 import { spawnSync } from 'node:child_process';
 import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { imageSpan, parseElf, parseElfFromMemory, writableRegion, type ElfObject } from '../elf/index.js';
-import { arg, fmtMs, loadAverage, markdownTable, summary, writeJsonResult, type Summary } from './bench/common.js';
+import { arg, fmtMs, loadAverage, markdownTable, summary, writeJsonResult, type Summary } from '../lab/bench/common.js';
 
 export interface ElfResult {
   file: string;

@@ -21,9 +21,9 @@
 import { spawnSync } from 'node:child_process';
 import { readdirSync, renameSync, copyFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startTarget } from '../test/helpers/target.js';
-import { ensureBuilt, fmtMs, loadAverage, markdownTable, median, numbers, runBin, runProgram, writeJsonResult, arg } from './bench/common.js';
-import { fleetProgram, libdemo, libDir, workDir } from './bench/fixtures.js';
+import { startTarget } from '../lab/target.js';
+import { ensureBuilt, fmtMs, loadAverage, markdownTable, median, numbers, runBin, runProgram, writeJsonResult, arg } from '../lab/bench/common.js';
+import { fleetProgram, libdemo, libDir, workDir } from '../lab/bench/fixtures.js';
 
 const COUNTS = numbers('--processes', [100, 1000]);
 const RUNS = Number(arg('--runs') ?? 5);

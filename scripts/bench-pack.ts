@@ -32,8 +32,8 @@ import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } 
 import { basename, join, resolve } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { parseElf } from '../elf/index.js';
-import { arg, BENCH_DIR as BENCH, BIN as BINS, ensureBuilt, flag, loadAverage, markdownTable, median, runProgram, writeJsonResult } from './bench/common.js';
-import { freshDir, profileIn, renderProfile, type Profile } from './bench/profile.js';
+import { arg, BENCH_DIR as BENCH, BIN as BINS, ensureBuilt, flag, loadAverage, markdownTable, median, runProgram, writeJsonResult } from '../lab/bench/common.js';
+import { freshDir, profileIn, renderProfile, type Profile } from '../lab/bench/profile.js';
 
 const BIN = BINS.pack;
 /** --baseline DIR: the compiled ulp-pack of another checkout, timed beside this one. */

@@ -26,8 +26,8 @@ import { NR, Session } from '../runtime/index.js';
 import { listTasks } from '../runtime/procfs.js';
 import * as pt from '../runtime/sys/ptrace.js';
 import { waitThread } from '../runtime/sys/wait.js';
-import { startFixture } from '../test/runtime/helpers.js';
-import { arg, fmtMs, loadAverage, markdownTable, median, numbers, quantile, writeJsonResult } from './bench/common.js';
+import { startFixture } from '../lab/runtime/helpers.js';
+import { arg, fmtMs, loadAverage, markdownTable, median, numbers, quantile, writeJsonResult } from '../lab/bench/common.js';
 
 const baseRuns = Number(arg('--runs') ?? 200);
 

@@ -22,11 +22,11 @@ import { renderAll, type AllRow } from './bench-all.js';
 import { renderCall, type CallResult } from './bench-call.js';
 import { renderElf, type ElfResult } from './bench-elf.js';
 import { renderCompression, renderPackSizes, type PackPair, type PackProfile } from './bench-pack.js';
-import { renderShare, type ShareRow } from './bench/redirect-share.js';
+import { renderShare, type ShareRow } from '../lab/bench/redirect-share.js';
 import { renderCases, renderPause, renderPauseProfile, type CaseRow, type PauseProfile, type PauseRow } from './bench-pause.js';
 import { renderPtrace, type PtraceRow } from './bench-ptrace.js';
-import { arg, BENCH_DIR, ensureBuilt, flag, loadAverage, machine, ROOT, sleep } from './bench/common.js';
-import { renderProfile, type Profile } from './bench/profile.js';
+import { arg, BENCH_DIR, ensureBuilt, flag, loadAverage, machine, ROOT, sleep } from '../lab/bench/common.js';
+import { renderProfile, type Profile } from '../lab/bench/profile.js';
 
 if (flag('--help') || flag('-h')) {
   process.stdout.write(

@@ -14,18 +14,10 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { FIXTURES, ROOT } from '../lab/root.js';
 
-/** The package root, whether this runs from scripts/ (tsx) or from dist/scripts/ (compiled). */
-function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) dir = resolve(dir, '..');
-  return dir;
-}
-
-const ROOT = packageRoot();
-const SRC = join(ROOT, 'test', 'fixtures', 'trigger');
+const SRC = join(FIXTURES, 'trigger');
 const bold = (s: string) => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
 
 function step(title: string): void {

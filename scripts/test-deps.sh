@@ -2,9 +2,9 @@
 # Runs before `npm test` (the pretest script): installs the Debian packages
 # the suite needs that a fresh machine of this kind lacks:
 #   ansible-core  test/ops (the rollout playbook, run against localhost)
-#   nginx-light   test/trigger/nginx.test.ts (a forking server patched under load)
-#   strace        test/trigger/cli-small.test.ts (--status of a process another tracer holds)
-#   needrestart   test/trigger/upgrade.test.ts (what stock needrestart reports after the apt hook patched)
+#   nginx-light   test/system/trigger/nginx.test.ts (a forking server patched under load)
+#   strace        test/integration/trigger/cli-small.test.ts (--status of a process another tracer holds)
+#   needrestart   test/system/trigger/upgrade.test.ts (what stock needrestart reports after the apt hook patched)
 # Everything else the tests use (gcc, g++, binutils, python3, util-linux, and
 # dpkg-deb and apt-get for the upgrade tests) comes with the machine. The packages' services are not started.
 set -eu

@@ -10,7 +10,7 @@
  *   far   jmp *0(%rip); .quad dest    ff 25 00 00 00 00 <abs64>  14 bytes
  *
  * The near form reaches ±2 GB from the end of the jump; the far form any
- * address. test/runtime/redirect-code.test.ts re-assembles REDIRECT_ASM with
+ * address. test/integration/runtime/redirect-code.test.ts re-assembles REDIRECT_ASM with
  * the system `as` and checks the templates below against it.
  *
  * The bytes after the jump are never executed again by a new call, but they

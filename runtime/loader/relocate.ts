@@ -219,7 +219,7 @@ export function planStage(input: StageInput): StagePlan {
   // Resolvers run in this order, after every other write. The library's own come last: one may call
   // through the GOT an IFUNC of another object (libc's strchr...) that the old build did not import,
   // whose slot must hold that resolver's result by then. ld.so likewise runs an object's IRELATIVE
-  // relocations after all its others (elf/do-rel.h); test/trigger/ifunc.test.ts (full RELRO) fails without it.
+  // relocations after all its others (elf/do-rel.h); test/integration/trigger/ifunc.test.ts (full RELRO) fails without it.
   plan.ifuncs.sort((a, b) => Number(a.own) - Number(b.own));
   return plan;
 }

@@ -1,6 +1,6 @@
 /**
  * The machine code of one stub block, with the assembly it was built from.
- * test/runtime/stub-code.test.ts re-assembles STUB_ASM with the system `as`
+ * test/integration/runtime/stub-code.test.ts re-assembles STUB_ASM with the system `as`
  * and checks that the bytes agree, so the two cannot drift apart.
  *
  * Why the block exists: while the runtime uses a thread, the thread runs

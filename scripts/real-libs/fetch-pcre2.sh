@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fetch Debian bookworm's libpcre2-8 before and after its only security update,
-# for the nginx evidence (test/trigger/nginx-tls.test.ts).
+# for the nginx evidence (test/system/trigger/nginx-tls.test.ts).
 #
 #   scripts/real-libs/fetch-pcre2.sh [CACHE_DIR]
 #

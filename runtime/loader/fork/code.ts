@@ -1,6 +1,6 @@
 /**
  * The fork handlers' machine code, with the assembly it was built from.
- * test/trigger/fork-code.test.ts re-assembles FORK_ASM with the system `as`
+ * test/integration/trigger/fork-code.test.ts re-assembles FORK_ASM with the system `as`
  * and checks that the bytes agree, so the two cannot drift apart.
  *
  * glibc's fork() calls them as `void f(void)` (registered with

@@ -32,7 +32,13 @@ export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
 export function asUlpError(err: unknown): UlpError {
   if (isUlpError(err)) return err;
   const message = err instanceof Error ? err.message : String(err);
-  return new UlpError('INTERNAL_ERROR', `internal error: ${message}`, 'This is a bug: please report it with the command line and this output.', undefined, { cause: err });
+  return new UlpError(
+    'INTERNAL_ERROR',
+    `internal error: ${message}`,
+    'This is a bug: please report it with the command line and this output.',
+    undefined,
+    { cause: err },
+  );
 }
 
 /** The exit code of an error code, from the registry; a code outside it (read back from JSON) is an internal error. */
@@ -47,8 +53,14 @@ export function exitCodeFor(err: UlpError): ExitCodeValue {
 
 /** JSON.stringify replacer: bigints as 0x-hex strings, Buffers as hex. */
 export function jsonReplacer(_key: string, value: unknown): unknown {
-  if (typeof value === 'bigint') return (value < 0n ? '-0x' + (-value).toString(16) : '0x' + value.toString(16));
-  if (value && typeof value === 'object' && (value as { type?: unknown }).type === 'Buffer' && Array.isArray((value as { data?: unknown }).data)) {
+  if (typeof value === 'bigint')
+    return value < 0n ? '-0x' + (-value).toString(16) : '0x' + value.toString(16);
+  if (
+    value &&
+    typeof value === 'object' &&
+    (value as { type?: unknown }).type === 'Buffer' &&
+    Array.isArray((value as { data?: unknown }).data)
+  ) {
     return Buffer.from((value as { data: number[] }).data).toString('hex');
   }
   return value;
@@ -70,7 +82,8 @@ export function reportError(program: string, err: UlpError, json: boolean): void
   }
   const lines = [`${program}: error [${err.code}]: ${err.message}`];
   if (err.hint) lines.push(`  hint: ${err.hint}`);
-  if (err.code === 'INTERNAL_ERROR' && err.cause instanceof Error && err.cause.stack) lines.push(err.cause.stack);
+  if (err.code === 'INTERNAL_ERROR' && err.cause instanceof Error && err.cause.stack)
+    lines.push(err.cause.stack);
   process.stderr.write(lines.join('\n') + '\n');
 }
 
@@ -106,7 +119,11 @@ export function progress(program: string, stream: NodeJS.WriteStream = process.s
  * shown like every other error (program name, code, hint, --json), instead
  * of the bare line commander prints.
  */
-export async function parseCommandLine(program: Command, argv: string[], usageCode: ErrorCode): Promise<ExitCodeValue | undefined> {
+export async function parseCommandLine(
+  program: Command,
+  argv: string[],
+  usageCode: ErrorCode,
+): Promise<ExitCodeValue | undefined> {
   program.exitOverride();
   program.configureOutput({ outputError: () => {} });
   try {
@@ -114,8 +131,18 @@ export async function parseCommandLine(program: Command, argv: string[], usageCo
     return undefined;
   } catch (err) {
     if (err instanceof CommanderError) {
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return ExitCode.OK;
-      throw new UlpError(usageCode, err.message.replace(/^error: /, '').trim(), `Run ${program.name()} --help.`, { commander: err.code });
+      if (
+        err.code === 'commander.helpDisplayed' ||
+        err.code === 'commander.version' ||
+        err.code === 'commander.help'
+      )
+        return ExitCode.OK;
+      throw new UlpError(
+        usageCode,
+        err.message.replace(/^error: /, '').trim(),
+        `Run ${program.name()} --help.`,
+        { commander: err.code },
+      );
     }
     throw err;
   }
@@ -165,7 +192,10 @@ export function toolVersion(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 5; i++) {
     try {
-      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
+      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as {
+        name?: string;
+        version?: string;
+      };
       if (pkg.name === 'ulp' && pkg.version) return (cachedVersion = pkg.version);
     } catch {
       // not here: keep walking up

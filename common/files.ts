@@ -12,8 +12,15 @@ export function readRegularFile(path: string, maxBytes = Infinity): Buffer {
   const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   try {
     const st = fstatSync(fd);
-    if (!st.isFile()) throw Object.assign(new Error(st.isDirectory() ? 'is a directory' : 'not a regular file'), { code: st.isDirectory() ? 'EISDIR' : 'EINVAL' });
-    if (st.size > maxBytes) throw Object.assign(new Error(`${st.size} bytes, more than the limit of ${maxBytes}`), { code: 'EFBIG', size: st.size });
+    if (!st.isFile())
+      throw Object.assign(new Error(st.isDirectory() ? 'is a directory' : 'not a regular file'), {
+        code: st.isDirectory() ? 'EISDIR' : 'EINVAL',
+      });
+    if (st.size > maxBytes)
+      throw Object.assign(new Error(`${st.size} bytes, more than the limit of ${maxBytes}`), {
+        code: 'EFBIG',
+        size: st.size,
+      });
     return readFileSync(fd);
   } finally {
     closeSync(fd);
@@ -28,6 +35,12 @@ export function readKeyFile(path: string, code: 'PACK_KEY_UNREADABLE' | 'TRIGGER
   try {
     return readRegularFile(path, KEY_MAX_BYTES);
   } catch (err) {
-    throw new UlpError(code, `cannot read the key file ${path}: ${(err as Error).message}`, 'Check the path and its permissions.', { path }, { cause: err });
+    throw new UlpError(
+      code,
+      `cannot read the key file ${path}: ${(err as Error).message}`,
+      'Check the path and its permissions.',
+      { path },
+      { cause: err },
+    );
   }
 }

@@ -72,19 +72,28 @@ export class StringTable {
   get(off: number, field: string, index?: number): string {
     const buf = this.view.buf;
     if (!(off >= 0 && off < buf.length)) {
-      throw malformed(label(field, index), `string offset ${off} is outside ${this.view.what} (${buf.length} bytes)`);
+      throw malformed(
+        label(field, index),
+        `string offset ${off} is outside ${this.view.what} (${buf.length} bytes)`,
+      );
     }
     const end = buf.indexOf(0, off);
-    if (end < 0) throw malformed(label(field, index), `string at offset ${off} of ${this.view.what} has no terminating NUL`);
+    if (end < 0)
+      throw malformed(
+        label(field, index),
+        `string at offset ${off} of ${this.view.what} has no terminating NUL`,
+      );
     return end === off ? '' : buf.toString('latin1', off, end);
   }
 }
 
-const label = (field: string, index: number | undefined) => (index === undefined ? field : field.replace('#', String(index)));
+const label = (field: string, index: number | undefined) =>
+  index === undefined ? field : field.replace('#', String(index));
 
 /** Converts a 64-bit field to a JS number, refusing values that cannot be a size or offset here. */
 export function toNum(v: bigint, field: string, max: number = Number.MAX_SAFE_INTEGER): number {
-  if (v < 0n || v > BigInt(Math.floor(max))) throw malformed(field, `value ${v} is out of range (at most ${max})`);
+  if (v < 0n || v > BigInt(Math.floor(max)))
+    throw malformed(field, `value ${v} is out of range (at most ${max})`);
   return Number(v);
 }
 

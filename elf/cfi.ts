@@ -83,7 +83,10 @@ function findFde(obj: ElfObject, vaddr: number): number | undefined {
 /** Reads one CIE or FDE: its body (after the length) and where it starts. */
 function entry(obj: ElfObject, at: number): { r: DwarfReader; end: number } {
   const len32 = obj.readAt(BigInt(at), 4).readUInt32LE(0);
-  const [bodyAt, len] = len32 === 0xffffffff ? [at + 12, Number(obj.readAt(BigInt(at + 4), 8).readBigUInt64LE(0))] : [at + 4, len32];
+  const [bodyAt, len] =
+    len32 === 0xffffffff
+      ? [at + 12, Number(obj.readAt(BigInt(at + 4), 8).readBigUInt64LE(0))]
+      : [at + 4, len32];
   if (len === 0 || len > 1 << 24) throw new RangeError('empty or oversized CFI entry');
   return { r: new DwarfReader(obj.readAt(BigInt(bodyAt), len), bodyAt), end: bodyAt + len };
 }
@@ -97,7 +100,15 @@ function parseCie(obj: ElfObject, at: number): Cie {
   const codeAlign = r.uleb();
   const dataAlign = r.sleb();
   const raReg = version === 1 ? r.u8() : r.uleb();
-  const cie: Cie = { codeAlign, dataAlign, raReg, fdeEncoding: 0, hasAugData: aug.startsWith('z'), signalFrame: false, initial: Buffer.alloc(0) };
+  const cie: Cie = {
+    codeAlign,
+    dataAlign,
+    raReg,
+    fdeEncoding: 0,
+    hasAugData: aug.startsWith('z'),
+    signalFrame: false,
+    initial: Buffer.alloc(0),
+  };
   if (cie.hasAugData) {
     const augLen = r.uleb();
     const augEnd = r.pos + augLen;
@@ -115,7 +126,14 @@ function parseCie(obj: ElfObject, at: number): Cie {
 }
 
 /** Runs CFA instructions from `loc`, stopping before the first row past `target`. */
-function execute(ins: Buffer, cie: Cie, state: { cfa: CfaRule; regs: Map<number, RegRule> }, loc: number, target: number, initial?: Map<number, RegRule>): number {
+function execute(
+  ins: Buffer,
+  cie: Cie,
+  state: { cfa: CfaRule; regs: Map<number, RegRule> },
+  loc: number,
+  target: number,
+  initial?: Map<number, RegRule>,
+): number {
   const r = new DwarfReader(ins, 0);
   const stack: Array<{ cfa: CfaRule; regs: Map<number, RegRule> }> = [];
   const restore = (reg: number) => {
@@ -284,14 +302,20 @@ export function frameRulesAt(obj: ElfObject, vaddr: number): FrameRules | undefi
  * literals, dereferences and integer arithmetic. Returns undefined for any
  * other operation or a failed read.
  */
-export function evaluateExpression(expr: Buffer, reg: (n: number) => bigint | undefined, readU64: (addr: bigint) => bigint | undefined, push?: bigint): bigint | undefined {
+export function evaluateExpression(
+  expr: Buffer,
+  reg: (n: number) => bigint | undefined,
+  readU64: (addr: bigint) => bigint | undefined,
+  push?: bigint,
+): bigint | undefined {
   const r = new DwarfReader(expr, 0);
   const stack: bigint[] = push === undefined ? [] : [push];
   const pop = () => stack.pop();
   try {
     while (r.pos < expr.length) {
       const op = r.u8();
-      if (op >= 0x30 && op <= 0x4f) stack.push(BigInt(op - 0x30)); // lit0..lit31
+      if (op >= 0x30 && op <= 0x4f)
+        stack.push(BigInt(op - 0x30)); // lit0..lit31
       else if (op >= 0x70 && op <= 0x8f) {
         const v = reg(op - 0x70); // breg0..breg31
         if (v === undefined) return undefined;

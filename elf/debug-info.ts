@@ -89,7 +89,15 @@ class Layouts {
     for (let i = 0; i < 64 && off !== undefined; i++) {
       const d = this.die(off);
       if (!d) return undefined;
-      if (d.tag !== TAG.typedef && d.tag !== TAG.const && d.tag !== TAG.volatile && d.tag !== TAG.atomic && d.tag !== TAG.restrict && d.tag !== TAG.immutable) return d;
+      if (
+        d.tag !== TAG.typedef &&
+        d.tag !== TAG.const &&
+        d.tag !== TAG.volatile &&
+        d.tag !== TAG.atomic &&
+        d.tag !== TAG.restrict &&
+        d.tag !== TAG.immutable
+      )
+        return d;
       off = d.type;
     }
     return undefined;
@@ -122,7 +130,10 @@ class Layouts {
           n = d.name !== undefined ? `enum ${d.scope ?? ''}${d.name}` : 'enum <anonymous>';
           break;
         case TAG.pointer:
-          n = this.die(d.type)?.tag === TAG.subroutine ? 'function pointer' : `${this.typeName(d.type, depth + 1)} *`;
+          n =
+            this.die(d.type)?.tag === TAG.subroutine
+              ? 'function pointer'
+              : `${this.typeName(d.type, depth + 1)} *`;
           break;
         case TAG.reference:
           n = `${this.typeName(d.type, depth + 1)} &`;
@@ -171,9 +182,16 @@ class Layouts {
       else if (d.tag === TAG.array) {
         const el = this.typeSize(d.type, depth + 1);
         let n = 1;
-        for (const c of d.children ?? []) n = c.count !== undefined && c.count >= 0 && n !== undefined ? n * c.count : NaN;
+        for (const c of d.children ?? [])
+          n = c.count !== undefined && c.count >= 0 && n !== undefined ? n * c.count : NaN;
         s = el === undefined || Number.isNaN(n) || (d.children ?? []).length === 0 ? undefined : el * n;
-      } else if (d.tag !== TAG.subroutine && d.tag !== TAG.structure && d.tag !== TAG.union && d.tag !== TAG.class) s = this.typeSize(d.type, depth + 1);
+      } else if (
+        d.tag !== TAG.subroutine &&
+        d.tag !== TAG.structure &&
+        d.tag !== TAG.union &&
+        d.tag !== TAG.class
+      )
+        s = this.typeSize(d.type, depth + 1);
     }
     this.sizes.set(off, s);
     return s;
@@ -182,7 +200,8 @@ class Layouts {
   /** An anonymous structure or union that no typedef names: its fields are shown as the outer structure's. */
   private anonymousAggregate(off: number | undefined): Die | undefined {
     const inner = this.strip(off);
-    if (!inner || (inner.tag !== TAG.structure && inner.tag !== TAG.union) || inner.name !== undefined) return undefined;
+    if (!inner || (inner.tag !== TAG.structure && inner.tag !== TAG.union) || inner.name !== undefined)
+      return undefined;
     for (let i = 0, o = this.target(off); i < 64 && o !== undefined; i++) {
       if (this.r.typedefOf.has(o)) return undefined;
       const d = this.die(o);
@@ -221,11 +240,21 @@ class Layouts {
       if (m.bitSize === undefined && depth < 16) {
         const inner = this.anonymousAggregate(m.type);
         if (inner) {
-          this.members(inner, base + offset, out, name === undefined ? prefix : `${prefix}${name}.`, depth + 1);
+          this.members(
+            inner,
+            base + offset,
+            out,
+            name === undefined ? prefix : `${prefix}${name}.`,
+            depth + 1,
+          );
           continue;
         }
       }
-      const member: StructMember = { name: `${prefix}${name ?? `<unnamed at ${base + offset}>`}`, offset: base + offset, type: this.typeName(m.type) };
+      const member: StructMember = {
+        name: `${prefix}${name ?? `<unnamed at ${base + offset}>`}`,
+        offset: base + offset,
+        type: this.typeName(m.type),
+      };
       if (bitOffset !== undefined) member.bitOffset = base * 8 + bitOffset;
       if (m.bitSize !== undefined) member.bitSize = m.bitSize;
       const size = this.typeSize(m.type);
@@ -274,10 +303,19 @@ function read(s: DebugSections, options: ReadOptions, streaming: boolean): Struc
   });
   L = new Layouts(r);
   const alt = options.supplementary;
-  const useAlt = alt !== undefined && s.altLink !== undefined && (alt.buildId === undefined || alt.buildId === s.altLink.buildId);
+  const useAlt =
+    alt !== undefined &&
+    s.altLink !== undefined &&
+    (alt.buildId === undefined || alt.buildId === s.altLink.buildId);
   // The supplementary file first: the units of this file refer to it.
   if (useAlt) r.read({ s: alt, isAlt: true, base: ALT, altBase: undefined, altStr: undefined });
-  r.read({ s, isAlt: false, base: 0, altBase: useAlt ? ALT : undefined, altStr: useAlt ? alt.str : undefined });
+  r.read({
+    s,
+    isAlt: false,
+    base: 0,
+    altBase: useAlt ? ALT : undefined,
+    altStr: useAlt ? alt.str : undefined,
+  });
   r.linkSignatures();
 
   // Units of the supplementary file count only when this file imports them (directly or through each other).
@@ -300,7 +338,11 @@ function read(s: DebugSections, options: ReadOptions, streaming: boolean): Struc
     if (list.length > 1) for (const l of list) l.ambiguous = true;
     byName.set(name, list);
   }
-  const out: StructLayouts = { byName, units: r.units.filter((u) => !u.alt && !u.typeUnit).length, versions: [...r.versions].sort() };
+  const out: StructLayouts = {
+    byName,
+    units: r.units.filter((u) => !u.alt && !u.typeUnit).length,
+    versions: [...r.versions].sort(),
+  };
   if (s.altLink && !useAlt) out.missingSupplementary = s.altLink.path;
   return out;
 }
@@ -316,7 +358,8 @@ function addUnit(L: Layouts, r: Reader, u: Unit, variants: Map<string, Map<strin
     L.members(d, 0, members);
     const kind = d.tag === TAG.union ? 'union' : d.tag === TAG.class ? 'class' : 'struct';
     let sig = `${d.byteSize}`;
-    for (const m of members) sig += `;${m.name}:${m.offset}:${m.bitOffset ?? ''}:${m.bitSize ?? ''}:${m.size ?? ''}:${m.type}`;
+    for (const m of members)
+      sig += `;${m.name}:${m.offset}:${m.bitOffset ?? ''}:${m.bitSize ?? ''}:${m.size ?? ''}:${m.type}`;
     let byName = variants.get(name);
     if (!byName) variants.set(name, (byName = new Map()));
     const existing = byName.get(sig);

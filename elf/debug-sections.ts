@@ -39,18 +39,23 @@ function sectionData(buf: Buffer, s: SectionHeader): Buffer {
   const img = new FileImage(buf, []);
   const raw = img.atOffset(s.offset, s.size, `section ${s.name}`).buf;
   if (s.flags & SHF_COMPRESSED) {
-    if (raw.length < 24) throw malformed(`section ${s.name}`, 'is marked compressed but has no compression header');
+    if (raw.length < 24)
+      throw malformed(`section ${s.name}`, 'is marked compressed but has no compression header');
     const type = raw.readUInt32LE(0);
     const size = raw.readBigUInt64LE(8);
     if (type === ELFCOMPRESS_ZSTD) {
-      throw dwarfUnsupported(`section ${s.name} is compressed with zstd, which this Node.js cannot inflate (objcopy --decompress-debug-sections makes it readable)`, { section: s.name });
+      throw dwarfUnsupported(
+        `section ${s.name} is compressed with zstd, which this Node.js cannot inflate (objcopy --decompress-debug-sections makes it readable)`,
+        { section: s.name },
+      );
     }
     if (type !== ELFCOMPRESS_ZLIB) throw malformed(`section ${s.name}`, `unknown compression type ${type}`);
     return inflate(raw.subarray(24), size, s.name);
   }
   if (s.name.startsWith('.zdebug_')) {
     // The GNU format before SHF_COMPRESSED: "ZLIB", then the size as a big-endian u64.
-    if (raw.length < 12 || raw.toString('latin1', 0, 4) !== 'ZLIB') throw malformed(`section ${s.name}`, 'has no ZLIB header');
+    if (raw.length < 12 || raw.toString('latin1', 0, 4) !== 'ZLIB')
+      throw malformed(`section ${s.name}`, 'has no ZLIB header');
     return inflate(raw.subarray(12), raw.readBigUInt64BE(4), s.name);
   }
   return raw;
@@ -64,7 +69,8 @@ function inflate(data: Buffer, size: bigint, name: string): Buffer {
   } catch (e) {
     throw malformed(`section ${name}`, `does not inflate: ${(e as Error).message}`);
   }
-  if (out.length !== Number(size)) throw malformed(`section ${name}`, `inflates to ${out.length} bytes, its header says ${size}`);
+  if (out.length !== Number(size))
+    throw malformed(`section ${name}`, `inflates to ${out.length} bytes, its header says ${size}`);
   return out;
 }
 
@@ -86,11 +92,13 @@ export function debugSectionsOf(obj: ElfObject): DebugSections | undefined {
 }
 
 function debugSectionsFrom(buf: Buffer, sections: SectionHeader[]): DebugSections | undefined {
-  const find = (name: string) => sections.find((s) => s.name === `.debug_${name}` || s.name === `.zdebug_${name}`);
+  const find = (name: string) =>
+    sections.find((s) => s.name === `.debug_${name}` || s.name === `.zdebug_${name}`);
   const info = find('info');
   if (!info || info.type === SHT_NOBITS || info.size === 0n) return undefined;
   const abbrev = find('abbrev');
-  if (!abbrev || abbrev.type === SHT_NOBITS) throw malformed('.debug_abbrev', 'is missing while .debug_info is present');
+  if (!abbrev || abbrev.type === SHT_NOBITS)
+    throw malformed('.debug_abbrev', 'is missing while .debug_info is present');
   const out: DebugSections = { info: sectionData(buf, info), abbrev: sectionData(buf, abbrev) };
   const opt = (name: string) => {
     const s = find(name);
@@ -108,7 +116,8 @@ function debugSectionsFrom(buf: Buffer, sections: SectionHeader[]): DebugSection
   if (alt && alt.type !== SHT_NOBITS) {
     const b = sectionData(buf, alt);
     const end = b.indexOf(0);
-    if (end > 0) out.altLink = { path: b.toString('utf8', 0, end), buildId: b.subarray(end + 1).toString('hex') };
+    if (end > 0)
+      out.altLink = { path: b.toString('utf8', 0, end), buildId: b.subarray(end + 1).toString('hex') };
   }
   const note = sections.find((s) => s.name === '.note.gnu.build-id');
   if (note && note.type !== SHT_NOBITS) {

@@ -192,7 +192,8 @@ export class Reader {
 
   /** While streaming, a reference out of the current unit must reach a DIE that is kept. */
   private checkRef(v: number): void {
-    if (this.streaming && (v < this.unitStart || v >= this.unitEnd) && !this.dies.has(v)) throw new NeedsAllUnits();
+    if (this.streaming && (v < this.unitStart || v >= this.unitEnd) && !this.dies.has(v))
+      throw new NeedsAllUnits();
   }
 
   /**
@@ -287,7 +288,8 @@ export class Reader {
   private readonly strings = new Map<Buffer, Map<number, string>>();
 
   private cstr(table: Buffer | undefined, off: number, what: string): string {
-    if (!table || off >= table.length) this.fail(`refers to offset ${off} of ${what}, which ${table ? 'is shorter' : 'is missing'}`);
+    if (!table || off >= table.length)
+      this.fail(`refers to offset ${off} of ${what}, which ${table ? 'is shorter' : 'is missing'}`);
     let cache = this.strings.get(table);
     if (!cache) this.strings.set(table, (cache = new Map()));
     let s = cache.get(off);
@@ -302,7 +304,8 @@ export class Reader {
   private strx(ctx: FileCtx, index: number): string {
     const t = ctx.s.strOffsets;
     const at = this.strOffsetsBase + index * this.offsetSize;
-    if (!t || at + this.offsetSize > t.length) this.fail(`string index ${index} is outside .debug_str_offsets`);
+    if (!t || at + this.offsetSize > t.length)
+      this.fail(`string index ${index} is outside .debug_str_offsets`);
     const off = this.offsetSize === 8 ? Number(t.readBigUInt64LE(at)) : t.readUInt32LE(at);
     return this.cstr(ctx.s.str, off, '.debug_str');
   }
@@ -373,7 +376,16 @@ export class Reader {
         if (code === 0) break;
         const tag = this.uleb();
         const children = this.u8() !== 0;
-        const a: Abbrev = { tag, children, attrs: [], forms: [], consts: [], fixed: 0, wanted: TYPE_TAGS.has(tag), keep: [] };
+        const a: Abbrev = {
+          tag,
+          children,
+          attrs: [],
+          forms: [],
+          consts: [],
+          fixed: 0,
+          wanted: TYPE_TAGS.has(tag),
+          keep: [],
+        };
         for (;;) {
           const attr = this.uleb();
           const form = this.uleb();
@@ -385,7 +397,8 @@ export class Reader {
           const size = this.formSize(form);
           a.fixed = a.fixed < 0 || size < 0 ? -1 : a.fixed + size;
         }
-        if (code > 1_000_000) throw badDebug('.debug_abbrev', `abbreviation code ${code} is implausibly large`, this.pos);
+        if (code > 1_000_000)
+          throw badDebug('.debug_abbrev', `abbreviation code ${code} is implausibly large`, this.pos);
         table[code] = a;
       }
     } catch (e) {
@@ -455,7 +468,10 @@ export class Reader {
         this.skip(this.uleb());
         return;
       default:
-        throw dwarfUnsupported(`.debug_info at ${this.pos} uses attribute form 0x${form.toString(16)}, which this reader does not know`, { form, offset: this.pos });
+        throw dwarfUnsupported(
+          `.debug_info at ${this.pos} uses attribute form 0x${form.toString(16)}, which this reader does not know`,
+          { form, offset: this.pos },
+        );
     }
     if (this.pos > this.buf.length) this.fail('runs past the end of its unit');
   }
@@ -465,7 +481,12 @@ export class Reader {
    * member locations), a string (names), true (flags), or undefined for
    * forms the layout cannot use (blocks, type-unit signatures).
    */
-  private value(ctx: FileCtx, form: number, implicit: number, unitOffset: number): number | string | boolean | undefined {
+  private value(
+    ctx: FileCtx,
+    form: number,
+    implicit: number,
+    unitOffset: number,
+  ): number | string | boolean | undefined {
     switch (form) {
       case F.data1:
       case F.data2:
@@ -570,7 +591,11 @@ export class Reader {
     const outer = this.buf;
     this.buf = info.subarray(0, end);
     this.version = this.fixed(2);
-    if (this.version < 2 || this.version > 5) throw dwarfUnsupported(`the unit at ${start} of .debug_info is DWARF version ${this.version}; versions 2 to 5 are read`, { offset: start });
+    if (this.version < 2 || this.version > 5)
+      throw dwarfUnsupported(
+        `the unit at ${start} of .debug_info is DWARF version ${this.version}; versions 2 to 5 are read`,
+        { offset: start },
+      );
     this.versions.add(this.version);
     let abbrevOffset: number;
     let typeUnit = typesSection;
@@ -596,8 +621,10 @@ export class Reader {
       this.addrSize = this.u8();
       if (typesSection) typeHeader();
     }
-    if (this.addrSize !== 4 && this.addrSize !== 8) this.fail(`address size ${this.addrSize} is impossible`, start);
-    if (abbrevOffset >= ctx.s.abbrev.length) this.fail(`abbreviation offset ${abbrevOffset} is outside .debug_abbrev`, start);
+    if (this.addrSize !== 4 && this.addrSize !== 8)
+      this.fail(`address size ${this.addrSize} is impossible`, start);
+    if (abbrevOffset >= ctx.s.abbrev.length)
+      this.fail(`abbreviation offset ${abbrevOffset} is outside .debug_abbrev`, start);
     const table = this.abbrevs(ctx, abbrevOffset);
     this.strOffsetsBase = 8;
     this.unitStart = ctx.base + start;
@@ -627,7 +654,17 @@ export class Reader {
 
   /** Walks the DIEs of one unit. */
   private dies1(ctx: FileCtx, table: Abbrev[], unitOffset: number, typeUnit: boolean): Unit {
-    const unit: Unit = { offset: ctx.base + unitOffset, alt: ctx.isAlt, typeUnit, die: ctx.base + this.pos, name: '', partial: false, imports: [], structs: [], done: false };
+    const unit: Unit = {
+      offset: ctx.base + unitOffset,
+      alt: ctx.isAlt,
+      typeUnit,
+      die: ctx.base + this.pos,
+      name: '',
+      partial: false,
+      imports: [],
+      structs: [],
+      done: false,
+    };
     let cpp = false;
     // Per depth: the record DIEs become children of (struct members, array subranges), and the scope prefix.
     const parents: Array<Die | undefined> = [];
@@ -731,7 +768,8 @@ export class Reader {
         }
       }
       // A flexible array member has no bound; gcc writes upper_bound -1 (as data8 0xff..ff) for zero-length ones.
-      if (upper !== undefined && die.count === undefined && upper >= lower && upper < 2 ** 48) die.count = upper - lower + 1;
+      if (upper !== undefined && die.count === undefined && upper >= lower && upper < 2 ** 48)
+        die.count = upper - lower + 1;
       if (first) {
         first = false;
         if (strx !== undefined) die.name = this.strx(ctx, strx);
@@ -752,8 +790,19 @@ export class Reader {
         this.dies.set(off, die);
         this.unitDies.push(off);
       }
-      if (a.tag === TAG.typedef && die.name !== undefined && die.type !== undefined && !this.typedefOf.has(die.type)) this.typedefOf.set(die.type, die.name);
-      if ((a.tag === TAG.structure || a.tag === TAG.union || a.tag === TAG.class) && !die.declaration && die.byteSize !== undefined) unit.structs.push(off);
+      if (
+        a.tag === TAG.typedef &&
+        die.name !== undefined &&
+        die.type !== undefined &&
+        !this.typedefOf.has(die.type)
+      )
+        this.typedefOf.set(die.type, die.name);
+      if (
+        (a.tag === TAG.structure || a.tag === TAG.union || a.tag === TAG.class) &&
+        !die.declaration &&
+        die.byteSize !== undefined
+      )
+        unit.structs.push(off);
       if (a.children) {
         const aggregate = a.tag === TAG.structure || a.tag === TAG.union || a.tag === TAG.class;
         parents.push(aggregate || a.tag === TAG.array ? die : undefined);

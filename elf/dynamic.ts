@@ -12,7 +12,16 @@ import type { Image } from './image.js';
  * other entries (VERDEF, VERNEED, INIT, FINI, the arrays...) stay link-time.
  */
 const RELOCATED_BY_LDSO = new Set<bigint>([
-  C.DT_HASH, C.DT_PLTGOT, C.DT_STRTAB, C.DT_SYMTAB, C.DT_RELA, C.DT_REL, C.DT_JMPREL, C.DT_RELR, C.DT_VERSYM, C.DT_GNU_HASH,
+  C.DT_HASH,
+  C.DT_PLTGOT,
+  C.DT_STRTAB,
+  C.DT_SYMTAB,
+  C.DT_RELA,
+  C.DT_REL,
+  C.DT_JMPREL,
+  C.DT_RELR,
+  C.DT_VERSYM,
+  C.DT_GNU_HASH,
 ]);
 
 /**

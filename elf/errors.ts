@@ -21,9 +21,15 @@ export const ElfErrorCode = {
 } as const;
 export type ElfErrorCode = (typeof ElfErrorCode)[keyof typeof ElfErrorCode];
 
-const HINT_DAMAGED = 'The file looks damaged or was not produced by a linker; rebuild it or check that it was copied completely.';
+const HINT_DAMAGED =
+  'The file looks damaged or was not produced by a linker; rebuild it or check that it was copied completely.';
 
-export function truncated(what: string, at: bigint | number, need: bigint | number, have: bigint | number): UlpError {
+export function truncated(
+  what: string,
+  at: bigint | number,
+  need: bigint | number,
+  have: bigint | number,
+): UlpError {
   return new UlpError(
     ElfErrorCode.TRUNCATED,
     `${what} at ${hex(at)} needs ${need} bytes but only ${have} are available`,
@@ -51,7 +57,12 @@ export function dwarfUnsupported(detail: string, details: Record<string, unknown
   );
 }
 
-export function elfError(code: ElfErrorCode, message: string, hint: string, details?: Record<string, unknown>): UlpError {
+export function elfError(
+  code: ElfErrorCode,
+  message: string,
+  hint: string,
+  details?: Record<string, unknown>,
+): UlpError {
   return new UlpError(code, message, hint, details);
 }
 

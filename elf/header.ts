@@ -8,7 +8,8 @@ import { EHDR_SIZE, ELFCLASS64, ELFDATA2LSB, EM_X86_64, EV_CURRENT } from './con
 import { ElfErrorCode, elfError, malformed, truncated } from './errors.js';
 import { hex } from '../common/format.js';
 
-const HINT_X86_64 = 'The reader supports 64-bit little-endian x86-64 objects only; use the build of the library for x86-64.';
+const HINT_X86_64 =
+  'The reader supports 64-bit little-endian x86-64 objects only; use the build of the library for x86-64.';
 
 export function parseHeader(bytes: Buffer, where: bigint): ElfHeader {
   if (bytes.length < 4 || bytes[0] !== 0x7f || bytes[1] !== 0x45 || bytes[2] !== 0x4c || bytes[3] !== 0x46) {
@@ -37,7 +38,8 @@ export function parseHeader(bytes: Buffer, where: bigint): ElfHeader {
       { eiData: data },
     );
   }
-  if (bytes[6] !== EV_CURRENT) throw malformed('EI_VERSION', `is ${bytes[6]}, expected ${EV_CURRENT}`, where + 6n);
+  if (bytes[6] !== EV_CURRENT)
+    throw malformed('EI_VERSION', `is ${bytes[6]}, expected ${EV_CURRENT}`, where + 6n);
   const v = new View(bytes, where, 'ELF header');
   v.need(0, EHDR_SIZE);
   const machine = v.u16(18);
@@ -49,7 +51,8 @@ export function parseHeader(bytes: Buffer, where: bigint): ElfHeader {
       { machine },
     );
   }
-  if (v.u32(20) !== EV_CURRENT) throw malformed('e_version', `is ${v.u32(20)}, expected ${EV_CURRENT}`, where + 20n);
+  if (v.u32(20) !== EV_CURRENT)
+    throw malformed('e_version', `is ${v.u32(20)}, expected ${EV_CURRENT}`, where + 20n);
   const h: ElfHeader = {
     type: v.u16(16),
     machine,

@@ -26,12 +26,20 @@ function findLoad(loads: ProgramHeader[], vaddr: bigint): ProgramHeader | undefi
   return undefined;
 }
 
-function checkRange(loads: ProgramHeader[], vaddr: bigint, len: number, what: string, maxRead: number): ProgramHeader {
-  if (len > maxRead) throw malformed(what, `${len} bytes is more than this object can hold (${maxRead})`, vaddr);
+function checkRange(
+  loads: ProgramHeader[],
+  vaddr: bigint,
+  len: number,
+  what: string,
+  maxRead: number,
+): ProgramHeader {
+  if (len > maxRead)
+    throw malformed(what, `${len} bytes is more than this object can hold (${maxRead})`, vaddr);
   const p = findLoad(loads, vaddr);
   if (!p) throw malformed(what, 'address is not inside any PT_LOAD segment', vaddr);
   const room = p.memsz - (vaddr - p.vaddr);
-  if (BigInt(len) > room) throw truncated(`${what} (its PT_LOAD ends at ${hex(p.vaddr + p.memsz)})`, vaddr, len, room);
+  if (BigInt(len) > room)
+    throw truncated(`${what} (its PT_LOAD ends at ${hex(p.vaddr + p.memsz)})`, vaddr, len, room);
   return p;
 }
 
@@ -40,7 +48,10 @@ export class FileImage implements Image {
   readonly maxRead: number;
   private readonly loads: ProgramHeader[];
 
-  constructor(readonly buf: Buffer, phdrs: ProgramHeader[]) {
+  constructor(
+    readonly buf: Buffer,
+    phdrs: ProgramHeader[],
+  ) {
     this.loads = phdrs.filter((p) => p.type === PT_LOAD);
     // A table past the file bytes would be zero-filled .bss: never larger than the file itself.
     this.maxRead = buf.length;
@@ -83,7 +94,10 @@ export class MemoryImage implements Image {
   private loads: ProgramHeader[] = [];
   private readonly pages = new Map<bigint, Buffer>();
 
-  constructor(private readonly readFn: ReadMemory, readonly bias: bigint) {}
+  constructor(
+    private readonly readFn: ReadMemory,
+    readonly bias: bigint,
+  ) {}
 
   setLoads(phdrs: ProgramHeader[]): void {
     this.loads = phdrs.filter((p) => p.type === PT_LOAD);
@@ -103,7 +117,12 @@ export class MemoryImage implements Image {
       );
     }
     if (!Buffer.isBuffer(b) || b.length < len) {
-      throw truncated(`${what} (memory read returned ${Buffer.isBuffer(b) ? b.length : 'no'} bytes)`, addr, len, Buffer.isBuffer(b) ? b.length : 0);
+      throw truncated(
+        `${what} (memory read returned ${Buffer.isBuffer(b) ? b.length : 'no'} bytes)`,
+        addr,
+        len,
+        Buffer.isBuffer(b) ? b.length : 0,
+      );
     }
     return b.length === len ? b : b.subarray(0, len);
   }

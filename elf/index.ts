@@ -52,8 +52,17 @@ function checkExpect(obj: ElfImage, expect: ExpectKind | undefined): void {
   const hint = 'Give the shared library (.so) the program loads, not the program itself.';
   const t = obj.header.type;
   if (t !== C.ET_DYN) {
-    const kind = t === C.ET_EXEC ? 'ET_EXEC, an executable' : t === C.ET_REL ? 'ET_REL, an object file' : t === C.ET_CORE ? 'ET_CORE, a core dump' : `${t}`;
-    throw elfError(ElfErrorCode.NOT_SHARED_OBJECT, `not a shared object: e_type is ${kind}`, hint, { type: t });
+    const kind =
+      t === C.ET_EXEC
+        ? 'ET_EXEC, an executable'
+        : t === C.ET_REL
+          ? 'ET_REL, an object file'
+          : t === C.ET_CORE
+            ? 'ET_CORE, a core dump'
+            : `${t}`;
+    throw elfError(ElfErrorCode.NOT_SHARED_OBJECT, `not a shared object: e_type is ${kind}`, hint, {
+      type: t,
+    });
   }
   const interp = obj.programHeaders.some((p) => p.type === C.PT_INTERP);
   const d = obj.dynamic;
@@ -75,20 +84,31 @@ function checkExpect(obj: ElfImage, expect: ExpectKind | undefined): void {
 /** Parses an ELF64 x86-64 object from a file's bytes. Throws only UlpError (codes in docs/ELF.md). */
 export function parseElf(buf: Buffer, opts: ParseOptions = {}): ElfObject {
   return guard('ELF header', () => {
-    if (!Buffer.isBuffer(buf)) throw elfError(ElfErrorCode.INVALID_ARGUMENT, 'parseElf expects a Buffer', 'Read the file with fs.readFileSync and pass the Buffer.');
+    if (!Buffer.isBuffer(buf))
+      throw elfError(
+        ElfErrorCode.INVALID_ARGUMENT,
+        'parseElf expects a Buffer',
+        'Read the file with fs.readFileSync and pass the Buffer.',
+      );
     const header = parseHeader(buf, 0n);
     const file = new View(buf, 0n, 'file');
     let phnum = header.phnum;
     if (phnum === C.PN_XNUM) {
       // The real count lives in section 0's sh_info when it does not fit 16 bits.
-      if (header.shoff === 0n) throw malformed('e_phnum', 'is PN_XNUM but there is no section header 0 to hold the count', 56);
+      if (header.shoff === 0n)
+        throw malformed('e_phnum', 'is PN_XNUM but there is no section header 0 to hold the count', 56);
       const so = toOffset(header.shoff, buf.length, 'section header 0');
       phnum = file.u32(so + 44, 'section header 0 sh_info (program header count)');
     }
     checkPhentsize(header, phnum, 0n);
     const size = BigInt(phnum) * BigInt(C.PHDR_SIZE);
     if (header.phoff > BigInt(buf.length) || size > BigInt(buf.length) - header.phoff) {
-      throw truncated('program header table', header.phoff, size, header.phoff > BigInt(buf.length) ? 0 : BigInt(buf.length) - header.phoff);
+      throw truncated(
+        'program header table',
+        header.phoff,
+        size,
+        header.phoff > BigInt(buf.length) ? 0 : BigInt(buf.length) - header.phoff,
+      );
     }
     const phdrs = parsePhdrs(file.sub(Number(header.phoff), Number(size), 'program header table'), phnum);
     checkLoads(phdrs, buf.length);
@@ -112,17 +132,38 @@ function toOffset(v: bigint, size: number, what: string): number {
 export function parseElfFromMemory(read: ReadMemory, opts: MemoryParseOptions): ElfObject {
   return guard('ELF header in memory', () => {
     if (typeof read !== 'function' || typeof opts?.bias !== 'bigint') {
-      throw elfError(ElfErrorCode.INVALID_ARGUMENT, 'parseElfFromMemory expects a read function and a bigint bias', 'Pass the link_map l_addr as a bigint.');
+      throw elfError(
+        ElfErrorCode.INVALID_ARGUMENT,
+        'parseElfFromMemory expects a read function and a bigint bias',
+        'Pass the link_map l_addr as a bigint.',
+      );
     }
     const bias = BigInt.asUintN(64, opts.bias);
     const img = new MemoryImage(read, bias);
     const headerAddr = BigInt.asUintN(64, opts.headerAddr ?? bias);
     const header = parseHeader(img.readAbsolute(headerAddr, C.EHDR_SIZE, 'ELF header'), headerAddr);
-    if (header.phnum === C.PN_XNUM) throw malformed('e_phnum', 'PN_XNUM needs section headers, which a loaded object does not map', headerAddr + 56n);
+    if (header.phnum === C.PN_XNUM)
+      throw malformed(
+        'e_phnum',
+        'PN_XNUM needs section headers, which a loaded object does not map',
+        headerAddr + 56n,
+      );
     checkPhentsize(header, header.phnum, headerAddr);
-    if (header.phoff > 0x100000n) throw malformed('e_phoff', `${hex(header.phoff)} is too far from the header to be mapped with it`, headerAddr + 32n);
+    if (header.phoff > 0x100000n)
+      throw malformed(
+        'e_phoff',
+        `${hex(header.phoff)} is too far from the header to be mapped with it`,
+        headerAddr + 32n,
+      );
     const phAddr = headerAddr + header.phoff;
-    const phdrs = parsePhdrs(new View(img.readAbsolute(phAddr, header.phnum * C.PHDR_SIZE, 'program header table'), phAddr, 'program header table'), header.phnum);
+    const phdrs = parsePhdrs(
+      new View(
+        img.readAbsolute(phAddr, header.phnum * C.PHDR_SIZE, 'program header table'),
+        phAddr,
+        'program header table',
+      ),
+      header.phnum,
+    );
     checkLoads(phdrs, undefined);
     checkHeaderPlacement(phdrs, bias, headerAddr);
     img.setLoads(phdrs);
@@ -152,7 +193,11 @@ function checkHeaderPlacement(phdrs: ProgramHeader[], bias: bigint, headerAddr: 
  * (`hidden: true`) matches only that exact version, and `table` forces the
  * GNU or the SysV hash table.
  */
-export function lookupSymbol(obj: ElfObject, req: LookupRequest, table?: 'gnu' | 'sysv'): ElfSymbol | undefined {
+export function lookupSymbol(
+  obj: ElfObject,
+  req: LookupRequest,
+  table?: 'gnu' | 'sysv',
+): ElfSymbol | undefined {
   if (obj instanceof ElfImage) return obj.lookupSymbol(req, table);
   return obj.lookup(req.name, req.version);
 }

@@ -8,7 +8,11 @@ import { ElfErrorCode, elfError, malformed } from './errors.js';
 
 function checkPage(pageSize: bigint): void {
   if (pageSize <= 0n || (pageSize & (pageSize - 1n)) !== 0n) {
-    throw elfError(ElfErrorCode.INVALID_ARGUMENT, `page size ${pageSize} is not a power of two`, 'Pass the page size of the target machine (4096 on x86-64).');
+    throw elfError(
+      ElfErrorCode.INVALID_ARGUMENT,
+      `page size ${pageSize} is not a power of two`,
+      'Pass the page size of the target machine (4096 on x86-64).',
+    );
   }
 }
 
@@ -73,7 +77,12 @@ export function writableRegions(obj: ElfObject, pageSize = 4096n): WritableRegio
     const s = pageAlignDown(seg.vaddr, pageSize);
     const e = pageAlignUp(seg.vaddr + seg.memsz, pageSize);
     const parts: Span[] = [];
-    if (relro && relro.memsz > 0n && relro.vaddr < seg.vaddr + seg.memsz && relro.vaddr + relro.memsz > seg.vaddr) {
+    if (
+      relro &&
+      relro.memsz > 0n &&
+      relro.vaddr < seg.vaddr + seg.memsz &&
+      relro.vaddr + relro.memsz > seg.vaddr
+    ) {
       const ps = pageAlignDown(relro.vaddr, pageSize);
       const pe = pageAlignDown(relro.vaddr + relro.memsz, pageSize);
       if (ps >= pe) parts.push({ start: s, end: e });
@@ -84,7 +93,8 @@ export function writableRegions(obj: ElfObject, pageSize = 4096n): WritableRegio
     } else {
       parts.push({ start: s, end: e });
     }
-    for (const p of parts) if (p.end > p.start) out.push({ ...p, segment: seg, sections: sectionsIn(obj, p.start, p.end) });
+    for (const p of parts)
+      if (p.end > p.start) out.push({ ...p, segment: seg, sections: sectionsIn(obj, p.start, p.end) });
   }
   return out;
 }
@@ -96,7 +106,9 @@ export function writableRegions(obj: ElfObject, pageSize = 4096n): WritableRegio
  * object whose writable pages are scattered is refused.
  */
 export function writableRegion(obj: ElfObject, pageSize = 4096n): WritableRegion | undefined {
-  const all = writableRegions(obj, pageSize).sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+  const all = writableRegions(obj, pageSize).sort((a, b) =>
+    a.start < b.start ? -1 : a.start > b.start ? 1 : 0,
+  );
   if (all.length === 0) return undefined;
   const first = all[0]!;
   let end = first.end;

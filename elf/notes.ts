@@ -21,11 +21,19 @@ export function parseNotes(v: View, align: bigint): ElfNote[] {
     const type = v.u32(o + 8, 'note n_type');
     const nameAt = o + 12;
     if (namesz > v.length - nameAt) {
-      throw malformed(`${v.what} note at +${o}`, `name (${namesz} bytes) runs past the end of the notes (${v.length} bytes)`, v.base + BigInt(o));
+      throw malformed(
+        `${v.what} note at +${o}`,
+        `name (${namesz} bytes) runs past the end of the notes (${v.length} bytes)`,
+        v.base + BigInt(o),
+      );
     }
     const descAt = o + pad(12 + namesz, a);
     if (descAt > v.length || descsz > v.length - descAt) {
-      throw malformed(`${v.what} note at +${o}`, `name (${namesz} bytes) and descriptor (${descsz} bytes) run past the end of the notes (${v.length} bytes)`, v.base + BigInt(o));
+      throw malformed(
+        `${v.what} note at +${o}`,
+        `name (${namesz} bytes) and descriptor (${descsz} bytes) run past the end of the notes (${v.length} bytes)`,
+        v.base + BigInt(o),
+      );
     }
     let name = v.buf.toString('latin1', nameAt, nameAt + namesz);
     if (name.endsWith('\0')) name = name.slice(0, -1);

@@ -3,7 +3,18 @@
  * other part is parsed on first access and cached (errors too, so a bad table
  * costs one parse however often it is asked for).
  */
-import type { DynamicInfo, ElfHeader, ElfNote, ElfObject, ElfOrigin, ElfSymbol, ProgramHeader, Relocation, SectionHeader, TlsInfo } from './types.js';
+import type {
+  DynamicInfo,
+  ElfHeader,
+  ElfNote,
+  ElfObject,
+  ElfOrigin,
+  ElfSymbol,
+  ProgramHeader,
+  Relocation,
+  SectionHeader,
+  TlsInfo,
+} from './types.js';
 import { StringTable, toNum } from './bytes.js';
 import * as C from './constants.js';
 import { dynValue, parseDynamic, readEntries, type ParsedDynamic } from './dynamic.js';
@@ -88,8 +99,14 @@ export class ElfImage implements ElfObject {
   hashTable(kind?: 'gnu' | 'sysv'): HashTable | undefined {
     const d = this.dynamic;
     if (!d) return undefined;
-    const gnu = () => (d.gnuHash === undefined ? undefined : this.memo('DT_GNU_HASH', () => parseGnuHash(this.image, d.gnuHash!)));
-    const sysv = () => (d.sysvHash === undefined ? undefined : this.memo('DT_HASH', () => parseSysvHash(this.image, d.sysvHash!)));
+    const gnu = () =>
+      d.gnuHash === undefined
+        ? undefined
+        : this.memo('DT_GNU_HASH', () => parseGnuHash(this.image, d.gnuHash!));
+    const sysv = () =>
+      d.sysvHash === undefined
+        ? undefined
+        : this.memo('DT_HASH', () => parseSysvHash(this.image, d.sysvHash!));
     if (kind === 'gnu') return gnu();
     if (kind === 'sysv') return sysv();
     return gnu() ?? sysv();
@@ -103,9 +120,16 @@ export class ElfImage implements ElfObject {
     if (s) return toNum(s.size / BigInt(C.SYM_SIZE), '.dynsym size');
     // Linkers put .dynstr right after .dynsym; the gap is the last resort without any hash table.
     if (d.strtab && d.symtab !== undefined && d.strtab.addr > d.symtab) {
-      return toNum((d.strtab.addr - d.symtab) / BigInt(C.SYM_SIZE), 'DT_STRTAB - DT_SYMTAB', this.image.maxRead);
+      return toNum(
+        (d.strtab.addr - d.symtab) / BigInt(C.SYM_SIZE),
+        'DT_STRTAB - DT_SYMTAB',
+        this.image.maxRead,
+      );
     }
-    throw malformed('DT_SYMTAB', 'no DT_GNU_HASH, DT_HASH or .dynsym section tells how many dynamic symbols there are');
+    throw malformed(
+      'DT_SYMTAB',
+      'no DT_GNU_HASH, DT_HASH or .dynsym section tells how many dynamic symbols there are',
+    );
   }
 
   get versions(): Versions | undefined {
@@ -122,13 +146,18 @@ export class ElfImage implements ElfObject {
       if (!pd || pd.info.symtab === undefined) return [];
       const d = pd.info;
       const syment = dynValue(d, C.DT_SYMENT);
-      if (syment !== undefined && syment !== BigInt(C.SYM_SIZE)) throw malformed('DT_SYMENT', `is ${syment}, expected ${C.SYM_SIZE}`);
+      if (syment !== undefined && syment !== BigInt(C.SYM_SIZE))
+        throw malformed('DT_SYMENT', `is ${syment}, expected ${C.SYM_SIZE}`);
       if (!pd.strings) throw malformed('DT_SYMTAB', 'the dynamic section has no DT_STRTAB for symbol names');
       const count = this.dynsymCount(d);
-      if (count * C.SYM_SIZE > this.image.maxRead) throw malformed('DT_SYMTAB', `${count} symbols is more than the object can hold`);
+      if (count * C.SYM_SIZE > this.image.maxRead)
+        throw malformed('DT_SYMTAB', `${count} symbols is more than the object can hold`);
       const table = this.image.read(d.symtab!, count * C.SYM_SIZE, 'dynamic symbol table (DT_SYMTAB)');
       const versions = this.versions;
-      const ver = versions && d.versym !== undefined ? { versym: this.image.read(d.versym, count * 2, 'DT_VERSYM'), versions } : undefined;
+      const ver =
+        versions && d.versym !== undefined
+          ? { versym: this.image.read(d.versym, count * 2, 'DT_VERSYM'), versions }
+          : undefined;
       return parseSymbols(table, count, pd.strings, '.dynsym', ver);
     });
   }
@@ -140,12 +169,19 @@ export class ElfImage implements ElfObject {
       const secs = this.sections;
       const s = secs.find((x) => x.type === C.SHT_SYMTAB);
       if (!s) return [];
-      if (s.entsize !== BigInt(C.SYM_SIZE)) throw malformed(`section ${s.name} sh_entsize`, `is ${s.entsize}, expected ${C.SYM_SIZE}`);
+      if (s.entsize !== BigInt(C.SYM_SIZE))
+        throw malformed(`section ${s.name} sh_entsize`, `is ${s.entsize}, expected ${C.SYM_SIZE}`);
       const strs = secs[s.link];
-      if (!strs || strs.type !== C.SHT_STRTAB) throw malformed(`section ${s.name} sh_link`, `section ${s.link} is not a string table`);
+      if (!strs || strs.type !== C.SHT_STRTAB)
+        throw malformed(`section ${s.name} sh_link`, `section ${s.link} is not a string table`);
       const count = toNum(s.size / BigInt(C.SYM_SIZE), `${s.name} size`);
       const table = f.atOffset(s.offset, BigInt(count * C.SYM_SIZE), s.name);
-      return parseSymbols(table, count, new StringTable(f.atOffset(strs.offset, strs.size, strs.name || 'symbol string table')), s.name || '.symtab');
+      return parseSymbols(
+        table,
+        count,
+        new StringTable(f.atOffset(strs.offset, strs.size, strs.name || 'symbol string table')),
+        s.name || '.symtab',
+      );
     });
   }
 
@@ -153,7 +189,12 @@ export class ElfImage implements ElfObject {
     return this.memo('relocations', () => {
       const d = this.dynamic;
       if (!d) return [];
-      return parseRelocations({ img: this.image, dyn: d, symbols: () => this.dynamicSymbols, maxSites: this.maxRelocationSites() });
+      return parseRelocations({
+        img: this.image,
+        dyn: d,
+        symbols: () => this.dynamicSymbols,
+        maxSites: this.maxRelocationSites(),
+      });
     });
   }
 
@@ -174,11 +215,15 @@ export class ElfImage implements ElfObject {
       const segs = this.programHeaders.filter((p) => p.type === C.PT_NOTE);
       segs.forEach((p, i) => {
         const what = `PT_NOTE (segment ${i})`;
-        const v = f ? f.atOffset(p.offset, p.filesz, what) : this.image.read(p.vaddr, toNum(p.filesz, `${what} p_filesz`, this.image.maxRead), what);
+        const v = f
+          ? f.atOffset(p.offset, p.filesz, what)
+          : this.image.read(p.vaddr, toNum(p.filesz, `${what} p_filesz`, this.image.maxRead), what);
         out.push(...parseNotes(v, p.align));
       });
       if (segs.length === 0 && f) {
-        for (const s of this.sections) if (s.type === C.SHT_NOTE) out.push(...parseNotes(f.atOffset(s.offset, s.size, s.name), s.addralign));
+        for (const s of this.sections)
+          if (s.type === C.SHT_NOTE)
+            out.push(...parseNotes(f.atOffset(s.offset, s.size, s.name), s.addralign));
       }
       return out;
     });
@@ -200,7 +245,11 @@ export class ElfImage implements ElfObject {
   readAt(vaddr: bigint, length: number): Buffer {
     return guard('readAt', () => {
       if (typeof vaddr !== 'bigint' || !Number.isSafeInteger(length) || length < 0) {
-        throw elfError(ElfErrorCode.INVALID_ARGUMENT, `readAt(${String(vaddr)}, ${length}): expects a bigint vaddr and a non-negative integer length`, 'Pass the address as a bigint.');
+        throw elfError(
+          ElfErrorCode.INVALID_ARGUMENT,
+          `readAt(${String(vaddr)}, ${length}): expects a bigint vaddr and a non-negative integer length`,
+          'Pass the address as a bigint.',
+        );
       }
       return this.image.read(vaddr, length, `${length} bytes read at a vaddr`).buf;
     });

@@ -19,18 +19,26 @@ export interface RelocationInput {
 
 export function parseRelocations({ img, dyn, symbols, maxSites }: RelocationInput): Relocation[] {
   const relaent = dynValue(dyn, DT_RELAENT);
-  if (relaent !== undefined && relaent !== BigInt(RELA_SIZE) && dyn.rela) throw malformed('DT_RELAENT', `is ${relaent}, expected ${RELA_SIZE}`);
+  if (relaent !== undefined && relaent !== BigInt(RELA_SIZE) && dyn.rela)
+    throw malformed('DT_RELAENT', `is ${relaent}, expected ${RELA_SIZE}`);
   const pltrel = dynValue(dyn, DT_PLTREL);
   if (dyn.jmprel && dyn.jmprel.size > 0n && pltrel !== undefined && pltrel !== DT_RELA) {
     throw malformed('DT_PLTREL', `is ${pltrel}, but x86-64 PLT relocations must be DT_RELA (${DT_RELA})`);
   }
   const relrent = dynValue(dyn, DT_RELRENT);
-  if (relrent !== undefined && relrent !== 8n && dyn.relr) throw malformed('DT_RELRENT', `is ${relrent}, expected 8`);
+  if (relrent !== undefined && relrent !== 8n && dyn.relr)
+    throw malformed('DT_RELRENT', `is ${relrent}, expected 8`);
 
   let rela = dyn.rela;
   const jmprel = dyn.jmprel;
   // Some linkers count the PLT relocations in DT_RELASZ too; ld.so then trims them from the RELA range.
-  if (rela && jmprel && jmprel.size > 0n && rela.size >= jmprel.size && rela.addr + rela.size === jmprel.addr + jmprel.size) {
+  if (
+    rela &&
+    jmprel &&
+    jmprel.size > 0n &&
+    rela.size >= jmprel.size &&
+    rela.addr + rela.size === jmprel.addr + jmprel.size
+  ) {
     rela = { addr: rela.addr, size: rela.size - jmprel.size };
   }
 
@@ -44,9 +52,14 @@ export function parseRelocations({ img, dyn, symbols, maxSites }: RelocationInpu
     return s;
   };
 
-  const readRela = (range: { addr: bigint; size: bigint } | undefined, table: 'rela' | 'jmprel', name: string) => {
+  const readRela = (
+    range: { addr: bigint; size: bigint } | undefined,
+    table: 'rela' | 'jmprel',
+    name: string,
+  ) => {
     if (!range || range.size === 0n) return;
-    if (range.size % BigInt(RELA_SIZE) !== 0n) throw malformed(name, `size ${range.size} is not a multiple of ${RELA_SIZE}`, range.addr);
+    if (range.size % BigInt(RELA_SIZE) !== 0n)
+      throw malformed(name, `size ${range.size} is not a multiple of ${RELA_SIZE}`, range.addr);
     const n = toNum(range.size / BigInt(RELA_SIZE), `${name} entry count`);
     if (n > room()) throw malformed(name, `${n} relocations is more than the object can hold`, range.addr);
     const v = img.read(range.addr, n * RELA_SIZE, name);
@@ -70,12 +83,18 @@ export function parseRelocations({ img, dyn, symbols, maxSites }: RelocationInpu
 
   const relr = dyn.relr;
   if (relr && relr.size > 0n) {
-    if (relr.size % 8n !== 0n) throw malformed('DT_RELR', `size ${relr.size} is not a multiple of 8`, relr.addr);
+    if (relr.size % 8n !== 0n)
+      throw malformed('DT_RELR', `size ${relr.size} is not a multiple of 8`, relr.addr);
     const n = toNum(relr.size / 8n, 'DT_RELR entry count');
     const b = img.read(relr.addr, n * 8, 'DT_RELR').buf;
     let where: bigint | undefined;
     const push = (offset: bigint) => {
-      if (out.length >= maxSites) throw malformed('DT_RELR', `decodes to more relocations than the object can hold (${maxSites})`, relr.addr);
+      if (out.length >= maxSites)
+        throw malformed(
+          'DT_RELR',
+          `decodes to more relocations than the object can hold (${maxSites})`,
+          relr.addr,
+        );
       out.push({ offset, type: RelocType.RELATIVE, symIndex: 0, addend: 0n, table: 'relr' });
     };
     for (let i = 0; i < n; i++) {
@@ -87,7 +106,12 @@ export function parseRelocations({ img, dyn, symbols, maxSites }: RelocationInpu
         push(where);
         where += 8n;
       } else {
-        if (where === undefined) throw malformed('DT_RELR', 'a bitmap entry comes before any address entry', relr.addr + BigInt(i * 8));
+        if (where === undefined)
+          throw malformed(
+            'DT_RELR',
+            'a bitmap entry comes before any address entry',
+            relr.addr + BigInt(i * 8),
+          );
         // Bits 1..63 each stand for one of the next 63 words.
         for (let bit = 1; bit < 64; bit++) {
           const set = bit < 32 ? (lo >>> bit) & 1 : (hi >>> (bit - 32)) & 1;

@@ -7,14 +7,20 @@ import type { FileImage } from './image.js';
 
 export function parseSections(img: FileImage, h: ElfHeader): SectionHeader[] {
   if (h.shoff === 0n) return [];
-  if (h.shentsize !== SHDR_SIZE) throw malformed('e_shentsize', `is ${h.shentsize}, expected ${SHDR_SIZE} for ELF64`, 58);
+  if (h.shentsize !== SHDR_SIZE)
+    throw malformed('e_shentsize', `is ${h.shentsize}, expected ${SHDR_SIZE} for ELF64`, 58);
   // Section 0 holds the real count and string-table index when they overflow 16 bits.
   const first = img.atOffset(h.shoff, BigInt(SHDR_SIZE), 'section header 0');
   let count = h.shnum;
-  if (count === 0) count = toNum(first.u64(32), 'section header 0 sh_size (section count)', img.buf.length / SHDR_SIZE);
+  if (count === 0)
+    count = toNum(first.u64(32), 'section header 0 sh_size (section count)', img.buf.length / SHDR_SIZE);
   let strndx = h.shstrndx;
   if (strndx === SHN_XINDEX) strndx = first.u32(40);
-  const v = img.atOffset(h.shoff, BigInt(count) * BigInt(SHDR_SIZE), `section header table (${count} entries)`);
+  const v = img.atOffset(
+    h.shoff,
+    BigInt(count) * BigInt(SHDR_SIZE),
+    `section header table (${count} entries)`,
+  );
 
   const raw: Array<Omit<SectionHeader, 'name'> & { nameOff: number }> = [];
   for (let i = 0; i < count; i++) {

@@ -16,7 +16,13 @@ export interface VersionContext {
  * back to VERNEED (a copy-relocated definition in an executable carries the
  * version it was copied from); a reference is named from VERNEED.
  */
-export function parseSymbols(table: View, count: number, strings: StringTable, what: string, ver?: VersionContext): ElfSymbol[] {
+export function parseSymbols(
+  table: View,
+  count: number,
+  strings: StringTable,
+  what: string,
+  ver?: VersionContext,
+): ElfSymbol[] {
   table.need(0, count * SYM_SIZE, `${what} (${count} symbols)`);
   if (ver) ver.versym.need(0, count * 2, `DT_VERSYM (${count} entries)`);
   const b = table.buf;

@@ -76,7 +76,15 @@ export function parseVersions(img: Image, dyn: DynamicInfo, strings: StringTable
         auxAt += BigInt(an);
       }
       if (names.length === 0) throw malformed(what, 'has no name (vd_cnt is 0)', at);
-      if (!defs.has(index & 0x7fff)) defs.set(index & 0x7fff, { index, name: names[0]!, flags, base: (flags & VER_FLG_BASE) !== 0, parents: names.slice(1), hash });
+      if (!defs.has(index & 0x7fff))
+        defs.set(index & 0x7fff, {
+          index,
+          name: names[0]!,
+          flags,
+          base: (flags & VER_FLG_BASE) !== 0,
+          parents: names.slice(1),
+          hash,
+        });
       // vd_next is an unsigned offset, so the walk only moves forward: it ends.
       if (next === 0) break;
       at += BigInt(next);
@@ -99,7 +107,12 @@ export function parseVersions(img: Image, dyn: DynamicInfo, strings: StringTable
       const next = v.u32(12);
       let auxAt = at + BigInt(auxOff);
       for (let j = 0; j < cnt; j++) {
-        if (++total > MAX_ENTRIES) throw malformed('DT_VERNEED', `more than ${MAX_ENTRIES} required versions: the list is corrupt`, at);
+        if (++total > MAX_ENTRIES)
+          throw malformed(
+            'DT_VERNEED',
+            `more than ${MAX_ENTRIES} required versions: the list is corrupt`,
+            at,
+          );
         const a = img.read(auxAt, VERNAUX_SIZE, `${what} aux ${j}`);
         const hash = a.u32(0);
         const flags = a.u16(4);

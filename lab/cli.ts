@@ -43,7 +43,8 @@ export function compiledProduct(): string {
 
 /** Node's arguments that run `program` with `args`. */
 export function cliArgs(program: Program, args: string[]): string[] {
-  if (process.env.ULP_RUNNER === 'tsx') return ['--import', 'tsx', join(ROOT, 'bin', `${program}.ts`), ...args];
+  if (process.env.ULP_RUNNER === 'tsx')
+    return ['--import', 'tsx', join(ROOT, 'bin', `${program}.ts`), ...args];
   return [join(compiledProduct(), 'bin', `${program}.js`), ...args];
 }
 
@@ -59,14 +60,23 @@ export function runCli(program: Program, args: string[], env: Record<string, str
 }
 
 /** The same, without blocking the test's event loop (for runs that overlap with other work). */
-export function runCliAsync(program: Program, args: string[], env: Record<string, string | undefined> = {}): Promise<Run> {
+export function runCliAsync(
+  program: Program,
+  args: string[],
+  env: Record<string, string | undefined> = {},
+): Promise<Run> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, cliArgs(program, args), { cwd: ROOT, env: { ...process.env, ...env } });
+    const child = spawn(process.execPath, cliArgs(program, args), {
+      cwd: ROOT,
+      env: { ...process.env, ...env },
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
     child.on('error', reject);
-    child.on('close', (code) => resolvePromise({ code: code ?? -1, stdout, stderr, json: parseJson(stdout) }));
+    child.on('close', (code) =>
+      resolvePromise({ code: code ?? -1, stdout, stderr, json: parseJson(stdout) }),
+    );
   });
 }

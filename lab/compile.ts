@@ -49,7 +49,9 @@ export function compile(opts: CompileOptions): string {
   if (existsSync(out)) return out;
   mkdirSync(dir, { recursive: true });
   const tmp = join(dir, `.${basename(opts.out)}.${process.pid}.tmp`);
-  execFileSync('gcc', [...(opts.flags ?? []), '-o', tmp, ...srcPaths, ...(opts.libs ?? [])], { stdio: ['ignore', 'inherit', 'inherit'] });
+  execFileSync('gcc', [...(opts.flags ?? []), '-o', tmp, ...srcPaths, ...(opts.libs ?? [])], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
   renameSync(tmp, out); // atomic: a concurrent test never sees a half-written output
   return out;
 }

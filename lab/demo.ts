@@ -46,7 +46,16 @@ export function buildDemo(opts: DemoOptions = {}): Demo {
       p = compile({
         sources: ['trigger/libdemo.c'],
         out: `libdemo-v${v}.so`,
-        flags: ['-shared', '-fPIC', '-O2', `-DDEMO_VERSION=${v}`, ...(opts.tag ? [`-DDEMO_TAG="${opts.tag}"`] : []), '-Wl,-soname,libdemo.so.1', ...RELRO_FLAGS[relro], ...(opts.libFlags ?? [])],
+        flags: [
+          '-shared',
+          '-fPIC',
+          '-O2',
+          `-DDEMO_VERSION=${v}`,
+          ...(opts.tag ? [`-DDEMO_TAG="${opts.tag}"`] : []),
+          '-Wl,-soname,libdemo.so.1',
+          ...RELRO_FLAGS[relro],
+          ...(opts.libFlags ?? []),
+        ],
       });
       libs.set(v, p);
     }
@@ -70,7 +79,8 @@ export function buildDemo(opts: DemoOptions = {}): Demo {
     pack(from, to, extra = []) {
       const out = join(dir, `fix-${from}-${to}-${packs++}.ulp`);
       const r = runCli('ulp-pack', [lib(from), lib(to), '-o', out, ...extra]);
-      if (r.code !== 0) throw new Error(`ulp-pack v${from} -> v${to} failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
+      if (r.code !== 0)
+        throw new Error(`ulp-pack v${from} -> v${to} failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
       return out;
     },
     start(version, args = []) {
@@ -93,7 +103,10 @@ export function buildDemo(opts: DemoOptions = {}): Demo {
 
 /** The last complete line of the demo program's output, parsed into its key=value fields. */
 export function lastRound(out: string): Record<string, string> | undefined {
-  const lines = out.trimEnd().split('\n').filter((l) => l.startsWith('round='));
+  const lines = out
+    .trimEnd()
+    .split('\n')
+    .filter((l) => l.startsWith('round='));
   const line = lines.at(-1);
   if (!line) return undefined;
   return Object.fromEntries(line.split(' ').map((kv) => kv.split('=') as [string, string]));

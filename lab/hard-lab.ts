@@ -60,8 +60,15 @@ export const status = (pid: number): any => trigger('--status', String(pid), '--
  * tracing them from here is safe.
  */
 export const here = {
-  async trigger(pid: number, bundlePath: string, which: 'forward' | 'reverse' = 'forward'): Promise<RunResult> {
-    const [{ runOne }, { readBundleFile }] = await Promise.all([import('../trigger/apply.js'), import('../patches/index.js')]);
+  async trigger(
+    pid: number,
+    bundlePath: string,
+    which: 'forward' | 'reverse' = 'forward',
+  ): Promise<RunResult> {
+    const [{ runOne }, { readBundleFile }] = await Promise.all([
+      import('../trigger/apply.js'),
+      import('../patches/index.js'),
+    ]);
     return runOne(pid, readBundleFile(bundlePath), { which });
   },
   async status(pid: number): Promise<StatusReport> {
@@ -81,11 +88,24 @@ export function lines(out: string, tag?: string): Line[] {
   return out
     .split('\n')
     .filter((l) => /^\w+=/.test(l) && (tag === undefined || l.startsWith(`${tag}=`)))
-    .map((l) => Object.fromEntries(l.trim().split(/\s+/).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])) as Line);
+    .map(
+      (l) =>
+        Object.fromEntries(
+          l
+            .trim()
+            .split(/\s+/)
+            .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+        ) as Line,
+    );
 }
 
 /** Waits until `pred` holds for the lines printed after `mark` (an output length), and returns them. */
-export async function linesAfter(t: Target, mark: number, pred: (ls: Line[]) => boolean, timeoutMs = 60_000): Promise<Line[]> {
+export async function linesAfter(
+  t: Target,
+  mark: number,
+  pred: (ls: Line[]) => boolean,
+  timeoutMs = 60_000,
+): Promise<Line[]> {
   const out = await t.waitFor((o) => pred(lines(o.slice(mark))), timeoutMs);
   return lines(out.slice(mark));
 }
@@ -121,8 +141,27 @@ export class HardLab {
     return compile({
       sources: s.sources,
       out: `${s.soname}.v${v}`,
-      flags: ['-shared', '-fPIC', '-O2', `-DV=${v}`, `-DLAB_TAG="${this.tag}"`, `-Wl,-soname,${s.soname}`, '-Wl,--build-id', ...RELRO_FLAGS[s.relro ?? 'full'], ...(s.flags ?? [])],
-      libs: [...(s.needs?.length ? [`-L${this.linkDir}`, `-Wl,-rpath-link,${this.linkDir}`, ...s.needs.map((d) => `-l:${this.soname(d)}`)] : []), ...(s.libs ?? [])],
+      flags: [
+        '-shared',
+        '-fPIC',
+        '-O2',
+        `-DV=${v}`,
+        `-DLAB_TAG="${this.tag}"`,
+        `-Wl,-soname,${s.soname}`,
+        '-Wl,--build-id',
+        ...RELRO_FLAGS[s.relro ?? 'full'],
+        ...(s.flags ?? []),
+      ],
+      libs: [
+        ...(s.needs?.length
+          ? [
+              `-L${this.linkDir}`,
+              `-Wl,-rpath-link,${this.linkDir}`,
+              ...s.needs.map((d) => `-l:${this.soname(d)}`),
+            ]
+          : []),
+        ...(s.libs ?? []),
+      ],
     });
   }
 
@@ -140,8 +179,19 @@ export class HardLab {
     return compile({
       sources: e.sources,
       out: name,
-      flags: ['-O2', '-pthread', `-DLAB_TAG="${this.tag}"`, ...RELRO_FLAGS[e.relro ?? 'full'], ...(e.flags ?? [])],
-      libs: [...(e.needs?.length ? [`-L${dir}`, `-Wl,-rpath-link,${dir}`, ...e.needs.map((d) => `-l:${this.soname(d)}`)] : []), ...(e.libs ?? [])],
+      flags: [
+        '-O2',
+        '-pthread',
+        `-DLAB_TAG="${this.tag}"`,
+        ...RELRO_FLAGS[e.relro ?? 'full'],
+        ...(e.flags ?? []),
+      ],
+      libs: [
+        ...(e.needs?.length
+          ? [`-L${dir}`, `-Wl,-rpath-link,${dir}`, ...e.needs.map((d) => `-l:${this.soname(d)}`)]
+          : []),
+        ...(e.libs ?? []),
+      ],
     });
   }
 
@@ -159,8 +209,17 @@ export class HardLab {
   /** The same in this process (packer/pack.ts, what ulp-pack runs), for tests that need many bundles. */
   async packHere(key: string, from: number, to: number): Promise<string> {
     const out = this.bundlePath(key, from, to);
-    const [{ pack: packPair }, { writeFileAtomic }] = await Promise.all([import('../packer/pack.js'), import('../patches/index.js')]);
-    const r = await packPair({ oldPath: this.lib(key, from), newPath: this.lib(key, to), createdAt: new Date(0), tool: { name: 'ulp-pack', version: 'test' }, bundle: true });
+    const [{ pack: packPair }, { writeFileAtomic }] = await Promise.all([
+      import('../packer/pack.js'),
+      import('../patches/index.js'),
+    ]);
+    const r = await packPair({
+      oldPath: this.lib(key, from),
+      newPath: this.lib(key, to),
+      createdAt: new Date(0),
+      tool: { name: 'ulp-pack', version: 'test' },
+      bundle: true,
+    });
     assert.ok(r.bytes, `${key} v${from} -> v${to}: ${r.forward.verdict}`);
     writeFileAtomic(out, r.bytes);
     return out;
@@ -170,14 +229,23 @@ export class HardLab {
   install(versions: Record<string, number>): string {
     const run = join(this.dir, `run-${this.n++}`);
     mkdirSync(run);
-    for (const [key, v] of Object.entries(versions)) copyFileSync(this.lib(key, v), join(run, this.soname(key)));
+    for (const [key, v] of Object.entries(versions))
+      copyFileSync(this.lib(key, v), join(run, this.soname(key)));
     return run;
   }
 
   /** Starts `exe` with `versions` installed (LD_LIBRARY_PATH); `args` may name files in the run folder as `{run}/...`. */
-  start(exe: string, versions: Record<string, number>, args: string[] = [], env: Record<string, string> = {}): Target {
+  start(
+    exe: string,
+    versions: Record<string, number>,
+    args: string[] = [],
+    env: Record<string, string> = {},
+  ): Target {
     const run = this.install(versions);
-    const t = startTarget([exe, ...args.map((a) => a.replaceAll('{run}', run))], { LD_LIBRARY_PATH: run, ...env });
+    const t = startTarget([exe, ...args.map((a) => a.replaceAll('{run}', run))], {
+      LD_LIBRARY_PATH: run,
+      ...env,
+    });
     this.targets.push(t);
     return t;
   }

@@ -11,7 +11,17 @@
  * made once per test process and removed when it exits.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, realpathSync, rmSync, statSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  realpathSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, parse } from 'node:path';
 import type { Program, Run } from './cli.js';
@@ -20,7 +30,17 @@ import { ROOT } from './root.js';
 export const NOBODY = 65534;
 
 /** What the commands need at run time, besides node_modules. */
-const COMMAND_PARTS = ['bin', 'common', 'elf', 'patches', 'packer', 'runtime', 'trigger', 'package.json', 'tsconfig.json'];
+const COMMAND_PARTS = [
+  'bin',
+  'common',
+  'elf',
+  'patches',
+  'packer',
+  'runtime',
+  'trigger',
+  'package.json',
+  'tsconfig.json',
+];
 
 /** Whether a user who is neither the owner nor in the group can read `path` (every folder on the way searchable). */
 export function othersCanRead(path: string): boolean {
@@ -39,14 +59,23 @@ export function othersCanRead(path: string): boolean {
 }
 
 function checkoutReadable(root: string): boolean {
-  return [join(root, 'bin', 'ulp-trigger.ts'), join(root, 'runtime', 'session.ts'), join(root, 'node_modules', 'tsx', 'package.json'), join(root, 'node_modules', 'koffi', 'package.json')].every(othersCanRead);
+  return [
+    join(root, 'bin', 'ulp-trigger.ts'),
+    join(root, 'runtime', 'session.ts'),
+    join(root, 'node_modules', 'tsx', 'package.json'),
+    join(root, 'node_modules', 'koffi', 'package.json'),
+  ].every(othersCanRead);
 }
 
 /** A world-readable copy of the commands' sources and node_modules (dereferenced), under the system's temporary folder. */
 export function readableCopy(root = ROOT): string {
   const top = mkdtempSync(join(tmpdir(), 'ulp-readable-'));
-  for (const part of COMMAND_PARTS) if (existsSync(join(root, part))) cpSync(join(root, part), join(top, part), { recursive: true });
-  cpSync(realpathSync(join(root, 'node_modules')), join(top, 'node_modules'), { recursive: true, dereference: true });
+  for (const part of COMMAND_PARTS)
+    if (existsSync(join(root, part))) cpSync(join(root, part), join(top, part), { recursive: true });
+  cpSync(realpathSync(join(root, 'node_modules')), join(top, 'node_modules'), {
+    recursive: true,
+    dereference: true,
+  });
   execFileSync('chmod', ['-R', 'a+rX', top]);
   process.on('exit', () => rmSync(top, { recursive: true, force: true }));
   return top;
@@ -70,22 +99,37 @@ export function exposed(file: string, dir: string): string {
 }
 
 /** The setpriv prefix that runs a program as `uid` (its group too, no supplementary groups). */
-export const asUser = (uid: number): string[] => ['setpriv', `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups'];
+export const asUser = (uid: number): string[] => [
+  'setpriv',
+  `--reuid=${uid}`,
+  `--regid=${uid}`,
+  '--clear-groups',
+];
 
 /**
  * Runs a command as `uid` from readableCheckout() (or `opts.root`), with HOME and TMPDIR in
  * `home` (a folder that user may write: tsx keeps its cache there).
  */
-export function runCliAs(uid: number, program: Program, args: string[], home: string, opts: { timeoutMs?: number; root?: string } = {}): Run & { signal: NodeJS.Signals | null } {
+export function runCliAs(
+  uid: number,
+  program: Program,
+  args: string[],
+  home: string,
+  opts: { timeoutMs?: number; root?: string } = {},
+): Run & { signal: NodeJS.Signals | null } {
   const root = opts.root ?? readableCheckout();
   const [setpriv, ...prefix] = asUser(uid);
-  const r = spawnSync(setpriv!, [...prefix, process.execPath, '--import', 'tsx', join(root, 'bin', `${program}.ts`), ...args], {
-    cwd: root,
-    encoding: 'utf8',
-    env: { ...process.env, HOME: home, TMPDIR: home, SOURCE_DATE_EPOCH: undefined },
-    timeout: opts.timeoutMs ?? 120_000,
-    maxBuffer: 64 << 20,
-  });
+  const r = spawnSync(
+    setpriv!,
+    [...prefix, process.execPath, '--import', 'tsx', join(root, 'bin', `${program}.ts`), ...args],
+    {
+      cwd: root,
+      encoding: 'utf8',
+      env: { ...process.env, HOME: home, TMPDIR: home, SOURCE_DATE_EPOCH: undefined },
+      timeout: opts.timeoutMs ?? 120_000,
+      maxBuffer: 64 << 20,
+    },
+  );
   if (r.error && (r.error as NodeJS.ErrnoException).code !== 'ETIMEDOUT') throw r.error;
   let json;
   try {

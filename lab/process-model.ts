@@ -57,7 +57,16 @@ export interface ElfSpec {
   buildId?: string;
 }
 
-const segment = (flags: number, vaddr: bigint, size: bigint): ProgramHeader => ({ type: PT_LOAD, flags, offset: vaddr, vaddr, paddr: vaddr, filesz: size, memsz: size, align: 0x1000n });
+const segment = (flags: number, vaddr: bigint, size: bigint): ProgramHeader => ({
+  type: PT_LOAD,
+  flags,
+  offset: vaddr,
+  vaddr,
+  paddr: vaddr,
+  filesz: size,
+  memsz: size,
+  align: 0x1000n,
+});
 
 function symbol(index: number, s: SymSpec, defined: boolean): ElfSymbol {
   return {
@@ -78,24 +87,43 @@ function symbol(index: number, s: SymSpec, defined: boolean): ElfSymbol {
 export function syntheticElf(spec: ElfSpec): ElfObject {
   const loadSegments = [segment(PF_R | PF_X, spec.text.vaddr, spec.text.size)];
   if (spec.data) loadSegments.push(segment(PF_R | PF_W, spec.data.vaddr, spec.data.size));
-  const relro = spec.relro ? { ...segment(PF_R, spec.relro.vaddr, spec.relro.size), type: 0x6474e552 } : undefined;
+  const relro = spec.relro
+    ? { ...segment(PF_R, spec.relro.vaddr, spec.relro.size), type: 0x6474e552 }
+    : undefined;
   const dynamicSymbols = [
     ...(spec.symbols ?? []).map((s, i) => symbol(i + 1, s, true)),
     ...(spec.imports ?? []).map((s, i) => symbol((spec.symbols?.length ?? 0) + i + 1, s, false)),
   ];
   const relocations: Relocation[] = (spec.relocs ?? []).map((r) => {
-    let sym = r.symbol === undefined ? undefined : dynamicSymbols.find((s) => s.name === r.symbol && s.defined);
+    let sym =
+      r.symbol === undefined ? undefined : dynamicSymbols.find((s) => s.name === r.symbol && s.defined);
     if (r.symbol !== undefined && !sym) {
       sym = dynamicSymbols.find((s) => s.name === r.symbol);
       if (!sym) dynamicSymbols.push((sym = symbol(dynamicSymbols.length + 1, { name: r.symbol }, false)));
     }
-    return { offset: r.offset, type: r.type, symIndex: sym?.index ?? 0, ...(sym ? { symbol: sym } : {}), addend: r.addend ?? 0n, table: r.table ?? 'rela' };
+    return {
+      offset: r.offset,
+      type: r.type,
+      symIndex: sym?.index ?? 0,
+      ...(sym ? { symbol: sym } : {}),
+      addend: r.addend ?? 0n,
+      table: r.table ?? 'rela',
+    };
   });
   const elf = {
     origin: 'file',
     programHeaders: [...loadSegments, ...(relro ? [relro] : [])],
     sections: [],
-    dynamic: { entries: [], needed: spec.needed ?? [], soname: spec.soname, flags: 0n, flags1: 0n, bindNow: true, symbolic: spec.symbolic ?? false, staticTls: spec.staticTls ?? false },
+    dynamic: {
+      entries: [],
+      needed: spec.needed ?? [],
+      soname: spec.soname,
+      flags: 0n,
+      flags1: 0n,
+      bindNow: true,
+      symbolic: spec.symbolic ?? false,
+      staticTls: spec.staticTls ?? false,
+    },
     dynamicSymbols,
     symtab: [],
     relocations,
@@ -106,17 +134,26 @@ export function syntheticElf(spec: ElfSpec): ElfObject {
     relro,
     loadSegments,
     readAt(vaddr: bigint, length: number): Buffer {
-      const image = spec.images?.find((i) => vaddr >= i.vaddr && vaddr + BigInt(length) <= i.vaddr + BigInt(i.bytes.length));
-      if (image) return Buffer.from(image.bytes.subarray(Number(vaddr - image.vaddr), Number(vaddr - image.vaddr) + length));
+      const image = spec.images?.find(
+        (i) => vaddr >= i.vaddr && vaddr + BigInt(length) <= i.vaddr + BigInt(i.bytes.length),
+      );
+      if (image)
+        return Buffer.from(
+          image.bytes.subarray(Number(vaddr - image.vaddr), Number(vaddr - image.vaddr) + length),
+        );
       const w = spec.words?.[`0x${vaddr.toString(16)}`];
-      if (w === undefined || length !== 8) throw new Error(`synthetic ELF: no word at 0x${vaddr.toString(16)}`);
+      if (w === undefined || length !== 8)
+        throw new Error(`synthetic ELF: no word at 0x${vaddr.toString(16)}`);
       const b = Buffer.alloc(8);
       b.writeBigUInt64LE(w);
       return b;
     },
     section: () => undefined,
     lookup(name: string, version?: string): ElfSymbol | undefined {
-      return dynamicSymbols.find((s) => s.defined && s.name === name && (version === undefined ? !s.versionHidden : s.version === version));
+      return dynamicSymbols.find(
+        (s) =>
+          s.defined && s.name === name && (version === undefined ? !s.versionHidden : s.version === version),
+      );
     },
   };
   // The planners read only the fields above; the header and sections stay absent.
@@ -142,7 +179,9 @@ export function placed(elf: ElfObject, at: Placement): ProcessObject {
     soname: elf.soname,
     source: at.source ?? 'linkmap',
     ...(at.ulp ? { ulp: at.ulp } : {}),
-    code: elf.loadSegments.filter((p) => (p.flags & PF_X) !== 0).map((p) => ({ start: at.bias + p.vaddr, end: at.bias + p.vaddr + p.memsz })),
+    code: elf.loadSegments
+      .filter((p) => (p.flags & PF_X) !== 0)
+      .map((p) => ({ start: at.bias + p.vaddr, end: at.bias + p.vaddr + p.memsz })),
     span: { start: at.bias + span.start, end: at.bias + span.end },
   };
 }
@@ -155,7 +194,8 @@ export function family(canonical: ProcessObject, ...others: ProcessObject[]): Fa
 export function wordReader(words: ReadonlyMap<bigint, bigint>): (addr: bigint, length: number) => Buffer {
   return (addr, length) => {
     const v = words.get(addr);
-    if (v === undefined || length !== 8) throw new Error(`unmapped read of ${length} bytes at 0x${addr.toString(16)}`);
+    if (v === undefined || length !== 8)
+      throw new Error(`unmapped read of ${length} bytes at 0x${addr.toString(16)}`);
     const b = Buffer.alloc(8);
     b.writeBigUInt64LE(v);
     return b;

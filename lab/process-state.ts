@@ -27,7 +27,8 @@ export function processState(pid: number): { maps: string; slots: Map<string, bi
       }
       const bias = BigInt('0x' + m[1]) - (elf.loadSegments[0]?.vaddr ?? 0n);
       for (const r of elf.relocations) {
-        if (r.type !== RelocType.GLOB_DAT && r.type !== RelocType.JUMP_SLOT && r.type !== RelocType.R64) continue;
+        if (r.type !== RelocType.GLOB_DAT && r.type !== RelocType.JUMP_SLOT && r.type !== RelocType.R64)
+          continue;
         const buf = Buffer.alloc(8);
         readSync(fd, buf, 0, 8, Number(bias + r.offset));
         slots.set(`${m[2]}+0x${r.offset.toString(16)}`, buf.readBigUInt64LE(0));
@@ -50,7 +51,9 @@ export function tracedThreads(pid: number): Array<{ tid: number; tracer: number 
   }
   for (const tid of tids) {
     try {
-      const tracer = Number(/TracerPid:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8'))?.[1] ?? 0);
+      const tracer = Number(
+        /TracerPid:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8'))?.[1] ?? 0,
+      );
       if (tracer !== 0) out.push({ tid: Number(tid), tracer });
     } catch {
       // the thread exited meanwhile

@@ -41,7 +41,10 @@ export const REAL_FILES = {
  */
 export function realBuildsDir(): string | undefined {
   if (!existsSync(REAL_BUILDS_ARCHIVE)) {
-    if (process.env.CI) throw new Error(`the real builds are missing: ${REAL_BUILDS_ARCHIVE} (CI must run with shared/ beside the clone)`);
+    if (process.env.CI)
+      throw new Error(
+        `the real builds are missing: ${REAL_BUILDS_ARCHIVE} (CI must run with shared/ beside the clone)`,
+      );
     console.log(`      SKIPPED: no ${REAL_BUILDS_ARCHIVE}`);
     return undefined;
   }
@@ -56,7 +59,9 @@ export function realBuildsDir(): string | undefined {
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
   execFileSync('tar', ['-xJf', REAL_BUILDS_ARCHIVE, '-C', tmp]);
-  const listed = execFileSync('tar', ['-tJf', REAL_BUILDS_ARCHIVE], { encoding: 'utf8' }).split('\n').filter((f) => f && !f.endsWith('/'));
+  const listed = execFileSync('tar', ['-tJf', REAL_BUILDS_ARCHIVE], { encoding: 'utf8' })
+    .split('\n')
+    .filter((f) => f && !f.endsWith('/'));
   writeFileSync(join(tmp, '.unpacked'), listed.join('\n') + '\n');
   rmSync(CACHE, { recursive: true, force: true });
   try {

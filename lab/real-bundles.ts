@@ -20,7 +20,9 @@ const PACKER_LAYERS = ['bin', 'common', 'elf', 'patches', 'packer'];
 
 function sourcesOf(dir: string): string[] {
   return readdirSync(join(ROOT, dir), { withFileTypes: true })
-    .flatMap((e) => (e.isDirectory() ? sourcesOf(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []))
+    .flatMap((e) =>
+      e.isDirectory() ? sourcesOf(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : [],
+    )
     .sort();
 }
 
@@ -40,13 +42,19 @@ function packerSources(): string {
 export function realBundle(dir: string, from: string, to: string, file: string): string {
   const oldPath = realBuild(dir, from, file);
   const newPath = realBuild(dir, to, file);
-  const key = createHash('sha256').update(packerSources()).update(readFileSync(oldPath)).update(readFileSync(newPath)).digest('hex').slice(0, 16);
+  const key = createHash('sha256')
+    .update(packerSources())
+    .update(readFileSync(oldPath))
+    .update(readFileSync(newPath))
+    .digest('hex')
+    .slice(0, 16);
   const out = join(BUILD, 'real-bundles', key, `${file}-${from}-${to}.ulp`);
   if (existsSync(out)) return out;
   mkdirSync(join(BUILD, 'real-bundles', key), { recursive: true });
   const tmp = join(dirname(out), `.${process.pid}.${basename(out)}`);
   const r = runCli('ulp-pack', [oldPath, newPath, '-o', tmp]);
-  if (r.code !== 0) throw new Error(`ulp-pack ${from} -> ${to} ${file} failed (exit ${r.code}):\n${r.stdout}${r.stderr}`);
+  if (r.code !== 0)
+    throw new Error(`ulp-pack ${from} -> ${to} ${file} failed (exit ${r.code}):\n${r.stdout}${r.stderr}`);
   renameSync(tmp, out); // atomic: a concurrent test never reads a half-written bundle
   return out;
 }

@@ -31,7 +31,9 @@ const shq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 export function startTarget(argv: string[], env: Record<string, string> = {}): Target {
   const dir = mkdtempSync(join(tmpdir(), 'ulp-target-'));
   const log = join(dir, 'out.log');
-  const envPart = Object.entries(env).map(([k, v]) => `${k}=${shq(v)}`).join(' ');
+  const envPart = Object.entries(env)
+    .map(([k, v]) => `${k}=${shq(v)}`)
+    .join(' ');
   const cmd = `${envPart} ${argv.map(shq).join(' ')} </dev/null >${shq(log)} 2>&1 & echo $!`;
   const pid = Number(execFileSync('sh', ['-c', cmd], { encoding: 'utf8' }).trim());
   if (!Number.isInteger(pid) || pid <= 0) throw new Error(`could not start ${argv[0]}`);
@@ -53,7 +55,8 @@ export function startTarget(argv: string[], env: Record<string, string> = {}): T
       for (;;) {
         const out = output();
         if (pred(out)) return out;
-        if (Date.now() > deadline) throw new Error(`timed out waiting for target ${pid}; output so far:\n${out.slice(-2000)}`);
+        if (Date.now() > deadline)
+          throw new Error(`timed out waiting for target ${pid}; output so far:\n${out.slice(-2000)}`);
         if (!alive()) throw new Error(`target ${pid} exited; output:\n${out.slice(-2000)}`);
         await new Promise((r) => setTimeout(r, 20));
       }

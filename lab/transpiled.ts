@@ -8,7 +8,16 @@
  * repository so that `koffi` and the other dependencies resolve from
  * node_modules.
  */
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import ts from 'typescript';
@@ -18,7 +27,13 @@ import { ROOT } from './root.js';
 /** Every .ts file under `dir` (relative to ROOT), sorted. */
 export function tsFiles(dir: string): string[] {
   return readdirSync(join(ROOT, dir), { withFileTypes: true })
-    .flatMap((e) => (e.isDirectory() ? tsFiles(join(dir, e.name)) : e.name.endsWith('.ts') && !e.name.endsWith('.d.ts') ? [join(dir, e.name)] : []))
+    .flatMap((e) =>
+      e.isDirectory()
+        ? tsFiles(join(dir, e.name))
+        : e.name.endsWith('.ts') && !e.name.endsWith('.d.ts')
+          ? [join(dir, e.name)]
+          : [],
+    )
     .sort();
 }
 
@@ -46,7 +61,8 @@ export function transpiled(name: string, files: readonly string[], copies: reado
     mkdirSync(dirname(join(tmp, f)), { recursive: true });
     copyFileSync(join(ROOT, f), join(tmp, f));
   }
-  if (existsSync(out)) rmSync(tmp, { recursive: true, force: true }); // another test process won the race; both outputs are equal
+  if (existsSync(out))
+    rmSync(tmp, { recursive: true, force: true }); // another test process won the race; both outputs are equal
   else renameSync(tmp, out);
   return out;
 }

@@ -7,6 +7,14 @@ export function upgLib(version: number): string {
   return compile({
     sources: ['upgrade/libulpupg.c'],
     out: UPG_SONAME,
-    flags: ['-shared', '-fPIC', '-O2', '-pthread', `-DUPG_VERSION=${version}`, `-Wl,-soname,${UPG_SONAME}`, '-Wl,-z,relro,-z,now'],
+    flags: [
+      '-shared',
+      '-fPIC',
+      '-O2',
+      '-pthread',
+      `-DUPG_VERSION=${version}`,
+      `-Wl,-soname,${UPG_SONAME}`,
+      '-Wl,-z,relro,-z,now',
+    ],
   });
 }

@@ -6,9 +6,24 @@
  * is only loaded to write or read a bundle. `satisfies` keeps these copies
  * identical to patches' lists (same names, same order) at compile time.
  */
-import type { CATEGORY_NAMES as REPORT_CATEGORY_NAMES, VERDICTS as REPORT_VERDICTS, Verdict } from '../patches/report.js';
+import type {
+  CATEGORY_NAMES as REPORT_CATEGORY_NAMES,
+  VERDICTS as REPORT_VERDICTS,
+  Verdict,
+} from '../patches/report.js';
 
-export const CATEGORY_NAMES = ['meta', 'api', 'code', 'layout', 'init', 'ro', 'relro', 'data', 'tls', 'funcptrs'] as const satisfies typeof REPORT_CATEGORY_NAMES;
+export const CATEGORY_NAMES = [
+  'meta',
+  'api',
+  'code',
+  'layout',
+  'init',
+  'ro',
+  'relro',
+  'data',
+  'tls',
+  'funcptrs',
+] as const satisfies typeof REPORT_CATEGORY_NAMES;
 
 const VERDICTS = ['unchanged', 'compatible', 'incompatible'] as const satisfies typeof REPORT_VERDICTS;
 

@@ -40,8 +40,19 @@ export interface DebLibraryResult {
   reasons: Array<{ code: string; message: string; category?: string }>;
 }
 
-async function packPair(p: LibraryPair, pkg: { name: string; from: string; to: string }, opts: DebRunOptions, writeFile: ((path: string, data: Buffer) => void) | undefined): Promise<DebLibraryResult> {
-  const base = { soname: p.soname, oldPath: p.old.path, newPath: p.new.path, oldBuildId: p.old.buildId, newBuildId: p.new.buildId };
+async function packPair(
+  p: LibraryPair,
+  pkg: { name: string; from: string; to: string },
+  opts: DebRunOptions,
+  writeFile: ((path: string, data: Buffer) => void) | undefined,
+): Promise<DebLibraryResult> {
+  const base = {
+    soname: p.soname,
+    oldPath: p.old.path,
+    newPath: p.new.path,
+    oldBuildId: p.old.buildId,
+    newBuildId: p.new.buildId,
+  };
   try {
     const r = await pack({
       oldPath: p.old.file,
@@ -52,22 +63,44 @@ async function packPair(p: LibraryPair, pkg: { name: string; from: string; to: s
       ...(opts.privateKey ? { privateKey: opts.privateKey } : {}),
       ...(opts.allowDowngrade ? { allowDowngrade: true } : {}),
       ...(opts.debugDirs ? { debugDirs: opts.debugDirs } : {}),
-      packageInfo: { name: pkg.name, fromVersion: pkg.from, toVersion: pkg.to, ...(opts.fixes?.length ? { fixes: opts.fixes } : {}) },
+      packageInfo: {
+        name: pkg.name,
+        fromVersion: pkg.from,
+        toVersion: pkg.to,
+        ...(opts.fixes?.length ? { fixes: opts.fixes } : {}),
+      },
       progress: opts.progress,
     });
-    const reasons = Object.entries(r.forward.categories).flatMap(([category, c]) => c.findings.filter((f) => f.severity === 'error').map((f) => ({ code: f.code, message: f.message, category })));
+    const reasons = Object.entries(r.forward.categories).flatMap(([category, c]) =>
+      c.findings
+        .filter((f) => f.severity === 'error')
+        .map((f) => ({ code: f.code, message: f.message, category })),
+    );
     let output: string | null = null;
     if (r.bytes && writeFile && opts.outputDir) {
       output = join(opts.outputDir, bundleFileName(p.soname, r.old.obj.buildId!, r.new.obj.buildId!));
       writeFile(output, r.bytes);
     }
-    return { ...base, verdict: r.forward.verdict, output, patchId: output ? r.manifest!.patchId : null, reasons };
+    return {
+      ...base,
+      verdict: r.forward.verdict,
+      output,
+      patchId: output ? r.manifest!.patchId : null,
+      reasons,
+    };
   } catch (e) {
     const err = asUlpError(e);
     // A library the update did not rebuild is no reason to fail the others.
-    if (err.code === 'PACK_SAME_BUILD' || err.code === 'PACK_SAME_BUILD_ID') return { ...base, verdict: 'same-build', output: null, patchId: null, reasons: [] };
+    if (err.code === 'PACK_SAME_BUILD' || err.code === 'PACK_SAME_BUILD_ID')
+      return { ...base, verdict: 'same-build', output: null, patchId: null, reasons: [] };
     if (err.code === 'INTERNAL_ERROR' || err.code === 'BUNDLE_WRITE_FAILED') throw err;
-    return { ...base, verdict: 'error', output: null, patchId: null, reasons: [{ code: err.code, message: err.message }] };
+    return {
+      ...base,
+      verdict: 'error',
+      output: null,
+      patchId: null,
+      reasons: [{ code: err.code, message: err.message }],
+    };
   }
 }
 
@@ -77,7 +110,12 @@ export async function runDebs(oldDeb: string, newDeb: string, opts: DebRunOption
     try {
       mkdirSync(opts.outputDir, { recursive: true });
     } catch (err) {
-      throw new UlpError('BUNDLE_WRITE_FAILED', `cannot create ${opts.outputDir}: ${(err as Error).message}`, 'Give a folder you can write to.', { path: opts.outputDir });
+      throw new UlpError(
+        'BUNDLE_WRITE_FAILED',
+        `cannot create ${opts.outputDir}: ${(err as Error).message}`,
+        'Give a folder you can write to.',
+        { path: opts.outputDir },
+      );
     }
     bundles!.checkWritableDestination(join(opts.outputDir, '.ulp-pack-check'));
   }
@@ -86,9 +124,22 @@ export async function runDebs(oldDeb: string, newDeb: string, opts: DebRunOption
   const libraries: DebLibraryResult[] = [];
   try {
     if (debs.pairs.length === 0) {
-      throw new UlpError('PACK_DEB_NO_LIBRARIES', `${debs.old.name} ${debs.old.version} and ${debs.new.version} share no shared library with a SONAME`, 'Give the packages that ship the library (libfoo1, not libfoo-dev or foo-bin).', { old: debs.onlyOld.map((l) => l.path), new: debs.onlyNew.map((l) => l.path) });
+      throw new UlpError(
+        'PACK_DEB_NO_LIBRARIES',
+        `${debs.old.name} ${debs.old.version} and ${debs.new.version} share no shared library with a SONAME`,
+        'Give the packages that ship the library (libfoo1, not libfoo-dev or foo-bin).',
+        { old: debs.onlyOld.map((l) => l.path), new: debs.onlyNew.map((l) => l.path) },
+      );
     }
-    for (const p of debs.pairs) libraries.push(await packPair(p, { name: debs.new.name, from: debs.old.version, to: debs.new.version }, opts, bundles?.writeFileAtomic));
+    for (const p of debs.pairs)
+      libraries.push(
+        await packPair(
+          p,
+          { name: debs.new.name, from: debs.old.version, to: debs.new.version },
+          opts,
+          bundles?.writeFileAtomic,
+        ),
+      );
   } finally {
     debs.dispose();
   }
@@ -102,20 +153,30 @@ export async function runDebs(oldDeb: string, newDeb: string, opts: DebRunOption
       unpaired: { old: debs.onlyOld.map((l) => l.path), new: debs.onlyNew.map((l) => l.path) },
     });
   } else {
-    const lines = [`${debs.new.name}: ${debs.old.version} -> ${debs.new.version}: ${libraries.length} shared ${libraries.length === 1 ? 'library' : 'libraries'} in both packages`];
+    const lines = [
+      `${debs.new.name}: ${debs.old.version} -> ${debs.new.version}: ${libraries.length} shared ${libraries.length === 1 ? 'library' : 'libraries'} in both packages`,
+    ];
     for (const l of libraries) {
       const head = `  ${l.soname} (${l.oldPath}${l.newPath === l.oldPath ? '' : ` -> ${l.newPath}`})`;
       if (l.verdict === 'same-build') lines.push(`${head}: the same build in both: nothing to patch`);
       else if (l.verdict === 'error' || l.verdict === 'incompatible') {
-        lines.push(`${head}: ${l.verdict === 'error' ? 'cannot be packed' : 'incompatible'}: no bundle written`);
-        for (const x of l.reasons.slice(0, 8)) lines.push(`    ${x.category ? `${x.category}: ` : ''}${x.message} [${x.code}]`);
+        lines.push(
+          `${head}: ${l.verdict === 'error' ? 'cannot be packed' : 'incompatible'}: no bundle written`,
+        );
+        for (const x of l.reasons.slice(0, 8))
+          lines.push(`    ${x.category ? `${x.category}: ` : ''}${x.message} [${x.code}]`);
         if (l.reasons.length > 8) lines.push(`    ... ${l.reasons.length - 8} more (--json lists them all)`);
-      } else lines.push(`${head}: ${l.verdict}: ${l.output ? `wrote ${l.output} (patch ${l.patchId})` : 'nothing written (--check)'}`);
+      } else
+        lines.push(
+          `${head}: ${l.verdict}: ${l.output ? `wrote ${l.output} (patch ${l.patchId})` : 'nothing written (--check)'}`,
+        );
     }
     for (const l of debs.onlyOld) lines.push(`  ${l.soname} (${l.path}): only in the old package`);
     for (const l of debs.onlyNew) lines.push(`  ${l.soname} (${l.path}): only in the new package`);
     const written = libraries.filter((l) => l.output).length;
-    lines.push(`result: ${written} ${written === 1 ? 'bundle' : 'bundles'} written, ${refused.length} refused`);
+    lines.push(
+      `result: ${written} ${written === 1 ? 'bundle' : 'bundles'} written, ${refused.length} refused`,
+    );
     process.stdout.write(lines.join('\n') + '\n');
   }
   return refused.length ? ExitCode.REFUSED : ExitCode.OK;

@@ -45,7 +45,10 @@ export interface LibraryPair {
 }
 
 /** Pairs the shared libraries of two packages: by SONAME, and by path among files that share one. Pure. */
-export function pairLibraries(olds: readonly DebLibrary[], news: readonly DebLibrary[]): { pairs: LibraryPair[]; onlyOld: DebLibrary[]; onlyNew: DebLibrary[] } {
+export function pairLibraries(
+  olds: readonly DebLibrary[],
+  news: readonly DebLibrary[],
+): { pairs: LibraryPair[]; onlyOld: DebLibrary[]; onlyNew: DebLibrary[] } {
   const bySoname = (libs: readonly DebLibrary[]) => {
     const m = new Map<string, DebLibrary[]>();
     for (const l of libs) m.set(l.soname, [...(m.get(l.soname) ?? []), l]);
@@ -86,11 +89,21 @@ export function parseControlFields(text: string): Record<string, string> {
 function dpkgDeb(args: string[], deb: string): string {
   const r = spawnSync('dpkg-deb', args, { encoding: 'utf8', maxBuffer: 16 << 20 });
   if (r.error) {
-    if ((r.error as NodeJS.ErrnoException).code === 'ENOENT') throw new UlpError('PACK_DPKG_DEB_MISSING', 'dpkg-deb is not installed: it unpacks the packages', 'Install dpkg (Debian and its derivatives have it), or unpack the packages yourself and give ulp-pack the two library files.');
+    if ((r.error as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new UlpError(
+        'PACK_DPKG_DEB_MISSING',
+        'dpkg-deb is not installed: it unpacks the packages',
+        'Install dpkg (Debian and its derivatives have it), or unpack the packages yourself and give ulp-pack the two library files.',
+      );
     throw r.error;
   }
   if (r.status !== 0) {
-    throw new UlpError('PACK_DEB_INVALID', `${deb} is not a readable Debian package: ${(r.stderr || '').trim().split('\n').pop() ?? `dpkg-deb exited with ${r.status}`}`, 'Give two .deb files of one package (apt-get download NAME=VERSION).', { path: deb });
+    throw new UlpError(
+      'PACK_DEB_INVALID',
+      `${deb} is not a readable Debian package: ${(r.stderr || '').trim().split('\n').pop() ?? `dpkg-deb exited with ${r.status}`}`,
+      'Give two .deb files of one package (apt-get download NAME=VERSION).',
+      { path: deb },
+    );
   }
   return r.stdout;
 }
@@ -99,13 +112,27 @@ function dpkgDeb(args: string[], deb: string): string {
 export function readDebPackage(path: string): DebPackage {
   try {
     const st = lstatSync(path);
-    if (!st.isFile() && !st.isSymbolicLink()) throw Object.assign(new Error(st.isDirectory() ? 'is a directory' : 'not a regular file'), { code: 'EINVAL' });
+    if (!st.isFile() && !st.isSymbolicLink())
+      throw Object.assign(new Error(st.isDirectory() ? 'is a directory' : 'not a regular file'), {
+        code: 'EINVAL',
+      });
     closeSync(openSync(path, 'r'));
   } catch (err) {
-    throw new UlpError('PACK_INPUT_UNREADABLE', `cannot read the package ${path}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`, 'Check the path and its permissions.', { path });
+    throw new UlpError(
+      'PACK_INPUT_UNREADABLE',
+      `cannot read the package ${path}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`,
+      'Check the path and its permissions.',
+      { path },
+    );
   }
   const f = parseControlFields(dpkgDeb(['-f', path, 'Package', 'Version', 'Architecture'], path));
-  if (!f.Package || !f.Version) throw new UlpError('PACK_DEB_INVALID', `${path} has no Package or Version field`, 'Give two .deb files of one package.', { path });
+  if (!f.Package || !f.Version)
+    throw new UlpError(
+      'PACK_DEB_INVALID',
+      `${path} has no Package or Version field`,
+      'Give two .deb files of one package.',
+      { path },
+    );
   return { path, name: f.Package, version: f.Version, architecture: f.Architecture };
 }
 
@@ -130,7 +157,8 @@ function sharedLibraries(root: string): DebLibrary[] {
         try {
           const elf = parseElf(readRegularFile(file), { expect: 'any' });
           // Without a SONAME (plugins, the dynamic loader's executable form) a library cannot be patched.
-          if (elf.soname) out.push({ path: relative(root, file), file, soname: elf.soname, buildId: elf.buildId });
+          if (elf.soname)
+            out.push({ path: relative(root, file), file, soname: elf.soname, buildId: elf.buildId });
         } catch (err) {
           if (!isUlpError(err)) throw err; // a damaged ELF: not a library we can pack
         }
@@ -156,7 +184,12 @@ export function unpackDebs(oldDeb: string, newDeb: string): UnpackedDebs {
   const old = readDebPackage(oldDeb);
   const neu = readDebPackage(newDeb);
   if (old.name !== neu.name) {
-    throw new UlpError('PACK_DEB_MISMATCH', `the packages are of different names: ${old.name} (old) and ${neu.name} (new)`, 'Give two versions of one package.', { old: old.name, new: neu.name });
+    throw new UlpError(
+      'PACK_DEB_MISMATCH',
+      `the packages are of different names: ${old.name} (old) and ${neu.name} (new)`,
+      'Give two versions of one package.',
+      { old: old.name, new: neu.name },
+    );
   }
   const tmp = mkdtempSync(join(tmpdir(), 'ulp-pack-deb-'));
   const dispose = () => rmSync(tmp, { recursive: true, force: true });

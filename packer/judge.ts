@@ -18,14 +18,22 @@ export interface Judgement {
   reasons: Array<{ code: string; message: string; category?: string }>;
 }
 
-export function judgeBuilds(oldBytes: Buffer, newBytes: Buffer, names: { old: string; new: string } = { old: 'old', new: 'new' }): Judgement {
+export function judgeBuilds(
+  oldBytes: Buffer,
+  newBytes: Buffer,
+  names: { old: string; new: string } = { old: 'old', new: 'new' },
+): Judgement {
   try {
     const old = createBuild('old', names.old, oldBytes, parseElf(oldBytes, { expect: 'shared-object' }));
     const neu = createBuild('new', names.new, newBytes, parseElf(newBytes, { expect: 'shared-object' }));
     checkPair(old, neu);
     const [a, b] = sameSymbolLevel(old, neu);
     const report = analyzePair(a, b);
-    const reasons = CATEGORY_NAMES.flatMap((category) => (report.categories[category]?.findings ?? []).filter((f) => f.severity === 'error').map((f) => ({ code: f.code, message: f.message, category })));
+    const reasons = CATEGORY_NAMES.flatMap((category) =>
+      (report.categories[category]?.findings ?? [])
+        .filter((f) => f.severity === 'error')
+        .map((f) => ({ code: f.code, message: f.message, category })),
+    );
     return { verdict: report.verdict, reasons };
   } catch (e) {
     // A build that is not an ELF shared object, or two that do not form a pair (no build-id, another SONAME...).

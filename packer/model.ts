@@ -86,13 +86,25 @@ export function withoutSymtab(obj: ElfObject): ElfObject {
   return Object.create(obj, { symtab: { value: [], enumerable: true } }) as ElfObject;
 }
 
-export function createBuild(label: string, path: string, bytes: Buffer, obj: ElfObject, options: BuildOptions = {}): Build {
+export function createBuild(
+  label: string,
+  path: string,
+  bytes: Buffer,
+  obj: ElfObject,
+  options: BuildOptions = {},
+): Build {
   const dyn = obj.dynamic;
   const relroMode: RelroMode = obj.relro ? (dyn?.bindNow ? 'full' : 'partial') : 'none';
   const relro = obj.relro;
   const relroStart = relro ? Number(relro.vaddr) : 0;
   const relroEnd = relro ? Number(relro.vaddr + relro.memsz) : 0;
-  const segs = obj.loadSegments.map((p) => ({ start: Number(p.vaddr), end: Number(p.vaddr + p.memsz), fileEnd: Number(p.vaddr + p.filesz), offset: Number(p.offset), flags: p.flags }));
+  const segs = obj.loadSegments.map((p) => ({
+    start: Number(p.vaddr),
+    end: Number(p.vaddr + p.memsz),
+    fileEnd: Number(p.vaddr + p.filesz),
+    offset: Number(p.offset),
+    flags: p.flags,
+  }));
   const writable = writableRegion(obj);
 
   // Link-time addresses of a shared object fit in a double exactly; numbers keep the hot paths free of BigInt.
@@ -106,7 +118,11 @@ export function createBuild(label: string, path: string, bytes: Buffer, obj: Elf
   for (const s of obj.dynamicSymbols) {
     if (s.index === 0 || s.name === '') continue;
     if (!s.defined) imports.set(symbolKey(s), s);
-    else if (s.bind !== STB_LOCAL && (s.visibility === STV_DEFAULT || s.visibility === STV_PROTECTED) && !(s.shndx === SHN_ABS && s.name === s.version)) {
+    else if (
+      s.bind !== STB_LOCAL &&
+      (s.visibility === STV_DEFAULT || s.visibility === STV_PROTECTED) &&
+      !(s.shndx === SHN_ABS && s.name === s.version)
+    ) {
       exports.set(symbolKey(s), s);
     }
   }
@@ -129,7 +145,8 @@ export function createBuild(label: string, path: string, bytes: Buffer, obj: Elf
     imports,
     bytesAt(vaddr, length) {
       for (const s of segs) {
-        if (vaddr >= s.start && vaddr + length <= s.fileEnd) return bytes.subarray(s.offset + vaddr - s.start, s.offset + vaddr - s.start + length);
+        if (vaddr >= s.start && vaddr + length <= s.fileEnd)
+          return bytes.subarray(s.offset + vaddr - s.start, s.offset + vaddr - s.start + length);
       }
       return obj.readAt(BigInt(vaddr), length);
     },
@@ -159,7 +176,8 @@ export function createBuild(label: string, path: string, bytes: Buffer, obj: Elf
 /** Local symbols whose name repeats (static functions of different files) get " (file.c)". */
 function qualifiedNames(symtab: ElfSymbol[]): Map<ElfSymbol, string> {
   const counts = new Map<string, number>();
-  for (const s of symtab) if (s.defined && s.type !== STT_FILE) counts.set(s.name, (counts.get(s.name) ?? 0) + 1);
+  for (const s of symtab)
+    if (s.defined && s.type !== STT_FILE) counts.set(s.name, (counts.get(s.name) ?? 0) + 1);
   const out = new Map<ElfSymbol, string>();
   let file = '';
   const seen = new Map<string, number>();
@@ -183,14 +201,20 @@ function qualifiedNames(symtab: ElfSymbol[]): Map<ElfSymbol, string> {
  * (one entry per address, the global name preferred), and, for code that no
  * symbol covers (stripped builds), the unwind table's ranges without a name.
  */
-function listFunctions(obj: ElfObject, nameOf: (s: ElfSymbol) => string, exports: Map<string, ElfSymbol>, segs: { start: number; end: number; flags: number }[]): FunctionInfo[] {
+function listFunctions(
+  obj: ElfObject,
+  nameOf: (s: ElfSymbol) => string,
+  exports: Map<string, ElfSymbol>,
+  segs: { start: number; end: number; flags: number }[],
+): FunctionInfo[] {
   const code = segs.filter((s) => s.flags & PF_X);
   const isCode = (v: number) => {
     for (const s of code) if (v >= s.start && v < s.end) return true;
     return false;
   };
   const exported = new Set<number>();
-  for (const s of exports.values()) if (s.type === STT_FUNC || s.type === STT_GNU_IFUNC) exported.add(Number(s.value));
+  for (const s of exports.values())
+    if (s.type === STT_FUNC || s.type === STT_GNU_IFUNC) exported.add(Number(s.value));
   const byStart = new Map<number, FunctionInfo>();
   const unsized: FunctionInfo[] = [];
   const consider = (s: ElfSymbol, rank: number, ranks: Map<number, number>) => {
@@ -210,7 +234,9 @@ function listFunctions(obj: ElfObject, nameOf: (s: ElfSymbol) => string, exports
   const unwind = unwindRanges(obj);
   if (unsized.length > 0) {
     // Assembly and crt functions often have size 0: they end where the next known code starts.
-    const starts = sortedNumbers(new Set([...byStart.keys(), ...unwind.map((r) => r.start), ...code.map((s) => s.end)]));
+    const starts = sortedNumbers(
+      new Set([...byStart.keys(), ...unwind.map((r) => r.start), ...code.map((s) => s.end)]),
+    );
     for (const f of unsized) {
       const i = lowerBound(starts, f.start + 1);
       if (i === starts.length) byStart.delete(f.start);

@@ -11,7 +11,12 @@ import { parseElf } from '../elf/index.js';
 import type { Manifest, Report } from '../patches/index.js';
 import { analyzePair, type ProgressFn } from './analyze/index.js';
 import { createBuild, withoutSymtab, type Build } from './model.js';
-import { assessVersions, packageNote, type DowngradeAssessment, type VersionEvidence } from './version/evidence.js';
+import {
+  assessVersions,
+  packageNote,
+  type DowngradeAssessment,
+  type VersionEvidence,
+} from './version/evidence.js';
 import type { PackageInfo } from './package-info.js';
 import { dataRefMap } from './code/datarefs.js';
 import type { BundleDataRefs, DataRefs, StoredDataRefs } from '../patches/index.js';
@@ -54,7 +59,13 @@ export function loadBuild(label: 'old' | 'new', path: string): Build {
     bytes = readRegularFile(path);
   } catch (err) {
     const code = (err as { code?: string }).code;
-    throw new UlpError('PACK_INPUT_UNREADABLE', `cannot read the ${label} build ${path}: ${code === 'ENOENT' ? 'no such file' : (err as Error).message}`, 'Check the path and its permissions.', { path, errno: code }, { cause: err });
+    throw new UlpError(
+      'PACK_INPUT_UNREADABLE',
+      `cannot read the ${label} build ${path}: ${code === 'ENOENT' ? 'no such file' : (err as Error).message}`,
+      'Check the path and its permissions.',
+      { path, errno: code },
+      { cause: err },
+    );
   }
   try {
     const obj = parseElf(bytes, { expect: 'shared-object' });
@@ -63,7 +74,13 @@ export function loadBuild(label: 'old' | 'new', path: string): Build {
   } catch (err) {
     if (!isUlpError(err)) throw err;
     // Keep the reader's code (docs/CLI.md lists them) but say which input it was about.
-    throw new UlpError(err.code, `${label} build ${path}: ${err.message}`, err.hint, { ...err.details, path }, { cause: err });
+    throw new UlpError(
+      err.code,
+      `${label} build ${path}: ${err.message}`,
+      err.hint,
+      { ...err.details, path },
+      { cause: err },
+    );
   }
 }
 
@@ -71,20 +88,45 @@ export function loadBuild(label: 'old' | 'new', path: string): Build {
 export function checkPair(a: Build, b: Build): string {
   for (const x of [a, b]) {
     if (!x.obj.buildId) {
-      throw new UlpError('PACK_NO_BUILD_ID', `the ${x.label} build ${x.path} has no GNU build-id note`, 'The trigger finds builds in processes by build-id: link with -Wl,--build-id.', { path: x.path });
+      throw new UlpError(
+        'PACK_NO_BUILD_ID',
+        `the ${x.label} build ${x.path} has no GNU build-id note`,
+        'The trigger finds builds in processes by build-id: link with -Wl,--build-id.',
+        { path: x.path },
+      );
     }
     if (!x.obj.soname) {
-      throw new UlpError('PACK_NO_SONAME', `the ${x.label} build ${x.path} has no DT_SONAME`, 'Only libraries with a SONAME can be patched: link with -Wl,-soname,NAME.', { path: x.path });
+      throw new UlpError(
+        'PACK_NO_SONAME',
+        `the ${x.label} build ${x.path} has no DT_SONAME`,
+        'Only libraries with a SONAME can be patched: link with -Wl,-soname,NAME.',
+        { path: x.path },
+      );
     }
   }
   if (a.obj.soname !== b.obj.soname) {
-    throw new UlpError('PACK_SONAME_MISMATCH', `the builds are of different libraries: ${a.obj.soname} (old) and ${b.obj.soname} (new)`, 'Give two builds of the same library (the same SONAME).', { old: a.obj.soname, new: b.obj.soname });
+    throw new UlpError(
+      'PACK_SONAME_MISMATCH',
+      `the builds are of different libraries: ${a.obj.soname} (old) and ${b.obj.soname} (new)`,
+      'Give two builds of the same library (the same SONAME).',
+      { old: a.obj.soname, new: b.obj.soname },
+    );
   }
   if (a.sha256 === b.sha256) {
-    throw new UlpError('PACK_SAME_BUILD', 'the old and new files are the same build (identical bytes)', 'Give the build to replace and the build that replaces it.', { sha256: a.sha256 });
+    throw new UlpError(
+      'PACK_SAME_BUILD',
+      'the old and new files are the same build (identical bytes)',
+      'Give the build to replace and the build that replaces it.',
+      { sha256: a.sha256 },
+    );
   }
   if (a.obj.buildId === b.obj.buildId) {
-    throw new UlpError('PACK_SAME_BUILD_ID', `both files carry build-id ${a.obj.buildId}: they are one build (perhaps one is stripped) and could not be told apart in a process`, 'Rebuild the new version so that it gets its own build-id.', { buildId: a.obj.buildId });
+    throw new UlpError(
+      'PACK_SAME_BUILD_ID',
+      `both files carry build-id ${a.obj.buildId}: they are one build (perhaps one is stripped) and could not be told apart in a process`,
+      'Rebuild the new version so that it gets its own build-id.',
+      { buildId: a.obj.buildId },
+    );
   }
   return a.obj.soname!;
 }
@@ -96,7 +138,8 @@ export function checkPair(a: Build, b: Build): string {
  */
 export function sameSymbolLevel(a: Build, b: Build): [Build, Build] {
   if (a.stripped === b.stripped) return [a, b];
-  const dynamicOnly = (x: Build) => (x.stripped ? x : createBuild(x.label, x.path, x.bytes, withoutSymtab(x.obj), { stripped: false }));
+  const dynamicOnly = (x: Build) =>
+    x.stripped ? x : createBuild(x.label, x.path, x.bytes, withoutSymtab(x.obj), { stripped: false });
   return [dynamicOnly(a), dynamicOnly(b)];
 }
 
@@ -135,7 +178,10 @@ export async function pack(opts: PackOptions): Promise<PackResult> {
     ...(versions.downgrade ? { downgrade: true } : {}),
     datarefs: dataRefsOf(old, neu, bundles.encodeDataRefs, progress),
   });
-  result.bytes = await encoder.finish(result.manifest, opts.privateKey ? { privateKey: opts.privateKey } : {});
+  result.bytes = await encoder.finish(
+    result.manifest,
+    opts.privateKey ? { privateKey: opts.privateKey } : {},
+  );
   return result;
 }
 
@@ -158,13 +204,20 @@ function withNoteDefaults(given: PackageInfo | undefined, old: Build, neu: Build
   const info: PackageInfo = { ...given };
   const name = info.name ?? same ?? nn?.name ?? on?.name;
   if (name !== undefined) info.name = name;
-  if (info.fromVersion === undefined && on && (!info.name || on.name === info.name)) info.fromVersion = on.version;
-  if (info.toVersion === undefined && nn && (!info.name || nn.name === info.name)) info.toVersion = nn.version;
+  if (info.fromVersion === undefined && on && (!info.name || on.name === info.name))
+    info.fromVersion = on.version;
+  if (info.toVersion === undefined && nn && (!info.name || nn.name === info.name))
+    info.toVersion = nn.version;
   return Object.keys(info).length > 0 ? info : undefined;
 }
 
 /** Both builds' data-reference maps: the new one for the patch, the old one for a revert that stages the old build. */
-function dataRefsOf(old: Build, neu: Build, encode: (m: DataRefs) => StoredDataRefs, progress: ProgressFn): BundleDataRefs {
+function dataRefsOf(
+  old: Build,
+  neu: Build,
+  encode: (m: DataRefs) => StoredDataRefs,
+  progress: ProgressFn,
+): BundleDataRefs {
   const one = (b: Build) => {
     progress(`${b.label}: data-reference map`);
     const m = dataRefMap(b);

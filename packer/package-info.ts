@@ -27,15 +27,28 @@ export function parsePackageInfo(args: PackageArgs): PackageInfo | undefined {
   const info: PackageInfo = {};
   if (args.package !== undefined) {
     if (!NAME_RE.test(args.package)) {
-      throw new UlpError('PACK_BAD_PACKAGE', `--package "${args.package}" is not a package name`, 'Give the name as the distribution spells it (e.g. libssl3): letters, digits and . + _ - only, no spaces, at most 128 characters.', { value: args.package });
+      throw new UlpError(
+        'PACK_BAD_PACKAGE',
+        `--package "${args.package}" is not a package name`,
+        'Give the name as the distribution spells it (e.g. libssl3): letters, digits and . + _ - only, no spaces, at most 128 characters.',
+        { value: args.package },
+      );
     }
     info.name = args.package;
   }
-  for (const [key, flag] of [['fromVersion', '--from-version'], ['toVersion', '--to-version']] as const) {
+  for (const [key, flag] of [
+    ['fromVersion', '--from-version'],
+    ['toVersion', '--to-version'],
+  ] as const) {
     const v = args[key];
     if (v === undefined) continue;
     if (!VERSION_RE.test(v)) {
-      throw new UlpError('PACK_BAD_VERSION', `${flag} "${v}" is not a version`, 'Give the version as the package manager shows it (e.g. 3.0.20-1~deb12u2): no spaces, at most 128 characters.', { option: flag, value: v });
+      throw new UlpError(
+        'PACK_BAD_VERSION',
+        `${flag} "${v}" is not a version`,
+        'Give the version as the package manager shows it (e.g. 3.0.20-1~deb12u2): no spaces, at most 128 characters.',
+        { option: flag, value: v },
+      );
     }
     info[key] = v;
   }
@@ -44,7 +57,12 @@ export function parsePackageInfo(args: PackageArgs): PackageInfo | undefined {
     for (const raw of args.fixes) {
       const id = raw.trim().toUpperCase();
       if (!CVE_RE.test(id)) {
-        throw new UlpError('PACK_BAD_CVE', `--fixes "${raw}" is not a CVE id`, 'Give one CVE id per --fixes, in the form CVE-2024-12345.', { value: raw });
+        throw new UlpError(
+          'PACK_BAD_CVE',
+          `--fixes "${raw}" is not a CVE id`,
+          'Give one CVE id per --fixes, in the form CVE-2024-12345.',
+          { value: raw },
+        );
       }
       if (!fixes.includes(id)) fixes.push(id);
     }

@@ -63,31 +63,40 @@ export interface DataRefs {
 }
 
 const RangeSchema = z.object({ start: HexSchema, end: HexSchema, reason: z.string() });
-const PackedSchema = z.object({ count: z.number().int().nonnegative(), packed: z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, 'expected base64') });
+const PackedSchema = z.object({
+  count: z.number().int().nonnegative(),
+  packed: z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, 'expected base64'),
+});
 
 export const DataRefsSchema = z
   .object({
-  region: z.object({ start: HexSchema, end: HexSchema }),
-  code: PackedSchema,
-  words: PackedSchema,
-  sharedWords: z.number().int().nonnegative(),
-  coverage: z.object({
-    /** True when `uncovered` is empty: every executable byte is decoded, padding or accounted for. */
-    proven: z.boolean(),
-    executable: z.number().int().nonnegative(),
-    decoded: z.number().int().nonnegative(),
-    padding: z.number().int().nonnegative(),
-    scanned: z.number().int().nonnegative(),
-    tables: z.number().int().nonnegative(),
-    uncovered: z.array(RangeSchema),
-    accounted: z.array(RangeSchema),
-  }),
+    region: z.object({ start: HexSchema, end: HexSchema }),
+    code: PackedSchema,
+    words: PackedSchema,
+    sharedWords: z.number().int().nonnegative(),
+    coverage: z.object({
+      /** True when `uncovered` is empty: every executable byte is decoded, padding or accounted for. */
+      proven: z.boolean(),
+      executable: z.number().int().nonnegative(),
+      decoded: z.number().int().nonnegative(),
+      padding: z.number().int().nonnegative(),
+      scanned: z.number().int().nonnegative(),
+      tables: z.number().int().nonnegative(),
+      uncovered: z.array(RangeSchema),
+      accounted: z.array(RangeSchema),
+    }),
   })
-  .refine((m) => m.coverage.proven === (m.coverage.uncovered.length === 0), 'coverage.proven disagrees with coverage.uncovered');
+  .refine(
+    (m) => m.coverage.proven === (m.coverage.uncovered.length === 0),
+    'coverage.proven disagrees with coverage.uncovered',
+  );
 export type StoredDataRefs = z.infer<typeof DataRefsSchema>;
 
 /** One map per build: `old` for a revert that stages the old build, `new` for the patch. */
-export const BundleDataRefsSchema = z.object({ old: DataRefsSchema.nullable(), new: DataRefsSchema.nullable() });
+export const BundleDataRefsSchema = z.object({
+  old: DataRefsSchema.nullable(),
+  new: DataRefsSchema.nullable(),
+});
 export type BundleDataRefs = z.infer<typeof BundleDataRefsSchema>;
 
 function uleb(out: number[], v: number): void {
@@ -121,7 +130,11 @@ class Reader {
 }
 
 function bad(why: string): UlpError {
-  return new UlpError('BUNDLE_MANIFEST_INVALID', `the bundle's data-reference map is damaged: ${why}`, 'The bundle is damaged or was not written by ulp-pack; rebuild it.');
+  return new UlpError(
+    'BUNDLE_MANIFEST_INVALID',
+    `the bundle's data-reference map is damaged: ${why}`,
+    'The bundle is damaged or was not written by ulp-pack; rebuild it.',
+  );
 }
 
 export function encodeDataRefs(m: DataRefs): StoredDataRefs {
@@ -141,7 +154,11 @@ export function encodeDataRefs(m: DataRefs): StoredDataRefs {
     uleb(words, r.offset);
     prev = r.site;
   }
-  const range = (r: CoverageRange) => ({ start: hex(BigInt(r.start)), end: hex(BigInt(r.end)), reason: r.reason });
+  const range = (r: CoverageRange) => ({
+    start: hex(BigInt(r.start)),
+    end: hex(BigInt(r.end)),
+    reason: r.reason,
+  });
   const c = m.coverage;
   return {
     region: { start: hex(BigInt(m.region.start)), end: hex(BigInt(m.region.end)) },
@@ -167,7 +184,11 @@ export function decodeDataRefs(s: StoredDataRefs): DataRefs {
   const region = { start: num(s.region.start), end: num(s.region.end) };
   const size = region.end - region.start;
   if (!(size > 0)) throw bad('the region is empty');
-  const list = <T>(p: { count: number; packed: string }, what: string, one: (r: Reader, prev: number) => T & { site: number }): T[] => {
+  const list = <T>(
+    p: { count: number; packed: string },
+    what: string,
+    one: (r: Reader, prev: number) => T & { site: number },
+  ): T[] => {
     const r = new Reader(Buffer.from(p.packed, 'base64'));
     const out: T[] = [];
     let prev = 0;
@@ -194,13 +215,25 @@ export function decodeDataRefs(s: StoredDataRefs): DataRefs {
     const type = r.uleb();
     return { site, type, offset: offset(r) };
   });
-  const range = (x: { start: string; end: string; reason: string }) => ({ start: num(x.start), end: num(x.end), reason: x.reason });
+  const range = (x: { start: string; end: string; reason: string }) => ({
+    start: num(x.start),
+    end: num(x.end),
+    reason: x.reason,
+  });
   const c = s.coverage;
   return {
     region,
     code,
     words,
     sharedWords: s.sharedWords,
-    coverage: { executable: c.executable, decoded: c.decoded, padding: c.padding, scanned: c.scanned, tables: c.tables, uncovered: c.uncovered.map(range), accounted: c.accounted.map(range) },
+    coverage: {
+      executable: c.executable,
+      decoded: c.decoded,
+      padding: c.padding,
+      scanned: c.scanned,
+      tables: c.tables,
+      uncovered: c.uncovered.map(range),
+      accounted: c.accounted.map(range),
+    },
   };
 }

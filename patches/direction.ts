@@ -42,11 +42,18 @@ export function recordedToRegion(step: PatchStep): { start: bigint; end: bigint 
  * process where nothing is bound to them, which ulp-trigger checks in each
  * process; every other error refuses the direction outright.
  */
-export const EXPORT_REMOVAL_CODES: ReadonlySet<string> = new Set(['API_EXPORT_REMOVED', 'API_EXPORT_VERSION_CHANGED']);
+export const EXPORT_REMOVAL_CODES: ReadonlySet<string> = new Set([
+  'API_EXPORT_REMOVED',
+  'API_EXPORT_VERSION_CHANGED',
+]);
 
 /** The error findings of a report that no check of a process can overcome. */
 export function blockingFindings(report: Report): Array<{ category: string; finding: Finding }> {
-  return (Object.keys(report.categories) as Array<keyof Report['categories']>).flatMap((category) => (report.categories[category]?.findings ?? []).filter((f) => f.severity === 'error' && !EXPORT_REMOVAL_CODES.has(f.code)).map((finding) => ({ category, finding })));
+  return (Object.keys(report.categories) as Array<keyof Report['categories']>).flatMap((category) =>
+    (report.categories[category]?.findings ?? [])
+      .filter((f) => f.severity === 'error' && !EXPORT_REMOVAL_CODES.has(f.code))
+      .map((finding) => ({ category, finding })),
+  );
 }
 
 /** The exports (name or name@version) a switch in this direction takes away. */

@@ -4,7 +4,17 @@
  * renamed over the destination only once complete, so no reader (and no
  * failure) ever sees a partial bundle.
  */
-import { closeSync, fsyncSync, openSync, renameSync, statSync, unlinkSync, writeSync, accessSync, constants } from 'node:fs';
+import {
+  closeSync,
+  fsyncSync,
+  openSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+  accessSync,
+  constants,
+} from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { UlpError } from '../common/errors.js';
@@ -19,8 +29,20 @@ export function readBundleFile(path: string, options: DecodeOptions = {}): Bundl
     data = readRegularFile(path, limit);
   } catch (err) {
     const e = err as { code?: string; size?: number };
-    if (e.code === 'EFBIG') throw new UlpError('BUNDLE_TOO_LARGE', `${path} is ${e.size} bytes, more than the limit of ${limit}`, 'The file is not a plausible patch bundle.', { size: e.size, limit });
-    throw new UlpError('BUNDLE_READ_FAILED', `cannot read ${path}: ${(err as Error).message}`, 'Check the path and its permissions.', { path, errno: e.code }, { cause: err });
+    if (e.code === 'EFBIG')
+      throw new UlpError(
+        'BUNDLE_TOO_LARGE',
+        `${path} is ${e.size} bytes, more than the limit of ${limit}`,
+        'The file is not a plausible patch bundle.',
+        { size: e.size, limit },
+      );
+    throw new UlpError(
+      'BUNDLE_READ_FAILED',
+      `cannot read ${path}: ${(err as Error).message}`,
+      'Check the path and its permissions.',
+      { path, errno: e.code },
+      { cause: err },
+    );
   }
   return decodeBundle(data, options);
 }
@@ -33,18 +55,22 @@ export function checkWritableDestination(path: string): void {
   const dir = dirname(resolve(path));
   try {
     accessSync(dir, constants.W_OK);
-    if (statSync(path, { throwIfNoEntry: false })?.isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
+    if (statSync(path, { throwIfNoEntry: false })?.isDirectory())
+      throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
   } catch (err) {
     throw writeError(path, err);
   }
 }
 
 export function writeFileAtomic(path: string, data: Buffer): void {
-  const tmp = join(dirname(resolve(path)), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  const tmp = join(
+    dirname(resolve(path)),
+    `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`,
+  );
   let fd: number | undefined;
   try {
     fd = openSync(tmp, 'wx', 0o644);
-    for (let off = 0; off < data.length; ) off += writeSync(fd, data, off, data.length - off);
+    for (let off = 0; off < data.length;) off += writeSync(fd, data, off, data.length - off);
     fsyncSync(fd);
     closeSync(fd);
     fd = undefined;
@@ -61,5 +87,11 @@ export function writeFileAtomic(path: string, data: Buffer): void {
 }
 
 function writeError(path: string, err: unknown): UlpError {
-  return new UlpError('BUNDLE_WRITE_FAILED', `cannot write ${path}: ${(err as Error).message}`, 'Choose an output path in an existing folder you can write to.', { path, errno: (err as { code?: string }).code }, { cause: err });
+  return new UlpError(
+    'BUNDLE_WRITE_FAILED',
+    `cannot write ${path}: ${(err as Error).message}`,
+    'Choose an output path in an existing folder you can write to.',
+    { path, errno: (err as { code?: string }).code },
+    { cause: err },
+  );
 }

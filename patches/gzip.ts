@@ -35,15 +35,28 @@ export async function gzipMember(data: Buffer): Promise<Buffer> {
 
 export function gunzipCapped(data: Buffer, maxOutput: number): Buffer {
   if (data.length < 18 || data[0] !== 0x1f || data[1] !== 0x8b) {
-    throw new UlpError('BUNDLE_NOT_GZIP', 'the file is not a gzip stream, so not a .ulp bundle', 'Give a bundle written by ulp-pack.');
+    throw new UlpError(
+      'BUNDLE_NOT_GZIP',
+      'the file is not a gzip stream, so not a .ulp bundle',
+      'Give a bundle written by ulp-pack.',
+    );
   }
   try {
     return gunzipSync(data, { maxOutputLength: maxOutput });
   } catch (err) {
     const code = (err as { code?: string }).code;
     if (code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError) {
-      throw new UlpError('BUNDLE_TOO_LARGE', `the bundle unpacks to more than ${maxOutput} bytes`, 'The bundle is not a plausible patch (possibly a gzip bomb); do not trust this file.', { limit: maxOutput });
+      throw new UlpError(
+        'BUNDLE_TOO_LARGE',
+        `the bundle unpacks to more than ${maxOutput} bytes`,
+        'The bundle is not a plausible patch (possibly a gzip bomb); do not trust this file.',
+        { limit: maxOutput },
+      );
     }
-    throw new UlpError('BUNDLE_CORRUPT', `the gzip stream is damaged: ${(err as Error).message}`, 'The bundle is damaged (truncated download?); fetch or rebuild it.');
+    throw new UlpError(
+      'BUNDLE_CORRUPT',
+      `the gzip stream is damaged: ${(err as Error).message}`,
+      'The bundle is damaged (truncated download?); fetch or rebuild it.',
+    );
   }
 }

@@ -1,7 +1,34 @@
 /** The .ulp bundle: what the packer writes and the trigger reads. See docs/BUNDLE.md. */
-export { BundleEncoder, decodeBundle, encodeBundle, type Bundle, type BundleContents, type DecodeOptions, type EncodeOptions } from './bundle.js';
-export { BundleDataRefsSchema, DataRefsSchema, decodeDataRefs, encodeDataRefs, type BundleDataRefs, type CodeRef, type Coverage, type CoverageRange, type DataRefs, type StoredDataRefs, type WordRef } from './datarefs.js';
-export { blockingFindings, EXPORT_REMOVAL_CODES, patchStep, recordedToRegion, removedExports, type PatchStep } from './direction.js';
+export {
+  BundleEncoder,
+  decodeBundle,
+  encodeBundle,
+  type Bundle,
+  type BundleContents,
+  type DecodeOptions,
+  type EncodeOptions,
+} from './bundle.js';
+export {
+  BundleDataRefsSchema,
+  DataRefsSchema,
+  decodeDataRefs,
+  encodeDataRefs,
+  type BundleDataRefs,
+  type CodeRef,
+  type Coverage,
+  type CoverageRange,
+  type DataRefs,
+  type StoredDataRefs,
+  type WordRef,
+} from './datarefs.js';
+export {
+  blockingFindings,
+  EXPORT_REMOVAL_CODES,
+  patchStep,
+  recordedToRegion,
+  removedExports,
+  type PatchStep,
+} from './direction.js';
 export { checkWritableDestination, readBundleFile, writeFileAtomic } from './file.js';
 export { hex, parseHex } from './hex.js';
 export { DEFAULT_LIMITS, type BundleLimits } from './limits.js';

@@ -113,8 +113,18 @@ export function sha256Hex(data: Buffer): string {
 }
 
 export function createManifest(input: ManifestInput): Manifest {
-  const old = { entry: ENTRY_OLD, buildId: input.oldBuildId, sha256: sha256Hex(input.oldBuild), size: input.oldBuild.length } as const;
-  const neu = { entry: ENTRY_NEW, buildId: input.newBuildId, sha256: sha256Hex(input.newBuild), size: input.newBuild.length } as const;
+  const old = {
+    entry: ENTRY_OLD,
+    buildId: input.oldBuildId,
+    sha256: sha256Hex(input.oldBuild),
+    size: input.oldBuild.length,
+  } as const;
+  const neu = {
+    entry: ENTRY_NEW,
+    buildId: input.newBuildId,
+    sha256: sha256Hex(input.newBuild),
+    size: input.newBuild.length,
+  } as const;
   const manifest: Manifest = {
     format: FORMAT_VERSION,
     patchId: patchIdOf(input.soname, old, neu),
@@ -133,7 +143,12 @@ export function createManifest(input: ManifestInput): Manifest {
 }
 
 export function isoSeconds(date: Date): string {
-  if (Number.isNaN(date.getTime())) throw new UlpError('BUNDLE_BAD_TIME', 'the creation time is not a valid date', 'Give an ISO 8601 time or seconds since the epoch.');
+  if (Number.isNaN(date.getTime()))
+    throw new UlpError(
+      'BUNDLE_BAD_TIME',
+      'the creation time is not a valid date',
+      'Give an ISO 8601 time or seconds since the epoch.',
+    );
   return new Date(Math.floor(date.getTime() / 1000) * 1000).toISOString().replace('.000Z', 'Z');
 }
 
@@ -153,17 +168,28 @@ export function parseManifest(bytes: Buffer): Manifest {
   try {
     json = JSON.parse(bytes.toString('utf8'));
   } catch (err) {
-    throw new UlpError('BUNDLE_MANIFEST_INVALID', `${ENTRY_MANIFEST} is not valid JSON: ${(err as Error).message}`, 'The bundle is damaged or was not written by ulp-pack; rebuild it.');
+    throw new UlpError(
+      'BUNDLE_MANIFEST_INVALID',
+      `${ENTRY_MANIFEST} is not valid JSON: ${(err as Error).message}`,
+      'The bundle is damaged or was not written by ulp-pack; rebuild it.',
+    );
   }
   const format = json && typeof json === 'object' ? (json as { format?: unknown }).format : undefined;
   if (typeof format !== 'string' || semver.valid(format) === null) {
-    throw new UlpError('BUNDLE_MANIFEST_INVALID', `${ENTRY_MANIFEST} has no valid "format" version`, 'The bundle is damaged or was not written by ulp-pack; rebuild it.', { format });
+    throw new UlpError(
+      'BUNDLE_MANIFEST_INVALID',
+      `${ENTRY_MANIFEST} has no valid "format" version`,
+      'The bundle is damaged or was not written by ulp-pack; rebuild it.',
+      { format },
+    );
   }
   if (semver.major(format) !== SUPPORTED_MAJOR) {
     throw new UlpError(
       'BUNDLE_FORMAT_UNSUPPORTED',
       `bundle format ${format} is not supported (this tool reads format ${SUPPORTED_MAJOR}.x)`,
-      semver.major(format) > SUPPORTED_MAJOR ? 'Use a newer ulp release to read this bundle.' : 'Rebuild the bundle with this ulp release.',
+      semver.major(format) > SUPPORTED_MAJOR
+        ? 'Use a newer ulp release to read this bundle.'
+        : 'Rebuild the bundle with this ulp release.',
       { format, supported: `${SUPPORTED_MAJOR}.x` },
     );
   }
@@ -173,15 +199,31 @@ export function parseManifest(bytes: Buffer): Manifest {
 function validateManifest(value: unknown): Manifest {
   const parsed = ManifestSchema.safeParse(value);
   if (!parsed.success) {
-    const issues = parsed.error.issues.slice(0, 20).map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
-    throw new UlpError('BUNDLE_MANIFEST_INVALID', `${ENTRY_MANIFEST} does not match the manifest schema: ${issues[0]}${issues.length > 1 ? ` (and ${issues.length - 1} more)` : ''}`, 'The bundle is damaged or was not written by ulp-pack; rebuild it.', { issues });
+    const issues = parsed.error.issues
+      .slice(0, 20)
+      .map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
+    throw new UlpError(
+      'BUNDLE_MANIFEST_INVALID',
+      `${ENTRY_MANIFEST} does not match the manifest schema: ${issues[0]}${issues.length > 1 ? ` (and ${issues.length - 1} more)` : ''}`,
+      'The bundle is damaged or was not written by ulp-pack; rebuild it.',
+      { issues },
+    );
   }
   const m = parsed.data;
   if (m.forward.verdict === 'incompatible') {
-    throw new UlpError('BUNDLE_INCOMPATIBLE', 'the bundle\'s own report marks the update as incompatible', 'ulp-pack never writes such a bundle: it was altered or produced by something else; rebuild it with ulp-pack.');
+    throw new UlpError(
+      'BUNDLE_INCOMPATIBLE',
+      "the bundle's own report marks the update as incompatible",
+      'ulp-pack never writes such a bundle: it was altered or produced by something else; rebuild it with ulp-pack.',
+    );
   }
   if (m.patchId !== patchIdOf(m.soname, m.builds.old, m.builds.new)) {
-    throw new UlpError('BUNDLE_PATCH_ID_MISMATCH', `the patch id ${m.patchId} does not match the builds the manifest describes`, 'The manifest was edited after packing; rebuild the bundle.', { patchId: m.patchId });
+    throw new UlpError(
+      'BUNDLE_PATCH_ID_MISMATCH',
+      `the patch id ${m.patchId} does not match the builds the manifest describes`,
+      'The manifest was edited after packing; rebuild the bundle.',
+      { patchId: m.patchId },
+    );
   }
   return m;
 }

@@ -11,7 +11,9 @@ import { z } from 'zod';
 export const HexSchema = z.string().regex(/^0x[0-9a-f]+$/, 'expected 0x-prefixed lower-case hex');
 export const SignedHexSchema = z.string().regex(/^-?0x[0-9a-f]+$/, 'expected 0x-prefixed lower-case hex');
 export const Sha256Schema = z.string().regex(/^[0-9a-f]{64}$/, 'expected 64 lower-case hex digits');
-export const BuildIdSchema = z.string().regex(/^(?:[0-9a-f]{2}){1,64}$/, 'expected a lower-case hex build-id');
+export const BuildIdSchema = z
+  .string()
+  .regex(/^(?:[0-9a-f]{2}){1,64}$/, 'expected a lower-case hex build-id');
 
 export const VERDICTS = ['unchanged', 'compatible', 'incompatible'] as const;
 export const VerdictSchema = z.enum(VERDICTS);
@@ -31,7 +33,18 @@ export const FindingSchema = z.object({
 });
 export type Finding = z.infer<typeof FindingSchema>;
 
-export const CATEGORY_NAMES = ['meta', 'api', 'code', 'layout', 'init', 'ro', 'relro', 'data', 'tls', 'funcptrs'] as const;
+export const CATEGORY_NAMES = [
+  'meta',
+  'api',
+  'code',
+  'layout',
+  'init',
+  'ro',
+  'relro',
+  'data',
+  'tls',
+  'funcptrs',
+] as const;
 export type CategoryName = (typeof CATEGORY_NAMES)[number];
 
 export const CategorySchema = z.object({
@@ -105,7 +118,10 @@ export const BuildSummarySchema = z.object({
 });
 export type BuildSummary = z.infer<typeof BuildSummarySchema>;
 
-const SizeCountSchema = z.object({ count: z.number().int().nonnegative(), bytes: z.number().int().nonnegative() });
+const SizeCountSchema = z.object({
+  count: z.number().int().nonnegative(),
+  bytes: z.number().int().nonnegative(),
+});
 
 const RangeSchema = z.object({ start: HexSchema, end: HexSchema });
 export const FunctionRangeSchema = RangeSchema.extend({ name: z.string().optional() });

@@ -35,13 +35,22 @@ export interface SignedParts {
 /** The bytes an Ed25519 key signs; docs/BUNDLE.md specifies them. */
 export function signedMessage(parts: SignedParts): Buffer {
   const line = (name: string, data: Buffer) => `${name} ${data.length} ${sha256Hex(data)}\n`;
-  return Buffer.from(`${SIGNATURE_SCHEME}\n` + line(ENTRY_MANIFEST, parts.manifest) + line(ENTRY_OLD, parts.oldBuild) + line(ENTRY_NEW, parts.newBuild), 'utf8');
+  return Buffer.from(
+    `${SIGNATURE_SCHEME}\n` +
+      line(ENTRY_MANIFEST, parts.manifest) +
+      line(ENTRY_OLD, parts.oldBuild) +
+      line(ENTRY_NEW, parts.newBuild),
+    'utf8',
+  );
 }
 
 /** SHA-256 of the public key's SPKI DER encoding, first 16 bytes: names a key in messages. */
 export function keyIdOf(key: KeyObject): string {
   const pub = key.type === 'private' ? createPublicKey(key) : key;
-  return createHash('sha256').update(pub.export({ type: 'spki', format: 'der' })).digest('hex').slice(0, 32);
+  return createHash('sha256')
+    .update(pub.export({ type: 'spki', format: 'der' }))
+    .digest('hex')
+    .slice(0, 32);
 }
 
 export function loadPrivateKey(pem: Buffer | string): KeyObject {
@@ -51,9 +60,17 @@ export function loadPrivateKey(pem: Buffer | string): KeyObject {
   } catch (err) {
     // The usual mistake: the public half, which belongs on the hosts (ulp-trigger --key), given to sign with.
     if (/-----BEGIN PUBLIC KEY-----/.test(pem.toString())) {
-      throw new UlpError('BUNDLE_KEY_INVALID', 'the signing key is a public key: signing needs the private key', 'Give the private key it was made from (openssl genpkey -algorithm ed25519 -out key.pem); the public key is for ulp-trigger --key and ulp-pack --inspect --key.');
+      throw new UlpError(
+        'BUNDLE_KEY_INVALID',
+        'the signing key is a public key: signing needs the private key',
+        'Give the private key it was made from (openssl genpkey -algorithm ed25519 -out key.pem); the public key is for ulp-trigger --key and ulp-pack --inspect --key.',
+      );
     }
-    throw new UlpError('BUNDLE_KEY_INVALID', `the signing key cannot be read: ${(err as Error).message}`, 'Give an Ed25519 private key in PEM (e.g. `openssl genpkey -algorithm ed25519`).');
+    throw new UlpError(
+      'BUNDLE_KEY_INVALID',
+      `the signing key cannot be read: ${(err as Error).message}`,
+      'Give an Ed25519 private key in PEM (e.g. `openssl genpkey -algorithm ed25519`).',
+    );
   }
   requireEd25519(key, 'signing key');
   return key;
@@ -65,7 +82,11 @@ export function loadPublicKey(pem: Buffer | string): KeyObject {
   try {
     key = createPublicKey(pem);
   } catch (err) {
-    throw new UlpError('BUNDLE_KEY_INVALID', `the public key cannot be read: ${(err as Error).message}`, 'Give an Ed25519 public key in PEM (e.g. `openssl pkey -pubout`).');
+    throw new UlpError(
+      'BUNDLE_KEY_INVALID',
+      `the public key cannot be read: ${(err as Error).message}`,
+      'Give an Ed25519 public key in PEM (e.g. `openssl pkey -pubout`).',
+    );
   }
   requireEd25519(key, 'public key');
   return key;
@@ -73,7 +94,11 @@ export function loadPublicKey(pem: Buffer | string): KeyObject {
 
 function requireEd25519(key: KeyObject, what: string): void {
   if (key.asymmetricKeyType !== 'ed25519') {
-    throw new UlpError('BUNDLE_KEY_INVALID', `the ${what} is ${key.asymmetricKeyType ?? 'not an asymmetric key'}, not Ed25519`, 'Bundles are signed with Ed25519 keys only.');
+    throw new UlpError(
+      'BUNDLE_KEY_INVALID',
+      `the ${what} is ${key.asymmetricKeyType ?? 'not an asymmetric key'}, not Ed25519`,
+      'Bundles are signed with Ed25519 keys only.',
+    );
   }
 }
 
@@ -87,10 +112,19 @@ export function signParts(parts: SignedParts, privateKey: KeyObject): Buffer {
   return Buffer.from(JSON.stringify(file, null, 2) + '\n', 'utf8');
 }
 
-export function checkSignature(entry: Buffer | undefined, parts: SignedParts, publicKey: KeyObject | undefined): SignatureStatus {
+export function checkSignature(
+  entry: Buffer | undefined,
+  parts: SignedParts,
+  publicKey: KeyObject | undefined,
+): SignatureStatus {
   if (!entry) {
     if (publicKey) {
-      throw new UlpError('BUNDLE_UNSIGNED', 'a public key was given but the bundle is not signed', 'Ask the publisher for a signed bundle, or do not require a signature.', { expectedKeyId: keyIdOf(publicKey) });
+      throw new UlpError(
+        'BUNDLE_UNSIGNED',
+        'a public key was given but the bundle is not signed',
+        'Ask the publisher for a signed bundle, or do not require a signature.',
+        { expectedKeyId: keyIdOf(publicKey) },
+      );
     }
     return { state: 'unsigned' };
   }
@@ -98,11 +132,21 @@ export function checkSignature(entry: Buffer | undefined, parts: SignedParts, pu
   if (!publicKey) return { state: 'unverified', keyId: file.keyId };
   const expected = keyIdOf(publicKey);
   if (file.keyId !== expected) {
-    throw new UlpError('BUNDLE_SIGNATURE_KEY_MISMATCH', `the bundle is signed by key ${file.keyId}, not by the given key ${expected}`, 'Check that you have the publisher\'s right public key.', { keyId: file.keyId, expectedKeyId: expected });
+    throw new UlpError(
+      'BUNDLE_SIGNATURE_KEY_MISMATCH',
+      `the bundle is signed by key ${file.keyId}, not by the given key ${expected}`,
+      "Check that you have the publisher's right public key.",
+      { keyId: file.keyId, expectedKeyId: expected },
+    );
   }
   const sig = Buffer.from(file.signature, 'base64');
   if (sig.length !== 64 || !verify(null, signedMessage(parts), publicKey, sig)) {
-    throw new UlpError('BUNDLE_SIGNATURE_INVALID', 'the signature does not match the bundle\'s contents', 'The bundle was modified after it was signed; do not use it.', { keyId: file.keyId });
+    throw new UlpError(
+      'BUNDLE_SIGNATURE_INVALID',
+      "the signature does not match the bundle's contents",
+      'The bundle was modified after it was signed; do not use it.',
+      { keyId: file.keyId },
+    );
   }
   return { state: 'verified', keyId: file.keyId };
 }
@@ -116,7 +160,11 @@ function parseSignatureFile(entry: Buffer): SignatureFile {
   }
   const parsed = SignatureFileSchema.safeParse(json);
   if (!parsed.success) {
-    throw new UlpError('BUNDLE_SIGNATURE_MALFORMED', 'the signature entry is not a valid ulp signature', 'The bundle is damaged or was altered; do not use it.');
+    throw new UlpError(
+      'BUNDLE_SIGNATURE_MALFORMED',
+      'the signature entry is not a valid ulp signature',
+      'The bundle is damaged or was altered; do not use it.',
+    );
   }
   return parsed.data;
 }

@@ -13,7 +13,17 @@ const BLOCK = 512;
 
 /** One entry: its header block, its data, and the padding to the next block. */
 export function tarEntry(name: string, data: Buffer, mtime: Date): Buffer {
-  const header = new Header({ path: name, mode: 0o644, uid: 0, gid: 0, size: data.length, mtime, type: 'File', uname: '', gname: '' });
+  const header = new Header({
+    path: name,
+    mode: 0o644,
+    uid: 0,
+    gid: 0,
+    size: data.length,
+    mtime,
+    type: 'File',
+    uname: '',
+    gname: '',
+  });
   if (header.encode()) throw new Error(`tar: entry ${name} needs an extended header`);
   return Buffer.concat([header.block!, data, Buffer.alloc(padding(data.length))]);
 }
@@ -52,12 +62,22 @@ export function decodeTar(tar: Buffer, rules: TarReadRules): Map<string, Buffer>
   let off = 0;
   for (;;) {
     if (off + BLOCK > tar.length) {
-      throw new UlpError('BUNDLE_CORRUPT', 'the archive ends without an end-of-archive marker (truncated?)', REBUILD, { offset: off });
+      throw new UlpError(
+        'BUNDLE_CORRUPT',
+        'the archive ends without an end-of-archive marker (truncated?)',
+        REBUILD,
+        { offset: off },
+      );
     }
     const block = tar.subarray(off, off + BLOCK);
     if (isZero(block)) {
       if (!isZero(tar.subarray(off))) {
-        throw new UlpError('BUNDLE_CORRUPT', 'the archive has data after its end-of-archive marker', REBUILD, { offset: off });
+        throw new UlpError(
+          'BUNDLE_CORRUPT',
+          'the archive has data after its end-of-archive marker',
+          REBUILD,
+          { offset: off },
+        );
       }
       return entries;
     }
@@ -70,25 +90,50 @@ export function decodeTar(tar: Buffer, rules: TarReadRules): Map<string, Buffer>
     checkPath(name);
     const type = header.typeKey;
     if (type === '1' || type === '2') {
-      throw new UlpError('BUNDLE_LINK_ENTRY', `entry "${name}" is a ${TYPE_NAMES[type]}`, 'A bundle holds plain files only; do not trust this file.', { entry: name, linkpath: header.linkpath });
+      throw new UlpError(
+        'BUNDLE_LINK_ENTRY',
+        `entry "${name}" is a ${TYPE_NAMES[type]}`,
+        'A bundle holds plain files only; do not trust this file.',
+        { entry: name, linkpath: header.linkpath },
+      );
     }
     if (type !== '0') {
       const what = TYPE_NAMES[type] ?? `entry of type "${type}"`;
-      throw new UlpError('BUNDLE_NOT_REGULAR_FILE', `entry "${name}" is a ${what}, not a plain file`, 'A bundle holds plain files only; do not trust this file.', { entry: name, type });
+      throw new UlpError(
+        'BUNDLE_NOT_REGULAR_FILE',
+        `entry "${name}" is a ${what}, not a plain file`,
+        'A bundle holds plain files only; do not trust this file.',
+        { entry: name, type },
+      );
     }
     const cap = rules.allowed.get(name);
     if (cap === undefined) {
-      throw new UlpError('BUNDLE_UNEXPECTED_ENTRY', `unexpected entry "${name}"`, `A bundle holds only ${[...rules.allowed.keys()].join(', ')}; do not trust this file.`, { entry: name });
+      throw new UlpError(
+        'BUNDLE_UNEXPECTED_ENTRY',
+        `unexpected entry "${name}"`,
+        `A bundle holds only ${[...rules.allowed.keys()].join(', ')}; do not trust this file.`,
+        { entry: name },
+      );
     }
     if (entries.has(name)) {
-      throw new UlpError('BUNDLE_DUPLICATE_ENTRY', `entry "${name}" appears twice`, 'Two copies of one entry could be read differently by different tools; do not trust this file.', { entry: name });
+      throw new UlpError(
+        'BUNDLE_DUPLICATE_ENTRY',
+        `entry "${name}" appears twice`,
+        'Two copies of one entry could be read differently by different tools; do not trust this file.',
+        { entry: name },
+      );
     }
     const size = header.size;
     if (size === undefined || !Number.isSafeInteger(size) || size < 0) {
       throw new UlpError('BUNDLE_CORRUPT', `entry "${name}" has an invalid size`, REBUILD, { entry: name });
     }
     if (size > cap) {
-      throw new UlpError('BUNDLE_ENTRY_TOO_LARGE', `entry "${name}" is ${size} bytes, more than the limit of ${cap}`, 'The bundle is not a plausible patch; if the library really is that large, raise the limit.', { entry: name, size, limit: cap });
+      throw new UlpError(
+        'BUNDLE_ENTRY_TOO_LARGE',
+        `entry "${name}" is ${size} bytes, more than the limit of ${cap}`,
+        'The bundle is not a plausible patch; if the library really is that large, raise the limit.',
+        { entry: name, size, limit: cap },
+      );
     }
     const start = off + BLOCK;
     if (start + size > tar.length) {
@@ -102,7 +147,12 @@ export function decodeTar(tar: Buffer, rules: TarReadRules): Map<string, Buffer>
 /** Absolute and parent-relative names are refused before anything else, whatever their type. */
 function checkPath(name: string): void {
   if (name === '' || name.startsWith('/') || name.split(/[/\\]/).includes('..')) {
-    throw new UlpError('BUNDLE_UNSAFE_PATH', `entry name "${name}" is absolute, empty or leads outside the archive`, 'Such a bundle was crafted to attack extractors; do not trust this file.', { entry: name });
+    throw new UlpError(
+      'BUNDLE_UNSAFE_PATH',
+      `entry name "${name}" is absolute, empty or leads outside the archive`,
+      'Such a bundle was crafted to attack extractors; do not trust this file.',
+      { entry: name },
+    );
   }
 }
 

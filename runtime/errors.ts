@@ -18,20 +18,39 @@ export const PROC_CODES = Object.fromEntries(
     .map(([code, spec]) => [code, spec.meaning]),
 ) as Record<ProcCode, string>;
 
-export function procError(code: ProcCode, message: string, hint?: string, details?: Record<string, unknown>, cause?: unknown): UlpError {
+export function procError(
+  code: ProcCode,
+  message: string,
+  hint?: string,
+  details?: Record<string, unknown>,
+  cause?: unknown,
+): UlpError {
   return new UlpError(code, message, hint, details, cause === undefined ? undefined : { cause });
 }
 
 export function notFound(pid: number): UlpError {
-  return procError('PROC_NOT_FOUND', `no process with pid ${pid}`, 'Check the pid (ps -p PID); the process may have exited.', { pid });
+  return procError(
+    'PROC_NOT_FOUND',
+    `no process with pid ${pid}`,
+    'Check the pid (ps -p PID); the process may have exited.',
+    { pid },
+  );
 }
 
 export function exited(pid: number, what = 'the process'): UlpError {
-  return procError('PROC_EXITED', `process ${pid} exited while ${what} was in progress`, 'Nothing is left to patch; restart the program and retry if needed.', { pid });
+  return procError(
+    'PROC_EXITED',
+    `process ${pid} exited while ${what} was in progress`,
+    'Nothing is left to patch; restart the program and retry if needed.',
+    { pid },
+  );
 }
 
 export function alreadyTraced(pid: number, tracerPid: number): UlpError {
-  const who = tracerPid === process.pid ? 'this very process (a session is already open on it)' : `pid ${tracerPid} (${readComm(tracerPid) ?? 'unknown'})`;
+  const who =
+    tracerPid === process.pid
+      ? 'this very process (a session is already open on it)'
+      : `pid ${tracerPid} (${readComm(tracerPid) ?? 'unknown'})`;
   return procError(
     'PROC_ALREADY_TRACED',
     `process ${pid} is already traced by ${who}`,
@@ -63,13 +82,18 @@ export function permissionDenied(pid: number): UlpError {
     reason = 'kernel.yama.ptrace_scope = 1 lets a user trace only its own descendants';
     hint = 'Run as root, grant CAP_SYS_PTRACE, or set kernel.yama.ptrace_scope = 0.';
   } else if (euid !== 0) {
-    reason = 'the process is not dumpable (setuid/setgid program or prctl(PR_SET_DUMPABLE, 0)) or a security module denied it';
+    reason =
+      'the process is not dumpable (setuid/setgid program or prctl(PR_SET_DUMPABLE, 0)) or a security module denied it';
     hint = 'Run as root.';
   } else {
     reason = 'a security module (SELinux, AppArmor, lockdown) or a protected process denied it';
     hint = 'Check the audit log for a denial of ptrace on this pid.';
   }
-  return procError('PROC_PERMISSION_DENIED', `permission denied tracing process ${pid}: ${reason}`, hint, { pid, euid, reason });
+  return procError('PROC_PERMISSION_DENIED', `permission denied tracing process ${pid}: ${reason}`, hint, {
+    pid,
+    euid,
+    reason,
+  });
 }
 
 /** kernel.yama.ptrace_scope, or undefined when Yama is not built in. */
@@ -82,5 +106,10 @@ function readYama(): number | undefined {
 }
 
 export function zombie(pid: number): UlpError {
-  return procError('PROC_ZOMBIE', `process ${pid} is a zombie: it has exited and waits for its parent to reap it`, 'Nothing runs in it; there is nothing to patch.', { pid });
+  return procError(
+    'PROC_ZOMBIE',
+    `process ${pid} is a zombie: it has exited and waits for its parent to reap it`,
+    'Nothing runs in it; there is nothing to patch.',
+    { pid },
+  );
 }

@@ -8,7 +8,14 @@ export type { CallOptions } from './remote-call.js';
 export { RemoteMemory, poke, openTargetFd } from './memory.js';
 export { readMaps, parseMaps, findMapping, type Mapping } from './maps.js';
 export { readAuxv, parseAuxv, auxvInfo, type Auxv, type AuxvInfo } from './auxv.js';
-export { readLinkMap, findRDebug, elfInMemory, type LinkMap, type LoadedObject, type LinkMapOptions } from './linkmap.js';
+export {
+  readLinkMap,
+  findRDebug,
+  elfInMemory,
+  type LinkMap,
+  type LoadedObject,
+  type LinkMapOptions,
+} from './linkmap.js';
 export { checkTarget, type CheckOptions, type TargetInfo } from './target.js';
 export { findStub, type StubInfo } from './stub/stub.js';
 export { STUB_NAME, STUB_MAPS_NAME } from './stub/layout.js';

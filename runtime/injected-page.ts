@@ -37,7 +37,13 @@ export type PageSyscalls = Pick<RemoteSyscalls, 'memfdCreate' | 'addSeals' | 'mm
  * killed before that leaves an unused anonymous mapping that later runs
  * ignore.
  */
-export function completeInjectedPage(pid: number, mem: RemoteMemory, sys: PageSyscalls, base: bigint, page: InjectedPage): void {
+export function completeInjectedPage(
+  pid: number,
+  mem: RemoteMemory,
+  sys: PageSyscalls,
+  base: bigint,
+  page: InjectedPage,
+): void {
   mem.write(base + BigInt(page.codeOff), page.code);
   const fd = sys.memfdCreate(page.name, MFD.CLOEXEC | MFD.ALLOW_SEALING);
   try {

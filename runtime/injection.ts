@@ -57,7 +57,9 @@ export function saveThread(tid: number, withXState: boolean): SavedThread {
   return withXState ? { regs, mask, xstate: pt.getXState(tid) } : { regs, mask };
 }
 
-const RESTART_CODES = new Set([-ERESTARTSYS, -ERESTARTNOINTR, -ERESTARTNOHAND, -ERESTART_RESTARTBLOCK].map(BigInt));
+const RESTART_CODES = new Set(
+  [-ERESTARTSYS, -ERESTARTNOINTR, -ERESTARTNOHAND, -ERESTART_RESTARTBLOCK].map(BigInt),
+);
 
 /** The thread was stopped inside a system call that the kernel will redo when it resumes. */
 export function needsRestart(r: Regs): boolean {
@@ -150,7 +152,8 @@ export class InjectionContext {
           const info = pt.getSyscallInfo(t.tid);
           this.at = info.op === SYSCALL_INFO_OP.ENTRY ? 'syscall-entry' : 'syscall-exit';
           if (info.op === SYSCALL_INFO_OP.ENTRY) return { kind: 'syscall-entry', rip: info.rip, nr: info.nr };
-          if (info.op === SYSCALL_INFO_OP.EXIT) return { kind: 'syscall-exit', rip: info.rip, rval: info.rval };
+          if (info.op === SYSCALL_INFO_OP.EXIT)
+            return { kind: 'syscall-exit', rip: info.rip, rval: info.rval };
           break;
         }
         if (isSignalStop(ev) && FAULT_SIGNALS.includes(ev.signal)) {
@@ -225,7 +228,8 @@ export class InjectionContext {
     for (;;) {
       pt.syscall(this.t.tid, 0);
       const ev = this.t.wait(performance.now() + this.session.stopTimeoutMs);
-      if (ev === undefined || ev.kind !== 'stopped') throw new Error(`thread ${this.t.tid} did not leave a cancelled syscall`);
+      if (ev === undefined || ev.kind !== 'stopped')
+        throw new Error(`thread ${this.t.tid} did not leave a cancelled syscall`);
       if (isSyscallStop(ev)) break;
       if (isSignalStop(ev)) this.heldStops.push(ev.signal);
     }
@@ -237,4 +241,3 @@ export class InjectionContext {
     return { kind: 'gone' };
   }
 }
-

@@ -93,14 +93,20 @@ function dtDebug(mem: RemoteMemory, dynamic: bigint): bigint {
 }
 
 /** The ELF header address of the object whose dynamic section is at `ld`: the offset-0 mapping of the same file. */
-function headerAddrOf(maps: readonly Mapping[], ld: bigint, bias: bigint): { headerAddr: bigint; mapping?: Mapping } {
+function headerAddrOf(
+  maps: readonly Mapping[],
+  ld: bigint,
+  bias: bigint,
+): { headerAddr: bigint; mapping?: Mapping } {
   const m = ld === 0n ? undefined : findMapping(maps, ld);
   if (!m) return { headerAddr: bias };
   if (m.inode === 0) {
     // [vdso]: a single anonymous special mapping, header at its start
     return { headerAddr: m.start, mapping: m };
   }
-  const first = maps.find((x) => x.inode === m.inode && x.dev === m.dev && x.offset === 0n && x.start <= m.start);
+  const first = maps.find(
+    (x) => x.inode === m.inode && x.dev === m.dev && x.offset === 0n && x.start <= m.start,
+  );
   return { headerAddr: first?.start ?? bias, mapping: m };
 }
 
@@ -125,12 +131,21 @@ export function findRDebug(pid: number, mem: RemoteMemory = new RemoteMemory(pid
     const sym = ld.lookup('_r_debug');
     if (sym) return aux.base + sym.value;
   }
-  throw procError('PROC_NO_LINK_MAP', `process ${pid} has no r_debug yet (DT_DEBUG is empty and ld.so exports no _r_debug)`, 'The program may still be starting; retry in a moment.', { pid });
+  throw procError(
+    'PROC_NO_LINK_MAP',
+    `process ${pid} has no r_debug yet (DT_DEBUG is empty and ld.so exports no _r_debug)`,
+    'The program may still be starting; retry in a moment.',
+    { pid },
+  );
 }
 
 /** Parses a loaded object from target memory (expect: 'any'). */
 export function elfInMemory(mem: RemoteMemory, obj: Pick<LoadedObject, 'bias' | 'headerAddr'>): ElfObject {
-  return parseElfFromMemory((a, n) => mem.read(a, n), { bias: obj.bias, headerAddr: obj.headerAddr, expect: 'any' });
+  return parseElfFromMemory((a, n) => mem.read(a, n), {
+    bias: obj.bias,
+    headerAddr: obj.headerAddr,
+    expect: 'any',
+  });
 }
 
 export interface LinkMapOptions {
@@ -139,7 +154,11 @@ export interface LinkMapOptions {
 }
 
 /** Walks every namespace's link map. Does not need the process stopped. */
-export function readLinkMap(pid: number, mem: RemoteMemory = new RemoteMemory(pid), opts: LinkMapOptions = {}): LinkMap {
+export function readLinkMap(
+  pid: number,
+  mem: RemoteMemory = new RemoteMemory(pid),
+  opts: LinkMapOptions = {},
+): LinkMap {
   const rDebug = findRDebug(pid, mem);
   for (let attempt = 0; ; attempt++) {
     const r = walk(pid, mem, rDebug, opts);
@@ -159,11 +178,16 @@ function walk(pid: number, mem: RemoteMemory, rDebug: bigint, opts: LinkMapOptio
     const hdr = mem.read(rd, 48);
     const version = hdr.readInt32LE(0);
     if (version === 0) {
-      throw procError('PROC_NO_LINK_MAP', `the loader of process ${pid} has not initialised r_debug yet`, 'The program is still starting; retry in a moment.', { pid });
+      throw procError(
+        'PROC_NO_LINK_MAP',
+        `the loader of process ${pid} has not initialised r_debug yet`,
+        'The program is still starting; retry in a moment.',
+        { pid },
+      );
     }
     if (hdr.readInt32LE(24) !== RT_CONSISTENT) consistent = false;
     const seen = new Set<bigint>();
-    for (let lm = hdr.readBigUInt64LE(8); lm !== 0n && !seen.has(lm) && seen.size < 100_000; ) {
+    for (let lm = hdr.readBigUInt64LE(8); lm !== 0n && !seen.has(lm) && seen.size < 100_000;) {
       seen.add(lm);
       const l = mem.read(lm, 40);
       const bias = l.readBigUInt64LE(0);
@@ -173,7 +197,9 @@ function walk(pid: number, mem: RemoteMemory, rDebug: bigint, opts: LinkMapOptio
       const { headerAddr, mapping } = headerAddrOf(maps, ld, bias);
       const isMain = objects.length === 0 && ns === 0;
       const isVdso = mapping?.path === '[vdso]';
-      const path = isMain ? (readExeLink(pid) ?? name) : name || (mapping?.path.replace(/ \(deleted\)$/, '') ?? '');
+      const path = isMain
+        ? (readExeLink(pid) ?? name)
+        : name || (mapping?.path.replace(/ \(deleted\)$/, '') ?? '');
       let buildId: string | undefined;
       if (opts.buildIds ?? true) {
         try {
@@ -205,7 +231,11 @@ const NS_MAIN_SEARCHLIST = 16n;
  * two decades; the list read is also checked against the link map, and
  * undefined is returned when it does not fit.
  */
-export function readGlobalScope(mem: RemoteMemory, rtldGlobal: bigint, linkMaps: readonly bigint[]): bigint[] | undefined {
+export function readGlobalScope(
+  mem: RemoteMemory,
+  rtldGlobal: bigint,
+  linkMaps: readonly bigint[],
+): bigint[] | undefined {
   try {
     const ns = mem.read(rtldGlobal, 24);
     if (ns.readBigUInt64LE(0) !== linkMaps[0]) return undefined; // _ns_loaded: the main map

@@ -24,7 +24,8 @@ export interface Mapping {
   deleted: boolean;
 }
 
-const LINE = /^([0-9a-f]+)-([0-9a-f]+) ([r-])([w-])([x-])([sp]) ([0-9a-f]+) ([0-9a-f]+:[0-9a-f]+) (\d+)\s*(.*)$/;
+const LINE =
+  /^([0-9a-f]+)-([0-9a-f]+) ([r-])([w-])([x-])([sp]) ([0-9a-f]+) ([0-9a-f]+:[0-9a-f]+) (\d+)\s*(.*)$/;
 
 export function parseMaps(text: string): Mapping[] {
   const out: Mapping[] = [];
@@ -55,7 +56,8 @@ export function readMaps(pid: number): Mapping[] {
   try {
     text = readFileSync(`/proc/${liveTid(pid)}/maps`, 'utf8');
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ESRCH') throw notFound(pid);
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ESRCH')
+      throw notFound(pid);
     throw e;
   }
   // A process that has exited but not been reaped reads as an empty file.

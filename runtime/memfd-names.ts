@@ -83,7 +83,11 @@ export function parseMemfdName(name: string): UlpMemfd | undefined {
   if (name === STUB_MEMFD) return { kind: 'stub' };
   if (name === FORK_MEMFD) return { kind: 'fork' };
   const b = BUILD_RE.exec(name);
-  if (b) return { kind: 'build', name: { patchId: b[1]!, role: b[3] as 'new' | 'old', soname: b[4]!, ...(b[2] ? { peer: b[2] } : {}) } };
+  if (b)
+    return {
+      kind: 'build',
+      name: { patchId: b[1]!, role: b[3] as 'new' | 'old', soname: b[4]!, ...(b[2] ? { peer: b[2] } : {}) },
+    };
   const m = META_RE.exec(name);
   if (m) return { kind: 'meta', patchId: m[1]! };
   const d = DATA_RE.exec(name);

@@ -41,7 +41,9 @@ function memoryError(pid: number, op: string, addr: bigint, len: number, errno: 
   return procError(
     'PROC_MEMORY',
     `cannot ${op} ${len} bytes at ${hex(addr)} in process ${pid}: ${errno === EFAULT ? 'not mapped or not ' + (op === 'read' ? 'readable' : 'writable') : errnoName(errno)}`,
-    op === 'write' ? 'Read-only pages need poke() (PTRACE_POKEDATA) through a stopped thread.' : 'Check the address against /proc/PID/maps.',
+    op === 'write'
+      ? 'Read-only pages need poke() (PTRACE_POKEDATA) through a stopped thread.'
+      : 'Check the address against /proc/PID/maps.',
     { pid, addr: hex(addr), len, errno: errnoName(errno) },
   );
 }
@@ -82,7 +84,18 @@ export class RemoteMemory {
     const buf = Buffer.allocUnsafeSlow(len);
     let done = 0;
     while (done < len) {
-      const n = this.transfer((via) => Number(processVmReadv(via, iovec(bufferAddress(buf) + BigInt(done), len - done), 1, iovec(addr + BigInt(done), len - done), 1, 0)));
+      const n = this.transfer((via) =>
+        Number(
+          processVmReadv(
+            via,
+            iovec(bufferAddress(buf) + BigInt(done), len - done),
+            1,
+            iovec(addr + BigInt(done), len - done),
+            1,
+            0,
+          ),
+        ),
+      );
       if (n < 0) throw memoryError(this.pid, 'read', addr + BigInt(done), len - done, -n);
       if (n === 0) throw memoryError(this.pid, 'read', addr + BigInt(done), len - done, EFAULT);
       done += n;
@@ -131,7 +144,18 @@ export class RemoteMemory {
     const src = offHeap(data);
     let done = 0;
     while (done < src.length) {
-      const n = this.transfer((via) => Number(processVmWritev(via, iovec(bufferAddress(src) + BigInt(done), src.length - done), 1, iovec(addr + BigInt(done), src.length - done), 1, 0)));
+      const n = this.transfer((via) =>
+        Number(
+          processVmWritev(
+            via,
+            iovec(bufferAddress(src) + BigInt(done), src.length - done),
+            1,
+            iovec(addr + BigInt(done), src.length - done),
+            1,
+            0,
+          ),
+        ),
+      );
       if (n < 0) throw memoryError(this.pid, 'write', addr + BigInt(done), src.length - done, -n);
       if (n === 0) throw memoryError(this.pid, 'write', addr + BigInt(done), src.length - done, EFAULT);
       done += n;
@@ -184,7 +208,14 @@ export function poke(pid: number, tid: number, addr: bigint, data: Buffer): void
     if (e instanceof SysError) {
       // ESRCH: the thread is not stopped for us, or it is gone; a process that died is reported as such.
       if (e.errno === ESRCH && !processAliveSettled(pid)) throw exited(pid, 'a write into its memory');
-      if (e.errno === ESRCH) throw procError('PROC_PTRACE', `thread ${tid} is not stopped (or gone); poke needs a stopped thread`, 'Borrow or stop a thread of the session first.', { pid, tid }, e);
+      if (e.errno === ESRCH)
+        throw procError(
+          'PROC_PTRACE',
+          `thread ${tid} is not stopped (or gone); poke needs a stopped thread`,
+          'Borrow or stop a thread of the session first.',
+          { pid, tid },
+          e,
+        );
       throw memoryError(pid, 'write', addr, data.length, e.errno === 5 /* EIO */ ? EFAULT : e.errno);
     }
     throw e;
@@ -202,10 +233,15 @@ export function openTargetFd(pid: number, fd: number, flags: 'r' | 'r+' = 'r+'):
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') {
-      throw procError('PROC_MEMORY', `process ${pid} has no file descriptor ${fd}`, 'The descriptor was closed or never opened; check /proc/PID/fd.', { pid, fd }, e);
+      throw procError(
+        'PROC_MEMORY',
+        `process ${pid} has no file descriptor ${fd}`,
+        'The descriptor was closed or never opened; check /proc/PID/fd.',
+        { pid, fd },
+        e,
+      );
     }
     if (code === 'EACCES' || code === 'EPERM') throw permissionDenied(pid);
     throw e;
   }
 }
-

@@ -52,7 +52,9 @@ export function readStatus(pid: number, tid?: number): ProcStatus | undefined {
 /** Thread ids of a process, or undefined when it is gone. */
 export function listTasks(pid: number): number[] | undefined {
   try {
-    return readdirSync(`/proc/${pid}/task`).map(Number).filter((n) => Number.isInteger(n) && n > 0);
+    return readdirSync(`/proc/${pid}/task`)
+      .map(Number)
+      .filter((n) => Number.isInteger(n) && n > 0);
   } catch {
     return undefined;
   }

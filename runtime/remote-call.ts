@@ -22,7 +22,14 @@ import * as pt from './sys/ptrace.js';
 import { signed, type Regs } from './sys/regs.js';
 import { isSignalStop, isSyscallStop } from './sys/wait.js';
 import { procError } from './errors.js';
-import { InjectionContext, injectionRegs, INJECTION_SIGMASK, needsRestart, resumeRegs, saveThread } from './injection.js';
+import {
+  InjectionContext,
+  injectionRegs,
+  INJECTION_SIGMASK,
+  needsRestart,
+  resumeRegs,
+  saveThread,
+} from './injection.js';
 import { placeArgs, type RemoteArg } from './remote-syscall.js';
 import type { InjectionHost } from './injection-host.js';
 import { ENTRY } from './stub/code.js';
@@ -87,15 +94,27 @@ function awaitCleanStop(s: InjectionHost, t: Tracee, deadline: number): void {
       }
       if (ev.kind !== 'stopped') throw s.threadGone(t, 'waiting for a sleeping thread');
       t.state = 'stopped';
-      if (isSignalStop(ev)) sig = ev.signal; // delivered on the next resume, as it would have been
-      else if (isSyscallStop(ev) && pt.getSyscallInfo(t.tid).op === SYSCALL_INFO_OP.EXIT && !needsRestart(pt.getRegs(t.tid))) return;
+      if (isSignalStop(ev))
+        sig = ev.signal; // delivered on the next resume, as it would have been
+      else if (
+        isSyscallStop(ev) &&
+        pt.getSyscallInfo(t.tid).op === SYSCALL_INFO_OP.EXIT &&
+        !needsRestart(pt.getRegs(t.tid))
+      )
+        return;
     }
   } finally {
     t.busy = false;
   }
 }
 
-export function remoteCall(s: InjectionHost, t: Tracee, fn: bigint, args: ReadonlyArray<RemoteArg>, opts: CallOptions = {}): bigint {
+export function remoteCall(
+  s: InjectionHost,
+  t: Tracee,
+  fn: bigint,
+  args: ReadonlyArray<RemoteArg>,
+  opts: CallOptions = {},
+): bigint {
   if (args.length > 6) throw new Error('remote calls take at most 6 integer arguments');
   const timeoutMs = opts.timeoutMs ?? 10_000;
   const { base, slot } = s.slotFor(t);
@@ -125,7 +144,12 @@ export function remoteCall(s: InjectionHost, t: Tracee, fn: bigint, args: Readon
   let failure: Error | undefined;
   while (failure === undefined) {
     const ev = ctx.next();
-    if (ev.kind === 'syscall-entry' && ev.rip === marker && ev.nr === BigInt(NR.rt_sigprocmask) && result === undefined) {
+    if (
+      ev.kind === 'syscall-entry' &&
+      ev.rip === marker &&
+      ev.nr === BigInt(NR.rt_sigprocmask) &&
+      result === undefined
+    ) {
       result = pt.getRegs(t.tid).r12;
       s.step('returned', t.tid, 'call');
     } else if (ev.kind === 'syscall-exit' && ev.rip === marker && result !== undefined) {
@@ -156,4 +180,3 @@ export function remoteCall(s: InjectionHost, t: Tracee, fn: bigint, args: Readon
   if (failure) throw failure;
   return result!;
 }
-

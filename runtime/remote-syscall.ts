@@ -12,7 +12,15 @@ import { errnoName } from './sys/errno.js';
 import * as pt from './sys/ptrace.js';
 import { signed, type Regs } from './sys/regs.js';
 import { procError } from './errors.js';
-import { belowRedZone, InjectionContext, injectionRegs, INJECTION_SIGMASK, resumeRegs, saveThread, type SavedThread } from './injection.js';
+import {
+  belowRedZone,
+  InjectionContext,
+  injectionRegs,
+  INJECTION_SIGMASK,
+  resumeRegs,
+  saveThread,
+  type SavedThread,
+} from './injection.js';
 import type { InjectionHost } from './injection-host.js';
 import { ENTRY } from './stub/code.js';
 import { SLOT_STATE } from './stub/layout.js';
@@ -41,7 +49,11 @@ const SYSCALL_ARG_REGS = ['rdi', 'rsi', 'rdx', 'r10', 'r8', 'r9'] as const;
  * and returns the integer arguments plus the lowest address used, below
  * which the injected code may use the stack.
  */
-export function placeArgs(s: InjectionHost, saved: Regs, args: ReadonlyArray<RemoteArg>): { values: bigint[]; low: bigint } {
+export function placeArgs(
+  s: InjectionHost,
+  saved: Regs,
+  args: ReadonlyArray<RemoteArg>,
+): { values: bigint[]; low: bigint } {
   let low = belowRedZone(saved.rsp, 256);
   const values = args.map((a) => {
     if (typeof a === 'object') {
@@ -55,12 +67,25 @@ export function placeArgs(s: InjectionHost, saved: Regs, args: ReadonlyArray<Rem
 }
 
 /** The common path of remote syscalls, also used unprotected (no stub) to create the stub itself. */
-export function runSyscall(s: InjectionHost, t: Tracee, nr: number, args: ReadonlyArray<RemoteArg>, via: Via, opts: SyscallOptions = {}): bigint {
+export function runSyscall(
+  s: InjectionHost,
+  t: Tracee,
+  nr: number,
+  args: ReadonlyArray<RemoteArg>,
+  via: Via,
+  opts: SyscallOptions = {},
+): bigint {
   if (args.length > 6) throw new Error('a system call takes at most 6 arguments');
   const saved: SavedThread = saveThread(t.tid, false);
   const { values, low } = placeArgs(s, saved.regs, args);
   if (via.stub) {
-    writeSlot(s.memory, via.stub.base, via.stub.slot, { state: SLOT_STATE.SYSCALL, tid: t.tid, tgid: s.pid, mask: saved.mask, regs: resumeRegs(saved.regs) });
+    writeSlot(s.memory, via.stub.base, via.stub.slot, {
+      state: SLOT_STATE.SYSCALL,
+      tid: t.tid,
+      tgid: s.pid,
+      mask: saved.mask,
+      regs: resumeRegs(saved.regs),
+    });
   }
   const regs = injectionRegs(saved.regs, { rip: via.rip, rax: BigInt(nr), rsp: low - 16n });
   values.forEach((v, i) => (regs[SYSCALL_ARG_REGS[i]!] = v));
@@ -78,12 +103,20 @@ export function runSyscall(s: InjectionHost, t: Tracee, nr: number, args: Readon
     else if (ev.kind === 'syscall-exit' && ev.rip === at) {
       result = ev.rval;
       s.step('returned', t.tid, 'syscall');
-    }
-    else if (ev.kind === 'fault') {
-      failure = procError('PROC_CALL_FAULT', `remote ${syscallName(nr)} faulted with signal ${ev.signal} at 0x${ev.addr.toString(16)}; thread ${t.tid} was restored`, 'The injected code is not executable in this process (W^X policy?).', { pid: s.pid, tid: t.tid });
-    }
-    else if (ev.kind === 'timeout') {
-      failure = procError('PROC_CALL_TIMEOUT', `remote ${syscallName(nr)} did not complete within ${opts.timeoutMs ?? 5000} ms; thread ${t.tid} was restored`, 'The call blocked inside the target; retry.', { pid: s.pid, tid: t.tid });
+    } else if (ev.kind === 'fault') {
+      failure = procError(
+        'PROC_CALL_FAULT',
+        `remote ${syscallName(nr)} faulted with signal ${ev.signal} at 0x${ev.addr.toString(16)}; thread ${t.tid} was restored`,
+        'The injected code is not executable in this process (W^X policy?).',
+        { pid: s.pid, tid: t.tid },
+      );
+    } else if (ev.kind === 'timeout') {
+      failure = procError(
+        'PROC_CALL_TIMEOUT',
+        `remote ${syscallName(nr)} did not complete within ${opts.timeoutMs ?? 5000} ms; thread ${t.tid} was restored`,
+        'The call blocked inside the target; retry.',
+        { pid: s.pid, tid: t.tid },
+      );
       if (!ctx.interrupt()) throw s.threadGone(t, `a remote ${syscallName(nr)}`);
     } else if (ev.kind === 'gone') throw s.threadGone(t, `a remote ${syscallName(nr)}`);
   }
@@ -96,9 +129,22 @@ export function runSyscall(s: InjectionHost, t: Tracee, nr: number, args: Readon
 }
 
 /** A remote system call through the stub page; returns rax as a signed value (-errno on failure). */
-export function remoteSyscall(s: InjectionHost, t: Tracee, nr: number, args: ReadonlyArray<RemoteArg>, opts: SyscallOptions = {}): bigint {
+export function remoteSyscall(
+  s: InjectionHost,
+  t: Tracee,
+  nr: number,
+  args: ReadonlyArray<RemoteArg>,
+  opts: SyscallOptions = {},
+): bigint {
   const stub = s.slotFor(t);
-  return runSyscall(s, t, nr, args, { rip: blockAddress(stub.base, stub.slot) + BigInt(ENTRY.SYSCALL), stub }, opts);
+  return runSyscall(
+    s,
+    t,
+    nr,
+    args,
+    { rip: blockAddress(stub.base, stub.slot) + BigInt(ENTRY.SYSCALL), stub },
+    opts,
+  );
 }
 
 const NAMES = new Map(Object.entries(NR).map(([k, v]) => [v, k]));
@@ -118,7 +164,11 @@ export function checkSyscall(pid: number, nr: number, r: bigint): bigint {
         : errno === 'ENOMEM' || errno === 'EMFILE'
           ? 'The target is out of memory or file descriptors (see its limits).'
           : 'The arguments do not fit the target process; check them against /proc/PID/maps and /proc/PID/fd.';
-    throw procError('PROC_SYSCALL_FAILED', `${syscallName(nr)} in process ${pid} failed: ${errno}`, hint, { pid, syscall: syscallName(nr), errno });
+    throw procError('PROC_SYSCALL_FAILED', `${syscallName(nr)} in process ${pid} failed: ${errno}`, hint, {
+      pid,
+      syscall: syscallName(nr),
+      errno,
+    });
   }
   return r;
 }
@@ -137,7 +187,14 @@ export class RemoteSyscalls {
     return checkSyscall(this.s.pid, nr, this.s.syscall(nr, args));
   }
 
-  mmap(addr: bigint, length: number | bigint, prot: number, flags: number, fd = -1, offset: number | bigint = 0): bigint {
+  mmap(
+    addr: bigint,
+    length: number | bigint,
+    prot: number,
+    flags: number,
+    fd = -1,
+    offset: number | bigint = 0,
+  ): bigint {
     return u64(this.run(NR.mmap, [addr, length, prot, flags, fd, offset]));
   }
 

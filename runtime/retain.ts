@@ -36,8 +36,22 @@ import { RemoteMemory } from './memory.js';
  * The executable mappings of the file (dev:inode) that needrestart would
  * flag, within [span.start, span.end): file-backed, not writable. Pure.
  */
-export function mappingsToRetain(maps: readonly Mapping[], file: { dev: string; inode: number }, span: { start: bigint; end: bigint }): Mapping[] {
-  return maps.filter((m) => m.exec && !m.write && !m.shared && m.dev === file.dev && m.inode === file.inode && m.start >= span.start && m.end <= span.end && !m.path.startsWith('/memfd:'));
+export function mappingsToRetain(
+  maps: readonly Mapping[],
+  file: { dev: string; inode: number },
+  span: { start: bigint; end: bigint },
+): Mapping[] {
+  return maps.filter(
+    (m) =>
+      m.exec &&
+      !m.write &&
+      !m.shared &&
+      m.dev === file.dev &&
+      m.inode === file.inode &&
+      m.start >= span.start &&
+      m.end <= span.end &&
+      !m.path.startsWith('/memfd:'),
+  );
 }
 
 export interface RetainResult {
@@ -54,49 +68,71 @@ function protOf(m: Mapping): number {
  * onto a memfd copy. Returns what moved; throws (a PROC_* or
  * ULP_RETAIN_MISMATCH) with every mapping not yet moved left as it was.
  */
-export function retainOnMemfd(pid: number, soname: string, file: { dev: string; inode: number }, span: { start: bigint; end: bigint }, opts: SessionOptions = {}): RetainResult {
-  return withSession(pid, (s) => {
-    const maps = parseMaps(readFileSync(`/proc/${pid}/maps`, 'utf8'));
-    const todo = mappingsToRetain(maps, file, span);
-    const moved: RetainResult['moved'] = [];
-    if (todo.length === 0) return { moved };
-    // One thread runs the system calls; the others keep running (see above).
-    s.borrow();
-    const sys = s.sys;
-    const copies = todo.map((m) => s.memory.read(m.start, Number(m.end - m.start)));
-    const total = copies.reduce((n, b) => n + b.length, 0);
-    const fd = sys.memfdCreate(retainedMemfdName(file.dev, file.inode, soname), MFD.CLOEXEC | MFD.ALLOW_SEALING);
-    try {
-      const tfd = openTargetFd(pid, fd, 'r+');
+export function retainOnMemfd(
+  pid: number,
+  soname: string,
+  file: { dev: string; inode: number },
+  span: { start: bigint; end: bigint },
+  opts: SessionOptions = {},
+): RetainResult {
+  return withSession(
+    pid,
+    (s) => {
+      const maps = parseMaps(readFileSync(`/proc/${pid}/maps`, 'utf8'));
+      const todo = mappingsToRetain(maps, file, span);
+      const moved: RetainResult['moved'] = [];
+      if (todo.length === 0) return { moved };
+      // One thread runs the system calls; the others keep running (see above).
+      s.borrow();
+      const sys = s.sys;
+      const copies = todo.map((m) => s.memory.read(m.start, Number(m.end - m.start)));
+      const total = copies.reduce((n, b) => n + b.length, 0);
+      const fd = sys.memfdCreate(
+        retainedMemfdName(file.dev, file.inode, soname),
+        MFD.CLOEXEC | MFD.ALLOW_SEALING,
+      );
       try {
+        const tfd = openTargetFd(pid, fd, 'r+');
+        try {
+          let off = 0;
+          for (const b of copies) {
+            for (let done = 0; done < b.length;) done += writeSync(tfd, b, done, b.length - done, off + done);
+            off += b.length;
+          }
+        } finally {
+          closeSync(tfd);
+        }
+        sys.addSeals(fd);
+        // A trial mapping first: whatever refuses this fd with these rights (a noexec memfd policy) refuses it here, where nothing is replaced.
+        const trial = sys.mmap(0n, total, PROT.READ | PROT.EXEC, MAP.PRIVATE, fd, 0n);
+        sys.munmap(trial, total);
         let off = 0;
-        for (const b of copies) {
-          for (let done = 0; done < b.length; ) done += writeSync(tfd, b, done, b.length - done, off + done);
-          off += b.length;
-        }
+        todo.forEach((m, i) => {
+          const len = copies[i]!.length;
+          const got = sys.mmap(m.start, len, protOf(m), MAP.PRIVATE | MAP.FIXED, fd, BigInt(off));
+          if (got !== m.start)
+            throw new UlpError(
+              'ULP_RETAIN_MISMATCH',
+              `mmap placed the copy at 0x${got.toString(16)}, not 0x${m.start.toString(16)}`,
+              "Report this with the process's maps.",
+            );
+          if (!s.memory.read(m.start, len).equals(copies[i]!)) {
+            throw new UlpError(
+              'ULP_RETAIN_MISMATCH',
+              `the copy of [0x${m.start.toString(16)}, 0x${m.end.toString(16)}) does not read back as the bytes it replaced`,
+              "Report this with the process's maps.",
+            );
+          }
+          moved.push({ start: `0x${m.start.toString(16)}`, end: `0x${m.end.toString(16)}` });
+          off += len;
+        });
       } finally {
-        closeSync(tfd);
+        sys.close(fd);
       }
-      sys.addSeals(fd);
-      // A trial mapping first: whatever refuses this fd with these rights (a noexec memfd policy) refuses it here, where nothing is replaced.
-      const trial = sys.mmap(0n, total, PROT.READ | PROT.EXEC, MAP.PRIVATE, fd, 0n);
-      sys.munmap(trial, total);
-      let off = 0;
-      todo.forEach((m, i) => {
-        const len = copies[i]!.length;
-        const got = sys.mmap(m.start, len, protOf(m), MAP.PRIVATE | MAP.FIXED, fd, BigInt(off));
-        if (got !== m.start) throw new UlpError('ULP_RETAIN_MISMATCH', `mmap placed the copy at 0x${got.toString(16)}, not 0x${m.start.toString(16)}`, 'Report this with the process\'s maps.');
-        if (!s.memory.read(m.start, len).equals(copies[i]!)) {
-          throw new UlpError('ULP_RETAIN_MISMATCH', `the copy of [0x${m.start.toString(16)}, 0x${m.end.toString(16)}) does not read back as the bytes it replaced`, 'Report this with the process\'s maps.');
-        }
-        moved.push({ start: `0x${m.start.toString(16)}`, end: `0x${m.end.toString(16)}` });
-        off += len;
-      });
-    } finally {
-      sys.close(fd);
-    }
-    return { moved };
-  }, opts);
+      return { moved };
+    },
+    opts,
+  );
 }
 
 /**
@@ -106,14 +142,21 @@ export function retainOnMemfd(pid: number, soname: string, file: { dev: string; 
  * process does run the old code: hiding it would be a lie) or its file is
  * still there (needrestart does not flag it).
  */
-export function retainLoaderBuild(pid: number, soname: string, opts: SessionOptions = {}): RetainResult & { skipped?: string } {
+export function retainLoaderBuild(
+  pid: number,
+  soname: string,
+  opts: SessionOptions = {},
+): RetainResult & { skipped?: string } {
   const mem = new RemoteMemory(pid);
   const state = readLibraryState(takeSnapshot(pid, mem), soname, mem);
   if (!state) return { moved: [], skipped: `${soname} is not loaded` };
   const canonical = state.family.canonical;
   if (state.live === canonical) return { moved: [], skipped: 'the loaded build is live' };
   const maps = parseMaps(readFileSync(`/proc/${pid}/maps`, 'utf8'));
-  const header = maps.find((m) => m.start <= canonical.span.start && canonical.span.start < m.end && m.inode !== 0);
-  if (!header || !header.deleted || header.path.startsWith('/memfd:')) return { moved: [], skipped: 'its file is still on disk' };
+  const header = maps.find(
+    (m) => m.start <= canonical.span.start && canonical.span.start < m.end && m.inode !== 0,
+  );
+  if (!header || !header.deleted || header.path.startsWith('/memfd:'))
+    return { moved: [], skipped: 'its file is still on disk' };
   return retainOnMemfd(pid, soname, { dev: header.dev, inode: header.inode }, canonical.span, opts);
 }

@@ -16,11 +16,19 @@ import { parseMaps, type Mapping } from './maps.js';
 import { retainedFileKey } from './retained-name.js';
 import { RemoteMemory } from './memory.js';
 
-export const mapFilesPath = (pid: number, m: Pick<Mapping, 'start' | 'end'>) => `/proc/${pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`;
+export const mapFilesPath = (pid: number, m: Pick<Mapping, 'start' | 'end'>) =>
+  `/proc/${pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`;
 
 /** Mappings that may hold an ELF header of a file: readable, file-backed, at offset 0; memfds ulp-trigger mapped included. */
 export function headerMappings(maps: readonly Mapping[]): Mapping[] {
-  return maps.filter((m) => m.read && m.offset === 0n && m.inode !== 0 && m.path.startsWith('/') && !/^\/(?:dev|proc|sys|SYSV)\//.test(m.path));
+  return maps.filter(
+    (m) =>
+      m.read &&
+      m.offset === 0n &&
+      m.inode !== 0 &&
+      m.path.startsWith('/') &&
+      !/^\/(?:dev|proc|sys|SYSV)\//.test(m.path),
+  );
 }
 
 /** Whether ulp-trigger has staged a build of `soname` in the process (a `ulp:` memfd build mapping). */
@@ -43,8 +51,19 @@ export interface RunningBuild {
 
 function processError(pid: number, err: unknown): UlpError {
   const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'ENOENT' || code === 'ESRCH') return new UlpError('PACK_PROCESS_NOT_FOUND', `no process with pid ${pid}`, 'Check the pid (ps -p PID).', { pid });
-  return new UlpError('PACK_PROCESS_UNREADABLE', `cannot read the memory map of process ${pid}: ${(err as Error).message}`, 'Run as root (reading a process\'s builds needs the right to trace it, and /proc/PID/map_files needs CAP_SYS_ADMIN).', { pid, errno: code });
+  if (code === 'ENOENT' || code === 'ESRCH')
+    return new UlpError(
+      'PACK_PROCESS_NOT_FOUND',
+      `no process with pid ${pid}`,
+      'Check the pid (ps -p PID).',
+      { pid },
+    );
+  return new UlpError(
+    'PACK_PROCESS_UNREADABLE',
+    `cannot read the memory map of process ${pid}: ${(err as Error).message}`,
+    "Run as root (reading a process's builds needs the right to trace it, and /proc/PID/map_files needs CAP_SYS_ADMIN).",
+    { pid, errno: code },
+  );
 }
 
 /**
@@ -58,7 +77,13 @@ export function findRunningBuild(pid: number, soname: string): RunningBuild {
   } catch (e) {
     throw processError(pid, e);
   }
-  if (text === '') throw new UlpError('PACK_PROCESS_UNREADABLE', `process ${pid} has no memory map (a kernel thread, a zombie, or another user's process)`, 'Give the pid of a running program, as root.', { pid });
+  if (text === '')
+    throw new UlpError(
+      'PACK_PROCESS_UNREADABLE',
+      `process ${pid} has no memory map (a kernel thread, a zombie, or another user's process)`,
+      'Give the pid of a running program, as root.',
+      { pid },
+    );
   const maps = parseMaps(text);
   const mem = new RemoteMemory(pid);
   if (hasUlpBuild(maps, soname)) {
@@ -68,10 +93,21 @@ export function findRunningBuild(pid: number, soname: string): RunningBuild {
       // A header page moved onto a memfd copy (retain.ts): any mapping of the file itself opens the whole file.
       const key = header && retainedFileKey(header.path);
       if (key) header = maps.find((m) => `${m.dev}:${m.inode}` === key) ?? header;
-      if (state && header) return { path: mapFilesPath(pid, header), mappedFrom: header.path, buildId: state.live.buildId, staged: state.live.source === 'ulp' };
+      if (state && header)
+        return {
+          path: mapFilesPath(pid, header),
+          mappedFrom: header.path,
+          buildId: state.live.buildId,
+          staged: state.live.source === 'ulp',
+        };
     } catch (e) {
       if (!isUlpError(e)) throw e;
-      throw new UlpError('PACK_PROCESS_UNREADABLE', `cannot tell which build of ${soname} is live in process ${pid}: ${e.message}`, 'Run as root; if the process is being patched right now, retry when that is done.', { pid, soname, cause: e.code });
+      throw new UlpError(
+        'PACK_PROCESS_UNREADABLE',
+        `cannot tell which build of ${soname} is live in process ${pid}: ${e.message}`,
+        'Run as root; if the process is being patched right now, retry when that is done.',
+        { pid, soname, cause: e.code },
+      );
     }
   }
   const seen = new Set<string>();
@@ -85,11 +121,19 @@ export function findRunningBuild(pid: number, soname: string): RunningBuild {
       elf = parseElfFromMemory((a, n) => mem.read(a, n), { bias: m.start, expect: 'any' });
     } catch (e) {
       if (!isUlpError(e)) throw e;
-      if (e.code === 'PROC_PERMISSION_DENIED') throw processError(pid, Object.assign(new Error(e.message), { code: 'EPERM' }));
-      if (e.code === 'PROC_NOT_FOUND') throw processError(pid, Object.assign(new Error(e.message), { code: 'ESRCH' }));
+      if (e.code === 'PROC_PERMISSION_DENIED')
+        throw processError(pid, Object.assign(new Error(e.message), { code: 'EPERM' }));
+      if (e.code === 'PROC_NOT_FOUND')
+        throw processError(pid, Object.assign(new Error(e.message), { code: 'ESRCH' }));
       continue; // not an ELF object: a data file, a font
     }
-    if (elf.soname === soname) return { path: mapFilesPath(pid, m), mappedFrom: m.path, buildId: elf.buildId, staged: false };
+    if (elf.soname === soname)
+      return { path: mapFilesPath(pid, m), mappedFrom: m.path, buildId: elf.buildId, staged: false };
   }
-  throw new UlpError('PACK_LIBRARY_NOT_LOADED', `process ${pid} has no build of ${soname} loaded (NEW's SONAME)`, 'Give the pid of a process that uses this library (ulp-trigger --outdated lists them), or the new build of a library it loads.', { pid, soname });
+  throw new UlpError(
+    'PACK_LIBRARY_NOT_LOADED',
+    `process ${pid} has no build of ${soname} loaded (NEW's SONAME)`,
+    'Give the pid of a process that uses this library (ulp-trigger --outdated lists them), or the new build of a library it loads.',
+    { pid, soname },
+  );
 }

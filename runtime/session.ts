@@ -14,12 +14,25 @@ import type { Regs } from './sys/regs.js';
 import { alreadyTraced, exited, notFound, permissionDenied, procError, zombie } from './errors.js';
 import { RemoteMemory, poke, procMemWrite } from './memory.js';
 import { PauseClock, type PauseRecord } from './pause.js';
-import { listTasks, processAlive, processAliveSettled, readStatus, readWchan, threadState } from './procfs.js';
+import {
+  listTasks,
+  processAlive,
+  processAliveSettled,
+  readStatus,
+  readWchan,
+  threadState,
+} from './procfs.js';
 import { holdSignals, releaseSignals } from './signal-hold.js';
 import { checkTarget } from './target.js';
 import { Tracee } from './tracee.js';
 import { remoteCall, type CallOptions } from './remote-call.js';
-import { remoteSyscall, RemoteSyscalls, syscallName, type RemoteArg, type SyscallOptions } from './remote-syscall.js';
+import {
+  remoteSyscall,
+  RemoteSyscalls,
+  syscallName,
+  type RemoteArg,
+  type SyscallOptions,
+} from './remote-syscall.js';
 import { createStub, findStub, type StubInfo } from './stub/stub.js';
 import { claimSlot } from './stub/slots.js';
 import type { InjectionHost, InjectionOp, InjectionStep } from './injection-host.js';
@@ -152,7 +165,13 @@ export class Session implements InjectionHost {
   private borrowUnguarded(tid?: number): number {
     this.ensureOpen();
     const t = tid === undefined ? this.pickThread() : this.tracees.get(tid);
-    if (!t || t.state === 'gone') throw procError('PROC_NO_THREAD', `thread ${tid} of process ${this.pid} is not available`, 'The thread has exited or is not part of this process; list the threads with tids().', { pid: this.pid, tid });
+    if (!t || t.state === 'gone')
+      throw procError(
+        'PROC_NO_THREAD',
+        `thread ${tid} of process ${this.pid} is not available`,
+        'The thread has exited or is not part of this process; list the threads with tids().',
+        { pid: this.pid, tid },
+      );
     this.clock.begin('borrow');
     t.requestStop();
     this.awaitStop(t, performance.now() + this.stopTimeoutMs);
@@ -205,7 +224,8 @@ export class Session implements InjectionHost {
     this.clock.end();
     this.borrowedTid = undefined;
     if (this.holdsSignals) releaseSignals();
-    if (stuck.length > 0 && first === undefined && !processAliveSettled(this.pid)) first = exited(this.pid, 'detaching');
+    if (stuck.length > 0 && first === undefined && !processAliveSettled(this.pid))
+      first = exited(this.pid, 'detaching');
     if (stuck.length > 0 && first === undefined) {
       first = procError(
         'PROC_STOP_TIMEOUT',
@@ -214,7 +234,8 @@ export class Session implements InjectionHost {
         { pid: this.pid, tids: stuck },
       );
     }
-    if (first !== undefined) throw first instanceof SysError ? this.guardError('detaching', undefined, first) : first;
+    if (first !== undefined)
+      throw first instanceof SysError ? this.guardError('detaching', undefined, first) : first;
   }
 
   /** Registers of a stopped thread. */
@@ -234,7 +255,11 @@ export class Session implements InjectionHost {
   }
 
   /** A raw remote system call; returns rax (negative errno on failure, as bigint). */
-  syscall(nr: number, args: ReadonlyArray<RemoteArg> = [], opts: SyscallOptions & { tid?: number } = {}): bigint {
+  syscall(
+    nr: number,
+    args: ReadonlyArray<RemoteArg> = [],
+    opts: SyscallOptions & { tid?: number } = {},
+  ): bigint {
     const t = this.workerTracee(opts.tid);
     return this.guard(`a remote ${syscallName(nr)}`, t, () => remoteSyscall(this, t, nr, args, opts));
   }
@@ -293,12 +318,14 @@ export class Session implements InjectionHost {
   workerTracee(tid?: number): Tracee {
     this.ensureOpen();
     if (tid !== undefined) return this.stoppedTracee(tid);
-    if (this.borrowedTid !== undefined && this.isStopped(this.borrowedTid)) return this.tracees.get(this.borrowedTid)!;
+    if (this.borrowedTid !== undefined && this.isStopped(this.borrowedTid))
+      return this.tracees.get(this.borrowedTid)!;
     const leader = this.tracees.get(this.pid);
     if (leader?.state === 'stopped') return leader;
     for (const t of this.tracees.values()) if (t.state === 'stopped') return t;
     // No stopped thread left: the process died under us (every thread gone), or the caller forgot to stop one.
-    if ([...this.tracees.values()].every((t) => t.state === 'gone') || !processAliveSettled(this.pid)) throw exited(this.pid, 'the remote operation');
+    if ([...this.tracees.values()].every((t) => t.state === 'gone') || !processAliveSettled(this.pid))
+      throw exited(this.pid, 'the remote operation');
     throw new Error('no stopped thread: call borrow() or stopAll() first');
   }
 
@@ -329,12 +356,25 @@ export class Session implements InjectionHost {
 
   private guardError(what: string, t: Tracee | undefined, e: SysError): Error {
     if (e.errno === ESRCH) return t ? this.threadGone(t, what) : this.goneError(what);
-    return procError('PROC_PTRACE', `${what} in process ${this.pid} failed: ${e.message}`, 'This is unexpected; please report it with this message.', { pid: this.pid, tid: t?.tid }, e);
+    return procError(
+      'PROC_PTRACE',
+      `${what} in process ${this.pid} failed: ${e.message}`,
+      'This is unexpected; please report it with this message.',
+      { pid: this.pid, tid: t?.tid },
+      e,
+    );
   }
 
   /** @internal */
   threadGone(t: Tracee, what: string): Error {
-    return processAliveSettled(this.pid) ? procError('PROC_THREAD_EXITED', `thread ${t.tid} of process ${this.pid} exited during ${what}`, 'Retry; another thread will be used.', { pid: this.pid, tid: t.tid }) : exited(this.pid, what);
+    return processAliveSettled(this.pid)
+      ? procError(
+          'PROC_THREAD_EXITED',
+          `thread ${t.tid} of process ${this.pid} exited during ${what}`,
+          'Retry; another thread will be used.',
+          { pid: this.pid, tid: t.tid },
+        )
+      : exited(this.pid, what);
   }
 
   private stoppedTracee(tid: number): Tracee {
@@ -358,7 +398,9 @@ export class Session implements InjectionHost {
       throw procError(
         'PROC_STOP_TIMEOUT',
         `thread ${t.tid} of process ${this.pid} did not stop within ${this.stopTimeoutMs} ms (state ${state}, in ${wchan})`,
-        state === 'D' ? 'The thread is in uninterruptible sleep (I/O); retry when the I/O completes.' : 'Retry; raise the stop timeout if the machine is overloaded.',
+        state === 'D'
+          ? 'The thread is in uninterruptible sleep (I/O); retry when the I/O completes.'
+          : 'Retry; raise the stop timeout if the machine is overloaded.',
         { pid: this.pid, tid: t.tid, state, wchan },
       );
     }
@@ -387,7 +429,13 @@ export class Session implements InjectionHost {
           if (tracer !== 0) throw alreadyTraced(this.pid, tracer);
           throw permissionDenied(this.pid);
         }
-        throw procError('PROC_PTRACE', `PTRACE_SEIZE of thread ${tid} failed: ${e.message}`, 'This is unexpected; please report it with this message.', { pid: this.pid, tid }, e);
+        throw procError(
+          'PROC_PTRACE',
+          `PTRACE_SEIZE of thread ${tid} failed: ${e.message}`,
+          'This is unexpected; please report it with this message.',
+          { pid: this.pid, tid },
+          e,
+        );
       }
       this.tracees.set(tid, new Tracee(tid));
       added = true;
@@ -411,9 +459,17 @@ export class Session implements InjectionHost {
  * Opens a session, runs `fn`, and detaches from every thread whatever
  * happens (errors included). Works with synchronous and async `fn`.
  */
-export function withSession<T>(pid: number, fn: (s: Session) => Promise<T>, opts?: SessionOptions): Promise<T>;
+export function withSession<T>(
+  pid: number,
+  fn: (s: Session) => Promise<T>,
+  opts?: SessionOptions,
+): Promise<T>;
 export function withSession<T>(pid: number, fn: (s: Session) => T, opts?: SessionOptions): T;
-export function withSession<T>(pid: number, fn: (s: Session) => T | Promise<T>, opts: SessionOptions = {}): T | Promise<T> {
+export function withSession<T>(
+  pid: number,
+  fn: (s: Session) => T | Promise<T>,
+  opts: SessionOptions = {},
+): T | Promise<T> {
   const s = Session.open(pid, opts);
   let result: T | Promise<T>;
   try {

@@ -30,7 +30,13 @@ function exeArch(pid: number): { elfClass: number; machine: number } | undefined
   }
 }
 
-const MACHINES: Record<number, string> = { 3: 'i386', 40: 'ARM', 62: 'x86-64', 183: 'AArch64', 243: 'RISC-V' };
+const MACHINES: Record<number, string> = {
+  3: 'i386',
+  40: 'ARM',
+  62: 'x86-64',
+  183: 'AArch64',
+  243: 'RISC-V',
+};
 
 export interface CheckOptions {
   /**
@@ -46,7 +52,12 @@ export function checkTarget(pid: number, opts: CheckOptions = {}): TargetInfo {
   const st = readStatus(pid);
   if (!st) throw notFound(pid);
   if (st.tgid !== pid) {
-    throw procError('PROC_NOT_FOUND', `${pid} is a thread of process ${st.tgid}, not a process`, `Use the process id ${st.tgid}.`, { pid, tgid: st.tgid });
+    throw procError(
+      'PROC_NOT_FOUND',
+      `${pid} is a thread of process ${st.tgid}, not a process`,
+      `Use the process id ${st.tgid}.`,
+      { pid, tgid: st.tgid },
+    );
   }
   if (isKernelThread(pid)) throw permissionDenied(pid);
   // A zombie main thread with live threads (it called pthread_exit) is a running process.
@@ -54,7 +65,10 @@ export function checkTarget(pid: number, opts: CheckOptions = {}): TargetInfo {
   if (st.tracerPid !== 0 && !opts.readOnly) throw alreadyTraced(pid, st.tracerPid);
   const arch = exeArch(pid);
   if (arch && (arch.elfClass !== 2 || arch.machine !== EM_X86_64)) {
-    const what = arch.machine === EM_X86_64 ? 'an x32 process' : `a ${arch.elfClass === 1 ? '32' : '64'}-bit ${MACHINES[arch.machine] ?? `machine ${arch.machine}`} process`;
+    const what =
+      arch.machine === EM_X86_64
+        ? 'an x32 process'
+        : `a ${arch.elfClass === 1 ? '32' : '64'}-bit ${MACHINES[arch.machine] ?? `machine ${arch.machine}`} process`;
     throw procError(
       'PROC_UNSUPPORTED_ARCH',
       `process ${pid} (${st.name}) is ${what}; only 64-bit x86-64 processes are supported`,

@@ -14,7 +14,14 @@ import { threadState } from './procfs.js';
 import { SIG } from './sys/constants.js';
 import { ECHILD, ESRCH, SysError } from './sys/errno.js';
 import * as pt from './sys/ptrace.js';
-import { isEventStop, isGroupStop, isSignalStop, pollThread, waitThread, type WaitEvent } from './sys/wait.js';
+import {
+  isEventStop,
+  isGroupStop,
+  isSignalStop,
+  pollThread,
+  waitThread,
+  type WaitEvent,
+} from './sys/wait.js';
 
 export type TraceeState = 'running' | 'stopped' | 'gone';
 

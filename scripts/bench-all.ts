@@ -41,7 +41,23 @@ import { readBundleFile } from '../patches/index.js';
 import { NR, Session } from '../runtime/index.js';
 import { findProcesses, runAll } from '../trigger/all.js';
 import { startTarget } from '../lab/target.js';
-import { BIN, BENCH_DIR, ensureBuilt, flag, fmtMs, loadAverage, machine, markdownTable, median, numbers, runBin, runProgram, summary, writeJsonResult, type Summary } from '../lab/bench/common.js';
+import {
+  BIN,
+  BENCH_DIR,
+  ensureBuilt,
+  flag,
+  fmtMs,
+  loadAverage,
+  machine,
+  markdownTable,
+  median,
+  numbers,
+  runBin,
+  runProgram,
+  summary,
+  writeJsonResult,
+  type Summary,
+} from '../lab/bench/common.js';
 import { renderProfile, summariseProfile, type Profile } from '../lab/bench/profile.js';
 import { fleetProgram, libdemo, libDir, pack, workDir } from '../lab/bench/fixtures.js';
 
@@ -87,8 +103,12 @@ export interface Phases {
   switchMs: number;
 }
 
-
-async function startFleet(exe: string, n: number, mode: FleetMode, lib: string): Promise<{ pids: number[]; dispose(): void; output(): string }> {
+async function startFleet(
+  exe: string,
+  n: number,
+  mode: FleetMode,
+  lib: string,
+): Promise<{ pids: number[]; dispose(): void; output(): string }> {
   // Under a shell that waits for it: fleet_main dies with its parent (PR_SET_PDEATHSIG), and startTarget's
   // own shell exits at once, which kills the fleet when it exits after fleet_main has set that up.
   const t = startTarget(['sh', '-c', `'${exe}' ${n} ${mode} & wait`], { LD_LIBRARY_PATH: lib });
@@ -113,7 +133,9 @@ async function startFleet(exe: string, n: number, mode: FleetMode, lib: string):
 
 function checkAll(json: any, pids: number[], outcome: string): number {
   const mine = new Set(pids);
-  const ok = json.processes.filter((p: any) => mine.has(p.pid) && p.ok && p.result.outcome === outcome).length;
+  const ok = json.processes.filter(
+    (p: any) => mine.has(p.pid) && p.ok && p.result.outcome === outcome,
+  ).length;
   if (ok !== pids.length) {
     const bad = json.processes.filter((p: any) => !p.ok).slice(0, 5);
     throw new Error(`--all: ${ok} of ${pids.length} processes ${outcome}; failures: ${JSON.stringify(bad)}`);
@@ -141,10 +163,14 @@ function floor(pids: number[]): number {
 }
 
 const perSec = (n: number, ms: number) => (n / ms) * 1000;
-const vsGoal = (rate: number, goal: number) => `${rate.toFixed(0)} (${rate >= goal ? 'meets' : `${((rate / goal) * 100).toFixed(0)} % of`} ${goal})`;
+const vsGoal = (rate: number, goal: number) =>
+  `${rate.toFixed(0)} (${rate >= goal ? 'meets' : `${((rate / goal) * 100).toFixed(0)} % of`} ${goal})`;
 
 /** runAll in this process, timing each process between onProcess callbacks. */
-async function perProcess(fix: string, which: 'forward' | 'reverse'): Promise<{ times: number[]; pauses: number[]; searchMs: number; phases: Phases }> {
+async function perProcess(
+  fix: string,
+  which: 'forward' | 'reverse',
+): Promise<{ times: number[]; pauses: number[]; searchMs: number; phases: Phases }> {
   const bundle = readBundleFile(fix);
   const marks: number[] = [];
   const t0 = performance.now();
@@ -153,20 +179,47 @@ async function perProcess(fix: string, which: 'forward' | 'reverse'): Promise<{ 
   marks.push(end);
   const times = marks.slice(1).map((m, i) => m - marks[i]!);
   const failed = r.processes.filter((p) => !p.ok);
-  if (failed.length) throw new Error(`runAll ${which}: ${failed.length} failed: ${JSON.stringify(failed.slice(0, 3))}`);
-  const results = r.processes.flatMap((p) => (p.ok && p.result.switch ? [{ result: p.result, ms: times[r.processes.indexOf(p)]! }] : []));
+  if (failed.length)
+    throw new Error(`runAll ${which}: ${failed.length} failed: ${JSON.stringify(failed.slice(0, 3))}`);
+  const results = r.processes.flatMap((p) =>
+    p.ok && p.result.switch ? [{ result: p.result, ms: times[r.processes.indexOf(p)]! }] : [],
+  );
   const phases: Phases = {
-    readMs: median(results.map((x) => x.ms - x.result.switch!.timings.planMs - x.result.switch!.timings.stageMs - x.result.switch!.timings.switchMs)),
+    readMs: median(
+      results.map(
+        (x) =>
+          x.ms -
+          x.result.switch!.timings.planMs -
+          x.result.switch!.timings.stageMs -
+          x.result.switch!.timings.switchMs,
+      ),
+    ),
     planMs: median(results.map((x) => x.result.switch!.timings.planMs)),
     stageMs: median(results.map((x) => x.result.switch!.timings.stageMs)),
     switchMs: median(results.map((x) => x.result.switch!.timings.switchMs)),
   };
-  return { times, pauses: r.processes.map((p) => (p.ok ? (p.result.pauseMs ?? 0) : 0)), searchMs: (marks[0] ?? end) - t0, phases };
+  return {
+    times,
+    pauses: r.processes.map((p) => (p.ok ? (p.result.pauseMs ?? 0) : 0)),
+    searchMs: (marks[0] ?? end) - t0,
+    phases,
+  };
 }
 
 export function renderAll(rows: AllRow[]): string {
   const rates = markdownTable(
-    ['processes', 'waiting in', 'jobs', 'first apply/s (goal)', 'revert/s (goal)', 're-apply/s (goal)', 'ptrace floor/s', 'first apply / floor', 're-apply / floor', 'commands (node start included): apply / revert / re-apply'],
+    [
+      'processes',
+      'waiting in',
+      'jobs',
+      'first apply/s (goal)',
+      'revert/s (goal)',
+      're-apply/s (goal)',
+      'ptrace floor/s',
+      'first apply / floor',
+      're-apply / floor',
+      'commands (node start included): apply / revert / re-apply',
+    ],
     rows.map((r) => {
       const first = perSec(r.processes, r.apply.totalMs);
       const again = perSec(r.processes, r.reapply.totalMs);
@@ -185,7 +238,18 @@ export function renderAll(rows: AllRow[]): string {
     }),
   );
   const detail = markdownTable(
-    ['processes', 'waiting in', 'on machine', 'per process median (apply)', 'per process worst (apply)', 'read / plan / stage / switch (medians)', 'per process median (revert)', 'search /proc', 'pause median / worst', 'load 1/5/15 min'],
+    [
+      'processes',
+      'waiting in',
+      'on machine',
+      'per process median (apply)',
+      'per process worst (apply)',
+      'read / plan / stage / switch (medians)',
+      'per process median (revert)',
+      'search /proc',
+      'pause median / worst',
+      'load 1/5/15 min',
+    ],
     rows.map((r) => [
       String(r.processes),
       r.mode === 'wait' ? 'pause()' : 'nanosleep(1 s)',
@@ -202,7 +266,15 @@ export function renderAll(rows: AllRow[]): string {
   return `${rates}\n\nPer process, from runAll() in the benchmark's process (one at a time):\n\n${detail}`;
 }
 
-async function measure(exe: string, lib: string, fix: string, n: number, mode: FleetMode, jobs: number, profileIt: boolean): Promise<{ row: AllRow; profile?: Profile & { wallMs: number } }> {
+async function measure(
+  exe: string,
+  lib: string,
+  fix: string,
+  n: number,
+  mode: FleetMode,
+  jobs: number,
+  profileIt: boolean,
+): Promise<{ row: AllRow; profile?: Profile & { wallMs: number } }> {
   const loadBefore = loadAverage();
   // Fleet A: the command as users run it, first apply (stages the build in every process) and revert.
   let fleet = await startFleet(exe, n, mode, lib);
@@ -240,7 +312,17 @@ async function measure(exe: string, lib: string, fix: string, n: number, mode: F
     try {
       const dir = join(BENCH_DIR, 'profile-all');
       rmSync(dir, { recursive: true, force: true });
-      const p = runProgram(process.execPath, ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-interval', '200', BIN.trigger, '--all', fix, '--json']);
+      const p = runProgram(process.execPath, [
+        '--cpu-prof',
+        '--cpu-prof-dir',
+        dir,
+        '--cpu-prof-interval',
+        '200',
+        BIN.trigger,
+        '--all',
+        fix,
+        '--json',
+      ]);
       checkAll(p.json, fleet.pids, 'applied');
       const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'))!;
       profile = { ...summariseProfile(join(dir, file)), wallMs: Math.round(p.ms) };
@@ -278,21 +360,47 @@ async function main(): Promise<void> {
     const fix = pack(libdemo(1, tag), libdemo(2, tag), join(w.dir, 'fix.ulp'));
     const lib = libDir(w.dir, 'lib', { 'libdemo.so.1': libdemo(1, tag) });
     const exe = fleetProgram(tag);
-    const runs: Array<[FleetMode, number]> = [...COUNTS.map((n): [FleetMode, number] => ['wait', n]), ...SLEEP_COUNTS.map((n): [FleetMode, number] => ['sleep', n])];
-    for (const [mode, n, jobs] of runs.flatMap(([mode, n]) => JOBS.map((jobs): [FleetMode, number, number] => [mode, n, jobs]))) {
-      const m = await measure(exe, lib, fix, n, mode, jobs, PROFILE && mode === 'wait' && n === Math.max(...COUNTS) && jobs === JOBS[0]);
+    const runs: Array<[FleetMode, number]> = [
+      ...COUNTS.map((n): [FleetMode, number] => ['wait', n]),
+      ...SLEEP_COUNTS.map((n): [FleetMode, number] => ['sleep', n]),
+    ];
+    for (const [mode, n, jobs] of runs.flatMap(([mode, n]) =>
+      JOBS.map((jobs): [FleetMode, number, number] => [mode, n, jobs]),
+    )) {
+      const m = await measure(
+        exe,
+        lib,
+        fix,
+        n,
+        mode,
+        jobs,
+        PROFILE && mode === 'wait' && n === Math.max(...COUNTS) && jobs === JOBS[0],
+      );
       rows.push(m.row);
       if (m.profile) profile = { ...m.profile, processes: n };
       const row = m.row;
-      process.stderr.write(`  ${n} processes in ${mode}, --jobs ${jobs}: apply ${fmtMs(row.apply.commandMs)} (totalMs ${fmtMs(row.apply.totalMs)}), revert ${fmtMs(row.revert.commandMs)}, per process median ${fmtMs(row.perProcess.apply.median)} (load ${row.loadAfter})\n`);
+      process.stderr.write(
+        `  ${n} processes in ${mode}, --jobs ${jobs}: apply ${fmtMs(row.apply.commandMs)} (totalMs ${fmtMs(row.apply.totalMs)}), revert ${fmtMs(row.revert.commandMs)}, per process median ${fmtMs(row.perProcess.apply.median)} (load ${row.loadAfter})\n`,
+      );
     }
-    console.log(`ulp-trigger --all: first apply, revert, re-apply, with the ptrace floor on the same processes (${machine().cpus} CPUs, load ${loadAverage()})\n`);
+    console.log(
+      `ulp-trigger --all: first apply, revert, re-apply, with the ptrace floor on the same processes (${machine().cpus} CPUs, load ${loadAverage()})\n`,
+    );
     console.log(renderAll(rows));
     if (profile) {
-      console.log(`CPU profile of \`ulp-trigger --all\` (first apply) on ${profile.processes} processes: ${profile.wallMs} ms wall, ${profile.totalMs} ms sampled (idle included), self time:\n`);
+      console.log(
+        `CPU profile of \`ulp-trigger --all\` (first apply) on ${profile.processes} processes: ${profile.wallMs} ms wall, ${profile.totalMs} ms sampled (idle included), self time:\n`,
+      );
       console.log(renderProfile(profile, 15));
     }
-    writeJsonResult({ rows, profile: profile ?? null, processesArg: COUNTS, sleepProcessesArg: SLEEP_COUNTS, jobsArg: JOBS, goals: GOAL });
+    writeJsonResult({
+      rows,
+      profile: profile ?? null,
+      processesArg: COUNTS,
+      sleepProcessesArg: SLEEP_COUNTS,
+      jobsArg: JOBS,
+      goals: GOAL,
+    });
   } finally {
     w.dispose();
   }

@@ -27,7 +27,15 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { copyFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startTarget, type Target } from '../lab/target.js';
-import { arg, ensureBuilt, loadAverage, markdownTable, median, runBin, writeJsonResult } from '../lab/bench/common.js';
+import {
+  arg,
+  ensureBuilt,
+  loadAverage,
+  markdownTable,
+  median,
+  runBin,
+  writeJsonResult,
+} from '../lab/bench/common.js';
 import { callcost, libDir, pack, workDir } from '../lab/bench/fixtures.js';
 
 const ROUNDS = Number(arg('--rounds') ?? 10);
@@ -69,23 +77,37 @@ class Program {
   async ask(cmd: string, answer: RegExp): Promise<string> {
     const mark = this.t.output().length;
     writeFileSync(this.fifo, cmd + '\n');
-    const out = await this.t.waitFor((o) => answer.test(o.slice(mark)) || /^error/m.test(o.slice(mark)), 120_000);
-    const line = out.slice(mark).split('\n').find((l) => answer.test(l) || l.startsWith('error'))!;
+    const out = await this.t.waitFor(
+      (o) => answer.test(o.slice(mark)) || /^error/m.test(o.slice(mark)),
+      120_000,
+    );
+    const line = out
+      .slice(mark)
+      .split('\n')
+      .find((l) => answer.test(l) || l.startsWith('error'))!;
     if (line.startsWith('error')) throw new Error(`program: ${line}`);
     return line;
   }
 
   async measure(fn: Fn): Promise<{ ns: number; best: number; version: number }> {
-    const line = await this.ask(`measure ${fn} ${fn === 'tiny' ? CALLS : CALLS / 8} ${REPS}`, new RegExp(`^result fn=${fn} `));
+    const line = await this.ask(
+      `measure ${fn} ${fn === 'tiny' ? CALLS : CALLS / 8} ${REPS}`,
+      new RegExp(`^result fn=${fn} `),
+    );
     const loops = /ns=([\d.,]+)/.exec(line)![1]!.split(',').map(Number);
-    return { ns: Number(/median=([\d.]+)/.exec(line)![1]), best: Math.min(...loops), version: Number(/version=(\d+)/.exec(line)![1]) };
+    return {
+      ns: Number(/median=([\d.]+)/.exec(line)![1]),
+      best: Math.min(...loops),
+      version: Number(/version=(\d+)/.exec(line)![1]),
+    };
   }
 }
 
 function trigger(pid: number, fix: string, revert: boolean): void {
   const r = runBin('trigger', [String(pid), fix, '--json', ...(revert ? ['--revert'] : [])]);
   const want = revert ? 'reverted' : 'applied';
-  if (r.code !== 0 || r.json?.outcome !== want) throw new Error(`ulp-trigger ${revert ? '--revert' : ''}: ${r.stdout}${r.stderr}`);
+  if (r.code !== 0 || r.json?.outcome !== want)
+    throw new Error(`ulp-trigger ${revert ? '--revert' : ''}: ${r.stdout}${r.stderr}`);
 }
 
 /** Instructions per call of each path under callgrind (deterministic), or null without valgrind. */
@@ -93,10 +115,24 @@ function instructionCounts(exe: string, lib: string, v2: string): CallResult['in
   if (spawnSync('valgrind', ['--version']).status !== 0) return null;
   const n = 200_000;
   const count = (mode: string) => {
-    const r = spawnSync('valgrind', ['--tool=callgrind', '--callgrind-out-file=/dev/null', '--collect-atstart=no', '--toggle-collect=loop_tiny', exe, '--count', mode, String(n), v2], {
-      encoding: 'utf8',
-      env: { ...process.env, LD_LIBRARY_PATH: lib },
-    });
+    const r = spawnSync(
+      'valgrind',
+      [
+        '--tool=callgrind',
+        '--callgrind-out-file=/dev/null',
+        '--collect-atstart=no',
+        '--toggle-collect=loop_tiny',
+        exe,
+        '--count',
+        mode,
+        String(n),
+        v2,
+      ],
+      {
+        encoding: 'utf8',
+        env: { ...process.env, LD_LIBRARY_PATH: lib },
+      },
+    );
     const m = /Collected : (\d+)/.exec(r.stderr);
     if (r.status !== 0 || !m) throw new Error(`callgrind ${mode}: ${r.stderr.slice(-800)}`);
     return Number(m[1]) / n;
@@ -106,17 +142,50 @@ function instructionCounts(exe: string, lib: string, v2: string): CallResult['in
 
 export function renderCall(r: CallResult): string {
   const rows: string[][] = [];
-  const range = (x: { median: number; min: number; max: number }) => `${x.median.toFixed(3)} (${x.min.toFixed(3)}–${x.max.toFixed(3)})`;
+  const range = (x: { median: number; min: number; max: number }) =>
+    `${x.median.toFixed(3)} (${x.min.toFixed(3)}–${x.max.toFixed(3)})`;
   for (const fn of FNS) {
     const name = fn === 'tiny' ? 'call_tiny (x*3+1)' : 'call_small (16-step loop)';
-    rows.push([`${name}, median loop`, r.ns[fn].unpatched.toFixed(3), r.ns[fn].patched.toFixed(3), r.ns[fn].trampoline.toFixed(3), range(r.ratios[fn].patched), range(r.ratios[fn].trampoline)]);
-    if (r.bestRatios) rows.push([`${name}, fastest loop`, r.bestNs[fn].unpatched.toFixed(3), r.bestNs[fn].patched.toFixed(3), r.bestNs[fn].trampoline.toFixed(3), range(r.bestRatios[fn].patched), range(r.bestRatios[fn].trampoline)]);
+    rows.push([
+      `${name}, median loop`,
+      r.ns[fn].unpatched.toFixed(3),
+      r.ns[fn].patched.toFixed(3),
+      r.ns[fn].trampoline.toFixed(3),
+      range(r.ratios[fn].patched),
+      range(r.ratios[fn].trampoline),
+    ]);
+    if (r.bestRatios)
+      rows.push([
+        `${name}, fastest loop`,
+        r.bestNs[fn].unpatched.toFixed(3),
+        r.bestNs[fn].patched.toFixed(3),
+        r.bestNs[fn].trampoline.toFixed(3),
+        range(r.bestRatios[fn].patched),
+        range(r.bestRatios[fn].trampoline),
+      ]);
   }
   if (r.instructions) {
     const i = r.instructions;
-    rows.push(['instructions per call (callgrind, call_tiny)', i.unpatched.toFixed(2), i.patched.toFixed(2), i.trampoline.toFixed(2), (i.patched / i.unpatched).toFixed(3), (i.trampoline / i.unpatched).toFixed(3)]);
+    rows.push([
+      'instructions per call (callgrind, call_tiny)',
+      i.unpatched.toFixed(2),
+      i.patched.toFixed(2),
+      i.trampoline.toFixed(2),
+      (i.patched / i.unpatched).toFixed(3),
+      (i.trampoline / i.unpatched).toFixed(3),
+    ]);
   }
-  return markdownTable(['function, estimate', 'unpatched ns/call', 'patched ns/call', 'trampoline ns/call', 'patched / unpatched, per round: median (range)', 'trampoline / unpatched, per round: median (range)'], rows);
+  return markdownTable(
+    [
+      'function, estimate',
+      'unpatched ns/call',
+      'patched ns/call',
+      'trampoline ns/call',
+      'patched / unpatched, per round: median (range)',
+      'trampoline / unpatched, per round: median (range)',
+    ],
+    rows,
+  );
 }
 
 async function main(): Promise<void> {
@@ -133,8 +202,14 @@ async function main(): Promise<void> {
     execFileSync('mkfifo', [fifo]);
     const loadBefore = loadAverage();
     const t = startTarget([exe, fifo, v2copy], { LD_LIBRARY_PATH: lib });
-    const samples: Record<Fn, Record<State, number[]>> = { tiny: { unpatched: [], patched: [], trampoline: [] }, small: { unpatched: [], patched: [], trampoline: [] } };
-    const bestSamples: Record<Fn, Record<State, number[]>> = { tiny: { unpatched: [], patched: [], trampoline: [] }, small: { unpatched: [], patched: [], trampoline: [] } };
+    const samples: Record<Fn, Record<State, number[]>> = {
+      tiny: { unpatched: [], patched: [], trampoline: [] },
+      small: { unpatched: [], patched: [], trampoline: [] },
+    };
+    const bestSamples: Record<Fn, Record<State, number[]>> = {
+      tiny: { unpatched: [], patched: [], trampoline: [] },
+      small: { unpatched: [], patched: [], trampoline: [] },
+    };
     let trampolineBytes = '';
     try {
       await t.waitFor((o) => /^ready/m.test(o));
@@ -142,7 +217,8 @@ async function main(): Promise<void> {
       const measureAll = async (state: State, version: number) => {
         for (const fn of FNS) {
           const m = await p.measure(fn);
-          if (m.version !== version) throw new Error(`${state}: the program runs version ${m.version}, expected ${version}`);
+          if (m.version !== version)
+            throw new Error(`${state}: the program runs version ${m.version}, expected ${version}`);
           samples[fn][state].push(m.ns);
           bestSamples[fn][state].push(m.best);
         }
@@ -167,7 +243,9 @@ async function main(): Promise<void> {
       ];
       for (let round = 0; round < ROUNDS; round++) {
         for (const s of orders[round % orders.length]!) await steps[s]();
-        process.stderr.write(`  round ${round + 1}/${ROUNDS}: tiny ${samples.tiny.unpatched.at(-1)!.toFixed(3)} / ${samples.tiny.patched.at(-1)!.toFixed(3)} / ${samples.tiny.trampoline.at(-1)!.toFixed(3)} ns (load ${loadAverage()})\n`);
+        process.stderr.write(
+          `  round ${round + 1}/${ROUNDS}: tiny ${samples.tiny.unpatched.at(-1)!.toFixed(3)} / ${samples.tiny.patched.at(-1)!.toFixed(3)} / ${samples.tiny.trampoline.at(-1)!.toFixed(3)} ns (load ${loadAverage()})\n`,
+        );
       }
       await p.ask('quit', /^$/).catch(() => undefined);
     } finally {
@@ -180,10 +258,35 @@ async function main(): Promise<void> {
     const result: CallResult = {
       rounds: ROUNDS,
       callsPerLoop: CALLS,
-      ns: Object.fromEntries(FNS.map((fn) => [fn, { unpatched: median(samples[fn].unpatched), patched: median(samples[fn].patched), trampoline: median(samples[fn].trampoline) }])) as CallResult['ns'],
-      ratios: Object.fromEntries(FNS.map((fn) => [fn, { patched: ratio(fn, 'patched'), trampoline: ratio(fn, 'trampoline') }])) as CallResult['ratios'],
-      bestRatios: Object.fromEntries(FNS.map((fn) => [fn, { patched: ratio(fn, 'patched', bestSamples), trampoline: ratio(fn, 'trampoline', bestSamples) }])) as CallResult['bestRatios'],
-      bestNs: Object.fromEntries(FNS.map((fn) => [fn, { unpatched: Math.min(...bestSamples[fn].unpatched), patched: Math.min(...bestSamples[fn].patched), trampoline: Math.min(...bestSamples[fn].trampoline) }])) as CallResult['bestNs'],
+      ns: Object.fromEntries(
+        FNS.map((fn) => [
+          fn,
+          {
+            unpatched: median(samples[fn].unpatched),
+            patched: median(samples[fn].patched),
+            trampoline: median(samples[fn].trampoline),
+          },
+        ]),
+      ) as CallResult['ns'],
+      ratios: Object.fromEntries(
+        FNS.map((fn) => [fn, { patched: ratio(fn, 'patched'), trampoline: ratio(fn, 'trampoline') }]),
+      ) as CallResult['ratios'],
+      bestRatios: Object.fromEntries(
+        FNS.map((fn) => [
+          fn,
+          { patched: ratio(fn, 'patched', bestSamples), trampoline: ratio(fn, 'trampoline', bestSamples) },
+        ]),
+      ) as CallResult['bestRatios'],
+      bestNs: Object.fromEntries(
+        FNS.map((fn) => [
+          fn,
+          {
+            unpatched: Math.min(...bestSamples[fn].unpatched),
+            patched: Math.min(...bestSamples[fn].patched),
+            trampoline: Math.min(...bestSamples[fn].trampoline),
+          },
+        ]),
+      ) as CallResult['bestNs'],
       trampolineBytes,
       instructions: instructionCounts(exe, lib, v2copy),
       samples,
@@ -191,7 +294,9 @@ async function main(): Promise<void> {
       loadBefore,
       loadAfter: loadAverage(),
     };
-    console.log(`cost of a call through the executable's PLT/GOT, ${ROUNDS} rounds in one process, ${REPS} loops per state and round (jump written at the old entry: ${trampolineBytes} bytes)\n`);
+    console.log(
+      `cost of a call through the executable's PLT/GOT, ${ROUNDS} rounds in one process, ${REPS} loops per state and round (jump written at the old entry: ${trampolineBytes} bytes)\n`,
+    );
     console.log(renderCall(result));
     writeJsonResult(result);
   } finally {

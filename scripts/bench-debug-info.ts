@@ -14,7 +14,15 @@ import { spawnSync } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, statSync } from 'node:fs';
 import { debugSectionsOfFile, readStructLayouts } from '../elf/debug-info.js';
 import { parseElf } from '../elf/index.js';
-import { arg, fmtMs, loadAverage, markdownTable, summary, writeJsonResult, type Summary } from '../lab/bench/common.js';
+import {
+  arg,
+  fmtMs,
+  loadAverage,
+  markdownTable,
+  summary,
+  writeJsonResult,
+  type Summary,
+} from '../lab/bench/common.js';
 
 export interface DebugInfoResult {
   file: string;
@@ -63,26 +71,60 @@ export function measureDebugInfo(file: string, runs: number): DebugInfoResult {
   } finally {
     closeSync(devnull);
   }
-  return { file, infoBytes, structures, runs, firstMs: ours[0]!, ours: summary(ours), pahole: hasPahole ? summary(theirs) : null, loadBefore, loadAfter: loadAverage() };
+  return {
+    file,
+    infoBytes,
+    structures,
+    runs,
+    firstMs: ours[0]!,
+    ours: summary(ours),
+    pahole: hasPahole ? summary(theirs) : null,
+    loadBefore,
+    loadAfter: loadAverage(),
+  };
 }
 
 export function renderDebugInfo(r: DebugInfoResult): string {
   const mb = r.infoBytes / 1e6;
-  const rows = [[`ulp DWARF layouts (${r.runs} runs)`, fmtMs(r.ours.median), fmtMs(r.ours.worst), fmtMs(r.firstMs), `${(mb / (r.ours.median / 1000)).toFixed(1)} MB/s`, r.pahole ? (r.ours.median / r.pahole.median).toFixed(2) : '-']];
-  if (r.pahole) rows.push([`pahole --sizes, a fresh process (${r.pahole.n} runs)`, fmtMs(r.pahole.median), fmtMs(r.pahole.worst), '-', `${(mb / (r.pahole.median / 1000)).toFixed(1)} MB/s`, '1.00']);
-  return markdownTable(['what', 'median', 'worst', 'first run (cold JIT)', '.debug_info rate', 'median / pahole'], rows);
+  const rows = [
+    [
+      `ulp DWARF layouts (${r.runs} runs)`,
+      fmtMs(r.ours.median),
+      fmtMs(r.ours.worst),
+      fmtMs(r.firstMs),
+      `${(mb / (r.ours.median / 1000)).toFixed(1)} MB/s`,
+      r.pahole ? (r.ours.median / r.pahole.median).toFixed(2) : '-',
+    ],
+  ];
+  if (r.pahole)
+    rows.push([
+      `pahole --sizes, a fresh process (${r.pahole.n} runs)`,
+      fmtMs(r.pahole.median),
+      fmtMs(r.pahole.worst),
+      '-',
+      `${(mb / (r.pahole.median / 1000)).toFixed(1)} MB/s`,
+      '1.00',
+    ]);
+  return markdownTable(
+    ['what', 'median', 'worst', 'first run (cold JIT)', '.debug_info rate', 'median / pahole'],
+    rows,
+  );
 }
 
 function main(): void {
   const runs = Number(arg('--runs') ?? 7);
   const argv = process.argv.slice(2);
-  const file = argv.find((a, i) => !a.startsWith('--') && !['--runs', '--json'].includes(argv[i - 1] ?? '')) ?? defaultFile();
+  const file =
+    argv.find((a, i) => !a.startsWith('--') && !['--runs', '--json'].includes(argv[i - 1] ?? '')) ??
+    defaultFile();
   if (!file) {
     console.error('bench-debug-info: give a file with .debug_info (no libc6-dbg debug file for this libc)');
     process.exit(64);
   }
   const r = measureDebugInfo(file, runs);
-  console.log(`${r.file}, ${(statSync(file).size / 1e6).toFixed(2)} MB, .debug_info ${(r.infoBytes / 1e6).toFixed(2)} MB inflated, ${r.structures} structure names; load ${r.loadAfter}\n`);
+  console.log(
+    `${r.file}, ${(statSync(file).size / 1e6).toFixed(2)} MB, .debug_info ${(r.infoBytes / 1e6).toFixed(2)} MB inflated, ${r.structures} structure names; load ${r.loadAfter}\n`,
+  );
   console.log(renderDebugInfo(r));
   writeJsonResult(r);
 }

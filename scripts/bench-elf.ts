@@ -15,7 +15,15 @@
 import { spawnSync } from 'node:child_process';
 import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { imageSpan, parseElf, parseElfFromMemory, writableRegion, type ElfObject } from '../elf/index.js';
-import { arg, fmtMs, loadAverage, markdownTable, summary, writeJsonResult, type Summary } from '../lab/bench/common.js';
+import {
+  arg,
+  fmtMs,
+  loadAverage,
+  markdownTable,
+  summary,
+  writeJsonResult,
+  type Summary,
+} from '../lab/bench/common.js';
 
 export interface ElfResult {
   file: string;
@@ -34,7 +42,12 @@ export interface ElfResult {
 
 function everything(o: ElfObject): number {
   let n = o.header.phnum + o.programHeaders.length + o.sections.length + o.loadSegments.length;
-  n += (o.dynamic?.entries.length ?? 0) + o.dynamicSymbols.length + o.symtab.length + o.relocations.length + o.notes.length;
+  n +=
+    (o.dynamic?.entries.length ?? 0) +
+    o.dynamicSymbols.length +
+    o.symtab.length +
+    o.relocations.length +
+    o.notes.length;
   n += (o.buildId?.length ?? 0) + (o.soname?.length ?? 0) + (o.tls ? 1 : 0) + (o.relro ? 1 : 0);
   n += Number(imageSpan(o).end) + Number(writableRegion(o)?.end ?? 0n);
   for (const s of o.dynamicSymbols) if (s.defined && o.lookup(s.name, s.version)) n++;
@@ -77,7 +90,8 @@ export function measureElf(file: string, runs: number): ElfResult {
       const o = parseElf(readFileSync(file), { expect: 'any' });
       everything(o);
       ours.push(performance.now() - t);
-      if (i === 0) facts = `${o.dynamicSymbols.length} dynamic symbols, ${o.symtab.length} .symtab symbols, ${o.relocations.length} relocations, ${o.sections.length} sections`;
+      if (i === 0)
+        facts = `${o.dynamicSymbols.length} dynamic symbols, ${o.symtab.length} .symtab symbols, ${o.relocations.length} relocations, ${o.sections.length} sections`;
       // readelf alternates with the parse, so that load on the machine falls on both alike.
       const r0 = performance.now();
       const r = spawnSync('readelf', ['-a', '-W', file], { stdio: ['ignore', devnull, 'ignore'] });
@@ -88,22 +102,54 @@ export function measureElf(file: string, runs: number): ElfResult {
     closeSync(devnull);
   }
   const mem = memoryRuns(runs);
-  return { file, bytes: statSync(file).size, facts, runs, firstMs: ours[0]!, ours: summary(ours), readelf: summary(theirs), memory: mem ? summary(mem) : null, loadBefore, loadAfter: loadAverage() };
+  return {
+    file,
+    bytes: statSync(file).size,
+    facts,
+    runs,
+    firstMs: ours[0]!,
+    ours: summary(ours),
+    readelf: summary(theirs),
+    memory: mem ? summary(mem) : null,
+    loadBefore,
+    loadAfter: loadAverage(),
+  };
 }
 
 export function renderElf(r: ElfResult): string {
   const rows = [
-    [`ulp ELF reader, parse everything (${r.runs} runs)`, fmtMs(r.ours.median), fmtMs(r.ours.worst), fmtMs(r.firstMs), (r.ours.median / r.readelf.median).toFixed(2)],
-    [`readelf -a -W, a fresh process (${r.readelf.n} runs)`, fmtMs(r.readelf.median), fmtMs(r.readelf.worst), '-', '1.00'],
+    [
+      `ulp ELF reader, parse everything (${r.runs} runs)`,
+      fmtMs(r.ours.median),
+      fmtMs(r.ours.worst),
+      fmtMs(r.firstMs),
+      (r.ours.median / r.readelf.median).toFixed(2),
+    ],
+    [
+      `readelf -a -W, a fresh process (${r.readelf.n} runs)`,
+      fmtMs(r.readelf.median),
+      fmtMs(r.readelf.worst),
+      '-',
+      '1.00',
+    ],
   ];
-  if (r.memory) rows.push([`ulp ELF reader, libc.so.6 from /proc/self/mem (${r.memory.n} runs)`, fmtMs(r.memory.median), fmtMs(r.memory.worst), '-', '-']);
+  if (r.memory)
+    rows.push([
+      `ulp ELF reader, libc.so.6 from /proc/self/mem (${r.memory.n} runs)`,
+      fmtMs(r.memory.median),
+      fmtMs(r.memory.worst),
+      '-',
+      '-',
+    ]);
   return markdownTable(['what', 'median', 'worst', 'first run (cold JIT)', 'median / readelf'], rows);
 }
 
 function main(): void {
   const runs = Number(arg('--runs') ?? 25);
   const argv = process.argv.slice(2);
-  const file = argv.find((a, i) => !a.startsWith('--') && !['--runs', '--json'].includes(argv[i - 1] ?? '')) ?? '/usr/lib/x86_64-linux-gnu/libcrypto.so.3';
+  const file =
+    argv.find((a, i) => !a.startsWith('--') && !['--runs', '--json'].includes(argv[i - 1] ?? '')) ??
+    '/usr/lib/x86_64-linux-gnu/libcrypto.so.3';
   const r = measureElf(file, runs);
   console.log(`${r.file}, ${(r.bytes / 1e6).toFixed(2)} MB: ${r.facts}; load ${r.loadAfter}\n`);
   console.log(renderElf(r));

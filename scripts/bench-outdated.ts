@@ -22,7 +22,18 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync, renameSync, copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startTarget } from '../lab/target.js';
-import { ensureBuilt, fmtMs, loadAverage, markdownTable, median, numbers, runBin, runProgram, writeJsonResult, arg } from '../lab/bench/common.js';
+import {
+  ensureBuilt,
+  fmtMs,
+  loadAverage,
+  markdownTable,
+  median,
+  numbers,
+  runBin,
+  runProgram,
+  writeJsonResult,
+  arg,
+} from '../lab/bench/common.js';
 import { fleetProgram, libdemo, libDir, workDir } from '../lab/bench/fixtures.js';
 
 const COUNTS = numbers('--processes', [100, 1000]);
@@ -66,15 +77,41 @@ async function measure(n: number): Promise<Row> {
 
     const check = runBin('trigger', ['--outdated', '--json']);
     const listed = check.json?.libraries?.find((l: { path: string }) => l.path === join(lib, 'libdemo.so.1'));
-    const patchable = new Set(listed?.processes.filter((p: { state: string }) => p.state === 'patchable').map((p: { pid: number }) => p.pid));
+    const patchable = new Set(
+      listed?.processes
+        .filter((p: { state: string }) => p.state === 'patchable')
+        .map((p: { pid: number }) => p.pid),
+    );
     const missing = pids.filter((p) => !patchable.has(p));
-    if (missing.length) throw new Error(`--outdated missed ${missing.length} of ${pids.length} fleet processes (first: ${missing.slice(0, 5).join(', ')})`);
+    if (missing.length)
+      throw new Error(
+        `--outdated missed ${missing.length} of ${pids.length} fleet processes (first: ${missing.slice(0, 5).join(', ')})`,
+      );
 
-    const outdatedMs = timed(() => runBin('trigger', ['--outdated', '--json']), (c) => c === 7);
-    const nodeMs = timed(() => runProgram(process.execPath, ['-e', '0']), (c) => c === 0);
-    const mapsMs = timed(() => runProgram('sh', ['-c', 'cat /proc/[0-9]*/maps >/dev/null 2>&1; true']), (c) => c === 0);
-    const checkrestartMs = has('checkrestart') ? timed(() => runProgram('checkrestart', ['-m']), () => true) : undefined;
-    const needrestartMs = has('needrestart') ? timed(() => runProgram('needrestart', ['-b', '-r', 'l', '-m', 'a']), () => true) : undefined;
+    const outdatedMs = timed(
+      () => runBin('trigger', ['--outdated', '--json']),
+      (c) => c === 7,
+    );
+    const nodeMs = timed(
+      () => runProgram(process.execPath, ['-e', '0']),
+      (c) => c === 0,
+    );
+    const mapsMs = timed(
+      () => runProgram('sh', ['-c', 'cat /proc/[0-9]*/maps >/dev/null 2>&1; true']),
+      (c) => c === 0,
+    );
+    const checkrestartMs = has('checkrestart')
+      ? timed(
+          () => runProgram('checkrestart', ['-m']),
+          () => true,
+        )
+      : undefined;
+    const needrestartMs = has('needrestart')
+      ? timed(
+          () => runProgram('needrestart', ['-b', '-r', 'l', '-m', 'a']),
+          () => true,
+        )
+      : undefined;
     return {
       processes: n,
       onMachine: readdirSync('/proc').filter((e) => /^\d+$/.test(e)).length,
@@ -95,7 +132,20 @@ async function measure(n: number): Promise<Row> {
 export function renderOutdated(rows: Row[]): string {
   const ratio = (a: number, b: number | undefined) => (b ? (a / b).toFixed(2) : 'n/a');
   return markdownTable(
-    ['processes (fleet)', 'on machine', '--outdated', 'node start', 'cat all maps', 'checkrestart -m', 'needrestart -b', '--outdated / (node + maps)', '--outdated / checkrestart', '--outdated / needrestart', 'pairs analysed', 'load 1/5/15 min'],
+    [
+      'processes (fleet)',
+      'on machine',
+      '--outdated',
+      'node start',
+      'cat all maps',
+      'checkrestart -m',
+      'needrestart -b',
+      '--outdated / (node + maps)',
+      '--outdated / checkrestart',
+      '--outdated / needrestart',
+      'pairs analysed',
+      'load 1/5/15 min',
+    ],
     rows.map((r) => [
       String(r.processes),
       String(r.onMachine),

@@ -32,21 +32,48 @@ import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } 
 import { basename, join, resolve } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { parseElf } from '../elf/index.js';
-import { arg, BENCH_DIR as BENCH, BIN as BINS, ensureBuilt, flag, loadAverage, markdownTable, median, runProgram, writeJsonResult } from '../lab/bench/common.js';
+import {
+  arg,
+  BENCH_DIR as BENCH,
+  BIN as BINS,
+  ensureBuilt,
+  flag,
+  loadAverage,
+  markdownTable,
+  median,
+  runProgram,
+  writeJsonResult,
+} from '../lab/bench/common.js';
 import { freshDir, profileIn, renderProfile, type Profile } from '../lab/bench/profile.js';
 
 const BIN = BINS.pack;
 /** --baseline DIR: the compiled ulp-pack of another checkout, timed beside this one. */
-const BASELINE = arg('--baseline') ? join(resolve(arg('--baseline')!), 'dist', 'bin', 'ulp-pack.js') : undefined;
+const BASELINE = arg('--baseline')
+  ? join(resolve(arg('--baseline')!), 'dist', 'bin', 'ulp-pack.js')
+  : undefined;
 const TIME = existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined;
 const LIBDIR = '/usr/lib/x86_64-linux-gnu';
-const SERIES = ['libz.so.1', 'libexpat.so.1', 'libssl.so.3', 'libsqlite3.so.0', 'libstdc++.so.6', 'libcrypto.so.3', 'libpython3.11.so.1.0'];
+const SERIES = [
+  'libz.so.1',
+  'libexpat.so.1',
+  'libssl.so.3',
+  'libsqlite3.so.0',
+  'libstdc++.so.6',
+  'libcrypto.so.3',
+  'libpython3.11.so.1.0',
+];
 const BIG = ['libLLVM-14.so.1'];
 
 function args(): { pairs: Array<{ old: string; neu: string; change: string }>; runs: number } {
-  const argv = process.argv.slice(2).filter((a, i, all) => !a.startsWith('--') && !['--runs', '--json', '--libs', '--baseline'].includes(all[i - 1] ?? ''));
+  const argv = process.argv
+    .slice(2)
+    .filter(
+      (a, i, all) =>
+        !a.startsWith('--') && !['--runs', '--json', '--libs', '--baseline'].includes(all[i - 1] ?? ''),
+    );
   const runs = Number(arg('--runs') ?? (flag('--sizes') ? 5 : 7));
-  if (argv.length === 2) return { pairs: [{ old: resolve(argv[0]!), neu: resolve(argv[1]!), change: 'given' }], runs };
+  if (argv.length === 2)
+    return { pairs: [{ old: resolve(argv[0]!), neu: resolve(argv[1]!), change: 'given' }], runs };
   if (flag('--sizes')) {
     const names = arg('--libs')?.split(',') ?? [...SERIES, ...(flag('--big') ? BIG : [])];
     const libs = names.map((l) => (l.includes('/') ? l : join(LIBDIR, l))).filter(existsSync);
@@ -68,7 +95,9 @@ function modifiedCopy(old: string): { old: string; neu: string; change: string }
   };
   let change: string | undefined;
   // Prefer OpenSSL_version_num (the historical default), then any exported function starting with mov $imm32, %eax.
-  const fns = obj.dynamicSymbols.filter((s) => s.defined && s.type === 2 && s.size > 0n).sort((a, b) => Number(b.name === 'OpenSSL_version_num') - Number(a.name === 'OpenSSL_version_num'));
+  const fns = obj.dynamicSymbols
+    .filter((s) => s.defined && s.type === 2 && s.size > 0n)
+    .sort((a, b) => Number(b.name === 'OpenSSL_version_num') - Number(a.name === 'OpenSSL_version_num'));
   for (const fn of fns) {
     const at = fileOffset(fn.value);
     if (at === undefined) continue;
@@ -104,7 +133,11 @@ interface Sample {
  * them into this process would time this process's reading too).
  */
 function timed(cmd: string, argv: string[]): Sample {
-  const opts = { encoding: 'utf8' as const, maxBuffer: 1 << 30, stdio: ['ignore', 'ignore', 'pipe'] as ['ignore', 'ignore', 'pipe'] };
+  const opts = {
+    encoding: 'utf8' as const,
+    maxBuffer: 1 << 30,
+    stdio: ['ignore', 'ignore', 'pipe'] as ['ignore', 'ignore', 'pipe'],
+  };
   const t0 = process.hrtime.bigint();
   const r = TIME ? spawnSync(TIME, ['-f', '%U %S', cmd, ...argv], opts) : spawnSync(cmd, argv, opts);
   const wall = Number(process.hrtime.bigint() - t0) / 1e9;
@@ -113,7 +146,10 @@ function timed(cmd: string, argv: string[]): Sample {
   return { wall, cpu: m ? Number(m[1]) + Number(m[2]) : undefined };
 }
 
-const sum = (a: Sample, b: Sample): Sample => ({ wall: a.wall + b.wall, cpu: a.cpu !== undefined && b.cpu !== undefined ? a.cpu + b.cpu : undefined });
+const sum = (a: Sample, b: Sample): Sample => ({
+  wall: a.wall + b.wall,
+  cpu: a.cpu !== undefined && b.cpu !== undefined ? a.cpu + b.cpu : undefined,
+});
 
 interface Row {
   command: string;
@@ -139,37 +175,56 @@ function measurePair(old: string, neu: string, change: string, runs: number): Pa
     // ulp-pack decodes every instruction of both builds; objdump -d is the reference for that much work.
     'objdump -d (both files)': () => sum(timed('objdump', ['-d', old]), timed('objdump', ['-d', neu])),
     'ulp-pack --check': () => timed(process.execPath, [BIN, old, neu, '--check']),
-    'ulp-pack -o (writes the bundle)': () => timed(process.execPath, [BIN, old, neu, '-o', out, '--created-at', '0']),
+    'ulp-pack -o (writes the bundle)': () =>
+      timed(process.execPath, [BIN, old, neu, '-o', out, '--created-at', '0']),
     'node startup (empty script)': () => timed(process.execPath, ['-e', '0']),
   };
   if (BASELINE) {
-    if (!existsSync(BASELINE)) throw new Error(`--baseline: no ${BASELINE} (build that checkout first: npx tsc -p tsconfig.json)`);
+    if (!existsSync(BASELINE))
+      throw new Error(`--baseline: no ${BASELINE} (build that checkout first: npx tsc -p tsconfig.json)`);
     cases['baseline ulp-pack --check'] = () => timed(process.execPath, [BASELINE, old, neu, '--check']);
-    cases['baseline ulp-pack -o'] = () => timed(process.execPath, [BASELINE, old, neu, '-o', out, '--created-at', '0']);
+    cases['baseline ulp-pack -o'] = () =>
+      timed(process.execPath, [BASELINE, old, neu, '-o', out, '--created-at', '0']);
   }
   const samples: Record<string, Sample[]> = Object.fromEntries(Object.keys(cases).map((k) => [k, []]));
   cases['ulp-pack -o (writes the bundle)']!(); // warm the page cache for every file involved
   for (let i = 0; i < runs; i++) for (const [k, f] of Object.entries(cases)) samples[k]!.push(f());
   rmSync(out, { force: true });
-  const rows = Object.entries(samples).map(([command, xs]) => ({ command, wall: median(xs.map((s) => s.wall)), cpu: xs[0]!.cpu !== undefined ? median(xs.map((s) => s.cpu!)) : undefined }));
-  const functions = parseElf(readFileSync(old)).symtab.filter((s) => s.type === 2 && s.defined).length || parseElf(readFileSync(old)).dynamicSymbols.filter((s) => s.type === 2 && s.defined).length;
+  const rows = Object.entries(samples).map(([command, xs]) => ({
+    command,
+    wall: median(xs.map((s) => s.wall)),
+    cpu: xs[0]!.cpu !== undefined ? median(xs.map((s) => s.cpu!)) : undefined,
+  }));
+  const functions =
+    parseElf(readFileSync(old)).symtab.filter((s) => s.type === 2 && s.defined).length ||
+    parseElf(readFileSync(old)).dynamicSymbols.filter((s) => s.type === 2 && s.defined).length;
   return { old, neu, change, bytes: statSync(old).size, functions, runs, rows, loadAfter: loadAverage() };
 }
 
-const ratio = (a: number | undefined, b: number | undefined) => (a !== undefined && b ? (a / b).toFixed(2) : '-');
+const ratio = (a: number | undefined, b: number | undefined) =>
+  a !== undefined && b ? (a / b).toFixed(2) : '-';
 
 function printPair(p: PackPair): void {
   const size = (f: string) => (statSync(f).size / 1e6).toFixed(1);
-  console.log(`pack ${p.old} (${size(p.old)} MB) -> ${p.neu} (${size(p.neu)} MB; changed: ${p.change}), ${p.runs} runs, medians, load ${p.loadAfter}`);
+  console.log(
+    `pack ${p.old} (${size(p.old)} MB) -> ${p.neu} (${size(p.neu)} MB; changed: ${p.change}), ${p.runs} runs, medians, load ${p.loadAfter}`,
+  );
   const base = p.rows.find((r) => r.command.startsWith('readelf'))!;
-  console.log(`${'command'.padEnd(34)} ${'wall s'.padStart(8)} ${'x readelf'.padStart(10)} ${'cpu s'.padStart(8)} ${'x readelf'.padStart(10)}`);
+  console.log(
+    `${'command'.padEnd(34)} ${'wall s'.padStart(8)} ${'x readelf'.padStart(10)} ${'cpu s'.padStart(8)} ${'x readelf'.padStart(10)}`,
+  );
   for (const r of p.rows) {
-    console.log(`${r.command.padEnd(34)} ${r.wall.toFixed(3).padStart(8)} ${ratio(r.wall, base.wall).padStart(10)} ${(r.cpu?.toFixed(3) ?? '-').padStart(8)} ${ratio(r.cpu, base.cpu).padStart(10)}`);
+    console.log(
+      `${r.command.padEnd(34)} ${r.wall.toFixed(3).padStart(8)} ${ratio(r.wall, base.wall).padStart(10)} ${(r.cpu?.toFixed(3) ?? '-').padStart(8)} ${ratio(r.cpu, base.cpu).padStart(10)}`,
+    );
   }
   for (const mode of ['--check', '-o']) {
     const now = p.rows.find((r) => r.command.startsWith(`ulp-pack ${mode}`));
     const before = p.rows.find((r) => r.command === `baseline ulp-pack ${mode}`);
-    if (now && before) console.log(`ulp-pack ${mode}: this checkout / baseline ${ratio(now.wall, before.wall)} wall, ${ratio(now.cpu, before.cpu)} cpu`);
+    if (now && before)
+      console.log(
+        `ulp-pack ${mode}: this checkout / baseline ${ratio(now.wall, before.wall)} wall, ${ratio(now.cpu, before.cpu)} cpu`,
+      );
   }
 }
 
@@ -177,7 +232,21 @@ function printPair(p: PackPair): void {
 export function renderPackSizes(pairs: PackPair[]): string {
   const get = (p: PackPair, prefix: string) => p.rows.find((r) => r.command.startsWith(prefix))!;
   return markdownTable(
-    ['library', 'size', 'functions', 'readelf -a (both)', 'objdump -d (both)', 'ulp-pack --check', 'ulp-pack -o', 'ulp-pack --check / readelf (wall)', 'ulp-pack -o / readelf (wall)', 'cpu: readelf / ulp-pack -o', 'ulp-pack -o / readelf (cpu)', 'node startup', 'load 1/5/15 min'],
+    [
+      'library',
+      'size',
+      'functions',
+      'readelf -a (both)',
+      'objdump -d (both)',
+      'ulp-pack --check',
+      'ulp-pack -o',
+      'ulp-pack --check / readelf (wall)',
+      'ulp-pack -o / readelf (wall)',
+      'cpu: readelf / ulp-pack -o',
+      'ulp-pack -o / readelf (cpu)',
+      'node startup',
+      'load 1/5/15 min',
+    ],
     pairs.map((p) => {
       const re = get(p, 'readelf');
       const ob = get(p, 'objdump');
@@ -185,7 +254,21 @@ export function renderPackSizes(pairs: PackPair[]): string {
       const pk = get(p, 'ulp-pack -o');
       const nd = get(p, 'node');
       const cpu = (x: Row) => (x.cpu === undefined ? '-' : `${x.cpu.toFixed(2)} s`);
-      return [basename(p.old), `${(p.bytes / 1e6).toFixed(2)} MB`, String(p.functions), `${re.wall.toFixed(3)} s`, `${ob.wall.toFixed(3)} s`, `${ck.wall.toFixed(3)} s`, `${pk.wall.toFixed(3)} s`, ratio(ck.wall, re.wall), ratio(pk.wall, re.wall), `${cpu(re)} / ${cpu(pk)}`, ratio(pk.cpu, re.cpu), `${nd.wall.toFixed(3)} s`, p.loadAfter];
+      return [
+        basename(p.old),
+        `${(p.bytes / 1e6).toFixed(2)} MB`,
+        String(p.functions),
+        `${re.wall.toFixed(3)} s`,
+        `${ob.wall.toFixed(3)} s`,
+        `${ck.wall.toFixed(3)} s`,
+        `${pk.wall.toFixed(3)} s`,
+        ratio(ck.wall, re.wall),
+        ratio(pk.wall, re.wall),
+        `${cpu(re)} / ${cpu(pk)}`,
+        ratio(pk.cpu, re.cpu),
+        `${nd.wall.toFixed(3)} s`,
+        p.loadAfter,
+      ];
     }),
   );
 }
@@ -224,16 +307,38 @@ function compressionCost(old: string, neu: string): Compression {
 function profilePack(old: string, neu: string): PackProfile {
   const dir = freshDir(join(BENCH, 'profile-pack'));
   const out = join(BENCH, 'pack', 'profile.ulp');
-  const r = runProgram(process.execPath, ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-interval', '200', BIN, old, neu, '-o', out, '--created-at', '0']);
+  const r = runProgram(process.execPath, [
+    '--cpu-prof',
+    '--cpu-prof-dir',
+    dir,
+    '--cpu-prof-interval',
+    '200',
+    BIN,
+    old,
+    neu,
+    '-o',
+    out,
+    '--created-at',
+    '0',
+  ]);
   rmSync(out, { force: true });
   if (r.code !== 0) throw new Error(`ulp-pack under --cpu-prof exited ${r.code}: ${r.stderr.slice(-500)}`);
-  return { ...profileIn(dir, 15), library: basename(old), wallMs: Math.round(r.ms), compression: compressionCost(old, neu) };
+  return {
+    ...profileIn(dir, 15),
+    library: basename(old),
+    wallMs: Math.round(r.ms),
+    compression: compressionCost(old, neu),
+  };
 }
 
 export function renderCompression(c: Compression): string {
   return markdownTable(
     [`zlib on both builds (${(c.inputBytes / 1e6).toFixed(2)} MB), one thread`, 'ms', 'compressed'],
-    c.levels.map((l) => [`level ${l.level}${l.level === 6 ? ' (the bundle\'s)' : ''}`, l.ms.toFixed(0), `${(l.bytes / 1e6).toFixed(2)} MB`]),
+    c.levels.map((l) => [
+      `level ${l.level}${l.level === 6 ? " (the bundle's)" : ''}`,
+      l.ms.toFixed(0),
+      `${(l.bytes / 1e6).toFixed(2)} MB`,
+    ]),
   );
 }
 
@@ -242,7 +347,10 @@ function main(): void {
   ensureBuilt();
   mkdirSync(join(BENCH, 'pack'), { recursive: true });
   const results: PackPair[] = [];
-  const profiled = flag('--profile') ? (pairs.find((p) => basename(p.old) === 'libcrypto.so.3') ?? [...pairs].sort((a, b) => statSync(b.old).size - statSync(a.old).size)[0]) : undefined;
+  const profiled = flag('--profile')
+    ? (pairs.find((p) => basename(p.old) === 'libcrypto.so.3') ??
+      [...pairs].sort((a, b) => statSync(b.old).size - statSync(a.old).size)[0])
+    : undefined;
   let profile: PackProfile | undefined;
   for (const p of pairs) {
     // Big libraries: fewer runs (each pack of libLLVM takes long).
@@ -250,17 +358,24 @@ function main(): void {
     const r = measurePair(p.old, p.neu, p.change, n);
     results.push(r);
     if (!flag('--sizes')) printPair(r);
-    else process.stderr.write(`  ${basename(p.old)}: ulp-pack ${r.rows.find((x) => x.command.startsWith('ulp-pack -o'))!.wall.toFixed(3)} s, readelf ${r.rows[0]!.wall.toFixed(3)} s (load ${r.loadAfter})\n`);
+    else
+      process.stderr.write(
+        `  ${basename(p.old)}: ulp-pack ${r.rows.find((x) => x.command.startsWith('ulp-pack -o'))!.wall.toFixed(3)} s, readelf ${r.rows[0]!.wall.toFixed(3)} s (load ${r.loadAfter})\n`,
+      );
     if (p === profiled) profile = profilePack(p.old, p.neu);
     // Only the modified copies this script wrote: NEW given on the command line is the user's file.
     if (p.change !== 'given') rmSync(p.neu, { force: true });
   }
   if (flag('--sizes')) {
-    console.log(`pack time against library size: each library against a copy with one changed byte, ${runs} runs, medians\n`);
+    console.log(
+      `pack time against library size: each library against a copy with one changed byte, ${runs} runs, medians\n`,
+    );
     console.log(renderPackSizes(results));
   }
   if (profile) {
-    console.log(`CPU profile of ulp-pack -o on ${profile.library}: ${profile.wallMs} ms wall, ${profile.totalMs} ms sampled, ${profile.busyMs} ms not idle\n`);
+    console.log(
+      `CPU profile of ulp-pack -o on ${profile.library}: ${profile.wallMs} ms wall, ${profile.totalMs} ms sampled, ${profile.busyMs} ms not idle\n`,
+    );
     console.log(renderProfile(profile, 15, 20));
     console.log(renderCompression(profile.compression));
   }

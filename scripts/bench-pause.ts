@@ -45,7 +45,24 @@ import { mkdirSync } from 'node:fs';
 import { readBundleFile } from '../patches/index.js';
 import { runOne } from '../trigger/apply.js';
 import { startTarget } from '../lab/target.js';
-import { arg, BENCH_DIR, BIN, ensureBuilt, flag, fmtMs, loadAverage, markdownTable, median, numbers, quantile, runBin, runProgram, summary, writeJsonResult, type Summary } from '../lab/bench/common.js';
+import {
+  arg,
+  BENCH_DIR,
+  BIN,
+  ensureBuilt,
+  flag,
+  fmtMs,
+  loadAverage,
+  markdownTable,
+  median,
+  numbers,
+  quantile,
+  runBin,
+  runProgram,
+  summary,
+  writeJsonResult,
+  type Summary,
+} from '../lab/bench/common.js';
 import { libdemo, libDir, pack, pauseProgram, workDir } from '../lab/bench/fixtures.js';
 import { freshDir, profileIn } from '../lab/bench/profile.js';
 import { measureSwitchCosts, SWITCH_PRIMITIVES, type SwitchCosts } from '../lab/bench/switch-costs.js';
@@ -108,19 +125,35 @@ export interface PauseProfile {
 
 function trigger(pid: number, fix: string, revert: boolean): { pauseMs: number; json: any; ms: number } {
   const r = runBin('trigger', [String(pid), fix, '--json', ...(revert ? ['--revert'] : [])]);
-  if (r.code !== 0 || !r.json?.switch) throw new Error(`ulp-trigger ${revert ? '--revert ' : ''}exited ${r.code}:\n${r.stdout}\n${r.stderr}`);
+  if (r.code !== 0 || !r.json?.switch)
+    throw new Error(`ulp-trigger ${revert ? '--revert ' : ''}exited ${r.code}:\n${r.stdout}\n${r.stderr}`);
   return { pauseMs: r.json.pauseMs, json: r.json, ms: r.ms };
 }
 
 /** Applies under the CPU profiler (then reverts), and the switch primitives on the same process. */
-function profilePause(pid: number, fix: string, row: { threads: number; objects: number; slots: number }): PauseProfile {
+function profilePause(
+  pid: number,
+  fix: string,
+  row: { threads: number; objects: number; slots: number },
+): PauseProfile {
   const pausesMs: number[] = [];
   const per = new Map<string, number[]>();
   const runs = 3;
   for (let i = 0; i < runs; i++) {
     const dir = freshDir(join(BENCH_DIR, 'profile-pause'));
-    const r = runProgram(process.execPath, ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-interval', '50', BIN.trigger, String(pid), fix, '--json']);
-    if (r.code !== 0 || !r.json?.switch) throw new Error(`ulp-trigger under --cpu-prof exited ${r.code}: ${r.stderr.slice(-500)}`);
+    const r = runProgram(process.execPath, [
+      '--cpu-prof',
+      '--cpu-prof-dir',
+      dir,
+      '--cpu-prof-interval',
+      '50',
+      BIN.trigger,
+      String(pid),
+      fix,
+      '--json',
+    ]);
+    if (r.code !== 0 || !r.json?.switch)
+      throw new Error(`ulp-trigger under --cpu-prof exited ${r.code}: ${r.stderr.slice(-500)}`);
     pausesMs.push(r.json.pauseMs);
     // Names without line numbers (function and file): two functions of one name in one file add up.
     const here = new Map<string, number>();
@@ -144,23 +177,41 @@ function profilePause(pid: number, fix: string, row: { threads: number; objects:
   for (let i = 0; i < cycles; i++) {
     const a = runOne(pid, bundle, { which: 'forward' });
     const r = runOne(pid, bundle, { which: 'reverse' });
-    if (a.outcome !== 'applied' || r.outcome !== 'reverted' || a.pauseMs === undefined || r.pauseMs === undefined) throw new Error(`in-process cycle ${i}: ${a.outcome} / ${r.outcome}`);
+    if (
+      a.outcome !== 'applied' ||
+      r.outcome !== 'reverted' ||
+      a.pauseMs === undefined ||
+      r.pauseMs === undefined
+    )
+      throw new Error(`in-process cycle ${i}: ${a.outcome} / ${r.outcome}`);
     applies.push(a.pauseMs);
     reverts.push(r.pauseMs);
   }
-  const inProcess = { firstApplyMs: applies[0]!, applyMedianMs: median(applies.slice(1)), revertMedianMs: median(reverts.slice(1)), cycles };
+  const inProcess = {
+    firstApplyMs: applies[0]!,
+    applyMedianMs: median(applies.slice(1)),
+    revertMedianMs: median(reverts.slice(1)),
+    cycles,
+  };
   return { ...row, pausesMs, inPause, costs: measureSwitchCosts(pid, 'demo_compute'), inProcess };
 }
 
 export function renderPauseProfile(p: PauseProfile): string {
   const fmt = (ms: number) => (ms < 1 ? `${(ms * 1000).toFixed(0)} µs` : `${ms.toFixed(2)} ms`);
   const inside = markdownTable(
-    ['inside the pause: stopAll, switchInPause and what they call (inclusive ms, median of 3 profiled applies)', 'ms'],
+    [
+      'inside the pause: stopAll, switchInPause and what they call (inclusive ms, median of 3 profiled applies)',
+      'ms',
+    ],
     p.inPause.map((e) => [e.name, e.ms.toFixed(2)]),
   );
   const c = p.costs;
   const costs = markdownTable(
-    [`primitive, on the ${c.slots} GOT slots of ${c.symbol} (median of ${c.repetitions} stops)`, 'all slots', 'per slot'],
+    [
+      `primitive, on the ${c.slots} GOT slots of ${c.symbol} (median of ${c.repetitions} stops)`,
+      'all slots',
+      'per slot',
+    ],
     [
       ['stopAll()', fmt(c.stopMs), '-'],
       ...SWITCH_PRIMITIVES.map((k) => [k, fmt(c.ms[k]), fmt(c.ms[k] / c.slots)]),
@@ -179,7 +230,14 @@ export function renderPauseProfile(p: PauseProfile): string {
   return `${inside}\n${costs}\n${warm}`;
 }
 
-async function measure(threads: number, objects: number, tag: string, fix: string, dir: string, profileIt = false): Promise<PauseRow & { profile?: PauseProfile }> {
+async function measure(
+  threads: number,
+  objects: number,
+  tag: string,
+  fix: string,
+  dir: string,
+  profileIt = false,
+): Promise<PauseRow & { profile?: PauseProfile }> {
   const loadBefore = loadAverage();
   const prog = pauseProgram(Math.max(0, objects - BASE_OBJECTS), tag);
   const lib = libDir(dir, `run-${threads}-${objects}`, { 'libdemo.so.1': libdemo(1, tag), ...prog.libs });
@@ -189,8 +247,14 @@ async function measure(threads: number, objects: number, tag: string, fix: strin
     const st = runBin('trigger', ['--status', String(t.pid), '--json']);
     const loaded = st.json?.objects?.length ?? NaN;
     const first = trigger(t.pid, fix, false);
-    const firstBorrow = first.json.switch.pauses.filter((p: { kind: string }) => p.kind === 'borrow').reduce((n: number, p: { ms: number }) => n + p.ms, 0);
-    const stopped = Math.max(...first.json.switch.pauses.filter((p: { kind: string }) => p.kind === 'all').map((p: { threads: number }) => p.threads));
+    const firstBorrow = first.json.switch.pauses
+      .filter((p: { kind: string }) => p.kind === 'borrow')
+      .reduce((n: number, p: { ms: number }) => n + p.ms, 0);
+    const stopped = Math.max(
+      ...first.json.switch.pauses
+        .filter((p: { kind: string }) => p.kind === 'all')
+        .map((p: { threads: number }) => p.threads),
+    );
     const rewritten = first.json.switch.rewritten;
     trigger(t.pid, fix, true);
     const apply: number[] = [];
@@ -207,14 +271,19 @@ async function measure(threads: number, objects: number, tag: string, fix: strin
     const mark = t.output().length;
     const out = await t.waitFor((o) => /bad=\d+/.test(o.slice(mark)), 30_000);
     const bad = Number(/bad=(\d+)/.exec(out.slice(mark))![1]);
-    if (bad !== 0 || !t.alive()) throw new Error(`the program saw ${bad} wrong results (alive: ${t.alive()})`);
-    if (stopped !== threads) throw new Error(`the trigger stopped ${stopped} threads, the program has ${threads}`);
-    const profile = profileIt ? profilePause(t.pid, fix, { threads, objects: loaded, slots: rewritten }) : undefined;
+    if (bad !== 0 || !t.alive())
+      throw new Error(`the program saw ${bad} wrong results (alive: ${t.alive()})`);
+    if (stopped !== threads)
+      throw new Error(`the trigger stopped ${stopped} threads, the program has ${threads}`);
+    const profile = profileIt
+      ? profilePause(t.pid, fix, { threads, objects: loaded, slots: rewritten })
+      : undefined;
     if (profile) {
       const mark2 = t.output().length;
       const out2 = await t.waitFor((o) => /bad=\d+/.test(o.slice(mark2)), 30_000);
       const bad2 = Number(/bad=(\d+)/.exec(out2.slice(mark2))![1]);
-      if (bad2 !== 0 || !t.alive()) throw new Error(`after profiling, the program saw ${bad2} wrong results (alive: ${t.alive()})`);
+      if (bad2 !== 0 || !t.alive())
+        throw new Error(`after profiling, the program saw ${bad2} wrong results (alive: ${t.alive()})`);
     }
     return {
       ...(profile ? { profile } : {}),
@@ -236,29 +305,60 @@ async function measure(threads: number, objects: number, tag: string, fix: strin
 
 export function renderPause(rows: PauseRow[]): string {
   return markdownTable(
-    ['threads', 'objects', 'slots', 'first apply pause', 'apply median', 'apply worst', 'revert median', 'revert worst', 'command median', 'load 1/5/15 min'],
-    rows.map((r) => [String(r.threads), String(r.objects), String(r.rewritten), fmtMs(r.first.pauseMs), fmtMs(r.apply.median), fmtMs(r.apply.worst), fmtMs(r.revert.median), fmtMs(r.revert.worst), fmtMs(r.commandMs.median), r.loadAfter]),
+    [
+      'threads',
+      'objects',
+      'slots',
+      'first apply pause',
+      'apply median',
+      'apply worst',
+      'revert median',
+      'revert worst',
+      'command median',
+      'load 1/5/15 min',
+    ],
+    rows.map((r) => [
+      String(r.threads),
+      String(r.objects),
+      String(r.rewritten),
+      fmtMs(r.first.pauseMs),
+      fmtMs(r.apply.median),
+      fmtMs(r.apply.worst),
+      fmtMs(r.revert.median),
+      fmtMs(r.revert.worst),
+      fmtMs(r.commandMs.median),
+      r.loadAfter,
+    ]),
   );
 }
 
 /** The redirects' share of the pause, many (real libcrypto) beside few (libdemo), or why the real side cannot run. */
-async function redirectShare(tag: string, demoFix: string, dir: string): Promise<{ rows: ShareRow[]; skipped?: string }> {
+async function redirectShare(
+  tag: string,
+  demoFix: string,
+  dir: string,
+): Promise<{ rows: ShareRow[]; skipped?: string }> {
   const rows: ShareRow[] = [];
   const prog = pauseProgram(0, tag);
-  const demo = startTarget([prog.exe, '1'], { LD_LIBRARY_PATH: libDir(dir, 'share-demo', { 'libdemo.so.1': libdemo(1, tag), ...prog.libs }) });
+  const demo = startTarget([prog.exe, '1'], {
+    LD_LIBRARY_PATH: libDir(dir, 'share-demo', { 'libdemo.so.1': libdemo(1, tag), ...prog.libs }),
+  });
   try {
     await demo.waitFor((o) => /^ready/m.test(o), 60_000);
     rows.push(measureShare(demo.pid, demoFix, 'libdemo 1 -> 2', CYCLES));
     const mark = demo.output().length;
     const out = await demo.waitFor((o) => /bad=\d+/.test(o.slice(mark)), 30_000);
-    if (Number(/bad=(\d+)/.exec(out.slice(mark))![1]) !== 0 || !demo.alive()) throw new Error('the libdemo program saw wrong results');
+    if (Number(/bad=(\d+)/.exec(out.slice(mark))![1]) !== 0 || !demo.alive())
+      throw new Error('the libdemo program saw wrong results');
   } finally {
     demo.dispose();
   }
   const crypto = await realCryptoTarget(mkdtempSync(join(dir, 'share-crypto-')));
   if (typeof crypto === 'string') return { rows, skipped: crypto };
   try {
-    rows.push(measureShare(crypto.target.pid, crypto.fix, 'libcrypto 3.0.19 -> 3.0.20 (python3, TLS)', CYCLES));
+    rows.push(
+      measureShare(crypto.target.pid, crypto.fix, 'libcrypto 3.0.19 -> 3.0.20 (python3, TLS)', CYCLES),
+    );
     await crypto.check();
   } finally {
     crypto.target.dispose();
@@ -316,7 +416,11 @@ async function cryptoCase(dir: string): Promise<CaseTarget | undefined> {
   mkdirSync(lib, { recursive: true });
   copyFileSync(realBuild(real, REAL.ssl19, REAL_FILES.crypto), join(lib, REAL_FILES.crypto));
   copyFileSync(realBuild(real, REAL.ssl19, REAL_FILES.ssl), join(lib, REAL_FILES.ssl));
-  const fix = pack(realBuild(real, REAL.ssl19, REAL_FILES.crypto), realBuild(real, REAL.ssl20, REAL_FILES.crypto), join(dir, 'crypto.ulp'));
+  const fix = pack(
+    realBuild(real, REAL.ssl19, REAL_FILES.crypto),
+    realBuild(real, REAL.ssl20, REAL_FILES.crypto),
+    join(dir, 'crypto.ulp'),
+  );
   writeFileSync(join(dir, 'hash.py'), HASH_PY);
   const t = startTarget(['/usr/bin/python3', join(dir, 'hash.py'), '8'], { LD_LIBRARY_PATH: lib });
   await t.waitFor((o) => /^ready/m.test(o), 60_000);
@@ -335,9 +439,16 @@ async function cryptoCase(dir: string): Promise<CaseTarget | undefined> {
 }
 
 async function blockedCase(dir: string, tag: string): Promise<CaseTarget> {
-  const exe = compile({ sources: ['trigger/blocked_main.c'], out: 'blocked_main', flags: ['-O2', '-pthread', '-Wl,-z,relro,-z,now'], libs: [`-L${libDir(dir, 'blocked-link', { 'libdemo.so.1': libdemo(1, tag) })}`, '-l:libdemo.so.1'] });
+  const exe = compile({
+    sources: ['trigger/blocked_main.c'],
+    out: 'blocked_main',
+    flags: ['-O2', '-pthread', '-Wl,-z,relro,-z,now'],
+    libs: [`-L${libDir(dir, 'blocked-link', { 'libdemo.so.1': libdemo(1, tag) })}`, '-l:libdemo.so.1'],
+  });
   const fix = pack(libdemo(1, tag), libdemo(2, tag), join(dir, 'blocked.ulp'));
-  const t = startTarget([exe, '22'], { LD_LIBRARY_PATH: libDir(dir, 'blocked-run', { 'libdemo.so.1': libdemo(1, tag) }) });
+  const t = startTarget([exe, '22'], {
+    LD_LIBRARY_PATH: libDir(dir, 'blocked-run', { 'libdemo.so.1': libdemo(1, tag) }),
+  });
   await t.waitFor((o) => /^ready threads=27/m.test(o), 60_000);
   return {
     pid: t.pid,
@@ -349,7 +460,10 @@ async function blockedCase(dir: string, tag: string): Promise<CaseTarget> {
       const out = await t.waitFor((o) => /wake=\d+ version=\d+ compute=\d+/.test(o.slice(mark)), 30_000);
       const [, version, compute] = /version=(\d+) compute=(\d+)/.exec(out.slice(mark))!;
       const want = live === 'new' ? ['2', '36'] : ['1', '33'];
-      if (version !== want[0] || compute !== want[1]) throw new Error(`the program runs version ${version} (compute ${compute}), expected ${want.join('/')}`);
+      if (version !== want[0] || compute !== want[1])
+        throw new Error(
+          `the program runs version ${version} (compute ${compute}), expected ${want.join('/')}`,
+        );
     },
     dispose: () => t.dispose(),
   };
@@ -357,7 +471,8 @@ async function blockedCase(dir: string, tag: string): Promise<CaseTarget> {
 
 async function measureCase(name: string, dir: string, tag: string): Promise<CaseRow | undefined> {
   const loadBefore = loadAverage();
-  const c = name === 'crypto' ? await cryptoCase(dir) : name === 'blocked' ? await blockedCase(dir, tag) : undefined;
+  const c =
+    name === 'crypto' ? await cryptoCase(dir) : name === 'blocked' ? await blockedCase(dir, tag) : undefined;
   if (!c) return undefined;
   try {
     const first = trigger(c.pid, c.fix, false);
@@ -373,7 +488,12 @@ async function measureCase(name: string, dir: string, tag: string): Promise<Case
       for (const revert of [false, true]) {
         const r = trigger(c.pid, c.fix, revert);
         const p = r.json.switch.pauseIo as { pages: number; writes: number };
-        if (!revert) io = { ...p, words: r.json.switch.rewritten + r.json.switch.lazyBound + r.json.switch.pointers.retargeted, jumps: r.json.switch.redirects.written };
+        if (!revert)
+          io = {
+            ...p,
+            words: r.json.switch.rewritten + r.json.switch.lazyBound + r.json.switch.pointers.retargeted,
+            jumps: r.json.switch.redirects.written,
+          };
         pauses.push(r.pauseMs);
         commands.push(r.ms);
         const f = pauseFloor(c.pid, p.pages, p.writes);
@@ -384,7 +504,22 @@ async function measureCase(name: string, dir: string, tag: string): Promise<Case
     await c.check('old');
     const pause = { ...summary(pauses), p99: quantile(pauses, 0.99) };
     const floor = summary(floors);
-    return { name: name === 'crypto' ? `libcrypto 3.0.19 -> 3.0.20, python3, 8 hashing threads` : `libdemo, 27 threads all blocked`, threads: c.threads, ...io, first: { pauseMs: first.pauseMs, commandMs: first.ms }, pause, floor, bare: summary(bares), ratio: pause.median / floor.median, commandMs: summary(commands), loadBefore, loadAfter: loadAverage() };
+    return {
+      name:
+        name === 'crypto'
+          ? `libcrypto 3.0.19 -> 3.0.20, python3, 8 hashing threads`
+          : `libdemo, 27 threads all blocked`,
+      threads: c.threads,
+      ...io,
+      first: { pauseMs: first.pauseMs, commandMs: first.ms },
+      pause,
+      floor,
+      bare: summary(bares),
+      ratio: pause.median / floor.median,
+      commandMs: summary(commands),
+      loadBefore,
+      loadAfter: loadAverage(),
+    };
   } finally {
     c.dispose();
   }
@@ -392,8 +527,34 @@ async function measureCase(name: string, dir: string, tag: string): Promise<Case
 
 export function renderCases(rows: CaseRow[]): string {
   return markdownTable(
-    ['case', 'threads', 'words / jumps', 'pages read / writes', 'first apply pause', 'pause median', 'pause p99', 'floor median', 'stop+resume median', 'pause / floor', 'command median (wall)', 'load 1/5/15 min'],
-    rows.map((r) => [r.name, String(r.threads), `${r.words} / ${r.jumps}`, `${r.pages} / ${r.writes}`, fmtMs(r.first.pauseMs), fmtMs(r.pause.median), fmtMs(r.pause.p99), fmtMs(r.floor.median), fmtMs(r.bare.median), r.ratio.toFixed(2), fmtMs(r.commandMs.median), r.loadAfter]),
+    [
+      'case',
+      'threads',
+      'words / jumps',
+      'pages read / writes',
+      'first apply pause',
+      'pause median',
+      'pause p99',
+      'floor median',
+      'stop+resume median',
+      'pause / floor',
+      'command median (wall)',
+      'load 1/5/15 min',
+    ],
+    rows.map((r) => [
+      r.name,
+      String(r.threads),
+      `${r.words} / ${r.jumps}`,
+      `${r.pages} / ${r.writes}`,
+      fmtMs(r.first.pauseMs),
+      fmtMs(r.pause.median),
+      fmtMs(r.pause.p99),
+      fmtMs(r.floor.median),
+      fmtMs(r.bare.median),
+      r.ratio.toFixed(2),
+      fmtMs(r.commandMs.median),
+      r.loadAfter,
+    ]),
   );
 }
 
@@ -412,24 +573,44 @@ async function main(): Promise<void> {
       writeJsonResult({ cycles: CYCLES, rows, profile: null, redirects: share });
       return;
     }
-    const profileAt = { objects: Math.max(...OBJECTS), threads: [...THREADS].sort((a, b) => Math.abs(a - 8) - Math.abs(b - 8))[0]! };
-    process.stderr.write(`bench-pause: ${THREADS.length * OBJECTS.length} configurations, ${CYCLES} apply/revert cycles each (load ${loadAverage()})\n`);
+    const profileAt = {
+      objects: Math.max(...OBJECTS),
+      threads: [...THREADS].sort((a, b) => Math.abs(a - 8) - Math.abs(b - 8))[0]!,
+    };
+    process.stderr.write(
+      `bench-pause: ${THREADS.length * OBJECTS.length} configurations, ${CYCLES} apply/revert cycles each (load ${loadAverage()})\n`,
+    );
     for (const objects of ONLY_CASES ? [] : OBJECTS) {
       for (const threads of THREADS) {
-        const { profile: p, ...row } = await measure(threads, objects, tag, fix, w.dir, PROFILE && objects === profileAt.objects && threads === profileAt.threads);
+        const { profile: p, ...row } = await measure(
+          threads,
+          objects,
+          tag,
+          fix,
+          w.dir,
+          PROFILE && objects === profileAt.objects && threads === profileAt.threads,
+        );
         rows.push(row);
         if (p) profile = p;
-        process.stderr.write(`  threads=${threads} objects=${row.objects}: apply median ${fmtMs(row.apply.median)} worst ${fmtMs(row.apply.worst)}, revert median ${fmtMs(row.revert.median)} worst ${fmtMs(row.revert.worst)} (load ${row.loadAfter})\n`);
+        process.stderr.write(
+          `  threads=${threads} objects=${row.objects}: apply median ${fmtMs(row.apply.median)} worst ${fmtMs(row.apply.worst)}, revert median ${fmtMs(row.revert.median)} worst ${fmtMs(row.revert.worst)} (load ${row.loadAfter})\n`,
+        );
       }
     }
-    console.log(`pause = every thread stopped (the trigger's pauseMs), ${CYCLES} apply/revert cycles per row after a first apply\n`);
+    console.log(
+      `pause = every thread stopped (the trigger's pauseMs), ${CYCLES} apply/revert cycles per row after a first apply\n`,
+    );
     console.log(renderPause(rows));
     if (profile) {
-      console.log(`where the pause goes: ${profile.threads} threads, ${profile.objects} objects, ${profile.slots} slots; profiled pauses ${profile.pausesMs.map(fmtMs).join(', ')}\n`);
+      console.log(
+        `where the pause goes: ${profile.threads} threads, ${profile.objects} objects, ${profile.slots} slots; profiled pauses ${profile.pausesMs.map(fmtMs).join(', ')}\n`,
+      );
       console.log(renderPauseProfile(profile));
     }
     const share = await redirectShare(tag, fix, w.dir);
-    console.log(`\nthe entry redirects' share of the pause (writes to code pages and the journal, inside the pause; medians of ${CYCLES} warm cycles)\n`);
+    console.log(
+      `\nthe entry redirects' share of the pause (writes to code pages and the journal, inside the pause; medians of ${CYCLES} warm cycles)\n`,
+    );
     console.log(renderShare(share.rows));
     if (share.skipped) console.log(`(real libcrypto left out: ${share.skipped})`);
     const cases: CaseRow[] = [];
@@ -437,10 +618,14 @@ async function main(): Promise<void> {
       const row = await measureCase(c, w.dir, tag);
       if (!row) continue;
       cases.push(row);
-      process.stderr.write(`  ${row.name}: pause median ${fmtMs(row.pause.median)} p99 ${fmtMs(row.pause.p99)}, floor ${fmtMs(row.floor.median)}, ratio ${row.ratio.toFixed(2)} (load ${row.loadAfter})\n`);
+      process.stderr.write(
+        `  ${row.name}: pause median ${fmtMs(row.pause.median)} p99 ${fmtMs(row.pause.p99)}, floor ${fmtMs(row.floor.median)}, ratio ${row.ratio.toFixed(2)} (load ${row.loadAfter})\n`,
+      );
     }
     if (cases.length) {
-      console.log(`\nreal cases: every apply and revert (the trigger's pauseMs) beside its floor on the same process, measured right after it: stop, the same pages read back, the same number of writes, resume\n`);
+      console.log(
+        `\nreal cases: every apply and revert (the trigger's pauseMs) beside its floor on the same process, measured right after it: stop, the same pages read back, the same number of writes, resume\n`,
+      );
       console.log(renderCases(cases));
     }
     writeJsonResult({ cycles: CYCLES, rows, profile: profile ?? null, redirects: share, cases });

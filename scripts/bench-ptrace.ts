@@ -27,7 +27,16 @@ import { listTasks } from '../runtime/procfs.js';
 import * as pt from '../runtime/sys/ptrace.js';
 import { waitThread } from '../runtime/sys/wait.js';
 import { startFixture } from '../lab/runtime/helpers.js';
-import { arg, fmtMs, loadAverage, markdownTable, median, numbers, quantile, writeJsonResult } from '../lab/bench/common.js';
+import {
+  arg,
+  fmtMs,
+  loadAverage,
+  markdownTable,
+  median,
+  numbers,
+  quantile,
+  writeJsonResult,
+} from '../lab/bench/common.js';
 
 const baseRuns = Number(arg('--runs') ?? 200);
 
@@ -78,7 +87,17 @@ async function measure(threads: number, mode: 'idle' | 'busy'): Promise<PtraceRo
       if (p.threads !== threads + 1) throw new Error(`stopped ${p.threads} threads, expected ${threads + 1}`);
       pauses.push(p.ms);
     }
-    return { threads, mode, runs, attach: median(attaches), median: median(pauses), p90: quantile(pauses, 0.9), worst: Math.max(...pauses), floor: median(floors), loadAfter: loadAverage() };
+    return {
+      threads,
+      mode,
+      runs,
+      attach: median(attaches),
+      median: median(pauses),
+      p90: quantile(pauses, 0.9),
+      worst: Math.max(...pauses),
+      floor: median(floors),
+      loadAfter: loadAverage(),
+    };
   } finally {
     t.dispose();
   }
@@ -86,8 +105,30 @@ async function measure(threads: number, mode: 'idle' | 'busy'): Promise<PtraceRo
 
 export function renderPtrace(rows: PtraceRow[]): string {
   return markdownTable(
-    ['worker threads', 'workers', 'runs', 'attach (median)', 'pause median', 'pause p90', 'pause worst', 'floor median', 'median / floor', 'load 1/5/15 min'],
-    rows.map((r) => [String(r.threads), r.mode, String(r.runs), fmtMs(r.attach), fmtMs(r.median), fmtMs(r.p90), fmtMs(r.worst), fmtMs(r.floor), (r.median / r.floor).toFixed(2), r.loadAfter]),
+    [
+      'worker threads',
+      'workers',
+      'runs',
+      'attach (median)',
+      'pause median',
+      'pause p90',
+      'pause worst',
+      'floor median',
+      'median / floor',
+      'load 1/5/15 min',
+    ],
+    rows.map((r) => [
+      String(r.threads),
+      r.mode,
+      String(r.runs),
+      fmtMs(r.attach),
+      fmtMs(r.median),
+      fmtMs(r.p90),
+      fmtMs(r.worst),
+      fmtMs(r.floor),
+      (r.median / r.floor).toFixed(2),
+      r.loadAfter,
+    ]),
   );
 }
 
@@ -95,13 +136,19 @@ async function main(): Promise<void> {
   const loadBefore = loadAverage();
   const rows: PtraceRow[] = [];
   for (const mode of (arg('--modes')?.split(',') ?? ['idle', 'busy']) as Array<'idle' | 'busy'>) {
-    for (const n of mode === 'busy' ? numbers('--busy-threads', [1, 8, 64]) : numbers('--threads', [1, 8, 64, 256])) {
+    for (const n of mode === 'busy'
+      ? numbers('--busy-threads', [1, 8, 64])
+      : numbers('--threads', [1, 8, 64, 256])) {
       const row = await measure(n, mode);
       rows.push(row);
-      process.stderr.write(`  ${n} ${mode} threads: pause median ${fmtMs(row.median)}, worst ${fmtMs(row.worst)}, floor ${fmtMs(row.floor)} (load ${row.loadAfter})\n`);
+      process.stderr.write(
+        `  ${n} ${mode} threads: pause median ${fmtMs(row.median)}, worst ${fmtMs(row.worst)}, floor ${fmtMs(row.floor)} (load ${row.loadAfter})\n`,
+      );
     }
   }
-  console.log(`pause = all threads stopped for stopAll + 1 remote syscall + detach (load ${loadBefore} at start)\n`);
+  console.log(
+    `pause = all threads stopped for stopAll + 1 remote syscall + detach (load ${loadBefore} at start)\n`,
+  );
   console.log(renderPtrace(rows));
   writeJsonResult({ baseRuns, rows, loadBefore, loadAfter: loadAverage() });
 }

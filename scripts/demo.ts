@@ -27,8 +27,14 @@ function step(title: string): void {
 function show(cmd: string[], env: Record<string, string> = {}): { code: number; stdout: string } {
   process.stdout.write(`$ ${cmd.join(' ')}\n`);
   const [bin, ...args] = cmd;
-  const program = bin === 'ulp-pack' || bin === 'ulp-trigger' ? [process.execPath, join(ROOT, 'dist', 'bin', `${bin}.js`)] : [bin!];
-  const r = spawnSync(program[0]!, [...program.slice(1), ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
+  const program =
+    bin === 'ulp-pack' || bin === 'ulp-trigger'
+      ? [process.execPath, join(ROOT, 'dist', 'bin', `${bin}.js`)]
+      : [bin!];
+  const r = spawnSync(program[0]!, [...program.slice(1), ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+  });
   process.stdout.write(r.stdout.replace(/^/gm, '  '));
   if (r.stderr) process.stdout.write(r.stderr.replace(/^/gm, '  '));
   return { code: r.status ?? -1, stdout: r.stdout };
@@ -39,7 +45,10 @@ function check(ok: boolean, what: string): void {
   process.stdout.write(`  ok: ${what}\n`);
 }
 
-const lines = (log: string) => readFileSync(log, 'utf8').split('\n').filter((l) => l.startsWith('round='));
+const lines = (log: string) =>
+  readFileSync(log, 'utf8')
+    .split('\n')
+    .filter((l) => l.startsWith('round='));
 const field = (line: string, key: string) => new RegExp(`${key}=(\\S+)`).exec(line)?.[1];
 
 async function nextLines(log: string, n: number): Promise<string[]> {
@@ -53,19 +62,49 @@ async function nextLines(log: string, n: number): Promise<string[]> {
 }
 
 async function main(): Promise<void> {
-  if (!existsSync(join(ROOT, 'dist', 'bin', 'ulp-trigger.js'))) throw new Error('run `npm install` first (it builds dist/)');
+  if (!existsSync(join(ROOT, 'dist', 'bin', 'ulp-trigger.js')))
+    throw new Error('run `npm install` first (it builds dist/)');
   const dir = mkdtempSync(join(tmpdir(), 'ulp-demo-'));
   let pid: number | undefined;
   try {
     step('1. build two versions of libdemo.so.1 and a program that uses it');
-    for (const v of [1, 2]) show(['gcc', '-shared', '-fPIC', '-O2', `-DDEMO_VERSION=${v}`, '-Wl,-soname,libdemo.so.1', '-Wl,-z,relro,-z,now', '-o', join(dir, `libdemo-v${v}.so`), join(SRC, 'libdemo.c')]);
+    for (const v of [1, 2])
+      show([
+        'gcc',
+        '-shared',
+        '-fPIC',
+        '-O2',
+        `-DDEMO_VERSION=${v}`,
+        '-Wl,-soname,libdemo.so.1',
+        '-Wl,-z,relro,-z,now',
+        '-o',
+        join(dir, `libdemo-v${v}.so`),
+        join(SRC, 'libdemo.c'),
+      ]);
     mkdirSync(join(dir, 'lib'));
     copyFileSync(join(dir, 'libdemo-v1.so'), join(dir, 'lib', 'libdemo.so.1'));
-    show(['gcc', '-O2', '-o', join(dir, 'demo_main'), join(SRC, 'demo_main.c'), `-L${join(dir, 'lib')}`, '-l:libdemo.so.1']);
+    show([
+      'gcc',
+      '-O2',
+      '-o',
+      join(dir, 'demo_main'),
+      join(SRC, 'demo_main.c'),
+      `-L${join(dir, 'lib')}`,
+      '-l:libdemo.so.1',
+    ]);
 
     step('2. start the program on v1');
     const log = join(dir, 'program.log');
-    pid = Number(execFileSync('sh', ['-c', `LD_LIBRARY_PATH='${join(dir, 'lib')}' '${join(dir, 'demo_main')}' 200 >'${log}' 2>&1 & echo $!`], { encoding: 'utf8' }).trim());
+    pid = Number(
+      execFileSync(
+        'sh',
+        [
+          '-c',
+          `LD_LIBRARY_PATH='${join(dir, 'lib')}' '${join(dir, 'demo_main')}' 200 >'${log}' 2>&1 & echo $!`,
+        ],
+        { encoding: 'utf8' },
+      ).trim(),
+    );
     process.stdout.write(`  program running as pid ${pid}\n`);
     const before = await nextLines(log, 2);
     before.forEach((l) => process.stdout.write(`  | ${l}\n`));
@@ -73,27 +112,45 @@ async function main(): Promise<void> {
 
     step('3. compare the builds and write a patch bundle');
     const fix = join(dir, 'fix.ulp');
-    check(show(['ulp-pack', join(dir, 'libdemo-v1.so'), join(dir, 'libdemo-v2.so'), '-o', fix]).code === 0 && existsSync(fix), 'ulp-pack wrote fix.ulp');
+    check(
+      show(['ulp-pack', join(dir, 'libdemo-v1.so'), join(dir, 'libdemo-v2.so'), '-o', fix]).code === 0 &&
+        existsSync(fix),
+      'ulp-pack wrote fix.ulp',
+    );
 
     step('4. apply it to the running program');
     check(show(['ulp-trigger', String(pid), fix]).code === 0, 'ulp-trigger applied the patch');
     const after = await nextLines(log, 2);
     after.forEach((l) => process.stdout.write(`  | ${l}\n`));
-    check(field(after[1]!, 'version') === '2' && field(after[1]!, 'greet') === 'HELLO', 'the program now runs v2 code');
+    check(
+      field(after[1]!, 'version') === '2' && field(after[1]!, 'greet') === 'HELLO',
+      'the program now runs v2 code',
+    );
     const counters = lines(log).map((l) => Number(field(l, 'counter')));
-    check(counters.every((c, i) => i === 0 || c === counters[i - 1]! + 1), `the global counter kept counting through the switch (${counters[0]} .. ${counters.at(-1)})`);
-    check(field(after[1]!, 'saved') === '2', "a function pointer saved before the patch runs v2 too (v1's changed entry jumps to v2)");
+    check(
+      counters.every((c, i) => i === 0 || c === counters[i - 1]! + 1),
+      `the global counter kept counting through the switch (${counters[0]} .. ${counters.at(-1)})`,
+    );
+    check(
+      field(after[1]!, 'saved') === '2',
+      "a function pointer saved before the patch runs v2 too (v1's changed entry jumps to v2)",
+    );
 
     step('5. what is live in the process');
     const status = show(['ulp-trigger', '--status', String(pid)]);
-    check(status.code === 0 && /patch [0-9a-f]{12}: applied/.test(status.stdout), '--status shows the patch applied');
+    check(
+      status.code === 0 && /patch [0-9a-f]{12}: applied/.test(status.stdout),
+      '--status shows the patch applied',
+    );
 
     step('6. roll it back');
     check(show(['ulp-trigger', String(pid), fix, '--revert']).code === 0, 'ulp-trigger reverted the patch');
     const reverted = await nextLines(log, 2);
     reverted.forEach((l) => process.stdout.write(`  | ${l}\n`));
     check(field(reverted[1]!, 'version') === '1', 'the program runs v1 again, still counting');
-    process.stdout.write(`\n${bold('demo complete')}: the program was patched and reverted while it ran, without a restart.\n`);
+    process.stdout.write(
+      `\n${bold('demo complete')}: the program was patched and reverted while it ran, without a restart.\n`,
+    );
   } finally {
     if (pid) {
       try {

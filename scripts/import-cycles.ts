@@ -98,7 +98,10 @@ function cycleThrough(graph: ImportGraph, members: ReadonlySet<string>): string[
 }
 
 /** The static imports and re-exports (type-only included) between the files `tsconfigPath` compiles, as paths relative to `root`. */
-export function importGraph(tsconfigPath: string, root = dirname(resolve(tsconfigPath))): Map<string, string[]> {
+export function importGraph(
+  tsconfigPath: string,
+  root = dirname(resolve(tsconfigPath)),
+): Map<string, string[]> {
   const config = ts.readConfigFile(tsconfigPath, (p) => ts.sys.readFile(p));
   if (config.error) throw new Error(ts.flattenDiagnosticMessageText(config.error.messageText, '\n'));
   const parsed = ts.parseJsonConfigFileContent(config.config, ts.sys, dirname(resolve(tsconfigPath)));
@@ -108,9 +111,13 @@ export function importGraph(tsconfigPath: string, root = dirname(resolve(tsconfi
     const source = ts.createSourceFile(file, ts.sys.readFile(file) ?? '', ts.ScriptTarget.Latest, false);
     const targets = new Set<string>();
     for (const statement of source.statements) {
-      const specifier = ts.isImportDeclaration(statement) || ts.isExportDeclaration(statement) ? statement.moduleSpecifier : undefined;
+      const specifier =
+        ts.isImportDeclaration(statement) || ts.isExportDeclaration(statement)
+          ? statement.moduleSpecifier
+          : undefined;
       if (!specifier || !ts.isStringLiteral(specifier)) continue;
-      const resolved = ts.resolveModuleName(specifier.text, file, parsed.options, ts.sys).resolvedModule?.resolvedFileName;
+      const resolved = ts.resolveModuleName(specifier.text, file, parsed.options, ts.sys).resolvedModule
+        ?.resolvedFileName;
       if (resolved && files.has(resolve(resolved))) targets.add(relative(root, resolve(resolved)));
     }
     graph.set(relative(root, file), [...targets].sort());
@@ -121,7 +128,9 @@ export function importGraph(tsconfigPath: string, root = dirname(resolve(tsconfi
 if (process.argv[1] && resolve(process.argv[1]) === resolve(new URL(import.meta.url).pathname)) {
   const cycles = findCycles(importGraph(process.argv[2] ?? 'tsconfig.json'));
   for (const cycle of cycles) {
-    process.stdout.write(`import cycle: ${cycle.path.join(' -> ')}\n  modules that import each other: ${cycle.modules.join(', ')}\n`);
+    process.stdout.write(
+      `import cycle: ${cycle.path.join(' -> ')}\n  modules that import each other: ${cycle.modules.join(', ')}\n`,
+    );
   }
   if (cycles.length > 0) process.exitCode = 1;
   else process.stdout.write('no import cycles\n');

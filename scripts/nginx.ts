@@ -37,10 +37,16 @@ function install(packages: string[]): void {
   if (ours) writeFileSync(policy, '#!/bin/sh\nexit 101\n', { mode: 0o755 });
   try {
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-    let r = spawnSync('apt-get', ['install', '-y', '-q', '--no-install-recommends', ...packages], { stdio: 'inherit', env });
+    let r = spawnSync('apt-get', ['install', '-y', '-q', '--no-install-recommends', ...packages], {
+      stdio: 'inherit',
+      env,
+    });
     if (r.status !== 0) {
       spawnSync('apt-get', ['update', '-q'], { stdio: 'inherit', env });
-      r = spawnSync('apt-get', ['install', '-y', '-q', '--no-install-recommends', ...packages], { stdio: 'inherit', env });
+      r = spawnSync('apt-get', ['install', '-y', '-q', '--no-install-recommends', ...packages], {
+        stdio: 'inherit',
+        env,
+      });
     }
     if (r.status !== 0) throw new Error(`apt-get install ${packages.join(' ')} failed`);
   } finally {
@@ -55,7 +61,11 @@ function summary(r: ScenarioResult): string {
     '',
     `nginx fork run: ${r.ok ? 'PASSED' : 'FAILED'} (${r.seconds.toFixed(0)} s, ${r.nginxVersion})`,
     `  requests verified (gzip body inflated and compared): ${r.requests.verified}; failed ${r.requests.failed}; broken ${r.requests.errors}; asked again after one timeout ${r.requests.slow}`,
-    ...(r.wrk ? [`  wrk (keep-alive load, not verified): ${r.wrk.requests} requests in ${r.wrk.seconds.toFixed(1)} s; socket errors ${r.wrk.socketErrors} (${r.wrk.readErrors} connections closed by the reloads); non-2xx ${r.wrk.non2xx}`] : []),
+    ...(r.wrk
+      ? [
+          `  wrk (keep-alive load, not verified): ${r.wrk.requests} requests in ${r.wrk.seconds.toFixed(1)} s; socket errors ${r.wrk.socketErrors} (${r.wrk.readErrors} connections closed by the reloads); non-2xx ${r.wrk.non2xx}`,
+        ]
+      : []),
     `  ulp-trigger runs: ${r.triggers.length} (${r.triggers.filter((t) => t.outcome === 'applied').length} applied, ${r.triggers.filter((t) => t.outcome === 'reverted').length} reverted); pause per process ${Math.min(...pauses).toFixed(2)}-${Math.max(...pauses).toFixed(2)} ms`,
     `  workers forked by the patched master: ${r.afterPatch.map((w) => `${w.pid} (live ${short(w.liveBuildId)}, data memfd inode ${w.dataInodes[0] ?? '-'} x${w.dataInodes.length})`).join(', ')}; master's inode ${r.masterDataInode ?? '-'}`,
     `  workers forked after the revert: ${r.afterRevert.map((w) => `${w.pid} (live ${short(w.liveBuildId)})`).join(', ')}`,
@@ -71,7 +81,9 @@ async function main(): Promise<number> {
     console.log('cannot run here: needs root (nginx workers switch users; the trigger traces them)');
     return CANNOT_RUN;
   }
-  const missing = [existsSync(NGINX) ? undefined : 'nginx-light', which('wrk') ? undefined : 'wrk'].filter((p): p is string => p !== undefined);
+  const missing = [existsSync(NGINX) ? undefined : 'nginx-light', which('wrk') ? undefined : 'wrk'].filter(
+    (p): p is string => p !== undefined,
+  );
   if (missing.length) {
     if (process.argv.includes('--no-install')) {
       console.log(`cannot run here: missing ${missing.join(' ')} (apt-get install ${missing.join(' ')})`);

@@ -27,7 +27,9 @@ import { parseMaps, RemoteMemory } from '../runtime/index.js';
 import { ElfCache } from '../runtime/loader/index.js';
 import { runOne, type RunOptions, type RunResult } from './apply.js';
 
-export type ProcessOutcome = { pid: number; ok: true; result: RunResult } | { pid: number; ok: false; error: { code: string; message: string; hint?: string | undefined } };
+export type ProcessOutcome =
+  | { pid: number; ok: true; result: RunResult }
+  | { pid: number; ok: false; error: { code: string; message: string; hint?: string | undefined } };
 
 export interface AllResult {
   soname: string;
@@ -86,7 +88,8 @@ export function runOneOutcome(pid: number, bundle: Bundle, opts: RunOptions): Pr
 
 /** Structured cloning turns Buffers into plain Uint8Arrays: makes them Buffers again, at any depth. */
 export function toBuffers(value: unknown): unknown {
-  if (value instanceof Uint8Array) return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+  if (value instanceof Uint8Array)
+    return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
   if (Array.isArray(value)) return value.map(toBuffers);
   if (value instanceof Map) return new Map([...value].map(([k, v]) => [k, toBuffers(v)]));
   if (value && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
@@ -102,7 +105,10 @@ export function toBuffers(value: unknown): unknown {
  * process, or among `among` only (`--all --pid`: a service's own processes,
  * when others on the machine map the same build and must be left alone).
  */
-export function findProcesses(buildIds: ReadonlySet<string>, among?: readonly number[]): { pids: number[]; inaccessible: number } {
+export function findProcesses(
+  buildIds: ReadonlySet<string>,
+  among?: readonly number[],
+): { pids: number[]; inaccessible: number } {
   const byFile = new Map<string, string | undefined>();
   const pids: number[] = [];
   let inaccessible = 0;
@@ -127,7 +133,10 @@ export function findProcesses(buildIds: ReadonlySet<string>, among?: readonly nu
       const key = `${m.dev}:${m.inode}`;
       if (!byFile.has(key)) {
         try {
-          byFile.set(key, parseElfFromMemory((a, n) => mem.read(a, n), { bias: m.start, expect: 'any' }).buildId);
+          byFile.set(
+            key,
+            parseElfFromMemory((a, n) => mem.read(a, n), { bias: m.start, expect: 'any' }).buildId,
+          );
         } catch (e) {
           if (asUlpError(e).code === 'PROC_PERMISSION_DENIED') denied = true;
           else byFile.set(key, undefined); // not an ELF object (a data file, a font...)
@@ -165,7 +174,7 @@ export function ancestors(pid = process.pid): Set<number> {
     }
   };
   const out = new Set<number>();
-  for (let p = parentOf(pid); p !== undefined && p > 1 && out.size < 4096; ) {
+  for (let p = parentOf(pid); p !== undefined && p > 1 && out.size < 4096;) {
     const pp = parentOf(p);
     if (pp === undefined || pp <= 1) break;
     out.add(p);
@@ -180,16 +189,38 @@ const loopTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 export async function runAll(bundle: Bundle, opts: AllOptions): Promise<AllResult> {
   const t0 = performance.now();
   const m = bundle.manifest;
-  const [fromBuildId, toBuildId] = opts.which === 'forward' ? [m.builds.old.buildId, m.builds.new.buildId] : [m.builds.new.buildId, m.builds.old.buildId];
+  const [fromBuildId, toBuildId] =
+    opts.which === 'forward'
+      ? [m.builds.old.buildId, m.builds.new.buildId]
+      : [m.builds.new.buildId, m.builds.old.buildId];
   const found = findProcesses(new Set([fromBuildId, toBuildId]), opts.among);
   const mine = ancestors();
   const pids = found.pids.filter((p) => !mine.has(p));
   const skipped = found.pids.filter((p) => mine.has(p)).map((pid) => ({ pid, reason: 'ancestor' as const }));
   const { onProcess, onResult, stopRequested, jobs = 1, ...runOpts } = opts;
-  const run: PoolRun = { pids, bundle, runOpts, ...(onProcess ? { onProcess } : {}), ...(onResult ? { onResult } : {}), ...(stopRequested ? { stopRequested } : {}) };
-  const { processes, interrupted } = jobs > 1 && pids.length > 1 ? await runPool(run, Math.min(jobs, pids.length)) : await runInline(run);
+  const run: PoolRun = {
+    pids,
+    bundle,
+    runOpts,
+    ...(onProcess ? { onProcess } : {}),
+    ...(onResult ? { onResult } : {}),
+    ...(stopRequested ? { stopRequested } : {}),
+  };
+  const { processes, interrupted } =
+    jobs > 1 && pids.length > 1 ? await runPool(run, Math.min(jobs, pids.length)) : await runInline(run);
   // A stop asked for during the last process finds nothing left to stop: the run is complete.
-  return { soname: m.soname, patchId: m.patchId, which: opts.which, fromBuildId, toBuildId, processes, inaccessible: found.inaccessible, skipped, ...(interrupted ? { interrupted } : {}), totalMs: performance.now() - t0 };
+  return {
+    soname: m.soname,
+    patchId: m.patchId,
+    which: opts.which,
+    fromBuildId,
+    toBuildId,
+    processes,
+    inaccessible: found.inaccessible,
+    skipped,
+    ...(interrupted ? { interrupted } : {}),
+    totalMs: performance.now() - t0,
+  };
 }
 
 interface PoolRun {
@@ -214,7 +245,8 @@ async function runInline(r: PoolRun): Promise<PoolOutcome> {
   for (const [i, pid] of r.pids.entries()) {
     await loopTurn();
     const reason = r.stopRequested?.();
-    if (reason !== undefined) return { processes, interrupted: { signal: reason, notAttempted: r.pids.slice(i) } };
+    if (reason !== undefined)
+      return { processes, interrupted: { signal: reason, notAttempted: r.pids.slice(i) } };
     r.onProcess?.(i, r.pids.length);
     const outcome = runOneOutcome(pid, r.bundle, { ...r.runOpts, elfCache });
     processes.push(outcome);
@@ -229,9 +261,13 @@ async function runInline(r: PoolRun): Promise<PoolOutcome> {
  * behind tsx's loader, which a worker does not always inherit.
  */
 function startWorker(data: WorkerData): Worker {
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./all-worker.js', import.meta.url), { workerData: data });
+  if (!import.meta.url.endsWith('.ts'))
+    return new Worker(new URL('./all-worker.js', import.meta.url), { workerData: data });
   const source = new URL('./all-worker.ts', import.meta.url).href;
-  return new Worker(`import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(source)}); });`, { eval: true, workerData: data });
+  return new Worker(
+    `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(source)}); });`,
+    { eval: true, workerData: data },
+  );
 }
 
 /**
@@ -261,7 +297,15 @@ async function runPool(r: PoolRun, jobs: number): Promise<PoolOutcome> {
     processes.push(outcome);
     r.onResult?.(outcome, processes.length, r.pids.length);
   };
-  const data: WorkerData = { bundle: r.bundle, opts: { which: r.runOpts.which, dryRun: r.runOpts.dryRun, allowAliasing: r.runOpts.allowAliasing, ...(r.runOpts.session ? { session: { ...r.runOpts.session, onStep: undefined } } : {}) } };
+  const data: WorkerData = {
+    bundle: r.bundle,
+    opts: {
+      which: r.runOpts.which,
+      dryRun: r.runOpts.dryRun,
+      allowAliasing: r.runOpts.allowAliasing,
+      ...(r.runOpts.session ? { session: { ...r.runOpts.session, onStep: undefined } } : {}),
+    },
+  };
   type Member = { worker: Worker; state: 'starting' | 'busy' | 'done'; pid?: number | undefined };
   const members: Member[] = [];
   let allDone: () => void = () => {};

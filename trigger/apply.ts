@@ -4,9 +4,30 @@
  * loader runtime switch. Returns a result for the report; throws UlpError.
  */
 import { hasCode, UlpError } from '../common/errors.js';
-import { blockingFindings, decodeDataRefs, patchStep, recordedToRegion, removedExports, type Bundle, type DataRefs, type PackageInfo, type PatchStep } from '../patches/index.js';
+import {
+  blockingFindings,
+  decodeDataRefs,
+  patchStep,
+  recordedToRegion,
+  removedExports,
+  type Bundle,
+  type DataRefs,
+  type PackageInfo,
+  type PatchStep,
+} from '../patches/index.js';
 import { checkTarget, processExited } from '../runtime/index.js';
-import { buildMemfdName, globalScope, lostBindings, metaMemfdName, prepare, switchLibrary, type ElfCache, type Prepared, type SwitchReport, type SwitchRequest } from '../runtime/loader/index.js';
+import {
+  buildMemfdName,
+  globalScope,
+  lostBindings,
+  metaMemfdName,
+  prepare,
+  switchLibrary,
+  type ElfCache,
+  type Prepared,
+  type SwitchReport,
+  type SwitchRequest,
+} from '../runtime/loader/index.js';
 import { encodeBundleMeta, hasBundleMeta } from './bundle-meta.js';
 import type { SessionOptions } from '../runtime/index.js';
 import { decide, type Decision } from './decide.js';
@@ -16,7 +37,15 @@ import { decide, type Decision } from './decide.js';
  * library shims are parts of libc since glibc 2.34); swapping one of them
  * under the others is not designed yet. libm and libresolv are ordinary.
  */
-const GLIBC_SONAMES = new Set(['libc.so.6', 'ld-linux-x86-64.so.2', 'libpthread.so.0', 'libdl.so.2', 'librt.so.1', 'libutil.so.1', 'libanl.so.1']);
+const GLIBC_SONAMES = new Set([
+  'libc.so.6',
+  'ld-linux-x86-64.so.2',
+  'libpthread.so.0',
+  'libdl.so.2',
+  'librt.so.1',
+  'libutil.so.1',
+  'libanl.so.1',
+]);
 
 export interface RunOptions {
   which: 'forward' | 'reverse';
@@ -40,7 +69,15 @@ export interface RunOptions {
  * the switch; `switch.redirects.uncovered` names them and why.
  * `runs-new-build`: the process loaded the bundle's new build at start; ulp did not patch it.
  */
-export type Outcome = 'applied' | 'applied-partly' | 'reverted' | 'reverted-partly' | 'already-applied' | 'runs-new-build' | 'not-applied' | 'dry-run';
+export type Outcome =
+  | 'applied'
+  | 'applied-partly'
+  | 'reverted'
+  | 'reverted-partly'
+  | 'already-applied'
+  | 'runs-new-build'
+  | 'not-applied'
+  | 'dry-run';
 
 export interface RunResult {
   pid: number;
@@ -70,7 +107,12 @@ export interface RunResult {
 
 export function refuseGlibc(soname: string): void {
   if (GLIBC_SONAMES.has(soname)) {
-    throw new UlpError('TRIGGER_GLIBC', `${soname} is part of glibc, which cannot be patched live yet`, 'glibc shares private structures between libc and its loader; restart the processes to update it (docs/LIMITATIONS.md).', { soname });
+    throw new UlpError(
+      'TRIGGER_GLIBC',
+      `${soname} is part of glibc, which cannot be patched live yet`,
+      'glibc shares private structures between libc and its loader; restart the processes to update it (docs/LIMITATIONS.md).',
+      { soname },
+    );
   }
 }
 
@@ -109,7 +151,12 @@ export function runOne(pid: number, bundle: Bundle, opts: RunOptions): RunResult
     target: {
       buildId: step.to.entry.buildId,
       bytes: step.to.bytes,
-      memfdName: buildMemfdName(patchId, opts.which === 'forward' ? 'new' : 'old', soname, step.from.entry.buildId),
+      memfdName: buildMemfdName(
+        patchId,
+        opts.which === 'forward' ? 'new' : 'old',
+        soname,
+        step.from.entry.buildId,
+      ),
       region: recordedToRegion(step),
       dataRefs: dataRefs ? { region: dataRefs.region, code: dataRefs.code } : undefined,
     },
@@ -117,15 +164,29 @@ export function runOne(pid: number, bundle: Bundle, opts: RunOptions): RunResult
     ...(opts.progress ? { progress: opts.progress } : {}),
     ...(opts.session ? { session: opts.session } : {}),
     ...(opts.elfCache ? { elfCache: opts.elfCache } : {}),
-    ...(hasBundleMeta(bundle) ? { metadata: { name: metaMemfdName(patchId), bytes: encodeBundleMeta(bundle) } } : {}),
+    ...(hasBundleMeta(bundle)
+      ? { metadata: { name: metaMemfdName(patchId), bytes: encodeBundleMeta(bundle) } }
+      : {}),
   };
   // A plan another trigger overtook (TRIGGER_RACE) is made again on what the process has now.
   for (let attempt = 1; ; attempt++) {
     try {
-      return decideAndSwitch(pid, patchId, step, request, { ...opts, ...(bundle.manifest.package ? { packageInfo: bundle.manifest.package } : {}), ...(bundle.manifest.downgrade ? { downgrade: true } : {}) }, { present: !!bundle.manifest.datarefs, map: dataRefs });
+      return decideAndSwitch(
+        pid,
+        patchId,
+        step,
+        request,
+        {
+          ...opts,
+          ...(bundle.manifest.package ? { packageInfo: bundle.manifest.package } : {}),
+          ...(bundle.manifest.downgrade ? { downgrade: true } : {}),
+        },
+        { present: !!bundle.manifest.datarefs, map: dataRefs },
+      );
     } catch (e) {
       // The process was there a moment ago (checkTarget): gone or a zombie now, it exited while we worked; "check the pid" would mislead.
-      if (hasCode(e, 'PROC_NOT_FOUND', 'PROC_ZOMBIE')) throw processExited(pid, opts.which === 'forward' ? 'the apply' : 'the revert');
+      if (hasCode(e, 'PROC_NOT_FOUND', 'PROC_ZOMBIE'))
+        throw processExited(pid, opts.which === 'forward' ? 'the apply' : 'the revert');
       if (!hasCode(e, 'TRIGGER_RACE') || attempt >= RACE_RETRIES) throw e;
     }
   }
@@ -138,24 +199,56 @@ const RACE_RETRIES = 3;
  * (the bundle's map, with coverage proven), unless the operator accepts plain aliasing for the rest.
  * Returns what was accepted, for the report; throws before the process is touched otherwise.
  */
-export function dataRefsPolicy(soname: string, which: 'forward' | 'reverse', refs: { present: boolean; map: DataRefs | undefined }, allow: boolean): RunResult['aliasing'] {
+export function dataRefsPolicy(
+  soname: string,
+  which: 'forward' | 'reverse',
+  refs: { present: boolean; map: DataRefs | undefined },
+  allow: boolean,
+): RunResult['aliasing'] {
   const build = which === 'forward' ? 'new' : 'old';
   if (!refs.map) {
     // Only called for a library with writable data: its builds have a map in any bundle of format 1.1.
-    const why = refs.present ? `the bundle has no data-reference map for its ${build} build` : 'the bundle carries no data-reference map (format 1.0, written before ulp-pack recorded one)';
+    const why = refs.present
+      ? `the bundle has no data-reference map for its ${build} build`
+      : 'the bundle carries no data-reference map (format 1.0, written before ulp-pack recorded one)';
     const reason = `${why}: the ${build} build's code would reach ${soname}'s data through a second address`;
     if (allow) return { reason, uncovered: [] };
-    throw new UlpError('TRIGGER_DATAREFS_MISSING', reason, 'Repack the bundle with this ulp-pack, or pass --allow-aliasing to accept plain aliasing (pointer comparisons and futex wake-ups on the library\'s globals may then fail).', { soname });
+    throw new UlpError(
+      'TRIGGER_DATAREFS_MISSING',
+      reason,
+      "Repack the bundle with this ulp-pack, or pass --allow-aliasing to accept plain aliasing (pointer comparisons and futex wake-ups on the library's globals may then fail).",
+      { soname },
+    );
   }
-  const uncovered = refs.map.coverage.uncovered.map((r) => ({ start: `0x${r.start.toString(16)}`, end: `0x${r.end.toString(16)}`, reason: r.reason }));
+  const uncovered = refs.map.coverage.uncovered.map((r) => ({
+    start: `0x${r.start.toString(16)}`,
+    end: `0x${r.end.toString(16)}`,
+    reason: r.reason,
+  }));
   if (uncovered.length === 0) return undefined;
-  const list = uncovered.slice(0, 8).map((r) => `[${r.start}, ${r.end})`).join(', ') + (uncovered.length > 8 ? ` and ${uncovered.length - 8} more` : '');
+  const list =
+    uncovered
+      .slice(0, 8)
+      .map((r) => `[${r.start}, ${r.end})`)
+      .join(', ') + (uncovered.length > 8 ? ` and ${uncovered.length - 8} more` : '');
   const reason = `the ${build} build's data-reference map does not cover all of its code: ${list}; references from there would reach ${soname}'s data through a second address`;
   if (allow) return { reason, uncovered };
-  throw new UlpError('TRIGGER_DATAREFS_UNPROVEN', reason, 'ulp-pack --inspect BUNDLE shows why each range is not covered; pass --allow-aliasing to apply anyway with plain aliasing for those ranges.', { soname, uncovered });
+  throw new UlpError(
+    'TRIGGER_DATAREFS_UNPROVEN',
+    reason,
+    'ulp-pack --inspect BUNDLE shows why each range is not covered; pass --allow-aliasing to apply anyway with plain aliasing for those ranges.',
+    { soname, uncovered },
+  );
 }
 
-function decideAndSwitch(pid: number, patchId: string, step: PatchStep, request: Omit<SwitchRequest, 'prepared'>, opts: RunOptions, refs: { present: boolean; map: DataRefs | undefined }): RunResult {
+function decideAndSwitch(
+  pid: number,
+  patchId: string,
+  step: PatchStep,
+  request: Omit<SwitchRequest, 'prepared'>,
+  opts: RunOptions,
+  refs: { present: boolean; map: DataRefs | undefined },
+): RunResult {
   const { soname } = request;
   opts.progress?.(`reading process ${pid}`);
   const prepared = prepare(request);
@@ -171,11 +264,24 @@ function decideAndSwitch(pid: number, patchId: string, step: PatchStep, request:
     lineage: state.lineage,
     patchedByUlp: state.family.builds.some((b) => b.source === 'ulp'),
   });
-  const base = { pid, soname, patchId, which: opts.which, fromBuildId: step.from.entry.buildId, toBuildId: step.to.entry.buildId, liveBefore: state.live.buildId, ...(opts.packageInfo ? { package: opts.packageInfo } : {}), ...(opts.downgrade ? { downgrade: true as const } : {}) };
+  const base = {
+    pid,
+    soname,
+    patchId,
+    which: opts.which,
+    fromBuildId: step.from.entry.buildId,
+    toBuildId: step.to.entry.buildId,
+    liveBefore: state.live.buildId,
+    ...(opts.packageInfo ? { package: opts.packageInfo } : {}),
+    ...(opts.downgrade ? { downgrade: true as const } : {}),
+  };
   if (decision.action === 'noop') return { ...base, outcome: decision.reason };
   refuseLostBindings(pid, soname, step, prepared);
   // Only a build that is staged now has its code rewritten; one already mapped was rewritten (or accepted) when staged.
-  const aliasing = !prepared.mapped && state.region ? dataRefsPolicy(soname, opts.which, refs, !!opts.allowAliasing) : undefined;
+  const aliasing =
+    !prepared.mapped && state.region
+      ? dataRefsPolicy(soname, opts.which, refs, !!opts.allowAliasing)
+      : undefined;
   const report = switchLibrary({ ...request, prepared, dryRun: !!opts.dryRun });
   const all = report.pauses.filter((p) => p.kind === 'all').map((p) => p.ms);
   return {
@@ -184,7 +290,16 @@ function decideAndSwitch(pid: number, patchId: string, step: PatchStep, request:
     ...(decision.note ? { note: decision.note } : {}),
     switch: report,
     ...(all.length ? { pauseMs: Math.max(...all) } : {}),
-    ...(aliasing ? { aliasing } : report.dataRefs?.mode === 'aliasing' ? { aliasing: { reason: `no address within reach of ${soname}'s data was free: the build's code reaches the data through a second address`, uncovered: [] } } : {}),
+    ...(aliasing
+      ? { aliasing }
+      : report.dataRefs?.mode === 'aliasing'
+        ? {
+            aliasing: {
+              reason: `no address within reach of ${soname}'s data was free: the build's code reaches the data through a second address`,
+              uncovered: [],
+            },
+          }
+        : {}),
   };
 }
 
@@ -200,12 +315,14 @@ function refuseLostBindings(pid: number, soname: string, step: PatchStep, prepar
   const { state, snap, elf } = prepared;
   const lost = lostBindings(state.slots, state.values, state.family, elf, globalScope(snap.objects));
   if (lost.length === 0) return;
-  const shown = lost.slice(0, 5).map((l) => `${l.object} -> ${l.symbol}${l.lazy ? ' (lazy, bound at its first call)' : ''}`);
+  const shown = lost
+    .slice(0, 5)
+    .map((l) => `${l.object} -> ${l.symbol}${l.lazy ? ' (lazy, bound at its first call)' : ''}`);
   const removed = step.which === 'reverse' ? removedExports(step.direction.report) : [];
   throw new UlpError(
     'TRIGGER_EXPORT_BOUND',
     `${soname} in process ${pid}: ${lost.length === 1 ? 'a loaded object is' : `${lost.length} bindings are`} bound to ${lost.length === 1 ? 'an export' : 'exports'} that build ${step.to.entry.buildId.slice(0, 12)} does not define: ${shown.join(', ')}${lost.length > 5 ? `, and ${lost.length - 5} more` : ''}`,
-    'Switching would leave those calls in a build that no longer runs over the library\'s data; the process was not touched. Restart it to go back, or leave the patch applied.',
+    "Switching would leave those calls in a build that no longer runs over the library's data; the process was not touched. Restart it to go back, or leave the patch applied.",
     { pid, soname, bindings: lost, ...(removed.length ? { removedByBundle: removed } : {}) },
   );
 }

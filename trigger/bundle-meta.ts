@@ -24,7 +24,12 @@ const MAX_BYTES = 64 * 1024;
 
 export function encodeBundleMeta(bundle: Bundle): Buffer {
   const m = bundle.manifest;
-  const meta: BundleMeta = { patchId: m.patchId, soname: m.soname, package: m.package ?? {}, ...(m.downgrade ? { downgrade: true as const } : {}) };
+  const meta: BundleMeta = {
+    patchId: m.patchId,
+    soname: m.soname,
+    package: m.package ?? {},
+    ...(m.downgrade ? { downgrade: true as const } : {}),
+  };
   return Buffer.from(JSON.stringify({ kind: 'ulp-bundle-meta', version: 1, ...meta }), 'utf8');
 }
 
@@ -39,7 +44,14 @@ export function decodeBundleMeta(bytes: Buffer, patchId: string): BundleMeta | u
   } catch {
     return undefined;
   }
-  if (!json || json.kind !== 'ulp-bundle-meta' || json.patchId !== patchId || typeof json.package !== 'object' || json.package === null) return undefined;
+  if (
+    !json ||
+    json.kind !== 'ulp-bundle-meta' ||
+    json.patchId !== patchId ||
+    typeof json.package !== 'object' ||
+    json.package === null
+  )
+    return undefined;
   const p = json.package as Record<string, unknown>;
   const pkg: PackageInfo = {};
   for (const k of ['name', 'fromVersion', 'toVersion'] as const) {
@@ -50,5 +62,10 @@ export function decodeBundleMeta(bytes: Buffer, patchId: string): BundleMeta | u
     const fixes = p.fixes.filter((x: unknown) => typeof x === 'string' && CVE_RE.test(x));
     if (fixes.length) pkg.fixes = fixes;
   }
-  return { patchId, soname: str(json.soname) ?? '', package: pkg, ...(json.downgrade === true ? { downgrade: true as const } : {}) };
+  return {
+    patchId,
+    soname: str(json.soname) ?? '',
+    package: pkg,
+    ...(json.downgrade === true ? { downgrade: true as const } : {}),
+  };
 }

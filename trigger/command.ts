@@ -5,7 +5,16 @@
  */
 import { readKeyFile } from '../common/files.js';
 import { Command } from 'commander';
-import { ExitCode, exitCodeOf, printJson, progress, runCommand, versionLine, type ExitCodeValue, type Progress } from '../common/cli.js';
+import {
+  ExitCode,
+  exitCodeOf,
+  printJson,
+  progress,
+  runCommand,
+  versionLine,
+  type ExitCodeValue,
+  type Progress,
+} from '../common/cli.js';
 import { UlpError } from '../common/errors.js';
 import { loadPublicKey, readBundleFile, type Bundle } from '../patches/index.js';
 import { runAll } from './all.js';
@@ -53,23 +62,59 @@ function usage(message: string, hint = `Run ${PROGRAM} --help.`): UlpError {
 
 function buildProgram(): Command {
   return new Command(PROGRAM)
-    .description('Apply a patch bundle made by ulp-pack to running processes, revert it, or show what is live. The process needs no preparation; it is paused only for the final switch.')
-    .usage('[options] PID FIX.ulp\n       ulp-trigger --all [options] FIX.ulp\n       ulp-trigger --status PID\n       ulp-trigger --outdated [PID...]\n       ulp-trigger --outdated --apply [--bundles-dir DIR] [PID...]')
-    .argument('[args...]', 'PID and FIX.ulp; FIX.ulp alone with --all; PID alone with --status; PIDs (default all) with --outdated')
+    .description(
+      'Apply a patch bundle made by ulp-pack to running processes, revert it, or show what is live. The process needs no preparation; it is paused only for the final switch.',
+    )
+    .usage(
+      '[options] PID FIX.ulp\n       ulp-trigger --all [options] FIX.ulp\n       ulp-trigger --status PID\n       ulp-trigger --outdated [PID...]\n       ulp-trigger --outdated --apply [--bundles-dir DIR] [PID...]',
+    )
+    .argument(
+      '[args...]',
+      'PID and FIX.ulp; FIX.ulp alone with --all; PID alone with --status; PIDs (default all) with --outdated',
+    )
     .option('--revert', "switch back to the bundle's old build (its reverse patch)")
-    .option('--dry-run', 'do everything up to the switch (checks, symbol resolution, plan) and change nothing')
+    .option(
+      '--dry-run',
+      'do everything up to the switch (checks, symbol resolution, plan) and change nothing',
+    )
     .option('--all', "every process that has one of the bundle's builds loaded")
-    .option('--pid <pid>', 'with --all: only this process (repeat for several), e.g. one service\'s master and workers', (v: string, acc: string[]) => [...acc, v], [] as string[])
-    .option('--status', 'show the live build of each patched library, its patches, and references still pointing at old code')
-    .option('--outdated', 'list the processes that run a shared library replaced on disk (after a package upgrade): the running and on-disk builds, and whether each is patched, patchable or refused; reads only, attaches to nothing')
-    .option('--apply', 'with --outdated: pack each replaced library once per (running, on-disk) build pair, keep the bundle in the bundles folder and apply it to every process running that build; prints what still needs a restart')
-    .option('--bundles-dir <dir>', `with --outdated --apply: where the bundles are kept (default $ULP_BUNDLES_DIR, else ${DEFAULT_BUNDLES_DIR})`)
+    .option(
+      '--pid <pid>',
+      "with --all: only this process (repeat for several), e.g. one service's master and workers",
+      (v: string, acc: string[]) => [...acc, v],
+      [] as string[],
+    )
+    .option(
+      '--status',
+      'show the live build of each patched library, its patches, and references still pointing at old code',
+    )
+    .option(
+      '--outdated',
+      'list the processes that run a shared library replaced on disk (after a package upgrade): the running and on-disk builds, and whether each is patched, patchable or refused; reads only, attaches to nothing',
+    )
+    .option(
+      '--apply',
+      'with --outdated: pack each replaced library once per (running, on-disk) build pair, keep the bundle in the bundles folder and apply it to every process running that build; prints what still needs a restart',
+    )
+    .option(
+      '--bundles-dir <dir>',
+      `with --outdated --apply: where the bundles are kept (default $ULP_BUNDLES_DIR, else ${DEFAULT_BUNDLES_DIR})`,
+    )
     .option('--json', 'print the result (or the error) as JSON on stdout')
     .option('--key <pubkey>', 'require a valid Ed25519 signature by this public key (PEM)')
-    .option('--allow-unverified', 'accept a signed bundle without checking its signature (when no --key is at hand)')
-    .option('--allow-aliasing', "stage a build even where the bundle's data-reference map does not cover its code (older bundles, uncovered ranges): the library's data is then reached through a second address from there")
+    .option(
+      '--allow-unverified',
+      'accept a signed bundle without checking its signature (when no --key is at hand)',
+    )
+    .option(
+      '--allow-aliasing',
+      "stage a build even where the bundle's data-reference map does not cover its code (older bundles, uncovered ranges): the library's data is then reached through a second address from there",
+    )
     .option('--stop-timeout <ms>', 'how long a thread may take to stop before the trigger gives up', '2000')
-    .option('--jobs <n>', `with --all: how many processes are worked on at once, each by its own thread (default ${DEFAULT_JOBS}: one after the other)`)
+    .option(
+      '--jobs <n>',
+      `with --all: how many processes are worked on at once, each by its own thread (default ${DEFAULT_JOBS}: one after the other)`,
+    )
     .version(versionLine(PROGRAM), '-V, --version', 'print the version')
     .helpOption('-h, --help', 'show this help')
     .addHelpText(
@@ -99,7 +144,13 @@ function loadBundle(path: string, opts: Options): Bundle {
   // The host's policy first: with it, only a bundle signed by a trusted key is applied, whatever the options say.
   const policy = readPolicy();
   if (policy?.requireSignature) {
-    if (opts.allowUnverified) throw new UlpError('TRIGGER_POLICY_UNSIGNED', `--allow-unverified is not allowed: the host's policy (${policy.path}) requires a verified signature`, 'Drop --allow-unverified; the policy\'s trusted keys verify the bundle.', { policy: policy.path });
+    if (opts.allowUnverified)
+      throw new UlpError(
+        'TRIGGER_POLICY_UNSIGNED',
+        `--allow-unverified is not allowed: the host's policy (${policy.path}) requires a verified signature`,
+        "Drop --allow-unverified; the policy's trusted keys verify the bundle.",
+        { policy: policy.path },
+      );
     const trusted = readBundleUnderPolicy(path, policy);
     // A --key given as well must be the signer too.
     if (publicKey) readBundleFile(path, { publicKey });
@@ -107,7 +158,12 @@ function loadBundle(path: string, opts: Options): Bundle {
   }
   const bundle = readBundleFile(path, publicKey ? { publicKey } : {});
   if (bundle.signature.state === 'unverified' && !opts.allowUnverified) {
-    throw new UlpError('TRIGGER_SIGNATURE_UNVERIFIED', `${path} is signed (key ${bundle.signature.keyId}) but no public key was given to verify it`, 'Pass --key PUB.pem to verify the signature, or --allow-unverified to apply it unchecked.', { keyId: bundle.signature.keyId });
+    throw new UlpError(
+      'TRIGGER_SIGNATURE_UNVERIFIED',
+      `${path} is signed (key ${bundle.signature.keyId}) but no public key was given to verify it`,
+      'Pass --key PUB.pem to verify the signature, or --allow-unverified to apply it unchecked.',
+      { keyId: bundle.signature.keyId },
+    );
   }
   return bundle;
 }
@@ -115,42 +171,65 @@ function loadBundle(path: string, opts: Options): Bundle {
 function validate(args: string[], opts: Options): void {
   const modes = [opts.all, opts.status, opts.outdated].filter(Boolean).length;
   if (modes > 1) throw usage('--all, --status and --outdated cannot be combined');
-  if (opts.pid?.length && !opts.all) throw usage('--pid limits --all to some processes: without --all, give the PID as the first argument');
+  if (opts.pid?.length && !opts.all)
+    throw usage('--pid limits --all to some processes: without --all, give the PID as the first argument');
   for (const p of opts.pid ?? []) pidOf(p);
   if (opts.jobs !== undefined && !opts.all) throw usage('--jobs has no meaning without --all');
-  if (opts.apply && !opts.outdated) throw usage('--apply goes with --outdated (to apply one bundle, give PID and FIX.ulp)');
+  if (opts.apply && !opts.outdated)
+    throw usage('--apply goes with --outdated (to apply one bundle, give PID and FIX.ulp)');
   if (opts.bundlesDir !== undefined && !opts.apply) throw usage('--bundles-dir goes with --outdated --apply');
   if (opts.status || opts.outdated) {
     const mode = opts.status ? '--status' : '--outdated';
     if (opts.status && args.length !== 1) throw usage('--status takes one PID');
     for (const o of ['revert', 'dryRun', 'key', 'allowUnverified', 'allowAliasing'] as const) {
-      if (opts[o]) throw usage(`--${{ dryRun: 'dry-run', allowUnverified: 'allow-unverified', allowAliasing: 'allow-aliasing' }[o as string] ?? o} has no meaning with ${mode}`);
+      if (opts[o])
+        throw usage(
+          `--${{ dryRun: 'dry-run', allowUnverified: 'allow-unverified', allowAliasing: 'allow-aliasing' }[o as string] ?? o} has no meaning with ${mode}`,
+        );
     }
     for (const a of args) pidOf(a);
     return;
   }
   if (opts.all && args.length !== 1) throw usage('--all takes one argument: the bundle');
-  if (!opts.all && args.length !== 2) throw usage(`expected PID and FIX.ulp, got ${args.length} ${args.length === 1 ? 'argument' : 'arguments'}`);
+  if (!opts.all && args.length !== 2)
+    throw usage(
+      `expected PID and FIX.ulp, got ${args.length} ${args.length === 1 ? 'argument' : 'arguments'}`,
+    );
   if (!opts.all && !isPid(args[0]) && isPid(args[1])) {
-    throw usage(`"${args[0]}" is not a process id: the PID comes first`, `Did you mean: ${PROGRAM} ${args[1]} ${args[0]}${opts.revert ? ' --revert' : ''}${opts.dryRun ? ' --dry-run' : ''}`);
+    throw usage(
+      `"${args[0]}" is not a process id: the PID comes first`,
+      `Did you mean: ${PROGRAM} ${args[1]} ${args[0]}${opts.revert ? ' --revert' : ''}${opts.dryRun ? ' --dry-run' : ''}`,
+    );
   }
   if (!/^\d+$/.test(opts.stopTimeout ?? '2000')) throw usage('--stop-timeout takes a number of milliseconds');
-  if (opts.jobs !== undefined && !(/^\d+$/.test(opts.jobs) && Number(opts.jobs) >= 1 && Number(opts.jobs) <= 64)) throw usage('--jobs takes a number of processes from 1 to 64');
+  if (
+    opts.jobs !== undefined &&
+    !(/^\d+$/.test(opts.jobs) && Number(opts.jobs) >= 1 && Number(opts.jobs) <= 64)
+  )
+    throw usage('--jobs takes a number of processes from 1 to 64');
 }
 
-const isPid = (text: string | undefined) => text !== undefined && /^\d+$/.test(text) && Number(text) > 0 && Number(text) <= 2 ** 22;
+const isPid = (text: string | undefined) =>
+  text !== undefined && /^\d+$/.test(text) && Number(text) > 0 && Number(text) <= 2 ** 22;
 
 async function run(args: string[], opts: Options): Promise<ExitCodeValue> {
   if (opts.outdated && opts.apply) {
     const line = progress(PROGRAM);
     try {
       const bundlesDir = opts.bundlesDir ?? (process.env.ULP_BUNDLES_DIR || DEFAULT_BUNDLES_DIR);
-      const result = await applyOutdated({ ...(args.length ? { pids: args.map(pidOf) } : {}), bundlesDir, session: { stopTimeoutMs: Number(opts.stopTimeout ?? 2000) }, onStep: line.update });
+      const result = await applyOutdated({
+        ...(args.length ? { pids: args.map(pidOf) } : {}),
+        bundlesDir,
+        session: { stopTimeoutMs: Number(opts.stopTimeout ?? 2000) },
+        onStep: line.update,
+      });
       line.done();
       toSyslog(result.processes.map((p) => resultLine(p).replace(/^ULP-RESULT: /, 'outdated-apply ')));
       if (opts.json) printJson(result);
       else process.stdout.write(renderUpgrade(result));
-      return { current: ExitCode.OK, outdated: ExitCode.OUTDATED, uninspected: ExitCode.TARGET }[outdatedOutcome(result.after)];
+      return { current: ExitCode.OK, outdated: ExitCode.OUTDATED, uninspected: ExitCode.TARGET }[
+        outdatedOutcome(result.after)
+      ];
     } finally {
       line.done();
     }
@@ -158,11 +237,16 @@ async function run(args: string[], opts: Options): Promise<ExitCodeValue> {
   if (opts.outdated) {
     const line = progress(PROGRAM);
     try {
-      const report = findOutdated({ ...(args.length ? { pids: args.map(pidOf) } : {}), onProcess: (i, n) => line.update(`process ${i + 1} of ${n}`) });
+      const report = findOutdated({
+        ...(args.length ? { pids: args.map(pidOf) } : {}),
+        onProcess: (i, n) => line.update(`process ${i + 1} of ${n}`),
+      });
       line.done();
       if (opts.json) printJson(report);
       else process.stdout.write(renderOutdated(report));
-      return { current: ExitCode.OK, outdated: ExitCode.OUTDATED, uninspected: ExitCode.TARGET }[outdatedOutcome(report)];
+      return { current: ExitCode.OK, outdated: ExitCode.OUTDATED, uninspected: ExitCode.TARGET }[
+        outdatedOutcome(report)
+      ];
     } finally {
       line.done();
     }
@@ -177,17 +261,33 @@ async function run(args: string[], opts: Options): Promise<ExitCodeValue> {
   const session = { stopTimeoutMs: Number(opts.stopTimeout ?? 2000) };
   const line = progress(PROGRAM);
   try {
-    if (opts.all) return await runAllCommand(loadBundle(args[0]!, opts), opts, { which, dryRun: !!opts.dryRun, session, allowAliasing: !!opts.allowAliasing }, line);
+    if (opts.all)
+      return await runAllCommand(
+        loadBundle(args[0]!, opts),
+        opts,
+        { which, dryRun: !!opts.dryRun, session, allowAliasing: !!opts.allowAliasing },
+        line,
+      );
     const pid = pidOf(args[0]);
     const bundle = loadBundle(args[1]!, opts);
     const m = bundle.manifest;
-    const ids = which === 'forward' ? { from: m.builds.old.buildId, to: m.builds.new.buildId, patchId: m.patchId } : { from: m.builds.new.buildId, to: m.builds.old.buildId, patchId: m.patchId };
+    const ids =
+      which === 'forward'
+        ? { from: m.builds.old.buildId, to: m.builds.new.buildId, patchId: m.patchId }
+        : { from: m.builds.new.buildId, to: m.builds.old.buildId, patchId: m.patchId };
     const comm = readComm(pid);
     let result;
     try {
-      result = runOne(pid, bundle, { which, dryRun: !!opts.dryRun, session, allowAliasing: !!opts.allowAliasing, progress: line.update });
+      result = runOne(pid, bundle, {
+        which,
+        dryRun: !!opts.dryRun,
+        session,
+        allowAliasing: !!opts.allowAliasing,
+        progress: line.update,
+      });
     } catch (e) {
-      if (!opts.dryRun && e instanceof UlpError) toSyslog([logLine(which, pid, comm, m.soname, { error: { code: e.code, message: e.message } }, ids)]);
+      if (!opts.dryRun && e instanceof UlpError)
+        toSyslog([logLine(which, pid, comm, m.soname, { error: { code: e.code, message: e.message } }, ids)]);
       throw e;
     }
     if (worthLogging(result.outcome)) toSyslog([logLine(which, pid, comm, m.soname, { result }, ids)]);
@@ -206,7 +306,12 @@ async function run(args: string[], opts: Options): Promise<ExitCodeValue> {
  * SIGTERM and SIGHUP (a closed terminal) stop the run after the process at hand (never half done) with the
  * summary of what was and was not done, and exit code 8.
  */
-async function runAllCommand(bundle: Bundle, opts: Options, runOpts: RunOptions, line: Progress): Promise<ExitCodeValue> {
+async function runAllCommand(
+  bundle: Bundle,
+  opts: Options,
+  runOpts: RunOptions,
+  line: Progress,
+): Promise<ExitCodeValue> {
   let stopSignal: string | undefined;
   const onSignal = (sig: NodeJS.Signals) => {
     stopSignal ??= sig;
@@ -223,7 +328,10 @@ async function runAllCommand(bundle: Bundle, opts: Options, runOpts: RunOptions,
       jobs: Number(opts.jobs ?? DEFAULT_JOBS),
       ...(opts.pid?.length ? { among: opts.pid.map(pidOf) } : {}),
       stopRequested: () => stopSignal,
-      onProcess: (i, n) => line.update(`process ${i + 1} of ${n}${stopSignal ? ` (${stopSignal}: stopping after this one)` : ''}`),
+      onProcess: (i, n) =>
+        line.update(
+          `process ${i + 1} of ${n}${stopSignal ? ` (${stopSignal}: stopping after this one)` : ''}`,
+        ),
       onResult: (p) => {
         if (opts.json) return;
         line.done();
@@ -231,7 +339,15 @@ async function runAllCommand(bundle: Bundle, opts: Options, runOpts: RunOptions,
       },
     });
     line.done();
-    if (!runOpts.dryRun) toSyslog(allLines(runOpts.which, result.soname, { from: result.fromBuildId, to: result.toBuildId, patchId: result.patchId }, result.processes));
+    if (!runOpts.dryRun)
+      toSyslog(
+        allLines(
+          runOpts.which,
+          result.soname,
+          { from: result.fromBuildId, to: result.toBuildId, patchId: result.patchId },
+          result.processes,
+        ),
+      );
     if (opts.json) printJson(result);
     else process.stdout.write(renderAllSummary(result));
     if (result.interrupted) return exitCodeOf('TRIGGER_INTERRUPTED');
@@ -244,8 +360,14 @@ async function runAllCommand(bundle: Bundle, opts: Options, runOpts: RunOptions,
 
 /** Runs ulp-trigger with `argv` (without node and script); sets process.exitCode. */
 export async function main(argv: string[]): Promise<void> {
-  await runCommand<Options>(PROGRAM, buildProgram(), argv, async (args, opts) => {
-    validate(args, opts);
-    return await run(args, opts);
-  }, 'TRIGGER_USAGE');
+  await runCommand<Options>(
+    PROGRAM,
+    buildProgram(),
+    argv,
+    async (args, opts) => {
+      validate(args, opts);
+      return await run(args, opts);
+    },
+    'TRIGGER_USAGE',
+  );
 }

@@ -35,9 +35,7 @@ export interface LibraryFacts {
   patchedByUlp?: boolean;
 }
 
-export type Decision =
-  | { action: 'switch'; note?: string }
-  | { action: 'noop'; reason: NoopReason };
+export type Decision = { action: 'switch'; note?: string } | { action: 'noop'; reason: NoopReason };
 
 /**
  * already-applied: ulp made the bundle's new build live. runs-new-build: the
@@ -48,13 +46,22 @@ export type Decision =
  */
 export type NoopReason = 'already-applied' | 'runs-new-build' | 'not-applied';
 
-export function decide(which: 'forward' | 'reverse', fromBuildId: string, toBuildId: string, f: LibraryFacts): Decision {
+export function decide(
+  which: 'forward' | 'reverse',
+  fromBuildId: string,
+  toBuildId: string,
+  f: LibraryFacts,
+): Decision {
   const mixed = f.referenced.length > 1;
   if (f.liveBuildId === toBuildId && !mixed) {
     if (which === 'reverse') return { action: 'noop', reason: 'not-applied' };
-    return { action: 'noop', reason: f.liveIsLoaderBuild && f.patchedByUlp === false ? 'runs-new-build' : 'already-applied' };
+    return {
+      action: 'noop',
+      reason: f.liveIsLoaderBuild && f.patchedByUlp === false ? 'runs-new-build' : 'already-applied',
+    };
   }
-  if (mixed && f.referenced.includes(toBuildId)) return { action: 'switch', note: 'completes an interrupted switch' };
+  if (mixed && f.referenced.includes(toBuildId))
+    return { action: 'switch', note: 'completes an interrupted switch' };
   if (f.liveBuildId === fromBuildId) return { action: 'switch' };
   if (which === 'reverse' && f.present.includes(fromBuildId)) {
     // Another build is live. Stacked on top of this patch: undo the stack down to its old build.
@@ -63,7 +70,10 @@ export function decide(which: 'forward' | 'reverse', fromBuildId: string, toBuil
     if (above === false) return { action: 'noop', reason: 'not-applied' };
     // Without a lineage that tells, the loader's own build is taken as below and any other as on top.
     if (above === undefined && f.liveIsLoaderBuild) return { action: 'noop', reason: 'not-applied' };
-    return { action: 'switch', note: `also undoes what was stacked on top of it (live build ${shortBuildId(f.liveBuildId)})` };
+    return {
+      action: 'switch',
+      note: `also undoes what was stacked on top of it (live build ${shortBuildId(f.liveBuildId)})`,
+    };
   }
   if (which === 'forward') {
     throw new UlpError(

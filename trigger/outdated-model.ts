@@ -36,7 +36,10 @@ const SPECIAL = /^\/(?:memfd:|dev\/|SYSV|proc\/|sys\/|\[|anon_inode:)/;
  * other tools mapped. Files ulp-trigger mapped are memfds and never listed.
  */
 export function mappedCodeFiles(maps: readonly Mapping[]): MappedFile[] {
-  const byFile = new Map<string, { exec: boolean; header?: Mapping; path: string; deleted: boolean; dev: string; inode: number }>();
+  const byFile = new Map<
+    string,
+    { exec: boolean; header?: Mapping; path: string; deleted: boolean; dev: string; inode: number }
+  >();
   // A patched library's old build whose code --outdated --apply moved onto a memfd copy (runtime/retain.ts) is still that file's code.
   const retained = new Map<string, Mapping[]>();
   for (const m of maps) {
@@ -47,7 +50,17 @@ export function mappedCodeFiles(maps: readonly Mapping[]): MappedFile[] {
     if (m.inode === 0 || !m.path.startsWith('/') || SPECIAL.test(m.path)) continue;
     const key = `${m.dev}:${m.inode}`;
     let f = byFile.get(key);
-    if (!f) byFile.set(key, (f = { exec: false, path: m.deleted ? m.path.slice(0, -' (deleted)'.length) : m.path, deleted: m.deleted, dev: m.dev, inode: m.inode }));
+    if (!f)
+      byFile.set(
+        key,
+        (f = {
+          exec: false,
+          path: m.deleted ? m.path.slice(0, -' (deleted)'.length) : m.path,
+          deleted: m.deleted,
+          dev: m.dev,
+          inode: m.inode,
+        }),
+      );
     if (m.exec || retained.has(key)) f.exec = true;
     if (m.offset === 0n && m.read && !f.header) f.header = m;
   }
@@ -57,8 +70,16 @@ export function mappedCodeFiles(maps: readonly Mapping[]): MappedFile[] {
     const copiedHeader = f.header ? undefined : retained.get(key)?.find((m) => m.offset === 0n && m.read);
     if (copiedHeader) {
       const own = maps.find((m) => `${m.dev}:${m.inode}` === key)!;
-      out.push({ path: f.path, deleted: f.deleted, dev: f.dev, inode: f.inode, header: copiedHeader, file: own });
-    } else if (f.exec && f.header) out.push({ path: f.path, deleted: f.deleted, dev: f.dev, inode: f.inode, header: f.header });
+      out.push({
+        path: f.path,
+        deleted: f.deleted,
+        dev: f.dev,
+        inode: f.inode,
+        header: copiedHeader,
+        file: own,
+      });
+    } else if (f.exec && f.header)
+      out.push({ path: f.path, deleted: f.deleted, dev: f.dev, inode: f.inode, header: f.header });
   }
   return out;
 }
@@ -79,7 +100,10 @@ export function devString(dev: number | bigint): string {
  * filesystems show another device in maps than stat gives. The caller then
  * compares build-ids, which decides.
  */
-export function mayBeReplaced(f: MappedFile, onDisk: { dev: number | bigint; ino: number | bigint } | undefined): boolean {
+export function mayBeReplaced(
+  f: MappedFile,
+  onDisk: { dev: number | bigint; ino: number | bigint } | undefined,
+): boolean {
   if (!onDisk) return false; // removed without replacement, or not visible: nothing to update to
   if (f.deleted) return true;
   if (BigInt(onDisk.ino) !== BigInt(f.inode)) return true;
@@ -190,10 +214,24 @@ export interface OutdatedReport {
 }
 
 /** A process's state for one library, from what was found about it. */
-export function stateOf(liveBuildId: string | undefined, diskBuildId: string | undefined, pair: PairVerdict | undefined, refusal: Reason | undefined): { state: ProcessState; reasons?: Reason[] } {
+export function stateOf(
+  liveBuildId: string | undefined,
+  diskBuildId: string | undefined,
+  pair: PairVerdict | undefined,
+  refusal: Reason | undefined,
+): { state: ProcessState; reasons?: Reason[] } {
   if (liveBuildId !== undefined && liveBuildId === diskBuildId) return { state: 'patched' };
   if (refusal) return { state: 'refused', reasons: [refusal] };
-  if (!pair) return { state: 'inaccessible', reasons: [{ code: 'OUTDATED_BUILD_UNREADABLE', message: 'the running build could not be read to compare it with the one on disk' }] };
+  if (!pair)
+    return {
+      state: 'inaccessible',
+      reasons: [
+        {
+          code: 'OUTDATED_BUILD_UNREADABLE',
+          message: 'the running build could not be read to compare it with the one on disk',
+        },
+      ],
+    };
   if (pair.verdict === 'compatible' || pair.verdict === 'unchanged') return { state: 'patchable' };
   return { state: 'refused', reasons: pair.reasons };
 }
@@ -216,7 +254,9 @@ export function summarize(libraries: readonly OutdatedLibrary[]): OutdatedReport
  * replaced build that is not patched: outdated); nothing is, but some
  * processes could not be inspected (target); or everything is current.
  */
-export function outdatedOutcome(r: Pick<OutdatedReport, 'summary' | 'uninspected'>): 'current' | 'outdated' | 'uninspected' {
+export function outdatedOutcome(
+  r: Pick<OutdatedReport, 'summary' | 'uninspected'>,
+): 'current' | 'outdated' | 'uninspected' {
   const s = r.summary;
   if (s.patchable + s.refused + s.inaccessible > 0) return 'outdated';
   return r.uninspected > 0 ? 'uninspected' : 'current';

@@ -55,7 +55,8 @@ interface DiskBuild {
 }
 
 const errno = (e: unknown) => (e as NodeJS.ErrnoException).code;
-const mapFilesPath = (pid: number, m: Mapping) => `/proc/${pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`;
+const mapFilesPath = (pid: number, m: Mapping) =>
+  `/proc/${pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`;
 
 function allPids(): number[] {
   return readdirSync('/proc')
@@ -77,7 +78,12 @@ function isElfSharedObject(path: string): boolean {
   const fd = openSync(path, 'r');
   try {
     const h = Buffer.alloc(18);
-    return readSync(fd, h, 0, 18, 0) === 18 && h.readUInt32BE(0) === 0x7f454c46 && h[4] === 2 && h.readUInt16LE(16) === 3;
+    return (
+      readSync(fd, h, 0, 18, 0) === 18 &&
+      h.readUInt32BE(0) === 0x7f454c46 &&
+      h[4] === 2 &&
+      h.readUInt16LE(16) === 3
+    );
   } finally {
     closeSync(fd);
   }
@@ -136,9 +142,23 @@ class Scan {
   }
 
   /** The packer's verdict on live -> disk, read from /proc/PID/map_files; undefined when the bytes cannot be read. */
-  pair(pid: number, live: { buildId: string | undefined; header: Mapping }, disk: DiskBuild): PairVerdict | undefined {
+  pair(
+    pid: number,
+    live: { buildId: string | undefined; header: Mapping },
+    disk: DiskBuild,
+  ): PairVerdict | undefined {
     if (!live.buildId || !disk.buildId) {
-      return { from: live.buildId ?? '', to: disk.buildId ?? '', verdict: 'unusable', reasons: [{ code: 'PACK_NO_BUILD_ID', message: `the ${live.buildId ? 'on-disk' : 'running'} build has no GNU build-id: ulp finds builds by build-id` }] };
+      return {
+        from: live.buildId ?? '',
+        to: disk.buildId ?? '',
+        verdict: 'unusable',
+        reasons: [
+          {
+            code: 'PACK_NO_BUILD_ID',
+            message: `the ${live.buildId ? 'on-disk' : 'running'} build has no GNU build-id: ulp finds builds by build-id`,
+          },
+        ],
+      };
     }
     const key = `${live.buildId}>${disk.buildId}`;
     const known = this.pairs.get(key);
@@ -149,7 +169,10 @@ class Scan {
     } catch {
       return undefined; // map_files needs CAP_SYS_ADMIN (or CAP_CHECKPOINT_RESTORE): another process may still give it
     }
-    const j = judgeBuilds(bytes, disk.bytes, { old: `running build ${live.buildId.slice(0, 12)}`, new: `on-disk build ${disk.buildId.slice(0, 12)}` });
+    const j = judgeBuilds(bytes, disk.bytes, {
+      old: `running build ${live.buildId.slice(0, 12)}`,
+      new: `on-disk build ${disk.buildId.slice(0, 12)}`,
+    });
     const v: PairVerdict = { from: live.buildId, to: disk.buildId, verdict: j.verdict, reasons: j.reasons };
     this.pairs.set(key, v);
     return v;
@@ -166,11 +189,18 @@ function rootKey(pid: number): string {
  * The live build when ulp-trigger has mapped other builds of the library in
  * the process: what the slots point at (the same reading as --status).
  */
-function liveBuild(pid: number, mem: RemoteMemory, maps: readonly Mapping[], soname: string): { buildId: string | undefined; header: Mapping } | undefined {
+function liveBuild(
+  pid: number,
+  mem: RemoteMemory,
+  maps: readonly Mapping[],
+  soname: string,
+): { buildId: string | undefined; header: Mapping } | undefined {
   const snap = takeSnapshot(pid, mem);
   const state = readLibraryState(snap, soname, mem);
   if (!state) return undefined;
-  const header = maps.find((m) => m.start === state.live.span.start && m.offset === 0n) ?? maps.find((m) => m.start <= state.live.bias && state.live.bias < m.end && m.offset === 0n);
+  const header =
+    maps.find((m) => m.start === state.live.span.start && m.offset === 0n) ??
+    maps.find((m) => m.start <= state.live.bias && state.live.bias < m.end && m.offset === 0n);
   return header ? { buildId: state.live.buildId, header } : undefined;
 }
 
@@ -199,7 +229,13 @@ function scanProcess(scan: Scan, pid: number): void {
     const disk = scan.diskBuild(onDiskPath, st);
     if (!disk) continue;
     const running = scan.runningBuild(mem, f);
-    if (running && running.buildId !== undefined && running.buildId === disk.buildId && !hasUlpBuilds(maps, disk.soname)) continue; // the same build: nothing changed
+    if (
+      running &&
+      running.buildId !== undefined &&
+      running.buildId === disk.buildId &&
+      !hasUlpBuilds(maps, disk.soname)
+    )
+      continue; // the same build: nothing changed
     addProcess(scan, pid, proc, maps, mem, f, st, running, disk);
   }
 }
@@ -211,17 +247,41 @@ function hasUlpBuilds(maps: readonly Mapping[], soname: string | undefined): boo
   });
 }
 
-function addProcess(scan: Scan, pid: number, proc: number, maps: readonly Mapping[], mem: RemoteMemory, f: MappedFile, st: Stats, running: RunningBuild | undefined, disk: DiskBuild): void {
+function addProcess(
+  scan: Scan,
+  pid: number,
+  proc: number,
+  maps: readonly Mapping[],
+  mem: RemoteMemory,
+  f: MappedFile,
+  st: Stats,
+  running: RunningBuild | undefined,
+  disk: DiskBuild,
+): void {
   const soname = running?.soname ?? disk.soname;
   const key = `${st.dev}:${st.ino}`;
   let lib = scan.libraries.get(key);
   if (!lib) {
-    lib = { path: f.path, soname, onDisk: { buildId: disk.buildId, ...(disk.package ? { package: disk.package } : {}) }, processes: [], root: rootKey(proc), pid: proc };
+    lib = {
+      path: f.path,
+      soname,
+      onDisk: { buildId: disk.buildId, ...(disk.package ? { package: disk.package } : {}) },
+      processes: [],
+      root: rootKey(proc),
+      pid: proc,
+    };
     scan.libraries.set(key, lib);
   }
   // Its bytes are read through map_files of a mapping of the file itself (f.file when the header page is a memfd copy).
-  let live: { buildId: string | undefined; header: Mapping } | undefined = running ? { buildId: running.buildId, header: f.file ?? f.header } : undefined;
-  let unreadable: Reason | undefined = running ? undefined : { code: 'OUTDATED_MEMORY_UNREADABLE', message: `cannot read the memory of process ${pid}: the build it runs is unknown` };
+  let live: { buildId: string | undefined; header: Mapping } | undefined = running
+    ? { buildId: running.buildId, header: f.file ?? f.header }
+    : undefined;
+  let unreadable: Reason | undefined = running
+    ? undefined
+    : {
+        code: 'OUTDATED_MEMORY_UNREADABLE',
+        message: `cannot read the memory of process ${pid}: the build it runs is unknown`,
+      };
   if (running && soname && hasUlpBuilds(maps, soname)) {
     try {
       live = liveBuild(pid, mem, maps, soname) ?? live;
@@ -243,7 +303,10 @@ function addProcess(scan: Scan, pid: number, proc: number, maps: readonly Mappin
   }
   const pair = live && live.buildId !== disk.buildId && !refusal ? scan.pair(proc, live, disk) : undefined;
   if (live && !pair) {
-    unreadable ??= { code: 'OUTDATED_BUILD_UNREADABLE', message: `cannot read ${mapFilesPath(proc, live.header)} (the running build's bytes): reading it needs root (CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE)` };
+    unreadable ??= {
+      code: 'OUTDATED_BUILD_UNREADABLE',
+      message: `cannot read ${mapFilesPath(proc, live.header)} (the running build's bytes): reading it needs root (CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE)`,
+    };
   }
   const verdict = stateOf(live?.buildId, disk.buildId, pair, refusal);
   const reasons = verdict.state === 'inaccessible' && unreadable ? [unreadable] : verdict.reasons;
@@ -308,9 +371,13 @@ export function findOutdated(opts: OutdatedOptions = {}): OutdatedReport {
   });
   // Package versions of the builds on disk that carry no package note: one pass over dpkg's file lists per root.
   const byRoot = new Map<string, Array<OutdatedLibrary & { pid: number }>>();
-  for (const lib of scan.libraries.values()) if (!lib.onDisk.package) byRoot.set(lib.root, [...(byRoot.get(lib.root) ?? []), lib]);
+  for (const lib of scan.libraries.values())
+    if (!lib.onDisk.package) byRoot.set(lib.root, [...(byRoot.get(lib.root) ?? []), lib]);
   for (const libs of byRoot.values()) {
-    const owners = dpkgOwners(`/proc/${libs[0]!.pid}/root`, libs.map((l) => l.path));
+    const owners = dpkgOwners(
+      `/proc/${libs[0]!.pid}/root`,
+      libs.map((l) => l.path),
+    );
     for (const l of libs) {
       const pkg = owners.get(l.path);
       if (pkg) l.onDisk.package = pkg;
@@ -318,7 +385,17 @@ export function findOutdated(opts: OutdatedOptions = {}): OutdatedReport {
   }
   const libraries: OutdatedLibrary[] = [...scan.libraries.values()]
     .filter((l) => l.processes.length > 0)
-    .map(({ root: _root, pid: _pid, ...l }) => ({ ...l, processes: l.processes.sort((a, b) => a.pid - b.pid) }))
+    .map(({ root: _root, pid: _pid, ...l }) => ({
+      ...l,
+      processes: l.processes.sort((a, b) => a.pid - b.pid),
+    }))
     .sort((a, b) => a.path.localeCompare(b.path));
-  return { libraries, pairs: [...scan.pairs.values()], summary: summarize(libraries), uninspected: scan.uninspected, scanned: pids.length, totalMs: performance.now() - t0 };
+  return {
+    libraries,
+    pairs: [...scan.pairs.values()],
+    summary: summarize(libraries),
+    uninspected: scan.uninspected,
+    scanned: pids.length,
+    totalMs: performance.now() - t0,
+  };
 }

@@ -28,7 +28,12 @@ export interface Policy {
 }
 
 function invalid(path: string, why: string): UlpError {
-  return new UlpError('TRIGGER_POLICY_INVALID', `the policy file ${path} ${why}`, 'Fix the file (docs/OPERATORS.md shows its fields) or remove it; until then nothing is applied.', { path });
+  return new UlpError(
+    'TRIGGER_POLICY_INVALID',
+    `the policy file ${path} ${why}`,
+    'Fix the file (docs/OPERATORS.md shows its fields) or remove it; until then nothing is applied.',
+    { path },
+  );
 }
 
 /** Parses the policy's JSON; keys are loaded through `loadKey` (a path -> public key). */
@@ -41,14 +46,17 @@ export function parsePolicy(text: string, path: string, loadKey: (keyPath: strin
   }
   if (!j || typeof j !== 'object' || Array.isArray(j)) throw invalid(path, 'is not a JSON object');
   const o = j as Record<string, unknown>;
-  for (const k of Object.keys(o)) if (!['requireSignature', 'trustedKeys', 'allowLocalPack'].includes(k)) throw invalid(path, `has an unknown field "${k}"`);
+  for (const k of Object.keys(o))
+    if (!['requireSignature', 'trustedKeys', 'allowLocalPack'].includes(k))
+      throw invalid(path, `has an unknown field "${k}"`);
   const bool = (k: string) => {
     if (o[k] === undefined) return false;
     if (typeof o[k] !== 'boolean') throw invalid(path, `field "${k}" is not true or false`);
     return o[k] as boolean;
   };
   const keys = o.trustedKeys ?? [];
-  if (!Array.isArray(keys) || keys.some((k) => typeof k !== 'string')) throw invalid(path, 'field "trustedKeys" is not a list of key file paths');
+  if (!Array.isArray(keys) || keys.some((k) => typeof k !== 'string'))
+    throw invalid(path, 'field "trustedKeys" is not a list of key file paths');
   const requireSignature = bool('requireSignature');
   if (requireSignature && keys.length === 0) throw invalid(path, 'requires signatures but trusts no key');
   const trustedKeys = (keys as string[]).map((p) => {
@@ -91,12 +99,22 @@ export function readBundleUnderPolicy(path: string, policy: Policy): Bundle {
   const first = readBundleFile(path);
   const sig = first.signature;
   if (sig.state === 'unsigned') {
-    throw new UlpError('TRIGGER_POLICY_UNSIGNED', `${path} is not signed, and the host's policy (${policy.path}) requires a signature`, 'Sign the bundle with a key the policy trusts (ulp-pack --sign KEY.pem).', { path, policy: policy.path });
+    throw new UlpError(
+      'TRIGGER_POLICY_UNSIGNED',
+      `${path} is not signed, and the host's policy (${policy.path}) requires a signature`,
+      'Sign the bundle with a key the policy trusts (ulp-pack --sign KEY.pem).',
+      { path, policy: policy.path },
+    );
   }
   const keyId = sig.keyId;
   const trusted = policy.trustedKeys.find((k) => k.keyId === keyId);
   if (!trusted) {
-    throw new UlpError('TRIGGER_POLICY_UNTRUSTED', `${path} is signed by key ${keyId}, which the host's policy (${policy.path}) does not trust`, `Sign it with a trusted key (${policy.trustedKeys.map((k) => k.keyId).join(', ')}), or add its public key to trustedKeys.`, { path, keyId, policy: policy.path });
+    throw new UlpError(
+      'TRIGGER_POLICY_UNTRUSTED',
+      `${path} is signed by key ${keyId}, which the host's policy (${policy.path}) does not trust`,
+      `Sign it with a trusted key (${policy.trustedKeys.map((k) => k.keyId).join(', ')}), or add its public key to trustedKeys.`,
+      { path, keyId, policy: policy.path },
+    );
   }
   return readBundleFile(path, { publicKey: trusted.key });
 }

@@ -8,7 +8,20 @@ import { checkTarget, RemoteMemory, type Mapping } from '../runtime/index.js';
 import { memfdNameOfPath, type UlpMemfd } from '../runtime/memfd-names.js';
 import { STUB_SIZE } from '../runtime/stub/layout.js';
 import { FORK_PAGE_SIZE } from '../runtime/loader/fork/layout.js';
-import { buildKey, dataMemfdName, findDataPointers, parseMemfdPath, readForkStatus, readLibraryState, readRedirectState, takeSnapshot, type ForkStatus, type Journal, type LibraryState, type ProcessObject } from '../runtime/loader/index.js';
+import {
+  buildKey,
+  dataMemfdName,
+  findDataPointers,
+  parseMemfdPath,
+  readForkStatus,
+  readLibraryState,
+  readRedirectState,
+  takeSnapshot,
+  type ForkStatus,
+  type Journal,
+  type LibraryState,
+  type ProcessObject,
+} from '../runtime/loader/index.js';
 import type { PackageInfo } from '../patches/index.js';
 import { decodeBundleMeta, type BundleMeta } from './bundle-meta.js';
 
@@ -36,7 +49,12 @@ export interface LibraryStatus {
    * applied-partly / reverted-partly: live, but changed functions of other builds stay reachable (oldCode).
    * package: what the bundle said about itself (format 1.1), kept in the process when it was staged.
    */
-  patches: Array<{ patchId: string; state: 'applied' | 'applied-partly' | 'reverted' | 'reverted-partly' | 'inactive'; package?: PackageInfo; downgrade?: true }>;
+  patches: Array<{
+    patchId: string;
+    state: 'applied' | 'applied-partly' | 'reverted' | 'reverted-partly' | 'inactive';
+    package?: PackageInfo;
+    downgrade?: true;
+  }>;
   /**
    * Code of builds that are not live that pointers taken before a switch can
    * still run: from the redirect journal the last switch left in the process.
@@ -102,7 +120,9 @@ export function readStatus(pid: number): StatusReport {
     const known = rs.journal?.live === buildKey(state.live) && !state.mixed;
     const present = new Set(state.family.builds.filter((b) => b !== state.live).map(buildKey));
     // A jump the journal names that memory no longer holds leaves its function reachable too.
-    const lost = (rs.journal?.redirects ?? []).filter((r) => !rs.active.includes(r) && present.has(r.from.build)).map((r) => ({ fn: r.from, reason: `its jump at ${r.at} is no longer in memory` }));
+    const lost = (rs.journal?.redirects ?? [])
+      .filter((r) => !rs.active.includes(r) && present.has(r.from.build))
+      .map((r) => ({ fn: r.from, reason: `its jump at ${r.at} is no longer in memory` }));
     const reachable = known ? [...rs.journal!.uncovered.filter((u) => present.has(u.fn.build)), ...lost] : [];
     const oldCode = { known, redirected: known ? rs.active.length : 0, reachable };
     const complete = known && reachable.length === 0;
@@ -110,7 +130,18 @@ export function readStatus(pid: number): StatusReport {
     for (const b of state.family.builds) {
       if (!b.ulp) continue;
       const live = b === state.live;
-      const st = b.ulp.role === 'new' ? (live ? (complete ? 'applied' : 'applied-partly') : 'inactive') : live ? (complete ? 'reverted' : 'reverted-partly') : 'inactive';
+      const st =
+        b.ulp.role === 'new'
+          ? live
+            ? complete
+              ? 'applied'
+              : 'applied-partly'
+            : 'inactive'
+          : live
+            ? complete
+              ? 'reverted'
+              : 'reverted-partly'
+            : 'inactive';
       if (patches.get(b.ulp.patchId) === undefined || st !== 'inactive') patches.set(b.ulp.patchId, st);
     }
     libraries.push({
@@ -121,20 +152,32 @@ export function readStatus(pid: number): StatusReport {
       builds: state.family.builds.map((b) => buildStatus(b, state)),
       patches: [...patches].map(([patchId, s]) => {
         const meta = metas.get(patchId);
-        return { patchId, state: s, ...(meta && Object.keys(meta.package).length > 0 ? { package: meta.package } : {}), ...(meta?.downgrade ? { downgrade: true as const } : {}) };
+        return {
+          patchId,
+          state: s,
+          ...(meta && Object.keys(meta.package).length > 0 ? { package: meta.package } : {}),
+          ...(meta?.downgrade ? { downgrade: true as const } : {}),
+        };
       }),
       oldCode,
       oldReferences: {
         slots: [...state.counts].filter(([b]) => b !== state.live).reduce((n, [, c]) => n + c, 0),
         dataPointers: pointers.length,
-        samples: pointers.slice(0, 20).map((p) => ({ at: p.at, holder: p.holder, value: p.value, buildId: p.build.buildId })),
+        samples: pointers
+          .slice(0, 20)
+          .map((p) => ({ at: p.at, holder: p.holder, value: p.value, buildId: p.build.buildId })),
       },
     });
   }
   const ulpMappedBytes = ulpMappedSize(snap.maps);
   return {
     pid,
-    objects: linkmap.map((o) => ({ name: o.name || '(executable)', soname: o.soname, buildId: o.buildId, base: o.bias })),
+    objects: linkmap.map((o) => ({
+      name: o.name || '(executable)',
+      soname: o.soname,
+      buildId: o.buildId,
+      base: o.bias,
+    })),
     libraries,
     ulpMappedBytes,
     fork: readForkStatus(pid, mem, snap.maps, [...snap.dataMappings.keys()].map(dataMemfdName)),
@@ -143,7 +186,10 @@ export function readStatus(pid: number): StatusReport {
 }
 
 /** The size of each page ulp injects, of which only the first (a `ulp:` memfd) has a name; the rest is anonymous memory. */
-const INJECTED_PAGE_SIZE: Partial<Record<UlpMemfd['kind'], number>> = { stub: STUB_SIZE, fork: FORK_PAGE_SIZE };
+const INJECTED_PAGE_SIZE: Partial<Record<UlpMemfd['kind'], number>> = {
+  stub: STUB_SIZE,
+  fork: FORK_PAGE_SIZE,
+};
 
 /**
  * Bytes of the process's memory that ulp-trigger mapped: every mapping of a

@@ -17,8 +17,23 @@ import type { RunResult } from './apply.js';
 const field = (v: string) => (/^[^\s"=\\]+$/.test(v) ? v : JSON.stringify(v));
 
 /** The message for one process: what was done, or the error that stopped it. Pure but for the command name, given. */
-export function logLine(which: 'forward' | 'reverse', pid: number, comm: string | undefined, soname: string, outcome: { result: RunResult } | { error: { code: string; message: string } }, ids: { from: string; to: string; patchId: string }): string {
-  const parts = [which === 'forward' ? 'apply' : 'revert', `pid=${pid}`, `comm=${field(comm ?? '?')}`, `lib=${field(soname)}`, `from=${ids.from}`, `to=${ids.to}`, `patch=${ids.patchId}`];
+export function logLine(
+  which: 'forward' | 'reverse',
+  pid: number,
+  comm: string | undefined,
+  soname: string,
+  outcome: { result: RunResult } | { error: { code: string; message: string } },
+  ids: { from: string; to: string; patchId: string },
+): string {
+  const parts = [
+    which === 'forward' ? 'apply' : 'revert',
+    `pid=${pid}`,
+    `comm=${field(comm ?? '?')}`,
+    `lib=${field(soname)}`,
+    `from=${ids.from}`,
+    `to=${ids.to}`,
+    `patch=${ids.patchId}`,
+  ];
   if ('result' in outcome) {
     parts.push(`result=${outcome.result.outcome}`);
     if (outcome.result.pauseMs !== undefined) parts.push(`pause_ms=${outcome.result.pauseMs.toFixed(2)}`);
@@ -35,13 +50,26 @@ export function toSyslog(lines: readonly string[]): void {
   if (lines.length === 0 || process.env.ULP_SYSLOG === '0') return;
   const socket = process.env.ULP_SYSLOG_SOCKET;
   try {
-    spawnSync('logger', ['-t', 'ulp', ...(socket ? ['-u', socket] : [])], { input: lines.map((l) => l.replace(/\n/g, ' ')).join('\n') + '\n', stdio: ['pipe', 'ignore', 'ignore'], timeout: 10_000 });
+    spawnSync('logger', ['-t', 'ulp', ...(socket ? ['-u', socket] : [])], {
+      input: lines.map((l) => l.replace(/\n/g, ' ')).join('\n') + '\n',
+      stdio: ['pipe', 'ignore', 'ignore'],
+      timeout: 10_000,
+    });
   } catch {
     // No logger, or it hung: the log is lost, the result stands.
   }
 }
 
 /** Log lines for every process of an --all run. */
-export function allLines(which: 'forward' | 'reverse', soname: string, ids: { from: string; to: string; patchId: string }, processes: readonly ProcessOutcome[]): string[] {
-  return processes.filter((p) => !p.ok || worthLogging(p.result.outcome)).map((p) => logLine(which, p.pid, readComm(p.pid), soname, p.ok ? { result: p.result } : { error: p.error }, ids));
+export function allLines(
+  which: 'forward' | 'reverse',
+  soname: string,
+  ids: { from: string; to: string; patchId: string },
+  processes: readonly ProcessOutcome[],
+): string[] {
+  return processes
+    .filter((p) => !p.ok || worthLogging(p.result.outcome))
+    .map((p) =>
+      logLine(which, p.pid, readComm(p.pid), soname, p.ok ? { result: p.result } : { error: p.error }, ids),
+    );
 }

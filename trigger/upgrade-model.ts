@@ -38,7 +38,16 @@ export function upgradeGroups(report: Pick<OutdatedReport, 'libraries'>): Upgrad
 export { bundleFileName } from '../packer/bundle-name.js';
 
 /** What happened to one process for one library. */
-export type UpgradeOutcome = 'applied' | 'applied-partly' | 'already-applied' | 'runs-new-build' | 'not-applied' | 'failed' | 'refused' | 'inaccessible' | 'skipped';
+export type UpgradeOutcome =
+  | 'applied'
+  | 'applied-partly'
+  | 'already-applied'
+  | 'runs-new-build'
+  | 'not-applied'
+  | 'failed'
+  | 'refused'
+  | 'inaccessible'
+  | 'skipped';
 
 export interface UpgradeProcessResult {
   pid: number;
@@ -92,7 +101,11 @@ export function needingRestart(report: Pick<OutdatedReport, 'libraries'>): Map<s
     }
   }
   const out = new Map<string, number[]>();
-  for (const comm of [...byComm.keys()].sort()) out.set(comm, [...byComm.get(comm)!].sort((a, b) => a - b));
+  for (const comm of [...byComm.keys()].sort())
+    out.set(
+      comm,
+      [...byComm.get(comm)!].sort((a, b) => a - b),
+    );
   return out;
 }
 
@@ -101,13 +114,19 @@ const field = (v: string) => (/^[^\s"=\\]+$/.test(v) ? v : JSON.stringify(v));
 
 /** One line per process and library: what was done, for logs and scripts (the apt hook writes these to its log). */
 export function resultLine(p: UpgradeProcessResult): string {
-  const parts = [`pid=${p.pid}`, `comm=${field(p.command)}`, `lib=${field(p.soname ?? p.library)}`, `result=${p.result}`];
+  const parts = [
+    `pid=${p.pid}`,
+    `comm=${field(p.command)}`,
+    `lib=${field(p.soname ?? p.library)}`,
+    `result=${p.result}`,
+  ];
   if (p.from) parts.push(`from=${p.from}`);
   if (p.to) parts.push(`to=${p.to}`);
   if (p.patchId) parts.push(`patch=${p.patchId}`);
   if (p.pauseMs !== undefined) parts.push(`pause_ms=${p.pauseMs.toFixed(2)}`);
   if (p.retained !== undefined) parts.push(`old_code=${p.retained ? 'memfd' : 'file'}`);
-  if (p.retainError) parts.push(`old_code_code=${p.retainError.code}`, `old_code_reason=${field(p.retainError.message)}`);
+  if (p.retainError)
+    parts.push(`old_code_code=${p.retainError.code}`, `old_code_reason=${field(p.retainError.message)}`);
   if (p.reason) parts.push(`code=${p.reason.code}`, `reason=${field(p.reason.message)}`);
   return `ULP-RESULT: ${parts.join(' ')}`;
 }
@@ -120,17 +139,26 @@ export function renderUpgrade(r: UpgradeResult): string {
   for (const b of r.bundles) {
     const head = `${b.soname ?? b.library} (${b.library}): ${short(b.from)} -> ${short(b.to)}`;
     if (b.state === 'failed') lines.push(`${head}: not packed: ${b.reason?.message} [${b.reason?.code}]`);
-    else lines.push(`${head}: ${b.state === 'packed' ? 'packed' : 'reusing'} ${b.path} (patch ${b.patchId?.slice(0, 12)})`);
+    else
+      lines.push(
+        `${head}: ${b.state === 'packed' ? 'packed' : 'reusing'} ${b.path} (patch ${b.patchId?.slice(0, 12)})`,
+      );
   }
   for (const p of r.processes) {
     const what = p.reason
       ? `${p.result}: ${p.reason.message} [${p.reason.code}]`
-      : p.result + (p.pauseMs !== undefined ? `, paused ${p.pauseMs.toFixed(2)} ms` : '') + (p.retainError ? `; the old build's code stays on its deleted file (needrestart lists it): ${p.retainError.message} [${p.retainError.code}]` : '');
+      : p.result +
+        (p.pauseMs !== undefined ? `, paused ${p.pauseMs.toFixed(2)} ms` : '') +
+        (p.retainError
+          ? `; the old build's code stays on its deleted file (needrestart lists it): ${p.retainError.message} [${p.retainError.code}]`
+          : '');
     lines.push(`  pid ${p.pid} (${p.command}) ${p.soname ?? p.library}: ${what}`);
   }
   const restart = needingRestart(r.after);
   const patched = r.processes.filter((p) => p.result === 'applied' || p.result === 'applied-partly').length;
-  lines.push(`result: ${patched} patched; ${restart.size === 0 ? 'no process needs a restart for a replaced library' : `still to restart: ${[...restart.values()].reduce((n, x) => n + x.length, 0)} processes (--outdated says why)`}`);
+  lines.push(
+    `result: ${patched} patched; ${restart.size === 0 ? 'no process needs a restart for a replaced library' : `still to restart: ${[...restart.values()].reduce((n, x) => n + x.length, 0)} processes (--outdated says why)`}`,
+  );
   lines.push('');
   for (const p of r.processes) lines.push(resultLine(p));
   for (const [comm, pids] of restart) lines.push(`NEEDRESTART-PID: ${comm}=${pids.join(',')}`);

@@ -26,7 +26,14 @@ import { ancestors } from './all.js';
 import { runOne } from './apply.js';
 import { findOutdated } from './outdated.js';
 import { readBundleUnderPolicy, readPolicy, type Policy } from './policy.js';
-import { bundleFileName, upgradeGroups, type UpgradeBundle, type UpgradeGroup, type UpgradeProcessResult, type UpgradeResult } from './upgrade-model.js';
+import {
+  bundleFileName,
+  upgradeGroups,
+  type UpgradeBundle,
+  type UpgradeGroup,
+  type UpgradeProcessResult,
+  type UpgradeResult,
+} from './upgrade-model.js';
 
 export const DEFAULT_BUNDLES_DIR = '/var/lib/ulp/bundles';
 
@@ -44,7 +51,12 @@ export function prepareBundlesDir(dir: string): void {
     if (!statSync(dir).isDirectory()) throw Object.assign(new Error('not a folder'), { code: 'ENOTDIR' });
     accessSync(dir, constants.W_OK);
   } catch (err) {
-    throw new UlpError('TRIGGER_BUNDLES_DIR_UNWRITABLE', `cannot use ${dir} for bundles: ${(err as Error).message}`, 'Run as root, or give a folder you can write to with --bundles-dir (or ULP_BUNDLES_DIR).', { path: dir, errno: (err as { code?: string }).code });
+    throw new UlpError(
+      'TRIGGER_BUNDLES_DIR_UNWRITABLE',
+      `cannot use ${dir} for bundles: ${(err as Error).message}`,
+      'Run as root, or give a folder you can write to with --bundles-dir (or ULP_BUNDLES_DIR).',
+      { path: dir, errno: (err as { code?: string }).code },
+    );
   }
 }
 
@@ -59,14 +71,22 @@ function reusable(path: string, from: string, to: string, policy: Policy | undef
   }
 }
 
-async function bundleFor(g: UpgradeGroup, dir: string, policy: Policy | undefined): Promise<{ info: UpgradeBundle; bundle?: Bundle }> {
+async function bundleFor(
+  g: UpgradeGroup,
+  dir: string,
+  policy: Policy | undefined,
+): Promise<{ info: UpgradeBundle; bundle?: Bundle }> {
   const soname = g.library.soname;
   const base = { soname, library: g.library.path, from: g.from, to: g.to };
   const path = join(dir, bundleFileName(soname ?? 'unknown', g.from, g.to));
   const known = reusable(path, g.from, g.to, policy);
-  if (known) return { info: { ...base, state: 'reused', path, patchId: known.manifest.patchId }, bundle: known };
+  if (known)
+    return { info: { ...base, state: 'reused', path, patchId: known.manifest.patchId }, bundle: known };
   if (policy?.requireSignature && !policy.allowLocalPack) {
-    const reason = { code: 'TRIGGER_POLICY_UNSIGNED', message: `the host's policy (${policy.path}) requires signed bundles and no bundle signed by a trusted key is at ${path}; a bundle packed here would not be signed` };
+    const reason = {
+      code: 'TRIGGER_POLICY_UNSIGNED',
+      message: `the host's policy (${policy.path}) requires signed bundles and no bundle signed by a trusted key is at ${path}; a bundle packed here would not be signed`,
+    };
     return { info: { ...base, state: 'failed', reason } };
   }
   const first = g.processes[0]!;
@@ -75,7 +95,8 @@ async function bundleFor(g: UpgradeGroup, dir: string, policy: Policy | undefine
   const packageInfo: PackageInfo = {};
   const disk = g.library.onDisk.package;
   if (disk?.name) packageInfo.name = disk.name;
-  if (first.running.package?.version && (!disk?.name || first.running.package.name === disk.name)) packageInfo.fromVersion = first.running.package.version;
+  if (first.running.package?.version && (!disk?.name || first.running.package.name === disk.name))
+    packageInfo.fromVersion = first.running.package.version;
   if (disk?.version) packageInfo.toVersion = disk.version;
   try {
     const r = await pack({
@@ -88,11 +109,21 @@ async function bundleFor(g: UpgradeGroup, dir: string, policy: Policy | undefine
     });
     // The scan and the pack read the files at different moments: a second upgrade in between gives other builds.
     if (r.old.obj.buildId !== g.from || r.new.obj.buildId !== g.to) {
-      throw new UlpError('TRIGGER_BUILDS_CHANGED', `the builds changed while packing: found ${r.old.obj.buildId} -> ${r.new.obj.buildId}, expected ${g.from} -> ${g.to}`, 'Run ulp-trigger --outdated --apply again.');
+      throw new UlpError(
+        'TRIGGER_BUILDS_CHANGED',
+        `the builds changed while packing: found ${r.old.obj.buildId} -> ${r.new.obj.buildId}, expected ${g.from} -> ${g.to}`,
+        'Run ulp-trigger --outdated --apply again.',
+      );
     }
     if (!r.bytes || !r.manifest) {
-      const reasons = Object.values(r.forward.categories).flatMap((c) => c.findings.filter((f) => f.severity === 'error').map((f) => f.code));
-      throw new UlpError('PACK_INCOMPATIBLE', `the on-disk build cannot replace the running one (${[...new Set(reasons)].join(', ')})`, 'Restart these processes.');
+      const reasons = Object.values(r.forward.categories).flatMap((c) =>
+        c.findings.filter((f) => f.severity === 'error').map((f) => f.code),
+      );
+      throw new UlpError(
+        'PACK_INCOMPATIBLE',
+        `the on-disk build cannot replace the running one (${[...new Set(reasons)].join(', ')})`,
+        'Restart these processes.',
+      );
     }
     writeFileAtomic(path, r.bytes);
     // Read back through every check a host makes on a bundle, exactly as `ulp-trigger PID FILE` would.
@@ -109,7 +140,11 @@ async function bundleFor(g: UpgradeGroup, dir: string, policy: Policy | undefine
  * needrestart stops listing a process that runs the new build. A failure
  * leaves the process patched, with the old build on its deleted file.
  */
-function retain(pid: number, soname: string | undefined, session: SessionOptions | undefined): Pick<UpgradeProcessResult, 'retained' | 'retainError'> {
+function retain(
+  pid: number,
+  soname: string | undefined,
+  session: SessionOptions | undefined,
+): Pick<UpgradeProcessResult, 'retained' | 'retainError'> {
   if (!soname) return {};
   try {
     const r = retainLoaderBuild(pid, soname, session ?? {});
@@ -138,22 +173,52 @@ export async function applyOutdated(opts: UpgradeOptions): Promise<UpgradeResult
     bundles.push(info);
     for (const p of g.processes) {
       done.add(`${p.pid}:${g.library.path}`);
-      const base = { pid: p.pid, command: p.command, soname: g.library.soname, library: g.library.path, from: g.from, to: g.to };
+      const base = {
+        pid: p.pid,
+        command: p.command,
+        soname: g.library.soname,
+        library: g.library.path,
+        from: g.from,
+        to: g.to,
+      };
       if (!bundle) {
         processes.push({ ...base, result: 'refused', reason: info.reason! });
         continue;
       }
       const withBundle = { ...base, patchId: bundle.manifest.patchId, bundle: info.path! };
       if (mine.has(p.pid)) {
-        processes.push({ ...withBundle, result: 'skipped', reason: { code: 'TRIGGER_ANCESTOR', message: 'an ancestor of ulp-trigger, waiting for it: left alone (patch it by its pid afterwards)' } });
+        processes.push({
+          ...withBundle,
+          result: 'skipped',
+          reason: {
+            code: 'TRIGGER_ANCESTOR',
+            message:
+              'an ancestor of ulp-trigger, waiting for it: left alone (patch it by its pid afterwards)',
+          },
+        });
         continue;
       }
       opts.onStep?.(`patching process ${p.pid}`);
       try {
-        const r = runOne(p.pid, bundle, { which: 'forward', elfCache, ...(opts.session ? { session: opts.session } : {}) });
-        const result = r.outcome === 'dry-run' || r.outcome === 'reverted' || r.outcome === 'reverted-partly' ? 'failed' : r.outcome;
-        const kept = result === 'applied' || result === 'applied-partly' || result === 'already-applied' ? retain(p.pid, g.library.soname, opts.session) : {};
-        processes.push({ ...withBundle, result, ...(r.pauseMs !== undefined ? { pauseMs: r.pauseMs } : {}), ...kept });
+        const r = runOne(p.pid, bundle, {
+          which: 'forward',
+          elfCache,
+          ...(opts.session ? { session: opts.session } : {}),
+        });
+        const result =
+          r.outcome === 'dry-run' || r.outcome === 'reverted' || r.outcome === 'reverted-partly'
+            ? 'failed'
+            : r.outcome;
+        const kept =
+          result === 'applied' || result === 'applied-partly' || result === 'already-applied'
+            ? retain(p.pid, g.library.soname, opts.session)
+            : {};
+        processes.push({
+          ...withBundle,
+          result,
+          ...(r.pauseMs !== undefined ? { pauseMs: r.pauseMs } : {}),
+          ...kept,
+        });
       } catch (e) {
         const err = asUlpError(e);
         processes.push({ ...withBundle, result: 'failed', reason: { code: err.code, message: err.message } });
@@ -169,8 +234,20 @@ export async function applyOutdated(opts: UpgradeOptions): Promise<UpgradeResult
         if (!mine.has(p.pid)) retain(p.pid, l.soname, opts.session);
         continue;
       }
-      const reason = p.reasons?.[0] ?? { code: 'OUTDATED_NO_BUILD_ID', message: 'a build without a build-id cannot be patched' };
-      processes.push({ pid: p.pid, command: p.command, soname: l.soname, library: l.path, from: p.running.buildId, to: l.onDisk.buildId, result: p.state === 'inaccessible' ? 'inaccessible' : 'refused', reason });
+      const reason = p.reasons?.[0] ?? {
+        code: 'OUTDATED_NO_BUILD_ID',
+        message: 'a build without a build-id cannot be patched',
+      };
+      processes.push({
+        pid: p.pid,
+        command: p.command,
+        soname: l.soname,
+        library: l.path,
+        from: p.running.buildId,
+        to: l.onDisk.buildId,
+        result: p.state === 'inaccessible' ? 'inaccessible' : 'refused',
+        reason,
+      });
     }
   }
   processes.sort((a, b) => a.pid - b.pid || a.library.localeCompare(b.library));

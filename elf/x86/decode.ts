@@ -57,7 +57,22 @@ export interface Insn {
 }
 
 export function newInsn(): Insn {
-  return { length: 0, flow: Flow.Seq, relOff: -1, relSize: 0, ripOff: -1, lea: false, hint: false, modrmOff: -1, dispOff: -1, dispSize: 0, base: -1, indexed: false, immOff: -1, immSize: 0 };
+  return {
+    length: 0,
+    flow: Flow.Seq,
+    relOff: -1,
+    relSize: 0,
+    ripOff: -1,
+    lea: false,
+    hint: false,
+    modrmOff: -1,
+    dispOff: -1,
+    dispSize: 0,
+    base: -1,
+    indexed: false,
+    immOff: -1,
+    immSize: 0,
+  };
 }
 
 // Operand shape per opcode. M: has ModRM; immediates: B imm8, W imm16, Z imm16/32, V imm16/32/64.
@@ -72,7 +87,19 @@ const SPECIAL = 64;
 
 /** Builds a 256-entry table from 16 rows of 16 space-separated cells. */
 function table(rows: string[]): Uint8Array {
-  const codes: Record<string, number> = { '-': 0, M, b: B, w: W, z: Z, v: V, X: BAD, S: SPECIAL, Mb: M | B, Mz: M | Z, wb: W | B };
+  const codes: Record<string, number> = {
+    '-': 0,
+    M,
+    b: B,
+    w: W,
+    z: Z,
+    v: V,
+    X: BAD,
+    S: SPECIAL,
+    Mb: M | B,
+    Mz: M | Z,
+    wb: W | B,
+  };
   const t = new Uint8Array(256);
   rows.forEach((row, hi) => {
     const cells = row.trim().split(/\s+/);
@@ -151,7 +178,17 @@ export function decode(buf: Uint8Array, off: number, end: number, out: Insn): bo
     const b = buf[p]!;
     if (b === 0x66) opsize16 = true;
     else if (b === 0x67) addr32 = true;
-    else if (b === 0xf0 || b === 0xf2 || b === 0xf3 || b === 0x2e || b === 0x36 || b === 0x3e || b === 0x26 || b === 0x64 || b === 0x65) {
+    else if (
+      b === 0xf0 ||
+      b === 0xf2 ||
+      b === 0xf3 ||
+      b === 0x2e ||
+      b === 0x36 ||
+      b === 0x3e ||
+      b === 0x26 ||
+      b === 0x64 ||
+      b === 0x65
+    ) {
       // no effect on length
     } else break;
     p++;
@@ -294,7 +331,18 @@ function finish(out: Insn, length: number): boolean {
   return true;
 }
 
-function modrmAndImm(buf: Uint8Array, p: number, limit: number, off: number, shape: number, opsize16: boolean, rexW: boolean, out: Insn, immzOverride: number | undefined, rex: number): boolean {
+function modrmAndImm(
+  buf: Uint8Array,
+  p: number,
+  limit: number,
+  off: number,
+  shape: number,
+  opsize16: boolean,
+  rexW: boolean,
+  out: Insn,
+  immzOverride: number | undefined,
+  rex: number,
+): boolean {
   const rexB = rex & 8;
   const rexX = rex & 16;
   if (shape & M) {

@@ -48,7 +48,10 @@ export function writeJsonResult(result: unknown): void {
   const file = arg('--json');
   if (!file) return;
   mkdirSync(dirname(resolve(file)), { recursive: true });
-  writeFileSync(file, JSON.stringify(result, (_k, v) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v), 2) + '\n');
+  writeFileSync(
+    file,
+    JSON.stringify(result, (_k, v) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v), 2) + '\n',
+  );
 }
 
 // ---------------------------------------------------------------- build
@@ -65,7 +68,11 @@ function newestMtime(dir: string): number {
 
 /** Runs `npm run build` when dist/ is missing or older than a source file of the commands. */
 export function ensureBuilt(): void {
-  const sources = Math.max(...['common', 'elf', 'patches', 'packer', 'runtime', 'trigger', 'bin'].map((d) => newestMtime(join(ROOT, d))));
+  const sources = Math.max(
+    ...['common', 'elf', 'patches', 'packer', 'runtime', 'trigger', 'bin'].map((d) =>
+      newestMtime(join(ROOT, d)),
+    ),
+  );
   const built = Math.min(...Object.values(BIN).map((b) => (existsSync(b) ? statSync(b).mtimeMs : 0)));
   if (built >= sources) return;
   process.stderr.write('bench: building dist/ (npm run build)\n');
@@ -104,7 +111,14 @@ export function runProgram(cmd: string, args: string[], opts: SpawnSyncOptions =
   const ms = performance.now() - t0;
   if (r.error) throw r.error;
   const stdout = String(r.stdout ?? '');
-  return { code: r.status ?? -1, signal: r.signal, stdout, stderr: String(r.stderr ?? ''), json: parseJson(stdout), ms };
+  return {
+    code: r.status ?? -1,
+    signal: r.signal,
+    stdout,
+    stderr: String(r.stderr ?? ''),
+    json: parseJson(stdout),
+    ms,
+  };
 }
 
 /** The same, failing loudly unless the command exits 0. */
@@ -147,7 +161,13 @@ export interface Summary {
 }
 
 export function summary(xs: readonly number[]): Summary {
-  return { n: xs.length, median: median(xs), p90: quantile(xs, 0.9), worst: worst(xs), best: xs.length ? Math.min(...xs) : NaN };
+  return {
+    n: xs.length,
+    median: median(xs),
+    p90: quantile(xs, 0.9),
+    worst: worst(xs),
+    best: xs.length ? Math.min(...xs) : NaN,
+  };
 }
 
 /** Milliseconds for a table: µs below 1 ms. */
@@ -182,7 +202,9 @@ export function machine(): Machine {
   const os = /PRETTY_NAME="([^"]+)"/.exec(safeRead('/etc/os-release'))?.[1] ?? 'unknown';
   const gcc = spawnSync('gcc', ['-dumpfullversion'], { encoding: 'utf8' }).stdout?.trim() ?? '?';
   const virt = spawnSync('systemd-detect-virt', [], { encoding: 'utf8' });
-  const hv = /hypervisor/.test(safeRead('/proc/cpuinfo')) ? 'virtual machine (cpuinfo: hypervisor)' : 'bare metal or unknown';
+  const hv = /hypervisor/.test(safeRead('/proc/cpuinfo'))
+    ? 'virtual machine (cpuinfo: hypervisor)'
+    : 'bare metal or unknown';
   return {
     cpu: cpus()[0]?.model ?? 'unknown',
     cpus: cpus().length,
@@ -209,7 +231,10 @@ function safeRead(p: string): string {
 export function markdownTable(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]) => '| ' + cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ') + ' |';
-  return [line(header), '|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|', ...rows.map(line)].join('\n') + '\n';
+  return (
+    [line(header), '|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|', ...rows.map(line)].join('\n') +
+    '\n'
+  );
 }
 
 export function sleep(ms: number): Promise<void> {

@@ -27,7 +27,15 @@ export function libdemo(v: number, tag: string, relro: Relro = 'full'): string {
   return compile({
     sources: ['trigger/libdemo.c'],
     out: `libdemo-v${v}.so`,
-    flags: ['-shared', '-fPIC', '-O2', `-DDEMO_VERSION=${v}`, `-DDEMO_TAG="${tag}"`, '-Wl,-soname,libdemo.so.1', ...RELRO[relro]],
+    flags: [
+      '-shared',
+      '-fPIC',
+      '-O2',
+      `-DDEMO_VERSION=${v}`,
+      `-DDEMO_TAG="${tag}"`,
+      '-Wl,-soname,libdemo.so.1',
+      ...RELRO[relro],
+    ],
   });
 }
 
@@ -57,7 +65,12 @@ export function pauseProgram(objects: number, tag: string): { exe: string; libs:
   const libs: Record<string, string> = {};
   for (let k = 0; k < objects; k++) {
     libs[`libbenchobj${k}.so`] = compile({
-      sources: [{ name: `bench/obj${k}.c`, code: `long demo_compute(long x);\nlong obj_${k}(long x) { return demo_compute(x) + ${k}; }\n` }],
+      sources: [
+        {
+          name: `bench/obj${k}.c`,
+          code: `long demo_compute(long x);\nlong obj_${k}(long x) { return demo_compute(x) + ${k}; }\n`,
+        },
+      ],
       out: `libbenchobj${k}.so`,
       flags: ['-shared', '-fPIC', '-O2', `-Wl,-soname,libbenchobj${k}.so`, ...RELRO.full],
     });
@@ -130,14 +143,27 @@ export function callcost(tag: string): { v1: string; v2: string; exe: string } {
     compile({
       sources: ['bench/libcall.c'],
       out: `libcall-v${v}.so`,
-      flags: ['-shared', '-fPIC', '-O2', `-DCALL_VERSION=${v}`, `-DCALL_TAG="${tag}"`, '-Wl,-soname,libcall.so.1', ...RELRO.full],
+      flags: [
+        '-shared',
+        '-fPIC',
+        '-O2',
+        `-DCALL_VERSION=${v}`,
+        `-DCALL_TAG="${tag}"`,
+        '-Wl,-soname,libcall.so.1',
+        ...RELRO.full,
+      ],
     });
   const v1 = lib(1);
   const v2 = lib(2);
   const linkDir = join(tmpdir(), `ulp-bench-link-call-${tag}`);
   mkdirSync(linkDir, { recursive: true });
   copyFileSync(v1, join(linkDir, 'libcall.so.1'));
-  const exe = compile({ sources: ['bench/callcost_main.c'], out: 'callcost_main', flags: ['-O2', ...RELRO.full], libs: [`-L${linkDir}`, '-l:libcall.so.1', '-ldl'] });
+  const exe = compile({
+    sources: ['bench/callcost_main.c'],
+    out: 'callcost_main',
+    flags: ['-O2', ...RELRO.full],
+    libs: [`-L${linkDir}`, '-l:libcall.so.1', '-ldl'],
+  });
   rmSync(linkDir, { recursive: true, force: true });
   return { v1, v2, exe };
 }
@@ -147,7 +173,12 @@ export function fleetProgram(tag: string): string {
   const linkDir = join(tmpdir(), `ulp-bench-link-fleet-${tag}`);
   mkdirSync(linkDir, { recursive: true });
   copyFileSync(libdemo(1, tag), join(linkDir, 'libdemo.so.1'));
-  const exe = compile({ sources: ['bench/fleet_main.c'], out: 'fleet_main', flags: ['-O2', ...RELRO.full], libs: [`-L${linkDir}`, '-l:libdemo.so.1'] });
+  const exe = compile({
+    sources: ['bench/fleet_main.c'],
+    out: 'fleet_main',
+    flags: ['-O2', ...RELRO.full],
+    libs: [`-L${linkDir}`, '-l:libdemo.so.1'],
+  });
   rmSync(linkDir, { recursive: true, force: true });
   return exe;
 }

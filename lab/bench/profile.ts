@@ -41,7 +41,11 @@ export interface Profile {
  */
 export function summariseProfile(file: string, top = 15, within?: RegExp): Profile {
   const prof = JSON.parse(readFileSync(file, 'utf8')) as {
-    nodes: Array<{ id: number; callFrame: { functionName: string; url: string; lineNumber: number }; children?: number[] }>;
+    nodes: Array<{
+      id: number;
+      callFrame: { functionName: string; url: string; lineNumber: number };
+      children?: number[];
+    }>;
     samples: number[];
     timeDeltas: number[];
   };
@@ -64,7 +68,8 @@ export function summariseProfile(file: string, top = 15, within?: RegExp): Profi
     files.set(file, (files.get(file) ?? 0) + ms);
     // Up the stack: every function on it gets the sample once (recursion counted once).
     const stack: Array<{ functionName: string; url: string; lineNumber: number }> = [];
-    for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) stack.push(byId.get(at)!.callFrame);
+    for (let at: number | undefined = id; at !== undefined; at = parent.get(at))
+      stack.push(byId.get(at)!.callFrame);
     let frames = stack.filter((f) => isProjectFile(fileOf(f.url)));
     if (within) {
       let root = -1; // the outermost frame of that name: its whole subtree counts
@@ -86,12 +91,23 @@ export function summariseProfile(file: string, top = 15, within?: RegExp): Profi
       .sort((a, b) => b[1] - a[1])
       .slice(0, n)
       .map(([name, ms]) => ({ name, selfMs: Math.round(ms * 100) / 100, share: ms / total }));
-  return { functions: list(fn), files: list(files), inclusive: list(inclusive, Infinity), totalMs: Math.round(total), busyMs: Math.round(total - idle) };
+  return {
+    functions: list(fn),
+    files: list(files),
+    inclusive: list(inclusive, Infinity),
+    totalMs: Math.round(total),
+    busyMs: Math.round(total - idle),
+  };
 }
 
 /** A profile URL as a path relative to the repository (dist/... for the compiled commands). */
 function fileOf(url: string): string {
-  return url.replace(/^file:\/\//, '').replace(/^.*\/work\/main\//, '').replace(/^.*\/node_modules\//, 'node_modules/') || '(native)';
+  return (
+    url
+      .replace(/^file:\/\//, '')
+      .replace(/^.*\/work\/main\//, '')
+      .replace(/^.*\/node_modules\//, 'node_modules/') || '(native)'
+  );
 }
 
 function nameOf(cf: { functionName: string; url: string; lineNumber: number }): string {
@@ -126,6 +142,13 @@ export function renderProfile(p: Profile, top = 10, inclusiveTop = 0): string {
   return [
     markdownTable(['file', 'self ms', 'share'], p.files.slice(0, top).map(row)),
     markdownTable(['function', 'self ms', 'share'], p.functions.slice(0, top).map(row)),
-    ...(inclusiveTop > 0 && p.inclusive?.length ? [markdownTable(['project function (inclusive: itself and what it calls)', 'ms', 'share'], p.inclusive.slice(0, inclusiveTop).map(row))] : []),
+    ...(inclusiveTop > 0 && p.inclusive?.length
+      ? [
+          markdownTable(
+            ['project function (inclusive: itself and what it calls)', 'ms', 'share'],
+            p.inclusive.slice(0, inclusiveTop).map(row),
+          ),
+        ]
+      : []),
   ].join('\n');
 }

@@ -89,14 +89,22 @@ function instrument(): { take(): Write[] } {
   return { take: () => writes.splice(0) };
 }
 
-function classify(pid: number, writes: Write[]): Pick<ShareCycle, 'codeMs' | 'journalMs' | 'otherMs' | 'codeWrites' | 'otherWrites'> {
+function classify(
+  pid: number,
+  writes: Write[],
+): Pick<ShareCycle, 'codeMs' | 'journalMs' | 'otherMs' | 'codeWrites' | 'otherWrites'> {
   const maps = readFileSync(`/proc/${pid}/maps`, 'utf8')
     .split('\n')
     .filter(Boolean)
     .map((l) => {
       const [range, perms, , , , ...path] = l.split(/\s+/);
       const [s, e] = range!.split('-').map((x) => BigInt(`0x${x}`));
-      return { start: s!, end: e!, exec: perms!.includes('x'), journal: path.join(' ').includes('ulp:redirects:') };
+      return {
+        start: s!,
+        end: e!,
+        exec: perms!.includes('x'),
+        journal: path.join(' ').includes('ulp:redirects:'),
+      };
     });
   const out = { codeMs: 0, journalMs: 0, otherMs: 0, codeWrites: 0, otherWrites: 0 };
   for (const w of writes) {
@@ -121,9 +129,18 @@ export function measureShare(pid: number, fix: string, name: string, cycles: num
   const one = (which: 'forward' | 'reverse'): { cycle: ShareCycle; written: number; restored: number } => {
     const r = runOne(pid, bundle, { which });
     const want = which === 'forward' ? /^applied(-partly)?$/ : /^reverted(-partly)?$/;
-    if (!want.test(r.outcome) || r.pauseMs === undefined) throw new Error(`${name}: ${which} gave ${r.outcome}`);
+    if (!want.test(r.outcome) || r.pauseMs === undefined)
+      throw new Error(`${name}: ${which} gave ${r.outcome}`);
     const red = (r as { switch?: { redirects?: { written: number; restored: number } } }).switch?.redirects;
-    return { cycle: { which: which === 'forward' ? 'apply' : 'revert', pauseMs: r.pauseMs, ...classify(pid, probe.take()) }, written: red?.written ?? 0, restored: red?.restored ?? 0 };
+    return {
+      cycle: {
+        which: which === 'forward' ? 'apply' : 'revert',
+        pauseMs: r.pauseMs,
+        ...classify(pid, probe.take()),
+      },
+      written: red?.written ?? 0,
+      restored: red?.restored ?? 0,
+    };
   };
   const first = one('forward');
   const back = one('reverse');
@@ -136,29 +153,91 @@ export function measureShare(pid: number, fix: string, name: string, cycles: num
   const med = (xs: ShareCycle[]) => {
     const pauseMs = median(xs.map((c) => c.pauseMs));
     const redirectMs = median(xs.map((c) => c.codeMs + c.journalMs));
-    return { pauseMs, redirectMs, otherMs: median(xs.map((c) => c.otherMs)), otherWrites: median(xs.map((c) => c.otherWrites)), share: median(xs.map((c) => (c.codeMs + c.journalMs) / c.pauseMs)) };
+    return {
+      pauseMs,
+      redirectMs,
+      otherMs: median(xs.map((c) => c.otherMs)),
+      otherWrites: median(xs.map((c) => c.otherWrites)),
+      share: median(xs.map((c) => (c.codeMs + c.journalMs) / c.pauseMs)),
+    };
   };
-  return { bundle: name, written: first.written, restored: back.restored, first: first.cycle, apply: med(applies), revert: med(reverts), cycles };
+  return {
+    bundle: name,
+    written: first.written,
+    restored: back.restored,
+    first: first.cycle,
+    apply: med(applies),
+    revert: med(reverts),
+    cycles,
+  };
 }
 
-const rounds = (out: string) => out.split('\n').filter((l) => l.startsWith('{"round"')).map((l) => JSON.parse(l) as { round: number; ok: boolean });
+const rounds = (out: string) =>
+  out
+    .split('\n')
+    .filter((l) => l.startsWith('{"round"'))
+    .map((l) => JSON.parse(l) as { round: number; ok: boolean });
 
 /** python3 doing hashes, HMACs and TLS handshakes on the real 3.0.19 libcrypto from a private folder, or why it cannot run. */
-export async function realCryptoTarget(work: string): Promise<{ target: Target; fix: string; check(): Promise<void> } | string> {
+export async function realCryptoTarget(
+  work: string,
+): Promise<{ target: Target; fix: string; check(): Promise<void> } | string> {
   const real = realBuildsDir();
   if (!real) return 'no real builds (../shared/real-builds)';
   if (!existsSync('/usr/bin/python3')) return 'no /usr/bin/python3';
-  for (const f of [REAL_FILES.crypto, REAL_FILES.ssl]) copyFileSync(realBuild(real, REAL.ssl19, f), join(work, f));
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(work, 'key.pem'), '-out', join(work, 'cert.pem'), '-days', '2', '-subj', '/CN=localhost'], { stdio: 'ignore' });
+  for (const f of [REAL_FILES.crypto, REAL_FILES.ssl])
+    copyFileSync(realBuild(real, REAL.ssl19, f), join(work, f));
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      join(work, 'key.pem'),
+      '-out',
+      join(work, 'cert.pem'),
+      '-days',
+      '2',
+      '-subj',
+      '/CN=localhost',
+    ],
+    { stdio: 'ignore' },
+  );
   const fix = join(work, 'crypto-19-20.ulp');
-  execFileSync(process.execPath, ['--import', 'tsx', join(ROOT, 'bin/ulp-pack.ts'), realBuild(real, REAL.ssl19, REAL_FILES.crypto), realBuild(real, REAL.ssl20, REAL_FILES.crypto), '-o', fix], { cwd: ROOT, stdio: 'ignore' });
-  const target = startTarget(['/usr/bin/python3', join(ROOT, 'test/fixtures/real/openssl_loop.py'), join(work, 'cert.pem'), join(work, 'key.pem'), '--sleep', '0.02'], { LD_LIBRARY_PATH: work });
+  execFileSync(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      join(ROOT, 'bin/ulp-pack.ts'),
+      realBuild(real, REAL.ssl19, REAL_FILES.crypto),
+      realBuild(real, REAL.ssl20, REAL_FILES.crypto),
+      '-o',
+      fix,
+    ],
+    { cwd: ROOT, stdio: 'ignore' },
+  );
+  const target = startTarget(
+    [
+      '/usr/bin/python3',
+      join(ROOT, 'test/fixtures/real/openssl_loop.py'),
+      join(work, 'cert.pem'),
+      join(work, 'key.pem'),
+      '--sleep',
+      '0.02',
+    ],
+    { LD_LIBRARY_PATH: work },
+  );
   await target.waitFor((o) => rounds(o).length >= 3, 60_000);
   const check = async () => {
     const mark = target.output().length;
     await target.waitFor((o) => rounds(o.slice(mark)).length >= 3, 60_000);
     const bad = rounds(target.output()).filter((r) => !r.ok);
-    if (bad.length || !target.alive()) throw new Error(`python3 on libcrypto gave ${bad.length} wrong rounds (alive: ${target.alive()})`);
+    if (bad.length || !target.alive())
+      throw new Error(`python3 on libcrypto gave ${bad.length} wrong rounds (alive: ${target.alive()})`);
   };
   return { target, fix, check };
 }
@@ -166,7 +245,18 @@ export async function realCryptoTarget(work: string): Promise<{ target: Target; 
 export function renderShare(rows: ShareRow[]): string {
   const pct = (x: number) => `${(x * 100).toFixed(0)} %`;
   return markdownTable(
-    ['bundle', 'redirects written', 'first apply: pause / redirect writes', 'apply: pause', 'apply: redirect writes', 'apply: share', 'apply: other writes', 'revert: pause', 'revert: redirect writes', 'revert: share'],
+    [
+      'bundle',
+      'redirects written',
+      'first apply: pause / redirect writes',
+      'apply: pause',
+      'apply: redirect writes',
+      'apply: share',
+      'apply: other writes',
+      'revert: pause',
+      'revert: redirect writes',
+      'revert: share',
+    ],
     rows.map((r) => [
       r.bundle,
       String(r.written),

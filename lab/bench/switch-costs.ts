@@ -25,7 +25,13 @@ import { bufferAddress, processVmReadv } from '../../runtime/sys/libc.js';
 import * as pt from '../../runtime/sys/ptrace.js';
 import { median } from './common.js';
 
-export const SWITCH_PRIMITIVES = ['read, a page per slot', 'read, one vectored call', 'write, /proc/PID/mem each', 'write, one open fd', 'write, PTRACE_POKEDATA'] as const;
+export const SWITCH_PRIMITIVES = [
+  'read, a page per slot',
+  'read, one vectored call',
+  'write, /proc/PID/mem each',
+  'write, one open fd',
+  'write, PTRACE_POKEDATA',
+] as const;
 export type SwitchPrimitive = (typeof SWITCH_PRIMITIVES)[number];
 
 export interface SwitchCosts {
@@ -51,7 +57,8 @@ function slotsOf(pid: number, symbol: string): bigint[] {
       continue;
     }
     for (const r of elf.relocations) {
-      if ((r.type === RelocType.GLOB_DAT || r.type === RelocType.JUMP_SLOT) && r.symbol?.name === symbol) out.push(o.bias + r.offset);
+      if ((r.type === RelocType.GLOB_DAT || r.type === RelocType.JUMP_SLOT) && r.symbol?.name === symbol)
+        out.push(o.bias + r.offset);
     }
   }
   return out;
@@ -76,7 +83,10 @@ export function measureSwitchCosts(pid: number, symbol: string, repetitions = 15
   const slots = slotsOf(pid, symbol);
   if (slots.length === 0) throw new Error(`process ${pid} has no GOT slot of ${symbol}`);
   const mem = new RemoteMemory(pid);
-  const samples = Object.fromEntries(SWITCH_PRIMITIVES.map((p) => [p, [] as number[]])) as Record<SwitchPrimitive, number[]>;
+  const samples = Object.fromEntries(SWITCH_PRIMITIVES.map((p) => [p, [] as number[]])) as Record<
+    SwitchPrimitive,
+    number[]
+  >;
   const stops: number[] = [];
   const resumes: number[] = [];
   const session = Session.open(pid);
@@ -95,7 +105,16 @@ export function measureSwitchCosts(pid: number, symbol: string, repetitions = 15
         'read, one vectored call': () => {
           const local = Buffer.alloc(8 * slots.length);
           const base = bufferAddress(local);
-          const n = Number(processVmReadv(pid, iovecs(slots.map((_, i) => ({ base: base + BigInt(8 * i), len: 8 }))), slots.length, iovecs(slots.map((a) => ({ base: a, len: 8 }))), slots.length, 0));
+          const n = Number(
+            processVmReadv(
+              pid,
+              iovecs(slots.map((_, i) => ({ base: base + BigInt(8 * i), len: 8 }))),
+              slots.length,
+              iovecs(slots.map((a) => ({ base: a, len: 8 }))),
+              slots.length,
+              0,
+            ),
+          );
           if (n !== 8 * slots.length) throw new Error(`process_vm_readv read ${n} bytes`);
         },
         'write, /proc/PID/mem each': () => {
@@ -121,7 +140,8 @@ export function measureSwitchCosts(pid: number, symbol: string, repetitions = 15
         run[p]();
         samples[p].push(performance.now() - t0);
       }
-      if (slots.some((a, i) => mem.readU64(a) !== values[i])) throw new Error('a slot changed while the process was stopped');
+      if (slots.some((a, i) => mem.readU64(a) !== values[i]))
+        throw new Error('a slot changed while the process was stopped');
       t = performance.now();
       session.resume();
       resumes.push(performance.now() - t);
@@ -133,7 +153,10 @@ export function measureSwitchCosts(pid: number, symbol: string, repetitions = 15
     symbol,
     slots: slots.length,
     repetitions,
-    ms: Object.fromEntries(SWITCH_PRIMITIVES.map((p) => [p, median(samples[p])])) as Record<SwitchPrimitive, number>,
+    ms: Object.fromEntries(SWITCH_PRIMITIVES.map((p) => [p, median(samples[p])])) as Record<
+      SwitchPrimitive,
+      number
+    >,
     stopMs: median(stops),
     resumeMs: median(resumes),
   };

@@ -4,7 +4,16 @@
  */
 import type { ElfObject, ElfSymbol, Relocation } from '../../elf/index.js';
 import { relocTypeName } from '../../elf/index.js';
-import { ndxName, PT_NAMES, SHT_NAMES, STB_NAMES, STT_NAMES, STV_NAMES, type Readelf, type RSymbol } from './readelf.js';
+import {
+  ndxName,
+  PT_NAMES,
+  SHT_NAMES,
+  STB_NAMES,
+  STT_NAMES,
+  STV_NAMES,
+  type Readelf,
+  type RSymbol,
+} from './readelf.js';
 
 export interface CompareOptions {
   /** Compare every symbol field, not only names and versions. */
@@ -15,11 +24,24 @@ export interface CompareOptions {
   symtabEntries?: boolean;
 }
 
-const SHF_LETTERS: Array<[bigint, string]> = [[0x1n, 'W'], [0x2n, 'A'], [0x4n, 'X'], [0x10n, 'M'], [0x20n, 'S'], [0x40n, 'I'], [0x80n, 'L'], [0x200n, 'G'], [0x400n, 'T']];
+const SHF_LETTERS: Array<[bigint, string]> = [
+  [0x1n, 'W'],
+  [0x2n, 'A'],
+  [0x4n, 'X'],
+  [0x10n, 'M'],
+  [0x20n, 'S'],
+  [0x40n, 'I'],
+  [0x80n, 'L'],
+  [0x200n, 'G'],
+  [0x400n, 'T'],
+];
 const letters = new Set(SHF_LETTERS.map(([, l]) => l));
 
 function flagLetters(f: bigint): string {
-  return SHF_LETTERS.filter(([b]) => (f & b) !== 0n).map(([, l]) => l).sort().join('');
+  return SHF_LETTERS.filter(([b]) => (f & b) !== 0n)
+    .map(([, l]) => l)
+    .sort()
+    .join('');
 }
 
 function phdrFlags(f: number): string {
@@ -49,8 +71,14 @@ function symbolMismatch(s: ElfSymbol, e: RSymbol, dynamic: boolean, details: boo
   if (dynamic) {
     // readelf prints no version for a version's own definition symbol (st_name == vda_name), e.g. VERS_1 ABS.
     const sv = s.version === s.name && s.shndx === 0xfff1 ? undefined : s.version;
-    want.push(e.version ?? '-', e.version === undefined ? '-' : e.needIndex !== undefined ? 'need' : e.hidden ? 'hidden' : 'default');
-    got.push(sv ?? '-', sv === undefined ? '-' : s.versionFile !== undefined ? 'need' : s.versionHidden ? 'hidden' : 'default');
+    want.push(
+      e.version ?? '-',
+      e.version === undefined ? '-' : e.needIndex !== undefined ? 'need' : e.hidden ? 'hidden' : 'default',
+    );
+    got.push(
+      sv ?? '-',
+      sv === undefined ? '-' : s.versionFile !== undefined ? 'need' : s.versionHidden ? 'hidden' : 'default',
+    );
     if (e.needIndex !== undefined) {
       want.push(String(e.needIndex));
       got.push(String(s.versym === undefined ? '?' : s.versym & 0x7fff));
@@ -58,7 +86,14 @@ function symbolMismatch(s: ElfSymbol, e: RSymbol, dynamic: boolean, details: boo
   }
   if (details) {
     want.push(e.value.toString(16), e.size.toString(), e.type, e.bind, e.vis, e.ndx);
-    got.push(s.value.toString(16), s.size.toString(), STT_NAMES[s.type] ?? String(s.type), STB_NAMES[s.bind] ?? String(s.bind), STV_NAMES[s.visibility]!, ndxName(s.shndx));
+    got.push(
+      s.value.toString(16),
+      s.size.toString(),
+      STT_NAMES[s.type] ?? String(s.type),
+      STB_NAMES[s.bind] ?? String(s.bind),
+      STV_NAMES[s.visibility]!,
+      ndxName(s.shndx),
+    );
   }
   const a = got.join(' ');
   const b = want.join(' ');
@@ -76,14 +111,68 @@ export function compareWithReadelf(obj: ElfObject, re: Readelf, opts: CompareOpt
   eq('soname', obj.soname, re.soname);
   eq('needed', obj.dynamic?.needed ?? [], re.needed);
 
-  eq('program headers', obj.programHeaders.map((p) => [PT_NAMES[p.type] ?? '?', p.offset, p.vaddr, p.paddr, p.filesz, p.memsz, phdrFlags(p.flags), p.align]),
-    re.phdrs.map((p, i) => [PT_NAMES[obj.programHeaders[i]?.type ?? -1] === undefined ? '?' : p.type, p.offset, p.vaddr, p.paddr, p.filesz, p.memsz, p.flags, p.align]));
+  eq(
+    'program headers',
+    obj.programHeaders.map((p) => [
+      PT_NAMES[p.type] ?? '?',
+      p.offset,
+      p.vaddr,
+      p.paddr,
+      p.filesz,
+      p.memsz,
+      phdrFlags(p.flags),
+      p.align,
+    ]),
+    re.phdrs.map((p, i) => [
+      PT_NAMES[obj.programHeaders[i]?.type ?? -1] === undefined ? '?' : p.type,
+      p.offset,
+      p.vaddr,
+      p.paddr,
+      p.filesz,
+      p.memsz,
+      p.flags,
+      p.align,
+    ]),
+  );
 
-  eq('section headers', obj.sections.map((s) => [s.index, s.name, SHT_NAMES[s.type] ?? '?', s.addr, s.offset, s.size, s.entsize, flagLetters(s.flags), s.link, s.info, s.addralign]),
-    re.sections.map((s, i) => [s.index, s.name, SHT_NAMES[obj.sections[i]?.type ?? -1] === undefined ? '?' : s.type, s.addr, s.offset, s.size, s.entsize,
-      [...s.flags].filter((c) => letters.has(c)).sort().join(''), s.link, s.info, s.align]));
+  eq(
+    'section headers',
+    obj.sections.map((s) => [
+      s.index,
+      s.name,
+      SHT_NAMES[s.type] ?? '?',
+      s.addr,
+      s.offset,
+      s.size,
+      s.entsize,
+      flagLetters(s.flags),
+      s.link,
+      s.info,
+      s.addralign,
+    ]),
+    re.sections.map((s, i) => [
+      s.index,
+      s.name,
+      SHT_NAMES[obj.sections[i]?.type ?? -1] === undefined ? '?' : s.type,
+      s.addr,
+      s.offset,
+      s.size,
+      s.entsize,
+      [...s.flags]
+        .filter((c) => letters.has(c))
+        .sort()
+        .join(''),
+      s.link,
+      s.info,
+      s.align,
+    ]),
+  );
 
-  eq('dynamic tags', (obj.dynamic?.entries ?? []).map((e) => e.tag), re.dynamic.filter((d) => d.tag !== 0n).map((d) => d.tag));
+  eq(
+    'dynamic tags',
+    (obj.dynamic?.entries ?? []).map((e) => e.tag),
+    re.dynamic.filter((d) => d.tag !== 0n).map((d) => d.tag),
+  );
 
   const dyn = obj.dynamicSymbols;
   eq('.dynsym count', dyn.length, re.dynsym?.count ?? 0);
@@ -108,7 +197,11 @@ export function compareWithReadelf(obj: ElfObject, re: Readelf, opts: CompareOpt
   const allocated = new Set(re.sections.filter((s) => s.flags.includes('A')).map((s) => s.name));
   const theirs = re.relocs.filter((r) => allocated.has(r.section));
   const ours = obj.relocations;
-  eq('relocation counts by type', countByType(ours.map((r) => relocTypeName(r.type))), countByType(theirs.map((r) => r.type)));
+  eq(
+    'relocation counts by type',
+    countByType(ours.map((r) => relocTypeName(r.type))),
+    countByType(theirs.map((r) => r.type)),
+  );
   if (opts.relocDetails) {
     const a = ours.map(relocKey);
     const b = theirs.map((r) => `${r.type} ${r.offset.toString(16)} ${r.symbol} ${r.addend ?? ''}`);
@@ -121,7 +214,10 @@ export function compareWithReadelf(obj: ElfObject, re: Readelf, opts: CompareOpt
       else bag.set(k, n - 1);
     }
     const extra = [...bag].filter(([, n]) => n > 0).map(([k]) => k);
-    if (missing.length || extra.length) bad.push(`relocations: missing ${JSON.stringify(missing.slice(0, 5))} extra ${JSON.stringify(extra.slice(0, 5))}`);
+    if (missing.length || extra.length)
+      bad.push(
+        `relocations: missing ${JSON.stringify(missing.slice(0, 5))} extra ${JSON.stringify(extra.slice(0, 5))}`,
+      );
   }
   return bad;
 }

@@ -20,7 +20,8 @@ export interface Fixture {
 }
 
 function basic(out: string, extra: string[]): () => string {
-  return () => compile({ sources: ['elf/basic.c'], out, flags: [...LIB, '-Wl,-soname,libbasic.so.1', ...extra] });
+  return () =>
+    compile({ sources: ['elf/basic.c'], out, flags: [...LIB, '-Wl,-soname,libbasic.so.1', ...extra] });
 }
 
 /** A copy of `path` processed by `strip` with `mode`, next to it. */
@@ -63,24 +64,87 @@ const builders: Record<string, { kind: Fixture['kind']; build: () => string }> =
   'sysv-hash': { kind: 'library', build: basic('libbasic.so.1', ['-Wl,--hash-style=sysv']) },
   'both-hash': { kind: 'library', build: basic('libbasic.so.1', ['-Wl,--hash-style=both']) },
   'strip-all': { kind: 'library', build: () => stripped(builders['partial-relro']!.build(), '--strip-all') },
-  'strip-unneeded': { kind: 'library', build: () => stripped(builders['full-relro']!.build(), '--strip-unneeded') },
-  tls: { kind: 'library', build: () => compile({ sources: ['elf/tls.c'], out: 'libtls.so', flags: [...LIB, '-Wl,-soname,libtls.so'] }) },
-  'tls-desc': { kind: 'library', build: () => compile({ sources: ['elf/tls.c'], out: 'libtlsdesc.so', flags: [...LIB, '-mtls-dialect=gnu2', '-Wl,-soname,libtlsdesc.so'] }) },
+  'strip-unneeded': {
+    kind: 'library',
+    build: () => stripped(builders['full-relro']!.build(), '--strip-unneeded'),
+  },
+  tls: {
+    kind: 'library',
+    build: () =>
+      compile({ sources: ['elf/tls.c'], out: 'libtls.so', flags: [...LIB, '-Wl,-soname,libtls.so'] }),
+  },
+  'tls-desc': {
+    kind: 'library',
+    build: () =>
+      compile({
+        sources: ['elf/tls.c'],
+        out: 'libtlsdesc.so',
+        flags: [...LIB, '-mtls-dialect=gnu2', '-Wl,-soname,libtlsdesc.so'],
+      }),
+  },
   versioned: {
     kind: 'library',
     build: () => {
       const map = join(fixtureDir(), 'versioned.map');
       // compile() keys its cache on sources and flags: put the script's content in the flags too.
       const key = createHash('sha256').update(readFileSync(map)).digest('hex').slice(0, 16);
-      return compile({ sources: ['elf/versioned.c'], out: 'libver.so.1', flags: [...LIB, `-DULP_MAP_KEY=${key}`, '-Wl,-soname,libver.so.1', `-Wl,--version-script=${map}`, '-Wl,--hash-style=both'] });
+      return compile({
+        sources: ['elf/versioned.c'],
+        out: 'libver.so.1',
+        flags: [
+          ...LIB,
+          `-DULP_MAP_KEY=${key}`,
+          '-Wl,-soname,libver.so.1',
+          `-Wl,--version-script=${map}`,
+          '-Wl,--hash-style=both',
+        ],
+      });
     },
   },
-  ifunc: { kind: 'library', build: () => compile({ sources: ['elf/ifunc.c'], out: 'libifunc.so', flags: [...LIB, '-Wl,-soname,libifunc.so'] }) },
+  ifunc: {
+    kind: 'library',
+    build: () =>
+      compile({ sources: ['elf/ifunc.c'], out: 'libifunc.so', flags: [...LIB, '-Wl,-soname,libifunc.so'] }),
+  },
   // PT_INTERP without DT_SONAME: a library with DT_FLAGS_1 (no DF_1_PIE), and one without, which reads as an old PIE.
-  'runnable-lib': { kind: 'library', build: () => compile({ sources: ['elf/basic.c', 'elf/interp.c'], out: 'librunnable.so', flags: [...LIB, '-Wl,-z,now'] }) },
-  'runnable-old': { kind: 'pie', build: () => compile({ sources: ['elf/basic.c', 'elf/interp.c'], out: 'librunnable-old.so', flags: [...LIB, '-Wl,-z,lazy'] }) },
-  'exe-nopie': { kind: 'exec', build: () => compile({ sources: ['elf/exe.c'], out: 'exe-nopie', flags: ['-O1', '-no-pie', '-fno-pie', '-Wl,--build-id'], libs: [builders['full-relro']!.build()] }) },
-  'exe-pie': { kind: 'pie', build: () => compile({ sources: ['elf/exe.c'], out: 'exe-pie', flags: ['-O1', '-pie', '-fPIE', '-Wl,--build-id'], libs: [builders['full-relro']!.build()] }) },
+  'runnable-lib': {
+    kind: 'library',
+    build: () =>
+      compile({
+        sources: ['elf/basic.c', 'elf/interp.c'],
+        out: 'librunnable.so',
+        flags: [...LIB, '-Wl,-z,now'],
+      }),
+  },
+  'runnable-old': {
+    kind: 'pie',
+    build: () =>
+      compile({
+        sources: ['elf/basic.c', 'elf/interp.c'],
+        out: 'librunnable-old.so',
+        flags: [...LIB, '-Wl,-z,lazy'],
+      }),
+  },
+  'exe-nopie': {
+    kind: 'exec',
+    build: () =>
+      compile({
+        sources: ['elf/exe.c'],
+        out: 'exe-nopie',
+        flags: ['-O1', '-no-pie', '-fno-pie', '-Wl,--build-id'],
+        libs: [builders['full-relro']!.build()],
+      }),
+  },
+  'exe-pie': {
+    kind: 'pie',
+    build: () =>
+      compile({
+        sources: ['elf/exe.c'],
+        out: 'exe-pie',
+        flags: ['-O1', '-pie', '-fPIE', '-Wl,--build-id'],
+        libs: [builders['full-relro']!.build()],
+      }),
+  },
 };
 
 function fixtureDir(): string {

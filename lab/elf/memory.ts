@@ -5,7 +5,23 @@
  * glibc's ld.so does) for tests that need to damage memory on purpose.
  */
 import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
-import { DT_GNU_HASH, DT_HASH, DT_JMPREL, DT_PLTGOT, DT_REL, DT_RELA, DT_RELR, DT_STRTAB, DT_SYMTAB, DT_VERSYM, PT_DYNAMIC, PT_LOAD, parseElf, type ElfObject, type ReadMemory } from '../../elf/index.js';
+import {
+  DT_GNU_HASH,
+  DT_HASH,
+  DT_JMPREL,
+  DT_PLTGOT,
+  DT_REL,
+  DT_RELA,
+  DT_RELR,
+  DT_STRTAB,
+  DT_SYMTAB,
+  DT_VERSYM,
+  PT_DYNAMIC,
+  PT_LOAD,
+  parseElf,
+  type ElfObject,
+  type ReadMemory,
+} from '../../elf/index.js';
 
 export interface Mapping {
   start: bigint;
@@ -16,10 +32,19 @@ export interface Mapping {
 }
 
 export function readMaps(pid: number | 'self'): Mapping[] {
-  return readFileSync(`/proc/${pid}/maps`, 'utf8').trim().split('\n').map((l) => {
-    const m = /^([0-9a-f]+)-([0-9a-f]+) (\S+) ([0-9a-f]+) \S+ \d+\s*(.*)$/.exec(l)!;
-    return { start: BigInt(`0x${m[1]}`), end: BigInt(`0x${m[2]}`), perms: m[3]!, offset: BigInt(`0x${m[4]}`), path: m[5]! };
-  });
+  return readFileSync(`/proc/${pid}/maps`, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => {
+      const m = /^([0-9a-f]+)-([0-9a-f]+) (\S+) ([0-9a-f]+) \S+ \d+\s*(.*)$/.exec(l)!;
+      return {
+        start: BigInt(`0x${m[1]}`),
+        end: BigInt(`0x${m[2]}`),
+        perms: m[3]!,
+        offset: BigInt(`0x${m[4]}`),
+        path: m[5]!,
+      };
+    });
 }
 
 /** A reader over /proc/<pid>/mem. Positions must be Numbers: user-space addresses fit in 2^53. */
@@ -43,7 +68,18 @@ export function biasOf(maps: Mapping[], path: string, file: ElfObject): bigint {
   return m.start - (first.vaddr & ~0xfffn);
 }
 
-const LDSO_RELOCATED = new Set([DT_HASH, DT_PLTGOT, DT_STRTAB, DT_SYMTAB, DT_RELA, DT_REL, DT_JMPREL, DT_RELR, DT_VERSYM, DT_GNU_HASH]);
+const LDSO_RELOCATED = new Set([
+  DT_HASH,
+  DT_PLTGOT,
+  DT_STRTAB,
+  DT_SYMTAB,
+  DT_RELA,
+  DT_REL,
+  DT_JMPREL,
+  DT_RELR,
+  DT_VERSYM,
+  DT_GNU_HASH,
+]);
 
 export interface SimulatedLoad {
   read: ReadMemory;
@@ -69,7 +105,8 @@ export function simulateLoad(buf: Buffer, bias: bigint): SimulatedLoad {
     regions.push({ start: start + bias, bytes });
   }
   const dyn = obj.programHeaders.find((x) => x.type === PT_DYNAMIC);
-  const find = (addr: bigint, len: number) => regions.find((r) => addr >= r.start && addr + BigInt(len) <= r.start + BigInt(r.bytes.length));
+  const find = (addr: bigint, len: number) =>
+    regions.find((r) => addr >= r.start && addr + BigInt(len) <= r.start + BigInt(r.bytes.length));
   if (dyn && bias !== 0n) {
     for (let a = dyn.vaddr + bias; ; a += 16n) {
       const r = find(a, 16);
@@ -77,7 +114,8 @@ export function simulateLoad(buf: Buffer, bias: bigint): SimulatedLoad {
       const o = Number(a - r.start);
       const tag = r.bytes.readBigInt64LE(o);
       if (tag === 0n) break;
-      if (LDSO_RELOCATED.has(tag)) r.bytes.writeBigUInt64LE(BigInt.asUintN(64, r.bytes.readBigUInt64LE(o + 8) + bias), o + 8);
+      if (LDSO_RELOCATED.has(tag))
+        r.bytes.writeBigUInt64LE(BigInt.asUintN(64, r.bytes.readBigUInt64LE(o + 8) + bias), o + 8);
     }
   }
   return {

@@ -15,7 +15,16 @@
  * happens; nothing outside its temporary folder is touched.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -62,9 +71,22 @@ export interface ScenarioResult {
   masterPid: number;
   /** `slow`: requests that timed out once and were asked again (a GET of a static page may be repeated; a busy machine may stall one). */
   requests: { verified: number; failed: number; errors: number; slow: number; firstFailure?: string };
-  wrk?: { requests: number; socketErrors: number; readErrors: number; non2xx: number; seconds: number; raw?: string };
+  wrk?: {
+    requests: number;
+    socketErrors: number;
+    readErrors: number;
+    non2xx: number;
+    seconds: number;
+    raw?: string;
+  };
   /** `ulp-trigger` runs: which process, which way, what it reported. */
-  triggers: Array<{ pid: number; role: 'master' | 'worker'; revert: boolean; outcome: string; pauseMs: number | undefined }>;
+  triggers: Array<{
+    pid: number;
+    role: 'master' | 'worker';
+    revert: boolean;
+    outcome: string;
+    pauseMs: number | undefined;
+  }>;
   /** Workers forked by the patched master (after the reload), and after the revert. */
   afterPatch: WorkerCheck[];
   afterRevert: WorkerCheck[];
@@ -83,15 +105,38 @@ export function zlibBuilds(): ZlibBuilds | string {
   const r = spawnSync(join(ROOT, 'scripts/real-libs/build-zlib.sh'), [], { encoding: 'utf8' });
   if (r.status === CANNOT_RUN) return r.stderr.trim().split('\n').at(-1) ?? 'build-zlib.sh cannot run here';
   if (r.status !== 0) throw new Error(`build-zlib.sh failed (${r.status}):\n${r.stderr}`);
-  const p = Object.fromEntries(r.stdout.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 2, -1)]));
-  return { installed: p.ZLIB_INSTALLED!, installedBuildId: p.ZLIB_INSTALLED_BUILD_ID!, other: p.ZLIB_VISIBLE!, otherBuildId: p.ZLIB_VISIBLE_BUILD_ID! };
+  const p = Object.fromEntries(
+    r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 2, -1)]),
+  );
+  return {
+    installed: p.ZLIB_INSTALLED!,
+    installedBuildId: p.ZLIB_INSTALLED_BUILD_ID!,
+    other: p.ZLIB_VISIBLE!,
+    otherBuildId: p.ZLIB_VISIBLE_BUILD_ID!,
+  };
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A page worth compressing, the same every run. */
 function page(): Buffer {
-  const words = ['live', 'patch', 'fork', 'worker', 'master', 'zlib', 'deflate', 'alias', 'shared', 'private', 'memfd', 'nginx'];
+  const words = [
+    'live',
+    'patch',
+    'fork',
+    'worker',
+    'master',
+    'zlib',
+    'deflate',
+    'alias',
+    'shared',
+    'private',
+    'memfd',
+    'nginx',
+  ];
   const out: string[] = [];
   let x = 12345;
   for (let i = 0; i < 12_000; i++) {
@@ -199,7 +244,12 @@ function dataInodes(pid: number): number[] {
 function checkWorker(pid: number): WorkerCheck {
   const r = runCli('ulp-trigger', ['--status', String(pid), '--json']);
   const lib = r.json?.libraries?.find((l: { soname: string }) => l.soname === SONAME);
-  return { pid, liveBuildId: lib?.live, forkProtection: r.json?.fork?.installed === true, dataInodes: dataInodes(pid) };
+  return {
+    pid,
+    liveBuildId: lib?.live,
+    forkProtection: r.json?.fork?.installed === true,
+    dataInodes: dataInodes(pid),
+  };
 }
 
 /** Generous: nginx answers in milliseconds, but a request may wait out a pause and a loaded machine; see Verifier.loop. */
@@ -251,7 +301,8 @@ class Verifier {
         timedOut = false;
         if (status !== 200) this.fail('failed', `HTTP ${status}`);
         else if (encoding !== 'gzip') this.fail('failed', `content-encoding ${encoding}`);
-        else if (!gunzipSync(body).equals(this.expected)) this.fail('failed', 'the inflated body differs from the page');
+        else if (!gunzipSync(body).equals(this.expected))
+          this.fail('failed', 'the inflated body differs from the page');
         else this.verified++;
       } catch (e) {
         if (e instanceof RequestTimeout && !timedOut) {
@@ -267,12 +318,28 @@ class Verifier {
 
   private get(): Promise<{ status: number; encoding: string | undefined; body: Buffer }> {
     return new Promise((resolve, reject) => {
-      const req = http.get({ host: '127.0.0.1', port: this.port, path: '/page.txt', agent: false, headers: { 'accept-encoding': 'gzip', connection: 'close' }, timeout: REQUEST_TIMEOUT_MS }, (res) => {
-        const parts: Buffer[] = [];
-        res.on('data', (d: Buffer) => parts.push(d));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, encoding: res.headers['content-encoding'], body: Buffer.concat(parts) }));
-        res.on('error', reject);
-      });
+      const req = http.get(
+        {
+          host: '127.0.0.1',
+          port: this.port,
+          path: '/page.txt',
+          agent: false,
+          headers: { 'accept-encoding': 'gzip', connection: 'close' },
+          timeout: REQUEST_TIMEOUT_MS,
+        },
+        (res) => {
+          const parts: Buffer[] = [];
+          res.on('data', (d: Buffer) => parts.push(d));
+          res.on('end', () =>
+            resolve({
+              status: res.statusCode ?? 0,
+              encoding: res.headers['content-encoding'],
+              body: Buffer.concat(parts),
+            }),
+          );
+          res.on('error', reject);
+        },
+      );
       req.on('timeout', () => req.destroy(new RequestTimeout()));
       req.on('error', reject);
     });
@@ -317,27 +384,46 @@ export async function runScenario(opts: ScenarioOptions): Promise<ScenarioResult
     writeFileSync(join(dir, 'www', 'page.txt'), expected);
     const fix = join(dir, 'zlib.ulp');
     const packed = runCli('ulp-pack', [opts.zlib.installed, opts.zlib.other, '-o', fix]);
-    if (packed.code !== 0) throw new Error(`ulp-pack failed (${packed.code}): ${packed.stdout}${packed.stderr}`);
+    if (packed.code !== 0)
+      throw new Error(`ulp-pack failed (${packed.code}): ${packed.stdout}${packed.stderr}`);
     const port = await freePort();
     writeFileSync(join(dir, 'nginx.conf'), config(dir, port, opts.workers));
     const nginxVersion = spawnSync(NGINX, ['-v'], { encoding: 'utf8' }).stderr.trim();
 
     nginx(dir); // daemonizes: the master is not our child, and the trigger traces it from its own process
     master = await waitFor('nginx.pid', () => {
-      const p = existsSync(join(dir, 'nginx.pid')) ? Number(readFileSync(join(dir, 'nginx.pid'), 'utf8').trim()) : 0;
+      const p = existsSync(join(dir, 'nginx.pid'))
+        ? Number(readFileSync(join(dir, 'nginx.pid'), 'utf8').trim())
+        : 0;
       return p > 0 ? p : undefined;
     });
     const m = master;
     let workers = await nextWorkers(m, [], opts.workers);
-    log(`${nginxVersion}: master ${m}, workers ${workers.join(' ')}, http://127.0.0.1:${port}/page.txt (${expected.length} bytes, gzip)`);
-    const libz = readFileSync(`/proc/${m}/maps`, 'utf8').split('\n').find((l) => l.includes('/libz.so'));
-    if (!libz?.endsWith(opts.zlib.installed)) throw new Error(`nginx does not load ${opts.zlib.installed}: ${libz ?? 'no libz mapped'}`);
+    log(
+      `${nginxVersion}: master ${m}, workers ${workers.join(' ')}, http://127.0.0.1:${port}/page.txt (${expected.length} bytes, gzip)`,
+    );
+    const libz = readFileSync(`/proc/${m}/maps`, 'utf8')
+      .split('\n')
+      .find((l) => l.includes('/libz.so'));
+    if (!libz?.endsWith(opts.zlib.installed))
+      throw new Error(`nginx does not load ${opts.zlib.installed}: ${libz ?? 'no libz mapped'}`);
 
     verifier = new Verifier(port, expected);
     verifier.start(opts.clients);
     let wrkOut = '';
     if (opts.wrk) {
-      wrk = spawn(opts.wrk, ['-t2', `-c${WRK_CONNECTIONS}`, '-d600s', '-H', 'Accept-Encoding: gzip', `http://127.0.0.1:${port}/page.txt`], { stdio: ['ignore', 'pipe', 'pipe'] });
+      wrk = spawn(
+        opts.wrk,
+        [
+          '-t2',
+          `-c${WRK_CONNECTIONS}`,
+          '-d600s',
+          '-H',
+          'Accept-Encoding: gzip',
+          `http://127.0.0.1:${port}/page.txt`,
+        ],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
       wrk.stdout!.on('data', (d) => (wrkOut += d));
       wrk.stderr!.on('data', (d) => (wrkOut += d));
     }
@@ -348,14 +434,36 @@ export async function runScenario(opts: ScenarioOptions): Promise<ScenarioResult
     };
     const run = async (revert: boolean) => {
       // Master and workers at once, each in its own trigger process.
-      const targets = [{ pid: m, role: 'master' as const }, ...workers.map((pid) => ({ pid, role: 'worker' as const }))];
-      const runs: Run[] = await Promise.all(targets.map((x) => runCliAsync('ulp-trigger', [String(x.pid), fix, '--json', ...(revert ? ['--revert'] : [])])));
+      const targets = [
+        { pid: m, role: 'master' as const },
+        ...workers.map((pid) => ({ pid, role: 'worker' as const })),
+      ];
+      const runs: Run[] = await Promise.all(
+        targets.map((x) =>
+          runCliAsync('ulp-trigger', [String(x.pid), fix, '--json', ...(revert ? ['--revert'] : [])]),
+        ),
+      );
       runs.forEach((r, i) => {
         const x = targets[i]!;
-        triggers.push({ pid: x.pid, role: x.role, revert, outcome: r.json?.outcome ?? `exit ${r.code}: ${r.json?.error?.code ?? r.stderr.trim().split('\n').at(-1)}`, pauseMs: r.json?.pauseMs });
-        if (r.code !== 0) problems.push(`ulp-trigger ${revert ? '--revert ' : ''}on ${x.role} ${x.pid} failed: ${r.stdout}${r.stderr}`);
+        triggers.push({
+          pid: x.pid,
+          role: x.role,
+          revert,
+          outcome:
+            r.json?.outcome ?? `exit ${r.code}: ${r.json?.error?.code ?? r.stderr.trim().split('\n').at(-1)}`,
+          pauseMs: r.json?.pauseMs,
+        });
+        if (r.code !== 0)
+          problems.push(
+            `ulp-trigger ${revert ? '--revert ' : ''}on ${x.role} ${x.pid} failed: ${r.stdout}${r.stderr}`,
+          );
       });
-      log(`  ${revert ? 'reverted' : 'patched'} master and ${workers.length} workers: paused ${triggers.slice(-targets.length).map((x) => `${x.pauseMs?.toFixed(1) ?? '?'} ms`).join(', ')}`);
+      log(
+        `  ${revert ? 'reverted' : 'patched'} master and ${workers.length} workers: paused ${triggers
+          .slice(-targets.length)
+          .map((x) => `${x.pauseMs?.toFixed(1) ?? '?'} ms`)
+          .join(', ')}`,
+      );
     };
     const reload = async (): Promise<number[]> => {
       const old = workers;
@@ -368,10 +476,17 @@ export async function runScenario(opts: ScenarioOptions): Promise<ScenarioResult
       const masterInode = dataInodes(m)[0];
       const seen = new Set<number>([masterInode ?? -1]);
       for (const w of checks) {
-        if (w.liveBuildId !== buildId) problems.push(`worker ${w.pid} forked ${when} runs build ${w.liveBuildId}, not ${buildId}`);
+        if (w.liveBuildId !== buildId)
+          problems.push(`worker ${w.pid} forked ${when} runs build ${w.liveBuildId}, not ${buildId}`);
         if (!w.forkProtection) problems.push(`worker ${w.pid} forked ${when} has no fork protection`);
-        if (w.dataInodes.length < 2 || new Set(w.dataInodes).size !== 1) problems.push(`worker ${w.pid} forked ${when}: its libz data is not one memfd at every alias (${w.dataInodes.join(',')})`);
-        else if (seen.has(w.dataInodes[0]!)) problems.push(`worker ${w.pid} forked ${when} shares its libz data with the master or another worker (inode ${w.dataInodes[0]})`);
+        if (w.dataInodes.length < 2 || new Set(w.dataInodes).size !== 1)
+          problems.push(
+            `worker ${w.pid} forked ${when}: its libz data is not one memfd at every alias (${w.dataInodes.join(',')})`,
+          );
+        else if (seen.has(w.dataInodes[0]!))
+          problems.push(
+            `worker ${w.pid} forked ${when} shares its libz data with the master or another worker (inode ${w.dataInodes[0]})`,
+          );
         else seen.add(w.dataInodes[0]!);
       }
     };
@@ -402,15 +517,30 @@ export async function runScenario(opts: ScenarioOptions): Promise<ScenarioResult
     }
     const errorLog = existsSync(join(dir, 'error.log')) ? readFileSync(join(dir, 'error.log'), 'utf8') : '';
     const crashes = errorLog.split('\n').filter((l) => /exited on signal|\[(alert|crit|emerg)\]/.test(l));
-    const requests = { verified: verifier.verified, failed: verifier.failed, errors: verifier.errors, slow: verifier.slow, ...(verifier.firstFailure ? { firstFailure: verifier.firstFailure } : {}) };
-    if (requests.failed || requests.errors) problems.push(`${requests.failed} failed and ${requests.errors} broken requests (first: ${requests.firstFailure})`);
+    const requests = {
+      verified: verifier.verified,
+      failed: verifier.failed,
+      errors: verifier.errors,
+      slow: verifier.slow,
+      ...(verifier.firstFailure ? { firstFailure: verifier.firstFailure } : {}),
+    };
+    if (requests.failed || requests.errors)
+      problems.push(
+        `${requests.failed} failed and ${requests.errors} broken requests (first: ${requests.firstFailure})`,
+      );
     if (requests.verified === 0) problems.push('no request was verified');
     if (wrkResult) {
       // Two reloads close each keep-alive connection at most once each, between requests (nginx's graceful shutdown).
       const expectedCloses = 2 * WRK_CONNECTIONS;
       if (wrkResult.requests === 0) problems.push(`wrk made no request (its output: ${wrkResult.raw ?? ''})`);
-      if (wrkResult.non2xx || wrkResult.socketErrors - wrkResult.readErrors || wrkResult.readErrors > expectedCloses) {
-        problems.push(`wrk: ${wrkResult.non2xx} non-2xx responses, ${wrkResult.socketErrors} socket errors (${wrkResult.readErrors} reads, at most ${expectedCloses} expected from the reloads)`);
+      if (
+        wrkResult.non2xx ||
+        wrkResult.socketErrors - wrkResult.readErrors ||
+        wrkResult.readErrors > expectedCloses
+      ) {
+        problems.push(
+          `wrk: ${wrkResult.non2xx} non-2xx responses, ${wrkResult.socketErrors} socket errors (${wrkResult.readErrors} reads, at most ${expectedCloses} expected from the reloads)`,
+        );
       }
     }
     if (crashes.length) problems.push(`nginx error.log: ${crashes.join(' | ')}`);

@@ -84,7 +84,14 @@ export interface TlsScenarioResult {
   problems: string[];
   nginxVersion: string;
   masterPid: number;
-  requests: { verified: number; failed: number; errors: number; tls12: number; tls13: number; firstFailure?: string };
+  requests: {
+    verified: number;
+    failed: number;
+    errors: number;
+    tls12: number;
+    tls13: number;
+    firstFailure?: string;
+  };
   triggers: TriggerRun[];
   checks: ProcessCheck[];
   reloads: number;
@@ -135,7 +142,27 @@ http {
 
 /** Self-signed, for 127.0.0.1: the client verifies it, so every handshake checks the server's signature. */
 function makeCert(dir: string): Buffer {
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '2', '-subj', '/CN=ulp-nginx-test', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      join(dir, 'key.pem'),
+      '-out',
+      join(dir, 'cert.pem'),
+      '-days',
+      '2',
+      '-subj',
+      '/CN=ulp-nginx-test',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ],
+    { stdio: 'ignore' },
+  );
   return readFileSync(join(dir, 'cert.pem'));
 }
 
@@ -190,12 +217,16 @@ class Verifier {
       const caseProbe = i % 3 === 0;
       const path = caseProbe ? `/CASE/${word}.TXT` : `/re/${word}/${i}`;
       const probe = i % 2 === 0 ? `${word}-${i}` : `NOT A PROBE ${i}`;
-      const want = caseProbe ? `case=${word}\n` : `word=${word} num=${i} probe=${i % 2 === 0 ? `${i}/${word}` : 'none'}\n`;
+      const want = caseProbe
+        ? `case=${word}\n`
+        : `word=${word} num=${i} probe=${i % 2 === 0 ? `${i}/${word}` : 'none'}\n`;
       try {
         const { status, body, protocol } = await this.get(path, probe, version);
         if (status !== 200) this.fail('failed', `${path}: HTTP ${status}`);
-        else if (body !== want) this.fail('failed', `${path}: body ${JSON.stringify(body)}, expected ${JSON.stringify(want)}`);
-        else if (protocol !== version) this.fail('failed', `${path}: negotiated ${protocol}, asked for ${version}`);
+        else if (body !== want)
+          this.fail('failed', `${path}: body ${JSON.stringify(body)}, expected ${JSON.stringify(want)}`);
+        else if (protocol !== version)
+          this.fail('failed', `${path}: negotiated ${protocol}, asked for ${version}`);
         else {
           this.verified++;
           if (version === 'TLSv1.2') this.tls12++;
@@ -208,15 +239,31 @@ class Verifier {
     }
   }
 
-  private get(path: string, probe: string, version: 'TLSv1.2' | 'TLSv1.3'): Promise<{ status: number; body: string; protocol: string | null }> {
+  private get(
+    path: string,
+    probe: string,
+    version: 'TLSv1.2' | 'TLSv1.3',
+  ): Promise<{ status: number; body: string; protocol: string | null }> {
     return new Promise((resolve, reject) => {
       const req = https.get(
-        { host: '127.0.0.1', port: this.port, path, agent: false, ca: this.ca, minVersion: version, maxVersion: version, headers: { 'x-probe': probe, connection: 'close' }, timeout: 30_000 },
+        {
+          host: '127.0.0.1',
+          port: this.port,
+          path,
+          agent: false,
+          ca: this.ca,
+          minVersion: version,
+          maxVersion: version,
+          headers: { 'x-probe': probe, connection: 'close' },
+          timeout: 30_000,
+        },
         (res) => {
           const protocol = (res.socket as import('node:tls').TLSSocket).getProtocol?.() ?? null;
           const parts: Buffer[] = [];
           res.on('data', (d: Buffer) => parts.push(d));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts).toString('utf8'), protocol }));
+          res.on('end', () =>
+            resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts).toString('utf8'), protocol }),
+          );
           res.on('error', reject);
         },
       );
@@ -229,7 +276,10 @@ class Verifier {
 /** Names of the `ulp:` memfds mapped in `pid` that belong to `soname`. */
 function ulpMappings(pid: number, soname: string): string[] {
   try {
-    const names = readFileSync(`/proc/${pid}/maps`, 'utf8').split('\n').map((l) => /\/memfd:(ulp:\S+)/.exec(l)?.[1]).filter((n): n is string => !!n && n.endsWith(`:${soname}`));
+    const names = readFileSync(`/proc/${pid}/maps`, 'utf8')
+      .split('\n')
+      .map((l) => /\/memfd:(ulp:\S+)/.exec(l)?.[1])
+      .filter((n): n is string => !!n && n.endsWith(`:${soname}`));
     return [...new Set(names)];
   } catch {
     return [];
@@ -262,7 +312,10 @@ export async function runTlsScenario(opts: TlsScenarioOptions): Promise<TlsScena
   const dir = mkdtempSync(join(tmpdir(), 'ulp-nginx-tls-'));
   const env = { ...process.env, LD_LIBRARY_PATH: opts.libDir };
   const nginx = (...args: string[]) => {
-    const r = spawnSync(NGINX, ['-p', dir, '-c', join(dir, 'nginx.conf'), ...args], { encoding: 'utf8', env });
+    const r = spawnSync(NGINX, ['-p', dir, '-c', join(dir, 'nginx.conf'), ...args], {
+      encoding: 'utf8',
+      env,
+    });
     if (r.status !== 0) throw new Error(`nginx ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
   };
   let master: number | undefined;
@@ -280,7 +333,9 @@ export async function runTlsScenario(opts: TlsScenarioOptions): Promise<TlsScena
     const nginxVersion = spawnSync(NGINX, ['-v'], { encoding: 'utf8' }).stderr.trim();
     nginx(); // daemonizes: the master is not our child
     master = await waitFor('nginx.pid', () => {
-      const p = existsSync(join(dir, 'nginx.pid')) ? Number(readFileSync(join(dir, 'nginx.pid'), 'utf8').trim()) : 0;
+      const p = existsSync(join(dir, 'nginx.pid'))
+        ? Number(readFileSync(join(dir, 'nginx.pid'), 'utf8').trim())
+        : 0;
       return p > 0 ? p : undefined;
     });
     const m = master;
@@ -288,7 +343,8 @@ export async function runTlsScenario(opts: TlsScenarioOptions): Promise<TlsScena
     log(`${nginxVersion}: master ${m}, workers ${workers.join(' ')}, https://127.0.0.1:${port}/re/WORD/N`);
     const maps = readFileSync(`/proc/${m}/maps`, 'utf8');
     for (const { soname } of [...opts.bundles, ...opts.untouched]) {
-      if (!maps.includes(join(opts.libDir, soname))) throw new Error(`nginx does not load ${soname} from ${opts.libDir}`);
+      if (!maps.includes(join(opts.libDir, soname)))
+        throw new Error(`nginx does not load ${soname} from ${opts.libDir}`);
     }
 
     verifier = new Verifier(port, ca);
@@ -296,11 +352,14 @@ export async function runTlsScenario(opts: TlsScenarioOptions): Promise<TlsScena
     const v = verifier;
     const phase = async (name: string) => {
       const before = v.verified;
-      if (!(await v.more(opts.responsesPerPhase))) problems.push(`${name}: the load stalled (no verified response for two minutes)`);
+      if (!(await v.more(opts.responsesPerPhase)))
+        problems.push(`${name}: the load stalled (no verified response for two minutes)`);
       log(`  ${name}: ${v.verified - before} verified responses`);
     };
     const check = (when: string) => {
-      for (const [pid, role] of [[m, 'master'], ...workers.map((w) => [w, 'worker'])] as Array<[number, 'master' | 'worker']>) {
+      for (const [pid, role] of [[m, 'master'], ...workers.map((w) => [w, 'worker'])] as Array<
+        [number, 'master' | 'worker']
+      >) {
         const st = runCli('ulp-trigger', ['--status', String(pid), '--json']).json;
         const live: ProcessCheck['live'] = {};
         const mapped: ProcessCheck['mapped'] = {};
@@ -315,7 +374,13 @@ export async function runTlsScenario(opts: TlsScenarioOptions): Promise<TlsScena
     };
     const trigger = async (b: TlsBundle, revert: boolean) => {
       const pids = [m, ...workers];
-      const r = await runCliAsync('ulp-trigger', ['--all', b.path, ...pids.flatMap((p) => ['--pid', String(p)]), '--json', ...(revert ? ['--revert'] : [])]);
+      const r = await runCliAsync('ulp-trigger', [
+        '--all',
+        b.path,
+        ...pids.flatMap((p) => ['--pid', String(p)]),
+        '--json',
+        ...(revert ? ['--revert'] : []),
+      ]);
       const outcomes: TriggerRun['outcomes'] = {};
       const pausesMs: number[] = [];
       let uncovered = 0;
@@ -324,10 +389,17 @@ export async function runTlsScenario(opts: TlsScenarioOptions): Promise<TlsScena
         if (p.ok && typeof p.result.pauseMs === 'number') pausesMs.push(p.result.pauseMs);
         uncovered += p.ok ? (p.result.switch?.redirects?.uncovered?.length ?? 0) : 0;
       }
-      const strangers = (r.json?.processes ?? []).map((p: { pid: number }) => p.pid).filter((p: number) => !pids.includes(p));
+      const strangers = (r.json?.processes ?? [])
+        .map((p: { pid: number }) => p.pid)
+        .filter((p: number) => !pids.includes(p));
       triggers.push({ soname: b.soname, revert, code: r.code, outcomes, uncovered, strangers, pausesMs });
-      if (r.code !== 0) problems.push(`ulp-trigger --all ${revert ? '--revert ' : ''}${b.soname} exited ${r.code}: ${r.stdout.slice(0, 2000)}${r.stderr}`);
-      log(`  ${revert ? 'reverted' : 'applied'} ${b.soname} in ${Object.keys(outcomes).length} processes: ${[...new Set(Object.values(outcomes))].join(', ')}; paused ${pausesMs.map((x) => `${x.toFixed(1)} ms`).join(', ')}`);
+      if (r.code !== 0)
+        problems.push(
+          `ulp-trigger --all ${revert ? '--revert ' : ''}${b.soname} exited ${r.code}: ${r.stdout.slice(0, 2000)}${r.stderr}`,
+        );
+      log(
+        `  ${revert ? 'reverted' : 'applied'} ${b.soname} in ${Object.keys(outcomes).length} processes: ${[...new Set(Object.values(outcomes))].join(', ')}; paused ${pausesMs.map((x) => `${x.toFixed(1)} ms`).join(', ')}`,
+      );
     };
     const reload = async (when: string) => {
       const old = workers;
@@ -359,8 +431,18 @@ export async function runTlsScenario(opts: TlsScenarioOptions): Promise<TlsScena
     await v.stop();
     const errorLog = existsSync(join(dir, 'error.log')) ? readFileSync(join(dir, 'error.log'), 'utf8') : '';
     const crashes = errorLog.split('\n').filter((l) => /exited on signal|\[(alert|crit|emerg)\]/.test(l));
-    const requests = { verified: v.verified, failed: v.failed, errors: v.errors, tls12: v.tls12, tls13: v.tls13, ...(v.firstFailure ? { firstFailure: v.firstFailure } : {}) };
-    if (requests.failed || requests.errors) problems.push(`${requests.failed} failed and ${requests.errors} broken requests (first: ${requests.firstFailure})`);
+    const requests = {
+      verified: v.verified,
+      failed: v.failed,
+      errors: v.errors,
+      tls12: v.tls12,
+      tls13: v.tls13,
+      ...(v.firstFailure ? { firstFailure: v.firstFailure } : {}),
+    };
+    if (requests.failed || requests.errors)
+      problems.push(
+        `${requests.failed} failed and ${requests.errors} broken requests (first: ${requests.firstFailure})`,
+      );
     if (crashes.length) problems.push(`nginx error.log: ${crashes.join(' | ')}`);
     if (childrenOf(m).length === 0) problems.push('the master has no workers left');
     return { problems, nginxVersion, masterPid: m, requests, triggers, checks, reloads, crashes };

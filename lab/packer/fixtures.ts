@@ -18,12 +18,23 @@ export interface Variant {
 }
 
 export function libfix(v: Variant = {}): string {
-  const flags = ['-shared', '-fPIC', '-O2', `-Wl,-soname,${v.soname ?? 'libfix.so.1'}`, '-Wl,--build-id', '-Wl,-z,relro', v.relro === 'partial' ? '-Wl,-z,lazy' : '-Wl,-z,now'];
+  const flags = [
+    '-shared',
+    '-fPIC',
+    '-O2',
+    `-Wl,-soname,${v.soname ?? 'libfix.so.1'}`,
+    '-Wl,--build-id',
+    '-Wl,-z,relro',
+    v.relro === 'partial' ? '-Wl,-z,lazy' : '-Wl,-z,now',
+  ];
   for (const d of v.defines ?? []) flags.push(`-D${d}`);
   if (v.map) {
     const path = join(FIXTURES, 'packer', v.map);
     // The compile cache keys on flags: make the script's content part of them.
-    flags.push(`-Wl,--version-script=${path}`, `-DULP_MAP_${createHash('sha256').update(readFileSync(path)).digest('hex').slice(0, 12)}`);
+    flags.push(
+      `-Wl,--version-script=${path}`,
+      `-DULP_MAP_${createHash('sha256').update(readFileSync(path)).digest('hex').slice(0, 12)}`,
+    );
   }
   if (v.stripped) flags.push('-s');
   return compile({ sources: ['packer/libfix.c'], out: v.soname ?? 'libfix.so.1', flags });

@@ -18,5 +18,7 @@ export function tempDir(): { path: string; dispose(): void } {
 
 /** Every finding of a report as `category:CODE`. */
 export function codes(report: any): string[] {
-  return Object.entries(report.categories).flatMap(([name, c]) => (c as { findings: { code: string }[] }).findings.map((f) => `${name}:${f.code}`));
+  return Object.entries(report.categories).flatMap(([name, c]) =>
+    (c as { findings: { code: string }[] }).findings.map((f) => `${name}:${f.code}`),
+  );
 }

@@ -24,7 +24,16 @@ export function rawTar(entries: RawEntry[], { end = true }: { end?: boolean } = 
   const parts: Buffer[] = [];
   for (const e of entries) {
     const data = Buffer.isBuffer(e.data) ? e.data : Buffer.from(e.data ?? '');
-    const h = new Header({ path: e.name, mode: 0o644, uid: 0, gid: 0, size: data.length, mtime: new Date(0), type: (e.type ?? 'File') as never, linkpath: e.linkpath });
+    const h = new Header({
+      path: e.name,
+      mode: 0o644,
+      uid: 0,
+      gid: 0,
+      size: data.length,
+      mtime: new Date(0),
+      type: (e.type ?? 'File') as never,
+      linkpath: e.linkpath,
+    });
     h.encode();
     const block = h.block!;
     if (e.badChecksum) block[148] = block[148] === 0x31 ? 0x32 : 0x31;
@@ -38,7 +47,12 @@ export const gz = (b: Buffer) => gzipSync(b);
 
 const lib = (version: number) =>
   compile({
-    sources: [{ name: `patches-demo-v${version}.c`, code: `int counter;\nint demo_get(void) { return ${version} + counter++; }\n` }],
+    sources: [
+      {
+        name: `patches-demo-v${version}.c`,
+        code: `int counter;\nint demo_get(void) { return ${version} + counter++; }\n`,
+      },
+    ],
     out: 'libpdemo.so.1',
     flags: ['-shared', '-fPIC', '-O1', '-Wl,-soname,libpdemo.so.1', '-Wl,--build-id'],
   });
@@ -46,7 +60,12 @@ const lib = (version: number) =>
 export function demoBuilds(): { oldBuild: Buffer; newBuild: Buffer; oldBuildId: string; newBuildId: string } {
   const oldBuild = readFileSync(lib(1));
   const newBuild = readFileSync(lib(2));
-  return { oldBuild, newBuild, oldBuildId: parseElf(oldBuild).buildId!, newBuildId: parseElf(newBuild).buildId! };
+  return {
+    oldBuild,
+    newBuild,
+    oldBuildId: parseElf(oldBuild).buildId!,
+    newBuildId: parseElf(newBuild).buildId!,
+  };
 }
 
 const category = (verdict: 'unchanged' | 'compatible') => ({ verdict, summary: verdict, findings: [] });
@@ -59,10 +78,25 @@ export function sampleReport(sha: { from: string; to: string }): Report {
     from: b(sha.from),
     to: b(sha.to),
     categories: {
-      meta: category('unchanged'), api: category('unchanged'), code: category('compatible'), init: category('unchanged'), ro: category('unchanged'),
-      relro: category('unchanged'), data: category('unchanged'), tls: category('unchanged'), funcptrs: category('unchanged'),
+      meta: category('unchanged'),
+      api: category('unchanged'),
+      code: category('compatible'),
+      init: category('unchanged'),
+      ro: category('unchanged'),
+      relro: category('unchanged'),
+      data: category('unchanged'),
+      tls: category('unchanged'),
+      funcptrs: category('unchanged'),
     },
-    functions: { named: true, changed: ['demo_get'], added: [], removed: [], unchanged: 0, from: { count: 1, bytes: 10 }, to: { count: 1, bytes: 10 } },
+    functions: {
+      named: true,
+      changed: ['demo_get'],
+      added: [],
+      removed: [],
+      unchanged: 0,
+      from: { count: 1, bytes: 10 },
+      to: { count: 1, bytes: 10 },
+    },
     exports: { added: [], removed: [] },
     imports: { added: [], removed: [] },
     needed: { added: [], removed: [] },
@@ -70,7 +104,11 @@ export function sampleReport(sha: { from: string; to: string }): Report {
   };
 }
 
-export function sampleManifest(createdAt = new Date('2025-01-02T03:04:05Z')): { manifest: Manifest; oldBuild: Buffer; newBuild: Buffer } {
+export function sampleManifest(createdAt = new Date('2025-01-02T03:04:05Z')): {
+  manifest: Manifest;
+  oldBuild: Buffer;
+  newBuild: Buffer;
+} {
   const b = demoBuilds();
   const manifest = createManifest({
     soname: 'libpdemo.so.1',

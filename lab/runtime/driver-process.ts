@@ -75,7 +75,8 @@ export function runDriver(args: string[]): DriverRun {
       const deadline = Date.now() + timeoutMs;
       while (!re.test(out)) {
         if (done) throw new Error(`driver exited before printing ${re}; output:\n${out}`);
-        if (Date.now() > deadline) throw new Error(`driver did not print ${re} in ${timeoutMs} ms; output:\n${out}`);
+        if (Date.now() > deadline)
+          throw new Error(`driver did not print ${re} in ${timeoutMs} ms; output:\n${out}`);
         await new Promise((r) => setTimeout(r, 2));
       }
     },

@@ -7,7 +7,12 @@ import { startTarget, type Target } from '../target.js';
 
 /** Compiles test/fixtures/runtime/NAME.c (cached) and returns the binary. */
 export function fixture(name: string, flags: string[] = [], libs: string[] = []): string {
-  return compile({ sources: [`runtime/${name}.c`], out: name, flags: ['-O1', '-g', '-pthread', ...flags], libs: ['-pthread', ...libs] });
+  return compile({
+    sources: [`runtime/${name}.c`],
+    out: name,
+    flags: ['-O1', '-g', '-pthread', ...flags],
+    libs: ['-pthread', ...libs],
+  });
 }
 
 /** Starts a fixture and waits for its `ready` line. */
@@ -43,7 +48,12 @@ export async function until(pred: () => boolean, what: string, timeoutMs = 60_00
 }
 
 /** Runs `fn` with a started fixture and always disposes of it. */
-export async function withFixture<T>(name: string, args: string[], fn: (t: Target) => Promise<T>, flags: string[] = []): Promise<T> {
+export async function withFixture<T>(
+  name: string,
+  args: string[],
+  fn: (t: Target) => Promise<T>,
+  flags: string[] = [],
+): Promise<T> {
   const t = await startFixture(name, args, flags);
   try {
     return await fn(t);

@@ -16,7 +16,18 @@
  * when dist/ is rebuilt meanwhile (a shared checkout, a second terminal).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseElf } from '../../elf/index.js';
@@ -45,7 +56,11 @@ export interface Run {
 export interface Runner {
   name: 'tsx' | 'dist';
   argv(program: Program, args: string[]): string[];
-  run(program: Program, args: string[], opts?: { env?: Record<string, string | undefined>; timeoutMs?: number }): Run;
+  run(
+    program: Program,
+    args: string[],
+    opts?: { env?: Record<string, string | undefined>; timeoutMs?: number },
+  ): Run;
   spawn(program: Program, args: string[]): ChildProcess;
 }
 
@@ -60,7 +75,9 @@ function parseJson(text: string): unknown {
 /** `dist`: the directory holding the compiled bin/ (default ROOT/dist; snapshotDist gives a private copy). */
 export function makeRunner(name: 'tsx' | 'dist', dist = join(ROOT, 'dist')): Runner {
   const argv = (program: Program, args: string[]) =>
-    name === 'tsx' ? ['--import', 'tsx', join(ROOT, 'bin', `${program}.ts`), ...args] : [join(dist, 'bin', `${program}.js`), ...args];
+    name === 'tsx'
+      ? ['--import', 'tsx', join(ROOT, 'bin', `${program}.ts`), ...args]
+      : [join(dist, 'bin', `${program}.js`), ...args];
   return {
     name,
     argv,
@@ -74,7 +91,14 @@ export function makeRunner(name: 'tsx' | 'dist', dist = join(ROOT, 'dist')): Run
         timeout: opts.timeoutMs ?? 120_000,
       });
       if (r.error && (r.error as NodeJS.ErrnoException).code !== 'ETIMEDOUT') throw r.error;
-      return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr, json: parseJson(r.stdout), ms: performance.now() - t0 };
+      return {
+        code: r.status,
+        signal: r.signal,
+        stdout: r.stdout,
+        stderr: r.stderr,
+        json: parseJson(r.stdout),
+        ms: performance.now() - t0,
+      };
     },
     spawn(program, args) {
       return spawn(process.execPath, argv(program, args), { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -93,7 +117,8 @@ const DIST_PARTS = ['bin', 'common', 'elf', 'packer', 'patches', 'runtime', 'tri
  */
 export function snapshotDist(): { dist: string; dispose(): void } {
   const from = join(ROOT, 'dist');
-  if (!existsSync(join(from, 'bin', 'ulp-trigger.js'))) throw new Error(`${from}/bin/ulp-trigger.js is missing: run npm run build (npm run soak does)`);
+  if (!existsSync(join(from, 'bin', 'ulp-trigger.js')))
+    throw new Error(`${from}/bin/ulp-trigger.js is missing: run npm run build (npm run soak does)`);
   const top = mkdtempSync(join(tmpdir(), 'ulp-soak-dist-'));
   chmodSync(top, 0o755);
   for (const part of DIST_PARTS) cpSync(join(from, part), join(top, 'dist', part), { recursive: true });
@@ -145,7 +170,15 @@ export function buildReliable(runner: Runner, opts: { relro?: Relro; tag?: strin
     compile({
       sources: ['trigger/libdemo.c'],
       out: `libdemo-v${v}.so`,
-      flags: ['-shared', '-fPIC', '-O2', `-DDEMO_VERSION=${v}`, `-DDEMO_TAG="${tag}"`, '-Wl,-soname,libdemo.so.1', ...RELRO[relro]],
+      flags: [
+        '-shared',
+        '-fPIC',
+        '-O2',
+        `-DDEMO_VERSION=${v}`,
+        `-DDEMO_TAG="${tag}"`,
+        '-Wl,-soname,libdemo.so.1',
+        ...RELRO[relro],
+      ],
     });
   mkdirSync(join(dir, 'link'));
   copyFileSync(lib(1), join(dir, 'link', 'libdemo.so.1'));
@@ -203,12 +236,22 @@ export interface Round {
 export function parseRounds(out: string): Round[] {
   const rounds: Round[] = [];
   for (const line of out.split('\n')) {
-    if (!line.startsWith('round=') || !/ t\d+=\d+$/.test(line) && !/k13=\d+$/.test(line)) continue;
+    if (!line.startsWith('round=') || (!/ t\d+=\d+$/.test(line) && !/k13=\d+$/.test(line))) continue;
     const kv = Object.fromEntries(line.split(' ').map((p) => p.split('=') as [string, string]));
     const threads = Object.keys(kv)
       .filter((k) => /^t\d+$/.test(k))
       .map((k) => Number(kv[k]));
-    rounds.push({ round: +kv.round!, version: +kv.version!, calls: +kv.calls!, counter: +kv.counter!, bad: +kv.bad!, k11: +kv.k11!, k12: +kv.k12!, k13: +kv.k13!, threads });
+    rounds.push({
+      round: +kv.round!,
+      version: +kv.version!,
+      calls: +kv.calls!,
+      counter: +kv.counter!,
+      bad: +kv.bad!,
+      k11: +kv.k11!,
+      k12: +kv.k12!,
+      k13: +kv.k13!,
+      threads,
+    });
   }
   return rounds;
 }
@@ -236,10 +279,15 @@ export async function health(t: Target, since: number, n = 2, timeoutMs = 15_000
   const last = all.at(-1);
   const alive = t.alive();
   if (!alive) problems.push('the target died');
-  if (last && last.bad !== 0) problems.push(`bad=${last.bad}: a call returned a wrong result or the library's state was lost (calls=${last.calls} counter=${last.counter} round=${last.round})`);
+  if (last && last.bad !== 0)
+    problems.push(
+      `bad=${last.bad}: a call returned a wrong result or the library's state was lost (calls=${last.calls} counter=${last.counter} round=${last.round})`,
+    );
   const before = parseRounds(t.output().slice(0, since)).at(-1);
   if (before && after.length) {
-    const stuck = before.threads.map((c, i) => (after.at(-1)!.threads[i]! > c ? -1 : i)).filter((i) => i >= 0);
+    const stuck = before.threads
+      .map((c, i) => (after.at(-1)!.threads[i]! > c ? -1 : i))
+      .filter((i) => i >= 0);
     if (stuck.length) problems.push(`worker threads ${stuck.join(', ')} made no progress`);
   }
   return { ok: problems.length === 0, alive, last, problems };
@@ -263,16 +311,36 @@ export interface LibState {
 /** `ulp-trigger --status PID --json`, reduced to libdemo. */
 export function libState(runner: Runner, rel: Reliable, pid: number): LibState {
   const r = runner.run('ulp-trigger', ['--status', String(pid), '--json']);
-  if (r.code !== 0) return { live: 'unknown', mixed: false, aliased: false, ulpMappedBytes: 0, abandoned: [], error: r.json?.error?.code ?? (r.signal ? `killed by ${r.signal}` : `exit ${r.code}`) };
+  if (r.code !== 0)
+    return {
+      live: 'unknown',
+      mixed: false,
+      aliased: false,
+      ulpMappedBytes: 0,
+      abandoned: [],
+      error: r.json?.error?.code ?? (r.signal ? `killed by ${r.signal}` : `exit ${r.code}`),
+    };
   const lib = r.json?.libraries?.find((l: { soname: string }) => l.soname === 'libdemo.so.1');
   const byId = Object.fromEntries(Object.entries(rel.buildIds).map(([v, id]) => [id, `v${v}` as Live]));
   const abandoned = ((r.json?.abandoned ?? []) as Array<{ name: string }>).map((a) => a.name);
   if (!lib) {
     // Never patched: ulp-trigger lists only libraries it has touched; the loader's build is live.
     const loaded = r.json?.objects?.find((o: { soname?: string }) => o.soname === 'libdemo.so.1');
-    return { live: loaded ? (byId[loaded.buildId] ?? 'unknown') : 'unknown', mixed: false, aliased: false, ulpMappedBytes: r.json?.ulpMappedBytes ?? 0, abandoned };
+    return {
+      live: loaded ? (byId[loaded.buildId] ?? 'unknown') : 'unknown',
+      mixed: false,
+      aliased: false,
+      ulpMappedBytes: r.json?.ulpMappedBytes ?? 0,
+      abandoned,
+    };
   }
-  return { live: byId[lib.live] ?? 'unknown', mixed: lib.mixed, aliased: lib.aliased, ulpMappedBytes: r.json.ulpMappedBytes, abandoned };
+  return {
+    live: byId[lib.live] ?? 'unknown',
+    mixed: lib.mixed,
+    aliased: lib.aliased,
+    ulpMappedBytes: r.json.ulpMappedBytes,
+    abandoned,
+  };
 }
 
 /** What a tracer may leave behind in a target: traced threads, open memfds. */
@@ -287,7 +355,12 @@ export function leftovers(pid: number): string[] {
   return out;
 }
 
-export function memoryOf(pid: number): { vmRssKiB: number; mappedBytes: number; mappings: number; fds: number } {
+export function memoryOf(pid: number): {
+  vmRssKiB: number;
+  mappedBytes: number;
+  mappings: number;
+  fds: number;
+} {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   let mapped = 0;
   let mappings = 0;

@@ -72,10 +72,13 @@ export function marksOf(maps: string, role: 'new' | 'old'): MapsMarks {
   return {
     stub: lines.some((l) => l.includes('/memfd:ulp:stub ')),
     fork: lines.some((l) => l.includes('/memfd:ulp:fork ')),
-    mapped: lines.filter((l) => l.includes('/memfd:ulp:') && l.includes(build) && / 00000000 /.test(l)).length,
+    mapped: lines.filter((l) => l.includes('/memfd:ulp:') && l.includes(build) && / 00000000 /.test(l))
+      .length,
     libgcc: lines.some((l) => l.endsWith('/libgcc_s.so.1')),
     // The offset-0 page of a build is PROT_NONE ("---p") until finishStaging opens it.
-    staged: lines.filter((l) => l.includes('/memfd:ulp:') && l.includes(build) && /^\S+ r..p 00000000 /.test(l)).length,
+    staged: lines.filter(
+      (l) => l.includes('/memfd:ulp:') && l.includes(build) && /^\S+ r..p 00000000 /.test(l),
+    ).length,
     data: lines.filter((l) => l.includes('/memfd:ulp:data:')).length,
   };
 }
@@ -120,7 +123,14 @@ export interface Interruption {
  * in 0.1 ms steps (or one maps read per step for milestones) so that the
  * signal lands where it was meant to; gives up on the point after 60 s.
  */
-export async function interruptAt(runner: Runner, args: string[], pid: number, signal: NodeJS.Signals, point: Point, role: 'new' | 'old' = 'new'): Promise<Interruption> {
+export async function interruptAt(
+  runner: Runner,
+  args: string[],
+  pid: number,
+  signal: NodeJS.Signals,
+  point: Point,
+  role: 'new' | 'old' = 'new',
+): Promise<Interruption> {
   const before = marksOf(readMapsText(pid), role);
   const child = runner.spawn('ulp-trigger', args);
   const done = finished(child);

@@ -10,14 +10,28 @@ import { readLibraryState } from '../../runtime/loader/library.js';
 import { classifySlot, slotBuild } from '../../runtime/loader/relink.js';
 import { globalScope } from '../../runtime/loader/scope.js';
 import { takeSnapshot } from '../../runtime/loader/snapshot.js';
-import { health, leftovers, libState, memoryOf, parseRounds, type Health, type LibState, type Live, type Reliable, type Run, type Runner } from './lib.js';
+import {
+  health,
+  leftovers,
+  libState,
+  memoryOf,
+  parseRounds,
+  type Health,
+  type LibState,
+  type Live,
+  type Reliable,
+  type Run,
+  type Runner,
+} from './lib.js';
 import { describePoint, interruptAt, type Phase, type Point } from './points.js';
 import { memfdDescriptors, tracedThreads } from '../process-state.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export function describeEnd(r: Run): string {
-  return r.signal ? `killed by ${r.signal}` : `exit ${r.code}${r.json?.error ? ` ${r.json.error.code}` : r.json?.outcome ? ` ${r.json.outcome}` : ''}`;
+  return r.signal
+    ? `killed by ${r.signal}`
+    : `exit ${r.code}${r.json?.error ? ` ${r.json.error.code}` : r.json?.outcome ? ` ${r.json.outcome}` : ''}`;
 }
 
 const median = (xs: number[]) => {
@@ -81,7 +95,17 @@ export interface SoakResult {
  * the program runs (and its health) after every switch of every
  * `checkEvery`-th cycle.
  */
-export async function soak(runner: Runner, rel: Reliable, opts: { cycles?: number; seconds?: number; checkEvery?: number; pattern?: SoakPattern; log?: (s: string) => void }): Promise<SoakResult> {
+export async function soak(
+  runner: Runner,
+  rel: Reliable,
+  opts: {
+    cycles?: number;
+    seconds?: number;
+    checkEvery?: number;
+    pattern?: SoakPattern;
+    log?: (s: string) => void;
+  },
+): Promise<SoakResult> {
   const pattern = opts.pattern ?? 'pair';
   const steps = PATTERNS[pattern];
   const t = rel.start(1, ['20']);
@@ -103,17 +127,24 @@ export async function soak(runner: Runner, rel: Reliable, opts: { cycles?: numbe
     const maxCycles = opts.cycles ?? Infinity;
     while (cycles < maxCycles && performance.now() < deadline && t.alive()) {
       for (const step of steps) {
-        const r = runner.run('ulp-trigger', [String(t.pid), rel[step.bundle], '--json', ...(step.revert ? ['--revert'] : [])]);
+        const r = runner.run('ulp-trigger', [
+          String(t.pid),
+          rel[step.bundle],
+          '--json',
+          ...(step.revert ? ['--revert'] : []),
+        ]);
         commandMs.push(r.ms);
         switches++;
         const label = `cycle ${cycles + 1} ${step.revert ? 'revert' : 'apply'} ${step.bundle}`;
-        if (r.code !== 0 || r.json?.outcome !== step.outcome) failures.push(`${label}: ${describeEnd(r)} ${(r.json?.error?.message ?? r.stderr).slice(0, 300)}`);
+        if (r.code !== 0 || r.json?.outcome !== step.outcome)
+          failures.push(`${label}: ${describeEnd(r)} ${(r.json?.error?.message ?? r.stderr).slice(0, 300)}`);
         else pauses.push(r.json.pauseMs ?? 0);
         if (opts.checkEvery && cycles % opts.checkEvery === 0) {
           const h = await health(t, t.output().length, 2);
           checks++;
           const v = h.last?.version;
-          if (!h.ok || v !== step.version) wrong.push(`${label}: runs version ${v}, expected ${step.version}; ${h.problems.join('; ')}`);
+          if (!h.ok || v !== step.version)
+            wrong.push(`${label}: runs version ${v}, expected ${step.version}; ${h.problems.join('; ')}`);
         }
       }
       cycles++;
@@ -121,7 +152,10 @@ export async function soak(runner: Runner, rel: Reliable, opts: { cycles?: numbe
         afterFirst = memoryOf(t.pid);
         stAfterFirst = libState(runner, rel, t.pid);
       }
-      if (opts.log && cycles % 20 === 0) opts.log(`  soak ${rel.relro}/${pattern}: ${cycles} cycles, ${((performance.now() - t0) / 1000).toFixed(0)} s, ${failures.length} failures`);
+      if (opts.log && cycles % 20 === 0)
+        opts.log(
+          `  soak ${rel.relro}/${pattern}: ${cycles} cycles, ${((performance.now() - t0) / 1000).toFixed(0)} s, ${failures.length} failures`,
+        );
     }
     const h = await health(t, 0, parseRounds(t.output()).length + 2);
     const alive = t.alive();
@@ -141,7 +175,11 @@ export async function soak(runner: Runner, rel: Reliable, opts: { cycles?: numbe
       rounds: last?.round ?? 0,
       calls: { k11: last?.k11 ?? 0, k12: last?.k12 ?? 0, k13: last?.k13 ?? 0 },
       memory: { before, afterFirst, end },
-      ulpMappedBytes: { before: stBefore.ulpMappedBytes, afterFirst: stAfterFirst.ulpMappedBytes, end: stEnd.ulpMappedBytes },
+      ulpMappedBytes: {
+        before: stBefore.ulpMappedBytes,
+        afterFirst: stAfterFirst.ulpMappedBytes,
+        end: stEnd.ulpMappedBytes,
+      },
       leftovers: left,
       health: h,
       versionChecks: { done: checks, wrong },
@@ -159,12 +197,20 @@ export function judgeSoak(r: Omit<SoakResult, 'problems'>): string[] {
   if (r.commandFailures.length > 10) p.push(`... ${r.commandFailures.length - 10} more failed commands`);
   p.push(...r.health.problems, ...r.versionChecks.wrong.slice(0, 10), ...r.leftovers);
   if (r.cycles === 0) p.push('no cycle was run');
-  if (r.calls.k11 === 0 || r.calls.k12 === 0) p.push(`the workers did not see both versions (k11=${r.calls.k11}, k12=${r.calls.k12})`);
+  if (r.calls.k11 === 0 || r.calls.k12 === 0)
+    p.push(`the workers did not see both versions (k11=${r.calls.k11}, k12=${r.calls.k12})`);
   if (r.pattern === 'stack' && r.calls.k13 === 0) p.push('the workers never saw v3');
   if (r.cycles > 1) {
-    if (r.ulpMappedBytes.end !== r.ulpMappedBytes.afterFirst) p.push(`ulp-trigger's mappings grew after the first cycle: ${r.ulpMappedBytes.afterFirst} -> ${r.ulpMappedBytes.end} bytes`);
-    if (r.memory.end.mappings !== r.memory.afterFirst.mappings) p.push(`the number of mappings changed after the first cycle: ${r.memory.afterFirst.mappings} -> ${r.memory.end.mappings}`);
-    if (r.memory.end.fds !== r.memory.before.fds) p.push(`open descriptors: ${r.memory.before.fds} before, ${r.memory.end.fds} at the end`);
+    if (r.ulpMappedBytes.end !== r.ulpMappedBytes.afterFirst)
+      p.push(
+        `ulp-trigger's mappings grew after the first cycle: ${r.ulpMappedBytes.afterFirst} -> ${r.ulpMappedBytes.end} bytes`,
+      );
+    if (r.memory.end.mappings !== r.memory.afterFirst.mappings)
+      p.push(
+        `the number of mappings changed after the first cycle: ${r.memory.afterFirst.mappings} -> ${r.memory.end.mappings}`,
+      );
+    if (r.memory.end.fds !== r.memory.before.fds)
+      p.push(`open descriptors: ${r.memory.before.fds} before, ${r.memory.end.fds} at the end`);
   }
   return p;
 }
@@ -184,7 +230,10 @@ export const ATTEMPT_KINDS: readonly AttemptKind[] = ['apply-fresh', 'revert', '
 /** Kinds that stage a build (the milestones of points.ts exist only for them). */
 export const STAGING_KINDS: readonly AttemptKind[] = ['apply-fresh', 'revert-fresh'];
 
-const KIND: Record<AttemptKind, { startOn: number; prep: string[][]; revert: boolean; from: Live; goal: Live; role: 'new' | 'old' }> = {
+const KIND: Record<
+  AttemptKind,
+  { startOn: number; prep: string[][]; revert: boolean; from: Live; goal: Live; role: 'new' | 'old' }
+> = {
   'apply-fresh': { startOn: 1, prep: [], revert: false, from: 'v1', goal: 'v2', role: 'new' },
   revert: { startOn: 1, prep: [[]], revert: true, from: 'v2', goal: 'v1', role: 'old' },
   reapply: { startOn: 1, prep: [[], ['--revert']], revert: false, from: 'v1', goal: 'v2', role: 'new' },
@@ -226,7 +275,13 @@ export interface FaultAttempt {
  * command started and sent `signal` at `point`, then --status, a health
  * check, the same command again, --status and a health check.
  */
-export async function faultAttempt(runner: Runner, rel: Reliable, signal: NodeJS.Signals, kind: AttemptKind, point: Point): Promise<FaultAttempt> {
+export async function faultAttempt(
+  runner: Runner,
+  rel: Reliable,
+  signal: NodeJS.Signals,
+  kind: AttemptKind,
+  point: Point,
+): Promise<FaultAttempt> {
   const k = KIND[kind];
   const t = rel.start(k.startOn, ['20']);
   const problems: string[] = [];
@@ -251,31 +306,50 @@ export async function faultAttempt(runner: Runner, rel: Reliable, signal: NodeJS
     if (signal !== 'SIGKILL') problems.push(...fds);
     const after = libState(runner, rel, t.pid);
     if (after.error) problems.push(`after the ${signal}: --status failed: ${after.error}`);
-    else if (after.live !== k.from && after.live !== k.goal) problems.push(`after the ${signal}: live build ${after.live}`);
-    if (signal !== 'SIGKILL' && after.mixed) problems.push(`after the ${signal}: --status says mixed (a half-done switch)`);
+    else if (after.live !== k.from && after.live !== k.goal)
+      problems.push(`after the ${signal}: live build ${after.live}`);
+    if (signal !== 'SIGKILL' && after.mixed)
+      problems.push(`after the ${signal}: --status says mixed (a half-done switch)`);
     // A held signal lets the command finish what it started; only a SIGKILL may leave a staging unfinished.
-    if (signal !== 'SIGKILL' && after.abandoned.length) problems.push(`after the ${signal}: --status reports an abandoned staging (${after.abandoned.join(', ')})`);
+    if (signal !== 'SIGKILL' && after.abandoned.length)
+      problems.push(
+        `after the ${signal}: --status reports an abandoned staging (${after.abandoned.join(', ')})`,
+      );
     const h1 = await health(t, t.output().length);
     problems.push(...h1.problems.map((p) => `after the ${signal}: ${p}`));
     const rerun = runner.run('ulp-trigger', args);
     const wanted = k.revert ? ['reverted', 'not-applied'] : ['applied', 'already-applied'];
-    if (rerun.code !== 0 || !wanted.includes(rerun.json?.outcome)) problems.push(`re-run: ${describeEnd(rerun)} ${(rerun.json?.error?.message ?? rerun.stderr).slice(0, 300)}`);
+    if (rerun.code !== 0 || !wanted.includes(rerun.json?.outcome))
+      problems.push(
+        `re-run: ${describeEnd(rerun)} ${(rerun.json?.error?.message ?? rerun.stderr).slice(0, 300)}`,
+      );
     const rs = rerun.json?.switch;
     // An abandoned staging is address space, never a build: the re-run must stage the build afresh.
-    if (after.abandoned.length && rs && rs.staged !== true) problems.push(`re-run: took a build although the only staging of it was abandoned (${after.abandoned.join(', ')}): staged=${rs.staged}`);
+    if (after.abandoned.length && rs && rs.staged !== true)
+      problems.push(
+        `re-run: took a build although the only staging of it was abandoned (${after.abandoned.join(', ')}): staged=${rs.staged}`,
+      );
     const h2 = await health(t, t.output().length);
-    problems.push(...tracedThreads(t.pid).map((x) => `after the re-run: thread ${x.tid} still traced by ${x.tracer}`));
+    problems.push(
+      ...tracedThreads(t.pid).map((x) => `after the re-run: thread ${x.tid} still traced by ${x.tracer}`),
+    );
     const final = libState(runner, rel, t.pid);
     if (final.error) problems.push(`after the re-run: --status failed: ${final.error}`);
     else {
       const lost = after.abandoned.filter((n) => !final.abandoned.includes(n));
-      if (lost.length && rs?.staged !== true) problems.push(`after the re-run: the abandoned staging ${lost.join(', ')} became a build`);
-      if (final.live !== k.goal || final.mixed) problems.push(`after the re-run: live ${final.live}, mixed ${final.mixed}`);
+      if (lost.length && rs?.staged !== true)
+        problems.push(`after the re-run: the abandoned staging ${lost.join(', ')} became a build`);
+      if (final.live !== k.goal || final.mixed)
+        problems.push(`after the re-run: live ${final.live}, mixed ${final.mixed}`);
       // Every build of a switched library must share one set of globals; otherwise state is lost at the next call.
-      if (!final.aliased) problems.push(`after the re-run: --status says the data is not shared (aliased=false; the re-run ${rs ? `staged=${rs.staged} aliasedNow=${rs.aliasedNow}` : 'switched nothing'})`);
+      if (!final.aliased)
+        problems.push(
+          `after the re-run: --status says the data is not shared (aliased=false; the re-run ${rs ? `staged=${rs.staged} aliasedNow=${rs.aliasedNow}` : 'switched nothing'})`,
+        );
     }
     problems.push(...h2.problems.map((p) => `after the re-run: ${p}`));
-    if (h2.alive && h2.last && h2.last.version !== Number(k.goal.slice(1))) problems.push(`after the re-run the program runs version ${h2.last.version}`);
+    if (h2.alive && h2.last && h2.last.version !== Number(k.goal.slice(1)))
+      problems.push(`after the re-run the program runs version ${h2.last.version}`);
     return {
       relro: rel.relro,
       signal,
@@ -289,7 +363,9 @@ export async function faultAttempt(runner: Runner, rel: Reliable, signal: NodeJS
       rerunSwitch: rs ? { staged: rs.staged, aliasedNow: rs.aliasedNow } : undefined,
       final,
       survived: h1.alive && h2.alive && h1.ok && h2.ok,
-      ...(signal !== 'SIGKILL' && phase === 'in-session' ? { heldSignal: run.signal === signal ? ('acted' as const) : ('lost' as const) } : {}),
+      ...(signal !== 'SIGKILL' && phase === 'in-session'
+        ? { heldSignal: run.signal === signal ? ('acted' as const) : ('lost' as const) }
+        : {}),
       problems,
     };
   } finally {
@@ -331,7 +407,9 @@ export function summariseFaults(attempts: readonly FaultAttempt[]): FaultSummary
     abandonedSeen: xs.filter((a) => a.after.abandoned.length > 0).length,
     heldActed: xs.filter((a) => a.heldSignal === 'acted').length,
     held: xs.filter((a) => a.heldSignal !== undefined).length,
-    rerunCompleted: xs.filter((a) => !a.problems.some((p) => p.startsWith('re-run') || p.startsWith('after the re-run'))).length,
+    rerunCompleted: xs.filter(
+      (a) => !a.problems.some((p) => p.startsWith('re-run') || p.startsWith('after the re-run')),
+    ).length,
     clean: xs.filter((a) => a.problems.length === 0).length,
   }));
 }
@@ -356,7 +434,11 @@ export interface MixedCheck {
  * interrupted switch would leave them. `--status` must say mixed, and
  * re-running the apply (or the revert) must complete it.
  */
-export async function interruptedSwitch(runner: Runner, rel: Reliable, direction: 'apply' | 'revert'): Promise<MixedCheck> {
+export async function interruptedSwitch(
+  runner: Runner,
+  rel: Reliable,
+  direction: 'apply' | 'revert',
+): Promise<MixedCheck> {
   const t = rel.start(1, ['20']);
   try {
     await t.waitFor((o) => parseRounds(o).length >= 2);
@@ -368,7 +450,9 @@ export async function interruptedSwitch(runner: Runner, rel: Reliable, direction
     const region = state.region ?? { start: 0n, end: 0n };
     const v1 = state.family.canonical;
     const ctx = { family: state.family, target: v1, region, scope: globalScope(snap.objects) };
-    const live = state.slots.map((s, i) => ({ s, v: state.values[i]! })).filter(({ s, v }) => slotBuild(s, v, state.family) === state.live);
+    const live = state.slots
+      .map((s, i) => ({ s, v: state.values[i]! }))
+      .filter(({ s, v }) => slotBuild(s, v, state.family) === state.live);
     const rewind = live.filter((_, i) => i % 2 === 0);
     let rewound = 0;
     const s = Session.open(t.pid);
@@ -387,19 +471,38 @@ export async function interruptedSwitch(runner: Runner, rel: Reliable, direction
       s.detach();
     }
     const statusMixed = libState(runner, rel, t.pid);
-    const rerun = runner.run('ulp-trigger', [String(t.pid), rel.fix12, '--json', ...(direction === 'revert' ? ['--revert'] : [])]);
+    const rerun = runner.run('ulp-trigger', [
+      String(t.pid),
+      rel.fix12,
+      '--json',
+      ...(direction === 'revert' ? ['--revert'] : []),
+    ]);
     const final = libState(runner, rel, t.pid);
     const h = await health(t, t.output().length);
     const goal = direction === 'apply' ? 'v2' : 'v1';
     const problems: string[] = [];
     if (rewound === 0) problems.push('no slot could be written back: nothing was mixed');
-    if (!statusMixed.mixed) problems.push(`--status does not say mixed after ${rewound} of ${live.length} slots were rewound`);
-    if (rerun.json?.outcome !== (direction === 'apply' ? 'applied' : 'reverted')) problems.push(`re-run: ${describeEnd(rerun)}`);
-    else if (!rerun.json.note?.includes('interrupted')) problems.push(`the re-run does not say it completed an interrupted switch (note: ${rerun.json.note})`);
-    if (final.live !== goal || final.mixed) problems.push(`after the re-run: live ${final.live}, mixed ${final.mixed}`);
+    if (!statusMixed.mixed)
+      problems.push(`--status does not say mixed after ${rewound} of ${live.length} slots were rewound`);
+    if (rerun.json?.outcome !== (direction === 'apply' ? 'applied' : 'reverted'))
+      problems.push(`re-run: ${describeEnd(rerun)}`);
+    else if (!rerun.json.note?.includes('interrupted'))
+      problems.push(`the re-run does not say it completed an interrupted switch (note: ${rerun.json.note})`);
+    if (final.live !== goal || final.mixed)
+      problems.push(`after the re-run: live ${final.live}, mixed ${final.mixed}`);
     problems.push(...h.problems);
-    if (h.last && h.last.version !== Number(goal.slice(1))) problems.push(`the program runs version ${h.last.version}`);
-    return { relro: rel.relro, direction, rewound, statusMixed, rerun: describeEnd(rerun), final, health: h, problems };
+    if (h.last && h.last.version !== Number(goal.slice(1)))
+      problems.push(`the program runs version ${h.last.version}`);
+    return {
+      relro: rel.relro,
+      direction,
+      rewound,
+      statusMixed,
+      rerun: describeEnd(rerun),
+      final,
+      health: h,
+      problems,
+    };
   } finally {
     t.dispose();
   }

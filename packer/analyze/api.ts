@@ -13,12 +13,20 @@ export interface ApiResult {
   exports: { added: SymbolRef[]; removed: SymbolRef[] };
 }
 
-const TYPE_NAMES: Record<number, string> = { 0: 'NOTYPE', 1: 'OBJECT', 2: 'FUNC', 5: 'COMMON', 6: 'TLS', 10: 'IFUNC' };
+const TYPE_NAMES: Record<number, string> = {
+  0: 'NOTYPE',
+  1: 'OBJECT',
+  2: 'FUNC',
+  5: 'COMMON',
+  6: 'TLS',
+  10: 'IFUNC',
+};
 const isFunction = (t: number) => t === STT_FUNC || t === STT_GNU_IFUNC;
 const hasDataSize = (t: number) => t === STT_OBJECT || t === STT_TLS;
 const BIND_NAMES: Record<number, string> = { 1: 'GLOBAL', 2: 'WEAK', 10: 'UNIQUE' };
 
-const ref = (s: ElfSymbol): SymbolRef => (s.version ? { name: s.name, version: s.version } : { name: s.name });
+const ref = (s: ElfSymbol): SymbolRef =>
+  s.version ? { name: s.name, version: s.version } : { name: s.name };
 const show = (s: ElfSymbol) => (s.version ? `${s.name}@${s.version}` : s.name);
 
 export function analyzeApi({ from, to }: Pair): ApiResult {
@@ -62,7 +70,8 @@ export function analyzeApi({ from, to }: Pair): ApiResult {
       details[show(a)] = `${a.size} -> ${b.size} bytes`;
     }
     if (a.versionHidden !== b.versionHidden) defaultChanged.push(show(a));
-    if (a.bind !== b.bind) bindingChanged.push(`${show(a)} (${BIND_NAMES[a.bind] ?? a.bind} -> ${BIND_NAMES[b.bind] ?? b.bind})`);
+    if (a.bind !== b.bind)
+      bindingChanged.push(`${show(a)} (${BIND_NAMES[a.bind] ?? a.bind} -> ${BIND_NAMES[b.bind] ?? b.bind})`);
   }
   const added: ElfSymbol[] = [];
   for (const [k, s] of to.exports) if (!from.exports.has(k)) added.push(s);
@@ -70,26 +79,61 @@ export function analyzeApi({ from, to }: Pair): ApiResult {
   const pick = (names: string[]) => Object.fromEntries(names.map((n) => [n, details[n]]));
   if (removed.length > 0) {
     const names = removed.map(show);
-    f.error('API_EXPORT_REMOVED', `${plural(removed.length, 'exported symbol')} removed: ${listText(names)}; programs bound to ${removed.length === 1 ? 'it' : 'them'} would break`, names);
+    f.error(
+      'API_EXPORT_REMOVED',
+      `${plural(removed.length, 'exported symbol')} removed: ${listText(names)}; programs bound to ${removed.length === 1 ? 'it' : 'them'} would break`,
+      names,
+    );
   }
   if (versionChanged.length > 0) {
-    f.error('API_EXPORT_VERSION_CHANGED', `${plural(versionChanged.length, 'exported symbol')} no longer exported with ${versionChanged.length === 1 ? 'its' : 'their'} version: ${listText(versionChanged.map((n) => `${n} (${details[n]})`))}`, versionChanged, pick(versionChanged));
+    f.error(
+      'API_EXPORT_VERSION_CHANGED',
+      `${plural(versionChanged.length, 'exported symbol')} no longer exported with ${versionChanged.length === 1 ? 'its' : 'their'} version: ${listText(versionChanged.map((n) => `${n} (${details[n]})`))}`,
+      versionChanged,
+      pick(versionChanged),
+    );
   }
   if (typeChanged.length > 0) {
-    f.error('API_EXPORT_TYPE_CHANGED', `${plural(typeChanged.length, 'exported symbol')} changed type: ${listText(typeChanged.map((n) => `${n} (${details[n]})`))}`, typeChanged, pick(typeChanged));
+    f.error(
+      'API_EXPORT_TYPE_CHANGED',
+      `${plural(typeChanged.length, 'exported symbol')} changed type: ${listText(typeChanged.map((n) => `${n} (${details[n]})`))}`,
+      typeChanged,
+      pick(typeChanged),
+    );
   }
   if (sizeChanged.length > 0) {
-    f.error('API_EXPORT_SIZE_CHANGED', `${plural(sizeChanged.length, 'exported variable')} changed size: ${listText(sizeChanged.map((n) => `${n} (${details[n]})`))}; programs may hold copies of the old size`, sizeChanged, pick(sizeChanged));
+    f.error(
+      'API_EXPORT_SIZE_CHANGED',
+      `${plural(sizeChanged.length, 'exported variable')} changed size: ${listText(sizeChanged.map((n) => `${n} (${details[n]})`))}; programs may hold copies of the old size`,
+      sizeChanged,
+      pick(sizeChanged),
+    );
   }
   if (defaultChanged.length > 0) {
-    f.warning('API_EXPORT_DEFAULT_VERSION_CHANGED', `the default version changes for ${listText(defaultChanged)}: existing bindings keep their version, new links pick another`, defaultChanged);
+    f.warning(
+      'API_EXPORT_DEFAULT_VERSION_CHANGED',
+      `the default version changes for ${listText(defaultChanged)}: existing bindings keep their version, new links pick another`,
+      defaultChanged,
+    );
   }
-  if (ifuncChanged.length > 0) f.info('API_EXPORT_IFUNC_CHANGED', `${listText(ifuncChanged)} switched between a plain function and an IFUNC`, ifuncChanged);
-  if (bindingChanged.length > 0) f.info('API_EXPORT_BINDING_CHANGED', `binding changed: ${listText(bindingChanged)}`, bindingChanged);
+  if (ifuncChanged.length > 0)
+    f.info(
+      'API_EXPORT_IFUNC_CHANGED',
+      `${listText(ifuncChanged)} switched between a plain function and an IFUNC`,
+      ifuncChanged,
+    );
+  if (bindingChanged.length > 0)
+    f.info('API_EXPORT_BINDING_CHANGED', `binding changed: ${listText(bindingChanged)}`, bindingChanged);
   if (added.length > 0) {
     const names = added.map(show);
     f.info('API_EXPORT_ADDED', `${plural(added.length, 'exported symbol')} added: ${listText(names)}`, names);
   }
   const summary = `${from.exports.size} exports; ${added.length} added, ${removed.length + versionChanged.length} removed, ${typeChanged.length + sizeChanged.length} changed`;
-  return { category: f.category(summary), exports: { added: added.map(ref), removed: [...removed.map(ref), ...versionChanged.map((n) => from.exports.get(n)!).map(ref)] } };
+  return {
+    category: f.category(summary),
+    exports: {
+      added: added.map(ref),
+      removed: [...removed.map(ref), ...versionChanged.map((n) => from.exports.get(n)!).map(ref)],
+    },
+  };
 }

@@ -16,7 +16,13 @@ export function listText(items: readonly string[], shown = SHOWN): string {
 export class Findings {
   readonly list: Finding[] = [];
 
-  add(severity: Severity, code: string, message: string, symbols?: readonly string[], details?: Record<string, unknown>): void {
+  add(
+    severity: Severity,
+    code: string,
+    message: string,
+    symbols?: readonly string[],
+    details?: Record<string, unknown>,
+  ): void {
     const f: Finding = { severity, code, message };
     if (symbols && symbols.length > 0) f.symbols = [...symbols];
     if (details) f.details = details;
@@ -25,7 +31,12 @@ export class Findings {
   error(code: string, message: string, symbols?: readonly string[], details?: Record<string, unknown>): void {
     this.add('error', code, message, symbols, details);
   }
-  warning(code: string, message: string, symbols?: readonly string[], details?: Record<string, unknown>): void {
+  warning(
+    code: string,
+    message: string,
+    symbols?: readonly string[],
+    details?: Record<string, unknown>,
+  ): void {
     this.add('warning', code, message, symbols, details);
   }
   info(code: string, message: string, symbols?: readonly string[], details?: Record<string, unknown>): void {
@@ -33,7 +44,11 @@ export class Findings {
   }
 
   category(summary: string, changed = false): Category {
-    const verdict = this.list.some((f) => f.severity === 'error') ? 'incompatible' : changed || this.list.length > 0 ? 'compatible' : 'unchanged';
+    const verdict = this.list.some((f) => f.severity === 'error')
+      ? 'incompatible'
+      : changed || this.list.length > 0
+        ? 'compatible'
+        : 'unchanged';
     return { verdict, summary, findings: this.list };
   }
 }

@@ -10,7 +10,8 @@ import type { Category, Site } from '../../patches/index.js';
 import { parseHex } from '../../patches/hex.js';
 import { Findings, listText, plural } from './findings.js';
 
-const show = (t: Site['fromTarget']) => `${t.symbol ?? '?'}${t.symbolOffset && t.symbolOffset !== '0x0' ? `+${t.symbolOffset}` : ''} (${t.vaddr ?? t.kind})`;
+const show = (t: Site['fromTarget']) =>
+  `${t.symbol ?? '?'}${t.symbolOffset && t.symbolOffset !== '0x0' ? `+${t.symbolOffset}` : ''} (${t.vaddr ?? t.kind})`;
 
 export function analyzeFuncptrs(sites: Site[], changedFunctions: ReadonlySet<string>): Category {
   const f = new Findings();
@@ -23,10 +24,21 @@ export function analyzeFuncptrs(sites: Site[], changedFunctions: ReadonlySet<str
       (s.fromTarget.symbol !== undefined && changedFunctions.has(s.fromTarget.symbol)),
   );
   if (retargeted.length) {
-    const lines = retargeted.map((s) => `0x${parseHex(s.offset).toString(16)}: ${show(s.fromTarget)} -> ${show(s.toTarget)}`);
-    f.info('FUNCPTR_RETARGETED', `${plural(retargeted.length, 'function pointer')} in writable data must be retargeted to the new code: ${listText(lines, 4)}`, [...new Set(retargeted.flatMap((s) => [s.fromTarget.symbol, s.toTarget.symbol]).filter((x): x is string => !!x))], {
-      sites: retargeted.map((s) => ({ offset: s.offset, from: s.fromTarget, to: s.toTarget })),
-    });
+    const lines = retargeted.map(
+      (s) => `0x${parseHex(s.offset).toString(16)}: ${show(s.fromTarget)} -> ${show(s.toTarget)}`,
+    );
+    f.info(
+      'FUNCPTR_RETARGETED',
+      `${plural(retargeted.length, 'function pointer')} in writable data must be retargeted to the new code: ${listText(lines, 4)}`,
+      [
+        ...new Set(
+          retargeted.flatMap((s) => [s.fromTarget.symbol, s.toTarget.symbol]).filter((x): x is string => !!x),
+        ),
+      ],
+      {
+        sites: retargeted.map((s) => ({ offset: s.offset, from: s.fromTarget, to: s.toTarget })),
+      },
+    );
   }
   return f.category(`${plural(code.length, 'function pointer')}, ${retargeted.length} retargeted`);
 }

@@ -35,7 +35,12 @@ export function summarize(b: Build): BuildSummary {
   return s;
 }
 
-export function analyzePair(from: Build, to: Build, progress: ProgressFn = () => {}, options: AnalyzeOptions = {}): Report {
+export function analyzePair(
+  from: Build,
+  to: Build,
+  progress: ProgressFn = () => {},
+  options: AnalyzeOptions = {},
+): Report {
   const pair = makePair(from, to);
   const step = (what: string) => progress(`${from.label} -> ${to.label}: ${what}`);
   step('meta');
@@ -55,7 +60,18 @@ export function analyzePair(from: Build, to: Build, progress: ProgressFn = () =>
   const data = analyzeData(pair);
   const tls = analyzeTls(pair);
   const funcptrs = analyzeFuncptrs(data.sites, new Set(code.functions.changed));
-  const categories = { meta: meta.category, api: api.category, code: code.category, layout, init, ro, relro, data: data.category, tls, funcptrs };
+  const categories = {
+    meta: meta.category,
+    api: api.category,
+    code: code.category,
+    layout,
+    init,
+    ro,
+    relro,
+    data: data.category,
+    tls,
+    funcptrs,
+  };
   return {
     verdict: worstVerdict(CATEGORY_NAMES.map((c) => categories[c].verdict)),
     from: summarize(from),

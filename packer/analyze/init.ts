@@ -73,20 +73,29 @@ function compareClosure(pair: Pair, a0: number, b0: number): ClosureDiff | undef
   seen.add(`${a0}:${b0}`);
   let count = 0;
   while (queue.length > 0) {
-    if (++count > MAX_FUNCTIONS) return { where: label(from, a0), reason: `more than ${MAX_FUNCTIONS} functions are reachable; not compared`, offset: 0 };
+    if (++count > MAX_FUNCTIONS)
+      return {
+        where: label(from, a0),
+        reason: `more than ${MAX_FUNCTIONS} functions are reachable; not compared`,
+        offset: 0,
+      };
     const [a, b] = queue.shift()!;
     const fa = functionAt(from, a);
     const fb = functionAt(to, b);
-    const d = compareCode({ build: from, start: fa.start, end: fa.end }, { build: to, start: fb.start, end: fb.end }, {
-      onCode: enqueue,
-      onCall: (x, y) => enqueue(x, y),
-      onImport: (name) => {
-        const x = ownDefinition(from, name);
-        const y = ownDefinition(to, name);
-        if (x && y) enqueue(Number(x.value), Number(y.value));
-        return true;
+    const d = compareCode(
+      { build: from, start: fa.start, end: fa.end },
+      { build: to, start: fb.start, end: fb.end },
+      {
+        onCode: enqueue,
+        onCall: (x, y) => enqueue(x, y),
+        onImport: (name) => {
+          const x = ownDefinition(from, name);
+          const y = ownDefinition(to, name);
+          if (x && y) enqueue(Number(x.value), Number(y.value));
+          return true;
+        },
       },
-    });
+    );
     if (d) return { where: fa.name ?? label(from, a), reason: d.reason, offset: d.offset };
   }
   return undefined;
@@ -99,7 +108,13 @@ function compareTable(pair: Pair, f: Findings, kind: Kind, severity: 'error' | '
   const isInit = severity === 'error';
   const prefix = isInit ? 'INIT' : 'FINI';
   if (ea.length !== eb.length) {
-    f.add(severity, `${prefix}_COUNT_CHANGED`, `${kind} has ${ea.length} entries in the ${from.label} build and ${eb.length} in the ${to.label} build${isInit ? ': constructors are not run again, so the state they set up would be missing' : ''}`, undefined, { kind, from: ea.length, to: eb.length });
+    f.add(
+      severity,
+      `${prefix}_COUNT_CHANGED`,
+      `${kind} has ${ea.length} entries in the ${from.label} build and ${eb.length} in the ${to.label} build${isInit ? ': constructors are not run again, so the state they set up would be missing' : ''}`,
+      undefined,
+      { kind, from: ea.length, to: eb.length },
+    );
     return true;
   }
   let changed = false;
@@ -124,9 +139,10 @@ function compareTable(pair: Pair, f: Findings, kind: Kind, severity: 'error' | '
 
 export function analyzeInit(pair: Pair): Category {
   const f = new Findings();
-  for (const kind of ['PREINIT_ARRAY', 'DT_INIT', 'INIT_ARRAY'] as const) compareTable(pair, f, kind, 'error');
+  for (const kind of ['PREINIT_ARRAY', 'DT_INIT', 'INIT_ARRAY'] as const)
+    compareTable(pair, f, kind, 'error');
   for (const kind of ['DT_FINI', 'FINI_ARRAY'] as const) compareTable(pair, f, kind, 'warning');
-  const count = (b: Build) => ['PREINIT_ARRAY', 'DT_INIT', 'INIT_ARRAY'].reduce((n, k) => n + entryPoints(b, k as Kind).length, 0);
+  const count = (b: Build) =>
+    ['PREINIT_ARRAY', 'DT_INIT', 'INIT_ARRAY'].reduce((n, k) => n + entryPoints(b, k as Kind).length, 0);
   return f.category(`${count(pair.from)} constructors compared with their callees`);
 }
-

@@ -61,7 +61,24 @@ export interface LayoutEvidence {
   unaligned: number;
 }
 
-const REGISTERS = ['rax', 'rcx', 'rdx', 'rbx', 'rsp', 'rbp', 'rsi', 'rdi', 'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15'];
+const REGISTERS = [
+  'rax',
+  'rcx',
+  'rdx',
+  'rbx',
+  'rsp',
+  'rbp',
+  'rsi',
+  'rdi',
+  'r8',
+  'r9',
+  'r10',
+  'r11',
+  'r12',
+  'r13',
+  'r14',
+  'r15',
+];
 const RSP = 4;
 const RBP = 5;
 /** Aligned instructions needed on each side of an access for its context to count as unchanged. */
@@ -93,7 +110,11 @@ export function layoutEvidence(from: Build, to: Build, pairs: readonly FunctionP
   return both.evidence;
 }
 
-function findEvidence(from: Build, to: Build, pairs: readonly FunctionPair[]): { evidence: LayoutEvidence; mirror: LayoutEvidence } {
+function findEvidence(
+  from: Build,
+  to: Build,
+  pairs: readonly FunctionPair[],
+): { evidence: LayoutEvidence; mirror: LayoutEvidence } {
   const mirror: LayoutEvidence = { fields: [], sizes: [], compared: 0, unaligned: 0 };
   const fields: FieldShift[] = [];
   const sizes: SizeShift[] = [];
@@ -136,7 +157,8 @@ function findEvidence(from: Build, to: Build, pairs: readonly FunctionPair[]): {
       return delta !== undefined && x.imm === y.imm && x.disp !== undefined && y.disp! - x.disp === delta;
     };
     const inContext = (t: number, delta: number | undefined, anyImm = false) => {
-      for (let k = 1; k <= CONTEXT; k++) if (!neighbourAgrees(t, -k, delta, anyImm) || !neighbourAgrees(t, k, delta, anyImm)) return false;
+      for (let k = 1; k <= CONTEXT; k++)
+        if (!neighbourAgrees(t, -k, delta, anyImm) || !neighbourAgrees(t, k, delta, anyImm)) return false;
       return true;
     };
     // Offsets still read or written unchanged somewhere in the function are fields that did not move.
@@ -149,25 +171,70 @@ function findEvidence(from: Build, to: Build, pairs: readonly FunctionPair[]): {
       if (exact[t]) continue;
       const x = a[pa[t]!]!;
       const y = b[pb[t]!]!;
-      if (x.access && x.disp !== y.disp && x.imm === y.imm && isFieldBase(x.base, framed) && !kept.has(x.disp!) && inContext(t, y.disp! - x.disp!)) {
-        fields.push({ function: name, at: x.offset, register: REGISTERS[x.base]!, from: x.disp!, to: y.disp! });
-        mirror.fields.push({ function: label(p.b), at: y.offset, register: REGISTERS[y.base]!, from: y.disp!, to: x.disp! });
+      if (
+        x.access &&
+        x.disp !== y.disp &&
+        x.imm === y.imm &&
+        isFieldBase(x.base, framed) &&
+        !kept.has(x.disp!) &&
+        inContext(t, y.disp! - x.disp!)
+      ) {
+        fields.push({
+          function: name,
+          at: x.offset,
+          register: REGISTERS[x.base]!,
+          from: x.disp!,
+          to: y.disp!,
+        });
+        mirror.fields.push({
+          function: label(p.b),
+          at: y.offset,
+          register: REGISTERS[y.base]!,
+          from: y.disp!,
+          to: x.disp!,
+        });
       }
     }
     // Allocation sizes: a size loaded into the first or second argument register just before an allocator call, all else equal.
     for (let t = 0; t < pa.length; t++) {
       const call = a[pa[t]!]!;
-      if (call.flow !== Flow.Call || call.callee === undefined || !exact[t] || !isAllocator(calleeName(call.callee))) continue;
+      if (
+        call.flow !== Flow.Call ||
+        call.callee === undefined ||
+        !exact[t] ||
+        !isAllocator(calleeName(call.callee))
+      )
+        continue;
       for (let u = t - 1; u >= 0 && u >= t - SIZE_WINDOW; u--) {
         if (pa[u]! !== pa[t]! - (t - u) || pb[u]! !== pb[t]! - (t - u)) break;
         const sx = a[pa[u]!]!;
         const sy = b[pb[u]!]!;
         // The size reaches the call only along straight-line code.
         if (sx.flow !== Flow.Seq && sx.flow !== Flow.Jcc) break;
-        if (exact[u] || !SIZE_REGISTERS.has(sx.immReg) || sx.imm === undefined || sy.imm === undefined || sx.imm <= 0 || sy.imm <= 0) continue;
+        if (
+          exact[u] ||
+          !SIZE_REGISTERS.has(sx.immReg) ||
+          sx.imm === undefined ||
+          sy.imm === undefined ||
+          sx.imm <= 0 ||
+          sy.imm <= 0
+        )
+          continue;
         if (inContext(u, undefined, true)) {
-          sizes.push({ function: name, at: sx.offset, callee: calleeName(call.callee), from: sx.imm, to: sy.imm });
-          mirror.sizes.push({ function: label(p.b), at: sy.offset, callee: calleeName(b[pb[t]!]!.callee ?? call.callee), from: sy.imm, to: sx.imm });
+          sizes.push({
+            function: name,
+            at: sx.offset,
+            callee: calleeName(call.callee),
+            from: sx.imm,
+            to: sy.imm,
+          });
+          mirror.sizes.push({
+            function: label(p.b),
+            at: sy.offset,
+            callee: calleeName(b[pb[t]!]!.callee ?? call.callee),
+            from: sy.imm,
+            to: sx.imm,
+          });
         }
       }
     }
@@ -182,7 +249,11 @@ function findEvidence(from: Build, to: Build, pairs: readonly FunctionPair[]): {
  * fields trading places exactly.
  */
 function sameEvidence(a: Decoded, b: Decoded): boolean {
-  const keys = (d: Decoded) => Uint32Array.from(d.list.filter((i) => (i.access && i.base !== RSP) || SIZE_REGISTERS.has(i.immReg)), (i) => i.exact).sort();
+  const keys = (d: Decoded) =>
+    Uint32Array.from(
+      d.list.filter((i) => (i.access && i.base !== RSP) || SIZE_REGISTERS.has(i.immReg)),
+      (i) => i.exact,
+    ).sort();
   const x = keys(a);
   const y = keys(b);
   return x.length === y.length && x.every((v, i) => v === y[i]);
@@ -206,31 +277,45 @@ function isFieldBase(base: number, framed: boolean): boolean {
   return base >= 0 && base !== RSP && !(base === RBP && framed);
 }
 
-
 /**
  * The layout category of one direction. With DWARF on both sides (the
  * builds' own or debug files, `dwarf`), the structure layouts compared
  * exactly decide, and the code's evidence is listed as information; without
  * it, or when the DWARF is incomplete, the code's evidence decides.
  */
-export function analyzeLayout(pair: Pair, pairs: readonly FunctionPair[], dwarf?: DwarfLayoutResult): Category {
+export function analyzeLayout(
+  pair: Pair,
+  pairs: readonly FunctionPair[],
+  dwarf?: DwarfLayoutResult,
+): Category {
   const { from, to } = pair;
   const f = new Findings();
   const e = layoutEvidence(from, to, pairs);
   const decided = dwarf !== undefined && dwarf.incomplete === undefined;
-  if (dwarf) for (const x of layoutFindings(dwarf)) f.add(x.severity, x.code, x.message, x.symbols, x.details);
-  if (dwarf?.incomplete) f.warning('LAYOUT_DWARF_INCOMPLETE', `the DWARF does not cover every structure (${dwarf.incomplete}); the code's evidence decides as well`);
+  if (dwarf)
+    for (const x of layoutFindings(dwarf)) f.add(x.severity, x.code, x.message, x.symbols, x.details);
+  if (dwarf?.incomplete)
+    f.warning(
+      'LAYOUT_DWARF_INCOMPLETE',
+      `the DWARF does not cover every structure (${dwarf.incomplete}); the code's evidence decides as well`,
+    );
   const severity = decided ? 'info' : 'error';
-  const because = decided ? '; DWARF decides, this is the code\'s evidence' : '';
+  const because = decided ? "; DWARF decides, this is the code's evidence" : '';
   if (e.fields.length) {
     const fns = [...new Set(e.fields.map((x) => x.function))];
-    const shown = e.fields.map((x) => `${x.function}: ${hex(x.from)}(%${x.register}) -> ${hex(x.to)}(%${x.register})`);
+    const shown = e.fields.map(
+      (x) => `${x.function}: ${hex(x.from)}(%${x.register}) -> ${hex(x.to)}(%${x.register})`,
+    );
     f.add(
       severity,
       'LAYOUT_FIELD_MOVED',
       `a structure changed its layout: ${plural(fns.length, 'function')} access${fns.length === 1 ? 'es' : ''} the same field at another offset (${listText(shown, 6)}); objects the ${from.label} build allocated would be misread and corrupted by the ${to.label} code${because}`,
       fns,
-      { shifts: e.fields.slice(0, 500).map((x) => ({ ...x, at: hex(x.at), from: hex(x.from), to: hex(x.to) })) },
+      {
+        shifts: e.fields
+          .slice(0, 500)
+          .map((x) => ({ ...x, at: hex(x.at), from: hex(x.from), to: hex(x.to) })),
+      },
     );
   }
   if (e.sizes.length) {
@@ -245,6 +330,8 @@ export function analyzeLayout(pair: Pair, pairs: readonly FunctionPair[], dwarf?
     );
   }
   const code = `${plural(e.compared, 'changed function')} compared${e.unaligned ? ` (${e.unaligned} too different to align)` : ''}; ${e.fields.length + e.sizes.length ? `${plural(e.fields.length, 'field access', 'field accesses')} and ${plural(e.sizes.length, 'allocation size')} shifted` : 'no shifted field or allocation size'}`;
-  const summary = decided ? `decided from DWARF: ${plural(dwarf.changes.length, 'structure')} changed (${dwarf.source}); code: ${code}` : code;
+  const summary = decided
+    ? `decided from DWARF: ${plural(dwarf.changes.length, 'structure')} changed (${dwarf.source}); code: ${code}`
+    : code;
   return f.category(summary);
 }

@@ -19,7 +19,16 @@ import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { UlpError, isUlpError } from '../../common/errors.js';
 import { readRegularFile } from '../../common/files.js';
 import type { ElfObject } from '../../elf/index.js';
-import { debugLinkOf, debugSectionsOf, debugSectionsOfFile, readStructLayouts, type DebugSections, type StructLayout, type StructLayouts, type StructMember } from '../../elf/debug-info.js';
+import {
+  debugLinkOf,
+  debugSectionsOf,
+  debugSectionsOfFile,
+  readStructLayouts,
+  type DebugSections,
+  type StructLayout,
+  type StructLayouts,
+  type StructMember,
+} from '../../elf/debug-info.js';
 import type { Finding } from '../../patches/index.js';
 import { hex } from '../../patches/hex.js';
 import type { Pair } from './pair.js';
@@ -75,7 +84,15 @@ function diff(name: string, a: StructLayout, b: StructLayout): StructLayoutChang
   if (sameShape(a, b)) return undefined;
   const olds = new Map<string, StructMember>(a.members.map((m) => [m.name, m]));
   const news = new Map<string, StructMember>(b.members.map((m) => [m.name, m]));
-  const change: StructLayoutChange = { struct: name, oldSize: a.size, newSize: b.size, moved: [], resized: [], added: [], removed: [] };
+  const change: StructLayoutChange = {
+    struct: name,
+    oldSize: a.size,
+    newSize: b.size,
+    moved: [],
+    resized: [],
+    added: [],
+    removed: [],
+  };
   for (const m of b.members) {
     const o = olds.get(m.name);
     if (!o) {
@@ -88,8 +105,16 @@ function diff(name: string, a: StructLayout, b: StructLayout): StructLayoutChang
       if (m.bitOffset !== undefined) mv.toBit = m.bitOffset;
       change.moved.push(mv);
     }
-    const sizeChanged = o.size !== m.size || o.bitSize !== m.bitSize || (o.size === undefined && o.type !== m.type);
-    if (sizeChanged) change.resized.push({ name: m.name, from: o.size, to: m.size, fromType: bitType(o), toType: bitType(m) });
+    const sizeChanged =
+      o.size !== m.size || o.bitSize !== m.bitSize || (o.size === undefined && o.type !== m.type);
+    if (sizeChanged)
+      change.resized.push({
+        name: m.name,
+        from: o.size,
+        to: m.size,
+        fromType: bitType(o),
+        toType: bitType(m),
+      });
   }
   for (const m of a.members) if (!news.has(m.name)) change.removed.push({ name: m.name, offset: m.offset });
   return change;
@@ -135,7 +160,13 @@ function affinity(a: StructLayout, b: StructLayout): number {
     for (const y of b.units) {
       const ys = y.split('/');
       let n = 0;
-      while (n < xs.length && n < ys.length && xs[xs.length - 1 - n] === ys[ys.length - 1 - n] && xs[xs.length - 1 - n] !== '') n++;
+      while (
+        n < xs.length &&
+        n < ys.length &&
+        xs[xs.length - 1 - n] === ys[ys.length - 1 - n] &&
+        xs[xs.length - 1 - n] !== ''
+      )
+        n++;
       if (n > best) best = n;
     }
   }
@@ -173,7 +204,13 @@ function readDebugFile(path: string): DebugSections | undefined {
   try {
     buf = readRegularFile(path, DEBUG_FILE_MAX);
   } catch (err) {
-    throw new UlpError('PACK_DEBUG_FILE_UNREADABLE', `cannot read the debug file ${path}: ${(err as Error).message}`, 'Check its permissions, or drop the --debug-dir that holds it.', { path }, { cause: err });
+    throw new UlpError(
+      'PACK_DEBUG_FILE_UNREADABLE',
+      `cannot read the debug file ${path}: ${(err as Error).message}`,
+      'Check its permissions, or drop the --debug-dir that holds it.',
+      { path },
+      { cause: err },
+    );
   }
   try {
     return debugSectionsOfFile(buf);
@@ -184,7 +221,13 @@ function readDebugFile(path: string): DebugSections | undefined {
 
 function named(err: unknown, what: string, path: string): unknown {
   if (!isUlpError(err)) return err;
-  return new UlpError(err.code, `${what}: ${err.message}`, err.hint, { ...err.details, path }, { cause: err });
+  return new UlpError(
+    err.code,
+    `${what}: ${err.message}`,
+    err.hint,
+    { ...err.details, path },
+    { cause: err },
+  );
 }
 
 function isFile(p: string): boolean {
@@ -215,14 +258,19 @@ function candidates(obj: ElfObject, dirs: readonly string[], buildPath: string |
 }
 
 /** The dwz supplementary file a debug file refers to, looked up like the debug file itself. */
-function findSupplementary(s: DebugSections, at: string | undefined, dirs: readonly string[]): { sections: DebugSections; path: string } | undefined {
+function findSupplementary(
+  s: DebugSections,
+  at: string | undefined,
+  dirs: readonly string[],
+): { sections: DebugSections; path: string } | undefined {
   const link = s.altLink;
   if (!link) return undefined;
   const tries: string[] = [];
   if (isAbsolute(link.path)) tries.push(link.path);
   else if (at) tries.push(resolve(dirname(at), link.path));
   for (const dir of dirs) {
-    if (link.buildId.length > 2) tries.push(join(dir, '.build-id', link.buildId.slice(0, 2), `${link.buildId.slice(2)}.debug`));
+    if (link.buildId.length > 2)
+      tries.push(join(dir, '.build-id', link.buildId.slice(0, 2), `${link.buildId.slice(2)}.debug`));
     const m = /^\/usr\/lib\/debug\/(.*)$/.exec(link.path);
     if (m) tries.push(join(dir, m[1]!));
     tries.push(join(dir, basename(link.path)));
@@ -253,7 +301,12 @@ export function structLayoutsOf(obj: ElfObject, options: LayoutSourceOptions = {
   let found: { sections: DebugSections; path: string | undefined; where: string } | undefined;
   try {
     const own = debugSectionsOf(obj);
-    if (own) found = { sections: own, path: options.buildPath, where: `.debug_info of ${options.buildPath ?? 'the build'}` };
+    if (own)
+      found = {
+        sections: own,
+        path: options.buildPath,
+        where: `.debug_info of ${options.buildPath ?? 'the build'}`,
+      };
   } catch (err) {
     throw named(err, `debug information of ${options.buildPath ?? 'the build'}`, options.buildPath ?? '');
   }
@@ -295,7 +348,11 @@ export interface DwarfLayoutResult {
 const cache = new WeakMap<Buffer, Map<string, LayoutSource | undefined>>();
 
 /** structLayoutsOf once per build and set of folders (both directions of a pack ask). */
-function cachedLayouts(obj: ElfObject, bytes: Buffer, options: LayoutSourceOptions): LayoutSource | undefined {
+function cachedLayouts(
+  obj: ElfObject,
+  bytes: Buffer,
+  options: LayoutSourceOptions,
+): LayoutSource | undefined {
   const key = JSON.stringify([options.debugDirs ?? [], options.buildPath ?? '']);
   let m = cache.get(bytes);
   if (!m) cache.set(bytes, (m = new Map()));
@@ -308,8 +365,15 @@ function cachedLayouts(obj: ElfObject, bytes: Buffer, options: LayoutSourceOptio
  * when either build has no usable DWARF (then the machine code is the only
  * evidence).
  */
-export function analyzeLayoutsFromDwarf(pair: Pair, options: { debugDirs?: string[] } = {}): DwarfLayoutResult | undefined {
-  const side = (b: Pair['from']) => cachedLayouts(b.obj, b.bytes, { ...(options.debugDirs ? { debugDirs: options.debugDirs } : {}), buildPath: b.path });
+export function analyzeLayoutsFromDwarf(
+  pair: Pair,
+  options: { debugDirs?: string[] } = {},
+): DwarfLayoutResult | undefined {
+  const side = (b: Pair['from']) =>
+    cachedLayouts(b.obj, b.bytes, {
+      ...(options.debugDirs ? { debugDirs: options.debugDirs } : {}),
+      buildPath: b.path,
+    });
   const from = side(pair.from);
   if (!from) return undefined;
   const to = side(pair.to);
@@ -318,8 +382,11 @@ export function analyzeLayoutsFromDwarf(pair: Pair, options: { debugDirs?: strin
     source: `${pair.from.label}: ${from.source}; ${pair.to.label}: ${to.source}`,
     changes: compareStructLayouts(from.layouts, to.layouts),
   };
-  const missing = [from, to].map((x) => x.layouts.missingSupplementary).filter((x): x is string => x !== undefined);
-  if (missing.length > 0) result.incomplete = `the dwz file ${[...new Set(missing)].join(', ')} was not found: structures moved into it were not compared`;
+  const missing = [from, to]
+    .map((x) => x.layouts.missingSupplementary)
+    .filter((x): x is string => x !== undefined);
+  if (missing.length > 0)
+    result.incomplete = `the dwz file ${[...new Set(missing)].join(', ')} was not found: structures moved into it were not compared`;
   return result;
 }
 
@@ -328,14 +395,24 @@ const SHOWN = 6;
 /** One line about one change, e.g. "struct ssl_st grew from 0x1d48 to 0x1d58 bytes; 24 members moved (early_data 0x1d40 -> 0x1d50, ...)". */
 export function describeLayoutChange(c: StructLayoutChange): string {
   const parts: string[] = [];
-  if (c.oldSize !== c.newSize) parts.push(`${c.struct} ${c.newSize > c.oldSize ? 'grew' : 'shrank'} from ${hex(c.oldSize)} to ${hex(c.newSize)} bytes`);
+  if (c.oldSize !== c.newSize)
+    parts.push(
+      `${c.struct} ${c.newSize > c.oldSize ? 'grew' : 'shrank'} from ${hex(c.oldSize)} to ${hex(c.newSize)} bytes`,
+    );
   else parts.push(`${c.struct} (${hex(c.oldSize)} bytes) changed its layout`);
-  const list = <T>(xs: T[], f: (x: T) => string) => `${xs.slice(0, SHOWN).map(f).join(', ')}${xs.length > SHOWN ? `, and ${xs.length - SHOWN} more` : ''}`;
+  const list = <T>(xs: T[], f: (x: T) => string) =>
+    `${xs.slice(0, SHOWN).map(f).join(', ')}${xs.length > SHOWN ? `, and ${xs.length - SHOWN} more` : ''}`;
   if (c.added.length) parts.push(`added ${list(c.added, (m) => `${m.name} at ${hex(m.offset)}`)}`);
-  if (c.removed.length) parts.push(`removed ${list(c.removed, (m) => `${m.name} (was at ${hex(m.offset)})`)}`);
-  if (c.moved.length) parts.push(`${c.moved.length} ${c.moved.length === 1 ? 'member' : 'members'} moved (${list(c.moved, (m) => `${m.name} ${hex(m.from)} -> ${hex(m.to)}`)})`);
-  if (c.resized.length) parts.push(`resized ${list(c.resized, (m) => `${m.name} ${m.fromType} -> ${m.toType}`)}`);
-  if (c.ambiguous) parts.push('(the name has several definitions; they were paired as well as their compile units allow)');
+  if (c.removed.length)
+    parts.push(`removed ${list(c.removed, (m) => `${m.name} (was at ${hex(m.offset)})`)}`);
+  if (c.moved.length)
+    parts.push(
+      `${c.moved.length} ${c.moved.length === 1 ? 'member' : 'members'} moved (${list(c.moved, (m) => `${m.name} ${hex(m.from)} -> ${hex(m.to)}`)})`,
+    );
+  if (c.resized.length)
+    parts.push(`resized ${list(c.resized, (m) => `${m.name} ${m.fromType} -> ${m.toType}`)}`);
+  if (c.ambiguous)
+    parts.push('(the name has several definitions; they were paired as well as their compile units allow)');
   return parts.join('; ');
 }
 
@@ -362,6 +439,12 @@ export function checkDebugDirs(dirs: readonly string[]): void {
     } catch {
       ok = false;
     }
-    if (!ok) throw new UlpError('PACK_DEBUG_DIR_UNREADABLE', `--debug-dir ${d} is not a folder`, 'Give the folder that holds the debug files (e.g. the usr/lib/debug of an unpacked -dbgsym package).', { path: d });
+    if (!ok)
+      throw new UlpError(
+        'PACK_DEBUG_DIR_UNREADABLE',
+        `--debug-dir ${d} is not a folder`,
+        'Give the folder that holds the debug files (e.g. the usr/lib/debug of an unpacked -dbgsym package).',
+        { path: d },
+      );
   }
 }

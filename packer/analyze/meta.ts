@@ -32,10 +32,17 @@ export function analyzeMeta({ from, to }: Pair): MetaResult {
   const f = new Findings();
   const soname = to.obj.soname;
   if (from.obj.soname !== soname) {
-    f.error('META_SONAME_CHANGED', `the SONAME changes from ${from.obj.soname ?? '(none)'} to ${soname ?? '(none)'}: these are different libraries`);
+    f.error(
+      'META_SONAME_CHANGED',
+      `the SONAME changes from ${from.obj.soname ?? '(none)'} to ${soname ?? '(none)'}: these are different libraries`,
+    );
   }
   if (soname && GLIBC_SONAMES.has(soname)) {
-    f.error('META_GLIBC_UNSUPPORTED', `${soname} is part of glibc, whose loader holds private pointers into it; it cannot be replaced in a running process`, [soname]);
+    f.error(
+      'META_GLIBC_UNSUPPORTED',
+      `${soname} is part of glibc, whose loader holds private pointers into it; it cannot be replaced in a running process`,
+      [soname],
+    );
   }
 
   const neededFrom = new Set(from.obj.dynamic?.needed ?? []);
@@ -43,7 +50,11 @@ export function analyzeMeta({ from, to }: Pair): MetaResult {
   const added = [...neededTo].filter((n) => !neededFrom.has(n));
   const removed = [...neededFrom].filter((n) => !neededTo.has(n));
   if (added.length > 0) {
-    f.warning('META_NEEDED_ADDED', `the ${to.label} build needs ${listText(added)}, which the ${from.label} build did not: the update applies only to processes that already have ${added.length === 1 ? 'it' : 'them'} loaded`, added);
+    f.warning(
+      'META_NEEDED_ADDED',
+      `the ${to.label} build needs ${listText(added)}, which the ${from.label} build did not: the update applies only to processes that already have ${added.length === 1 ? 'it' : 'them'} loaded`,
+      added,
+    );
   }
   if (removed.length > 0) f.info('META_NEEDED_REMOVED', `no longer needed: ${listText(removed)}`, removed);
 
@@ -53,22 +64,49 @@ export function analyzeMeta({ from, to }: Pair): MetaResult {
   const impRemoved = [...impFrom].filter(([k]) => !impTo.has(k)).map(([, v]) => v);
   if (impAdded.length > 0) {
     const names = impAdded.map(symbolKey);
-    f.info('META_IMPORT_ADDED', `${plural(impAdded.length, 'new imported symbol')} (resolved in the target process when the patch is applied): ${listText(names)}`, names);
+    f.info(
+      'META_IMPORT_ADDED',
+      `${plural(impAdded.length, 'new imported symbol')} (resolved in the target process when the patch is applied): ${listText(names)}`,
+      names,
+    );
   }
   if (impRemoved.length > 0) {
     const names = impRemoved.map(symbolKey);
-    f.info('META_IMPORT_REMOVED', `${plural(impRemoved.length, 'imported symbol')} no longer used: ${listText(names)}`, names);
+    f.info(
+      'META_IMPORT_REMOVED',
+      `${plural(impRemoved.length, 'imported symbol')} no longer used: ${listText(names)}`,
+      names,
+    );
   }
 
-  if (from.relro !== to.relro) f.info('META_RELRO_CHANGED', `RELRO changes from ${from.relro} to ${to.relro}`);
+  if (from.relro !== to.relro)
+    f.info('META_RELRO_CHANGED', `RELRO changes from ${from.relro} to ${to.relro}`);
   const dFrom = from.obj.dynamic;
   const dTo = to.obj.dynamic;
-  if (dTo?.textrel) f.warning('META_TEXTREL', `the ${to.label} build has text relocations: its code pages are written when it is mapped`);
-  if ((dFrom?.symbolic ?? false) !== (dTo?.symbolic ?? false)) f.info('META_SYMBOLIC_CHANGED', `DT_SYMBOLIC/-Bsymbolic is ${dTo?.symbolic ? 'set' : 'cleared'} in the ${to.label} build`);
-  if ((dFrom?.runpath ?? dFrom?.rpath) !== (dTo?.runpath ?? dTo?.rpath)) f.info('META_RUNPATH_CHANGED', 'the library search path (RUNPATH/RPATH) changes; a new dependency is looked up in the target process, not through it');
+  if (dTo?.textrel)
+    f.warning(
+      'META_TEXTREL',
+      `the ${to.label} build has text relocations: its code pages are written when it is mapped`,
+    );
+  if ((dFrom?.symbolic ?? false) !== (dTo?.symbolic ?? false))
+    f.info(
+      'META_SYMBOLIC_CHANGED',
+      `DT_SYMBOLIC/-Bsymbolic is ${dTo?.symbolic ? 'set' : 'cleared'} in the ${to.label} build`,
+    );
+  if ((dFrom?.runpath ?? dFrom?.rpath) !== (dTo?.runpath ?? dTo?.rpath))
+    f.info(
+      'META_RUNPATH_CHANGED',
+      'the library search path (RUNPATH/RPATH) changes; a new dependency is looked up in the target process, not through it',
+    );
 
   const parts = [`SONAME ${soname ?? '(none)'}`];
-  if (added.length || removed.length) parts.push(`${added.length} dependencies added, ${removed.length} removed`);
-  if (impAdded.length || impRemoved.length) parts.push(`${impAdded.length} imports added, ${impRemoved.length} removed`);
-  return { category: f.category(parts.join('; ')), needed: { added, removed }, imports: { added: impAdded, removed: impRemoved } };
+  if (added.length || removed.length)
+    parts.push(`${added.length} dependencies added, ${removed.length} removed`);
+  if (impAdded.length || impRemoved.length)
+    parts.push(`${impAdded.length} imports added, ${impRemoved.length} removed`);
+  return {
+    category: f.category(parts.join('; ')),
+    needed: { added, removed },
+    imports: { added: impAdded, removed: impRemoved },
+  };
 }

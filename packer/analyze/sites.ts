@@ -2,12 +2,25 @@
  * Relocation sites inside the writable region, described for the trigger:
  * what each word holds once the loader has processed it, in each build.
  */
-import { RelocType, relocTypeName, symbolContaining, symbolIndex, type ElfSymbol, type Relocation, type WritableRegion } from '../../elf/index.js';
+import {
+  RelocType,
+  relocTypeName,
+  symbolContaining,
+  symbolIndex,
+  type ElfSymbol,
+  type Relocation,
+  type WritableRegion,
+} from '../../elf/index.js';
 import type { Site, SiteTarget } from '../../patches/index.js';
 import { hex } from '../../patches/hex.js';
 import type { Build } from '../model.js';
 
-const TLS_TYPES = new Set<number>([RelocType.DTPMOD64, RelocType.DTPOFF64, RelocType.TPOFF64, RelocType.TLSDESC]);
+const TLS_TYPES = new Set<number>([
+  RelocType.DTPMOD64,
+  RelocType.DTPOFF64,
+  RelocType.TPOFF64,
+  RelocType.TLSDESC,
+]);
 /** Relocations that go through symbol lookup and whose slot the trigger relinks as a GOT entry. */
 const GOT_TYPES = new Set<number>([RelocType.GLOB_DAT, RelocType.JUMP_SLOT]);
 
@@ -18,7 +31,9 @@ export function effectiveAddend(build: Build, r: Relocation): bigint {
 
 /** Link-time addresses are exact as numbers (one shared index); a crafted addend beyond them is looked up as a bigint. */
 function symbolAt(build: Build, vaddr: bigint): ElfSymbol | undefined {
-  return vaddr >= 0n && vaddr <= BigInt(Number.MAX_SAFE_INTEGER) ? symbolIndex(build.obj).containing(Number(vaddr)) : symbolContaining(build.obj, vaddr);
+  return vaddr >= 0n && vaddr <= BigInt(Number.MAX_SAFE_INTEGER)
+    ? symbolIndex(build.obj).containing(Number(vaddr))
+    : symbolContaining(build.obj, vaddr);
 }
 
 function local(build: Build, vaddr: bigint, kind?: SiteTarget['kind']): SiteTarget {
@@ -33,7 +48,8 @@ function local(build: Build, vaddr: bigint, kind?: SiteTarget['kind']): SiteTarg
 }
 
 export function siteTarget(build: Build, r: Relocation): SiteTarget {
-  if (TLS_TYPES.has(r.type)) return r.symbol && r.symIndex ? { kind: 'tls', symbol: r.symbol.name } : { kind: 'tls' };
+  if (TLS_TYPES.has(r.type))
+    return r.symbol && r.symIndex ? { kind: 'tls', symbol: r.symbol.name } : { kind: 'tls' };
   if (r.type === RelocType.RELATIVE) return local(build, effectiveAddend(build, r));
   if (r.type === RelocType.IRELATIVE) return local(build, r.addend, 'code');
   const sym = r.symIndex ? r.symbol : undefined;

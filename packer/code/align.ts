@@ -89,7 +89,7 @@ export function shapeOverlap(a: Decoded, b: Decoded): number {
   const x = (a.sortedShapes ??= a.shapes.slice().sort());
   const y = (b.sortedShapes ??= b.shapes.slice().sort());
   let common = 0;
-  for (let i = 0, j = 0; i < x.length && j < y.length; ) {
+  for (let i = 0, j = 0; i < x.length && j < y.length;) {
     if (x[i]! === y[j]!) {
       common++;
       i++;
@@ -115,7 +115,11 @@ function decodeFunction(build: Build, start: number, end: number): Instruction[]
     }
     const len = ins.length;
     // The bytes of the fields left out, as a bit mask over the instruction's (at most 15) bytes.
-    const fields = field(ins.relOff, ins.relSize) | field(ins.ripOff, 4) | field(ins.dispOff, ins.dispSize) | field(ins.immOff, ins.immSize);
+    const fields =
+      field(ins.relOff, ins.relSize) |
+      field(ins.ripOff, 4) |
+      field(ins.dispOff, ins.dispSize) |
+      field(ins.immOff, ins.immSize);
     let h = 0x811c9dc5;
     for (let i = 0; i < len; i++) {
       if ((fields >> i) & 1) continue;
@@ -125,22 +129,40 @@ function decodeFunction(build: Build, start: number, end: number): Instruction[]
     h = Math.imul(h ^ (ins.immOff >= 0 ? 0x100 + ins.immSize : 0), 0x01000193);
     let callee: string | undefined;
     if (ins.relOff >= 0) {
-      const target = start + p + len + (ins.relSize === 1 ? buf.readInt8(p + ins.relOff) : buf.readInt32LE(p + ins.relOff));
+      const target =
+        start +
+        p +
+        len +
+        (ins.relSize === 1 ? buf.readInt8(p + ins.relOff) : buf.readInt32LE(p + ins.relOff));
       if (target < start || target >= end) {
         // Targets are named as the code comparison names them (targets.ts), so moved code compares equal.
         h = Math.imul(h ^ names.hashOf(target, start, end, false), 0x01000193);
         if (ins.flow === Flow.Call) callee = names.nameOf(target);
       } else h = Math.imul(h ^ 0x200, 0x01000193);
     }
-    if (ins.ripOff >= 0) h = Math.imul(h ^ names.hashOf(start + p + len + buf.readInt32LE(p + ins.ripOff), start, end, ins.lea), 0x01000193);
-    const disp = ins.base < 0 ? undefined : ins.dispOff < 0 ? 0 : ins.dispSize === 1 ? buf.readInt8(p + ins.dispOff) : buf.readInt32LE(p + ins.dispOff);
+    if (ins.ripOff >= 0)
+      h = Math.imul(
+        h ^ names.hashOf(start + p + len + buf.readInt32LE(p + ins.ripOff), start, end, ins.lea),
+        0x01000193,
+      );
+    const disp =
+      ins.base < 0
+        ? undefined
+        : ins.dispOff < 0
+          ? 0
+          : ins.dispSize === 1
+            ? buf.readInt8(p + ins.dispOff)
+            : buf.readInt32LE(p + ins.dispOff);
     const imm = ins.immOff < 0 ? undefined : readImm(buf, p + ins.immOff, ins.immSize);
     const shape = h >>> 0;
     out.push({
       offset: p,
       length: len,
       shape,
-      exact: (Math.imul(Math.imul(shape ^ (disp ?? 0x5a5a5a5a), 0x01000193) ^ (imm ?? 0x3c3c3c3c), 0x01000193) ^ (imm !== undefined ? Math.floor(imm / 2 ** 32) : 0)) >>> 0,
+      exact:
+        (Math.imul(Math.imul(shape ^ (disp ?? 0x5a5a5a5a), 0x01000193) ^ (imm ?? 0x3c3c3c3c), 0x01000193) ^
+          (imm !== undefined ? Math.floor(imm / 2 ** 32) : 0)) >>>
+        0,
       immReg: ins.immOff >= 0 ? movImmRegister(buf, p, ins.modrmOff, ins.immOff) : -1,
       flow: ins.flow,
       base: ins.base,
@@ -173,7 +195,10 @@ function movImmRegister(buf: Buffer, p: number, modrmOff: number, immOff: number
 
 /** 48 89 e5 or 48 8b ec: the two encodings of `mov %rsp,%rbp`. */
 function isMovRspRbp(b: Buffer, at: number): boolean {
-  return b[at] === 0x48 && ((b[at + 1] === 0x89 && b[at + 2] === 0xe5) || (b[at + 1] === 0x8b && b[at + 2] === 0xec));
+  return (
+    b[at] === 0x48 &&
+    ((b[at + 1] === 0x89 && b[at + 2] === 0xe5) || (b[at + 1] === 0x8b && b[at + 2] === 0xec))
+  );
 }
 
 /** The bits of bytes [off, off + size) (none when off is -1); an 8-byte immediate after 7 bytes still fits in 15 bits. */
@@ -188,7 +213,6 @@ function readImm(buf: Buffer, at: number, size: number): number {
   if (size === 8) return Number(buf.readBigInt64LE(at));
   return buf[at]!; // enter's imm16+imm8 and other odd shapes: only equality matters
 }
-
 
 /**
  * Aligned instructions, in order: the t-th pair is instruction a[t] of the
@@ -259,7 +283,16 @@ interface Pairs {
  * in order: common prefix and suffix, then Myers' greedy diff. False when
  * more than `maxEdits` edits apart (`out` then holds a partial result).
  */
-function diff(a: Uint32Array, b: Uint32Array, a0: number, a1: number, b0: number, b1: number, maxEdits: number, out: Pairs): boolean {
+function diff(
+  a: Uint32Array,
+  b: Uint32Array,
+  a0: number,
+  a1: number,
+  b0: number,
+  b1: number,
+  maxEdits: number,
+  out: Pairs,
+): boolean {
   while (a0 < a1 && b0 < b1 && a[a0] === b[b0]) {
     out.a.push(a0++);
     out.b.push(b0++);
@@ -277,7 +310,16 @@ function diff(a: Uint32Array, b: Uint32Array, a0: number, a1: number, b0: number
   return true;
 }
 
-function myers(a: Uint32Array, b: Uint32Array, a0: number, a1: number, b0: number, b1: number, maxEdits: number, out: Pairs): boolean {
+function myers(
+  a: Uint32Array,
+  b: Uint32Array,
+  a0: number,
+  a1: number,
+  b0: number,
+  b1: number,
+  maxEdits: number,
+  out: Pairs,
+): boolean {
   const n = a1 - a0;
   const m = b1 - b0;
   if (n === 0 || m === 0) return true;
@@ -289,7 +331,10 @@ function myers(a: Uint32Array, b: Uint32Array, a0: number, a1: number, b0: numbe
     // Backtracking from step d reads only the diagonals step d-1 reached: keep those, not the whole array.
     trace.push(v.slice(offset - d + 1, offset + d));
     for (let k = -d; k <= d; k += 2) {
-      let x = k === -d || (k !== d && v[offset + k - 1]! < v[offset + k + 1]!) ? v[offset + k + 1]! : v[offset + k - 1]! + 1;
+      let x =
+        k === -d || (k !== d && v[offset + k - 1]! < v[offset + k + 1]!)
+          ? v[offset + k + 1]!
+          : v[offset + k - 1]! + 1;
       let y = x - k;
       while (x < n && y < m && a[a0 + x] === b[b0 + y]) {
         x++;
@@ -306,7 +351,15 @@ function myers(a: Uint32Array, b: Uint32Array, a0: number, a1: number, b0: numbe
 }
 
 /** Appends the common elements of the path found at step dEnd, in order. */
-function backtrack(trace: Int32Array[], a0: number, b0: number, n: number, m: number, dEnd: number, out: Pairs): void {
+function backtrack(
+  trace: Int32Array[],
+  a0: number,
+  b0: number,
+  n: number,
+  m: number,
+  dEnd: number,
+  out: Pairs,
+): void {
   // Walked from the end: collected backwards, then appended in order.
   const xs: number[] = [];
   let x = n;

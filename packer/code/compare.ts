@@ -71,7 +71,8 @@ function maskedEqual(ba: Buffer, bb: Buffer, p: number, len: number, ins: Insn):
 export function compareCode(a: CodeRef, b: CodeRef, hooks: CompareHooks = {}): Difference | undefined {
   const ba = bytesOf(a);
   const bb = bytesOf(b);
-  if (ba.length !== bb.length) return { offset: Math.min(ba.length, bb.length), reason: `size ${ba.length} -> ${bb.length}` };
+  if (ba.length !== bb.length)
+    return { offset: Math.min(ba.length, bb.length), reason: `size ${ba.length} -> ${bb.length}` };
   const na = targetsOf(a.build);
   const nb = targetsOf(b.build);
   const field = (p: number, len: number, off: number, size: number): string | undefined => {
@@ -79,9 +80,11 @@ export function compareCode(a: CodeRef, b: CodeRef, hooks: CompareHooks = {}): D
     const tb = b.start + p + len + rel(bb, p + off, size);
     const x = targetName(a, na, ta, insA.lea);
     const y = targetName(b, nb, tb, insA.lea);
-    if (x === 'c' && y === 'c') return !hooks.onCode || hooks.onCode(ta, tb) ? undefined : 'called code differs';
+    if (x === 'c' && y === 'c')
+      return !hooks.onCode || hooks.onCode(ta, tb) ? undefined : 'called code differs';
     if (x !== y) return `reference ${describe(x)} -> ${describe(y)}`;
-    if (hooks.onImport && x.startsWith('i:') && !hooks.onImport(x.slice(2))) return `import ${x.slice(2)} differs`;
+    if (hooks.onImport && x.startsWith('i:') && !hooks.onImport(x.slice(2)))
+      return `import ${x.slice(2)} differs`;
     // Calls, tail calls and function addresses taken (pthread_once, atexit...) of named code.
     if (hooks.onCall && x.startsWith('s:') && a.build.kindAt(ta) === 'code') {
       const callee = x.slice(2).replace(/\+0$/, '');
@@ -101,7 +104,9 @@ export function compareCode(a: CodeRef, b: CodeRef, hooks: CompareHooks = {}): D
     if (insA.relOff !== insB.relOff || insA.ripOff !== insB.ripOff || !maskedEqual(ba, bb, p, len, insA)) {
       return { offset: p, reason: 'instructions differ' };
     }
-    const d = (insA.relOff >= 0 ? field(p, len, insA.relOff, insA.relSize) : undefined) ?? (insA.ripOff >= 0 ? field(p, len, insA.ripOff, 4) : undefined);
+    const d =
+      (insA.relOff >= 0 ? field(p, len, insA.relOff, insA.relSize) : undefined) ??
+      (insA.ripOff >= 0 ? field(p, len, insA.ripOff, 4) : undefined);
     if (d) return { offset: p, reason: d };
     p += len;
   }
@@ -122,9 +127,19 @@ function describe(name: string): string {
 const insF = newInsn();
 
 /** Intra-function targets as offsets, others by the hash of their name. */
-function fieldHash(f: CodeRef, names: Targets, buf: Buffer, p: number, len: number, at: number, size: number): number {
+function fieldHash(
+  f: CodeRef,
+  names: Targets,
+  buf: Buffer,
+  p: number,
+  len: number,
+  at: number,
+  size: number,
+): number {
   const target = f.start + p + len + rel(buf, p + at, size);
-  return target >= f.start && target < f.end ? 0x40000000 + target - f.start : names.hashOf(target, f.start, f.end, insF.lea);
+  return target >= f.start && target < f.end
+    ? 0x40000000 + target - f.start
+    : names.hashOf(target, f.start, f.end, insF.lea);
 }
 
 /**
@@ -190,8 +205,17 @@ export function sameInPlace(a: CodeRef, b: CodeRef): boolean | undefined {
   while (p < n) {
     if (!decode(buf, p, n, insF)) return true; // the rest is identical raw bytes
     const len = insF.length;
-    if (insF.relOff >= 0 && fieldHash(a, na, buf, p, len, insF.relOff, insF.relSize) !== fieldHash(b, nb, buf, p, len, insF.relOff, insF.relSize)) return false;
-    if (insF.ripOff >= 0 && fieldHash(a, na, buf, p, len, insF.ripOff, 4) !== fieldHash(b, nb, buf, p, len, insF.ripOff, 4)) return false;
+    if (
+      insF.relOff >= 0 &&
+      fieldHash(a, na, buf, p, len, insF.relOff, insF.relSize) !==
+        fieldHash(b, nb, buf, p, len, insF.relOff, insF.relSize)
+    )
+      return false;
+    if (
+      insF.ripOff >= 0 &&
+      fieldHash(a, na, buf, p, len, insF.ripOff, 4) !== fieldHash(b, nb, buf, p, len, insF.ripOff, 4)
+    )
+      return false;
     p += len;
   }
   return true;

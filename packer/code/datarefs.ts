@@ -66,7 +66,9 @@ function executableAreas(build: Build): Area[] {
       .map((s) => ({ start: Number(s.addr), end: Number(s.addr + s.size), stubs: s.name !== '.text' }))
       .sort((a, b) => a.start - b.start);
   }
-  return build.obj.loadSegments.filter((p) => (p.flags & PF_X) !== 0).map((p) => ({ start: Number(p.vaddr), end: Number(p.vaddr + p.filesz), stubs: false }));
+  return build.obj.loadSegments
+    .filter((p) => (p.flags & PF_X) !== 0)
+    .map((p) => ({ start: Number(p.vaddr), end: Number(p.vaddr + p.filesz), stubs: false }));
 }
 
 export function dataRefMap(build: Build): DataRefs | undefined {
@@ -91,7 +93,8 @@ export function dataRefMap(build: Build): DataRefs | undefined {
     const end = base + p + insn.length;
     const target = end + buf.readInt32LE(p + insn.ripOff);
     if (target >= lo && target < hi) marks[target - lo]! |= Mark.Addressed;
-    if (target >= rs && target < re) refs.set(base + p + insn.ripOff, { site: base + p + insn.ripOff, end, offset: target - rs });
+    if (target >= rs && target < re)
+      refs.set(base + p + insn.ripOff, { site: base + p + insn.ripOff, end, offset: target - rs });
   };
 
   /** Branch targets outside known code, to decode later by control flow. */
@@ -164,7 +167,13 @@ export function dataRefMap(build: Build): DataRefs | undefined {
       if (ins.ripOff >= 0) note(buf, a.start, p, ins);
       if (ins.relOff >= 0) branchTarget(buf, a.start, p, ins);
       p += ins.length;
-      if (ins.flow === Flow.Jmp || ins.flow === Flow.Ret || ins.flow === Flow.Stop || ins.flow === Flow.IndirectJmp) break;
+      if (
+        ins.flow === Flow.Jmp ||
+        ins.flow === Flow.Ret ||
+        ins.flow === Flow.Stop ||
+        ins.flow === Flow.IndirectJmp
+      )
+        break;
     }
     state.fill(Byte.Code, a.start + from - lo, a.start + p - lo);
   }
@@ -185,7 +194,7 @@ export function dataRefMap(build: Build): DataRefs | undefined {
       // Alignment padding first (nop runs end where a table or a function begins).
       const k = i + paddingPrefix(buf.subarray(i - a.start, j - a.start));
       state.fill(Byte.Padding, i - lo, k - lo);
-      for (let p = k; p < j; ) {
+      for (let p = k; p < j;) {
         let q = p + 1;
         while (q < j && !(marks[q - lo]! & Mark.Label)) q++;
         classify(buf, a.start, p, q);
@@ -200,17 +209,32 @@ export function dataRefMap(build: Build): DataRefs | undefined {
     const hits = reachingWindows(buf, areaStart, k, j, rs, re);
     if (hits.length === 0) {
       state.fill(Byte.Scanned, k - lo, j - lo);
-      accounted.push({ start: k, end: j, reason: 'not reached as code; no 4-byte window in it, read as a RIP-relative displacement, points into the writable region' });
+      accounted.push({
+        start: k,
+        end: j,
+        reason:
+          'not reached as code; no 4-byte window in it, read as a RIP-relative displacement, points into the writable region',
+      });
     } else if (addressedOnly(marks, k - lo, j - lo)) {
       // Hand-written assembly keeps constant tables in .text (OpenSSL's Camellia S-boxes, the P-256
       // precomputed table): operands of decoded code address them, nothing branches or points into them.
       state.fill(Byte.Table, k - lo, j - lo);
-      accounted.push({ start: k, end: j, reason: 'a table inside the code: decoded code addresses it as data (RIP-relative operands), and no branch, function start or relocated pointer enters it' });
+      accounted.push({
+        start: k,
+        end: j,
+        reason:
+          'a table inside the code: decoded code addresses it as data (RIP-relative operands), and no branch, function start or relocated pointer enters it',
+      });
     } else {
       uncovered.push({
         start: k,
         end: j,
-        reason: `not reached as code, and ${hits.length === 1 ? 'the window' : `${hits.length} windows`} at ${hits.slice(0, 4).map((h) => `0x${h.toString(16)}`).join(', ')}${hits.length > 4 ? ', ...' : ''} would point into the writable region if ${hits.length === 1 ? 'it were' : 'they were'} the displacement of a RIP-relative operand`,
+        reason: `not reached as code, and ${hits.length === 1 ? 'the window' : `${hits.length} windows`} at ${hits
+          .slice(0, 4)
+          .map((h) => `0x${h.toString(16)}`)
+          .join(
+            ', ',
+          )}${hits.length > 4 ? ', ...' : ''} would point into the writable region if ${hits.length === 1 ? 'it were' : 'they were'} the displacement of a RIP-relative operand`,
       });
     }
   }
@@ -222,7 +246,13 @@ export function dataRefMap(build: Build): DataRefs | undefined {
   for (let i = 1; i < code.length; i++) {
     if (code[i]!.site < code[i - 1]!.site + 4) clash.add(code[i]!).add(code[i - 1]!);
   }
-  for (const r of clash) uncovered.push({ start: r.site, end: r.site + 4, reason: 'decoded as the displacement of two different instructions (overlapping function bounds): left as it is' });
+  for (const r of clash)
+    uncovered.push({
+      start: r.site,
+      end: r.site + 4,
+      reason:
+        'decoded as the displacement of two different instructions (overlapping function bounds): left as it is',
+    });
   const executable = areas.reduce((n, a) => n + a.end - a.start, 0);
   const counts = [0, 0, 0, 0, 0];
   for (const a of areas) for (let v = a.start; v < a.end; v++) counts[state[v - lo]!]!++;
@@ -231,12 +261,30 @@ export function dataRefMap(build: Build): DataRefs | undefined {
     code: code.filter((r) => !clash.has(r)),
     words: words.sort((x, y) => x.site - y.site),
     sharedWords,
-    coverage: { executable, decoded: counts[Byte.Code]!, padding: counts[Byte.Padding]!, scanned: counts[Byte.Scanned]!, tables: counts[Byte.Table]!, uncovered: uncovered.sort((x, y) => x.start - y.start), accounted },
+    coverage: {
+      executable,
+      decoded: counts[Byte.Code]!,
+      padding: counts[Byte.Padding]!,
+      scanned: counts[Byte.Scanned]!,
+      tables: counts[Byte.Table]!,
+      uncovered: uncovered.sort((x, y) => x.start - y.start),
+      accounted,
+    },
   };
 }
 
 /** The value a relocation stores, when it is an address inside this build (undefined otherwise). */
-function relocatedValue(build: Build, r: { type: number; symIndex: number; symbol?: { defined: boolean; value: bigint } | undefined; addend: bigint; offset: bigint; table?: string }): number | undefined {
+function relocatedValue(
+  build: Build,
+  r: {
+    type: number;
+    symIndex: number;
+    symbol?: { defined: boolean; value: bigint } | undefined;
+    addend: bigint;
+    offset: bigint;
+    table?: string;
+  },
+): number | undefined {
   switch (r.type) {
     case RelocType.RELATIVE:
       return Number(effectiveAddend(build, r as Parameters<typeof effectiveAddend>[1]));
@@ -294,7 +342,14 @@ function isNop(buf: Uint8Array, p: number): boolean {
  * they are, can refer to the region. Windows reaching into the neighbouring
  * bytes are included: an instruction may straddle the boundary.
  */
-export function reachingWindows(area: Buffer, areaStart: number, start: number, end: number, rs: number, re: number): number[] {
+export function reachingWindows(
+  area: Buffer,
+  areaStart: number,
+  start: number,
+  end: number,
+  rs: number,
+  re: number,
+): number[] {
   const out: number[] = [];
   const from = Math.max(areaStart, start - 3);
   const to = Math.min(areaStart + area.length - 4, end - 1);

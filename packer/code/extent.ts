@@ -11,7 +11,14 @@ const MAX_EXTENT = 64 * 1024;
 export function functionAt(build: Build, start: number): FunctionInfo {
   let index = starts.get(build);
   if (!index) starts.set(build, (index = new Map(build.functions().map((f) => [f.start, f]))));
-  return index.get(start) ?? { name: undefined, start, end: start + extentByFlow(build, start, index), exported: false };
+  return (
+    index.get(start) ?? {
+      name: undefined,
+      start,
+      end: start + extentByFlow(build, start, index),
+      exported: false,
+    }
+  );
 }
 
 const starts = new WeakMap<Build, Map<number, FunctionInfo>>();
@@ -35,7 +42,13 @@ function extentByFlow(build: Build, start: number, known: ReadonlyMap<number, Fu
         const t = next + rel;
         if (t >= 0 && t < buf.length && !known.has(start + t)) todo.push(t);
       }
-      if (ins.flow === Flow.Jmp || ins.flow === Flow.Ret || ins.flow === Flow.Stop || ins.flow === Flow.IndirectJmp) break;
+      if (
+        ins.flow === Flow.Jmp ||
+        ins.flow === Flow.Ret ||
+        ins.flow === Flow.Stop ||
+        ins.flow === Flow.IndirectJmp
+      )
+        break;
       p = next;
     }
   }

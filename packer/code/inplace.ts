@@ -76,11 +76,14 @@ function sameLayout(a: Build, b: Build): boolean {
   for (let i = 0; i < sa.length; i++) {
     const p = sa[i]!;
     const q = sb[i]!;
-    if (p.vaddr !== q.vaddr || p.memsz !== q.memsz || p.filesz !== q.filesz || p.flags !== q.flags) return false;
+    if (p.vaddr !== q.vaddr || p.memsz !== q.memsz || p.filesz !== q.filesz || p.flags !== q.flags)
+      return false;
   }
   const ra = a.obj.relro;
   const rb = b.obj.relro;
-  return ra === rb || (ra !== undefined && rb !== undefined && ra.vaddr === rb.vaddr && ra.memsz === rb.memsz);
+  return (
+    ra === rb || (ra !== undefined && rb !== undefined && ra.vaddr === rb.vaddr && ra.memsz === rb.memsz)
+  );
 }
 
 function createInPlace(a: Build, b: Build): InPlace {
@@ -99,7 +102,10 @@ function createInPlace(a: Build, b: Build): InPlace {
   const reaching = fieldsReaching(a, segments, targets);
   const relocRanges = new Ranges(relocs.offsets.map((o) => [o, o + 1] as const));
   return {
-    codeUnchanged: (start, end) => !bytes.intersects(start, end) && (!reaching.intersects(start, end) || !decodedFieldReaches(a.bytesAt(start, end - start), start, targets)),
+    codeUnchanged: (start, end) =>
+      !bytes.intersects(start, end) &&
+      (!reaching.intersects(start, end) ||
+        !decodedFieldReaches(a.bytesAt(start, end - start), start, targets)),
     dataUnchanged: (start, end) => !bytes.intersects(start, end) && !relocRanges.intersects(start, end),
   };
 }
@@ -113,7 +119,10 @@ function differingBytes(a: Build, b: Build, segments: Segment[]): Ranges {
     for (let at = 0; at < size; at += BLOCK) {
       const n = Math.min(BLOCK, size - at);
       // One memcmp per block; only blocks that differ are walked byte by byte.
-      if (a.bytes.compare(b.bytes, s.offsetB + at, s.offsetB + at + n, s.offsetA + at, s.offsetA + at + n) === 0) continue;
+      if (
+        a.bytes.compare(b.bytes, s.offsetB + at, s.offsetB + at + n, s.offsetA + at, s.offsetA + at + n) === 0
+      )
+        continue;
       for (let i = 0; i < n; i++) {
         if (a.bytes[s.offsetA + at + i] === b.bytes[s.offsetB + at + i]) continue;
         let j = i + 1;
@@ -137,17 +146,36 @@ function differingBytes(a: Build, b: Build, segments: Segment[]): Ranges {
 function differingSymbols(a: Build, b: Build): Ranges {
   // Symbol tables that agree entry by entry give the same candidate lists, without building them.
   const alike = (x: ElfSymbol, y: ElfSymbol) =>
-    x.value === y.value && x.size === y.size && x.bind === y.bind && x.type === y.type && x.shndx === y.shndx && x.name === y.name && a.nameOf(x) === b.nameOf(y);
-  const sameTable = (x: ElfSymbol[], y: ElfSymbol[]) => x.length === y.length && x.every((s, i) => alike(s, y[i]!));
-  if (sameTable(a.obj.symtab, b.obj.symtab) && sameTable(a.obj.dynamicSymbols, b.obj.dynamicSymbols)) return new Ranges([]);
+    x.value === y.value &&
+    x.size === y.size &&
+    x.bind === y.bind &&
+    x.type === y.type &&
+    x.shndx === y.shndx &&
+    x.name === y.name &&
+    a.nameOf(x) === b.nameOf(y);
+  const sameTable = (x: ElfSymbol[], y: ElfSymbol[]) =>
+    x.length === y.length && x.every((s, i) => alike(s, y[i]!));
+  if (sameTable(a.obj.symtab, b.obj.symtab) && sameTable(a.obj.dynamicSymbols, b.obj.dynamicSymbols))
+    return new Ranges([]);
   const la = symbolIndex(a.obj).symbols;
   const lb = symbolIndex(b.obj).symbols;
   const spans: Array<[number, number]> = [];
-  const extent = (s: ElfSymbol): [number, number] => [Number(s.value), Number(s.value + (s.size === 0n ? 1n : s.size))];
+  const extent = (s: ElfSymbol): [number, number] => [
+    Number(s.value),
+    Number(s.value + (s.size === 0n ? 1n : s.size)),
+  ];
   for (let i = 0; i < Math.max(la.length, lb.length); i++) {
     const x = la[i];
     const y = lb[i];
-    if (x && y && x.value === y.value && x.size === y.size && x.bind === y.bind && a.nameOf(x) === b.nameOf(y)) continue;
+    if (
+      x &&
+      y &&
+      x.value === y.value &&
+      x.size === y.size &&
+      x.bind === y.bind &&
+      a.nameOf(x) === b.nameOf(y)
+    )
+      continue;
     if (x) spans.push(extent(x));
     if (y) spans.push(extent(y));
   }
@@ -156,15 +184,30 @@ function differingSymbols(a: Build, b: Build): Ranges {
 
 /** Same type, table, addend and symbol (name, version, defined): the same name unless RELATIVE. */
 function sameRaw(x: Relocation, y: Relocation): boolean {
-  if (x.type !== y.type || x.table !== y.table || x.addend !== y.addend || (x.symIndex !== 0) !== (y.symIndex !== 0)) return false;
+  if (
+    x.type !== y.type ||
+    x.table !== y.table ||
+    x.addend !== y.addend ||
+    (x.symIndex !== 0) !== (y.symIndex !== 0)
+  )
+    return false;
   const s = x.symIndex !== 0 ? x.symbol : undefined;
   const t = y.symIndex !== 0 ? y.symbol : undefined;
-  return s === t || (s !== undefined && t !== undefined && s.name === t.name && s.version === t.version && s.defined === t.defined);
+  return (
+    s === t ||
+    (s !== undefined &&
+      t !== undefined &&
+      s.name === t.name &&
+      s.version === t.version &&
+      s.defined === t.defined)
+  );
 }
 
 /** The address a RELATIVE or IRELATIVE relocation holds (RELR keeps it in the word itself). */
 function heldAddress(build: Build, r: Relocation): number {
-  return r.table === 'relr' ? Number(build.bytesAt(Number(r.offset), 8).readBigUInt64LE(0)) : Number(r.addend);
+  return r.table === 'relr'
+    ? Number(build.bytesAt(Number(r.offset), 8).readBigUInt64LE(0))
+    : Number(r.addend);
 }
 
 /** `jmp *disp32(%rip)` in code: where a PLT stub may start (endbr64 and bnd may precede it), and its GOT slot. */
@@ -179,7 +222,8 @@ function stubsOf(a: Build, segments: Segment[]): Stub[] {
     if (s.kind !== 'code') continue;
     const buf = a.bytesAt(s.start, s.fileEnd - s.start);
     for (let q = buf.indexOf(0x25, 1); q >= 0 && q + 5 <= buf.length; q = buf.indexOf(0x25, q + 1)) {
-      if (buf[q - 1] === 0xff) out.push({ start: s.start + q - 1 - 5, slot: s.start + q + 5 + buf.readInt32LE(q + 1) });
+      if (buf[q - 1] === 0xff)
+        out.push({ start: s.start + q - 1 - 5, slot: s.start + q + 5 + buf.readInt32LE(q + 1) });
     }
   }
   return out;
@@ -199,7 +243,13 @@ interface RelocationDelta {
  * differing symbol, or code whose stub bytes differ or that is a PLT stub
  * through a slot that differs, which is found by rounds until none is added.
  */
-function differingRelocations(a: Build, b: Build, segments: Segment[], bytes: Ranges, symbols: Ranges): RelocationDelta {
+function differingRelocations(
+  a: Build,
+  b: Build,
+  segments: Segment[],
+  bytes: Ranges,
+  symbols: Ranges,
+): RelocationDelta {
   const differ = new Set<number>();
   // RELATIVE relocations to code (offset, target), cleared unless the target turns out to be a stub through a differing slot.
   const toCode: number[] = [];
@@ -219,7 +269,7 @@ function differingRelocations(a: Build, b: Build, segments: Segment[], bytes: Ra
   let stubs: Array<[number, number]> = [];
   if (differ.size > 0) {
     const all = stubsOf(a, segments);
-    for (let size = -1; size !== differ.size; ) {
+    for (let size = -1; size !== differ.size;) {
       size = differ.size;
       stubs = all.filter((s) => differ.has(s.slot)).map((s) => [s.start, s.start + 6]);
       const through = new Ranges(stubs);
@@ -236,9 +286,15 @@ function differingRelocations(a: Build, b: Build, segments: Segment[], bytes: Ra
  * relocations of read-only and RELRO data; and PLT stubs that jump through
  * a differing slot.
  */
-function changedTargets(segments: Segment[], bytes: Ranges, symbols: Ranges, relocs: RelocationDelta): Ranges {
+function changedTargets(
+  segments: Segment[],
+  bytes: Ranges,
+  symbols: Ranges,
+  relocs: RelocationDelta,
+): Ranges {
   const spans: Array<[number, number]> = [...symbols.spans(), ...relocs.stubs];
-  const reach = (kind: SegmentKind) => (kind === 'code' ? PLT_STUB_BYTES : kind === 'readonly' || kind === 'relro' ? RO_MAX_READ : 0);
+  const reach = (kind: SegmentKind) =>
+    kind === 'code' ? PLT_STUB_BYTES : kind === 'readonly' || kind === 'relro' ? RO_MAX_READ : 0;
   const segmentOf = (v: number) => segments.find((s) => v >= s.start && v < s.end);
   for (const [start, end] of bytes.spans()) {
     const s = segmentOf(start);
@@ -247,7 +303,8 @@ function changedTargets(segments: Segment[], bytes: Ranges, symbols: Ranges, rel
   }
   for (const o of relocs.offsets) {
     const s = segmentOf(o);
-    if (s && (s.kind === 'readonly' || s.kind === 'relro')) spans.push([Math.max(s.start, o - RO_WINDOW + 1), o + 1]);
+    if (s && (s.kind === 'readonly' || s.kind === 'relro'))
+      spans.push([Math.max(s.start, o - RO_WINDOW + 1), o + 1]);
   }
   return new Ranges(spans);
 }
@@ -263,7 +320,11 @@ const ins = newInsn();
 function decodedFieldReaches(buf: Buffer, start: number, targets: Ranges): boolean {
   for (let p = 0; p < buf.length && decode(buf, p, buf.length, ins); p += ins.length) {
     const end = start + p + ins.length;
-    if (ins.relOff >= 0 && targets.has(end + (ins.relSize === 1 ? buf.readInt8(p + ins.relOff) : buf.readInt32LE(p + ins.relOff)))) return true;
+    if (
+      ins.relOff >= 0 &&
+      targets.has(end + (ins.relSize === 1 ? buf.readInt8(p + ins.relOff) : buf.readInt32LE(p + ins.relOff)))
+    )
+      return true;
     if (ins.ripOff >= 0 && targets.has(end + buf.readInt32LE(p + ins.ripOff))) return true;
   }
   return false;
@@ -284,9 +345,11 @@ function fieldsReaching(a: Build, segments: Segment[], targets: Ranges): Ranges 
   // past the last segment are named by their address alone ('u:'), the same in both builds: not mapped.
   const SHIFT = 6;
   const limit = Math.min(targets.hull[1], Math.max(...segments.map((s) => s.end)));
-  if (limit >= 2 ** 30 || segments.some((s) => s.kind === 'code' && s.end >= 2 ** 30)) return new Ranges(segments.filter((s) => s.kind === 'code').map((s) => [s.start, s.end]));
+  if (limit >= 2 ** 30 || segments.some((s) => s.kind === 'code' && s.end >= 2 ** 30))
+    return new Ranges(segments.filter((s) => s.kind === 'code').map((s) => [s.start, s.end]));
   const hot = new Uint8Array((limit >> SHIFT) + 2);
-  for (const [s, e] of targets.spans()) if (s < limit) hot.fill(1, Math.max(0, s) >> SHIFT, ((Math.min(e, limit) - 1) >> SHIFT) + 1);
+  for (const [s, e] of targets.spans())
+    if (s < limit) hot.fill(1, Math.max(0, s) >> SHIFT, ((Math.min(e, limit) - 1) >> SHIFT) + 1);
   for (const seg of segments) {
     if (seg.kind !== 'code' || seg.fileEnd - seg.start < 4) continue;
     const buf = a.bytesAt(seg.start, seg.fileEnd - seg.start);

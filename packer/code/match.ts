@@ -64,7 +64,12 @@ export function matchFunctions(from: Build, to: Build): Matching {
 }
 
 function flip(m: Matching): Matching {
-  return { named: m.named, pairs: m.pairs.map((p) => ({ ...p, a: p.b, b: p.a })), onlyA: m.onlyB, onlyB: m.onlyA };
+  return {
+    named: m.named,
+    pairs: m.pairs.map((p) => ({ ...p, a: p.b, b: p.a })),
+    onlyA: m.onlyB,
+    onlyB: m.onlyA,
+  };
 }
 
 function computeMatching(from: Build, to: Build): Matching {
@@ -92,7 +97,8 @@ function computeMatching(from: Build, to: Build): Matching {
     // Functions without a name (stripped builds; PLT and assembly ranges known only from the unwind
     // table even with .symtab) pair by content. A name that exists on one side only is an added or
     // removed function, never matched by content.
-    const unnamed = (fns: FunctionInfo[], names: Map<string, FunctionInfo>, paired: Set<FunctionInfo>) => fns.filter((x) => !paired.has(x) && (x.name === undefined || (!named && !names.has(x.name))));
+    const unnamed = (fns: FunctionInfo[], names: Map<string, FunctionInfo>, paired: Set<FunctionInfo>) =>
+      fns.filter((x) => !paired.has(x) && (x.name === undefined || (!named && !names.has(x.name))));
     const restA = unnamed(fa, na, pairedA);
     const restB = unnamed(fb, nb, pairedB);
     const bByStart = new Map(restB.map((x) => [x.start, x]));
@@ -157,7 +163,15 @@ function matchByPosition(
       let j = 0;
       for (const a of gapA) {
         for (let t = j; t < gapB.length && t < j + 4; t++) {
-          if (similar(from, a, to, gapB[t]!, gapA.length === 1 && gapB.length === 1 ? MIN_ALIGNED_ALONE : MIN_ALIGNED)) {
+          if (
+            similar(
+              from,
+              a,
+              to,
+              gapB[t]!,
+              gapA.length === 1 && gapB.length === 1 ? MIN_ALIGNED_ALONE : MIN_ALIGNED,
+            )
+          ) {
             pair(a, gapB[t]!, false, 'position');
             j = t + 1;
             break;

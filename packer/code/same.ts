@@ -42,7 +42,9 @@ export function sameCode(from: Build, to: Build): Same {
     let known = answers.get(fx);
     if (!known) answers.set(fx, (known = []));
     for (const [other, answer] of known) if (other === fy) return answer;
-    const answer = sameInPlace({ build: x, start: fx.start, end: fx.end }, { build: y, start: fy.start, end: fy.end }) ?? fingerprintOf(x, fx) === fingerprintOf(y, fy);
+    const answer =
+      sameInPlace({ build: x, start: fx.start, end: fx.end }, { build: y, start: fy.start, end: fy.end }) ??
+      fingerprintOf(x, fx) === fingerprintOf(y, fy);
     known.push([fy, answer]);
     return answer;
   };

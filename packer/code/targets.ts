@@ -105,12 +105,17 @@ function regionOffset(build: Build, vaddr: number): number {
 function nameReloc(build: Build, t: Targets, r: Relocation): string {
   if (r.symbol && r.symIndex !== 0) {
     const s = r.symbol;
-    const tls = r.type === RelocType.DTPMOD64 || r.type === RelocType.DTPOFF64 || r.type === RelocType.TPOFF64 || r.type === RelocType.TLSDESC;
+    const tls =
+      r.type === RelocType.DTPMOD64 ||
+      r.type === RelocType.DTPOFF64 ||
+      r.type === RelocType.TPOFF64 ||
+      r.type === RelocType.TLSDESC;
     // The build's own symbols are named without version: a renamed version node does not change what they are.
     return `${s.version && !s.defined ? `${s.name}@${s.version}` : s.name}${r.addend ? `+${r.addend}` : ''}${tls ? `(${RELOC_NAMES[r.type]})` : ''}`;
   }
   if (r.type === RelocType.RELATIVE || r.type === RelocType.IRELATIVE) {
-    const target = r.table === 'relr' ? Number(build.bytesAt(Number(r.offset), 8).readBigUInt64LE(0)) : Number(r.addend);
+    const target =
+      r.table === 'relr' ? Number(build.bytesAt(Number(r.offset), 8).readBigUInt64LE(0)) : Number(r.addend);
     return `${r.type === RelocType.IRELATIVE ? 'ifunc' : 'ptr'}(${t.shallowNameOf(target)})`;
   }
   return RELOC_NAMES[r.type] ?? String(r.type);
@@ -194,8 +199,17 @@ function isText(buf: Buffer, end: number): boolean {
  * as many bytes as its alignment, since gcc aligns such constants to their
  * size. Relocated words are compared by what they point at.
  */
-export function roIdentity(build: Build, vaddr: number, fnStart: number, fnEnd: number, addressTaken: boolean): string {
-  return (addressTaken ? switchTable(build, vaddr, fnStart, fnEnd) : undefined) ?? roContent(build, vaddr, addressTaken);
+export function roIdentity(
+  build: Build,
+  vaddr: number,
+  fnStart: number,
+  fnEnd: number,
+  addressTaken: boolean,
+): string {
+  return (
+    (addressTaken ? switchTable(build, vaddr, fnStart, fnEnd) : undefined) ??
+    roContent(build, vaddr, addressTaken)
+  );
 }
 
 /** Text read as int32 offsets lands far outside any function, so tables are told apart from strings. */
@@ -221,7 +235,10 @@ function roContent(build: Build, vaddr: number, addressTaken: boolean): string {
   let id = memo.get(vaddr);
   if (id === undefined) {
     const nul = w.indexOf(0);
-    id = nul >= 0 && isText(w, nul) ? 's:' + w.toString('latin1', 0, nul) : 'b:' + normalizedBytes(build, vaddr, Math.min(RO_WINDOW, w.length));
+    id =
+      nul >= 0 && isText(w, nul)
+        ? 's:' + w.toString('latin1', 0, nul)
+        : 'b:' + normalizedBytes(build, vaddr, Math.min(RO_WINDOW, w.length));
     memo.set(vaddr, id);
   }
   return id;

@@ -93,7 +93,7 @@ export function versionStrings(obj: ElfObject, file: Buffer): Set<string> {
     if ((p.flags & (PF_W | PF_X)) !== 0) continue;
     const start = Number(p.offset);
     const end = Math.min(file.length, start + Number(p.filesz));
-    for (let from = start; ; ) {
+    for (let from = start; ;) {
       const dot = file.indexOf(0x2e, from);
       if (dot < 0 || dot + 1 >= end) break;
       from = dot + 1;
@@ -118,7 +118,10 @@ function orderOf(oldV: string, newV: string): VersionEvidence['order'] | undefin
 }
 
 /** Strings only one build has, paired by the text before their version where the pairing is unambiguous. */
-export function stringEvidence(oldStrings: ReadonlySet<string>, newStrings: ReadonlySet<string>): VersionEvidence[] {
+export function stringEvidence(
+  oldStrings: ReadonlySet<string>,
+  newStrings: ReadonlySet<string>,
+): VersionEvidence[] {
   const byPrefix = (mine: ReadonlySet<string>, other: ReadonlySet<string>) => {
     const m = new Map<string, string[]>();
     for (const s of mine) {
@@ -138,7 +141,14 @@ export function stringEvidence(oldStrings: ReadonlySet<string>, newStrings: Read
     const ov = splitVersion(o[0]!)!.version;
     const nv = splitVersion(n[0]!)!.version;
     const order = orderOf(ov, nv);
-    if (order && order !== 'equal') out.push({ source: 'version-string', what: o[0]!.length > 80 ? `…${prefix.slice(-40)}${ov}…` : o[0]!, old: ov, new: nv, order });
+    if (order && order !== 'equal')
+      out.push({
+        source: 'version-string',
+        what: o[0]!.length > 80 ? `…${prefix.slice(-40)}${ov}…` : o[0]!,
+        old: ov,
+        new: nv,
+        order,
+      });
   }
   return out;
 }
@@ -158,7 +168,8 @@ export function pathEvidence(oldPath: string, newPath: string): VersionEvidence[
     const vy = splitVersion(y);
     if (!vx || !vy || vx.prefix !== vy.prefix) continue;
     const order = orderOf(vx.version, vy.version);
-    if (order && order !== 'equal') out.push({ source: 'path', what: `${x} -> ${y}`, old: vx.version, new: vy.version, order });
+    if (order && order !== 'equal')
+      out.push({ source: 'path', what: `${x} -> ${y}`, old: vx.version, new: vy.version, order });
   }
   return out;
 }
@@ -182,10 +193,18 @@ export function assessVersions(old: BuildFacts, neu: BuildFacts): DowngradeAsses
   let noteOrder: VersionEvidence['order'] | undefined;
   if (on && nn && on.type === nn.type && on.name === nn.name) {
     noteOrder = orderOf(on.version, nn.version);
-    if (noteOrder) evidence.push({ source: 'package-note', what: `${on.type} package ${on.name}`, old: on.version, new: nn.version, order: noteOrder });
+    if (noteOrder)
+      evidence.push({
+        source: 'package-note',
+        what: `${on.type} package ${on.name}`,
+        old: on.version,
+        new: nn.version,
+        order: noteOrder,
+      });
   }
   evidence.push(...stringEvidence(versionStrings(old.obj, old.bytes), versionStrings(neu.obj, neu.bytes)));
   evidence.push(...pathEvidence(old.path, neu.path));
-  const downgrade = noteOrder !== undefined ? noteOrder === 'older' : evidence.some((e) => e.order === 'older');
+  const downgrade =
+    noteOrder !== undefined ? noteOrder === 'older' : evidence.some((e) => e.order === 'older');
   return { downgrade, evidence };
 }

@@ -29,7 +29,13 @@ export function objectLabel(o: ProcessObject): string {
   return o.soname ?? (o.name || '(executable)');
 }
 
-export function lostBindings(slots: readonly Slot[], values: readonly bigint[], family: Family, target: ElfObject, scope: readonly ProcessObject[]): LostBinding[] {
+export function lostBindings(
+  slots: readonly Slot[],
+  values: readonly bigint[],
+  family: Family,
+  target: ElfObject,
+  scope: readonly ProcessObject[],
+): LostBinding[] {
   const out: LostBinding[] = [];
   const seen = new Set<string>();
   slots.forEach((slot, i) => {
@@ -40,7 +46,12 @@ export function lostBindings(slots: readonly Slot[], values: readonly bigint[], 
     const value = values[i]!;
     let build = slotBuild(slot, value, family);
     let lazy = false;
-    if (!build && slot.reloc.type === RelocType.JUMP_SLOT && !slot.reloc.symbol?.defined && inCode(slot.owner, value)) {
+    if (
+      !build &&
+      slot.reloc.type === RelocType.JUMP_SLOT &&
+      !slot.reloc.symbol?.defined &&
+      inCode(slot.owner, value)
+    ) {
       const def = lookupInScope(scopeOf(slot.owner, scope), slot.ref);
       if (def && family.builds.includes(def.obj)) {
         build = def.obj;

@@ -15,7 +15,25 @@ import type { Regs } from '../sys/regs.js';
 import { contains, type ProcessObject } from './model.js';
 
 /** DWARF register numbers of x86-64 (System V psABI, figure 3.36): 0-15 general, 16 the return address. */
-const DWARF_REGS = ['rax', 'rdx', 'rcx', 'rbx', 'rsi', 'rdi', 'rbp', 'rsp', 'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15', 'rip'] as const;
+const DWARF_REGS = [
+  'rax',
+  'rdx',
+  'rcx',
+  'rbx',
+  'rsi',
+  'rdi',
+  'rbp',
+  'rsp',
+  'r8',
+  'r9',
+  'r10',
+  'r11',
+  'r12',
+  'r13',
+  'r14',
+  'r15',
+  'rip',
+] as const;
 const RSP = 7;
 const MAX_FRAMES = 256;
 
@@ -28,7 +46,11 @@ export interface CallChain {
   sp: bigint;
 }
 
-export function callChain(objects: readonly ProcessObject[], regs: Regs, readU64: (addr: bigint) => bigint | undefined): CallChain {
+export function callChain(
+  objects: readonly ProcessObject[],
+  regs: Regs,
+  readU64: (addr: bigint) => bigint | undefined,
+): CallChain {
   const cur = new Map<number, bigint>(DWARF_REGS.map((name, i) => [i, regs[name]]));
   const pcs: bigint[] = [regs.rip];
   let pc: bigint = regs.rip;
@@ -37,11 +59,16 @@ export function callChain(objects: readonly ProcessObject[], regs: Regs, readU64
   for (let depth = 0; depth < MAX_FRAMES; depth++) {
     const sp: bigint = cur.get(RSP)!;
     const lookup: bigint = exact ? pc : pc - 1n;
-    const obj: ProcessObject | undefined = objects.find((o) => contains(o.span, lookup) && o.code.some((c) => contains(c, lookup)));
+    const obj: ProcessObject | undefined = objects.find(
+      (o) => contains(o.span, lookup) && o.code.some((c) => contains(c, lookup)),
+    );
     const rules: FrameRules | undefined = obj && frameRulesAt(obj.elf, Number(lookup - obj.bias));
     if (!rules) return { pcs, complete: false, sp };
     const reg = (n: number) => cur.get(n);
-    const cfa = rules.cfa.kind === 'reg' ? (cur.get(rules.cfa.reg) ?? 0n) + BigInt(rules.cfa.offset) : evaluateExpression(rules.cfa.expr, reg, readU64);
+    const cfa =
+      rules.cfa.kind === 'reg'
+        ? (cur.get(rules.cfa.reg) ?? 0n) + BigInt(rules.cfa.offset)
+        : evaluateExpression(rules.cfa.expr, reg, readU64);
     if (cfa === undefined) return { pcs, complete: false, sp };
     const valueOf = (rule: RegRule | undefined, n: number): bigint | undefined | 'end' => {
       if (!rule || rule.kind === 'same') return cur.get(n);

@@ -53,10 +53,16 @@ function relativeAddends(elf: ElfObject): Map<bigint, bigint> {
 }
 
 /** The RELATIVE sites of the region whose target-build value points into the target's code; `region` is the canonical build's. */
-export function collectCodePointerSites(family: Family, target: ProcessObject, region: Region): CodePointerSite[] {
+export function collectCodePointerSites(
+  family: Family,
+  target: ProcessObject,
+  region: Region,
+): CodePointerSite[] {
   const targetAddends = relativeAddends(target.elf);
   if (targetAddends.size === 0) return [];
-  const others = family.builds.filter((b) => b !== target).map((b) => ({ build: b, addends: relativeAddends(b.elf) }));
+  const others = family.builds
+    .filter((b) => b !== target)
+    .map((b) => ({ build: b, addends: relativeAddends(b.elf) }));
   const sites: CodePointerSite[] = [];
   for (const [offset, addend] of targetAddends) {
     const targetValue = BigInt.asUintN(64, target.bias + addend);
@@ -68,7 +74,8 @@ export function collectCodePointerSites(family: Family, target: ProcessObject, r
       const value = BigInt.asUintN(64, o.build.bias + a);
       if (inCode(o.build, value)) loadTime.push({ build: o.build, value });
     }
-    if (loadTime.length > 0) sites.push({ addr: family.canonical.bias + region.start + offset, loadTime, targetValue });
+    if (loadTime.length > 0)
+      sites.push({ addr: family.canonical.bias + region.start + offset, loadTime, targetValue });
   }
   return sites;
 }

@@ -48,7 +48,10 @@ const STACK_ROOM = 256n << 20n;
  * every listed displacement reaches the canonical region; undefined when
  * the map has no code site (any base will do).
  */
-export function biasWindow(refs: StagedDataRefs, canonicalRegion: bigint): { min: bigint; max: bigint } | undefined {
+export function biasWindow(
+  refs: StagedDataRefs,
+  canonicalRegion: bigint,
+): { min: bigint; max: bigint } | undefined {
   if (refs.code.length === 0) return undefined;
   // new disp = canonicalRegion + offset - (bias + end): keep it within int32 for every site.
   let lo = Infinity;
@@ -58,7 +61,10 @@ export function biasWindow(refs: StagedDataRefs, canonicalRegion: bigint): { min
     if (d < lo) lo = d;
     if (d > hi) hi = d;
   }
-  return { min: canonicalRegion + BigInt(hi) - BigInt(I32_MAX), max: canonicalRegion + BigInt(lo) - BigInt(I32_MIN) };
+  return {
+    min: canonicalRegion + BigInt(hi) - BigInt(I32_MAX),
+    max: canonicalRegion + BigInt(lo) - BigInt(I32_MIN),
+  };
 }
 
 /**
@@ -68,7 +74,13 @@ export function biasWindow(refs: StagedDataRefs, canonicalRegion: bigint): { min
  * The lower half of the hole above the heap (brk grows there) and 256 MiB
  * below the stack stay free. Undefined when no hole fits.
  */
-export function baseNear(maps: readonly Mapping[], length: bigint, spanStart: bigint, window: { min: bigint; max: bigint }, near: bigint): bigint | undefined {
+export function baseNear(
+  maps: readonly Mapping[],
+  length: bigint,
+  spanStart: bigint,
+  window: { min: bigint; max: bigint },
+  near: bigint,
+): bigint | undefined {
   const sorted = [...maps].filter((m) => m.end <= HIGH).sort((a, b) => (a.start < b.start ? -1 : 1));
   const holes: Array<[bigint, bigint]> = [];
   let prev: Mapping | undefined;
@@ -88,7 +100,7 @@ export function baseNear(maps: readonly Mapping[], length: bigint, spanStart: bi
   const dist = (a: bigint) => (a > near ? a - near : near - a);
   for (const [hs, he] of holes) {
     const lo = pageAlignUp(hs > aMin ? hs : aMin);
-    const hi = pageAlignDown((he - length < aMax ? he - length : aMax));
+    const hi = pageAlignDown(he - length < aMax ? he - length : aMax);
     if (lo > hi) continue;
     // The closest point of [lo, hi] to `near`.
     const a = near <= lo ? lo : near >= hi ? hi : pageAlignDown(near);
@@ -98,20 +110,32 @@ export function baseNear(maps: readonly Mapping[], length: bigint, spanStart: bi
   return best;
 }
 
-
 /**
  * A copy of the build's file bytes with every listed displacement pointing
  * at the canonical copy of its datum. Each site is checked against the
  * build first: the displacement found there must refer to the offset the
  * map says, inside an executable segment, or the map is not this build's.
  */
-export function rewriteCode(bytes: Buffer, elf: ElfObject, refs: StagedDataRefs, bias: bigint, canonicalRegion: bigint): Buffer {
+export function rewriteCode(
+  bytes: Buffer,
+  elf: ElfObject,
+  refs: StagedDataRefs,
+  bias: bigint,
+  canonicalRegion: bigint,
+): Buffer {
   const out = Buffer.from(bytes);
-  const code = elf.loadSegments.filter((p) => (p.flags & PF_X) !== 0).map((p) => ({ start: Number(p.vaddr), end: Number(p.vaddr + p.filesz), offset: Number(p.offset) }));
+  const code = elf.loadSegments
+    .filter((p) => (p.flags & PF_X) !== 0)
+    .map((p) => ({ start: Number(p.vaddr), end: Number(p.vaddr + p.filesz), offset: Number(p.offset) }));
   for (const r of refs.code) {
     const seg = code.find((s) => r.site >= s.start && r.site + 4 <= s.end);
     const at = seg ? seg.offset + r.site - seg.start : -1;
-    if (!seg || r.end < r.site + 4 || r.end > r.site + 15 || refs.region.start + r.offset !== r.end + out.readInt32LE(at)) {
+    if (
+      !seg ||
+      r.end < r.site + 4 ||
+      r.end > r.site + 15 ||
+      refs.region.start + r.offset !== r.end + out.readInt32LE(at)
+    ) {
       throw new UlpError(
         'LOADER_DATAREFS_MISMATCH',
         `the bundle's data-reference map does not fit the build: no RIP-relative operand at 0x${r.site.toString(16)} refers to region offset 0x${r.offset.toString(16)}`,

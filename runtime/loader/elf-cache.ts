@@ -40,7 +40,8 @@ export class ElfCache {
     try {
       const st = statSync(m.path);
       // Same inode on the same device: the very file the process mapped (upgrades replace files by rename).
-      if (st.ino === m.inode && devString(st.dev) === m.dev) obj = parseElf(readFileSync(m.path), { expect: 'any' });
+      if (st.ino === m.inode && devString(st.dev) === m.dev)
+        obj = parseElf(readFileSync(m.path), { expect: 'any' });
     } catch {
       obj = null; // unreadable or not ELF here: fall back to memory
     }

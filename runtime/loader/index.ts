@@ -15,7 +15,14 @@ export { globalScope } from './scope.js';
 export { takeSnapshot, type Snapshot } from './snapshot.js';
 export { findDataPointers, readLibraryState, type LibraryState } from './library.js';
 export { lineageOf, stackedOn, type Lineage } from './lineage.js';
-export { prepare, switchLibrary, type Prepared, type RedirectReport, type SwitchReport, type SwitchRequest } from './switch-library.js';
+export {
+  prepare,
+  switchLibrary,
+  type Prepared,
+  type RedirectReport,
+  type SwitchReport,
+  type SwitchRequest,
+} from './switch-library.js';
 export { forkSummary, readForkStatus, type ForkStatus } from './fork/index.js';
 export { readRedirectState } from './redirect-switch.js';
 export type { Journal } from './redirect-journal.js';

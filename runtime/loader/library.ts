@@ -37,7 +37,11 @@ export interface LibraryState {
 
 const EMPTY: Region = { start: 0n, end: 0n };
 
-export function readLibraryState(snapshot: Snapshot, soname: string, mem: RemoteMemory): LibraryState | undefined {
+export function readLibraryState(
+  snapshot: Snapshot,
+  soname: string,
+  mem: RemoteMemory,
+): LibraryState | undefined {
   const family = familyOf(snapshot, soname);
   if (!family) return undefined;
   const region = regionOf(family.canonical.elf, soname);
@@ -46,8 +50,25 @@ export function readLibraryState(snapshot: Snapshot, soname: string, mem: Remote
   const counts = countByBuild(slots, values, family);
   let live = family.canonical;
   for (const [b, n] of counts) if (n > (counts.get(live) ?? 0)) live = b;
-  const aliased = region !== undefined && snapshot.maps.some((m) => m.shared && m.start === family.canonical.bias + region.start && snapshot.dataMappings.get(soname)?.includes(m));
-  return { family, region, aliased, slots, values, counts, live, mixed: [...counts.values()].filter((n) => n > 0).length > 1, lineage: lineageOf(family) };
+  const aliased =
+    region !== undefined &&
+    snapshot.maps.some(
+      (m) =>
+        m.shared &&
+        m.start === family.canonical.bias + region.start &&
+        snapshot.dataMappings.get(soname)?.includes(m),
+    );
+  return {
+    family,
+    region,
+    aliased,
+    slots,
+    values,
+    counts,
+    live,
+    mixed: [...counts.values()].filter((n) => n > 0).length > 1,
+    lineage: lineageOf(family),
+  };
 }
 
 export interface DataPointer {
@@ -66,7 +87,12 @@ export interface DataPointer {
  * switch (or relocated data the loader filled). They keep calling old code
  * until the program overwrites them; status reports them.
  */
-export function findDataPointers(snapshot: Snapshot, state: LibraryState, mem: RemoteMemory, limit = 10_000): DataPointer[] {
+export function findDataPointers(
+  snapshot: Snapshot,
+  state: LibraryState,
+  mem: RemoteMemory,
+  limit = 10_000,
+): DataPointer[] {
   const stale = state.family.builds.filter((b) => b !== state.live);
   if (stale.length === 0) return [];
   const out: DataPointer[] = [];
@@ -75,7 +101,11 @@ export function findDataPointers(snapshot: Snapshot, state: LibraryState, mem: R
     if (state.family.builds.includes(obj) && obj !== state.family.canonical) continue;
     // GOT slots are not program data: the library's own are counted as slots, and a lazy slot of
     // an import that still points at the old build's PLT stub resolves correctly on its first call.
-    const sites = new Set(obj.elf.relocations.filter((r) => r.type === RelocType.GLOB_DAT || r.type === RelocType.JUMP_SLOT).map((r) => obj.bias + r.offset));
+    const sites = new Set(
+      obj.elf.relocations
+        .filter((r) => r.type === RelocType.GLOB_DAT || r.type === RelocType.JUMP_SLOT)
+        .map((r) => obj.bias + r.offset),
+    );
     for (const r of writableRegions(obj.elf)) {
       const start = obj.bias + r.start;
       const buf = mem.tryRead(start, Number(r.end - r.start));

@@ -49,10 +49,12 @@ export function lineageOf(family: Family): Lineage {
  */
 export function stackedOn(lineage: Lineage, upper: string, lower: string): boolean | undefined {
   const seen = new Set<string>([upper]);
-  for (const queue = [upper]; queue.length > 0; ) {
+  for (const queue = [upper]; queue.length > 0;) {
     for (const b of lineage.below.get(queue.shift()!) ?? []) {
       if (b === lower) return true;
-      if (!seen.has(b)) seen.add(b), queue.push(b);
+      if (seen.has(b)) continue;
+      seen.add(b);
+      queue.push(b);
     }
   }
   return lineage.complete ? false : undefined;

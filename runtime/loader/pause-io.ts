@@ -58,7 +58,9 @@ export class PauseIO {
     readonly watched: readonly Watched[],
   ) {
     const pages = new Set<bigint>();
-    for (const w of watched) for (let p = w.addr & ~(PAGE_SIZE - 1n); p < w.addr + BigInt(Math.max(w.len, 1)); p += PAGE_SIZE) pages.add(p);
+    for (const w of watched)
+      for (let p = w.addr & ~(PAGE_SIZE - 1n); p < w.addr + BigInt(Math.max(w.len, 1)); p += PAGE_SIZE)
+        pages.add(p);
     const sorted = [...pages].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
     this.spans = [];
     let at = 0;
@@ -118,7 +120,9 @@ export class PauseIO {
   read(): void {
     let spanBase = 0;
     for (let g = 0; g < this.local.length; g++) {
-      const n = Number(processVmReadv(this.s.pid, this.local[g]!, this.counts[g]!, this.remote[g]!, this.counts[g]!, 0));
+      const n = Number(
+        processVmReadv(this.s.pid, this.local[g]!, this.counts[g]!, this.remote[g]!, this.counts[g]!, 0),
+      );
       // process_vm_readv stops at the first span it cannot read: those before it are complete. The rest are read
       // alone, through RemoteMemory, which says so when the process is gone.
       const got = n < 0 ? 0 : n;

@@ -39,7 +39,9 @@ far:
 /** `jmp rel32` with rel32 = 0x12345678. */
 export const NEAR_TEMPLATE = Buffer.from([0xe9, 0x78, 0x56, 0x34, 0x12]);
 /** `jmp *0(%rip)` followed by the 8-byte destination 0x1122334455667788. */
-export const FAR_TEMPLATE = Buffer.from([0xff, 0x25, 0x00, 0x00, 0x00, 0x00, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11]);
+export const FAR_TEMPLATE = Buffer.from([
+  0xff, 0x25, 0x00, 0x00, 0x00, 0x00, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11,
+]);
 
 /** The jump written at `at` that reaches `dest`: the near form when it can, the far one otherwise. */
 export function encodeJump(at: bigint, dest: bigint): Buffer {
@@ -82,7 +84,7 @@ export function planEntry(code: Buffer, entry: bigint, dest: bigint): EntrySite 
   if (code.length < end) return { reason: 'too-short', size: code.length, needed: end };
   // A linear sweep of the whole function: every branch target and return address it can produce.
   const insn = newInsn();
-  for (let off = 0; off < code.length; ) {
+  for (let off = 0; off < code.length;) {
     if (!decode(code, off, code.length, insn)) {
       // Padding after the last instruction (int3/nop fill counted in the symbol's size) is harmless once the entry is proven.
       if (off >= end && code.subarray(off).every((b) => b === 0xcc || b === 0x90 || b === 0x00)) break;
@@ -95,7 +97,8 @@ export function planEntry(code: Buffer, entry: bigint, dest: bigint): EntrySite 
       // Any landing among [0, end) would run the jump, or half of it, with the loop's registers.
       if (to >= 0 && to < end) return { reason: 'branch-into-entry', from: off, to };
     }
-    if ((insn.flow === Flow.Call || insn.flow === Flow.IndirectCall) && next > offset && next < end) return { reason: 'call-in-entry', at: off };
+    if ((insn.flow === Flow.Call || insn.flow === Flow.IndirectCall) && next > offset && next < end)
+      return { reason: 'call-in-entry', at: off };
     off = next;
   }
   return { offset, bytes };

@@ -70,7 +70,11 @@ export function journalMapSize(bytes: number): number {
   return Math.ceil(bytes / 4096) * 4096;
 }
 
-export function decodeJournal(read: (addr: bigint, n: number) => Buffer | undefined, addr: bigint, mapped: number): Journal | undefined {
+export function decodeJournal(
+  read: (addr: bigint, n: number) => Buffer | undefined,
+  addr: bigint,
+  mapped: number,
+): Journal | undefined {
   const head = read(addr, HEADER);
   if (!head || !head.subarray(0, 8).equals(MAGIC)) return undefined;
   const len = head.readUInt32LE(8);

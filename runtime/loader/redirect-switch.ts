@@ -19,7 +19,13 @@ import { MAP, MFD, PROT } from '../sys/constants.js';
 import type { ProcessObject } from './model.js';
 import { journalMemfdName } from '../memfd-names.js';
 import { journalMapSize, readJournal, type Journal } from './redirect-journal.js';
-import { buildKey, planRedirects, type CodeWrite, type RedirectPlan, type StepFunctions } from './redirects.js';
+import {
+  buildKey,
+  planRedirects,
+  type CodeWrite,
+  type RedirectPlan,
+  type StepFunctions,
+} from './redirects.js';
 
 export interface RedirectState {
   journal: Journal | undefined;
@@ -28,7 +34,11 @@ export interface RedirectState {
   mappings: Mapping[];
 }
 
-export function readRedirectState(mem: RemoteMemory, maps: readonly Mapping[], soname: string): RedirectState {
+export function readRedirectState(
+  mem: RemoteMemory,
+  maps: readonly Mapping[],
+  soname: string,
+): RedirectState {
   const { journal, mappings } = readJournal(mem, maps, soname);
   const active = (journal?.redirects ?? []).filter((r) => {
     const written = Buffer.from(r.written, 'hex');
@@ -40,7 +50,13 @@ export function readRedirectState(mem: RemoteMemory, maps: readonly Mapping[], s
 function functionSymbols(elf: ElfObject): Map<string, { start: bigint; end: bigint }> {
   const out = new Map<string, { start: bigint; end: bigint }>();
   for (const s of [...elf.dynamicSymbols, ...elf.symtab]) {
-    if (s.shndx === 0 || s.size === 0n || (s.type !== STT_FUNC && s.type !== STT_GNU_IFUNC) || out.has(s.name)) continue;
+    if (
+      s.shndx === 0 ||
+      s.size === 0n ||
+      (s.type !== STT_FUNC && s.type !== STT_GNU_IFUNC) ||
+      out.has(s.name)
+    )
+      continue;
     out.set(s.name, { start: s.value, end: s.value + s.size });
   }
   return out;
@@ -77,7 +93,15 @@ export function planSwitchRedirects(req: RedirectPlanRequest): RedirectPlan {
     }
     return buf;
   };
-  return planRedirects({ builds: req.builds, target: req.target, previous: req.state.journal, active: req.state.active, step: req.step, code, lookup });
+  return planRedirects({
+    builds: req.builds,
+    target: req.target,
+    previous: req.state.journal,
+    active: req.state.active,
+    step: req.step,
+    code,
+    lookup,
+  });
 }
 
 /** Maps an empty journal of `size` bytes (before the pause; a borrowed thread). */
@@ -110,7 +134,8 @@ export function threadsInside(threads: readonly ThreadPosition[], writes: readon
   for (const w of writes) {
     const end = w.at + BigInt(Math.max(w.bytes.length, w.expect.length));
     for (const t of threads) {
-      if ((t.rip > w.at && t.rip < end) || (t.inSyscall && t.rip - 2n >= w.at && t.rip - 2n < end)) hit.add(w.at);
+      if ((t.rip > w.at && t.rip < end) || (t.inSyscall && t.rip - 2n >= w.at && t.rip - 2n < end))
+        hit.add(w.at);
     }
   }
   return hit;

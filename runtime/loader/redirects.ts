@@ -28,7 +28,11 @@ import { fnKey, type Fn, type Journal } from './redirect-journal.js';
 export interface StepFunctions {
   fromBuildId: string;
   toBuildId: string;
-  pairs: ReadonlyArray<{ name?: string | undefined; from: { start: string; end: string }; to: { start: string; end: string } }>;
+  pairs: ReadonlyArray<{
+    name?: string | undefined;
+    from: { start: string; end: string };
+    to: { start: string; end: string };
+  }>;
   unpaired: ReadonlyArray<{ name?: string | undefined; start: string; end: string }>;
   /** Changed functions by name, for bundles without pairs: reported as reachable when nothing else covers them. */
   changed?: readonly string[];
@@ -114,7 +118,12 @@ export function planRedirects(input: RedirectInput): RedirectPlan {
 
   const uncovered: Journal['uncovered'] = [];
   const wanted = new Map<string, { from: Fn; to: Fn }>();
-  const fnOf = (b: ProcessObject, r: { start: bigint; end: bigint }, name: string | undefined): Fn => ({ build: buildKey(b), start: hex(r.start), end: hex(r.end), ...(name ? { name } : {}) });
+  const fnOf = (b: ProcessObject, r: { start: bigint; end: bigint }, name: string | undefined): Fn => ({
+    build: buildKey(b),
+    start: hex(r.start),
+    end: hex(r.end),
+    ...(name ? { name } : {}),
+  });
   for (const members of classes) {
     const names = [...new Set(members.map((m) => m.name).filter((n): n is string => n !== undefined))];
     let dest = members.find((m) => m.build === T);
@@ -129,7 +138,8 @@ export function planRedirects(input: RedirectInput): RedirectPlan {
     }
     const present = members.filter((m) => m.build !== T && byKey.has(m.build));
     if (!dest) {
-      for (const m of present) uncovered.push({ fn: m, reason: `no counterpart in the live build ${shortBuildId(T)} is known` });
+      for (const m of present)
+        uncovered.push({ fn: m, reason: `no counterpart in the live build ${shortBuildId(T)} is known` });
       continue;
     }
     for (const m of present) if (!wanted.has(fnKey(m))) wanted.set(fnKey(m), { from: m, to: dest });
@@ -142,7 +152,10 @@ export function planRedirects(input: RedirectInput): RedirectPlan {
         const from = fnOf(b, found.r!, found.n);
         if (!wanted.has(fnKey(from))) wanted.set(fnKey(from), { from, to: dest });
       } else {
-        uncovered.push({ fn: { build: k, start: '0x0', end: '0x0', ...(names[0] ? { name: names[0] } : {}) }, reason: `build ${shortBuildId(k)} has no symbol that names its copy of ${names[0] ?? `the function at ${dest.start} of the live build`}` });
+        uncovered.push({
+          fn: { build: k, start: '0x0', end: '0x0', ...(names[0] ? { name: names[0] } : {}) },
+          reason: `build ${shortBuildId(k)} has no symbol that names its copy of ${names[0] ?? `the function at ${dest.start} of the live build`}`,
+        });
       }
     }
   }
@@ -150,11 +163,26 @@ export function planRedirects(input: RedirectInput): RedirectPlan {
     if (u.build === T || !byKey.has(u.build) || wanted.has(fnKey(u))) continue;
     const r = u.name ? input.lookup(target, u.name) : undefined;
     if (r) wanted.set(fnKey(u), { from: u, to: fnOf(target, r, u.name) });
-    else uncovered.push({ fn: u, reason: `no counterpart in the live build ${shortBuildId(T)} (removed, or not matched by ulp-pack)` });
+    else
+      uncovered.push({
+        fn: u,
+        reason: `no counterpart in the live build ${shortBuildId(T)} (removed, or not matched by ulp-pack)`,
+      });
   }
-  if (input.step && input.step.pairs.length === 0 && input.step.unpaired.length === 0 && input.step.changed?.length && input.step.toBuildId === T) {
+  if (
+    input.step &&
+    input.step.pairs.length === 0 &&
+    input.step.unpaired.length === 0 &&
+    input.step.changed?.length &&
+    input.step.toBuildId === T
+  ) {
     // A bundle made before function pairs existed: its changed functions cannot be redirected.
-    for (const name of input.step.changed) if (input.step.fromBuildId !== T) uncovered.push({ fn: { build: input.step.fromBuildId, start: '0x0', end: '0x0', name }, reason: 'the bundle lists no function pairs (made by an older ulp-pack)' });
+    for (const name of input.step.changed)
+      if (input.step.fromBuildId !== T)
+        uncovered.push({
+          fn: { build: input.step.fromBuildId, start: '0x0', end: '0x0', name },
+          reason: 'the bundle lists no function pairs (made by an older ulp-pack)',
+        });
   }
 
   const redirects: Redirect[] = [];
@@ -173,7 +201,13 @@ export function planRedirects(input: RedirectInput): RedirectPlan {
       uncovered.push({ fn: from, reason: describeRefusal(site) });
       continue;
     }
-    redirects.push({ at: entry + BigInt(site.offset), original: code.subarray(site.offset, site.offset + site.bytes.length), written: site.bytes, from, to });
+    redirects.push({
+      at: entry + BigInt(site.offset),
+      original: code.subarray(site.offset, site.offset + site.bytes.length),
+      written: site.bytes,
+      from,
+      to,
+    });
   }
 
   const active = new Map(input.active.map((r) => [BigInt(r.at), r]));
@@ -183,13 +217,27 @@ export function planRedirects(input: RedirectInput): RedirectPlan {
     if (old && Buffer.from(old.written, 'hex').equals(r.written)) continue;
     // A retargeted jump may be shorter than the one it replaces: the rest of the old jump goes back to the original bytes.
     const oldWritten = old ? Buffer.from(old.written, 'hex') : undefined;
-    const bytes = oldWritten && oldWritten.length > r.written.length ? Buffer.concat([r.written, Buffer.from(old!.original, 'hex').subarray(r.written.length)]) : r.written;
+    const bytes =
+      oldWritten && oldWritten.length > r.written.length
+        ? Buffer.concat([r.written, Buffer.from(old!.original, 'hex').subarray(r.written.length)])
+        : r.written;
     const expect = oldWritten ?? r.original;
     const len = Math.max(bytes.length, expect.length);
-    writes.push({ at: r.at, bytes: pad(bytes, r.original, len), expect: pad(expect, r.original, len), redirect: r });
+    writes.push({
+      at: r.at,
+      bytes: pad(bytes, r.original, len),
+      expect: pad(expect, r.original, len),
+      redirect: r,
+    });
   }
   const keep = new Set(redirects.map((r) => r.at));
-  const restores: CodeWrite[] = input.active.filter((r) => !keep.has(BigInt(r.at))).map((r) => ({ at: BigInt(r.at), bytes: Buffer.from(r.original, 'hex'), expect: Buffer.from(r.written, 'hex') }));
+  const restores: CodeWrite[] = input.active
+    .filter((r) => !keep.has(BigInt(r.at)))
+    .map((r) => ({
+      at: BigInt(r.at),
+      bytes: Buffer.from(r.original, 'hex'),
+      expect: Buffer.from(r.written, 'hex'),
+    }));
   return { redirects, writes, restores, uncovered, pairs, unpaired };
 }
 
@@ -207,8 +255,18 @@ function mergePairs(previous: Journal['pairs'], step: StepFunctions | undefined)
   const out = [...previous];
   const seen = new Set(previous.map((p) => `${fnKey(p.a)}|${fnKey(p.b)}`));
   for (const p of step?.pairs ?? []) {
-    const a: Fn = { build: step!.fromBuildId, start: p.from.start, end: p.from.end, ...(p.name ? { name: p.name } : {}) };
-    const b: Fn = { build: step!.toBuildId, start: p.to.start, end: p.to.end, ...(p.name ? { name: p.name } : {}) };
+    const a: Fn = {
+      build: step!.fromBuildId,
+      start: p.from.start,
+      end: p.from.end,
+      ...(p.name ? { name: p.name } : {}),
+    };
+    const b: Fn = {
+      build: step!.toBuildId,
+      start: p.to.start,
+      end: p.to.end,
+      ...(p.name ? { name: p.name } : {}),
+    };
     if (seen.has(`${fnKey(a)}|${fnKey(b)}`) || seen.has(`${fnKey(b)}|${fnKey(a)}`)) continue;
     seen.add(`${fnKey(a)}|${fnKey(b)}`);
     out.push({ a, b });
@@ -220,7 +278,12 @@ function mergeUnpaired(previous: Journal['unpaired'], step: StepFunctions | unde
   const out = [...previous];
   const seen = new Set(previous.map(fnKey));
   for (const u of step?.unpaired ?? []) {
-    const f: Fn = { build: step!.fromBuildId, start: u.start, end: u.end, ...(u.name ? { name: u.name } : {}) };
+    const f: Fn = {
+      build: step!.fromBuildId,
+      start: u.start,
+      end: u.end,
+      ...(u.name ? { name: u.name } : {}),
+    };
     if (!seen.has(fnKey(f))) {
       seen.add(fnKey(f));
       out.push(f);
@@ -228,4 +291,3 @@ function mergeUnpaired(previous: Journal['unpaired'], step: StepFunctions | unde
   }
   return out;
 }
-

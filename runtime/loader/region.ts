@@ -16,7 +16,11 @@ import type { Family, Region } from './model.js';
 export function regionOf(elf: ElfObject, what: string): Region | undefined {
   const regions = writableRegions(elf);
   if (regions.length > 1) {
-    throw new UlpError('LOADER_LAYOUT', `${what} has ${regions.length} separate writable regions after RELRO`, 'Only objects with one writable segment can be aliased; see docs/LIMITATIONS.md.');
+    throw new UlpError(
+      'LOADER_LAYOUT',
+      `${what} has ${regions.length} separate writable regions after RELRO`,
+      'Only objects with one writable segment can be aliased; see docs/LIMITATIONS.md.',
+    );
   }
   const r = regions[0];
   return r ? { start: r.start, end: r.end } : undefined;

@@ -59,14 +59,24 @@ export function collectSlots(objects: readonly ProcessObject[], family: Family, 
   for (const owner of objects) {
     const isFamily = family.builds.includes(owner);
     for (const r of owner.elf.relocations) {
-      if (r.type === RelocType.IRELATIVE && owner === family.canonical && r.offset >= region.start && r.offset < region.end) {
+      if (
+        r.type === RelocType.IRELATIVE &&
+        owner === family.canonical &&
+        r.offset >= region.start &&
+        r.offset < region.end
+      ) {
         slots.push({ owner, addr: owner.bias + r.offset, reloc: r, ref: irelativeRef(r.offset) });
         continue;
       }
       if (!SYMBOL_SLOTS.has(r.type) || !r.symbol || !exported.has(r.symbol.name)) continue;
       // A build's sites in its own region are the canonical build's words, collected through the canonical build.
       if (isFamily && owner !== family.canonical && inRegion(ownRegion(owner.elf), r.offset)) continue;
-      slots.push({ owner, addr: owner.bias + r.offset, reloc: r, ref: { name: r.symbol.name, version: r.symbol.version } });
+      slots.push({
+        owner,
+        addr: owner.bias + r.offset,
+        reloc: r,
+        ref: { name: r.symbol.name, version: r.symbol.version },
+      });
     }
   }
   return slots;
@@ -94,7 +104,10 @@ export const ifuncKey = (ref: SymbolRef): string => `${ref.name}@${ref.version ?
  * resolver's runtime address: the calls to make in the process (while it
  * runs, before the pause) to fill ClassifyContext.ifuncs.
  */
-export function ifuncResolvers(slots: readonly Slot[], target: ProcessObject): Array<{ key: string; resolver: bigint }> {
+export function ifuncResolvers(
+  slots: readonly Slot[],
+  target: ProcessObject,
+): Array<{ key: string; resolver: bigint }> {
   const out = new Map<string, bigint>();
   for (const s of slots) {
     const key = ifuncKey(s.ref);
@@ -158,7 +171,8 @@ export function classifySlot(slot: Slot, value: bigint, ctx: ClassifyContext): S
     return { kind: 'unmatched', build };
   }
   // An unbound lazy slot points back into its owner's PLT.
-  if (slot.reloc.type === RelocType.JUMP_SLOT && !slot.reloc.symbol?.defined && inCode(slot.owner, value)) return lazy(slot, ctx);
+  if (slot.reloc.type === RelocType.JUMP_SLOT && !slot.reloc.symbol?.defined && inCode(slot.owner, value))
+    return lazy(slot, ctx);
   return { kind: 'other' };
 }
 
@@ -197,7 +211,11 @@ export function slotBuild(slot: Slot, value: bigint, family: Family): ProcessObj
  * own PLT), and counting it would make every such state look like an
  * interrupted switch.
  */
-export function countByBuild(slots: readonly Slot[], values: readonly bigint[], family: Family): Map<ProcessObject, number> {
+export function countByBuild(
+  slots: readonly Slot[],
+  values: readonly bigint[],
+  family: Family,
+): Map<ProcessObject, number> {
   const counts = new Map<ProcessObject, number>();
   slots.forEach((slot, i) => {
     const b = slotBuild(slot, values[i]!, family);

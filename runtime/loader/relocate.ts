@@ -63,10 +63,15 @@ export interface StagePlan {
 }
 
 const refOf = (s: ElfSymbol): SymbolRef => ({ name: s.name, version: s.version });
-const keyOf = (type: number, s: ElfSymbol | undefined) => `${type}:${s ? `${s.name}@${s.version ?? ''}` : ''}`;
+const keyOf = (type: number, s: ElfSymbol | undefined) =>
+  `${type}:${s ? `${s.name}@${s.version ?? ''}` : ''}`;
 
 /** Values the dynamic loader stored at the previous build's symbol relocations, by (type, symbol). */
-function inheritedValues(from: ProcessObject, family: Family, read: ReadMemory): Map<string, { value: bigint; reloc: Relocation }> {
+function inheritedValues(
+  from: ProcessObject,
+  family: Family,
+  read: ReadMemory,
+): Map<string, { value: bigint; reloc: Relocation }> {
   const out = new Map<string, { value: bigint; reloc: Relocation }>();
   for (const r of from.elf.relocations) {
     if (r.table === 'relr') continue;
@@ -75,7 +80,13 @@ function inheritedValues(from: ProcessObject, family: Family, read: ReadMemory):
     const value = read(from.bias + r.offset, 8).readBigUInt64LE(0);
     // An unbound lazy slot still points at a PLT of the library (the canonical build's, when the
     // .got.plt is shared under partial RELRO): it tells nothing about where the symbol resolves.
-    if (r.type === RelocType.JUMP_SLOT && r.symbol && !r.symbol.defined && family.builds.some((b) => inSpan(b, value))) continue;
+    if (
+      r.type === RelocType.JUMP_SLOT &&
+      r.symbol &&
+      !r.symbol.defined &&
+      family.builds.some((b) => inSpan(b, value))
+    )
+      continue;
     out.set(key, { value, reloc: r });
   }
   return out;
@@ -98,7 +109,10 @@ export function planStage(input: StageInput): StagePlan {
   const inOwnRegion = (vaddr: bigint) => inRegion(targetRegion, vaddr);
 
   /** Runtime address of a vaddr of the target: data in its region lives in the canonical copy, at the same offset from the region start. */
-  const addrOf = (vaddr: bigint) => (targetRegion && inOwnRegion(vaddr) ? canonical.bias + region.start + (vaddr - targetRegion.start) : targetBias + vaddr);
+  const addrOf = (vaddr: bigint) =>
+    targetRegion && inOwnRegion(vaddr)
+      ? canonical.bias + region.start + (vaddr - targetRegion.start)
+      : targetBias + vaddr;
   /** Whether addrOf(vaddr) lies in the staged build (it is not data of the shared region). */
   const ownAddr = (vaddr: bigint) => !(targetRegion && inOwnRegion(vaddr));
 
@@ -139,11 +153,24 @@ export function planStage(input: StageInput): StagePlan {
   const addendOf = (r: Relocation) => (r.type === RelocType.R64 ? r.addend : 0n);
 
   const write = (r: Relocation, value: bigint, reason: WriteReason, own = false) =>
-    plan.writes.push({ addr: targetBias + r.offset, value: BigInt.asUintN(64, value), own, reason, reloc: r });
+    plan.writes.push({
+      addr: targetBias + r.offset,
+      value: BigInt.asUintN(64, value),
+      own,
+      reason,
+      reloc: r,
+    });
 
   /** Stores the address of the target's own definition of `sym` (+ addend) at the site of `r`. */
   const writeSelf = (r: Relocation, sym: ElfSymbol, reason: WriteReason) => {
-    if (sym.type === STT_GNU_IFUNC) plan.ifuncs.push({ addr: targetBias + r.offset, resolver: targetBias + sym.value, own: true, addend: addendOf(r), reloc: r });
+    if (sym.type === STT_GNU_IFUNC)
+      plan.ifuncs.push({
+        addr: targetBias + r.offset,
+        resolver: targetBias + sym.value,
+        own: true,
+        addend: addendOf(r),
+        reloc: r,
+      });
     else write(r, addrOf(sym.value) + addendOf(r), reason, ownAddr(sym.value));
   };
 
@@ -164,7 +191,13 @@ export function planStage(input: StageInput): StagePlan {
         break;
       }
       case RelocType.IRELATIVE:
-        plan.ifuncs.push({ addr: targetBias + r.offset, resolver: targetBias + r.addend, own: true, addend: 0n, reloc: r });
+        plan.ifuncs.push({
+          addr: targetBias + r.offset,
+          resolver: targetBias + r.addend,
+          own: true,
+          addend: 0n,
+          reloc: r,
+        });
         break;
       case RelocType.GLOB_DAT:
       case RelocType.JUMP_SLOT:
@@ -181,7 +214,12 @@ export function planStage(input: StageInput): StagePlan {
         }
         // A symbol the target defines but the previous build did not: the previous build's binding came from
         // further down the scope than the target's own definition, which ld.so would have found first.
-        const prev = own && !fromDefines(refOf(s)) ? undefined : (inherited.get(keyOf(r.type, s)) ?? inherited.get(keyOf(RelocType.GLOB_DAT, s)) ?? inherited.get(keyOf(RelocType.JUMP_SLOT, s)));
+        const prev =
+          own && !fromDefines(refOf(s))
+            ? undefined
+            : (inherited.get(keyOf(r.type, s)) ??
+              inherited.get(keyOf(RelocType.GLOB_DAT, s)) ??
+              inherited.get(keyOf(RelocType.JUMP_SLOT, s)));
         if (prev) {
           const def = prev.value - addendOf(prev.reloc);
           if (familyBuildAt(def)) {
@@ -194,7 +232,13 @@ export function planStage(input: StageInput): StagePlan {
         const found = resolveInPlace(refOf(s));
         if (!found) {
           if (s.bind === STB_WEAK) write(r, 0n, 'weak-undefined');
-          else throw new UlpError('LOADER_UNRESOLVED_SYMBOL', `symbol ${fmtRef(s)} needed by the new build is not defined by any object loaded in the process`, 'The new build imports something the process does not provide; rebuild it against the same dependencies or load the missing library first.', { symbol: fmtRef(s) });
+          else
+            throw new UlpError(
+              'LOADER_UNRESOLVED_SYMBOL',
+              `symbol ${fmtRef(s)} needed by the new build is not defined by any object loaded in the process`,
+              'The new build imports something the process does not provide; rebuild it against the same dependencies or load the missing library first.',
+              { symbol: fmtRef(s) },
+            );
           break;
         }
         if ('self' in found) {
@@ -202,8 +246,20 @@ export function planStage(input: StageInput): StagePlan {
           break;
         }
         const def = found.def;
-        if (!s.defined) plan.newImports.push({ name: s.name, version: s.version, from: def.obj.soname ?? (def.obj.name || '(executable)') });
-        if (def.sym.type === STT_GNU_IFUNC) plan.ifuncs.push({ addr: targetBias + r.offset, resolver: def.addr, own: false, addend: addendOf(r), reloc: r });
+        if (!s.defined)
+          plan.newImports.push({
+            name: s.name,
+            version: s.version,
+            from: def.obj.soname ?? (def.obj.name || '(executable)'),
+          });
+        if (def.sym.type === STT_GNU_IFUNC)
+          plan.ifuncs.push({
+            addr: targetBias + r.offset,
+            resolver: def.addr,
+            own: false,
+            addend: addendOf(r),
+            reloc: r,
+          });
         else write(r, def.addr + addendOf(r), 'resolved');
         break;
       }
@@ -213,7 +269,12 @@ export function planStage(input: StageInput): StagePlan {
         write(r, tlsValue(r, target, from, inherited), 'tls');
         break;
       default:
-        throw new UlpError('LOADER_UNSUPPORTED_RELOC', `the new build has a relocation of type ${r.type} at 0x${r.offset.toString(16)}, which the loader cannot apply`, 'Text relocations and TLS descriptors are not supported; build the library with -fPIC and the default TLS dialect.', { type: r.type, offset: `0x${r.offset.toString(16)}` });
+        throw new UlpError(
+          'LOADER_UNSUPPORTED_RELOC',
+          `the new build has a relocation of type ${r.type} at 0x${r.offset.toString(16)}, which the loader cannot apply`,
+          'Text relocations and TLS descriptors are not supported; build the library with -fPIC and the default TLS dialect.',
+          { type: r.type, offset: `0x${r.offset.toString(16)}` },
+        );
     }
   }
   // Resolvers run in this order, after every other write. The library's own come last: one may call
@@ -236,7 +297,11 @@ export function shiftPlan(plan: StagePlan, by: bigint): StagePlan {
   return {
     ...plan,
     writes: plan.writes.map((w) => ({ ...w, addr: move(w.addr), value: w.own ? move(w.value) : w.value })),
-    ifuncs: plan.ifuncs.map((f) => ({ ...f, addr: move(f.addr), resolver: f.own ? move(f.resolver) : f.resolver })),
+    ifuncs: plan.ifuncs.map((f) => ({
+      ...f,
+      addr: move(f.addr),
+      resolver: f.own ? move(f.resolver) : f.resolver,
+    })),
   };
 }
 
@@ -246,7 +311,12 @@ export function shiftPlan(plan: StagePlan, by: bigint): StagePlan {
  * previous build's own TLS relocations; the compatibility rules guarantee the
  * TLS block layout (symbol offsets inside it) is identical.
  */
-function tlsValue(r: Relocation, target: ElfObject, from: ProcessObject, inherited: Map<string, { value: bigint; reloc: Relocation }>): bigint {
+function tlsValue(
+  r: Relocation,
+  target: ElfObject,
+  from: ProcessObject,
+  inherited: Map<string, { value: bigint; reloc: Relocation }>,
+): bigint {
   const s = r.symbol;
   const ownSym = s ? target.lookup(s.name, s.version) : undefined;
   const own = !s || (ownSym?.defined ?? false);
@@ -267,15 +337,26 @@ function tlsValue(r: Relocation, target: ElfObject, from: ProcessObject, inherit
     const blockOffset = prev.value - prevSymValue - prev.reloc.addend;
     return blockOffset + symValue + r.addend;
   }
-  throw tlsUnknown(r, 'the previous build has no TLS relocation of this type to learn its module and offset from');
+  throw tlsUnknown(
+    r,
+    'the previous build has no TLS relocation of this type to learn its module and offset from',
+  );
 }
 
 function tlsUnknown(r: Relocation, why: string): UlpError {
-  return new UlpError('LOADER_TLS_UNKNOWN', `cannot place TLS relocation at 0x${r.offset.toString(16)}${r.symbol ? ` (${fmtRef(r.symbol)})` : ''}: ${why}`, 'The builds access thread-local storage differently; rebuild the new build with the same TLS model as the old one.');
+  return new UlpError(
+    'LOADER_TLS_UNKNOWN',
+    `cannot place TLS relocation at 0x${r.offset.toString(16)}${r.symbol ? ` (${fmtRef(r.symbol)})` : ''}: ${why}`,
+    'The builds access thread-local storage differently; rebuild the new build with the same TLS model as the old one.',
+  );
 }
 
 function missingInTarget(s: ElfSymbol, target: ElfObject): UlpError {
-  return new UlpError('LOADER_SYMBOL_MISSING', `the new build ${target.soname ?? ''} does not define ${fmtRef(s)}, which the running process resolved into this library`, 'The pair is not compatible for this process; repack with a new build that keeps the symbol.');
+  return new UlpError(
+    'LOADER_SYMBOL_MISSING',
+    `the new build ${target.soname ?? ''} does not define ${fmtRef(s)}, which the running process resolved into this library`,
+    'The pair is not compatible for this process; repack with a new build that keeps the symbol.',
+  );
 }
 
 export function fmtRef(s: SymbolRef): string {

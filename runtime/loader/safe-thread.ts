@@ -18,14 +18,39 @@ import { lookupIn } from './scope.js';
 
 /** libc entry points below which a thread may hold the atfork lock or an arena lock. */
 const LIBC_UNSAFE = [
-  'fork', '_Fork', '__register_atfork', 'pthread_atfork', '__cxa_finalize', 'exit',
-  'malloc', 'free', 'calloc', 'realloc', 'reallocarray', 'memalign', 'posix_memalign', 'aligned_alloc', 'valloc', 'pvalloc', 'malloc_trim',
-  'dlopen', 'dlclose', 'dlmopen', 'dlsym', 'dlvsym',
+  'fork',
+  '_Fork',
+  '__register_atfork',
+  'pthread_atfork',
+  '__cxa_finalize',
+  'exit',
+  'malloc',
+  'free',
+  'calloc',
+  'realloc',
+  'reallocarray',
+  'memalign',
+  'posix_memalign',
+  'aligned_alloc',
+  'valloc',
+  'pvalloc',
+  'malloc_trim',
+  'dlopen',
+  'dlclose',
+  'dlmopen',
+  'dlsym',
+  'dlvsym',
 ];
 /** libgcc_s entry points that hold its object mutex (unwind.ts registers frames through them). */
 const UNWINDER_UNSAFE = [
-  '__register_frame', '__register_frame_info', '__register_frame_info_bases', '__register_frame_table',
-  '__deregister_frame', '__deregister_frame_info', '__deregister_frame_info_bases', '_Unwind_Find_FDE',
+  '__register_frame',
+  '__register_frame_info',
+  '__register_frame_info_bases',
+  '__register_frame_table',
+  '__deregister_frame',
+  '__deregister_frame_info',
+  '__deregister_frame_info_bases',
+  '_Unwind_Find_FDE',
 ];
 const STACK_SCAN_BYTES = 64 * 1024;
 
@@ -37,7 +62,8 @@ export function unsafeRanges(objects: readonly ProcessObject[]): Range[] {
   for (const o of objects) {
     if (o.source !== 'linkmap') continue;
     if (o.soname?.startsWith('ld-linux')) for (const c of o.code) out.push([Number(c.start), Number(c.end)]);
-    const names = o.soname === 'libc.so.6' ? LIBC_UNSAFE : o.soname === 'libgcc_s.so.1' ? UNWINDER_UNSAFE : [];
+    const names =
+      o.soname === 'libc.so.6' ? LIBC_UNSAFE : o.soname === 'libgcc_s.so.1' ? UNWINDER_UNSAFE : [];
     for (const name of names) {
       const def = lookupIn(o, { name });
       if (def && def.sym.size > 0n) out.push([Number(def.addr), Number(def.addr + def.sym.size)]);
@@ -57,9 +83,15 @@ function inRanges(ranges: readonly Range[], v: number): boolean {
  * tables (call-chain.ts); where the walk cannot go on, every word of the
  * rest of its stack counts as a frame, which can only make it refuse more.
  */
-export function unsafeReason(s: Session, tid: number, objects: readonly ProcessObject[], ranges: readonly Range[]): string | undefined {
+export function unsafeReason(
+  s: Session,
+  tid: number,
+  objects: readonly ProcessObject[],
+  ranges: readonly Range[],
+): string | undefined {
   const r = s.regs(tid);
-  if (inRanges(ranges, Number(r.rip))) return 'it is inside the allocator, fork, the dynamic loader or the unwinder';
+  if (inRanges(ranges, Number(r.rip)))
+    return 'it is inside the allocator, fork, the dynamic loader or the unwinder';
   const stack = findMapping(readMaps(s.pid), r.rsp);
   if (!stack) return 'its stack is not mapped';
   const len = Math.min(STACK_SCAN_BYTES, Number(stack.end - r.rsp)) & ~7;
@@ -73,11 +105,13 @@ export function unsafeReason(s: Session, tid: number, objects: readonly ProcessO
   };
   const chain = callChain(objects, r, readU64);
   // A return address points after its call instruction, which may be the last one of the function.
-  if (chain.pcs.slice(1).some((pc) => inRanges(ranges, Number(pc - 1n)))) return 'a frame of the allocator, fork, the dynamic loader or the unwinder is on its stack';
+  if (chain.pcs.slice(1).some((pc) => inRanges(ranges, Number(pc - 1n))))
+    return 'a frame of the allocator, fork, the dynamic loader or the unwinder is on its stack';
   if (chain.complete) return undefined;
   for (let off = Math.max(0, Number(chain.sp - r.rsp)) & ~7; off + 8 <= words.length; off += 8) {
     const v = words.readUInt32LE(off) + words.readUInt32LE(off + 4) * 2 ** 32;
-    if (inRanges(ranges, v)) return 'its stack could not be walked to the end, and a word on it points into the allocator, fork, the dynamic loader or the unwinder';
+    if (inRanges(ranges, v))
+      return 'its stack could not be walked to the end, and a word on it points into the allocator, fork, the dynamic loader or the unwinder';
   }
   return undefined;
 }
@@ -90,12 +124,20 @@ const pause = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(
  * PROC_CALL_TIMEOUT is skipped. The other threads keep running throughout.
  * `what` completes "no thread of process N could ...".
  */
-export function onSafeThread<T>(s: Session, objects: readonly ProcessObject[], what: string, fn: (tid: number) => T, timeoutMs = 3000): T {
+export function onSafeThread<T>(
+  s: Session,
+  objects: readonly ProcessObject[],
+  what: string,
+  fn: (tid: number) => T,
+  timeoutMs = 3000,
+): T {
   const ranges = unsafeRanges(objects);
   const deadline = performance.now() + timeoutMs;
   const reasons = new Map<number, string>();
   for (;;) {
-    const order = [...new Set([...(s.borrowed !== undefined ? [s.borrowed] : []), s.pid, ...s.tids()])].filter((t) => s.tids().includes(t));
+    const order = [
+      ...new Set([...(s.borrowed !== undefined ? [s.borrowed] : []), s.pid, ...s.tids()]),
+    ].filter((t) => s.tids().includes(t));
     // No thread left: the process died, and waiting for a safe one would only delay saying so.
     if (order.length === 0) throw exited(s.pid, `looking for a thread that may ${what}`);
     for (const tid of order) {
@@ -111,13 +153,19 @@ export function onSafeThread<T>(s: Session, objects: readonly ProcessObject[], w
       try {
         return fn(tid);
       } catch (e) {
-        if (!(e instanceof UlpError) || (e.code !== 'PROC_NO_THREAD' && e.code !== 'PROC_CALL_TIMEOUT')) throw e;
+        if (!(e instanceof UlpError) || (e.code !== 'PROC_NO_THREAD' && e.code !== 'PROC_CALL_TIMEOUT'))
+          throw e;
         reasons.set(tid, e.message);
       }
     }
     if (performance.now() > deadline) {
       const detail = [...reasons].map(([t, w]) => `thread ${t}: ${w}`).join('; ');
-      throw new UlpError('LOADER_NO_SAFE_THREAD', `no thread of process ${s.pid} could ${what} (${detail})`, 'Every thread was busy in the allocator, fork, the dynamic loader or the unwinder; retry in a moment. The process was left unchanged.', { pid: s.pid });
+      throw new UlpError(
+        'LOADER_NO_SAFE_THREAD',
+        `no thread of process ${s.pid} could ${what} (${detail})`,
+        'Every thread was busy in the allocator, fork, the dynamic loader or the unwinder; retry in a moment. The process was left unchanged.',
+        { pid: s.pid },
+      );
     }
     s.resume();
     s.service();
@@ -126,6 +174,9 @@ export function onSafeThread<T>(s: Session, objects: readonly ProcessObject[], w
 }
 
 /** Options of every call the runtime makes through onSafeThread: none of them makes a timed sleep (remote-call.ts). */
-export function runtimeCall(tid: number, timeoutMs: number): { tid: number; timeoutMs: number; noTimedSleep: true } {
+export function runtimeCall(
+  tid: number,
+  timeoutMs: number,
+): { tid: number; timeoutMs: number; noTimedSleep: true } {
   return { tid, timeoutMs, noTimedSleep: true };
 }

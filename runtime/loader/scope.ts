@@ -7,7 +7,15 @@
  * and so are never part of a scope; a definition found in a library's
  * canonical build is translated to the live build by the caller.
  */
-import { STB_LOCAL, STT_COMMON, STT_FUNC, STT_GNU_IFUNC, STT_NOTYPE, STT_OBJECT, STT_TLS } from '../../elf/constants.js';
+import {
+  STB_LOCAL,
+  STT_COMMON,
+  STT_FUNC,
+  STT_GNU_IFUNC,
+  STT_NOTYPE,
+  STT_OBJECT,
+  STT_TLS,
+} from '../../elf/constants.js';
 import type { ElfSymbol } from '../../elf/types.js';
 import type { ProcessObject } from './model.js';
 
@@ -71,7 +79,10 @@ const facts = new WeakMap<ProcessObject, ScopeFacts>();
  * scope. Without a global list (unreadable), nothing is recorded and every
  * link-map object counts as global, in link-map order.
  */
-export function recordScopes(objects: readonly ProcessObject[], global: readonly ProcessObject[] | undefined): void {
+export function recordScopes(
+  objects: readonly ProcessObject[],
+  global: readonly ProcessObject[] | undefined,
+): void {
   if (!global) return;
   const loaded = objects.filter((o) => o.source === 'linkmap');
   const index = new Map(global.map((o, i) => [o, i]));
@@ -113,7 +124,9 @@ export function recordScopes(objects: readonly ProcessObject[], global: readonly
 export function globalScope(objects: readonly ProcessObject[]): ProcessObject[] {
   const loaded = objects.filter((o) => o.source === 'linkmap');
   if (!loaded.some((o) => facts.has(o))) return loaded;
-  return loaded.filter((o) => (facts.get(o)?.globalIndex ?? -1) >= 0).sort((a, b) => facts.get(a)!.globalIndex - facts.get(b)!.globalIndex);
+  return loaded
+    .filter((o) => (facts.get(o)?.globalIndex ?? -1) >= 0)
+    .sort((a, b) => facts.get(a)!.globalIndex - facts.get(b)!.globalIndex);
 }
 
 /** Where ld.so looks up the symbols `obj` imports: the global scope, then its local group if it was dlopen'ed RTLD_LOCAL. */

@@ -33,7 +33,9 @@ function describe(elf: ElfObject, bias: bigint): Pick<ProcessObject, 'code' | 's
     buildId: elf.buildId,
     soname: elf.soname,
     span: { start: bias + span.start, end: bias + span.end },
-    code: elf.loadSegments.filter((p) => (p.flags & PF_X) !== 0).map((p) => ({ start: bias + p.vaddr, end: bias + p.vaddr + p.memsz })),
+    code: elf.loadSegments
+      .filter((p) => (p.flags & PF_X) !== 0)
+      .map((p) => ({ start: bias + p.vaddr, end: bias + p.vaddr + p.memsz })),
   };
 }
 
@@ -47,9 +49,23 @@ export function takeSnapshot(pid: number, mem: RemoteMemory, cache: ElfCache = n
     // Other namespaces (dlmopen) have scopes of their own; they are not patched (docs/LIMITATIONS.md).
     if (o.namespace !== 0 || o.isVdso) continue;
     const elf = cache.object(read, o.bias, o.headerAddr, findMapping(maps, o.headerAddr));
-    objects.push({ name: o.isMain ? '' : o.path, bias: o.bias, elf, source: 'linkmap', linkMapAddr: o.linkMap, ...describe(elf, o.bias) });
+    objects.push({
+      name: o.isMain ? '' : o.path,
+      bias: o.bias,
+      elf,
+      source: 'linkmap',
+      linkMapAddr: o.linkMap,
+      ...describe(elf, o.bias),
+    });
   }
-  recordScopes(objects, readGlobal(mem, objects, lm.objects.filter((o) => o.namespace === 0).map((o) => o.linkMap)));
+  recordScopes(
+    objects,
+    readGlobal(
+      mem,
+      objects,
+      lm.objects.filter((o) => o.namespace === 0).map((o) => o.linkMap),
+    ),
+  );
   const dataMappings = new Map<string, Mapping[]>();
   const seenBuilds = new Set<string>();
   const abandoned: Mapping[] = [];
@@ -69,13 +85,24 @@ export function takeSnapshot(pid: number, mem: RemoteMemory, cache: ElfCache = n
       continue;
     }
     const elf = parseElfFromMemory(read, { bias: m.start, headerAddr: m.start, expect: 'any' });
-    objects.push({ name: memfdNameOfPath(m.path)!, bias: m.start, elf, source: 'ulp', ulp: parsed.name, ...describe(elf, m.start) });
+    objects.push({
+      name: memfdNameOfPath(m.path)!,
+      bias: m.start,
+      elf,
+      source: 'ulp',
+      ulp: parsed.name,
+      ...describe(elf, m.start),
+    });
   }
   return { pid, objects, maps, dataMappings, abandoned };
 }
 
 /** ld.so's global search list as objects, or undefined when it cannot be read (see readGlobalScope). */
-function readGlobal(mem: RemoteMemory, objects: readonly ProcessObject[], linkMaps: readonly bigint[]): ProcessObject[] | undefined {
+function readGlobal(
+  mem: RemoteMemory,
+  objects: readonly ProcessObject[],
+  linkMaps: readonly bigint[],
+): ProcessObject[] | undefined {
   for (const o of objects) {
     const sym = o.elf.lookup('_rtld_global');
     if (!sym?.defined) continue;

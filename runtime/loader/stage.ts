@@ -73,7 +73,12 @@ function protOf(flags: number): number {
 export function mapBuild(s: Session, req: StageRequest): StagedImage {
   const { elf, region } = req;
   const loads = elf.loadSegments;
-  if (loads.length === 0) throw new UlpError('LOADER_NO_SEGMENTS', 'the build has no loadable segments', 'Check the bundle: its build is not a shared library.');
+  if (loads.length === 0)
+    throw new UlpError(
+      'LOADER_NO_SEGMENTS',
+      'the build has no loadable segments',
+      'Check the bundle: its build is not a shared library.',
+    );
   const start = pageAlignDown(loads[0]!.vaddr);
   const end = pageAlignUp(loads.reduce((m, p) => (p.vaddr + p.memsz > m ? p.vaddr + p.memsz : m), 0n));
   const sys = s.sys;
@@ -92,7 +97,10 @@ export function mapBuild(s: Session, req: StageRequest): StagedImage {
       let segStart = pageAlignDown(p.vaddr);
       const fileEnd = p.vaddr + p.filesz;
       // The shared region replaces the tail of the writable segment; RELRO pages stay private and writable until relocated.
-      const privEnd = region && (p.flags & PF_W) !== 0 && region.start < pageAlignUp(fileEnd) ? region.start : pageAlignUp(fileEnd);
+      const privEnd =
+        region && (p.flags & PF_W) !== 0 && region.start < pageAlignUp(fileEnd)
+          ? region.start
+          : pageAlignUp(fileEnd);
       const writable = (p.flags & PF_W) !== 0;
       if (p.offset === 0n && !writable && privEnd > segStart) {
         // The header page is mapped inaccessible now and opened last; the rest of its segment (text, without -z separate-code) maps normally.
@@ -101,12 +109,26 @@ export function mapBuild(s: Session, req: StageRequest): StagedImage {
         segStart += PAGE_SIZE;
       }
       if (privEnd > segStart) {
-        sys.mmap(bias + segStart, privEnd - segStart, writable ? PROT.READ | PROT.WRITE : protOf(p.flags), MAP.PRIVATE | MAP.FIXED, fd, pageAlignDown(p.offset) + (segStart - pageAlignDown(p.vaddr)));
+        sys.mmap(
+          bias + segStart,
+          privEnd - segStart,
+          writable ? PROT.READ | PROT.WRITE : protOf(p.flags),
+          MAP.PRIVATE | MAP.FIXED,
+          fd,
+          pageAlignDown(p.offset) + (segStart - pageAlignDown(p.vaddr)),
+        );
         // Bytes past p_filesz on the last file page belong to .bss: ld.so zeroes them, so must we.
-        if (writable && fileEnd < privEnd && p.memsz > p.filesz) s.memory.write(bias + fileEnd, Buffer.alloc(Number(privEnd - fileEnd)));
+        if (writable && fileEnd < privEnd && p.memsz > p.filesz)
+          s.memory.write(bias + fileEnd, Buffer.alloc(Number(privEnd - fileEnd)));
       }
       const anonEnd = region && writable ? region.start : pageAlignUp(p.vaddr + p.memsz);
-      if (anonEnd > privEnd && writable) sys.mmap(bias + privEnd, anonEnd - privEnd, PROT.READ | PROT.WRITE, MAP.PRIVATE | MAP.FIXED | MAP.ANONYMOUS);
+      if (anonEnd > privEnd && writable)
+        sys.mmap(
+          bias + privEnd,
+          anonEnd - privEnd,
+          PROT.READ | PROT.WRITE,
+          MAP.PRIVATE | MAP.FIXED | MAP.ANONYMOUS,
+        );
     }
     let freshData = false;
     let regionAddr: bigint | undefined;
@@ -114,8 +136,19 @@ export function mapBuild(s: Session, req: StageRequest): StagedImage {
       regionAddr = bias + region.start;
       const len = region.end - region.start;
       if (req.aliasedCanonicalRegion !== undefined) {
-        const got = s.syscall(NR.mremap, [req.aliasedCanonicalRegion, 0, len, MREMAP_MAYMOVE | MREMAP_FIXED, regionAddr]);
-        if (got !== regionAddr) throw new UlpError('LOADER_ALIAS', `could not alias the shared data of ${req.soname} at 0x${regionAddr.toString(16)}`, 'Report this; the process was left unchanged.');
+        const got = s.syscall(NR.mremap, [
+          req.aliasedCanonicalRegion,
+          0,
+          len,
+          MREMAP_MAYMOVE | MREMAP_FIXED,
+          regionAddr,
+        ]);
+        if (got !== regionAddr)
+          throw new UlpError(
+            'LOADER_ALIAS',
+            `could not alias the shared data of ${req.soname} at 0x${regionAddr.toString(16)}`,
+            'Report this; the process was left unchanged.',
+          );
       } else {
         const dfd = sys.memfdCreate(dataMemfdName(req.soname), MFD.CLOEXEC);
         try {
@@ -127,7 +160,13 @@ export function mapBuild(s: Session, req: StageRequest): StagedImage {
         freshData = true;
       }
     }
-    return { bias, header, span: { start: reservation, end: reservation + (end - start) }, freshData, regionAddr };
+    return {
+      bias,
+      header,
+      span: { start: reservation, end: reservation + (end - start) },
+      freshData,
+      regionAddr,
+    };
   } catch (e) {
     if (reservation !== undefined) tryUnmap(s, reservation, end - start);
     throw e;
@@ -158,7 +197,7 @@ export function mapMetadata(s: Session, name: string, bytes: Buffer): { addr: bi
 function fillMemfd(pid: number, fd: number, bytes: Buffer): void {
   const tfd = openTargetFd(pid, fd, 'r+');
   try {
-    for (let off = 0; off < bytes.length; ) off += writeSync(tfd, bytes, off, bytes.length - off, off);
+    for (let off = 0; off < bytes.length;) off += writeSync(tfd, bytes, off, bytes.length - off, off);
   } finally {
     closeSync(tfd);
   }
@@ -185,7 +224,7 @@ export function applyWrites(s: Session, elf: ElfObject, image: StagedImage, writ
   }
   const pages = [...byPage.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   // Coalesce adjacent pages into runs: one read and one write per run.
-  for (let i = 0; i < pages.length; ) {
+  for (let i = 0; i < pages.length;) {
     let j = i;
     while (j + 1 < pages.length && pages[j + 1] === pages[j]! + 4096n) j++;
     const runStart = pages[i]!;
@@ -230,10 +269,20 @@ export function tryUnmap(s: Session, addr: bigint, len: bigint): void {
  * duplicate that mapping over the old region. Runs with all threads stopped,
  * so nothing can write the old region between the copy and the remap.
  */
-export function aliasCanonical(s: Session, canonical: ProcessObject, region: Region, stagedRegionAddr: bigint): void {
+export function aliasCanonical(
+  s: Session,
+  canonical: ProcessObject,
+  region: Region,
+  stagedRegionAddr: bigint,
+): void {
   const len = region.end - region.start;
   const oldAddr = canonical.bias + region.start;
   s.memory.write(stagedRegionAddr, s.memory.read(oldAddr, Number(len)));
   const got = s.syscall(NR.mremap, [stagedRegionAddr, 0, len, MREMAP_MAYMOVE | MREMAP_FIXED, oldAddr]);
-  if (got !== oldAddr) throw new UlpError('LOADER_ALIAS', `could not alias the writable data of ${canonical.soname ?? canonical.name} at 0x${oldAddr.toString(16)}`, 'The process was left on its current version.');
+  if (got !== oldAddr)
+    throw new UlpError(
+      'LOADER_ALIAS',
+      `could not alias the writable data of ${canonical.soname ?? canonical.name} at 0x${oldAddr.toString(16)}`,
+      'The process was left on its current version.',
+    );
 }

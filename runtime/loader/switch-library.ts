@@ -20,15 +20,53 @@ import { collectCodePointerSites } from './code-pointers.js';
 import { collectSlots, ifuncResolvers } from './relink.js';
 import { globalScope } from './scope.js';
 import { biasWindow, baseNear, outOfReach, rewriteCode, type StagedDataRefs } from './datarefs.js';
-import { aliasCanonical, applyWrites, finishStaging, mapBuild, mapMetadata, tryUnmap, type StagedImage } from './stage.js';
+import {
+  aliasCanonical,
+  applyWrites,
+  finishStaging,
+  mapBuild,
+  mapMetadata,
+  tryUnmap,
+  type StagedImage,
+} from './stage.js';
 import { onSafeThread, runtimeCall } from './safe-thread.js';
 import { takeSnapshot, type Snapshot } from './snapshot.js';
-import { deregisterUnwindTables, registerUnwindTables, unwindDryRun, type Registration, type UnwindReport } from './unwind.js';
+import {
+  deregisterUnwindTables,
+  registerUnwindTables,
+  unwindDryRun,
+  type Registration,
+  type UnwindReport,
+} from './unwind.js';
 import { ensureForkProtection, publishForkAlias } from './fork/index.js';
-import { pausePlan, readForPlan, readSlots, switchInPause, warmUp, watchedRanges, type PauseOutcome, type PausePlan } from './switch.js';
-import { codeRanges, emptyCounts, planWords, quietRanges, settleRedirects, switchCounts, type PointerCounts, type SlotCounts } from './switch-plan.js';
+import {
+  pausePlan,
+  readForPlan,
+  readSlots,
+  switchInPause,
+  warmUp,
+  watchedRanges,
+  type PauseOutcome,
+  type PausePlan,
+} from './switch.js';
+import {
+  codeRanges,
+  emptyCounts,
+  planWords,
+  quietRanges,
+  settleRedirects,
+  switchCounts,
+  type PointerCounts,
+  type SlotCounts,
+} from './switch-plan.js';
 import { PauseIO } from './pause-io.js';
-import { mapJournal, planSwitchRedirects, readRedirectState, threadsInside, type RedirectState } from './redirect-switch.js';
+import {
+  mapJournal,
+  planSwitchRedirects,
+  readRedirectState,
+  threadsInside,
+  type RedirectState,
+} from './redirect-switch.js';
 import { encodeJournal, type Journal } from './redirect-journal.js';
 import { buildKey, type RedirectPlan, type StepFunctions } from './redirects.js';
 import { u64Bytes } from '../../common/u64.js';
@@ -42,7 +80,13 @@ export interface SwitchRequest {
    * for staging, its data-reference map (datarefs.ts). Without a map the staged code reaches the
    * library's data through the alias only: the caller decides whether that is acceptable.
    */
-  target: { buildId: string; bytes: Buffer; memfdName: string; region?: Region | null; dataRefs?: StagedDataRefs | undefined };
+  target: {
+    buildId: string;
+    bytes: Buffer;
+    memfdName: string;
+    region?: Region | null;
+    dataRefs?: StagedDataRefs | undefined;
+  };
   /** Stage even when the build cannot be placed within reach of the data (its code then uses the alias). */
   allowAliasing?: boolean;
   /** Plan everything, change nothing. */
@@ -113,7 +157,15 @@ export interface SwitchReport {
    * and where its time went (ms): stopping every thread, the first switch's alias, reading back and comparing,
    * writing, resuming. Absent in a dry run.
    */
-  pauseIo?: { pages: number; writes: number; stopMs: number; aliasMs: number; checkMs: number; writeMs: number; resumeMs: number };
+  pauseIo?: {
+    pages: number;
+    writes: number;
+    stopMs: number;
+    aliasMs: number;
+    checkMs: number;
+    writeMs: number;
+    resumeMs: number;
+  };
   pauses: PauseRecord[];
   timings: { planMs: number; stageMs: number; switchMs: number };
 }
@@ -142,7 +194,9 @@ export function targetObject(elf: ElfObject, bias: bigint, memfdName: string): P
     source: 'ulp',
     ...(name?.kind === 'build' ? { ulp: name.name } : {}),
     span: { start: bias + span.start, end: bias + span.end },
-    code: elf.loadSegments.filter((p) => (p.flags & PF_X) !== 0).map((p) => ({ start: bias + p.vaddr, end: bias + p.vaddr + p.memsz })),
+    code: elf.loadSegments
+      .filter((p) => (p.flags & PF_X) !== 0)
+      .map((p) => ({ start: bias + p.vaddr, end: bias + p.vaddr + p.memsz })),
   };
 }
 
@@ -150,31 +204,55 @@ export function targetObject(elf: ElfObject, bias: bigint, memfdName: string): P
 function ulpMappings(maps: readonly Mapping[]): string {
   return maps
     .filter((m) => m.path.startsWith('/memfd:ulp:'))
-    .map((m) => `${m.start.toString(16)}-${m.end.toString(16)} ${m.read ? 'r' : '-'}${m.shared ? 's' : 'p'} ${m.path}`)
+    .map(
+      (m) =>
+        `${m.start.toString(16)}-${m.end.toString(16)} ${m.read ? 'r' : '-'}${m.shared ? 's' : 'p'} ${m.path}`,
+    )
     .join('\n');
 }
 
 /** Reads the process and checks that `target` can replace the live build here. */
-export function prepare(req: Omit<SwitchRequest, 'prepared'>, mem: RemoteMemory = new RemoteMemory(req.pid)): Prepared {
+export function prepare(
+  req: Omit<SwitchRequest, 'prepared'>,
+  mem: RemoteMemory = new RemoteMemory(req.pid),
+): Prepared {
   const snap = takeSnapshot(req.pid, mem, req.elfCache);
   const state = readLibraryState(snap, req.soname, mem);
   if (!state) {
-    throw new UlpError('TRIGGER_NOT_LOADED', `process ${req.pid} has not loaded ${req.soname}`, 'Check the pid; `ulp-trigger --status PID` lists what it has loaded.', { pid: req.pid, soname: req.soname });
+    throw new UlpError(
+      'TRIGGER_NOT_LOADED',
+      `process ${req.pid} has not loaded ${req.soname}`,
+      'Check the pid; `ulp-trigger --status PID` lists what it has loaded.',
+      { pid: req.pid, soname: req.soname },
+    );
   }
   const elf = parseElf(req.target.bytes);
   if (elf.buildId !== req.target.buildId) {
-    throw new UlpError('TRIGGER_BUILD_MISMATCH', `the build in the bundle has build-id ${elf.buildId ?? 'none'}, the manifest says ${req.target.buildId}`, 'The bundle is inconsistent; rebuild it with ulp-pack.');
+    throw new UlpError(
+      'TRIGGER_BUILD_MISMATCH',
+      `the build in the bundle has build-id ${elf.buildId ?? 'none'}, the manifest says ${req.target.buildId}`,
+      'The bundle is inconsistent; rebuild it with ulp-pack.',
+    );
   }
   // Where the region lies is each build's own business (it may have moved by whole pages); its size must match the shared pages'.
   // That the layout inside it matches is the packer's verdict, made for the region the report records: the build must have it there.
   const region = regionOf(elf, `the build ${req.target.buildId}`);
   const recorded = req.target.region;
   if (recorded !== undefined && !sameRegion(region, recorded ?? undefined)) {
-    const text = (r: Region | undefined) => (r ? `[0x${r.start.toString(16)}, 0x${r.end.toString(16)})` : 'none');
-    throw new UlpError('TRIGGER_LAYOUT_MISMATCH', `the build ${req.target.buildId} keeps its writable region at ${text(region)}, but the bundle's report was made for ${text(recorded ?? undefined)}`, 'The bundle is inconsistent: it was edited or not made by ulp-pack; rebuild it.');
+    const text = (r: Region | undefined) =>
+      r ? `[0x${r.start.toString(16)}, 0x${r.end.toString(16)})` : 'none';
+    throw new UlpError(
+      'TRIGGER_LAYOUT_MISMATCH',
+      `the build ${req.target.buildId} keeps its writable region at ${text(region)}, but the bundle's report was made for ${text(recorded ?? undefined)}`,
+      'The bundle is inconsistent: it was edited or not made by ulp-pack; rebuild it.',
+    );
   }
   if (!aliasable(region, state.region)) {
-    throw new UlpError('TRIGGER_LAYOUT_MISMATCH', `the writable data of ${req.soname} in process ${req.pid} is laid out differently from the build ${req.target.buildId}`, 'The process runs a build this bundle was not made for; check its build-id with --status.');
+    throw new UlpError(
+      'TRIGGER_LAYOUT_MISMATCH',
+      `the writable data of ${req.soname} in process ${req.pid} is laid out differently from the build ${req.target.buildId}`,
+      'The process runs a build this bundle was not made for; check its build-id with --status.',
+    );
   }
   return { snap, state, elf, mapped: state.family.builds.find((b) => b.buildId === req.target.buildId) };
 }
@@ -184,7 +262,12 @@ export function prepare(req: Omit<SwitchRequest, 'prepared'>, mem: RemoteMemory 
  * cannot be taken back stays mapped: the unwinder would read unmapped
  * memory on the next exception. Unfinished, it is never taken for a build.
  */
-function discardStaged(s: Session, objects: readonly ProcessObject[], image: StagedImage, unwind: Registration | undefined): void {
+function discardStaged(
+  s: Session,
+  objects: readonly ProcessObject[],
+  image: StagedImage,
+  unwind: Registration | undefined,
+): void {
   if (unwind) {
     try {
       deregisterUnwindTables(s, objects, unwind);
@@ -228,37 +311,79 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
   const files = new Map<string, ElfObject>([[req.target.buildId, elf]]);
   if (req.otherBuild) files.set(req.otherBuild.buildId, parseElf(req.otherBuild.bytes));
   const planRedirectsFor = (fam: Family, target: ProcessObject): RedirectPlan =>
-    planSwitchRedirects({ mem, builds: fam.builds, target, state: redirectState, step: req.functions, files });
+    planSwitchRedirects({
+      mem,
+      builds: fam.builds,
+      target,
+      state: redirectState,
+      step: req.functions,
+      files,
+    });
 
   if (req.dryRun) {
     const target = mapped ?? targetObject(elf, DRY_RUN_BIAS, req.target.memfdName);
     if (!mapped) {
-      const plan = planStage({ target: elf, targetBias: DRY_RUN_BIAS, family, from: state.live, scope, region, read });
+      const plan = planStage({
+        target: elf,
+        targetBias: DRY_RUN_BIAS,
+        family,
+        from: state.live,
+        scope,
+        region,
+        read,
+      });
       const dataRefs = checkDataRefs(req, elf, state.region, family.canonical);
-      Object.assign(report, stageFields(plan, dataRefs, family.canonical, state.region), { unwind: unwindDryRun(snap.objects, elf, DRY_RUN_BIAS) });
+      Object.assign(report, stageFields(plan, dataRefs, family.canonical, state.region), {
+        unwind: unwindDryRun(snap.objects, elf, DRY_RUN_BIAS),
+      });
     }
     const fam: Family = mapped ? family : { ...family, builds: [...family.builds, target] };
     // The hypothetical target has no slots in memory yet: only the process's own objects are read.
     const slots = collectSlots(snap.objects, fam, region);
     const sites = collectCodePointerSites(fam, target, region);
-    const words = planWords(slots, readSlots(mem, slots), sites, readSlots(mem, sites), { family: fam, target, region, scope });
-    Object.assign(report, switchCounts(words, settleRedirects(planRedirectsFor(fam, target), redirectHead(req.soname, redirectState, target), codeRanges(fam.builds)).outcome));
+    const words = planWords(slots, readSlots(mem, slots), sites, readSlots(mem, sites), {
+      family: fam,
+      target,
+      region,
+      scope,
+    });
+    Object.assign(
+      report,
+      switchCounts(
+        words,
+        settleRedirects(
+          planRedirectsFor(fam, target),
+          redirectHead(req.soname, redirectState, target),
+          codeRanges(fam.builds),
+        ).outcome,
+      ),
+    );
     report.timings.planMs = ms(t0);
     return report;
   }
 
   // Everything that can refuse the build (a symbol no object defines, a relocation the loader cannot
   // apply) is found before the process is touched: the plan at a provisional base is the real one, shifted (shiftPlan).
-  const stagePlan = mapped ? undefined : planStage({ target: elf, targetBias: DRY_RUN_BIAS, family, from: state.live, scope, region, read });
+  const stagePlan = mapped
+    ? undefined
+    : planStage({ target: elf, targetBias: DRY_RUN_BIAS, family, from: state.live, scope, region, read });
   const dataRefs = mapped ? undefined : checkDataRefs(req, elf, state.region, family.canonical);
   // No room within reach of the data is found now too, before the process is touched (placed again once attached).
   if (!mapped) placement(req, elf, dataRefs, family.canonical, state.region);
   // The target's writable region, when the library's data is not shared yet and the target build exists
   // already: staged by an earlier run that was stopped before its switch. This switch shares the data.
   const mappedRegion = mapped ? ownRegion(mapped.elf) : undefined;
-  const unsharedTarget = mappedRegion && state.region && !state.aliased ? mapped!.bias + mappedRegion.start : undefined;
-  if (unsharedTarget !== undefined && !snap.dataMappings.get(req.soname)?.some((m) => m.start === unsharedTarget)) {
-    throw new UlpError('LOADER_ALIAS', `the build ${req.target.buildId.slice(0, 12)} mapped in process ${req.pid} has no shared data mapping to alias`, 'The process was left unchanged; report this with `ulp-trigger --status PID --json`.');
+  const unsharedTarget =
+    mappedRegion && state.region && !state.aliased ? mapped!.bias + mappedRegion.start : undefined;
+  if (
+    unsharedTarget !== undefined &&
+    !snap.dataMappings.get(req.soname)?.some((m) => m.start === unsharedTarget)
+  ) {
+    throw new UlpError(
+      'LOADER_ALIAS',
+      `the build ${req.target.buildId.slice(0, 12)} mapped in process ${req.pid} has no shared data mapping to alias`,
+      'The process was left unchanged; report this with `ulp-trigger --status PID --json`.',
+    );
   }
   report.timings.planMs = ms(t0);
   const session = Session.open(req.pid, req.session);
@@ -266,7 +391,12 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
     // Another trigger may have staged or shared something between the plan and the attach; none can while
     // this session holds the process. A plan made on what is gone would stage a second copy of the data.
     if (ulpMappings(readMaps(req.pid)) !== ulpMappings(snap.maps)) {
-      throw new UlpError('TRIGGER_RACE', `another ulp-trigger changed process ${req.pid} while this one was planning`, 'Run the command again: it plans anew on what the process has now.', { pid: req.pid });
+      throw new UlpError(
+        'TRIGGER_RACE',
+        `another ulp-trigger changed process ${req.pid} while this one was planning`,
+        'Run the command again: it plans anew on what the process has now.',
+        { pid: req.pid },
+      );
     }
     let target = mapped;
     let image: StagedImage | undefined;
@@ -278,7 +408,9 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
       session.borrow();
       session.stub();
       // Before the data is shared: children must get private copies (fork/, docs/FORK.md).
-      const fork = state.region ? ensureForkProtection(session, snap.objects, family.canonical, state.region) : undefined;
+      const fork = state.region
+        ? ensureForkProtection(session, snap.objects, family.canonical, state.region)
+        : undefined;
       const placed = placement(req, elf, dataRefs, family.canonical, state.region);
       image = mapBuild(session, {
         bytes: req.target.bytes,
@@ -287,7 +419,8 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
         soname: req.soname,
         // The target's own region: the same size as the canonical one (prepare), possibly at another vaddr.
         region: state.region ? regionOf(elf, `the build ${req.target.buildId}`) : undefined,
-        aliasedCanonicalRegion: state.aliased && state.region ? family.canonical.bias + state.region.start : undefined,
+        aliasedCanonicalRegion:
+          state.aliased && state.region ? family.canonical.bias + state.region.start : undefined,
         ...placed,
       });
       try {
@@ -297,13 +430,20 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
         // IFUNC resolvers run now, with the other threads running (docs/ARCHITECTURE.md: never call into the process during the pause),
         // and after the other relocations: a resolver reads the build's GOT like any of its code (a global, a libc call).
         for (const f of plan.ifuncs) {
-          const result = onSafeThread(session, snap.objects, 'run an IFUNC resolver', (tid) => session.call(f.resolver, [], runtimeCall(tid, IFUNC_TIMEOUT_MS)));
+          const result = onSafeThread(session, snap.objects, 'run an IFUNC resolver', (tid) =>
+            session.call(f.resolver, [], runtimeCall(tid, IFUNC_TIMEOUT_MS)),
+          );
           session.poke(f.addr, u64Bytes(result + f.addend));
         }
-        if (req.metadata && !snap.maps.some((m) => m.path.startsWith(`/memfd:${req.metadata!.name}`))) meta = mapMetadata(session, req.metadata.name, req.metadata.bytes);
+        if (req.metadata && !snap.maps.some((m) => m.path.startsWith(`/memfd:${req.metadata!.name}`)))
+          meta = mapMetadata(session, req.metadata.name, req.metadata.bytes);
         unwind = registerUnwindTables(session, snap.objects, elf, image.bias);
         finishStaging(session, image);
-        Object.assign(report, stageFields(plan, placed.rewrite ? dataRefs : undefined, family.canonical, state.region), { targetBase: image.bias, unwind: unwind.report });
+        Object.assign(
+          report,
+          stageFields(plan, placed.rewrite ? dataRefs : undefined, family.canonical, state.region),
+          { targetBase: image.bias, unwind: unwind.report },
+        );
       } catch (e) {
         discardStaged(session, snap.objects, image, unwind);
         if (meta) tryUnmap(session, meta.addr, meta.len);
@@ -316,7 +456,9 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
 
     const t2 = performance.now();
     progress('switching');
-    const fam: Family = family.builds.includes(target) ? family : { ...family, builds: [...family.builds, target] };
+    const fam: Family = family.builds.includes(target)
+      ? family
+      : { ...family, builds: [...family.builds, target] };
     const objects = family.builds.includes(target) ? snap.objects : [...snap.objects, target];
     const slots = collectSlots(objects, fam, region);
     const sites = collectCodePointerSites(fam, target, region);
@@ -324,7 +466,17 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
     const resolvers = ifuncResolvers(slots, target);
     let ifuncs: Map<string, bigint> | undefined;
     if (resolvers.length > 0) {
-      ifuncs = new Map(resolvers.map((f) => [f.key, BigInt.asUintN(64, onSafeThread(session, snap.objects, 'run an IFUNC resolver', (tid) => session.call(f.resolver, [], runtimeCall(tid, IFUNC_TIMEOUT_MS))))]));
+      ifuncs = new Map(
+        resolvers.map((f) => [
+          f.key,
+          BigInt.asUintN(
+            64,
+            onSafeThread(session, snap.objects, 'run an IFUNC resolver', (tid) =>
+              session.call(f.resolver, [], runtimeCall(tid, IFUNC_TIMEOUT_MS)),
+            ),
+          ),
+        ]),
+      );
       session.resume();
     }
     // Entry redirects: planned now, their journal mapped now (a remote mmap), only written in the pause.
@@ -332,7 +484,9 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
     // Always, even with nothing to redirect: --status says "applied" only for a live build a journal vouches for.
     let journalAt: { addr: bigint; size: number };
     try {
-      journalAt = withBorrowed(session, () => mapJournal(session, req.soname, journalBudget(plan, req.soname)));
+      journalAt = withBorrowed(session, () =>
+        mapJournal(session, req.soname, journalBudget(plan, req.soname)),
+      );
     } catch (e) {
       if (image) discardStaged(session, snap.objects, image, unwind);
       throw e;
@@ -348,7 +502,10 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
       const pp = pausePlan(words, ctx, plan, redirectHead(req.soname, redirectState, target), journalAt);
       warmUp(io, pp);
       const aliasFrom = image?.freshData ? image.regionAddr : unsharedTarget;
-      const alias = state.region && aliasFrom !== undefined ? () => aliasCanonical(session, family.canonical, state.region!, aliasFrom) : undefined;
+      const alias =
+        state.region && aliasFrom !== undefined
+          ? () => aliasCanonical(session, family.canonical, state.region!, aliasFrom)
+          : undefined;
       const { done, pauseIo } = pause(session, io, pp, alias);
       report.aliasedNow = alias !== undefined;
       Object.assign(report, switchCounts(done.words, done.redirects), { pauseIo });
@@ -367,7 +524,11 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
       throw failure.error;
     }
     // The journals of earlier switches are superseded (a reader takes the newest anyway).
-    if (redirectState.mappings.length) tryDropJournals(session, redirectState.mappings.map((m) => ({ addr: m.start, size: Number(m.end - m.start) })));
+    if (redirectState.mappings.length)
+      tryDropJournals(
+        session,
+        redirectState.mappings.map((m) => ({ addr: m.start, size: Number(m.end - m.start) })),
+      );
     report.timings.switchMs = ms(t2);
   } finally {
     session.detach();
@@ -382,7 +543,12 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
  * every thread resumed. Nothing is planned here (switch.ts); on an error the
  * caller resumes the threads.
  */
-function pause(session: Session, io: PauseIO, pp: PausePlan, alias: (() => void) | undefined): { done: PauseOutcome; pauseIo: NonNullable<SwitchReport['pauseIo']> } {
+function pause(
+  session: Session,
+  io: PauseIO,
+  pp: PausePlan,
+  alias: (() => void) | undefined,
+): { done: PauseOutcome; pauseIo: NonNullable<SwitchReport['pauseIo']> } {
   const tStop = performance.now();
   const blocked = stopOutsideEntries(session, pp.redirects);
   const tAlias = performance.now();
@@ -392,17 +558,32 @@ function pause(session: Session, io: PauseIO, pp: PausePlan, alias: (() => void)
   const done = switchInPause(io, pp, blocked);
   const tResume = performance.now();
   session.resume();
-  const phases = { stopMs: tAlias - tStop, aliasMs: tCheck - tAlias, checkMs: done.checkMs, writeMs: done.writeMs, resumeMs: performance.now() - tResume };
+  const phases = {
+    stopMs: tAlias - tStop,
+    aliasMs: tCheck - tAlias,
+    checkMs: done.checkMs,
+    writeMs: done.writeMs,
+    resumeMs: performance.now() - tResume,
+  };
   return { done, pauseIo: { pages: io.pages, writes: io.writes - writesBefore, ...phases } };
 }
 
 /** The staging's figures of the report, from its plan: the same for the dry run and the real run. */
-function stageFields(plan: StagePlan, dataRefs: StagedDataRefs | undefined, canonical: ProcessObject, region: Region | undefined): Pick<SwitchReport, 'newImports' | 'ifuncs' | 'relocations' | 'dataRefs'> {
+function stageFields(
+  plan: StagePlan,
+  dataRefs: StagedDataRefs | undefined,
+  canonical: ProcessObject,
+  region: Region | undefined,
+): Pick<SwitchReport, 'newImports' | 'ifuncs' | 'relocations' | 'dataRefs'> {
   return {
     newImports: plan.newImports,
     ifuncs: plan.ifuncs.length,
     relocations: plan.writes.length + plan.ifuncs.length,
-    dataRefs: { mode: dataRefs ? 'one-address' : 'aliasing', code: dataRefs?.code.length ?? 0, words: canonicalWords(plan, canonical, region) },
+    dataRefs: {
+      mode: dataRefs ? 'one-address' : 'aliasing',
+      code: dataRefs?.code.length ?? 0,
+      words: canonicalWords(plan, canonical, region),
+    },
   };
 }
 
@@ -410,11 +591,20 @@ function stageFields(plan: StagePlan, dataRefs: StagedDataRefs | undefined, cano
  * The target's map, checked against the build before the process is touched: every site must hold
  * the reference the map records (rewriting at the canonical base, which any map reaches, proves it).
  */
-function checkDataRefs(req: SwitchRequest, elf: ElfObject, region: Region | undefined, canonical: ProcessObject): StagedDataRefs | undefined {
+function checkDataRefs(
+  req: SwitchRequest,
+  elf: ElfObject,
+  region: Region | undefined,
+  canonical: ProcessObject,
+): StagedDataRefs | undefined {
   const refs = req.target.dataRefs;
   if (!refs || !region) return undefined;
   if (BigInt(refs.region.end - refs.region.start) !== region.end - region.start) {
-    throw new UlpError('LOADER_DATAREFS_MISMATCH', `the bundle's data-reference map describes a writable region of ${refs.region.end - refs.region.start} bytes, the library has ${region.end - region.start}`, 'The bundle is inconsistent; rebuild it with ulp-pack.');
+    throw new UlpError(
+      'LOADER_DATAREFS_MISMATCH',
+      `the bundle's data-reference map describes a writable region of ${refs.region.end - refs.region.start} bytes, the library has ${region.end - region.start}`,
+      'The bundle is inconsistent; rebuild it with ulp-pack.',
+    );
   }
   const canonicalRegion = canonical.bias + region.start;
   rewriteCode(req.target.bytes, elf, refs, canonicalRegion - BigInt(refs.region.start), canonicalRegion);
@@ -422,7 +612,13 @@ function checkDataRefs(req: SwitchRequest, elf: ElfObject, region: Region | unde
 }
 
 /** Where to map the target so that its rewritten displacements reach the canonical data, and the rewrite. */
-function placement(req: SwitchRequest, elf: ElfObject, refs: StagedDataRefs | undefined, canonical: ProcessObject, region: Region | undefined): { hint?: bigint; rewrite?: (bias: bigint) => Buffer } {
+function placement(
+  req: SwitchRequest,
+  elf: ElfObject,
+  refs: StagedDataRefs | undefined,
+  canonical: ProcessObject,
+  region: Region | undefined,
+): { hint?: bigint; rewrite?: (bias: bigint) => Buffer } {
   if (!refs || !region) return {};
   const canonicalRegion = canonical.bias + region.start;
   const window = biasWindow(refs, canonicalRegion);
@@ -445,14 +641,33 @@ function canonicalWords(plan: StagePlan, canonical: ProcessObject, region: Regio
 }
 
 /** The head of the journal this switch writes: the next generation, naming the build it makes live. */
-function redirectHead(soname: string, state: RedirectState, target: ProcessObject): Pick<Journal, 'soname' | 'generation' | 'live'> {
+function redirectHead(
+  soname: string,
+  state: RedirectState,
+  target: ProcessObject,
+): Pick<Journal, 'soname' | 'generation' | 'live'> {
   return { soname, generation: (state.journal?.generation ?? 0) + 1, live: buildKey(target) };
 }
 
 /** Bytes the journal may need: the plan's, plus room for every write turning into a reported skip. */
 function journalBudget(plan: RedirectPlan, soname: string): number {
-  const redirects = plan.redirects.map((r) => ({ at: '0x' + r.at.toString(16), original: r.original.toString('hex'), written: r.written.toString('hex'), from: r.from, to: r.to }));
-  const base = encodeJournal({ format: 1, soname, generation: 0x7fffffff, live: 'f'.repeat(40), pairs: plan.pairs, unpaired: plan.unpaired, redirects, uncovered: plan.uncovered }).length;
+  const redirects = plan.redirects.map((r) => ({
+    at: '0x' + r.at.toString(16),
+    original: r.original.toString('hex'),
+    written: r.written.toString('hex'),
+    from: r.from,
+    to: r.to,
+  }));
+  const base = encodeJournal({
+    format: 1,
+    soname,
+    generation: 0x7fffffff,
+    live: 'f'.repeat(40),
+    pairs: plan.pairs,
+    unpaired: plan.unpaired,
+    redirects,
+    uncovered: plan.uncovered,
+  }).length;
   return base + 512 * plan.writes.length + 1024;
 }
 

@@ -39,7 +39,15 @@ export interface PointerCounts {
 
 export type SlotCounts = Record<SlotState['kind'], number>;
 
-const KINDS: SlotState['kind'][] = ['target', 'stale', 'lazy', 'shared-data', 'unmatched', 'missing', 'other'];
+const KINDS: SlotState['kind'][] = [
+  'target',
+  'stale',
+  'lazy',
+  'shared-data',
+  'unmatched',
+  'missing',
+  'other',
+];
 
 export function emptyCounts(): SlotCounts {
   return Object.fromEntries(KINDS.map((k) => [k, 0])) as SlotCounts;
@@ -90,7 +98,8 @@ export function quietRanges(objects: readonly ProcessObject[]): QuietRange[] {
     const pltgot = o.elf.dynamic?.pltgot;
     if (pltgot === undefined) continue;
     let last = -1n;
-    for (const r of o.elf.relocations) if (r.type === RelocType.JUMP_SLOT && r.offset >= pltgot && r.offset > last) last = r.offset;
+    for (const r of o.elf.relocations)
+      if (r.type === RelocType.JUMP_SLOT && r.offset >= pltgot && r.offset > last) last = r.offset;
     if (last >= 0n) out.push([o.bias + pltgot, o.bias + last + 8n]);
   }
   return out.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
@@ -114,11 +123,19 @@ export interface WordPlan {
 }
 
 function slotWrite(slot: Slot, value: bigint, state: SlotState): WordWrite | undefined {
-  return state.kind === 'stale' || state.kind === 'lazy' ? { addr: slot.addr, before: value, after: state.value, kind: state.kind } : undefined;
+  return state.kind === 'stale' || state.kind === 'lazy'
+    ? { addr: slot.addr, before: value, after: state.value, kind: state.kind }
+    : undefined;
 }
 
-function siteWrite(site: CodePointerSite, value: bigint, kind: ReturnType<typeof classifyPointer>['kind']): WordWrite | undefined {
-  return kind === 'load-time' ? { addr: site.addr, before: value, after: site.targetValue, kind: 'pointer' } : undefined;
+function siteWrite(
+  site: CodePointerSite,
+  value: bigint,
+  kind: ReturnType<typeof classifyPointer>['kind'],
+): WordWrite | undefined {
+  return kind === 'load-time'
+    ? { addr: site.addr, before: value, after: site.targetValue, kind: 'pointer' }
+    : undefined;
 }
 
 function pointerCounts(kinds: readonly ReturnType<typeof classifyPointer>['kind'][]): PointerCounts {
@@ -127,7 +144,15 @@ function pointerCounts(kinds: readonly ReturnType<typeof classifyPointer>['kind'
   return p;
 }
 
-function assemble(quiet: readonly QuietRange[], slots: readonly Slot[], sites: readonly CodePointerSite[], slotValues: readonly bigint[], siteValues: readonly bigint[], slotStates: SlotState[], siteKinds: ReturnType<typeof classifyPointer>['kind'][]): WordPlan {
+function assemble(
+  quiet: readonly QuietRange[],
+  slots: readonly Slot[],
+  sites: readonly CodePointerSite[],
+  slotValues: readonly bigint[],
+  siteValues: readonly bigint[],
+  slotStates: SlotState[],
+  siteKinds: ReturnType<typeof classifyPointer>['kind'][],
+): WordPlan {
   const counts = emptyCounts();
   const words: WordWrite[] = [];
   slotStates.forEach((st, i) => {
@@ -140,12 +165,33 @@ function assemble(quiet: readonly QuietRange[], slots: readonly Slot[], sites: r
     if (w) words.push(w);
   });
   const runs = wordRuns(words);
-  return { quiet, slots, sites, slotValues, siteValues, slotStates, siteKinds, words, runs, blocks: patchBlocks(runs, quiet), counts, pointers: pointerCounts(siteKinds) };
+  return {
+    quiet,
+    slots,
+    sites,
+    slotValues,
+    siteValues,
+    slotStates,
+    siteKinds,
+    words,
+    runs,
+    blocks: patchBlocks(runs, quiet),
+    counts,
+    pointers: pointerCounts(siteKinds),
+  };
 }
 
 /** Decides every word of the switch from the values the slots and sites hold now. */
-export function planWords(slots: readonly Slot[], slotValues: readonly bigint[], sites: readonly CodePointerSite[], siteValues: readonly bigint[], ctx: ClassifyContext, quiet: readonly QuietRange[] = []): WordPlan {
-  if (slotValues.length !== slots.length || siteValues.length !== sites.length) throw new Error('planWords: one value per slot and per site');
+export function planWords(
+  slots: readonly Slot[],
+  slotValues: readonly bigint[],
+  sites: readonly CodePointerSite[],
+  siteValues: readonly bigint[],
+  ctx: ClassifyContext,
+  quiet: readonly QuietRange[] = [],
+): WordPlan {
+  if (slotValues.length !== slots.length || siteValues.length !== sites.length)
+    throw new Error('planWords: one value per slot and per site');
   const slotStates = slots.map((s, i) => classifySlot(s, slotValues[i]!, ctx));
   const siteKinds = sites.map((s, i) => classifyPointer(s, siteValues[i]!).kind);
   return assemble(quiet, slots, sites, slotValues, siteValues, slotStates, siteKinds);
@@ -156,15 +202,24 @@ export function planWords(slots: readonly Slot[], slotValues: readonly bigint[],
  * word holds what it held when the plan was made; otherwise the entries
  * whose word changed are classified again and the rest kept.
  */
-export function recheckWords(plan: WordPlan, slotValues: ArrayLike<bigint>, siteValues: ArrayLike<bigint>, ctx: ClassifyContext): WordPlan {
+export function recheckWords(
+  plan: WordPlan,
+  slotValues: ArrayLike<bigint>,
+  siteValues: ArrayLike<bigint>,
+  ctx: ClassifyContext,
+): WordPlan {
   let changed = false;
   for (let i = 0; i < plan.slotValues.length && !changed; i++) changed = slotValues[i] !== plan.slotValues[i];
   for (let i = 0; i < plan.siteValues.length && !changed; i++) changed = siteValues[i] !== plan.siteValues[i];
   if (!changed) return plan;
   const sv = Array.from(slotValues);
   const pv = Array.from(siteValues);
-  const slotStates = plan.slots.map((s, i) => (sv[i] === plan.slotValues[i] ? plan.slotStates[i]! : classifySlot(s, sv[i]!, ctx)));
-  const siteKinds = plan.sites.map((s, i) => (pv[i] === plan.siteValues[i] ? plan.siteKinds[i]! : classifyPointer(s, pv[i]!).kind));
+  const slotStates = plan.slots.map((s, i) =>
+    sv[i] === plan.slotValues[i] ? plan.slotStates[i]! : classifySlot(s, sv[i]!, ctx),
+  );
+  const siteKinds = plan.sites.map((s, i) =>
+    pv[i] === plan.siteValues[i] ? plan.siteKinds[i]! : classifyPointer(s, pv[i]!).kind,
+  );
   return assemble(plan.quiet, plan.slots, plan.sites, sv, pv, slotStates, siteKinds);
 }
 
@@ -177,16 +232,26 @@ export function wordRuns(words: readonly WordWrite[]): WordRun[] {
     if (last && last.at(-1)!.addr + 8n === w.addr) last.push(w);
     else groups.push([w]);
   }
-  return groups.map((g) => ({ addr: g[0]!.addr, bytes: encodeWords(g.map((w) => w.after)), undo: encodeWords(g.map((w) => w.before)), words: g }));
+  return groups.map((g) => ({
+    addr: g[0]!.addr,
+    bytes: encodeWords(g.map((w) => w.after)),
+    undo: encodeWords(g.map((w) => w.before)),
+    words: g,
+  }));
 }
 
 /** The code segments of `builds`, sorted: nothing writes code but the switch. */
 export function codeRanges(builds: readonly ProcessObject[]): QuietRange[] {
-  return builds.flatMap((b) => b.code.map((c) => [c.start, c.end] as const)).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  return builds
+    .flatMap((b) => b.code.map((c) => [c.start, c.end] as const))
+    .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
 }
 
 /** Patches (sorted by address, not overlapping) merged into blocks that each lie inside one quiet range (see PatchBlock). */
-export function patchBlocks<P extends Patch>(patches: readonly P[], quiet: readonly QuietRange[]): PatchBlock<P>[] {
+export function patchBlocks<P extends Patch>(
+  patches: readonly P[],
+  quiet: readonly QuietRange[],
+): PatchBlock<P>[] {
   const blocks: PatchBlock<P>[] = [];
   let lastRange = -1;
   for (const p of patches) {
@@ -223,7 +288,12 @@ export interface RedirectSettlement {
   writes: CodeWrite[];
   /** Restores and jumps as the pause writes them, undone by their expected bytes. */
   blocks: PatchBlock[];
-  outcome: { redirects: Journal['redirects']; uncovered: Journal['uncovered']; written: number; restored: number };
+  outcome: {
+    redirects: Journal['redirects'];
+    uncovered: Journal['uncovered'];
+    written: number;
+    restored: number;
+  };
 }
 
 const hexAddr = (a: bigint) => '0x' + a.toString(16);
@@ -234,26 +304,64 @@ const hexAddr = (a: bigint) => '0x' + a.toString(16);
  * pause with none of either (the expected case, whose journal is then
  * encoded in advance) and again inside it only when the pause found one.
  */
-export function settleRedirects(plan: RedirectPlan, head: Pick<Journal, 'soname' | 'generation' | 'live'>, code: readonly QuietRange[], skips: readonly RedirectSkip[] = [], goneRestores: ReadonlySet<bigint> = new Set()): RedirectSettlement {
+export function settleRedirects(
+  plan: RedirectPlan,
+  head: Pick<Journal, 'soname' | 'generation' | 'live'>,
+  code: readonly QuietRange[],
+  skips: readonly RedirectSkip[] = [],
+  goneRestores: ReadonlySet<bigint> = new Set(),
+): RedirectSettlement {
   const skip = new Map(skips.map((s) => [s.at, s.reason]));
   const uncovered = [...plan.uncovered];
   for (const w of plan.writes) {
     const why = skip.get(w.at);
-    if (why === 'thread-inside') uncovered.push({ fn: w.redirect.from, reason: 'a thread was executing its entry bytes at every attempt' });
-    else if (why === 'changed') uncovered.push({ fn: w.redirect.from, reason: `its entry bytes at ${hexAddr(w.at)} changed since they were read (another tool patched them?)` });
+    if (why === 'thread-inside')
+      uncovered.push({
+        fn: w.redirect.from,
+        reason: 'a thread was executing its entry bytes at every attempt',
+      });
+    else if (why === 'changed')
+      uncovered.push({
+        fn: w.redirect.from,
+        reason: `its entry bytes at ${hexAddr(w.at)} changed since they were read (another tool patched them?)`,
+      });
   }
   const restores = plan.restores.filter((r) => !goneRestores.has(r.at));
   const writes = plan.writes.filter((w) => !skip.has(w.at));
   const redirects = plan.redirects
     .filter((r) => !skip.has(r.at))
-    .map((r) => ({ at: hexAddr(r.at), original: r.original.toString('hex'), written: r.written.toString('hex'), from: r.from, to: r.to }));
-  const journal = encodeJournal({ format: 1, ...head, pairs: plan.pairs, unpaired: plan.unpaired, redirects, uncovered });
-  const patches = [...restores, ...writes].map((w) => ({ addr: w.at, bytes: w.bytes, undo: w.expect })).sort((a, b) => (a.addr < b.addr ? -1 : a.addr > b.addr ? 1 : 0));
-  return { journal, restores, writes, blocks: patchBlocks(patches, code), outcome: { redirects, uncovered, written: writes.length, restored: restores.length } };
+    .map((r) => ({
+      at: hexAddr(r.at),
+      original: r.original.toString('hex'),
+      written: r.written.toString('hex'),
+      from: r.from,
+      to: r.to,
+    }));
+  const journal = encodeJournal({
+    format: 1,
+    ...head,
+    pairs: plan.pairs,
+    unpaired: plan.unpaired,
+    redirects,
+    uncovered,
+  });
+  const patches = [...restores, ...writes]
+    .map((w) => ({ addr: w.at, bytes: w.bytes, undo: w.expect }))
+    .sort((a, b) => (a.addr < b.addr ? -1 : a.addr > b.addr ? 1 : 0));
+  return {
+    journal,
+    restores,
+    writes,
+    blocks: patchBlocks(patches, code),
+    outcome: { redirects, uncovered, written: writes.length, restored: restores.length },
+  };
 }
 
 /** The report's figures of a switch, from its plan: the same for the dry run and the real run. */
-export function switchCounts(words: WordPlan, redirects: RedirectSettlement['outcome']): {
+export function switchCounts(
+  words: WordPlan,
+  redirects: RedirectSettlement['outcome'],
+): {
   counts: SlotCounts;
   pointers: PointerCounts;
   rewritten: number;
@@ -265,6 +373,11 @@ export function switchCounts(words: WordPlan, redirects: RedirectSettlement['out
     pointers: words.pointers,
     rewritten: words.words.filter((w) => w.kind === 'stale').length,
     lazyBound: words.words.filter((w) => w.kind === 'lazy').length,
-    redirects: { active: redirects.redirects.length, written: redirects.written, restored: redirects.restored, uncovered: redirects.uncovered },
+    redirects: {
+      active: redirects.redirects.length,
+      written: redirects.written,
+      restored: redirects.restored,
+      uncovered: redirects.uncovered,
+    },
   };
 }

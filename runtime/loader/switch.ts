@@ -15,7 +15,18 @@ import type { Journal } from './redirect-journal.js';
 import type { RedirectPlan } from './redirects.js';
 import type { ClassifyContext } from './relink.js';
 import type { PauseIO, Watched } from './pause-io.js';
-import { codeRanges, recheckWords, settleRedirects, type RedirectSettlement, type Patch, type PatchBlock, type QuietRange, type RedirectSkip, type WordPlan, type WordRun } from './switch-plan.js';
+import {
+  codeRanges,
+  recheckWords,
+  settleRedirects,
+  type RedirectSettlement,
+  type Patch,
+  type PatchBlock,
+  type QuietRange,
+  type RedirectSkip,
+  type WordPlan,
+  type WordRun,
+} from './switch-plan.js';
 
 export { emptyCounts, type PointerCounts, type WordWrite as JournalEntry } from './switch-plan.js';
 
@@ -52,7 +63,11 @@ export interface PausePlan {
 }
 
 /** The ranges the pause reads, in the order switchInPause indexes them: slots, function pointers, jump sites, restore sites. */
-export function watchedRanges(slots: readonly { addr: bigint }[], sites: readonly { addr: bigint }[], redirects: RedirectPlan): Watched[] {
+export function watchedRanges(
+  slots: readonly { addr: bigint }[],
+  sites: readonly { addr: bigint }[],
+  redirects: RedirectPlan,
+): Watched[] {
   return [
     ...slots.map((s) => ({ addr: s.addr, len: 8 })),
     ...sites.map((s) => ({ addr: s.addr, len: 8 })),
@@ -62,21 +77,45 @@ export function watchedRanges(slots: readonly { addr: bigint }[], sites: readonl
 }
 
 /** Reads the watched pages while the process runs and keeps them: the values the words are planned on, which the pause compares with. */
-export function readForPlan(io: PauseIO, slots: number, sites: number): { slotValues: bigint[]; siteValues: bigint[] } {
+export function readForPlan(
+  io: PauseIO,
+  slots: number,
+  sites: number,
+): { slotValues: bigint[]; siteValues: bigint[] } {
   io.read();
   io.keep();
-  return { slotValues: Array.from({ length: slots }, (_, i) => io.u64(i)), siteValues: Array.from({ length: sites }, (_, i) => io.u64(slots + i)) };
+  return {
+    slotValues: Array.from({ length: slots }, (_, i) => io.u64(i)),
+    siteValues: Array.from({ length: sites }, (_, i) => io.u64(slots + i)),
+  };
 }
 
-export function pausePlan(words: WordPlan, ctx: ClassifyContext, redirects: RedirectPlan, head: PausePlan['head'], journalAt: PausePlan['journalAt']): PausePlan {
+export function pausePlan(
+  words: WordPlan,
+  ctx: ClassifyContext,
+  redirects: RedirectPlan,
+  head: PausePlan['head'],
+  journalAt: PausePlan['journalAt'],
+): PausePlan {
   const code = codeRanges(ctx.family.builds);
   const expected = settleRedirects(redirects, head, code);
   checkJournalFits(expected, journalAt);
-  return { words, ctx, redirects, head, code, expected, journalAt, slotNow: new Array<bigint>(words.slots.length), siteNow: new Array<bigint>(words.sites.length) };
+  return {
+    words,
+    ctx,
+    redirects,
+    head,
+    code,
+    expected,
+    journalAt,
+    slotNow: new Array<bigint>(words.slots.length),
+    siteNow: new Array<bigint>(words.sites.length),
+  };
 }
 
 function checkJournalFits(r: RedirectSettlement, at: PausePlan['journalAt']): void {
-  if (r.journal.length > at.size) throw new Error(`redirect journal of ${r.journal.length} bytes does not fit its ${at.size}-byte mapping`);
+  if (r.journal.length > at.size)
+    throw new Error(`redirect journal of ${r.journal.length} bytes does not fit its ${at.size}-byte mapping`);
 }
 
 export interface PauseOutcome {
@@ -103,7 +142,13 @@ export function switchInPause(io: PauseIO, p: PausePlan, blocked: ReadonlySet<bi
   } catch (e) {
     // writeRedirects took its own writes back; the words go too.
     undoWords(io, done);
-    throw new UlpError('SWITCH_ROLLED_BACK', `the switch failed while writing the entry redirects and was rolled back: ${(e as Error).message}`, 'The process runs the version it ran before; see the cause above.', undefined, { cause: e });
+    throw new UlpError(
+      'SWITCH_ROLLED_BACK',
+      `the switch failed while writing the entry redirects and was rolled back: ${(e as Error).message}`,
+      'The process runs the version it ran before; see the cause above.',
+      undefined,
+      { cause: e },
+    );
   }
   return { words, redirects: settled.outcome, checkMs: t1 - t0, writeMs: performance.now() - t1 };
 }
@@ -119,7 +164,12 @@ function wordsNow(io: PauseIO, p: PausePlan): WordPlan {
 }
 
 /** The expected settlement, unless a thread sits in a jump's bytes or the code no longer holds what the plan read. */
-function settleInPause(io: PauseIO, p: PausePlan, blocked: ReadonlySet<bigint>, first: number): RedirectSettlement {
+function settleInPause(
+  io: PauseIO,
+  p: PausePlan,
+  blocked: ReadonlySet<bigint>,
+  first: number,
+): RedirectSettlement {
   let skips: RedirectSkip[] | undefined;
   let gone: Set<bigint> | undefined;
   p.redirects.writes.forEach((w, i) => {
@@ -147,7 +197,13 @@ function writeWords(io: PauseIO, blocks: readonly PatchBlock<WordRun>[]): WordRu
   } catch (err) {
     undoWords(io, done);
     const planned = blocks.reduce((n, b) => n + b.patches.reduce((m, r) => m + r.words.length, 0), 0);
-    throw new UlpError('SWITCH_ROLLED_BACK', `the switch failed while writing ${planned} slots and was rolled back: ${(err as Error).message}`, 'The process runs the version it ran before; see the cause above.', { planned }, { cause: err });
+    throw new UlpError(
+      'SWITCH_ROLLED_BACK',
+      `the switch failed while writing ${planned} slots and was rolled back: ${(err as Error).message}`,
+      'The process runs the version it ran before; see the cause above.',
+      { planned },
+      { cause: err },
+    );
   }
   return done;
 }

@@ -44,7 +44,7 @@ interface Plan {
 function plan(objects: readonly ProcessObject[], elf: ElfObject, bias: bigint): Plan {
   const start = ehFrameStart(elf);
   if (start === undefined) return { reason: 'the build has no unwind table (.eh_frame_hdr)' };
-  if (ehFrameEnd(elf, start) === undefined) return { reason: 'the build\'s .eh_frame has no terminator' };
+  if (ehFrameEnd(elf, start) === undefined) return { reason: "the build's .eh_frame has no terminator" };
   const unwinder = objects.find((o) => o.source === 'linkmap' && o.soname === UNWINDER);
   return { ehFrame: bias + start, ...(unwinder ? { unwinder } : {}) };
 }
@@ -52,7 +52,9 @@ function plan(objects: readonly ProcessObject[], elf: ElfObject, bias: bigint): 
 /** What registration would do, for a dry run. */
 export function unwindDryRun(objects: readonly ProcessObject[], elf: ElfObject, bias: bigint): UnwindReport {
   const p = plan(objects, elf, bias);
-  return p.reason ? { registered: false, loadedUnwinder: false, reason: p.reason } : { registered: true, loadedUnwinder: !p.unwinder };
+  return p.reason
+    ? { registered: false, loadedUnwinder: false, reason: p.reason }
+    : { registered: true, loadedUnwinder: !p.unwinder };
 }
 
 function cString(s: string): { bytes: Buffer } {
@@ -77,7 +79,8 @@ function loadUnwinder(s: Session, objects: readonly ProcessObject[]): Entry | st
   const dlopen = libc && lookupIn(libc, { name: 'dlopen' });
   const dlsym = libc && lookupIn(libc, { name: 'dlsym' });
   if (!dlopen || !dlsym) return `${UNWINDER} is not loaded and this libc has no dlopen to load it`;
-  const call = (what: string, fn: bigint, args: Parameters<Session['call']>[1]) => onSafeThread(s, objects, what, (tid) => s.call(fn, args, runtimeCall(tid, CALL_TIMEOUT_MS)));
+  const call = (what: string, fn: bigint, args: Parameters<Session['call']>[1]) =>
+    onSafeThread(s, objects, what, (tid) => s.call(fn, args, runtimeCall(tid, CALL_TIMEOUT_MS)));
   const handle = call(`load ${UNWINDER}`, dlopen.addr, [cString(UNWINDER), RTLD_NOW]);
   if (handle === 0n) return `${UNWINDER} is not loaded and dlopen could not load it`;
   const register = call('look up __register_frame', dlsym.addr, [handle, cString('__register_frame')]);
@@ -97,14 +100,25 @@ export interface Registration {
  * is still staged: only unwinding through its frames is affected, and the
  * report says why.
  */
-export function registerUnwindTables(s: Session, objects: readonly ProcessObject[], elf: ElfObject, bias: bigint): Registration {
+export function registerUnwindTables(
+  s: Session,
+  objects: readonly ProcessObject[],
+  elf: ElfObject,
+  bias: bigint,
+): Registration {
   const p = plan(objects, elf, bias);
-  if (p.ehFrame === undefined) return { report: { registered: false, loadedUnwinder: false, reason: p.reason! } };
-  const found = p.unwinder ? (entryIn(p.unwinder) ?? `${UNWINDER} has no __register_frame`) : loadUnwinder(s, objects);
+  if (p.ehFrame === undefined)
+    return { report: { registered: false, loadedUnwinder: false, reason: p.reason! } };
+  const found = p.unwinder
+    ? (entryIn(p.unwinder) ?? `${UNWINDER} has no __register_frame`)
+    : loadUnwinder(s, objects);
   const loadedUnwinder = !p.unwinder && typeof found !== 'string';
-  if (typeof found === 'string') return { report: { registered: false, loadedUnwinder: false, reason: found } };
+  if (typeof found === 'string')
+    return { report: { registered: false, loadedUnwinder: false, reason: found } };
   const ehFrame = p.ehFrame;
-  onSafeThread(s, objects, "register the new build's unwind tables", (tid) => s.call(found.register, [ehFrame], runtimeCall(tid, CALL_TIMEOUT_MS)));
+  onSafeThread(s, objects, "register the new build's unwind tables", (tid) =>
+    s.call(found.register, [ehFrame], runtimeCall(tid, CALL_TIMEOUT_MS)),
+  );
   return { report: { registered: true, loadedUnwinder, ehFrame }, deregister: found.deregister };
 }
 
@@ -113,9 +127,15 @@ export function registerUnwindTables(s: Session, objects: readonly ProcessObject
  * switch that failed later). libgcc aborts the process on a table it does
  * not know, so this is only ever given what registerUnwindTables returned.
  */
-export function deregisterUnwindTables(s: Session, objects: readonly ProcessObject[], reg: Registration): void {
+export function deregisterUnwindTables(
+  s: Session,
+  objects: readonly ProcessObject[],
+  reg: Registration,
+): void {
   const { deregister } = reg;
   const ehFrame = reg.report.ehFrame;
   if (deregister === undefined || ehFrame === undefined) return;
-  onSafeThread(s, objects, "take back the new build's unwind tables", (tid) => s.call(deregister, [ehFrame], runtimeCall(tid, CALL_TIMEOUT_MS)));
+  onSafeThread(s, objects, "take back the new build's unwind tables", (tid) =>
+    s.call(deregister, [ehFrame], runtimeCall(tid, CALL_TIMEOUT_MS)),
+  );
 }

@@ -13,7 +13,18 @@ import { procError } from '../errors.js';
 import type { RemoteMemory } from '../memory.js';
 import { readStatus } from '../procfs.js';
 import { encodeRegs, type Regs } from '../sys/regs.js';
-import { BLOCK_STRIDE, CODE_OFF, CODE_SIZE, NSLOTS, SLOT, SLOT_STATE, SLOTS_OFF, SLOTS_SIZE, XSAVE_OFF, XSAVE_STRIDE } from './layout.js';
+import {
+  BLOCK_STRIDE,
+  CODE_OFF,
+  CODE_SIZE,
+  NSLOTS,
+  SLOT,
+  SLOT_STATE,
+  SLOTS_OFF,
+  SLOTS_SIZE,
+  XSAVE_OFF,
+  XSAVE_STRIDE,
+} from './layout.js';
 
 export function blockAddress(base: bigint, i: number): bigint {
   return base + BigInt(CODE_OFF + i * BLOCK_STRIDE);
@@ -41,7 +52,11 @@ export function readSlotHeaders(mem: RemoteMemory, base: bigint): SlotHeader[] {
   const all = mem.read(base + BigInt(SLOTS_OFF), SLOTS_SIZE);
   return Array.from({ length: NSLOTS }, (_, i) => {
     const o = i * BLOCK_STRIDE;
-    return { state: all.readUInt32LE(o + SLOT.STATE), tid: all.readUInt32LE(o + SLOT.TID), tgid: all.readUInt32LE(o + SLOT.TGID) };
+    return {
+      state: all.readUInt32LE(o + SLOT.STATE),
+      tid: all.readUInt32LE(o + SLOT.TID),
+      tgid: all.readUInt32LE(o + SLOT.TGID),
+    };
   });
 }
 
@@ -57,7 +72,12 @@ function ownerAlive(h: SlotHeader): boolean {
  */
 export function claimSlot(mem: RemoteMemory, base: bigint, pid: number, tid: number, rip: bigint): number {
   const busy = (why: string) =>
-    procError('PROC_NO_THREAD', `thread ${tid} of process ${pid} ${why}`, 'Retry in a moment, or use another thread.', { pid, tid });
+    procError(
+      'PROC_NO_THREAD',
+      `thread ${tid} of process ${pid} ${why}`,
+      'Retry in a moment, or use another thread.',
+      { pid, tid },
+    );
   if (inStubCode(base, rip)) throw busy('is still restoring itself after an interrupted injection');
   const headers = readSlotHeaders(mem, base);
   let free = -1;
@@ -65,7 +85,8 @@ export function claimSlot(mem: RemoteMemory, base: bigint, pid: number, tid: num
   for (let i = 0; i < headers.length; i++) {
     const h = headers[i]!;
     if (h.tid === tid && h.tgid === pid && h.state !== SLOT_STATE.FREE) {
-      if (h.state === SLOT_STATE.CALL) throw busy('is still running a remote call started by a tracer that was killed');
+      if (h.state === SLOT_STATE.CALL)
+        throw busy('is still running a remote call started by a tracer that was killed');
       return i; // its own slot, and the thread is not in the stub: that injection is over
     }
     if (h.state === SLOT_STATE.FREE) {
@@ -74,7 +95,12 @@ export function claimSlot(mem: RemoteMemory, base: bigint, pid: number, tid: num
   }
   if (free >= 0) return free;
   if (stale >= 0) return stale;
-  throw procError('PROC_STUB', `all ${NSLOTS} stub slots of process ${pid} are in use`, 'Retry when the threads using them have finished.', { pid });
+  throw procError(
+    'PROC_STUB',
+    `all ${NSLOTS} stub slots of process ${pid} are in use`,
+    'Retry when the threads using them have finished.',
+    { pid },
+  );
 }
 
 export interface SlotContents {

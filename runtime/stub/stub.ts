@@ -23,7 +23,17 @@ import { checkSyscall, RemoteSyscalls, runSyscall } from '../remote-syscall.js';
 import type { InjectionHost } from '../injection-host.js';
 import type { Tracee } from '../tracee.js';
 import { ENTRY, STUB_CODE } from './code.js';
-import { BLOCK_STRIDE, CODE_OFF, CODE_SIZE, encodeHeader, HEADER_CHECK, NSLOTS, SLOTS_OFF, STUB_NAME, STUB_SIZE } from './layout.js';
+import {
+  BLOCK_STRIDE,
+  CODE_OFF,
+  CODE_SIZE,
+  encodeHeader,
+  HEADER_CHECK,
+  NSLOTS,
+  SLOTS_OFF,
+  STUB_NAME,
+  STUB_SIZE,
+} from './layout.js';
 import { blockAddress, claimSlot } from './slots.js';
 import { u64 } from '../../common/u64.js';
 
@@ -42,17 +52,32 @@ export function stubCodeImage(): Buffer {
 }
 
 /** The stub as an injected page: the header's magic and layout identify it. */
-const STUB_PAGE: InjectedPage = { name: STUB_NAME, header: encodeHeader(), headerCheck: HEADER_CHECK, codeOff: CODE_OFF, code: stubCodeImage() };
+const STUB_PAGE: InjectedPage = {
+  name: STUB_NAME,
+  header: encodeHeader(),
+  headerCheck: HEADER_CHECK,
+  codeOff: CODE_OFF,
+  code: stubCodeImage(),
+};
 
 /** Looks for a valid stub in the process (no stop needed). */
-export function findStub(pid: number, mem: RemoteMemory, maps: readonly Mapping[] = readMaps(pid)): StubInfo | undefined {
-  const base = findInjectedPages(maps, mem, STUB_PAGE).find((b) => findMapping(maps, b + BigInt(SLOTS_OFF))?.write);
+export function findStub(
+  pid: number,
+  mem: RemoteMemory,
+  maps: readonly Mapping[] = readMaps(pid),
+): StubInfo | undefined {
+  const base = findInjectedPages(maps, mem, STUB_PAGE).find(
+    (b) => findMapping(maps, b + BigInt(SLOTS_OFF))?.write,
+  );
   return base === undefined ? undefined : { base, created: false };
 }
 
 /** Any `0f 05` pair in executable memory will do; the vDSO has some and is tiny. */
 export function findSyscallInstruction(pid: number, mem: RemoteMemory, maps: readonly Mapping[]): bigint {
-  const candidates = [...maps.filter((m) => m.path === '[vdso]'), ...maps.filter((m) => m.exec && m.path.includes('/libc.so'))];
+  const candidates = [
+    ...maps.filter((m) => m.path === '[vdso]'),
+    ...maps.filter((m) => m.exec && m.path.includes('/libc.so')),
+  ];
   for (const m of candidates) {
     const len = Number(m.end - m.start);
     for (let off = 0; off < len; off += 65536) {
@@ -63,14 +88,25 @@ export function findSyscallInstruction(pid: number, mem: RemoteMemory, maps: rea
       }
     }
   }
-  throw procError('PROC_STUB', `no syscall instruction found in the vDSO or libc of process ${pid}`, 'Without either the stub page cannot be created.', { pid });
+  throw procError(
+    'PROC_STUB',
+    `no syscall instruction found in the vDSO or libc of process ${pid}`,
+    'Without either the stub page cannot be created.',
+    { pid },
+  );
 }
 
 /** Maps and fills a new stub page in the target, using the stopped thread `t`. */
 export function createStub(s: InjectionHost, t: Tracee): StubInfo {
   const maps = readMaps(s.pid);
   const insn = findSyscallInstruction(s.pid, s.memory, maps);
-  const r = runSyscall(s, t, NR.mmap, [0, STUB_SIZE, PROT.READ | PROT.WRITE | PROT.EXEC, MAP.PRIVATE | MAP.ANONYMOUS, -1, 0], { rip: insn });
+  const r = runSyscall(
+    s,
+    t,
+    NR.mmap,
+    [0, STUB_SIZE, PROT.READ | PROT.WRITE | PROT.EXEC, MAP.PRIVATE | MAP.ANONYMOUS, -1, 0],
+    { rip: insn },
+  );
   if (signed(r) < 0n && signed(r) > -4096n) {
     checkSyscall(s.pid, NR.mmap, r); // throws with the errno
   }
@@ -82,4 +118,3 @@ export function createStub(s: InjectionHost, t: Tracee): StubInfo {
   completeInjectedPage(s.pid, s.memory, sys, base, STUB_PAGE);
   return { base, created: true };
 }
-

@@ -79,7 +79,14 @@ export const SIG = {
 } as const;
 
 /** Signals a fault raises synchronously; never blocked while a thread is borrowed (see remote-call.ts). */
-export const FAULT_SIGNALS: readonly number[] = [SIG.SIGILL, SIG.SIGTRAP, SIG.SIGBUS, SIG.SIGFPE, SIG.SIGSEGV, SIG.SIGSYS];
+export const FAULT_SIGNALS: readonly number[] = [
+  SIG.SIGILL,
+  SIG.SIGTRAP,
+  SIG.SIGBUS,
+  SIG.SIGFPE,
+  SIG.SIGSEGV,
+  SIG.SIGSYS,
+];
 
 /** x86-64 system call numbers used by the runtime. */
 export const NR = {
@@ -110,7 +117,13 @@ export const ERESTART_RESTARTBLOCK = 516;
 
 /** mmap/mprotect/memfd/fcntl flags. */
 export const PROT = { NONE: 0, READ: 1, WRITE: 2, EXEC: 4 } as const;
-export const MAP = { SHARED: 0x01, PRIVATE: 0x02, FIXED: 0x10, ANONYMOUS: 0x20, FIXED_NOREPLACE: 0x100000 } as const;
+export const MAP = {
+  SHARED: 0x01,
+  PRIVATE: 0x02,
+  FIXED: 0x10,
+  ANONYMOUS: 0x20,
+  FIXED_NOREPLACE: 0x100000,
+} as const;
 export const MFD = { CLOEXEC: 1, ALLOW_SEALING: 2 } as const;
 export const F = { ADD_SEALS: 1033, GET_SEALS: 1034 } as const;
 export const F_SEAL = { SEAL: 1, SHRINK: 2, GROW: 4, WRITE: 8, FUTURE_WRITE: 16 } as const;
@@ -140,4 +153,3 @@ export const AT = {
   SYSINFO_EHDR: 33,
   MINSIGSTKSZ: 51,
 } as const;
-

@@ -34,26 +34,67 @@ export const waitpid = libc.func('int waitpid(int pid, void *status, int options
 /** iovec arrays are built by the caller (see memory.ts) because the local side needs raw addresses. */
 export const processVmReadv = libc.func(
   'long process_vm_readv(int pid, void *local, unsigned long liovcnt, void *remote, unsigned long riovcnt, unsigned long flags)',
-) as (pid: number, local: Buffer, liovcnt: number, remote: Buffer, riovcnt: number, flags: number) => number | bigint;
+) as (
+  pid: number,
+  local: Buffer,
+  liovcnt: number,
+  remote: Buffer,
+  riovcnt: number,
+  flags: number,
+) => number | bigint;
 
 export const processVmWritev = libc.func(
   'long process_vm_writev(int pid, void *local, unsigned long liovcnt, void *remote, unsigned long riovcnt, unsigned long flags)',
-) as (pid: number, local: Buffer, liovcnt: number, remote: Buffer, riovcnt: number, flags: number) => number | bigint;
+) as (
+  pid: number,
+  local: Buffer,
+  liovcnt: number,
+  remote: Buffer,
+  riovcnt: number,
+  flags: number,
+) => number | bigint;
 
-export const tgkill = libc.func('int tgkill(int tgid, int tid, int sig)') as (tgid: number, tid: number, sig: number) => number;
+export const tgkill = libc.func('int tgkill(int tgid, int tid, int sig)') as (
+  tgid: number,
+  tid: number,
+  sig: number,
+) => number;
 
 /** The address of a libc symbol (RTLD_DEFAULT lookup); 0n when absent. */
-export const dlsymDefault = ((f) => (name: string) => BigInt.asUintN(64, BigInt(f(0, name))))(libc.func('uintptr_t dlsym(uintptr_t handle, const char *name)') as (h: number, name: string) => number | bigint);
+export const dlsymDefault = (
+  (f) => (name: string) =>
+    BigInt.asUintN(64, BigInt(f(0, name)))
+)(
+  libc.func('uintptr_t dlsym(uintptr_t handle, const char *name)') as (
+    h: number,
+    name: string,
+  ) => number | bigint,
+);
 
 /** glibc's struct sigaction (handler, 128-byte mask, flags, restorer): 152 bytes. */
-export const sigaction = libc.func('int sigaction(int sig, void *act, void *old)') as (sig: number, act: Buffer | null, old: Buffer | null) => number;
+export const sigaction = libc.func('int sigaction(int sig, void *act, void *old)') as (
+  sig: number,
+  act: Buffer | null,
+  old: Buffer | null,
+) => number;
 
 export const sigrtmax = libc.func('int __libc_current_sigrtmax()') as () => number;
 
 /** Raw syscalls with the argument shapes the wait alarm needs (gettid, timer_create, timer_settime). */
 export const syscall0 = libc.func('long syscall(long nr)') as (nr: number) => number | bigint;
-export const syscallIPP = libc.func('long syscall(long nr, long a, void *b, void *c)') as (nr: number, a: number, b: Buffer, c: Buffer | null) => number | bigint;
-export const syscallIIPP = libc.func('long syscall(long nr, long a, long b, void *c, void *d)') as (nr: number, a: number, b: number, c: Buffer, d: Buffer | null) => number | bigint;
+export const syscallIPP = libc.func('long syscall(long nr, long a, void *b, void *c)') as (
+  nr: number,
+  a: number,
+  b: Buffer,
+  c: Buffer | null,
+) => number | bigint;
+export const syscallIIPP = libc.func('long syscall(long nr, long a, long b, void *c, void *d)') as (
+  nr: number,
+  a: number,
+  b: number,
+  c: Buffer,
+  d: Buffer | null,
+) => number | bigint;
 
 export const geteuid = libc.func('uint32_t geteuid()') as () => number;
 

@@ -64,7 +64,8 @@ export function arm(ms: number): void {
   s.spec.writeBigInt64LE(REPEAT_NS, 8);
   s.spec.writeBigInt64LE(ns / 1_000_000_000n, 16); // it_value
   s.spec.writeBigInt64LE(ns % 1_000_000_000n, 24);
-  if (Number(syscallIIPP(SYS_timer_settime, s.timerId, 0, s.spec, null)) !== 0) throw new Error(`timer_settime failed: errno ${lastErrno()}`);
+  if (Number(syscallIIPP(SYS_timer_settime, s.timerId, 0, s.spec, null)) !== 0)
+    throw new Error(`timer_settime failed: errno ${lastErrno()}`);
 }
 
 export function disarm(): void {

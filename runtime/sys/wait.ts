@@ -17,7 +17,8 @@ export type WaitEvent =
 export function decodeStatus(status: number): WaitEvent {
   const low = status & 0x7f;
   if (low === 0) return { kind: 'exited', code: (status >> 8) & 0xff };
-  if ((status & 0xff) === 0x7f) return { kind: 'stopped', signal: (status >> 8) & 0xff, event: (status >> 16) & 0xff };
+  if ((status & 0xff) === 0x7f)
+    return { kind: 'stopped', signal: (status >> 8) & 0xff, event: (status >> 16) & 0xff };
   return { kind: 'killed', signal: low };
 }
 
@@ -89,7 +90,12 @@ function blockingWait(tid: number, ms: number): WaitEvent | undefined {
  * `giveUp` may end the wait early (undefined, as at the deadline). Where the
  * alarm cannot be set up, the wait naps in short steps instead.
  */
-export function waitThread(tid: number, deadline: number, onIdle?: () => void, giveUp?: () => boolean): WaitEvent | undefined {
+export function waitThread(
+  tid: number,
+  deadline: number,
+  onIdle?: () => void,
+  giveUp?: () => boolean,
+): WaitEvent | undefined {
   let nap = 0.05;
   for (let first = true; ; first = false) {
     const now = performance.now();

@@ -18,7 +18,9 @@ const PURE_LAB = new Set(['lab/process-model.ts', 'lab/root.ts', 'lab/random.ts'
 const EFFECTS = new Set(['node:child_process', 'child_process', 'node:worker_threads', 'node:cluster']);
 
 function files(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? files(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []));
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? files(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : [],
+  );
 }
 
 describe('the unit tier', () => {
@@ -31,11 +33,20 @@ describe('the unit tier', () => {
         if (EFFECTS.has(spec)) offending.push(`${relative(ROOT, file)}: ${spec}`);
         if (!spec.startsWith('.')) continue;
         const target = relative(ROOT, join(file, '..', spec)).replace(/\.js$/, '.ts');
-        if ((target.startsWith('lab/') && !PURE_LAB.has(target)) || target.startsWith('test/integration/') || target.startsWith('test/system/') || target.startsWith('scripts/')) {
+        if (
+          (target.startsWith('lab/') && !PURE_LAB.has(target)) ||
+          target.startsWith('test/integration/') ||
+          target.startsWith('test/system/') ||
+          target.startsWith('scripts/')
+        ) {
           offending.push(`${relative(ROOT, file)}: ${target}`);
         }
       }
     }
-    assert.deepEqual(offending, [], 'move these tests to test/integration or test/system, or keep the work out of them');
+    assert.deepEqual(
+      offending,
+      [],
+      'move these tests to test/integration or test/system, or keep the work out of them',
+    );
   });
 });

@@ -36,17 +36,31 @@ function codeImage(): Buffer {
 
 export function handlers(base: bigint): Handlers {
   const code = base + BigInt(CODE_OFF);
-  return { prepare: code + BigInt(ENTRY.PREPARE), parent: code + BigInt(ENTRY.PARENT), child: code + BigInt(ENTRY.CHILD) };
+  return {
+    prepare: code + BigInt(ENTRY.PREPARE),
+    parent: code + BigInt(ENTRY.PARENT),
+    child: code + BigInt(ENTRY.CHILD),
+  };
 }
 
 export function tableAddress(base: bigint): bigint {
   return base + BigInt(TABLE_OFF);
 }
 
-const FORK_INJECTED: InjectedPage = { name: FORK_NAME, header: HEADER_BYTES, headerCheck: HEADER.SIZE, codeOff: CODE_OFF, code: codeImage() };
+const FORK_INJECTED: InjectedPage = {
+  name: FORK_NAME,
+  header: HEADER_BYTES,
+  headerCheck: HEADER.SIZE,
+  codeOff: CODE_OFF,
+  code: codeImage(),
+};
 
 /** The process's fork page, when a valid one exists (no stop needed). */
-export function findForkPage(pid: number, mem: RemoteMemory, maps: readonly Mapping[] = readMaps(pid)): ForkPage | undefined {
+export function findForkPage(
+  pid: number,
+  mem: RemoteMemory,
+  maps: readonly Mapping[] = readMaps(pid),
+): ForkPage | undefined {
   const base = findInjectedPages(maps, mem, FORK_INJECTED).find((b) => {
     const code = findMapping(maps, b + BigInt(CODE_OFF));
     const table = findMapping(maps, tableAddress(b));

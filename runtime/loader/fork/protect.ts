@@ -16,7 +16,15 @@ import type { ProcessObject, Region } from '../model.js';
 import { lookupIn } from '../scope.js';
 import { LIB } from './layout.js';
 import { createForkPage, findForkPage, handlers, type ForkPage } from './page.js';
-import { markRegistered, publishAlias, publishLibrary, readTable, withdrawAliases, type ForkLibrary, type ForkTable } from './table.js';
+import {
+  markRegistered,
+  publishAlias,
+  publishLibrary,
+  readTable,
+  withdrawAliases,
+  type ForkLibrary,
+  type ForkTable,
+} from './table.js';
 import { onSafeThread, runtimeCall } from '../safe-thread.js';
 
 export interface ForkProtection {
@@ -38,9 +46,17 @@ const REGISTER_TIMEOUT_MS = 2000;
  */
 function registerFunction(objects: readonly ProcessObject[], pid: number): bigint {
   const libc = objects.find((o) => o.source === 'linkmap' && o.soname === 'libc.so.6');
-  const def = libc && (lookupIn(libc, { name: '__register_atfork', version: 'GLIBC_2.3.2' }) ?? lookupIn(libc, { name: '__register_atfork' }));
+  const def =
+    libc &&
+    (lookupIn(libc, { name: '__register_atfork', version: 'GLIBC_2.3.2' }) ??
+      lookupIn(libc, { name: '__register_atfork' }));
   if (!def) {
-    throw new UlpError('LOADER_FORK_UNSUPPORTED', `process ${pid} has no glibc __register_atfork: its children could not be given private copies of the patched library's data`, 'Only glibc processes can be patched; see docs/FORK.md.', { pid });
+    throw new UlpError(
+      'LOADER_FORK_UNSUPPORTED',
+      `process ${pid} has no glibc __register_atfork: its children could not be given private copies of the patched library's data`,
+      'Only glibc processes can be patched; see docs/FORK.md.',
+      { pid },
+    );
   }
   return def.addr;
 }
@@ -48,9 +64,16 @@ function registerFunction(objects: readonly ProcessObject[], pid: number): bigin
 function register(s: Session, objects: readonly ProcessObject[], page: ForkPage): void {
   const fn = registerFunction(objects, s.pid);
   const h = handlers(page.base);
-  const r = onSafeThread(s, objects, 'register the fork handlers', (tid) => s.call(fn, [h.prepare, h.parent, h.child, page.base], runtimeCall(tid, REGISTER_TIMEOUT_MS)));
+  const r = onSafeThread(s, objects, 'register the fork handlers', (tid) =>
+    s.call(fn, [h.prepare, h.parent, h.child, page.base], runtimeCall(tid, REGISTER_TIMEOUT_MS)),
+  );
   if (signed(r) !== 0n) {
-    throw new UlpError('LOADER_FORK_REGISTER', `__register_atfork in process ${s.pid} returned ${signed(r)}`, 'The process is out of memory; the patch was not applied.', { pid: s.pid, result: Number(signed(r)) });
+    throw new UlpError(
+      'LOADER_FORK_REGISTER',
+      `__register_atfork in process ${s.pid} returned ${signed(r)}`,
+      'The process is out of memory; the patch was not applied.',
+      { pid: s.pid, result: Number(signed(r)) },
+    );
   }
   // Written after the call returned: a trigger killed during the call makes the next run register again, which the handlers tolerate.
   markRegistered(s.memory, page.base);
@@ -82,7 +105,12 @@ export function identity(mem: RemoteMemory, obj: ProcessObject): { addr: bigint;
  * runs, stacked patches and reverts find all of it in place. Call it while
  * staging, before the region is shared, with a thread borrowed.
  */
-export function ensureForkProtection(s: Session, objects: readonly ProcessObject[], canonical: ProcessObject, region: Region): ForkProtection {
+export function ensureForkProtection(
+  s: Session,
+  objects: readonly ProcessObject[],
+  canonical: ProcessObject,
+  region: Region,
+): ForkProtection {
   const page = findForkPage(s.pid, s.memory) ?? createForkPage(s);
   const table = readTable(s.memory, page.base);
   let registeredNow = false;
@@ -95,7 +123,13 @@ export function ensureForkProtection(s: Session, objects: readonly ProcessObject
   let lib = table.libs.find((l) => l.aliases[0] === canonicalRegion && l.name === name);
   if (!lib) {
     const id = identity(s.memory, canonical);
-    const index = publishLibrary(s.memory, page.base, table, { name, len: region.end - region.start, idAddr: id.addr, id: id.bytes, canonical: canonicalRegion });
+    const index = publishLibrary(s.memory, page.base, table, {
+      name,
+      len: region.end - region.start,
+      idAddr: id.addr,
+      id: id.bytes,
+      canonical: canonicalRegion,
+    });
     lib = table.libs[index]!;
   }
   return { page, table, lib, registeredNow };

@@ -16,10 +16,17 @@ export interface ForkStatus {
 }
 
 /** `shared`: memfd names (`ulp:data:<soname>`) of the libraries whose data is shared in the process. */
-export function readForkStatus(pid: number, mem: RemoteMemory, maps: readonly Mapping[], shared: readonly string[]): ForkStatus {
+export function readForkStatus(
+  pid: number,
+  mem: RemoteMemory,
+  maps: readonly Mapping[],
+  shared: readonly string[],
+): ForkStatus {
   const page = findForkPage(pid, mem, maps);
   const table = page ? readTable(mem, page.base) : undefined;
-  const libraries = (table?.libs ?? []).filter((l) => l.aliases.length > 0).map((l) => ({ name: l.name, aliases: l.aliases.length }));
+  const libraries = (table?.libs ?? [])
+    .filter((l) => l.aliases.length > 0)
+    .map((l) => ({ name: l.name, aliases: l.aliases.length }));
   const installed = table?.registered ?? false;
   return {
     installed,
@@ -32,7 +39,11 @@ export function readForkStatus(pid: number, mem: RemoteMemory, maps: readonly Ma
 /** One line for the text output of `--status`. */
 export function forkSummary(f: ForkStatus): string {
   const libs = f.libraries.map((l) => sonameOfDataName(l.name)).join(', ');
-  const state = f.installed ? `installed: a child gets private copies of the data of ${libs || 'no library yet'}; ${f.forks} fork${f.forks === 1 ? '' : 's'} seen` : 'not installed';
-  const bad = f.unprotected.length ? ` — NOT PROTECTED: ${f.unprotected.map(sonameOfDataName).join(', ')} (a child would share them; re-run the apply)` : '';
+  const state = f.installed
+    ? `installed: a child gets private copies of the data of ${libs || 'no library yet'}; ${f.forks} fork${f.forks === 1 ? '' : 's'} seen`
+    : 'not installed';
+  const bad = f.unprotected.length
+    ? ` — NOT PROTECTED: ${f.unprotected.map(sonameOfDataName).join(', ')} (a child would share them; re-run the apply)`
+    : '';
   return `fork protection ${state}${bad}`;
 }

@@ -58,7 +58,11 @@ export function decodeTable(t: Buffer): ForkTable {
       aliases: Array.from({ length: nalias }, (_, k) => t.readBigUInt64LE(o + LIB.ALIAS + 8 * k)),
     });
   }
-  return { registered: t.readUInt32LE(TABLE.REGISTERED) === 1, prepares: t.readBigUInt64LE(TABLE.PREPARES), libs };
+  return {
+    registered: t.readUInt32LE(TABLE.REGISTERED) === 1,
+    prepares: t.readBigUInt64LE(TABLE.PREPARES),
+    libs,
+  };
 }
 
 export function readTable(mem: RemoteMemory, base: bigint): ForkTable {
@@ -72,7 +76,12 @@ function u32(v: number): Buffer {
 }
 
 function full(what: string, limit: number): UlpError {
-  return new UlpError('LOADER_FORK_TABLE_FULL', `the fork table of the process has no room for another ${what} (${limit} at most)`, 'Restart the process to start from a clean table; see docs/FORK.md.', { limit });
+  return new UlpError(
+    'LOADER_FORK_TABLE_FULL',
+    `the fork table of the process has no room for another ${what} (${limit} at most)`,
+    'Restart the process to start from a clean table; see docs/FORK.md.',
+    { limit },
+  );
 }
 
 export function markRegistered(mem: RemoteMemory, base: bigint): void {
@@ -102,7 +111,14 @@ export function publishLibrary(mem: RemoteMemory, base: bigint, table: ForkTable
   const t = tableAddress(base);
   mem.write(t + BigInt(libOffset(i)), entry);
   mem.write(t + BigInt(TABLE.NLIBS), u32(i + 1));
-  table.libs.push({ index: i, name: lib.name, len: lib.len, idAddr: lib.idAddr, id: Buffer.from(lib.id), aliases: [lib.canonical] });
+  table.libs.push({
+    index: i,
+    name: lib.name,
+    len: lib.len,
+    idAddr: lib.idAddr,
+    id: Buffer.from(lib.id),
+    aliases: [lib.canonical],
+  });
   return i;
 }
 
@@ -118,7 +134,13 @@ export function publishAlias(mem: RemoteMemory, base: bigint, lib: ForkLibrary, 
 }
 
 /** Withdraws every alias (never alias 0) inside [start, end): the trigger is about to unmap it. Returns how many. */
-export function withdrawAliases(mem: RemoteMemory, base: bigint, table: ForkTable, start: bigint, end: bigint): number {
+export function withdrawAliases(
+  mem: RemoteMemory,
+  base: bigint,
+  table: ForkTable,
+  start: bigint,
+  end: bigint,
+): number {
   let n = 0;
   for (const lib of table.libs) {
     const o = tableAddress(base) + BigInt(libOffset(lib.index));

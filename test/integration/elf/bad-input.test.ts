@@ -10,18 +10,38 @@ import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
 import { isUlpError, UlpError } from '../../../common/errors.js';
 import {
-  imageSpan, lookupSymbol, parseElf, parseElfFromMemory, symbolContaining, writableRegion, writableRegions,
-  DT_GNU_HASH, DT_HASH, DT_RELR, DT_VERDEF, DT_VERNEED, DT_VERSYM, PT_DYNAMIC, PT_NOTE, type ElfObject,
+  imageSpan,
+  lookupSymbol,
+  parseElf,
+  parseElfFromMemory,
+  symbolContaining,
+  writableRegion,
+  writableRegions,
+  DT_GNU_HASH,
+  DT_HASH,
+  DT_RELR,
+  DT_VERDEF,
+  DT_VERNEED,
+  DT_VERSYM,
+  PT_DYNAMIC,
+  PT_NOTE,
+  type ElfObject,
 } from '../../../elf/index.js';
 import { fixture } from '../../../lab/elf/fixtures.js';
 import { simulateLoad } from '../../../lab/elf/memory.js';
 import { seededRandom } from '../../../lab/random.js';
 
 const CODES = new Set([
-  'ELF_NOT_ELF', 'ELF_UNSUPPORTED_CLASS', 'ELF_UNSUPPORTED_ENDIAN', 'ELF_UNSUPPORTED_MACHINE', 'ELF_NOT_SHARED_OBJECT',
-  'ELF_TRUNCATED', 'ELF_MALFORMED', 'ELF_MEMORY_READ', 'ELF_UNSUPPORTED_LAYOUT',
+  'ELF_NOT_ELF',
+  'ELF_UNSUPPORTED_CLASS',
+  'ELF_UNSUPPORTED_ENDIAN',
+  'ELF_UNSUPPORTED_MACHINE',
+  'ELF_NOT_SHARED_OBJECT',
+  'ELF_TRUNCATED',
+  'ELF_MALFORMED',
+  'ELF_MEMORY_READ',
+  'ELF_UNSUPPORTED_LAYOUT',
 ]);
-
 
 interface Outcome {
   ok: number;
@@ -29,17 +49,44 @@ interface Outcome {
 }
 
 /** Evaluates everything a caller could ask, each accessor on its own: one failing table must not hide another's bug. */
-function exercise(obj: ElfObject, names: Array<{ name: string; version?: string }>, out: Outcome, label: string): void {
+function exercise(
+  obj: ElfObject,
+  names: Array<{ name: string; version?: string }>,
+  out: Outcome,
+  label: string,
+): void {
   const steps: Array<[string, () => unknown]> = [
-    ['header', () => obj.header], ['programHeaders', () => obj.programHeaders], ['sections', () => obj.sections],
-    ['dynamic', () => obj.dynamic], ['dynamicSymbols', () => obj.dynamicSymbols], ['symtab', () => obj.symtab],
-    ['relocations', () => obj.relocations], ['notes', () => obj.notes], ['buildId', () => obj.buildId],
-    ['soname', () => obj.soname], ['tls', () => obj.tls], ['relro', () => obj.relro], ['loadSegments', () => obj.loadSegments],
-    ['section', () => obj.section('.text')], ['imageSpan', () => imageSpan(obj)], ['writableRegion', () => writableRegion(obj)],
+    ['header', () => obj.header],
+    ['programHeaders', () => obj.programHeaders],
+    ['sections', () => obj.sections],
+    ['dynamic', () => obj.dynamic],
+    ['dynamicSymbols', () => obj.dynamicSymbols],
+    ['symtab', () => obj.symtab],
+    ['relocations', () => obj.relocations],
+    ['notes', () => obj.notes],
+    ['buildId', () => obj.buildId],
+    ['soname', () => obj.soname],
+    ['tls', () => obj.tls],
+    ['relro', () => obj.relro],
+    ['loadSegments', () => obj.loadSegments],
+    ['section', () => obj.section('.text')],
+    ['imageSpan', () => imageSpan(obj)],
+    ['writableRegion', () => writableRegion(obj)],
     ['writableRegions', () => writableRegions(obj)],
     ['readAt', () => obj.loadSegments.map((p) => obj.readAt(p.vaddr, Math.min(64, Number(p.memsz))))],
-    ['lookup', () => names.map((n) => [obj.lookup(n.name), obj.lookup(n.name, n.version), lookupSymbol(obj, { ...n, hidden: true }, 'sysv')])],
-    ['symbolContaining', () => names.length && obj.loadSegments.map((p) => symbolContaining(obj, p.vaddr + 16n))],
+    [
+      'lookup',
+      () =>
+        names.map((n) => [
+          obj.lookup(n.name),
+          obj.lookup(n.name, n.version),
+          lookupSymbol(obj, { ...n, hidden: true }, 'sysv'),
+        ]),
+    ],
+    [
+      'symbolContaining',
+      () => names.length && obj.loadSegments.map((p) => symbolContaining(obj, p.vaddr + 16n)),
+    ],
   ];
   for (const [what, f] of steps) {
     try {
@@ -53,12 +100,21 @@ function exercise(obj: ElfObject, names: Array<{ name: string; version?: string 
 }
 
 function check(e: unknown, label: string): asserts e is UlpError {
-  if (!isUlpError(e)) assert.fail(`${label}: threw ${e instanceof Error ? `${e.name}: ${e.message}\n${e.stack}` : String(e)}`);
-  if (!CODES.has(e.code)) assert.fail(`${label}: unexpected code ${e.code}: ${e.message}\n${(e.cause as Error | undefined)?.stack ?? ''}`);
+  if (!isUlpError(e))
+    assert.fail(`${label}: threw ${e instanceof Error ? `${e.name}: ${e.message}\n${e.stack}` : String(e)}`);
+  if (!CODES.has(e.code))
+    assert.fail(
+      `${label}: unexpected code ${e.code}: ${e.message}\n${(e.cause as Error | undefined)?.stack ?? ''}`,
+    );
   assert.ok(e.message.length > 10 && e.hint, `${label}: ${e.code} without a message and a hint`);
 }
 
-function attempt(buf: Buffer, names: Array<{ name: string; version?: string }>, out: Outcome, label: string): void {
+function attempt(
+  buf: Buffer,
+  names: Array<{ name: string; version?: string }>,
+  out: Outcome,
+  label: string,
+): void {
   let obj: ElfObject;
   try {
     obj = parseElf(buf, { expect: 'any' });
@@ -83,12 +139,30 @@ function fieldsOf(buf: Buffer): Field[] {
   const add = (at: number | bigint, size: 2 | 4 | 8, what: string) => {
     if (Number(at) + size <= buf.length) f.push({ at: Number(at), size, what });
   };
-  for (const [at, size, what] of [[16, 2, 'e_type'], [24, 8, 'e_entry'], [32, 8, 'e_phoff'], [40, 8, 'e_shoff'], [54, 2, 'e_phentsize'], [56, 2, 'e_phnum'], [58, 2, 'e_shentsize'], [60, 2, 'e_shnum'], [62, 2, 'e_shstrndx']] as const) add(at, size, what);
+  for (const [at, size, what] of [
+    [16, 2, 'e_type'],
+    [24, 8, 'e_entry'],
+    [32, 8, 'e_phoff'],
+    [40, 8, 'e_shoff'],
+    [54, 2, 'e_phentsize'],
+    [56, 2, 'e_phnum'],
+    [58, 2, 'e_shentsize'],
+    [60, 2, 'e_shnum'],
+    [62, 2, 'e_shstrndx'],
+  ] as const)
+    add(at, size, what);
   const phoff = Number(obj.header.phoff);
   obj.programHeaders.forEach((_p, i) => {
     const o = phoff + i * 56;
     add(o, 4, `phdr ${i} type`);
-    for (const [k, n] of [[8, 'offset'], [16, 'vaddr'], [32, 'filesz'], [40, 'memsz'], [48, 'align']] as const) add(o + k, 8, `phdr ${i} ${n}`);
+    for (const [k, n] of [
+      [8, 'offset'],
+      [16, 'vaddr'],
+      [32, 'filesz'],
+      [40, 'memsz'],
+      [48, 'align'],
+    ] as const)
+      add(o + k, 8, `phdr ${i} ${n}`);
   });
   const fileOff = (vaddr: bigint) => {
     const p = obj.loadSegments.find((x) => vaddr >= x.vaddr && vaddr < x.vaddr + x.filesz);
@@ -118,7 +192,10 @@ function fieldsOf(buf: Buffer): Field[] {
       add(o + 4, 4, 'sysv nchain');
       for (let k = 0; k < 8; k++) add(o + 8 + 4 * k, 4, `sysv word ${k}`);
     }
-    for (const [tag, n] of [[DT_VERDEF, 'verdef'], [DT_VERNEED, 'verneed']] as const) {
+    for (const [tag, n] of [
+      [DT_VERDEF, 'verdef'],
+      [DT_VERNEED, 'verneed'],
+    ] as const) {
       const v = at(tag);
       if (v === undefined) continue;
       const o = fileOff(v);
@@ -129,7 +206,8 @@ function fieldsOf(buf: Buffer): Field[] {
     if (versym !== undefined) for (let k = 1; k < 6; k++) add(fileOff(versym) + 2 * k, 2, `versym ${k}`);
     const relr = at(DT_RELR);
     if (relr !== undefined) for (let k = 0; k < 4; k++) add(fileOff(relr) + 8 * k, 8, `relr ${k}`);
-    if (d.symtab !== undefined) for (let k = 1; k < 6; k++) add(fileOff(d.symtab) + 24 * k, 4, `dynsym ${k} st_name`);
+    if (d.symtab !== undefined)
+      for (let k = 1; k < 6; k++) add(fileOff(d.symtab) + 24 * k, 4, `dynsym ${k} st_name`);
     if (d.rela) for (let k = 0; k < 3; k++) add(fileOff(d.rela.addr) + 24 * k + 8, 8, `rela ${k} info`);
     if (d.jmprel) for (let k = 0; k < 3; k++) add(fileOff(d.jmprel.addr) + 24 * k + 8, 8, `jmprel ${k} info`);
   }
@@ -154,15 +232,23 @@ function write(buf: Buffer, f: Field, v: bigint): void {
 }
 
 function read(buf: Buffer, f: Field): bigint {
-  return f.size === 2 ? BigInt(buf.readUInt16LE(f.at)) : f.size === 4 ? BigInt(buf.readUInt32LE(f.at)) : buf.readBigUInt64LE(f.at);
+  return f.size === 2
+    ? BigInt(buf.readUInt16LE(f.at))
+    : f.size === 4
+      ? BigInt(buf.readUInt32LE(f.at))
+      : buf.readBigUInt64LE(f.at);
 }
 
 /** ULP_ELF_FUZZ_SCALE=n multiplies the random cases (deeper local runs); the default keeps CI at a few seconds. */
 const SCALE = Math.max(1, Number(process.env.ULP_ELF_FUZZ_SCALE ?? 1) || 1);
 
 const SOURCES = () => [
-  fixture('versioned').path, fixture('relr').path, fixture('tls-desc').path, fixture('exe-nopie').path,
-  fixture('sysv-hash').path, '/usr/lib/x86_64-linux-gnu/libz.so.1',
+  fixture('versioned').path,
+  fixture('relr').path,
+  fixture('tls-desc').path,
+  fixture('exe-nopie').path,
+  fixture('sysv-hash').path,
+  '/usr/lib/x86_64-linux-gnu/libz.so.1',
 ];
 
 describe('elf: bad input', function () {
@@ -180,7 +266,12 @@ describe('elf: bad input', function () {
   const base = () => Buffer.from(readFileSync(fixture('full-relro').path));
 
   it('refuses a file that is not ELF', () => {
-    for (const b of [Buffer.alloc(0), Buffer.from('#!/bin/sh\necho hi\n'), Buffer.from('/* GNU ld script */ GROUP ( libc.so.6 )'), Buffer.from([0x1f, 0x8b, 8, 0])]) {
+    for (const b of [
+      Buffer.alloc(0),
+      Buffer.from('#!/bin/sh\necho hi\n'),
+      Buffer.from('/* GNU ld script */ GROUP ( libc.so.6 )'),
+      Buffer.from([0x1f, 0x8b, 8, 0]),
+    ]) {
       const e = codeOf(() => parseElf(b));
       assert.equal(e.code, 'ELF_NOT_ELF');
       assert.match(e.message, /7f454c46/);
@@ -234,7 +325,10 @@ describe('elf: bad input', function () {
     for (const [si, path] of SOURCES().entries()) {
       const orig = readFileSync(path);
       const pristine = parseElf(orig, { expect: 'any' });
-      const names = pristine.dynamicSymbols.filter((s) => s.defined).slice(0, 6).map((s) => ({ name: s.name, version: s.version }));
+      const names = pristine.dynamicSymbols
+        .filter((s) => s.defined)
+        .slice(0, 6)
+        .map((s) => ({ name: s.name, version: s.version }));
       const run = (buf: Buffer, label: string) => {
         cases++;
         attempt(buf, names, out, `${path} ${label}`);
@@ -244,8 +338,25 @@ describe('elf: bad input', function () {
       const r = seededRandom(0x5eed + si);
 
       // Truncations: around every structure start, and at random lengths.
-      const cuts = new Set<number>([0, 1, 3, 4, 5, 15, 16, 17, 52, 63, 64, 65, orig.length - 1, orig.length - 8]);
-      for (const p of pristine.programHeaders) for (const x of [p.offset, p.offset + p.filesz]) for (const d of [-1, 0, 1, 8]) cuts.add(Number(x) + d);
+      const cuts = new Set<number>([
+        0,
+        1,
+        3,
+        4,
+        5,
+        15,
+        16,
+        17,
+        52,
+        63,
+        64,
+        65,
+        orig.length - 1,
+        orig.length - 8,
+      ]);
+      for (const p of pristine.programHeaders)
+        for (const x of [p.offset, p.offset + p.filesz])
+          for (const d of [-1, 0, 1, 8]) cuts.add(Number(x) + d);
       for (let k = 0; k < 8; k++) cuts.add(Number(pristine.header.phoff) + 56 * k);
       for (let k = 0; k < 20 * SCALE; k++) cuts.add(Math.floor(r() * orig.length));
       for (const n of cuts) if (n >= 0 && n < orig.length) run(orig.subarray(0, n), `truncated to ${n}`);
@@ -267,7 +378,18 @@ describe('elf: bad input', function () {
       // Every field the reader follows, set to the values that break naive readers.
       for (const f of fieldsOf(orig)) {
         const v = read(orig, f);
-        const values = [0n, 1n, -1n, 1n << BigInt(f.size * 8 - 1), v + 1n, v - 1n, v + 8n, v * 2n, BigInt(orig.length), 0x10000000n];
+        const values = [
+          0n,
+          1n,
+          -1n,
+          1n << BigInt(f.size * 8 - 1),
+          v + 1n,
+          v - 1n,
+          v + 8n,
+          v * 2n,
+          BigInt(orig.length),
+          0x10000000n,
+        ];
         // A few of them per field (all with a larger scale), picked by the seeded generator.
         const picked = SCALE >= 4 ? values : values.filter(() => r() < 0.2 * SCALE);
         for (const nv of picked) {
@@ -277,7 +399,9 @@ describe('elf: bad input', function () {
         }
       }
     }
-    console.log(`      ${cases} damaged files: ${out.ok} accessor results, errors ${JSON.stringify(out.codes)}; peak growth ${(peak / 2 ** 20).toFixed(0)} MiB`);
+    console.log(
+      `      ${cases} damaged files: ${out.ok} accessor results, errors ${JSON.stringify(out.codes)}; peak growth ${(peak / 2 ** 20).toFixed(0)} MiB`,
+    );
     assert.ok(cases > 1000, `${cases} cases`);
     assert.ok(peak < 512 * 2 ** 20, 'no case made the reader allocate out of proportion');
   });
@@ -289,7 +413,9 @@ describe('elf: bad input', function () {
       const orig = readFileSync(path);
       const bias = 0x7f1234560000n;
       const pristine = parseElf(orig);
-      const names = pristine.dynamicSymbols.filter((s) => s.defined).map((s) => ({ name: s.name, version: s.version }));
+      const names = pristine.dynamicSymbols
+        .filter((s) => s.defined)
+        .map((s) => ({ name: s.name, version: s.version }));
       const dyn = pristine.programHeaders.find((p) => p.type === PT_DYNAMIC)!;
       const r = seededRandom(0xd00d + si);
       for (let k = 0; k < 150 * SCALE; k++) {
@@ -297,7 +423,9 @@ describe('elf: bad input', function () {
         const region = sim.regions[Math.floor(r() * sim.regions.length)]!;
         // Half the cases hit the dynamic section, the rest anywhere.
         let at: number;
-        const dr = sim.regions.find((x) => bias + dyn.vaddr >= x.start && bias + dyn.vaddr < x.start + BigInt(x.bytes.length))!;
+        const dr = sim.regions.find(
+          (x) => bias + dyn.vaddr >= x.start && bias + dyn.vaddr < x.start + BigInt(x.bytes.length),
+        )!;
         if (k % 2 === 0) {
           at = Number(bias + dyn.vaddr - dr.start) + Math.floor(r() * Number(dyn.memsz));
           dr.bytes[at] ^= 1 + Math.floor(r() * 255);
@@ -317,7 +445,9 @@ describe('elf: bad input', function () {
         exercise(obj, names, out, `${path} memory case ${k}`);
       }
     }
-    console.log(`      ${cases} damaged memory images: ${out.ok} accessor results, errors ${JSON.stringify(out.codes)}`);
+    console.log(
+      `      ${cases} damaged memory images: ${out.ok} accessor results, errors ${JSON.stringify(out.codes)}`,
+    );
     assert.ok(cases >= 300);
   });
 });

@@ -10,7 +10,13 @@ import { copyFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isUlpError } from '../../../common/errors.js';
 import { parseElf } from '../../../elf/index.js';
-import { debugSectionsOf, debugSectionsOfFile, readStructLayouts, type StructLayout, type StructLayouts } from '../../../elf/debug-info.js';
+import {
+  debugSectionsOf,
+  debugSectionsOfFile,
+  readStructLayouts,
+  type StructLayout,
+  type StructLayouts,
+} from '../../../elf/debug-info.js';
 import { FIXTURES, compile } from '../../../lab/compile.js';
 import { tempDir } from '../../../lab/packer/run.js';
 
@@ -18,7 +24,11 @@ const dir = tempDir();
 after(() => dir.dispose());
 
 function shapes(dwarf: string, extra: string[] = []): string {
-  return compile({ sources: ['layouts/shapes.c'], out: 'libshapes.so', flags: ['-shared', '-fPIC', '-O2', dwarf, `-I${join(FIXTURES, 'layouts')}`, ...extra] });
+  return compile({
+    sources: ['layouts/shapes.c'],
+    out: 'libshapes.so',
+    flags: ['-shared', '-fPIC', '-O2', dwarf, `-I${join(FIXTURES, 'layouts')}`, ...extra],
+  });
 }
 
 function layoutsOf(path: string): StructLayouts {
@@ -45,8 +55,15 @@ interface Truth {
 
 let truthCache: Truth[] | undefined;
 function truth(): Truth[] {
-  const exe = compile({ sources: ['layouts/shapes-truth.c'], out: 'shapes-truth', flags: ['-O0', `-I${join(FIXTURES, 'layouts')}`] });
-  return (truthCache ??= execFileSync(exe, { encoding: 'utf8' }).trim().split('\n').map((l) => JSON.parse(l) as Truth));
+  const exe = compile({
+    sources: ['layouts/shapes-truth.c'],
+    out: 'shapes-truth',
+    flags: ['-O0', `-I${join(FIXTURES, 'layouts')}`],
+  });
+  return (truthCache ??= execFileSync(exe, { encoding: 'utf8' })
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Truth));
 }
 
 /** Every size, offset and bit position the compiler printed is what the DWARF reader says. */
@@ -129,10 +146,23 @@ describe('elf: structure layouts from DWARF', function () {
 
   it('C++: namespaces, nested classes, templates and base classes, against what g++ says', () => {
     const flags = ['-O2', '-Wno-invalid-offsetof'];
-    const lib = compile({ sources: ['layouts/classes.cpp'], out: 'libclasses.so', flags: ['-shared', '-fPIC', '-g', ...flags], libs: ['-lstdc++'] });
-    const exe = compile({ sources: ['layouts/classes-truth.cpp'], out: 'classes-truth', flags: [`-I${join(FIXTURES, 'layouts')}`, ...flags], libs: ['-lstdc++'] });
+    const lib = compile({
+      sources: ['layouts/classes.cpp'],
+      out: 'libclasses.so',
+      flags: ['-shared', '-fPIC', '-g', ...flags],
+      libs: ['-lstdc++'],
+    });
+    const exe = compile({
+      sources: ['layouts/classes-truth.cpp'],
+      out: 'classes-truth',
+      flags: [`-I${join(FIXTURES, 'layouts')}`, ...flags],
+      libs: ['-lstdc++'],
+    });
     const l = layoutsOf(lib);
-    const lines = execFileSync(exe, { encoding: 'utf8' }).trim().split('\n').map((x) => JSON.parse(x) as Truth);
+    const lines = execFileSync(exe, { encoding: 'utf8' })
+      .trim()
+      .split('\n')
+      .map((x) => JSON.parse(x) as Truth);
     for (const t of lines) {
       const s = only(l, t.struct.replace(/ /g, ''));
       if (t.member === undefined) assert.equal(s.size, t.size, `sizeof(${t.struct})`);
@@ -144,8 +174,17 @@ describe('elf: structure layouts from DWARF', function () {
     }
     const derived = only(l, 'ns::Derived');
     assert.equal(derived.kind, 'class');
-    assert.deepEqual(derived.members.slice(0, 2).map((m) => [m.name, m.offset]), [['<base ns::Base>', 0], ['<base ns::Empty>', 0]]);
-    assert.ok(!derived.members.some((m) => m.name === 'counter'), 'a static member has no place in the object');
+    assert.deepEqual(
+      derived.members.slice(0, 2).map((m) => [m.name, m.offset]),
+      [
+        ['<base ns::Base>', 0],
+        ['<base ns::Empty>', 0],
+      ],
+    );
+    assert.ok(
+      !derived.members.some((m) => m.name === 'counter'),
+      'a static member has no place in the object',
+    );
     assert.equal(only(l, 'ns::Base').members[0]!.name, '_vptr.Base');
   });
 
@@ -158,7 +197,19 @@ describe('elf: structure layouts from DWARF', function () {
     const lib = compile({
       sources: ['layouts/shapes.c', 'layouts/handle.c'],
       out: 'libmix.so',
-      flags: ['-shared', '-fPIC', '-O2', '-g', `-I${join(FIXTURES, 'layouts')}`, '-include', 'stdio.h', '-include', 'pthread.h', '-include', 'sys/stat.h'],
+      flags: [
+        '-shared',
+        '-fPIC',
+        '-O2',
+        '-g',
+        `-I${join(FIXTURES, 'layouts')}`,
+        '-include',
+        'stdio.h',
+        '-include',
+        'pthread.h',
+        '-include',
+        'sys/stat.h',
+      ],
     });
     const ours = layoutsOf(lib);
     const sizes = execFileSync('pahole', ['--sizes', lib], { encoding: 'utf8' }).trim().split('\n');
@@ -177,7 +228,9 @@ describe('elf: structure layouts from DWARF', function () {
     assert.ok(compared >= 8, `compared ${compared} structures with pahole`);
     // And member by member for one of them.
     const text = execFileSync('pahole', ['-C', 'wide', lib], { encoding: 'utf8' });
-    const offsets = [...text.matchAll(/\s(\w+)(?: __attribute__\S*)?;\s+\/\*\s+(\d+)\s+(\d+)\s+\*\//g)].map((m) => ({ name: m[1], offset: Number(m[2]), size: Number(m[3]) }));
+    const offsets = [...text.matchAll(/\s(\w+)(?: __attribute__\S*)?;\s+\/\*\s+(\d+)\s+(\d+)\s+\*\//g)].map(
+      (m) => ({ name: m[1], offset: Number(m[2]), size: Number(m[3]) }),
+    );
     assert.deepEqual(
       offsets,
       only(ours, 'struct wide').members.map((m) => ({ name: m.name, offset: m.offset, size: m.size })),
@@ -194,14 +247,19 @@ describe('elf: structure layouts from DWARF', function () {
     const s = debugSectionsOfFile(readFileSync(debug))!;
     assert.equal(s.buildId, id, 'the debug file belongs to this libc');
     const ours = readStructLayouts(s);
-    const sizes = execFileSync('pahole', ['--sizes', debug], { encoding: 'utf8', maxBuffer: 1 << 26 }).trim().split('\n');
+    const sizes = execFileSync('pahole', ['--sizes', debug], { encoding: 'utf8', maxBuffer: 1 << 26 })
+      .trim()
+      .split('\n');
     const wrong: string[] = [];
     let compared = 0;
     for (const line of sizes) {
       const [name, size] = line.split('\t');
-      const mine = [`struct ${name}`, `union ${name}`, name!].map((c) => ours.byName.get(c)).find((v) => v !== undefined);
+      const mine = [`struct ${name}`, `union ${name}`, name!]
+        .map((c) => ours.byName.get(c))
+        .find((v) => v !== undefined);
       if (!mine) wrong.push(`${name}: missing`);
-      else if (!mine.some((x) => x.size === Number(size))) wrong.push(`${name}: pahole ${size}, ours ${mine.map((x) => x.size).join('/')}`);
+      else if (!mine.some((x) => x.size === Number(size)))
+        wrong.push(`${name}: pahole ${size}, ours ${mine.map((x) => x.size).join('/')}`);
       compared++;
     }
     assert.deepEqual(wrong, []);
@@ -210,7 +268,11 @@ describe('elf: structure layouts from DWARF', function () {
     const file = ours.byName.get('struct _IO_FILE')![0]!;
     assert.deepEqual(
       file.members.slice(0, 3).map((m) => [m.name, m.offset, m.size]),
-      [['_flags', 0, 4], ['_IO_read_ptr', 8, 8], ['_IO_read_end', 16, 8]],
+      [
+        ['_flags', 0, 4],
+        ['_IO_read_ptr', 8, 8],
+        ['_IO_read_end', 16, 8],
+      ],
     );
   });
 
@@ -221,13 +283,21 @@ describe('elf: structure layouts from DWARF', function () {
       const out = join(dir.path, `shapes-${how}.so`);
       execFileSync('objcopy', [`--compress-debug-sections=${how}`, plain, out]);
       const names = execFileSync('readelf', ['-S', '-W', out], { encoding: 'utf8' });
-      assert.match(names, how === 'zlib-gnu' ? /\.zdebug_info/ : /\.debug_info\s+PROGBITS\s+\S+\s+\S+\s+\S+\s+\S+\s+C\b/, `${how} compressed the sections`);
+      assert.match(
+        names,
+        how === 'zlib-gnu' ? /\.zdebug_info/ : /\.debug_info\s+PROGBITS\s+\S+\s+\S+\s+\S+\s+\S+\s+C\b/,
+        `${how} compressed the sections`,
+      );
       assert.deepEqual(layoutsOf(out), expected);
     }
   });
 
   it('a build without .debug_info has none; a parsed object gives the same as its bytes', () => {
-    const bare = compile({ sources: ['layouts/handle.c'], out: 'libhandle.so', flags: ['-shared', '-fPIC', '-O2'] });
+    const bare = compile({
+      sources: ['layouts/handle.c'],
+      out: 'libhandle.so',
+      flags: ['-shared', '-fPIC', '-O2'],
+    });
     assert.equal(debugSectionsOfFile(readFileSync(bare)), undefined);
     assert.equal(debugSectionsOf(parseElf(readFileSync(bare))), undefined);
     const withG = shapes('-gdwarf-4');
@@ -247,7 +317,10 @@ describe('elf: structure layouts from DWARF', function () {
     assert.equal(state.length, 2);
     assert.ok(state.every((s) => s.ambiguous));
     assert.deepEqual(state.map((s) => s.size).sort(), [24, 8]);
-    assert.deepEqual(state.map((s) => s.units.map((u) => u.replace(/.*\//, ''))).sort(), [['state-a.c'], ['state-b.c']]);
+    assert.deepEqual(state.map((s) => s.units.map((u) => u.replace(/.*\//, ''))).sort(), [
+      ['state-a.c'],
+      ['state-b.c'],
+    ]);
     assert.equal(l.units, 3);
     // A structure of shapes.h seen in one unit only is not ambiguous.
     assert.equal(only(l, 'struct node').ambiguous, false);
@@ -260,13 +333,19 @@ describe('elf: structure layouts from DWARF', function () {
     }
     const flags = ['-shared', '-fPIC', '-O2', '-g', `-I${join(FIXTURES, 'layouts')}`];
     // Several units that share shapes.h, so that dwz has something to move into partial units.
-    const srcs = ['a', 'b', 'c'].map((n) => ({ name: `layouts-dwz/${n}.c`, code: `#include "shapes.h"\nint use_${n}(struct node *n, big_t *g) { return n->an.a + g->bf.b; }\n` }));
+    const srcs = ['a', 'b', 'c'].map((n) => ({
+      name: `layouts-dwz/${n}.c`,
+      code: `#include "shapes.h"\nint use_${n}(struct node *n, big_t *g) { return n->an.a + g->bf.b; }\n`,
+    }));
     const lib = compile({ sources: ['layouts/shapes.c', ...srcs], out: 'libdwz.so', flags });
     const expected = layoutsOf(lib);
     const single = join(dir.path, 'libdwz-single.so');
     copyFileSync(lib, single);
     execFileSync('dwz', [single]);
-    const info = execFileSync('readelf', ['--debug-dump=info', single], { encoding: 'utf8', maxBuffer: 64 << 20 });
+    const info = execFileSync('readelf', ['--debug-dump=info', single], {
+      encoding: 'utf8',
+      maxBuffer: 64 << 20,
+    });
     assert.match(info, /DW_TAG_partial_unit/, 'dwz made partial units');
     assert.deepEqual(withoutUnits(layoutsOf(single)), withoutUnits(expected));
 
@@ -280,7 +359,11 @@ describe('elf: structure layouts from DWARF', function () {
     const s = debugSectionsOfFile(readFileSync(one))!;
     assert.ok(s.altLink, 'dwz -m wrote .gnu_debugaltlink');
     const missing = readStructLayouts(s);
-    assert.equal(missing.missingSupplementary, s.altLink.path, 'without the supplementary file the gap is reported');
+    assert.equal(
+      missing.missingSupplementary,
+      s.altLink.path,
+      'without the supplementary file the gap is reported',
+    );
     const alt = debugSectionsOfFile(readFileSync(common))!;
     const full = readStructLayouts(s, { supplementary: alt });
     assert.equal(full.missingSupplementary, undefined);
@@ -288,7 +371,11 @@ describe('elf: structure layouts from DWARF', function () {
   });
 
   it('a unit that refers into another compile unit (DW_FORM_ref_addr): read with every unit kept', () => {
-    const lib = compile({ sources: ['layouts/cross-unit.s'], out: 'libcross.so', flags: ['-shared', '-nostdlib'] });
+    const lib = compile({
+      sources: ['layouts/cross-unit.s'],
+      out: 'libcross.so',
+      flags: ['-shared', '-nostdlib'],
+    });
     const l = layoutsOf(lib);
     assert.deepEqual(
       only(l, 'struct outer').members.map((m) => [m.name, m.offset, m.size, m.type]),
@@ -302,7 +389,11 @@ describe('elf: structure layouts from DWARF', function () {
   });
 
   it('the same layouts whether units are streamed or all kept, on every fixture and the libc debug file', () => {
-    const files = [shapes('-gdwarf-4'), shapes('-gdwarf-5', ['-fdebug-types-section']), shapes('-gdwarf-3', ['-gstrict-dwarf'])];
+    const files = [
+      shapes('-gdwarf-4'),
+      shapes('-gdwarf-5', ['-fdebug-types-section']),
+      shapes('-gdwarf-3', ['-gstrict-dwarf']),
+    ];
     const id = parseElf(readFileSync('/lib/x86_64-linux-gnu/libc.so.6')).buildId!;
     const libcDebug = `/usr/lib/debug/.build-id/${id.slice(0, 2)}/${id.slice(2)}.debug`;
     if (existsSync(libcDebug)) files.push(libcDebug);
@@ -322,13 +413,19 @@ describe('elf: structure layouts from DWARF', function () {
     it('a unit length past the section: ELF_MALFORMED', () => {
       const buf = Buffer.from(readFileSync(lib()));
       buf.writeUInt32LE(0x7fffff00, Number(infoOffset(lib()).info.offset));
-      assert.throws(() => layoutsOfBuf(buf), (e: unknown) => isUlpError(e) && e.code === 'ELF_MALFORMED' && /does not fit/.test(e.message));
+      assert.throws(
+        () => layoutsOfBuf(buf),
+        (e: unknown) => isUlpError(e) && e.code === 'ELF_MALFORMED' && /does not fit/.test(e.message),
+      );
     });
 
     it('a DWARF version this reader does not know: ELF_DWARF_UNSUPPORTED', () => {
       const buf = Buffer.from(readFileSync(lib()));
       buf.writeUInt16LE(7, Number(infoOffset(lib()).info.offset) + 4);
-      assert.throws(() => layoutsOfBuf(buf), (e: unknown) => isUlpError(e) && e.code === 'ELF_DWARF_UNSUPPORTED' && !!e.hint);
+      assert.throws(
+        () => layoutsOfBuf(buf),
+        (e: unknown) => isUlpError(e) && e.code === 'ELF_DWARF_UNSUPPORTED' && !!e.hint,
+      );
     });
 
     it('random corruption of .debug_info and .debug_abbrev: a result or an ELF_ error, every time', () => {
@@ -347,7 +444,13 @@ describe('elf: structure layouts from DWARF', function () {
         try {
           layoutsOfBuf(buf);
         } catch (e) {
-          assert.ok(isUlpError(e) && (e.code === 'ELF_MALFORMED' || e.code === 'ELF_DWARF_UNSUPPORTED' || e.code === 'ELF_TRUNCATED'), `iteration ${i}: ${String(e)}`);
+          assert.ok(
+            isUlpError(e) &&
+              (e.code === 'ELF_MALFORMED' ||
+                e.code === 'ELF_DWARF_UNSUPPORTED' ||
+                e.code === 'ELF_TRUNCATED'),
+            `iteration ${i}: ${String(e)}`,
+          );
           errors++;
         }
       }

@@ -6,7 +6,15 @@
  */
 import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
-import { parseElf, RelocType, relocTypeName, STT_GNU_IFUNC, versionTables, writableRegion, type ElfObject } from '../../../elf/index.js';
+import {
+  parseElf,
+  RelocType,
+  relocTypeName,
+  STT_GNU_IFUNC,
+  versionTables,
+  writableRegion,
+  type ElfObject,
+} from '../../../elf/index.js';
 import { isUlpError } from '../../../common/errors.js';
 import { compareWithReadelf } from '../../../lab/elf/compare.js';
 import { FIXTURE_NAMES, fixture, withoutSectionHeaders } from '../../../lab/elf/fixtures.js';
@@ -25,7 +33,11 @@ describe('elf: fixtures agree with readelf -W', function () {
     it(`${name}: headers, dynamic, symbols, versions and relocations`, () => {
       const f = fixture(name);
       const obj = load(name);
-      const bad = compareWithReadelf(obj, readelfSync(f.path), { symbolDetails: true, relocDetails: true, symtabEntries: true });
+      const bad = compareWithReadelf(obj, readelfSync(f.path), {
+        symbolDetails: true,
+        relocDetails: true,
+        symtabEntries: true,
+      });
       assert.deepEqual(bad, []);
     });
   }
@@ -53,7 +65,10 @@ describe('elf: fixture semantics', function () {
     assert.equal(o.dynamic!.bindNow, true);
     assert.ok(o.relro);
     const w = writableRegion(o)!;
-    assert.deepEqual(w.sections.map((s) => s.name), ['.data', '.bss']);
+    assert.deepEqual(
+      w.sections.map((s) => s.name),
+      ['.data', '.bss'],
+    );
     const got = o.section('.got')!;
     assert.ok(got.addr + got.size <= w.start, '.got is protected');
     assert.equal(w.start, o.relro!.vaddr + o.relro!.memsz, 'ld pads RELRO to a page end');
@@ -63,8 +78,16 @@ describe('elf: fixture semantics', function () {
     const o = load('partial-relro');
     assert.equal(o.dynamic!.bindNow, false);
     const w = writableRegion(o)!;
-    assert.deepEqual(w.sections.map((s) => s.name), ['.got.plt', '.data', '.bss']);
-    assert.ok(o.relocations.some((r) => r.table === 'jmprel' && r.type === RelocType.JUMP_SLOT && r.offset >= w.start && r.offset < w.end));
+    assert.deepEqual(
+      w.sections.map((s) => s.name),
+      ['.got.plt', '.data', '.bss'],
+    );
+    assert.ok(
+      o.relocations.some(
+        (r) =>
+          r.table === 'jmprel' && r.type === RelocType.JUMP_SLOT && r.offset >= w.start && r.offset < w.end,
+      ),
+    );
   });
 
   it('no RELRO: no PT_GNU_RELRO, the whole RW segment stays writable', () => {
@@ -87,7 +110,10 @@ describe('elf: fixture semantics', function () {
     const sites = relr.relocations.filter((r) => r.table === 'relr');
     assert.ok(sites.length > 0);
     assert.ok(sites.every((r) => r.type === RelocType.RELATIVE && r.symIndex === 0));
-    assert.equal(relr.relocations.filter((r) => r.table === 'rela' && r.type === RelocType.RELATIVE).length, 0);
+    assert.equal(
+      relr.relocations.filter((r) => r.table === 'rela' && r.type === RelocType.RELATIVE).length,
+      0,
+    );
     // Same source and flags but the packing: the number of RELATIVE sites is the same.
     assert.equal(sites.length, plain.relocations.filter((r) => r.type === RelocType.RELATIVE).length);
   });
@@ -106,14 +132,24 @@ describe('elf: fixture semantics', function () {
   it('versions: default and hidden definitions of one name, version requirements', () => {
     const o = load('versioned');
     const vf = o.dynamicSymbols.filter((s) => s.name === 'ver_func');
-    assert.deepEqual(vf.map((s) => [s.version, s.versionHidden]).sort(), [['VERS_1', true], ['VERS_2', false]]);
+    assert.deepEqual(vf.map((s) => [s.version, s.versionHidden]).sort(), [
+      ['VERS_1', true],
+      ['VERS_2', false],
+    ]);
     assert.equal(o.lookup('ver_func')!.version, 'VERS_2');
     assert.equal(o.lookup('ver_func', 'VERS_1')!.versionHidden, true);
     assert.equal(o.lookup('ver_old', 'VERS_1')!.name, 'ver_old');
     assert.equal(o.lookup('ver_old'), o.lookup('ver_old', 'VERS_1'));
     assert.equal(o.lookup('ver_func', 'VERS_3'), undefined);
     const tables = versionTables(o)!;
-    assert.deepEqual([...tables.defs.values()].map((d) => [d.index, d.name, d.base, d.parents]), [[1, 'libver.so.1', true, []], [2, 'VERS_1', false, []], [3, 'VERS_2', false, ['VERS_1']]]);
+    assert.deepEqual(
+      [...tables.defs.values()].map((d) => [d.index, d.name, d.base, d.parents]),
+      [
+        [1, 'libver.so.1', true, []],
+        [2, 'VERS_1', false, []],
+        [3, 'VERS_2', false, ['VERS_1']],
+      ],
+    );
     const basic = load('full-relro');
     const malloc = basic.dynamicSymbols.find((s) => s.name === 'malloc')!;
     assert.equal(malloc.defined, false);
@@ -142,10 +178,17 @@ describe('elf: fixture semantics', function () {
     for (const name of ['exe-nopie', 'exe-pie']) {
       const f = fixture(name);
       const buf = readFileSync(f.path);
-      assert.throws(() => parseElf(buf), (e: unknown) => isUlpError(e) && e.code === 'ELF_NOT_SHARED_OBJECT' && /executable/.test(e.message) && !!e.hint);
+      assert.throws(
+        () => parseElf(buf),
+        (e: unknown) =>
+          isUlpError(e) && e.code === 'ELF_NOT_SHARED_OBJECT' && /executable/.test(e.message) && !!e.hint,
+      );
     }
     const exe = load('exe-nopie');
-    const copies = exe.relocations.filter((r) => r.type === RelocType.COPY).map((r) => r.symbol!.name).sort();
+    const copies = exe.relocations
+      .filter((r) => r.type === RelocType.COPY)
+      .map((r) => r.symbol!.name)
+      .sort();
     assert.deepEqual(copies, ['basic_buffer', 'basic_counter', 'stdin', 'stdout']);
     const stdout = exe.dynamicSymbols.find((s) => s.name === 'stdout')!;
     assert.equal(stdout.defined, true, 'a copy-relocated symbol is defined in the executable');
@@ -157,12 +200,21 @@ describe('elf: fixture semantics', function () {
     const lib = load('runnable-lib');
     assert.ok(lib.programHeaders.some((p) => p.type === 3) && lib.soname === undefined && !lib.dynamic!.pie);
     const old = readFileSync(fixture('runnable-old').path);
-    assert.ok(!parseElf(old, { expect: 'any' }).dynamic!.entries.some((e) => e.tag === 0x6ffffffbn), 'no DT_FLAGS_1');
-    assert.throws(() => parseElf(old), (e: unknown) => isUlpError(e) && e.code === 'ELF_NOT_SHARED_OBJECT' && /PT_INTERP/.test(e.message));
+    assert.ok(
+      !parseElf(old, { expect: 'any' }).dynamic!.entries.some((e) => e.tag === 0x6ffffffbn),
+      'no DT_FLAGS_1',
+    );
+    assert.throws(
+      () => parseElf(old),
+      (e: unknown) => isUlpError(e) && e.code === 'ELF_NOT_SHARED_OBJECT' && /PT_INTERP/.test(e.message),
+    );
   });
 
   it('libc.so.6 and ld.so have PT_INTERP and a SONAME: they are shared objects', () => {
-    for (const p of ['/usr/lib/x86_64-linux-gnu/libc.so.6', '/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2']) {
+    for (const p of [
+      '/usr/lib/x86_64-linux-gnu/libc.so.6',
+      '/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2',
+    ]) {
       const o = parseElf(readFileSync(p));
       assert.ok(o.soname, p);
     }

@@ -6,7 +6,14 @@
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
-import { imageSpan, pageAlignDown, pageAlignUp, parseElf, writableRegion, writableRegions } from '../../../elf/index.js';
+import {
+  imageSpan,
+  pageAlignDown,
+  pageAlignUp,
+  parseElf,
+  writableRegion,
+  writableRegions,
+} from '../../../elf/index.js';
 import { isUlpError } from '../../../common/errors.js';
 import { compile } from '../../../lab/compile.js';
 import { fixture } from '../../../lab/elf/fixtures.js';
@@ -20,10 +27,19 @@ interface Mapping {
 }
 
 function parseMaps(text: string): Mapping[] {
-  return text.trim().split('\n').map((l) => {
-    const m = /^([0-9a-f]+)-([0-9a-f]+) (\S+) ([0-9a-f]+) \S+ \d+\s*(.*)$/.exec(l)!;
-    return { start: BigInt(`0x${m[1]}`), end: BigInt(`0x${m[2]}`), perms: m[3]!, offset: BigInt(`0x${m[4]}`), path: m[5]! };
-  });
+  return text
+    .trim()
+    .split('\n')
+    .map((l) => {
+      const m = /^([0-9a-f]+)-([0-9a-f]+) (\S+) ([0-9a-f]+) \S+ \d+\s*(.*)$/.exec(l)!;
+      return {
+        start: BigInt(`0x${m[1]}`),
+        end: BigInt(`0x${m[2]}`),
+        perms: m[3]!,
+        offset: BigInt(`0x${m[4]}`),
+        path: m[5]!,
+      };
+    });
 }
 
 const SYS = '/usr/lib/x86_64-linux-gnu';
@@ -32,9 +48,22 @@ describe('elf: layout', function () {
   this.timeout(120_000);
 
   it('writableRegion is exactly what stays writable once ld.so has loaded the library', () => {
-    const libs = ['full-relro', 'partial-relro', 'no-relro', 'relr', 'tls', 'versioned', 'ifunc', 'symbolic'].map((n) => fixture(n).path);
+    const libs = [
+      'full-relro',
+      'partial-relro',
+      'no-relro',
+      'relr',
+      'tls',
+      'versioned',
+      'ifunc',
+      'symbolic',
+    ].map((n) => fixture(n).path);
     // Real libraries with each RELRO flavour (libexpat and libz are partial RELRO).
-    libs.push(...['libz.so.1', 'libexpat.so.1', 'libcrypto.so.3', 'libstdc++.so.6'].filter((n) => existsSync(`${SYS}/${n}`)).map((n) => realpathSync(`${SYS}/${n}`)));
+    libs.push(
+      ...['libz.so.1', 'libexpat.so.1', 'libcrypto.so.3', 'libstdc++.so.6']
+        .filter((n) => existsSync(`${SYS}/${n}`))
+        .map((n) => realpathSync(`${SYS}/${n}`)),
+    );
     const helper = compile({ sources: ['elf/maps.c'], out: 'maps', flags: ['-O1'] });
     const maps = parseMaps(execFileSync(helper, libs, { encoding: 'utf8' }));
     for (const path of libs) {
@@ -66,7 +95,10 @@ describe('elf: layout', function () {
 
   it('names the sections of the writable region', () => {
     const w = writableRegion(parseElf(readFileSync(fixture('partial-relro').path)))!;
-    assert.deepEqual(w.sections.map((s) => s.name), ['.got.plt', '.data', '.bss']);
+    assert.deepEqual(
+      w.sections.map((s) => s.name),
+      ['.got.plt', '.data', '.bss'],
+    );
     assert.deepEqual(writableRegions(parseElf(readFileSync(fixture('partial-relro').path))).length, 1);
   });
 
@@ -75,7 +107,10 @@ describe('elf: layout', function () {
     assert.equal(pageAlignUp(0x1234n), 0x2000n);
     assert.equal(pageAlignUp(0x2000n), 0x2000n);
     assert.equal(pageAlignDown(0x12345n, 0x10000n), 0x10000n);
-    assert.throws(() => pageAlignUp(1n, 3000n), (e: unknown) => isUlpError(e) && e.code === 'ELF_INVALID_ARGUMENT');
+    assert.throws(
+      () => pageAlignUp(1n, 3000n),
+      (e: unknown) => isUlpError(e) && e.code === 'ELF_INVALID_ARGUMENT',
+    );
   });
 
   it('spans all PT_LOADs', () => {

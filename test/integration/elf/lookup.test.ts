@@ -7,12 +7,24 @@
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { gnuHashOf, lookupSymbol, parseElf, sysvHashOf, SHN_ABS, STT_GNU_IFUNC, STT_TLS, type ElfObject, type ElfSymbol } from '../../../elf/index.js';
+import {
+  gnuHashOf,
+  lookupSymbol,
+  parseElf,
+  sysvHashOf,
+  SHN_ABS,
+  STT_GNU_IFUNC,
+  STT_TLS,
+  type ElfObject,
+  type ElfSymbol,
+} from '../../../elf/index.js';
 import { compile } from '../../../lab/compile.js';
 import { fixture } from '../../../lab/elf/fixtures.js';
 
 const SYS = '/usr/lib/x86_64-linux-gnu';
-const REAL = ['libc.so.6', 'libstdc++.so.6', 'libm.so.6', 'libcrypto.so.3', 'ld-linux-x86-64.so.2'].map((n) => `${SYS}/${n}`);
+const REAL = ['libc.so.6', 'libstdc++.so.6', 'libm.so.6', 'libcrypto.so.3', 'ld-linux-x86-64.so.2'].map(
+  (n) => `${SYS}/${n}`,
+);
 const ALLOWED = new Set([0, 1, 2, 5, 6, 10]);
 
 /** Symbols ld.so would ever bind to (check_match's first two tests). */
@@ -31,18 +43,21 @@ function checkEvery(o: ElfObject, label: string): number {
   let n = 0;
   const bad: string[] = [];
   const defaults = new Map<string, number>();
-  for (const s of o.dynamicSymbols) if (bindable(s) && !s.versionHidden) defaults.set(s.name, (defaults.get(s.name) ?? 0) + 1);
+  for (const s of o.dynamicSymbols)
+    if (bindable(s) && !s.versionHidden) defaults.set(s.name, (defaults.get(s.name) ?? 0) + 1);
   for (const s of o.dynamicSymbols) {
     if (!bindable(s)) continue;
     n++;
     for (const t of tables(o)) {
       const exact = lookupSymbol(o, { name: s.name, version: s.version, hidden: true }, t);
       if (exact !== s) bad.push(`${t}: ${s.name}@${s.version} found #${exact?.index}, want #${s.index}`);
-      if (s.version !== undefined && lookupSymbol(o, { name: s.name, version: s.version }, t) !== s) bad.push(`${t}: ${s.name}@${s.version} (non-hidden reference)`);
+      if (s.version !== undefined && lookupSymbol(o, { name: s.name, version: s.version }, t) !== s)
+        bad.push(`${t}: ${s.name}@${s.version} (non-hidden reference)`);
       // By name alone: the default (or unversioned) definition, when it is the only one.
       if (!s.versionHidden && defaults.get(s.name) === 1) {
         const plain = lookupSymbol(o, { name: s.name }, t);
-        if (plain !== s) bad.push(`${t}: ${s.name} found #${plain?.index}@${plain?.version}, want #${s.index}@${s.version}`);
+        if (plain !== s)
+          bad.push(`${t}: ${s.name} found #${plain?.index}@${plain?.version}, want #${s.index}@${s.version}`);
       }
     }
   }
@@ -105,13 +120,20 @@ describe('elf: symbol lookup', function () {
     for (const lib of [`${SYS}/libc.so.6`, fixture('versioned').path, `${SYS}/libm.so.6`]) {
       const o = parseElf(readFileSync(lib));
       // dlsym answers an IFUNC with the resolved implementation and TLS with a thread's address: not comparable.
-      const syms = o.dynamicSymbols.filter((s) => bindable(s) && s.type !== STT_GNU_IFUNC && s.type !== STT_TLS && s.shndx !== SHN_ABS);
+      const syms = o.dynamicSymbols.filter(
+        (s) => bindable(s) && s.type !== STT_GNU_IFUNC && s.type !== STT_TLS && s.shndx !== SHN_ABS,
+      );
       const reqs: Array<{ name: string; version?: string }> = [];
       for (const s of syms) {
         reqs.push({ name: s.name, version: s.version });
         if (!s.versionHidden) reqs.push({ name: s.name });
       }
-      const out = execFileSync(helper, [lib], { input: reqs.map((r) => (r.version ? `${r.name}@${r.version}` : r.name)).join('\n') + '\n', encoding: 'latin1' }).trim().split('\n');
+      const out = execFileSync(helper, [lib], {
+        input: reqs.map((r) => (r.version ? `${r.name}@${r.version}` : r.name)).join('\n') + '\n',
+        encoding: 'latin1',
+      })
+        .trim()
+        .split('\n');
       assert.equal(out.length, reqs.length);
       const bad: string[] = [];
       reqs.forEach((r, i) => {

@@ -9,7 +9,14 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DT_DEBUG, DT_STRTAB, parseElf, parseElfFromMemory, PT_DYNAMIC, type ElfObject } from '../../../elf/index.js';
+import {
+  DT_DEBUG,
+  DT_STRTAB,
+  parseElf,
+  parseElfFromMemory,
+  PT_DYNAMIC,
+  type ElfObject,
+} from '../../../elf/index.js';
 import { isUlpError } from '../../../common/errors.js';
 import { compareWithReadelf } from '../../../lab/elf/compare.js';
 import { fixture } from '../../../lab/elf/fixtures.js';
@@ -25,14 +32,22 @@ function assertSameBuild(mem: ElfObject, file: ElfObject, label: string): void {
   assert.equal(mem.soname, file.soname, label);
   assert.deepEqual(mem.notes, file.notes, label);
   // DT_DEBUG is the one entry a running program changes (ld.so stores &r_debug there).
-  const strip = (o: ElfObject) => ({ ...o.dynamic!, debug: undefined, entries: o.dynamic!.entries.filter((e) => e.tag !== DT_DEBUG) });
+  const strip = (o: ElfObject) => ({
+    ...o.dynamic!,
+    debug: undefined,
+    entries: o.dynamic!.entries.filter((e) => e.tag !== DT_DEBUG),
+  });
   assert.deepEqual(strip(mem), strip(file), label);
   assert.deepEqual(mem.dynamicSymbols, file.dynamicSymbols, label);
   assert.deepEqual(mem.relocations, file.relocations, label);
   assert.deepEqual(mem.sections, [], label);
   assert.deepEqual(mem.symtab, [], label);
   for (const s of file.dynamicSymbols.filter((x) => x.defined).slice(0, 200)) {
-    assert.equal(mem.lookup(s.name, s.version)?.index, file.lookup(s.name, s.version)?.index, `${label}: ${s.name}`);
+    assert.equal(
+      mem.lookup(s.name, s.version)?.index,
+      file.lookup(s.name, s.version)?.index,
+      `${label}: ${s.name}`,
+    );
   }
 }
 
@@ -41,8 +56,13 @@ describe('elf: memory mode', function () {
 
   it('parses every library loaded in this process like its file (/proc/self/mem)', () => {
     const maps = readMaps('self');
-    const paths = [...new Set(maps.filter((m) => m.offset === 0n && /\.so(\.|$)/.test(m.path)).map((m) => m.path))];
-    assert.ok(paths.some((p) => p.endsWith('/libc.so.6')), 'libc is loaded');
+    const paths = [
+      ...new Set(maps.filter((m) => m.offset === 0n && /\.so(\.|$)/.test(m.path)).map((m) => m.path)),
+    ];
+    assert.ok(
+      paths.some((p) => p.endsWith('/libc.so.6')),
+      'libc is loaded',
+    );
     const mem = procMem('self');
     try {
       let relocatedSeen = 0;
@@ -55,7 +75,11 @@ describe('elf: memory mode', function () {
         const dyn = file.programHeaders.find((x) => x.type === PT_DYNAMIC)!;
         const raw = mem.read(bias + dyn.vaddr, Number(dyn.memsz));
         for (let o = 0; o + 16 <= raw.length; o += 16) {
-          if (raw.readBigInt64LE(o) === DT_STRTAB && raw.readBigUInt64LE(o + 8) === bias + file.dynamic!.strtab!.addr) relocatedSeen++;
+          if (
+            raw.readBigInt64LE(o) === DT_STRTAB &&
+            raw.readBigUInt64LE(o + 8) === bias + file.dynamic!.strtab!.addr
+          )
+            relocatedSeen++;
         }
       }
       assert.ok(paths.length >= 4, `${paths.length} libraries`);
@@ -76,7 +100,10 @@ describe('elf: memory mode', function () {
       const obj = parseElfFromMemory(mem.read, { bias, headerAddr, expect: 'any' });
       assertSameBuild(obj, file, path);
       assert.notEqual(obj.dynamic!.debug, 0n, 'ld.so filled DT_DEBUG with &r_debug');
-      assert.throws(() => parseElfFromMemory(mem.read, { bias, headerAddr }), (e: unknown) => isUlpError(e) && e.code === 'ELF_NOT_SHARED_OBJECT');
+      assert.throws(
+        () => parseElfFromMemory(mem.read, { bias, headerAddr }),
+        (e: unknown) => isUlpError(e) && e.code === 'ELF_NOT_SHARED_OBJECT',
+      );
     } finally {
       mem.close();
     }
@@ -96,7 +123,10 @@ describe('elf: memory mode', function () {
       assert.ok(obj.lookup('__vdso_clock_gettime', 'LINUX_2.6'));
       const dumped = join(dir, 'vdso.so');
       writeFileSync(dumped, image);
-      assert.deepEqual(compareWithReadelf(file, readelfSync(dumped), { symbolDetails: true, relocDetails: true }), []);
+      assert.deepEqual(
+        compareWithReadelf(file, readelfSync(dumped), { symbolDetails: true, relocDetails: true }),
+        [],
+      );
     } finally {
       mem.close();
       rmSync(dir, { recursive: true, force: true });
@@ -107,7 +137,10 @@ describe('elf: memory mode', function () {
     for (const name of ['exe-nopie', 'exe-pie']) {
       const f = fixture(name);
       const lib = fixture('full-relro').path;
-      const child = spawn(f.path, ['wait'], { env: { ...process.env, LD_LIBRARY_PATH: join(lib, '..') }, stdio: ['pipe', 'pipe', 'inherit'] });
+      const child = spawn(f.path, ['wait'], {
+        env: { ...process.env, LD_LIBRARY_PATH: join(lib, '..') },
+        stdio: ['pipe', 'pipe', 'inherit'],
+      });
       try {
         await new Promise<void>((resolve, reject) => {
           child.stdout.once('data', () => resolve());
@@ -125,7 +158,11 @@ describe('elf: memory mode', function () {
           assertSameBuild(obj, file, name);
           assert.ok(obj.dynamic!.debug! > 0n, 'DT_DEBUG points at r_debug');
           const libFile = parseElf(readFileSync(lib));
-          assertSameBuild(parseElfFromMemory(mem.read, { bias: biasOf(maps, lib, libFile) }), libFile, `${name}: libbasic`);
+          assertSameBuild(
+            parseElfFromMemory(mem.read, { bias: biasOf(maps, lib, libFile) }),
+            libFile,
+            `${name}: libbasic`,
+          );
         } finally {
           mem.close();
         }
@@ -159,16 +196,31 @@ describe('elf: memory mode', function () {
       }
       return 'no error';
     };
-    assert.equal(code(() => parseElfFromMemory(sim.read, { bias: 0x7e0000000000n })), 'ELF_MEMORY_READ');
-    assert.equal(code(() => parseElfFromMemory(sim.read, { bias: 0x7f0000000000n, headerAddr: 0x7f0000001000n })), 'ELF_NOT_ELF');
-    assert.equal(code(() => parseElfFromMemory(() => Buffer.alloc(3), { bias: 0x1000n })), 'ELF_TRUNCATED');
+    assert.equal(
+      code(() => parseElfFromMemory(sim.read, { bias: 0x7e0000000000n })),
+      'ELF_MEMORY_READ',
+    );
+    assert.equal(
+      code(() => parseElfFromMemory(sim.read, { bias: 0x7f0000000000n, headerAddr: 0x7f0000001000n })),
+      'ELF_NOT_ELF',
+    );
+    assert.equal(
+      code(() => parseElfFromMemory(() => Buffer.alloc(3), { bias: 0x1000n })),
+      'ELF_TRUNCATED',
+    );
     // Headers readable, the rest of the object gone (unmapped while we read).
     const firstPage = (a: bigint, n: number) => {
       if (a + BigInt(n) > 0x7f0000001000n) throw new Error('EIO');
       return sim.read(a, n);
     };
     const obj = parseElfFromMemory(firstPage, { bias: 0x7f0000000000n, expect: 'any' });
-    assert.equal(code(() => obj.dynamicSymbols), 'ELF_MEMORY_READ');
-    assert.equal(code(() => obj.relocations), 'ELF_MEMORY_READ');
+    assert.equal(
+      code(() => obj.dynamicSymbols),
+      'ELF_MEMORY_READ',
+    );
+    assert.equal(
+      code(() => obj.relocations),
+      'ELF_MEMORY_READ',
+    );
   });
 });

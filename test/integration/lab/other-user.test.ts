@@ -29,7 +29,11 @@ describe('lab: running the commands as another user', function () {
         chmodSync(top, topMode);
         chmodSync(join(top, 'a'), dirMode);
         chmodSync(file, fileMode);
-        assert.equal(othersCanRead(file), want, `${topMode.toString(8)}/${dirMode.toString(8)}/${fileMode.toString(8)}`);
+        assert.equal(
+          othersCanRead(file),
+          want,
+          `${topMode.toString(8)}/${dirMode.toString(8)}/${fileMode.toString(8)}`,
+        );
       }
       assert.equal(othersCanRead(join(top, 'missing')), false);
     } finally {

@@ -19,13 +19,16 @@ before(() => {
   writeFileSync(p('key.pem'), keys.privateKey.export({ type: 'pkcs8', format: 'pem' }));
   writeFileSync(p('key.pub'), keys.publicKey.export({ type: 'spki', format: 'pem' }));
   writeFileSync(p('other.pub'), other.publicKey.export({ type: 'spki', format: 'pem' }));
-  writeFileSync(p('rsa.pem'), generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  writeFileSync(
+    p('rsa.pem'),
+    generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs8', format: 'pem' }),
+  );
 });
 
 /** Replaces one entry of a bundle's tar by other bytes of the same size, keeping the rest. */
 function tamper(bundle: Buffer, entry: string, edit: (data: Buffer) => void): Buffer {
   const tar = Buffer.from(gunzipSync(bundle));
-  for (let off = 0; off < tar.length; ) {
+  for (let off = 0; off < tar.length;) {
     const name = tar.toString('latin1', off, off + 100).replace(/\0.*/s, '');
     const size = parseInt(tar.toString('latin1', off + 124, off + 136), 8);
     if (name === entry) {
@@ -44,7 +47,10 @@ describe('ulp-pack: the bundle', () => {
     const c = ulpPack([old(), neu(), '-o', p('c.ulp'), '--created-at', '2023-11-14T22:13:20Z']);
     for (const r of [a, b, c]) assert.equal(r.code, 0, r.stderr);
     assert.ok(readFileSync(p('a.ulp')).equals(readFileSync(p('b.ulp'))));
-    assert.ok(readFileSync(p('a.ulp')).equals(readFileSync(p('c.ulp'))), '--created-at and SOURCE_DATE_EPOCH name the same second');
+    assert.ok(
+      readFileSync(p('a.ulp')).equals(readFileSync(p('c.ulp'))),
+      '--created-at and SOURCE_DATE_EPOCH name the same second',
+    );
   });
 
   it('keeps its patch id when only the creation time changes', () => {
@@ -83,7 +89,10 @@ describe('ulp-pack: the bundle', () => {
 
   it('--inspect refuses a tampered bundle: exit 3', () => {
     const good = readFileSync(p('i.ulp'));
-    writeFileSync(p('hash.ulp'), tamper(good, 'new.so', (d) => (d[d.length - 1] ^= 0xff)));
+    writeFileSync(
+      p('hash.ulp'),
+      tamper(good, 'new.so', (d) => (d[d.length - 1] ^= 0xff)),
+    );
     const r = ulpPack(['--inspect', p('hash.ulp'), '--json']);
     assert.equal(r.code, 3);
     assert.equal(r.json.error.code, 'BUNDLE_HASH_MISMATCH');
@@ -114,14 +123,20 @@ describe('ulp-pack: signatures', () => {
   it('detects tampering with a signed bundle', () => {
     const signed = readFileSync(p('s.ulp'));
     // Same-size edit of the manifest (hashes of the builds still match): only the signature can tell.
-    writeFileSync(p('t.ulp'), tamper(signed, 'ulp.json', (d) => d.write('"evil"', d.indexOf('"ulp-pack"'), 'latin1')));
+    writeFileSync(
+      p('t.ulp'),
+      tamper(signed, 'ulp.json', (d) => d.write('"evil"', d.indexOf('"ulp-pack"'), 'latin1')),
+    );
     const r = ulpPack(['--inspect', p('t.ulp'), '--key', p('key.pub'), '--json']);
     assert.equal(r.code, 3);
     assert.equal(r.json.error.code, 'BUNDLE_SIGNATURE_INVALID');
   });
 
   it('refuses a bundle signed by another key, and an unsigned one when a key is given', () => {
-    assert.equal(ulpPack(['--inspect', p('s.ulp'), '--key', p('other.pub'), '--json']).json.error.code, 'BUNDLE_SIGNATURE_KEY_MISMATCH');
+    assert.equal(
+      ulpPack(['--inspect', p('s.ulp'), '--key', p('other.pub'), '--json']).json.error.code,
+      'BUNDLE_SIGNATURE_KEY_MISMATCH',
+    );
     ulpPack([old(), neu(), '-o', p('u.ulp')]);
     const r = ulpPack(['--inspect', p('u.ulp'), '--key', p('key.pub'), '--json']);
     assert.equal(r.code, 3);

@@ -11,7 +11,9 @@ import { unwindRanges } from '../../../packer/code/ehframe.js';
 import { Flow, decode, newInsn } from '../../../elf/x86/decode.js';
 import { libfix } from '../../../lab/packer/fixtures.js';
 
-const SYSTEM = ['/usr/lib/x86_64-linux-gnu/libz.so.1', '/usr/lib/x86_64-linux-gnu/libexpat.so.1'].filter(existsSync);
+const SYSTEM = ['/usr/lib/x86_64-linux-gnu/libz.so.1', '/usr/lib/x86_64-linux-gnu/libexpat.so.1'].filter(
+  existsSync,
+);
 
 interface Oracle {
   /** Instruction addresses. */
@@ -22,12 +24,33 @@ interface Oracle {
   memory: Map<number, string>;
 }
 
-const REGISTERS = ['rax', 'rcx', 'rdx', 'rbx', 'rsp', 'rbp', 'rsi', 'rdi', 'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15'];
+const REGISTERS = [
+  'rax',
+  'rcx',
+  'rdx',
+  'rbx',
+  'rsp',
+  'rbp',
+  'rsi',
+  'rdi',
+  'r8',
+  'r9',
+  'r10',
+  'r11',
+  'r12',
+  'r13',
+  'r14',
+  'r15',
+];
 /** Implicit operands objdump prints like memory operands, without a ModRM: string instructions, xlat, in/out. */
-const IMPLICIT = /^(?:rep[a-z]* )?(?:movs[bwlq]?|stos[bwlq]?|lods[bwlq]?|cmps[bwlq]?|scas[bwlq]?|ins[bwl]?|outs[bwl]?|xlatb?|in|out)(?:\s|$)/;
+const IMPLICIT =
+  /^(?:rep[a-z]* )?(?:movs[bwlq]?|stos[bwlq]?|lods[bwlq]?|cmps[bwlq]?|scas[bwlq]?|ins[bwl]?|outs[bwl]?|xlatb?|in|out)(?:\s|$)/;
 
 function objdump(file: string, section: string): Oracle {
-  const out = execFileSync('objdump', ['-d', '-j', section, '--no-show-raw-insn', file], { encoding: 'utf8', maxBuffer: 1 << 28 });
+  const out = execFileSync('objdump', ['-d', '-j', section, '--no-show-raw-insn', file], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 28,
+  });
   const starts = new Set<number>();
   const targets = new Map<number, number>();
   const memory = new Map<number, string>();
@@ -44,7 +67,8 @@ function objdump(file: string, section: string): Oracle {
     if (rip) targets.set(at, parseInt(rip[1]!, 16));
     else if (branch) targets.set(at, parseInt(branch[1]!, 16));
     const mem = /(-?0x[0-9a-f]+)?\(%(r[a-z0-9]+)(,%[a-z0-9]+)?(?:,\d)?\)/.exec(text);
-    if (mem && mem[2] !== 'rip' && !IMPLICIT.test(text)) memory.set(at, `${mem[2]} ${parseInt(mem[1] ?? '0', 16)}${mem[3] ? ' indexed' : ''}`);
+    if (mem && mem[2] !== 'rip' && !IMPLICIT.test(text))
+      memory.set(at, `${mem[2]} ${parseInt(mem[1] ?? '0', 16)}${mem[3] ? ' indexed' : ''}`);
   }
   return { starts, targets, memory };
 }
@@ -61,20 +85,42 @@ function checkAgainstObjdump(file: string, section = '.text'): number {
   while (p < code.length) {
     const at = base + p;
     assert.ok(oracle.starts.has(at), `${file}: no instruction starts at 0x${at.toString(16)} for objdump`);
-    assert.ok(decode(code, p, code.length, ins), `${file}: cannot decode at 0x${at.toString(16)}: ${code.subarray(p, p + 8).toString('hex')}`);
+    assert.ok(
+      decode(code, p, code.length, ins),
+      `${file}: cannot decode at 0x${at.toString(16)}: ${code.subarray(p, p + 8).toString('hex')}`,
+    );
     const next = at + ins.length;
     const field = ins.relOff >= 0 ? ins.relOff : ins.ripOff;
     if (field >= 0) {
       const size = ins.relOff >= 0 ? ins.relSize : 4;
       const target = next + (size === 1 ? code.readInt8(p + field) : code.readInt32LE(p + field));
-      assert.equal(target, oracle.targets.get(at), `${file}: target of the instruction at 0x${at.toString(16)}`);
+      assert.equal(
+        target,
+        oracle.targets.get(at),
+        `${file}: target of the instruction at 0x${at.toString(16)}`,
+      );
     } else {
-      assert.equal(oracle.targets.get(at), undefined, `${file}: objdump sees a PC-relative target at 0x${at.toString(16)}`);
+      assert.equal(
+        oracle.targets.get(at),
+        undefined,
+        `${file}: objdump sees a PC-relative target at 0x${at.toString(16)}`,
+      );
     }
     // The layout check reads base and displacement: they must be what objdump prints.
-    const disp = ins.base < 0 ? undefined : ins.dispOff < 0 ? 0 : ins.dispSize === 1 ? code.readInt8(p + ins.dispOff) : code.readInt32LE(p + ins.dispOff);
+    const disp =
+      ins.base < 0
+        ? undefined
+        : ins.dispOff < 0
+          ? 0
+          : ins.dispSize === 1
+            ? code.readInt8(p + ins.dispOff)
+            : code.readInt32LE(p + ins.dispOff);
     const mine = ins.base < 0 ? undefined : `${REGISTERS[ins.base]} ${disp}${ins.indexed ? ' indexed' : ''}`;
-    assert.equal(mine, oracle.memory.get(at), `${file}: memory operand of the instruction at 0x${at.toString(16)}: ${code.subarray(p, p + ins.length).toString('hex')}`);
+    assert.equal(
+      mine,
+      oracle.memory.get(at),
+      `${file}: memory operand of the instruction at 0x${at.toString(16)}: ${code.subarray(p, p + ins.length).toString('hex')}`,
+    );
     p += ins.length;
     count++;
   }
@@ -144,9 +190,16 @@ describe('packer: x86-64 decoder against objdump', () => {
 describe('packer: function ranges from .eh_frame against readelf', () => {
   for (const file of [libfix({}), ...SYSTEM]) {
     it(file.replace(/.*\//, ''), () => {
-      const out = execFileSync('readelf', ['--debug-dump=frames', file], { encoding: 'utf8', maxBuffer: 1 << 28 });
-      const want = [...out.matchAll(/FDE cie=[0-9a-f]+ pc=([0-9a-f]+)\.\.([0-9a-f]+)/g)].map((m) => `${parseInt(m[1]!, 16)}-${parseInt(m[2]!, 16)}`).sort();
-      const got = unwindRanges(parseElf(readFileSync(file))).map((r) => `${r.start}-${r.end}`).sort();
+      const out = execFileSync('readelf', ['--debug-dump=frames', file], {
+        encoding: 'utf8',
+        maxBuffer: 1 << 28,
+      });
+      const want = [...out.matchAll(/FDE cie=[0-9a-f]+ pc=([0-9a-f]+)\.\.([0-9a-f]+)/g)]
+        .map((m) => `${parseInt(m[1]!, 16)}-${parseInt(m[2]!, 16)}`)
+        .sort();
+      const got = unwindRanges(parseElf(readFileSync(file)))
+        .map((r) => `${r.start}-${r.end}`)
+        .sort();
       assert.ok(want.length > 0);
       assert.deepEqual(got, want);
     });

@@ -36,7 +36,8 @@ describe('Debian version ordering', () => {
   });
 
   it('rejects what is not a version', () => {
-    for (const bad of ['', 'abc', 'x:1.0', '1.0 2', '-1']) assert.equal(parseDebianVersion(bad), undefined, JSON.stringify(bad));
+    for (const bad of ['', 'abc', 'x:1.0', '1.0 2', '-1'])
+      assert.equal(parseDebianVersion(bad), undefined, JSON.stringify(bad));
     assert.deepEqual(parseDebianVersion('1:2.3-4'), { epoch: 1, upstream: '2.3', revision: '4' });
   });
 });

@@ -29,7 +29,10 @@ describe('ulp-pack --pid: candidates (pure)', () => {
         '7f0000007000-7f0000008000 rw-p 00000000 00:00 0 ',
       ].join('\n'),
     );
-    assert.deepEqual(headerMappings(maps).map((m) => m.path), ['/usr/lib/libx.so.1 (deleted)', '/memfd:ulp:build (deleted)']);
+    assert.deepEqual(
+      headerMappings(maps).map((m) => m.path),
+      ['/usr/lib/libx.so.1 (deleted)', '/memfd:ulp:build (deleted)'],
+    );
   });
 });
 
@@ -45,7 +48,7 @@ describe('ulp-pack --pid', function () {
     dir.dispose();
   });
 
-  it('packs the process\'s own build against NEW, also once its file is deleted, and the live build after a patch', async () => {
+  it("packs the process's own build against NEW, also once its file is deleted, and the live build after a patch", async () => {
     const t = demo.start(1, ['100']);
     await t.waitFor((o) => rounds(o).length >= 1);
     const out = join(dir.path, 'a.ulp');
@@ -55,7 +58,10 @@ describe('ulp-pack --pid', function () {
     assert.match(r.json.old.path, new RegExp(`^/proc/${t.pid}/map_files/[0-9a-f]+-[0-9a-f]+$`));
 
     // What dpkg does: the new file renamed over the path; the process keeps the deleted one.
-    const path = readFileSync(`/proc/${t.pid}/maps`, 'utf8').split('\n').find((l) => l.includes('/libdemo.so.1'))!.replace(/^.* (\/.*libdemo\.so\.1).*$/, '$1');
+    const path = readFileSync(`/proc/${t.pid}/maps`, 'utf8')
+      .split('\n')
+      .find((l) => l.includes('/libdemo.so.1'))!
+      .replace(/^.* (\/.*libdemo\.so\.1).*$/, '$1');
     copyFileSync(demo.lib(2), join(dirname(path), '.new'));
     renameSync(join(dirname(path), '.new'), path);
     assert.match(readFileSync(`/proc/${t.pid}/maps`, 'utf8'), /libdemo\.so\.1 \(deleted\)/);

@@ -11,8 +11,21 @@ import { codes, ulpPack } from '../../../lab/packer/run.js';
 type Variant = 'BASE' | 'FIELD_MIDDLE' | 'FIELD_END' | 'CODE_ONLY';
 
 function libshape(variant: Variant, debug: boolean): string {
-  const flags = ['-shared', '-fPIC', '-O2', '-Wl,-soname,libshape.so.1', '-Wl,--build-id', '-Wl,-z,relro,-z,now', `-D${variant}`, ...(debug ? ['-g'] : ['-s'])];
-  return compile({ sources: ['layout/libshape.c'], out: `libshape-${variant}-${debug ? 'g' : 's'}.so`, flags });
+  const flags = [
+    '-shared',
+    '-fPIC',
+    '-O2',
+    '-Wl,-soname,libshape.so.1',
+    '-Wl,--build-id',
+    '-Wl,-z,relro,-z,now',
+    `-D${variant}`,
+    ...(debug ? ['-g'] : ['-s']),
+  ];
+  return compile({
+    sources: ['layout/libshape.c'],
+    out: `libshape-${variant}-${debug ? 'g' : 's'}.so`,
+    flags,
+  });
 }
 
 function check(from: Variant, to: Variant, debug: boolean) {
@@ -29,16 +42,23 @@ for (const debug of [false, true]) {
       assert.equal(r.code, 2, r.stderr);
       assert.equal(f.verdict, 'incompatible');
       assert.equal(b.verdict, 'incompatible', 'the revert is refused for the same reason');
-      const moved = f.categories.layout.findings.find((x: { code: string }) => x.code === 'LAYOUT_FIELD_MOVED');
+      const moved = f.categories.layout.findings.find(
+        (x: { code: string }) => x.code === 'LAYOUT_FIELD_MOVED',
+      );
       assert.ok(moved, JSON.stringify(f.categories.layout));
       // Every later field moved by sizeof(long): timeout 0x40 -> 0x48 in the getter, sent 0x20 -> 0x28...
       const shifts = moved.details.shifts as Array<{ function: string; from: string; to: string }>;
       assert.ok(shifts.length > 0);
       for (const s of shifts) assert.equal(parseInt(s.to, 16) - parseInt(s.from, 16), 8, JSON.stringify(s));
-      assert.ok(moved.symbols.includes('conn_timeout') || moved.symbols.includes('conn_sent'), moved.symbols.join(','));
+      assert.ok(
+        moved.symbols.includes('conn_timeout') || moved.symbols.includes('conn_sent'),
+        moved.symbols.join(','),
+      );
       assert.match(r.stdout, /LAYOUT_FIELD_MOVED/);
       // With DWARF the structure layouts decide, and say so; the code's evidence is listed beside them.
-      const dwarf = f.categories.layout.findings.find((x: { code: string }) => x.code === 'LAYOUT_STRUCT_CHANGED');
+      const dwarf = f.categories.layout.findings.find(
+        (x: { code: string }) => x.code === 'LAYOUT_STRUCT_CHANGED',
+      );
       if (debug) {
         assert.match(dwarf?.symbols?.[0] ?? '', /conn/);
         assert.equal(dwarf.severity, 'error');
@@ -53,10 +73,15 @@ for (const debug of [false, true]) {
     it('a field appended to a heap struct: refused because objects grow (the allocation size changed)', () => {
       const { r, f } = check('BASE', 'FIELD_END', debug);
       assert.equal(r.code, 2, r.stderr);
-      const grew = f.categories.layout.findings.find((x: { code: string }) => x.code === 'LAYOUT_SIZE_CHANGED');
+      const grew = f.categories.layout.findings.find(
+        (x: { code: string }) => x.code === 'LAYOUT_SIZE_CHANGED',
+      );
       assert.ok(grew, JSON.stringify(f.categories.layout));
       assert.deepEqual(grew.symbols, ['conn_new']);
-      assert.ok(grew.details.sizes.some((s: { from: number; to: number }) => s.to > s.from), JSON.stringify(grew.details));
+      assert.ok(
+        grew.details.sizes.some((s: { from: number; to: number }) => s.to > s.from),
+        JSON.stringify(grew.details),
+      );
     });
 
     it('a code-only fix: compatible, the layout unchanged', () => {

@@ -12,7 +12,12 @@ import { basename, join } from 'node:path';
 import { isUlpError } from '../../../common/errors.js';
 import { parseElf } from '../../../elf/index.js';
 import type { StructLayout, StructLayouts } from '../../../elf/debug-info.js';
-import { analyzeLayoutsFromDwarf, compareStructLayouts, layoutFindings, structLayoutsOf } from '../../../packer/analyze/layouts.js';
+import {
+  analyzeLayoutsFromDwarf,
+  compareStructLayouts,
+  layoutFindings,
+  structLayoutsOf,
+} from '../../../packer/analyze/layouts.js';
 import { makePair } from '../../../packer/analyze/pair.js';
 import { createBuild, type Build } from '../../../packer/model.js';
 import { FIXTURES, compile } from '../../../lab/compile.js';
@@ -22,8 +27,20 @@ import { tempDir, ulpPack } from '../../../lab/packer/run.js';
 const dir = tempDir();
 after(() => dir.dispose());
 
-function layout(name: string, size: number, members: Array<[string, number, number?]>, units = ['a.c']): StructLayout {
-  return { kind: 'struct', name, size, members: members.map(([n, offset, s]) => ({ name: n, offset, size: s ?? 4, type: 'int' })), units, ambiguous: false };
+function layout(
+  name: string,
+  size: number,
+  members: Array<[string, number, number?]>,
+  units = ['a.c'],
+): StructLayout {
+  return {
+    kind: 'struct',
+    name,
+    size,
+    members: members.map(([n, offset, s]) => ({ name: n, offset, size: s ?? 4, type: 'int' })),
+    units,
+    ambiguous: false,
+  };
 }
 
 function layouts(...ls: StructLayout[]): StructLayouts {
@@ -52,7 +69,12 @@ function split(lib: string, name: string, compress = false): { stripped: string;
   const folder = join(dir.path, name);
   mkdirSync(folder, { recursive: true });
   const debug = join(folder, 'full.debug');
-  execFileSync('objcopy', ['--only-keep-debug', ...(compress ? ['--compress-debug-sections=zlib'] : []), lib, debug]);
+  execFileSync('objcopy', [
+    '--only-keep-debug',
+    ...(compress ? ['--compress-debug-sections=zlib'] : []),
+    lib,
+    debug,
+  ]);
   const stripped = join(folder, basename(lib));
   execFileSync('strip', ['--strip-debug', '-o', stripped, lib]);
   return { stripped, debug };
@@ -72,28 +94,85 @@ describe('packer: structure layouts from DWARF', function () {
 
   describe('compareStructLayouts (pure)', () => {
     it('equal layouts, and layouts that differ only in member names or type spellings: no change', () => {
-      const a = layout('struct s', 8, [['x', 0], ['y', 4]]);
-      const renamed = layout('struct s', 8, [['x', 0], ['why', 4]]);
+      const a = layout('struct s', 8, [
+        ['x', 0],
+        ['y', 4],
+      ]);
+      const renamed = layout('struct s', 8, [
+        ['x', 0],
+        ['why', 4],
+      ]);
       renamed.members[1]!.type = 'unsigned int';
-      assert.deepEqual(compareStructLayouts(layouts(a), layouts(layout('struct s', 8, [['x', 0], ['y', 4]]))), []);
+      assert.deepEqual(
+        compareStructLayouts(
+          layouts(a),
+          layouts(
+            layout('struct s', 8, [
+              ['x', 0],
+              ['y', 4],
+            ]),
+          ),
+        ),
+        [],
+      );
       assert.deepEqual(compareStructLayouts(layouts(a), layouts(renamed)), []);
     });
 
     it('a field added in the middle: the size and every later member move', () => {
-      const c = compareStructLayouts(layouts(layout('struct s', 12, [['a', 0], ['b', 4], ['c', 8]])), layouts(layout('struct s', 16, [['a', 0], ['n', 4], ['b', 8], ['c', 12]])));
+      const c = compareStructLayouts(
+        layouts(
+          layout('struct s', 12, [
+            ['a', 0],
+            ['b', 4],
+            ['c', 8],
+          ]),
+        ),
+        layouts(
+          layout('struct s', 16, [
+            ['a', 0],
+            ['n', 4],
+            ['b', 8],
+            ['c', 12],
+          ]),
+        ),
+      );
       assert.deepEqual(c, [
-        { struct: 'struct s', oldSize: 12, newSize: 16, moved: [{ name: 'b', from: 4, to: 8 }, { name: 'c', from: 8, to: 12 }], resized: [], added: [{ name: 'n', offset: 4 }], removed: [] },
+        {
+          struct: 'struct s',
+          oldSize: 12,
+          newSize: 16,
+          moved: [
+            { name: 'b', from: 4, to: 8 },
+            { name: 'c', from: 8, to: 12 },
+          ],
+          resized: [],
+          added: [{ name: 'n', offset: 4 }],
+          removed: [],
+        },
       ]);
     });
 
     it('a field added in padding (same size, nothing moved) is still a change; so is a removed or resized one', () => {
-      const old = layout('struct s', 8, [['a', 0], ['b', 4, 1]]);
-      const padded = layout('struct s', 8, [['a', 0], ['b', 4, 1], ['c', 5, 1]]);
-      assert.deepEqual(compareStructLayouts(layouts(old), layouts(padded))[0]?.added, [{ name: 'c', offset: 5 }]);
-      assert.deepEqual(compareStructLayouts(layouts(padded), layouts(old))[0]?.removed, [{ name: 'c', offset: 5 }]);
+      const old = layout('struct s', 8, [
+        ['a', 0],
+        ['b', 4, 1],
+      ]);
+      const padded = layout('struct s', 8, [
+        ['a', 0],
+        ['b', 4, 1],
+        ['c', 5, 1],
+      ]);
+      assert.deepEqual(compareStructLayouts(layouts(old), layouts(padded))[0]?.added, [
+        { name: 'c', offset: 5 },
+      ]);
+      assert.deepEqual(compareStructLayouts(layouts(padded), layouts(old))[0]?.removed, [
+        { name: 'c', offset: 5 },
+      ]);
       const wider = layout('struct s', 8, [['a', 0, 8]]);
       const narrow = layout('struct s', 8, [['a', 0, 4]]);
-      assert.deepEqual(compareStructLayouts(layouts(narrow), layouts(wider))[0]?.resized, [{ name: 'a', from: 4, to: 8, fromType: 'int', toType: 'int' }]);
+      assert.deepEqual(compareStructLayouts(layouts(narrow), layouts(wider))[0]?.resized, [
+        { name: 'a', from: 4, to: 8, fromType: 'int', toType: 'int' },
+      ]);
     });
 
     it('bit-fields moved within a byte are moves', () => {
@@ -103,45 +182,126 @@ describe('packer: structure layouts from DWARF', function () {
       const b = layout('struct s', 4, [['f', 0]]);
       b.members[0]!.bitOffset = 5;
       b.members[0]!.bitSize = 2;
-      assert.deepEqual(compareStructLayouts(layouts(a), layouts(b))[0]?.moved, [{ name: 'f', from: 0, to: 0, fromBit: 3, toBit: 5 }]);
+      assert.deepEqual(compareStructLayouts(layouts(a), layouts(b))[0]?.moved, [
+        { name: 'f', from: 0, to: 0, fromBit: 3, toBit: 5 },
+      ]);
     });
 
     it('only structures both builds define are compared', () => {
-      assert.deepEqual(compareStructLayouts(layouts(layout('struct gone', 4, [['a', 0]])), layouts(layout('struct new', 8, [['a', 0]]))), []);
+      assert.deepEqual(
+        compareStructLayouts(
+          layouts(layout('struct gone', 4, [['a', 0]])),
+          layouts(layout('struct new', 8, [['a', 0]])),
+        ),
+        [],
+      );
     });
 
     it('an ambiguous name: definitions are paired by compile unit, unpaired differences are marked ambiguous', () => {
-      const a1 = layout('struct state', 8, [['a', 0], ['b', 4]], ['a.c']);
+      const a1 = layout(
+        'struct state',
+        8,
+        [
+          ['a', 0],
+          ['b', 4],
+        ],
+        ['a.c'],
+      );
       const b1 = layout('struct state', 24, [['x', 0, 8]], ['b.c']);
-      const a2 = layout('struct state', 12, [['a', 0], ['b', 4], ['c', 8]], ['a.c']);
-      assert.deepEqual(compareStructLayouts(layouts(a1, b1), layouts(a1, b1)), [], 'the same two definitions');
+      const a2 = layout(
+        'struct state',
+        12,
+        [
+          ['a', 0],
+          ['b', 4],
+          ['c', 8],
+        ],
+        ['a.c'],
+      );
+      assert.deepEqual(
+        compareStructLayouts(layouts(a1, b1), layouts(a1, b1)),
+        [],
+        'the same two definitions',
+      );
       const changed = compareStructLayouts(layouts(a1, b1), layouts(a2, b1));
       assert.equal(changed.length, 1);
       assert.equal(changed[0]!.oldSize, 8);
       assert.equal(changed[0]!.newSize, 12);
       assert.equal(changed[0]!.ambiguous, undefined, 'paired by a.c');
-      const moved = layout('struct state', 12, [['a', 0], ['b', 4], ['c', 8]], ['c.c']);
+      const moved = layout(
+        'struct state',
+        12,
+        [
+          ['a', 0],
+          ['b', 4],
+          ['c', 8],
+        ],
+        ['c.c'],
+      );
       const unpaired = compareStructLayouts(layouts(a1, b1), layouts(moved, b1));
       assert.equal(unpaired.length, 1);
       assert.equal(unpaired[0]!.ambiguous, true);
     });
 
     it("an ambiguous name: one unit takes over the other's layout (the new build has one definition for both)", () => {
-      const a1 = layout('struct state', 8, [['a', 0], ['b', 4]], ['a.c']);
+      const a1 = layout(
+        'struct state',
+        8,
+        [
+          ['a', 0],
+          ['b', 4],
+        ],
+        ['a.c'],
+      );
       const b1 = layout('struct state', 24, [['x', 0, 8]], ['b.c']);
       const both = layout('struct state', 24, [['x', 0, 8]], ['a.c', 'b.c']);
       const c = compareStructLayouts(layouts(a1, b1), layouts(both));
-      assert.deepEqual(c.map((x) => [x.oldSize, x.newSize, x.ambiguous]), [[8, 24, undefined]]);
+      assert.deepEqual(
+        c.map((x) => [x.oldSize, x.newSize, x.ambiguous]),
+        [[8, 24, undefined]],
+      );
     });
 
     it('compile units are matched across build folders (absolute paths differ, the file is the same)', () => {
-      const a1 = layout('struct state', 8, [['a', 0], ['b', 4]], ['/home/me/v1/src/a.c']);
+      const a1 = layout(
+        'struct state',
+        8,
+        [
+          ['a', 0],
+          ['b', 4],
+        ],
+        ['/home/me/v1/src/a.c'],
+      );
       const b1 = layout('struct state', 24, [['x', 0, 8]], ['/home/me/v1/src/b.c']);
-      const a2 = layout('struct state', 8, [['a', 0], ['b', 4]], ['/tmp/build-v2/src/a.c']);
+      const a2 = layout(
+        'struct state',
+        8,
+        [
+          ['a', 0],
+          ['b', 4],
+        ],
+        ['/tmp/build-v2/src/a.c'],
+      );
       const b2 = layout('struct state', 24, [['x', 0, 8]], ['/tmp/build-v2/src/b.c']);
       assert.deepEqual(compareStructLayouts(layouts(a1, b1), layouts(a2, b2)), []);
-      const a3 = layout('struct state', 12, [['a', 0], ['b', 4], ['c', 8]], ['/tmp/build-v3/src/a.c']);
-      assert.deepEqual(compareStructLayouts(layouts(a1, b1), layouts(a3, b2)).map((x) => [x.oldSize, x.newSize, x.ambiguous]), [[8, 12, undefined]]);
+      const a3 = layout(
+        'struct state',
+        12,
+        [
+          ['a', 0],
+          ['b', 4],
+          ['c', 8],
+        ],
+        ['/tmp/build-v3/src/a.c'],
+      );
+      assert.deepEqual(
+        compareStructLayouts(layouts(a1, b1), layouts(a3, b2)).map((x) => [
+          x.oldSize,
+          x.newSize,
+          x.ambiguous,
+        ]),
+        [[8, 12, undefined]],
+      );
     });
   });
 
@@ -160,25 +320,38 @@ describe('packer: structure layouts from DWARF', function () {
         { name: 'name', from: 4, to: 16 },
         { name: 'st', from: 24, to: 32 },
       ]);
-      assert.match(r.source, /old: \.debug_info of .*libhandle\.so\.1; new: \.debug_info of .*libhandle\.so\.1/);
+      assert.match(
+        r.source,
+        /old: \.debug_info of .*libhandle\.so\.1; new: \.debug_info of .*libhandle\.so\.1/,
+      );
       assert.equal(r.changes.length, 1, 'struct stats did not change');
     });
 
     it('a field added at the end: the object grows, nothing moves', () => {
       const r = analyzeLayoutsFromDwarf(makePair(build('old', handle('base')), build('new', handle('end'))))!;
       assert.deepEqual(
-        r.changes.map((c) => ({ struct: c.struct, grew: c.newSize - c.oldSize, moved: c.moved.length, added: c.added })),
+        r.changes.map((c) => ({
+          struct: c.struct,
+          grew: c.newSize - c.oldSize,
+          moved: c.moved.length,
+          added: c.added,
+        })),
         [{ struct: 'struct h', grew: 8, moved: 0, added: [{ name: 'extra', offset: 40 }] }],
       );
       const f = layoutFindings(r);
       assert.equal(f.length, 1);
       assert.equal(f[0]!.code, 'LAYOUT_STRUCT_CHANGED');
       assert.equal(f[0]!.severity, 'error');
-      assert.match(f[0]!.message, /^struct h grew from 0x28 to 0x30 bytes; added extra at 0x28: .*decided from DWARF \(old: .*; new: .*\)\)$/);
+      assert.match(
+        f[0]!.message,
+        /^struct h grew from 0x28 to 0x30 bytes; added extra at 0x28: .*decided from DWARF \(old: .*; new: .*\)\)$/,
+      );
     });
 
     it('a code-only change: the layouts are equal', () => {
-      const r = analyzeLayoutsFromDwarf(makePair(build('old', handle('base')), build('new', handle('code'))))!;
+      const r = analyzeLayoutsFromDwarf(
+        makePair(build('old', handle('base')), build('new', handle('code'))),
+      )!;
       assert.ok(r);
       assert.deepEqual(r.changes, []);
       assert.ok(layoutsFrom(handle('base'))!.layouts.byName.has('struct stats'));
@@ -189,7 +362,10 @@ describe('packer: structure layouts from DWARF', function () {
       const b = readFileSync(join(FIXTURES, 'layouts', 'state-b.c'), 'utf8');
       const lib = (folder: string, aCode: string) =>
         compile({
-          sources: [{ name: `${folder}/state-a.c`, code: aCode }, { name: `${folder}/state-b.c`, code: b }],
+          sources: [
+            { name: `${folder}/state-a.c`, code: aCode },
+            { name: `${folder}/state-b.c`, code: b },
+          ],
           out: 'libstate.so.1',
           flags: ['-shared', '-fPIC', '-O2', '-g', '-Wl,-soname,libstate.so.1', '-Wl,--build-id'],
         });
@@ -206,17 +382,31 @@ describe('packer: structure layouts from DWARF', function () {
     });
 
     it('DWARF 4 against DWARF 5 of the same source: no change', () => {
-      const r = analyzeLayoutsFromDwarf(makePair(build('old', handle('base', ['-gdwarf-4'])), build('new', handle('base', ['-gdwarf-5', '-O1']))))!;
+      const r = analyzeLayoutsFromDwarf(
+        makePair(
+          build('old', handle('base', ['-gdwarf-4'])),
+          build('new', handle('base', ['-gdwarf-5', '-O1'])),
+        ),
+      )!;
       assert.deepEqual(r.changes, []);
     });
 
     it('no DWARF on one side: undefined (the machine code is the evidence)', () => {
-      assert.equal(analyzeLayoutsFromDwarf(makePair(build('old', handle('base', [])), build('new', handle('end')))), undefined);
-      assert.equal(analyzeLayoutsFromDwarf(makePair(build('old', handle('base')), build('new', handle('end', [])))), undefined);
+      assert.equal(
+        analyzeLayoutsFromDwarf(makePair(build('old', handle('base', [])), build('new', handle('end')))),
+        undefined,
+      );
+      assert.equal(
+        analyzeLayoutsFromDwarf(makePair(build('old', handle('base')), build('new', handle('end', [])))),
+        undefined,
+      );
       assert.equal(layoutsFrom(libfix({})), undefined);
       // -g1 keeps line tables and functions but no types: nothing to decide with.
       assert.equal(layoutsFrom(handle('base', ['-g1'])), undefined);
-      assert.equal(analyzeLayoutsFromDwarf(makePair(build('old', handle('base', ['-g1'])), build('new', handle('end')))), undefined);
+      assert.equal(
+        analyzeLayoutsFromDwarf(makePair(build('old', handle('base', ['-g1'])), build('new', handle('end')))),
+        undefined,
+      );
     });
 
     it('separate debug files under --debug-dir: by build-id (plain and zlib-compressed) and by file name', () => {
@@ -224,20 +414,30 @@ describe('packer: structure layouts from DWARF', function () {
       const old = split(handle('base'), 'old');
       const neu = split(handle('mid'), 'new', true);
       const pair = () => makePair(build('old', old.stripped), build('new', neu.stripped));
-      assert.equal(analyzeLayoutsFromDwarf(pair(), { debugDirs: [debugDir] }), undefined, 'nothing placed yet');
+      assert.equal(
+        analyzeLayoutsFromDwarf(pair(), { debugDirs: [debugDir] }),
+        undefined,
+        'nothing placed yet',
+      );
       const oldAt = placeByBuildId(debugDir, old.stripped, old.debug);
       const newAt = placeByBuildId(debugDir, neu.stripped, neu.debug);
       const r = analyzeLayoutsFromDwarf(pair(), { debugDirs: [join(dir.path, 'nothing-here'), debugDir] })!;
       assert.ok(r);
       assert.equal(r.source, `old: ${oldAt}; new: ${newAt}`);
-      assert.deepEqual(r.changes.map((c) => c.struct), ['struct h']);
+      assert.deepEqual(
+        r.changes.map((c) => c.struct),
+        ['struct h'],
+      );
       assert.equal(r.changes[0]!.added[0]!.name, 'flags');
 
       // By name: <dir>/<basename>.debug, as a plain folder of debug files holds them.
       const byName = join(dir.path, 'by-name');
       mkdirSync(byName, { recursive: true });
       copyFileSync(old.debug, join(byName, 'libhandle.so.1.debug'));
-      const found = structLayoutsOf(parseElf(readFileSync(old.stripped)), { debugDirs: [byName], buildPath: old.stripped })!;
+      const found = structLayoutsOf(parseElf(readFileSync(old.stripped)), {
+        debugDirs: [byName],
+        buildPath: old.stripped,
+      })!;
       assert.equal(found.source, join(byName, 'libhandle.so.1.debug'));
       assert.ok(found.layouts.byName.has('struct h'));
 
@@ -248,7 +448,10 @@ describe('packer: structure layouts from DWARF', function () {
       const debugName = 'handle-symbols.dbg';
       copyFileSync(old.debug, join(linked, debugName));
       execFileSync('objcopy', [`--add-gnu-debuglink=${join(linked, debugName)}`, old.stripped, renamed]);
-      const viaLink = structLayoutsOf(parseElf(readFileSync(renamed)), { debugDirs: [linked], buildPath: renamed })!;
+      const viaLink = structLayoutsOf(parseElf(readFileSync(renamed)), {
+        debugDirs: [linked],
+        buildPath: renamed,
+      })!;
       assert.ok(viaLink, 'found through .gnu_debuglink');
       assert.equal(viaLink.source, join(linked, debugName));
     });
@@ -262,7 +465,11 @@ describe('packer: structure layouts from DWARF', function () {
         console.log(`      SKIPPED: no ${expected} (libc6-dbg is not installed)`);
         this.skip();
       }
-      assert.equal(structLayoutsOf(obj, { buildPath: libc }), undefined, 'the library itself carries no DWARF');
+      assert.equal(
+        structLayoutsOf(obj, { buildPath: libc }),
+        undefined,
+        'the library itself carries no DWARF',
+      );
       const found = structLayoutsOf(obj, { debugDirs: ['/usr/lib/debug'], buildPath: libc })!;
       assert.equal(found.source, expected);
       assert.ok(found.layouts.byName.has('struct _IO_FILE'));
@@ -278,7 +485,13 @@ describe('packer: structure layouts from DWARF', function () {
       const id = parseElf(readFileSync(old.stripped)).buildId!;
       mkdirSync(join(wrong, '.build-id', id.slice(0, 2)), { recursive: true });
       copyFileSync(neu.debug, join(wrong, '.build-id', id.slice(0, 2), `${id.slice(2)}.debug`));
-      assert.equal(structLayoutsOf(parseElf(readFileSync(old.stripped)), { debugDirs: [wrong], buildPath: old.stripped }), undefined);
+      assert.equal(
+        structLayoutsOf(parseElf(readFileSync(old.stripped)), {
+          debugDirs: [wrong],
+          buildPath: old.stripped,
+        }),
+        undefined,
+      );
     });
 
     it('a damaged debug file found by build-id: ELF_MALFORMED naming the file', () => {
@@ -291,8 +504,16 @@ describe('packer: structure layouts from DWARF', function () {
       buf.writeUInt32LE(0x7fffff00, Number(info.offset));
       writeFileSync(at, buf);
       assert.throws(
-        () => structLayoutsOf(parseElf(readFileSync(old.stripped)), { debugDirs: [damagedDir], buildPath: old.stripped }),
-        (e: unknown) => isUlpError(e) && e.code === 'ELF_MALFORMED' && e.message.startsWith(`${at}: `) && e.details?.path === at,
+        () =>
+          structLayoutsOf(parseElf(readFileSync(old.stripped)), {
+            debugDirs: [damagedDir],
+            buildPath: old.stripped,
+          }),
+        (e: unknown) =>
+          isUlpError(e) &&
+          e.code === 'ELF_MALFORMED' &&
+          e.message.startsWith(`${at}: `) &&
+          e.details?.path === at,
       );
     });
   });
@@ -316,7 +537,16 @@ describe('packer: structure layouts from DWARF', function () {
     });
 
     it('repeated --debug-dir folders are accepted and the pack runs', () => {
-      const r = ulpPack([handle('base'), handle('code'), '--check', '--debug-dir', dir.path, '--debug-dir', dir.path, '--json']);
+      const r = ulpPack([
+        handle('base'),
+        handle('code'),
+        '--check',
+        '--debug-dir',
+        dir.path,
+        '--debug-dir',
+        dir.path,
+        '--json',
+      ]);
       assert.equal(r.code, 0, r.stdout + r.stderr);
       assert.equal(r.json?.verdict, 'compatible');
     });

@@ -18,7 +18,18 @@ function build(label: string, path: string): Build {
 }
 
 function libmany(fixed: boolean): string {
-  return compile({ sources: ['layout/libmany.c'], out: `libmany-${fixed ? 'fixed' : 'base'}.so`, flags: ['-shared', '-fPIC', '-O2', '-Wl,--build-id', '-Wl,-soname,libmany.so.1', ...(fixed ? ['-DFIXED'] : [])] });
+  return compile({
+    sources: ['layout/libmany.c'],
+    out: `libmany-${fixed ? 'fixed' : 'base'}.so`,
+    flags: [
+      '-shared',
+      '-fPIC',
+      '-O2',
+      '-Wl,--build-id',
+      '-Wl,-soname,libmany.so.1',
+      ...(fixed ? ['-DFIXED'] : []),
+    ],
+  });
 }
 
 describe('packer: matching functions of stripped builds', () => {
@@ -35,14 +46,20 @@ describe('packer: matching functions of stripped builds', () => {
     };
     const oldName = nameAt(full);
     const newName = nameAt(fixed);
-    const byPosition = m.pairs.filter((p) => p.by === 'position').map((p) => [oldName(p.a.start), newName(p.b.start)]);
+    const byPosition = m.pairs
+      .filter((p) => p.by === 'position')
+      .map((p) => [oldName(p.a.start), newName(p.b.start)]);
     assert.deepEqual(byPosition, [
       ['step4', 'step4'],
       ['step9', 'step9'],
     ]);
-    for (const p of m.pairs.filter((x) => x.by === 'content')) assert.equal(oldName(p.a.start), newName(p.b.start));
+    for (const p of m.pairs.filter((x) => x.by === 'content'))
+      assert.equal(oldName(p.a.start), newName(p.b.start));
     assert.ok(m.pairs.filter((x) => x.by === 'content').length >= 10);
-    assert.deepEqual(m.onlyA.map((f) => oldName(f.start)).filter((n) => n.startsWith('step')), []);
+    assert.deepEqual(
+      m.onlyA.map((f) => oldName(f.start)).filter((n) => n.startsWith('step')),
+      [],
+    );
   });
 
   it('gives the same pairs in both directions', () => {

@@ -43,11 +43,21 @@ describe('ulp-pack: a writable region moved by whole pages', () => {
         const r = packPair(oldV, newV);
         assert.equal(r.code, 0, r.stderr + r.stdout);
         assert.ok(existsSync(r.out));
-        for (const [report, from, to] of [[r.json.forward, ra, rb], [r.json.reverse, rb, ra]] as const) {
+        for (const [report, from, to] of [
+          [r.json.forward, ra, rb],
+          [r.json.reverse, rb, ra],
+        ] as const) {
           assert.equal(report.verdict, 'compatible', codes(report).join(', '));
           const found = codes(report);
-          assert.ok(!found.some((c) => c.startsWith('init:') || (c.startsWith('data:') && c !== 'data:DATA_REGION_MOVED')), `only the move is reported for the data: ${found.join(', ')}`);
-          const moved = report.categories.data.findings.find((f: { code: string }) => f.code === 'DATA_REGION_MOVED');
+          assert.ok(
+            !found.some(
+              (c) => c.startsWith('init:') || (c.startsWith('data:') && c !== 'data:DATA_REGION_MOVED'),
+            ),
+            `only the move is reported for the data: ${found.join(', ')}`,
+          );
+          const moved = report.categories.data.findings.find(
+            (f: { code: string }) => f.code === 'DATA_REGION_MOVED',
+          );
           assert.equal(moved.severity, 'info');
           assert.deepEqual(moved.details, { from, to });
           assert.equal(report.categories.init.verdict, 'unchanged');
@@ -57,7 +67,11 @@ describe('ulp-pack: a writable region moved by whole pages', () => {
         // Code referring to the same datum compares equal although its address moved; stripped, crt's
         // __do_global_dtors_aux (the FINI_ARRAY entry, checked above) reads an unnamed .bss byte.
         assert.deepEqual(r.json.forward.functions.changed, ['fix_compute', 'fix_name']);
-        if (stripped) assert.deepEqual(r.json.forward.functions.unnamedChanged, { from: { count: 0, bytes: 0 }, to: { count: 0, bytes: 0 } });
+        if (stripped)
+          assert.deepEqual(r.json.forward.functions.unnamedChanged, {
+            from: { count: 0, bytes: 0 },
+            to: { count: 0, bytes: 0 },
+          });
 
         const m = readBundleFile(r.out).manifest;
         assert.deepEqual(m.forward.report.writable?.to, rb);
@@ -86,8 +100,13 @@ describe('ulp-pack: a writable region moved by whole pages', () => {
       assert.equal(r.code, 2, r.stderr + r.stdout);
       const found = codes(r.json.forward);
       assert.ok(found.includes('data:DATA_SYMBOL_MOVED'), found.join(', '));
-      assert.ok(!found.includes('data:DATA_REGION_CHANGED'), `the region keeps its size: ${found.join(', ')}`);
-      const moved = r.json.forward.categories.data.findings.find((f: { code: string }) => f.code === 'DATA_SYMBOL_MOVED');
+      assert.ok(
+        !found.includes('data:DATA_REGION_CHANGED'),
+        `the region keeps its size: ${found.join(', ')}`,
+      );
+      const moved = r.json.forward.categories.data.findings.find(
+        (f: { code: string }) => f.code === 'DATA_SYMBOL_MOVED',
+      );
       assert.deepEqual(moved.symbols, ['limit']);
       assert.match(moved.message, /region\+0x[0-9a-f]+ -> region\+0x[0-9a-f]+/);
     });

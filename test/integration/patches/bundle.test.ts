@@ -32,9 +32,21 @@ function expectCode(fn: () => unknown, code: string, message?: RegExp): void {
 }
 
 /** A structurally valid bundle whose parts the test may replace. */
-function craft(opts: { manifest?: Buffer | object; oldBuild?: Buffer; newBuild?: Buffer; extra?: RawEntry[]; omit?: string[] } = {}): Buffer {
+function craft(
+  opts: {
+    manifest?: Buffer | object;
+    oldBuild?: Buffer;
+    newBuild?: Buffer;
+    extra?: RawEntry[];
+    omit?: string[];
+  } = {},
+): Buffer {
   const base = sampleManifest();
-  const manifest = Buffer.isBuffer(opts.manifest) ? opts.manifest : opts.manifest ? Buffer.from(JSON.stringify(opts.manifest)) : serializeManifest(base.manifest);
+  const manifest = Buffer.isBuffer(opts.manifest)
+    ? opts.manifest
+    : opts.manifest
+      ? Buffer.from(JSON.stringify(opts.manifest))
+      : serializeManifest(base.manifest);
   const entries: RawEntry[] = [
     { name: 'ulp.json', data: manifest },
     { name: 'new.so', data: opts.newBuild ?? base.newBuild },
@@ -78,7 +90,11 @@ describe('patches: bundle round trip', () => {
     assert.equal(a.manifest.patchId, b.manifest.patchId);
     assert.notEqual(a.manifest.createdAt, b.manifest.createdAt);
     assert.ok(!encodeBundle(a).equals(encodeBundle(b)));
-    const swapped = patchIdOf(a.manifest.soname, { ...a.manifest.builds.new, entry: 'old.so' }, { ...a.manifest.builds.old, entry: 'new.so' });
+    const swapped = patchIdOf(
+      a.manifest.soname,
+      { ...a.manifest.builds.new, entry: 'old.so' },
+      { ...a.manifest.builds.old, entry: 'new.so' },
+    );
     assert.notEqual(swapped, a.manifest.patchId);
   });
 
@@ -115,7 +131,11 @@ describe('patches: signatures', () => {
 
   it('accepts a private key file where a public key is expected', () => {
     const pubFromPriv = loadPublicKey(keys.privateKey.export({ type: 'pkcs8', format: 'pem' }));
-    assert.equal(decodeBundle(encodeBundle(sampleManifest(), { privateKey: priv }), { publicKey: pubFromPriv }).signature.state, 'verified');
+    assert.equal(
+      decodeBundle(encodeBundle(sampleManifest(), { privateKey: priv }), { publicKey: pubFromPriv }).signature
+        .state,
+      'verified',
+    );
   });
 
   it('refuses an unsigned bundle when a key is required', () => {
@@ -124,14 +144,20 @@ describe('patches: signatures', () => {
 
   it('refuses a bundle signed by another key', () => {
     const otherPub = loadPublicKey(other.publicKey.export({ type: 'spki', format: 'pem' }));
-    expectCode(() => decodeBundle(encodeBundle(sampleManifest(), { privateKey: priv }), { publicKey: otherPub }), 'BUNDLE_SIGNATURE_KEY_MISMATCH');
+    expectCode(
+      () => decodeBundle(encodeBundle(sampleManifest(), { privateKey: priv }), { publicKey: otherPub }),
+      'BUNDLE_SIGNATURE_KEY_MISMATCH',
+    );
   });
 
   it('detects a manifest edited after signing, even with a consistent patch id', () => {
     const signed = decodeBundle(encodeBundle(sampleManifest(), { privateKey: priv }));
     const sigEntry = rawSignatureEntry(encodeBundle(sampleManifest(), { privateKey: priv }));
     const tampered = editedManifest((m) => (m.tool.version = 'evil'));
-    const bytes = craft({ manifest: serializeManifest(tampered), extra: [{ name: 'signature', data: sigEntry }] });
+    const bytes = craft({
+      manifest: serializeManifest(tampered),
+      extra: [{ name: 'signature', data: sigEntry }],
+    });
     expectCode(() => decodeBundle(bytes, { publicKey: pub }), 'BUNDLE_SIGNATURE_INVALID');
     assert.equal(signed.signature.state, 'unverified');
   });
@@ -141,20 +167,37 @@ describe('patches: signatures', () => {
     const { newBuild } = sampleManifest();
     const evil = Buffer.from(newBuild);
     evil[evil.length - 1] ^= 0xff;
-    expectCode(() => decodeBundle(craft({ newBuild: evil, extra: [{ name: 'signature', data: sigEntry }] }), { publicKey: pub }), 'BUNDLE_SIGNATURE_INVALID');
+    expectCode(
+      () =>
+        decodeBundle(craft({ newBuild: evil, extra: [{ name: 'signature', data: sigEntry }] }), {
+          publicKey: pub,
+        }),
+      'BUNDLE_SIGNATURE_INVALID',
+    );
   });
 
   it('refuses a malformed signature entry', () => {
-    expectCode(() => decodeBundle(craft({ extra: [{ name: 'signature', data: '{"scheme":"nope"}' }] })), 'BUNDLE_SIGNATURE_MALFORMED');
+    expectCode(
+      () => decodeBundle(craft({ extra: [{ name: 'signature', data: '{"scheme":"nope"}' }] })),
+      'BUNDLE_SIGNATURE_MALFORMED',
+    );
   });
 
   it('refuses keys that are not Ed25519', () => {
     const rsa = generateKeyPairSync('rsa', { modulusLength: 1024 });
-    expectCode(() => loadPrivateKey(rsa.privateKey.export({ type: 'pkcs8', format: 'pem' })), 'BUNDLE_KEY_INVALID', /rsa/);
+    expectCode(
+      () => loadPrivateKey(rsa.privateKey.export({ type: 'pkcs8', format: 'pem' })),
+      'BUNDLE_KEY_INVALID',
+      /rsa/,
+    );
     expectCode(() => loadPublicKey('not a key'), 'BUNDLE_KEY_INVALID');
     // A public key given to sign with says so, and where it belongs.
     const ed = generateKeyPairSync('ed25519');
-    expectCode(() => loadPrivateKey(ed.publicKey.export({ type: 'spki', format: 'pem' })), 'BUNDLE_KEY_INVALID', /is a public key: signing needs the private key/);
+    expectCode(
+      () => loadPrivateKey(ed.publicKey.export({ type: 'spki', format: 'pem' })),
+      'BUNDLE_KEY_INVALID',
+      /is a public key: signing needs the private key/,
+    );
   });
 });
 
@@ -163,7 +206,10 @@ function rawSignatureEntry(bytes: Buffer): Buffer {
   const tar = gunzipSync(bytes);
   let off = 0;
   while (off < tar.length) {
-    const name = tar.subarray(off, off + 100).toString().replace(/\0.*/s, '');
+    const name = tar
+      .subarray(off, off + 100)
+      .toString()
+      .replace(/\0.*/s, '');
     const size = parseInt(tar.subarray(off + 124, off + 136).toString(), 8);
     if (name === 'signature') return tar.subarray(off + 512, off + 512 + size);
     off += 512 + Math.ceil(size / 512) * 512;
@@ -172,7 +218,8 @@ function rawSignatureEntry(bytes: Buffer): Buffer {
 }
 
 describe('patches: rejected bundles', () => {
-  it('not gzip', () => expectCode(() => decodeBundle(Buffer.from('PK\x03\x04 this is a zip, not a bundle')), 'BUNDLE_NOT_GZIP'));
+  it('not gzip', () =>
+    expectCode(() => decodeBundle(Buffer.from('PK\x03\x04 this is a zip, not a bundle')), 'BUNDLE_NOT_GZIP'));
 
   it('damaged gzip stream', () => {
     const good = craft();
@@ -185,45 +232,129 @@ describe('patches: rejected bundles', () => {
     expectCode(() => decodeBundle(bomb, { limits: { archiveBytes: 1 << 20 } }), 'BUNDLE_TOO_LARGE');
   });
 
-  it('compressed file beyond the cap', () => expectCode(() => decodeBundle(craft(), { limits: { fileBytes: 100 } }), 'BUNDLE_TOO_LARGE'));
+  it('compressed file beyond the cap', () =>
+    expectCode(() => decodeBundle(craft(), { limits: { fileBytes: 100 } }), 'BUNDLE_TOO_LARGE'));
 
-  it('entry beyond its cap', () => expectCode(() => decodeBundle(craft(), { limits: { buildBytes: 1000 } }), 'BUNDLE_ENTRY_TOO_LARGE', /new\.so/));
+  it('entry beyond its cap', () =>
+    expectCode(
+      () => decodeBundle(craft(), { limits: { buildBytes: 1000 } }),
+      'BUNDLE_ENTRY_TOO_LARGE',
+      /new\.so/,
+    ));
 
-  it('symbolic link', () => expectCode(() => decodeBundle(craft({ extra: [{ name: 'signature', type: 'SymbolicLink', linkpath: '/etc/shadow' }] })), 'BUNDLE_LINK_ENTRY'));
+  it('symbolic link', () =>
+    expectCode(
+      () =>
+        decodeBundle(
+          craft({ extra: [{ name: 'signature', type: 'SymbolicLink', linkpath: '/etc/shadow' }] }),
+        ),
+      'BUNDLE_LINK_ENTRY',
+    ));
 
-  it('hard link', () => expectCode(() => decodeBundle(craft({ extra: [{ name: 'signature', type: 'Link', linkpath: 'ulp.json' }] })), 'BUNDLE_LINK_ENTRY'));
+  it('hard link', () =>
+    expectCode(
+      () => decodeBundle(craft({ extra: [{ name: 'signature', type: 'Link', linkpath: 'ulp.json' }] })),
+      'BUNDLE_LINK_ENTRY',
+    ));
 
-  it('directory', () => expectCode(() => decodeBundle(craft({ extra: [{ name: 'signature', type: 'Directory' }] })), 'BUNDLE_NOT_REGULAR_FILE', /directory/));
+  it('directory', () =>
+    expectCode(
+      () => decodeBundle(craft({ extra: [{ name: 'signature', type: 'Directory' }] })),
+      'BUNDLE_NOT_REGULAR_FILE',
+      /directory/,
+    ));
 
-  it('character device', () => expectCode(() => decodeBundle(craft({ extra: [{ name: 'signature', type: 'CharacterDevice' }] })), 'BUNDLE_NOT_REGULAR_FILE'));
+  it('character device', () =>
+    expectCode(
+      () => decodeBundle(craft({ extra: [{ name: 'signature', type: 'CharacterDevice' }] })),
+      'BUNDLE_NOT_REGULAR_FILE',
+    ));
 
-  it('FIFO', () => expectCode(() => decodeBundle(craft({ extra: [{ name: 'signature', type: 'FIFO' }] })), 'BUNDLE_NOT_REGULAR_FILE'));
+  it('FIFO', () =>
+    expectCode(
+      () => decodeBundle(craft({ extra: [{ name: 'signature', type: 'FIFO' }] })),
+      'BUNDLE_NOT_REGULAR_FILE',
+    ));
 
   it('pax extended header (could rename the next entry)', () =>
-    expectCode(() => decodeBundle(craft({ extra: [{ name: 'PaxHeader', type: 'ExtendedHeader', data: '30 path=../../etc/cron.d/x\n' }] })), 'BUNDLE_NOT_REGULAR_FILE', /pax/));
+    expectCode(
+      () =>
+        decodeBundle(
+          craft({
+            extra: [{ name: 'PaxHeader', type: 'ExtendedHeader', data: '30 path=../../etc/cron.d/x\n' }],
+          }),
+        ),
+      'BUNDLE_NOT_REGULAR_FILE',
+      /pax/,
+    ));
 
-  it('absolute path', () => expectCode(() => decodeBundle(craft({ extra: [{ name: '/etc/passwd', data: 'x' }] })), 'BUNDLE_UNSAFE_PATH'));
+  it('absolute path', () =>
+    expectCode(
+      () => decodeBundle(craft({ extra: [{ name: '/etc/passwd', data: 'x' }] })),
+      'BUNDLE_UNSAFE_PATH',
+    ));
 
-  it('parent-relative path', () => expectCode(() => decodeBundle(craft({ extra: [{ name: '../../.bashrc', data: 'x' }] })), 'BUNDLE_UNSAFE_PATH'));
+  it('parent-relative path', () =>
+    expectCode(
+      () => decodeBundle(craft({ extra: [{ name: '../../.bashrc', data: 'x' }] })),
+      'BUNDLE_UNSAFE_PATH',
+    ));
 
-  it('parent-relative path hidden in the middle', () => expectCode(() => decodeBundle(craft({ extra: [{ name: 'x/../ulp.json', data: 'x' }] })), 'BUNDLE_UNSAFE_PATH'));
+  it('parent-relative path hidden in the middle', () =>
+    expectCode(
+      () => decodeBundle(craft({ extra: [{ name: 'x/../ulp.json', data: 'x' }] })),
+      'BUNDLE_UNSAFE_PATH',
+    ));
 
-  it('name outside the allow-list', () => expectCode(() => decodeBundle(craft({ extra: [{ name: 'install.sh', data: 'rm -rf /' }] })), 'BUNDLE_UNEXPECTED_ENTRY', /install\.sh/));
+  it('name outside the allow-list', () =>
+    expectCode(
+      () => decodeBundle(craft({ extra: [{ name: 'install.sh', data: 'rm -rf /' }] })),
+      'BUNDLE_UNEXPECTED_ENTRY',
+      /install\.sh/,
+    ));
 
-  it('duplicate entry', () => expectCode(() => decodeBundle(craft({ extra: [{ name: 'old.so', data: 'second copy' }] })), 'BUNDLE_DUPLICATE_ENTRY'));
+  it('duplicate entry', () =>
+    expectCode(
+      () => decodeBundle(craft({ extra: [{ name: 'old.so', data: 'second copy' }] })),
+      'BUNDLE_DUPLICATE_ENTRY',
+    ));
 
-  it('missing build', () => expectCode(() => decodeBundle(craft({ omit: ['old.so'] })), 'BUNDLE_MISSING_ENTRY', /old\.so/));
+  it('missing build', () =>
+    expectCode(() => decodeBundle(craft({ omit: ['old.so'] })), 'BUNDLE_MISSING_ENTRY', /old\.so/));
 
-  it('missing manifest', () => expectCode(() => decodeBundle(craft({ omit: ['ulp.json'] })), 'BUNDLE_MISSING_ENTRY', /ulp\.json/));
+  it('missing manifest', () =>
+    expectCode(() => decodeBundle(craft({ omit: ['ulp.json'] })), 'BUNDLE_MISSING_ENTRY', /ulp\.json/));
 
-  it('bad header checksum', () => expectCode(() => decodeBundle(gz(rawTar([{ name: 'ulp.json', data: '{}', badChecksum: true }]))), 'BUNDLE_CORRUPT'));
+  it('bad header checksum', () =>
+    expectCode(
+      () => decodeBundle(gz(rawTar([{ name: 'ulp.json', data: '{}', badChecksum: true }]))),
+      'BUNDLE_CORRUPT',
+    ));
 
-  it('tar without end-of-archive marker', () => expectCode(() => decodeBundle(gz(rawTar([{ name: 'ulp.json', data: '{}' }], { end: false }))), 'BUNDLE_CORRUPT', /end-of-archive/));
+  it('tar without end-of-archive marker', () =>
+    expectCode(
+      () => decodeBundle(gz(rawTar([{ name: 'ulp.json', data: '{}' }], { end: false }))),
+      'BUNDLE_CORRUPT',
+      /end-of-archive/,
+    ));
 
   it('data after the end-of-archive marker', () =>
-    expectCode(() => decodeBundle(gz(Buffer.concat([rawTar([{ name: 'ulp.json', data: '{}' }]), rawTar([{ name: 'evil', data: 'x' }])]))), 'BUNDLE_CORRUPT', /after its end/));
+    expectCode(
+      () =>
+        decodeBundle(
+          gz(
+            Buffer.concat([
+              rawTar([{ name: 'ulp.json', data: '{}' }]),
+              rawTar([{ name: 'evil', data: 'x' }]),
+            ]),
+          ),
+        ),
+      'BUNDLE_CORRUPT',
+      /after its end/,
+    ));
 
-  it('manifest that is not JSON', () => expectCode(() => decodeBundle(craft({ manifest: Buffer.from('{not json') })), 'BUNDLE_MANIFEST_INVALID'));
+  it('manifest that is not JSON', () =>
+    expectCode(() => decodeBundle(craft({ manifest: Buffer.from('{not json') })), 'BUNDLE_MANIFEST_INVALID'));
 
   it('manifest that violates the schema', () => {
     const m = structuredClone(sampleManifest().manifest) as unknown as Record<string, unknown>;
@@ -253,7 +384,11 @@ describe('patches: rejected bundles', () => {
   });
 
   it('build whose size differs from the manifest', () => {
-    expectCode(() => decodeBundle(craft({ oldBuild: Buffer.concat([sampleManifest().oldBuild, Buffer.from([0])]) })), 'BUNDLE_SIZE_MISMATCH', /old\.so/);
+    expectCode(
+      () => decodeBundle(craft({ oldBuild: Buffer.concat([sampleManifest().oldBuild, Buffer.from([0])]) })),
+      'BUNDLE_SIZE_MISMATCH',
+      /old\.so/,
+    );
   });
 
   it('build-id that differs from the build, with hashes and patch id made consistent', () => {
@@ -327,7 +462,15 @@ describe('patches: streaming encoder', () => {
     const keys = generateKeyPairSync('ed25519');
     const privateKey = loadPrivateKey(keys.privateKey.export({ type: 'pkcs8', format: 'pem' }));
     const created = new Date(manifest.createdAt);
-    assert.ok((await new BundleEncoder(oldBuild, newBuild, created).finish(manifest)).equals(encodeBundle({ manifest, oldBuild, newBuild })));
-    assert.ok((await new BundleEncoder(oldBuild, newBuild, created).finish(manifest, { privateKey })).equals(encodeBundle({ manifest, oldBuild, newBuild }, { privateKey })));
+    assert.ok(
+      (await new BundleEncoder(oldBuild, newBuild, created).finish(manifest)).equals(
+        encodeBundle({ manifest, oldBuild, newBuild }),
+      ),
+    );
+    assert.ok(
+      (await new BundleEncoder(oldBuild, newBuild, created).finish(manifest, { privateKey })).equals(
+        encodeBundle({ manifest, oldBuild, newBuild }, { privateKey }),
+      ),
+    );
   });
 });

@@ -3,14 +3,30 @@
  * recorded since format 1.1 (`writable.to`), implied by `writable` before.
  */
 import assert from 'node:assert/strict';
-import { decodeBundle, encodeBundle, patchStep, recordedToRegion, serializeManifest } from '../../../patches/index.js';
+import {
+  decodeBundle,
+  encodeBundle,
+  patchStep,
+  recordedToRegion,
+  serializeManifest,
+} from '../../../patches/index.js';
 import { sampleManifest } from '../../../lab/patches/craft.js';
 
 describe('patches: the region a step switches to', () => {
   it('is writable.to when recorded, in both directions', () => {
     const { manifest, oldBuild, newBuild } = sampleManifest();
-    manifest.forward.report.writable = { start: '0x4000', end: '0x5000', to: { start: '0x6000', end: '0x7000' }, sites: [] };
-    manifest.reverse.report.writable = { start: '0x6000', end: '0x7000', to: { start: '0x4000', end: '0x5000' }, sites: [] };
+    manifest.forward.report.writable = {
+      start: '0x4000',
+      end: '0x5000',
+      to: { start: '0x6000', end: '0x7000' },
+      sites: [],
+    };
+    manifest.reverse.report.writable = {
+      start: '0x6000',
+      end: '0x7000',
+      to: { start: '0x4000', end: '0x5000' },
+      sites: [],
+    };
     const bundle = decodeBundle(encodeBundle({ manifest, oldBuild, newBuild }));
     assert.deepEqual(recordedToRegion(patchStep(bundle, 'forward')), { start: 0x6000n, end: 0x7000n });
     assert.deepEqual(recordedToRegion(patchStep(bundle, 'reverse')), { start: 0x4000n, end: 0x5000n });
@@ -28,6 +44,9 @@ describe('patches: the region a step switches to', () => {
   it('is null when the builds have no writable region', () => {
     const { manifest, oldBuild, newBuild } = sampleManifest();
     manifest.forward.report.writable = null;
-    assert.equal(recordedToRegion(patchStep(decodeBundle(encodeBundle({ manifest, oldBuild, newBuild })), 'forward')), null);
+    assert.equal(
+      recordedToRegion(patchStep(decodeBundle(encodeBundle({ manifest, oldBuild, newBuild })), 'forward')),
+      null,
+    );
   });
 });

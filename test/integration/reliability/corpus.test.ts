@@ -28,7 +28,8 @@ const GROUPS: Record<string, string> = {
   signature: 'signature mismatches, unsigned, edited after signing',
   keys: 'bad --key files',
   'elf in bundle': 'broken ELF files inside consistent bundles',
-  process: 'consistent bundles wrong for the process (other build, not loaded, glibc, layout, unresolved import)',
+  process:
+    'consistent bundles wrong for the process (other build, not loaded, glibc, layout, unresolved import)',
   elf: 'broken ELF files given to ulp-pack',
   'elf fuzz': 'random header bytes given to ulp-pack',
 };
@@ -40,9 +41,17 @@ describe('reliability: bad input (short corpus)', function () {
 
   before(async function () {
     dir = mkdtempSync(join(tmpdir(), 'ulp-corpus-'));
-    const all = buildCorpus(reliable('partial'), dir, { flips: 6, elfFuzz: 2, seed: Number(process.env.ULP_SEED ?? 11), heavy: false });
+    const all = buildCorpus(reliable('partial'), dir, {
+      flips: 6,
+      elfFuzz: 2,
+      seed: Number(process.env.ULP_SEED ?? 11),
+      heavy: false,
+    });
     // Besides the first case of each group: the forged bundles that only the trigger's loader can refuse.
-    const also = ['new build with another data layout, report forged', 'new build imports a symbol nobody defines, report forged'];
+    const also = [
+      'new build with another data layout, report forged',
+      'new build imports a symbol nobody defines, report forged',
+    ];
     const run = await runCorpus(runner, reliable('partial'), shortCorpus(all, also));
     results = run.results;
     health = run.health;

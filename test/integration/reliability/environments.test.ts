@@ -5,7 +5,15 @@
  * the trigger at other users' processes.
  */
 import assert from 'node:assert/strict';
-import { alreadyTraced, concurrentTriggers, interleavedTriggers, otherUsers, targetDies, NOBODY, type EnvResult } from '../../../lab/soak/environments.js';
+import {
+  alreadyTraced,
+  concurrentTriggers,
+  interleavedTriggers,
+  otherUsers,
+  targetDies,
+  NOBODY,
+  type EnvResult,
+} from '../../../lab/soak/environments.js';
 import { knownDeath, knownEnv } from '../../../lab/soak/known-bugs.js';
 import type { Milestone } from '../../../lab/soak/points.js';
 import { reliable, runner, verdict } from './shared.js';
@@ -42,7 +50,12 @@ describe('reliability: hostile environments (short)', function () {
       if (process.getuid?.() !== 0) this.skip(); // switching users needs root
       results = await otherUsers(runner, reliable('partial'));
     });
-    const names = ['apply to a root process', 'apply to a process of uid 65533', '--status of a root process', '--all'];
+    const names = [
+      'apply to a root process',
+      'apply to a process of uid 65533',
+      '--status of a root process',
+      '--all',
+    ];
     for (const n of names) {
       it(`${n}: ${n === '--all' ? "switches only the user's own process, counts the others as inaccessible" : 'PROC_PERMISSION_DENIED saying why, the process untouched'}`, function () {
         const r = results.find((x) => x.name.endsWith(n));

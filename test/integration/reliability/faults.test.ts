@@ -20,9 +20,15 @@ import { reliable, runner, verdict } from './shared.js';
  * after the command let go. That says nothing about the trigger, so such an
  * attempt is made again, up to three times; the test still requires a hit.
  */
-async function atMilestone(relro: Relro, signal: NodeJS.Signals, kind: Parameters<typeof faultAttempt>[3], milestone: Milestone): Promise<FaultAttempt> {
+async function atMilestone(
+  relro: Relro,
+  signal: NodeJS.Signals,
+  kind: Parameters<typeof faultAttempt>[3],
+  milestone: Milestone,
+): Promise<FaultAttempt> {
   let a: FaultAttempt | undefined;
-  for (let i = 0; i < 3 && a?.phase !== 'in-session'; i++) a = await faultAttempt(runner, reliable(relro), signal, kind, { milestone });
+  for (let i = 0; i < 3 && a?.phase !== 'in-session'; i++)
+    a = await faultAttempt(runner, reliable(relro), signal, kind, { milestone });
   return a!;
 }
 
@@ -44,8 +50,16 @@ describe('reliability: the trigger interrupted or killed (short)', function () {
     assert.equal(a.after.live, 'v1', 'a staging is invisible: the program still runs v1');
     assert.equal(a.after.abandoned.length, 1, `--status abandoned: ${JSON.stringify(a.after.abandoned)}`);
     assert.match(a.after.abandoned[0]!, /^ulp:[0-9a-f]+(@[0-9a-f]+)?:new:libdemo\.so\.1$/);
-    assert.equal(a.rerunSwitch?.staged, true, 'the re-run staged the build again instead of taking the abandoned one');
-    assert.deepEqual(a.final.abandoned, a.after.abandoned, 'the abandoned staging stays what it was: address space, never a build');
+    assert.equal(
+      a.rerunSwitch?.staged,
+      true,
+      'the re-run staged the build again instead of taking the abandoned one',
+    );
+    assert.deepEqual(
+      a.final.abandoned,
+      a.after.abandoned,
+      'the abandoned staging stays what it was: address space, never a build',
+    );
     assert.equal(a.final.live, 'v2');
     assert.ok(a.survived);
   });
@@ -72,7 +86,12 @@ describe('reliability: the trigger interrupted or killed (short)', function () {
   it('the held SIGINT acts once the trigger let go of the target: the command ends by it (docs/RUNTIME.md)', function () {
     assert.ok(held, 'the SIGINT attempt above ran');
     assert.equal(held.heldSignal !== undefined, true, 'the signal was held (it landed in-session)');
-    verdict(this, 'held SIGINT', held.heldSignal === 'lost' ? [`the command ran on and ended ${held.end}`] : [], knownHeld(held));
+    verdict(
+      this,
+      'held SIGINT',
+      held.heldSignal === 'lost' ? [`the command ran on and ended ${held.end}`] : [],
+      knownHeld(held),
+    );
     assert.equal(held.end, 'killed by SIGINT');
   });
 
@@ -85,7 +104,9 @@ describe('reliability: the trigger interrupted or killed (short)', function () {
 
   it('SIGKILL at a random point of a first apply, full RELRO: the target lives, the re-run completes', async function () {
     const rnd = seededRandom(Number(process.env.ULP_SEED ?? 7));
-    const a = await faultAttempt(runner, reliable('full'), 'SIGKILL', 'apply-fresh', { afterAttach: rnd() * 30 });
+    const a = await faultAttempt(runner, reliable('full'), 'SIGKILL', 'apply-fresh', {
+      afterAttach: rnd() * 30,
+    });
     verdict(this, `SIGKILL ${a.point} (${a.phase})`, a.problems, knownFault(a));
     assert.equal(a.final.live, 'v2');
   });

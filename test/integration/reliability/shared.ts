@@ -13,7 +13,11 @@ import { buildReliable, makeRunner, type Relro, type Reliable, type Runner } fro
 
 /** The product transpiled once, as every command test runs it (lab/cli.ts); ULP_RUNNER=tsx runs the sources through tsx, ULP_RUNNER=dist the build in dist/ (must be fresh). */
 export const runner: Runner =
-  process.env.ULP_RUNNER === 'tsx' ? makeRunner('tsx') : process.env.ULP_RUNNER === 'dist' ? makeRunner('dist') : makeRunner('dist', compiledProduct());
+  process.env.ULP_RUNNER === 'tsx'
+    ? makeRunner('tsx')
+    : process.env.ULP_RUNNER === 'dist'
+      ? makeRunner('dist')
+      : makeRunner('dist', compiledProduct());
 
 const built = new Map<Relro, Reliable>();
 

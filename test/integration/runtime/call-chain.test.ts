@@ -13,7 +13,8 @@ import { callChain } from '../../../runtime/loader/call-chain.js';
 import { takeSnapshot } from '../../../runtime/loader/snapshot.js';
 import { startFixture, until } from '../../../lab/runtime/helpers.js';
 
-const state = (pid: number, tid: number) => readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8').split(') ')[1]![0];
+const state = (pid: number, tid: number) =>
+  readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8').split(') ')[1]![0];
 
 describe('runtime: call chains from the unwind tables', function () {
   this.timeout(180_000);
@@ -36,9 +37,16 @@ describe('runtime: call chains from the unwind tables', function () {
         for (const tid of [t.pid, sig]) {
           s.borrow(tid);
           const chain = callChain(snap.objects, s.regs(tid), (a) => mem.tryRead(a, 8)?.readBigUInt64LE(0));
-          assert.equal(chain.complete, true, `thread ${tid}: ${chain.pcs.map((p, i) => name(p, i === 0)).join(' < ')}`);
+          assert.equal(
+            chain.complete,
+            true,
+            `thread ${tid}: ${chain.pcs.map((p, i) => name(p, i === 0)).join(' < ')}`,
+          );
           // After the signal frame the return address is the interrupted pc itself; the name lookup tolerates both.
-          chains.set(tid, chain.pcs.map((p, i) => name(p, i === 0)));
+          chains.set(
+            tid,
+            chain.pcs.map((p, i) => name(p, i === 0)),
+          );
           s.resume();
         }
       } finally {
@@ -53,7 +61,11 @@ describe('runtime: call chains from the unwind tables', function () {
       const h = handler.indexOf('on_usr1');
       assert.ok(h > 0, handler.join(' < '));
       // libc's own start_thread and clone3 carry no symbol here (Debian strips .symtab); the walk's completeness is asserted above.
-      assert.deepEqual(handler.slice(h, h + 4).filter((n) => n !== '?'), ['on_usr1', 'spin', 'sig_thread'], `the walk crossed the signal frame: ${handler.join(' < ')}`);
+      assert.deepEqual(
+        handler.slice(h, h + 4).filter((n) => n !== '?'),
+        ['on_usr1', 'spin', 'sig_thread'],
+        `the walk crossed the signal frame: ${handler.join(' < ')}`,
+      );
     } finally {
       t.dispose();
     }

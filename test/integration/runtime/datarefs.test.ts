@@ -14,13 +14,26 @@ import { compile } from '../../../lab/compile.js';
 
 const GiB2 = 2n ** 31n;
 
-const maps = (text: string) => parseMaps(text.trim().split('\n').map((l) => l.trim()).join('\n'));
+const maps = (text: string) =>
+  parseMaps(
+    text
+      .trim()
+      .split('\n')
+      .map((l) => l.trim())
+      .join('\n'),
+  );
 
 describe('one address per datum: placement and rewrite (pure)', () => {
-  const refs = { region: { start: 0x4000, end: 0x5000 }, code: [{ site: 0x1100, end: 0x1104, offset: 0x10 }, { site: 0x1f00, end: 0x1f05, offset: 0xff0 }] };
+  const refs = {
+    region: { start: 0x4000, end: 0x5000 },
+    code: [
+      { site: 0x1100, end: 0x1104, offset: 0x10 },
+      { site: 0x1f00, end: 0x1f05, offset: 0xff0 },
+    ],
+  };
   const canonical = 0x7f0000100000n;
 
-  it('biasWindow: every displacement fits in int32 exactly at the window\'s ends', () => {
+  it("biasWindow: every displacement fits in int32 exactly at the window's ends", () => {
     const w = biasWindow(refs, canonical)!;
     for (const bias of [w.min, w.max]) {
       for (const r of refs.code) {
@@ -28,15 +41,16 @@ describe('one address per datum: placement and rewrite (pure)', () => {
         assert.ok(disp >= -GiB2 && disp < GiB2, `bias 0x${bias.toString(16)}`);
       }
     }
-    const outside = (bias: bigint) => refs.code.some((r) => {
-      const disp = canonical + BigInt(r.offset) - (bias + BigInt(r.end));
-      return disp < -GiB2 || disp >= GiB2;
-    });
+    const outside = (bias: bigint) =>
+      refs.code.some((r) => {
+        const disp = canonical + BigInt(r.offset) - (bias + BigInt(r.end));
+        return disp < -GiB2 || disp >= GiB2;
+      });
     assert.ok(outside(w.max + 1n) && outside(w.min - 1n));
     assert.equal(biasWindow({ ...refs, code: [] }, canonical), undefined);
   });
 
-  it('baseNear: the free hole closest to the data, never over a mapping, the heap\'s growth or the stack', () => {
+  it("baseNear: the free hole closest to the data, never over a mapping, the heap's growth or the stack", () => {
     const m = maps(`
       555500000000-555500001000 r--p 00000000 fe:00 1 /bin/prog
       555500100000-555500200000 rw-p 00000000 00:00 0 [heap]
@@ -69,12 +83,31 @@ describe('one address per datum: placement and rewrite (pure)', () => {
     const nearHeap = { min: 0x555500000000n, max: 0x555600000000n };
     assert.equal(baseNear(low, 0x5000n, 0n, nearHeap, 0x555500200000n), 0x555540200000n);
     const stackOnly = maps('7ffff0000000-7ffff0021000 rw-p 00000000 00:00 0 [stack]');
-    const a2 = baseNear(stackOnly, 0x5000n, 0n, { min: 0x7fffe0000000n, max: 0x7fffefffb000n }, 0x7ffff0000000n);
+    const a2 = baseNear(
+      stackOnly,
+      0x5000n,
+      0n,
+      { min: 0x7fffe0000000n, max: 0x7fffefffb000n },
+      0x7ffff0000000n,
+    );
     assert.equal(a2, undefined, 'within 256 MiB of the stack');
   });
 
   it('rewriteCode: every listed operand of a real build reaches the canonical copy, nothing else changes', () => {
-    const path = compile({ sources: ['datarefs/libident.c'], out: 'libident.so.1', flags: ['-shared', '-fPIC', '-O2', '-DVERSION=1', '-Wl,-soname,libident.so.1', '-Wl,--build-id', '-Wl,-z,relro,-z,now', '-pthread'] });
+    const path = compile({
+      sources: ['datarefs/libident.c'],
+      out: 'libident.so.1',
+      flags: [
+        '-shared',
+        '-fPIC',
+        '-O2',
+        '-DVERSION=1',
+        '-Wl,-soname,libident.so.1',
+        '-Wl,--build-id',
+        '-Wl,-z,relro,-z,now',
+        '-pthread',
+      ],
+    });
     const bytes = readFileSync(path);
     const elf = parseElf(bytes);
     const map = dataRefMap(loadBuild('new', path))!;
@@ -93,7 +126,13 @@ describe('one address per datum: placement and rewrite (pure)', () => {
     }
     // A map that does not fit the build is refused, and so is a base out of reach.
     const wrong = { region: map.region, code: [{ ...map.code[0]!, offset: map.code[0]!.offset + 8 }] };
-    assert.throws(() => rewriteCode(bytes, elf, wrong, bias, region), (e: { code?: string }) => e.code === 'LOADER_DATAREFS_MISMATCH');
-    assert.throws(() => rewriteCode(bytes, elf, staged, bias + 4n * GiB2, region), (e: { code?: string }) => e.code === 'LOADER_DATAREFS_OUT_OF_REACH');
+    assert.throws(
+      () => rewriteCode(bytes, elf, wrong, bias, region),
+      (e: { code?: string }) => e.code === 'LOADER_DATAREFS_MISMATCH',
+    );
+    assert.throws(
+      () => rewriteCode(bytes, elf, staged, bias + 4n * GiB2, region),
+      (e: { code?: string }) => e.code === 'LOADER_DATAREFS_OUT_OF_REACH',
+    );
   });
 });

@@ -41,7 +41,19 @@ describe('runtime: errors', () => {
   it('permission denied: another user tracing a root process, with the reason', async () => {
     await withFixture('sleepy', [], async (t) => {
       // the driver runs as nobody through setpriv
-      const out = execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, readableDriverScript(), String(t.pid), 'probe'], { encoding: 'utf8' });
+      const out = execFileSync(
+        'setpriv',
+        [
+          '--reuid=65534',
+          '--regid=65534',
+          '--clear-groups',
+          process.execPath,
+          readableDriverScript(),
+          String(t.pid),
+          'probe',
+        ],
+        { encoding: 'utf8' },
+      );
       const err = JSON.parse(out.trim().split('\n').pop()!);
       assert.equal(err.code, 'PROC_PERMISSION_DENIED');
       assert.match(err.message, /runs as uid 0\/0\/0\/0 and this user is uid 65534/);
@@ -53,14 +65,25 @@ describe('runtime: errors', () => {
       const strace = startTarget(['strace', '-qq', '-o', '/dev/null', '-p', String(t.pid)]);
       try {
         let tracer = 0;
-        await until(() => (tracer = Number(/TracerPid:\s+(\d+)/.exec(readFileSync(`/proc/${t.pid}/status`, 'utf8'))![1])) !== 0, 'strace to attach');
+        await until(
+          () =>
+            (tracer = Number(
+              /TracerPid:\s+(\d+)/.exec(readFileSync(`/proc/${t.pid}/status`, 'utf8'))![1],
+            )) !== 0,
+          'strace to attach',
+        );
         rejects(() => Session.open(t.pid), 'PROC_ALREADY_TRACED', new RegExp(`pid ${tracer} \\(strace\\)`));
       } finally {
         strace.dispose();
       }
-      await until(() => /TracerPid:\s+0\b/.test(readFileSync(`/proc/${t.pid}/status`, 'utf8')), 'strace to go');
+      await until(
+        () => /TracerPid:\s+0\b/.test(readFileSync(`/proc/${t.pid}/status`, 'utf8')),
+        'strace to go',
+      );
       // a second session from this very process
-      withSession(t.pid, () => rejects(() => Session.open(t.pid), 'PROC_ALREADY_TRACED', /this very process/));
+      withSession(t.pid, () =>
+        rejects(() => Session.open(t.pid), 'PROC_ALREADY_TRACED', /this very process/),
+      );
     });
   });
 
@@ -71,7 +94,11 @@ describe('runtime: errors', () => {
   });
 
   it('a 32-bit process', async () => {
-    const exe = compile({ sources: ['runtime/i386.S'], out: 'i386', flags: ['-m32', '-nostdlib', '-static'] });
+    const exe = compile({
+      sources: ['runtime/i386.S'],
+      out: 'i386',
+      flags: ['-m32', '-nostdlib', '-static'],
+    });
     const t = startTarget([exe]);
     try {
       await t.waitFor((o) => /ready/.test(o));
@@ -121,7 +148,11 @@ describe('runtime: errors', () => {
       const other = Number(printed(t.output(), 'other tid'));
       withSession(t.pid, (s) => {
         s.borrow(other);
-        rejects(() => s.syscall(60 /* exit: this thread only */, [0], { tid: other }), 'PROC_THREAD_EXITED', new RegExp(`thread ${other}`));
+        rejects(
+          () => s.syscall(60 /* exit: this thread only */, [0], { tid: other }),
+          'PROC_THREAD_EXITED',
+          new RegExp(`thread ${other}`),
+        );
         assert.deepEqual(s.tids(), [t.pid]);
       });
       process.kill(t.pid, 'SIGUSR1');
@@ -136,7 +167,11 @@ describe('runtime: errors', () => {
       const req = printed(t.output(), 'req');
       withSession(t.pid, (s) => {
         s.borrow();
-        rejects(() => s.call(block, [], { timeoutMs: 200 }), 'PROC_CALL_TIMEOUT', /did not return within 200 ms/);
+        rejects(
+          () => s.call(block, [], { timeoutMs: 200 }),
+          'PROC_CALL_TIMEOUT',
+          /did not return within 200 ms/,
+        );
         assert.equal(s.call(add, [40, 2]), 42n, 'the same thread works for the next call');
         const self = Buffer.alloc(16);
         self.writeBigUInt64LE(req + 24n, 0);

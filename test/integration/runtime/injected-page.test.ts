@@ -29,10 +29,17 @@ function memoryOf(regions: Map<number, Buffer>): RemoteMemory {
 }
 
 const hex = (n: number) => n.toString(16);
-const line = (start: number, end: number, perms: string, offset: number, path: string) => `${hex(start)}-${hex(end)} ${perms} ${hex(offset).padStart(8, '0')} 00:01 1 ${path}`;
+const line = (start: number, end: number, perms: string, offset: number, path: string) =>
+  `${hex(start)}-${hex(end)} ${perms} ${hex(offset).padStart(8, '0')} 00:01 1 ${path}`;
 
-function page(base: number, opts: { codePerms?: string; header?: Buffer; code?: Buffer; offset?: number; name?: string } = {}) {
-  const maps = [line(base, base + 0x1000, 'r--s', opts.offset ?? 0, `/memfd:${opts.name ?? 'ulp:test'} (deleted)`), line(base + 0x1000, base + 0x2000, opts.codePerms ?? 'r-xp', 0, '')];
+function page(
+  base: number,
+  opts: { codePerms?: string; header?: Buffer; code?: Buffer; offset?: number; name?: string } = {},
+) {
+  const maps = [
+    line(base, base + 0x1000, 'r--s', opts.offset ?? 0, `/memfd:${opts.name ?? 'ulp:test'} (deleted)`),
+    line(base + 0x1000, base + 0x2000, opts.codePerms ?? 'r-xp', 0, ''),
+  ];
   const bytes = Buffer.concat([opts.header ?? header, opts.code ?? code]);
   return { maps, bytes };
 }
@@ -63,6 +70,9 @@ describe('injected pages', () => {
   it('compares only the identifying part of the header, and lists every valid page', () => {
     const later = Buffer.from(header);
     later.writeUInt32LE(0xdead, 100); // beyond headerCheck
-    assert.deepEqual(find({ base: 0x10000, ...page(0x10000) }, { base: 0x40000, ...page(0x40000, { header: later }) }), [0x10000n, 0x40000n]);
+    assert.deepEqual(
+      find({ base: 0x10000, ...page(0x10000) }, { base: 0x40000, ...page(0x40000, { header: later }) }),
+      [0x10000n, 0x40000n],
+    );
   });
 });

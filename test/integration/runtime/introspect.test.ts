@@ -7,13 +7,30 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { parseElf } from '../../../elf/index.js';
-import { AT, auxvInfo, findMapping, parseMaps, readAuxv, readLinkMap, readMaps } from '../../../runtime/index.js';
+import {
+  AT,
+  auxvInfo,
+  findMapping,
+  parseMaps,
+  readAuxv,
+  readLinkMap,
+  readMaps,
+} from '../../../runtime/index.js';
 import { compile } from '../../../lab/compile.js';
 import { startTarget } from '../../../lab/target.js';
 
 function linkdemo(extra: string[]): string {
-  const lib = compile({ sources: ['runtime/linkdemo_lib.c'], out: 'libulpdemo.so', flags: ['-shared', '-fPIC', '-Wl,--build-id', '-Wl,-soname,libulpdemo.so'] });
-  return compile({ sources: ['runtime/linkdemo.c'], out: 'linkdemo', flags: ['-Wl,--build-id', ...extra], libs: [lib, `-Wl,-rpath,${dirname(lib)}`] });
+  const lib = compile({
+    sources: ['runtime/linkdemo_lib.c'],
+    out: 'libulpdemo.so',
+    flags: ['-shared', '-fPIC', '-Wl,--build-id', '-Wl,-soname,libulpdemo.so'],
+  });
+  return compile({
+    sources: ['runtime/linkdemo.c'],
+    out: 'linkdemo',
+    flags: ['-Wl,--build-id', ...extra],
+    libs: [lib, `-Wl,-rpath,${dirname(lib)}`],
+  });
 }
 
 describe('runtime: reading a process from outside', () => {
@@ -28,7 +45,19 @@ describe('runtime: reading a process from outside', () => {
       ].join('\n'),
     );
     assert.equal(maps.length, 5);
-    assert.deepEqual(maps[0], { start: 0x55d0c0a00000n, end: 0x55d0c0a01000n, read: true, write: false, exec: false, shared: false, offset: 0n, dev: '08:01', inode: 1234, path: '/usr/bin/prog', deleted: false });
+    assert.deepEqual(maps[0], {
+      start: 0x55d0c0a00000n,
+      end: 0x55d0c0a01000n,
+      read: true,
+      write: false,
+      exec: false,
+      shared: false,
+      offset: 0n,
+      dev: '08:01',
+      inode: 1234,
+      path: '/usr/bin/prog',
+      deleted: false,
+    });
     assert.equal(maps[1]!.shared, true);
     assert.equal(maps[1]!.deleted, true);
     assert.equal(maps[3]!.exec, true);
@@ -37,7 +66,10 @@ describe('runtime: reading a process from outside', () => {
     assert.equal(findMapping(maps, 0x7ffc00021000n), undefined);
   });
 
-  for (const [kind, flags] of [['PIE', ['-fPIE', '-pie']], ['non-PIE', ['-fno-PIE', '-no-pie']]] as const) {
+  for (const [kind, flags] of [
+    ['PIE', ['-fPIE', '-pie']],
+    ['non-PIE', ['-fno-PIE', '-no-pie']],
+  ] as const) {
     it(`walks the link map of a ${kind} executable with build-ids read from memory`, async () => {
       const exe = linkdemo([...flags]);
       const t = startTarget([exe]);

@@ -28,7 +28,11 @@ async function startVictim(): Promise<Victim> {
   const v: Victim = {
     t,
     work: '0x' + printed(out, 'work').toString(16),
-    tids: { compute: Number(printed(out, 'compute tid')), reader: Number(printed(out, 'reader tid')), sleeper: Number(printed(out, 'sleeper tid')) },
+    tids: {
+      compute: Number(printed(out, 'compute tid')),
+      reader: Number(printed(out, 'reader tid')),
+      sleeper: Number(printed(out, 'sleeper tid')),
+    },
   };
   const setup = runDriver([String(t.pid), 'setup']); // the stub's one unprotected mmap is not what is tested here
   await setup.waitFor(/done/);

@@ -14,7 +14,8 @@ describe('the loader layer', () => {
     const dir = join(ROOT, 'trigger');
     const reached: string[] = [];
     for (const f of readdirSync(dir).filter((n) => n.endsWith('.ts'))) {
-      for (const m of readFileSync(join(dir, f), 'utf8').matchAll(/from '\.\.\/runtime\/loader\/([^']+)'/g)) reached.push(`${f}: ${m[1]}`);
+      for (const m of readFileSync(join(dir, f), 'utf8').matchAll(/from '\.\.\/runtime\/loader\/([^']+)'/g))
+        reached.push(`${f}: ${m[1]}`);
     }
     assert.ok(reached.length > 0, 'the trigger uses the loader');
     assert.deepEqual(
@@ -25,12 +26,21 @@ describe('the loader layer', () => {
 
   it('importing the pure trigger/decide.ts does not load koffi (the runtime)', () => {
     const script = `await import(${JSON.stringify(join(ROOT, 'trigger', 'decide.ts'))}); const { readFileSync } = await import('node:fs'); process.stdout.write(String(readFileSync('/proc/self/maps', 'utf8').includes('koffi')));`;
-    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: ROOT, encoding: 'utf8' });
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      cwd: ROOT,
+      encoding: 'utf8',
+    });
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout, 'false');
     // The check can fail: the entry does map koffi.
-    const entry = script.replace(join(ROOT, 'trigger', 'decide.ts'), join(ROOT, 'runtime', 'loader', 'index.ts'));
-    const e = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', entry], { cwd: ROOT, encoding: 'utf8' });
+    const entry = script.replace(
+      join(ROOT, 'trigger', 'decide.ts'),
+      join(ROOT, 'runtime', 'loader', 'index.ts'),
+    );
+    const e = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', entry], {
+      cwd: ROOT,
+      encoding: 'utf8',
+    });
     assert.equal(e.stdout, 'true', e.stderr);
   });
 });

@@ -37,7 +37,11 @@ describe('pause memory access (PauseIO)', function () {
   let data: bigint;
   let ro: bigint;
   before(async () => {
-    const exe = compile({ sources: [{ name: 'pauseio_main.c', code: PROGRAM }], out: 'pauseio_main', flags: ['-O0'] });
+    const exe = compile({
+      sources: [{ name: 'pauseio_main.c', code: PROGRAM }],
+      out: 'pauseio_main',
+      flags: ['-O0'],
+    });
     t = startTarget([exe]);
     const out = await t.waitFor((o) => /ready data=0x[0-9a-f]+ ro=0x[0-9a-f]+/.test(o));
     const m = /data=(0x[0-9a-f]+) ro=(0x[0-9a-f]+)/.exec(out)!;
@@ -59,7 +63,10 @@ describe('pause memory access (PauseIO)', function () {
       const io = new PauseIO(s, watched);
       io.read();
       io.keep();
-      assert.deepEqual([0, 1, 2, 3].map((i) => io.u64(i)), [7n, 8n, 77n, 4n]);
+      assert.deepEqual(
+        [0, 1, 2, 3].map((i) => io.u64(i)),
+        [7n, 8n, 77n, 4n],
+      );
       assert.ok(io.sameWords(0, 4));
       assert.ok(io.holds(4, Buffer.concat([word(9n), word(10n)])));
       assert.ok(!io.holds(4, Buffer.concat([word(9n), word(11n)])));
@@ -68,9 +75,19 @@ describe('pause memory access (PauseIO)', function () {
       s.stopAll();
       // One write for two patches 16 bytes apart: the word between them (ro_words[1]) is written back as read.
       const before = io.writes;
-      io.writeBlock({ addr: ro, len: 24, patches: [{ addr: ro, bytes: word(0x11n), undo: word(7n) }, { addr: ro + 16n, bytes: word(0x33n), undo: word(9n) }] });
+      io.writeBlock({
+        addr: ro,
+        len: 24,
+        patches: [
+          { addr: ro, bytes: word(0x11n), undo: word(7n) },
+          { addr: ro + 16n, bytes: word(0x33n), undo: word(9n) },
+        ],
+      });
       assert.equal(io.writes - before, 1);
-      assert.deepEqual([0n, 8n, 16n].map((o) => s.memory.readU64(ro + o)), [0x11n, 8n, 0x33n]);
+      assert.deepEqual(
+        [0n, 8n, 16n].map((o) => s.memory.readU64(ro + o)),
+        [0x11n, 8n, 0x33n],
+      );
       io.read();
       assert.ok(!io.sameWords(0, 1), 'the changed word is seen');
       assert.ok(io.sameWords(1, 3), 'the others are not');
@@ -82,7 +99,10 @@ describe('pause memory access (PauseIO)', function () {
       io.write(ro, word(7n));
       io.write(ro + 16n, word(9n));
       io.write(ro + 600n * 8n, word(77n));
-      assert.deepEqual([0n, 8n, 16n].map((o) => s.memory.readU64(ro + o)), [7n, 8n, 9n]);
+      assert.deepEqual(
+        [0n, 8n, 16n].map((o) => s.memory.readU64(ro + o)),
+        [7n, 8n, 9n],
+      );
       s.resume();
     } finally {
       s.detach();

@@ -9,7 +9,15 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { encodeJump, FAR_SIZE, FAR_TEMPLATE, NEAR_SIZE, NEAR_TEMPLATE, planEntry, REDIRECT_ASM } from '../../../runtime/loader/redirect-code.js';
+import {
+  encodeJump,
+  FAR_SIZE,
+  FAR_TEMPLATE,
+  NEAR_SIZE,
+  NEAR_TEMPLATE,
+  planEntry,
+  REDIRECT_ASM,
+} from '../../../runtime/loader/redirect-code.js';
 
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 /** `mov 0x0(%rip),%rax; lea (%rdi,%rdi,4),%rdx; mov (%rax),%rax; lea 0x1(%rax,%rdx,2),%rax; ret`: 20 bytes, no branch. */
@@ -65,23 +73,43 @@ describe('entry redirect code', () => {
 
   it('refuses a function too short for the jump', () => {
     // lea 0x1(%rdi),%eax; ret: 4 bytes
-    assert.deepEqual(planEntry(hex('8d4701 c3'), 0x1000n, 0x2000n), { reason: 'too-short', size: 4, needed: 5 });
+    assert.deepEqual(planEntry(hex('8d4701 c3'), 0x1000n, 0x2000n), {
+      reason: 'too-short',
+      size: 4,
+      needed: 5,
+    });
     // endbr64 + 4 bytes: 9 are needed, 8 are there
-    assert.deepEqual(planEntry(Buffer.concat([ENDBR, hex('8d4701 c3')]), 0x1000n, 0x2000n), { reason: 'too-short', size: 8, needed: 9 });
+    assert.deepEqual(planEntry(Buffer.concat([ENDBR, hex('8d4701 c3')]), 0x1000n, 0x2000n), {
+      reason: 'too-short',
+      size: 8,
+      needed: 9,
+    });
     // Far target: 14 bytes are needed.
-    assert.deepEqual(planEntry(PLAIN.subarray(0, 13), 0x1000n, 0x5555_0000_0000n), { reason: 'too-short', size: 13, needed: 14 });
+    assert.deepEqual(planEntry(PLAIN.subarray(0, 13), 0x1000n, 0x5555_0000_0000n), {
+      reason: 'too-short',
+      size: 13,
+      needed: 14,
+    });
   });
 
   it('refuses a function whose own branch lands on the replaced bytes', () => {
     // loop: mov (%rdi),%eax; test %eax,%eax; jne loop (back to +0); ret; padded
     const loopAtEntry = hex('8b07 85c0 75fa c3');
-    assert.deepEqual(planEntry(Buffer.concat([loopAtEntry, Buffer.alloc(8, 0xcc)]), 0x1000n, 0x2000n), { reason: 'branch-into-entry', from: 4, to: 0 });
+    assert.deepEqual(planEntry(Buffer.concat([loopAtEntry, Buffer.alloc(8, 0xcc)]), 0x1000n, 0x2000n), {
+      reason: 'branch-into-entry',
+      from: 4,
+      to: 0,
+    });
     // A forward jcc into +3 (inside the 5 replaced bytes) from further down.
     // xor %eax,%eax; 4 x nop; inc %eax; cmp $10,%eax; jl (rel8 at +12, next instruction at +13); ret
     const code = hex('31c0 90 90 90 90 ffc0 83f80a 7c00 c3');
     const intoEntry = Buffer.from(code);
     intoEntry.writeInt8(3 - 13, 12);
-    assert.deepEqual(planEntry(intoEntry, 0x1000n, 0x2000n), { reason: 'branch-into-entry', from: 11, to: 3 });
+    assert.deepEqual(planEntry(intoEntry, 0x1000n, 0x2000n), {
+      reason: 'branch-into-entry',
+      from: 11,
+      to: 3,
+    });
     // The same loop landing right after the replaced bytes is fine.
     const past = Buffer.from(code);
     past.writeInt8(5 - 13, 12);
@@ -93,11 +121,18 @@ describe('entry redirect code', () => {
     const code = Buffer.concat([ENDBR, hex('ffd0 c3'), Buffer.alloc(10, 0x90)]);
     assert.deepEqual(planEntry(code, 0x1000n, 0x2000n), { reason: 'call-in-entry', at: 4 });
     // A 5-byte call at the entry returns right after the jump: fine.
-    assert.ok(!('reason' in planEntry(Buffer.concat([hex('e800000000 c3'), Buffer.alloc(4, 0xcc)]), 0x1000n, 0x2000n)));
+    assert.ok(
+      !(
+        'reason' in planEntry(Buffer.concat([hex('e800000000 c3'), Buffer.alloc(4, 0xcc)]), 0x1000n, 0x2000n)
+      ),
+    );
   });
 
   it('refuses code it cannot decode, accepts trailing padding', () => {
-    assert.deepEqual(planEntry(Buffer.concat([PLAIN.subarray(0, 7), hex('06 06 06'), PLAIN.subarray(7)]), 0x1000n, 0x2000n), { reason: 'undecodable', offset: 7 });
+    assert.deepEqual(
+      planEntry(Buffer.concat([PLAIN.subarray(0, 7), hex('06 06 06'), PLAIN.subarray(7)]), 0x1000n, 0x2000n),
+      { reason: 'undecodable', offset: 7 },
+    );
     assert.ok(!('reason' in planEntry(Buffer.concat([PLAIN, hex('cccc')]), 0x1000n, 0x2000n)));
   });
 });

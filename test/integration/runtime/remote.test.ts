@@ -4,7 +4,19 @@
  */
 import assert from 'node:assert/strict';
 import { closeSync, ftruncateSync, writeSync } from 'node:fs';
-import { F, F_SEAL, MAP, MFD, NR, PROT, findStub, openTargetFd, readMaps, STUB_MAPS_NAME, withSession } from '../../../runtime/index.js';
+import {
+  F,
+  F_SEAL,
+  MAP,
+  MFD,
+  NR,
+  PROT,
+  findStub,
+  openTargetFd,
+  readMaps,
+  STUB_MAPS_NAME,
+  withSession,
+} from '../../../runtime/index.js';
 import { printed, sleep, until, withFixture } from '../../../lab/runtime/helpers.js';
 import { u64Bytes } from '../../../common/u64.js';
 
@@ -77,7 +89,10 @@ describe('runtime: remote calls and memory', () => {
       const ro = printed(t.output(), 'ro');
       withSession(t.pid, (s) => {
         s.borrow();
-        assert.throws(() => s.memory.write(ro, u64Bytes(0x2222n)), (e: any) => e.code === 'PROC_MEMORY');
+        assert.throws(
+          () => s.memory.write(ro, u64Bytes(0x2222n)),
+          (e: any) => e.code === 'PROC_MEMORY',
+        );
         s.poke(ro, u64Bytes(0x2222n));
         s.poke(ro + 9n, Buffer.from([0x77])); // unaligned single byte: neighbours preserved
         assert.equal(s.memory.readU64(ro), 0x2222n);
@@ -91,7 +106,10 @@ describe('runtime: remote calls and memory', () => {
 
   it('creates the stub page once and finds it again in later sessions', async () => {
     await withFixture('sleepy', [], async (t) => {
-      assert.equal(findStub(t.pid, new (await import('../../../runtime/index.js')).RemoteMemory(t.pid)), undefined);
+      assert.equal(
+        findStub(t.pid, new (await import('../../../runtime/index.js')).RemoteMemory(t.pid)),
+        undefined,
+      );
       const first = withSession(t.pid, (s) => {
         s.borrow();
         return s.stub();
@@ -102,7 +120,10 @@ describe('runtime: remote calls and memory', () => {
       assert.equal(header.length, 1);
       assert.equal(header[0]!.start, first.base);
       assert.ok(!header[0]!.write, 'the header page is sealed read-only');
-      assert.ok(maps.some((m) => m.start === first.base + 0x1000n && m.exec && !m.write), 'the code is r-x');
+      assert.ok(
+        maps.some((m) => m.start === first.base + 0x1000n && m.exec && !m.write),
+        'the code is r-x',
+      );
       const second = withSession(t.pid, (s) => {
         s.borrow();
         s.syscall(NR.getpid);

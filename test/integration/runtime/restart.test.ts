@@ -23,7 +23,9 @@ function fifo(): { path: string; dispose(): void } {
 function exercise(s: Session, tid: number, pid: number): void {
   assert.equal(s.syscall(NR.getpid, [], { tid }), BigInt(pid));
   assert.equal(s.syscall(NR.gettid, [], { tid }), BigInt(tid));
-  const m = s.syscall(NR.mmap, [0n, 4096, PROT.READ | PROT.WRITE, MAP.PRIVATE | MAP.ANONYMOUS, -1, 0], { tid });
+  const m = s.syscall(NR.mmap, [0n, 4096, PROT.READ | PROT.WRITE, MAP.PRIVATE | MAP.ANONYMOUS, -1, 0], {
+    tid,
+  });
   assert.equal(s.syscall(NR.munmap, [m, 4096], { tid }), 0n);
 }
 
@@ -66,7 +68,10 @@ describe('runtime: interrupted system calls restart as the kernel would', () => 
           for (let i = 0; i < 3; i++) {
             s.stopAll();
             // clock_nanosleep the first time, then restart_syscall: the kernel resumed it with its remaining time
-            assert.ok([230n, 219n].includes(s.regs(sleeper).orig_rax), 'the sleeper should be inside its sleep');
+            assert.ok(
+              [230n, 219n].includes(s.regs(sleeper).orig_rax),
+              'the sleeper should be inside its sleep',
+            );
             exercise(s, sleeper, t.pid);
             s.resume();
           }

@@ -146,12 +146,14 @@ describe('runtime session: stop and resume', function () {
   it('detaches from every thread when the callback throws', async () => {
     const t = await startFixture('threads', ['3']);
     try {
-      assert.throws(() =>
-        withSession(t.pid, (s) => {
-          s.stopAll();
-          throw new Error('boom');
-        }),
-      /boom/);
+      assert.throws(
+        () =>
+          withSession(t.pid, (s) => {
+            s.stopAll();
+            throw new Error('boom');
+          }),
+        /boom/,
+      );
       // a new session can attach: nothing is left traced
       withSession(t.pid, (s) => assert.equal(s.tids().length, 4));
       t.kill('SIGUSR1');

@@ -9,7 +9,18 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ENTRY, STUB_ASM, STUB_CODE } from '../../../runtime/stub/code.js';
-import { BLOCK_STRIDE, CODE_OFF, CODE_SIZE, NSLOTS, SLOT, SLOT_DELTA, SLOTS_OFF, STUB_SIZE, XSAVE_OFF, XSAVE_STRIDE } from '../../../runtime/stub/layout.js';
+import {
+  BLOCK_STRIDE,
+  CODE_OFF,
+  CODE_SIZE,
+  NSLOTS,
+  SLOT,
+  SLOT_DELTA,
+  SLOTS_OFF,
+  STUB_SIZE,
+  XSAVE_OFF,
+  XSAVE_STRIDE,
+} from '../../../runtime/stub/layout.js';
 import { restoreMask } from '../../../runtime/stub/slots.js';
 import { REGS_SIZE, regOffset } from '../../../runtime/sys/regs.js';
 
@@ -19,7 +30,13 @@ describe('runtime stub code', () => {
     try {
       writeFileSync(join(dir, 'stub.s'), STUB_ASM);
       execFileSync('as', ['--64', '-o', join(dir, 'stub.o'), join(dir, 'stub.s')]);
-      execFileSync('objcopy', ['-O', 'binary', '--only-section=.text', join(dir, 'stub.o'), join(dir, 'stub.bin')]);
+      execFileSync('objcopy', [
+        '-O',
+        'binary',
+        '--only-section=.text',
+        join(dir, 'stub.o'),
+        join(dir, 'stub.bin'),
+      ]);
       const relocs = execFileSync('readelf', ['-r', join(dir, 'stub.o')], { encoding: 'utf8' });
       assert.match(relocs, /no relocations/, 'the block must be position-independent');
       assert.deepEqual(readFileSync(join(dir, 'stub.bin')), STUB_CODE);

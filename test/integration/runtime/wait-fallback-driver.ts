@@ -13,8 +13,15 @@ import * as alarm from '../../../runtime/sys/wait-alarm.js';
 
 const pid = Number(process.argv[2]);
 const libc = koffi.load('libc.so.6');
-const sigaction = libc.func('int sigaction(int sig, void *act, void *old)') as (sig: number, act: Buffer, old: null) => number;
-const dlsym = libc.func('uintptr_t dlsym(uintptr_t handle, const char *name)') as (h: number, name: string) => number | bigint;
+const sigaction = libc.func('int sigaction(int sig, void *act, void *old)') as (
+  sig: number,
+  act: Buffer,
+  old: null,
+) => number;
+const dlsym = libc.func('uintptr_t dlsym(uintptr_t handle, const char *name)') as (
+  h: number,
+  name: string,
+) => number | bigint;
 const sigrtmax = libc.func('int __libc_current_sigrtmax()') as () => number;
 
 // Another component's handler on the alarm's signal (getppid: any function that returns will do).

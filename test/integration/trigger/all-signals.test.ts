@@ -34,7 +34,10 @@ interface Run {
 /** Runs `ulp-trigger --all FIX` and sends `sig` once the first result line has arrived. */
 function runAndSignal(fix: string, sig: NodeJS.Signals, extra: string[]): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, cliArgs('ulp-trigger', ['--all', fix, ...extra]), { cwd: ROOT, env: { ...process.env } });
+    const child = spawn(process.execPath, cliArgs('ulp-trigger', ['--all', fix, ...extra]), {
+      cwd: ROOT,
+      env: { ...process.env },
+    });
     let stdout = '';
     let stderr = '';
     let sent = false;
@@ -68,7 +71,12 @@ describe('ulp-trigger --all stopped by a signal', function () {
     dir = mkdtempSync(join(tmpdir(), 'ulp-all-signals-'));
     mkdirSync(join(dir, 'lib'));
     copyFileSync(demo.lib(1), join(dir, 'lib', 'libdemo.so.1'));
-    fleetExe = compile({ sources: ['bench/fleet_main.c'], out: 'fleet_main', flags: ['-O2', '-Wl,-z,relro,-z,now'], libs: [`-L${join(dir, 'lib')}`, '-l:libdemo.so.1'] });
+    fleetExe = compile({
+      sources: ['bench/fleet_main.c'],
+      out: 'fleet_main',
+      flags: ['-O2', '-Wl,-z,relro,-z,now'],
+      libs: [`-L${join(dir, 'lib')}`, '-l:libdemo.so.1'],
+    });
   });
   after(() => {
     demo?.dispose();
@@ -88,7 +96,9 @@ describe('ulp-trigger --all stopped by a signal', function () {
       const { builds } = readBundleFile(fix).manifest;
       // Under a shell that waits for it: fleet_main dies with its parent (PR_SET_PDEATHSIG), and the shell of
       // startTarget exits at once, which would kill the fleet if it exited after fleet_main set that up.
-      const leader: Target = startTarget(['sh', '-c', `'${fleetExe}' ${FLEET} wait & wait`], { LD_LIBRARY_PATH: join(dir, 'lib') });
+      const leader: Target = startTarget(['sh', '-c', `'${fleetExe}' ${FLEET} wait & wait`], {
+        LD_LIBRARY_PATH: join(dir, 'lib'),
+      });
       const out = await leader.waitFor((o) => /^ready$/m.test(o), 120_000);
       const fleet = [...out.matchAll(/^pid (\d+)$/gm)].map((m) => Number(m[1]));
       try {
@@ -96,12 +106,25 @@ describe('ulp-trigger --all stopped by a signal', function () {
         const r = await runAndSignal(fix, sig, extra);
         assert.equal(r.code, 8, r.stdout + r.stderr);
         const done = [...r.stdout.matchAll(/^\s+(\d+)\s+applied/gm)].map((m) => Number(m[1]));
-        const summary = new RegExp(`^stopped by ${sig} after .*not attempted \\(untouched\\): ([\\d, ]+)$`, 'm').exec(r.stdout);
+        const summary = new RegExp(
+          `^stopped by ${sig} after .*not attempted \\(untouched\\): ([\\d, ]+)$`,
+          'm',
+        ).exec(r.stdout);
         assert.ok(summary, r.stdout);
         const left = summary[1]!.split(', ').map(Number);
         assert.ok(done.length >= 1 && left.length >= 1, r.stdout);
-        assert.deepEqual([...done, ...left].sort((a, b) => a - b), [...fleet].sort((a, b) => a - b), 'every process is either done or not attempted');
-        assert.match(r.stdout, new RegExp(`^${FLEET} processes with libdemo.so.1 .* loaded: ${done.length} ok, 0 failed, ${left.length} not attempted;`, 'm'));
+        assert.deepEqual(
+          [...done, ...left].sort((a, b) => a - b),
+          [...fleet].sort((a, b) => a - b),
+          'every process is either done or not attempted',
+        );
+        assert.match(
+          r.stdout,
+          new RegExp(
+            `^${FLEET} processes with libdemo.so.1 .* loaded: ${done.length} ok, 0 failed, ${left.length} not attempted;`,
+            'm',
+          ),
+        );
 
         for (const pid of done) {
           const lib = readStatus(pid).libraries.find((l) => l.soname === 'libdemo.so.1');
@@ -110,12 +133,18 @@ describe('ulp-trigger --all stopped by a signal', function () {
         }
         for (const pid of left) {
           assert.equal(ulpMapped(pid), false, `process ${pid} was not touched`);
-          assert.equal(readStatus(pid).libraries.find((l) => l.soname === 'libdemo.so.1'), undefined, `process ${pid} was not touched`);
+          assert.equal(
+            readStatus(pid).libraries.find((l) => l.soname === 'libdemo.so.1'),
+            undefined,
+            `process ${pid} was not touched`,
+          );
         }
 
         const again = runCli('ulp-trigger', ['--all', fix, '--json', ...extra]);
         assert.equal(again.code, 0, again.stdout + again.stderr);
-        const outcome = new Map(again.json.processes.map((p: any) => [p.pid, p.ok ? p.result.outcome : p.error.code]));
+        const outcome = new Map(
+          again.json.processes.map((p: any) => [p.pid, p.ok ? p.result.outcome : p.error.code]),
+        );
         for (const pid of done) assert.equal(outcome.get(pid), 'already-applied');
         for (const pid of left) assert.equal(outcome.get(pid), 'applied');
         assert.doesNotMatch(leader.output(), /BAD/, 'every process computed right throughout');
@@ -133,7 +162,12 @@ describe('ulp-trigger --all stopped by a signal', function () {
   }
 
   it('refuses a --jobs that is not a count from 1 to 64, or without --all, before touching anything', () => {
-    for (const args of [['--all', 'x.ulp', '--jobs', '0'], ['--all', 'x.ulp', '--jobs', 'two'], ['--all', 'x.ulp', '--jobs', '65'], ['1', 'x.ulp', '--jobs', '2']]) {
+    for (const args of [
+      ['--all', 'x.ulp', '--jobs', '0'],
+      ['--all', 'x.ulp', '--jobs', 'two'],
+      ['--all', 'x.ulp', '--jobs', '65'],
+      ['1', 'x.ulp', '--jobs', '2'],
+    ]) {
       const r = runCli('ulp-trigger', [...args, '--json']);
       assert.equal(r.code, 64, args.join(' ') + r.stdout + r.stderr);
       assert.equal(r.json.error.code, 'TRIGGER_USAGE');

@@ -39,10 +39,17 @@ describe('ulp-trigger --all', function () {
       const byPid = new Map(r.json.processes.map((p: { pid: number }) => [p.pid, p]));
       assert.equal(byPid.size, 4, JSON.stringify(r.json.processes.map((p: { pid: number }) => p.pid)));
       for (const t of onV1) assert.equal((byPid.get(t.pid) as any).result.outcome, 'applied');
-      assert.equal((byPid.get(onV2.pid) as any).result.outcome, 'runs-new-build', 'loaded at start, never patched: not "already applied"');
+      assert.equal(
+        (byPid.get(onV2.pid) as any).result.outcome,
+        'runs-new-build',
+        'loaded at start, never patched: not "already applied"',
+      );
       assert.ok(!byPid.has(unrelated.pid));
       for (const t of [...onV1, onV2]) assert.equal(await versionNow(t), '2');
-      assert.match(runCli('ulp-trigger', ['--all', fix]).stdout, /4 processes with libdemo.so.1 .* loaded: 4 ok, 0 failed/);
+      assert.match(
+        runCli('ulp-trigger', ['--all', fix]).stdout,
+        /4 processes with libdemo.so.1 .* loaded: 4 ok, 0 failed/,
+      );
 
       const back = runCli('ulp-trigger', ['--all', fix, '--revert', '--json']);
       assert.equal(back.code, 0, back.stdout + back.stderr);
@@ -60,18 +67,35 @@ describe('ulp-trigger --all', function () {
     try {
       for (const t of [a, b, other]) await t.waitFor((o) => rounds(o).length >= 1);
       // A named process without the library is left out, as with --all alone.
-      const r = runCli('ulp-trigger', ['--all', fix, '--pid', String(a.pid), '--pid', String(b.pid), '--pid', String(unrelated.pid), '--json']);
+      const r = runCli('ulp-trigger', [
+        '--all',
+        fix,
+        '--pid',
+        String(a.pid),
+        '--pid',
+        String(b.pid),
+        '--pid',
+        String(unrelated.pid),
+        '--json',
+      ]);
       assert.equal(r.code, 0, r.stdout + r.stderr);
       assert.deepEqual(r.json.processes.map((p: { pid: number }) => p.pid).sort(), [a.pid, b.pid].sort());
       assert.ok(r.json.processes.every((p: any) => p.ok && p.result.outcome === 'applied'));
       assert.equal(await versionNow(a), '2');
       assert.equal(await versionNow(b), '2');
       assert.equal(await versionNow(other), '1', 'not named: untouched');
-      assert.equal(runCli('ulp-trigger', ['--status', String(other.pid), '--json']).json.libraries.length, 0, 'nothing of ulp in it');
+      assert.equal(
+        runCli('ulp-trigger', ['--status', String(other.pid), '--json']).json.libraries.length,
+        0,
+        'nothing of ulp in it',
+      );
 
       const back = runCli('ulp-trigger', ['--all', fix, '--revert', '--pid', String(a.pid), '--json']);
       assert.equal(back.code, 0, back.stdout + back.stderr);
-      assert.deepEqual(back.json.processes.map((p: any) => [p.pid, p.result.outcome]), [[a.pid, 'reverted']]);
+      assert.deepEqual(
+        back.json.processes.map((p: any) => [p.pid, p.result.outcome]),
+        [[a.pid, 'reverted']],
+      );
       assert.equal(await versionNow(a), '1');
       assert.equal(await versionNow(b), '2');
     } finally {
@@ -83,7 +107,12 @@ describe('ulp-trigger --all', function () {
     const fix = demo.pack(1, 2);
     const t = demo.start(1);
     await t.waitFor((o) => rounds(o).length >= 1);
-    for (const args of [[String(t.pid), fix, '--pid', String(t.pid)], ['--all', fix, '--pid', 'nginx'], ['--all', fix, '--pid', '0'], ['--status', String(t.pid), '--pid', String(t.pid)]]) {
+    for (const args of [
+      [String(t.pid), fix, '--pid', String(t.pid)],
+      ['--all', fix, '--pid', 'nginx'],
+      ['--all', fix, '--pid', '0'],
+      ['--status', String(t.pid), '--pid', String(t.pid)],
+    ]) {
       const r = runCli('ulp-trigger', [...args, '--json']);
       assert.equal(r.code, 64, `${args.join(' ')}: ${r.stdout}${r.stderr}`);
       assert.equal(r.json.error.code, 'TRIGGER_USAGE');
@@ -96,7 +125,14 @@ describe('ulp-trigger --all', function () {
     const [a, b] = [demo.start(1), demo.start(1)];
     for (const t of [a, b]) await t.waitFor((o) => rounds(o).length >= 1);
     // Another tracer holds `a`.
-    const tracer = spawn('python3', ['-c', `import ctypes,time\nlibc=ctypes.CDLL(None)\nlibc.ptrace(0x4206,${a.pid},0,0)\nprint(1,flush=True)\ntime.sleep(60)`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const tracer = spawn(
+      'python3',
+      [
+        '-c',
+        `import ctypes,time\nlibc=ctypes.CDLL(None)\nlibc.ptrace(0x4206,${a.pid},0,0)\nprint(1,flush=True)\ntime.sleep(60)`,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     try {
       await new Promise<void>((resolve) => tracer.stdout!.once('data', () => resolve()));
       const r = runCli('ulp-trigger', ['--all', fix, '--json']);
@@ -113,13 +149,19 @@ describe('ulp-trigger --all', function () {
     }
   });
 
-  it("leaves its own ancestors alone and lists them (the shell or automation that runs it)", async () => {
+  it('leaves its own ancestors alone and lists them (the shell or automation that runs it)', async () => {
     const fix = demo.pack(1, 2);
     const t = demo.start(1);
     await t.waitFor((o) => rounds(o).length >= 1);
     // A shell that has the old build loaded runs the trigger (without passing the preload on to it).
-    const quoted = [process.execPath, ...cliArgs('ulp-trigger', ['--all', fix, '--json'])].map((a) => `'${a}'`).join(' ');
-    const r = spawnSync('sh', ['-c', `unset LD_PRELOAD; ${quoted}; echo "shell=$$"`], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, LD_PRELOAD: demo.lib(1) } });
+    const quoted = [process.execPath, ...cliArgs('ulp-trigger', ['--all', fix, '--json'])]
+      .map((a) => `'${a}'`)
+      .join(' ');
+    const r = spawnSync('sh', ['-c', `unset LD_PRELOAD; ${quoted}; echo "shell=$$"`], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      env: { ...process.env, LD_PRELOAD: demo.lib(1) },
+    });
     const shell = Number(/shell=(\d+)/.exec(r.stdout)?.[1]);
     const json = JSON.parse(r.stdout.slice(0, r.stdout.lastIndexOf('shell=')));
     assert.deepEqual(json.skipped, [{ pid: shell, reason: 'ancestor' }], r.stdout + r.stderr);

@@ -59,7 +59,12 @@ for (const relro of ['full', 'partial'] as Relro[]) {
       assert.deepEqual(applied.switch.redirects.uncovered, []);
       // Global state kept: the counter never restarted.
       const all = rounds(t.output());
-      for (let i = 1; i < all.length; i++) assert.equal(BigInt(all[i]!.counter!), BigInt(all[i - 1]!.counter!) + 1n, `counter jumped at round ${all[i]!.round}`);
+      for (let i = 1; i < all.length; i++)
+        assert.equal(
+          BigInt(all[i]!.counter!),
+          BigInt(all[i - 1]!.counter!) + 1n,
+          `counter jumped at round ${all[i]!.round}`,
+        );
 
       const reverted = ok(trigger([String(t.pid), fix, '--revert', '--json'])).json;
       assert.equal(reverted.outcome, 'reverted');
@@ -70,7 +75,8 @@ for (const relro of ['full', 'partial'] as Relro[]) {
       assert.equal(back.greet, 'hello');
       assert.equal(BigInt(back.tick!) % 1000n, 1n);
       const all2 = rounds(t.output());
-      for (let i = 1; i < all2.length; i++) assert.equal(BigInt(all2[i]!.counter!), BigInt(all2[i - 1]!.counter!) + 1n);
+      for (let i = 1; i < all2.length; i++)
+        assert.equal(BigInt(all2[i]!.counter!), BigInt(all2[i - 1]!.counter!) + 1n);
       assert.ok(t.alive());
     });
 
@@ -88,7 +94,12 @@ for (const relro of ['full', 'partial'] as Relro[]) {
       assert.equal(reapplied.outcome, 'applied');
       assert.equal(reapplied.switch.staged, false);
       const maps = (await import('node:fs')).readFileSync(`/proc/${t.pid}/maps`, 'utf8');
-      const builds = new Set(maps.split('\n').filter((l) => l.includes(':new:libdemo.so.1')).map((l) => l.split(/\s+/)[4]));
+      const builds = new Set(
+        maps
+          .split('\n')
+          .filter((l) => l.includes(':new:libdemo.so.1'))
+          .map((l) => l.split(/\s+/)[4]),
+      );
       assert.equal(builds.size, 1, 'one copy of the new build');
       const mark = t.output().length;
       assert.equal((await roundsAfter(t, mark)).at(-1)!.version, '2');
@@ -106,7 +117,11 @@ for (const relro of ['full', 'partial'] as Relro[]) {
       assert.equal(lib.aliased, true);
       assert.equal(lib.mixed, false);
       assert.deepEqual(
-        lib.builds.map((b: { buildId: string; source: string; live: boolean }) => [b.buildId, b.source, b.live]),
+        lib.builds.map((b: { buildId: string; source: string; live: boolean }) => [
+          b.buildId,
+          b.source,
+          b.live,
+        ]),
         [
           [v1.old.buildId, 'loader', false],
           [v1.new.buildId, 'ulp', true],
@@ -117,7 +132,12 @@ for (const relro of ['full', 'partial'] as Relro[]) {
       assert.deepEqual(lib.oldCode.reachable, []);
       // demo_main saved &demo_version before the patch: a data pointer into v1's code (whose entry jumps to v2).
       assert.ok(lib.oldReferences.dataPointers >= 1);
-      assert.ok(lib.oldReferences.samples.some((s: { holder: string; buildId: string }) => s.holder === '(executable)' && s.buildId === v1.old.buildId));
+      assert.ok(
+        lib.oldReferences.samples.some(
+          (s: { holder: string; buildId: string }) =>
+            s.holder === '(executable)' && s.buildId === v1.old.buildId,
+        ),
+      );
       const text = ok(trigger(['--status', String(t.pid)])).stdout;
       assert.match(text, /libdemo\.so\.1: live build/);
       assert.match(text, /patch [0-9a-f]{12}: applied/);
@@ -178,7 +198,8 @@ describe('ulp-trigger stacking', function () {
         assert.equal(await versionNow(t), '1');
       }
       const all = rounds(t.output());
-      for (let i = 1; i < all.length; i++) assert.equal(BigInt(all[i]!.counter!), BigInt(all[i - 1]!.counter!) + 1n);
+      for (let i = 1; i < all.length; i++)
+        assert.equal(BigInt(all[i]!.counter!), BigInt(all[i - 1]!.counter!) + 1n);
     });
   }
 

@@ -50,12 +50,20 @@ describe('ulp-trigger on a process whose threads all block', function () {
     await t.waitFor(() => blockedIn(t.pid).every((nr) => nr >= 0) && blockedIn(t.pid).length === 27);
     const before = blockedIn(t.pid);
     assert.ok(!before.includes(-1), 'no thread is running');
-    for (const [args, version, compute] of [[[], '2', '36'], [['--revert'], '1', '33'], [[], '2', '36']] as const) {
+    for (const [args, version, compute] of [
+      [[], '2', '36'],
+      [['--revert'], '1', '33'],
+      [[], '2', '36'],
+    ] as const) {
       const r = runCli('ulp-trigger', [String(t.pid), fix, '--json', ...args]);
       assert.equal(r.code, 0, r.stdout + r.stderr);
       assert.equal(r.json.outcome, args.length ? 'reverted' : 'applied');
       const all = r.json.switch.pauses.filter((p: { kind: string }) => p.kind === 'all');
-      assert.deepEqual(all.map((p: { threads: number }) => p.threads), [27], 'one pause, every thread stopped once');
+      assert.deepEqual(
+        all.map((p: { threads: number }) => p.threads),
+        [27],
+        'one pause, every thread stopped once',
+      );
       assert.ok(r.json.switch.pauseIo.writes > 0, 'the pause wrote');
       assert.deepEqual(blockedIn(t.pid), before, 'every thread is back in the call it was blocked in');
       assert.deepEqual(await wake(t), { version, compute });

@@ -45,32 +45,56 @@ describe('ulp-trigger: small things users hit', function () {
     const r = trigger(['--no-such-option']);
     assert.equal(r.code, 64);
     assert.equal(r.stdout, '');
-    assert.equal(r.stderr, "ulp-trigger: error [TRIGGER_USAGE]: unknown option '--no-such-option'\n  hint: Run ulp-trigger --help.\n");
+    assert.equal(
+      r.stderr,
+      "ulp-trigger: error [TRIGGER_USAGE]: unknown option '--no-such-option'\n  hint: Run ulp-trigger --help.\n",
+    );
     const j = trigger(['--bogus', '--json']);
     assert.equal(j.code, 64);
     assert.equal(j.json.error.code, 'TRIGGER_USAGE');
     assert.equal(j.json.error.hint, 'Run ulp-trigger --help.');
     const missing = trigger(['--key']);
     assert.equal(missing.code, 64);
-    assert.match(missing.stderr, /^ulp-trigger: error \[TRIGGER_USAGE\]: option '--key <pubkey>' argument missing\n {2}hint: /);
+    assert.match(
+      missing.stderr,
+      /^ulp-trigger: error \[TRIGGER_USAGE\]: option '--key <pubkey>' argument missing\n {2}hint: /,
+    );
   });
 
   it('suggests the right order when the bundle comes before the pid', () => {
     const r = trigger(['fix.ulp', '1234', '--revert']);
     assert.equal(r.code, 64);
-    assert.match(r.stderr, /error \[TRIGGER_USAGE\]: "fix\.ulp" is not a process id: the PID comes first\n {2}hint: Did you mean: ulp-trigger 1234 fix\.ulp --revert\n/);
+    assert.match(
+      r.stderr,
+      /error \[TRIGGER_USAGE\]: "fix\.ulp" is not a process id: the PID comes first\n {2}hint: Did you mean: ulp-trigger 1234 fix\.ulp --revert\n/,
+    );
     // Two things that are not pids: no guess.
-    assert.match(trigger(['a.ulp', 'b.ulp']).stderr, /"a\.ulp" is not a process id\n {2}hint: Run ulp-trigger --help\./);
+    assert.match(
+      trigger(['a.ulp', 'b.ulp']).stderr,
+      /"a\.ulp" is not a process id\n {2}hint: Run ulp-trigger --help\./,
+    );
   });
 
   it('--status reads a process under strace, which an apply cannot attach to', async function () {
     const t = demo.start(1, ['100']);
     await t.waitFor((o) => rounds(o).length >= 1);
-    const strace = spawn('strace', ['-p', String(t.pid), '-e', 'trace=none', '-o', '/dev/null'], { stdio: 'ignore' });
+    const strace = spawn('strace', ['-p', String(t.pid), '-e', 'trace=none', '-o', '/dev/null'], {
+      stdio: 'ignore',
+    });
     try {
       // strace has attached when the kernel names it as the tracer.
-      for (let i = 0; i < 500 && !new RegExp(`TracerPid:\\s*${strace.pid}\\n`).test(readFileSync(`/proc/${t.pid}/status`, 'utf8')); i++) await new Promise((r) => setTimeout(r, 20));
-      assert.match(readFileSync(`/proc/${t.pid}/status`, 'utf8'), new RegExp(`TracerPid:\\s*${strace.pid}\\n`), 'strace did not attach');
+      for (
+        let i = 0;
+        i < 500 &&
+        !new RegExp(`TracerPid:\\s*${strace.pid}\\n`).test(readFileSync(`/proc/${t.pid}/status`, 'utf8'));
+        i++
+      )
+        await new Promise((r) => setTimeout(r, 20));
+      assert.match(
+        readFileSync(`/proc/${t.pid}/status`, 'utf8'),
+        new RegExp(`TracerPid:\\s*${strace.pid}\\n`),
+        'strace did not attach',
+      );
       const st = trigger(['--status', String(t.pid), '--json']);
       assert.equal(st.code, 0, st.stdout + st.stderr);
       assert.equal(st.json.pid, t.pid);
@@ -87,7 +111,10 @@ describe('ulp-trigger: small things users hit', function () {
   for (const parent of ['init', 'a shell that reaps it at once'] as const) {
     it(`reports a target that exits after the checks, as the plan reads it, as PROC_EXITED, not "no such process" (reaped by ${parent})`, async () => {
       // Under a waiting shell the dead target vanishes from /proc at once; orphaned, it stays a zombie for a while.
-      const t = parent === 'init' ? demo.start(1, ['100']) : demo.startWith(1, (exe) => ['sh', '-c', `${exe} 100; sleep 600`]);
+      const t =
+        parent === 'init'
+          ? demo.start(1, ['100'])
+          : demo.startWith(1, (exe) => ['sh', '-c', `${exe} 100; sleep 600`]);
       const pid = parent === 'init' ? t.pid : childOf(t.pid);
       await t.waitFor((o) => rounds(o).length >= 1);
       const bundle = readBundleFile(demo.pack(1, 2));
@@ -101,7 +128,8 @@ describe('ulp-trigger: small things users hit', function () {
             if (!m.startsWith('reading process') || ++readings !== 1) return;
             process.kill(pid, 'SIGKILL');
             const gone = parent === 'init' ? ['Z', 'X', undefined] : [undefined];
-            for (let i = 0; i < 5000 && !gone.includes(procState(pid)); i++) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2);
+            for (let i = 0; i < 5000 && !gone.includes(procState(pid)); i++)
+              Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2);
             assert.ok(gone.includes(procState(pid)), `state ${procState(pid)}`);
           },
         });

@@ -30,15 +30,39 @@ interface Lab {
 }
 
 /** Versions of one fixture library, a program linked against version 1, bundles between versions. */
-function lab(name: 'ident' | 'asm', relro: Relro, main: string | { name: string; code: string }, defines: string[] = []): Lab & { dispose(): void } {
+function lab(
+  name: 'ident' | 'asm',
+  relro: Relro,
+  main: string | { name: string; code: string },
+  defines: string[] = [],
+): Lab & { dispose(): void } {
   const dir = mkdtempSync(join(tmpdir(), `ulp-datarefs-${name}-`));
   const soname = `lib${name}.so.1`;
   const lib = (v: number) =>
-    compile({ sources: [`datarefs/lib${name}.c`], out: soname, flags: ['-shared', '-fPIC', '-O2', `-DVERSION=${v}`, ...defines.map((d) => `-D${d}`), `-Wl,-soname,${soname}`, '-Wl,--build-id', ...RELRO[relro], '-pthread'] });
+    compile({
+      sources: [`datarefs/lib${name}.c`],
+      out: soname,
+      flags: [
+        '-shared',
+        '-fPIC',
+        '-O2',
+        `-DVERSION=${v}`,
+        ...defines.map((d) => `-D${d}`),
+        `-Wl,-soname,${soname}`,
+        '-Wl,--build-id',
+        ...RELRO[relro],
+        '-pthread',
+      ],
+    });
   const link = join(dir, 'link');
   mkdirSync(link);
   copyFileSync(lib(1), join(link, soname));
-  const exe = compile({ sources: [main], out: `${name}_main`, flags: ['-O2', '-pthread', ...RELRO[relro]], libs: [`-L${link}`, `-l:${soname}`] });
+  const exe = compile({
+    sources: [main],
+    out: `${name}_main`,
+    flags: ['-O2', '-pthread', ...RELRO[relro]],
+    libs: [`-L${link}`, `-l:${soname}`],
+  });
   const targets: Target[] = [];
   return {
     dir,
@@ -118,16 +142,24 @@ describe('one address per datum', function () {
         const first = rounds(await t.waitFor((o) => rounds(o).length >= 2))[0]!;
         const applied = await switchTo(t, [fix], 2);
         assert.equal(applied.switch.dataRefs.mode, 'one-address');
-        assert.ok(applied.switch.dataRefs.code >= 10, `code references rewritten: ${applied.switch.dataRefs.code}`);
+        assert.ok(
+          applied.switch.dataRefs.code >= 10,
+          `code references rewritten: ${applied.switch.dataRefs.code}`,
+        );
         assert.equal(applied.aliasing, undefined);
         await switchTo(t, [fix, '--revert'], 1);
         await switchTo(t, [fix], 2);
         const last = rounds(t.output()).at(-1)!;
-        assert.equal(last.bad, '0', 'a worker saw a walk that did not end, a lost default object or a lost counter update');
-        for (let i = 0; i < 4; i++) assert.ok(Number(last[`t${i}`]) > Number(first[`t${i}`]), `thread ${i} made progress`);
+        assert.equal(
+          last.bad,
+          '0',
+          'a worker saw a walk that did not end, a lost default object or a lost counter update',
+        );
+        for (let i = 0; i < 4; i++)
+          assert.ok(Number(last[`t${i}`]) > Number(first[`t${i}`]), `thread ${i} made progress`);
       });
 
-      it('a thread blocked on the library\'s static mutex wakes when another unlocks it through the new code', async () => {
+      it("a thread blocked on the library's static mutex wakes when another unlocks it through the new code", async () => {
         const fix = l.pack(1, 2);
         const t = l.start(1, ['wake']);
         const out = await t.waitFor((o) => /B waits tid=\d+/.test(o));
@@ -152,7 +184,7 @@ describe('one address per datum', function () {
     });
     after(() => l?.dispose());
 
-    it('v1 -> v2 -> v3 and back: every staged build addresses the first build\'s data', async () => {
+    it("v1 -> v2 -> v3 and back: every staged build addresses the first build's data", async () => {
       const fix12 = l.pack(1, 2);
       const fix23 = l.pack(2, 3);
       const t = l.start(1, ['loop']);
@@ -165,7 +197,7 @@ describe('one address per datum', function () {
       assert.equal(rounds(t.output()).at(-1)!.bad, '0');
     });
 
-    it('a process started on the new build is reverted with the old build\'s map', async () => {
+    it("a process started on the new build is reverted with the old build's map", async () => {
       const fix12 = l.pack(1, 2);
       const t = l.start(2, ['loop']);
       await t.waitFor((o) => rounds(o).length >= 2);
@@ -217,16 +249,32 @@ describe('one address per datum', function () {
       const stored = b.manifest.datarefs!;
       const variant = (name: string, neu: typeof stored.new) => {
         const path = join(l.dir, `${name}.ulp`);
-        writeFileSync(path, encodeBundle({ manifest: { ...b.manifest, datarefs: { old: stored.old, new: neu } }, oldBuild: b.oldBuild, newBuild: b.newBuild }));
+        writeFileSync(
+          path,
+          encodeBundle({
+            manifest: { ...b.manifest, datarefs: { old: stored.old, new: neu } },
+            oldBuild: b.oldBuild,
+            newBuild: b.newBuild,
+          }),
+        );
         return path;
       };
-      const truncated = variant('truncated', { ...stored.new!, code: { ...stored.new!.code, packed: stored.new!.code.packed.slice(0, 8) } });
+      const truncated = variant('truncated', {
+        ...stored.new!,
+        code: { ...stored.new!.code, packed: stored.new!.code.packed.slice(0, 8) },
+      });
       const map = decodeDataRefs(stored.new!);
-      map.code[3] = { ...map.code[3]!, offset: (map.code[3]!.offset + 8) % (map.region.end - map.region.start) };
+      map.code[3] = {
+        ...map.code[3]!,
+        offset: (map.code[3]!.offset + 8) % (map.region.end - map.region.start),
+      };
       const shifted = variant('shifted', encodeDataRefs(map));
       const t = l.start(1, ['loop']);
       await t.waitFor((o) => rounds(o).length >= 2);
-      for (const [path, code] of [[truncated, 'BUNDLE_MANIFEST_INVALID'], [shifted, 'LOADER_DATAREFS_MISMATCH']] as const) {
+      for (const [path, code] of [
+        [truncated, 'BUNDLE_MANIFEST_INVALID'],
+        [shifted, 'LOADER_DATAREFS_MISMATCH'],
+      ] as const) {
         for (const extra of [[], ['--allow-aliasing']]) {
           const r = runCli('ulp-trigger', [String(t.pid), path, '--json', ...extra]);
           assert.equal(r.code, 3, r.stdout + r.stderr);
@@ -273,7 +321,10 @@ describe('one address per datum', function () {
         assert.deepEqual(ulpMappings(t.pid), []);
         const ok = runCli('ulp-trigger', [String(t.pid), fix, '--allow-aliasing', '--json']);
         assert.equal(ok.code, 0, ok.stdout + ok.stderr);
-        assert.deepEqual(ok.json.aliasing.uncovered.map((u: { start: string }) => u.start), [range.start]);
+        assert.deepEqual(
+          ok.json.aliasing.uncovered.map((u: { start: string }) => u.start),
+          [range.start],
+        );
         // What the map covers is still rewritten: only the uncovered bytes would use the alias.
         assert.equal(ok.json.switch.dataRefs.mode, 'one-address');
         const mark = t.output().length;

@@ -10,7 +10,11 @@ import { HardLab, libStatus, linesAfter, trigger, type Line } from '../../../lab
 import type { Target } from '../../../lab/target.js';
 
 const SONAME = 'liba.so.1';
-const want = (v: number, late: boolean) => ({ via_b: String(3 * (10 + v) * 100 + v), ptr: String(v), late: late ? String(300 + v) : '0' });
+const want = (v: number, late: boolean) => ({
+  via_b: String(3 * (10 + v) * 100 + v),
+  ptr: String(v),
+  late: late ? String(300 + v) : '0',
+});
 
 async function expectRounds(t: Target, mark: number, w: Record<string, string>): Promise<void> {
   const ls: Line[] = (await linesAfter(t, mark, (l) => l.length >= 3)).slice(1); // the first may predate the switch
@@ -21,7 +25,13 @@ describe('a library that depends on the patched one', function () {
   this.timeout(180_000);
   let lab: HardLab;
   before(() => {
-    lab = new HardLab({ a: { soname: SONAME, sources: ['hard/liba.c'] }, b: { soname: 'libb.so.1', sources: ['hard/libb.c'], relro: 'partial', needs: ['a'] } }, 'deps');
+    lab = new HardLab(
+      {
+        a: { soname: SONAME, sources: ['hard/liba.c'] },
+        b: { soname: 'libb.so.1', sources: ['hard/libb.c'], relro: 'partial', needs: ['a'] },
+      },
+      'deps',
+    );
   });
   after(() => lab?.dispose());
 
@@ -32,16 +42,26 @@ describe('a library that depends on the patched one', function () {
     await expectRounds(t, 0, want(1, false));
 
     const r = trigger(String(t.pid), fix, '--json').json;
-    assert.ok(r.switch.lazyBound >= 1, `libb's unbound a_late slot is bound to the new build: ${JSON.stringify(r.switch.counts)}`);
+    assert.ok(
+      r.switch.lazyBound >= 1,
+      `libb's unbound a_late slot is bound to the new build: ${JSON.stringify(r.switch.counts)}`,
+    );
     await expectRounds(t, t.output().length, want(2, false));
     const st = libStatus(t.pid, SONAME);
     assert.equal(st.oldReferences.slots, 0);
-    assert.equal(st.oldReferences.dataPointers, 0, 'libb’s pointer to a_version was relinked, not left behind');
+    assert.equal(
+      st.oldReferences.dataPointers,
+      0,
+      'libb’s pointer to a_version was relinked, not left behind',
+    );
 
     let mark = t.output().length;
     process.kill(t.pid, 'SIGUSR1'); // first call of b_late: through the slot the switch bound
-    const late = (await linesAfter(t, mark, (l) => l.filter((x) => x.late !== '0').length >= 3)).filter((x) => x.late !== '0');
-    for (const l of late) assert.deepEqual({ via_b: l.via_b, ptr: l.ptr, late: l.late }, want(2, true), `round ${l.round}`);
+    const late = (await linesAfter(t, mark, (l) => l.filter((x) => x.late !== '0').length >= 3)).filter(
+      (x) => x.late !== '0',
+    );
+    for (const l of late)
+      assert.deepEqual({ via_b: l.via_b, ptr: l.ptr, late: l.late }, want(2, true), `round ${l.round}`);
 
     trigger(String(t.pid), fix, '--revert');
     await expectRounds(t, t.output().length, want(1, true));

@@ -21,12 +21,21 @@ import type { Target } from '../../../lab/target.js';
 
 const LOC = 'libloc.so.1';
 const GLOB = 'libglob.so.1';
-type Want = Partial<Record<'lentry' | 'lver' | 'lfresh' | 'gentry' | 'lazy' | 'lazyloc' | 'now' | 'nowentry', number>>;
+type Want = Partial<
+  Record<'lentry' | 'lver' | 'lfresh' | 'gentry' | 'lazy' | 'lazyloc' | 'now' | 'nowentry', number>
+>;
 
 /** Waits for rounds after `mark` in which `ready` holds, and checks the settled ones (all but the first) against `want`. */
-async function expectRounds(t: Target, mark: number, want: Want, ready: (l: Line) => boolean = () => true): Promise<Line[]> {
+async function expectRounds(
+  t: Target,
+  mark: number,
+  want: Want,
+  ready: (l: Line) => boolean = () => true,
+): Promise<Line[]> {
   const ls = (await linesAfter(t, mark, (l) => l.filter(ready).length >= 3)).filter(ready).slice(1);
-  for (const l of ls) for (const [k, v] of Object.entries(want)) assert.equal(l[k], String(v), `round ${l.round}: ${k}=${l[k]}, expected ${v}\n${JSON.stringify(l)}`);
+  for (const l of ls)
+    for (const [k, v] of Object.entries(want))
+      assert.equal(l[k], String(v), `round ${l.round}: ${k}=${l[k]}, expected ${v}\n${JSON.stringify(l)}`);
   return ls;
 }
 
@@ -38,10 +47,21 @@ describe('libraries loaded with dlopen', function () {
       {
         helper: { soname: 'libhelper.so.1', sources: ['hard/libhelper.c'] },
         // --no-as-needed: version 1 does not call libhelper yet, and must still depend on it.
-        loc: { soname: LOC, sources: ['hard/libplug.c'], flags: ['-DPLUG_ID=1', '-Wl,--no-as-needed'], needs: ['helper'] },
+        loc: {
+          soname: LOC,
+          sources: ['hard/libplug.c'],
+          flags: ['-DPLUG_ID=1', '-Wl,--no-as-needed'],
+          needs: ['helper'],
+        },
         glob: { soname: GLOB, sources: ['hard/libplug.c'], flags: ['-DPLUG_ID=2'] },
         now: { soname: 'libnow.so.1', sources: ['hard/libuser.c'] },
-        lazy: { soname: 'liblazy.so.1', sources: ['hard/libuser.c'], relro: 'partial', flags: ['-DWITH_LOC'], needs: ['loc'] },
+        lazy: {
+          soname: 'liblazy.so.1',
+          sources: ['hard/libuser.c'],
+          relro: 'partial',
+          flags: ['-DWITH_LOC'],
+          needs: ['loc'],
+        },
       },
       'dlopen',
     );
@@ -52,7 +72,15 @@ describe('libraries loaded with dlopen', function () {
     const exe = lab.exe('dlopen_main', { sources: ['hard/dlopen_main.c'], libs: ['-ldl'] });
     const [fixLoc, fixGlob] = [lab.pack('loc', 1, 2), lab.pack('glob', 1, 2)];
     const t = lab.start(exe, { helper: 1, loc: 1, glob: 1, now: 1, lazy: 1 });
-    await expectRounds(t, 0, { lentry: 101001, lver: 1001, lfresh: 101001, gentry: 102001, lazy: 0, lazyloc: 0, now: 0 });
+    await expectRounds(t, 0, {
+      lentry: 101001,
+      lver: 1001,
+      lfresh: 101001,
+      gentry: 102001,
+      lazy: 0,
+      lazyloc: 0,
+      now: 0,
+    });
 
     // The RTLD_LOCAL plugin. Its stored and freshly dlsym'd entry points are the old build's, whose changed
     // entries jump to the new build (and through it to libhelper, resolved in the plugin's own lookup group);
@@ -61,12 +89,21 @@ describe('libraries loaded with dlopen', function () {
     const loc = trigger(String(t.pid), fixLoc, '--json').json;
     assert.deepEqual(loc.switch.newImports, [{ name: 'helper_value', from: 'libhelper.so.1' }]);
     assert.equal(loc.outcome, 'applied-partly');
-    assert.deepEqual(loc.switch.redirects.uncovered.map((u: { fn: { name: string }; reason: string }) => [u.fn.name, u.reason.replace(/ \(.*/, '')]), [['plug_extra', 'too short for a jump']]);
+    assert.deepEqual(
+      loc.switch.redirects.uncovered.map((u: { fn: { name: string }; reason: string }) => [
+        u.fn.name,
+        u.reason.replace(/ \(.*/, ''),
+      ]),
+      [['plug_extra', 'too short for a jump']],
+    );
     await expectRounds(t, t.output().length, { lentry: 201052, lver: 1002, lfresh: 201052, gentry: 102001 });
     let st = libStatus(t.pid, LOC);
     assert.equal(st.builds.find((b: { live: boolean }) => b.live).source, 'ulp');
     assert.equal(st.oldReferences.dataPointers, 2, JSON.stringify(st.oldReferences));
-    assert.deepEqual(st.oldReferences.samples.map((s: { holder: string }) => s.holder), ['(executable)', '(executable)']);
+    assert.deepEqual(
+      st.oldReferences.samples.map((s: { holder: string }) => s.holder),
+      ['(executable)', '(executable)'],
+    );
 
     // The RTLD_GLOBAL plugin.
     assert.equal(trigger(String(t.pid), fixGlob, '--json').json.outcome, 'applied');
@@ -88,14 +125,32 @@ describe('libraries loaded with dlopen', function () {
     assert.equal(st.mixed, true, 'it looks like an interrupted switch, and is completed like one');
     // Re-running the same command completes the switch.
     const again = trigger(String(t.pid), fixGlob, '--json').json;
-    assert.deepEqual([again.outcome, again.note, again.switch.staged, again.switch.rewritten], ['applied', 'completes an interrupted switch', false, 2]);
-    await expectRounds(t, t.output().length, { now: 2002, nowentry: 202002, gentry: 202002, lazy: 2002, lazyloc: 3002 });
+    assert.deepEqual(
+      [again.outcome, again.note, again.switch.staged, again.switch.rewritten],
+      ['applied', 'completes an interrupted switch', false, 2],
+    );
+    await expectRounds(t, t.output().length, {
+      now: 2002,
+      nowentry: 202002,
+      gentry: 202002,
+      lazy: 2002,
+      lazyloc: 3002,
+    });
     assert.equal(libStatus(t.pid, GLOB).oldReferences.slots, 0);
 
     // Revert both: everything back on the first builds, nothing reported any more.
     trigger(String(t.pid), fixLoc, '--revert');
     trigger(String(t.pid), fixGlob, '--revert');
-    await expectRounds(t, t.output().length, { lentry: 101001, lver: 1001, lfresh: 101001, gentry: 102001, lazy: 2001, lazyloc: 3001, now: 2001, nowentry: 102001 });
+    await expectRounds(t, t.output().length, {
+      lentry: 101001,
+      lver: 1001,
+      lfresh: 101001,
+      gentry: 102001,
+      lazy: 2001,
+      lazyloc: 3001,
+      now: 2001,
+      nowentry: 102001,
+    });
     st = libStatus(t.pid, LOC);
     assert.equal(st.oldReferences.dataPointers, 0, 'the stored pointers point at the live build again');
   });

@@ -10,7 +10,20 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ENTRY, FORK_ASM, FORK_CODE } from '../../../runtime/loader/fork/code.js';
-import { CODE_OFF, CODE_SIZE, FORK, FORK_PAGE_SIZE, LIB, MAX_ALIAS, MAX_COUNT, MAX_FORKS, MAX_LIBS, TABLE, TABLE_OFF, TABLE_SIZE } from '../../../runtime/loader/fork/layout.js';
+import {
+  CODE_OFF,
+  CODE_SIZE,
+  FORK,
+  FORK_PAGE_SIZE,
+  LIB,
+  MAX_ALIAS,
+  MAX_COUNT,
+  MAX_FORKS,
+  MAX_LIBS,
+  TABLE,
+  TABLE_OFF,
+  TABLE_SIZE,
+} from '../../../runtime/loader/fork/layout.js';
 import { decodeTable } from '../../../runtime/loader/fork/table.js';
 
 describe('fork handler code', () => {
@@ -19,10 +32,24 @@ describe('fork handler code', () => {
     try {
       writeFileSync(join(dir, 'fork.s'), FORK_ASM);
       execFileSync('as', ['--64', '-o', join(dir, 'fork.o'), join(dir, 'fork.s')]);
-      execFileSync('objcopy', ['-O', 'binary', '--only-section=.text', join(dir, 'fork.o'), join(dir, 'fork.bin')]);
-      assert.match(execFileSync('readelf', ['-r', join(dir, 'fork.o')], { encoding: 'utf8' }), /no relocations/, 'the handlers must be position-independent');
+      execFileSync('objcopy', [
+        '-O',
+        'binary',
+        '--only-section=.text',
+        join(dir, 'fork.o'),
+        join(dir, 'fork.bin'),
+      ]);
+      assert.match(
+        execFileSync('readelf', ['-r', join(dir, 'fork.o')], { encoding: 'utf8' }),
+        /no relocations/,
+        'the handlers must be position-independent',
+      );
       const bytes = readFileSync(join(dir, 'fork.bin'));
-      assert.deepEqual(bytes, FORK_CODE, `FORK_CODE is stale; as makes:\n${[...bytes].map((b) => '0x' + b.toString(16).padStart(2, '0')).join(', ')}`);
+      assert.deepEqual(
+        bytes,
+        FORK_CODE,
+        `FORK_CODE is stale; as makes:\n${[...bytes].map((b) => '0x' + b.toString(16).padStart(2, '0')).join(', ')}`,
+      );
       const syms = execFileSync('nm', [join(dir, 'fork.o')], { encoding: 'utf8' });
       const addr = (name: string) => parseInt(new RegExp(`^([0-9a-f]+) t ${name}$`, 'm').exec(syms)![1]!, 16);
       assert.equal(addr('prepare'), ENTRY.PREPARE);
@@ -45,7 +72,10 @@ describe('fork handler code', () => {
     assert.ok(LIB.NAME + LIB.NAME_SIZE <= LIB.ALIAS);
     assert.ok(FORK.FD + 4 * MAX_LIBS <= FORK.SIZE);
     assert.equal((MAX_FORKS * FORK.SIZE) % 8, 0, 'the child clears the fork entries with rep stosq');
-    assert.ok(MAX_LIBS <= MAX_COUNT && MAX_ALIAS <= MAX_COUNT, 'counts must stay below 256 to be published with one byte changing');
+    assert.ok(
+      MAX_LIBS <= MAX_COUNT && MAX_ALIAS <= MAX_COUNT,
+      'counts must stay below 256 to be published with one byte changing',
+    );
   });
 
   it('decodes an empty table as nothing registered', () => {

@@ -8,7 +8,16 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { closeSync, copyFileSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync } from 'node:fs';
+import {
+  closeSync,
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  rmSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FORK_PAGE_SIZE } from '../../../runtime/loader/fork/layout.js';
@@ -33,10 +42,19 @@ interface Lab {
 function buildLab(relro: Relro): Lab {
   const dir = mkdtempSync(join(tmpdir(), 'ulp-fork-'));
   const lib = (v: number) =>
-    compile({ sources: ['fork/libfork.c'], out: `libfork-v${v}.so`, flags: ['-shared', '-fPIC', '-O2', `-DFORK_VERSION=${v}`, `-Wl,-soname,${SONAME}`, ...RELRO[relro]] });
+    compile({
+      sources: ['fork/libfork.c'],
+      out: `libfork-v${v}.so`,
+      flags: ['-shared', '-fPIC', '-O2', `-DFORK_VERSION=${v}`, `-Wl,-soname,${SONAME}`, ...RELRO[relro]],
+    });
   mkdirSync(join(dir, 'link'));
   copyFileSync(lib(1), join(dir, 'link', SONAME));
-  const exe = compile({ sources: ['fork/forker.c'], out: 'forker', flags: ['-O2', '-pthread', ...RELRO[relro]], libs: [`-L${join(dir, 'link')}`, `-l:${SONAME}`] });
+  const exe = compile({
+    sources: ['fork/forker.c'],
+    out: 'forker',
+    flags: ['-O2', '-pthread', ...RELRO[relro]],
+    libs: [`-L${join(dir, 'link')}`, `-l:${SONAME}`],
+  });
   const targets: Target[] = [];
   let n = 0;
   return {
@@ -72,12 +90,22 @@ function lines(out: string, who?: string): Line[] {
   return out
     .split('\n')
     .filter((l) => l.startsWith('who='))
-    .map((l) => Object.fromEntries(l.split(' ').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])) as Line)
+    .map(
+      (l) =>
+        Object.fromEntries(
+          l.split(' ').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+        ) as Line,
+    )
     .filter((l) => who === undefined || l.who === who);
 }
 
 /** Waits until `pred` holds for the lines printed after `mark` (an output length). */
-async function linesAfter(t: Target, mark: number, pred: (ls: Line[]) => boolean, timeoutMs = 15_000): Promise<Line[]> {
+async function linesAfter(
+  t: Target,
+  mark: number,
+  pred: (ls: Line[]) => boolean,
+  timeoutMs = 15_000,
+): Promise<Line[]> {
   const out = await t.waitFor((o) => pred(lines(o.slice(mark))), timeoutMs);
   return lines(out.slice(mark));
 }
@@ -85,12 +113,17 @@ async function linesAfter(t: Target, mark: number, pred: (ls: Line[]) => boolean
 /** Each process's value lines must go up by exactly `step`: any other jump is another process's write. */
 function assertSteps(ls: Line[], step: number, what: string): void {
   const byPid = new Map<string, Line[]>();
-  for (const l of ls.filter((x) => x.value !== undefined && x.round !== undefined)) byPid.set(l.pid!, [...(byPid.get(l.pid!) ?? []), l]);
+  for (const l of ls.filter((x) => x.value !== undefined && x.round !== undefined))
+    byPid.set(l.pid!, [...(byPid.get(l.pid!) ?? []), l]);
   assert.ok(byPid.size > 0, `no lines of ${what}`);
   for (const [pid, own] of byPid) {
     for (let i = 1; i < own.length; i++) {
       const d = BigInt(own[i]!.value!) - BigInt(own[i - 1]!.value!);
-      assert.equal(d, BigInt(step), `${what} ${pid}: value went ${own[i - 1]!.value} -> ${own[i]!.value} (round ${own[i]!.round}): another process wrote its global`);
+      assert.equal(
+        d,
+        BigInt(step),
+        `${what} ${pid}: value went ${own[i - 1]!.value} -> ${own[i]!.value} (round ${own[i]!.round}): another process wrote its global`,
+      );
     }
   }
 }
@@ -108,7 +141,9 @@ function readValue(pid: number | string): bigint {
   const maps = readFileSync(`/proc/${pid}/maps`, 'utf8').split('\n');
   const lib = maps.find((l) => l.endsWith(`/${SONAME}`) && l.split(/\s+/)[2] === '00000000')!;
   const path = lib.split(/\s+/).at(-1)!;
-  const sym = execFileSync('nm', ['-D', '--defined-only', path], { encoding: 'utf8' }).split('\n').find((l) => l.endsWith(' fork_value'))!;
+  const sym = execFileSync('nm', ['-D', '--defined-only', path], { encoding: 'utf8' })
+    .split('\n')
+    .find((l) => l.endsWith(' fork_value'))!;
   const addr = BigInt('0x' + lib.split('-')[0]) + BigInt('0x' + sym.split(' ')[0]);
   const fd = openSync(`/proc/${pid}/mem`, 'r');
   try {
@@ -137,20 +172,39 @@ describe('fork after a patch', function () {
     trigger(String(t.pid), fix);
     let mark = t.output().length;
     process.kill(t.pid, 'SIGUSR1');
-    const ls = await linesAfter(t, mark, (l) => l.filter((x) => x.who === 'child').length >= 6 && l.filter((x) => x.who === 'parent').length >= 8);
+    const ls = await linesAfter(
+      t,
+      mark,
+      (l) =>
+        l.filter((x) => x.who === 'child').length >= 6 && l.filter((x) => x.who === 'parent').length >= 8,
+    );
     const forked = ls.find((l) => l.event === 'forked')!;
     const child = forked.child!;
     const kids = ls.filter((l) => l.who === 'child');
     // The child starts from the parent's value at the fork, then only its own writes count.
-    assert.equal(kids[0]!.value, String(BigInt(forked.value!) + 1000n), 'the child did not start from the value at fork time');
-    assert.ok(kids.every((k) => k.version === '2'), 'the child runs the live (patched) build');
+    assert.equal(
+      kids[0]!.value,
+      String(BigInt(forked.value!) + 1000n),
+      'the child did not start from the value at fork time',
+    );
+    assert.ok(
+      kids.every((k) => k.version === '2'),
+      'the child runs the live (patched) build',
+    );
     assertSteps(kids, 1000, 'child');
-    assertSteps(ls.filter((l) => l.who === 'parent'), 1, 'parent');
+    assertSteps(
+      ls.filter((l) => l.who === 'parent'),
+      1,
+      'parent',
+    );
 
     // From outside: two values, two memfds, and both of the child's aliases on its own.
     const [pv, cv] = [readValue(t.pid), readValue(child)];
     assert.notEqual(pv, cv);
-    assert.ok(pv < BigInt(forked.value!) + 1000n && cv >= BigInt(forked.value!) + 1000n, `parent ${pv}, child ${cv}`);
+    assert.ok(
+      pv < BigInt(forked.value!) + 1000n && cv >= BigInt(forked.value!) + 1000n,
+      `parent ${pv}, child ${cv}`,
+    );
     const [pi, ci] = [dataInodes(t.pid), dataInodes(child)];
     assert.equal(pi.length, 2, 'the parent maps its data at the loader build and at the new build');
     assert.equal(new Set(pi).size, 1);
@@ -167,20 +221,55 @@ describe('fork after a patch', function () {
     assert.equal(lib.patches[0].state, 'applied');
 
     // "memory mapped by ulp" counts the stub and fork pages whole: /proc/PID/maps names only their first page.
-    const named = readFileSync(`/proc/${t.pid}/maps`, 'utf8').split('\n').filter((l) => l.includes(' /memfd:ulp:'));
-    assert.ok(named.some((l) => l.endsWith('/memfd:ulp:fork (deleted)')) && named.some((l) => l.endsWith('/memfd:ulp:stub (deleted)')));
-    const namedBytes = named.map((l) => l.split(' ')[0]!.split('-').map((h) => parseInt(h, 16))).reduce((n, [a, b]) => n + b! - a!, 0);
+    const named = readFileSync(`/proc/${t.pid}/maps`, 'utf8')
+      .split('\n')
+      .filter((l) => l.includes(' /memfd:ulp:'));
+    assert.ok(
+      named.some((l) => l.endsWith('/memfd:ulp:fork (deleted)')) &&
+        named.some((l) => l.endsWith('/memfd:ulp:stub (deleted)')),
+    );
+    const namedBytes = named
+      .map((l) =>
+        l
+          .split(' ')[0]!
+          .split('-')
+          .map((h) => parseInt(h, 16)),
+      )
+      .reduce((n, [a, b]) => n + b! - a!, 0);
     const mapped = status(t.pid).ulpMappedBytes;
-    assert.ok(mapped >= namedBytes - 2 * 4096 + STUB_SIZE + FORK_PAGE_SIZE && mapped <= namedBytes + STUB_SIZE + FORK_PAGE_SIZE, `${mapped} bytes mapped by ulp, ${namedBytes} named`);
+    assert.ok(
+      mapped >= namedBytes - 2 * 4096 + STUB_SIZE + FORK_PAGE_SIZE &&
+        mapped <= namedBytes + STUB_SIZE + FORK_PAGE_SIZE,
+      `${mapped} bytes mapped by ulp, ${namedBytes} named`,
+    );
 
     // posix_spawn and vfork run no handlers and need none: the child execs.
     mark = t.output().length;
     process.kill(t.pid, 'SIGUSR2');
-    const sp = await linesAfter(t, mark, (l) => l.some((x) => x.event === 'spawned' && x.how === 'vfork') && l.filter((x) => x.who === 'parent' && x.round).length >= 3);
-    assert.deepEqual(sp.filter((l) => l.event === 'spawned').map((l) => [l.how, l.status]), [['posix_spawn', '0'], ['vfork', '0']]);
+    const sp = await linesAfter(
+      t,
+      mark,
+      (l) =>
+        l.some((x) => x.event === 'spawned' && x.how === 'vfork') &&
+        l.filter((x) => x.who === 'parent' && x.round).length >= 3,
+    );
+    assert.deepEqual(
+      sp.filter((l) => l.event === 'spawned').map((l) => [l.how, l.status]),
+      [
+        ['posix_spawn', '0'],
+        ['vfork', '0'],
+      ],
+    );
     assert.equal(sp.filter((l) => l.who === 'spawn').length, 2);
-    assertSteps(sp.filter((l) => l.who === 'parent'), 1, 'parent');
-    assert.ok(!lines(t.output()).some((l) => l.event === 'reaped' && l.child === child), 'the forked child died');
+    assertSteps(
+      sp.filter((l) => l.who === 'parent'),
+      1,
+      'parent',
+    );
+    assert.ok(
+      !lines(t.output()).some((l) => l.event === 'reaped' && l.child === child),
+      'the forked child died',
+    );
   });
 
   it('leaves a child forked before the patch alone, and a child keeps its copy when the parent reverts', async () => {
@@ -188,13 +277,22 @@ describe('fork after a patch', function () {
     const t = lab.start(1, 'pair');
     await linesAfter(t, 0, () => lines(t.output(), 'parent').length >= 3);
     process.kill(t.pid, 'SIGUSR1');
-    const early = (await linesAfter(t, 0, (l) => l.filter((x) => x.who === 'child').length >= 2)).find((l) => l.event === 'forked')!.child!;
+    const early = (await linesAfter(t, 0, (l) => l.filter((x) => x.who === 'child').length >= 2)).find(
+      (l) => l.event === 'forked',
+    )!.child!;
 
     trigger(String(t.pid), fix);
     let mark = t.output().length;
-    let ls = await linesAfter(t, mark, (l) => l.filter((x) => x.who === 'parent').length >= 5 && l.filter((x) => x.pid === early).length >= 5);
+    let ls = await linesAfter(
+      t,
+      mark,
+      (l) => l.filter((x) => x.who === 'parent').length >= 5 && l.filter((x) => x.pid === early).length >= 5,
+    );
     assert.ok(ls.filter((l) => l.who === 'parent').every((l) => l.version === '2'));
-    assert.ok(ls.filter((l) => l.pid === early).every((l) => l.version === '1'), 'a child forked before the patch keeps its build');
+    assert.ok(
+      ls.filter((l) => l.pid === early).every((l) => l.version === '1'),
+      'a child forked before the patch keeps its build',
+    );
     assert.deepEqual(dataInodes(early), [], 'and its data stays private memory');
 
     process.kill(t.pid, 'SIGUSR1');
@@ -202,11 +300,29 @@ describe('fork after a patch', function () {
     const late = ls.find((l) => l.event === 'forked')!.child!;
     trigger(String(t.pid), fix, '--revert');
     mark = t.output().length;
-    ls = await linesAfter(t, mark, (l) => l.filter((x) => x.who === 'parent').length >= 6 && l.filter((x) => x.pid === late).length >= 6);
-    assert.ok(ls.filter((l) => l.who === 'parent').every((l) => l.version === '1'), 'the parent reverted');
-    assert.ok(ls.filter((l) => l.pid === late).every((l) => l.version === '2'), 'the child keeps the build it was forked with');
-    assertSteps(ls.filter((l) => l.pid === late), 1000, 'late child');
-    assertSteps(ls.filter((l) => l.pid === early), 1000, 'early child');
+    ls = await linesAfter(
+      t,
+      mark,
+      (l) => l.filter((x) => x.who === 'parent').length >= 6 && l.filter((x) => x.pid === late).length >= 6,
+    );
+    assert.ok(
+      ls.filter((l) => l.who === 'parent').every((l) => l.version === '1'),
+      'the parent reverted',
+    );
+    assert.ok(
+      ls.filter((l) => l.pid === late).every((l) => l.version === '2'),
+      'the child keeps the build it was forked with',
+    );
+    assertSteps(
+      ls.filter((l) => l.pid === late),
+      1000,
+      'late child',
+    );
+    assertSteps(
+      ls.filter((l) => l.pid === early),
+      1000,
+      'early child',
+    );
     assertSteps(lines(t.output(), 'parent'), 1, 'parent');
     assert.notEqual(dataInodes(late)[0], dataInodes(t.pid)[0]);
   });
@@ -224,9 +340,15 @@ describe('fork after a patch', function () {
     assert.deepEqual(before.libraries, [{ name: `ulp:data:${SONAME}`, aliases: 2 }]);
     const mark = t.output().length;
     process.kill(t.pid, 'SIGUSR1');
-    const burst = (await linesAfter(t, mark, (l) => l.some((x) => x.event === 'burst'))).find((l) => l.event === 'burst')!;
+    const burst = (await linesAfter(t, mark, (l) => l.some((x) => x.event === 'burst'))).find(
+      (l) => l.event === 'burst',
+    )!;
     assert.deepEqual([burst.ok, burst.bad, burst.value, burst.version], ['20', '0', '777', '2']);
-    assert.equal(status(t.pid).fork.forks - before.forks, 20, 'one prepare per fork: the handlers are registered once');
+    assert.equal(
+      status(t.pid).fork.forks - before.forks,
+      20,
+      'one prepare per fork: the handlers are registered once',
+    );
   });
 });
 
@@ -247,18 +369,34 @@ describe('fork after a patch: an nginx-style master re-forking its workers', fun
       if (g > 1) process.kill(t.pid, 'SIGHUP');
       const ls = await linesAfter(t, g > 1 ? mark : 0, (l) => {
         const w = l.filter((x) => x.who === 'worker' && x.gen === String(g));
-        return new Set(w.map((x) => x.id)).size === 3 && w.length >= 15 && l.filter((x) => x.who === 'master' && x.gen === String(g)).length >= 3;
+        return (
+          new Set(w.map((x) => x.id)).size === 3 &&
+          w.length >= 15 &&
+          l.filter((x) => x.who === 'master' && x.gen === String(g)).length >= 3
+        );
       });
       const workers = ls.filter((l) => l.who === 'worker' && l.gen === String(g));
-      assert.ok(workers.every((w) => w.version === version), `generation ${g} runs version ${version}: ${[...new Set(workers.map((w) => w.version))]}`);
+      assert.ok(
+        workers.every((w) => w.version === version),
+        `generation ${g} runs version ${version}: ${[...new Set(workers.map((w) => w.version))]}`,
+      );
       // Each worker starts from the master's value at the fork and counts alone.
       for (const id of ['0', '1', '2']) {
         const own = workers.filter((w) => w.id === id);
-        assert.equal(own[0]!.value, String(g * 1_000_000 + Number(own[0]!.round)), `worker ${id} of generation ${g} did not start from its own copy`);
+        assert.equal(
+          own[0]!.value,
+          String(g * 1_000_000 + Number(own[0]!.round)),
+          `worker ${id} of generation ${g} did not start from its own copy`,
+        );
       }
       assertSteps(workers, 1, `generation ${g} worker`);
       // The workers' writes never reach the master.
-      assert.ok(ls.filter((l) => l.who === 'master' && l.gen === String(g) && l.value).every((m) => m.value === String(g * 1_000_000)), 'a worker wrote into the master');
+      assert.ok(
+        ls
+          .filter((l) => l.who === 'master' && l.gen === String(g) && l.value)
+          .every((m) => m.value === String(g * 1_000_000)),
+        'a worker wrote into the master',
+      );
       return [...new Set(workers.map((w) => w.pid!))];
     };
 
@@ -267,7 +405,11 @@ describe('fork after a patch: an nginx-style master re-forking its workers', fun
     const g2 = await gen(2, '2');
     const inodes = g2.map((p) => dataInodes(p));
     assert.ok(inodes.every((i) => i.length === 2 && new Set(i).size === 1));
-    assert.equal(new Set([...inodes.map((i) => i[0]), dataInodes(t.pid)[0]]).size, 4, 'master and three workers: four separate copies');
+    assert.equal(
+      new Set([...inodes.map((i) => i[0]), dataInodes(t.pid)[0]]).size,
+      4,
+      'master and three workers: four separate copies',
+    );
 
     trigger(String(t.pid), b);
     const g3 = await gen(3, '3');

@@ -37,7 +37,9 @@ function expected(ifn: number, use: number): Line {
 async function expectRound(t: Target, mark: number, want: Line): Promise<void> {
   // The first round after a command may have started before the switch.
   const ls = await linesAfter(t, mark, (l) => l.length >= 3);
-  for (const l of ls.slice(1)) for (const [k, v] of Object.entries(want)) assert.equal(l[k], v, `round ${l.round}: ${k}=${l[k]}, expected ${v}\n${JSON.stringify(l)}`);
+  for (const l of ls.slice(1))
+    for (const [k, v] of Object.entries(want))
+      assert.equal(l[k], v, `round ${l.round}: ${k}=${l[k]}, expected ${v}\n${JSON.stringify(l)}`);
 }
 
 describe('IFUNC symbols across a patch', function () {
@@ -63,7 +65,14 @@ describe('IFUNC symbols across a patch', function () {
   for (const relro of ['full', 'partial'] as const) {
     it(`runs the new build’s own resolvers in the target and rebinds every IFUNC slot, both ways (${relro} RELRO)`, async () => {
       const key = relro === 'full' ? 'ifn' : 'ifnLazy';
-      const prog = relro === 'full' ? exe : lab.exe('ifunc_main_lazy', { sources: ['hard/ifunc_main.c'], needs: ['ifnLazy', 'use'], relro: 'partial' });
+      const prog =
+        relro === 'full'
+          ? exe
+          : lab.exe('ifunc_main_lazy', {
+              sources: ['hard/ifunc_main.c'],
+              needs: ['ifnLazy', 'use'],
+              relro: 'partial',
+            });
       const fix = lab.pack(key, 1, 2);
       if (relro === 'full') {
         // ld.so itself loads version 2 (its resolver calling strchr) and prints what the patched process must.
@@ -76,14 +85,24 @@ describe('IFUNC symbols across a patch', function () {
 
       const r = trigger(String(t.pid), fix, '--json').json;
       // Under full RELRO the new build's own resolver needs strchr's slot filled (by libc's resolver) before it runs.
-      assert.deepEqual(r.switch.newImports, relro === 'full' ? [{ name: 'strchr', version: 'GLIBC_2.2.5', from: 'libc.so.6' }] : []);
+      assert.deepEqual(
+        r.switch.newImports,
+        relro === 'full' ? [{ name: 'strchr', version: 'GLIBC_2.2.5', from: 'libc.so.6' }] : [],
+      );
       // Under full RELRO ifn_sum's own PLT slot and ifn_local's IRELATIVE are the new build's; under partial RELRO
       // both live in the shared .got.plt and are rebound at the switch, with what the new build's resolvers chose.
-      assert.ok(r.switch.ifuncs >= (relro === 'full' ? 3 : 0), `resolvers run while staging: ${r.switch.ifuncs}`);
+      assert.ok(
+        r.switch.ifuncs >= (relro === 'full' ? 3 : 0),
+        `resolvers run while staging: ${r.switch.ifuncs}`,
+      );
       await expectRound(t, t.output().length, expected(2, 1));
       const st = libStatus(t.pid, IFN);
       assert.equal(st.builds.find((b: { live: boolean }) => b.live).source, 'ulp');
-      assert.deepEqual([st.oldReferences.slots, st.oldReferences.dataPointers], [0, 0], 'nothing is left on the old build');
+      assert.deepEqual(
+        [st.oldReferences.slots, st.oldReferences.dataPointers],
+        [0, 0],
+        'nothing is left on the old build',
+      );
 
       trigger(String(t.pid), fix, '--revert');
       await expectRound(t, t.output().length, expected(1, 1));

@@ -18,7 +18,8 @@ const ADDED = [
   { name: 'regexec', version: 'GLIBC_2.3.4' },
   { name: 'regfree', version: 'GLIBC_2.2.5' },
 ];
-const byName = (a: { name: string; version?: string }, b: { name: string; version?: string }) => `${a.name}@${a.version}`.localeCompare(`${b.name}@${b.version}`);
+const byName = (a: { name: string; version?: string }, b: { name: string; version?: string }) =>
+  `${a.name}@${a.version}`.localeCompare(`${b.name}@${b.version}`);
 
 /** The rounds printed after `mark`, without the first (it may have begun before a switch). */
 async function settled(t: Target, mark: number): Promise<Line[]> {
@@ -29,7 +30,13 @@ describe('new imports across a patch', function () {
   this.timeout(180_000);
   let lab: HardLab;
   before(() => {
-    lab = new HardLab({ full: { soname: SONAME, sources: ['hard/libimp.c'] }, partial: { soname: SONAME, sources: ['hard/libimp.c'], relro: 'partial' } }, 'imports');
+    lab = new HardLab(
+      {
+        full: { soname: SONAME, sources: ['hard/libimp.c'] },
+        partial: { soname: SONAME, sources: ['hard/libimp.c'], relro: 'partial' },
+      },
+      'imports',
+    );
   });
   after(() => lab?.dispose());
 
@@ -41,7 +48,11 @@ describe('new imports across a patch', function () {
     const fresh = lab.start(exe, { full: 2 });
     const truth = (await settled(fresh, 0))[0]!;
     fresh.dispose();
-    assert.deepEqual([truth.version, truth.re, truth.compat], ['2', '3', '0'], 'the two regexec versions differ on REG_STARTEND');
+    assert.deepEqual(
+      [truth.version, truth.re, truth.compat],
+      ['2', '3', '0'],
+      'the two regexec versions differ on REG_STARTEND',
+    );
 
     const t = lab.start(exe, { full: 1 });
     assert.deepEqual((await settled(t, 0)).map((l) => [l.version, l.re, l.compat])[0], ['1', '-1', '-1']);
@@ -50,12 +61,19 @@ describe('new imports across a patch', function () {
       [...r.switch.newImports].sort(byName),
       ADDED.map((a) => ({ ...a, from: 'libc.so.6' })),
     );
-    for (const l of await settled(t, t.output().length)) assert.deepEqual([l.version, l.re, l.compat], [truth.version, truth.re, truth.compat], `round ${l.round}`);
+    for (const l of await settled(t, t.output().length))
+      assert.deepEqual(
+        [l.version, l.re, l.compat],
+        [truth.version, truth.re, truth.compat],
+        `round ${l.round}`,
+      );
 
     trigger(String(t.pid), fix, '--revert');
-    for (const l of await settled(t, t.output().length)) assert.deepEqual([l.version, l.re, l.compat], ['1', '-1', '-1']);
+    for (const l of await settled(t, t.output().length))
+      assert.deepEqual([l.version, l.re, l.compat], ['1', '-1', '-1']);
     trigger(String(t.pid), fix);
-    for (const l of await settled(t, t.output().length)) assert.deepEqual([l.version, l.re, l.compat], ['2', '3', '0']);
+    for (const l of await settled(t, t.output().length))
+      assert.deepEqual([l.version, l.re, l.compat], ['2', '3', '0']);
   });
 
   it('the same pair under partial RELRO is refused by ulp-pack, every new import named with its version', () => {
@@ -63,9 +81,20 @@ describe('new imports across a patch', function () {
     const out = lab.bundlePath('partial', 1, 2);
     const r = runCli('ulp-pack', [lab.lib('partial', 1), lab.lib('partial', 2), '-o', out, '--json']);
     assert.equal(r.code, 2, r.stdout + r.stderr);
-    const f = r.json.forward.categories.data.findings.find((x: { code: string }) => x.code === 'DATA_NEW_IMPORT_PARTIAL_RELRO');
+    const f = r.json.forward.categories.data.findings.find(
+      (x: { code: string }) => x.code === 'DATA_NEW_IMPORT_PARTIAL_RELRO',
+    );
     assert.ok(f, JSON.stringify(r.json.forward.categories.data.findings));
-    assert.deepEqual([...f.symbols].sort(), ADDED.map((a) => `${a.name}@${a.version}`).sort(), 'each version of regexec is its own import');
-    assert.deepEqual([...r.json.forward.imports.added].map((a: { name: string; version: string }) => ({ name: a.name, version: a.version })).sort(byName), ADDED);
+    assert.deepEqual(
+      [...f.symbols].sort(),
+      ADDED.map((a) => `${a.name}@${a.version}`).sort(),
+      'each version of regexec is its own import',
+    );
+    assert.deepEqual(
+      [...r.json.forward.imports.added]
+        .map((a: { name: string; version: string }) => ({ name: a.name, version: a.version }))
+        .sort(byName),
+      ADDED,
+    );
   });
 });

@@ -46,7 +46,14 @@ describe('ulp-trigger after a staging that never finished', function () {
       s.borrow();
       s.stub();
       // Mapped under the very name the trigger uses, then abandoned before any relocation is written.
-      mapBuild(s, { bytes, elf, memfdName: buildMemfdName(manifest.patchId, 'new', manifest.soname), soname: manifest.soname, region: regionOf(elf, 'v2'), aliasedCanonicalRegion: undefined });
+      mapBuild(s, {
+        bytes,
+        elf,
+        memfdName: buildMemfdName(manifest.patchId, 'new', manifest.soname),
+        soname: manifest.soname,
+        region: regionOf(elf, 'v2'),
+        aliasedCanonicalRegion: undefined,
+      });
     } finally {
       s.detach();
     }
@@ -54,7 +61,11 @@ describe('ulp-trigger after a staging that never finished', function () {
     const before = ok(runCli('ulp-trigger', ['--status', String(t.pid), '--json'])).json;
     assert.equal(before.abandoned.length, 1, JSON.stringify(before.abandoned));
     assert.match(before.abandoned[0].name, /:new:libdemo\.so\.1$/);
-    assert.equal(before.libraries.find((l: { soname: string }) => l.soname === 'libdemo.so.1')?.builds.length ?? 1, 1, 'the leftover is not listed as a build');
+    assert.equal(
+      before.libraries.find((l: { soname: string }) => l.soname === 'libdemo.so.1')?.builds.length ?? 1,
+      1,
+      'the leftover is not listed as a build',
+    );
 
     const applied = ok(runCli('ulp-trigger', [String(t.pid), fix, '--json'])).json;
     assert.equal(applied.outcome, 'applied');
@@ -88,9 +99,24 @@ describe('ulp-trigger after a staging that never finished', function () {
       s.stub();
       const fork = ensureForkProtection(s, snap.objects, state.family.canonical, region);
       const name = buildMemfdName(manifest.patchId, 'new', manifest.soname, manifest.builds.old.buildId);
-      const image = mapBuild(s, { bytes, elf, memfdName: name, soname: manifest.soname, region, aliasedCanonicalRegion: undefined });
+      const image = mapBuild(s, {
+        bytes,
+        elf,
+        memfdName: name,
+        soname: manifest.soname,
+        region,
+        aliasedCanonicalRegion: undefined,
+      });
       publishForkAlias(s, fork, image.regionAddr!);
-      const plan = planStage({ target: elf, targetBias: image.bias, family: state.family, from: state.live, scope: globalScope(snap.objects), region, read: (a, n) => mem.read(a, n) });
+      const plan = planStage({
+        target: elf,
+        targetBias: image.bias,
+        family: state.family,
+        from: state.live,
+        scope: globalScope(snap.objects),
+        region,
+        read: (a, n) => mem.read(a, n),
+      });
       assert.equal(plan.ifuncs.length, 0);
       applyWrites(s, elf, image, plan.writes);
       finishStaging(s, image);
@@ -106,7 +132,10 @@ describe('ulp-trigger after a staging that never finished', function () {
     const after = rounds((await t.waitFor((o) => rounds(o.slice(mark)).length >= 2)).slice(mark));
     assert.equal(after.at(-1)!.version, '3');
     // The counter lives in the library's data: it goes on from where it was, in the new build's code too.
-    assert.ok(Number(after[0]!.counter) > Number(before.counter), `counter ${before.counter} -> ${after[0]!.counter}`);
+    assert.ok(
+      Number(after[0]!.counter) > Number(before.counter),
+      `counter ${before.counter} -> ${after[0]!.counter}`,
+    );
     assert.equal(BigInt(after.at(-1)!.tick!) / 1000n, BigInt(after.at(-1)!.counter!));
     assert.ok(t.alive());
   });

@@ -8,7 +8,15 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseElf } from '../../../elf/index.js';
@@ -23,12 +31,23 @@ describe('host policy: parsing (pure)', () => {
   const key = generateKeyPairSync('ed25519').publicKey;
   const parse = (text: string) => parsePolicy(text, '/p.json', () => key);
   const refused = (text: string, why: RegExp) =>
-    assert.throws(() => parse(text), (e: any) => e.code === 'TRIGGER_POLICY_INVALID' && why.test(e.message) && !!e.hint);
+    assert.throws(
+      () => parse(text),
+      (e: any) => e.code === 'TRIGGER_POLICY_INVALID' && why.test(e.message) && !!e.hint,
+    );
 
   it('reads the fields, with everything off by default', () => {
-    assert.deepEqual(parse('{}'), { path: '/p.json', requireSignature: false, trustedKeys: [], allowLocalPack: false });
+    assert.deepEqual(parse('{}'), {
+      path: '/p.json',
+      requireSignature: false,
+      trustedKeys: [],
+      allowLocalPack: false,
+    });
     const p = parse('{"requireSignature": true, "trustedKeys": ["/k.pem"], "allowLocalPack": true}');
-    assert.deepEqual([p.requireSignature, p.allowLocalPack, p.trustedKeys.map((k) => k.path)], [true, true, ['/k.pem']]);
+    assert.deepEqual(
+      [p.requireSignature, p.allowLocalPack, p.trustedKeys.map((k) => k.path)],
+      [true, true, ['/k.pem']],
+    );
     assert.match(p.trustedKeys[0]!.keyId, /^[0-9a-f]{32}$/);
   });
 
@@ -60,7 +79,10 @@ describe('host policy: signatures mandatory', function () {
     };
     trusted = key('trusted');
     other = key('other');
-    writeFileSync(join(dir, 'policy.json'), JSON.stringify({ requireSignature: true, trustedKeys: [join(dir, 'trusted.pub.pem')] }));
+    writeFileSync(
+      join(dir, 'policy.json'),
+      JSON.stringify({ requireSignature: true, trustedKeys: [join(dir, 'trusted.pub.pem')] }),
+    );
     env = { ULP_POLICY: join(dir, 'policy.json') };
   });
   after(() => {
@@ -102,24 +124,46 @@ describe('host policy: signatures mandatory', function () {
   it('--outdated --apply packs nothing under the policy, and applies the signed bundle put in its folder', async () => {
     const t = demo.start(1, ['100']);
     await t.waitFor((o) => rounds(o).length >= 1);
-    const line = readFileSync(`/proc/${t.pid}/maps`, 'utf8').split('\n').find((l) => l.includes('/libdemo.so.1'))!;
+    const line = readFileSync(`/proc/${t.pid}/maps`, 'utf8')
+      .split('\n')
+      .find((l) => l.includes('/libdemo.so.1'))!;
     const path = line.slice(line.indexOf('/'));
     copyFileSync(demo.lib(2), join(dirname(path), '.new'));
     renameSync(join(dirname(path), '.new'), path);
     const bundles = join(dir, 'bundles');
     const before = readFileSync(`/proc/${t.pid}/maps`, 'utf8');
 
-    const r = runCli('ulp-trigger', ['--outdated', '--apply', '--bundles-dir', bundles, '--json', String(t.pid)], env);
+    const r = runCli(
+      'ulp-trigger',
+      ['--outdated', '--apply', '--bundles-dir', bundles, '--json', String(t.pid)],
+      env,
+    );
     assert.equal(r.code, 7, r.stdout + r.stderr);
-    assert.deepEqual(r.json.processes.map((p: any) => [p.pid, p.result, p.reason.code]), [[t.pid, 'refused', 'TRIGGER_POLICY_UNSIGNED']]);
+    assert.deepEqual(
+      r.json.processes.map((p: any) => [p.pid, p.result, p.reason.code]),
+      [[t.pid, 'refused', 'TRIGGER_POLICY_UNSIGNED']],
+    );
     assert.equal(readFileSync(`/proc/${t.pid}/maps`, 'utf8'), before, 'untouched');
 
     mkdirSync(bundles, { recursive: true });
-    copyFileSync(demo.pack(1, 2, ['--sign', trusted]), join(bundles, bundleFileName('libdemo.so.1', buildIdOf(demo.lib(1)), buildIdOf(demo.lib(2)))));
-    const ok = runCli('ulp-trigger', ['--outdated', '--apply', '--bundles-dir', bundles, '--json', String(t.pid)], env);
+    copyFileSync(
+      demo.pack(1, 2, ['--sign', trusted]),
+      join(bundles, bundleFileName('libdemo.so.1', buildIdOf(demo.lib(1)), buildIdOf(demo.lib(2)))),
+    );
+    const ok = runCli(
+      'ulp-trigger',
+      ['--outdated', '--apply', '--bundles-dir', bundles, '--json', String(t.pid)],
+      env,
+    );
     assert.equal(ok.code, 0, ok.stdout + ok.stderr);
-    assert.deepEqual(ok.json.bundles.map((b: any) => b.state), ['reused']);
-    assert.deepEqual(ok.json.processes.map((p: any) => p.result), ['applied']);
+    assert.deepEqual(
+      ok.json.bundles.map((b: any) => b.state),
+      ['reused'],
+    );
+    assert.deepEqual(
+      ok.json.processes.map((p: any) => p.result),
+      ['applied'],
+    );
     await t.waitFor((o) => rounds(o).at(-1)?.version === '2');
   });
 });

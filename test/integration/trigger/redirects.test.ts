@@ -20,16 +20,27 @@ const LATE = ['late_ops', 'late_heap', 'late_dlsym'];
 
 /** The round lines printed after `mark`, once two complete ones are there (the first may predate the switch). */
 async function roundAfter(t: Target, mark: number, keys: string[] = ROUTES): Promise<Line> {
-  const ls = await linesAfter(t, mark, (xs) => xs.filter((l) => l.round && keys.every((k) => l[k] !== undefined)).length >= 2);
+  const ls = await linesAfter(
+    t,
+    mark,
+    (xs) => xs.filter((l) => l.round && keys.every((k) => l[k] !== undefined)).length >= 2,
+  );
   return ls.filter((l) => l.round && keys.every((k) => l[k] !== undefined)).at(-1)!;
 }
 
 function expectVersion(line: Line, v: number, keys: string[]): void {
-  for (const k of keys) assert.equal(line[k], String(v), `${k} ran build v${line[k]}, expected v${v}: ${JSON.stringify(line)}`);
+  for (const k of keys)
+    assert.equal(line[k], String(v), `${k} ran build v${line[k]}, expected v${v}: ${JSON.stringify(line)}`);
 }
 
 function noBadResults(t: Target): void {
-  assert.ok(!/BAD/.test(t.output()), t.output().split('\n').find((l) => l.startsWith('BAD')));
+  assert.ok(
+    !/BAD/.test(t.output()),
+    t
+      .output()
+      .split('\n')
+      .find((l) => l.startsWith('BAD')),
+  );
   assert.ok(t.alive(), 'the target is alive');
 }
 
@@ -42,10 +53,26 @@ const VARIANTS: Array<{ name: string; flags: string[]; relro: Relro }> = [
 for (const variant of VARIANTS) {
   describe(`entry redirects: six routes into a changed library, ${variant.name}`, function () {
     this.timeout(180_000);
-    const lab = new HardLab({ route: { soname: SONAME, sources: ['redirects/libroute.c'], flags: variant.flags, relro: variant.relro } }, `route-${variant.flags.length}-${variant.relro}`);
+    const lab = new HardLab(
+      {
+        route: {
+          soname: SONAME,
+          sources: ['redirects/libroute.c'],
+          flags: variant.flags,
+          relro: variant.relro,
+        },
+      },
+      `route-${variant.flags.length}-${variant.relro}`,
+    );
     let exe: string;
     before(() => {
-      exe = lab.exe('route_main', { sources: ['redirects/route_main.c'], needs: ['route'], libs: ['-ldl'], flags: variant.flags, relro: variant.relro });
+      exe = lab.exe('route_main', {
+        sources: ['redirects/route_main.c'],
+        needs: ['route'],
+        libs: ['-ldl'],
+        flags: variant.flags,
+        relro: variant.relro,
+      });
       lab.pack('route', 1, 2);
       lab.pack('route', 2, 3);
     });
@@ -69,13 +96,20 @@ for (const variant of VARIANTS) {
       expectVersion(await roundAfter(t, mark, [...ROUTES, ...LATE]), 2, [...ROUTES, ...LATE]);
 
       const st = libStatus(t.pid, SONAME);
-      assert.deepEqual(st.patches.map((p: { state: string }) => p.state), ['applied']);
+      assert.deepEqual(
+        st.patches.map((p: { state: string }) => p.state),
+        ['applied'],
+      );
       assert.deepEqual(st.oldCode, { known: true, redirected: 8, reachable: [] });
 
       const reverted = trigger(String(t.pid), fix, '--revert', '--json').json;
       assert.equal(reverted.outcome, 'reverted', JSON.stringify(reverted.switch.redirects));
       assert.equal(reverted.switch.redirects.restored, 8, 'the old build gets its own entries back');
-      assert.equal(reverted.switch.redirects.active, 8, "the new build's changed functions jump back to the old ones");
+      assert.equal(
+        reverted.switch.redirects.active,
+        8,
+        "the new build's changed functions jump back to the old ones",
+      );
       mark = t.output().length;
       expectVersion(await roundAfter(t, mark, [...ROUTES, ...LATE]), 1, [...ROUTES, ...LATE]);
       assert.deepEqual(libStatus(t.pid, SONAME).oldCode, { known: true, redirected: 8, reachable: [] });
@@ -97,11 +131,15 @@ for (const variant of VARIANTS) {
       await roundAfter(t, t.output().length);
       let mark = t.output().length;
       t.kill('SIGUSR2');
-      const first = (await linesAfter(t, mark, (ls) => ls.some((l) => l.spin !== undefined))).find((l) => l.spin !== undefined)!;
+      const first = (await linesAfter(t, mark, (ls) => ls.some((l) => l.spin !== undefined))).find(
+        (l) => l.spin !== undefined,
+      )!;
       assert.equal(first.spin, '1', 'the call that was running at the switch finished in the old build');
       mark = t.output().length;
       t.kill('SIGUSR2');
-      const second = (await linesAfter(t, mark, (ls) => ls.some((l) => l.spin !== undefined))).find((l) => l.spin !== undefined)!;
+      const second = (await linesAfter(t, mark, (ls) => ls.some((l) => l.spin !== undefined))).find(
+        (l) => l.spin !== undefined,
+      )!;
       assert.equal(second.spin, '2', 'the next call through the same old pointer runs the new build');
       noBadResults(t);
       // A spinning or busy target left running would starve the next test's trigger on a small machine.
@@ -123,12 +161,24 @@ for (const variant of VARIANTS) {
       const fix = lab.bundlePath('route', 1, 2);
       const applied = trigger(String(t.pid), fix, '--json').json;
       assert.equal(applied.outcome, 'applied-partly');
-      assert.deepEqual(applied.switch.redirects.uncovered.map((u: { fn: { name: string }; reason: string }) => [u.fn.name, u.reason]), [['route_block', 'a thread was executing its entry bytes at every attempt']]);
+      assert.deepEqual(
+        applied.switch.redirects.uncovered.map((u: { fn: { name: string }; reason: string }) => [
+          u.fn.name,
+          u.reason,
+        ]),
+        [['route_block', 'a thread was executing its entry bytes at every attempt']],
+      );
       assert.equal(applied.switch.redirects.active, 7);
       expectVersion(await roundAfter(t, t.output().length), 2, ROUTES);
       const st = libStatus(t.pid, SONAME);
-      assert.deepEqual(st.patches.map((p: { state: string }) => p.state), ['applied-partly']);
-      assert.deepEqual(st.oldCode.reachable.map((u: { fn: { name: string } }) => u.fn.name), ['route_block']);
+      assert.deepEqual(
+        st.patches.map((p: { state: string }) => p.state),
+        ['applied-partly'],
+      );
+      assert.deepEqual(
+        st.oldCode.reachable.map((u: { fn: { name: string } }) => u.fn.name),
+        ['route_block'],
+      );
       const text = trigger('--status', String(t.pid)).stdout;
       assert.match(text, /patch [0-9a-f]{12}: applied-partly/);
       assert.match(text, /route_block in build [0-9a-f]{12}: a thread was executing its entry bytes/);

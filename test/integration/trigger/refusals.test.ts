@@ -6,7 +6,15 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeBundle, encodeBundle, patchIdOf } from '../../../patches/index.js';
@@ -38,7 +46,12 @@ describe('ulp-trigger refusals leave the process untouched', function () {
   });
 
   /** Runs the trigger, checks its error and exit code, and that the target is exactly as before. */
-  async function refused(args: string[], code: string, exit: number, opts: { env?: Record<string, string>; run?: (args: string[]) => Run; pid?: number } = {}): Promise<Run> {
+  async function refused(
+    args: string[],
+    code: string,
+    exit: number,
+    opts: { env?: Record<string, string>; run?: (args: string[]) => Run; pid?: number } = {},
+  ): Promise<Run> {
     const pid = opts.pid ?? target.pid;
     const before = processState(pid);
     const r = (opts.run ?? ((a) => runCli('ulp-trigger', a, opts.env)))([...args, '--json']);
@@ -136,7 +149,14 @@ describe('ulp-trigger refusals leave the process untouched', function () {
 
   it('refuses a process that another tracer holds, naming the tracer', async () => {
     // A second tracer: python's ctypes seizes the target and waits.
-    const tracer: ChildProcess = spawn('python3', ['-c', `import ctypes,time,sys\nlibc=ctypes.CDLL(None,use_errno=True)\nr=libc.ptrace(0x4206,${target.pid},0,0)\nprint(r,flush=True)\ntime.sleep(60)`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const tracer: ChildProcess = spawn(
+      'python3',
+      [
+        '-c',
+        `import ctypes,time,sys\nlibc=ctypes.CDLL(None,use_errno=True)\nr=libc.ptrace(0x4206,${target.pid},0,0)\nprint(r,flush=True)\ntime.sleep(60)`,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     try {
       await new Promise<void>((resolve) => tracer.stdout!.once('data', () => resolve()));
       const r = await refused([String(target.pid), fix12], 'PROC_ALREADY_TRACED', 4);
@@ -149,7 +169,11 @@ describe('ulp-trigger refusals leave the process untouched', function () {
 
   it('refuses to patch glibc itself', async () => {
     const b = decodeBundle(readFileSync(fix12));
-    const manifest = { ...b.manifest, soname: 'libc.so.6', patchId: patchIdOf('libc.so.6', b.manifest.builds.old, b.manifest.builds.new) };
+    const manifest = {
+      ...b.manifest,
+      soname: 'libc.so.6',
+      patchId: patchIdOf('libc.so.6', b.manifest.builds.old, b.manifest.builds.new),
+    };
     const path = join(work, 'libc.ulp');
     writeFileSync(path, encodeBundle({ manifest, oldBuild: b.oldBuild, newBuild: b.newBuild }));
     await refused([String(target.pid), path], 'TRIGGER_GLIBC', 2);

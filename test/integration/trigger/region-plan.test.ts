@@ -23,7 +23,16 @@ function lib(v: number, pad: number): ElfObject {
   const path = compile({
     sources: ['region/libmoved.c'],
     out: `libmoved-v${v}.so`,
-    flags: ['-shared', '-fPIC', '-O2', `-DMOVED_VERSION=${v}`, ...(pad ? [`-DMOVED_PAD=${pad}`] : []), `-Wl,-soname,${SONAME}`, '-Wl,--build-id', '-Wl,-z,relro,-z,now'],
+    flags: [
+      '-shared',
+      '-fPIC',
+      '-O2',
+      `-DMOVED_VERSION=${v}`,
+      ...(pad ? [`-DMOVED_PAD=${pad}`] : []),
+      `-Wl,-soname,${SONAME}`,
+      '-Wl,--build-id',
+      '-Wl,-z,relro,-z,now',
+    ],
   });
   return parseElf(readFileSync(path));
 }
@@ -42,7 +51,8 @@ function loaded(obj: ProcessObject): (addr: bigint, n: number) => Buffer {
   const words = new Map<bigint, bigint>();
   for (const r of obj.elf.relocations) {
     let v = 0n;
-    if (r.type === RelocType.RELATIVE) v = obj.bias + (r.table === 'relr' ? obj.elf.readAt(r.offset, 8).readBigUInt64LE(0) : r.addend);
+    if (r.type === RelocType.RELATIVE)
+      v = obj.bias + (r.table === 'relr' ? obj.elf.readAt(r.offset, 8).readBigUInt64LE(0) : r.addend);
     else if (r.symbol?.defined) v = obj.bias + r.symbol.value + (r.type === RelocType.R64 ? r.addend : 0n);
     words.set(obj.bias + r.offset, v);
   }
@@ -74,14 +84,30 @@ describe('loader planning across a moved writable region (pure)', () => {
     assert.ok(!aliasable(r1, undefined));
     // A datum of v2's region is found in the canonical copy at the same offset: where v1 keeps it.
     assert.equal(sharedAddress(family, v2, symbol(v2, 'moved_value')), B1 + symbol(v1, 'moved_value'));
-    assert.equal(sharedAddress(family, v2, symbol(v2, 'moved_version')), undefined, 'code is not in the region');
+    assert.equal(
+      sharedAddress(family, v2, symbol(v2, 'moved_version')),
+      undefined,
+      'code is not in the region',
+    );
   });
 
   it('the staged build reaches its region data in the canonical copy and leaves its shared sites alone', () => {
     const r1 = ownRegion(v1)!;
     const r2 = ownRegion(v2)!;
-    const plan = planStage({ target: v2, targetBias: B2, family, from: canonical, scope: [canonical], region: r1, read: loaded(canonical) });
-    for (const w of plan.writes) assert.ok(!inRegion(r2, w.addr - B2), `a write into the shared region at 0x${(w.addr - B2).toString(16)}`);
+    const plan = planStage({
+      target: v2,
+      targetBias: B2,
+      family,
+      from: canonical,
+      scope: [canonical],
+      region: r1,
+      read: loaded(canonical),
+    });
+    for (const w of plan.writes)
+      assert.ok(
+        !inRegion(r2, w.addr - B2),
+        `a write into the shared region at 0x${(w.addr - B2).toString(16)}`,
+      );
     assert.equal(plan.sharedSites, v2.relocations.filter((r) => inRegion(r2, r.offset)).length);
     assert.ok(plan.sharedSites > 0, 'moved_handler is a site in the region');
     // moved_value: exported .bss reached through the GOT; the slot holds v1's address (the canonical copy).
@@ -89,20 +115,34 @@ describe('loader planning across a moved writable region (pure)', () => {
     assert.ok(got);
     assert.equal(got.value, B1 + symbol(v1, 'moved_value'));
     // note_ptr (.data.rel.ro, RELATIVE) points at moved_note in the canonical copy, not two pages past it.
-    const note = plan.writes.find((w) => w.reason === 'relative' && w.reloc.addend === symbol(v2, 'moved_note'));
+    const note = plan.writes.find(
+      (w) => w.reason === 'relative' && w.reloc.addend === symbol(v2, 'moved_note'),
+    );
     assert.ok(note, 'the RELRO pointer to moved_note is relocated');
     assert.equal(note.value, B1 + symbol(v1, 'moved_note'));
   });
 
   it('the plan made at one base and shifted is the plan made at another: made once, before the process is touched', () => {
     const r1 = ownRegion(v1)!;
-    const at = (bias: bigint) => planStage({ target: v2, targetBias: bias, family, from: canonical, scope: [canonical], region: r1, read: loaded(canonical) });
+    const at = (bias: bigint) =>
+      planStage({
+        target: v2,
+        targetBias: bias,
+        family,
+        from: canonical,
+        scope: [canonical],
+        region: r1,
+        read: loaded(canonical),
+      });
     const PROVISIONAL = 0x7e0000000000n;
     const shifted = shiftPlan(at(PROVISIONAL), B2 - PROVISIONAL);
     assert.deepEqual(shifted, at(B2));
     // The shift moved something of each kind: the sites, a value in the build itself, and left the canonical data's addresses.
     assert.ok(shifted.writes.some((w) => w.own) && shifted.writes.some((w) => !w.own));
-    assert.ok(shifted.writes.filter((w) => !w.own).some((w) => w.value === B1 + symbol(v1, 'moved_note')), 'a pointer into the shared region stays where the region is');
+    assert.ok(
+      shifted.writes.filter((w) => !w.own).some((w) => w.value === B1 + symbol(v1, 'moved_note')),
+      'a pointer into the shared region stays where the region is',
+    );
   });
 
   it('function pointers of the region pair up by region offset, at the canonical address', () => {
@@ -112,7 +152,10 @@ describe('loader planning across a moved writable region (pure)', () => {
     assert.equal(sites.length, 1, 'moved_handler');
     assert.equal(sites[0]!.addr, B1 + symbol(v1, 'moved_handler'));
     assert.equal(sites[0]!.targetValue, B2 + symbol(v2, 'handler'));
-    assert.deepEqual(sites[0]!.loadTime.map((l) => l.value), [B1 + symbol(v1, 'handler')]);
+    assert.deepEqual(
+      sites[0]!.loadTime.map((l) => l.value),
+      [B1 + symbol(v1, 'handler')],
+    );
   });
 
   it('a slot holding an address in a build’s own region is shared data, whichever build it is', () => {

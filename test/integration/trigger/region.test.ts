@@ -48,11 +48,25 @@ function buildLab(relro: Relro): Lab {
     compile({
       sources: ['region/libmoved.c'],
       out: `libmoved-v${v}.so`,
-      flags: ['-shared', '-fPIC', '-O2', `-DMOVED_VERSION=${v}`, ...(PAD[v] ? [`-DMOVED_PAD=${PAD[v]}`] : []), `-Wl,-soname,${SONAME}`, '-Wl,--build-id', ...RELRO[relro]],
+      flags: [
+        '-shared',
+        '-fPIC',
+        '-O2',
+        `-DMOVED_VERSION=${v}`,
+        ...(PAD[v] ? [`-DMOVED_PAD=${PAD[v]}`] : []),
+        `-Wl,-soname,${SONAME}`,
+        '-Wl,--build-id',
+        ...RELRO[relro],
+      ],
     });
   mkdirSync(join(dir, 'link'));
   copyFileSync(lib(1), join(dir, 'link', SONAME));
-  const exe = compile({ sources: ['region/moved_main.c'], out: 'moved_main', flags: ['-O2', ...RELRO[relro]], libs: [`-L${join(dir, 'link')}`, `-l:${SONAME}`] });
+  const exe = compile({
+    sources: ['region/moved_main.c'],
+    out: 'moved_main',
+    flags: ['-O2', ...RELRO[relro]],
+    libs: [`-L${join(dir, 'link')}`, `-l:${SONAME}`],
+  });
   const targets: Target[] = [];
   let n = 0;
   return {
@@ -81,7 +95,12 @@ function lines(out: string): Line[] {
   return out
     .split('\n')
     .filter((l) => l.startsWith('who='))
-    .map((l) => Object.fromEntries(l.split(' ').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])) as Line);
+    .map(
+      (l) =>
+        Object.fromEntries(
+          l.split(' ').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+        ) as Line,
+    );
 }
 
 async function linesAfter(t: Target, mark: number, pred: (ls: Line[]) => boolean): Promise<Line[]> {
@@ -95,9 +114,18 @@ const rounds = (ls: Line[], who = 'parent') => ls.filter((l) => l.who === who &&
 function assertCounts(ls: Line[], step: number, what: string): void {
   assert.ok(ls.length > 1, `no lines of ${what}`);
   for (let i = 1; i < ls.length; i++) {
-    assert.equal(BigInt(ls[i]!.value!) - BigInt(ls[i - 1]!.value!), BigInt(step), `${what}: value ${ls[i - 1]!.value} -> ${ls[i]!.value} at round ${ls[i]!.round}`);
+    assert.equal(
+      BigInt(ls[i]!.value!) - BigInt(ls[i - 1]!.value!),
+      BigInt(step),
+      `${what}: value ${ls[i - 1]!.value} -> ${ls[i]!.value} at round ${ls[i]!.round}`,
+    );
   }
-  for (const l of ls) assert.equal(l.total, l.value, `${what}: the RIP-relative counter and the GOT-reached one are the same state (round ${l.round})`);
+  for (const l of ls)
+    assert.equal(
+      l.total,
+      l.value,
+      `${what}: the RIP-relative counter and the GOT-reached one are the same state (round ${l.round})`,
+    );
 }
 
 /** Round lines printed after `mark` by the parent, at least `n`, all of `version`. */
@@ -105,9 +133,21 @@ async function runsVersion(t: Target, mark: number, version: number, n = 4): Pro
   const ls = rounds(await linesAfter(t, mark, (l) => rounds(l).length >= n));
   for (const l of ls) {
     assert.equal(l.version, String(version), `round ${l.round} runs version ${l.version}`);
-    assert.equal(l.handler, String(1 + 100 * version), `round ${l.round}: the function pointer in .data calls version ${version}'s handler`);
-    assert.equal(l.label, 'note', `round ${l.round}: the RELRO pointer into the region finds the shared .data`);
-    assert.equal(l.pick, String(1 + 10 * version), `round ${l.round}: the local IFUNC's slot holds version ${version}'s choice`);
+    assert.equal(
+      l.handler,
+      String(1 + 100 * version),
+      `round ${l.round}: the function pointer in .data calls version ${version}'s handler`,
+    );
+    assert.equal(
+      l.label,
+      'note',
+      `round ${l.round}: the RELRO pointer into the region finds the shared .data`,
+    );
+    assert.equal(
+      l.pick,
+      String(1 + 10 * version),
+      `round ${l.round}: the local IFUNC's slot holds version ${version}'s choice`,
+    );
   }
   return ls;
 }
@@ -139,7 +179,11 @@ for (const relro of ['full', 'partial'] as Relro[]) {
       await runsVersion(t, 0, 1, 3);
 
       const applied = trigger(String(t.pid), fix, '--json').json;
-      assert.match(applied.outcome, /^applied(-partly)?$/, JSON.stringify(applied.switch?.redirects?.uncovered));
+      assert.match(
+        applied.outcome,
+        /^applied(-partly)?$/,
+        JSON.stringify(applied.switch?.redirects?.uncovered),
+      );
       assert.equal(applied.switch.aliasedNow, true);
       assert.equal(applied.switch.pointers.retargeted, 1, 'moved_handler, found by its region offset');
       let mark = t.output().length;
@@ -152,7 +196,10 @@ for (const relro of ['full', 'partial'] as Relro[]) {
       const ls = await linesAfter(t, mark, (l) => rounds(l, 'child').length >= 5 && rounds(l).length >= 8);
       const child = ls.find((l) => l.event === 'forked')!.child!;
       const kids = rounds(ls, 'child');
-      assert.ok(kids.every((k) => k.version === '2' && k.handler === '201' && k.pick === '21' && k.label === 'note'), 'the child runs the live build');
+      assert.ok(
+        kids.every((k) => k.version === '2' && k.handler === '201' && k.pick === '21' && k.label === 'note'),
+        'the child runs the live build',
+      );
       assertCounts(kids, 1000, 'child');
       assertCounts(rounds(ls), 1, 'parent after the fork');
       const [pi, ci] = [dataMappings(t.pid), dataMappings(Number(child))];
@@ -181,7 +228,10 @@ for (const relro of ['full', 'partial'] as Relro[]) {
       const r = runCli('ulp-trigger', [String(t.pid), forged, '--json']);
       assert.equal(r.code, 2, r.stdout + r.stderr);
       assert.equal(r.json.error.code, 'TRIGGER_LAYOUT_MISMATCH');
-      assert.match(r.json.error.message, /keeps its writable region at \[0x[0-9a-f]+, 0x[0-9a-f]+\), but the bundle's report was made for/);
+      assert.match(
+        r.json.error.message,
+        /keeps its writable region at \[0x[0-9a-f]+, 0x[0-9a-f]+\), but the bundle's report was made for/,
+      );
       const after = processState(t.pid);
       assert.equal(after.maps, before.maps, 'mappings changed');
       assert.deepEqual(after.slots, before.slots, 'a slot changed');

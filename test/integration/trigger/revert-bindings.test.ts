@@ -35,7 +35,12 @@ describe('reverting an update that added exports', function () {
     lab = new HardLab({ self: { soname: 'libself.so.1', sources: ['hard/libself.c'] } }, 'revert-bindings');
     plain = lab.exe('self_main', { sources: ['hard/self_main.c'], needs: ['self'], flags: ['-rdynamic'] });
     // Linked against version 2 and calling self_helper: bound to an export version 1 lacks.
-    caller = lab.exe('self_caller', { sources: ['hard/self_main.c'], needs: ['self'], linkVersion: 2, flags: ['-rdynamic', '-DCALL_HELPER'] });
+    caller = lab.exe('self_caller', {
+      sources: ['hard/self_main.c'],
+      needs: ['self'],
+      linkVersion: 2,
+      flags: ['-rdynamic', '-DCALL_HELPER'],
+    });
     a = lab.pack('self', 1, 2);
     b = lab.pack('self', 2, 3);
   });
@@ -44,9 +49,15 @@ describe('reverting an update that added exports', function () {
   it('ulp-pack states the rule the trigger applies', () => {
     const r = runCli('ulp-pack', [lab.lib('self', 1), lab.lib('self', 2), '--check']);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /revert \(new -> old\): INCOMPATIBLE only where a loaded object is bound to an export it removes/);
+    assert.match(
+      r.stdout,
+      /revert \(new -> old\): INCOMPATIBLE only where a loaded object is bound to an export it removes/,
+    );
     assert.match(r.stdout, /self_helper/);
-    assert.match(r.stdout, /refuses \(TRIGGER_EXPORT_BOUND, exit 2, process untouched\) one in which a loaded\s+object is bound to one of these 2 exports/);
+    assert.match(
+      r.stdout,
+      /refuses \(TRIGGER_EXPORT_BOUND, exit 2, process untouched\) one in which a loaded\s+object is bound to one of these 2 exports/,
+    );
     assert.match(r.stdout, /dlsym cannot be seen/);
     assert.doesNotMatch(r.stdout, /checks these against each process before it reverts/);
     const inspect = runCli('ulp-pack', ['--inspect', a]);
@@ -61,7 +72,10 @@ describe('reverting an update that added exports', function () {
       assert.equal(r.code, 2, r.stdout + r.stderr);
       assert.equal(r.json.error.code, 'TRIGGER_EXPORT_BOUND');
       assert.match(r.json.error.message, /\(executable\) -> self_helper/);
-      assert.deepEqual(r.json.error.details.bindings.map((x: { symbol: string }) => x.symbol), ['self_helper']);
+      assert.deepEqual(
+        r.json.error.details.bindings.map((x: { symbol: string }) => x.symbol),
+        ['self_helper'],
+      );
     }
     assert.equal(ulpMaps(bound.pid), '', 'nothing was mapped into the refused process');
     const still = await settled(bound);

@@ -12,7 +12,8 @@ import { buildDemo, type Demo } from '../../../lab/demo.js';
 import { linesAfter } from '../../../lab/hard-lab.js';
 import type { Target } from '../../../lab/target.js';
 
-const lastRoundAfter = async (t: Target, mark: number) => (await linesAfter(t, mark, (ls) => ls.length >= 2)).at(-1)!;
+const lastRoundAfter = async (t: Target, mark: number) =>
+  (await linesAfter(t, mark, (ls) => ls.length >= 2)).at(-1)!;
 
 describe('ulp-trigger borrowing a thread', function () {
   this.timeout(120_000);

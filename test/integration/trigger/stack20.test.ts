@@ -25,7 +25,6 @@ import { seededRandom } from '../../../lab/random.js';
 const SONAME = 'libstack.so.1';
 const N = 20;
 
-
 function shuffle<T>(xs: T[], rand: () => number): T[] {
   const a = [...xs];
   for (let i = a.length - 1; i > 0; i--) {
@@ -56,7 +55,13 @@ function journalBytes(pid: number): number {
 function mappedBuilds(pid: number): number {
   const inodes = readFileSync(`/proc/${pid}/maps`, 'utf8')
     .split('\n')
-    .filter((l) => l.includes(`/memfd:ulp:`) && l.includes(`:${SONAME}`) && !l.includes('/memfd:ulp:data:') && !l.includes('/memfd:ulp:redirects:'))
+    .filter(
+      (l) =>
+        l.includes(`/memfd:ulp:`) &&
+        l.includes(`:${SONAME}`) &&
+        !l.includes('/memfd:ulp:data:') &&
+        !l.includes('/memfd:ulp:redirects:'),
+    )
     .map((l) => l.split(/\s+/)[4]);
   return new Set(inodes).size;
 }
@@ -92,16 +97,31 @@ describe('twenty stacked patches on one process', function () {
       growth.push(now - mapped);
       mapped = now;
     }
-    console.log(`      ulpMappedBytes after each apply grew by: ${growth.join(' ')} (image ${span} bytes, shared data ${region})`);
+    console.log(
+      `      ulpMappedBytes after each apply grew by: ${growth.join(' ')} (image ${span} bytes, shared data ${region})`,
+    );
     // The first switch also aliases the loader build's data and maps the stub and fork pages (counted whole);
     // every later one costs one image at most, its writable part mapped from the shared data.
-    assert.ok(growth[0]! <= span + region + STUB_SIZE + FORK_PAGE_SIZE + 64 * 1024, `first apply: ${growth[0]} bytes`);
-    growth.slice(1).forEach((g, i) => assert.ok(g > 0 && g <= span, `apply v${i + 2} -> v${i + 3} mapped ${g} bytes, more than the ${span}-byte image`));
+    assert.ok(
+      growth[0]! <= span + region + STUB_SIZE + FORK_PAGE_SIZE + 64 * 1024,
+      `first apply: ${growth[0]} bytes`,
+    );
+    growth
+      .slice(1)
+      .forEach((g, i) =>
+        assert.ok(
+          g > 0 && g <= span,
+          `apply v${i + 2} -> v${i + 3} mapped ${g} bytes, more than the ${span}-byte image`,
+        ),
+      );
 
     const stacked = status(t.pid); // the command's report
     assert.equal(stacked.ulpMappedBytes - journalBytes(t.pid), mapped);
     // One journal, describing 19 builds' jumps to the live one.
-    assert.ok(journalBytes(t.pid) > 0 && journalBytes(t.pid) <= 64 * 1024, `journal of ${journalBytes(t.pid)} bytes`);
+    assert.ok(
+      journalBytes(t.pid) > 0 && journalBytes(t.pid) <= 64 * 1024,
+      `journal of ${journalBytes(t.pid)} bytes`,
+    );
     const lib = stacked.libraries.find((l: { soname: string }) => l.soname === SONAME);
     assert.equal(lib.builds.length, N, 'the loader’s build and 19 staged ones');
     assert.equal(mappedBuilds(t.pid), N - 1, 'each build is mapped once');
@@ -114,19 +134,35 @@ describe('twenty stacked patches on one process', function () {
     for (const k of order) {
       const r = await here.trigger(t.pid, bundles[k - 1]!, 'reverse');
       if (live > k) {
-        assert.deepEqual([r.outcome, r.switch?.staged], ['reverted', false], `revert v${k} -> v${k + 1} at v${live}`);
+        assert.deepEqual(
+          [r.outcome, r.switch?.staged],
+          ['reverted', false],
+          `revert v${k} -> v${k + 1} at v${live}`,
+        );
         live = k;
       } else {
-        assert.equal(r.outcome, 'not-applied', `revert v${k} -> v${k + 1} at v${live}: the patch is not in effect`);
+        assert.equal(
+          r.outcome,
+          'not-applied',
+          `revert v${k} -> v${k + 1} at v${live}: the patch is not in effect`,
+        );
       }
-      assert.equal(await versionNow(t), String(live), `after reverting v${k} -> v${k + 1} (order ${order.join(',')})`);
+      assert.equal(
+        await versionNow(t),
+        String(live),
+        `after reverting v${k} -> v${k + 1} (order ${order.join(',')})`,
+      );
     }
     assert.equal(live, 1);
 
     // Going up again switches to builds already mapped.
     assert.equal(trigger(String(t.pid), bundles[0]!, '--json').json.switch.staged, false);
     assert.equal(await versionNow(t), '2');
-    assert.equal(status(t.pid).ulpMappedBytes - journalBytes(t.pid), mapped, 'no revert or re-apply mapped a build');
+    assert.equal(
+      status(t.pid).ulpMappedBytes - journalBytes(t.pid),
+      mapped,
+      'no revert or re-apply mapped a build',
+    );
     assert.equal(mappedBuilds(t.pid), N - 1);
 
     // The library's data was shared by all twenty builds: the counter went up by one every round.

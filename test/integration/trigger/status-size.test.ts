@@ -10,7 +10,8 @@ import { STUB_SIZE } from '../../../runtime/stub/layout.js';
 import { ulpMappedSize } from '../../../trigger/status.js';
 
 const hex = (n: number) => n.toString(16);
-const line = (start: number, end: number, perms: string, offset: number, path: string) => `${hex(start)}-${hex(end)} ${perms} ${hex(offset).padStart(8, '0')} 00:01 1234 ${path}`;
+const line = (start: number, end: number, perms: string, offset: number, path: string) =>
+  `${hex(start)}-${hex(end)} ${perms} ${hex(offset).padStart(8, '0')} 00:01 1234 ${path}`;
 
 describe('--status: memory mapped by ulp', () => {
   it('counts the stub and fork pages whole, every ulp: memfd, and nothing else', () => {

@@ -21,8 +21,21 @@ const buildIdOf = (path: string) => parseElf(readFileSync(path)).buildId!;
 describe('system log: the line (pure)', () => {
   it('names the process, the library, the builds, the patch and the result; an error with its code', () => {
     const ids = { from: 'aa', to: 'bb', patchId: 'pp' };
-    assert.equal(logLine('forward', 7, 'my app', 'libx.so.1', { result: { outcome: 'applied', pauseMs: 1.5 } as any }, ids), 'apply pid=7 comm="my app" lib=libx.so.1 from=aa to=bb patch=pp result=applied pause_ms=1.50');
-    assert.equal(logLine('reverse', 7, undefined, 'libx.so.1', { error: { code: 'PROC_EXITED', message: 'gone' } }, ids), 'revert pid=7 comm=? lib=libx.so.1 from=aa to=bb patch=pp result=failed code=PROC_EXITED reason=gone');
+    assert.equal(
+      logLine(
+        'forward',
+        7,
+        'my app',
+        'libx.so.1',
+        { result: { outcome: 'applied', pauseMs: 1.5 } as any },
+        ids,
+      ),
+      'apply pid=7 comm="my app" lib=libx.so.1 from=aa to=bb patch=pp result=applied pause_ms=1.50',
+    );
+    assert.equal(
+      logLine('reverse', 7, undefined, 'libx.so.1', { error: { code: 'PROC_EXITED', message: 'gone' } }, ids),
+      'revert pid=7 comm=? lib=libx.so.1 from=aa to=bb patch=pp result=failed code=PROC_EXITED reason=gone',
+    );
   });
 });
 
@@ -39,7 +52,14 @@ describe('system log: applies and reverts', function () {
     socket = join(dir, 'log.sock');
     received = join(dir, 'received');
     const ready = join(dir, 'ready');
-    listener = spawn('python3', ['-c', `import socket\ns=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\ns.bind(${JSON.stringify(socket)})\nopen(${JSON.stringify(ready)},'w').close()\nwhile True:\n  d=s.recv(65536)\n  with open(${JSON.stringify(received)},'ab') as f: f.write(d+b'\\n')\n`], { stdio: 'ignore' });
+    listener = spawn(
+      'python3',
+      [
+        '-c',
+        `import socket\ns=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\ns.bind(${JSON.stringify(socket)})\nopen(${JSON.stringify(ready)},'w').close()\nwhile True:\n  d=s.recv(65536)\n  with open(${JSON.stringify(received)},'ab') as f: f.write(d+b'\\n')\n`,
+      ],
+      { stdio: 'ignore' },
+    );
     while (!existsSync(ready)) await new Promise((r) => setTimeout(r, 50));
   });
   after(() => {
@@ -50,7 +70,8 @@ describe('system log: applies and reverts', function () {
 
   const messages = () => (existsSync(received) ? readFileSync(received, 'utf8').trimEnd().split('\n') : []);
   /** Datagrams are delivered when logger's send returns: read after the command exits. */
-  const trigger = (args: string[], env: Record<string, string> = {}) => runCli('ulp-trigger', args, { ULP_SYSLOG_SOCKET: socket, ...env });
+  const trigger = (args: string[], env: Record<string, string> = {}) =>
+    runCli('ulp-trigger', args, { ULP_SYSLOG_SOCKET: socket, ...env });
 
   it('logs an apply, a failure and a revert, one message each; not a dry run, nothing with ULP_SYSLOG=0', async () => {
     const t = demo.start(1, ['100']);
@@ -72,22 +93,48 @@ describe('system log: applies and reverts', function () {
 
     const m = messages();
     assert.equal(m.length, 3, m.join('\n'));
-    assert.match(m[0]!, new RegExp(`^<\\d+>.* ulp: apply pid=${t.pid} comm=demo_main lib=libdemo\\.so\\.1 from=${v1} to=${v2} patch=[0-9a-f]{32} result=applied pause_ms=\\d+\\.\\d\\d$`));
-    assert.match(m[1]!, / ulp: apply pid=\d+ comm=sleep lib=libdemo\.so\.1 .* result=failed code=TRIGGER_NOT_LOADED reason=/);
-    assert.match(m[2]!, new RegExp(` ulp: revert pid=${t.pid} comm=demo_main lib=libdemo\\.so\\.1 from=${v2} to=${v1} patch=[0-9a-f]{32} result=reverted`));
+    assert.match(
+      m[0]!,
+      new RegExp(
+        `^<\\d+>.* ulp: apply pid=${t.pid} comm=demo_main lib=libdemo\\.so\\.1 from=${v1} to=${v2} patch=[0-9a-f]{32} result=applied pause_ms=\\d+\\.\\d\\d$`,
+      ),
+    );
+    assert.match(
+      m[1]!,
+      / ulp: apply pid=\d+ comm=sleep lib=libdemo\.so\.1 .* result=failed code=TRIGGER_NOT_LOADED reason=/,
+    );
+    assert.match(
+      m[2]!,
+      new RegExp(
+        ` ulp: revert pid=${t.pid} comm=demo_main lib=libdemo\\.so\\.1 from=${v2} to=${v1} patch=[0-9a-f]{32} result=reverted`,
+      ),
+    );
 
     // --all: one message per process.
     assert.equal(trigger(['--all', fix, '--revert']).code, 0);
     const all = messages().slice(3);
-    assert.ok(all.some((l) => new RegExp(` ulp: revert pid=${t.pid} .* result=reverted`).test(l)), messages().join('\n'));
+    assert.ok(
+      all.some((l) => new RegExp(` ulp: revert pid=${t.pid} .* result=reverted`).test(l)),
+      messages().join('\n'),
+    );
 
     // --outdated --apply: its result line for each process.
-    const line = readFileSync(`/proc/${t.pid}/maps`, 'utf8').split('\n').find((l) => l.includes('/libdemo.so.1') && !l.includes('memfd'))!;
+    const line = readFileSync(`/proc/${t.pid}/maps`, 'utf8')
+      .split('\n')
+      .find((l) => l.includes('/libdemo.so.1') && !l.includes('memfd'))!;
     const path = line.slice(line.indexOf('/')).replace(/ \(deleted\)$/, '');
     copyFileSync(demo.lib(2), `${path}.new`);
     renameSync(`${path}.new`, path);
     const n = messages().length;
-    assert.equal(trigger(['--outdated', '--apply', '--bundles-dir', join(dir, 'bundles'), String(t.pid)]).code, 0);
-    assert.deepEqual(messages().slice(n).map((l) => l.replace(/^.* ulp: /, '').replace(/ (from|to|patch|pause_ms)=\S+/g, '')), [`outdated-apply pid=${t.pid} comm=demo_main lib=libdemo.so.1 result=applied old_code=memfd`]);
+    assert.equal(
+      trigger(['--outdated', '--apply', '--bundles-dir', join(dir, 'bundles'), String(t.pid)]).code,
+      0,
+    );
+    assert.deepEqual(
+      messages()
+        .slice(n)
+        .map((l) => l.replace(/^.* ulp: /, '').replace(/ (from|to|patch|pause_ms)=\S+/g, '')),
+      [`outdated-apply pid=${t.pid} comm=demo_main lib=libdemo.so.1 result=applied old_code=memfd`],
+    );
   });
 });

@@ -38,8 +38,11 @@ describe('ulp-trigger with 8 threads calling the library', function () {
     assert.ok(Number(last.k11) > 0 && Number(last.k12) > 0, 'both versions ran');
     // Every thread progressed across the whole run (none was left stopped or stuck in a stub).
     const first = all[0]!;
-    for (let i = 0; i < 8; i++) assert.ok(Number(last[`t${i}`]) > Number(first[`t${i}`]), `thread ${i} made no progress`);
+    for (let i = 0; i < 8; i++)
+      assert.ok(Number(last[`t${i}`]) > Number(first[`t${i}`]), `thread ${i} made no progress`);
     assert.ok(t.alive());
-    console.log(`      ${cycles * 2} switches, worst pause ${maxPause.toFixed(2)} ms, ${all.length} rounds, bad=${last.bad}`);
+    console.log(
+      `      ${cycles * 2} switches, worst pause ${maxPause.toFixed(2)} ms, ${all.length} rounds, bad=${last.bad}`,
+    );
   });
 });

@@ -20,7 +20,12 @@ const TLS_TYPES = new Set<number>([RelocType.DTPMOD64, RelocType.DTPOFF64, Reloc
 function checkLine(l: Line): void {
   const base = BigInt(l.t!) * 1000n + BigInt(l.round!);
   const want = { gd: base, ie: base + 100n, ld: base + 200n, sie: base + 300n };
-  for (const [k, v] of Object.entries(want)) assert.equal(BigInt(l[k]!), v, `thread ${l.t} round ${l.round}: ${k}=${l[k]}, expected ${v} (line: ${JSON.stringify(l)})`);
+  for (const [k, v] of Object.entries(want))
+    assert.equal(
+      BigInt(l[k]!),
+      v,
+      `thread ${l.t} round ${l.round}: ${k}=${l[k]}, expected ${v} (line: ${JSON.stringify(l)})`,
+    );
   assert.equal(l.xgd, l.gd, `thread ${l.t}: the program and the library see different tls_gd`);
   assert.equal(l.xlast, l.last);
   assert.equal(l.same, '1', `thread ${l.t}: the library's &tls_gd is not the program's`);
@@ -29,17 +34,23 @@ function checkLine(l: Line): void {
 function checkRounds(all: Line[]): void {
   const byThread = new Map<string, Line[]>();
   for (const l of all) byThread.set(l.t!, [...(byThread.get(l.t!) ?? []), l]);
-  for (const [t, ls] of byThread) ls.forEach((l, i) => assert.equal(Number(l.round), i + 1, `thread ${t} skipped a round`));
+  for (const [t, ls] of byThread)
+    ls.forEach((l, i) => assert.equal(Number(l.round), i + 1, `thread ${t} skipped a round`));
   all.forEach(checkLine);
 }
 
 /** After a switch: every thread (the first line of each aside, which may have run before it) runs `version`'s code. */
 async function expectVersion(t: Target, mark: number, threads: number, version: string): Promise<void> {
-  const enough = (ls: Line[]) => new Set(ls.map((l) => l.t)).size >= threads && [...Array(threads).keys()].every((i) => ls.filter((l) => l.t === String(i + 1)).length >= 3);
+  const enough = (ls: Line[]) =>
+    new Set(ls.map((l) => l.t)).size >= threads &&
+    [...Array(threads).keys()].every((i) => ls.filter((l) => l.t === String(i + 1)).length >= 3);
   const ls = await linesAfter(t, mark, enough);
   for (let i = 1; i <= threads; i++) {
     const own = ls.filter((l) => l.t === String(i)).slice(1);
-    assert.ok(own.every((l) => l.version === version && l.last === version), `thread ${i} after the switch: ${JSON.stringify(own.find((l) => l.version !== version || l.last !== version))}`);
+    assert.ok(
+      own.every((l) => l.version === version && l.last === version),
+      `thread ${i} after the switch: ${JSON.stringify(own.find((l) => l.version !== version || l.last !== version))}`,
+    );
   }
 }
 
@@ -73,7 +84,9 @@ describe('TLS across a patch', function () {
     const exe = lab.exe('tls_main', { sources: ['hard/tls_main.c'], needs: ['tls'] });
     const fix = lab.pack('tls', 1, 2);
     const t = lab.start(exe, { tls: 1 });
-    await linesAfter(t, 0, (ls) => [1, 2, 3, 4].every((i) => ls.filter((l) => l.t === String(i)).length >= 3));
+    await linesAfter(t, 0, (ls) =>
+      [1, 2, 3, 4].every((i) => ls.filter((l) => l.t === String(i)).length >= 3),
+    );
 
     trigger(String(t.pid), fix);
     let mark = t.output().length;
@@ -82,7 +95,10 @@ describe('TLS across a patch', function () {
 
     // From outside: the new build's TLS slots hold exactly the old build's module id and offsets.
     const lib = libStatus(t.pid, SONAME);
-    const [old, neu] = [lib.builds.find((b: { source: string }) => b.source === 'loader'), lib.builds.find((b: { source: string }) => b.source === 'ulp')];
+    const [old, neu] = [
+      lib.builds.find((b: { source: string }) => b.source === 'loader'),
+      lib.builds.find((b: { source: string }) => b.source === 'ulp'),
+    ];
     assert.equal(neu.live, true);
     const was = tlsSlots(t.pid, lab.lib('tls', 1), BigInt(old.base));
     const now = tlsSlots(t.pid, lab.lib('tls', 2), BigInt(neu.base));

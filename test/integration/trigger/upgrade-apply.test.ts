@@ -36,27 +36,55 @@ describe('--outdated --apply by hand, and the old build on its memfd copy', func
     const t = demo.start(1, ['100']);
     await t.waitFor((o) => rounds(o).length >= 2);
     const [v1, v2] = [buildIdOf(demo.lib(1)), buildIdOf(demo.lib(2))];
-    const line = readFileSync(`/proc/${t.pid}/maps`, 'utf8').split('\n').find((l) => l.includes('/libdemo.so.1'))!;
+    const line = readFileSync(`/proc/${t.pid}/maps`, 'utf8')
+      .split('\n')
+      .find((l) => l.includes('/libdemo.so.1'))!;
     const path = line.slice(line.indexOf('/'));
     copyFileSync(demo.lib(2), join(dirname(path), '.new'));
     renameSync(join(dirname(path), '.new'), path);
 
     const bundles = join(dir, 'bundles');
     const counterBefore = Number(rounds(t.output()).at(-1)!.counter);
-    const r = runCli('ulp-trigger', ['--outdated', '--apply', '--bundles-dir', bundles, '--json', String(t.pid)]);
+    const r = runCli('ulp-trigger', [
+      '--outdated',
+      '--apply',
+      '--bundles-dir',
+      bundles,
+      '--json',
+      String(t.pid),
+    ]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
-    assert.deepEqual(r.json.bundles.map((b: any) => [b.from, b.to, b.state]), [[v1, v2, 'packed']]);
-    assert.deepEqual(r.json.processes.map((p: any) => [p.pid, p.result, p.retained]), [[t.pid, 'applied', true]]);
+    assert.deepEqual(
+      r.json.bundles.map((b: any) => [b.from, b.to, b.state]),
+      [[v1, v2, 'packed']],
+    );
+    assert.deepEqual(
+      r.json.processes.map((p: any) => [p.pid, p.result, p.retained]),
+      [[t.pid, 'applied', true]],
+    );
     await t.waitFor((o) => rounds(o).at(-1)?.version === '2');
     const v2round = rounds(t.output()).at(-1)!;
-    assert.ok(Number(v2round.counter) > counterBefore, `the library's counter went on: ${counterBefore} -> ${v2round.counter}`);
+    assert.ok(
+      Number(v2round.counter) > counterBefore,
+      `the library's counter went on: ${counterBefore} -> ${v2round.counter}`,
+    );
 
     const maps = readFileSync(`/proc/${t.pid}/maps`, 'utf8').split('\n');
-    assert.deepEqual(maps.filter((l) => l.includes(`${path} (deleted)`) && / r-xp /.test(l)), [], 'no executable mapping of the deleted file');
-    assert.ok(maps.some((l) => / r-xp 00000000 .*\/memfd:ulp-retained:.*:libdemo\.so\.1 \(deleted\)$/.test(l)), maps.join('\n'));
+    assert.deepEqual(
+      maps.filter((l) => l.includes(`${path} (deleted)`) && / r-xp /.test(l)),
+      [],
+      'no executable mapping of the deleted file',
+    );
+    assert.ok(
+      maps.some((l) => / r-xp 00000000 .*\/memfd:ulp-retained:.*:libdemo\.so\.1 \(deleted\)$/.test(l)),
+      maps.join('\n'),
+    );
     const o = runCli('ulp-trigger', ['--outdated', '--json', String(t.pid)]);
     assert.equal(o.code, 0, o.stdout);
-    assert.deepEqual(o.json.libraries[0].processes.map((p: any) => [p.state, p.running.buildId]), [['patched', v2]]);
+    assert.deepEqual(
+      o.json.libraries[0].processes.map((p: any) => [p.state, p.running.buildId]),
+      [['patched', v2]],
+    );
 
     // Back to v1: its code now runs from the copy, header included.
     const bundle = join(bundles, readdirSync(bundles)[0]!);
@@ -74,10 +102,23 @@ describe('--outdated --apply by hand, and the old build on its memfd copy', func
     assert.equal(packed.json.old.buildId, v1);
 
     // A second run finds the bundle it kept.
-    const second = runCli('ulp-trigger', ['--outdated', '--apply', '--bundles-dir', bundles, '--json', String(t.pid)]);
+    const second = runCli('ulp-trigger', [
+      '--outdated',
+      '--apply',
+      '--bundles-dir',
+      bundles,
+      '--json',
+      String(t.pid),
+    ]);
     assert.equal(second.code, 0, second.stdout + second.stderr);
-    assert.deepEqual(second.json.bundles.map((b: any) => b.state), ['reused']);
-    assert.deepEqual(second.json.processes.map((x: any) => x.result), ['applied']);
+    assert.deepEqual(
+      second.json.bundles.map((b: any) => b.state),
+      ['reused'],
+    );
+    assert.deepEqual(
+      second.json.processes.map((x: any) => x.result),
+      ['applied'],
+    );
     const mark2 = t.output().length;
     await t.waitFor((out) => rounds(out.slice(mark2)).some((x) => x.version === '2'));
   });

@@ -11,7 +11,25 @@ import { readFileSync } from 'node:fs';
 import { frameRulesAt, type RegRule } from '../../../elf/cfi.js';
 import { parseElf } from '../../../elf/index.js';
 
-const REGS: Record<string, number> = { rax: 0, rdx: 1, rcx: 2, rbx: 3, rsi: 4, rdi: 5, rbp: 6, rsp: 7, r8: 8, r9: 9, r10: 10, r11: 11, r12: 12, r13: 13, r14: 14, r15: 15, ra: 16 };
+const REGS: Record<string, number> = {
+  rax: 0,
+  rdx: 1,
+  rcx: 2,
+  rbx: 3,
+  rsi: 4,
+  rdi: 5,
+  rbp: 6,
+  rsp: 7,
+  r8: 8,
+  r9: 9,
+  r10: 10,
+  r11: 11,
+  r12: 12,
+  r13: 13,
+  r14: 14,
+  r15: 15,
+  ra: 16,
+};
 
 interface Row {
   loc: number;
@@ -23,7 +41,8 @@ interface Row {
 function readelfRows(path: string): Row[] {
   // readelf exits 1 over warnings about separate debug files; the table it printed is complete.
   const r = spawnSync('readelf', ['-wF', path], { encoding: 'utf8', maxBuffer: 256 << 20 });
-  if (r.error || !r.stdout.includes('Contents of the .eh_frame section')) throw new Error(`readelf -wF ${path}: ${r.error?.message ?? r.stderr}`);
+  if (r.error || !r.stdout.includes('Contents of the .eh_frame section'))
+    throw new Error(`readelf -wF ${path}: ${r.error?.message ?? r.stderr}`);
   const out = r.stdout;
   const rows: Row[] = [];
   let columns: number[] | undefined;
@@ -36,18 +55,28 @@ function readelfRows(path: string): Row[] {
     }
     const head = /^\s+LOC\s+CFA\s+(.*)$/.exec(line);
     if (head) {
-      columns = head[1]!.trim().split(/\s+/).map((c) => {
-        const n = REGS[c];
-        if (n === undefined) throw new Error(`unknown readelf column ${c}`);
-        return n;
-      });
+      columns = head[1]!
+        .trim()
+        .split(/\s+/)
+        .map((c) => {
+          const n = REGS[c];
+          if (n === undefined) throw new Error(`unknown readelf column ${c}`);
+          return n;
+        });
       continue;
     }
     const row = /^([0-9a-f]{16}) (\S+)\s+(.*)$/.exec(line);
     if (!row || !columns || !inFde) continue;
     // A register rule prints as "r9 (r9)": the name in parentheses is a second token.
-    const cells = row[3]!.trim().split(/\s+/).filter((c) => !/^\(\w+\)$/.test(c));
-    rows.push({ loc: parseInt(row[1]!, 16), cfa: row[2]!, regs: new Map(columns.map((c, i) => [c, cells[i] ?? 'u'])) });
+    const cells = row[3]!
+      .trim()
+      .split(/\s+/)
+      .filter((c) => !/^\(\w+\)$/.test(c));
+    rows.push({
+      loc: parseInt(row[1]!, 16),
+      cfa: row[2]!,
+      regs: new Map(columns.map((c, i) => [c, cells[i] ?? 'u'])),
+    });
   }
   return rows;
 }

@@ -36,7 +36,8 @@ function scan(root: string): Scan {
         const n = readSync(fd, head, 0, 20, 0);
         closeSync(fd);
         if (n < 20 || head.readUInt32BE(0) !== 0x7f454c46) skip('not ELF');
-        else if (head[4] !== 2 || head[5] !== 1 || head.readUInt16LE(18) !== 62) skip('ELF, not 64-bit little-endian x86-64');
+        else if (head[4] !== 2 || head[5] !== 1 || head.readUInt16LE(18) !== 62)
+          skip('ELF, not 64-bit little-endian x86-64');
         else if (head.readUInt16LE(16) !== 3) skip(`ELF, e_type ${head.readUInt16LE(16)} (not ET_DYN)`);
         else out.candidates.push(p);
       }
@@ -69,7 +70,13 @@ describe('elf: every shared object of the system against readelf -W', function (
             libraries++;
           } catch (e) {
             // A PIE that lives among the libraries: refused as a shared object, read as 'any'.
-            if (!(isUlpError(e) && e.code === 'ELF_NOT_SHARED_OBJECT' && re.interp !== undefined && re.soname === undefined)) throw e;
+            if (!(
+              isUlpError(e) &&
+              e.code === 'ELF_NOT_SHARED_OBJECT' &&
+              re.interp !== undefined &&
+              re.soname === undefined
+            ))
+              throw e;
             obj = parseElf(buf, { expect: 'any' });
             executables++;
           }
@@ -81,7 +88,9 @@ describe('elf: every shared object of the system against readelf -W', function (
       }
     };
     await Promise.all(Array.from({ length: PARALLEL }, worker));
-    console.log(`      checked ${candidates.length} ELF files (${libraries} shared objects, ${executables} position-independent executables); skipped: ${JSON.stringify(skipped)}`);
+    console.log(
+      `      checked ${candidates.length} ELF files (${libraries} shared objects, ${executables} position-independent executables); skipped: ${JSON.stringify(skipped)}`,
+    );
     assert.deepEqual(failures.slice(0, 20), [], `${failures.length} of ${candidates.length} files disagree`);
   });
 });

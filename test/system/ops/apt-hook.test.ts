@@ -63,7 +63,7 @@ describe('ops/apt: the apt hook and its installer', () => {
     const log = join(dir, 'err.log');
     const r = runHook({ ULP_TRIGGER: fakeTrigger('ulp-trigger: error [TRIGGER_BUNDLES_DIR_UNWRITABLE]: cannot use /x\n  hint: run as root\n', 5), ULP_LOG: log });
     assert.equal(r.status, 0);
-    assert.match(readFileSync(log, 'utf8'), /ulp-apt-hook: error: ulp-trigger: error \[TRIGGER_BUNDLES_DIR_UNWRITABLE\]: cannot use \/x\n.*ulp-apt-hook: error:   hint: run as root\n.*ulp-apt-hook: exit=5\n$/);
+    assert.match(readFileSync(log, 'utf8'), /ulp-apt-hook: error: ulp-trigger: error \[TRIGGER_BUNDLES_DIR_UNWRITABLE\]: cannot use \/x\n.*ulp-apt-hook: error: {3}hint: run as root\n.*ulp-apt-hook: exit=5\n$/);
     assert.match(r.stdout, /^ulp: ulp-trigger: error \[TRIGGER_BUNDLES_DIR_UNWRITABLE\]/m);
     const missing = runHook({ ULP_TRIGGER: join(dir, 'no-such-command'), ULP_LOG: log });
     assert.equal(missing.status, 0, 'a missing ulp-trigger does not fail apt either');

@@ -18,7 +18,12 @@ interface PackedFile {
   size: number;
 }
 
-const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string; license: string; man: string[]; bin: Record<string, string> };
+const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+  version: string;
+  license: string;
+  man: string[];
+  bin: Record<string, string>;
+};
 
 describe('the npm package', function () {
   this.timeout(600_000);
@@ -28,7 +33,12 @@ describe('the npm package', function () {
   before(() => {
     work = mkdtempSync(join(tmpdir(), 'ulp-pack-'));
     // npm pack runs "prepare" (tsc) first, exactly as for a publish or an install from git.
-    const out = execFileSync('npm', ['pack', '--json', '--pack-destination', work], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, npm_config_update_notifier: 'false' } });
+    const out = execFileSync('npm', ['pack', '--json', '--pack-destination', work], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, npm_config_update_notifier: 'false' },
+    });
     const [info] = JSON.parse(out) as Array<{ files: PackedFile[]; filename: string }>;
     files = info!.files;
     tarball = join(work, info!.filename);
@@ -37,9 +47,28 @@ describe('the npm package', function () {
 
   it('ships the product only: no tests, scripts, CI files, sources or source maps', () => {
     const paths = files.map((f) => f.path);
-    const stray = paths.filter((p) => /^(test|scripts|lab|\.ci|bench|dist\/test|dist\/scripts|dist\/lab)\//.test(p) || p.endsWith('.ts') || p.endsWith('.map') || p.startsWith('.'));
+    const stray = paths.filter(
+      (p) =>
+        /^(test|scripts|lab|\.ci|bench|dist\/test|dist\/scripts|dist\/lab)\//.test(p) ||
+        p.endsWith('.ts') ||
+        p.endsWith('.map') ||
+        p.startsWith('.'),
+    );
     assert.deepEqual(stray, []);
-    for (const p of ['package.json', 'README.md', 'LICENSE', 'dist/bin/ulp-pack.js', 'dist/bin/ulp-trigger.js', 'dist/trigger/outdated.js', 'dist/packer/pack.js', 'man/ulp-pack.1', 'man/ulp-trigger.1', 'completion/ulp.bash', 'docs/CLI.md', 'ops/ansible/ulp-rollout.yml']) {
+    for (const p of [
+      'package.json',
+      'README.md',
+      'LICENSE',
+      'dist/bin/ulp-pack.js',
+      'dist/bin/ulp-trigger.js',
+      'dist/trigger/outdated.js',
+      'dist/packer/pack.js',
+      'man/ulp-pack.1',
+      'man/ulp-trigger.1',
+      'completion/ulp.bash',
+      'docs/CLI.md',
+      'ops/ansible/ulp-rollout.yml',
+    ]) {
       assert.ok(paths.includes(p), `${p} is missing from the package`);
     }
     assert.ok(paths.length < 300, `${paths.length} files`);
@@ -60,7 +89,9 @@ describe('the npm package', function () {
     let imports = 0;
     for (const p of paths) {
       if (!p.endsWith('.js')) continue;
-      for (const m of readFileSync(join(ROOT, p), 'utf8').matchAll(/(?:from|import)\s*\(?\s*'(\.{1,2}\/[^']+)'/g)) {
+      for (const m of readFileSync(join(ROOT, p), 'utf8').matchAll(
+        /(?:from|import)\s*\(?\s*'(\.{1,2}\/[^']+)'/g,
+      )) {
         imports++;
         const target = normalize(join(dirname(p), m[1]!));
         if (!paths.has(target)) missing.push(`${p} -> ${target}`);
@@ -81,7 +112,9 @@ describe('the npm package', function () {
       assert.equal(r.status, 0, r.stderr);
       assert.equal(r.stdout, `${name} ${pkg.version}\n`);
     }
-    const usage = spawnSync(join(dir, 'package', pkg.bin['ulp-trigger']!), ['--outdated', 'nope'], { encoding: 'utf8' });
+    const usage = spawnSync(join(dir, 'package', pkg.bin['ulp-trigger']!), ['--outdated', 'nope'], {
+      encoding: 'utf8',
+    });
     assert.equal(usage.status, 64);
     assert.match(usage.stderr, /^ulp-trigger: error \[TRIGGER_USAGE\]/);
   });
@@ -92,19 +125,32 @@ describe('the npm package', function () {
     assert.deepEqual(pkg.man.map((m) => normalize(m)).sort(), ['man/ulp-pack.1', 'man/ulp-trigger.1']);
     for (const name of ['ulp-pack', 'ulp-trigger'] as const) {
       const man = readFileSync(join(ROOT, 'man', `${name}.1`), 'utf8');
-      assert.match(man, new RegExp(`^\\.TH ${name.toUpperCase()} 1 "[^"]*" "ulp ${pkg.version.replace(/\./g, '\\.')}"`), 'the man page names this version');
+      assert.match(
+        man,
+        new RegExp(`^\\.TH ${name.toUpperCase()} 1 "[^"]*" "ulp ${pkg.version.replace(/\./g, '\\.')}"`),
+        'the man page names this version',
+      );
       const help = runCli(name, ['--help']).stdout;
       const options = [...help.matchAll(/^\s+(?:-\w, )?(--[a-z-]+)/gm)].map((m) => m[1]!);
       assert.ok(options.length > 5, help);
       // roff escapes each "-" of an option as "\-".
-      for (const o of options) assert.ok(man.includes(o.replace(/-/g, '\\-')), `${name}.1 does not describe ${o}`);
+      for (const o of options)
+        assert.ok(man.includes(o.replace(/-/g, '\\-')), `${name}.1 does not describe ${o}`);
     }
   });
 
   it('completes both commands in bash: options, pids after --status/--outdated', () => {
     const script = join(ROOT, 'completion', 'ulp.bash');
     const complete = (words: string[]) =>
-      execFileSync('bash', ['-c', `source "$0"; COMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; ${words[0] === 'ulp-pack' ? '_ulp_pack' : '_ulp_trigger'}; printf '%s\\n' "\${COMPREPLY[@]}"`, script], { encoding: 'utf8' })
+      execFileSync(
+        'bash',
+        [
+          '-c',
+          `source "$0"; COMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; ${words[0] === 'ulp-pack' ? '_ulp_pack' : '_ulp_trigger'}; printf '%s\\n' "\${COMPREPLY[@]}"`,
+          script,
+        ],
+        { encoding: 'utf8' },
+      )
         .split('\n')
         .filter(Boolean);
     assert.deepEqual(complete(['ulp-trigger', '--out']), ['--outdated']);
@@ -115,7 +161,8 @@ describe('the npm package', function () {
     for (const name of ['ulp-pack', 'ulp-trigger'] as const) {
       const help = runCli(name, ['--help']).stdout;
       const all = complete([name, '--']);
-      for (const m of help.matchAll(/^\s+(?:-\w, )?(--[a-z-]+)/gm)) assert.ok(all.includes(m[1]!), `${name}: no completion for ${m[1]}`);
+      for (const m of help.matchAll(/^\s+(?:-\w, )?(--[a-z-]+)/gm))
+        assert.ok(all.includes(m[1]!), `${name}: no completion for ${m[1]}`);
     }
   });
 });

@@ -35,7 +35,10 @@ describe('ulp-pack refuses downgrades: Debian OpenSSL 3.0.19 / 3.0.20', function
       assert.equal(down.code, 2, down.stdout + down.stderr);
       assert.equal(down.json.error.code, 'PACK_DOWNGRADE');
       const ev = down.json.error.details.evidence;
-      assert.ok(ev.some((e: any) => e.order === 'older' && e.old.startsWith('3.0.20') && e.new.startsWith('3.0.19')), JSON.stringify(ev));
+      assert.ok(
+        ev.some((e: any) => e.order === 'older' && e.old.startsWith('3.0.20') && e.new.startsWith('3.0.19')),
+        JSON.stringify(ev),
+      );
       assert.ok(!existsSync(out), 'nothing written');
       const text = ulpPack([build(REAL.ssl20, lib), build(REAL.ssl19, lib), '--check']);
       assert.equal(text.code, 2);
@@ -55,19 +58,38 @@ describe('ulp-pack refuses downgrades: Debian OpenSSL 3.0.19 / 3.0.20', function
       copyFileSync(build(v, f), join(dir.path, where, f));
       return join(dir.path, where, f);
     };
-    const r = ulpPack([place(REAL.ssl20, REAL_FILES.crypto, 'a'), place(REAL.ssl19, REAL_FILES.crypto, 'b'), '--check', '--json']);
+    const r = ulpPack([
+      place(REAL.ssl20, REAL_FILES.crypto, 'a'),
+      place(REAL.ssl19, REAL_FILES.crypto, 'b'),
+      '--check',
+      '--json',
+    ]);
     assert.equal(r.json?.error?.code, 'PACK_DOWNGRADE', r.stdout + r.stderr);
     const strings = r.json.error.details.evidence.filter((e: any) => e.source === 'version-string');
-    assert.ok(strings.some((e: any) => e.what.startsWith('OpenSSL 3.0.20')), JSON.stringify(strings));
+    assert.ok(
+      strings.some((e: any) => e.what.startsWith('OpenSSL 3.0.20')),
+      JSON.stringify(strings),
+    );
     // docs/LIMITATIONS.md: without a note or versioned paths, a library with no version in its bytes is not told.
-    const ssl = ulpPack([place(REAL.ssl20, REAL_FILES.ssl, 'c'), place(REAL.ssl19, REAL_FILES.ssl, 'd'), '--check', '--json']);
+    const ssl = ulpPack([
+      place(REAL.ssl20, REAL_FILES.ssl, 'c'),
+      place(REAL.ssl19, REAL_FILES.ssl, 'd'),
+      '--check',
+      '--json',
+    ]);
     assert.equal(ssl.code, 0, ssl.stdout + ssl.stderr);
     assert.deepEqual(ssl.json.versions.evidence, []);
   });
 
   it('--allow-downgrade writes the bundle and marks it', () => {
     const out = join(dir.path, 'crypto-down.ulp');
-    const r = ulpPack([build(REAL.ssl20, REAL_FILES.crypto), build(REAL.ssl19, REAL_FILES.crypto), '-o', out, '--allow-downgrade']);
+    const r = ulpPack([
+      build(REAL.ssl20, REAL_FILES.crypto),
+      build(REAL.ssl19, REAL_FILES.crypto),
+      '-o',
+      out,
+      '--allow-downgrade',
+    ]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.match(r.stdout, /versions: the new build looks OLDER/);
     assert.equal(readBundleFile(out).manifest.downgrade, true);
@@ -77,20 +99,40 @@ describe('ulp-pack refuses downgrades: Debian OpenSSL 3.0.19 / 3.0.20', function
 
 describe('package notes (ld --package-metadata): downgrade evidence and bundle metadata', function () {
   this.timeout(5 * 60_000);
-  const note = (version: string) => [`-Xlinker`, `--package-metadata={"type":"deb","name":"libnotes1","version":"${version}","architecture":"amd64"}`];
+  const note = (version: string) => [
+    `-Xlinker`,
+    `--package-metadata={"type":"deb","name":"libnotes1","version":"${version}","architecture":"amd64"}`,
+  ];
   let lab: HardLab;
   before(() => {
     // Same source and SONAME; each key is one package version.
-    const spec = (version: string) => ({ soname: 'libnotes.so.1', sources: ['hard/libstack.c'], flags: note(version) });
-    lab = new HardLab({ u1: spec('2.0-1'), u2: spec('2.0-1+deb12u1'), u3: spec('2.0-2'), epoch: spec('1:1.0-1') }, 'downgrade');
+    const spec = (version: string) => ({
+      soname: 'libnotes.so.1',
+      sources: ['hard/libstack.c'],
+      flags: note(version),
+    });
+    lab = new HardLab(
+      { u1: spec('2.0-1'), u2: spec('2.0-1+deb12u1'), u3: spec('2.0-2'), epoch: spec('1:1.0-1') },
+      'downgrade',
+    );
   });
   after(() => lab?.dispose());
 
   it('orders the notes as dpkg does: a later revision, an epoch; an earlier one is refused', () => {
-    const check = (a: [string, number], b: [string, number]) => ulpPack([lab.lib(...a), lab.lib(...b), '--check', '--json']);
+    const check = (a: [string, number], b: [string, number]) =>
+      ulpPack([lab.lib(...a), lab.lib(...b), '--check', '--json']);
     const up = check(['u1', 1], ['u2', 2]);
     assert.equal(up.code, 0, up.stdout + up.stderr);
-    assert.deepEqual(up.json.versions.evidence.find((e: any) => e.source === 'package-note'), { source: 'package-note', what: 'deb package libnotes1', old: '2.0-1', new: '2.0-1+deb12u1', order: 'newer' });
+    assert.deepEqual(
+      up.json.versions.evidence.find((e: any) => e.source === 'package-note'),
+      {
+        source: 'package-note',
+        what: 'deb package libnotes1',
+        old: '2.0-1',
+        new: '2.0-1+deb12u1',
+        order: 'newer',
+      },
+    );
     assert.equal(check(['u3', 1], ['epoch', 2]).code, 0, 'epoch 1 is newer than any epoch 0');
     const down = check(['u3', 1], ['u2', 2]);
     assert.equal(down.code, 2);
@@ -100,15 +142,47 @@ describe('package notes (ld --package-metadata): downgrade evidence and bundle m
 
   it('records the package, versions and CVEs: from the notes by default, from the options when given', () => {
     const a = lab.bundlePath('u1', 1, 2);
-    assert.equal(ulpPack([lab.lib('u1', 1), lab.lib('u2', 2), '-o', a, '--fixes', 'CVE-2026-1234', '--fixes', 'cve-2026-99999']).code, 0);
-    assert.deepEqual(readBundleFile(a).manifest.package, { name: 'libnotes1', fromVersion: '2.0-1', toVersion: '2.0-1+deb12u1', fixes: ['CVE-2026-1234', 'CVE-2026-99999'] });
-    assert.match(ulpPack(['--inspect', a]).stdout, /package libnotes1 2\.0-1 -> 2\.0-1\+deb12u1, fixes CVE-2026-1234, CVE-2026-99999/);
+    assert.equal(
+      ulpPack([
+        lab.lib('u1', 1),
+        lab.lib('u2', 2),
+        '-o',
+        a,
+        '--fixes',
+        'CVE-2026-1234',
+        '--fixes',
+        'cve-2026-99999',
+      ]).code,
+      0,
+    );
+    assert.deepEqual(readBundleFile(a).manifest.package, {
+      name: 'libnotes1',
+      fromVersion: '2.0-1',
+      toVersion: '2.0-1+deb12u1',
+      fixes: ['CVE-2026-1234', 'CVE-2026-99999'],
+    });
+    assert.match(
+      ulpPack(['--inspect', a]).stdout,
+      /package libnotes1 2\.0-1 -> 2\.0-1\+deb12u1, fixes CVE-2026-1234, CVE-2026-99999/,
+    );
     const inspected = ulpPack(['--inspect', a, '--json']).json;
     assert.equal(inspected.manifest.format, '1.1.0');
     assert.equal(inspected.manifest.package.name, 'libnotes1');
 
     const b = join(dir.path, 'given.ulp');
-    const r = ulpPack([lab.lib('u1', 1), lab.lib('u2', 2), '-o', b, '--package', 'libnotes-custom', '--from-version', '7.1', '--to-version', '7.2', '--json']);
+    const r = ulpPack([
+      lab.lib('u1', 1),
+      lab.lib('u2', 2),
+      '-o',
+      b,
+      '--package',
+      'libnotes-custom',
+      '--from-version',
+      '7.1',
+      '--to-version',
+      '7.2',
+      '--json',
+    ]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.deepEqual(r.json.package, { name: 'libnotes-custom', fromVersion: '7.1', toVersion: '7.2' });
     assert.deepEqual(readBundleFile(b).manifest.package, r.json.package);
@@ -153,8 +227,14 @@ describe('package notes (ld --package-metadata): downgrade evidence and bundle m
     assert.equal(applied.outcome, 'applied');
     assert.equal(applied.downgrade, true, 'the report says what was applied is a downgrade');
     const st = status(patched.pid).libraries.find((l: { soname: string }) => l.soname === 'libnotes.so.1');
-    assert.deepEqual(st.patches.map((p: any) => [p.state, p.downgrade, p.package?.toVersion]), [['applied', true, '2.0-1+deb12u1']]);
-    assert.match(trigger('--status', String(patched.pid)).stdout, /applied \(package libnotes1 2\.0-2 -> 2\.0-1\+deb12u1; a DOWNGRADE, packed with --allow-downgrade\)/);
+    assert.deepEqual(
+      st.patches.map((p: any) => [p.state, p.downgrade, p.package?.toVersion]),
+      [['applied', true, '2.0-1+deb12u1']],
+    );
+    assert.match(
+      trigger('--status', String(patched.pid)).stdout,
+      /applied \(package libnotes1 2\.0-2 -> 2\.0-1\+deb12u1; a DOWNGRADE, packed with --allow-downgrade\)/,
+    );
     assert.equal(trigger(String(patched.pid), bundle, '--json').json.outcome, 'already-applied');
     assert.match(trigger(String(patched.pid), bundle).stdout, /already applied/);
   });

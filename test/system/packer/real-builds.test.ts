@@ -27,7 +27,9 @@ describe('ulp-pack on the real Debian builds', function () {
     const r = ulpPack([realBuild(dir, from, file), realBuild(dir, to, file), '--check', '--json']);
     return { r, f: r.json?.forward, b: r.json?.reverse };
   };
-  const shiftsOf = (report: any): Shift[] => report.categories.layout.findings.find((x: { code: string }) => x.code === 'LAYOUT_FIELD_MOVED')?.details.shifts ?? [];
+  const shiftsOf = (report: any): Shift[] =>
+    report.categories.layout.findings.find((x: { code: string }) => x.code === 'LAYOUT_FIELD_MOVED')?.details
+      .shifts ?? [];
 
   for (const [from, to, file] of [
     [REAL.ssl19, REAL.ssl20, REAL_FILES.crypto],
@@ -53,7 +55,10 @@ describe('ulp-pack on the real Debian builds', function () {
     ] as const) {
       assert.equal(report.verdict, 'compatible', codes(report).join(', '));
       assert.equal(report.categories.layout.verdict, 'unchanged', JSON.stringify(report.categories.layout));
-      assert.deepEqual(codes(report).filter((c) => c.startsWith('data:') || c.startsWith('init:')), ['data:DATA_REGION_MOVED']);
+      assert.deepEqual(
+        codes(report).filter((c) => c.startsWith('data:') || c.startsWith('init:')),
+        ['data:DATA_REGION_MOVED'],
+      );
       const moved = report.categories.data.findings[0];
       assert.equal(moved.details.from.start, from);
       assert.equal(moved.details.to.start, to);
@@ -74,8 +79,13 @@ describe('ulp-pack on the real Debian builds', function () {
       [['rdi', '0x1d40', '0x1d50']],
     );
     // Fields from about 0x1d10 on moved by 0x10, in many functions, exported ones among them.
-    const ssl = shifts.filter((s) => parseInt(s.from, 16) >= 0x1d00 && parseInt(s.to, 16) - parseInt(s.from, 16) === 0x10);
-    assert.ok(new Set(ssl.map((s) => s.function)).size >= 28, `${new Set(ssl.map((s) => s.function)).size} functions`);
+    const ssl = shifts.filter(
+      (s) => parseInt(s.from, 16) >= 0x1d00 && parseInt(s.to, 16) - parseInt(s.from, 16) === 0x10,
+    );
+    assert.ok(
+      new Set(ssl.map((s) => s.function)).size >= 28,
+      `${new Set(ssl.map((s) => s.function)).size} functions`,
+    );
     assert.match(r.stdout, /SSL_get_max_early_data: 0x1d40\(%rdi\) -> 0x1d50\(%rdi\)|LAYOUT_FIELD_MOVED/);
   });
 
@@ -83,23 +93,40 @@ describe('ulp-pack on the real Debian builds', function () {
     const { r, f } = pack(REAL.expat2, REAL.expat5, REAL_FILES.expat);
     assert.equal(r.code, 2);
     assert.deepEqual(
-      shiftsOf(f).filter((s) => s.function === 'XML_GetBase').map((s) => [s.from, s.to]),
+      shiftsOf(f)
+        .filter((s) => s.function === 'XML_GetBase')
+        .map((s) => [s.from, s.to]),
       [['0x2d8', '0x2e0']],
     );
     // Its writable region also moved by 0x3000, which alone is no reason to refuse.
     assert.ok(codes(f).includes('data:DATA_REGION_MOVED'), codes(f).join(' '));
-    const errors = Object.entries(f.categories).flatMap(([cat, c]) => (c as { findings: Array<{ code: string; severity: string }> }).findings.filter((x) => x.severity === 'error').map((x) => `${cat}:${x.code}`));
-    assert.deepEqual(errors.filter((c) => !c.startsWith('layout:')), [], `only the layout refuses: ${errors.join(', ')}`);
+    const errors = Object.entries(f.categories).flatMap(([cat, c]) =>
+      (c as { findings: Array<{ code: string; severity: string }> }).findings
+        .filter((x) => x.severity === 'error')
+        .map((x) => `${cat}:${x.code}`),
+    );
+    assert.deepEqual(
+      errors.filter((c) => !c.startsWith('layout:')),
+      [],
+      `only the layout refuses: ${errors.join(', ')}`,
+    );
   });
 
   it('libevent stable-8 -> deb12u1: refused, bufferevent_private grew by 0x60 (the DNS request stored at 0x210 -> 0x270)', () => {
     const { r, f } = pack(REAL.event8, REAL.event8u1, REAL_FILES.event);
     assert.equal(r.code, 2);
     assert.deepEqual(
-      shiftsOf(f).filter((s) => s.function === 'bufferevent_socket_connect_hostname').map((s) => [s.register, s.from, s.to]),
+      shiftsOf(f)
+        .filter((s) => s.function === 'bufferevent_socket_connect_hostname')
+        .map((s) => [s.register, s.from, s.to]),
       [['rbx', '0x210', '0x270']],
     );
-    const sizes = f.categories.layout.findings.find((x: { code: string }) => x.code === 'LAYOUT_SIZE_CHANGED');
-    assert.ok(sizes?.details.sizes.every((s: { from: number; to: number }) => s.to - s.from === 0x60), JSON.stringify(sizes));
+    const sizes = f.categories.layout.findings.find(
+      (x: { code: string }) => x.code === 'LAYOUT_SIZE_CHANGED',
+    );
+    assert.ok(
+      sizes?.details.sizes.every((s: { from: number; to: number }) => s.to - s.from === 0x60),
+      JSON.stringify(sizes),
+    );
   });
 });

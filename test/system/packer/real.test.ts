@@ -54,7 +54,10 @@ describe('ulp-pack on real builds: libexpat (Debian 2.5.0-1+deb12u1)', function 
     assert.equal(r.code, 0, r.stderr);
     assert.equal(f.verdict, 'unchanged');
     assert.deepEqual(codes(f), []);
-    assert.equal(readBundleFile(join(dir.path, 'noop.ulp')).manifest.builds.new.buildId, p.EXPAT_REBUILD_BUILD_ID);
+    assert.equal(
+      readBundleFile(join(dir.path, 'noop.ulp')).manifest.builds.new.buildId,
+      p.EXPAT_REBUILD_BUILD_ID,
+    );
   });
 
   it('installed -> visible change: compatible, exactly XML_ErrorString changed, the aliased sites listed', () => {
@@ -62,7 +65,10 @@ describe('ulp-pack on real builds: libexpat (Debian 2.5.0-1+deb12u1)', function 
     assert.equal(r.code, 0, r.stderr);
     assert.equal(f.verdict, 'compatible');
     assert.deepEqual(f.functions.changed, ['XML_ErrorString']);
-    assert.deepEqual(f.functions.unnamedChanged, { from: { count: 0, bytes: 0 }, to: { count: 0, bytes: 0 } });
+    assert.deepEqual(f.functions.unnamedChanged, {
+      from: { count: 0, bytes: 0 },
+      to: { count: 0, bytes: 0 },
+    });
     assert.deepEqual(codes(f), ['code:CODE_FUNCTION_CHANGED', 'ro:RO_SECTION_CHANGED']);
     const m = readBundleFile(join(dir.path, 'visible.ulp')).manifest;
     assert.equal(m.builds.old.buildId, p.EXPAT_INSTALLED_BUILD_ID);
@@ -74,7 +80,16 @@ describe('ulp-pack on real builds: libexpat (Debian 2.5.0-1+deb12u1)', function 
   });
 
   it('the same change between the unstripped builds: named the same way', () => {
-    const lib = (product: string) => join(dirname(p[product]!), 'work', product === 'EXPAT_REBUILD' ? 'rebuild' : 'visible', 'build', 'lib', '.libs', 'libexpat.so.1.8.10');
+    const lib = (product: string) =>
+      join(
+        dirname(p[product]!),
+        'work',
+        product === 'EXPAT_REBUILD' ? 'rebuild' : 'visible',
+        'build',
+        'lib',
+        '.libs',
+        'libexpat.so.1.8.10',
+      );
     if (!existsSync(lib('EXPAT_REBUILD'))) return;
     const { r, f } = pack(lib('EXPAT_REBUILD'), lib('EXPAT_VISIBLE'));
     assert.equal(r.code, 0, r.stderr);
@@ -87,7 +102,13 @@ describe('ulp-pack on real builds: libexpat (Debian 2.5.0-1+deb12u1)', function 
     assert.equal(r.code, 2, r.stderr);
     const found = codes(f);
     // CVE-2023-52425's backport: .data grows by a byte, .bss grows and moves, crtstuff's init code addresses the moved __TMC_END__.
-    for (const c of ['data:DATA_SEGMENT_LAYOUT_CHANGED', 'data:DATA_SECTIONS_CHANGED', 'init:INIT_CODE_CHANGED', 'api:API_EXPORT_ADDED']) assert.ok(found.includes(c), `${c} in ${found.join(', ')}`);
+    for (const c of [
+      'data:DATA_SEGMENT_LAYOUT_CHANGED',
+      'data:DATA_SECTIONS_CHANGED',
+      'init:INIT_CODE_CHANGED',
+      'api:API_EXPORT_ADDED',
+    ])
+      assert.ok(found.includes(c), `${c} in ${found.join(', ')}`);
     assert.deepEqual(f.exports.added, [{ name: 'XML_SetReparseDeferralEnabled' }]);
     assert.ok(!existsSync(join(dir.path, 'cve.ulp')));
   });
@@ -114,6 +135,9 @@ describe('ulp-pack on real builds: libz (Debian 1:1.2.13.dfsg-1)', function () {
     assert.deepEqual(f.functions.changed, ['inflate']);
     assert.equal(f.categories.data.verdict, 'unchanged');
     // libz is not linked -Bsymbolic: its own exports have .got.plt slots in the shared region (48 JUMP_SLOTs).
-    assert.equal(f.writable.sites.filter((s: { typeName: string }) => s.typeName === 'R_X86_64_JUMP_SLOT').length, 48);
+    assert.equal(
+      f.writable.sites.filter((s: { typeName: string }) => s.typeName === 'R_X86_64_JUMP_SLOT').length,
+      48,
+    );
   });
 });

@@ -14,7 +14,13 @@ describe('npm run demo', function () {
   it('patches a running program, shows the change and the kept state, reverts, and cleans up', () => {
     const r = spawnSync('npm', ['run', '--silent', 'demo'], { cwd: ROOT, encoding: 'utf8' });
     assert.equal(r.status, 0, `exit ${r.status}\n${r.stdout}\n${r.stderr}`);
-    for (const line of ['ok: the program now runs v2 code', 'ok: the global counter kept counting through the switch', 'ok: --status shows the patch applied', 'ok: the program runs v1 again', 'demo complete']) {
+    for (const line of [
+      'ok: the program now runs v2 code',
+      'ok: the global counter kept counting through the switch',
+      'ok: --status shows the patch applied',
+      'ok: the program runs v1 again',
+      'demo complete',
+    ]) {
       assert.ok(r.stdout.includes(line), `missing "${line}" in:\n${r.stdout}`);
     }
     const dir = /(\/\S+\/ulp-demo-[^/\s]+)\/fix\.ulp/.exec(r.stdout)?.[1];

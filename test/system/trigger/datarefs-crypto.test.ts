@@ -42,13 +42,22 @@ describe('one address per datum on libcrypto 3.0.19 -> 3.0.20 (real Debian build
     const lib = join(dir, 'lib');
     mkdirSync(lib);
     copyFileSync(old, join(lib, REAL_FILES.crypto));
-    const exe = compile({ sources: ['datarefs/crypto_main.c'], out: 'crypto_main', flags: ['-O2', '-pthread'], libs: [`-L${lib}`, `-l:${REAL_FILES.crypto}`] });
+    const exe = compile({
+      sources: ['datarefs/crypto_main.c'],
+      out: 'crypto_main',
+      flags: ['-O2', '-pthread'],
+      libs: [`-L${lib}`, `-l:${REAL_FILES.crypto}`],
+    });
     const fix = realBundle(real!, REAL.ssl19, REAL.ssl20, REAL_FILES.crypto);
     target = startTarget([exe], { LD_LIBRARY_PATH: lib });
     const t = target;
     const first = rounds(await t.waitFor((o) => rounds(o).length >= 2, 30_000))[0]!;
     assert.equal(first.version, '30000130');
-    for (const [args, version] of [[[], '30000140'], [['--revert'], '30000130'], [[], '30000140']] as const) {
+    for (const [args, version] of [
+      [[], '30000140'],
+      [['--revert'], '30000130'],
+      [[], '30000140'],
+    ] as const) {
       const r = runCli('ulp-trigger', [String(t.pid), fix, '--json', ...args]);
       assert.equal(r.code, 0, r.stdout + r.stderr);
       if (r.json.switch.staged) {
@@ -56,12 +65,15 @@ describe('one address per datum on libcrypto 3.0.19 -> 3.0.20 (real Debian build
         assert.equal(r.json.switch.dataRefs.code, 1215);
       }
       const mark = t.output().length;
-      const next = rounds((await t.waitFor((o) => rounds(o.slice(mark)).length >= 2, 30_000)).slice(mark))[1]!;
+      const next = rounds(
+        (await t.waitFor((o) => rounds(o.slice(mark)).length >= 2, 30_000)).slice(mark),
+      )[1]!;
       assert.equal(next.version, version);
     }
     const last = rounds(t.output()).at(-1)!;
     assert.equal(last.bad, '0', 'a digest came out wrong');
-    for (let i = 0; i < 4; i++) assert.ok(Number(last[`t${i}`]) > Number(first[`t${i}`]), `thread ${i} made progress`);
+    for (let i = 0; i < 4; i++)
+      assert.ok(Number(last[`t${i}`]) > Number(first[`t${i}`]), `thread ${i} made progress`);
     assert.ok(t.alive());
   });
 });

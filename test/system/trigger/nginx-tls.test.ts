@@ -23,7 +23,12 @@ import { NGINX } from '../../../lab/nginx/scenario.js';
 import { ROOT, runCli } from '../../../lab/cli.js';
 import { REAL, REAL_FILES, realBuild, realBuildsDir } from '../../../lab/real-builds.js';
 
-const BUILD_ID = { crypto19: '30563306a0d30a4a', crypto20: '7d90f38412d00023', ssl19: 'c0b9959017cf64b0', ssl20: 'aa0eeee44fa27da2' };
+const BUILD_ID = {
+  crypto19: '30563306a0d30a4a',
+  crypto20: '7d90f38412d00023',
+  ssl19: 'c0b9959017cf64b0',
+  ssl20: 'aa0eeee44fa27da2',
+};
 const PCRE2 = 'libpcre2-8.so.0';
 
 describe('nginx over TLS under load while libcrypto and libssl are applied with --all --pid, the master re-forks, and all is reverted', function () {
@@ -33,18 +38,33 @@ describe('nginx over TLS under load while libcrypto and libssl are applied with 
   let pcre2: Record<string, string>;
 
   before(function () {
-    assert.ok(existsSync(NGINX), `${NGINX} is missing: npm test installs nginx-light as root (scripts/test-deps.sh)`);
-    assert.equal(process.getuid?.(), 0, 'nginx workers switch users and the trigger traces them: run the suite as root');
+    assert.ok(
+      existsSync(NGINX),
+      `${NGINX} is missing: npm test installs nginx-light as root (scripts/test-deps.sh)`,
+    );
+    assert.equal(
+      process.getuid?.(),
+      0,
+      'nginx workers switch users and the trigger traces them: run the suite as root',
+    );
     const d = realBuildsDir();
     if (!d) this.skip();
     real = d!;
-    const r = spawnSync(join(ROOT, 'scripts/real-libs/fetch-pcre2.sh'), [], { encoding: 'utf8', timeout: 300_000 });
+    const r = spawnSync(join(ROOT, 'scripts/real-libs/fetch-pcre2.sh'), [], {
+      encoding: 'utf8',
+      timeout: 300_000,
+    });
     if (r.status === 77 && !process.env.CI) {
       console.log(`      skipped: ${r.stderr.trim().split('\n').at(-1)}`);
       this.skip();
     }
     assert.equal(r.status, 0, r.stderr);
-    pcre2 = Object.fromEntries(r.stdout.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 2, -1)]));
+    pcre2 = Object.fromEntries(
+      r.stdout
+        .trim()
+        .split('\n')
+        .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 2, -1)]),
+    );
     work = mkdtempSync(join(tmpdir(), 'ulp-nginx-tls-libs-'));
     // nginx's private library folder: the unmodified 3.0.19 builds and pcre2 10.42-1.
     copyFileSync(realBuild(real, REAL.ssl19, REAL_FILES.crypto), join(work, REAL_FILES.crypto));
@@ -55,7 +75,7 @@ describe('nginx over TLS under load while libcrypto and libssl are applied with 
     if (work) rmSync(work, { recursive: true, force: true });
   });
 
-  it("refuses the pcre2 update for its moved JIT-compiler fields and writes no bundle", () => {
+  it('refuses the pcre2 update for its moved JIT-compiler fields and writes no bundle', () => {
     const out = join(work, 'pcre2.ulp');
     const r = runCli('ulp-pack', [pcre2.PCRE2_OLD!, pcre2.PCRE2_NEW!, '-o', out, '--json']);
     assert.equal(r.code, 2, r.stdout + r.stderr);
@@ -77,16 +97,39 @@ describe('nginx over TLS under load while libcrypto and libssl are applied with 
   it('serves every request correctly; the patched master forks workers that run the live builds; pcre2 is never touched', async () => {
     const pack = (file: string, name: string): string => {
       const out = join(work, name);
-      const r = runCli('ulp-pack', [realBuild(real, REAL.ssl19, file), realBuild(real, REAL.ssl20, file), '-o', out]);
+      const r = runCli('ulp-pack', [
+        realBuild(real, REAL.ssl19, file),
+        realBuild(real, REAL.ssl20, file),
+        '-o',
+        out,
+      ]);
       assert.equal(r.code, 0, r.stdout + r.stderr);
       return out;
     };
     const bundles: TlsBundle[] = [
-      { soname: REAL_FILES.crypto, path: pack(REAL_FILES.crypto, 'crypto-19-20.ulp'), fromBuildId: BUILD_ID.crypto19, toBuildId: BUILD_ID.crypto20 },
-      { soname: REAL_FILES.ssl, path: pack(REAL_FILES.ssl, 'ssl-19-20.ulp'), fromBuildId: BUILD_ID.ssl19, toBuildId: BUILD_ID.ssl20 },
+      {
+        soname: REAL_FILES.crypto,
+        path: pack(REAL_FILES.crypto, 'crypto-19-20.ulp'),
+        fromBuildId: BUILD_ID.crypto19,
+        toBuildId: BUILD_ID.crypto20,
+      },
+      {
+        soname: REAL_FILES.ssl,
+        path: pack(REAL_FILES.ssl, 'ssl-19-20.ulp'),
+        fromBuildId: BUILD_ID.ssl19,
+        toBuildId: BUILD_ID.ssl20,
+      },
     ];
     const lines: string[] = [];
-    const r = await runTlsScenario({ libDir: work, bundles, untouched: [{ soname: PCRE2, buildId: pcre2.PCRE2_OLD_BUILD_ID! }], workers: 2, clients: 4, responsesPerPhase: 40, log: (l) => lines.push(l) });
+    const r = await runTlsScenario({
+      libDir: work,
+      bundles,
+      untouched: [{ soname: PCRE2, buildId: pcre2.PCRE2_OLD_BUILD_ID! }],
+      workers: 2,
+      clients: 4,
+      responsesPerPhase: 40,
+      log: (l) => lines.push(l),
+    });
     const why = `${lines.join('\n')}\n${JSON.stringify(r, null, 1)}`;
     assert.deepEqual(r.problems, [], why);
     assert.equal(r.requests.failed + r.requests.errors, 0, why);
@@ -100,7 +143,8 @@ describe('nginx over TLS under load while libcrypto and libssl are applied with 
       assert.equal(t.code, 0, why);
       assert.deepEqual(t.strangers, [], why);
       assert.equal(Object.keys(t.outcomes).length, 3, `master and 2 workers: ${JSON.stringify(t)}`);
-      for (const o of Object.values(t.outcomes)) assert.match(o, t.revert ? /^reverted(-partly)?$/ : /^applied(-partly)?$/, JSON.stringify(t));
+      for (const o of Object.values(t.outcomes))
+        assert.match(o, t.revert ? /^reverted(-partly)?$/ : /^applied(-partly)?$/, JSON.stringify(t));
     }
 
     const starts = (id: string | undefined, prefix: string) => id !== undefined && id.startsWith(prefix);
@@ -108,16 +152,27 @@ describe('nginx over TLS under load while libcrypto and libssl are applied with 
     assert.equal(byWhen('before').length, 3);
     for (const when of ['applied', 'forked patched']) {
       for (const c of byWhen(when)) {
-        for (const b of bundles) assert.ok(starts(c.live[b.soname], b.toBuildId), `${when}: ${c.role} ${c.pid} runs ${b.soname} ${c.live[b.soname]}`);
+        for (const b of bundles)
+          assert.ok(
+            starts(c.live[b.soname], b.toBuildId),
+            `${when}: ${c.role} ${c.pid} runs ${b.soname} ${c.live[b.soname]}`,
+          );
         assert.ok(c.forkProtection, `${when}: ${c.role} ${c.pid} has no fork protection`);
       }
     }
     // The workers after the reload are new processes, forked by the patched master.
-    const forked = byWhen('forked patched').filter((c) => c.role === 'worker').map((c) => c.pid);
+    const forked = byWhen('forked patched')
+      .filter((c) => c.role === 'worker')
+      .map((c) => c.pid);
     assert.equal(forked.length, 2);
     assert.ok(forked.every((p) => !byWhen('applied').some((c) => c.pid === p)));
     for (const when of ['reverted', 'forked reverted']) {
-      for (const c of byWhen(when)) for (const b of bundles) assert.ok(starts(c.live[b.soname], b.fromBuildId), `${when}: ${c.role} ${c.pid} runs ${b.soname} ${c.live[b.soname]}`);
+      for (const c of byWhen(when))
+        for (const b of bundles)
+          assert.ok(
+            starts(c.live[b.soname], b.fromBuildId),
+            `${when}: ${c.role} ${c.pid} runs ${b.soname} ${c.live[b.soname]}`,
+          );
     }
     // pcre2 ran every request and stayed the build nginx loaded, with nothing of ulp for it, in every process at every step.
     for (const c of r.checks) {

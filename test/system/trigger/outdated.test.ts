@@ -8,7 +8,16 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdtempSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseElf } from '../../../elf/index.js';
@@ -45,10 +54,22 @@ function outdated(args: string[]): Run {
 
 /** A tracer that holds `pid` with PTRACE_SEIZE and waits (python's ctypes, as a debugger would). */
 async function seize(pid: number): Promise<ChildProcess> {
-  const tracer = spawn('python3', ['-c', `import ctypes,time\nlibc=ctypes.CDLL(None,use_errno=True)\nprint(libc.ptrace(0x4206,${pid},0,0),flush=True)\ntime.sleep(600)`], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const answer = await new Promise<string>((resolve) => tracer.stdout!.once('data', (d) => resolve(String(d))));
+  const tracer = spawn(
+    'python3',
+    [
+      '-c',
+      `import ctypes,time\nlibc=ctypes.CDLL(None,use_errno=True)\nprint(libc.ptrace(0x4206,${pid},0,0),flush=True)\ntime.sleep(600)`,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const answer = await new Promise<string>((resolve) =>
+    tracer.stdout!.once('data', (d) => resolve(String(d))),
+  );
   assert.equal(answer.trim(), '0', 'PTRACE_SEIZE failed');
-  assert.equal(readFileSync(`/proc/${pid}/status`, 'utf8').match(/TracerPid:\s*(\d+)/)![1], String(tracer.pid));
+  assert.equal(
+    readFileSync(`/proc/${pid}/status`, 'utf8').match(/TracerPid:\s*(\d+)/)![1],
+    String(tracer.pid),
+  );
   return tracer;
 }
 
@@ -82,10 +103,16 @@ describe('ulp-trigger --outdated', function () {
       lib.processes.map((p: any) => [p.pid, p.state, p.running.buildId, p.command]),
       [[t.pid, 'patchable', v1, 'demo_main']],
     );
-    assert.equal(lib.processes[0].mapFiles, `/proc/${t.pid}/map_files/${lib.processes[0].mapFiles.split('/').pop()}`);
+    assert.equal(
+      lib.processes[0].mapFiles,
+      `/proc/${t.pid}/map_files/${lib.processes[0].mapFiles.split('/').pop()}`,
+    );
     // The running build's bytes can be read back through map_files though its file is gone: it is v1.
     assert.equal(buildIdOf(lib.processes[0].mapFiles), v1);
-    assert.deepEqual(r.json.pairs.map((p: any) => [p.from, p.to, p.verdict]), [[v1, v2, 'compatible']]);
+    assert.deepEqual(
+      r.json.pairs.map((p: any) => [p.from, p.to, p.verdict]),
+      [[v1, v2, 'compatible']],
+    );
     assert.deepEqual(r.json.summary, { processes: 1, patched: 0, patchable: 1, refused: 0, inaccessible: 0 });
     assert.equal(r.json.uninspected, 0);
     assert.equal(r.json.scanned, 1);
@@ -93,15 +120,27 @@ describe('ulp-trigger --outdated', function () {
 
     const text = outdated([String(t.pid)]);
     assert.equal(text.code, 7);
-    assert.match(text.stdout, new RegExp(`${path.replace(/[.]/g, '\\.')} \\[libdemo\\.so\\.1\\]: on disk build ${v2.slice(0, 12)}`));
-    assert.match(text.stdout, new RegExp(`running build ${v1.slice(0, 12)}: patchable\\n\\s+${t.pid}  demo_main`));
-    assert.match(text.stdout, /to patch: cp \/proc\/\d+\/map_files\/[0-9a-f]+-[0-9a-f]+ old\.so && ulp-pack old\.so /);
+    assert.match(
+      text.stdout,
+      new RegExp(`${path.replace(/[.]/g, '\\.')} \\[libdemo\\.so\\.1\\]: on disk build ${v2.slice(0, 12)}`),
+    );
+    assert.match(
+      text.stdout,
+      new RegExp(`running build ${v1.slice(0, 12)}: patchable\\n\\s+${t.pid}  demo_main`),
+    );
+    assert.match(
+      text.stdout,
+      /to patch: cp \/proc\/\d+\/map_files\/[0-9a-f]+-[0-9a-f]+ old\.so && ulp-pack old\.so /,
+    );
 
     // Without pids: the whole machine, and this process is among what it finds.
     const all = outdated(['--json']);
     assert.ok([4, 7].includes(all.code), all.stderr);
     const mine = all.json.libraries.find((l: any) => l.path === path);
-    assert.deepEqual(mine?.processes.map((p: any) => [p.pid, p.state]), [[t.pid, 'patchable']]);
+    assert.deepEqual(
+      mine?.processes.map((p: any) => [p.pid, p.state]),
+      [[t.pid, 'patchable']],
+    );
     assert.ok(all.json.scanned > 1);
 
     const fix = demo.pack(1, 2);
@@ -114,13 +153,19 @@ describe('ulp-trigger --outdated', function () {
       after.json.libraries[0].processes.map((p: any) => [p.pid, p.state, p.running.buildId]),
       [[t.pid, 'patched', v2]],
     );
-    assert.match(outdated([String(t.pid)]).stdout, /: patched: the on-disk build is live\n[\s\S]*\nnothing left to do: /);
+    assert.match(
+      outdated([String(t.pid)]).stdout,
+      /: patched: the on-disk build is live\n[\s\S]*\nnothing left to do: /,
+    );
 
     // Reverted: the new build stays mapped but is not live, so the process is outdated again.
     assert.equal(runCli('ulp-trigger', [String(t.pid), fix, '--revert']).code, 0);
     const reverted = outdated([String(t.pid), '--json']);
     assert.equal(reverted.code, 7);
-    assert.deepEqual(reverted.json.libraries[0].processes.map((p: any) => [p.state, p.running.buildId]), [['patchable', v1]]);
+    assert.deepEqual(
+      reverted.json.libraries[0].processes.map((p: any) => [p.state, p.running.buildId]),
+      [['patchable', v1]],
+    );
   });
 
   it('leaves alone a replaced file that is not a library, and a library deleted without a replacement', async () => {
@@ -145,7 +190,10 @@ describe('ulp-trigger --outdated', function () {
       assert.equal(r.code, 0, r.stdout + r.stderr);
       assert.deepEqual(r.json.libraries, []);
       assert.equal(r.json.scanned, 2);
-      assert.match(outdated([String(mapper.pid), String(t.pid)]).stdout, /^no process runs a shared library that was replaced on disk\n$/);
+      assert.match(
+        outdated([String(mapper.pid), String(t.pid)]).stdout,
+        /^no process runs a shared library that was replaced on disk\n$/,
+      );
     } finally {
       for (const t of targets) t.dispose();
       rmSync(dir, { recursive: true, force: true });
@@ -167,7 +215,9 @@ describe('ulp-trigger --outdated', function () {
 
       const st = runCli('ulp-trigger', ['--status', String(t.pid), '--json']);
       assert.equal(st.code, 0, st.stdout + st.stderr);
-      assert.ok(st.json.objects.some((o: any) => o.soname === 'libdemo.so.1' && o.buildId === buildIdOf(demo.lib(1))));
+      assert.ok(
+        st.json.objects.some((o: any) => o.soname === 'libdemo.so.1' && o.buildId === buildIdOf(demo.lib(1))),
+      );
 
       const apply = runCli('ulp-trigger', [String(t.pid), demo.pack(1, 2), '--json']);
       assert.equal(apply.code, 4);
@@ -189,7 +239,9 @@ describe('ulp-trigger --outdated', function () {
     chmodSync(pub, 0o1777);
     copyFileSync(demo.lib(1), join(pub, 'libdemo.so.1'));
     chmodSync(join(pub, 'libdemo.so.1'), 0o644);
-    const t = startTarget([...asUser(NOBODY), exposed(demo.exe, join(pub, 'bin')), '100'], { LD_LIBRARY_PATH: pub });
+    const t = startTarget([...asUser(NOBODY), exposed(demo.exe, join(pub, 'bin')), '100'], {
+      LD_LIBRARY_PATH: pub,
+    });
     const asNobody = (args: string[]): Run => runCliAs(NOBODY, 'ulp-trigger', args, pub);
     try {
       await t.waitFor((o) => rounds(o).length >= 1);
@@ -199,14 +251,24 @@ describe('ulp-trigger --outdated', function () {
       const p = r.json.libraries[0].processes[0];
       assert.equal(p.pid, t.pid);
       assert.equal(p.state, 'inaccessible');
-      assert.equal(p.running.buildId, buildIdOf(demo.lib(1)), 'the build-id is read from memory all the same');
-      assert.deepEqual(p.reasons.map((x: any) => x.code), ['OUTDATED_BUILD_UNREADABLE']);
+      assert.equal(
+        p.running.buildId,
+        buildIdOf(demo.lib(1)),
+        'the build-id is read from memory all the same',
+      );
+      assert.deepEqual(
+        p.reasons.map((x: any) => x.code),
+        ['OUTDATED_BUILD_UNREADABLE'],
+      );
       assert.deepEqual(r.json.pairs, [], 'nothing could be analysed');
       // The whole machine: root's processes cannot be read and are counted, not listed.
       const all = asNobody(['--outdated', '--json']);
       assert.equal(all.code, 7);
       assert.ok(all.json.uninspected > 0);
-      assert.match(asNobody(['--outdated']).stdout, /could not be inspected \(no permission\); run as root to include them/);
+      assert.match(
+        asNobody(['--outdated']).stdout,
+        /could not be inspected \(no permission\); run as root to include them/,
+      );
       // As root the same process is patchable.
       assert.equal(outdated([String(t.pid), '--json']).json.libraries[0].processes[0].state, 'patchable');
     } finally {
@@ -218,10 +280,14 @@ describe('ulp-trigger --outdated', function () {
   it('reads a process whose main thread has exited (its /proc/PID/maps is empty) through a live thread', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ulp-outdated-mainexit-'));
     copyFileSync(demo.lib(1), join(dir, 'libdemo.so.1'));
-    const t = startTarget([compile({ sources: ['runtime/mainexit.c'], out: 'mainexit', flags: ['-O2', '-pthread'] })], { LD_PRELOAD: join(dir, 'libdemo.so.1') });
+    const t = startTarget(
+      [compile({ sources: ['runtime/mainexit.c'], out: 'mainexit', flags: ['-O2', '-pthread'] })],
+      { LD_PRELOAD: join(dir, 'libdemo.so.1') },
+    );
     try {
       // Not t.waitFor: it takes the zombie leader for an exited process.
-      for (let i = 0; i < 500 && !t.output().includes('ready'); i++) await new Promise((r) => setTimeout(r, 20));
+      for (let i = 0; i < 500 && !t.output().includes('ready'); i++)
+        await new Promise((r) => setTimeout(r, 20));
       assert.match(t.output(), /ready/);
       assert.equal(readFileSync(`/proc/${t.pid}/maps`, 'utf8'), '', 'the leader is a zombie');
       replaceLikeDpkg(join(dir, 'libdemo.so.1'), demo.lib(2));
@@ -241,7 +307,16 @@ describe('ulp-trigger --outdated', function () {
       compile({
         sources: ['trigger/libdemo.c'],
         out: `libdemo-note-v${v}.so`,
-        flags: ['-shared', '-fPIC', '-O2', `-DDEMO_VERSION=${v}`, '-DDEMO_TAG="outdated-note"', '-Wl,-soname,libdemo.so.1', '-Xlinker', `--package-metadata={"type":"deb","name":"libdemo1","version":"${v}.0-1","architecture":"amd64"}`],
+        flags: [
+          '-shared',
+          '-fPIC',
+          '-O2',
+          `-DDEMO_VERSION=${v}`,
+          '-DDEMO_TAG="outdated-note"',
+          '-Wl,-soname,libdemo.so.1',
+          '-Xlinker',
+          `--package-metadata={"type":"deb","name":"libdemo1","version":"${v}.0-1","architecture":"amd64"}`,
+        ],
       });
     const dir = mkdtempSync(join(tmpdir(), 'ulp-outdated-note-'));
     copyFileSync(noted(1), join(dir, 'libdemo.so.1'));
@@ -253,9 +328,16 @@ describe('ulp-trigger --outdated', function () {
       assert.equal(r.code, 7, r.stdout + r.stderr);
       const lib = r.json.libraries[0];
       assert.deepEqual(lib.onDisk.package, { name: 'libdemo1', version: '2.0-1', source: 'note' });
-      assert.deepEqual(lib.processes[0].running.package, { name: 'libdemo1', version: '1.0-1', source: 'note' });
+      assert.deepEqual(lib.processes[0].running.package, {
+        name: 'libdemo1',
+        version: '1.0-1',
+        source: 'note',
+      });
       const text = outdated([String(t.pid)]).stdout;
-      assert.match(text, /on disk build [0-9a-f]{12} \(libdemo1 2\.0-1\)\n {2}running build [0-9a-f]{12} \(libdemo1 1\.0-1\): patchable/);
+      assert.match(
+        text,
+        /on disk build [0-9a-f]{12} \(libdemo1 2\.0-1\)\n {2}running build [0-9a-f]{12} \(libdemo1 1\.0-1\): patchable/,
+      );
     } finally {
       t.dispose();
       rmSync(dir, { recursive: true, force: true });
@@ -268,7 +350,10 @@ describe('ulp-trigger --outdated', function () {
     let owner: string | undefined;
     for (const path of libc ? dpkgPathAliases(libc) : []) {
       try {
-        owner = execFileSync('dpkg-query', ['-S', path], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split(':')[0]!;
+        owner = execFileSync('dpkg-query', ['-S', path], {
+          encoding: 'utf8',
+          stdio: ['ignore', 'pipe', 'ignore'],
+        }).split(':')[0]!;
         break;
       } catch {
         // not listed under this name
@@ -314,12 +399,17 @@ describe('ulp-trigger --outdated on the real Debian builds of OpenSSL', function
   async function upgraded(from: string, to: string): Promise<{ target: Target; dir: string }> {
     const dir = mkdtempSync(join(tmpdir(), 'ulp-outdated-real-'));
     dirs.push(dir);
-    for (const f of [REAL_FILES.crypto, REAL_FILES.ssl]) copyFileSync(realBuild(real!, from, f), join(dir, f));
+    for (const f of [REAL_FILES.crypto, REAL_FILES.ssl])
+      copyFileSync(realBuild(real!, from, f), join(dir, f));
     // A private LD_LIBRARY_PATH folder: the machine's own processes use the system's OpenSSL, never these paths.
-    const target = startTarget(['python3', '-c', 'import ssl, time\nprint(ssl.OPENSSL_VERSION, flush=True)\ntime.sleep(600)'], { LD_LIBRARY_PATH: dir });
+    const target = startTarget(
+      ['python3', '-c', 'import ssl, time\nprint(ssl.OPENSSL_VERSION, flush=True)\ntime.sleep(600)'],
+      { LD_LIBRARY_PATH: dir },
+    );
     targets.push(target);
     await target.waitFor((o) => o.includes('OpenSSL 3.0.'));
-    for (const f of [REAL_FILES.crypto, REAL_FILES.ssl]) replaceLikeDpkg(join(dir, f), realBuild(real!, to, f));
+    for (const f of [REAL_FILES.crypto, REAL_FILES.ssl])
+      replaceLikeDpkg(join(dir, f), realBuild(real!, to, f));
     return { target, dir };
   }
 
@@ -334,7 +424,10 @@ describe('ulp-trigger --outdated on the real Debian builds of OpenSSL', function
       const lib = libs.get(f);
       assert.ok(lib, `${f} not listed: ${JSON.stringify([...libs.keys()])}`);
       assert.equal(lib.onDisk.buildId, buildIdOf(realBuild(real!, REAL.ssl20, f)));
-      assert.deepEqual(lib.processes.map((p: any) => [p.pid, p.state, p.running.buildId]), [[target.pid, 'patchable', buildIdOf(realBuild(real!, REAL.ssl19, f))]]);
+      assert.deepEqual(
+        lib.processes.map((p: any) => [p.pid, p.state, p.running.buildId]),
+        [[target.pid, 'patchable', buildIdOf(realBuild(real!, REAL.ssl19, f))]],
+      );
     }
     assert.match(libs.get(REAL_FILES.crypto).onDisk.buildId, /^7d90f38412d00023/);
     assert.equal(r.json.pairs.length, 2, 'each pair analysed once');
@@ -349,18 +442,33 @@ describe('ulp-trigger --outdated on the real Debian builds of OpenSSL', function
     for (const f of [REAL_FILES.crypto, REAL_FILES.ssl]) {
       const p = libs.get(f).processes[0];
       states.push(p.state);
-      const check = runCli('ulp-pack', [realBuild(real!, REAL.ssl20, f), realBuild(real!, REAL.ssl22, f), '--check', '--json']);
+      const check = runCli('ulp-pack', [
+        realBuild(real!, REAL.ssl20, f),
+        realBuild(real!, REAL.ssl22, f),
+        '--check',
+        '--json',
+      ]);
       const expected = check.json.verdict === 'incompatible' ? 'refused' : 'patchable';
       assert.equal(p.state, expected, `${f}: ulp-pack says ${check.json.verdict}`);
       if (expected === 'refused') {
-        const packErrors = Object.values(check.json.forward.categories).flatMap((c: any) => c.findings.filter((x: any) => x.severity === 'error').map((x: any) => x.code));
-        assert.deepEqual([...new Set(p.reasons.map((x: any) => x.code))].sort(), [...new Set(packErrors)].sort());
+        const packErrors = Object.values(check.json.forward.categories).flatMap((c: any) =>
+          c.findings.filter((x: any) => x.severity === 'error').map((x: any) => x.code),
+        );
+        assert.deepEqual(
+          [...new Set(p.reasons.map((x: any) => x.code))].sort(),
+          [...new Set(packErrors)].sort(),
+        );
       }
     }
     // The archive's README: libssl is incompatible (struct ssl_st grew); the packer refuses at least one of the pair.
     assert.ok(states.includes('refused'), states.join(', '));
     const refused = [...libs.values()].find((l) => l.processes[0].state === 'refused');
     const text = outdated([String(target.pid)]).stdout;
-    assert.match(text, new RegExp(`${refused.soname.replace(/\./g, '\\.')} \\[[^\\]]+\\]: on disk build [0-9a-f]{12}[\\s\\S]*refused because:[\\s\\S]*restart these processes`));
+    assert.match(
+      text,
+      new RegExp(
+        `${refused.soname.replace(/\./g, '\\.')} \\[[^\\]]+\\]: on disk build [0-9a-f]{12}[\\s\\S]*refused because:[\\s\\S]*restart these processes`,
+      ),
+    );
   });
 });

@@ -43,7 +43,10 @@ describe('ulp-trigger on /usr/bin/python3 parsing XML (libexpat)', function () {
 
   before(function () {
     if (!existsSync(PYTHON) || !existsSync(INSTALLED)) this.skip();
-    const r = spawnSync(join(ROOT, 'scripts/real-libs/build-expat.sh'), [], { encoding: 'utf8', timeout: 360_000 });
+    const r = spawnSync(join(ROOT, 'scripts/real-libs/build-expat.sh'), [], {
+      encoding: 'utf8',
+      timeout: 360_000,
+    });
     if (r.status === 77) {
       console.log(`      skipped: ${r.stderr.trim().split('\n').at(-1)}`);
       this.skip();
@@ -95,9 +98,13 @@ describe('ulp-trigger on /usr/bin/python3 parsing XML (libexpat)', function () {
     assert.equal(latest.error_string, stock);
 
     const all = parseRounds(t.output());
-    assert.ok(all.every((r) => r.ok), 'every parse gave the same events');
+    assert.ok(
+      all.every((r) => r.ok),
+      'every parse gave the same events',
+    );
     assert.equal(new Set(all.map((r) => r.digest)).size, 1);
-    for (let i = 1; i < all.length; i++) assert.equal(all[i]!.round, all[i - 1]!.round + 1, 'parsing went on without a gap');
+    for (let i = 1; i < all.length; i++)
+      assert.equal(all[i]!.round, all[i - 1]!.round + 1, 'parsing went on without a gap');
     assert.ok(t.alive());
   });
 });

@@ -80,8 +80,17 @@ describe('entry redirects: python3 hashing with a real libcrypto update (3.0.19 
     const t = (target = startTarget([PYTHON, '-c', SCRIPT], { LD_LIBRARY_PATH: work }));
     await t.waitFor((o) => o.includes('"n"'), 60_000);
     const maps = readFileSync(`/proc/${t.pid}/maps`, 'utf8');
-    assert.ok(maps.includes(join(work, REAL_FILES.crypto)), 'python loaded the 3.0.19 build from the private folder');
-    const base = BigInt('0x' + maps.split('\n').find((l) => l.endsWith(join(work, REAL_FILES.crypto)) && / 00000000 /.test(l))!.split('-')[0]);
+    assert.ok(
+      maps.includes(join(work, REAL_FILES.crypto)),
+      'python loaded the 3.0.19 build from the private folder',
+    );
+    const base = BigInt(
+      '0x' +
+        maps
+          .split('\n')
+          .find((l) => l.endsWith(join(work, REAL_FILES.crypto)) && / 00000000 /.test(l))!
+          .split('-')[0],
+    );
 
     const applied = ok(runCli('ulp-trigger', [String(t.pid), fix, '--json'])).json;
     const rd = applied.switch.redirects;
@@ -98,16 +107,29 @@ describe('entry redirects: python3 hashing with a real libcrypto update (3.0.19 
     const lib = status.libraries.find((l: { soname: string }) => l.soname === 'libcrypto.so.3');
     assert.equal(lib.oldCode.redirected, rd.active);
     const pairs = manifest.forward.report.functions.pairs as Array<{ from: { start: string; end: string } }>;
-    const jumped = pairs.map((p) => ({ start: base + BigInt(p.from.start), end: base + BigInt(p.from.end) })).filter((r) => !rd.uncovered.some((u: { fn: { start: string } }) => base + BigInt(u.fn.start) === r.start));
+    const jumped = pairs
+      .map((p) => ({ start: base + BigInt(p.from.start), end: base + BigInt(p.from.end) }))
+      .filter(
+        (r) => !rd.uncovered.some((u: { fn: { start: string } }) => base + BigInt(u.fn.start) === r.start),
+      );
     let mark = t.output().length;
     await t.waitFor((o) => o.slice(mark).includes('"n"'), 60_000);
     const samples = await sampleRips(t.pid, 60);
     const inside = samples.filter((s) => jumped.some((r) => s.rip > r.start + 4n && s.rip < r.end));
-    const text = parseElf(readFileSync(old)).loadSegments.filter((p) => (p.flags & PF_X) !== 0).map((p) => ({ start: base + p.vaddr, end: base + p.vaddr + p.memsz }));
+    const text = parseElf(readFileSync(old))
+      .loadSegments.filter((p) => (p.flags & PF_X) !== 0)
+      .map((p) => ({ start: base + p.vaddr, end: base + p.vaddr + p.memsz }));
     const inOldText = samples.filter((s) => text.some((r) => s.rip >= r.start && s.rip < r.end));
-    const reachable = rd.uncovered.map((u: { fn: { start: string; end: string } }) => ({ start: base + BigInt(u.fn.start), end: base + BigInt(u.fn.end) }));
-    const inReachable = samples.filter((s) => reachable.some((r: { start: bigint; end: bigint }) => s.rip >= r.start && s.rip < r.end));
-    console.log(`      ${samples.length} samples after the apply: ${inOldText.length} in 3.0.19's text, ${inReachable.length} of them in functions reported reachable, ${inside.length} inside a redirected function; ${rd.active} jumps, ${rd.uncovered.length} functions reported reachable`);
+    const reachable = rd.uncovered.map((u: { fn: { start: string; end: string } }) => ({
+      start: base + BigInt(u.fn.start),
+      end: base + BigInt(u.fn.end),
+    }));
+    const inReachable = samples.filter((s) =>
+      reachable.some((r: { start: bigint; end: bigint }) => s.rip >= r.start && s.rip < r.end),
+    );
+    console.log(
+      `      ${samples.length} samples after the apply: ${inOldText.length} in 3.0.19's text, ${inReachable.length} of them in functions reported reachable, ${inside.length} inside a redirected function; ${rd.active} jumps, ${rd.uncovered.length} functions reported reachable`,
+    );
     assert.equal(inside.length, 0, 'no thread runs a changed 3.0.19 function that has a jump');
 
     const reverted = ok(runCli('ulp-trigger', [String(t.pid), fix, '--revert', '--json'])).json;

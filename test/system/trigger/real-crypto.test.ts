@@ -46,7 +46,10 @@ async function hashes(t: Target, mark: number, version: string, n = 20): Promise
 }
 
 /** A partial outcome names every changed function still reachable in old code, with a reason; most entries are redirected. */
-function assertExplained(report: { outcome: string; switch: { redirects: { active: number; uncovered: Array<{ reason: string }> } } }): void {
+function assertExplained(report: {
+  outcome: string;
+  switch: { redirects: { active: number; uncovered: Array<{ reason: string }> } };
+}): void {
   const { active, uncovered } = report.switch.redirects;
   assert.equal(report.outcome.endsWith('-partly'), uncovered.length > 0);
   for (const u of uncovered) assert.ok(u.reason.length > 10, JSON.stringify(u));
@@ -65,7 +68,12 @@ describe('ulp-trigger on a real update whose writable region moved: libcrypto 3.
     if (!dir) return this.skip();
     work = mkdtempSync(join(tmpdir(), 'ulp-real-crypto-'));
     fix = realBundle(dir, REAL.ssl20, REAL.ssl22, REAL_FILES.crypto);
-    exe = compile({ sources: ['real-crypto/hash_loop.c'], out: 'hash_loop', flags: ['-O2'], libs: ['-lcrypto'] });
+    exe = compile({
+      sources: ['real-crypto/hash_loop.c'],
+      out: 'hash_loop',
+      flags: ['-O2'],
+      libs: ['-lcrypto'],
+    });
   });
   after(() => {
     for (const t of targets) t.dispose();

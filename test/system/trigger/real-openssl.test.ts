@@ -43,8 +43,27 @@ describe('ulp-trigger: real OpenSSL updates in python3 doing hashes, HMACs and T
     dir = d!;
     work = mkdtempSync(join(tmpdir(), 'ulp-openssl-'));
     // The process loads 3.0.19 from a folder of its own: the machine's libraries stay out of it.
-    for (const f of [REAL_FILES.crypto, REAL_FILES.ssl]) copyFileSync(realBuild(dir, REAL.ssl19, f), join(work, f));
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(work, 'key.pem'), '-out', join(work, 'cert.pem'), '-days', '2', '-subj', '/CN=localhost'], { stdio: 'ignore' });
+    for (const f of [REAL_FILES.crypto, REAL_FILES.ssl])
+      copyFileSync(realBuild(dir, REAL.ssl19, f), join(work, f));
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        join(work, 'key.pem'),
+        '-out',
+        join(work, 'cert.pem'),
+        '-days',
+        '2',
+        '-subj',
+        '/CN=localhost',
+      ],
+      { stdio: 'ignore' },
+    );
   });
   after(() => {
     target?.dispose();
@@ -77,7 +96,17 @@ describe('ulp-trigger: real OpenSSL updates in python3 doing hashes, HMACs and T
     const ssl20 = pack(REAL.ssl19, REAL.ssl20, REAL_FILES.ssl);
     const crypto22 = pack(REAL.ssl20, REAL.ssl22, REAL_FILES.crypto);
 
-    target = startTarget([PYTHON, join(ROOT, 'test/fixtures/real/openssl_loop.py'), join(work, 'cert.pem'), join(work, 'key.pem'), '--sleep', '0.02'], { LD_LIBRARY_PATH: work });
+    target = startTarget(
+      [
+        PYTHON,
+        join(ROOT, 'test/fixtures/real/openssl_loop.py'),
+        join(work, 'cert.pem'),
+        join(work, 'key.pem'),
+        '--sleep',
+        '0.02',
+      ],
+      { LD_LIBRARY_PATH: work },
+    );
     await target.waitFor((o) => rounds(o).length >= 3, 60_000);
     assert.ok(mapped().includes(join(work, REAL_FILES.crypto)), 'python3 runs the private 3.0.19 build');
 

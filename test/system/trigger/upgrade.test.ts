@@ -14,7 +14,15 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -31,17 +39,33 @@ const LIBDIR = '/usr/lib/x86_64-linux-gnu';
 const FILE = `${LIBDIR}/libulpupgtest.so.1.0.0`;
 const NOBODY = 65534;
 
-const canRun = process.geteuid?.() === 0 && ['dpkg', 'dpkg-deb', 'apt-get', 'needrestart', 'setpriv'].every((c) => spawnSync('sh', ['-c', `command -v ${c}`]).status === 0);
+const canRun =
+  process.geteuid?.() === 0 &&
+  ['dpkg', 'dpkg-deb', 'apt-get', 'needrestart', 'setpriv'].every(
+    (c) => spawnSync('sh', ['-c', `command -v ${c}`]).status === 0,
+  );
 
 const lib = upgLib;
 
 function program(name: string): string {
   // Linked against v1's folder; at run time ld.so finds the installed package's file.
-  return compile({ sources: [`upgrade/${name}.c`], out: name, flags: ['-O2', '-pthread'], libs: [`-L${dirname(lib(1))}`, `-l:${SONAME}`] });
+  return compile({
+    sources: [`upgrade/${name}.c`],
+    out: name,
+    flags: ['-O2', '-pthread'],
+    libs: [`-L${dirname(lib(1))}`, `-l:${SONAME}`],
+  });
 }
 
 function upgDeb(dir: string, version: number): string {
-  return buildDeb(dir, { name: PKG, version: `1.0-${version}`, files: { [FILE.slice(1)]: lib(version), [`${LIBDIR.slice(1)}/${SONAME}`]: { link: 'libulpupgtest.so.1.0.0' } } });
+  return buildDeb(dir, {
+    name: PKG,
+    version: `1.0-${version}`,
+    files: {
+      [FILE.slice(1)]: lib(version),
+      [`${LIBDIR.slice(1)}/${SONAME}`]: { link: 'libulpupgtest.so.1.0.0' },
+    },
+  });
 }
 
 const dpkg = (...args: string[]) => execFileSync('dpkg', args, { stdio: 'pipe', encoding: 'utf8' });
@@ -50,7 +74,8 @@ const buildIdOf = (path: string) => parseElf(readFileSync(path)).buildId!;
 /** The last "v= n=" line each pid printed. */
 function lastLines(out: string): Map<number, { v: number; n: number }> {
   const m = new Map<number, { v: number; n: number }>();
-  for (const x of out.matchAll(/^pid=(\d+) v=(\d+) n=(\d+)$/gm)) m.set(Number(x[1]), { v: Number(x[2]), n: Number(x[3]) });
+  for (const x of out.matchAll(/^pid=(\d+) v=(\d+) n=(\d+)$/gm))
+    m.set(Number(x[1]), { v: Number(x[2]), n: Number(x[3]) });
   return m;
 }
 
@@ -95,12 +120,27 @@ describe('after apt upgrade: the apt hook patches every process running the repl
     await threaded.waitFor((o) => lastLines(o).size >= 1);
     await server.waitFor((o) => lastLines(o).size >= 3);
     await other.waitFor((o) => lastLines(o).size >= 1);
-    pids = [...lastLines(threaded.output()).keys(), ...lastLines(server.output()).keys(), ...lastLines(other.output()).keys()].sort((a, b) => a - b);
+    pids = [
+      ...lastLines(threaded.output()).keys(),
+      ...lastLines(server.output()).keys(),
+      ...lastLines(other.output()).keys(),
+    ].sort((a, b) => a - b);
     assert.equal(pids.length, 5);
-    assert.equal(Number(/Uid:\s+(\d+)/.exec(readFileSync(`/proc/${[...lastLines(other.output()).keys()][0]}/status`, 'utf8'))![1]), NOBODY);
+    assert.equal(
+      Number(
+        /Uid:\s+(\d+)/.exec(
+          readFileSync(`/proc/${[...lastLines(other.output()).keys()][0]}/status`, 'utf8'),
+        )![1],
+      ),
+      NOBODY,
+    );
 
     confDir = join(dir, 'apt.conf.d');
-    const inst = spawnSync('sh', [join(ROOT, 'ops/apt/install.sh'), '--libdir', join(dir, 'lib'), '--confdir', confDir], { encoding: 'utf8' });
+    const inst = spawnSync(
+      'sh',
+      [join(ROOT, 'ops/apt/install.sh'), '--libdir', join(dir, 'lib'), '--confdir', confDir],
+      { encoding: 'utf8' },
+    );
     assert.equal(inst.status, 0, inst.stderr);
     log = join(dir, 'log', 'upgrade.log');
     bundlesDir = join(dir, 'bundles');
@@ -142,7 +182,11 @@ describe('after apt upgrade: the apt hook patches every process running the repl
   }
 
   it('v2 (patchable): every process runs v2 with its state kept, --outdated lists none, the log has one line per process', async () => {
-    const before = new Map([...lastLines(threaded.output()), ...lastLines(server.output()), ...lastLines(other.output())]);
+    const before = new Map([
+      ...lastLines(threaded.output()),
+      ...lastLines(server.output()),
+      ...lastLines(other.output()),
+    ]);
     for (const p of pids) assert.equal(before.get(p)?.v, 1);
     const aptOut = aptInstall(debs[1]!);
     assert.equal(buildIdOf(FILE), buildIdOf(lib(2)), 'dpkg installed v2');
@@ -151,10 +195,17 @@ describe('after apt upgrade: the apt hook patches every process running the repl
     // Each process prints v=2 and a counter that went on from where it was.
     const outputs = [threaded, server, other];
     for (const t of outputs) await t.waitFor((o) => [...lastLines(o).values()].every((x) => x.v === 2));
-    const now = new Map([...lastLines(threaded.output()), ...lastLines(server.output()), ...lastLines(other.output())]);
+    const now = new Map([
+      ...lastLines(threaded.output()),
+      ...lastLines(server.output()),
+      ...lastLines(other.output()),
+    ]);
     for (const p of pids) {
       assert.equal(now.get(p)?.v, 2, `pid ${p}`);
-      assert.ok(now.get(p)!.n > before.get(p)!.n, `pid ${p} kept its counter: ${before.get(p)!.n} -> ${now.get(p)!.n}`);
+      assert.ok(
+        now.get(p)!.n > before.get(p)!.n,
+        `pid ${p} kept its counter: ${before.get(p)!.n} -> ${now.get(p)!.n}`,
+      );
     }
 
     const o = runCli('ulp-trigger', ['--outdated', '--json', ...pids.map(String)]);
@@ -162,9 +213,20 @@ describe('after apt upgrade: the apt hook patches every process running the repl
     assert.deepEqual(o.json.summary, { processes: 5, patched: 5, patchable: 0, refused: 0, inaccessible: 0 });
 
     // One result line per process, each applied, with the bundle's patch id; one bundle for the one pair of builds.
-    const lines = readFileSync(log, 'utf8').split('\n').filter((l) => l.includes('ULP-RESULT:'));
-    assert.deepEqual(lines.map((l) => Number(/ pid=(\d+) /.exec(l)![1])).sort((a, b) => a - b), pids);
-    for (const l of lines) assert.match(l, new RegExp(`lib=${SONAME.replace(/\./g, '\\.')} result=applied from=${buildIdOf(lib(1))} to=${buildIdOf(lib(2))} patch=[0-9a-f]{32}`));
+    const lines = readFileSync(log, 'utf8')
+      .split('\n')
+      .filter((l) => l.includes('ULP-RESULT:'));
+    assert.deepEqual(
+      lines.map((l) => Number(/ pid=(\d+) /.exec(l)![1])).sort((a, b) => a - b),
+      pids,
+    );
+    for (const l of lines)
+      assert.match(
+        l,
+        new RegExp(
+          `lib=${SONAME.replace(/\./g, '\\.')} result=applied from=${buildIdOf(lib(1))} to=${buildIdOf(lib(2))} patch=[0-9a-f]{32}`,
+        ),
+      );
     assert.match(readFileSync(log, 'utf8'), /ulp-apt-hook: exit=0\n$/);
     const kept = readdirSync(bundlesDir);
     assert.deepEqual(kept, [`${SONAME}_${buildIdOf(lib(1))}_${buildIdOf(lib(2))}.ulp`]);
@@ -174,8 +236,17 @@ describe('after apt upgrade: the apt hook patches every process running the repl
     // mapping of the deleted file is left, and stock needrestart lists none of the processes.
     for (const p of pids) {
       const maps = readFileSync(`/proc/${p}/maps`, 'utf8').split('\n');
-      assert.deepEqual(maps.filter((l) => l.includes(FILE) && / r-xp /.test(l)), [], `pid ${p}`);
-      assert.ok(maps.some((l) => / r-xp .*\/memfd:ulp-retained:[0-9a-f]+:[0-9a-f]+:\d+:libulpupgtest\.so\.1 \(deleted\)$/.test(l)), `pid ${p}:\n${maps.join('\n')}`);
+      assert.deepEqual(
+        maps.filter((l) => l.includes(FILE) && / r-xp /.test(l)),
+        [],
+        `pid ${p}`,
+      );
+      assert.ok(
+        maps.some((l) =>
+          / r-xp .*\/memfd:ulp-retained:[0-9a-f]+:[0-9a-f]+:\d+:libulpupgtest\.so\.1 \(deleted\)$/.test(l),
+        ),
+        `pid ${p}:\n${maps.join('\n')}`,
+      );
     }
     assert.deepEqual([...needrestartFlags(pids)], [], 'needrestart lists none of them');
 
@@ -203,14 +274,23 @@ describe('after apt upgrade: the apt hook patches every process running the repl
     assert.deepEqual(o.json.summary, { processes: 5, patched: 0, patchable: 0, refused: 5, inaccessible: 0 });
     for (const p of o.json.libraries[0].processes) {
       assert.equal(p.running.buildId, buildIdOf(lib(2)), 'they run v2, the build ulp staged');
-      assert.ok(p.reasons.some((r: any) => /^DATA_/.test(r.code)), JSON.stringify(p.reasons));
+      assert.ok(
+        p.reasons.some((r: any) => /^DATA_/.test(r.code)),
+        JSON.stringify(p.reasons),
+      );
     }
     const text = runCli('ulp-trigger', ['--outdated', ...pids.map(String)]);
     assert.match(text.stdout, /refused because:\n[\s\S]*restart these processes to run the new build/);
 
     // The hook logged one refused line per process, and no bundle was written for v3.
-    const lines = readFileSync(log, 'utf8').slice(logBefore.length).split('\n').filter((l) => l.includes('ULP-RESULT:'));
-    assert.deepEqual(lines.map((l) => Number(/ pid=(\d+) /.exec(l)![1])).sort((a, b) => a - b), pids);
+    const lines = readFileSync(log, 'utf8')
+      .slice(logBefore.length)
+      .split('\n')
+      .filter((l) => l.includes('ULP-RESULT:'));
+    assert.deepEqual(
+      lines.map((l) => Number(/ pid=(\d+) /.exec(l)![1])).sort((a, b) => a - b),
+      pids,
+    );
     for (const l of lines) assert.match(l, / result=refused .*code=[A-Z_]+ reason=/);
     assert.match(readFileSync(log, 'utf8'), /NEEDRESTART-PID: upg_server=\d+,\d+,\d+\n/);
     assert.equal(readdirSync(bundlesDir).length, 1);
@@ -219,7 +299,9 @@ describe('after apt upgrade: the apt hook patches every process running the repl
     for (const p of pids) assert.equal(readFileSync(`/proc/${p}/maps`, 'utf8'), maps.get(p), `maps of ${p}`);
     const mark = new Map([threaded, server, other].map((t) => [t, lastLines(t.output())]));
     for (const [t, last] of mark) {
-      await t.waitFor((out) => [...lastLines(out)].every(([pid, x]) => x.v === 2 && x.n > (last.get(pid)?.n ?? 0)));
+      await t.waitFor((out) =>
+        [...lastLines(out)].every(([pid, x]) => x.v === 2 && x.n > (last.get(pid)?.n ?? 0)),
+      );
     }
     assert.ok(existsSync(FILE));
   });

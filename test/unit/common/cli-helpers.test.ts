@@ -2,7 +2,16 @@
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { Command } from 'commander';
-import { ExitCode, asUlpError, exitCodeFor, exitCodeOf, jsonReplacer, parseCommandLine, progress, toolVersion } from '../../../common/cli.js';
+import {
+  ExitCode,
+  asUlpError,
+  exitCodeFor,
+  exitCodeOf,
+  jsonReplacer,
+  parseCommandLine,
+  progress,
+  toolVersion,
+} from '../../../common/cli.js';
 import { UlpError } from '../../../common/errors.js';
 
 function fakeStream(isTTY: boolean): NodeJS.WriteStream & { text: string } {
@@ -25,8 +34,11 @@ describe('common/cli', () => {
     p.update('a very long step that does not fit in forty columns at all');
     p.done();
     await new Promise((r) => setImmediate(r));
-    // eslint-disable-next-line no-control-regex -- the escape sequence that clears a terminal line is what is checked
-    assert.match(tty.text, /^\r\x1b\[Ktool: step one\r\x1b\[Ktool: a very long step that does not fi\r\x1b\[K$/);
+    assert.match(
+      tty.text,
+      // eslint-disable-next-line no-control-regex -- the escape sequence that clears a terminal line is what is checked
+      /^\r\x1b\[Ktool: step one\r\x1b\[Ktool: a very long step that does not fi\r\x1b\[K$/,
+    );
     const pipe = fakeStream(false);
     const q = progress('tool', pipe);
     q.update('step');
@@ -48,7 +60,11 @@ describe('common/cli', () => {
   });
 
   it('turns commander outcomes into exit codes without exiting', async () => {
-    const mk = () => new Command('t').option('--x').version('1.2.3').configureOutput({ writeOut: () => {}, writeErr: () => {} });
+    const mk = () =>
+      new Command('t')
+        .option('--x')
+        .version('1.2.3')
+        .configureOutput({ writeOut: () => {}, writeErr: () => {} });
     assert.equal(await parseCommandLine(mk(), ['--x'], 'PACK_USAGE'), undefined);
     assert.equal(await parseCommandLine(mk(), ['--help'], 'PACK_USAGE'), 0);
     assert.equal(await parseCommandLine(mk(), ['--version'], 'PACK_USAGE'), 0);

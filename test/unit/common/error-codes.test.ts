@@ -22,7 +22,12 @@ function tableRows(markdown: string, heading: string): string[][] {
     for (let i = start + 1; i < lines.length && !lines[i]!.startsWith('#'); i++) {
       const line = lines[i]!;
       if (!line.startsWith('|') || /^\|[-| ]+\|$/.test(line)) continue;
-      rows.push(line.slice(1, -1).split(' | ').map((c) => c.trim()));
+      rows.push(
+        line
+          .slice(1, -1)
+          .split(' | ')
+          .map((c) => c.trim()),
+      );
     }
   }
   return rows;
@@ -31,7 +36,10 @@ function tableRows(markdown: string, heading: string): string[][] {
 /** The codes and code wildcards (`PROC_*`) written in backticks in a cell. */
 function codesIn(cell: string): { codes: string[]; prefixes: string[] } {
   const quoted = [...cell.matchAll(/`([A-Z][A-Z0-9_]*(?:\*)?)`/g)].map((m) => m[1]!);
-  return { codes: quoted.filter((q) => !q.endsWith('*')), prefixes: quoted.filter((q) => q.endsWith('*')).map((q) => q.slice(0, -1)) };
+  return {
+    codes: quoted.filter((q) => !q.endsWith('*')),
+    prefixes: quoted.filter((q) => q.endsWith('*')).map((q) => q.slice(0, -1)),
+  };
 }
 
 /** Each code an exit table covers, with the exit it gives: named, or matched by a wildcard (`BUNDLE_*`) and not named in another row. */
@@ -42,7 +50,8 @@ function exitTable(heading: string): Map<string, number> {
   const covered = new Map(named);
   for (const [exit, when] of rows) {
     for (const prefix of codesIn(when!).prefixes) {
-      for (const code of Object.keys(ERROR_CODES)) if (code.startsWith(prefix) && !named.has(code)) covered.set(code, Number(exit));
+      for (const code of Object.keys(ERROR_CODES))
+        if (code.startsWith(prefix) && !named.has(code)) covered.set(code, Number(exit));
     }
   }
   return covered;
@@ -51,26 +60,45 @@ function exitTable(heading: string): Map<string, number> {
 describe('error registry', () => {
   it('docs/CLI.md, with the RUNTIME.md and ELF.md tables it points to, lists exactly the registry codes', () => {
     const listed = new Set<string>();
-    for (const row of tableRows(doc('CLI.md'), '### Error codes')) for (const code of codesIn(row[0]!).codes) listed.add(code);
-    for (const row of tableRows(doc('RUNTIME.md'), '## Errors')) for (const code of codesIn(row[0]!).codes) listed.add(code);
-    for (const row of tableRows(doc('ELF.md'), '## Errors')) for (const code of codesIn(row[0]!).codes) listed.add(code);
+    for (const row of tableRows(doc('CLI.md'), '### Error codes'))
+      for (const code of codesIn(row[0]!).codes) listed.add(code);
+    for (const row of tableRows(doc('RUNTIME.md'), '## Errors'))
+      for (const code of codesIn(row[0]!).codes) listed.add(code);
+    for (const row of tableRows(doc('ELF.md'), '## Errors'))
+      for (const code of codesIn(row[0]!).codes) listed.add(code);
     const registry = new Set(Object.keys(ERROR_CODES));
-    assert.deepEqual([...listed].filter((c) => !registry.has(c)).sort(), [], 'documented but not in common/error-codes.ts');
-    assert.deepEqual([...registry].filter((c) => !listed.has(c)).sort(), [], 'in common/error-codes.ts but not documented');
+    assert.deepEqual(
+      [...listed].filter((c) => !registry.has(c)).sort(),
+      [],
+      'documented but not in common/error-codes.ts',
+    );
+    assert.deepEqual(
+      [...registry].filter((c) => !listed.has(c)).sort(),
+      [],
+      'in common/error-codes.ts but not documented',
+    );
   });
 
   for (const program of ['ulp-pack', 'ulp-trigger']) {
     it(`the exit table of ${program} gives each code it covers the registry's exit code`, () => {
       const table = exitTable(`### Exit codes of ${program}`);
       assert.ok(table.size > 20, `${table.size} codes`);
-      const wrong = [...table].filter(([code, exit]) => exitCodeOf(code) !== exit).map(([code, exit]) => `${code}: documented ${exit}, registry ${exitCodeOf(code)}`);
+      const wrong = [...table]
+        .filter(([code, exit]) => exitCodeOf(code) !== exit)
+        .map(([code, exit]) => `${code}: documented ${exit}, registry ${exitCodeOf(code)}`);
       assert.deepEqual(wrong, []);
     });
   }
 
   it('every registry code has an exit code in the exit table of at least one command', () => {
-    const covered = new Set([...exitTable('### Exit codes of ulp-pack').keys(), ...exitTable('### Exit codes of ulp-trigger').keys()]);
-    assert.deepEqual(Object.keys(ERROR_CODES).filter((c) => !covered.has(c)), []);
+    const covered = new Set([
+      ...exitTable('### Exit codes of ulp-pack').keys(),
+      ...exitTable('### Exit codes of ulp-trigger').keys(),
+    ]);
+    assert.deepEqual(
+      Object.keys(ERROR_CODES).filter((c) => !covered.has(c)),
+      [],
+    );
   });
 
   it('a prefix decides nothing: codes of one prefix in several exit classes, a code without prefix', () => {
@@ -103,7 +131,10 @@ describe('error registry', () => {
   });
 
   it('every code is SCREAMING_SNAKE with a one-line meaning', () => {
-    for (const [code, spec] of Object.entries(ERROR_CODES) as [ErrorCode, (typeof ERROR_CODES)[ErrorCode]][]) {
+    for (const [code, spec] of Object.entries(ERROR_CODES) as [
+      ErrorCode,
+      (typeof ERROR_CODES)[ErrorCode],
+    ][]) {
       assert.match(code, /^[A-Z][A-Z0-9]*(_[A-Z0-9]+)+$/);
       assert.ok(spec.meaning.length > 5 && !spec.meaning.includes('\n'), code);
     }

@@ -27,8 +27,14 @@ const peer = '0123456789abcdef0123456789abcdef01234567';
 describe('ulp: memfd names', () => {
   it('each kind parses back to what formatted it, from the name and from its maps path', () => {
     const cases = [
-      [buildMemfdName(patchId, 'new', 'libz.so.1', peer), { kind: 'build', name: { patchId, role: 'new', soname: 'libz.so.1', peer: peer.slice(0, 16) } }],
-      [buildMemfdName(patchId, 'old', 'libz.so.1'), { kind: 'build', name: { patchId, role: 'old', soname: 'libz.so.1' } }],
+      [
+        buildMemfdName(patchId, 'new', 'libz.so.1', peer),
+        { kind: 'build', name: { patchId, role: 'new', soname: 'libz.so.1', peer: peer.slice(0, 16) } },
+      ],
+      [
+        buildMemfdName(patchId, 'old', 'libz.so.1'),
+        { kind: 'build', name: { patchId, role: 'old', soname: 'libz.so.1' } },
+      ],
       [dataMemfdName('libz.so.1'), { kind: 'data', soname: 'libz.so.1' }],
       [metaMemfdName(patchId), { kind: 'meta', patchId }],
       [journalMemfdName('libz.so.1'), { kind: 'redirects', soname: 'libz.so.1' }],
@@ -45,14 +51,21 @@ describe('ulp: memfd names', () => {
 
   it('names are cut to the 249 bytes memfd_create accepts, and the cut name still parses', () => {
     const soname = 'lib' + 'x'.repeat(400) + '.so.1';
-    for (const name of [buildMemfdName(patchId, 'new', soname, peer), dataMemfdName(soname), journalMemfdName(soname)]) {
+    for (const name of [
+      buildMemfdName(patchId, 'new', soname, peer),
+      dataMemfdName(soname),
+      journalMemfdName(soname),
+    ]) {
       assert.equal(name.length, MAX_MEMFD_NAME);
       assert.ok(parseMemfdName(name)?.kind !== 'other', name.slice(0, 30));
     }
   });
 
-  it('a ulp: name this version does not know is ulp\'s but of no known kind; other memfds and files are not ulp\'s', () => {
-    assert.deepEqual(parseMemfdPath('/memfd:ulp:future-thing:x (deleted)'), { kind: 'other', name: 'ulp:future-thing:x' });
+  it("a ulp: name this version does not know is ulp's but of no known kind; other memfds and files are not ulp's", () => {
+    assert.deepEqual(parseMemfdPath('/memfd:ulp:future-thing:x (deleted)'), {
+      kind: 'other',
+      name: 'ulp:future-thing:x',
+    });
     assert.equal(parseMemfdPath('/memfd:pulseaudio (deleted)'), undefined);
     assert.equal(parseMemfdPath('/usr/lib/ulp:stub'), undefined);
     assert.equal(parseMemfdPath(''), undefined);
@@ -65,7 +78,7 @@ describe('ulp: memfd names', () => {
     assert.equal(parseMemfdName(`ulp:${patchId}:mid:libz.so.1`)?.kind, 'other');
   });
 
-  it('the soname of a data name, for the fork table\'s entries', () => {
+  it("the soname of a data name, for the fork table's entries", () => {
     assert.equal(sonameOfDataName(dataMemfdName('libcrypto.so.3')), 'libcrypto.so.3');
     assert.equal(sonameOfDataName('something else'), 'something else');
   });

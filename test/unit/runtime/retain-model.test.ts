@@ -20,9 +20,16 @@ const BEFORE = parseMaps(`
 `);
 
 describe('retaining the old build on a memfd: pure part', () => {
-  it('moves only the file\'s private executable mappings inside the build\'s span', () => {
-    const moved = mappingsToRetain(BEFORE, { dev: 'fe:01', inode: 200 }, { start: 0x7f0000000000n, end: 0x7f0000005000n });
-    assert.deepEqual(moved.map((m) => m.start.toString(16)), ['7f0000001000']);
+  it("moves only the file's private executable mappings inside the build's span", () => {
+    const moved = mappingsToRetain(
+      BEFORE,
+      { dev: 'fe:01', inode: 200 },
+      { start: 0x7f0000000000n, end: 0x7f0000005000n },
+    );
+    assert.deepEqual(
+      moved.map((m) => m.start.toString(16)),
+      ['7f0000001000'],
+    );
   });
 
   it('names the copy after the file, and reads the name back', () => {
@@ -40,7 +47,10 @@ describe('retaining the old build on a memfd: pure part', () => {
 7f0000003000-7f0000004000 r--p 00003000 fe:01 200 /usr/lib/libx.so.1 (deleted)
 7f0000030000-7f0000031000 r--p 00000000 fe:01 300 /usr/share/data (deleted)
 `);
-    assert.deepEqual(mappedCodeFiles(after).map((f) => [f.path, f.deleted, f.inode]), [['/usr/lib/libx.so.1', true, 200]]);
+    assert.deepEqual(
+      mappedCodeFiles(after).map((f) => [f.path, f.deleted, f.inode]),
+      [['/usr/lib/libx.so.1', true, 200]],
+    );
   });
 
   it('a build without -z separate-code: the header page was code and moved, --outdated reads the header from the copy and the bytes from the file', () => {

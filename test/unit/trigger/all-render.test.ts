@@ -21,7 +21,15 @@ const result = (pid: number): RunResult => ({
 });
 
 const ok = (pid: number): ProcessOutcome => ({ pid, ok: true, result: result(pid) });
-const failed = (pid: number): ProcessOutcome => ({ pid, ok: false, error: { code: 'PROC_ALREADY_TRACED', message: `process ${pid} is traced by 1`, hint: 'stop the other tracer' } });
+const failed = (pid: number): ProcessOutcome => ({
+  pid,
+  ok: false,
+  error: {
+    code: 'PROC_ALREADY_TRACED',
+    message: `process ${pid} is traced by 1`,
+    hint: 'stop the other tracer',
+  },
+});
 
 const run = (processes: ProcessOutcome[], extra: Partial<AllResult> = {}): AllResult => ({
   soname: 'libdemo.so.1',
@@ -39,18 +47,29 @@ const run = (processes: ProcessOutcome[], extra: Partial<AllResult> = {}): AllRe
 describe('--all output', () => {
   it('one line per process: outcome and pause, or FAILED with the code', () => {
     assert.equal(renderAllLine(ok(42)), '       42  applied (paused 0.50 ms)\n');
-    assert.equal(renderAllLine(failed(43)), '       43  FAILED [PROC_ALREADY_TRACED] process 43 is traced by 1\n');
+    assert.equal(
+      renderAllLine(failed(43)),
+      '       43  FAILED [PROC_ALREADY_TRACED] process 43 is traced by 1\n',
+    );
   });
 
   it('a complete run: the counts, no interruption', () => {
     const text = renderAllSummary(run([ok(1), failed(2)]));
-    assert.match(text, /^2 processes with libdemo.so.1 build aaaaaaaaaaaa or bbbbbbbbbbbb loaded: 1 ok, 1 failed; 12 ms in all$/m);
+    assert.match(
+      text,
+      /^2 processes with libdemo.so.1 build aaaaaaaaaaaa or bbbbbbbbbbbb loaded: 1 ok, 1 failed; 12 ms in all$/m,
+    );
     assert.doesNotMatch(text, /stopped|not attempted/);
   });
 
   it('an interrupted run counts and lists the processes not attempted', () => {
-    const text = renderAllSummary(run([ok(1)], { interrupted: { signal: 'SIGTERM', notAttempted: [7, 8, 9] } }));
-    assert.match(text, /^4 processes with libdemo.so.1 .* loaded: 1 ok, 0 failed, 3 not attempted; 12 ms in all$/m);
+    const text = renderAllSummary(
+      run([ok(1)], { interrupted: { signal: 'SIGTERM', notAttempted: [7, 8, 9] } }),
+    );
+    assert.match(
+      text,
+      /^4 processes with libdemo.so.1 .* loaded: 1 ok, 0 failed, 3 not attempted; 12 ms in all$/m,
+    );
     assert.match(text, /^stopped by SIGTERM after 1 process: .*not attempted \(untouched\): 7, 8, 9$/m);
   });
 
@@ -62,15 +81,26 @@ describe('--all output', () => {
   });
 
   it('the whole text is the package line, the process lines and the summary', () => {
-    const withPackage = { ...ok(5), result: { ...result(5), package: { name: 'libdemo1', fromVersion: '1', toVersion: '2' } } } as ProcessOutcome;
+    const withPackage = {
+      ...ok(5),
+      result: { ...result(5), package: { name: 'libdemo1', fromVersion: '1', toVersion: '2' } },
+    } as ProcessOutcome;
     const r = run([withPackage]);
-    assert.equal(renderAll(r), 'package libdemo1 1 -> 2\n' + renderAllLine(withPackage) + renderAllSummary(r));
+    assert.equal(
+      renderAll(r),
+      'package libdemo1 1 -> 2\n' + renderAllLine(withPackage) + renderAllSummary(r),
+    );
   });
 });
 
 describe('toBuffers (outcomes and bundles through a worker)', () => {
   it('makes every Uint8Array a Buffer again, at any depth, and keeps the rest', () => {
-    const cloned = structuredClone({ a: Buffer.from('ab'), list: [Buffer.from('c'), 1n, 'x'], map: new Map([['k', Buffer.from('d')]]), nested: { n: 2, none: undefined } });
+    const cloned = structuredClone({
+      a: Buffer.from('ab'),
+      list: [Buffer.from('c'), 1n, 'x'],
+      map: new Map([['k', Buffer.from('d')]]),
+      nested: { n: 2, none: undefined },
+    });
     assert.ok(!Buffer.isBuffer(cloned.a), 'structured cloning drops the Buffer prototype');
     const back = toBuffers(cloned) as typeof cloned;
     assert.ok(Buffer.isBuffer(back.a) && back.a.toString() === 'ab');

@@ -16,18 +16,40 @@ function build(v: number, ulp?: { role: 'new' | 'old'; peer?: number }): Process
   return {
     buildId: id(v),
     source: ulp ? 'ulp' : 'linkmap',
-    ...(ulp ? { ulp: { patchId: 'ab'.repeat(16), role: ulp.role, soname: 'libx.so.1', ...(ulp.peer ? { peer: id(ulp.peer).slice(0, 16) } : {}) } } : {}),
+    ...(ulp
+      ? {
+          ulp: {
+            patchId: 'ab'.repeat(16),
+            role: ulp.role,
+            soname: 'libx.so.1',
+            ...(ulp.peer ? { peer: id(ulp.peer).slice(0, 16) } : {}),
+          },
+        }
+      : {}),
   } as ProcessObject;
 }
 
 /** v1 loaded by ld.so, v2..vn each stacked on the one before. */
 function stack(n: number, opts: { withoutPeer?: number } = {}): Family {
-  const builds = [build(1), ...Array.from({ length: n - 1 }, (_, i) => build(i + 2, { role: 'new', ...(opts.withoutPeer === i + 2 ? {} : { peer: i + 1 }) }))];
+  const builds = [
+    build(1),
+    ...Array.from({ length: n - 1 }, (_, i) =>
+      build(i + 2, { role: 'new', ...(opts.withoutPeer === i + 2 ? {} : { peer: i + 1 }) }),
+    ),
+  ];
   return { soname: 'libx.so.1', canonical: builds[0]!, builds };
 }
 
 function facts(family: Family, live: number): LibraryFacts {
-  return { pid: 1, soname: family.soname, liveBuildId: id(live), referenced: [id(live)], present: family.builds.map((b) => b.buildId!), liveIsLoaderBuild: live === 1, lineage: lineageOf(family) };
+  return {
+    pid: 1,
+    soname: family.soname,
+    liveBuildId: id(live),
+    referenced: [id(live)],
+    present: family.builds.map((b) => b.buildId!),
+    liveIsLoaderBuild: live === 1,
+    lineage: lineageOf(family),
+  };
 }
 
 /** Reverting the bundle v(k) -> v(k+1). */
@@ -37,7 +59,14 @@ describe('revert decisions in a stack of patches', () => {
   it('reads the stack from the staged builds’ peers', () => {
     const l = lineageOf(stack(4));
     assert.equal(l.complete, true);
-    assert.deepEqual([...l.below].map(([u, d]) => [u.slice(0, 2), d.map((x) => x.slice(0, 2))]), [['02', ['01']], ['03', ['02']], ['04', ['03']]]);
+    assert.deepEqual(
+      [...l.below].map(([u, d]) => [u.slice(0, 2), d.map((x) => x.slice(0, 2))]),
+      [
+        ['02', ['01']],
+        ['03', ['02']],
+        ['04', ['03']],
+      ],
+    );
     assert.equal(stackedOn(l, id(4), id(2)), true);
     assert.equal(stackedOn(l, id(2), id(4)), false);
     assert.equal(stackedOn(l, id(1), id(2)), false);
@@ -45,12 +74,30 @@ describe('revert decisions in a stack of patches', () => {
 
   it('undoes the stack above a patch, and leaves a patch the process is already below alone', () => {
     const fam = stack(5);
-    assert.deepEqual(revert(facts(fam, 5), 2), { action: 'switch', note: `also undoes what was stacked on top of it (live build ${id(5).slice(0, 12)})` });
-    assert.deepEqual(revert(facts(fam, 2), 3), { action: 'noop', reason: 'not-applied' }, 'a revert never moves up');
+    assert.deepEqual(revert(facts(fam, 5), 2), {
+      action: 'switch',
+      note: `also undoes what was stacked on top of it (live build ${id(5).slice(0, 12)})`,
+    });
+    assert.deepEqual(
+      revert(facts(fam, 2), 3),
+      { action: 'noop', reason: 'not-applied' },
+      'a revert never moves up',
+    );
     assert.deepEqual(revert(facts(fam, 2), 4), { action: 'noop', reason: 'not-applied' });
-    assert.deepEqual(revert(facts(fam, 4), 1), { action: 'switch', note: `also undoes what was stacked on top of it (live build ${id(4).slice(0, 12)})` });
-    assert.deepEqual(revert(facts(fam, 3), 3), { action: 'noop', reason: 'not-applied' }, 'v3 live: reverting v3 -> v4 has nothing to do');
-    assert.deepEqual(revert(facts(fam, 4), 3), { action: 'switch' }, 'the live build is the bundle’s new one');
+    assert.deepEqual(revert(facts(fam, 4), 1), {
+      action: 'switch',
+      note: `also undoes what was stacked on top of it (live build ${id(4).slice(0, 12)})`,
+    });
+    assert.deepEqual(
+      revert(facts(fam, 3), 3),
+      { action: 'noop', reason: 'not-applied' },
+      'v3 live: reverting v3 -> v4 has nothing to do',
+    );
+    assert.deepEqual(
+      revert(facts(fam, 4), 3),
+      { action: 'switch' },
+      'the live build is the bundle’s new one',
+    );
   });
 
   it('an old build staged by a revert sits under the bundle’s new build', () => {
@@ -62,17 +109,31 @@ describe('revert decisions in a stack of patches', () => {
     assert.equal(stackedOn(l, id(3), id(1)), true);
     assert.equal(stackedOn(l, id(1), id(3)), false);
     const f = { ...facts(fam, 1), liveIsLoaderBuild: false };
-    assert.deepEqual(decide('reverse', id(3), id(2), f), { action: 'noop', reason: 'not-applied' }, 'at v1, v2 -> v3 is not in effect');
+    assert.deepEqual(
+      decide('reverse', id(3), id(2), f),
+      { action: 'noop', reason: 'not-applied' },
+      'at v1, v2 -> v3 is not in effect',
+    );
   });
 
   it('a process that loaded the new build at start runs it, it was not patched', () => {
     const fam = stack(1);
     const f = { ...facts(fam, 1), patchedByUlp: false };
     assert.deepEqual(decide('forward', id(0), id(1), f), { action: 'noop', reason: 'runs-new-build' });
-    assert.deepEqual(decide('forward', id(0), id(1), { ...f, patchedByUlp: true }), { action: 'noop', reason: 'already-applied' }, 'ulp reverted and re-applied it');
-    assert.deepEqual(decide('reverse', id(1), id(0), { ...f, liveBuildId: id(0), referenced: [id(0)] }), { action: 'noop', reason: 'not-applied' });
+    assert.deepEqual(
+      decide('forward', id(0), id(1), { ...f, patchedByUlp: true }),
+      { action: 'noop', reason: 'already-applied' },
+      'ulp reverted and re-applied it',
+    );
+    assert.deepEqual(decide('reverse', id(1), id(0), { ...f, liveBuildId: id(0), referenced: [id(0)] }), {
+      action: 'noop',
+      reason: 'not-applied',
+    });
     const patched = stack(2);
-    assert.deepEqual(decide('forward', id(1), id(2), { ...facts(patched, 2), patchedByUlp: true }), { action: 'noop', reason: 'already-applied' });
+    assert.deepEqual(decide('forward', id(1), id(2), { ...facts(patched, 2), patchedByUlp: true }), {
+      action: 'noop',
+      reason: 'already-applied',
+    });
   });
 
   it('without peers in the names (builds mapped by an older trigger), keeps the earlier rule', () => {

@@ -45,7 +45,8 @@ describe('--outdated: pure part', () => {
     assert.equal(devString(0xfe01), 'fe:01');
     assert.equal(devString(8 * 256 + 1), '08:01');
     // Large minors and majors (glibc's gnu_dev_makedev layout).
-    const makedev = (major: bigint, minor: bigint) => ((major & 0xfffn) << 8n) | ((major & ~0xfffn) << 32n) | (minor & 0xffn) | ((minor & ~0xffn) << 12n);
+    const makedev = (major: bigint, minor: bigint) =>
+      ((major & 0xfffn) << 8n) | ((major & ~0xfffn) << 32n) | (minor & 0xffn) | ((minor & ~0xffn) << 12n);
     assert.equal(devString(makedev(0x1abcn, 0x6745n)), '1abc:6745');
   });
 
@@ -56,17 +57,35 @@ describe('--outdated: pure part', () => {
     assert.equal(mayBeReplaced(ssl!, undefined), false, 'removed without replacement: nothing to update to');
     assert.equal(mayBeReplaced(prog, { dev: 0xfe01, ino: 100 }), false);
     assert.equal(mayBeReplaced(prog, { dev: 0xfe01, ino: 101 }), true);
-    assert.equal(mayBeReplaced(prog, { dev: 0x0801, ino: 100 }), true, 'the same inode number on another disk');
-    assert.equal(mayBeReplaced(prog, { dev: 0x2d, ino: 100 }), false, 'btrfs/overlayfs: stat shows an anonymous device');
+    assert.equal(
+      mayBeReplaced(prog, { dev: 0x0801, ino: 100 }),
+      true,
+      'the same inode number on another disk',
+    );
+    assert.equal(
+      mayBeReplaced(prog, { dev: 0x2d, ino: 100 }),
+      false,
+      'btrfs/overlayfs: stat shows an anonymous device',
+    );
   });
 
   it('reads the package note (FDO 0xcafe1a7e) and ignores others and malformed ones', () => {
     const note = (name: string, type: number, desc: string) => ({ name, type, desc: Buffer.from(desc) });
-    assert.deepEqual(packageFromNotes([note('GNU', 3, 'xx'), note('FDO', 0xcafe1a7e, '{"type":"deb","name":"libssl3","version":"3.0.20-1~deb12u2","architecture":"amd64"}\0\0')]), {
-      name: 'libssl3',
-      version: '3.0.20-1~deb12u2',
-      source: 'note',
-    });
+    assert.deepEqual(
+      packageFromNotes([
+        note('GNU', 3, 'xx'),
+        note(
+          'FDO',
+          0xcafe1a7e,
+          '{"type":"deb","name":"libssl3","version":"3.0.20-1~deb12u2","architecture":"amd64"}\0\0',
+        ),
+      ]),
+      {
+        name: 'libssl3',
+        version: '3.0.20-1~deb12u2',
+        source: 'note',
+      },
+    );
     assert.equal(packageFromNotes([note('FDO', 0xcafe1a7e, '{not json')]), undefined);
     assert.equal(packageFromNotes([note('FDO', 0xcafe1a7e, '{"type":"deb"}')]), undefined);
     assert.equal(packageFromNotes([note('GNU', 0xcafe1a7e, '{"name":"x"}')]), undefined);
@@ -84,37 +103,75 @@ describe('--outdated: pure part', () => {
     assert.equal(status.get('libssl3:amd64'), '3.0.20-1~deb12u2');
     assert.equal(status.get('zlib1g:amd64'), '1:1.2.13.dfsg-1');
     assert.equal(status.has('gone'), false, 'only installed packages');
-    assert.deepEqual(dpkgPathAliases('/usr/lib/x86_64-linux-gnu/libc.so.6'), ['/usr/lib/x86_64-linux-gnu/libc.so.6', '/lib/x86_64-linux-gnu/libc.so.6']);
-    assert.deepEqual(dpkgPathAliases('/lib64/ld-linux-x86-64.so.2'), ['/lib64/ld-linux-x86-64.so.2', '/usr/lib64/ld-linux-x86-64.so.2']);
+    assert.deepEqual(dpkgPathAliases('/usr/lib/x86_64-linux-gnu/libc.so.6'), [
+      '/usr/lib/x86_64-linux-gnu/libc.so.6',
+      '/lib/x86_64-linux-gnu/libc.so.6',
+    ]);
+    assert.deepEqual(dpkgPathAliases('/lib64/ld-linux-x86-64.so.2'), [
+      '/lib64/ld-linux-x86-64.so.2',
+      '/usr/lib64/ld-linux-x86-64.so.2',
+    ]);
     assert.deepEqual(dpkgPathAliases('/opt/app/lib/libx.so'), ['/opt/app/lib/libx.so']);
   });
 
   it('gives each process its state from the live build, the refusal and the pair verdict', () => {
-    const pair = (verdict: PairVerdict['verdict']): PairVerdict => ({ from: 'a', to: 'b', verdict, reasons: verdict === 'incompatible' ? [{ code: 'CODE_X', message: 'm' }] : [] });
+    const pair = (verdict: PairVerdict['verdict']): PairVerdict => ({
+      from: 'a',
+      to: 'b',
+      verdict,
+      reasons: verdict === 'incompatible' ? [{ code: 'CODE_X', message: 'm' }] : [],
+    });
     assert.deepEqual(stateOf('b', 'b', undefined, undefined), { state: 'patched' });
     assert.deepEqual(stateOf('a', 'b', pair('compatible'), undefined), { state: 'patchable' });
     assert.deepEqual(stateOf('a', 'b', pair('unchanged'), undefined), { state: 'patchable' });
-    assert.deepEqual(stateOf('a', 'b', pair('incompatible'), undefined), { state: 'refused', reasons: [{ code: 'CODE_X', message: 'm' }] });
+    assert.deepEqual(stateOf('a', 'b', pair('incompatible'), undefined), {
+      state: 'refused',
+      reasons: [{ code: 'CODE_X', message: 'm' }],
+    });
     assert.equal(stateOf('a', 'b', pair('unusable'), undefined).state, 'refused');
-    assert.deepEqual(stateOf('a', 'b', undefined, { code: 'TRIGGER_GLIBC', message: 'g' }), { state: 'refused', reasons: [{ code: 'TRIGGER_GLIBC', message: 'g' }] });
+    assert.deepEqual(stateOf('a', 'b', undefined, { code: 'TRIGGER_GLIBC', message: 'g' }), {
+      state: 'refused',
+      reasons: [{ code: 'TRIGGER_GLIBC', message: 'g' }],
+    });
     assert.equal(stateOf('a', 'b', undefined, undefined).state, 'inaccessible');
-    assert.equal(stateOf(undefined, 'b', undefined, undefined).state, 'inaccessible', 'an unknown running build is never taken for patched');
+    assert.equal(
+      stateOf(undefined, 'b', undefined, undefined).state,
+      'inaccessible',
+      'an unknown running build is never taken for patched',
+    );
     assert.equal(stateOf(undefined, undefined, undefined, undefined).state, 'inaccessible');
   });
 
   it('counts and decides the exit status: outdated, uninspected or current', () => {
-    const lib = (states: Array<[number, 'patched' | 'patchable' | 'refused' | 'inaccessible']>): OutdatedLibrary => ({
+    const lib = (
+      states: Array<[number, 'patched' | 'patchable' | 'refused' | 'inaccessible']>,
+    ): OutdatedLibrary => ({
       path: '/l',
       soname: 'l',
       onDisk: { buildId: 'b' },
-      processes: states.map(([pid, state]) => ({ pid, command: 'c', state, running: { buildId: 'a' }, mapFiles: '' })),
+      processes: states.map(([pid, state]) => ({
+        pid,
+        command: 'c',
+        state,
+        running: { buildId: 'a' },
+        mapFiles: '',
+      })),
     });
-    const s = summarize([lib([[1, 'patched'], [2, 'patchable']]), lib([[2, 'refused']])]);
+    const s = summarize([
+      lib([
+        [1, 'patched'],
+        [2, 'patchable'],
+      ]),
+      lib([[2, 'refused']]),
+    ]);
     assert.deepEqual(s, { processes: 2, patched: 1, patchable: 1, refused: 1, inaccessible: 0 });
     assert.equal(outdatedOutcome({ summary: s, uninspected: 0 }), 'outdated');
     const done = summarize([lib([[1, 'patched']])]);
     assert.equal(outdatedOutcome({ summary: done, uninspected: 0 }), 'current');
     assert.equal(outdatedOutcome({ summary: done, uninspected: 3 }), 'uninspected');
-    assert.equal(outdatedOutcome({ summary: summarize([lib([[1, 'inaccessible']])]), uninspected: 0 }), 'outdated');
+    assert.equal(
+      outdatedOutcome({ summary: summarize([lib([[1, 'inaccessible']])]), uninspected: 0 }),
+      'outdated',
+    );
   });
 });

@@ -24,19 +24,33 @@ interface TlsShape {
 }
 
 function build(label: string, shape: TlsShape | undefined) {
-  const spec: ElfSpec = { soname: 'libt.so.1', text: { vaddr: 0n, size: 0x3000n }, data: { vaddr: 0x4000n, size: 0x2000n } };
+  const spec: ElfSpec = {
+    soname: 'libt.so.1',
+    text: { vaddr: 0n, size: 0x3000n },
+    data: { vaddr: 0x4000n, size: 0x2000n },
+  };
   if (shape) {
     const image = shape.image ?? Buffer.alloc(16, 7);
-    spec.tls = { vaddr: TDATA, filesz: BigInt(image.length), memsz: shape.memsz ?? 64n, align: shape.align ?? 8n };
+    spec.tls = {
+      vaddr: TDATA,
+      filesz: BigInt(image.length),
+      memsz: shape.memsz ?? 64n,
+      align: shape.align ?? 8n,
+    };
     spec.images = [{ vaddr: TDATA, bytes: image }];
     spec.symbols = (shape.vars ?? [{ name: 'counter', value: 0n }]).map((v) => ({ type: STT_TLS, ...v }));
-    spec.relocs = (shape.relocated ?? []).map((o) => ({ offset: TDATA + o, type: RelocType.RELATIVE, addend: 0x1000n }));
+    spec.relocs = (shape.relocated ?? []).map((o) => ({
+      offset: TDATA + o,
+      type: RelocType.RELATIVE,
+      addend: 0x1000n,
+    }));
     spec.staticTls = shape.staticTls ?? false;
   }
   return createBuild(label, `/${label}/libt.so.1`, Buffer.alloc(0), syntheticElf(spec));
 }
 
-const tls = (from: TlsShape | undefined, to: TlsShape | undefined) => analyzeTls({ from: build('old', from), to: build('new', to) });
+const tls = (from: TlsShape | undefined, to: TlsShape | undefined) =>
+  analyzeTls({ from: build('old', from), to: build('new', to) });
 const codes = (c: ReturnType<typeof tls>) => c.findings.map((f) => `${f.severity}:${f.code}`);
 
 describe('packer: the TLS block running threads keep', () => {
@@ -56,7 +70,10 @@ describe('packer: the TLS block running threads keep', () => {
   it('refuses a block of another size or alignment, with both layouts in the details', () => {
     const grown = tls({}, { memsz: 72n });
     assert.deepEqual(codes(grown), ['error:TLS_LAYOUT_CHANGED']);
-    assert.deepEqual(grown.findings[0]!.details, { from: { memsz: 64, filesz: 16, align: 8 }, to: { memsz: 72, filesz: 16, align: 8 } });
+    assert.deepEqual(grown.findings[0]!.details, {
+      from: { memsz: 64, filesz: 16, align: 8 },
+      to: { memsz: 72, filesz: 16, align: 8 },
+    });
     assert.deepEqual(codes(tls({}, { align: 16n })), ['error:TLS_LAYOUT_CHANGED']);
   });
 
@@ -70,8 +87,34 @@ describe('packer: the TLS block running threads keep', () => {
   });
 
   it('refuses a variable that moves; a new variable in unused bytes is only reported', () => {
-    assert.deepEqual(codes(tls({ vars: [{ name: 'a', value: 0n }, { name: 'b', value: 8n }] }, { vars: [{ name: 'a', value: 8n }, { name: 'b', value: 0n }] })), ['error:TLS_SYMBOL_MOVED']);
-    const added = tls({ vars: [{ name: 'a', value: 0n }] }, { vars: [{ name: 'a', value: 0n }, { name: 'fresh', value: 32n }] });
+    assert.deepEqual(
+      codes(
+        tls(
+          {
+            vars: [
+              { name: 'a', value: 0n },
+              { name: 'b', value: 8n },
+            ],
+          },
+          {
+            vars: [
+              { name: 'a', value: 8n },
+              { name: 'b', value: 0n },
+            ],
+          },
+        ),
+      ),
+      ['error:TLS_SYMBOL_MOVED'],
+    );
+    const added = tls(
+      { vars: [{ name: 'a', value: 0n }] },
+      {
+        vars: [
+          { name: 'a', value: 0n },
+          { name: 'fresh', value: 32n },
+        ],
+      },
+    );
     assert.deepEqual(codes(added), ['info:TLS_SYMBOL_ADDED']);
     assert.deepEqual(added.findings[0]!.symbols, ['fresh']);
     assert.equal(added.verdict, 'compatible');

@@ -9,14 +9,27 @@ import type { ElfObject } from '../../../../elf/index.js';
 import type { ProcessObject } from '../../../../runtime/loader/model.js';
 import { encodeJump } from '../../../../runtime/loader/redirect-code.js';
 import { decodeJournal, encodeJournal, type Journal } from '../../../../runtime/loader/redirect-journal.js';
-import { planRedirects, type RedirectInput, type StepFunctions } from '../../../../runtime/loader/redirects.js';
+import {
+  planRedirects,
+  type RedirectInput,
+  type StepFunctions,
+} from '../../../../runtime/loader/redirects.js';
 import { threadsInside } from '../../../../runtime/loader/redirect-switch.js';
 
 /** A straight-line body long enough for any jump. */
 const BODY = Buffer.from('488b0500000000488d14bf488b00488d445001c3', 'hex');
 
 function build(id: string, bias: bigint): ProcessObject {
-  return { name: id, bias, elf: {} as ElfObject, buildId: id, soname: 'libx.so.1', source: 'ulp', code: [{ start: bias, end: bias + 0x100000n }], span: { start: bias, end: bias + 0x100000n } };
+  return {
+    name: id,
+    bias,
+    elf: {} as ElfObject,
+    buildId: id,
+    soname: 'libx.so.1',
+    source: 'ulp',
+    code: [{ start: bias, end: bias + 0x100000n }],
+    span: { start: bias, end: bias + 0x100000n },
+  };
 }
 
 const v1 = build('aa01', 0x7f0000000000n);
@@ -35,11 +48,27 @@ const range = (id: string, name: string) => {
   return { start: `0x${s.toString(16)}`, end: `0x${e.toString(16)}` };
 };
 
-function step(from: ProcessObject, to: ProcessObject, names: string[], unpaired: string[] = []): StepFunctions {
-  return { fromBuildId: from.buildId!, toBuildId: to.buildId!, pairs: names.map((name) => ({ name, from: range(from.buildId!, name), to: range(to.buildId!, name) })), unpaired: unpaired.map((name) => ({ name, ...range(from.buildId!, name) })) };
+function step(
+  from: ProcessObject,
+  to: ProcessObject,
+  names: string[],
+  unpaired: string[] = [],
+): StepFunctions {
+  return {
+    fromBuildId: from.buildId!,
+    toBuildId: to.buildId!,
+    pairs: names.map((name) => ({ name, from: range(from.buildId!, name), to: range(to.buildId!, name) })),
+    unpaired: unpaired.map((name) => ({ name, ...range(from.buildId!, name) })),
+  };
 }
 
-function input(builds: ProcessObject[], target: ProcessObject, s: StepFunctions | undefined, previous?: Journal, opts: { names?: boolean } = {}): RedirectInput {
+function input(
+  builds: ProcessObject[],
+  target: ProcessObject,
+  s: StepFunctions | undefined,
+  previous?: Journal,
+  opts: { names?: boolean } = {},
+): RedirectInput {
   const active = previous?.redirects ?? [];
   return {
     builds,
@@ -49,7 +78,9 @@ function input(builds: ProcessObject[], target: ProcessObject, s: StepFunctions 
     step: s,
     code: (_b, start, end) => {
       const len = Number(end - start);
-      return len <= BODY.length ? Buffer.from(BODY.subarray(0, len)) : Buffer.concat([BODY, Buffer.alloc(len - BODY.length, 0xcc)]);
+      return len <= BODY.length
+        ? Buffer.from(BODY.subarray(0, len))
+        : Buffer.concat([BODY, Buffer.alloc(len - BODY.length, 0xcc)]);
     },
     lookup: (b, name) => {
       if (opts.names === false && b === v1) return undefined;
@@ -68,12 +99,21 @@ function journalOf(plan: ReturnType<typeof planRedirects>, live: ProcessObject, 
     live: live.buildId!,
     pairs: plan.pairs,
     unpaired: plan.unpaired,
-    redirects: plan.redirects.map((r) => ({ at: `0x${r.at.toString(16)}`, original: r.original.toString('hex'), written: r.written.toString('hex'), from: r.from, to: r.to })),
+    redirects: plan.redirects.map((r) => ({
+      at: `0x${r.at.toString(16)}`,
+      original: r.original.toString('hex'),
+      written: r.written.toString('hex'),
+      from: r.from,
+      to: r.to,
+    })),
     uncovered: plan.uncovered,
   };
 }
 
-const jumps = (plan: ReturnType<typeof planRedirects>) => plan.redirects.map((r) => `${r.from.build}:${r.from.name ?? r.from.start} -> ${r.to.build}:${r.to.start}`).sort();
+const jumps = (plan: ReturnType<typeof planRedirects>) =>
+  plan.redirects
+    .map((r) => `${r.from.build}:${r.from.name ?? r.from.start} -> ${r.to.build}:${r.to.start}`)
+    .sort();
 
 describe('redirect planner', () => {
   it('apply: each changed function of the old build jumps to its counterpart', () => {
@@ -88,13 +128,22 @@ describe('redirect planner', () => {
 
   it('reports functions too short for a jump and functions without a counterpart', () => {
     const plan = planRedirects(input([v1, v2], v2, step(v1, v2, ['f', 'tiny'], ['g'])));
-    assert.deepEqual(jumps(plan), ['aa01:f -> aa02:0x2000', 'aa01:g -> aa02:0x2040'], 'g is found by name in the live build');
+    assert.deepEqual(
+      jumps(plan),
+      ['aa01:f -> aa02:0x2000', 'aa01:g -> aa02:0x2040'],
+      'g is found by name in the live build',
+    );
     assert.deepEqual(
       plan.uncovered.map((u) => [u.fn.name, u.reason]),
       [['tiny', 'too short for a jump (4 bytes, 5 needed)']],
     );
-    const gone = planRedirects(input([v1, v3], v3, { ...step(v1, v3, ['f']), unpaired: [{ name: 'tiny', ...range('aa01', 'tiny') }] }));
-    assert.deepEqual(gone.uncovered.map((u) => u.fn.name), ['tiny']);
+    const gone = planRedirects(
+      input([v1, v3], v3, { ...step(v1, v3, ['f']), unpaired: [{ name: 'tiny', ...range('aa01', 'tiny') }] }),
+    );
+    assert.deepEqual(
+      gone.uncovered.map((u) => u.fn.name),
+      ['tiny'],
+    );
     assert.match(gone.uncovered[0]!.reason, /no counterpart in the live build aa03/);
   });
 
@@ -114,19 +163,37 @@ describe('redirect planner', () => {
   it('stacking: every older build jumps straight to the live one, and reverting in any order keeps it so', () => {
     const j1 = journalOf(planRedirects(input([v1, v2], v2, step(v1, v2, ['f', 'g']))), v2, 1);
     const up = planRedirects(input([v1, v2, v3], v3, step(v2, v3, ['f']), j1));
-    assert.deepEqual(jumps(up), ['aa01:f -> aa03:0x3000', 'aa01:g -> aa03:0x3040', 'aa02:f -> aa03:0x3000', 'aa02:g -> aa03:0x3040']);
+    assert.deepEqual(jumps(up), [
+      'aa01:f -> aa03:0x3000',
+      'aa01:g -> aa03:0x3040',
+      'aa02:f -> aa03:0x3000',
+      'aa02:g -> aa03:0x3040',
+    ]);
     // v1's jumps were written by the first switch: retargeted (rewritten over their old bytes), not restored.
     assert.equal(up.restores.length, 0);
-    assert.deepEqual(up.writes.filter((w) => w.redirect.from.build === 'aa01').map((w) => w.expect), j1.redirects.map((r) => Buffer.from(r.written, 'hex')));
+    assert.deepEqual(
+      up.writes.filter((w) => w.redirect.from.build === 'aa01').map((w) => w.expect),
+      j1.redirects.map((r) => Buffer.from(r.written, 'hex')),
+    );
     const j2 = journalOf(up, v3, 2);
     // The patch below reverted first (bundle v1 <-> v2 while v3 is live): v2 and v3 jump to v1, v1 is clean.
     const down = planRedirects(input([v1, v2, v3], v1, step(v2, v1, ['f', 'g']), j2));
-    assert.deepEqual(jumps(down), ['aa02:f -> aa01:0x1000', 'aa02:g -> aa01:0x1040', 'aa03:f -> aa01:0x1000', 'aa03:g -> aa01:0x1040']);
+    assert.deepEqual(jumps(down), [
+      'aa02:f -> aa01:0x1000',
+      'aa02:g -> aa01:0x1040',
+      'aa03:f -> aa01:0x1000',
+      'aa03:g -> aa01:0x1040',
+    ]);
     assert.deepEqual(down.restores.map((r) => r.at).sort(), [v1.bias + 0x1000n, v1.bias + 0x1040n]);
     assert.deepEqual(down.uncovered, []);
     // The top reverted first instead: v3 -> v2; v1 and v3 jump to v2.
     const top = planRedirects(input([v1, v2, v3], v2, step(v3, v2, ['f']), j2));
-    assert.deepEqual(jumps(top), ['aa01:f -> aa02:0x2000', 'aa01:g -> aa02:0x2040', 'aa03:f -> aa02:0x2000', 'aa03:g -> aa02:0x2040']);
+    assert.deepEqual(jumps(top), [
+      'aa01:f -> aa02:0x2000',
+      'aa01:g -> aa02:0x2040',
+      'aa03:f -> aa02:0x2000',
+      'aa03:g -> aa02:0x2040',
+    ]);
     assert.deepEqual(top.restores.map((r) => r.at).sort(), [v2.bias + 0x2000n, v2.bias + 0x2040n]);
   });
 
@@ -134,10 +201,22 @@ describe('redirect planner', () => {
     // v1 -> v2 changed f only; v2 -> v3 changes g: v1's g is the old g too, found only by name.
     const j1 = journalOf(planRedirects(input([v1, v2], v2, step(v1, v2, ['f']))), v2, 1);
     const withNames = planRedirects(input([v1, v2, v3], v3, step(v2, v3, ['g']), j1));
-    assert.deepEqual(jumps(withNames), ['aa01:f -> aa03:0x3000', 'aa01:g -> aa03:0x3040', 'aa02:f -> aa03:0x3000', 'aa02:g -> aa03:0x3040']);
+    assert.deepEqual(jumps(withNames), [
+      'aa01:f -> aa03:0x3000',
+      'aa01:g -> aa03:0x3040',
+      'aa02:f -> aa03:0x3000',
+      'aa02:g -> aa03:0x3040',
+    ]);
     const without = planRedirects(input([v1, v2, v3], v3, step(v2, v3, ['g']), j1, { names: false }));
-    assert.deepEqual(jumps(without), ['aa01:f -> aa03:0x3000', 'aa02:f -> aa03:0x3000', 'aa02:g -> aa03:0x3040']);
-    assert.deepEqual(without.uncovered.map((u) => [u.fn.build, u.fn.name]), [['aa01', 'g']]);
+    assert.deepEqual(jumps(without), [
+      'aa01:f -> aa03:0x3000',
+      'aa02:f -> aa03:0x3000',
+      'aa02:g -> aa03:0x3040',
+    ]);
+    assert.deepEqual(
+      without.uncovered.map((u) => [u.fn.build, u.fn.name]),
+      [['aa01', 'g']],
+    );
     assert.match(without.uncovered[0]!.reason, /no symbol that names its copy of g/);
   });
 
@@ -150,25 +229,46 @@ describe('redirect planner', () => {
     const w = near.writes.find((x) => x.redirect.from.build === 'aa01')!;
     assert.equal(w.bytes.length, 14);
     assert.deepEqual(w.bytes.subarray(0, 5), encodeJump(v1.bias + 0x1000n, v2.bias + 0x2000n));
-    assert.deepEqual(w.bytes.subarray(5), BODY.subarray(5, 14), 'the far jump tail gets its original bytes back');
+    assert.deepEqual(
+      w.bytes.subarray(5),
+      BODY.subarray(5, 14),
+      'the far jump tail gets its original bytes back',
+    );
     assert.deepEqual(w.expect, p.redirects[0]!.written);
   });
 
   it('a bundle without pairs names its changed functions as reachable', () => {
-    const p = planRedirects(input([v1, v2], v2, { fromBuildId: 'aa01', toBuildId: 'aa02', pairs: [], unpaired: [], changed: ['f'] }));
+    const p = planRedirects(
+      input([v1, v2], v2, {
+        fromBuildId: 'aa01',
+        toBuildId: 'aa02',
+        pairs: [],
+        unpaired: [],
+        changed: ['f'],
+      }),
+    );
     assert.deepEqual(p.redirects, []);
-    assert.deepEqual(p.uncovered.map((u) => [u.fn.name, u.reason]), [['f', 'the bundle lists no function pairs (made by an older ulp-pack)']]);
+    assert.deepEqual(
+      p.uncovered.map((u) => [u.fn.name, u.reason]),
+      [['f', 'the bundle lists no function pairs (made by an older ulp-pack)']],
+    );
   });
 
   it('threads inside the replaced bytes are found; one at the first byte is not in the way', () => {
     const writes = [{ at: 0x1000n, bytes: Buffer.alloc(5), expect: Buffer.alloc(5) }];
     const at = (rip: bigint, inSyscall = false) => ({ rip, inSyscall });
-    assert.deepEqual([...threadsInside([at(0x1000n), at(0x1005n), at(0x0fffn), at(0x1007n, true)], writes)], []);
+    assert.deepEqual(
+      [...threadsInside([at(0x1000n), at(0x1005n), at(0x0fffn), at(0x1007n, true)], writes)],
+      [],
+    );
     assert.deepEqual([...threadsInside([at(0x1003n)], writes)], [0x1000n]);
     // Stopped in a system call whose `syscall` ends the replaced bytes: a restart would execute them.
     assert.deepEqual([...threadsInside([at(0x1005n, true)], writes)], [0x1000n]);
     // A longer write (a far jump replacing a near one) counts its whole length.
-    assert.deepEqual([...threadsInside([at(0x1008n)], [{ at: 0x1000n, bytes: Buffer.alloc(14), expect: Buffer.alloc(5) }])], [0x1000n]);
+    assert.deepEqual(
+      [...threadsInside([at(0x1008n)], [{ at: 0x1000n, bytes: Buffer.alloc(14), expect: Buffer.alloc(5) }])],
+      [0x1000n],
+    );
   });
 
   it('the journal survives its encoding and is refused when damaged', () => {

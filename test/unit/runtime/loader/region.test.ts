@@ -5,7 +5,13 @@
  */
 import assert from 'node:assert/strict';
 import { isUlpError } from '../../../../common/errors.js';
-import { aliasable, inRegion, ownRegion, regionOf, sharedAddress } from '../../../../runtime/loader/region.js';
+import {
+  aliasable,
+  inRegion,
+  ownRegion,
+  regionOf,
+  sharedAddress,
+} from '../../../../runtime/loader/region.js';
 import { family, placed, syntheticElf } from '../../../../lab/process-model.js';
 
 const V1 = 0x7f00_0000_0000n;
@@ -13,12 +19,21 @@ const V2 = 0x7f00_0010_0000n;
 
 /** Code, then a writable segment at `data` whose first `relro` bytes become read-only after RELRO. */
 const build = (data: bigint, size: bigint, relro = 0n) =>
-  syntheticElf({ soname: 'libr.so.1', text: { vaddr: 0n, size: 0x3000n }, data: { vaddr: data, size }, ...(relro ? { relro: { vaddr: data, size: relro } } : {}) });
+  syntheticElf({
+    soname: 'libr.so.1',
+    text: { vaddr: 0n, size: 0x3000n },
+    data: { vaddr: data, size },
+    ...(relro ? { relro: { vaddr: data, size: relro } } : {}),
+  });
 
 describe('the shared writable region', () => {
   it('is what stays writable after RELRO, in whole pages', () => {
     assert.deepEqual(ownRegion(build(0x4000n, 0x2000n, 0x1000n)), { start: 0x5000n, end: 0x6000n });
-    assert.deepEqual(ownRegion(build(0x4000n, 0x1800n)), { start: 0x4000n, end: 0x6000n }, 'no RELRO: the whole segment, its end rounded up');
+    assert.deepEqual(
+      ownRegion(build(0x4000n, 0x1800n)),
+      { start: 0x4000n, end: 0x6000n },
+      'no RELRO: the whole segment, its end rounded up',
+    );
     assert.equal(ownRegion(build(0x4000n, 0x1000n, 0x1000n)), undefined, 'all of it read-only after RELRO');
     assert.equal(ownRegion(syntheticElf({ text: { vaddr: 0n, size: 0x1000n } })), undefined);
   });
@@ -43,8 +58,16 @@ describe('the shared writable region', () => {
 
   it('refuses an object whose writable pages are split by RELRO into two regions', () => {
     // RELRO in the middle of the writable segment leaves writable pages on both sides.
-    const split = syntheticElf({ soname: 'libsplit.so', text: { vaddr: 0n, size: 0x1000n }, data: { vaddr: 0x2000n, size: 0x3000n }, relro: { vaddr: 0x3000n, size: 0x1000n } });
-    assert.throws(() => regionOf(split, 'libsplit.so'), (e: unknown) => isUlpError(e) && e.code === 'LOADER_LAYOUT');
+    const split = syntheticElf({
+      soname: 'libsplit.so',
+      text: { vaddr: 0n, size: 0x1000n },
+      data: { vaddr: 0x2000n, size: 0x3000n },
+      relro: { vaddr: 0x3000n, size: 0x1000n },
+    });
+    assert.throws(
+      () => regionOf(split, 'libsplit.so'),
+      (e: unknown) => isUlpError(e) && e.code === 'LOADER_LAYOUT',
+    );
     assert.equal(ownRegion(split), undefined);
   });
 });

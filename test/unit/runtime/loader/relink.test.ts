@@ -8,7 +8,15 @@
 import assert from 'node:assert/strict';
 import { RelocType } from '../../../../elf/types.js';
 import { STT_FUNC, STT_GNU_IFUNC, STT_OBJECT } from '../../../../elf/constants.js';
-import { classifySlot, collectSlots, countByBuild, ifuncResolvers, slotBuild, type ClassifyContext, type Slot } from '../../../../runtime/loader/relink.js';
+import {
+  classifySlot,
+  collectSlots,
+  countByBuild,
+  ifuncResolvers,
+  slotBuild,
+  type ClassifyContext,
+  type Slot,
+} from '../../../../runtime/loader/relink.js';
 import { ownRegion } from '../../../../runtime/loader/region.js';
 import { family, placed, syntheticElf, type ElfSpec } from '../../../../lab/process-model.js';
 
@@ -59,7 +67,17 @@ function world() {
   const exe = placed(syntheticElf(exeSpec), { name: '', bias: EXE });
   const v1 = placed(syntheticElf(lib(1)), { name: '/usr/lib/libx.so.1', bias: V1 });
   const v2 = placed(syntheticElf(lib(2)), { name: '/memfd:ulp:…', bias: V2, source: 'ulp' });
-  const libc = placed(syntheticElf({ soname: 'libc.so.6', text: { vaddr: 0n, size: 0x1000n }, symbols: [{ name: 'strlen', value: 0x500n }, { name: 'h', value: 0x600n }] }), { bias: OTHER });
+  const libc = placed(
+    syntheticElf({
+      soname: 'libc.so.6',
+      text: { vaddr: 0n, size: 0x1000n },
+      symbols: [
+        { name: 'strlen', value: 0x500n },
+        { name: 'h', value: 0x600n },
+      ],
+    }),
+    { bias: OTHER },
+  );
   const fam = family(v1, v2);
   const region = ownRegion(v1.elf)!;
   const ctx: ClassifyContext = { family: fam, target: v2, region, scope: [exe, v1, libc] };
@@ -76,20 +94,47 @@ describe('relink: which slots may hold the library and what each must become', (
   it('collects the symbol slots naming the library’s exports, a shared-region site once, and nothing about other libraries', () => {
     const { exe, v1, v2, slots, region } = world();
     assert.deepEqual(region, { start: 0x5000n, end: 0x6000n });
-    const seen = slots.map((s) => `${s.owner === exe ? 'exe' : s.owner === v1 ? 'v1' : s.owner === v2 ? 'v2' : '?'}@0x${(s.addr - s.owner.bias).toString(16)}:${s.ref.name}`);
-    assert.deepEqual(seen.sort(), ['exe@0x3008:f', 'exe@0x3010:h', 'exe@0x3018:g', 'exe@0x3020:f', 'exe@0x3028:pick', 'v1@0x4010:f', 'v1@0x5020:d', 'v2@0x4010:f'].sort());
+    const seen = slots.map(
+      (s) =>
+        `${s.owner === exe ? 'exe' : s.owner === v1 ? 'v1' : s.owner === v2 ? 'v2' : '?'}@0x${(s.addr - s.owner.bias).toString(16)}:${s.ref.name}`,
+    );
+    assert.deepEqual(
+      seen.sort(),
+      [
+        'exe@0x3008:f',
+        'exe@0x3010:h',
+        'exe@0x3018:g',
+        'exe@0x3020:f',
+        'exe@0x3028:pick',
+        'v1@0x4010:f',
+        'v1@0x5020:d',
+        'v2@0x4010:f',
+      ].sort(),
+    );
   });
 
   it('a slot bound to the old build’s function is stale and gets the target’s address; one bound to the target is done', () => {
     const { exe, ctx, slot } = world();
-    assert.deepEqual(classifySlot(slot(exe, 0x3008n), V1 + 0x1100n, ctx), { kind: 'stale', build: ctx.family.canonical, value: V2 + 0x1180n });
+    assert.deepEqual(classifySlot(slot(exe, 0x3008n), V1 + 0x1100n, ctx), {
+      kind: 'stale',
+      build: ctx.family.canonical,
+      value: V2 + 0x1180n,
+    });
     assert.deepEqual(classifySlot(slot(exe, 0x3008n), V2 + 0x1180n, ctx), { kind: 'target' });
   });
 
   it('keeps the addend of an R_X86_64_64 slot', () => {
     const { exe, ctx, slot } = world();
-    assert.deepEqual(classifySlot(slot(exe, 0x3020n), V1 + 0x1100n + 8n, ctx), { kind: 'stale', build: ctx.family.canonical, value: V2 + 0x1180n + 8n });
-    assert.deepEqual(classifySlot(slot(exe, 0x3020n), V1 + 0x1100n, ctx), { kind: 'unmatched', build: ctx.family.canonical }, 'without its addend the value is no symbol address');
+    assert.deepEqual(classifySlot(slot(exe, 0x3020n), V1 + 0x1100n + 8n, ctx), {
+      kind: 'stale',
+      build: ctx.family.canonical,
+      value: V2 + 0x1180n + 8n,
+    });
+    assert.deepEqual(
+      classifySlot(slot(exe, 0x3020n), V1 + 0x1100n, ctx),
+      { kind: 'unmatched', build: ctx.family.canonical },
+      'without its addend the value is no symbol address',
+    );
   });
 
   it('a value inside the shared region is data every build shares: nothing to do', () => {
@@ -99,13 +144,20 @@ describe('relink: which slots may hold the library and what each must become', (
 
   it('a value in the old build’s code that is not the symbol (a PLT stub, an IFUNC choice) is left alone and reported', () => {
     const { exe, ctx, slot } = world();
-    assert.deepEqual(classifySlot(slot(exe, 0x3008n), V1 + 0x2000n, ctx), { kind: 'unmatched', build: ctx.family.canonical });
+    assert.deepEqual(classifySlot(slot(exe, 0x3008n), V1 + 0x2000n, ctx), {
+      kind: 'unmatched',
+      build: ctx.family.canonical,
+    });
   });
 
   it('a symbol the target lacks: missing for another object’s slot, not a residue for the old build’s own', () => {
     const { exe, v1, ctx, slot } = world();
     assert.deepEqual(classifySlot(slot(exe, 0x3018n), V1 + 0x1200n, ctx), { kind: 'missing', build: v1 });
-    const own: Slot = { ...slot(v1, 0x4010n), ref: { name: 'g' }, reloc: { ...slot(v1, 0x4010n).reloc, symbol: v1.elf.lookup('g')! } };
+    const own: Slot = {
+      ...slot(v1, 0x4010n),
+      ref: { name: 'g' },
+      reloc: { ...slot(v1, 0x4010n).reloc, symbol: v1.elf.lookup('g')! },
+    };
     assert.deepEqual(classifySlot(own, V1 + 0x1200n, ctx), { kind: 'other' });
   });
 
@@ -129,7 +181,11 @@ describe('relink: which slots may hold the library and what each must become', (
     const s = slot(exe, 0x3028n);
     assert.deepEqual(ifuncResolvers(slots, v2), [{ key: 'pick@', resolver: V2 + 0x1400n }]);
     assert.deepEqual(classifySlot(s, V1 + 0x1400n, ctx), { kind: 'missing', build: v1 });
-    assert.deepEqual(classifySlot(s, V1 + 0x1400n, { ...ctx, ifuncs: new Map([['pick@', V2 + 0x1450n]]) }), { kind: 'stale', build: v1, value: V2 + 0x1450n });
+    assert.deepEqual(classifySlot(s, V1 + 0x1400n, { ...ctx, ifuncs: new Map([['pick@', V2 + 0x1450n]]) }), {
+      kind: 'stale',
+      build: v1,
+      value: V2 + 0x1450n,
+    });
   });
 
   it('the live build is the one other objects’ slots point at; a build’s own slots do not vote', () => {
@@ -138,6 +194,9 @@ describe('relink: which slots may hold the library and what each must become', (
     assert.equal(slotBuild(slot(exe, 0x3008n), V1 + 0x2000n, fam), undefined);
     const votes = [slot(exe, 0x3008n), slot(exe, 0x3020n), slot(v1, 0x4010n), slot(v2, 0x4010n)];
     const counts = countByBuild(votes, [V2 + 0x1180n, V1 + 0x1108n, V1 + 0x1100n, V2 + 0x1180n], fam);
-    assert.deepEqual([...counts].map(([b, n]) => [b === v1 ? 'v1' : 'v2', n]).sort(), [['v1', 1], ['v2', 1]]);
+    assert.deepEqual([...counts].map(([b, n]) => [b === v1 ? 'v1' : 'v2', n]).sort(), [
+      ['v1', 1],
+      ['v2', 1],
+    ]);
   });
 });

@@ -5,14 +5,29 @@
  */
 import assert from 'node:assert/strict';
 import { STB_LOCAL, STB_WEAK, STT_GNU_IFUNC, STT_SECTION, STT_TLS } from '../../../../elf/constants.js';
-import { globalScope, isDefinition, lookupIn, lookupInScope, recordScopes, scopeOf } from '../../../../runtime/loader/scope.js';
+import {
+  globalScope,
+  isDefinition,
+  lookupIn,
+  lookupInScope,
+  recordScopes,
+  scopeOf,
+} from '../../../../runtime/loader/scope.js';
 import { placed, syntheticElf, type SymSpec } from '../../../../lab/process-model.js';
 
 let nextBias = 0x7f00_0000_0000n;
-function obj(name: string, symbols: SymSpec[] = [], needed: string[] = [], source: 'linkmap' | 'ulp' = 'linkmap') {
+function obj(
+  name: string,
+  symbols: SymSpec[] = [],
+  needed: string[] = [],
+  source: 'linkmap' | 'ulp' = 'linkmap',
+) {
   nextBias += 0x10_0000n;
   const soname = name ? name.slice(name.lastIndexOf('/') + 1) : undefined;
-  return placed(syntheticElf({ ...(soname ? { soname } : {}), needed, text: { vaddr: 0n, size: 0x1000n }, symbols }), { name, bias: nextBias, source });
+  return placed(
+    syntheticElf({ ...(soname ? { soname } : {}), needed, text: { vaddr: 0n, size: 0x1000n }, symbols }),
+    { name, bias: nextBias, source },
+  );
 }
 
 describe('scope: where ld.so looks a symbol up', () => {
@@ -31,7 +46,11 @@ describe('scope: where ld.so looks a symbol up', () => {
     const b = obj('/lib/libb.so');
     recordScopes([exe, a, b], [exe, b, a]);
     assert.deepEqual(globalScope([exe, a, b]), [exe, b, a]);
-    assert.deepEqual(scopeOf(a, globalScope([exe, a, b])), [exe, b, a], 'a global object searches the global scope only');
+    assert.deepEqual(
+      scopeOf(a, globalScope([exe, a, b])),
+      [exe, b, a],
+      'a global object searches the global scope only',
+    );
   });
 
   it('an object dlopen’ed RTLD_LOCAL searches the global scope, then its own dependency closure', () => {
@@ -45,7 +64,11 @@ describe('scope: where ld.so looks a symbol up', () => {
     const global = globalScope(objects);
     assert.deepEqual(global, [exe, libc]);
     assert.deepEqual(scopeOf(plugin, global), [exe, libc, plugin, dep, deeper]);
-    assert.deepEqual(scopeOf(deeper, global), [exe, libc, plugin, dep, deeper], 'a dependency shares the group of the dlopen that reached it');
+    assert.deepEqual(
+      scopeOf(deeper, global),
+      [exe, libc, plugin, dep, deeper],
+      'a dependency shares the group of the dlopen that reached it',
+    );
   });
 
   it('the first definition in scope wins, even a weak one', () => {
@@ -59,9 +82,16 @@ describe('scope: where ld.so looks a symbol up', () => {
   });
 
   it('finds a versioned reference in the object that defines that version', () => {
-    const old = obj('/lib/libv.so', [{ name: 'f', value: 0x10n, version: 'V_1', hidden: true }, { name: 'f', value: 0x20n, version: 'V_2' }]);
+    const old = obj('/lib/libv.so', [
+      { name: 'f', value: 0x10n, version: 'V_1', hidden: true },
+      { name: 'f', value: 0x20n, version: 'V_2' },
+    ]);
     assert.equal(lookupIn(old, { name: 'f', version: 'V_1' })?.addr, old.bias + 0x10n);
-    assert.equal(lookupIn(old, { name: 'f' })?.addr, old.bias + 0x20n, 'an unversioned reference binds the default version');
+    assert.equal(
+      lookupIn(old, { name: 'f' })?.addr,
+      old.bias + 0x20n,
+      'an unversioned reference binds the default version',
+    );
     assert.equal(lookupIn(old, { name: 'f', version: 'V_3' }), undefined);
   });
 
@@ -75,6 +105,10 @@ describe('scope: where ld.so looks a symbol up', () => {
     ]);
     const def = (n: string) => isDefinition(o.elf.lookup(n)!);
     assert.deepEqual(['local', 'sect', 'zero', 'tls0', 'ifunc'].map(def), [false, false, false, true, true]);
-    assert.equal(lookupIn(o, { name: 'tls0' })?.addr, 0n, 'a TLS definition’s address is its offset in the module’s block');
+    assert.equal(
+      lookupIn(o, { name: 'tls0' })?.addr,
+      0n,
+      'a TLS definition’s address is its offset in the module’s block',
+    );
   });
 });

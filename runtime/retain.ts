@@ -27,7 +27,7 @@ import { openTargetFd } from './memory.js';
 import { withSession, type SessionOptions } from './session.js';
 import { MAP, MFD, PROT } from './sys/constants.js';
 import { readFileSync } from 'node:fs';
-import { retainedMemfdName } from './retained-name.js';
+import { retainedMemfdName } from './memfd-names.js';
 import { readLibraryState } from './loader/library.js';
 import { takeSnapshot } from './loader/snapshot.js';
 import { RemoteMemory } from './memory.js';

@@ -13,7 +13,7 @@ import { readLibraryState } from './loader/library.js';
 import { parseMemfdPath } from './memfd-names.js';
 import { takeSnapshot } from './loader/snapshot.js';
 import { parseMaps, type Mapping } from './maps.js';
-import { retainedFileKey } from './retained-name.js';
+import { retainedFileKey } from './memfd-names.js';
 import { RemoteMemory } from './memory.js';
 
 export const mapFilesPath = (pid: number, m: Pick<Mapping, 'start' | 'end'>) =>

@@ -7,7 +7,7 @@
  */
 import type { Mapping } from '../runtime/maps.js';
 import type { ElfNote } from '../elf/types.js';
-import { retainedFileKey } from '../runtime/retained-name.js';
+import { retainedFileKey } from '../runtime/memfd-names.js';
 
 /** One file a process maps with code in it, as /proc/PID/maps shows it. */
 export interface MappedFile {

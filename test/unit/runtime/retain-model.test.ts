@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { parseMaps } from '../../../runtime/maps.js';
 import { mappingsToRetain } from '../../../runtime/retain.js';
-import { retainedFileKey, retainedMemfdName } from '../../../runtime/retained-name.js';
+import { retainedFileKey, retainedMemfdName } from '../../../runtime/memfd-names.js';
 import { mappedCodeFiles } from '../../../trigger/outdated-model.js';
 
 const BEFORE = parseMaps(`

@@ -13,7 +13,7 @@
  */
 
 /** The exit classes of docs/CLI.md, by the name common/cli.ts's ExitCode gives each number. */
-export type ExitClass = 'INTERNAL' | 'REFUSED' | 'INVALID_INPUT' | 'TARGET' | 'IO' | 'ROLLED_BACK' | 'INTERRUPTED' | 'USAGE';
+export type ExitClass = 'INTERNAL' | 'REFUSED' | 'INVALID_INPUT' | 'TARGET' | 'IO' | 'ROLLED_BACK' | 'INTERRUPTED' | 'PARTIAL' | 'USAGE';
 
 /** The folder whose code throws it (docs/DEVELOPING.md "Layout"). */
 export type Layer = 'common' | 'elf' | 'patches' | 'packer' | 'runtime' | 'trigger';
@@ -140,6 +140,7 @@ export const ERROR_CODES = {
   TRIGGER_POLICY_UNSIGNED: spec('trigger', 'INVALID_INPUT', 'the host policy requires a verified signature and the bundle has none (or --allow-unverified was given)'),
   TRIGGER_POLICY_UNTRUSTED: spec('trigger', 'INVALID_INPUT', "the bundle's signature is by no key the host policy trusts"),
   TRIGGER_INTERRUPTED: spec('trigger', 'INTERRUPTED', '--all: SIGINT, SIGTERM or SIGHUP stopped the run between processes'),
+  TRIGGER_PARTIAL_SCAN: spec('trigger', 'PARTIAL', '--all, not as root: some process in scope could not be inspected (it may run the library) and --allow-partial was not given'),
   TRIGGER_SIGNATURE_UNVERIFIED: spec('trigger', 'INVALID_INPUT', 'the bundle is signed and no key was given'),
   TRIGGER_WRONG_BUILD: spec('trigger', 'REFUSED', 'the process runs another build than the bundle patches'),
   TRIGGER_NOT_APPLIED: spec('trigger', 'REFUSED', 'revert: the patch was never applied in this process'),

@@ -117,7 +117,7 @@ export function renderStatus(st: StatusReport): string {
 export function renderMatches(ms: readonly Match[]): string {
   const lines = [`${plural(ms.length, 'process')} found (from /proc, none attached to yet):`];
   for (const m of ms) lines.push(`  ${String(m.pid).padStart(7)}  ${(m.comm ?? '?').padEnd(15)}  ${(m.user ?? '?').padEnd(10)}  ${(m.unit ?? '-').padEnd(24)}  ${m.build} build ${shortBuildId(m.buildId)}`);
-  lines.push('dry run of each (attaches to it, changes nothing):');
+  if (ms.length) lines.push('dry run of each (attaches to it, changes nothing):');
   return lines.join('\n') + '\n';
 }
 

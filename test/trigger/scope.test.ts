@@ -3,6 +3,7 @@
  * reads, user names, unit names, and how the filters combine.
  */
 import assert from 'node:assert/strict';
+import { renderMatches } from '../../trigger/render.js';
 import { EMPTY_SCOPE, inScope, needsFacts, parsePasswd, realUid, resolveUser, unitName, unitOf, userName, type ProcessFacts } from '../../trigger/scope.js';
 
 const facts = (over: Partial<ProcessFacts> = {}): ProcessFacts => ({ pid: 100, comm: 'nginx', uid: 33, unit: 'nginx.service', ...over });
@@ -60,5 +61,18 @@ describe('--all scope (pure)', () => {
     assert.ok(!inScope(facts({ uid: undefined }), scope));
     assert.ok(!inScope(facts({ comm: undefined }), scope));
     assert.ok(inScope(facts({ unit: undefined }), { ...scope, units: [] }), 'a filter not given asks for nothing');
+  });
+
+  it('--all --dry-run lists each match on a line: pid, comm, user, unit (or -), which build; nothing more when none', () => {
+    const text = renderMatches([
+      { pid: 4711, comm: 'nginx', uid: 33, user: 'www-data', unit: 'nginx.service', build: 'old', buildId: '1c2ec6beb49da7fb00' },
+      { pid: 9, comm: undefined, uid: undefined, user: undefined, unit: undefined, build: 'new', buildId: '97ff0b2237a6ffa500' },
+    ]);
+    const lines = text.split('\n');
+    assert.equal(lines[0], '2 processes found (from /proc, none attached to yet):');
+    assert.match(lines[1]!, /^\s+4711 {2}nginx\s+www-data\s+nginx\.service\s+old build 1c2ec6be/);
+    assert.match(lines[2]!, /^\s+9 {2}\?\s+\?\s+-\s+new build 97ff0b22/);
+    assert.equal(lines[3], 'dry run of each (attaches to it, changes nothing):');
+    assert.equal(renderMatches([]), '0 processes found (from /proc, none attached to yet):\n');
   });
 });

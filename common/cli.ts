@@ -24,6 +24,8 @@ export const ExitCode = {
   OUTDATED: 7,
   /** ulp-trigger --all: stopped by SIGINT/SIGTERM/SIGHUP between processes; some were not attempted. */
   INTERRUPTED: 8,
+  /** ulp-trigger --all (not root): some process in scope could not be inspected, and --allow-partial was not given. */
+  PARTIAL: 9,
   USAGE: 64,
 } as const;
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];

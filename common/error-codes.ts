@@ -14,7 +14,15 @@
 
 /** The exit classes of docs/CLI.md, by the name common/cli.ts's ExitCode gives each number. */
 export type ExitClass =
-  'INTERNAL' | 'REFUSED' | 'INVALID_INPUT' | 'TARGET' | 'IO' | 'ROLLED_BACK' | 'INTERRUPTED' | 'USAGE';
+  | 'INTERNAL'
+  | 'REFUSED'
+  | 'INVALID_INPUT'
+  | 'TARGET'
+  | 'IO'
+  | 'ROLLED_BACK'
+  | 'INTERRUPTED'
+  | 'PARTIAL'
+  | 'USAGE';
 
 /** The folder whose code throws it (docs/DEVELOPING.md "Layout"). */
 export type Layer = 'common' | 'elf' | 'patches' | 'packer' | 'runtime' | 'trigger';
@@ -260,6 +268,11 @@ export const ERROR_CODES = {
     'trigger',
     'INTERRUPTED',
     '--all: SIGINT, SIGTERM or SIGHUP stopped the run between processes',
+  ),
+  TRIGGER_PARTIAL_SCAN: spec(
+    'trigger',
+    'PARTIAL',
+    '--all, not as root: some process in scope could not be inspected (it may run the library) and --allow-partial was not given',
   ),
   TRIGGER_SIGNATURE_UNVERIFIED: spec('trigger', 'INVALID_INPUT', 'the bundle is signed and no key was given'),
   TRIGGER_WRONG_BUILD: spec('trigger', 'REFUSED', 'the process runs another build than the bundle patches'),

@@ -41,7 +41,7 @@ _ulp_trigger() {
       --all) mode=all ;;
       --status) mode=status ;;
       --outdated) mode=outdated ;;
-      --key|--stop-timeout|--jobs|--pid|--bundles-dir) ;;
+      --key|--stop-timeout|--jobs|--pid|--bundles-dir|--exclude|--user|--comm|--unit) ;;
       -*) ;;
       *) nargs=$((nargs + 1)) ;;
     esac
@@ -50,10 +50,13 @@ _ulp_trigger() {
     --key) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --bundles-dir) COMPREPLY=($(compgen -d -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
     --stop-timeout|--jobs) return ;;
-    --pid) _ulp_pids "$cur"; return ;;
+    --pid|--exclude) _ulp_pids "$cur"; return ;;
+    --user) COMPREPLY=($(compgen -u -- "$cur")); return ;;
+    --comm) COMPREPLY=($(compgen -W "$(cat /proc/[0-9]*/comm 2>/dev/null | sort -u)" -- "$cur")); return ;;
+    --unit) COMPREPLY=($(compgen -W "$(systemctl list-units --type=service,scope --no-legend --plain 2>/dev/null | awk '{print $1}')" -- "$cur")); return ;;
   esac
   if [[ $cur == -* ]]; then
-    COMPREPLY=($(compgen -W '--revert --dry-run --all --pid --status --outdated --apply --bundles-dir --json --key --allow-unverified --allow-aliasing --stop-timeout --jobs -V --version -h --help' -- "$cur"))
+    COMPREPLY=($(compgen -W '--revert --dry-run --all --pid --exclude --user --comm --unit --allow-partial --status --outdated --apply --bundles-dir --json --key --allow-unverified --allow-aliasing --stop-timeout --jobs -V --version -h --help' -- "$cur"))
     return
   fi
   case $mode in

@@ -26,6 +26,17 @@ import { parseElfFromMemory } from '../elf/index.js';
 import { parseMaps, RemoteMemory } from '../runtime/index.js';
 import { ElfCache } from '../runtime/loader/index.js';
 import { runOne, type RunOptions, type RunResult } from './apply.js';
+import {
+  EMPTY_SCOPE,
+  inScope,
+  needsFacts,
+  parsePasswd,
+  realUid,
+  unitOf,
+  userName,
+  type ProcessFacts,
+  type Scope,
+} from './scope.js';
 
 export type ProcessOutcome =
   | { pid: number; ok: true; result: RunResult }
@@ -38,7 +49,12 @@ export interface AllResult {
   fromBuildId: string;
   toBuildId: string;
   processes: ProcessOutcome[];
-  /** Processes whose memory this user may not read. */
+  /**
+   * The processes found, before any is attached to (what `--all --dry-run`
+   * lists first): who each is and which of the bundle's builds it runs.
+   */
+  matches: Match[];
+  /** Processes in scope whose memory this user may not read. */
   inaccessible: number;
   /**
    * Processes with the library that were left alone: the trigger's own
@@ -62,6 +78,22 @@ export interface AllOptions extends RunOptions {
   jobs?: number;
   /** `--all --pid`: only these processes are considered. */
   among?: readonly number[];
+  /** `--exclude`, `--user`, `--comm`, `--unit`: only the processes in this scope are considered. */
+  scope?: Scope;
+  /** Called with the matches once they are found, before any process is attached to. */
+  onMatches?: (matches: Match[]) => void;
+}
+
+/** A process found with one of the bundle's builds, described from /proc alone. */
+export interface Match {
+  pid: number;
+  comm: string | undefined;
+  uid: number | undefined;
+  user: string | undefined;
+  unit: string | undefined;
+  /** Which of the bundle's builds it runs: `old` (manifest builds.old) or `new`. */
+  build: 'old' | 'new';
+  buildId: string;
 }
 
 /** What a worker is started with: the bundle (structured-cloned) and the options that are plain data. */
@@ -100,22 +132,61 @@ export function toBuffers(value: unknown): unknown {
   return value;
 }
 
+/** What /proc says about a process for the scope, each fact undefined when it cannot be read. */
+export function readFacts(pid: number): ProcessFacts {
+  const text = (name: string) => {
+    try {
+      return readFileSync(`/proc/${pid}/${name}`, 'utf8');
+    } catch {
+      return undefined;
+    }
+  };
+  const status = text('status');
+  const cgroup = text('cgroup');
+  return {
+    pid,
+    comm: text('comm')?.replace(/\n$/, ''),
+    uid: status === undefined ? undefined : realUid(status),
+    unit: cgroup === undefined ? undefined : unitOf(cgroup),
+  };
+}
+
+/** The host's user names (name to uid); empty when /etc/passwd cannot be read. */
+export function readUsers(): Map<string, number> {
+  try {
+    return parsePasswd(readFileSync('/etc/passwd', 'utf8'));
+  } catch {
+    return new Map();
+  }
+}
+
 /**
  * Pids whose mappings include a build with one of `buildIds`: among every
  * process, or among `among` only (`--all --pid`: a service's own processes,
- * when others on the machine map the same build and must be left alone).
+ * when others on the machine map the same build and must be left alone),
+ * and within `scope`. The scope is decided from /proc/PID/status, comm and
+ * cgroup, which any user may read, before the maps: a process out of scope
+ * is never inspected, nor counted as inaccessible.
  */
 export function findProcesses(
   buildIds: ReadonlySet<string>,
   among?: readonly number[],
-): { pids: number[]; inaccessible: number } {
+  scope: Scope = EMPTY_SCOPE,
+): {
+  pids: number[];
+  found: Array<{ pid: number; buildId: string; facts: ProcessFacts | undefined }>;
+  inaccessible: number;
+} {
   const byFile = new Map<string, string | undefined>();
-  const pids: number[] = [];
+  const found: Array<{ pid: number; buildId: string; facts: ProcessFacts | undefined }> = [];
   let inaccessible = 0;
+  const withFacts = needsFacts(scope);
   for (const entry of among ? [...new Set(among)].map(String) : readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     const pid = Number(entry);
     if (pid === process.pid) continue;
+    const facts = withFacts ? readFacts(pid) : undefined;
+    if (!inScope(facts ?? { pid, comm: undefined, uid: undefined, unit: undefined }, scope)) continue;
     let text: string;
     try {
       text = readFileSync(`/proc/${pid}/maps`, 'utf8');
@@ -126,7 +197,7 @@ export function findProcesses(
     }
     if (text === '') continue; // kernel thread, or a process this user cannot see into
     const mem = new RemoteMemory(pid);
-    let found = false;
+    let hit: string | undefined;
     let denied = false;
     for (const m of parseMaps(text)) {
       if (m.offset !== 0n || m.inode === 0 || !m.read) continue;
@@ -146,14 +217,14 @@ export function findProcesses(
       }
       const id = byFile.get(key);
       if (id && buildIds.has(id)) {
-        found = true;
+        hit = id;
         break;
       }
     }
     if (denied) inaccessible++;
-    else if (found) pids.push(pid);
+    else if (hit) found.push({ pid, buildId: hit, facts });
   }
-  return { pids, inaccessible };
+  return { pids: found.map((f) => f.pid), found, inaccessible };
 }
 
 /**
@@ -193,11 +264,36 @@ export async function runAll(bundle: Bundle, opts: AllOptions): Promise<AllResul
     opts.which === 'forward'
       ? [m.builds.old.buildId, m.builds.new.buildId]
       : [m.builds.new.buildId, m.builds.old.buildId];
-  const found = findProcesses(new Set([fromBuildId, toBuildId]), opts.among);
+  const found = findProcesses(new Set([fromBuildId, toBuildId]), opts.among, opts.scope);
   const mine = ancestors();
   const pids = found.pids.filter((p) => !mine.has(p));
   const skipped = found.pids.filter((p) => mine.has(p)).map((pid) => ({ pid, reason: 'ancestor' as const }));
-  const { onProcess, onResult, stopRequested, jobs = 1, ...runOpts } = opts;
+  const users = readUsers();
+  const matches: Match[] = found.found
+    .filter((f) => !mine.has(f.pid))
+    .map((f) => {
+      const facts = f.facts ?? readFacts(f.pid);
+      return {
+        pid: f.pid,
+        comm: facts.comm,
+        uid: facts.uid,
+        user: userName(facts.uid, users),
+        unit: facts.unit,
+        build: f.buildId === m.builds.old.buildId ? 'old' : 'new',
+        buildId: f.buildId,
+      };
+    });
+  opts.onMatches?.(matches);
+  const {
+    onProcess,
+    onResult,
+    stopRequested,
+    jobs = 1,
+    among: _among,
+    scope: _scope,
+    onMatches: _onMatches,
+    ...runOpts
+  } = opts;
   const run: PoolRun = {
     pids,
     bundle,
@@ -215,6 +311,7 @@ export async function runAll(bundle: Bundle, opts: AllOptions): Promise<AllResul
     which: opts.which,
     fromBuildId,
     toBuildId,
+    matches,
     processes,
     inaccessible: found.inaccessible,
     skipped,

@@ -9,6 +9,7 @@ import {
   ExitCode,
   exitCodeOf,
   printJson,
+  reportError,
   progress,
   runCommand,
   versionLine,
@@ -17,12 +18,20 @@ import {
 } from '../common/cli.js';
 import { UlpError } from '../common/errors.js';
 import { loadPublicKey, readBundleFile, type Bundle } from '../patches/index.js';
-import { runAll } from './all.js';
+import { readUsers, runAll } from './all.js';
+import { COMM_MAX, resolveUser, unitName, type Scope } from './scope.js';
 import { runOne, type RunOptions } from './apply.js';
 import { findOutdated } from './outdated.js';
 import { outdatedOutcome } from './outdated-model.js';
 import { renderOutdated } from './outdated-render.js';
-import { packageText, renderAllLine, renderAllSummary, renderRun, renderStatus } from './render.js';
+import {
+  packageText,
+  renderAllLine,
+  renderAllSummary,
+  renderMatches,
+  renderRun,
+  renderStatus,
+} from './render.js';
 import { readStatus } from './status.js';
 import { applyOutdated, DEFAULT_BUNDLES_DIR } from './upgrade.js';
 import { readBundleUnderPolicy, readPolicy } from './policy.js';
@@ -53,6 +62,11 @@ interface Options {
   allowAliasing?: boolean;
   stopTimeout?: string;
   pid?: string[];
+  exclude?: string[];
+  user?: string[];
+  comm?: string[];
+  unit?: string[];
+  allowPartial?: boolean;
   jobs?: string;
 }
 
@@ -83,6 +97,34 @@ function buildProgram(): Command {
       "with --all: only this process (repeat for several), e.g. one service's master and workers",
       (v: string, acc: string[]) => [...acc, v],
       [] as string[],
+    )
+    .option(
+      '--exclude <pid>',
+      'with --all: leave this process alone (repeat for several)',
+      (v: string, acc: string[]) => [...acc, v],
+      [] as string[],
+    )
+    .option(
+      '--user <name|uid>',
+      'with --all: only processes whose real user is this one (repeat for several)',
+      (v: string, acc: string[]) => [...acc, v],
+      [] as string[],
+    )
+    .option(
+      '--comm <name>',
+      'with --all: only processes with this command name, exactly as in /proc/PID/comm (repeat for several)',
+      (v: string, acc: string[]) => [...acc, v],
+      [] as string[],
+    )
+    .option(
+      '--unit <unit>',
+      'with --all: only processes of this systemd unit, from their cgroup; "nginx" means nginx.service (repeat for several)',
+      (v: string, acc: string[]) => [...acc, v],
+      [] as string[],
+    )
+    .option(
+      '--allow-partial',
+      'with --all, not as root: exit 0 even when some processes could not be inspected (they may run the library)',
     )
     .option(
       '--status',
@@ -126,7 +168,8 @@ glibc, unresolvable symbol, an export in use that the target lacks), 3 invalid
 bundle (damaged, tampered, bad signature), 4 process problem (no such process,
 permission denied, already traced, exited), 5 file unreadable, 6 the switch
 failed and was rolled back, 64 usage. With --all: the exit code of the first
-process that failed, 8 when SIGINT, SIGTERM or SIGHUP stopped it (after the process at
+process that failed, 9 when run as another user than root some processes
+could not be inspected (unless --allow-partial), 8 when SIGINT, SIGTERM or SIGHUP stopped it (after the process at
 hand; the rest are listed as not attempted). With --outdated: 0 nothing left to do, 7 some process
 runs a replaced library that is not patched, 4 nothing found but some
 processes could not be inspected; with --outdated --apply the same, counted
@@ -174,6 +217,20 @@ function validate(args: string[], opts: Options): void {
   if (opts.pid?.length && !opts.all)
     throw usage('--pid limits --all to some processes: without --all, give the PID as the first argument');
   for (const p of opts.pid ?? []) pidOf(p);
+  for (const o of ['exclude', 'user', 'comm', 'unit'] as const)
+    if (opts[o]?.length && !opts.all)
+      throw usage(`--${o} limits --all to some processes: it has no meaning without --all`);
+  if (opts.allowPartial && !opts.all) throw usage('--allow-partial goes with --all');
+  for (const p of opts.exclude ?? []) pidOf(p);
+  for (const c of opts.comm ?? []) {
+    if (c === '' || Buffer.byteLength(c) > COMM_MAX)
+      throw usage(
+        `--comm "${c}" can never match: a command name is 1 to ${COMM_MAX} bytes (the kernel cuts longer ones)`,
+        `Give the name as /proc/PID/comm shows it, e.g. "${c.slice(0, COMM_MAX)}".`,
+      );
+  }
+  for (const u of opts.unit ?? [])
+    if (!/^[\w:.@\\-]+$/.test(u)) throw usage(`--unit "${u}" is not a systemd unit name`);
   if (opts.jobs !== undefined && !opts.all) throw usage('--jobs has no meaning without --all');
   if (opts.apply && !opts.outdated)
     throw usage('--apply goes with --outdated (to apply one bundle, give PID and FIX.ulp)');
@@ -261,8 +318,10 @@ async function run(args: string[], opts: Options): Promise<ExitCodeValue> {
   const session = { stopTimeoutMs: Number(opts.stopTimeout ?? 2000) };
   const line = progress(PROGRAM);
   try {
+    // The scope first: an unknown --user is a usage error whatever the bundle.
     if (opts.all)
       return await runAllCommand(
+        scopeOf(opts),
         loadBundle(args[0]!, opts),
         opts,
         { which, dryRun: !!opts.dryRun, session, allowAliasing: !!opts.allowAliasing },
@@ -307,6 +366,7 @@ async function run(args: string[], opts: Options): Promise<ExitCodeValue> {
  * summary of what was and was not done, and exit code 8.
  */
 async function runAllCommand(
+  scope: Scope,
   bundle: Bundle,
   opts: Options,
   runOpts: RunOptions,
@@ -327,6 +387,8 @@ async function runAllCommand(
       ...runOpts,
       jobs: Number(opts.jobs ?? DEFAULT_JOBS),
       ...(opts.pid?.length ? { among: opts.pid.map(pidOf) } : {}),
+      scope,
+      ...(runOpts.dryRun && !opts.json ? { onMatches: (m) => process.stdout.write(renderMatches(m)) } : {}),
       stopRequested: () => stopSignal,
       onProcess: (i, n) =>
         line.update(
@@ -352,10 +414,46 @@ async function runAllCommand(
     else process.stdout.write(renderAllSummary(result));
     if (result.interrupted) return exitCodeOf('TRIGGER_INTERRUPTED');
     const failed = result.processes.find((p) => !p.ok);
-    return failed && !failed.ok ? exitCodeOf(failed.error.code) : ExitCode.OK;
+    if (failed && !failed.ok) return exitCodeOf(failed.error.code);
+    // Root's uninspectable processes belong to an outer container or a security module: nothing to do about them here.
+    if (result.inaccessible && !opts.allowPartial && process.geteuid?.() !== 0) {
+      // The result is printed already (JSON has `inaccessible`); the text form gets the error's usual report beside it.
+      if (!opts.json) reportError(PROGRAM, partialScan(result.inaccessible, result.soname), false);
+      return exitCodeOf('TRIGGER_PARTIAL_SCAN');
+    }
+    return ExitCode.OK;
   } finally {
     for (const sig of signals) process.off(sig, onSignal);
   }
+}
+
+function partialScan(n: number, soname: string): UlpError {
+  return new UlpError(
+    'TRIGGER_PARTIAL_SCAN',
+    `${n} process${n === 1 ? '' : 'es'} in scope could not be inspected (another user's) and may run ${soname}: they were not patched`,
+    'Run as root to include them, narrow the run (--user, --unit, --comm, --pid), or pass --allow-partial to accept a partial run.',
+    { inaccessible: n },
+  );
+}
+
+/** The scope of --all from its filters; an unknown user name is a usage error. */
+function scopeOf(opts: Options): Scope {
+  const users = opts.user?.length ? readUsers() : new Map<string, number>();
+  const uids = (opts.user ?? []).map((u) => {
+    const uid = resolveUser(u, users);
+    if (uid === undefined)
+      throw usage(
+        `--user "${u}": no such user in /etc/passwd`,
+        'Give a user name from /etc/passwd or a numeric uid.',
+      );
+    return uid;
+  });
+  return {
+    exclude: (opts.exclude ?? []).map(pidOf),
+    uids,
+    comms: opts.comm ?? [],
+    units: (opts.unit ?? []).map(unitName),
+  };
 }
 
 /** Runs ulp-trigger with `argv` (without node and script); sets process.exitCode. */

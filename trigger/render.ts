@@ -3,7 +3,7 @@ import type { RunResult } from './apply.js';
 import type { PackageInfo } from '../patches/index.js';
 import type { StatusReport } from './status.js';
 import { forkSummary } from '../runtime/loader/index.js';
-import type { AllResult, ProcessOutcome } from './all.js';
+import type { AllResult, Match, ProcessOutcome } from './all.js';
 import { hex, shortBuildId } from '../common/format.js';
 
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : word.endsWith('s') ? 'es' : 's'}`;
@@ -171,6 +171,21 @@ export function renderStatus(st: StatusReport): string {
       `abandoned staging of ${a.name} at ${hex(a.base)}: a trigger stopped before it finished; nothing uses it`,
     );
   lines.push('', `memory mapped by ulp: ${(st.ulpMappedBytes / 1024).toFixed(0)} KiB`);
+  return lines.join('\n') + '\n';
+}
+
+/**
+ * `--all --dry-run`'s list of the processes found, read from /proc before
+ * any is attached to: pid, command, user, systemd unit, and which of the
+ * bundle's builds it runs.
+ */
+export function renderMatches(ms: readonly Match[]): string {
+  const lines = [`${plural(ms.length, 'process')} found (from /proc, none attached to yet):`];
+  for (const m of ms)
+    lines.push(
+      `  ${String(m.pid).padStart(7)}  ${(m.comm ?? '?').padEnd(15)}  ${(m.user ?? '?').padEnd(10)}  ${(m.unit ?? '-').padEnd(24)}  ${m.build} build ${shortBuildId(m.buildId)}`,
+    );
+  if (ms.length) lines.push('dry run of each (attaches to it, changes nothing):');
   return lines.join('\n') + '\n';
 }
 

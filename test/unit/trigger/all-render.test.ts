@@ -38,6 +38,7 @@ const run = (processes: ProcessOutcome[], extra: Partial<AllResult> = {}): AllRe
   fromBuildId: 'a'.repeat(40),
   toBuildId: 'b'.repeat(40),
   processes,
+  matches: [],
   inaccessible: 0,
   skipped: [],
   totalMs: 12,

@@ -10,10 +10,10 @@ import { readFileSync } from 'node:fs';
 import { UlpError, isUlpError } from '../common/errors.js';
 import { parseElfFromMemory } from '../elf/index.js';
 import { readLibraryState } from './loader/library.js';
-import { parseMemfdPath } from './memfd-names.js';
+import { parseMemfdPath, retainedFileKey } from './memfd-names.js';
 import { takeSnapshot } from './loader/snapshot.js';
+import { readStatus } from './procfs.js';
 import { parseMaps, type Mapping } from './maps.js';
-import { retainedFileKey } from './memfd-names.js';
 import { RemoteMemory } from './memory.js';
 
 export const mapFilesPath = (pid: number, m: Pick<Mapping, 'start' | 'end'>) =>
@@ -77,6 +77,16 @@ export function findRunningBuild(pid: number, soname: string): RunningBuild {
   } catch (e) {
     throw processError(pid, e);
   }
+  // A process that has exited but is not reaped yet (a zombie) has no map: for packing it is gone.
+  if (text === '' && readStatus(pid)?.state === 'Z')
+    throw new UlpError(
+      'PACK_PROCESS_NOT_FOUND',
+      `process ${pid} has exited (a zombie)`,
+      'Check the pid (ps -p PID).',
+      {
+        pid,
+      },
+    );
   if (text === '')
     throw new UlpError(
       'PACK_PROCESS_UNREADABLE',

@@ -9,7 +9,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Bundle } from '../patches/index.js';
-import { ElfCache } from '../runtime/loader/elf-cache.js';
+import { ElfCache } from '../runtime/loader/index.js';
 import { runOneOutcome, toBuffers, type WorkerData, type WorkerReply, type WorkerRequest } from './all.js';
 
 const data = workerData as WorkerData;

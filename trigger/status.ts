@@ -7,11 +7,11 @@
 import { checkTarget, RemoteMemory, type Mapping } from '../runtime/index.js';
 import { memfdNameOfPath, type UlpMemfd } from '../runtime/memfd-names.js';
 import { STUB_SIZE } from '../runtime/stub/layout.js';
-import { FORK_PAGE_SIZE } from '../runtime/loader/fork/layout.js';
 import {
   buildKey,
   dataMemfdName,
   findDataPointers,
+  FORK_PAGE_SIZE,
   parseMemfdPath,
   readForkStatus,
   readLibraryState,

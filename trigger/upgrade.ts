@@ -20,7 +20,7 @@ import { pack } from '../packer/pack.js';
 import type { PackageInfo } from '../packer/package-info.js';
 import { readBundleFile, writeFileAtomic, type Bundle } from '../patches/index.js';
 import type { SessionOptions } from '../runtime/index.js';
-import { ElfCache } from '../runtime/loader/elf-cache.js';
+import { ElfCache } from '../runtime/loader/index.js';
 import { retainLoaderBuild } from '../runtime/retain.js';
 import { ancestors } from './all.js';
 import { runOne } from './apply.js';

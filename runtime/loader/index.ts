@@ -24,6 +24,7 @@ export {
   type SwitchRequest,
 } from './switch-library.js';
 export { forkSummary, readForkStatus, type ForkStatus } from './fork/index.js';
+export { FORK_PAGE_SIZE } from './fork/layout.js';
 export { readRedirectState } from './redirect-switch.js';
 export type { Journal } from './redirect-journal.js';
 export { buildKey } from './redirects.js';

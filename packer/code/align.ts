@@ -62,20 +62,25 @@ export function instructionsOf(build: Build, start: number, end: number): Decode
   let d = memo.get(start);
   if (d === undefined) {
     const list = decodeFunction(build, start, end);
-    if (list) {
-      const shapes = new Uint32Array(list.length);
-      const exacts = new Uint32Array(list.length);
-      for (let i = 0; i < list.length; i++) {
-        shapes[i] = list[i]!.shape;
-        exacts[i] = list[i]!.exact;
-      }
-      const bytes = build.bytesAt(start, end - start);
-      const framePointer = list.slice(0, 8).some((i) => i.length === 3 && isMovRspRbp(bytes, i.offset));
-      d = { list, shapes, exacts, framePointer };
-    } else d = null;
+    d = list ? withHashes(list, setsFramePointer(build.bytesAt(start, end - start), list)) : null;
     memo.set(start, d);
   }
   return d ?? undefined;
+}
+
+/**
+ * Kept apart from instructionsOf: V8 compiled the copy loop on stack
+ * replacement there and threw the code away at the object literal after it,
+ * on every call (544 deoptimisations for 546 functions in one run).
+ */
+function withHashes(list: Instruction[], framePointer: boolean): Decoded {
+  const shapes = new Uint32Array(list.length);
+  const exacts = new Uint32Array(list.length);
+  for (let i = 0; i < list.length; i++) {
+    shapes[i] = list[i]!.shape;
+    exacts[i] = list[i]!.exact;
+  }
+  return { list, shapes, exacts, framePointer };
 }
 
 /**
@@ -191,6 +196,14 @@ function movImmRegister(buf: Buffer, p: number, modrmOff: number, immOff: number
   const op = p + modrmOff - 1;
   const modrm = buf[op + 1]!;
   return buf[op] === 0xc7 && modrm >> 6 === 3 && ((modrm >> 3) & 7) === 0 ? (modrm & 7) | rexB(op) : -1;
+}
+
+function setsFramePointer(bytes: Buffer, list: Instruction[]): boolean {
+  for (let k = 0; k < list.length && k < 8; k++) {
+    const i = list[k]!;
+    if (i.length === 3 && isMovRspRbp(bytes, i.offset)) return true;
+  }
+  return false;
 }
 
 /** 48 89 e5 or 48 8b ec: the two encodings of `mov %rsp,%rbp`. */

@@ -166,10 +166,11 @@ export function fingerprint(f: CodeRef): string {
     }
     const len = insF.length;
     const ro = insF.relOff;
-    const re = ro + insF.relSize;
     const ip = insF.ripOff;
+    // The masked bytes as bits over the instruction's (at most 15) bytes: one test per byte.
+    const masked = (ro >= 0 ? ((1 << insF.relSize) - 1) << ro : 0) | (ip >= 0 ? 0xf << ip : 0);
     for (let i = 0; i < len; i++) {
-      const b = (ro >= 0 && i >= ro && i < re) || (ip >= 0 && i >= ip && i < ip + 4) ? 0x100 : buf[p + i]!;
+      const b = (masked >> i) & 1 ? 0x100 : buf[p + i]!;
       h1 = Math.imul(h1 ^ b, 0x01000193);
       h2 = Math.imul(h2 ^ b, 0x5bd1e995);
     }

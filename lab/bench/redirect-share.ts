@@ -22,6 +22,7 @@ import { runOne } from '../../trigger/apply.js';
 import { ROOT } from '../cli.js';
 import { REAL, REAL_FILES, realBuild, realBuildsDir } from '../real-builds.js';
 import { startTarget, type Target } from '../target.js';
+import { selfSignedCert } from '../tls-cert.js';
 import { fmtMs, markdownTable, median } from './common.js';
 
 export interface ShareCycle {
@@ -187,25 +188,7 @@ export async function realCryptoTarget(
   if (!existsSync('/usr/bin/python3')) return 'no /usr/bin/python3';
   for (const f of [REAL_FILES.crypto, REAL_FILES.ssl])
     copyFileSync(realBuild(real, REAL.ssl19, f), join(work, f));
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-keyout',
-      join(work, 'key.pem'),
-      '-out',
-      join(work, 'cert.pem'),
-      '-days',
-      '2',
-      '-subj',
-      '/CN=localhost',
-    ],
-    { stdio: 'ignore' },
-  );
+  selfSignedCert(work);
   const fix = join(work, 'crypto-19-20.ulp');
   execFileSync(
     process.execPath,

@@ -18,13 +18,14 @@
  *
  * Every process this starts is stopped and its folder removed, whatever happens.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli, runCliAsync } from '../cli.js';
 import { childrenOf, freePort, NGINX, nextWorkers, sleep, stopNginx, waitFor } from './scenario.js';
+import { selfSignedCert } from '../tls-cert.js';
 
 /** One library switched by a bundle: what nginx must map before, while patched, and after the revert. */
 export interface TlsBundle {
@@ -142,28 +143,7 @@ http {
 
 /** Self-signed, for 127.0.0.1: the client verifies it, so every handshake checks the server's signature. */
 function makeCert(dir: string): Buffer {
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-keyout',
-      join(dir, 'key.pem'),
-      '-out',
-      join(dir, 'cert.pem'),
-      '-days',
-      '2',
-      '-subj',
-      '/CN=ulp-nginx-test',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-    ],
-    { stdio: 'ignore' },
-  );
-  return readFileSync(join(dir, 'cert.pem'));
+  return selfSignedCert(dir, 'ulp-nginx-test', ['IP:127.0.0.1']);
 }
 
 /** One request per connection, so each is a full TLS handshake, and a reload never races a kept-alive socket. */

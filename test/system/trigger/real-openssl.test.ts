@@ -8,7 +8,6 @@
  * wrong result, stop, or skip a round.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +15,7 @@ import { ROOT, runCli } from '../../../lab/cli.js';
 import { REAL, REAL_FILES, realBuild, realBuildsDir } from '../../../lab/real-builds.js';
 import { realBundle } from '../../../lab/real-bundles.js';
 import { startTarget, type Target } from '../../../lab/target.js';
+import { selfSignedCert } from '../../../lab/tls-cert.js';
 
 const PYTHON = '/usr/bin/python3';
 
@@ -45,25 +45,7 @@ describe('ulp-trigger: real OpenSSL updates in python3 doing hashes, HMACs and T
     // The process loads 3.0.19 from a folder of its own: the machine's libraries stay out of it.
     for (const f of [REAL_FILES.crypto, REAL_FILES.ssl])
       copyFileSync(realBuild(dir, REAL.ssl19, f), join(work, f));
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-keyout',
-        join(work, 'key.pem'),
-        '-out',
-        join(work, 'cert.pem'),
-        '-days',
-        '2',
-        '-subj',
-        '/CN=localhost',
-      ],
-      { stdio: 'ignore' },
-    );
+    selfSignedCert(work);
   });
   after(() => {
     target?.dispose();

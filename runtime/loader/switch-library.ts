@@ -279,12 +279,95 @@ function discardStaged(
   tryUnmap(s, image.span.start, image.span.end - image.span.start);
 }
 
+/** A build mapped, relocated and registered with the unwinder, that nothing points at yet. */
+interface StagedBuild {
+  target: ProcessObject;
+  image: StagedImage;
+  unwind: Registration;
+  /** The bundle's metadata, when this staging mapped it (the process had none for this patch). */
+  meta: { addr: bigint; len: bigint } | undefined;
+  /** The staging's figures of the report. */
+  fields: Pick<SwitchReport, 'newImports' | 'ifuncs' | 'relocations' | 'dataRefs' | 'targetBase' | 'unwind'>;
+}
+
+/**
+ * Stages the target on one borrowed thread while the others run: invisible until the switch
+ * writes a pointer to it. `stagePlan` was made at DRY_RUN_BIAS before the process was touched,
+ * so everything that can refuse the build has refused already; here it is only shifted.
+ * Returns with every thread running; on a failure whatever it mapped is taken back first.
+ */
+function stageBuild(
+  session: Session,
+  req: SwitchRequest,
+  { snap, state, elf }: Prepared,
+  stagePlan: StagePlan,
+  dataRefs: StagedDataRefs | undefined,
+): StagedBuild {
+  const family = state.family;
+  session.borrow();
+  session.stub();
+  // Before the data is shared: children must get private copies (fork/, docs/FORK.md).
+  const fork = state.region
+    ? ensureForkProtection(session, snap.objects, family.canonical, state.region)
+    : undefined;
+  const placed = placement(req, elf, dataRefs, family.canonical, state.region);
+  const image = mapBuild(session, {
+    bytes: req.target.bytes,
+    elf,
+    memfdName: req.target.memfdName,
+    soname: req.soname,
+    // The target's own region: the same size as the canonical one (prepare), possibly at another vaddr.
+    region: state.region ? regionOf(elf, `the build ${req.target.buildId}`) : undefined,
+    aliasedCanonicalRegion:
+      state.aliased && state.region ? family.canonical.bias + state.region.start : undefined,
+    ...placed,
+  });
+  let unwind: Registration | undefined;
+  let meta: { addr: bigint; len: bigint } | undefined;
+  let fields: StagedBuild['fields'];
+  try {
+    if (fork && image.regionAddr !== undefined) publishForkAlias(session, fork, image.regionAddr);
+    const plan = shiftPlan(stagePlan, image.bias - DRY_RUN_BIAS);
+    applyWrites(session, elf, image, plan.writes);
+    // IFUNC resolvers run now, with the other threads running (docs/ARCHITECTURE.md: never call into the process during the pause),
+    // and after the other relocations: a resolver reads the build's GOT like any of its code (a global, a libc call).
+    for (const f of plan.ifuncs) {
+      const result = onSafeThread(session, snap.objects, 'run an IFUNC resolver', (tid) =>
+        session.call(f.resolver, [], runtimeCall(tid, IFUNC_TIMEOUT_MS)),
+      );
+      session.poke(f.addr, u64Bytes(result + f.addend));
+    }
+    if (req.metadata && !snap.maps.some((m) => m.path.startsWith(`/memfd:${req.metadata!.name}`)))
+      meta = mapMetadata(session, req.metadata.name, req.metadata.bytes);
+    unwind = registerUnwindTables(session, snap.objects, elf, image.bias);
+    finishStaging(session, image);
+    fields = {
+      ...stageFields(plan, placed.rewrite ? dataRefs : undefined, family.canonical, state.region),
+      targetBase: image.bias,
+      unwind: unwind.report,
+    };
+  } catch (e) {
+    discardStaged(session, snap.objects, image, unwind);
+    if (meta) tryUnmap(session, meta.addr, meta.len);
+    throw e;
+  }
+  session.resume();
+  return { target: targetObject(elf, image.bias, req.target.memfdName), image, unwind, meta, fields };
+}
+
+/** Takes a staged build back after a failed switch, with the metadata its staging mapped. */
+function undoStaging(session: Session, objects: readonly ProcessObject[], staged: StagedBuild): void {
+  discardStaged(session, objects, staged.image, staged.unwind);
+  if (staged.meta) tryUnmap(session, staged.meta.addr, staged.meta.len);
+}
+
 export function switchLibrary(req: SwitchRequest): SwitchReport {
   const progress = req.progress ?? (() => {});
   const mem = new RemoteMemory(req.pid);
   const t0 = performance.now();
   progress(`reading process ${req.pid}`);
-  const { snap, state, elf, mapped } = req.prepared ?? prepare(req, mem);
+  const prepared = req.prepared ?? prepare(req, mem);
+  const { snap, state, elf, mapped } = prepared;
   const region = state.region ?? { start: 0n, end: 0n };
   const family = state.family;
   const scope = globalScope(snap.objects);
@@ -399,58 +482,13 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
       );
     }
     let target = mapped;
-    let image: StagedImage | undefined;
-    let unwind: Registration | undefined;
-    let meta: { addr: bigint; len: bigint } | undefined;
+    let staged: StagedBuild | undefined;
     if (!target) {
       const t1 = performance.now();
       progress(`staging ${req.soname} ${req.target.buildId.slice(0, 12)}`);
-      session.borrow();
-      session.stub();
-      // Before the data is shared: children must get private copies (fork/, docs/FORK.md).
-      const fork = state.region
-        ? ensureForkProtection(session, snap.objects, family.canonical, state.region)
-        : undefined;
-      const placed = placement(req, elf, dataRefs, family.canonical, state.region);
-      image = mapBuild(session, {
-        bytes: req.target.bytes,
-        elf,
-        memfdName: req.target.memfdName,
-        soname: req.soname,
-        // The target's own region: the same size as the canonical one (prepare), possibly at another vaddr.
-        region: state.region ? regionOf(elf, `the build ${req.target.buildId}`) : undefined,
-        aliasedCanonicalRegion:
-          state.aliased && state.region ? family.canonical.bias + state.region.start : undefined,
-        ...placed,
-      });
-      try {
-        if (fork && image.regionAddr !== undefined) publishForkAlias(session, fork, image.regionAddr);
-        const plan = shiftPlan(stagePlan!, image.bias - DRY_RUN_BIAS);
-        applyWrites(session, elf, image, plan.writes);
-        // IFUNC resolvers run now, with the other threads running (docs/ARCHITECTURE.md: never call into the process during the pause),
-        // and after the other relocations: a resolver reads the build's GOT like any of its code (a global, a libc call).
-        for (const f of plan.ifuncs) {
-          const result = onSafeThread(session, snap.objects, 'run an IFUNC resolver', (tid) =>
-            session.call(f.resolver, [], runtimeCall(tid, IFUNC_TIMEOUT_MS)),
-          );
-          session.poke(f.addr, u64Bytes(result + f.addend));
-        }
-        if (req.metadata && !snap.maps.some((m) => m.path.startsWith(`/memfd:${req.metadata!.name}`)))
-          meta = mapMetadata(session, req.metadata.name, req.metadata.bytes);
-        unwind = registerUnwindTables(session, snap.objects, elf, image.bias);
-        finishStaging(session, image);
-        Object.assign(
-          report,
-          stageFields(plan, placed.rewrite ? dataRefs : undefined, family.canonical, state.region),
-          { targetBase: image.bias, unwind: unwind.report },
-        );
-      } catch (e) {
-        discardStaged(session, snap.objects, image, unwind);
-        if (meta) tryUnmap(session, meta.addr, meta.len);
-        throw e;
-      }
-      session.resume();
-      target = targetObject(elf, image.bias, req.target.memfdName);
+      staged = stageBuild(session, req, prepared, stagePlan!, dataRefs);
+      Object.assign(report, staged.fields);
+      target = staged.target;
       report.timings.stageMs = ms(t1);
     }
 
@@ -488,7 +526,8 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
         mapJournal(session, req.soname, journalBudget(plan, req.soname)),
       );
     } catch (e) {
-      if (image) discardStaged(session, snap.objects, image, unwind);
+      // Only the build is taken back here, not the metadata staging mapped (unlike a failed pause below).
+      if (staged) discardStaged(session, snap.objects, staged.image, staged.unwind);
       throw e;
     }
     let failure: { error: unknown } | undefined;
@@ -501,7 +540,7 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
       const words = planWords(slots, slotValues, sites, siteValues, ctx, quietRanges(objects));
       const pp = pausePlan(words, ctx, plan, redirectHead(req.soname, redirectState, target), journalAt);
       warmUp(io, pp);
-      const aliasFrom = image?.freshData ? image.regionAddr : unsharedTarget;
+      const aliasFrom = staged?.image.freshData ? staged.image.regionAddr : unsharedTarget;
       const alias =
         state.region && aliasFrom !== undefined
           ? () => aliasCanonical(session, family.canonical, state.region!, aliasFrom)
@@ -519,8 +558,7 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
       // The writes were undone; a staged build nothing points at can go, once the threads run again
       // (taking its unwind tables back is a call into the process). The alias, if made, stays: it is invisible.
       tryDropJournals(session, [journalAt]);
-      if (image) discardStaged(session, snap.objects, image, unwind);
-      if (meta) tryUnmap(session, meta.addr, meta.len);
+      if (staged) undoStaging(session, snap.objects, staged);
       throw failure.error;
     }
     // The journals of earlier switches are superseded (a reader takes the newest anyway).

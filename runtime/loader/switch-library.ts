@@ -404,43 +404,7 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
     });
 
   if (req.dryRun) {
-    const target = mapped ?? targetObject(elf, DRY_RUN_BIAS, req.target.memfdName);
-    if (!mapped) {
-      const plan = planStage({
-        target: elf,
-        targetBias: DRY_RUN_BIAS,
-        family,
-        from: state.live,
-        scope,
-        region,
-        read,
-      });
-      const dataRefs = checkDataRefs(req, elf, state.region, family.canonical);
-      Object.assign(report, stageFields(plan, dataRefs, family.canonical, state.region), {
-        unwind: unwindDryRun(snap.objects, elf, DRY_RUN_BIAS),
-      });
-    }
-    const fam: Family = mapped ? family : { ...family, builds: [...family.builds, target] };
-    // The hypothetical target has no slots in memory yet: only the process's own objects are read.
-    const slots = collectSlots(snap.objects, fam, region);
-    const sites = collectCodePointerSites(fam, target, region);
-    const words = planWords(slots, readSlots(mem, slots), sites, readSlots(mem, sites), {
-      family: fam,
-      target,
-      region,
-      scope,
-    });
-    Object.assign(
-      report,
-      switchCounts(
-        words,
-        settleRedirects(
-          planRedirectsFor(fam, target),
-          redirectHead(req.soname, redirectState, target),
-          codeRanges(fam.builds),
-        ).outcome,
-      ),
-    );
+    Object.assign(report, dryRunFields(req, prepared, mem, scope, planRedirectsFor, redirectState));
     report.timings.planMs = ms(t0);
     return report;
   }
@@ -573,6 +537,56 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
     report.pauses = [...session.pauses];
   }
   return report;
+}
+
+/**
+ * The report's figures of a dry run: the staging planned at DRY_RUN_BIAS (when the build is not mapped
+ * yet) and the switch planned on what the process holds now. Reads the process, changes nothing.
+ */
+function dryRunFields(
+  req: SwitchRequest,
+  prepared: Prepared,
+  mem: RemoteMemory,
+  scope: ReturnType<typeof globalScope>,
+  planRedirectsFor: (fam: Family, target: ProcessObject) => RedirectPlan,
+  redirectState: RedirectState,
+): Partial<SwitchReport> {
+  const { snap, state, elf, mapped } = prepared;
+  const family = state.family;
+  const region = state.region ?? { start: 0n, end: 0n };
+  const fields: Partial<SwitchReport> = {};
+  const target = mapped ?? targetObject(elf, DRY_RUN_BIAS, req.target.memfdName);
+  if (!mapped) {
+    const plan = planStage({
+      target: elf,
+      targetBias: DRY_RUN_BIAS,
+      family,
+      from: state.live,
+      scope,
+      region,
+      read: (a: bigint, n: number) => mem.read(a, n),
+    });
+    const dataRefs = checkDataRefs(req, elf, state.region, family.canonical);
+    Object.assign(fields, stageFields(plan, dataRefs, family.canonical, state.region), {
+      unwind: unwindDryRun(snap.objects, elf, DRY_RUN_BIAS),
+    });
+  }
+  const fam: Family = mapped ? family : { ...family, builds: [...family.builds, target] };
+  // The hypothetical target has no slots in memory yet: only the process's own objects are read.
+  const slots = collectSlots(snap.objects, fam, region);
+  const sites = collectCodePointerSites(fam, target, region);
+  const words = planWords(slots, readSlots(mem, slots), sites, readSlots(mem, sites), {
+    family: fam,
+    target,
+    region,
+    scope,
+  });
+  const outcome = settleRedirects(
+    planRedirectsFor(fam, target),
+    redirectHead(req.soname, redirectState, target),
+    codeRanges(fam.builds),
+  ).outcome;
+  return Object.assign(fields, switchCounts(words, outcome));
 }
 
 /**

@@ -490,8 +490,8 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
         mapJournal(session, req.soname, journalBudget(plan, req.soname)),
       );
     } catch (e) {
-      // Only the build is taken back here, not the metadata staging mapped (unlike a failed pause below).
-      if (staged) discardStaged(session, snap.objects, staged.image, staged.unwind);
+      // Everything staging mapped is taken back, as after a failed pause: nothing of this apply stays.
+      if (staged) undoStaging(session, snap.objects, staged);
       throw e;
     }
     let failure: { error: unknown } | undefined;

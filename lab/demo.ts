@@ -6,10 +6,10 @@
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { compile } from './compile.js';
 import { runCli } from './cli.js';
 import { startTarget, type Target } from './target.js';
-import { RELRO_FLAGS, type Relro } from './relro.js';
+import { type Relro } from './relro.js';
+import { libdemo, linkedProgram } from './versioned.js';
 
 export type { Relro };
 
@@ -43,33 +43,19 @@ export function buildDemo(opts: DemoOptions = {}): Demo {
   const lib = (v: number) => {
     let p = libs.get(v);
     if (!p) {
-      p = compile({
-        sources: ['trigger/libdemo.c'],
-        out: `libdemo-v${v}.so`,
-        flags: [
-          '-shared',
-          '-fPIC',
-          '-O2',
-          `-DDEMO_VERSION=${v}`,
-          ...(opts.tag ? [`-DDEMO_TAG="${opts.tag}"`] : []),
-          '-Wl,-soname,libdemo.so.1',
-          ...RELRO_FLAGS[relro],
-          ...(opts.libFlags ?? []),
-        ],
-      });
+      p = libdemo(v, { tag: opts.tag, relro, flags: opts.libFlags ?? [] });
       libs.set(v, p);
     }
     return p;
   };
   // The program links against v1; any version can then be installed under the SONAME.
-  const linkDir = join(dir, 'link');
-  mkdirSync(linkDir);
-  copyFileSync(lib(1), join(linkDir, 'libdemo.so.1'));
-  const exe = compile({
+  const exe = linkedProgram({
     sources: [`trigger/${opts.main ?? 'demo_main.c'}`],
     out: (opts.main ?? 'demo_main.c').replace(/\.c$/, ''),
-    flags: ['-O2', '-pthread', ...RELRO_FLAGS[relro]],
-    libs: [`-L${linkDir}`, '-l:libdemo.so.1', ...(opts.mainLibs ?? [])],
+    relro,
+    flags: ['-pthread'],
+    against: { 'libdemo.so.1': lib(1) },
+    libs: opts.mainLibs ?? [],
   });
   const targets: Target[] = [];
   let packs = 0;

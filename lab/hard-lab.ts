@@ -16,6 +16,7 @@ import { runCli, type Run } from './cli.js';
 import { compile } from './compile.js';
 import { startTarget, type Target } from './target.js';
 import { RELRO_FLAGS, type Relro } from './relro.js';
+import { linkAgainst, sharedLib } from './versioned.js';
 
 export { RELRO_FLAGS, type Relro };
 
@@ -112,7 +113,6 @@ export async function linesAfter(
 
 export class HardLab {
   readonly dir = mkdtempSync(join(tmpdir(), 'ulp-lab-'));
-  private readonly linkDir = join(this.dir, 'link');
   private readonly targets: Target[] = [];
   private n = 0;
 
@@ -120,9 +120,7 @@ export class HardLab {
     private readonly libsSpec: Record<string, LabLib>,
     /** Makes builds (and build-ids) no other test shares. */
     private readonly tag: string,
-  ) {
-    mkdirSync(this.linkDir);
-  }
+  ) {}
 
   soname(key: string): string {
     return this.spec(key).soname;
@@ -137,45 +135,37 @@ export class HardLab {
   /** Version `v` of library `key` (compiled once, cached by content). */
   lib(key: string, v: number): string {
     const s = this.spec(key);
-    for (const dep of s.needs ?? []) this.linkable(dep);
-    return compile({
+    return sharedLib({
       sources: s.sources,
       out: `${s.soname}.v${v}`,
-      flags: [
-        '-shared',
-        '-fPIC',
-        '-O2',
-        `-DV=${v}`,
-        `-DLAB_TAG="${this.tag}"`,
-        `-Wl,-soname,${s.soname}`,
-        '-Wl,--build-id',
-        ...RELRO_FLAGS[s.relro ?? 'full'],
-        ...(s.flags ?? []),
-      ],
-      libs: [
-        ...(s.needs?.length
-          ? [
-              `-L${this.linkDir}`,
-              `-Wl,-rpath-link,${this.linkDir}`,
-              ...s.needs.map((d) => `-l:${this.soname(d)}`),
-            ]
-          : []),
-        ...(s.libs ?? []),
-      ],
+      soname: s.soname,
+      defines: [`-DV=${v}`, `-DLAB_TAG="${this.tag}"`],
+      relro: s.relro ?? 'full',
+      flags: ['-Wl,--build-id', ...(s.flags ?? [])],
+      libs: [...this.linkAgainst(s.needs ?? []), ...(s.libs ?? [])],
     });
   }
 
-  /** Version `v` of `key` under its SONAME in the link folder of that version. */
-  private linkable(key: string, v = 1): string {
-    const dir = v === 1 ? this.linkDir : `${this.linkDir}-v${v}`;
-    mkdirSync(dir, { recursive: true });
-    copyFileSync(this.lib(key, v), join(dir, this.soname(key)));
-    return dir;
+  /**
+   * The link flags for needing lab libraries `keys` in version `v`; what
+   * they need in turn is there in version 1, for the linker to check them.
+   */
+  private linkAgainst(keys: string[], v = 1): string[] {
+    const against: Record<string, string> = {};
+    for (const key of keys) against[this.soname(key)] = this.lib(key, v);
+    const indirect: Record<string, string> = {};
+    const visit = (key: string): void => {
+      for (const dep of this.spec(key).needs ?? []) {
+        if (indirect[this.soname(dep)] !== undefined) continue;
+        indirect[this.soname(dep)] = this.lib(dep, 1);
+        visit(dep);
+      }
+    };
+    keys.forEach(visit);
+    return linkAgainst(against, indirect);
   }
 
   exe(name: string, e: LabExe): string {
-    let dir = this.linkDir;
-    for (const dep of e.needs ?? []) dir = this.linkable(dep, e.linkVersion);
     return compile({
       sources: e.sources,
       out: name,
@@ -186,12 +176,7 @@ export class HardLab {
         ...RELRO_FLAGS[e.relro ?? 'full'],
         ...(e.flags ?? []),
       ],
-      libs: [
-        ...(e.needs?.length
-          ? [`-L${dir}`, `-Wl,-rpath-link,${dir}`, ...e.needs.map((d) => `-l:${this.soname(d)}`)]
-          : []),
-        ...(e.libs ?? []),
-      ],
+      libs: [...this.linkAgainst(e.needs ?? [], e.linkVersion), ...(e.libs ?? [])],
     });
   }
 

@@ -10,7 +10,7 @@
  * others, the commands run from a world-readable copy of what they need,
  * made once per test process and removed when it exits.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import {
   chmodSync,
   copyFileSync,
@@ -24,7 +24,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, parse } from 'node:path';
-import type { Program, Run } from './cli.js';
+import { runCommand, type Program, type Run } from './cli.js';
 import { ROOT } from './root.js';
 
 export const NOBODY = 65534;
@@ -119,23 +119,10 @@ export function runCliAs(
 ): Run & { signal: NodeJS.Signals | null } {
   const root = opts.root ?? readableCheckout();
   const [setpriv, ...prefix] = asUser(uid);
-  const r = spawnSync(
+  const r = runCommand(
     setpriv!,
     [...prefix, process.execPath, '--import', 'tsx', join(root, 'bin', `${program}.ts`), ...args],
-    {
-      cwd: root,
-      encoding: 'utf8',
-      env: { ...process.env, HOME: home, TMPDIR: home, SOURCE_DATE_EPOCH: undefined },
-      timeout: opts.timeoutMs ?? 120_000,
-      maxBuffer: 64 << 20,
-    },
+    { cwd: root, env: { HOME: home, TMPDIR: home }, timeoutMs: opts.timeoutMs ?? 120_000 },
   );
-  if (r.error && (r.error as NodeJS.ErrnoException).code !== 'ETIMEDOUT') throw r.error;
-  let json;
-  try {
-    json = JSON.parse(r.stdout);
-  } catch {
-    json = undefined;
-  }
-  return { code: r.status ?? -1, signal: r.signal, stdout: r.stdout, stderr: r.stderr, json };
+  return { code: r.code ?? -1, signal: r.signal, stdout: r.stdout, stderr: r.stderr, json: r.json };
 }

@@ -9,11 +9,12 @@
  * as fresh processes. `ensureBuilt()` runs `npm run build` when dist/ is
  * older than the sources.
  */
-import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 
+import { runCommand, type RunOptions } from '../cli.js';
 import { ROOT } from '../root.js';
 
 export { ROOT };
@@ -92,33 +93,24 @@ export interface CommandRun {
   ms: number;
 }
 
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-}
-
 /** Runs a compiled command (`ulp-pack` or `ulp-trigger`) as a fresh process. */
-export function runBin(which: keyof typeof BIN, args: string[], opts: SpawnSyncOptions = {}): CommandRun {
+export function runBin(which: keyof typeof BIN, args: string[], opts: RunOptions = {}): CommandRun {
   return runProgram(process.execPath, [BIN[which], ...args], opts);
 }
 
-export function runProgram(cmd: string, args: string[], opts: SpawnSyncOptions = {}): CommandRun {
-  const t0 = performance.now();
-  const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 256 << 20, ...opts });
-  const ms = performance.now() - t0;
-  if (r.error) throw r.error;
-  const stdout = String(r.stdout ?? '');
-  return {
-    code: r.status ?? -1,
-    signal: r.signal,
-    stdout,
-    stderr: String(r.stderr ?? ''),
-    json: parseJson(stdout),
-    ms,
-  };
+/**
+ * Runs `cmd args` through the lab's one runner (lab/cli.ts runCommand), as
+ * the benchmarks always did: from this process's folder, with its
+ * environment as it is (SOURCE_DATE_EPOCH included), up to 256 MiB of output.
+ */
+export function runProgram(cmd: string, args: string[], opts: RunOptions = {}): CommandRun {
+  const r = runCommand(cmd, args, {
+    cwd: process.cwd(),
+    maxBuffer: 256 << 20,
+    ...opts,
+    env: { SOURCE_DATE_EPOCH: process.env.SOURCE_DATE_EPOCH, ...opts.env },
+  });
+  return { ...r, code: r.code ?? -1 };
 }
 
 /** The same, failing loudly unless the command exits 0. */

@@ -1,6 +1,6 @@
 /**
- * Programs and libraries the benchmarks and the soak run use, compiled with
- * gcc through lab/compile.ts (cached by content), and bundles
+ * Programs and libraries the benchmarks and the soak run use, built through
+ * lab/versioned.ts (compiled once per content), and bundles
  * packed with the compiled ulp-pack.
  *
  * Every build carries a tag compiled into it, so its build-id is unique to
@@ -10,9 +10,9 @@
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { compile } from '../compile.js';
 import { mustRun } from './common.js';
-import { RELRO_FLAGS as RELRO, type Relro } from '../relro.js';
+import { type Relro } from '../relro.js';
+import { libdemo as tagged, linkedProgram, sharedLib } from '../versioned.js';
 
 export type { Relro };
 
@@ -24,19 +24,7 @@ export function workDir(prefix: string): { dir: string; dispose(): void } {
 
 /** libdemo (test/fixtures/trigger/libdemo.c) version `v`, tagged. */
 export function libdemo(v: number, tag: string, relro: Relro = 'full'): string {
-  return compile({
-    sources: ['trigger/libdemo.c'],
-    out: `libdemo-v${v}.so`,
-    flags: [
-      '-shared',
-      '-fPIC',
-      '-O2',
-      `-DDEMO_VERSION=${v}`,
-      `-DDEMO_TAG="${tag}"`,
-      '-Wl,-soname,libdemo.so.1',
-      ...RELRO[relro],
-    ],
-  });
+  return tagged(v, { tag, relro });
 }
 
 /** Packs OLD -> NEW with the compiled ulp-pack into `out`. */
@@ -64,7 +52,7 @@ export function libDir(parent: string, name: string, libs: Record<string, string
 export function pauseProgram(objects: number, tag: string): { exe: string; libs: Record<string, string> } {
   const libs: Record<string, string> = {};
   for (let k = 0; k < objects; k++) {
-    libs[`libbenchobj${k}.so`] = compile({
+    libs[`libbenchobj${k}.so`] = sharedLib({
       sources: [
         {
           name: `bench/obj${k}.c`,
@@ -72,7 +60,7 @@ export function pauseProgram(objects: number, tag: string): { exe: string; libs:
         },
       ],
       out: `libbenchobj${k}.so`,
-      flags: ['-shared', '-fPIC', '-O2', `-Wl,-soname,libbenchobj${k}.so`, ...RELRO.full],
+      soname: `libbenchobj${k}.so`,
     });
   }
   const decls = Array.from({ length: objects }, (_, k) => `long obj_${k}(long x);`).join('\n');
@@ -122,63 +110,44 @@ int main(int argc, char **argv) {
   }
 }
 `;
-  // The program is linked against the libraries by file; at run time they are found through LD_LIBRARY_PATH.
-  const linkDir = join(tmpdir(), `ulp-bench-link-${tag}`);
-  mkdirSync(linkDir, { recursive: true });
-  copyFileSync(libdemo(1, tag), join(linkDir, 'libdemo.so.1'));
-  const exe = compile({
+  // The generated libraries are linked by file (a shared object given by path is linked like -l:
+  // DT_NEEDED records its SONAME); at run time they are found through LD_LIBRARY_PATH.
+  const exe = linkedProgram({
     sources: [{ name: `bench/pause_main_${objects}.c`, code }],
     out: `pause_main_${objects}`,
-    flags: ['-O2', '-pthread', ...RELRO.full],
-    // A shared object given by path is linked like -l: DT_NEEDED records its SONAME.
-    libs: [...Object.values(libs), `-L${linkDir}`, '-l:libdemo.so.1'],
+    flags: ['-pthread'],
+    before: Object.values(libs),
+    against: { 'libdemo.so.1': libdemo(1, tag) },
   });
-  rmSync(linkDir, { recursive: true, force: true });
   return { exe, libs };
 }
 
 /** The call-cost benchmark's library (v1, v2) and program. */
 export function callcost(tag: string): { v1: string; v2: string; exe: string } {
   const lib = (v: number) =>
-    compile({
+    sharedLib({
       sources: ['bench/libcall.c'],
       out: `libcall-v${v}.so`,
-      flags: [
-        '-shared',
-        '-fPIC',
-        '-O2',
-        `-DCALL_VERSION=${v}`,
-        `-DCALL_TAG="${tag}"`,
-        '-Wl,-soname,libcall.so.1',
-        ...RELRO.full,
-      ],
+      soname: 'libcall.so.1',
+      defines: [`-DCALL_VERSION=${v}`, `-DCALL_TAG="${tag}"`],
     });
   const v1 = lib(1);
   const v2 = lib(2);
-  const linkDir = join(tmpdir(), `ulp-bench-link-call-${tag}`);
-  mkdirSync(linkDir, { recursive: true });
-  copyFileSync(v1, join(linkDir, 'libcall.so.1'));
-  const exe = compile({
+  const exe = linkedProgram({
     sources: ['bench/callcost_main.c'],
     out: 'callcost_main',
-    flags: ['-O2', ...RELRO.full],
-    libs: [`-L${linkDir}`, '-l:libcall.so.1', '-ldl'],
+    against: { 'libcall.so.1': v1 },
+    libs: ['-ldl'],
   });
-  rmSync(linkDir, { recursive: true, force: true });
   return { v1, v2, exe };
 }
 
 /** The --all benchmark's program: forks itself into N processes that use libdemo. */
 export function fleetProgram(tag: string): string {
-  const linkDir = join(tmpdir(), `ulp-bench-link-fleet-${tag}`);
-  mkdirSync(linkDir, { recursive: true });
-  copyFileSync(libdemo(1, tag), join(linkDir, 'libdemo.so.1'));
-  const exe = compile({
+  const exe = linkedProgram({
     sources: ['bench/fleet_main.c'],
     out: 'fleet_main',
-    flags: ['-O2', ...RELRO.full],
-    libs: [`-L${linkDir}`, '-l:libdemo.so.1'],
+    against: { 'libdemo.so.1': libdemo(1, tag) },
   });
-  rmSync(linkDir, { recursive: true, force: true });
   return exe;
 }

@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { FIXTURES, compile } from '../compile.js';
+import { sharedLib } from '../versioned.js';
 
 export interface Variant {
   defines?: string[];
@@ -18,16 +19,7 @@ export interface Variant {
 }
 
 export function libfix(v: Variant = {}): string {
-  const flags = [
-    '-shared',
-    '-fPIC',
-    '-O2',
-    `-Wl,-soname,${v.soname ?? 'libfix.so.1'}`,
-    '-Wl,--build-id',
-    '-Wl,-z,relro',
-    v.relro === 'partial' ? '-Wl,-z,lazy' : '-Wl,-z,now',
-  ];
-  for (const d of v.defines ?? []) flags.push(`-D${d}`);
+  const flags = ['-Wl,--build-id'];
   if (v.map) {
     const path = join(FIXTURES, 'packer', v.map);
     // The compile cache keys on flags: make the script's content part of them.
@@ -37,7 +29,14 @@ export function libfix(v: Variant = {}): string {
     );
   }
   if (v.stripped) flags.push('-s');
-  return compile({ sources: ['packer/libfix.c'], out: v.soname ?? 'libfix.so.1', flags });
+  return sharedLib({
+    sources: ['packer/libfix.c'],
+    out: v.soname ?? 'libfix.so.1',
+    soname: v.soname ?? 'libfix.so.1',
+    defines: (v.defines ?? []).map((d) => `-D${d}`),
+    relro: v.relro ?? 'full',
+    flags,
+  });
 }
 
 export function program(): string {

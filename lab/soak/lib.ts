@@ -15,7 +15,7 @@
  * taken when it starts (snapshotDist), so that one run judges one build even
  * when dist/ is rebuilt meanwhile (a shared checkout, a second terminal).
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import {
   chmodSync,
   copyFileSync,
@@ -31,27 +31,22 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseElf } from '../../elf/index.js';
-import { compile } from '../compile.js';
 import { memfdDescriptors, tracedThreads } from '../process-state.js';
 import { startTarget, type Target } from '../target.js';
 
+import { outcomeOf, runCommand, type Outcome, type Program } from '../cli.js';
 import { ROOT } from '../root.js';
-import { RELRO_FLAGS as RELRO, type Relro } from '../relro.js';
+import { type Relro } from '../relro.js';
+import { libdemo, linkedProgram } from '../versioned.js';
 
 export { ROOT };
 
 // ---------------------------------------------------------------- runners
 
-export type Program = 'ulp-pack' | 'ulp-trigger';
+export type { Program };
 
-export interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-  json: any;
-  ms: number;
-}
+/** What a command did; `code` is null when a signal ended it. */
+export type Run = Outcome;
 
 export interface Runner {
   name: 'tsx' | 'dist';
@@ -64,14 +59,6 @@ export interface Runner {
   spawn(program: Program, args: string[]): ChildProcess;
 }
 
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-}
-
 /** `dist`: the directory holding the compiled bin/ (default ROOT/dist; snapshotDist gives a private copy). */
 export function makeRunner(name: 'tsx' | 'dist', dist = join(ROOT, 'dist')): Runner {
   const argv = (program: Program, args: string[]) =>
@@ -82,23 +69,10 @@ export function makeRunner(name: 'tsx' | 'dist', dist = join(ROOT, 'dist')): Run
     name,
     argv,
     run(program, args, opts = {}) {
-      const t0 = performance.now();
-      const r = spawnSync(process.execPath, argv(program, args), {
-        cwd: ROOT,
-        encoding: 'utf8',
-        env: { ...process.env, SOURCE_DATE_EPOCH: undefined, ...opts.env },
-        maxBuffer: 64 << 20,
-        timeout: opts.timeoutMs ?? 120_000,
+      return runCommand(process.execPath, argv(program, args), {
+        env: opts.env,
+        timeoutMs: opts.timeoutMs ?? 120_000,
       });
-      if (r.error && (r.error as NodeJS.ErrnoException).code !== 'ETIMEDOUT') throw r.error;
-      return {
-        code: r.status,
-        signal: r.signal,
-        stdout: r.stdout,
-        stderr: r.stderr,
-        json: parseJson(r.stdout),
-        ms: performance.now() - t0,
-      };
     },
     spawn(program, args) {
       return spawn(process.execPath, argv(program, args), { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -129,18 +103,7 @@ export function snapshotDist(): { dist: string; dispose(): void } {
 
 /** Waits for a spawned command to end; returns what it printed and how it ended. */
 export function finished(child: ChildProcess, timeoutMs = 120_000): Promise<Run> {
-  const t0 = performance.now();
-  return new Promise((res) => {
-    let stdout = '';
-    let stderr = '';
-    child.stdout?.on('data', (d) => (stdout += d));
-    child.stderr?.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      res({ code, signal, stdout, stderr, json: parseJson(stdout), ms: performance.now() - t0 });
-    });
-  });
+  return outcomeOf(child, timeoutMs);
 }
 
 // ---------------------------------------------------------------- the target
@@ -166,27 +129,13 @@ export function buildReliable(runner: Runner, opts: { relro?: Relro; tag?: strin
   const relro = opts.relro ?? 'partial';
   const tag = opts.tag ?? `rel-${process.pid}-${Date.now()}`;
   const dir = mkdtempSync(join(tmpdir(), 'ulp-reliable-'));
-  const lib = (v: number) =>
-    compile({
-      sources: ['trigger/libdemo.c'],
-      out: `libdemo-v${v}.so`,
-      flags: [
-        '-shared',
-        '-fPIC',
-        '-O2',
-        `-DDEMO_VERSION=${v}`,
-        `-DDEMO_TAG="${tag}"`,
-        '-Wl,-soname,libdemo.so.1',
-        ...RELRO[relro],
-      ],
-    });
-  mkdirSync(join(dir, 'link'));
-  copyFileSync(lib(1), join(dir, 'link', 'libdemo.so.1'));
-  const exe = compile({
+  const lib = (v: number) => libdemo(v, { tag, relro });
+  const exe = linkedProgram({
     sources: ['reliability/reliable_main.c'],
     out: 'reliable_main',
-    flags: ['-O2', '-pthread', ...RELRO[relro]],
-    libs: [`-L${join(dir, 'link')}`, '-l:libdemo.so.1'],
+    relro,
+    flags: ['-pthread'],
+    against: { 'libdemo.so.1': lib(1) },
   });
   const packOne = (a: number, b: number) => {
     const out = join(dir, `fix-${a}-${b}.ulp`);

@@ -158,8 +158,12 @@ export async function freePort(): Promise<number> {
   });
 }
 
-function config(dir: string, port: number, workers: number): string {
-  return `# written by lab/nginx/scenario.ts; removed when the run ends
+/**
+ * The start of an nginx.conf that keeps everything of the run in `dir` (pid, error log, temp folders),
+ * up to and including `http {`: the scenario adds its own http settings and servers.
+ */
+export function configHead(dir: string, workers: number, writtenBy: string): string {
+  return `# written by ${writtenBy}; removed when the run ends
 worker_processes ${workers};
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log notice;
@@ -171,7 +175,17 @@ http {
   fastcgi_temp_path ${dir}/tmp/fastcgi;
   uwsgi_temp_path ${dir}/tmp/uwsgi;
   scgi_temp_path ${dir}/tmp/scgi;
-  types { text/plain txt; }
+`;
+}
+
+/** The lines of the run's error.log that tell of a crash or a serious error (a worker killed by a signal). */
+export function nginxCrashes(dir: string): string[] {
+  const errorLog = existsSync(join(dir, 'error.log')) ? readFileSync(join(dir, 'error.log'), 'utf8') : '';
+  return errorLog.split('\n').filter((l) => /exited on signal|\[(alert|crit|emerg)\]/.test(l));
+}
+
+function config(dir: string, port: number, workers: number): string {
+  return `${configHead(dir, workers, 'lab/nginx/scenario.ts')}  types { text/plain txt; }
   gzip on;
   gzip_types text/plain;
   gzip_min_length 0;
@@ -515,8 +529,7 @@ export async function runScenario(opts: ScenarioOptions): Promise<ScenarioResult
       wrk = undefined;
       wrkResult = parseWrk(wrkOut);
     }
-    const errorLog = existsSync(join(dir, 'error.log')) ? readFileSync(join(dir, 'error.log'), 'utf8') : '';
-    const crashes = errorLog.split('\n').filter((l) => /exited on signal|\[(alert|crit|emerg)\]/.test(l));
+    const crashes = nginxCrashes(dir);
     const requests = {
       verified: verifier.verified,
       failed: verifier.failed,

@@ -24,7 +24,17 @@ import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli, runCliAsync } from '../cli.js';
-import { childrenOf, freePort, NGINX, nextWorkers, sleep, stopNginx, waitFor } from './scenario.js';
+import {
+  childrenOf,
+  configHead,
+  freePort,
+  NGINX,
+  nextWorkers,
+  nginxCrashes,
+  sleep,
+  stopNginx,
+  waitFor,
+} from './scenario.js';
 import { selfSignedCert } from '../tls-cert.js';
 
 /** One library switched by a bundle: what nginx must map before, while patched, and after the revert. */
@@ -102,19 +112,7 @@ export interface TlsScenarioResult {
 const WORDS = ['alpha', 'bravo', 'charlie', 'delta', 'echo', 'foxtrot', 'golf', 'hotel'];
 
 function config(dir: string, port: number, workers: number): string {
-  return `# written by lab/nginx/tls-scenario.ts; removed when the run ends
-worker_processes ${workers};
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log notice;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/tmp/body;
-  proxy_temp_path ${dir}/tmp/proxy;
-  fastcgi_temp_path ${dir}/tmp/fastcgi;
-  uwsgi_temp_path ${dir}/tmp/uwsgi;
-  scgi_temp_path ${dir}/tmp/scgi;
-  default_type text/plain;
+  return `${configHead(dir, workers, 'lab/nginx/tls-scenario.ts')}  default_type text/plain;
   # A regex map and regex locations with captures: pcre2 runs on every request.
   map $http_x_probe $probe_kind {
     ~^(?<pk>[a-z]+)-(?<pn>[0-9]+)$ "$pn/$pk";
@@ -409,8 +407,7 @@ export async function runTlsScenario(opts: TlsScenarioOptions): Promise<TlsScena
     check('forked reverted');
 
     await v.stop();
-    const errorLog = existsSync(join(dir, 'error.log')) ? readFileSync(join(dir, 'error.log'), 'utf8') : '';
-    const crashes = errorLog.split('\n').filter((l) => /exited on signal|\[(alert|crit|emerg)\]/.test(l));
+    const crashes = nginxCrashes(dir);
     const requests = {
       verified: v.verified,
       failed: v.failed,

@@ -22,6 +22,26 @@ export const enum Flow {
   IndirectCall = 7,
 }
 
+/** The general registers by their number in ModRM/SIB/REX encodings: what `Insn.base` numbers. */
+export const REGISTER_NAMES: readonly string[] = [
+  'rax',
+  'rcx',
+  'rdx',
+  'rbx',
+  'rsp',
+  'rbp',
+  'rsi',
+  'rdi',
+  'r8',
+  'r9',
+  'r10',
+  'r11',
+  'r12',
+  'r13',
+  'r14',
+  'r15',
+];
+
 /** Filled in by decode(); reused across calls so the hot loop allocates nothing. */
 export interface Insn {
   length: number;

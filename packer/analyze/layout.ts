@@ -31,7 +31,7 @@ import { hex } from '../../patches/hex.js';
 import { align, instructionsOf, type Decoded } from '../code/align.js';
 import type { FunctionPair } from '../code/match.js';
 import type { Build, FunctionInfo } from '../model.js';
-import { Flow } from '../../elf/x86/decode.js';
+import { Flow, REGISTER_NAMES } from '../../elf/x86/decode.js';
 import { Findings, listText, plural } from './findings.js';
 import { layoutFindings, type DwarfLayoutResult } from './layouts.js';
 import type { Pair } from './pair.js';
@@ -61,24 +61,6 @@ export interface LayoutEvidence {
   unaligned: number;
 }
 
-const REGISTERS = [
-  'rax',
-  'rcx',
-  'rdx',
-  'rbx',
-  'rsp',
-  'rbp',
-  'rsi',
-  'rdi',
-  'r8',
-  'r9',
-  'r10',
-  'r11',
-  'r12',
-  'r13',
-  'r14',
-  'r15',
-];
 const RSP = 4;
 const RBP = 5;
 /** Aligned instructions needed on each side of an access for its context to count as unchanged. */
@@ -182,14 +164,14 @@ function findEvidence(
         fields.push({
           function: name,
           at: x.offset,
-          register: REGISTERS[x.base]!,
+          register: REGISTER_NAMES[x.base]!,
           from: x.disp!,
           to: y.disp!,
         });
         mirror.fields.push({
           function: label(p.b),
           at: y.offset,
-          register: REGISTERS[y.base]!,
+          register: REGISTER_NAMES[y.base]!,
           from: y.disp!,
           to: x.disp!,
         });

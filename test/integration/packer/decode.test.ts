@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { parseElf } from '../../../elf/index.js';
 import { unwindRanges } from '../../../packer/code/ehframe.js';
-import { Flow, decode, newInsn } from '../../../elf/x86/decode.js';
+import { Flow, REGISTER_NAMES, decode, newInsn } from '../../../elf/x86/decode.js';
 import { libfix } from '../../../lab/packer/fixtures.js';
 
 const SYSTEM = ['/usr/lib/x86_64-linux-gnu/libz.so.1', '/usr/lib/x86_64-linux-gnu/libexpat.so.1'].filter(
@@ -24,24 +24,6 @@ interface Oracle {
   memory: Map<number, string>;
 }
 
-const REGISTERS = [
-  'rax',
-  'rcx',
-  'rdx',
-  'rbx',
-  'rsp',
-  'rbp',
-  'rsi',
-  'rdi',
-  'r8',
-  'r9',
-  'r10',
-  'r11',
-  'r12',
-  'r13',
-  'r14',
-  'r15',
-];
 /** Implicit operands objdump prints like memory operands, without a ModRM: string instructions, xlat, in/out. */
 const IMPLICIT =
   /^(?:rep[a-z]* )?(?:movs[bwlq]?|stos[bwlq]?|lods[bwlq]?|cmps[bwlq]?|scas[bwlq]?|ins[bwl]?|outs[bwl]?|xlatb?|in|out)(?:\s|$)/;
@@ -115,7 +97,8 @@ function checkAgainstObjdump(file: string, section = '.text'): number {
           : ins.dispSize === 1
             ? code.readInt8(p + ins.dispOff)
             : code.readInt32LE(p + ins.dispOff);
-    const mine = ins.base < 0 ? undefined : `${REGISTERS[ins.base]} ${disp}${ins.indexed ? ' indexed' : ''}`;
+    const mine =
+      ins.base < 0 ? undefined : `${REGISTER_NAMES[ins.base]} ${disp}${ins.indexed ? ' indexed' : ''}`;
     assert.equal(
       mine,
       oracle.memory.get(at),

@@ -6,7 +6,7 @@
  */
 import { isUlpError } from '../common/errors.js';
 import { parseElf } from '../elf/index.js';
-import { CATEGORY_NAMES } from './categories.js';
+import { CATEGORY_NAMES } from '../patches/verdicts.js';
 import { analyzePair } from './analyze/index.js';
 import { createBuild } from './model.js';
 import { checkPair, sameSymbolLevel } from './pack.js';

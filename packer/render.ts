@@ -12,7 +12,7 @@ import type {
   Report,
   SignatureStatus,
 } from '../patches/index.js';
-import { CATEGORY_NAMES } from './categories.js';
+import { CATEGORY_NAMES } from '../patches/verdicts.js';
 import { blockingFindings, removedExports } from '../patches/direction.js';
 import { shortBuildId } from '../common/format.js';
 

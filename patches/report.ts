@@ -7,6 +7,9 @@
  * trigger must not depend on the packer.
  */
 import { z } from 'zod';
+import { VERDICTS } from './verdicts.js';
+
+export { CATEGORY_NAMES, VERDICTS, combineVerdicts, type CategoryName } from './verdicts.js';
 
 export const HexSchema = z.string().regex(/^0x[0-9a-f]+$/, 'expected 0x-prefixed lower-case hex');
 export const SignedHexSchema = z.string().regex(/^-?0x[0-9a-f]+$/, 'expected 0x-prefixed lower-case hex');
@@ -15,7 +18,6 @@ export const BuildIdSchema = z
   .string()
   .regex(/^(?:[0-9a-f]{2}){1,64}$/, 'expected a lower-case hex build-id');
 
-export const VERDICTS = ['unchanged', 'compatible', 'incompatible'] as const;
 export const VerdictSchema = z.enum(VERDICTS);
 export type Verdict = z.infer<typeof VerdictSchema>;
 
@@ -32,20 +34,6 @@ export const FindingSchema = z.object({
   details: z.record(z.string(), z.unknown()).optional(),
 });
 export type Finding = z.infer<typeof FindingSchema>;
-
-export const CATEGORY_NAMES = [
-  'meta',
-  'api',
-  'code',
-  'layout',
-  'init',
-  'ro',
-  'relro',
-  'data',
-  'tls',
-  'funcptrs',
-] as const;
-export type CategoryName = (typeof CATEGORY_NAMES)[number];
 
 export const CategorySchema = z.object({
   verdict: VerdictSchema,
@@ -199,10 +187,3 @@ export const ReportSchema = z.object({
     .nullable(),
 });
 export type Report = z.infer<typeof ReportSchema>;
-
-/** The worst verdict wins. */
-export function combineVerdicts(verdicts: Iterable<Verdict>): Verdict {
-  let rank = 0;
-  for (const v of verdicts) rank = Math.max(rank, VERDICTS.indexOf(v));
-  return VERDICTS[rank]!;
-}

@@ -3,7 +3,7 @@
  * report. Pure: it reads two parsed builds and returns data.
  */
 import type { BuildSummary, Report } from '../../patches/index.js';
-import { CATEGORY_NAMES, worstVerdict } from '../categories.js';
+import { CATEGORY_NAMES, combineVerdicts } from '../../patches/verdicts.js';
 import type { Build } from '../model.js';
 import { analyzeApi } from './api.js';
 import { analyzeCode } from './code.js';
@@ -73,7 +73,7 @@ export function analyzePair(
     funcptrs,
   };
   return {
-    verdict: worstVerdict(CATEGORY_NAMES.map((c) => categories[c].verdict)),
+    verdict: combineVerdicts(CATEGORY_NAMES.map((c) => categories[c].verdict)),
     from: summarize(from),
     to: summarize(to),
     categories,

@@ -127,20 +127,28 @@ for (const variant of VARIANTS) {
     it('a thread spinning inside an old function keeps running there; its next call is new code', async () => {
       const t = lab.start(exe, { route: 1 }, ['spin']);
       await roundAfter(t, 0);
+      await linesAfter(t, 0, (ls) => ls.some((l) => l.spinning !== undefined));
       trigger(String(t.pid), lab.bundlePath('route', 1, 2));
       await roundAfter(t, t.output().length);
-      let mark = t.output().length;
-      t.kill('SIGUSR2');
-      const first = (await linesAfter(t, mark, (ls) => ls.some((l) => l.spin !== undefined))).find(
-        (l) => l.spin !== undefined,
-      )!;
-      assert.equal(first.spin, '1', 'the call that was running at the switch finished in the old build');
-      mark = t.output().length;
-      t.kill('SIGUSR2');
-      const second = (await linesAfter(t, mark, (ls) => ls.some((l) => l.spin !== undefined))).find(
-        (l) => l.spin !== undefined,
-      )!;
-      assert.equal(second.spin, '2', 'the next call through the same old pointer runs the new build');
+      // Each SIGUSR2 is sent only after the spinner said which generation it waits out (see route_main.c).
+      const spinAfter = async (mark: number) => {
+        t.kill('SIGUSR2');
+        const ls = await linesAfter(t, mark, (xs) => {
+          const i = xs.findIndex((l) => l.spin !== undefined);
+          return i >= 0 && xs.slice(i + 1).some((l) => l.spinning !== undefined);
+        });
+        return ls.find((l) => l.spin !== undefined)!.spin;
+      };
+      assert.equal(
+        await spinAfter(t.output().length),
+        '1',
+        'the call that was running at the switch finished in the old build',
+      );
+      assert.equal(
+        await spinAfter(t.output().length),
+        '2',
+        'the next call through the same old pointer runs the new build',
+      );
       noBadResults(t);
       // A spinning or busy target left running would starve the next test's trigger on a small machine.
       t.dispose();

@@ -7,7 +7,8 @@
  * "expat_2.5.0", "libevent 2.1.12-stable"), paired by the text before the
  * version; and the input paths when they differ only in a versioned folder
  * or file name (ssl-3.0.19-1~deb12u2/libssl.so.3: a library whose bytes
- * carry no version, like libssl, is told only by this). Versions are
+ * carry no version, like libssl, is told only by this, or by the bundles
+ * already packed, known-bundles.ts). Versions are
  * compared in Debian's order (dpkg.ts), which also orders plain dotted
  * versions the usual way. Pure.
  */
@@ -27,13 +28,15 @@ export interface PackageNote {
 }
 
 export interface VersionEvidence {
-  source: 'package-note' | 'version-string' | 'path';
+  source: 'package-note' | 'version-string' | 'path' | 'known-bundle';
   /** What was compared, e.g. the package name or the text before the version. */
   what: string;
   old: string;
   new: string;
   /** The new build's version against the old one's. */
   order: 'older' | 'newer' | 'equal';
+  /** known-bundle: the bundle files that say so (known-bundles.ts). */
+  bundles?: string[];
 }
 
 export interface DowngradeAssessment {
@@ -184,9 +187,13 @@ export interface BuildFacts {
  * The evidence, and whether it says downgrade: the package notes decide
  * when both builds carry one for the same package (they are the
  * distribution's own word); otherwise any other evidence that the new build
- * is older does.
+ * is older does, `other` included (what the known bundles say, known-bundles.ts).
  */
-export function assessVersions(old: BuildFacts, neu: BuildFacts): DowngradeAssessment {
+export function assessVersions(
+  old: BuildFacts,
+  neu: BuildFacts,
+  other: readonly VersionEvidence[] = [],
+): DowngradeAssessment {
   const evidence: VersionEvidence[] = [];
   const on = packageNote(old.obj);
   const nn = packageNote(neu.obj);
@@ -204,6 +211,7 @@ export function assessVersions(old: BuildFacts, neu: BuildFacts): DowngradeAsses
   }
   evidence.push(...stringEvidence(versionStrings(old.obj, old.bytes), versionStrings(neu.obj, neu.bytes)));
   evidence.push(...pathEvidence(old.path, neu.path));
+  evidence.push(...other);
   const downgrade =
     noteOrder !== undefined ? noteOrder === 'older' : evidence.some((e) => e.order === 'older');
   return { downgrade, evidence };

@@ -156,7 +156,7 @@ async function runDebPack(oldDeb: string, newDeb: string, opts: Options): Promis
   const privateKey = opts.sign
     ? (await bundleLayer()).loadPrivateKey(readKeyFile(opts.sign, 'PACK_KEY_UNREADABLE'))
     : undefined;
-  const known = readKnown(opts);
+  const known = await readKnown(opts);
   const line = progress(PROGRAM);
   try {
     return await runDebs(oldDeb, newDeb, {
@@ -190,7 +190,7 @@ async function runPack(oldPath: string, newPath: string, opts: Options): Promise
   const privateKey = opts.sign
     ? bundles!.loadPrivateKey(readKeyFile(opts.sign, 'PACK_KEY_UNREADABLE'))
     : undefined;
-  const known = readKnown(opts);
+  const known = await readKnown(opts);
   const line = progress(PROGRAM);
   let result;
   try {
@@ -263,9 +263,9 @@ async function runPack(oldPath: string, newPath: string, opts: Options): Promise
 }
 
 /** The store and the --known folders, read before the analysis; what cannot be read is a warning on stderr, never fatal. */
-function readKnown(opts: Options): KnownBundles {
+async function readKnown(opts: Options): Promise<KnownBundles> {
   if (opts.known) checkKnownDirs(opts.known);
-  const known = knownBundles(opts.known ?? []);
+  const known = await knownBundles(opts.known ?? []);
   for (const s of known.skipped)
     process.stderr.write(
       `${PROGRAM}: warning: skipped ${s.path} (${s.code}: ${s.message}); it is not used as downgrade evidence\n`,

@@ -7,7 +7,8 @@
  */
 import { readdirSync } from 'node:fs';
 import { UlpError } from '../common/errors.js';
-import { bundleStoreDir, readBundleHeads, type BundleHead, type SkippedBundle } from '../patches/store.js';
+import type { BundleHead } from '../patches/bundle-head.js';
+import { bundleFiles, bundleStoreDir, type SkippedBundle } from '../patches/store.js';
 
 export interface KnownBundles {
   /** The folders looked at: the store first. */
@@ -33,8 +34,19 @@ export function checkKnownDirs(dirs: readonly string[]): void {
   }
 }
 
-/** The heads of the bundles in the store and in `extra`. */
-export function knownBundles(extra: readonly string[], env: NodeJS.ProcessEnv = process.env): KnownBundles {
+/**
+ * The heads of the bundles in the store and in `extra`. The reader (gzip,
+ * tar headers) is loaded only when there is a bundle to read: most hosts
+ * that pack have no store.
+ */
+export async function knownBundles(
+  extra: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<KnownBundles> {
   const dirs = [bundleStoreDir(env), ...extra];
-  return { dirs, ...readBundleHeads(dirs) };
+  const listed = bundleFiles(dirs);
+  if (listed.files.length === 0) return { dirs, heads: [], skipped: listed.skipped };
+  const { readBundleHeads } = await import('../patches/bundle-head.js');
+  const read = readBundleHeads(listed.files);
+  return { dirs, heads: read.heads, skipped: [...listed.skipped, ...read.skipped] };
 }

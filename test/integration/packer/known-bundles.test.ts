@@ -38,6 +38,8 @@ describe('ulp-pack: downgrade evidence from known bundles', function () {
   this.timeout(5 * 60_000);
   let v1: string, v2: string, v3: string;
   let store: string;
+  /** v1 -> v2, packed into the store before the tests (ulp-pack's --json of it). */
+  let upgrade: { path: string; json: any };
   const inStore = (args: string[], s = store) => ulpPack(args, { ULP_BUNDLES_DIR: s });
 
   before(() => {
@@ -45,6 +47,11 @@ describe('ulp-pack: downgrade evidence from known bundles', function () {
     v2 = placed('b', ['COMPUTE_ADD=2']);
     v3 = placed('c', ['COMPUTE_ADD=3']);
     store = folder('store');
+    const path = join(store, 'libfix_1_2.ulp');
+    const packed = inStore([v1, v2, '-o', path, '--json'], folder('empty-store'));
+    assert.equal(packed.code, 0, packed.stdout + packed.stderr);
+    assert.equal(packed.json.versions.downgrade, false);
+    upgrade = { path, json: packed.json };
   });
 
   it('without known bundles the builds cannot be told apart: the downgrade is packed', () => {
@@ -56,11 +63,7 @@ describe('ulp-pack: downgrade evidence from known bundles', function () {
   });
 
   it('a bundle in the store that updates NEW to OLD refuses the pair, naming the bundle; nothing is written', () => {
-    const up = join(store, 'libfix_1_2.ulp');
-    const packed = inStore([v1, v2, '-o', up, '--json']);
-    assert.equal(packed.code, 0, packed.stdout + packed.stderr);
-    assert.equal(packed.json.versions.downgrade, false);
-
+    const { path: up, json: packed } = upgrade;
     const out = join(dir.path, 'down.ulp');
     const r = inStore([v2, v1, '-o', out, '--json']);
     assert.equal(r.code, 2, r.stdout + r.stderr);
@@ -68,7 +71,7 @@ describe('ulp-pack: downgrade evidence from known bundles', function () {
     const ev = r.json.error.details.evidence;
     assert.deepEqual(
       ev.map((e: any) => [e.source, e.order, e.bundles, e.old, e.new]),
-      [['known-bundle', 'older', [up], packed.json.new.buildId, packed.json.old.buildId]],
+      [['known-bundle', 'older', [up], packed.new.buildId, packed.old.buildId]],
     );
     assert.ok(!existsSync(out), 'nothing written');
 
@@ -129,7 +132,7 @@ describe('ulp-pack: downgrade evidence from known bundles', function () {
 
   it('bundles that cannot be read are skipped with a warning, never fatal; a missing store is normal', () => {
     const messy = folder('messy');
-    const good = join(store, 'libfix_1_2.ulp');
+    const good = upgrade.path;
     copyFileSync(good, join(messy, 'good.ulp'));
     writeFileSync(join(messy, 'garbage.ulp'), 'not a bundle\n');
     writeFileSync(join(messy, 'cut.ulp'), readFileSync(good).subarray(0, 40));
@@ -162,11 +165,16 @@ describe('ulp-pack: downgrade evidence from known bundles', function () {
     const missing = inStore([v2, v1, '--check', '--json'], join(dir.path, 'no-such-store'));
     assert.equal(missing.code, 0, missing.stdout + missing.stderr);
     assert.equal(missing.stderr, '');
+
+    // A store that cannot be listed (here a file; for a user who is not root, the 0700 folder) is a warning.
+    const unlistable = inStore([v2, v1, '--check', '--json'], join(messy, 'notes.txt'));
+    assert.equal(unlistable.code, 0, unlistable.stdout + unlistable.stderr);
+    assert.match(unlistable.stderr, /warning: skipped .*notes\.txt \(BUNDLE_READ_FAILED: cannot list/);
   });
 
   it('reads a manifest larger than its first read, and a bundle recompressed as one gzip member', () => {
-    const good = readFileSync(join(store, 'libfix_1_2.ulp'));
-    const manifest = readBundleFile(join(store, 'libfix_1_2.ulp')).manifestBytes;
+    const good = readFileSync(upgrade.path);
+    const manifest = readBundleFile(upgrade.path).manifestBytes;
     // Incompressible filler: its gzip member is far larger than the 256 KiB read first.
     const big = JSON.stringify({
       ...JSON.parse(manifest.toString()),
@@ -199,7 +207,7 @@ describe('ulp-pack: downgrade evidence from known bundles', function () {
     const file = inStore([v1, v2, '-o', out, '--known', v1]);
     assert.equal(file.code, 5);
     assert.match(file.stderr, /PACK_KNOWN_DIR_UNREADABLE.*is not a folder/);
-    const inspect = inStore(['--inspect', join(store, 'libfix_1_2.ulp'), '--known', store]);
+    const inspect = inStore(['--inspect', upgrade.path, '--known', store]);
     assert.equal(inspect.code, 64, inspect.stdout + inspect.stderr);
   });
 });

@@ -1,14 +1,10 @@
-/** The pure parts of reading a bundle's head (patches/store.ts, gzip.ts): the manifest from the start of the stream, and its fields. */
+/** The pure parts of reading a bundle's head (patches/bundle-head.ts, gzip.ts): the manifest from the start of the stream, and its fields. */
 import assert from 'node:assert/strict';
 import { gzipSync } from 'node:zlib';
 import { hasCode } from '../../../common/errors.js';
 import { gzipMemberSync, inflateFirstMember } from '../../../patches/gzip.js';
-import {
-  bundleStoreDir,
-  DEFAULT_BUNDLES_DIR,
-  manifestFromTarStart,
-  parseBundleHead,
-} from '../../../patches/store.js';
+import { manifestFromTarStart, parseBundleHead } from '../../../patches/bundle-head.js';
+import { bundleStoreDir, DEFAULT_BUNDLES_DIR } from '../../../patches/store.js';
 import { tarEntry, TAR_END } from '../../../patches/tar.js';
 
 const OLD = '5d'.repeat(20);

@@ -99,8 +99,8 @@ export function manifestFromTarStart(
   return tar.length >= BLOCK + size ? tar.subarray(BLOCK, BLOCK + size) : undefined;
 }
 
-/** The first read of a bundle: most manifests inflate from less (libcrypto's, with its data-reference map, from more). */
-const FIRST_READ = 256 * 1024;
+/** The first read of a bundle: libcrypto's manifest, data-reference maps and all, inflates from 48 KB of it. */
+const FIRST_READ = 64 * 1024;
 /** ulp.json's member: its tar header, its data, its padding. */
 const FIRST_MEMBER_MAX = 2 * BLOCK + DEFAULT_LIMITS.manifestBytes;
 

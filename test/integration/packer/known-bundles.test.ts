@@ -175,7 +175,7 @@ describe('ulp-pack: downgrade evidence from known bundles', function () {
   it('reads a manifest larger than its first read, and a bundle recompressed as one gzip member', () => {
     const good = readFileSync(upgrade.path);
     const manifest = readBundleFile(upgrade.path).manifestBytes;
-    // Incompressible filler: its gzip member is far larger than the 256 KiB read first.
+    // Incompressible filler: its gzip member is far larger than the 64 KiB read first.
     const big = JSON.stringify({
       ...JSON.parse(manifest.toString()),
       filler: randomBytes(1 << 20).toString('hex'),

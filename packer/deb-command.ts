@@ -66,6 +66,7 @@ async function packPair(
       ...(opts.privateKey ? { privateKey: opts.privateKey } : {}),
       ...(opts.allowDowngrade ? { allowDowngrade: true } : {}),
       ...(opts.knownBundles ? { knownBundles: opts.knownBundles } : {}),
+      packageVersions: { type: 'deb', name: pkg.name, old: pkg.from, new: pkg.to },
       ...(opts.debugDirs ? { debugDirs: opts.debugDirs } : {}),
       packageInfo: {
         name: pkg.name,

@@ -15,6 +15,7 @@ import {
   assessVersions,
   packageNote,
   type DowngradeAssessment,
+  type PackageVersions,
   type VersionEvidence,
 } from './version/evidence.js';
 import { knownBundleEvidence, type KnownUpdate } from './version/known-bundles.js';
@@ -37,6 +38,8 @@ export interface PackOptions {
   allowDowngrade?: boolean;
   /** Bundles already written (the store, --known): evidence of which build is the later one. */
   knownBundles?: readonly KnownUpdate[];
+  /** The versions of the packages the builds come from (--deb): they decide, as package notes do. */
+  packageVersions?: PackageVersions;
   /** What the operator said about the update (--package, --from-version, --to-version, --fixes); the package notes fill the gaps. */
   packageInfo?: PackageInfo;
 }
@@ -154,7 +157,7 @@ export async function pack(opts: PackOptions): Promise<PackResult> {
   const loadedNew = loadBuild('new', opts.newPath);
   const soname = checkPair(loadedOld, loadedNew);
   const known = knownBundleEvidence(loadedOld.obj.buildId!, loadedNew.obj.buildId!, opts.knownBundles ?? []);
-  const versions = assessVersions(loadedOld, loadedNew, known);
+  const versions = assessVersions(loadedOld, loadedNew, known, opts.packageVersions);
   if (versions.downgrade && !opts.allowDowngrade) throw downgradeError(versions.evidence);
   const packageInfo = withNoteDefaults(opts.packageInfo, loadedOld, loadedNew);
   const [old, neu] = sameSymbolLevel(loadedOld, loadedNew);

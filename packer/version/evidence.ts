@@ -28,7 +28,7 @@ export interface PackageNote {
 }
 
 export interface VersionEvidence {
-  source: 'package-note' | 'version-string' | 'path' | 'known-bundle';
+  source: 'package-note' | 'package-control' | 'version-string' | 'path' | 'known-bundle';
   /** What was compared, e.g. the package name or the text before the version. */
   what: string;
   old: string;
@@ -183,16 +183,26 @@ export interface BuildFacts {
   path: string;
 }
 
+/** The versions of the packages the builds were taken from, as the packages say (`ulp-pack --deb`: their control fields). */
+export interface PackageVersions {
+  type: string;
+  name: string;
+  old: string;
+  new: string;
+}
+
 /**
- * The evidence, and whether it says downgrade: the package notes decide
- * when both builds carry one for the same package (they are the
- * distribution's own word); otherwise any other evidence that the new build
- * is older does, `other` included (what the known bundles say, known-bundles.ts).
+ * The evidence, and whether it says downgrade: the distribution's own word
+ * decides, that is the package notes when both builds carry one for the
+ * same package, else the versions of the packages they were taken from;
+ * otherwise any other evidence that the new build is older does, `other`
+ * included (what the known bundles say, known-bundles.ts).
  */
 export function assessVersions(
   old: BuildFacts,
   neu: BuildFacts,
   other: readonly VersionEvidence[] = [],
+  packages?: PackageVersions,
 ): DowngradeAssessment {
   const evidence: VersionEvidence[] = [];
   const on = packageNote(old.obj);
@@ -209,10 +219,22 @@ export function assessVersions(
         order: noteOrder,
       });
   }
+  let packageOrder: VersionEvidence['order'] | undefined;
+  if (packages) {
+    packageOrder = orderOf(packages.old, packages.new);
+    if (packageOrder)
+      evidence.push({
+        source: 'package-control',
+        what: `${packages.type} package ${packages.name}`,
+        old: packages.old,
+        new: packages.new,
+        order: packageOrder,
+      });
+  }
+  const decisive = noteOrder ?? packageOrder;
   evidence.push(...stringEvidence(versionStrings(old.obj, old.bytes), versionStrings(neu.obj, neu.bytes)));
   evidence.push(...pathEvidence(old.path, neu.path));
   evidence.push(...other);
-  const downgrade =
-    noteOrder !== undefined ? noteOrder === 'older' : evidence.some((e) => e.order === 'older');
+  const downgrade = decisive !== undefined ? decisive === 'older' : evidence.some((e) => e.order === 'older');
   return { downgrade, evidence };
 }

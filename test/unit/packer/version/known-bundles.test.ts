@@ -78,6 +78,25 @@ describe('known bundles as downgrade evidence', () => {
     assert.deepEqual(knownBundleEvidence(A, D, known), []);
   });
 
+  it("assessVersions: the packages' own versions decide, over what the bundles say", () => {
+    const bare = { obj: { notes: [], loadSegments: [] } as unknown as ElfObject, bytes: Buffer.alloc(0) };
+    const old = { ...bare, path: '/a/old/libx.so.1' };
+    const neu = { ...bare, path: '/a/new/libx.so.1' };
+    const older = knownBundleEvidence(B, A, [upd('/s/ab.ulp', A, B)]);
+    const up = { type: 'deb', name: 'libx1', old: '1.0-1', new: '1.0-1+deb12u1' };
+    const r = assessVersions(old, neu, older, up);
+    assert.equal(r.downgrade, false);
+    assert.deepEqual(
+      r.evidence.map((e) => [e.source, e.order]),
+      [
+        ['package-control', 'newer'],
+        ['known-bundle', 'older'],
+      ],
+    );
+    const down = assessVersions(old, neu, [], { ...up, old: '1:0.9', new: '1.0' });
+    assert.deepEqual([down.downgrade, down.evidence[0]!.what], [true, 'deb package libx1']);
+  });
+
   it('assessVersions: known-bundle evidence that says older is a downgrade; newer alone is not', () => {
     const bare = { obj: { notes: [], loadSegments: [] } as unknown as ElfObject, bytes: Buffer.alloc(0) };
     const old = { ...bare, path: '/a/old/libx.so.1' };

@@ -109,6 +109,7 @@ export const ERROR_CODES = {
   PACK_INPUT_UNREADABLE: spec('packer', 'IO', 'OLD or NEW cannot be read'),
   PACK_KEY_UNREADABLE: spec('packer', 'IO', 'the --sign/--key file cannot be read'),
   PACK_DEBUG_DIR_UNREADABLE: spec('packer', 'IO', 'a --debug-dir is missing or not a folder'),
+  PACK_KNOWN_DIR_UNREADABLE: spec('packer', 'IO', 'a --known folder is missing or not a folder'),
   PACK_DEBUG_FILE_UNREADABLE: spec('packer', 'IO', 'a debug file found for a build cannot be read'),
   PACK_NO_BUILD_ID: spec('packer', 'INVALID_INPUT', 'a build has no GNU build-id note'),
   PACK_NO_SONAME: spec('packer', 'INVALID_INPUT', 'a build has no DT_SONAME'),

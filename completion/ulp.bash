@@ -21,11 +21,12 @@ _ulp_pack() {
     --inspect) COMPREPLY=($(compgen -f -X '!*.ulp' -- "$cur") $(compgen -d -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
     --sign|--key) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --debug-dir) COMPREPLY=($(compgen -d -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
+    --known) COMPREPLY=($(compgen -d -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
     --created-at|--package|--from-version|--to-version|--fixes) return ;;
     --pid) _ulp_pids "$cur"; return ;;
   esac
   if [[ $cur == -* ]]; then
-    COMPREPLY=($(compgen -W '-o --output --check --json --sign --created-at --debug-dir --package --from-version --to-version --fixes --allow-downgrade --pid --deb --inspect --key -V --version -h --help' -- "$cur"))
+    COMPREPLY=($(compgen -W '-o --output --check --json --sign --created-at --debug-dir --package --from-version --to-version --fixes --allow-downgrade --known --pid --deb --inspect --key -V --version -h --help' -- "$cur"))
     return
   fi
   COMPREPLY=($(compgen -f -X '!*.so*' -- "$cur") $(compgen -d -- "$cur"))

@@ -23,6 +23,7 @@ import { renderInspect, renderPack } from './render.js';
 import { runDebs } from './deb-command.js';
 import { loadBuild } from './pack.js';
 import { findRunningBuild } from '../runtime/running-build.js';
+import { checkKnownDirs, knownBundles, type KnownBundles } from './known-dirs.js';
 
 /**
  * The bundle layer, loaded only by the paths that write or read a bundle:
@@ -49,6 +50,7 @@ interface Options {
   fixes?: string[];
   pid?: string;
   deb?: boolean;
+  known?: string[];
 }
 
 const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
@@ -103,6 +105,11 @@ function buildProgram(): Command {
       'OLD and NEW are two .deb files of one package: write one bundle per shared library both ship into the folder given with -o',
     )
     .option('--allow-downgrade', 'write the bundle even when the new build looks older than the old one')
+    .option(
+      '--known <dir>',
+      'a folder of bundles already written (besides the store, $ULP_BUNDLES_DIR or /var/lib/ulp/bundles): NEW is refused as a downgrade when they update it to OLD; repeatable',
+      collect,
+    )
     .version(versionLine(PROGRAM), '-V, --version', 'print the version')
     .helpOption('-h, --help', 'show this help')
     .addHelpText(
@@ -149,9 +156,11 @@ async function runDebPack(oldDeb: string, newDeb: string, opts: Options): Promis
   const privateKey = opts.sign
     ? (await bundleLayer()).loadPrivateKey(readKeyFile(opts.sign, 'PACK_KEY_UNREADABLE'))
     : undefined;
+  const known = await readKnown(opts);
   const line = progress(PROGRAM);
   try {
     return await runDebs(oldDeb, newDeb, {
+      knownBundles: known.heads,
       outputDir: opts.output,
       check: !!opts.check,
       json: !!opts.json,
@@ -181,6 +190,7 @@ async function runPack(oldPath: string, newPath: string, opts: Options): Promise
   const privateKey = opts.sign
     ? bundles!.loadPrivateKey(readKeyFile(opts.sign, 'PACK_KEY_UNREADABLE'))
     : undefined;
+  const known = await readKnown(opts);
   const line = progress(PROGRAM);
   let result;
   try {
@@ -193,6 +203,7 @@ async function runPack(oldPath: string, newPath: string, opts: Options): Promise
       ...(privateKey ? { privateKey } : {}),
       ...(opts.allowDowngrade ? { allowDowngrade: true } : {}),
       ...(packageInfo ? { packageInfo } : {}),
+      knownBundles: known.heads,
       progress: line.update,
       ...(opts.debugDir ? { debugDirs: opts.debugDir } : {}),
     });
@@ -215,6 +226,7 @@ async function runPack(oldPath: string, newPath: string, opts: Options): Promise
       patchId: result.manifest?.patchId ?? null,
       package: result.packageInfo ?? null,
       versions: result.versions,
+      knownBundles: { dirs: known.dirs, read: known.heads.length, skipped: known.skipped },
       forward: result.forward,
       reverse: result.reverse,
     });
@@ -250,6 +262,17 @@ async function runPack(oldPath: string, newPath: string, opts: Options): Promise
   return ExitCode.OK;
 }
 
+/** The store and the --known folders, read before the analysis; what cannot be read is a warning on stderr, never fatal. */
+async function readKnown(opts: Options): Promise<KnownBundles> {
+  if (opts.known) checkKnownDirs(opts.known);
+  const known = await knownBundles(opts.known ?? []);
+  for (const s of known.skipped)
+    process.stderr.write(
+      `${PROGRAM}: warning: skipped ${s.path} (${s.code}: ${s.message}); it is not used as downgrade evidence\n`,
+    );
+  return known;
+}
+
 function validate(args: string[], opts: Options): void {
   if (opts.inspect !== undefined) {
     if (args.length > 0) throw usage('--inspect takes no OLD/NEW arguments');
@@ -261,6 +284,7 @@ function validate(args: string[], opts: Options): void {
       'debugDir',
       'pid',
       'deb',
+      'known',
       ...PACKAGE_OPTIONS,
     ] as const)
       if (opts[o] !== undefined) throw usage(`${flagOf(o)} cannot be used with --inspect`);

@@ -13,6 +13,7 @@ import { UlpError } from '../common/errors.js';
 import { bundleFileName } from './bundle-name.js';
 import { unpackDebs, type LibraryPair } from './from-deb.js';
 import { pack } from './pack.js';
+import type { KnownUpdate } from './version/known-bundles.js';
 
 export interface DebRunOptions {
   outputDir: string | undefined;
@@ -24,6 +25,8 @@ export interface DebRunOptions {
   fixes?: string[];
   debugDirs?: string[];
   allowDowngrade?: boolean;
+  /** Bundles already written (the store, --known): downgrade evidence for every pair. */
+  knownBundles?: readonly KnownUpdate[];
   progress: (message: string) => void;
 }
 
@@ -62,6 +65,8 @@ async function packPair(
       bundle: !opts.check,
       ...(opts.privateKey ? { privateKey: opts.privateKey } : {}),
       ...(opts.allowDowngrade ? { allowDowngrade: true } : {}),
+      ...(opts.knownBundles ? { knownBundles: opts.knownBundles } : {}),
+      packageVersions: { type: 'deb', name: pkg.name, old: pkg.from, new: pkg.to },
       ...(opts.debugDirs ? { debugDirs: opts.debugDirs } : {}),
       packageInfo: {
         name: pkg.name,

@@ -15,8 +15,10 @@ import {
   assessVersions,
   packageNote,
   type DowngradeAssessment,
+  type PackageVersions,
   type VersionEvidence,
 } from './version/evidence.js';
+import { knownBundleEvidence, type KnownUpdate } from './version/known-bundles.js';
 import type { PackageInfo } from './package-info.js';
 import { dataRefMap } from './code/datarefs.js';
 import type { BundleDataRefs, DataRefs, StoredDataRefs } from '../patches/index.js';
@@ -34,6 +36,10 @@ export interface PackOptions {
   debugDirs?: string[];
   /** Write the bundle even when the new build looks older than the old one. */
   allowDowngrade?: boolean;
+  /** Bundles already written (the store, --known): evidence of which build is the later one. */
+  knownBundles?: readonly KnownUpdate[];
+  /** The versions of the packages the builds come from (--deb): they decide, as package notes do. */
+  packageVersions?: PackageVersions;
   /** What the operator said about the update (--package, --from-version, --to-version, --fixes); the package notes fill the gaps. */
   packageInfo?: PackageInfo;
 }
@@ -150,7 +156,8 @@ export async function pack(opts: PackOptions): Promise<PackResult> {
   progress(`reading ${opts.newPath}`);
   const loadedNew = loadBuild('new', opts.newPath);
   const soname = checkPair(loadedOld, loadedNew);
-  const versions = assessVersions(loadedOld, loadedNew);
+  const known = knownBundleEvidence(loadedOld.obj.buildId!, loadedNew.obj.buildId!, opts.knownBundles ?? []);
+  const versions = assessVersions(loadedOld, loadedNew, known, opts.packageVersions);
   if (versions.downgrade && !opts.allowDowngrade) throw downgradeError(versions.evidence);
   const packageInfo = withNoteDefaults(opts.packageInfo, loadedOld, loadedNew);
   const [old, neu] = sameSymbolLevel(loadedOld, loadedNew);

@@ -11,16 +11,14 @@ import { UlpError } from '../common/errors.js';
 import { canonicalJson } from './canonical-json.js';
 import { CVE_RE } from './cve.js';
 import { BundleDataRefsSchema, type BundleDataRefs } from './datarefs.js';
+import { ENTRY_MANIFEST, ENTRY_NEW, ENTRY_OLD } from './entries.js';
 import { BuildIdSchema, ReportSchema, Sha256Schema, VerdictSchema, type Report } from './report.js';
 
 /** The format this code writes; it reads any 1.x. */
 export const FORMAT_VERSION = '1.1.0';
 const SUPPORTED_MAJOR = semver.major(FORMAT_VERSION);
 
-export const ENTRY_MANIFEST = 'ulp.json';
-export const ENTRY_NEW = 'new.so';
-export const ENTRY_OLD = 'old.so';
-export const ENTRY_SIGNATURE = 'signature';
+export { ENTRY_MANIFEST, ENTRY_NEW, ENTRY_OLD, ENTRY_SIGNATURE } from './entries.js';
 
 const buildEntry = <E extends string>(entry: E) =>
   z.object({

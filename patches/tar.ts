@@ -6,10 +6,11 @@
  * Header class decodes single 512-byte headers, and the framing around it is
  * ours, so no extended header, link or path trickery is ever interpreted.
  */
-import { Header } from 'tar';
+// The Header class alone: the package's index loads its whole reader and writer (20-40 ms).
+import { Header } from 'tar/header';
 import { UlpError } from '../common/errors.js';
 
-const BLOCK = 512;
+export const BLOCK = 512;
 
 /** One entry: its header block, its data, and the padding to the next block. */
 export function tarEntry(name: string, data: Buffer, mtime: Date): Buffer {
@@ -81,11 +82,7 @@ export function decodeTar(tar: Buffer, rules: TarReadRules): Map<string, Buffer>
       }
       return entries;
     }
-    const header = new Header(tar, off);
-    const magic = block.subarray(257, 265).toString('latin1');
-    if (!header.cksumValid || (magic !== 'ustar\u000000' && magic !== 'ustar  \u0000')) {
-      throw new UlpError('BUNDLE_CORRUPT', `bad tar header at offset ${off}`, REBUILD, { offset: off });
-    }
+    const header = checkedHeader(tar, off);
     const name = header.path ?? '';
     checkPath(name);
     const type = header.typeKey;
@@ -142,6 +139,16 @@ export function decodeTar(tar: Buffer, rules: TarReadRules): Map<string, Buffer>
     entries.set(name, tar.subarray(start, start + size));
     off = start + size + padding(size);
   }
+}
+
+/** The ustar header at `off`, when its checksum and magic are right (BUNDLE_CORRUPT otherwise). */
+export function checkedHeader(tar: Buffer, off: number): Header {
+  const header = new Header(tar, off);
+  const magic = tar.subarray(off + 257, off + 265).toString('latin1');
+  if (!header.cksumValid || (magic !== 'ustar\u000000' && magic !== 'ustar  \u0000')) {
+    throw new UlpError('BUNDLE_CORRUPT', `bad tar header at offset ${off}`, REBUILD, { offset: off });
+  }
+  return header;
 }
 
 /** Absolute and parent-relative names are refused before anything else, whatever their type. */

@@ -60,6 +60,7 @@ import {
 } from '../lab/bench/common.js';
 import { renderProfile, summariseProfile, type Profile } from '../lab/bench/profile.js';
 import { fleetProgram, libdemo, libDir, pack, workDir } from '../lab/bench/fixtures.js';
+import { handleArgs } from '../lab/script-args.js';
 
 const COUNTS = numbers('--processes', [100, 1000]);
 const SLEEP_COUNTS = numbers('--sleep-processes', [100]).filter((n) => n > 0);
@@ -351,6 +352,10 @@ async function measure(
 }
 
 async function main(): Promise<void> {
+  handleArgs(import.meta.url, {
+    values: ['--processes', '--sleep-processes', '--jobs', '--json'],
+    flags: ['--profile'],
+  });
   ensureBuilt();
   const tag = `all-${process.pid}-${Date.now()}`;
   const w = workDir('bench-all');

@@ -37,6 +37,7 @@ import {
   writeJsonResult,
 } from '../lab/bench/common.js';
 import { callcost, libDir, pack, workDir } from '../lab/bench/fixtures.js';
+import { handleArgs } from '../lab/script-args.js';
 
 const ROUNDS = Number(arg('--rounds') ?? 10);
 const CALLS = Number(arg('--calls') ?? 20_000_000);
@@ -189,6 +190,7 @@ export function renderCall(r: CallResult): string {
 }
 
 async function main(): Promise<void> {
+  handleArgs(import.meta.url, { values: ['--rounds', '--calls', '--json'] });
   ensureBuilt();
   const tag = `call-${process.pid}-${Date.now()}`;
   const w = workDir('bench-call');

@@ -23,6 +23,7 @@ import {
   writeJsonResult,
   type Summary,
 } from '../lab/bench/common.js';
+import { handleArgs } from '../lab/script-args.js';
 
 export interface DebugInfoResult {
   file: string;
@@ -112,6 +113,7 @@ export function renderDebugInfo(r: DebugInfoResult): string {
 }
 
 function main(): void {
+  handleArgs(import.meta.url, { values: ['--runs', '--json'], operands: 1 });
   const runs = Number(arg('--runs') ?? 7);
   const argv = process.argv.slice(2);
   const file =

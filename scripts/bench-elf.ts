@@ -24,6 +24,7 @@ import {
   writeJsonResult,
   type Summary,
 } from '../lab/bench/common.js';
+import { handleArgs } from '../lab/script-args.js';
 
 export interface ElfResult {
   file: string;
@@ -145,6 +146,7 @@ export function renderElf(r: ElfResult): string {
 }
 
 function main(): void {
+  handleArgs(import.meta.url, { values: ['--runs', '--json'], operands: 1 });
   const runs = Number(arg('--runs') ?? 25);
   const argv = process.argv.slice(2);
   const file =

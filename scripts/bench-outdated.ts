@@ -35,6 +35,7 @@ import {
   arg,
 } from '../lab/bench/common.js';
 import { fleetProgram, libdemo, libDir, workDir } from '../lab/bench/fixtures.js';
+import { handleArgs } from '../lab/script-args.js';
 
 const COUNTS = numbers('--processes', [100, 1000]);
 const RUNS = Number(arg('--runs') ?? 5);
@@ -164,6 +165,7 @@ export function renderOutdated(rows: Row[]): string {
 }
 
 async function main(): Promise<void> {
+  handleArgs(import.meta.url, { values: ['--processes', '--runs', '--json'] });
   ensureBuilt();
   const rows: Row[] = [];
   for (const n of COUNTS) rows.push(await measure(n));

@@ -45,6 +45,7 @@ import {
   writeJsonResult,
 } from '../lab/bench/common.js';
 import { freshDir, profileIn, renderProfile, type Profile } from '../lab/bench/profile.js';
+import { handleArgs } from '../lab/script-args.js';
 
 const BIN = BINS.pack;
 /** --baseline DIR: the compiled ulp-pack of another checkout, timed beside this one. */
@@ -343,6 +344,11 @@ export function renderCompression(c: Compression): string {
 }
 
 function main(): void {
+  handleArgs(import.meta.url, {
+    values: ['--runs', '--baseline', '--libs', '--json'],
+    flags: ['--sizes', '--big', '--profile'],
+    operands: 2,
+  });
   const { pairs, runs } = args();
   ensureBuilt();
   mkdirSync(join(BENCH, 'pack'), { recursive: true });

@@ -71,6 +71,7 @@ import { pauseFloor } from '../lab/bench/pause-floor.js';
 import { copyFileSync, writeFileSync } from 'node:fs';
 import { compile } from '../lab/compile.js';
 import { realBuild, realBuildsDir, REAL, REAL_FILES } from '../lab/real-builds.js';
+import { handleArgs } from '../lab/script-args.js';
 
 const THREADS = numbers('--threads', [1, 8, 64, 256]);
 const OBJECTS = numbers('--objects', [10, 50, 200]);
@@ -559,6 +560,10 @@ export function renderCases(rows: CaseRow[]): string {
 }
 
 async function main(): Promise<void> {
+  handleArgs(import.meta.url, {
+    values: ['--threads', '--objects', '--cycles', '--cases', '--json'],
+    flags: ['--profile', '--only-cases', '--redirects-only'],
+  });
   ensureBuilt();
   const tag = `pause-${process.pid}-${Date.now()}`;
   const w = workDir('bench-pause');

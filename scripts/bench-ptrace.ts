@@ -37,6 +37,7 @@ import {
   quantile,
   writeJsonResult,
 } from '../lab/bench/common.js';
+import { handleArgs } from '../lab/script-args.js';
 
 const baseRuns = Number(arg('--runs') ?? 200);
 
@@ -133,6 +134,7 @@ export function renderPtrace(rows: PtraceRow[]): string {
 }
 
 async function main(): Promise<void> {
+  handleArgs(import.meta.url, { values: ['--runs', '--threads', '--busy-threads', '--modes', '--json'] });
   const loadBefore = loadAverage();
   const rows: PtraceRow[] = [];
   for (const mode of (arg('--modes')?.split(',') ?? ['idle', 'busy']) as Array<'idle' | 'busy'>) {

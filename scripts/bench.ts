@@ -34,18 +34,9 @@ import {
 import { renderPtrace, type PtraceRow } from './bench-ptrace.js';
 import { arg, BENCH_DIR, ensureBuilt, flag, loadAverage, machine, ROOT, sleep } from '../lab/bench/common.js';
 import { renderProfile, type Profile } from '../lab/bench/profile.js';
+import { handleArgs } from '../lab/script-args.js';
 
-if (flag('--help') || flag('-h')) {
-  process.stdout.write(
-    'usage: npm run bench [-- --quick] [-- --only pause,call,all,pack,elf,ptrace] [-- --docs] [-- --wait-load X]\n\n' +
-      '  --quick        fewer cycles, rounds, runs and processes (a smoke run, about 10 min)\n' +
-      '  --only LIST    some sections only (default: all six)\n' +
-      '  --docs         also paste the report into docs/PERFORMANCE.md (between its bench markers)\n' +
-      '  --wait-load X  first wait (up to 30 min) until the 1-minute load average is below X\n\n' +
-      'Writes .bench/report-<time>.{md,json} and .bench/latest.{md,json}; see docs/PERFORMANCE.md.\n',
-  );
-  process.exit(0);
-}
+handleArgs(import.meta.url, { values: ['--only', '--wait-load'], flags: ['--quick', '--docs'] });
 
 type Section = 'pause' | 'call' | 'all' | 'pack' | 'elf' | 'ptrace';
 const ALL_SECTIONS: Section[] = ['pause', 'call', 'all', 'pack', 'elf', 'ptrace'];

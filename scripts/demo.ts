@@ -16,6 +16,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FIXTURES, ROOT } from '../lab/root.js';
+import { handleArgs } from '../lab/script-args.js';
 
 const SRC = join(FIXTURES, 'trigger');
 const bold = (s: string) => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
@@ -62,6 +63,7 @@ async function nextLines(log: string, n: number): Promise<string[]> {
 }
 
 async function main(): Promise<void> {
+  handleArgs(import.meta.url, {});
   if (!existsSync(join(ROOT, 'dist', 'bin', 'ulp-trigger.js')))
     throw new Error('run `npm install` first (it builds dist/)');
   const dir = mkdtempSync(join(tmpdir(), 'ulp-demo-'));

@@ -10,6 +10,7 @@
  */
 import { dirname, relative, resolve } from 'node:path';
 import ts from 'typescript';
+import { handleArgs } from '../lab/script-args.js';
 
 export type ImportGraph = ReadonlyMap<string, readonly string[]>;
 
@@ -126,6 +127,7 @@ export function importGraph(
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === resolve(new URL(import.meta.url).pathname)) {
+  handleArgs(import.meta.url, { operands: 1 });
   const cycles = findCycles(importGraph(process.argv[2] ?? 'tsconfig.json'));
   for (const cycle of cycles) {
     process.stdout.write(

@@ -16,6 +16,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { NGINX, runScenario, zlibBuilds, type ScenarioResult } from '../lab/nginx/scenario.js';
+import { handleArgs } from '../lab/script-args.js';
 
 const CANNOT_RUN = 77;
 
@@ -77,6 +78,10 @@ function summary(r: ScenarioResult): string {
 }
 
 async function main(): Promise<number> {
+  handleArgs(import.meta.url, {
+    values: ['--seconds', '--workers', '--clients'],
+    flags: ['--no-install', '--json'],
+  });
   if (process.getuid?.() !== 0) {
     console.log('cannot run here: needs root (nginx workers switch users; the trigger traces them)');
     return CANNOT_RUN;

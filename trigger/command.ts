@@ -33,7 +33,8 @@ import {
   renderStatus,
 } from './render.js';
 import { readStatus } from './status.js';
-import { applyOutdated, DEFAULT_BUNDLES_DIR } from './upgrade.js';
+import { applyOutdated } from './upgrade.js';
+import { bundleStoreDir, DEFAULT_BUNDLES_DIR } from '../patches/store.js';
 import { readBundleUnderPolicy, readPolicy } from './policy.js';
 import { allLines, logLine, toSyslog, worthLogging } from './syslog.js';
 import { resultLine } from './upgrade-model.js';
@@ -273,7 +274,7 @@ async function run(args: string[], opts: Options): Promise<ExitCodeValue> {
   if (opts.outdated && opts.apply) {
     const line = progress(PROGRAM);
     try {
-      const bundlesDir = opts.bundlesDir ?? (process.env.ULP_BUNDLES_DIR || DEFAULT_BUNDLES_DIR);
+      const bundlesDir = opts.bundlesDir ?? bundleStoreDir();
       const result = await applyOutdated({
         ...(args.length ? { pids: args.map(pidOf) } : {}),
         bundlesDir,

@@ -35,8 +35,6 @@ import {
   type UpgradeResult,
 } from './upgrade-model.js';
 
-export const DEFAULT_BUNDLES_DIR = '/var/lib/ulp/bundles';
-
 export interface UpgradeOptions {
   pids?: number[];
   bundlesDir: string;

@@ -7,7 +7,8 @@
  * "expat_2.5.0", "libevent 2.1.12-stable"), paired by the text before the
  * version; and the input paths when they differ only in a versioned folder
  * or file name (ssl-3.0.19-1~deb12u2/libssl.so.3: a library whose bytes
- * carry no version, like libssl, is told only by this). Versions are
+ * carry no version, like libssl, is told only by this, or by the bundles
+ * already packed, known-bundles.ts). Versions are
  * compared in Debian's order (dpkg.ts), which also orders plain dotted
  * versions the usual way. Pure.
  */
@@ -27,13 +28,15 @@ export interface PackageNote {
 }
 
 export interface VersionEvidence {
-  source: 'package-note' | 'version-string' | 'path';
+  source: 'package-note' | 'package-control' | 'version-string' | 'path' | 'known-bundle';
   /** What was compared, e.g. the package name or the text before the version. */
   what: string;
   old: string;
   new: string;
   /** The new build's version against the old one's. */
   order: 'older' | 'newer' | 'equal';
+  /** known-bundle: the bundle files that say so (known-bundles.ts). */
+  bundles?: string[];
 }
 
 export interface DowngradeAssessment {
@@ -180,13 +183,27 @@ export interface BuildFacts {
   path: string;
 }
 
+/** The versions of the packages the builds were taken from, as the packages say (`ulp-pack --deb`: their control fields). */
+export interface PackageVersions {
+  type: string;
+  name: string;
+  old: string;
+  new: string;
+}
+
 /**
- * The evidence, and whether it says downgrade: the package notes decide
- * when both builds carry one for the same package (they are the
- * distribution's own word); otherwise any other evidence that the new build
- * is older does.
+ * The evidence, and whether it says downgrade: the distribution's own word
+ * decides, that is the package notes when both builds carry one for the
+ * same package, else the versions of the packages they were taken from;
+ * otherwise any other evidence that the new build is older does, `other`
+ * included (what the known bundles say, known-bundles.ts).
  */
-export function assessVersions(old: BuildFacts, neu: BuildFacts): DowngradeAssessment {
+export function assessVersions(
+  old: BuildFacts,
+  neu: BuildFacts,
+  other: readonly VersionEvidence[] = [],
+  packages?: PackageVersions,
+): DowngradeAssessment {
   const evidence: VersionEvidence[] = [];
   const on = packageNote(old.obj);
   const nn = packageNote(neu.obj);
@@ -202,9 +219,22 @@ export function assessVersions(old: BuildFacts, neu: BuildFacts): DowngradeAsses
         order: noteOrder,
       });
   }
+  let packageOrder: VersionEvidence['order'] | undefined;
+  if (packages) {
+    packageOrder = orderOf(packages.old, packages.new);
+    if (packageOrder)
+      evidence.push({
+        source: 'package-control',
+        what: `${packages.type} package ${packages.name}`,
+        old: packages.old,
+        new: packages.new,
+        order: packageOrder,
+      });
+  }
+  const decisive = noteOrder ?? packageOrder;
   evidence.push(...stringEvidence(versionStrings(old.obj, old.bytes), versionStrings(neu.obj, neu.bytes)));
   evidence.push(...pathEvidence(old.path, neu.path));
-  const downgrade =
-    noteOrder !== undefined ? noteOrder === 'older' : evidence.some((e) => e.order === 'older');
+  evidence.push(...other);
+  const downgrade = decisive !== undefined ? decisive === 'older' : evidence.some((e) => e.order === 'older');
   return { downgrade, evidence };
 }

@@ -13,7 +13,13 @@ import { ROOT } from '../../lab/root.js';
 const UNIT = join(ROOT, 'test', 'unit');
 
 /** The lab modules that compute and build nothing outside the test's own memory. */
-const PURE_LAB = new Set(['lab/process-model.ts', 'lab/root.ts', 'lab/random.ts', 'lab/relro.ts']);
+const PURE_LAB = new Set([
+  'lab/process-model.ts',
+  'lab/root.ts',
+  'lab/random.ts',
+  'lab/relro.ts',
+  'lab/script-args.ts',
+]);
 /** Node modules that start processes or threads. */
 const EFFECTS = new Set(['node:child_process', 'child_process', 'node:worker_threads', 'node:cluster']);
 

@@ -130,6 +130,29 @@ describe('ulp-pack --deb', function () {
     );
   });
 
+  it('packages given the wrong way round: their control fields refuse each rebuilt library as a downgrade', () => {
+    const out = join(dir.path, 'down');
+    const r = ulpPack(['--deb', deb('1.0-2', 2), deb('1.0-1', 1), '-o', out, '--json']);
+    assert.equal(r.code, 2, r.stdout + r.stderr);
+    assert.deepEqual(
+      r.json.libraries.map((l: any) => [l.soname, l.verdict, l.reasons.map((x: any) => x.code)]),
+      [
+        ['libfix.so.1', 'same-build', []],
+        [UPG_SONAME, 'error', ['PACK_DOWNGRADE']],
+      ],
+    );
+    assert.match(
+      r.json.libraries[1].reasons[0].message,
+      /package-control deb package ulp-debtest1: 1\.0-2 -> 1\.0-1/,
+    );
+    assert.deepEqual(readdirSync(out), []);
+    const allowed = ulpPack(['--deb', deb('1.0-2', 2), deb('1.0-1', 1), '-o', out, '--allow-downgrade']);
+    assert.equal(allowed.code, 0, allowed.stdout + allowed.stderr);
+    const [bundle] = readdirSync(out);
+    const inspect = ulpPack(['--inspect', join(out, bundle!), '--json']);
+    assert.equal(inspect.json.manifest.downgrade, true);
+  });
+
   it('an incompatible library: exit 2, its reasons, no bundle', () => {
     const out = join(dir.path, 'refused');
     const r = ulpPack(['--deb', deb('1.0-1', 1), deb('1.0-3', 3), '-o', out]);

@@ -70,15 +70,36 @@ describe('ulp-pack refuses downgrades: Debian OpenSSL 3.0.19 / 3.0.20', function
       strings.some((e: any) => e.what.startsWith('OpenSSL 3.0.20')),
       JSON.stringify(strings),
     );
-    // docs/LIMITATIONS.md: without a note or versioned paths, a library with no version in its bytes is not told.
-    const ssl = ulpPack([
-      place(REAL.ssl20, REAL_FILES.ssl, 'c'),
-      place(REAL.ssl19, REAL_FILES.ssl, 'd'),
-      '--check',
-      '--json',
-    ]);
+    // docs/LIMITATIONS.md: without a note, versioned paths or known bundles, a library with no version in its bytes is not told.
+    const ssl = ulpPack(
+      [place(REAL.ssl20, REAL_FILES.ssl, 'c'), place(REAL.ssl19, REAL_FILES.ssl, 'd'), '--check', '--json'],
+      { ULP_BUNDLES_DIR: join(dir.path, 'no-store') },
+    );
     assert.equal(ssl.code, 0, ssl.stdout + ssl.stderr);
     assert.deepEqual(ssl.json.versions.evidence, []);
+  });
+
+  it('libssl is told once its upgrade was packed: a bundle in the store that updates NEW to OLD', () => {
+    const place = (v: string, where: string) => {
+      mkdirSync(join(dir.path, where), { recursive: true });
+      copyFileSync(build(v, REAL_FILES.ssl), join(dir.path, where, REAL_FILES.ssl));
+      return join(dir.path, where, REAL_FILES.ssl);
+    };
+    const [ssl19, ssl20] = [place(REAL.ssl19, 'e'), place(REAL.ssl20, 'f')];
+    const store = join(dir.path, 'store');
+    mkdirSync(store, { recursive: true });
+    const env = { ULP_BUNDLES_DIR: store };
+    const upgrade = join(store, 'libssl.so.3_19_20.ulp');
+    const up = ulpPack([ssl19, ssl20, '-o', upgrade, '--json'], env);
+    assert.equal(up.code, 0, up.stdout + up.stderr);
+
+    const down = ulpPack([ssl20, ssl19, '--check', '--json'], env);
+    assert.equal(down.json?.error?.code, 'PACK_DOWNGRADE', down.stdout + down.stderr);
+    assert.deepEqual(
+      down.json.error.details.evidence.map((e: any) => [e.source, e.order, e.bundles]),
+      [['known-bundle', 'older', [upgrade]]],
+    );
+    assert.match(ulpPack([ssl20, ssl19, '--check'], env).stderr, /PACK_DOWNGRADE.*libssl\.so\.3_19_20\.ulp/);
   });
 
   it('--allow-downgrade writes the bundle and marks it', () => {

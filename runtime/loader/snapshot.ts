@@ -11,6 +11,7 @@ import type { RemoteMemory } from '../memory.js';
 import { memfdNameOfPath, parseMemfdPath } from '../memfd-names.js';
 import type { Family, ProcessObject } from './model.js';
 import { recordScopes } from './scope.js';
+import { buildMappings } from './build-mappings.js';
 
 export interface Snapshot {
   pid: number;
@@ -67,23 +68,15 @@ export function takeSnapshot(pid: number, mem: RemoteMemory, cache: ElfCache = n
     ),
   );
   const dataMappings = new Map<string, Mapping[]>();
-  const seenBuilds = new Set<string>();
-  const abandoned: Mapping[] = [];
   for (const m of maps) {
     const parsed = parseMemfdPath(m.path);
-    if (parsed?.kind !== 'data' && parsed?.kind !== 'build') continue;
-    if (parsed.kind === 'data') {
+    if (parsed?.kind === 'data')
       dataMappings.set(parsed.soname, [...(dataMappings.get(parsed.soname) ?? []), m]);
-      continue;
-    }
-    // A build is mapped from offset 0 at its base; later segments of the same memfd follow it.
-    if (m.offset !== 0n || seenBuilds.has(`${m.dev}:${m.inode}`)) continue;
-    seenBuilds.add(`${m.dev}:${m.inode}`);
-    // Staging opens the header page last (stage.ts): an inaccessible one was never finished.
-    if (!m.read) {
-      abandoned.push(m);
-      continue;
-    }
+  }
+  const { builds, abandoned } = buildMappings(maps);
+  for (const m of builds) {
+    const parsed = parseMemfdPath(m.path);
+    if (parsed?.kind !== 'build') continue;
     const elf = parseElfFromMemory(read, { bias: m.start, headerAddr: m.start, expect: 'any' });
     objects.push({
       name: memfdNameOfPath(m.path)!,

@@ -25,6 +25,7 @@ import {
   applyWrites,
   finishStaging,
   mapBuild,
+  unmapImage,
   mapMetadata,
   tryUnmap,
   type StagedImage,
@@ -276,7 +277,7 @@ function discardStaged(
     }
   }
   if (s.borrowed === undefined) s.borrow();
-  tryUnmap(s, image.span.start, image.span.end - image.span.start);
+  unmapImage(s, image);
 }
 
 /** A build mapped, relocated and registered with the unwinder, that nothing points at yet. */

@@ -1,8 +1,9 @@
 /**
  * A trigger killed while staging leaves a build mapped but not finished
- * (relocations missing, RELRO writable). Staging opens the build's header
- * page last (runtime/loader/stage.ts), so the next run must not take the
- * leftover for a build: it stages afresh and the process runs correct code.
+ * (relocations missing, RELRO writable). Staging unmaps its marker, an
+ * inaccessible mapping of the build's first page, last
+ * (runtime/loader/stage.ts), so the next run must not take the leftover for
+ * a build: it stages afresh and the process runs correct code.
  * The interrupted staging is made on purpose here, in the test's process,
  * through the same runtime calls the trigger makes, stopping where a
  * SIGKILL could have stopped it.
@@ -21,6 +22,7 @@ import { takeSnapshot } from '../../../runtime/loader/snapshot.js';
 import { applyWrites, finishStaging, mapBuild } from '../../../runtime/loader/stage.js';
 import { runCli, type Run } from '../../../lab/cli.js';
 import { buildDemo, rounds, type Demo } from '../../../lab/demo.js';
+import { loadSegments, SEGMENT_LAYOUTS, type SegmentLayout } from '../../../lab/versioned.js';
 
 function ok(r: Run): Run {
   assert.equal(r.code, 0, `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
@@ -33,7 +35,19 @@ describe('ulp-trigger after a staging that never finished', function () {
   before(() => (demo = buildDemo({ tag: 'interrupted-stage' })));
   after(() => demo?.dispose());
 
-  it('does not take the half-staged build for a build: stages again, switches, reports the leftover', async () => {
+  // Without -z separate-code the header page holds code, and the writable page maps the file's offset 0 again.
+  for (const layout of Object.keys(SEGMENT_LAYOUTS) as SegmentLayout[])
+    it(`does not take the half-staged build for a build: stages again, switches, reports the leftover, -z ${layout}`, async () => {
+      const demo = buildDemo({ tag: 'interrupted-stage', libFlags: [...SEGMENT_LAYOUTS[layout].flags] });
+      try {
+        assert.deepEqual(loadSegments(demo.lib(2)), SEGMENT_LAYOUTS[layout].loads);
+        await halfStagedThenApplied(demo);
+      } finally {
+        demo.dispose();
+      }
+    });
+
+  async function halfStagedThenApplied(demo: Demo): Promise<void> {
     const fix = demo.pack(1, 2);
     const t = demo.start(1);
     await t.waitFor((o) => rounds(o).length >= 2);
@@ -79,7 +93,7 @@ describe('ulp-trigger after a staging that never finished', function () {
     const status = ok(runCli('ulp-trigger', ['--status', String(t.pid)])).stdout;
     assert.match(status, /abandoned staging of ulp:[0-9a-f@]+:new:libdemo\.so\.1/);
     assert.match(status, /libdemo\.so\.1: live build/);
-  });
+  }
 
   it('switches to a build an earlier run staged completely but never switched to, sharing its data first', async () => {
     const fix = demo.pack(1, 3);

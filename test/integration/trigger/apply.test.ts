@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { runCli, type Run } from '../../../lab/cli.js';
 import { buildDemo, rounds, type Demo, type Relro } from '../../../lab/demo.js';
 import type { Target } from '../../../lab/target.js';
+import { loadSegments, SEGMENT_LAYOUTS, type SegmentLayout } from '../../../lab/versioned.js';
 
 /** Output rounds printed after `mark` (an output length taken when a command returned). */
 async function roundsAfter(t: Target, mark: number, n = 2): Promise<Array<Record<string, string>>> {
@@ -23,13 +24,22 @@ function ok(r: Run): Run {
   return r;
 }
 
-for (const relro of ['full', 'partial'] as Relro[]) {
-  describe(`ulp-trigger on a ${relro} RELRO library`, function () {
+// Both ways ld lays out segments: with -z noseparate-code the ELF header shares its page with code and .eh_frame.
+const VARIANTS: Array<{ relro: Relro; layout: SegmentLayout }> = [
+  { relro: 'full', layout: 'separate-code' },
+  { relro: 'partial', layout: 'separate-code' },
+  { relro: 'full', layout: 'noseparate-code' },
+  { relro: 'partial', layout: 'noseparate-code' },
+];
+
+for (const { relro, layout } of VARIANTS) {
+  describe(`ulp-trigger on a ${relro} RELRO library, -z ${layout}`, function () {
     this.timeout(120_000);
     let demo: Demo;
     let fix: string;
     before(() => {
-      demo = buildDemo({ relro });
+      demo = buildDemo({ relro, libFlags: [...SEGMENT_LAYOUTS[layout].flags] });
+      assert.deepEqual(loadSegments(demo.lib(1)), SEGMENT_LAYOUTS[layout].loads);
       fix = demo.pack(1, 2);
     });
     after(() => demo?.dispose());

@@ -216,7 +216,12 @@ export const ERROR_CODES = {
   LOADER_ALIAS: spec(
     'runtime',
     'ROLLED_BACK',
-    'the shared data mapping could not be made; what was staged is undone',
+    'the shared data mapping could not be made during the switch; the switch and what was staged are undone',
+  ),
+  LOADER_ALIAS_UNAVAILABLE: spec(
+    'runtime',
+    'REFUSED',
+    "the build cannot be given the library's shared data (a staged build lost its mapping, or the kernel would not map it again) before anything in the process changed",
   ),
   LOADER_NO_SAFE_THREAD: spec(
     'runtime',

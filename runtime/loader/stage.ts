@@ -148,9 +148,10 @@ export function mapBuild(s: Session, req: StageRequest): StagedImage {
           MREMAP_MAYMOVE | MREMAP_FIXED,
           regionAddr,
         ]);
+        // Still staging: mapBuild's own catch takes everything back, and the program never saw any of it.
         if (got !== regionAddr)
           throw new UlpError(
-            'LOADER_ALIAS',
+            'LOADER_ALIAS_UNAVAILABLE',
             `could not alias the shared data of ${req.soname} at 0x${regionAddr.toString(16)}`,
             'Report this; the process was left unchanged.',
           );

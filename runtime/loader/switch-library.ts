@@ -427,8 +427,9 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
     unsharedTarget !== undefined &&
     !snap.dataMappings.get(req.soname)?.some((m) => m.start === unsharedTarget)
   ) {
+    // Found while planning, before the process is attached: nothing was done to it.
     throw new UlpError(
-      'LOADER_ALIAS',
+      'LOADER_ALIAS_UNAVAILABLE',
       `the build ${req.target.buildId.slice(0, 12)} mapped in process ${req.pid} has no shared data mapping to alias`,
       'The process was left unchanged; report this with `ulp-trigger --status PID --json`.',
     );

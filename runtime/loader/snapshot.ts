@@ -3,7 +3,7 @@
  * the dynamic loader's link map and the builds earlier runs of the trigger
  * mapped from `ulp:` memfds, each parsed from the process's own memory.
  */
-import { imageSpan, parseElfFromMemory, PF_X, type ElfObject } from '../../elf/index.js';
+import { imageSpan, parseElfFromMemory, type ElfObject } from '../../elf/index.js';
 import { readGlobalScope, readLinkMap } from '../linkmap.js';
 import { findMapping, readMaps, type Mapping } from '../maps.js';
 import { ElfCache } from './elf-cache.js';
@@ -12,6 +12,7 @@ import { memfdNameOfPath, parseMemfdPath } from '../memfd-names.js';
 import type { Family, ProcessObject } from './model.js';
 import { recordScopes } from './scope.js';
 import { buildMappings } from './build-mappings.js';
+import { codeOf } from './code-ranges.js';
 
 export interface Snapshot {
   pid: number;
@@ -34,9 +35,7 @@ function describe(elf: ElfObject, bias: bigint): Pick<ProcessObject, 'code' | 's
     buildId: elf.buildId,
     soname: elf.soname,
     span: { start: bias + span.start, end: bias + span.end },
-    code: elf.loadSegments
-      .filter((p) => (p.flags & PF_X) !== 0)
-      .map((p) => ({ start: bias + p.vaddr, end: bias + p.vaddr + p.memsz })),
+    code: codeOf(elf).map((r) => ({ start: bias + r.start, end: bias + r.end })),
   };
 }
 

@@ -5,7 +5,7 @@
  * then stops every thread only for the alias and the relink.
  */
 import { UlpError } from '../../common/errors.js';
-import { imageSpan, parseElf, PF_X, type ElfObject } from '../../elf/index.js';
+import { imageSpan, parseElf, type ElfObject } from '../../elf/index.js';
 import { readMaps, type Mapping } from '../maps.js';
 import { RemoteMemory } from '../memory.js';
 import type { PauseRecord } from '../pause.js';
@@ -32,6 +32,7 @@ import {
 } from './stage.js';
 import { onSafeThread, runtimeCall } from './safe-thread.js';
 import { takeSnapshot, type Snapshot } from './snapshot.js';
+import { codeOf } from './code-ranges.js';
 import {
   deregisterUnwindTables,
   registerUnwindTables,
@@ -195,9 +196,7 @@ export function targetObject(elf: ElfObject, bias: bigint, memfdName: string): P
     source: 'ulp',
     ...(name?.kind === 'build' ? { ulp: name.name } : {}),
     span: { start: bias + span.start, end: bias + span.end },
-    code: elf.loadSegments
-      .filter((p) => (p.flags & PF_X) !== 0)
-      .map((p) => ({ start: bias + p.vaddr, end: bias + p.vaddr + p.memsz })),
+    code: codeOf(elf).map((r) => ({ start: bias + r.start, end: bias + r.end })),
   };
 }
 

@@ -211,7 +211,11 @@ export const ERROR_CODES = {
   ),
   LOADER_UNSUPPORTED_RELOC: spec('runtime', 'REFUSED', 'the build has a relocation the loader cannot apply'),
   LOADER_TLS_UNKNOWN: spec('runtime', 'REFUSED', 'the TLS module or offset of the old build cannot be found'),
-  LOADER_LAYOUT: spec('runtime', 'REFUSED', 'an object has more than one writable region after RELRO'),
+  LOADER_LAYOUT: spec(
+    'runtime',
+    'REFUSED',
+    'an object has more than one writable region after RELRO, or its dynamic section in it (-z norelro)',
+  ),
   LOADER_NO_SEGMENTS: spec('runtime', 'INVALID_INPUT', 'the build to stage has no loadable segments'),
   LOADER_ALIAS: spec(
     'runtime',

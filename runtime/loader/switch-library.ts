@@ -12,7 +12,7 @@ import type { PauseRecord } from '../pause.js';
 import { Session, type SessionOptions } from '../session.js';
 import { ElfCache } from './elf-cache.js';
 import { readLibraryState, type LibraryState } from './library.js';
-import { aliasable, ownRegion, regionOf } from './region.js';
+import { aliasable, ownRegion, refuseWritableDynamic, regionOf } from './region.js';
 import { parseMemfdPath } from '../memfd-names.js';
 import type { Family, ProcessObject, Region } from './model.js';
 import { planStage, shiftPlan, type StagePlan } from './relocate.js';
@@ -237,6 +237,8 @@ export function prepare(
   // Where the region lies is each build's own business (it may have moved by whole pages); its size must match the shared pages'.
   // That the layout inside it matches is the packer's verdict, made for the region the report records: the build must have it there.
   const region = regionOf(elf, `the build ${req.target.buildId}`);
+  refuseWritableDynamic(elf, `the build ${req.target.buildId}`);
+  refuseWritableDynamic(state.family.canonical.elf, `the build of ${req.soname} process ${req.pid} loaded`);
   const recorded = req.target.region;
   if (recorded !== undefined && !sameRegion(region, recorded ?? undefined)) {
     const text = (r: Region | undefined) =>

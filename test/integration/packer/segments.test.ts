@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { parseElf, SHF_EXECINSTR } from '../../../elf/index.js';
+import { dynamicIsWritable, parseElf, SHF_EXECINSTR } from '../../../elf/index.js';
 import { createBuild, type Build } from '../../../packer/model.js';
 import { runCli } from '../../../lab/cli.js';
 import { libdemo, loadSegments, SEGMENT_LAYOUTS, type SegmentLayout } from '../../../lab/versioned.js';
@@ -47,6 +47,20 @@ describe('packer: -z separate-code and -z noseparate-code libraries', function (
       assert.equal(b.kindAt(at('.eh_frame')), 'readonly');
       assert.equal(b.kindAt(0), 'readonly', 'the ELF header');
     });
+
+  it('-z norelro: refused, its dynamic section lies in the data the builds share', () => {
+    const lib = (v: number) => libdemo(v, { flags: ['-Wl,-z,norelro'] });
+    assert.equal(parseElf(readFileSync(lib(1))).relro, undefined, 'no PT_GNU_RELRO');
+    for (const layout of LAYOUTS)
+      assert.equal(dynamicIsWritable(parseElf(readFileSync(demoLib(1, layout)))), false);
+    const r = runCli('ulp-pack', [lib(1), lib(2), '--check', '--json']);
+    assert.equal(r.code, 2, r.stdout + r.stderr);
+    assert.equal(r.json.verdict, 'incompatible');
+    assert.deepEqual(
+      r.json.forward.categories.data.findings.map((f: { code: string }) => f.code),
+      ['DATA_DYNAMIC_WRITABLE', 'DATA_DYNAMIC_WRITABLE'],
+    );
+  });
 
   it('v1 -> v2 gets the same verdict and findings in both layouts', () => {
     const reports = LAYOUTS.map((layout) => {

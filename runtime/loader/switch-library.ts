@@ -238,7 +238,10 @@ export function prepare(
   // That the layout inside it matches is the packer's verdict, made for the region the report records: the build must have it there.
   const region = regionOf(elf, `the build ${req.target.buildId}`);
   refuseWritableDynamic(elf, `the build ${req.target.buildId}`);
-  refuseWritableDynamic(state.family.canonical.elf, `the build of ${req.soname} process ${req.pid} loaded`);
+  refuseWritableDynamic(
+    state.family.canonical.elf,
+    `the build of ${req.soname} that process ${req.pid} loaded`,
+  );
   const recorded = req.target.region;
   if (recorded !== undefined && !sameRegion(region, recorded ?? undefined)) {
     const text = (r: Region | undefined) =>

@@ -22,9 +22,9 @@ export interface Snapshot {
   /** Shared data memfds already created, by SONAME: the start of each mapping of it. */
   dataMappings: Map<string, Mapping[]>;
   /**
-   * Header pages of builds whose staging never finished (a trigger killed
-   * while staging): nothing points at them, so they are not builds, only
-   * address space that --status reports.
+   * Builds whose staging never finished (a trigger killed while staging),
+   * one mapping each (build-mappings.ts): nothing points at them, so they
+   * are not builds, only address space that --status reports.
    */
   abandoned: Mapping[];
 }

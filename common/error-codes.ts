@@ -212,12 +212,21 @@ export const ERROR_CODES = {
   ),
   LOADER_UNSUPPORTED_RELOC: spec('runtime', 'REFUSED', 'the build has a relocation the loader cannot apply'),
   LOADER_TLS_UNKNOWN: spec('runtime', 'REFUSED', 'the TLS module or offset of the old build cannot be found'),
-  LOADER_LAYOUT: spec('runtime', 'REFUSED', 'an object has more than one writable region after RELRO'),
+  LOADER_LAYOUT: spec(
+    'runtime',
+    'REFUSED',
+    'an object has more than one writable region after RELRO, or its dynamic section in it (-z norelro)',
+  ),
   LOADER_NO_SEGMENTS: spec('runtime', 'INVALID_INPUT', 'the build to stage has no loadable segments'),
   LOADER_ALIAS: spec(
     'runtime',
     'ROLLED_BACK',
-    'the shared data mapping could not be made; what was staged is undone',
+    'the shared data mapping could not be made during the switch; the switch and what was staged are undone',
+  ),
+  LOADER_ALIAS_UNAVAILABLE: spec(
+    'runtime',
+    'REFUSED',
+    "the build cannot be given the library's shared data (a staged build lost its mapping, or the kernel would not map it again) before anything in the process changed",
   ),
   LOADER_NO_SAFE_THREAD: spec(
     'runtime',

@@ -3,7 +3,7 @@
  * way the kernel and ld.so map and protect an object.
  */
 import type { ElfObject, ProgramHeader, SectionHeader } from './types.js';
-import { PF_W, SHF_ALLOC, SHF_TLS, SHT_NOBITS } from './constants.js';
+import { PF_W, PT_DYNAMIC, SHF_ALLOC, SHF_TLS, SHT_NOBITS } from './constants.js';
 import { ElfErrorCode, elfError, malformed } from './errors.js';
 
 function checkPage(pageSize: bigint): void {
@@ -97,6 +97,18 @@ export function writableRegions(obj: ElfObject, pageSize = 4096n): WritableRegio
       if (p.end > p.start) out.push({ ...p, segment: seg, sections: sectionsIn(obj, p.start, p.end) });
   }
   return out;
+}
+
+/**
+ * Whether the object's dynamic section lies in a region that stays writable
+ * after RELRO (an object linked with -z norelro). ld.so rewrites some of its
+ * entries into absolute addresses, and builds that share the region would
+ * all read the loaded build's copy.
+ */
+export function dynamicIsWritable(obj: ElfObject, pageSize = 4096n): boolean {
+  const dyn = obj.programHeaders.find((p) => p.type === PT_DYNAMIC);
+  if (!dyn || dyn.memsz === 0n) return false;
+  return writableRegions(obj, pageSize).some((r) => dyn.vaddr < r.end && dyn.vaddr + dyn.memsz > r.start);
 }
 
 /**

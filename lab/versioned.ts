@@ -10,6 +10,7 @@
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
+import { parseElf, PF_R, PF_W, PF_X } from '../elf/index.js';
 import { BUILD, compile } from './compile.js';
 import { RELRO_FLAGS, type Relro } from './relro.js';
 
@@ -116,4 +117,23 @@ export function libdemo(v: number, opts: { tag?: string; relro?: Relro; flags?: 
     relro: opts.relro ?? 'full',
     flags: opts.flags ?? [],
   });
+}
+
+/**
+ * The two ways GNU ld lays out a library's segments, and the flag that asks
+ * for each: -z separate-code (headers and read-only data apart from the
+ * code: R, RX, R, RW) and -z noseparate-code (headers, code and read-only
+ * data in one segment: RX, RW), older toolchains' and some distributions' default.
+ */
+export const SEGMENT_LAYOUTS = {
+  'separate-code': { flags: ['-Wl,-z,separate-code'], loads: ['R', 'RX', 'R', 'RW'] },
+  'noseparate-code': { flags: ['-Wl,-z,noseparate-code'], loads: ['RX', 'RW'] },
+} as const;
+export type SegmentLayout = keyof typeof SEGMENT_LAYOUTS;
+
+/** The permissions of each PT_LOAD of the ELF file at `path`, in order ('R', 'RX', 'RW'...), to check a layout was made. */
+export function loadSegments(path: string): string[] {
+  return parseElf(readFileSync(path)).loadSegments.map(
+    (p) => (p.flags & PF_R ? 'R' : '') + (p.flags & PF_W ? 'W' : '') + (p.flags & PF_X ? 'X' : ''),
+  );
 }

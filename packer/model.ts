@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import {
   PF_W,
   PF_X,
+  SHF_EXECINSTR,
   SHN_ABS,
   STB_LOCAL,
   STT_FILE,
@@ -106,6 +107,11 @@ export function createBuild(
     flags: p.flags,
   }));
   const writable = writableRegion(obj);
+  const code = codeAreas(obj);
+  const inCode = (v: number) => {
+    for (const a of code) if (v >= a.start && v < a.end) return true;
+    return false;
+  };
 
   // Link-time addresses of a shared object fit in a double exactly; numbers keep the hot paths free of BigInt.
   const relocAt = new Map<number, Relocation>();
@@ -157,7 +163,7 @@ export function createBuild(
     kindAt(vaddr) {
       for (const s of segs) {
         if (vaddr < s.start || vaddr >= s.end) continue;
-        if (s.flags & PF_X) return 'code';
+        if (s.flags & PF_X) return inCode(vaddr) ? 'code' : 'readonly';
         if (!(s.flags & PF_W)) return 'readonly';
         if (vaddr >= relroStart && vaddr < relroEnd) return 'relro';
         return 'writable';
@@ -168,7 +174,7 @@ export function createBuild(
       return names.get(sym) ?? (sym.version && sym.versionHidden ? `${sym.name}@${sym.version}` : sym.name);
     },
     functions() {
-      return (functions ??= listFunctions(obj, this.nameOf, exports, segs));
+      return (functions ??= listFunctions(obj, this.nameOf, exports, code, inCode));
     },
   };
 }
@@ -205,13 +211,9 @@ function listFunctions(
   obj: ElfObject,
   nameOf: (s: ElfSymbol) => string,
   exports: Map<string, ElfSymbol>,
-  segs: { start: number; end: number; flags: number }[],
+  code: readonly Area[],
+  isCode: (v: number) => boolean,
 ): FunctionInfo[] {
-  const code = segs.filter((s) => s.flags & PF_X);
-  const isCode = (v: number) => {
-    for (const s of code) if (v >= s.start && v < s.end) return true;
-    return false;
-  };
   const exported = new Set<number>();
   for (const s of exports.values())
     if (s.type === STT_FUNC || s.type === STT_GNU_IFUNC) exported.add(Number(s.value));
@@ -254,6 +256,29 @@ function listFunctions(
     byStart.set(r.start, { name: undefined, start: r.start, end: r.end, exported: false });
   }
   return Array.from(sortedNumbers(byStart.keys()), (s) => byStart.get(s)!);
+}
+
+interface Area {
+  start: number;
+  end: number;
+}
+
+/**
+ * Where the build's code is: its SHF_EXECINSTR sections, or its PF_X segments
+ * when it has no section headers. Not the PF_X segments when there are
+ * sections: without -z separate-code the one executable segment also holds
+ * the ELF header, the dynamic symbols, .rodata and .eh_frame, which are data
+ * (a size-0 function such as _fini would otherwise run on into .rodata).
+ */
+function codeAreas(obj: ElfObject): Area[] {
+  const secs = obj.sections.filter((s) => (s.flags & SHF_EXECINSTR) !== 0n && s.size > 0n);
+  if (secs.length > 0)
+    return secs
+      .map((s) => ({ start: Number(s.addr), end: Number(s.addr + s.size) }))
+      .sort((a, b) => a.start - b.start);
+  return obj.loadSegments
+    .filter((p) => (p.flags & PF_X) !== 0)
+    .map((p) => ({ start: Number(p.vaddr), end: Number(p.vaddr + p.memsz) }));
 }
 
 /** Numbers in ascending order: a typed array sorts natively, without calling a comparator per step. */

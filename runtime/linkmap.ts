@@ -92,7 +92,17 @@ function dtDebug(mem: RemoteMemory, dynamic: bigint): bigint {
   return 0n;
 }
 
-/** The ELF header address of the object whose dynamic section is at `ld`: the offset-0 mapping of the same file. */
+/**
+ * The ELF header address of the object whose dynamic section is at `ld`: at
+ * its bias when an offset-0 mapping starts there (an object linked at vaddr
+ * 0, as every shared library and PIE is), else the offset-0 mapping of the
+ * same file (an object linked at its load address). The bias comes first
+ * because the file holding the dynamic section need not be the one holding
+ * the header: without RELRO the section lies in the data ulp-trigger shares
+ * (a ulp:data memfd), and a -z noseparate-code library whose code was
+ * retained (runtime/retain.ts) keeps only its writable pages on the file,
+ * one of them mapped from offset 0 too.
+ */
 function headerAddrOf(
   maps: readonly Mapping[],
   ld: bigint,
@@ -104,6 +114,8 @@ function headerAddrOf(
     // [vdso]: a single anonymous special mapping, header at its start
     return { headerAddr: m.start, mapping: m };
   }
+  if (maps.some((x) => x.start === bias && x.offset === 0n && x.read && x.inode !== 0))
+    return { headerAddr: bias, mapping: m };
   const first = maps.find(
     (x) => x.inode === m.inode && x.dev === m.dev && x.offset === 0n && x.start <= m.start,
   );

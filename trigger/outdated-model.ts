@@ -66,10 +66,13 @@ export function mappedCodeFiles(maps: readonly Mapping[]): MappedFile[] {
   }
   const out: MappedFile[] = [];
   for (const [key, f] of byFile) {
-    // The copies are made in address order into one memfd: the one at memfd offset 0 is the file's first mapping.
-    const copiedHeader = f.header ? undefined : retained.get(key)?.find((m) => m.offset === 0n && m.read);
+    // The copies are made in address order into one memfd: the one at memfd offset 0 is the file's first
+    // executable mapping, the header page when it lies below every offset-0 mapping left on the file (a
+    // -z noseparate-code build may map its first file page again, writable, above its code).
+    const copied = retained.get(key)?.find((m) => m.offset === 0n && m.read);
+    const copiedHeader = copied && (!f.header || copied.start < f.header.start) ? copied : undefined;
     if (copiedHeader) {
-      const own = maps.find((m) => `${m.dev}:${m.inode}` === key)!;
+      const own = f.header ?? maps.find((m) => `${m.dev}:${m.inode}` === key)!;
       out.push({
         path: f.path,
         deleted: f.deleted,

@@ -17,6 +17,7 @@ import { judgeBuilds } from '../packer/judge.js';
 import { parseMaps, RemoteMemory, type Mapping } from '../runtime/index.js';
 import { parseMemfdPath, readLibraryState, takeSnapshot } from '../runtime/loader/index.js';
 import { liveTid, readComm, readStatus as readProcStatus } from '../runtime/procfs.js';
+import { retainedFileKey } from '../runtime/memfd-names.js';
 import { refuseGlibc } from './apply.js';
 import {
   devString,
@@ -198,9 +199,11 @@ function liveBuild(
   const snap = takeSnapshot(pid, mem);
   const state = readLibraryState(snap, soname, mem);
   if (!state) return undefined;
+  // A retained copy of the loader's build holds only its code: the caller reads that build from its file.
+  const whole = maps.filter((m) => m.offset === 0n && !retainedFileKey(m.path));
   const header =
-    maps.find((m) => m.start === state.live.span.start && m.offset === 0n) ??
-    maps.find((m) => m.start <= state.live.bias && state.live.bias < m.end && m.offset === 0n);
+    whole.find((m) => m.start === state.live.span.start) ??
+    whole.find((m) => m.start <= state.live.bias && state.live.bias < m.end);
   return header ? { buildId: state.live.buildId, header } : undefined;
 }
 

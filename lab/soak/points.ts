@@ -9,11 +9,11 @@
  * The milestones of staging a build, in order (runtime/loader/stage.ts):
  *   stub     the stub page appears (/memfd:ulp:stub), first run on a process only
  *   fork     the fork page appears (/memfd:ulp:fork), first switch of a library only
- *   mapped   the build's memfd is mapped (its ELF header page still PROT_NONE)
+ *   mapped   the build's memfd is mapped (its marker first: an inaccessible mapping of its first page)
  *   unwind   libgcc_s.so.1 appears: the target's own dlopen, called on a borrowed
  *            thread so that the build's unwind tables can be registered
  *            (runtime/loader/unwind.ts); only in a process that had not loaded it
- *   staged   the header page becomes readable: staging finished, the switch is next
+ *   staged   the marker is unmapped: staging finished, the switch is next
  *   aliased  the loader's build's writable data became the shared mapping: the pause has begun
  * A signal sent at a milestone lands a few microseconds after it (one read of
  * /proc/PID/maps, about 50 us here), so it hits the step that follows.
@@ -75,12 +75,26 @@ export function marksOf(maps: string, role: 'new' | 'old'): MapsMarks {
     mapped: lines.filter((l) => l.includes('/memfd:ulp:') && l.includes(build) && / 00000000 /.test(l))
       .length,
     libgcc: lines.some((l) => l.endsWith('/libgcc_s.so.1')),
-    // The offset-0 page of a build is PROT_NONE ("---p") until finishStaging opens it.
-    staged: lines.filter(
-      (l) => l.includes('/memfd:ulp:') && l.includes(build) && /^\S+ r..p 00000000 /.test(l),
-    ).length,
+    staged: finishedBuilds(lines.filter((l) => l.includes('/memfd:ulp:') && l.includes(build))),
     data: lines.filter((l) => l.includes('/memfd:ulp:data:')).length,
   };
+}
+
+/**
+ * Build memfds (by inode) mapped from offset 0 readable and not inaccessibly:
+ * staging maps an inaccessible marker of the first page before anything else
+ * and unmaps it last (runtime/loader/stage.ts finishStaging).
+ */
+function finishedBuilds(buildLines: readonly string[]): number {
+  const readable = new Set<string>();
+  const marked = new Set<string>();
+  for (const l of buildLines) {
+    const m = /^\S+ (\S{4}) 00000000 \S+ (\d+) /.exec(l);
+    if (!m) continue;
+    if (m[1]!.startsWith('r')) readable.add(m[2]!);
+    else marked.add(m[2]!);
+  }
+  return [...readable].filter((inode) => !marked.has(inode)).length;
 }
 
 /** Has `now` reached `m`, compared with the state before the command started? Pure. */

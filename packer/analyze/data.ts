@@ -11,6 +11,7 @@
  * running process keeps the values it has).
  */
 import {
+  dynamicIsWritable,
   RelocType,
   STT_FILE,
   STT_FUNC,
@@ -112,6 +113,12 @@ export function analyzeData(pair: Pair): DataResult {
     };
   }
 
+  for (const b of [from, to])
+    if (dynamicIsWritable(b.obj))
+      f.error(
+        'DATA_DYNAMIC_WRITABLE',
+        `the ${b.label} build's dynamic section lies in its writable region (linked with -z norelro): every build would read the loaded build's copy, whose addresses ld.so made absolute`,
+      );
   const span = (r: WritableRegion) => `[0x${r.start.toString(16)}, 0x${r.end.toString(16)})`;
   const regions = {
     from: { start: hex(ra.start), end: hex(ra.end) },

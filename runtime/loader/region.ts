@@ -9,7 +9,7 @@
  * region maps.
  */
 import { UlpError } from '../../common/errors.js';
-import { writableRegions, type ElfObject } from '../../elf/index.js';
+import { dynamicIsWritable, writableRegions, type ElfObject } from '../../elf/index.js';
 import type { Family, Region } from './model.js';
 
 /** The one writable region of a build; refuses objects with several (never produced by GNU ld). */
@@ -24,6 +24,19 @@ export function regionOf(elf: ElfObject, what: string): Region | undefined {
   }
   const r = regions[0];
   return r ? { start: r.start, end: r.end } : undefined;
+}
+
+/**
+ * Refuses a build whose dynamic section lies in its writable region (-z norelro): that region is the
+ * shared data, so a staged build would read the loaded build's .dynamic, which ld.so made absolute.
+ */
+export function refuseWritableDynamic(elf: ElfObject, what: string): void {
+  if (!dynamicIsWritable(elf)) return;
+  throw new UlpError(
+    'LOADER_LAYOUT',
+    `${what} keeps its dynamic section in its writable region (linked with -z norelro): that region is shared between builds`,
+    'Libraries linked without RELRO cannot be patched; see docs/LIMITATIONS.md.',
+  );
 }
 
 const memo = new WeakMap<ElfObject, Region | null>();

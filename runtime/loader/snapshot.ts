@@ -3,7 +3,7 @@
  * the dynamic loader's link map and the builds earlier runs of the trigger
  * mapped from `ulp:` memfds, each parsed from the process's own memory.
  */
-import { imageSpan, parseElfFromMemory, PF_X, type ElfObject } from '../../elf/index.js';
+import { imageSpan, parseElfFromMemory, type ElfObject } from '../../elf/index.js';
 import { readGlobalScope, readLinkMap } from '../linkmap.js';
 import { findMapping, readMaps, type Mapping } from '../maps.js';
 import { ElfCache } from './elf-cache.js';
@@ -11,6 +11,8 @@ import type { RemoteMemory } from '../memory.js';
 import { memfdNameOfPath, parseMemfdPath } from '../memfd-names.js';
 import type { Family, ProcessObject } from './model.js';
 import { recordScopes } from './scope.js';
+import { buildMappings } from './build-mappings.js';
+import { codeOf } from './code-ranges.js';
 
 export interface Snapshot {
   pid: number;
@@ -20,9 +22,9 @@ export interface Snapshot {
   /** Shared data memfds already created, by SONAME: the start of each mapping of it. */
   dataMappings: Map<string, Mapping[]>;
   /**
-   * Header pages of builds whose staging never finished (a trigger killed
-   * while staging): nothing points at them, so they are not builds, only
-   * address space that --status reports.
+   * Builds whose staging never finished (a trigger killed while staging),
+   * one mapping each (build-mappings.ts): nothing points at them, so they
+   * are not builds, only address space that --status reports.
    */
   abandoned: Mapping[];
 }
@@ -33,9 +35,7 @@ function describe(elf: ElfObject, bias: bigint): Pick<ProcessObject, 'code' | 's
     buildId: elf.buildId,
     soname: elf.soname,
     span: { start: bias + span.start, end: bias + span.end },
-    code: elf.loadSegments
-      .filter((p) => (p.flags & PF_X) !== 0)
-      .map((p) => ({ start: bias + p.vaddr, end: bias + p.vaddr + p.memsz })),
+    code: codeOf(elf).map((r) => ({ start: bias + r.start, end: bias + r.end })),
   };
 }
 
@@ -67,23 +67,15 @@ export function takeSnapshot(pid: number, mem: RemoteMemory, cache: ElfCache = n
     ),
   );
   const dataMappings = new Map<string, Mapping[]>();
-  const seenBuilds = new Set<string>();
-  const abandoned: Mapping[] = [];
   for (const m of maps) {
     const parsed = parseMemfdPath(m.path);
-    if (parsed?.kind !== 'data' && parsed?.kind !== 'build') continue;
-    if (parsed.kind === 'data') {
+    if (parsed?.kind === 'data')
       dataMappings.set(parsed.soname, [...(dataMappings.get(parsed.soname) ?? []), m]);
-      continue;
-    }
-    // A build is mapped from offset 0 at its base; later segments of the same memfd follow it.
-    if (m.offset !== 0n || seenBuilds.has(`${m.dev}:${m.inode}`)) continue;
-    seenBuilds.add(`${m.dev}:${m.inode}`);
-    // Staging opens the header page last (stage.ts): an inaccessible one was never finished.
-    if (!m.read) {
-      abandoned.push(m);
-      continue;
-    }
+  }
+  const { builds, abandoned } = buildMappings(maps);
+  for (const m of builds) {
+    const parsed = parseMemfdPath(m.path);
+    if (parsed?.kind !== 'build') continue;
     const elf = parseElfFromMemory(read, { bias: m.start, headerAddr: m.start, expect: 'any' });
     objects.push({
       name: memfdNameOfPath(m.path)!,

@@ -7,10 +7,15 @@
  * Layout of a staged build:
  *   - a PROT_NONE reservation of the whole image span (like ld.so),
  *   - each PT_LOAD mapped MAP_PRIVATE from a sealed memfd named after the patch,
- *     except that the page holding the ELF header stays PROT_NONE until the
- *     build is complete (finishStaging): a build is what the snapshot finds
- *     at a readable offset-0 mapping, so one a killed trigger left half
- *     relocated is never taken for a build by a later run,
+ *     with its own protections from the start: the IFUNC resolvers and
+ *     __register_frame that staging calls may read or run any page of it,
+ *     the one holding the ELF header included (without -z separate-code that
+ *     page holds code, .eh_frame and read-only data too),
+ *   - until the build is complete (finishStaging), one more mapping of the
+ *     memfd's first page, PROT_NONE and apart from the image: the snapshot
+ *     takes a memfd with an inaccessible offset-0 mapping for an unfinished
+ *     staging (snapshot.ts), so one a killed trigger left half relocated is
+ *     never taken for a build by a later run,
  *   - the writable region that survives RELRO mapped MAP_SHARED from the
  *     library's data memfd instead: created here the first time (and copied
  *     into at the switch), duplicated from the already aliased canonical
@@ -56,8 +61,12 @@ export interface StageRequest {
 
 export interface StagedImage {
   bias: bigint;
-  /** The ELF header page, mapped PROT_NONE until finishStaging gives it these protections. */
-  header: { addr: bigint; prot: number } | undefined;
+  /**
+   * The inaccessible mapping of the memfd's first page that marks the staging
+   * unfinished; finishStaging unmaps it and clears this (after that the address
+   * is the process's again and must never be unmapped by us).
+   */
+  marker: bigint | undefined;
   span: { start: bigint; end: bigint };
   /** True when this staging created the library's data memfd: the switch must copy the old data into it and alias. */
   freshData: boolean;
@@ -83,6 +92,7 @@ export function mapBuild(s: Session, req: StageRequest): StagedImage {
   const end = pageAlignUp(loads.reduce((m, p) => (p.vaddr + p.memsz > m ? p.vaddr + p.memsz : m), 0n));
   const sys = s.sys;
   let reservation: bigint | undefined;
+  let marker: bigint | undefined;
   let fd: number | undefined;
   try {
     // The address range first: the bytes may depend on where the build lands.
@@ -92,9 +102,10 @@ export function mapBuild(s: Session, req: StageRequest): StagedImage {
     fd = sys.memfdCreate(req.memfdName, MFD.CLOEXEC | MFD.ALLOW_SEALING);
     fillMemfd(s.pid, fd, bytes);
     sys.addSeals(fd);
-    let header: StagedImage['header'];
+    // The marker before any segment: whatever of the build a killed trigger leaves is never taken for a build.
+    marker = sys.mmap(0n, PAGE_SIZE, PROT.NONE, MAP.PRIVATE, fd, 0n);
     for (const p of loads) {
-      let segStart = pageAlignDown(p.vaddr);
+      const segStart = pageAlignDown(p.vaddr);
       const fileEnd = p.vaddr + p.filesz;
       // The shared region replaces the tail of the writable segment; RELRO pages stay private and writable until relocated.
       const privEnd =
@@ -102,12 +113,6 @@ export function mapBuild(s: Session, req: StageRequest): StagedImage {
           ? region.start
           : pageAlignUp(fileEnd);
       const writable = (p.flags & PF_W) !== 0;
-      if (p.offset === 0n && !writable && privEnd > segStart) {
-        // The header page is mapped inaccessible now and opened last; the rest of its segment (text, without -z separate-code) maps normally.
-        sys.mmap(bias + segStart, PAGE_SIZE, PROT.NONE, MAP.PRIVATE | MAP.FIXED, fd, 0n);
-        header = { addr: bias + segStart, prot: protOf(p.flags) };
-        segStart += PAGE_SIZE;
-      }
       if (privEnd > segStart) {
         sys.mmap(
           bias + segStart,
@@ -115,7 +120,7 @@ export function mapBuild(s: Session, req: StageRequest): StagedImage {
           writable ? PROT.READ | PROT.WRITE : protOf(p.flags),
           MAP.PRIVATE | MAP.FIXED,
           fd,
-          pageAlignDown(p.offset) + (segStart - pageAlignDown(p.vaddr)),
+          pageAlignDown(p.offset),
         );
         // Bytes past p_filesz on the last file page belong to .bss: ld.so zeroes them, so must we.
         if (writable && fileEnd < privEnd && p.memsz > p.filesz)
@@ -143,9 +148,10 @@ export function mapBuild(s: Session, req: StageRequest): StagedImage {
           MREMAP_MAYMOVE | MREMAP_FIXED,
           regionAddr,
         ]);
+        // Still staging: mapBuild's own catch takes everything back, and the program never saw any of it.
         if (got !== regionAddr)
           throw new UlpError(
-            'LOADER_ALIAS',
+            'LOADER_ALIAS_UNAVAILABLE',
             `could not alias the shared data of ${req.soname} at 0x${regionAddr.toString(16)}`,
             'Report this; the process was left unchanged.',
           );
@@ -162,13 +168,14 @@ export function mapBuild(s: Session, req: StageRequest): StagedImage {
     }
     return {
       bias,
-      header,
+      marker,
       span: { start: reservation, end: reservation + (end - start) },
       freshData,
       regionAddr,
     };
   } catch (e) {
     if (reservation !== undefined) tryUnmap(s, reservation, end - start);
+    if (marker !== undefined) tryUnmap(s, marker, PAGE_SIZE);
     throw e;
   } finally {
     if (fd !== undefined) sys.close(fd);
@@ -251,7 +258,16 @@ export function applyWrites(s: Session, elf: ElfObject, image: StagedImage, writ
 
 /** The last step of staging: the build becomes visible to later runs (and to --status) only now. */
 export function finishStaging(s: Session, image: StagedImage): void {
-  if (image.header) s.sys.mprotect(image.header.addr, PAGE_SIZE, image.header.prot);
+  if (image.marker === undefined) return;
+  s.sys.munmap(image.marker, PAGE_SIZE);
+  image.marker = undefined;
+}
+
+/** Unmaps a staged image nothing points at, with its marker while it has one. */
+export function unmapImage(s: Session, image: StagedImage): void {
+  tryUnmap(s, image.span.start, image.span.end - image.span.start);
+  if (image.marker !== undefined) tryUnmap(s, image.marker, PAGE_SIZE);
+  image.marker = undefined;
 }
 
 export function tryUnmap(s: Session, addr: bigint, len: bigint): void {

@@ -5,14 +5,14 @@
  * then stops every thread only for the alias and the relink.
  */
 import { UlpError } from '../../common/errors.js';
-import { imageSpan, parseElf, PF_X, type ElfObject } from '../../elf/index.js';
+import { imageSpan, parseElf, type ElfObject } from '../../elf/index.js';
 import { readMaps, type Mapping } from '../maps.js';
 import { RemoteMemory } from '../memory.js';
 import type { PauseRecord } from '../pause.js';
 import { Session, type SessionOptions } from '../session.js';
 import { ElfCache } from './elf-cache.js';
 import { readLibraryState, type LibraryState } from './library.js';
-import { aliasable, ownRegion, regionOf } from './region.js';
+import { aliasable, ownRegion, refuseWritableDynamic, regionOf } from './region.js';
 import { parseMemfdPath } from '../memfd-names.js';
 import type { Family, ProcessObject, Region } from './model.js';
 import { planStage, shiftPlan, type StagePlan } from './relocate.js';
@@ -25,12 +25,14 @@ import {
   applyWrites,
   finishStaging,
   mapBuild,
+  unmapImage,
   mapMetadata,
   tryUnmap,
   type StagedImage,
 } from './stage.js';
 import { onSafeThread, runtimeCall } from './safe-thread.js';
 import { takeSnapshot, type Snapshot } from './snapshot.js';
+import { codeOf } from './code-ranges.js';
 import {
   deregisterUnwindTables,
   registerUnwindTables,
@@ -194,9 +196,7 @@ export function targetObject(elf: ElfObject, bias: bigint, memfdName: string): P
     source: 'ulp',
     ...(name?.kind === 'build' ? { ulp: name.name } : {}),
     span: { start: bias + span.start, end: bias + span.end },
-    code: elf.loadSegments
-      .filter((p) => (p.flags & PF_X) !== 0)
-      .map((p) => ({ start: bias + p.vaddr, end: bias + p.vaddr + p.memsz })),
+    code: codeOf(elf).map((r) => ({ start: bias + r.start, end: bias + r.end })),
   };
 }
 
@@ -237,6 +237,11 @@ export function prepare(
   // Where the region lies is each build's own business (it may have moved by whole pages); its size must match the shared pages'.
   // That the layout inside it matches is the packer's verdict, made for the region the report records: the build must have it there.
   const region = regionOf(elf, `the build ${req.target.buildId}`);
+  refuseWritableDynamic(elf, `the build ${req.target.buildId}`);
+  refuseWritableDynamic(
+    state.family.canonical.elf,
+    `the build of ${req.soname} that process ${req.pid} loaded`,
+  );
   const recorded = req.target.region;
   if (recorded !== undefined && !sameRegion(region, recorded ?? undefined)) {
     const text = (r: Region | undefined) =>
@@ -276,7 +281,7 @@ function discardStaged(
     }
   }
   if (s.borrowed === undefined) s.borrow();
-  tryUnmap(s, image.span.start, image.span.end - image.span.start);
+  unmapImage(s, image);
 }
 
 /** A build mapped, relocated and registered with the unwinder, that nothing points at yet. */
@@ -426,8 +431,9 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
     unsharedTarget !== undefined &&
     !snap.dataMappings.get(req.soname)?.some((m) => m.start === unsharedTarget)
   ) {
+    // Found while planning, before the process is attached: nothing was done to it.
     throw new UlpError(
-      'LOADER_ALIAS',
+      'LOADER_ALIAS_UNAVAILABLE',
       `the build ${req.target.buildId.slice(0, 12)} mapped in process ${req.pid} has no shared data mapping to alias`,
       'The process was left unchanged; report this with `ulp-trigger --status PID --json`.',
     );

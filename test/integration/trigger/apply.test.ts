@@ -4,9 +4,16 @@
  * by the real ulp-pack and check the program's own output.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseElf } from '../../../elf/index.js';
+import { decodeBundle, encodeBundle, patchIdOf } from '../../../patches/index.js';
 import { runCli, type Run } from '../../../lab/cli.js';
 import { buildDemo, rounds, type Demo, type Relro } from '../../../lab/demo.js';
 import type { Target } from '../../../lab/target.js';
+import { loadSegments, SEGMENT_LAYOUTS, type SegmentLayout } from '../../../lab/versioned.js';
 
 /** Output rounds printed after `mark` (an output length taken when a command returned). */
 async function roundsAfter(t: Target, mark: number, n = 2): Promise<Array<Record<string, string>>> {
@@ -23,13 +30,22 @@ function ok(r: Run): Run {
   return r;
 }
 
-for (const relro of ['full', 'partial'] as Relro[]) {
-  describe(`ulp-trigger on a ${relro} RELRO library`, function () {
+// Both ways ld lays out segments: with -z noseparate-code the ELF header shares its page with code and .eh_frame.
+const VARIANTS: Array<{ relro: Relro; layout: SegmentLayout }> = [
+  { relro: 'full', layout: 'separate-code' },
+  { relro: 'partial', layout: 'separate-code' },
+  { relro: 'full', layout: 'noseparate-code' },
+  { relro: 'partial', layout: 'noseparate-code' },
+];
+
+for (const { relro, layout } of VARIANTS) {
+  describe(`ulp-trigger on a ${relro} RELRO library, -z ${layout}`, function () {
     this.timeout(120_000);
     let demo: Demo;
     let fix: string;
     before(() => {
-      demo = buildDemo({ relro });
+      demo = buildDemo({ relro, libFlags: [...SEGMENT_LAYOUTS[layout].flags] });
+      assert.deepEqual(loadSegments(demo.lib(1)), SEGMENT_LAYOUTS[layout].loads);
       fix = demo.pack(1, 2);
     });
     after(() => demo?.dispose());
@@ -213,5 +229,55 @@ describe('ulp-trigger stacking', function () {
     assert.equal(await versionNow(t), '1');
     ok(trigger([String(t.pid), fix]));
     assert.equal(await versionNow(t), '2');
+  });
+});
+
+describe('ulp-trigger on a -z norelro library', function () {
+  this.timeout(120_000);
+  let demo: Demo;
+  before(() => {
+    demo = buildDemo({ libFlags: ['-Wl,-z,norelro'], tag: 'norelro' });
+  });
+  after(() => demo?.dispose());
+
+  it('refuses it before attaching (LOADER_LAYOUT), even in a bundle an older packer wrote', async () => {
+    // ulp-pack refuses the pair (DATA_DYNAMIC_WRITABLE): the bundle is a RELRO pair's with the norelro builds put in.
+    const relro = buildDemo({ tag: 'norelro' });
+    try {
+      const b = decodeBundle(readFileSync(relro.pack(1, 2)));
+      const [oldBuild, newBuild] = [readFileSync(demo.lib(1)), readFileSync(demo.lib(2))];
+      const entry = <E extends string>(bytes: Buffer, was: { entry: E }) => ({
+        entry: was.entry,
+        buildId: parseElf(bytes).buildId!,
+        sha256: createHash('sha256').update(bytes).digest('hex'),
+        size: bytes.length,
+      });
+      const builds = {
+        old: entry(oldBuild, b.manifest.builds.old),
+        new: entry(newBuild, b.manifest.builds.new),
+      };
+      const manifest = {
+        ...b.manifest,
+        builds,
+        patchId: patchIdOf(b.manifest.soname, builds.old, builds.new),
+      };
+      const fix = join(tmpdir(), `ulp-norelro-${process.pid}.ulp`);
+      writeFileSync(fix, encodeBundle({ manifest, oldBuild, newBuild }));
+      try {
+        const t = demo.start(1);
+        await roundsAfter(t, 0, 2);
+        const maps = readFileSync(`/proc/${t.pid}/maps`, 'utf8');
+        const r = trigger([String(t.pid), fix, '--json']);
+        assert.equal(r.code, 2, `exit ${r.code}\n${r.stdout}\n${r.stderr}`);
+        assert.equal(r.json.error.code, 'LOADER_LAYOUT');
+        assert.match(r.json.error.message, /-z norelro/);
+        assert.equal(readFileSync(`/proc/${t.pid}/maps`, 'utf8'), maps, 'not a mapping changed');
+        assert.equal((await roundsAfter(t, t.output().length)).at(-1)!.version, '1');
+      } finally {
+        rmSync(fix, { force: true });
+      }
+    } finally {
+      relro.dispose();
+    }
   });
 });

@@ -15,6 +15,9 @@ import assert from 'node:assert/strict';
 import { HardLab, libStatus, linesAfter, ok, trigger, type Line } from '../../../lab/hard-lab.js';
 import type { Target } from '../../../lab/target.js';
 import { runCli } from '../../../lab/cli.js';
+import { readFileSync } from 'node:fs';
+import { parseElf } from '../../../elf/index.js';
+import { loadSegments, SEGMENT_LAYOUTS } from '../../../lab/versioned.js';
 
 const IFN = 'libifn.so.1';
 const USE = 'libuse.so.1';
@@ -55,6 +58,12 @@ describe('IFUNC symbols across a patch', function () {
         // Partial RELRO: the program binds lazily, and the library's .got.plt (its IFUNC slots, the IRELATIVE one
         // included) is in the data every build shares.
         ifnLazy: { soname: IFN, sources: ['hard/libifn.c'], relro: 'partial' },
+        // Without -z separate-code the resolvers share the ELF header's page: staging runs them there.
+        ifnNosep: {
+          soname: IFN,
+          sources: ['hard/libifn.c'],
+          flags: ['-DRESOLVER_IMPORTS', '-Wl,--no-as-needed', ...SEGMENT_LAYOUTS['noseparate-code'].flags],
+        },
       },
       'ifunc',
     );
@@ -62,17 +71,26 @@ describe('IFUNC symbols across a patch', function () {
   });
   after(() => lab?.dispose());
 
-  for (const relro of ['full', 'partial'] as const) {
-    it(`runs the new build’s own resolvers in the target and rebinds every IFUNC slot, both ways (${relro} RELRO)`, async () => {
-      const key = relro === 'full' ? 'ifn' : 'ifnLazy';
+  for (const { relro, key, what } of [
+    { relro: 'full', key: 'ifn', what: 'full RELRO' },
+    { relro: 'partial', key: 'ifnLazy', what: 'partial RELRO' },
+    { relro: 'full', key: 'ifnNosep', what: 'full RELRO, -z noseparate-code' },
+  ] as const) {
+    it(`runs the new build’s own resolvers in the target and rebinds every IFUNC slot, both ways (${what})`, async () => {
       const prog =
-        relro === 'full'
+        key === 'ifn'
           ? exe
-          : lab.exe('ifunc_main_lazy', {
+          : lab.exe(`ifunc_main_${key}`, {
               sources: ['hard/ifunc_main.c'],
-              needs: ['ifnLazy', 'use'],
-              relro: 'partial',
+              needs: [key, 'use'],
+              relro,
             });
+      if (key === 'ifnNosep') {
+        assert.deepEqual(loadSegments(lab.lib(key, 2)), SEGMENT_LAYOUTS['noseparate-code'].loads);
+        const elf = parseElf(readFileSync(lab.lib(key, 2)));
+        const resolver = elf.symtab.find((s) => s.name === 'resolve_sum');
+        assert.ok(resolver && resolver.value < 0x1000n, 'a resolver lies in the header page');
+      }
       const fix = lab.pack(key, 1, 2);
       if (relro === 'full') {
         // ld.so itself loads version 2 (its resolver calling strchr) and prints what the patched process must.

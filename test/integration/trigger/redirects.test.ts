@@ -13,6 +13,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { HardLab, libStatus, linesAfter, trigger, type Line, type Relro } from '../../../lab/hard-lab.js';
 import type { Target } from '../../../lab/target.js';
+import { loadSegments, SEGMENT_LAYOUTS } from '../../../lab/versioned.js';
 
 const SONAME = 'libroute.so.1';
 const ROUTES = ['plt', 'ops', 'heap', 'cb', 'dlsym', 'internal'];
@@ -44,10 +45,25 @@ function noBadResults(t: Target): void {
   assert.ok(t.alive(), 'the target is alive');
 }
 
-const VARIANTS: Array<{ name: string; flags: string[]; relro: Relro }> = [
+const VARIANTS: Array<{
+  name: string;
+  flags: string[];
+  relro: Relro;
+  tag?: string;
+  /** The PT_LOADs the flags must give (lab/versioned.ts loadSegments). */
+  loads?: readonly string[];
+}> = [
   { name: 'full RELRO', flags: [], relro: 'full' },
   { name: 'full RELRO, with endbr64 (-fcf-protection)', flags: ['-fcf-protection=full'], relro: 'full' },
   { name: 'partial RELRO', flags: [], relro: 'partial' },
+  // Code, headers, .rodata and .eh_frame in one segment: function extents and staging must not mix them up.
+  {
+    name: 'partial RELRO, -z noseparate-code',
+    flags: [...SEGMENT_LAYOUTS['noseparate-code'].flags],
+    relro: 'partial',
+    tag: 'route-noseparate',
+    loads: SEGMENT_LAYOUTS['noseparate-code'].loads,
+  },
 ];
 
 for (const variant of VARIANTS) {
@@ -62,10 +78,11 @@ for (const variant of VARIANTS) {
           relro: variant.relro,
         },
       },
-      `route-${variant.flags.length}-${variant.relro}`,
+      variant.tag ?? `route-${variant.flags.length}-${variant.relro}`,
     );
     let exe: string;
     before(() => {
+      if (variant.loads) assert.deepEqual(loadSegments(lab.lib('route', 1)), variant.loads);
       exe = lab.exe('route_main', {
         sources: ['redirects/route_main.c'],
         needs: ['route'],

@@ -5,10 +5,12 @@
  */
 import assert from 'node:assert/strict';
 import { isUlpError } from '../../../../common/errors.js';
+import { PT_DYNAMIC } from '../../../../elf/index.js';
 import {
   aliasable,
   inRegion,
   ownRegion,
+  refuseWritableDynamic,
   regionOf,
   sharedAddress,
 } from '../../../../runtime/loader/region.js';
@@ -69,5 +71,19 @@ describe('the shared writable region', () => {
       (e: unknown) => isUlpError(e) && e.code === 'LOADER_LAYOUT',
     );
     assert.equal(ownRegion(split), undefined);
+  });
+
+  it('refuses an object whose dynamic section stays writable (-z norelro), and only that one', () => {
+    const withDynamic = (relro: boolean) => {
+      const elf = build(0x4000n, 0x2000n, relro ? 0x1000n : 0n);
+      const dynamic = { ...elf.loadSegments[1]!, type: PT_DYNAMIC, vaddr: 0x4100n, memsz: 0x1b0n };
+      return { ...elf, programHeaders: [...elf.programHeaders, dynamic] };
+    };
+    assert.throws(
+      () => refuseWritableDynamic(withDynamic(false), 'libr.so.1'),
+      (e: unknown) => isUlpError(e) && e.code === 'LOADER_LAYOUT' && /-z norelro/.test(e.message),
+    );
+    assert.doesNotThrow(() => refuseWritableDynamic(withDynamic(true), 'libr.so.1'), 'under RELRO');
+    assert.doesNotThrow(() => refuseWritableDynamic(build(0x4000n, 0x2000n), 'libr.so.1'), 'no PT_DYNAMIC');
   });
 });

@@ -17,7 +17,8 @@
  *   none of them surviving; a direct call into code that is not a known
  *   function's start kills nothing;
  * - a return reads the return registers (rax, rdx, xmm0, xmm1);
- * - a tail call through a GOT slot reads the argument registers;
+ * - a tail call through a GOT slot, or through a register after the frame
+ *   was given back, reads the argument registers;
  * - falling off the end of the decoded code (after a call that does not
  *   return) reads nothing.
  */
@@ -93,7 +94,7 @@ function pass(
       case Flow.Jcc:
         return r | succ(p.target[i]!) | succ(p.next[i]!);
       case Flow.IndirectJmp: {
-        if (p.viaMemory[i]) return r | CALL_READS;
+        if (p.viaMemory[i] || p.afterTeardown[i]) return r | CALL_READS;
         const cases = p.cases.get(i);
         if (!cases) return ALL;
         let v = r;

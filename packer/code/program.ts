@@ -48,6 +48,12 @@ export interface Program {
   cases: Map<number, Int32Array>;
   /** For an indirect jump or call: 1 when through memory (a GOT slot: `jmp *x(%rip)`). */
   viaMemory: Uint8Array;
+  /**
+   * For an indirect jump through a register that is not a recognised switch: 1 when it
+   * follows the frame's teardown (pop, leave, add $n,%rsp), so it leaves the function: a
+   * tail call through a pointer.
+   */
+  afterTeardown: Uint8Array;
   /** The function whose range holds an address, or -1. */
   functionAt(vaddr: number): number;
 }
@@ -208,12 +214,15 @@ function decodeProgram(build: Build): Program {
     callee,
     cases: new Map(),
     viaMemory: c.mem.slice(0, count),
+    afterTeardown: new Uint8Array(count),
     functionAt,
   };
   for (let i = 0; i < count; i++)
     if (program.flow[i] === Flow.IndirectJmp && !program.viaMemory[i]) {
       const cases = switchCases(program, indexAt, i);
       if (cases) program.cases.set(i, cases);
+      else if (i > first[program.fn[i]!]! && tearsDown(build.bytesAt(addr[i - 1]!, program.length[i - 1]!)))
+        program.afterTeardown[i] = 1;
     }
   return program;
 }
@@ -253,12 +262,11 @@ function upperBound(xs: Float64Array, v: number): number {
 const MAX_CASES = 4096;
 
 /**
- * The cases of gcc's position-independent switch, recognised by its exact
- * shape:
+ * The cases of gcc's position-independent switch, recognised by its shape:
  *
- *     lea    table(%rip),%rB
+ *     lea    table(%rip),%rB      (anywhere in the function)
  *     ...
- *     movslq (%rB,%rI,4),%rA
+ *     movslq (%rB,%rI,4),%rA      (anywhere before)
  *     add    %rB,%rA
  *     jmp    *%rA
  *
@@ -272,57 +280,60 @@ const MAX_CASES = 4096;
 function switchCases(p: Program, indexAt: (v: number) => number, j: number): Int32Array | undefined {
   const f = p.fn[j]!;
   const add = j - 1;
-  const load = j - 2;
-  if (load < p.first[f]!) return undefined;
+  if (add < p.first[f]!) return undefined;
   const bytes = (i: number) => p.build.bytesAt(p.addr[i]!, p.length[i]!);
-  const jb = bytes(j);
-  const ab = bytes(add);
-  const lb = bytes(load);
   // jmp *%rA: [3e] [41] ff e0+A
-  const jr = regOfJmp(jb);
+  const jr = regOfJmp(bytes(j));
   if (jr < 0) return undefined;
-  // add %rB,%rA: 48|4x 01 /r (mod 3, reg B, rm A)
-  if (ab.length < 3 || (ab[0]! & 0xf8) !== 0x48 || ab[1] !== 0x01 || ab[2]! >> 6 !== 3) return undefined;
+  // add %rB,%rA: 48|4x 01 /r (mod 3, reg B, rm A); the load from the table may be scheduled earlier.
+  const ab = bytes(add);
+  if (ab.length !== 3 || (ab[0]! & 0xf8) !== 0x48 || ab[1] !== 0x01 || ab[2]! >> 6 !== 3) return undefined;
   const rB = ((ab[2]! >> 3) & 7) | ((ab[0]! & 4) << 1);
   const rA = (ab[2]! & 7) | ((ab[0]! & 1) << 3);
   if (rA !== jr) return undefined;
-  // movslq (%rB,%rI,4),%rA: 4x 63 /r with a SIB, scale 4, base B, no displacement
-  if (lb.length < 4 || (lb[0]! & 0xf8) !== 0x48 || lb[1] !== 0x63) return undefined;
-  const m = lb[2]!;
-  const sib = lb[3]!;
-  if (m >> 6 !== 0 || (m & 7) !== 4 || sib >> 6 !== 2) return undefined;
-  if ((((m >> 3) & 7) | ((lb[0]! & 4) << 1)) !== rA || ((sib & 7) | ((lb[0]! & 1) << 3)) !== rB)
-    return undefined;
-  if ((sib & 7) === 5) return undefined; // base 101b with mod 0 means no base
-  // The nearest lea of %rB before, in this function, with nothing else writing %rB between.
-  let table = NaN;
-  for (let i = load - 1; i >= p.first[f]! && i >= load - 32; i--) {
+  // %rB comes from a `lea table(%rip)` of this function, often hoisted out of a loop, so not found by
+  // walking back: every such lea of the function is a candidate table, and the cases of all of them
+  // are successors. The real table is among them; the others only add successors.
+  const cases = new Set<number>();
+  for (let i = p.first[f]!; i < p.last[f]!; i++) {
+    if (p.length[i] !== 7) continue;
     const b = bytes(i);
-    if (b.length >= 7 && (b[0]! & 0xfb) === 0x48 && b[1] === 0x8d && (b[2]! & 0xc7) === 0x05) {
-      const r = ((b[2]! >> 3) & 7) | ((b[0]! & 4) << 1);
-      if (r === rB) {
-        table = p.addr[i]! + 7 + b.readInt32LE(3);
-        break;
-      }
-    }
-    if (p.writes[i]! & (1 << rB)) return undefined;
-    if (p.flow[i] !== Flow.Seq && p.flow[i] !== Flow.Jcc) return undefined;
+    if ((b[0]! & 0xfb) !== 0x48 || b[1] !== 0x8d || (b[2]! & 0xc7) !== 0x05) continue;
+    if ((((b[2]! >> 3) & 7) | ((b[0]! & 4) << 1)) !== rB) continue;
+    for (const c of tableCases(p, indexAt, p.addr[i]! + 7 + b.readInt32LE(3))) cases.add(c);
   }
-  if (Number.isNaN(table) || p.build.kindAt(table) === 'none') return undefined;
+  return cases.size > 0 ? Int32Array.from(cases) : undefined;
+}
+
+/** The entries of a switch table at `table`, read while each lands on an instruction of the build. */
+function tableCases(p: Program, indexAt: (v: number) => number, table: number): number[] {
   const cases: number[] = [];
+  if (p.build.kindAt(table) === 'none') return cases;
   const room = Math.min(p.build.extentAt(table), MAX_CASES * 4);
   let words: Buffer;
   try {
     words = p.build.bytesAt(table, room - (room % 4));
   } catch {
-    return undefined;
+    return cases; // past the file image
   }
   for (let k = 0; k + 4 <= words.length; k += 4) {
     const i = indexAt(table + words.readInt32LE(k));
     if (i < 0) break;
     cases.push(i);
   }
-  return cases.length > 0 ? Int32Array.from(cases) : undefined;
+  return cases;
+}
+
+/**
+ * Whether an instruction gives back the stack frame: pop (of a callee-saved
+ * register), leave, add $n,%rsp. gcc keeps one stack depth at every point of
+ * a function's body, so a jump right after it is on the way out.
+ */
+function tearsDown(b: Buffer): boolean {
+  const k = b.length === 2 && b[0] === 0x41 ? 1 : 0;
+  if (b.length === k + 1 && b[k]! >= 0x58 && b[k]! <= 0x5f) return true;
+  if (b.length === 1 && b[0] === 0xc9) return true;
+  return b.length >= 4 && b[0] === 0x48 && (b[1] === 0x83 || b[1] === 0x81) && b[2] === 0xc4;
 }
 
 /** The register of `jmp *%reg` (with an optional notrack or bnd prefix), or -1. */

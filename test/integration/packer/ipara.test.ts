@@ -13,7 +13,7 @@ import { createBuild, type Build } from '../../../packer/model.js';
 import { compile } from '../../../lab/compile.js';
 import { stripped } from '../../../lab/packer/fixtures.js';
 
-type Define = 'F_RCX' | 'F_RAX' | 'F_UNKNOWN' | 'EXPORTED' | 'TAIL' | 'VIA_MID' | 'G_CHANGED';
+type Define = 'F_RCX' | 'F_RAX' | 'F_UNKNOWN' | 'EXPORTED' | 'TAIL' | 'VIA_MID' | 'SWITCH' | 'G_CHANGED';
 
 function lib(defines: Define[]): string {
   return compile({
@@ -102,6 +102,13 @@ describe('packer: callers in flight that rely on -fipa-ra', function () {
       h.apply[0]!.reason,
       /^calls mid at 0x[0-9a-f]+ with rcx live across the call, which mid reaches new code that writes$/,
     );
+  });
+
+  it('what g does after the call goes through a jump table: the cases are followed, only %rcx is at stake', () => {
+    // Were the switch not followed, every register would count as live there.
+    const h = hazards(lib(['SWITCH']), lib(['SWITCH', 'F_RCX', 'G_CHANGED']));
+    assert.deepEqual(simple(h), { apply: ['old g'], revert: [] });
+    assert.match(h.apply[0]!.reason, /with rcx live across the call, which the new f writes$/);
   });
 
   // In the three cases below g changed too, so it is checked, and found safe.

@@ -101,10 +101,12 @@ function hazards(
     const g = redirect.get(f);
     return g === undefined ? undefined : incClobbers[g]!;
   });
-  // What a call entering f clobbers after the switch: the counterpart's set when f's entry is redirected.
+  // What a call of f clobbers across the switch: a call made after it enters the counterpart when f's
+  // entry is redirected; one in progress (a thread inside the old f) finishes the old f, whose own calls
+  // reach new code.
   const entering = (f: number) => {
     const g = redirect.get(f);
-    return g === undefined ? after[f]! : incClobbers[g]!;
+    return g === undefined ? after[f]! : incClobbers[g]! | after[f]!;
   };
   // Call sites whose callee clobbers more after the switch, first: liveness (the costly part) only when there are some.
   const sites: number[] = [];

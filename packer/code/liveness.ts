@@ -16,7 +16,9 @@
  *   or a pointer) are dead before it, since the caller's compiler relied on
  *   none of them surviving; a direct call into code that is not a known
  *   function's start kills nothing;
- * - a return reads the return registers (rax, rdx, xmm0, xmm1);
+ * - a return reads the return registers (rax, rdx, xmm0, xmm1) and what is
+ *   live where it goes back to after a direct call of its function in the
+ *   build (the caller may keep registers across the call: -fipa-ra);
  * - a tail call through a GOT slot, or through a register after the frame
  *   was given back, reads the argument registers;
  * - falling off the end of the decoded code (after a call that does not
@@ -35,8 +37,50 @@ import { ALL, CALL_CLOBBERED, CALL_READS, RETURN_READS, RSP } from './registers.
  * reading nothing: a first pass), rather than every argument register.
  */
 export function liveness(p: Program, clobbers: Int32Array): Int32Array {
-  const entryReads = pass(p, clobbers, 0, undefined);
-  return pass(p, clobbers, RETURN_READS, entryReads);
+  const entryReads = pass(p, clobbers, undefined, undefined);
+  return pass(p, clobbers, returnSites(p), entryReads);
+}
+
+/**
+ * Per function: the instructions its returns go back to, the ones after
+ * each direct call of it and, through a tail call or a jump into it (a
+ * .cold part), those of the function that jumped. A caller in the build
+ * may keep registers across the call (-fipa-ra), so they are live at the
+ * function's returns; callers through the PLT or a pointer rely on the ABI
+ * only, and are covered by RETURN_READS.
+ */
+function returnSites(p: Program): Int32Array[] {
+  const n = p.functions.length;
+  const sites: Set<number>[] = Array.from({ length: n }, () => new Set());
+  const into: number[][] = Array.from({ length: n }, () => []); // g -> functions g jumps into
+  for (let i = 0; i < p.count; i++) {
+    const f = p.flow[i];
+    if (f === Flow.Call) {
+      if (p.callee[i]! >= 0 && p.next[i]! >= 0) sites[p.callee[i]!]!.add(p.next[i]!);
+      continue;
+    }
+    const jumpInto = (t: number) => {
+      if (t >= 0 && p.fn[t] !== p.fn[i]) into[p.fn[i]!]!.push(p.fn[t]!);
+    };
+    if (f === Flow.Jmp || f === Flow.Jcc) jumpInto(p.target[i]!);
+    else if (f === Flow.IndirectJmp) for (const c of p.cases.get(i) ?? []) jumpInto(c);
+  }
+  // Whatever g returns to, a function g jumps into returns to as well: to a fixpoint.
+  const work = Array.from({ length: n }, (_, g) => g);
+  const queued = new Uint8Array(n).fill(1);
+  while (work.length > 0) {
+    const g = work.pop()!;
+    queued[g] = 0;
+    for (const h of into[g]!) {
+      const before = sites[h]!.size;
+      for (const s of sites[g]!) sites[h]!.add(s);
+      if (sites[h]!.size !== before && !queued[h]) {
+        queued[h] = 1;
+        work.push(h);
+      }
+    }
+  }
+  return sites.map((x) => Int32Array.from(x));
 }
 
 /** The instruction a function starts with, or -1 when it was not decoded. */
@@ -47,15 +91,17 @@ function entryOf(p: Program, f: number): number {
 }
 
 /**
- * One backward fixpoint. `returnReads`: what a return reads. `callReads`,
- * given, is liveIn per instruction of an earlier pass, read at a called
- * function's entry; without it a call reads its callee's liveIn of this
- * very pass.
+ * One backward fixpoint. `returnsTo`, given, is per function where its
+ * returns go back to: a return reads RETURN_READS and what is live there;
+ * without it a return reads nothing (the first pass: what a function reads
+ * of its entry registers). `callReads`, given, is liveIn per instruction of
+ * the first pass, read at a called function's entry; without it a call
+ * reads its callee's liveIn of this very pass.
  */
 function pass(
   p: Program,
   clobbers: Int32Array,
-  returnReads: number,
+  returnsTo: Int32Array[] | undefined,
   callReads: Int32Array | undefined,
 ): Int32Array {
   const n = p.count;
@@ -85,8 +131,12 @@ function pass(
       }
       case Flow.IndirectCall:
         return r | CALL_READS | (succ(p.next[i]!) & ~kill[i]!);
-      case Flow.Ret:
-        return r | returnReads;
+      case Flow.Ret: {
+        if (!returnsTo) return r;
+        let v = r | RETURN_READS;
+        for (const s of returnsTo[p.fn[i]!]!) v |= live[s]!;
+        return v;
+      }
       case Flow.Stop:
         return r;
       case Flow.Jmp:
@@ -112,6 +162,7 @@ function pass(
       if (p.next[i]! >= 0) each(p.next[i]!);
     }
     if (f === Flow.Call && !callReads && entry[i]! >= 0) each(entry[i]!);
+    if (f === Flow.Ret && returnsTo) for (const s of returnsTo[p.fn[i]!]!) each(s);
     if ((f === Flow.Jmp || f === Flow.Jcc) && p.target[i]! >= 0) each(p.target[i]!);
     if (f === Flow.IndirectJmp) {
       const cases = p.cases.get(i);

@@ -13,7 +13,17 @@ import { createBuild, type Build } from '../../../packer/model.js';
 import { compile } from '../../../lab/compile.js';
 import { stripped } from '../../../lab/packer/fixtures.js';
 
-type Define = 'F_RCX' | 'F_RAX' | 'F_UNKNOWN' | 'EXPORTED' | 'TAIL' | 'VIA_MID' | 'SWITCH' | 'G_CHANGED';
+type Define =
+  | 'F_RCX'
+  | 'F_RAX'
+  | 'F_UNKNOWN'
+  | 'EXPORTED'
+  | 'TAIL'
+  | 'VIA_MID'
+  | 'VIA_H'
+  | 'H_OWN'
+  | 'SWITCH'
+  | 'G_CHANGED';
 
 function lib(defines: Define[]): string {
   return compile({
@@ -101,6 +111,19 @@ describe('packer: callers in flight that rely on -fipa-ra', function () {
     assert.match(
       h.apply[0]!.reason,
       /^calls mid at 0x[0-9a-f]+ with rcx live across the call, which mid reaches new code that writes$/,
+    );
+  });
+
+  it('a caller further down the stack: k (the same code in both builds) keeps %rcx across h, the old h calls f', () => {
+    // The new h no longer calls f, so k may keep %rcx in both builds; a thread inside the old h at the
+    // switch reaches the new f, which writes it, and returns into k. h reads nothing after f but returns.
+    const [v1, v2] = [lib(['VIA_H']), lib(['VIA_H', 'F_RCX', 'H_OWN'])];
+    assert.deepEqual(changed(v1, v2), ['f', 'h']);
+    const h = hazards(v1, v2);
+    assert.deepEqual(simple(h), { apply: ['old h'], revert: [] });
+    assert.match(
+      h.apply[0]!.reason,
+      /^calls f at 0x[0-9a-f]+ with rcx live across the call, which the new f writes$/,
     );
   });
 

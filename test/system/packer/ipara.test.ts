@@ -12,7 +12,7 @@ import { inFlightHazards } from '../../../packer/code/ipara.js';
 import { liveness } from '../../../packer/code/liveness.js';
 import { matchFunctions } from '../../../packer/code/match.js';
 import { programOf } from '../../../packer/code/program.js';
-import { CALL_CLOBBERED } from '../../../packer/code/registers.js';
+import { CALL_CLOBBERED, RETURN_READS } from '../../../packer/code/registers.js';
 import { loadBuild } from '../../../packer/pack.js';
 import { REAL, REAL_FILES, realBuild, realBuildsDir } from '../../../lab/real-builds.js';
 
@@ -41,9 +41,10 @@ describe('packer: callers in flight that rely on -fipa-ra, on the real builds', 
     for (let i = 0; i < p.count; i++) {
       const f = p.callee[i]!;
       const n = p.next[i]!;
-      if (f >= 0 && n >= 0 && live[n]! & CALL_CLOBBERED & ~clobbers[f]!) relying++;
+      // Return registers left out: a return reads them whatever the function's type.
+      if (f >= 0 && n >= 0 && live[n]! & CALL_CLOBBERED & ~RETURN_READS & ~clobbers[f]!) relying++;
     }
-    // 2362 measured: the rule has work to do on real code.
+    // 2466 measured: the rule has work to do on real code.
     assert.ok(relying > 1000, `${relying} call sites`);
   });
 

@@ -63,6 +63,15 @@ export function inFlightHazards(oldBuild: Build, newBuild: Build, matching: Matc
   };
 }
 
+/**
+ * One direction: the functions of `from` that no thread may be inside when
+ * `to` is switched in, for `matching` = matchFunctions(from, to) (the
+ * packer's analyzePair runs once per direction with exactly these).
+ */
+export function inFlightCallers(from: Build, to: Build, matching: Matching): HazardRange[] {
+  return hazards(from, to, matching.pairs, matching.onlyA, 'a');
+}
+
 const named = (f: FunctionInfo) => (f.name === undefined ? {} : { name: f.name });
 
 /** The outgoing build's functions to keep threads out of, when `incoming` is switched in. */

@@ -190,8 +190,13 @@ function decodeProgram(build: Build): Program {
     next[i] = i + 1 < count && addr[i + 1] === after ? i + 1 : indexAt(after);
     const t = c.rel[i]!;
     if (Number.isNaN(t)) continue;
+    // A PLT stub is another object's function whatever its code shows: the ABI applies.
+    if (inPlt(t)) {
+      target[i] = TO_PLT;
+      continue;
+    }
     const ti = indexAt(t);
-    target[i] = ti >= 0 ? ti : inPlt(t) ? TO_PLT : TO_UNKNOWN;
+    target[i] = ti >= 0 ? ti : TO_UNKNOWN;
     if (c.flow[i] === Flow.Call) callee[i] = starts.get(t) ?? -1;
   }
 

@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { clobbersOf } from '../../../../packer/code/clobbers.js';
-import { inFlightHazards } from '../../../../packer/code/ipara.js';
+import { inFlightCallers, inFlightHazards } from '../../../../packer/code/ipara.js';
 import { liveness } from '../../../../packer/code/liveness.js';
 import type { Matching } from '../../../../packer/code/match.js';
 import { programOf } from '../../../../packer/code/program.js';
@@ -131,5 +131,12 @@ describe('packer/code: clobbers, liveness and callers in flight (-fipa-ra)', () 
       h.revert.map((r) => r.name),
       ['g'],
     );
+  });
+
+  it('one direction at a time (as the packer analyses each): the reverse direction is the revert list', () => {
+    const [a, b] = [pair(F_RCX), pair(F_RAX)];
+    const both = inFlightHazards(a, b, matching(a, b, { f: false, g: false }));
+    assert.deepEqual(inFlightCallers(a, b, matching(a, b, { f: false, g: false })), both.apply);
+    assert.deepEqual(inFlightCallers(b, a, matching(b, a, { f: false, g: false })), both.revert);
   });
 });

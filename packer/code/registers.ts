@@ -479,11 +479,13 @@ function twoByte(out: Effects): void {
       out.reads |= RAX | RDI | RSI | RDX | R10 | R8 | R9;
       out.writes |= RAX | RCX | R11;
       return;
+    case 0x1e: // rdsspd/q writes its register (f3 0f 1e /1); the rest, endbr64 among them, are nops
+      if (p.mod === 3 && (p.reg & 7) === 1) writeGpr(out, gpr(p.rm), false);
+      return;
     case 0x0b: // ud2
     case 0x0d:
     case 0x18: // prefetches
-    case 0x1e:
-    case 0x1f: // endbr64, multi-byte nop: no register is used
+    case 0x1f: // multi-byte nop: no register is used
       return;
     case 0x31: // rdtsc
       out.writes |= RAX | RDX;

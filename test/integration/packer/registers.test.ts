@@ -110,6 +110,7 @@ const CASES: Array<[string, string, string]> = [
   ['.byte 0x66, 0x66, 0x2e, 0x0f, 0x1f, 0x84, 0, 0, 0, 0, 0', '', ''],
   ['xchg %ax,%ax', '', ''],
   ['endbr64', '', ''],
+  ['rdsspq %rax', '', 'rax'],
   ['pause', '', ''],
   ['ud2', '', ''],
   ['int3', '', ''],

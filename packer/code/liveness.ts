@@ -119,6 +119,22 @@ function pass(
     } else if (p.flow[i] === Flow.IndirectCall) kill[i] = CALL_CLOBBERED;
     else kill[i] = p.exact[i] ? p.writes[i]! : 0;
   }
+  // What is live where a function's returns go back to, kept per function and grown as those places
+  // grow (liveness only grows), rather than recomputed at each return: a function called from
+  // thousands of places has thousands of return sites.
+  const exit = new Int32Array(p.functions.length);
+  const rets: number[][] = Array.from({ length: p.functions.length }, () => []);
+  const owners = new Map<number, number[]>(); // return site -> the functions returning there
+  if (returnsTo) {
+    for (let i = 0; i < n; i++) if (p.flow[i] === Flow.Ret) rets[p.fn[i]!]!.push(i);
+    returnsTo.forEach((sites, f) => {
+      for (const site of sites) {
+        const o = owners.get(site);
+        if (o) o.push(f);
+        else owners.set(site, [f]);
+      }
+    });
+  }
   const transfer = (i: number): number => {
     const r = p.reads[i]!;
     switch (p.flow[i]) {
@@ -131,12 +147,8 @@ function pass(
       }
       case Flow.IndirectCall:
         return r | CALL_READS | (succ(p.next[i]!) & ~kill[i]!);
-      case Flow.Ret: {
-        if (!returnsTo) return r;
-        let v = r | RETURN_READS;
-        for (const s of returnsTo[p.fn[i]!]!) v |= live[s]!;
-        return v;
-      }
+      case Flow.Ret:
+        return returnsTo ? r | RETURN_READS | exit[p.fn[i]!]! : r;
       case Flow.Stop:
         return r;
       case Flow.Jmp:
@@ -162,7 +174,6 @@ function pass(
       if (p.next[i]! >= 0) each(p.next[i]!);
     }
     if (f === Flow.Call && !callReads && entry[i]! >= 0) each(entry[i]!);
-    if (f === Flow.Ret && returnsTo) for (const s of returnsTo[p.fn[i]!]!) each(s);
     if ((f === Flow.Jmp || f === Flow.Jcc) && p.target[i]! >= 0) each(p.target[i]!);
     if (f === Flow.IndirectJmp) {
       const cases = p.cases.get(i);
@@ -192,6 +203,16 @@ function pass(
       if (!queued[q]) {
         queued[q] = 1;
         work[top++] = q;
+      }
+    }
+    for (const f of owners.get(i) ?? []) {
+      if ((exit[f]! | live[i]!) === exit[f]) continue;
+      exit[f]! |= live[i]!;
+      for (const q of rets[f]!) {
+        if (!queued[q]) {
+          queued[q] = 1;
+          work[top++] = q;
+        }
       }
     }
   }

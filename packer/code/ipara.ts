@@ -117,6 +117,11 @@ function hazards(
     const g = redirect.get(f);
     return g === undefined ? after[f]! : incClobbers[g]! | after[f]!;
   };
+  // Nothing clobbers more after the switch (the common case): no caller can be at risk, decoded or not.
+  let grows = false;
+  for (let f = 0; f < out.functions.length && !grows; f++)
+    grows = (entering(f) & ~before[f]! & CALL_CLOBBERED) !== 0;
+  if (!grows) return [];
   // Call sites whose callee clobbers more after the switch, first: liveness (the costly part) only when there are some.
   const sites: number[] = [];
   const result: HazardRange[] = [];

@@ -139,4 +139,21 @@ describe('packer/code: clobbers, liveness and callers in flight (-fipa-ra)', () 
     assert.deepEqual(inFlightCallers(a, b, matching(a, b, { f: false, g: false })), both.apply);
     assert.deepEqual(inFlightCallers(b, a, matching(b, a, { f: false, g: false })), both.revert);
   });
+
+  it('a changed caller whose bytes do not decode is listed when some callee clobbers more, as it may rely on it', () => {
+    const undecodable = (fx: string) =>
+      fakeBuild('x', [
+        ['f', 0x1100, fx],
+        ['g', 0x1110, G + '06'],
+      ]); // 06: no instruction in 64-bit mode
+    const [a, b] = [undecodable(F_RAX), pair(F_RCX)];
+    const h = inFlightHazards(a, b, matching(a, b, { f: false, g: false }));
+    assert.deepEqual(
+      h.apply.map((r) => [r.name, r.reason]),
+      [['g', 'its code could not be decoded, so the registers it keeps across calls are not known']],
+    );
+    // No callee clobbers more: nothing to fear, decoded or not.
+    const [c, d] = [undecodable(F_RAX), pair('488d047f4883c002c3')];
+    assert.deepEqual(inFlightCallers(c, d, matching(c, d, { f: false, g: false })), []);
+  });
 });

@@ -725,7 +725,7 @@ function sse(out: Effects): void {
       arith();
       return;
   }
-  // Arithmetic and logic with xmm(reg) as destination and source: 0x51-0x5f (every prefix), 0x60-0x6d, 0x74-0x76, 0xd0-0xfe (66).
+  // Arithmetic and logic with xmm(reg) as destination and source: 0x51-0x5f (every prefix), 0x60-0x6d, 0x74-0x76, 0xd1-0xfe (66).
   if (
     (op >= 0x51 && op <= 0x5f) ||
     (((op >= 0x60 && op <= 0x6d) ||
@@ -733,7 +733,7 @@ function sse(out: Effects): void {
       (op >= 0xd1 && op <= 0xfe && op !== 0xd7 && op !== 0xe7 && op !== 0xf7)) &&
       pre === 0x66)
   ) {
-    // xor/pxor/andnot/pcmpeq... of a register with itself: the result does not depend on it.
+    // xorps/pxor/psub of a register with itself: zero, whatever the register held.
     if (
       p.mod === 3 &&
       p.reg === p.rm &&

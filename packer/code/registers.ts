@@ -491,10 +491,10 @@ function twoByte(out: Effects): void {
       out.writes |= RAX | RDX;
       return;
     case 0xae: // lfence, mfence, sfence; the other forms (fxsave, ldmxcsr...) are unknown
-      if (p.mod !== 3 || (p.reg & 7) < 5) break;
+      if (p.mod !== 3 || (p.reg & 7) < 5 || p.rep || p.opsize16) break; // f3/66 forms: incssp, tpause...
       return;
     case 0xc7: // rdrand, rdseed; cmpxchg8b/16b and the rest are unknown
-      if (p.mod !== 3 || (p.reg & 7) < 6) break;
+      if (p.mod !== 3 || (p.reg & 7) < 6 || p.rep) break; // f3 forms: rdpid, senduipi
       writeGpr(out, gpr(p.rm), p.opsize16);
       return;
     case 0xa2: // cpuid

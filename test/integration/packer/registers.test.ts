@@ -120,6 +120,8 @@ const CASES: Array<[string, string, string]> = [
   ['cpuid', 'rax rcx', 'rax rcx rdx rbx'],
   ['rdtsc', '', 'rax rdx'],
   ['rdrand %rax', '', 'rax'],
+  ['incsspq %rax', '*', '*'],
+  ['rdpid %rax', '*', '*'],
   // SSE
   ['movaps %xmm1,%xmm2', 'xmm1', 'xmm2'],
   ['movsd (%rdi),%xmm0', 'rdi', 'xmm0'],

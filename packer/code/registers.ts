@@ -753,7 +753,7 @@ function sse(out: Effects): void {
 /** 0F 38 and 0F 3A: the SSSE3/SSE4.1 shuffles and blends gcc emits with 66, all xmm-only; the rest unknown. */
 function threeByte(out: Effects): void {
   const op = p.op;
-  if (!p.opsize16) {
+  if (!p.opsize16 || p.rep) {
     unknown(out);
     return;
   }

@@ -1,0 +1,151 @@
+/**
+ * The call-clobbered registers a call to each function of a build may
+ * change: what its own instructions write and, transitively, what every
+ * function it calls or jumps to inside the build writes. That is the set
+ * gcc's -fipa-ra computes for a function that binds locally, and lets the
+ * function's callers rely on everything outside it.
+ *
+ * What the code does not show is assumed to clobber every call-clobbered
+ * register: a call through the PLT or a pointer, a jump to code that was
+ * not decoded, an instruction registers.ts does not know. Callee-saved
+ * registers are never in a set: every function, -fipa-ra or not, gives them
+ * back as it found them.
+ */
+import { Flow } from '../../elf/x86/decode.js';
+import type { Program } from './program.js';
+import { CALL_CLOBBERED, type RegSet } from './registers.js';
+
+/** The functions a function's code reaches directly, and what it clobbers by itself. */
+export interface CallGraph {
+  program: Program;
+  /** Per function: the registers its own instructions write, the unknown callees' ABI set included. */
+  own: Int32Array;
+  /** Per function: the functions it calls or jumps into (a tail call, a jump to its .cold part). */
+  reaches: Int32Array[];
+  /** Per function: those of `reaches` entered at their first byte (a call or a tail call), where a redirect would take them. */
+  entered: Int32Array[];
+  /** Per function: those of `reaches` jumped into past their first byte (a .cold part's way back), which no redirect changes. */
+  inside: Int32Array[];
+}
+
+const graphs = new WeakMap<Program, CallGraph>();
+
+export function callGraphOf(program: Program): CallGraph {
+  let g = graphs.get(program);
+  if (!g) graphs.set(program, (g = buildGraph(program)));
+  return g;
+}
+
+function buildGraph(p: Program): CallGraph {
+  const n = p.functions.length;
+  const own = new Int32Array(n);
+  const reaches: Int32Array[] = [];
+  const entered: Int32Array[] = [];
+  const inside: Int32Array[] = [];
+  for (let f = 0; f < n; f++) {
+    if (!p.decoded[f]) {
+      own[f] = CALL_CLOBBERED;
+      reaches.push(new Int32Array(0));
+      entered.push(new Int32Array(0));
+      inside.push(new Int32Array(0));
+      continue;
+    }
+    let w = 0;
+    const to = new Set<number>();
+    const atStart = new Set<number>();
+    const past = new Set<number>();
+    const reach = (t: number) => {
+      // A branch target: inside this function, into another one, or somewhere unknown.
+      if (t === -1) return;
+      if (t < 0) {
+        w |= CALL_CLOBBERED;
+        return;
+      }
+      const g = p.fn[t]!;
+      if (g === f) return;
+      to.add(g);
+      if (p.addr[t] === p.functions[g]!.start) atStart.add(g);
+      else past.add(g);
+    };
+    for (let i = p.first[f]!; i < p.last[f]!; i++) {
+      w |= p.writes[i]!;
+      switch (p.flow[i]) {
+        case Flow.Call:
+          if (p.callee[i]! >= 0 && p.decoded[p.callee[i]!]) {
+            to.add(p.callee[i]!);
+            atStart.add(p.callee[i]!);
+          } else w |= CALL_CLOBBERED;
+          break;
+        case Flow.Jmp:
+        case Flow.Jcc:
+          reach(p.target[i]!);
+          break;
+        case Flow.IndirectCall:
+          w |= CALL_CLOBBERED;
+          break;
+        case Flow.IndirectJmp: {
+          const cases = p.cases.get(i);
+          if (cases) for (const c of cases) reach(c);
+          else w |= CALL_CLOBBERED;
+          break;
+        }
+      }
+    }
+    own[f] = w & CALL_CLOBBERED;
+    reaches.push(Int32Array.from(to));
+    entered.push(Int32Array.from(atStart));
+    inside.push(Int32Array.from(past));
+  }
+  return { program: p, own, reaches, entered, inside };
+}
+
+/**
+ * Per function: the transitive clobber set. `instead`, when given, replaces
+ * what a call entering function g at its first byte clobbers (undefined:
+ * g's own transitive set): after a switch, the entry of a changed function
+ * jumps to its counterpart in the other build.
+ */
+export function transitiveClobbers(
+  graph: CallGraph,
+  instead?: (g: number) => RegSet | undefined,
+): Int32Array {
+  const { own, reaches, entered, inside } = graph;
+  const n = own.length;
+  const out = Int32Array.from(own);
+  // Constant contributions first (redirected entries), then a worklist over the reverse edges until nothing grows.
+  const callers: number[][] = Array.from({ length: n }, () => []);
+  for (let f = 0; f < n; f++) {
+    const ent = new Set(entered[f]);
+    const mid = new Set(inside[f]);
+    for (const g of reaches[f]!) {
+      const r = instead && ent.has(g) ? instead(g) : undefined;
+      if (r !== undefined) out[f]! |= r & CALL_CLOBBERED;
+      if (r === undefined || mid.has(g)) callers[g]!.push(f);
+    }
+  }
+  const queued = new Uint8Array(n).fill(1);
+  const work = Array.from({ length: n }, (_, i) => i);
+  while (work.length > 0) {
+    const g = work.pop()!;
+    queued[g] = 0;
+    const v = out[g]!;
+    for (const f of callers[g]!) {
+      if ((out[f]! | v) === out[f]) continue;
+      out[f]! |= v;
+      if (!queued[f]) {
+        queued[f] = 1;
+        work.push(f);
+      }
+    }
+  }
+  return out;
+}
+
+const plain = new WeakMap<Program, Int32Array>();
+
+/** The transitive clobber sets of a build's functions, as its own compiler saw them (computed once per build). */
+export function clobbersOf(program: Program): Int32Array {
+  let c = plain.get(program);
+  if (!c) plain.set(program, (c = transitiveClobbers(callGraphOf(program))));
+  return c;
+}

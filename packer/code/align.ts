@@ -416,6 +416,16 @@ function diff(
   return true;
 }
 
+/**
+ * The diagonals each step of myers() reached, for the backtrack: step d
+ * (d >= 1) keeps the 2d - 1 diagonals -(d - 1)..d - 1, at (d - 1)² in one
+ * buffer reused by every call (a slice per step was most of the garbage of
+ * aligning a function with a few hundred edits).
+ */
+let trace = new Int32Array(1 << 16);
+/** The furthest x reached on each diagonal, reused likewise. */
+let furthest = new Int32Array(2 * 1024 + 3);
+
 function myers(
   a: Uint32Array,
   b: Uint32Array,
@@ -431,11 +441,20 @@ function myers(
   if (n === 0 || m === 0) return true;
   const max = Math.min(n + m, maxEdits);
   const offset = max + 1;
-  const v = new Int32Array(2 * max + 3);
-  const trace: Int32Array[] = [];
+  if (furthest.length < 2 * max + 3) furthest = new Int32Array(2 * max + 3);
+  const v = furthest;
+  // Step 0 reads only diagonal 1 before writing; every later step reads what the one before wrote.
+  v[offset + 1] = 0;
   for (let d = 0; d <= max; d++) {
-    // Backtracking from step d reads only the diagonals step d-1 reached: keep those, not the whole array.
-    trace.push(v.slice(offset - d + 1, offset + d));
+    if (d > 0) {
+      const at = (d - 1) * (d - 1);
+      if (trace.length < at + 2 * d - 1) {
+        const grown = new Int32Array(Math.max(trace.length * 2, at + 2 * d - 1));
+        grown.set(trace);
+        trace = grown;
+      }
+      trace.set(v.subarray(offset - d + 1, offset + d), at);
+    }
     for (let k = -d; k <= d; k += 2) {
       let x =
         k === -d || (k !== d && v[offset + k - 1]! < v[offset + k + 1]!)
@@ -448,7 +467,7 @@ function myers(
       }
       v[offset + k] = x;
       if (x >= n && y >= m) {
-        backtrack(trace, a0, b0, n, m, d, out);
+        backtrack(a0, b0, n, m, d, out);
         return true;
       }
     }
@@ -457,23 +476,15 @@ function myers(
 }
 
 /** Appends the common elements of the path found at step dEnd, in order. */
-function backtrack(
-  trace: Int32Array[],
-  a0: number,
-  b0: number,
-  n: number,
-  m: number,
-  dEnd: number,
-  out: Pairs,
-): void {
+function backtrack(a0: number, b0: number, n: number, m: number, dEnd: number, out: Pairs): void {
   // Walked from the end: collected backwards, then appended in order.
   const xs: number[] = [];
   let x = n;
   let y = m;
   for (let d = dEnd; d > 0; d--) {
-    const v = trace[d]!;
-    // v[i] is diagonal i - (d - 1).
-    const at = (k: number) => v[k + d - 1]!;
+    // Diagonal k of step d - 1 is at (d - 1)² + k + d - 1.
+    const base = (d - 1) * (d - 1) + d - 1;
+    const at = (k: number) => trace[base + k]!;
     const k = x - y;
     const prevK = k === -d || (k !== d && at(k - 1) < at(k + 1)) ? k + 1 : k - 1;
     const prevX = at(prevK);

@@ -34,8 +34,8 @@ export interface Decoded {
   values: Float64Array;
   /** `mov %rsp,%rbp` among its first instructions: %rbp addresses the stack frame, not an object. */
   framePointer: boolean;
-  /** The shapes in ascending order, made when shapeOverlap first needs them. */
-  sortedShapes?: Uint32Array;
+  /** The shapes in ascending order, made when shapeOverlap first needs them (there from the start, so every Decoded has one hidden class). */
+  sortedShapes: Uint32Array | undefined;
   /** How call targets are named (targets.ts): callees are named when asked, not for every call. */
   names: Pick<Targets, 'nameOf'>;
 }
@@ -271,7 +271,7 @@ function packed(n: number, framePointer: boolean, names: Pick<Targets, 'nameOf'>
   shapes.set(scratchShapes.subarray(0, n));
   exacts.set(scratchExacts.subarray(0, n));
   rows.set(scratchRows.subarray(0, n * STRIDE));
-  return { count: n, shapes, exacts, rows, values, framePointer, names };
+  return { count: n, shapes, exacts, rows, values, framePointer, sortedShapes: undefined, names };
 }
 
 /**

@@ -28,7 +28,19 @@
  */
 import type { Category } from '../../patches/index.js';
 import { hex } from '../../patches/hex.js';
-import { align, instructionsOf, type Decoded } from '../code/align.js';
+import {
+  align,
+  baseAt,
+  calleeAt,
+  dispAt,
+  flowAt,
+  immAt,
+  immRegAt,
+  instructionsOf,
+  isAccess,
+  offsetAt,
+  type Decoded,
+} from '../code/align.js';
 import type { FunctionPair } from '../code/match.js';
 import type { Build, FunctionInfo } from '../model.js';
 import { Flow, REGISTER_NAMES } from '../../elf/x86/decode.js';
@@ -111,8 +123,6 @@ function findEvidence(
     // Most changed functions access the same fields and allocate the same sizes as before: nothing to align.
     if (sameEvidence(da, db)) continue;
     const al = align(da, db);
-    const a = da.list;
-    const b = db.list;
     if (!al) {
       unaligned++;
       continue;
@@ -120,6 +130,8 @@ function findEvidence(
     const name = label(p.a);
     const framed = da.framePointer && db.framePointer;
     const { a: pa, b: pb, exact } = al;
+    const na = da.count;
+    const nb = db.count;
     /**
      * The aligned neighbour at distance k is adjacent on both sides and the same instruction, or
      * shifted by the same `delta`, or (`anyImm`, around an allocation size) differs in an immediate
@@ -130,13 +142,13 @@ function findEvidence(
       const ia = pa[t]! + k;
       const ib = pb[t]! + k;
       // Both functions begin or end there: a getter's whole body is its context.
-      if ((ia < 0 && ib < 0) || (ia >= a.length && ib >= b.length)) return true;
+      if ((ia < 0 && ib < 0) || (ia >= na && ib >= nb)) return true;
       if (u < 0 || u >= pa.length || pa[u]! !== ia || pb[u]! !== ib) return false;
       if (exact[u]) return true;
-      const x = a[pa[u]!]!;
-      const y = b[pb[u]!]!;
-      if (anyImm && x.disp === y.disp) return true;
-      return delta !== undefined && x.imm === y.imm && x.disp !== undefined && y.disp! - x.disp === delta;
+      const dx = dispAt(da, ia);
+      const dy = dispAt(db, ib);
+      if (anyImm && dx === dy) return true;
+      return delta !== undefined && immAt(da, ia) === immAt(db, ib) && dx !== undefined && dy! - dx === delta;
     };
     const inContext = (t: number, delta: number | undefined, anyImm = false) => {
       for (let k = 1; k <= CONTEXT; k++)
@@ -146,76 +158,77 @@ function findEvidence(
     // Offsets still read or written unchanged somewhere in the function are fields that did not move.
     const kept = new Set<number>();
     for (let t = 0; t < pa.length; t++) {
-      const x = a[pa[t]!]!;
-      if (exact[t] && x.access && isFieldBase(x.base, framed)) kept.add(x.disp!);
+      const x = pa[t]!;
+      if (exact[t] && isAccess(da, x) && isFieldBase(baseAt(da, x), framed)) kept.add(dispAt(da, x)!);
     }
     for (let t = 0; t < pa.length; t++) {
       if (exact[t]) continue;
-      const x = a[pa[t]!]!;
-      const y = b[pb[t]!]!;
+      const x = pa[t]!;
+      const y = pb[t]!;
+      const dx = dispAt(da, x);
+      const dy = dispAt(db, y);
       if (
-        x.access &&
-        x.disp !== y.disp &&
-        x.imm === y.imm &&
-        isFieldBase(x.base, framed) &&
-        !kept.has(x.disp!) &&
-        inContext(t, y.disp! - x.disp!)
+        isAccess(da, x) &&
+        dx !== dy &&
+        immAt(da, x) === immAt(db, y) &&
+        isFieldBase(baseAt(da, x), framed) &&
+        !kept.has(dx!) &&
+        inContext(t, dy! - dx!)
       ) {
         fields.push({
           function: name,
-          at: x.offset,
-          register: REGISTER_NAMES[x.base]!,
-          from: x.disp!,
-          to: y.disp!,
+          at: offsetAt(da, x),
+          register: REGISTER_NAMES[baseAt(da, x)]!,
+          from: dx!,
+          to: dy!,
         });
         mirror.fields.push({
           function: label(p.b),
-          at: y.offset,
-          register: REGISTER_NAMES[y.base]!,
-          from: y.disp!,
-          to: x.disp!,
+          at: offsetAt(db, y),
+          register: REGISTER_NAMES[baseAt(db, y)]!,
+          from: dy!,
+          to: dx!,
         });
       }
     }
     // Allocation sizes: a size loaded into the first or second argument register just before an allocator call, all else equal.
     for (let t = 0; t < pa.length; t++) {
-      const call = a[pa[t]!]!;
-      if (
-        call.flow !== Flow.Call ||
-        call.callee === undefined ||
-        !exact[t] ||
-        !isAllocator(calleeName(call.callee))
-      )
-        continue;
+      const call = pa[t]!;
+      if (flowAt(da, call) !== Flow.Call || !exact[t]) continue;
+      const callee = calleeAt(da, call);
+      if (callee === undefined || !isAllocator(calleeName(callee))) continue;
       for (let u = t - 1; u >= 0 && u >= t - SIZE_WINDOW; u--) {
         if (pa[u]! !== pa[t]! - (t - u) || pb[u]! !== pb[t]! - (t - u)) break;
-        const sx = a[pa[u]!]!;
-        const sy = b[pb[u]!]!;
+        const sx = pa[u]!;
+        const sy = pb[u]!;
+        const flow = flowAt(da, sx);
         // The size reaches the call only along straight-line code.
-        if (sx.flow !== Flow.Seq && sx.flow !== Flow.Jcc) break;
+        if (flow !== Flow.Seq && flow !== Flow.Jcc) break;
+        const ix = immAt(da, sx);
+        const iy = immAt(db, sy);
         if (
           exact[u] ||
-          !SIZE_REGISTERS.has(sx.immReg) ||
-          sx.imm === undefined ||
-          sy.imm === undefined ||
-          sx.imm <= 0 ||
-          sy.imm <= 0
+          !SIZE_REGISTERS.has(immRegAt(da, sx)) ||
+          ix === undefined ||
+          iy === undefined ||
+          ix <= 0 ||
+          iy <= 0
         )
           continue;
         if (inContext(u, undefined, true)) {
           sizes.push({
             function: name,
-            at: sx.offset,
-            callee: calleeName(call.callee),
-            from: sx.imm,
-            to: sy.imm,
+            at: offsetAt(da, sx),
+            callee: calleeName(callee),
+            from: ix,
+            to: iy,
           });
           mirror.sizes.push({
             function: label(p.b),
-            at: sy.offset,
-            callee: calleeName(b[pb[t]!]!.callee ?? call.callee),
-            from: sy.imm,
-            to: sx.imm,
+            at: offsetAt(db, sy),
+            callee: calleeName(calleeAt(db, pb[t]!) ?? callee),
+            from: iy,
+            to: ix,
           });
         }
       }
@@ -231,14 +244,23 @@ function findEvidence(
  * fields trading places exactly.
  */
 function sameEvidence(a: Decoded, b: Decoded): boolean {
-  const keys = (d: Decoded) =>
-    Uint32Array.from(
-      d.list.filter((i) => (i.access && i.base !== RSP) || SIZE_REGISTERS.has(i.immReg)),
-      (i) => i.exact,
-    ).sort();
-  const x = keys(a);
-  const y = keys(b);
+  const x = evidenceKeys(a);
+  const y = evidenceKeys(b);
   return x.length === y.length && x.every((v, i) => v === y[i]);
+}
+
+/** The exact hashes of the field accesses and argument-register loads of one function, sorted. */
+function evidenceKeys(d: Decoded): Uint32Array {
+  let n = 0;
+  for (let i = 0; i < d.count; i++) if (isEvidence(d, i)) n++;
+  const keys = new Uint32Array(n);
+  n = 0;
+  for (let i = 0; i < d.count; i++) if (isEvidence(d, i)) keys[n++] = d.exacts[i]!;
+  return keys.sort();
+}
+
+function isEvidence(d: Decoded, i: number): boolean {
+  return (isAccess(d, i) && baseAt(d, i) !== RSP) || SIZE_REGISTERS.has(immRegAt(d, i));
 }
 
 function isAllocator(name: string): boolean {

@@ -12,41 +12,92 @@
  */
 import type { Build } from '../model.js';
 import { decode, Flow, newInsn } from '../../elf/x86/decode.js';
-import { targetsOf } from './targets.js';
+import { targetsOf, type Targets } from './targets.js';
 
-export interface Instruction {
-  /** Offset from the function start. */
-  offset: number;
-  length: number;
-  /** A 32-bit hash of the shape: equal shapes are the same operation on the same registers. */
-  shape: number;
-  /** The shape with the displacement and the immediate: equal means the same instruction. */
-  exact: number;
-  /** For `mov $imm, reg`: the register written (0..15), else -1. */
-  immReg: number;
-  flow: Flow;
-  /** The base register of a memory operand (0..15), -1 without one. */
-  base: number;
-  /** The memory operand is read or written (not an address computed by LEA, not a NOP's or a prefetch's). */
-  access: boolean;
-  indexed: boolean;
-  /** Signed displacement off `base` (0 when the encoding has none); undefined without a base. */
-  disp: number | undefined;
-  /** The immediate operand, sign-extended from its size (undefined without one). */
-  imm: number | undefined;
-  /** For a call or jump out of the function: the name of its target (targets.ts), else undefined. */
-  callee: string | undefined;
-}
-
-/** A decoded function, with its shapes and exact hashes as arrays for the diff. */
+/**
+ * A decoded function, one row per instruction, as flat typed arrays (one
+ * buffer per function, read by index through the accessors below): an
+ * object per instruction cost about 1 µs each and most of the garbage of
+ * the layout check, whose changed and position-paired functions hold tens
+ * of thousands of instructions.
+ */
 export interface Decoded {
-  list: Instruction[];
+  /** Number of instructions. */
+  count: number;
+  /** Per instruction, a 32-bit hash of the shape: equal shapes are the same operation on the same registers. */
   shapes: Uint32Array;
+  /** Per instruction, the shape with the displacement and the immediate: equal means the same instruction. */
   exacts: Uint32Array;
+  /** Per instruction, STRIDE int32s: offset from the function start, packed INFO bits, displacement. */
+  rows: Int32Array;
+  /** Per instruction, the immediate operand (HAS_IMM), or the target of a call out of the function (CALL_OUT). */
+  values: Float64Array;
   /** `mov %rsp,%rbp` among its first instructions: %rbp addresses the stack frame, not an object. */
   framePointer: boolean;
-  /** The shapes in ascending order, made when shapeOverlap first needs them. */
-  sortedShapes?: Uint32Array;
+  /** The shapes in ascending order, made when shapeOverlap first needs them (there from the start, so every Decoded has one hidden class). */
+  sortedShapes: Uint32Array | undefined;
+  /** How call targets are named (targets.ts): callees are named when asked, not for every call. */
+  names: Pick<Targets, 'nameOf'>;
+}
+
+const STRIDE = 3;
+const OFFSET = 0;
+const INFO = 1;
+const DISP = 2;
+// INFO bits: length (0-3), flow (4-6), base + 1 (7-11), immReg + 1 (12-16), then flags.
+const FLOW_SHIFT = 4;
+const BASE_SHIFT = 7;
+const IMMREG_SHIFT = 12;
+const ACCESS = 1 << 17;
+const INDEXED = 1 << 18;
+const HAS_IMM = 1 << 19;
+const CALL_OUT = 1 << 20;
+
+/** Offset of instruction i from the function start. */
+export function offsetAt(d: Decoded, i: number): number {
+  return d.rows[i * STRIDE + OFFSET]!;
+}
+
+export function lengthAt(d: Decoded, i: number): number {
+  return d.rows[i * STRIDE + INFO]! & 15;
+}
+
+export function flowAt(d: Decoded, i: number): Flow {
+  return ((d.rows[i * STRIDE + INFO]! >> FLOW_SHIFT) & 7) as Flow;
+}
+
+/** The base register of a memory operand (0..15), -1 without one. */
+export function baseAt(d: Decoded, i: number): number {
+  return ((d.rows[i * STRIDE + INFO]! >> BASE_SHIFT) & 31) - 1;
+}
+
+/** For `mov $imm, reg`: the register written (0..15), else -1. */
+export function immRegAt(d: Decoded, i: number): number {
+  return ((d.rows[i * STRIDE + INFO]! >> IMMREG_SHIFT) & 31) - 1;
+}
+
+/** The memory operand is read or written (not an address computed by LEA, not a NOP's or a prefetch's). */
+export function isAccess(d: Decoded, i: number): boolean {
+  return (d.rows[i * STRIDE + INFO]! & ACCESS) !== 0;
+}
+
+export function isIndexed(d: Decoded, i: number): boolean {
+  return (d.rows[i * STRIDE + INFO]! & INDEXED) !== 0;
+}
+
+/** Signed displacement off the base register (0 when the encoding has none); undefined without a base. */
+export function dispAt(d: Decoded, i: number): number | undefined {
+  return baseAt(d, i) < 0 ? undefined : d.rows[i * STRIDE + DISP]!;
+}
+
+/** The immediate operand, sign-extended from its size (undefined without one). */
+export function immAt(d: Decoded, i: number): number | undefined {
+  return (d.rows[i * STRIDE + INFO]! & HAS_IMM) !== 0 ? d.values[i]! : undefined;
+}
+
+/** For a call out of the function: the name of its target (targets.ts), else undefined. */
+export function calleeAt(d: Decoded, i: number): string | undefined {
+  return (d.rows[i * STRIDE + INFO]! & CALL_OUT) !== 0 ? d.names.nameOf(d.values[i]!) : undefined;
 }
 
 /** Decoded functions are cached per build and start: both directions and every check share them. */
@@ -61,26 +112,10 @@ export function instructionsOf(build: Build, start: number, end: number): Decode
   if (!memo) decoded.set(build, (memo = new Map()));
   let d = memo.get(start);
   if (d === undefined) {
-    const list = decodeFunction(build, start, end);
-    d = list ? withHashes(list, setsFramePointer(build.bytesAt(start, end - start), list)) : null;
+    d = decodeInstructions(build.bytesAt(start, end - start), start, targetsOf(build)) ?? null;
     memo.set(start, d);
   }
   return d ?? undefined;
-}
-
-/**
- * Kept apart from instructionsOf: V8 compiled the copy loop on stack
- * replacement there and threw the code away at the object literal after it,
- * on every call (544 deoptimisations for 546 functions in one run).
- */
-function withHashes(list: Instruction[], framePointer: boolean): Decoded {
-  const shapes = new Uint32Array(list.length);
-  const exacts = new Uint32Array(list.length);
-  for (let i = 0; i < list.length; i++) {
-    shapes[i] = list[i]!.shape;
-    exacts[i] = list[i]!.exact;
-  }
-  return { list, shapes, exacts, framePointer };
 }
 
 /**
@@ -107,10 +142,44 @@ export function shapeOverlap(a: Decoded, b: Decoded): number {
 
 const ins = newInsn();
 
-function decodeFunction(build: Build, start: number, end: number): Instruction[] | undefined {
-  const buf = build.bytesAt(start, end - start);
-  const names = targetsOf(build);
-  const out: Instruction[] = [];
+/**
+ * Rows being decoded, reused for every function and copied into one buffer
+ * of the right size at the end (a function's length in instructions is
+ * not known before it is decoded).
+ */
+let scratchRows = new Int32Array(4096 * STRIDE);
+let scratchShapes = new Uint32Array(4096);
+let scratchExacts = new Uint32Array(4096);
+let scratchValues = new Float64Array(4096);
+
+function growScratch(): void {
+  const grown = (n: number) => n * 2;
+  const rows = new Int32Array(grown(scratchRows.length));
+  rows.set(scratchRows);
+  const shapes = new Uint32Array(grown(scratchShapes.length));
+  shapes.set(scratchShapes);
+  const exacts = new Uint32Array(grown(scratchExacts.length));
+  exacts.set(scratchExacts);
+  const values = new Float64Array(grown(scratchValues.length));
+  values.set(scratchValues);
+  scratchRows = rows;
+  scratchShapes = shapes;
+  scratchExacts = exacts;
+  scratchValues = values;
+}
+
+/**
+ * The instructions of the function whose bytes are `buf`, loaded at
+ * `start`, or undefined when some bytes do not decode. Pure: the build is
+ * seen only through its bytes and the naming of targets outside the function.
+ */
+export function decodeInstructions(
+  buf: Buffer,
+  start: number,
+  names: Pick<Targets, 'nameOf' | 'hashOf'>,
+): Decoded | undefined {
+  const end = start + buf.length;
+  let n = 0;
   let p = 0;
   while (p < buf.length) {
     if (!decode(buf, p, buf.length, ins)) {
@@ -118,6 +187,7 @@ function decodeFunction(build: Build, start: number, end: number): Instruction[]
       if (buf.subarray(p).every((b) => b === 0 || b === 0xcc)) break;
       return undefined;
     }
+    if (n === scratchShapes.length) growScratch();
     const len = ins.length;
     // The bytes of the fields left out, as a bit mask over the instruction's (at most 15) bytes.
     const fields =
@@ -132,7 +202,13 @@ function decodeFunction(build: Build, start: number, end: number): Instruction[]
       h = Math.imul(h ^ (i === ins.modrmOff && ins.base >= 0 ? buf[p + i]! & 0x3f : buf[p + i]!), 0x01000193);
     }
     h = Math.imul(h ^ (ins.immOff >= 0 ? 0x100 + ins.immSize : 0), 0x01000193);
-    let callee: string | undefined;
+    let info =
+      len |
+      (ins.flow << FLOW_SHIFT) |
+      ((ins.base + 1) << BASE_SHIFT) |
+      (ins.base >= 0 && !ins.lea && !ins.hint ? ACCESS : 0) |
+      (ins.indexed ? INDEXED : 0);
+    let value = 0;
     if (ins.relOff >= 0) {
       const target =
         start +
@@ -142,7 +218,11 @@ function decodeFunction(build: Build, start: number, end: number): Instruction[]
       if (target < start || target >= end) {
         // Targets are named as the code comparison names them (targets.ts), so moved code compares equal.
         h = Math.imul(h ^ names.hashOf(target, start, end, false), 0x01000193);
-        if (ins.flow === Flow.Call) callee = names.nameOf(target);
+        if (ins.flow === Flow.Call && ins.immOff < 0) {
+          // A relative branch has no immediate: its slot holds the target, named when asked (calleeAt).
+          info |= CALL_OUT;
+          value = target;
+        }
       } else h = Math.imul(h ^ 0x200, 0x01000193);
     }
     if (ins.ripOff >= 0)
@@ -152,34 +232,46 @@ function decodeFunction(build: Build, start: number, end: number): Instruction[]
       );
     const disp =
       ins.base < 0
-        ? undefined
+        ? 0x5a5a5a5a
         : ins.dispOff < 0
           ? 0
           : ins.dispSize === 1
             ? buf.readInt8(p + ins.dispOff)
             : buf.readInt32LE(p + ins.dispOff);
-    const imm = ins.immOff < 0 ? undefined : readImm(buf, p + ins.immOff, ins.immSize);
     const shape = h >>> 0;
-    out.push({
-      offset: p,
-      length: len,
-      shape,
-      exact:
-        (Math.imul(Math.imul(shape ^ (disp ?? 0x5a5a5a5a), 0x01000193) ^ (imm ?? 0x3c3c3c3c), 0x01000193) ^
-          (imm !== undefined ? Math.floor(imm / 2 ** 32) : 0)) >>>
-        0,
-      immReg: ins.immOff >= 0 ? movImmRegister(buf, p, ins.modrmOff, ins.immOff) : -1,
-      flow: ins.flow,
-      base: ins.base,
-      access: ins.base >= 0 && !ins.lea && !ins.hint,
-      indexed: ins.indexed,
-      disp,
-      imm,
-      callee,
-    });
+    let exact: number;
+    if (ins.immOff >= 0) {
+      const imm = readImm(buf, p + ins.immOff, ins.immSize);
+      info |= HAS_IMM | ((movImmRegister(buf, p, ins.modrmOff, ins.immOff) + 1) << IMMREG_SHIFT);
+      value = imm;
+      exact =
+        (Math.imul(Math.imul(shape ^ disp, 0x01000193) ^ imm, 0x01000193) ^ Math.floor(imm / 2 ** 32)) >>> 0;
+    } else exact = Math.imul(Math.imul(shape ^ disp, 0x01000193) ^ 0x3c3c3c3c, 0x01000193) >>> 0;
+    const r = n * STRIDE;
+    scratchRows[r + OFFSET] = p;
+    scratchRows[r + INFO] = info;
+    scratchRows[r + DISP] = ins.base < 0 ? 0 : disp;
+    scratchShapes[n] = shape;
+    scratchExacts[n] = exact;
+    scratchValues[n] = value;
+    n++;
     p += len;
   }
-  return out;
+  return packed(n, setsFramePointer(buf, n), names);
+}
+
+/** The n rows decoded so far, copied out of the scratch arrays into one buffer. */
+function packed(n: number, framePointer: boolean, names: Pick<Targets, 'nameOf'>): Decoded {
+  const mem = new ArrayBuffer(n * (8 + 4 + 4 + 4 * STRIDE));
+  const values = new Float64Array(mem, 0, n);
+  const shapes = new Uint32Array(mem, n * 8, n);
+  const exacts = new Uint32Array(mem, n * 12, n);
+  const rows = new Int32Array(mem, n * 16, n * STRIDE);
+  values.set(scratchValues.subarray(0, n));
+  shapes.set(scratchShapes.subarray(0, n));
+  exacts.set(scratchExacts.subarray(0, n));
+  rows.set(scratchRows.subarray(0, n * STRIDE));
+  return { count: n, shapes, exacts, rows, values, framePointer, sortedShapes: undefined, names };
 }
 
 /**
@@ -198,10 +290,11 @@ function movImmRegister(buf: Buffer, p: number, modrmOff: number, immOff: number
   return buf[op] === 0xc7 && modrm >> 6 === 3 && ((modrm >> 3) & 7) === 0 ? (modrm & 7) | rexB(op) : -1;
 }
 
-function setsFramePointer(bytes: Buffer, list: Instruction[]): boolean {
-  for (let k = 0; k < list.length && k < 8; k++) {
-    const i = list[k]!;
-    if (i.length === 3 && isMovRspRbp(bytes, i.offset)) return true;
+/** Reads the first rows still in the scratch arrays. */
+function setsFramePointer(bytes: Buffer, n: number): boolean {
+  for (let k = 0; k < n && k < 8; k++) {
+    const info = scratchRows[k * STRIDE + INFO]!;
+    if ((info & 15) === 3 && isMovRspRbp(bytes, scratchRows[k * STRIDE + OFFSET]!)) return true;
   }
   return false;
 }
@@ -248,8 +341,8 @@ export interface Alignment {
  * anything about.
  */
 export function align(da: Decoded, db: Decoded, maxEdits = 1000): Alignment | undefined {
-  const la = da.list.length;
-  const lb = db.list.length;
+  const la = da.count;
+  const lb = db.count;
   const ex: Pairs = { a: [], b: [] };
   if (!diff(da.exacts, db.exacts, 0, la, 0, lb, maxEdits, ex)) return undefined;
   const sa = da.shapes;
@@ -323,6 +416,16 @@ function diff(
   return true;
 }
 
+/**
+ * The diagonals each step of myers() reached, for the backtrack: step d
+ * (d >= 1) keeps the 2d - 1 diagonals -(d - 1)..d - 1, at (d - 1)² in one
+ * buffer reused by every call (a slice per step was most of the garbage of
+ * aligning a function with a few hundred edits).
+ */
+let trace = new Int32Array(1 << 16);
+/** The furthest x reached on each diagonal, reused likewise. */
+let furthest = new Int32Array(2 * 1024 + 3);
+
 function myers(
   a: Uint32Array,
   b: Uint32Array,
@@ -338,11 +441,20 @@ function myers(
   if (n === 0 || m === 0) return true;
   const max = Math.min(n + m, maxEdits);
   const offset = max + 1;
-  const v = new Int32Array(2 * max + 3);
-  const trace: Int32Array[] = [];
+  if (furthest.length < 2 * max + 3) furthest = new Int32Array(2 * max + 3);
+  const v = furthest;
+  // Step 0 reads only diagonal 1 before writing; every later step reads what the one before wrote.
+  v[offset + 1] = 0;
   for (let d = 0; d <= max; d++) {
-    // Backtracking from step d reads only the diagonals step d-1 reached: keep those, not the whole array.
-    trace.push(v.slice(offset - d + 1, offset + d));
+    if (d > 0) {
+      const at = (d - 1) * (d - 1);
+      if (trace.length < at + 2 * d - 1) {
+        const grown = new Int32Array(Math.max(trace.length * 2, at + 2 * d - 1));
+        grown.set(trace);
+        trace = grown;
+      }
+      trace.set(v.subarray(offset - d + 1, offset + d), at);
+    }
     for (let k = -d; k <= d; k += 2) {
       let x =
         k === -d || (k !== d && v[offset + k - 1]! < v[offset + k + 1]!)
@@ -355,7 +467,7 @@ function myers(
       }
       v[offset + k] = x;
       if (x >= n && y >= m) {
-        backtrack(trace, a0, b0, n, m, d, out);
+        backtrack(a0, b0, n, m, d, out);
         return true;
       }
     }
@@ -364,23 +476,15 @@ function myers(
 }
 
 /** Appends the common elements of the path found at step dEnd, in order. */
-function backtrack(
-  trace: Int32Array[],
-  a0: number,
-  b0: number,
-  n: number,
-  m: number,
-  dEnd: number,
-  out: Pairs,
-): void {
+function backtrack(a0: number, b0: number, n: number, m: number, dEnd: number, out: Pairs): void {
   // Walked from the end: collected backwards, then appended in order.
   const xs: number[] = [];
   let x = n;
   let y = m;
   for (let d = dEnd; d > 0; d--) {
-    const v = trace[d]!;
-    // v[i] is diagonal i - (d - 1).
-    const at = (k: number) => v[k + d - 1]!;
+    // Diagonal k of step d - 1 is at (d - 1)² + k + d - 1.
+    const base = (d - 1) * (d - 1) + d - 1;
+    const at = (k: number) => trace[base + k]!;
     const k = x - y;
     const prevK = k === -d || (k !== d && at(k - 1) < at(k + 1)) ? k + 1 : k - 1;
     const prevX = at(prevK);

@@ -183,12 +183,13 @@ export function dataRefMap(build: Build): DataRefs | undefined {
   const accounted: CoverageRange[] = [];
   for (const a of areas) {
     const buf = build.bytesAt(a.start, a.end - a.start);
+    // Nearly every byte is decoded code: the next unknown one is found natively, not byte by byte in JavaScript.
+    const inThisArea = state.subarray(a.start - lo, a.end - lo);
     let i = a.start;
     while (i < a.end) {
-      if (state[i - lo] !== Byte.Unknown) {
-        i++;
-        continue;
-      }
+      const next = inThisArea.indexOf(Byte.Unknown, i - a.start);
+      if (next < 0) break;
+      i = a.start + next;
       let j = i;
       while (j < a.end && state[j - lo] === Byte.Unknown) j++;
       // Alignment padding first (nop runs end where a table or a function begins).
@@ -254,8 +255,7 @@ export function dataRefMap(build: Build): DataRefs | undefined {
         'decoded as the displacement of two different instructions (overlapping function bounds): left as it is',
     });
   const executable = areas.reduce((n, a) => n + a.end - a.start, 0);
-  const counts = [0, 0, 0, 0, 0];
-  for (const a of areas) for (let v = a.start; v < a.end; v++) counts[state[v - lo]!]!++;
+  const counts = countStates(state, areas, lo);
   return {
     region: { start: rs, end: re },
     code: code.filter((r) => !clash.has(r)),
@@ -274,6 +274,30 @@ export function dataRefMap(build: Build): DataRefs | undefined {
 }
 
 /** The value a relocation stores, when it is an address inside this build (undefined otherwise). */
+/**
+ * How many bytes of the areas are in each state. Decoded code is what is
+ * left: the other states are short runs (padding, tables), found with
+ * indexOf instead of a JavaScript loop over every byte of the code.
+ */
+function countStates(state: Uint8Array, areas: readonly Area[], lo: number): number[] {
+  const counts = [0, 0, 0, 0, 0];
+  for (const a of areas) {
+    const bytes = state.subarray(a.start - lo, a.end - lo);
+    let other = 0;
+    for (const v of [Byte.Unknown, Byte.Padding, Byte.Scanned, Byte.Table]) {
+      for (let i = bytes.indexOf(v); i >= 0; i = bytes.indexOf(v, i)) {
+        let j = i;
+        while (j < bytes.length && bytes[j] === v) j++;
+        counts[v]! += j - i;
+        other += j - i;
+        i = j;
+      }
+    }
+    counts[Byte.Code]! += bytes.length - other;
+  }
+  return counts;
+}
+
 function relocatedValue(
   build: Build,
   r: {
@@ -353,10 +377,11 @@ export function reachingWindows(
   const out: number[] = [];
   const from = Math.max(areaStart, start - 3);
   const to = Math.min(areaStart + area.length - 4, end - 1);
+  // Runs over every unknown byte (the constant tables of hand-written assembly): an index loop, no iterator.
   for (let v = from; v <= to; v++) {
     const disp = area.readInt32LE(v - areaStart);
-    for (const t of TRAILING) {
-      const target = v + 4 + t + disp;
+    for (let k = 0; k < TRAILING.length; k++) {
+      const target = v + 4 + TRAILING[k]! + disp;
       if (target >= rs && target < re) {
         out.push(v);
         break;

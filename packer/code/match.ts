@@ -149,13 +149,19 @@ function matchByPosition(
   pair: (a: FunctionInfo, b: FunctionInfo, same: boolean, by: MatchedBy) => void,
 ): void {
   const anchors = increasingChain([...pairs].sort((x, y) => x.a.start - y.a.start));
-  const indexA = new Map(fa.map((f, i) => [f, i]));
-  const indexB = new Map(fb.map((f, i) => [f, i]));
+  const indexA = indexOf(fa);
+  const indexB = indexOf(fb);
   let prevA = -1;
   let prevB = -1;
   for (let k = 0; k <= anchors.length; k++) {
     const nextA = k < anchors.length ? indexA.get(anchors[k]!.a)! : fa.length;
     const nextB = k < anchors.length ? indexB.get(anchors[k]!.b)! : fb.length;
+    // Nearly every anchor follows the one before on both sides: no gap, nothing to copy.
+    if (nextA <= prevA + 1 || nextB <= prevB + 1) {
+      prevA = nextA;
+      prevB = nextB;
+      continue;
+    }
     const gapA = fa.slice(prevA + 1, nextA).filter((f) => !pairedA.has(f));
     const gapB = fb.slice(prevB + 1, nextB).filter((f) => !pairedB.has(f));
     if (gapA.length > 0 && gapB.length > 0) {
@@ -182,6 +188,12 @@ function matchByPosition(
     prevA = nextA;
     prevB = nextB;
   }
+}
+
+function indexOf(fns: FunctionInfo[]): Map<FunctionInfo, number> {
+  const m = new Map<FunctionInfo, number>();
+  for (let i = 0; i < fns.length; i++) m.set(fns[i]!, i);
+  return m;
 }
 
 /** Whether two functions are one function changed: most instructions of the larger have a counterpart of the same shape. */

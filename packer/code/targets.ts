@@ -29,48 +29,61 @@ const cache = new WeakMap<Build, Targets>();
 
 export function targetsOf(build: Build): Targets {
   let t = cache.get(build);
-  if (!t) cache.set(build, (t = createTargets(build)));
+  if (!t) cache.set(build, (t = new TargetNames(build)));
   return t;
 }
 
-function createTargets(build: Build): Targets {
-  const deep = new Map<number, string>();
-  const shallow = new Map<number, string>();
-  const relocNames = new Map<Relocation, string>();
-  const hashes = new Map<number, number>();
-  const loadHashes = new Map<number, number>();
-  const t: Targets = {
-    hashOf(vaddr, fnStart, fnEnd, addressTaken) {
-      const memo = addressTaken ? hashes : loadHashes;
-      let h = memo.get(vaddr);
-      if (h !== undefined) return h;
-      const n = t.nameOf(vaddr);
-      if (n !== 'r') {
-        memo.set(vaddr, (h = hashString(n)));
-        return h;
-      }
-      const table = addressTaken ? switchTable(build, vaddr, fnStart, fnEnd) : undefined;
-      if (table !== undefined) return hashString(table);
-      memo.set(vaddr, (h = hashString(roContent(build, vaddr, addressTaken))));
+/**
+ * A class, not an object of closures per build: the digests and the
+ * alignment's decoding call hashOf for every PC-relative operand of both
+ * builds, and one method shared by both keeps those call sites monomorphic
+ * (with a closure per build, V8 deoptimised the alignment's decoding for a
+ * "wrong call target" when the second build came).
+ */
+class TargetNames implements Targets {
+  private readonly deep = new Map<number, string>();
+  private readonly shallow = new Map<number, string>();
+  private readonly relocNames = new Map<Relocation, string>();
+  private readonly hashes = new Map<number, number>();
+  private readonly loadHashes = new Map<number, number>();
+
+  constructor(private readonly build: Build) {}
+
+  hashOf(vaddr: number, fnStart: number, fnEnd: number, addressTaken: boolean): number {
+    const memo = addressTaken ? this.hashes : this.loadHashes;
+    let h = memo.get(vaddr);
+    if (h !== undefined) return h;
+    const n = this.name(vaddr);
+    if (n !== 'r') {
+      memo.set(vaddr, (h = hashString(n)));
       return h;
-    },
-    nameOf(vaddr) {
-      let n = deep.get(vaddr);
-      if (n === undefined) deep.set(vaddr, (n = resolve(build, t, vaddr, true)));
-      return n;
-    },
-    shallowNameOf(vaddr) {
-      let n = shallow.get(vaddr);
-      if (n === undefined) shallow.set(vaddr, (n = resolve(build, t, vaddr, false)));
-      return n;
-    },
-    relocName(r) {
-      let n = relocNames.get(r);
-      if (n === undefined) relocNames.set(r, (n = nameReloc(build, t, r)));
-      return n;
-    },
-  };
-  return t;
+    }
+    const table = addressTaken ? switchTable(this.build, vaddr, fnStart, fnEnd) : undefined;
+    if (table !== undefined) return hashString(table);
+    memo.set(vaddr, (h = hashString(roContent(this.build, vaddr, addressTaken))));
+    return h;
+  }
+
+  /** Bound: callers take it as a plain function (analyze/data.ts). */
+  readonly nameOf = (vaddr: number): string => this.name(vaddr);
+
+  private name(vaddr: number): string {
+    let n = this.deep.get(vaddr);
+    if (n === undefined) this.deep.set(vaddr, (n = resolve(this.build, this, vaddr, true)));
+    return n;
+  }
+
+  shallowNameOf(vaddr: number): string {
+    let n = this.shallow.get(vaddr);
+    if (n === undefined) this.shallow.set(vaddr, (n = resolve(this.build, this, vaddr, false)));
+    return n;
+  }
+
+  relocName(r: Relocation): string {
+    let n = this.relocNames.get(r);
+    if (n === undefined) this.relocNames.set(r, (n = nameReloc(this.build, this, r)));
+    return n;
+  }
 }
 
 function named(build: Build, vaddr: number): string | undefined {

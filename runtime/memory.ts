@@ -15,6 +15,7 @@ import { closeSync, openSync, writeSync } from 'node:fs';
 import { EFAULT, EPERM, ESRCH, SysError, errnoName } from './sys/errno.js';
 import { bufferAddress, lastErrno, processVmReadv, processVmWritev } from './sys/libc.js';
 import * as pt from './sys/ptrace.js';
+import { note } from './sys/tally.js';
 import { exited, permissionDenied, procError } from './errors.js';
 import { liveTid, processAliveSettled } from './procfs.js';
 import type { UlpError } from '../common/errors.js';
@@ -84,6 +85,7 @@ export class RemoteMemory {
     const buf = Buffer.allocUnsafeSlow(len);
     let done = 0;
     while (done < len) {
+      note('vm:read');
       const n = this.transfer((via) =>
         Number(
           processVmReadv(
@@ -144,6 +146,7 @@ export class RemoteMemory {
     const src = offHeap(data);
     let done = 0;
     while (done < src.length) {
+      note('vm:write');
       const n = this.transfer((via) =>
         Number(
           processVmWritev(
@@ -171,6 +174,7 @@ export class RemoteMemory {
  * then costs one system call instead of one per word.
  */
 export function procMemWrite(pid: number, addr: bigint, data: Buffer): boolean {
+  note('mem:write');
   let fd: number;
   try {
     fd = openSync(`/proc/${pid}/mem`, 'r+');

@@ -36,6 +36,7 @@ import { ENTRY } from './stub/code.js';
 import { SLOT_STATE } from './stub/layout.js';
 import { blockAddress, releaseSlot, writeSlot } from './stub/slots.js';
 import type { Tracee } from './tracee.js';
+import { note } from './sys/tally.js';
 import { hex } from '../common/format.js';
 import { u64Bytes } from '../common/u64.js';
 
@@ -116,6 +117,7 @@ export function remoteCall(
   opts: CallOptions = {},
 ): bigint {
   if (args.length > 6) throw new Error('remote calls take at most 6 integer arguments');
+  note('call');
   const timeoutMs = opts.timeoutMs ?? 10_000;
   const { base, slot } = s.slotFor(t);
   if (opts.noTimedSleep) t.settleRestart(performance.now() + timeoutMs);

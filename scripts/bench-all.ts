@@ -39,6 +39,7 @@ import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { readBundleFile } from '../patches/index.js';
 import { NR, Session } from '../runtime/index.js';
+import { closeTally, openTally, perItem, total, type Tally } from '../runtime/sys/tally.js';
 import { findProcesses, runAll } from '../trigger/all.js';
 import { startTarget } from '../lab/target.js';
 import {
@@ -86,6 +87,8 @@ export interface AllRow {
   revert: { commandMs: number; totalMs: number; ok: number };
   /** In-process runAll: time per process, and the search over /proc. */
   perProcess: { apply: Summary; revert: Summary };
+  /** In-process runAll: stops, requests, waits, remote syscalls and calls per process. */
+  counts: { apply: Counts; revert: Counts };
   /** Where a process's time goes on the first apply (medians). */
   phases: Phases;
   searchMs: number;
@@ -103,7 +106,7 @@ export interface Phases {
   switchMs: number;
 }
 
-async function startFleet(
+export async function startFleet(
   exe: string,
   n: number,
   mode: FleetMode,
@@ -170,11 +173,18 @@ const vsGoal = (rate: number, goal: number) =>
 async function perProcess(
   fix: string,
   which: 'forward' | 'reverse',
-): Promise<{ times: number[]; pauses: number[]; searchMs: number; phases: Phases }> {
+): Promise<{ times: number[]; pauses: number[]; searchMs: number; phases: Phases; counts: Counts }> {
   const bundle = readBundleFile(fix);
   const marks: number[] = [];
   const t0 = performance.now();
-  const r = await runAll(bundle, { which, onProcess: () => marks.push(performance.now()) });
+  openTally();
+  let tally: Tally;
+  let r;
+  try {
+    r = await runAll(bundle, { which, onProcess: () => marks.push(performance.now()) });
+  } finally {
+    tally = closeTally();
+  }
   const end = performance.now();
   marks.push(end);
   const times = marks.slice(1).map((m, i) => m - marks[i]!);
@@ -203,6 +213,30 @@ async function perProcess(
     pauses: r.processes.map((p) => (p.ok ? (p.result.pauseMs ?? 0) : 0)),
     searchMs: (marks[0] ?? end) - t0,
     phases,
+    counts: countsOf(tally, r.processes.length),
+  };
+}
+
+/** What one process cost the tracer and the target, on average (runtime/sys/tally.ts). */
+export interface Counts {
+  stops: number;
+  requests: number;
+  waits: number;
+  syscalls: number;
+  calls: number;
+  /** Every count per process, largest first. */
+  detail: Array<[string, number]>;
+}
+
+export function countsOf(t: Tally, n: number): Counts {
+  const per = (prefix: string) => total(t, prefix) / n;
+  return {
+    stops: per('stop'),
+    requests: per('ptrace:'),
+    waits: per('wait'),
+    syscalls: per('syscall:'),
+    calls: per('call'),
+    detail: perItem(t, n),
   };
 }
 
@@ -263,7 +297,39 @@ export function renderAll(rows: AllRow[]): string {
       r.loadAfter,
     ]),
   );
-  return `${rates}\n\nPer process, from runAll() in the benchmark's process (one at a time):\n\n${detail}`;
+  const counts = markdownTable(
+    [
+      'processes',
+      'waiting in',
+      'run',
+      'target stops',
+      'ptrace requests',
+      'waits',
+      'remote syscalls',
+      'remote calls',
+      'largest counts',
+    ],
+    rows.flatMap((r) =>
+      (['apply', 'revert'] as const).map((k) => {
+        const c = r.counts[k];
+        return [
+          String(r.processes),
+          r.mode === 'wait' ? 'pause()' : 'nanosleep(1 s)',
+          k === 'apply' ? 'first apply' : 'revert',
+          c.stops.toFixed(1),
+          c.requests.toFixed(1),
+          c.waits.toFixed(1),
+          c.syscalls.toFixed(1),
+          c.calls.toFixed(1),
+          c.detail
+            .slice(0, 8)
+            .map(([key, v]) => `${key} ${v.toFixed(1)}`)
+            .join(', '),
+        ];
+      }),
+    ),
+  );
+  return `${rates}\n\nPer process, from runAll() in the benchmark's process (one at a time):\n\n${detail}\n\nPer process, counted (runtime/sys/tally.ts) in the same runs:\n\n${counts}`;
 }
 
 async function measure(
@@ -340,6 +406,7 @@ async function measure(
     apply: { commandMs: a.ms, totalMs: a.json.totalMs, ok: applyOk },
     revert: { commandMs: r.ms, totalMs: r.json.totalMs, ok: revertOk },
     perProcess: { apply: summary(pa.times), revert: summary(pr.times) },
+    counts: { apply: pa.counts, revert: pr.counts },
     phases: pa.phases,
     searchMs: pa.searchMs,
     pauseMedianMs: summary(pa.pauses).median,

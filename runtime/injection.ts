@@ -117,7 +117,7 @@ export class InjectionContext {
   constructor(
     readonly session: InjectionHost,
     readonly t: Tracee,
-    readonly deadline: number,
+    public deadline: number,
     readonly op: 'syscall' | 'call',
   ) {
     t.busy = true;

@@ -450,7 +450,7 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
     if (!target) {
       const t1 = performance.now();
       progress(`staging ${req.soname} ${req.target.buildId.slice(0, 12)}`);
-      staged = stageBuild(session, req, prepared, stagePlan!, dataRefs);
+      staged = session.syscalls(() => stageBuild(session, req, prepared, stagePlan!, dataRefs));
       Object.assign(report, staged.fields);
       target = staged.target;
       report.timings.stageMs = ms(t1);
@@ -727,7 +727,7 @@ function withBorrowed<T>(s: Session, fn: () => T): T {
   s.borrow();
   try {
     s.stub();
-    return fn();
+    return s.syscalls(fn);
   } finally {
     s.resume();
   }

@@ -14,10 +14,11 @@
  * in that one copy of the unwinder.
  */
 import { ehFrameEnd, ehFrameStart, type ElfObject } from '../../elf/index.js';
+import { elfInMemory, readLinkMap } from '../linkmap.js';
 import type { Session } from '../session.js';
 import type { ProcessObject } from './model.js';
 import { onSafeThread, runtimeCall } from './safe-thread.js';
-import { lookupIn } from './scope.js';
+import { isDefinition, lookupIn } from './scope.js';
 
 export const UNWINDER = 'libgcc_s.so.1';
 const RTLD_NOW = 2;
@@ -73,7 +74,33 @@ function entryIn(unwinder: ProcessObject): Entry | undefined {
   return register !== undefined && deregister !== undefined ? { register, deregister } : undefined;
 }
 
-/** Loads libgcc_s.so.1 with the process's own dlopen and finds its registration functions with dlsym. */
+/**
+ * The registration functions of the unwinder dlopen just loaded, found the
+ * way ld.so's dlsym would find them but without a call into the process:
+ * glibc's dlopen returns the object's struct link_map, so its entry in the
+ * link map gives the bias, and its dynamic symbol table, read from memory,
+ * the symbols. Undefined when the handle is not a link-map entry of
+ * libgcc_s.so.1 (another libc), for dlsym to answer instead.
+ */
+function entryFromLinkMap(s: Session, handle: bigint): Entry | undefined {
+  try {
+    const lm = readLinkMap(s.pid, s.memory, { buildIds: false }).objects.find((o) => o.linkMap === handle);
+    if (!lm) return undefined;
+    const elf = elfInMemory(s.memory, lm);
+    if (elf.soname !== UNWINDER) return undefined;
+    const at = (name: string) => {
+      const sym = elf.lookup(name);
+      return sym && isDefinition(sym) ? lm.bias + sym.value : undefined;
+    };
+    const register = at('__register_frame');
+    const deregister = at('__deregister_frame');
+    return register !== undefined && deregister !== undefined ? { register, deregister } : undefined;
+  } catch {
+    return undefined; // the link map could not be read: dlsym still can
+  }
+}
+
+/** Loads libgcc_s.so.1 with the process's own dlopen and finds its registration functions (link map, else dlsym). */
 function loadUnwinder(s: Session, objects: readonly ProcessObject[]): Entry | string {
   const libc = objects.find((o) => o.source === 'linkmap' && o.soname === 'libc.so.6');
   const dlopen = libc && lookupIn(libc, { name: 'dlopen' });
@@ -83,6 +110,8 @@ function loadUnwinder(s: Session, objects: readonly ProcessObject[]): Entry | st
     onSafeThread(s, objects, what, (tid) => s.call(fn, args, runtimeCall(tid, CALL_TIMEOUT_MS)));
   const handle = call(`load ${UNWINDER}`, dlopen.addr, [cString(UNWINDER), RTLD_NOW]);
   if (handle === 0n) return `${UNWINDER} is not loaded and dlopen could not load it`;
+  const fromLinkMap = entryFromLinkMap(s, handle);
+  if (fromLinkMap) return fromLinkMap;
   const register = call('look up __register_frame', dlsym.addr, [handle, cString('__register_frame')]);
   const deregister = call('look up __deregister_frame', dlsym.addr, [handle, cString('__deregister_frame')]);
   return register && deregister ? { register, deregister } : `${UNWINDER} has no __register_frame`;

@@ -11,9 +11,10 @@
  *   /proc/PID/fd/N (needs ptrace access to the target), which fills a memfd
  *   at file speed without a single remote syscall.
  */
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { closeSync, ftruncateSync, openSync, writeSync } from 'node:fs';
 import { EFAULT, EPERM, ESRCH, SysError, errnoName } from './sys/errno.js';
-import { bufferAddress, lastErrno, processVmReadv, processVmWritev } from './sys/libc.js';
+import { bufferAddress, lastErrno, processVmReadv, processVmWritev, syscall3 } from './sys/libc.js';
+import { F, F_SEAL, NR } from './sys/constants.js';
 import * as pt from './sys/ptrace.js';
 import { note } from './sys/tally.js';
 import { exited, permissionDenied, procError } from './errors.js';
@@ -247,5 +248,29 @@ export function openTargetFd(pid: number, fd: number, flags: 'r' | 'r+' = 'r+'):
     }
     if (code === 'EACCES' || code === 'EPERM') throw permissionDenied(pid);
     throw e;
+  }
+}
+
+/** Every seal: no more writes, growth, shrinking or sealing (RemoteSyscalls.addSeals' default). */
+export const ALL_SEALS = F_SEAL.WRITE | F_SEAL.GROW | F_SEAL.SHRINK | F_SEAL.SEAL;
+
+/**
+ * Seals a target's memfd through a descriptor the tracer opened on it
+ * (openTargetFd, read-write): seals belong to the file, not to a
+ * descriptor, so this spares the remote fcntl and its two target stops.
+ * False when the kernel refuses here, for the caller to seal it remotely.
+ */
+export function sealFromTracer(tfd: number, seals: number = ALL_SEALS): boolean {
+  note('tracer:seal');
+  return Number(syscall3(NR.fcntl, tfd, F.ADD_SEALS, seals)) === 0;
+}
+
+/** Sets the size of a target's memfd from the tracer (openTargetFd): the remote ftruncate, without its two target stops. */
+export function sizeMemfd(pid: number, fd: number, size: number | bigint): void {
+  const tfd = openTargetFd(pid, fd, 'r+');
+  try {
+    ftruncateSync(tfd, Number(size));
+  } finally {
+    closeSync(tfd);
   }
 }

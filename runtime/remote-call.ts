@@ -30,7 +30,7 @@ import {
   resumeRegs,
   saveThread,
 } from './injection.js';
-import { placeArgs, type RemoteArg } from './remote-syscall.js';
+import { placeArgs, syscallName, type RemoteArg } from './remote-syscall.js';
 import type { InjectionHost } from './injection-host.js';
 import { ENTRY } from './stub/code.js';
 import { SLOT_STATE } from './stub/layout.js';
@@ -69,7 +69,9 @@ const CALL_ARG_REGS = ['rdi', 'rsi', 'rdx', 'rcx', 'r8', 'r9'] as const;
  */
 /** Stopped inside a timed sleep that the kernel resumes through restart_syscall (see awaitCleanStop). */
 export function inTimedSleep(r: Regs): boolean {
-  return signed(r.rax) === BigInt(-ERESTART_RESTARTBLOCK) && needsRestart(r);
+  if (signed(r.rax) === BigInt(-ERESTART_RESTARTBLOCK) && needsRestart(r)) return true;
+  // The same sleep restarted by the runtime itself (injection.ts restartsHere): about to run restart_syscall.
+  return r.rax === BigInt(NR.restart_syscall) && signed(r.orig_rax) < 0n;
 }
 
 function awaitCleanStop(s: InjectionHost, t: Tracee, deadline: number): void {
@@ -120,8 +122,9 @@ export function remoteCall(
   note('call');
   const timeoutMs = opts.timeoutMs ?? 10_000;
   const { base, slot } = s.slotFor(t);
-  if (opts.noTimedSleep) t.settleRestart(performance.now() + timeoutMs);
-  else awaitCleanStop(s, t, performance.now() + timeoutMs);
+  // A restart still pending from an earlier injection (Tracee.restartPending) needs no extra stop here: the call
+  // saves the thread's registers as they are and puts them back at the same kind of stop, the restart still pending.
+  if (!opts.noTimedSleep) awaitCleanStop(s, t, performance.now() + timeoutMs);
   const saved = saveThread(t.tid, true);
   const block = blockAddress(base, slot);
   const { values, low } = placeArgs(s, saved.regs, args);
@@ -146,6 +149,8 @@ export function remoteCall(
   let failure: Error | undefined;
   while (failure === undefined) {
     const ev = ctx.next();
+    if (ev.kind === 'syscall-entry' && ev.rip !== marker)
+      note(`syscall-in-call:${syscallName(Number(ev.nr))}`);
     if (
       ev.kind === 'syscall-entry' &&
       ev.rip === marker &&

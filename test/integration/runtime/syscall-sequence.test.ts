@@ -8,9 +8,11 @@
  * (counted with runtime/sys/tally.ts).
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import type { Target } from '../../../lab/target.js';
-import { printed, startFixture } from '../../../lab/runtime/helpers.js';
+import { printed, sleep, startFixture, until, withFixture } from '../../../lab/runtime/helpers.js';
 import { MAP, NR, PROT, Session, withSession } from '../../../runtime/index.js';
+import { tgkill } from '../../../runtime/sys/libc.js';
 import { closeTally, openTally, type Tally } from '../../../runtime/sys/tally.js';
 
 async function healthy(t: Target, from: number): Promise<void> {
@@ -126,5 +128,35 @@ describe('runtime: a sequence of remote system calls on one thread', function ()
       s.resume();
     });
     await healthy(t, from);
+  });
+
+  it('leaves a pause() that a signal interrupted while the thread was lent to return EINTR, as without the tracer', async () => {
+    await withFixture('pauser', [], async (p) => {
+      const main = Number(printed(p.output(), 'main tid'));
+      // It prints ready just before it enters pause().
+      await until(() => /^34 /.test(readFileSync(`/proc/${p.pid}/syscall`, 'utf8')), 'pause() to be entered');
+      withSession(p.pid, (s: Session) => {
+        s.borrow(main);
+        assert.equal(s.regs(main).orig_rax, 34n, 'the thread should be inside pause() (system call 34)');
+        s.stub();
+        tgkill(p.pid, main, 10); // SIGUSR1, held while the thread is lent
+        s.syscalls(() => {
+          s.syscall(NR.getpid);
+          s.syscall(NR.getpid);
+        });
+        s.resume();
+      });
+      await p.waitFor((o) => /pause returned/.test(o), 20_000);
+      assert.match(p.output(), /pause returned r=-1 errno=4 handled=1/);
+      // And with nothing pending, pause() goes on waiting after the same calls.
+      const from = p.output().length;
+      withSession(p.pid, (s: Session) => {
+        s.borrow(main);
+        s.syscalls(() => s.syscall(NR.getpid));
+        s.resume();
+      });
+      await sleep(200);
+      assert.doesNotMatch(p.output().slice(from), /pause returned/);
+    });
   });
 });

@@ -93,7 +93,8 @@ function dtDebug(mem: RemoteMemory, dynamic: bigint): bigint {
 }
 
 /** The ELF header address of the object whose dynamic section is at `ld`: the offset-0 mapping of the same file. */
-function headerAddrOf(
+/** Where the object whose dynamic section is at `ld` has its ELF header, and the mapping that holds `ld`. */
+export function headerAddrOf(
   maps: readonly Mapping[],
   ld: bigint,
   bias: bigint,

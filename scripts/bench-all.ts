@@ -5,7 +5,7 @@
  *
  *   npx tsx scripts/bench-all.ts [--processes 100,1000] [--sleep-processes 100]
  *                                [--jobs 1] [--profile] [--json FILE]
- *                                [--baseline DIR]
+ *                                [--baseline DIR [--rounds 1]]
  *
  * The fleet is one small program (test/fixtures/bench/fleet_main.c) forked
  * into N processes, each with libdemo loaded and calling it once a second,
@@ -38,6 +38,9 @@
  *     the same three commands and floor with that tree's command on a fresh
  *     fleet right after, printed beside this tree's with the ratio: before
  *     and after a change, side by side in one run under the same load.
+ *     --rounds R repeats both R times in alternating order (fresh fleets) and
+ *     keeps the median of each time: on a shared machine one round can be
+ *     off by half.
  * Every process must end up switched: a failure fails the benchmark.
  */
 import { readdirSync, rmSync } from 'node:fs';
@@ -72,6 +75,7 @@ const SLEEP_COUNTS = numbers('--sleep-processes', [100]).filter((n) => n > 0);
 const PROFILE = flag('--profile');
 const JOBS = numbers('--jobs', [1]);
 const BASELINE = arg('--baseline');
+const ROUNDS = numbers('--rounds', [1])[0]!;
 /** The goals (processes per second on a 2-core machine, 1000 sleeping processes). */
 const GOAL = { first: 500, again: 1000 } as const;
 
@@ -398,6 +402,21 @@ async function commands(
   }
 }
 
+/** Each figure's median over rounds. */
+function medianCommands(list: readonly Commands[]): Commands {
+  const run = (k: 'apply' | 'revert' | 'reapply') => ({
+    commandMs: median(list.map((c) => c[k].commandMs)),
+    totalMs: median(list.map((c) => c[k].totalMs)),
+    ok: Math.min(...list.map((c) => c[k].ok)),
+  });
+  return {
+    apply: run('apply'),
+    revert: run('revert'),
+    reapply: run('reapply'),
+    floorPerSec: median(list.map((c) => c.floorPerSec)),
+  };
+}
+
 async function measure(
   exe: string,
   lib: string,
@@ -410,11 +429,21 @@ async function measure(
   const loadBefore = loadAverage();
   // Fleet A: the command as users run it, first apply (stages the build in every process) and revert.
   const onMachine = readdirSync('/proc').filter((e) => /^\d+$/.test(e)).length;
-  const cmds = await commands(BIN.trigger, exe, lib, fix, n, mode, jobs);
-  const { apply: a, revert: r, reapply: again, floorPerSec } = cmds;
-  const baseline = BASELINE
-    ? await commands(join(BASELINE, 'dist', 'bin', 'ulp-trigger.js'), exe, lib, fix, n, mode, jobs)
-    : undefined;
+  const mine: Commands[] = [];
+  const theirs: Commands[] = [];
+  for (let round = 0; round < (BASELINE ? ROUNDS : 1); round++) {
+    const runMine = async () => mine.push(await commands(BIN.trigger, exe, lib, fix, n, mode, jobs));
+    const runTheirs = async () =>
+      theirs.push(
+        await commands(join(BASELINE!, 'dist', 'bin', 'ulp-trigger.js'), exe, lib, fix, n, mode, jobs),
+      );
+    // Alternating order: the load drifts during a run, and neither tree should always go first.
+    if (!BASELINE) await runMine();
+    else if (round % 2 === 0) await runMine().then(runTheirs);
+    else await runTheirs().then(runMine);
+  }
+  const { apply: a, revert: r, reapply: again, floorPerSec } = medianCommands(mine);
+  const baseline = BASELINE ? medianCommands(theirs) : undefined;
   // Fleet B: the same work through runAll() in this process, timed per process.
   let fleet = await startFleet(exe, n, mode, lib);
   let pa, pr;

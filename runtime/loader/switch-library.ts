@@ -339,7 +339,7 @@ function stageBuild(
     }
     if (req.metadata && !snap.maps.some((m) => m.path.startsWith(`/memfd:${req.metadata!.name}`)))
       meta = mapMetadata(session, req.metadata.name, req.metadata.bytes);
-    unwind = registerUnwindTables(session, snap.objects, elf, image.bias);
+    unwind = registerUnwindTables(session, snap.objects, elf, image.bias, req.elfCache);
     finishStaging(session, image);
     fields = {
       ...stageFields(plan, placed.rewrite ? dataRefs : undefined, family.canonical, state.region),

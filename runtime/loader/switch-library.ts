@@ -530,6 +530,7 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
       tryDropJournals(
         session,
         redirectState.mappings.map((m) => ({ addr: m.start, size: Number(m.end - m.start) })),
+        true,
       );
     report.timings.switchMs = ms(t2);
   } finally {
@@ -723,13 +724,14 @@ function journalBudget(plan: RedirectPlan, soname: string): number {
   return base + 512 * plan.writes.length + 1024;
 }
 
-function withBorrowed<T>(s: Session, fn: () => T): T {
+/** `resume` false: the detach that follows frees the thread itself, without a resume and a stop again. */
+function withBorrowed<T>(s: Session, fn: () => T, resume = true): T {
   s.borrow();
   try {
     s.stub();
     return s.syscalls(fn);
   } finally {
-    s.resume();
+    if (resume) s.resume();
   }
 }
 
@@ -756,11 +758,20 @@ function stopOutsideEntries(s: Session, plan: RedirectPlan): Set<bigint> {
   }
 }
 
-function tryDropJournals(s: Session, maps: ReadonlyArray<{ addr: bigint; size: number }>): void {
+/** `last`: only the detach follows (see withBorrowed). */
+function tryDropJournals(
+  s: Session,
+  maps: ReadonlyArray<{ addr: bigint; size: number }>,
+  last = false,
+): void {
   try {
-    withBorrowed(s, () => {
-      for (const m of maps) tryUnmap(s, m.addr, BigInt(m.size));
-    });
+    withBorrowed(
+      s,
+      () => {
+        for (const m of maps) tryUnmap(s, m.addr, BigInt(m.size));
+      },
+      !last,
+    );
   } catch {
     // An older journal left mapped costs a page; readers take the newest.
   }

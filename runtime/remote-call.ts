@@ -68,15 +68,23 @@ const CALL_ARG_REGS = ['rdi', 'rsi', 'rdx', 'rcx', 'r8', 'r9'] as const;
  * restart_block.
  */
 /** Stopped inside a timed sleep that the kernel resumes through restart_syscall (see awaitCleanStop). */
-export function inTimedSleep(r: Regs): boolean {
+export function inTimedSleep(r: Regs, insn?: Buffer): boolean {
   if (signed(r.rax) === BigInt(-ERESTART_RESTARTBLOCK) && needsRestart(r)) return true;
-  // The same sleep restarted by the runtime itself (injection.ts restartsHere): about to run restart_syscall.
-  return r.rax === BigInt(NR.restart_syscall) && signed(r.orig_rax) < 0n;
+  // The same sleep restarted at resume (Tracee.settleRestart) and stopped before it ran: rip on a `syscall`
+  // instruction that will make restart_syscall.
+  return (
+    r.rax === BigInt(NR.restart_syscall) &&
+    signed(r.orig_rax) < 0n &&
+    insn !== undefined &&
+    insn[0] === 0x0f &&
+    insn[1] === 0x05
+  );
 }
 
 function awaitCleanStop(s: InjectionHost, t: Tracee, deadline: number): void {
   t.settleRestart(deadline);
-  if (!inTimedSleep(pt.getRegs(t.tid))) return;
+  const r = pt.getRegs(t.tid);
+  if (!inTimedSleep(r, s.memory.tryRead(r.rip, 2))) return;
   let sig = 0;
   t.busy = true;
   try {

@@ -228,13 +228,28 @@ export function poke(pid: number, tid: number, addr: bigint, data: Buffer): void
 }
 
 /**
+ * /proc/PID/fd/N; through a live thread's id only when that fails (a main
+ * thread that has exited shows no descriptors), so that the usual case does
+ * not read /proc/PID/status first (liveTid), which costs more than the open.
+ */
+function openFdOf(pid: number, fd: number, flags: 'r' | 'r+'): number {
+  try {
+    return openSync(`/proc/${pid}/fd/${fd}`, flags);
+  } catch (e) {
+    const tid = liveTid(pid);
+    if (tid === pid) throw e;
+    return openSync(`/proc/${tid}/fd/${fd}`, flags);
+  }
+}
+
+/**
  * Opens the target's file descriptor `fd` from the tracer side (read-write)
  * and returns a Node file descriptor. Used to fill a memfd created in the
  * target at file-write speed. Positions passed to fs.writeSync must be Numbers.
  */
 export function openTargetFd(pid: number, fd: number, flags: 'r' | 'r+' = 'r+'): number {
   try {
-    return openSync(`/proc/${liveTid(pid)}/fd/${fd}`, flags);
+    return openFdOf(pid, fd, flags);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') {

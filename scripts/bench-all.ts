@@ -342,9 +342,10 @@ export function renderAll(rows: AllRow[]): string {
       'remote calls',
       'largest counts',
     ],
+    // Rows of a report written before the counts existed have none.
     rows.flatMap((r) =>
-      (['apply', 'revert'] as const).map((k) => {
-        const c = r.counts[k];
+      (r.counts ? (['apply', 'revert'] as const) : []).map((k) => {
+        const c = r.counts![k];
         return [
           String(r.processes),
           r.mode === 'wait' ? 'pause()' : 'nanosleep(1 s)',

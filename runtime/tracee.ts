@@ -132,7 +132,8 @@ export class Tracee {
     this.restartPending = false;
     const own = this.restartFrom;
     this.restartFrom = undefined;
-    if (resuming && own && restartsNow(this.tid, own.mask)) {
+    // Not for a thread in a group-stop: PTRACE_LISTEN, its way back, needs the interrupt stop.
+    if (resuming && own && !this.groupStopped && restartsNow(this.tid, own.mask)) {
       pt.setRegs(this.tid, resumeRegs(own.regs));
       return;
     }

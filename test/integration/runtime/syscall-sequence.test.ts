@@ -159,4 +159,30 @@ describe('runtime: a sequence of remote system calls on one thread', function ()
       assert.doesNotMatch(p.output().slice(from), /pause returned/);
     });
   });
+
+  it('leaves a process stopped by SIGSTOP stopped after a sequence on its thread, and its pause() intact after SIGCONT', async () => {
+    await withFixture('pauser', [], async (p) => {
+      const main = Number(printed(p.output(), 'main tid'));
+      const state = () => /^State:\s+(\S)/m.exec(readFileSync(`/proc/${p.pid}/status`, 'utf8'))![1];
+      await until(() => /^34 /.test(readFileSync(`/proc/${p.pid}/syscall`, 'utf8')), 'pause() to be entered');
+      p.kill('SIGSTOP');
+      await until(() => state() === 'T', 'the process to stop');
+      withSession(p.pid, (s: Session) => {
+        s.borrow(main);
+        s.syscalls(() => {
+          assert.equal(s.syscall(NR.getpid), BigInt(p.pid));
+          assert.equal(s.syscall(NR.gettid), BigInt(main));
+        });
+        s.resume();
+      });
+      await sleep(200);
+      assert.equal(state(), 'T', 'still stopped by its SIGSTOP');
+      p.kill('SIGCONT');
+      await until(() => state() === 'S', 'the process to wait again');
+      await sleep(100);
+      assert.doesNotMatch(p.output(), /pause returned/, 'pause() went on waiting');
+      p.kill('SIGUSR1');
+      await p.waitFor((o) => /pause returned r=-1 errno=4 handled=1/.test(o), 20_000);
+    });
+  });
 });

@@ -8,7 +8,7 @@
  */
 import { closeSync, ftruncateSync, writeSync } from 'node:fs';
 import { findMapping, type Mapping } from './maps.js';
-import { openTargetFd, type RemoteMemory } from './memory.js';
+import { openTargetFd, sealFromTracer, type RemoteMemory } from './memory.js';
 import { memfdMapsPath } from './memfd-names.js';
 import type { RemoteSyscalls } from './remote-syscall.js';
 import { MAP, MFD, PROT } from './sys/constants.js';
@@ -48,14 +48,17 @@ export function completeInjectedPage(
   const fd = sys.memfdCreate(page.name, MFD.CLOEXEC | MFD.ALLOW_SEALING);
   try {
     // Written from the tracer through /proc/PID/fd/N: no bytes travel through the target's stack.
+    // Sized, filled and sealed from the tracer (sealFromTracer): no remote fcntl.
     const f = openTargetFd(pid, fd);
+    let sealed: boolean;
     try {
       ftruncateSync(f, HEADER_PAGE);
       writeSync(f, page.header, 0, HEADER_PAGE, 0);
+      sealed = sealFromTracer(f);
     } finally {
       closeSync(f);
     }
-    sys.addSeals(fd);
+    if (!sealed) sys.addSeals(fd);
     sys.mmap(base, HEADER_PAGE, PROT.READ, MAP.SHARED | MAP.FIXED, fd, 0);
     sys.mprotect(base + BigInt(page.codeOff), page.code.length, PROT.READ | PROT.EXEC);
   } finally {

@@ -26,22 +26,15 @@
  *    arriving in that instant finds the call already restarted (as with
  *    SA_RESTART) rather than failing with EINTR.
  */
-import {
-  ERESTARTNOHAND,
-  ERESTARTNOINTR,
-  ERESTARTSYS,
-  ERESTART_RESTARTBLOCK,
-  FAULT_SIGNALS,
-  NR,
-  SYSCALL_INFO_OP,
-} from './sys/constants.js';
+import { FAULT_SIGNALS, SYSCALL_INFO_OP } from './sys/constants.js';
 import { SysError } from './sys/errno.js';
 import { tgkill } from './sys/libc.js';
 import * as pt from './sys/ptrace.js';
-import { cloneRegs, EFLAGS_DF, EFLAGS_TF, signed, type Regs } from './sys/regs.js';
+import { cloneRegs, EFLAGS_DF, EFLAGS_TF, type Regs } from './sys/regs.js';
 import { isEventStop, isSignalStop, isSyscallStop } from './sys/wait.js';
 import type { InjectionHost } from './injection-host.js';
 import type { Tracee } from './tracee.js';
+import { needsRestart } from './restart.js';
 import { u64 } from '../common/u64.js';
 
 export interface SavedThread {
@@ -57,25 +50,7 @@ export function saveThread(tid: number, withXState: boolean): SavedThread {
   return withXState ? { regs, mask, xstate: pt.getXState(tid) } : { regs, mask };
 }
 
-const RESTART_CODES = new Set(
-  [-ERESTARTSYS, -ERESTARTNOINTR, -ERESTARTNOHAND, -ERESTART_RESTARTBLOCK].map(BigInt),
-);
-
-/** The thread was stopped inside a system call that the kernel will redo when it resumes. */
-export function needsRestart(r: Regs): boolean {
-  return signed(r.orig_rax) >= 0n && RESTART_CODES.has(signed(r.rax));
-}
-
-/** The registers the kernel would return to user space with, absent a signal (the stub's restore target). */
-export function resumeRegs(r: Regs): Regs {
-  const out = cloneRegs(r);
-  if (needsRestart(r)) {
-    out.rax = signed(r.rax) === BigInt(-ERESTART_RESTARTBLOCK) ? BigInt(NR.restart_syscall) : r.orig_rax;
-    out.rip = r.rip - 2n;
-  }
-  out.orig_rax = u64(-1);
-  return out;
-}
+export { needsRestart, resumeRegs } from './restart.js';
 
 /** Lowest address the thread may be using: the 128-byte red zone lies below rsp. */
 export function belowRedZone(rsp: bigint, reserve = 0): bigint {
@@ -117,7 +92,7 @@ export class InjectionContext {
   constructor(
     readonly session: InjectionHost,
     readonly t: Tracee,
-    readonly deadline: number,
+    public deadline: number,
     readonly op: 'syscall' | 'call',
   ) {
     t.busy = true;
@@ -211,6 +186,7 @@ export class InjectionContext {
     // At a syscall-exit stop the kernel no longer restarts the thread's own syscall by itself (see Tracee.restartPending);
     // at an interrupt or signal-delivery stop it still will (a fault signal is dropped by resuming with 0).
     t.restartPending = this.at === 'syscall-exit' && needsRestart(saved.regs);
+    t.restartFrom = t.restartPending ? { regs: saved.regs, mask: saved.mask } : undefined;
     for (const sig of this.heldStops) tgkill(this.session.pid, t.tid, sig);
     this.heldStops = [];
     this.session.step('restored', t.tid, this.op);

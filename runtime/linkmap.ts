@@ -93,7 +93,8 @@ function dtDebug(mem: RemoteMemory, dynamic: bigint): bigint {
 }
 
 /**
- * The ELF header address of the object whose dynamic section is at `ld`: at
+ * The ELF header address of the object whose dynamic section is at `ld` (and
+ * the mapping that holds `ld`): at
  * its bias when an offset-0 mapping starts there (an object linked at vaddr
  * 0, as every shared library and PIE is), else the offset-0 mapping of the
  * same file (an object linked at its load address). The bias comes first
@@ -103,7 +104,7 @@ function dtDebug(mem: RemoteMemory, dynamic: bigint): bigint {
  * retained (runtime/retain.ts) keeps only its writable pages on the file,
  * one of them mapped from offset 0 too.
  */
-function headerAddrOf(
+export function headerAddrOf(
   maps: readonly Mapping[],
   ld: bigint,
   bias: bigint,

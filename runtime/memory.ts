@@ -11,10 +11,12 @@
  *   /proc/PID/fd/N (needs ptrace access to the target), which fills a memfd
  *   at file speed without a single remote syscall.
  */
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { closeSync, ftruncateSync, openSync, writeSync } from 'node:fs';
 import { EFAULT, EPERM, ESRCH, SysError, errnoName } from './sys/errno.js';
-import { bufferAddress, lastErrno, processVmReadv, processVmWritev } from './sys/libc.js';
+import { bufferAddress, lastErrno, processVmReadv, processVmWritev, syscall3 } from './sys/libc.js';
+import { F, F_SEAL, NR } from './sys/constants.js';
 import * as pt from './sys/ptrace.js';
+import { note } from './sys/tally.js';
 import { exited, permissionDenied, procError } from './errors.js';
 import { liveTid, processAliveSettled } from './procfs.js';
 import type { UlpError } from '../common/errors.js';
@@ -84,6 +86,7 @@ export class RemoteMemory {
     const buf = Buffer.allocUnsafeSlow(len);
     let done = 0;
     while (done < len) {
+      note('vm:read');
       const n = this.transfer((via) =>
         Number(
           processVmReadv(
@@ -144,6 +147,7 @@ export class RemoteMemory {
     const src = offHeap(data);
     let done = 0;
     while (done < src.length) {
+      note('vm:write');
       const n = this.transfer((via) =>
         Number(
           processVmWritev(
@@ -171,6 +175,7 @@ export class RemoteMemory {
  * then costs one system call instead of one per word.
  */
 export function procMemWrite(pid: number, addr: bigint, data: Buffer): boolean {
+  note('mem:write');
   let fd: number;
   try {
     fd = openSync(`/proc/${pid}/mem`, 'r+');
@@ -223,13 +228,28 @@ export function poke(pid: number, tid: number, addr: bigint, data: Buffer): void
 }
 
 /**
+ * /proc/PID/fd/N; through a live thread's id only when that fails (a main
+ * thread that has exited shows no descriptors), so that the usual case does
+ * not read /proc/PID/status first (liveTid), which costs more than the open.
+ */
+function openFdOf(pid: number, fd: number, flags: 'r' | 'r+'): number {
+  try {
+    return openSync(`/proc/${pid}/fd/${fd}`, flags);
+  } catch (e) {
+    const tid = liveTid(pid);
+    if (tid === pid) throw e;
+    return openSync(`/proc/${tid}/fd/${fd}`, flags);
+  }
+}
+
+/**
  * Opens the target's file descriptor `fd` from the tracer side (read-write)
  * and returns a Node file descriptor. Used to fill a memfd created in the
  * target at file-write speed. Positions passed to fs.writeSync must be Numbers.
  */
 export function openTargetFd(pid: number, fd: number, flags: 'r' | 'r+' = 'r+'): number {
   try {
-    return openSync(`/proc/${liveTid(pid)}/fd/${fd}`, flags);
+    return openFdOf(pid, fd, flags);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') {
@@ -243,5 +263,29 @@ export function openTargetFd(pid: number, fd: number, flags: 'r' | 'r+' = 'r+'):
     }
     if (code === 'EACCES' || code === 'EPERM') throw permissionDenied(pid);
     throw e;
+  }
+}
+
+/** Every seal: no more writes, growth, shrinking or sealing (RemoteSyscalls.addSeals' default). */
+export const ALL_SEALS = F_SEAL.WRITE | F_SEAL.GROW | F_SEAL.SHRINK | F_SEAL.SEAL;
+
+/**
+ * Seals a target's memfd through a descriptor the tracer opened on it
+ * (openTargetFd, read-write): seals belong to the file, not to a
+ * descriptor, so this spares the remote fcntl and its two target stops.
+ * False when the kernel refuses here, for the caller to seal it remotely.
+ */
+export function sealFromTracer(tfd: number, seals: number = ALL_SEALS): boolean {
+  note('tracer:seal');
+  return Number(syscall3(NR.fcntl, tfd, F.ADD_SEALS, seals)) === 0;
+}
+
+/** Sets the size of a target's memfd from the tracer (openTargetFd): the remote ftruncate, without its two target stops. */
+export function sizeMemfd(pid: number, fd: number, size: number | bigint): void {
+  const tfd = openTargetFd(pid, fd, 'r+');
+  try {
+    ftruncateSync(tfd, Number(size));
+  } finally {
+    closeSync(tfd);
   }
 }

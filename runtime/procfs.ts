@@ -25,6 +25,9 @@ export interface ProcStatus {
   uids: number[];
   threads: number;
   sigBlk: bigint;
+  /** Signals pending for this thread (SigPnd) and for the whole process (ShdPnd). */
+  sigPnd: bigint;
+  shdPnd: bigint;
 }
 
 export function readStatus(pid: number, tid?: number): ProcStatus | undefined {
@@ -46,6 +49,8 @@ export function readStatus(pid: number, tid?: number): ProcStatus | undefined {
     uids: (f.get('Uid') ?? '').split(/\s+/).filter(Boolean).map(Number),
     threads: num('Threads'),
     sigBlk: BigInt('0x' + (f.get('SigBlk') ?? '0')),
+    sigPnd: BigInt('0x' + (f.get('SigPnd') ?? '0')),
+    shdPnd: BigInt('0x' + (f.get('ShdPnd') ?? '0')),
   };
 }
 

@@ -30,12 +30,13 @@ import {
   resumeRegs,
   saveThread,
 } from './injection.js';
-import { placeArgs, type RemoteArg } from './remote-syscall.js';
+import { placeArgs, syscallName, type RemoteArg } from './remote-syscall.js';
 import type { InjectionHost } from './injection-host.js';
 import { ENTRY } from './stub/code.js';
 import { SLOT_STATE } from './stub/layout.js';
 import { blockAddress, releaseSlot, writeSlot } from './stub/slots.js';
 import type { Tracee } from './tracee.js';
+import { note } from './sys/tally.js';
 import { hex } from '../common/format.js';
 import { u64Bytes } from '../common/u64.js';
 
@@ -67,13 +68,23 @@ const CALL_ARG_REGS = ['rdi', 'rsi', 'rdx', 'rcx', 'r8', 'r9'] as const;
  * restart_block.
  */
 /** Stopped inside a timed sleep that the kernel resumes through restart_syscall (see awaitCleanStop). */
-export function inTimedSleep(r: Regs): boolean {
-  return signed(r.rax) === BigInt(-ERESTART_RESTARTBLOCK) && needsRestart(r);
+export function inTimedSleep(r: Regs, insn?: Buffer): boolean {
+  if (signed(r.rax) === BigInt(-ERESTART_RESTARTBLOCK) && needsRestart(r)) return true;
+  // The same sleep restarted at resume (Tracee.settleRestart) and stopped before it ran: rip on a `syscall`
+  // instruction that will make restart_syscall.
+  return (
+    r.rax === BigInt(NR.restart_syscall) &&
+    signed(r.orig_rax) < 0n &&
+    insn !== undefined &&
+    insn[0] === 0x0f &&
+    insn[1] === 0x05
+  );
 }
 
 function awaitCleanStop(s: InjectionHost, t: Tracee, deadline: number): void {
   t.settleRestart(deadline);
-  if (!inTimedSleep(pt.getRegs(t.tid))) return;
+  const r = pt.getRegs(t.tid);
+  if (!inTimedSleep(r, s.memory.tryRead(r.rip, 2))) return;
   let sig = 0;
   t.busy = true;
   try {
@@ -116,10 +127,12 @@ export function remoteCall(
   opts: CallOptions = {},
 ): bigint {
   if (args.length > 6) throw new Error('remote calls take at most 6 integer arguments');
+  note('call');
   const timeoutMs = opts.timeoutMs ?? 10_000;
   const { base, slot } = s.slotFor(t);
-  if (opts.noTimedSleep) t.settleRestart(performance.now() + timeoutMs);
-  else awaitCleanStop(s, t, performance.now() + timeoutMs);
+  // A restart still pending from an earlier injection (Tracee.restartPending) needs no extra stop here: the call
+  // saves the thread's registers as they are and puts them back at the same kind of stop, the restart still pending.
+  if (!opts.noTimedSleep) awaitCleanStop(s, t, performance.now() + timeoutMs);
   const saved = saveThread(t.tid, true);
   const block = blockAddress(base, slot);
   const { values, low } = placeArgs(s, saved.regs, args);
@@ -144,6 +157,8 @@ export function remoteCall(
   let failure: Error | undefined;
   while (failure === undefined) {
     const ev = ctx.next();
+    if (ev.kind === 'syscall-entry' && ev.rip !== marker)
+      note(`syscall-in-call:${syscallName(Number(ev.nr))}`);
     if (
       ev.kind === 'syscall-entry' &&
       ev.rip === marker &&

@@ -26,6 +26,7 @@ import { ENTRY } from './stub/code.js';
 import { SLOT_STATE } from './stub/layout.js';
 import { blockAddress, releaseSlot, writeSlot } from './stub/slots.js';
 import type { Tracee } from './tracee.js';
+import { note } from './sys/tally.js';
 import { u64 } from '../common/u64.js';
 
 /** An argument: an integer, or bytes the runtime copies below the thread's stack and passes by address. */
@@ -66,7 +67,102 @@ export function placeArgs(
   return { values, low: low & ~15n };
 }
 
-/** The common path of remote syscalls, also used unprotected (no stub) to create the stub itself. */
+/**
+ * A thread lent to a run of remote system calls: its own state saved once
+ * and its stub slot written once, at the first call, and put back once, at
+ * the end (endSequence). Between two calls it waits at the syscall-exit
+ * stop of the last one, inside its stub block: a tracer that dies there
+ * leaves it on the stub's restore path, as after a single call.
+ */
+export class SyscallSequence {
+  /** The thread's own mask is still in place: set to INJECTION_SIGMASK after the first redirect. */
+  masked = false;
+  private ctx: InjectionContext | undefined;
+  readonly saved: SavedThread;
+
+  constructor(
+    readonly s: InjectionHost,
+    readonly t: Tracee,
+    readonly via: Via,
+  ) {
+    this.saved = saveThread(t.tid, false);
+  }
+
+  /** Runs one system call; on a fault or a timeout the sequence is ended (thread restored) and the error thrown. */
+  run(nr: number, args: ReadonlyArray<RemoteArg>, opts: SyscallOptions = {}): bigint {
+    if (args.length > 6) throw new Error('a system call takes at most 6 arguments');
+    note(`syscall:${syscallName(nr)}`);
+    const { s, t, via, saved } = this;
+    const { values, low } = placeArgs(s, saved.regs, args);
+    const deadline = performance.now() + (opts.timeoutMs ?? 5000);
+    if (!this.ctx) {
+      if (via.stub) {
+        writeSlot(s.memory, via.stub.base, via.stub.slot, {
+          state: SLOT_STATE.SYSCALL,
+          tid: t.tid,
+          tgid: s.pid,
+          mask: saved.mask,
+          regs: resumeRegs(saved.regs),
+        });
+      }
+      this.ctx = new InjectionContext(s, t, deadline, 'syscall');
+    } else this.ctx.deadline = deadline;
+    const ctx = this.ctx;
+    const regs = injectionRegs(saved.regs, { rip: via.rip, rax: BigInt(nr), rsp: low - 16n });
+    values.forEach((v, i) => (regs[SYSCALL_ARG_REGS[i]!] = v));
+    // Registers first, then the mask: a tracer dying in between leaves a thread that runs the stub with its own mask.
+    pt.setRegs(t.tid, regs);
+    if (!this.masked) {
+      pt.setSigMask(t.tid, INJECTION_SIGMASK);
+      this.masked = true;
+    }
+    s.step('redirected', t.tid, 'syscall');
+    let result: bigint | undefined;
+    let failure: Error | undefined;
+    const at = via.rip + 2n;
+    while (result === undefined && failure === undefined) {
+      const ev = ctx.next();
+      if (ev.kind === 'syscall-entry' && ev.rip === at) s.step('entered', t.tid, 'syscall');
+      else if (ev.kind === 'syscall-exit' && ev.rip === at) {
+        result = ev.rval;
+        s.step('returned', t.tid, 'syscall');
+      } else if (ev.kind === 'fault') {
+        failure = procError(
+          'PROC_CALL_FAULT',
+          `remote ${syscallName(nr)} faulted with signal ${ev.signal} at 0x${ev.addr.toString(16)}; thread ${t.tid} was restored`,
+          'The injected code is not executable in this process (W^X policy?).',
+          { pid: s.pid, tid: t.tid },
+        );
+      } else if (ev.kind === 'timeout') {
+        failure = procError(
+          'PROC_CALL_TIMEOUT',
+          `remote ${syscallName(nr)} did not complete within ${opts.timeoutMs ?? 5000} ms; thread ${t.tid} was restored`,
+          'The call blocked inside the target; retry.',
+          { pid: s.pid, tid: t.tid },
+        );
+        if (!ctx.interrupt()) throw s.threadGone(t, `a remote ${syscallName(nr)}`);
+      } else if (ev.kind === 'gone') throw s.threadGone(t, `a remote ${syscallName(nr)}`);
+    }
+    if (failure) {
+      this.end();
+      throw failure;
+    }
+    return result!;
+  }
+
+  /** Puts the thread's own state back and frees its slot; nothing to do when no call ran. */
+  end(): void {
+    const ctx = this.ctx;
+    if (!ctx) return;
+    this.ctx = undefined;
+    ctx.restore(this.saved);
+    ctx.done();
+    if (this.via.stub) releaseSlot(this.s.memory, this.via.stub.base, this.via.stub.slot);
+    this.s.serviceSoon();
+  }
+}
+
+/** One remote system call with its own save and restore; also used unprotected (no stub) to create the stub itself. */
 export function runSyscall(
   s: InjectionHost,
   t: Tracee,
@@ -76,56 +172,16 @@ export function runSyscall(
   opts: SyscallOptions = {},
 ): bigint {
   if (args.length > 6) throw new Error('a system call takes at most 6 arguments');
-  const saved: SavedThread = saveThread(t.tid, false);
-  const { values, low } = placeArgs(s, saved.regs, args);
-  if (via.stub) {
-    writeSlot(s.memory, via.stub.base, via.stub.slot, {
-      state: SLOT_STATE.SYSCALL,
-      tid: t.tid,
-      tgid: s.pid,
-      mask: saved.mask,
-      regs: resumeRegs(saved.regs),
-    });
-  }
-  const regs = injectionRegs(saved.regs, { rip: via.rip, rax: BigInt(nr), rsp: low - 16n });
-  values.forEach((v, i) => (regs[SYSCALL_ARG_REGS[i]!] = v));
-  const ctx = new InjectionContext(s, t, performance.now() + (opts.timeoutMs ?? 5000), 'syscall');
-  // Registers first, then the mask: a tracer dying in between leaves a thread that runs the stub with its own mask.
-  pt.setRegs(t.tid, regs);
-  pt.setSigMask(t.tid, INJECTION_SIGMASK);
-  s.step('redirected', t.tid, 'syscall');
-  let result: bigint | undefined;
-  let failure: Error | undefined;
-  const at = via.rip + 2n;
-  while (result === undefined && failure === undefined) {
-    const ev = ctx.next();
-    if (ev.kind === 'syscall-entry' && ev.rip === at) s.step('entered', t.tid, 'syscall');
-    else if (ev.kind === 'syscall-exit' && ev.rip === at) {
-      result = ev.rval;
-      s.step('returned', t.tid, 'syscall');
-    } else if (ev.kind === 'fault') {
-      failure = procError(
-        'PROC_CALL_FAULT',
-        `remote ${syscallName(nr)} faulted with signal ${ev.signal} at 0x${ev.addr.toString(16)}; thread ${t.tid} was restored`,
-        'The injected code is not executable in this process (W^X policy?).',
-        { pid: s.pid, tid: t.tid },
-      );
-    } else if (ev.kind === 'timeout') {
-      failure = procError(
-        'PROC_CALL_TIMEOUT',
-        `remote ${syscallName(nr)} did not complete within ${opts.timeoutMs ?? 5000} ms; thread ${t.tid} was restored`,
-        'The call blocked inside the target; retry.',
-        { pid: s.pid, tid: t.tid },
-      );
-      if (!ctx.interrupt()) throw s.threadGone(t, `a remote ${syscallName(nr)}`);
-    } else if (ev.kind === 'gone') throw s.threadGone(t, `a remote ${syscallName(nr)}`);
-  }
-  ctx.restore(saved);
-  ctx.done();
-  if (via.stub) releaseSlot(s.memory, via.stub.base, via.stub.slot);
-  s.serviceSoon();
-  if (failure) throw failure;
-  return result!;
+  const seq = new SyscallSequence(s, t, via);
+  const r = seq.run(nr, args, opts);
+  seq.end();
+  return r;
+}
+
+/** Where thread `t` makes remote system calls: its block of the stub page. */
+export function stubVia(s: InjectionHost, t: Tracee): Via {
+  const stub = s.slotFor(t);
+  return { rip: blockAddress(stub.base, stub.slot) + BigInt(ENTRY.SYSCALL), stub };
 }
 
 /** A remote system call through the stub page; returns rax as a signed value (-errno on failure). */
@@ -136,15 +192,7 @@ export function remoteSyscall(
   args: ReadonlyArray<RemoteArg>,
   opts: SyscallOptions = {},
 ): bigint {
-  const stub = s.slotFor(t);
-  return runSyscall(
-    s,
-    t,
-    nr,
-    args,
-    { rip: blockAddress(stub.base, stub.slot) + BigInt(ENTRY.SYSCALL), stub },
-    opts,
-  );
+  return runSyscall(s, t, nr, args, stubVia(s, t), opts);
 }
 
 const NAMES = new Map(Object.entries(NR).map(([k, v]) => [v, k]));

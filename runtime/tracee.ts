@@ -10,7 +10,9 @@
  *   thread stays job-control stopped (PTRACE_LISTEN) instead of running.
  * - Stops we did not ask for (a late interrupt) are absorbed by resuming again.
  */
-import { threadState } from './procfs.js';
+import { readStatus, threadState } from './procfs.js';
+import { resumeRegs } from './restart.js';
+import type { Regs } from './sys/regs.js';
 import { SIG } from './sys/constants.js';
 import { ECHILD, ESRCH, SysError } from './sys/errno.js';
 import * as pt from './sys/ptrace.js';
@@ -40,6 +42,8 @@ export class Tracee {
    * (it sets TIF_SIGPENDING), resume() sends the thread through it first.
    */
   restartPending = false;
+  /** With restartPending: the thread's own registers and mask, for settleRestart's quick way. */
+  restartFrom: { regs: Regs; mask: bigint } | undefined;
 
   constructor(readonly tid: number) {}
 
@@ -104,7 +108,7 @@ export class Tracee {
   resume(deadline = performance.now() + 2000): void {
     if (this.state !== 'stopped') return;
     try {
-      this.settleRestart(deadline);
+      this.settleRestart(deadline, true);
       if (this.state !== 'stopped') return;
       if (this.groupStopped) pt.listen(this.tid);
       else pt.cont(this.tid, 0);
@@ -119,10 +123,20 @@ export class Tracee {
    * With a restart pending, moves the thread from its syscall-exit stop to an
    * interrupt stop inside get_signal(), where the kernel restarts syscalls.
    * Needed before resuming it for anything but a detach or an injection.
+   * `resuming`: the thread is resumed right after (not lent to a call), so
+   * when no signal is pending the restart is made here instead, without
+   * that extra stop (restartsNow).
    */
-  settleRestart(deadline: number): void {
+  settleRestart(deadline: number, resuming = false): void {
     if (!this.restartPending || this.state !== 'stopped') return;
     this.restartPending = false;
+    const own = this.restartFrom;
+    this.restartFrom = undefined;
+    // Not for a thread in a group-stop: PTRACE_LISTEN, its way back, needs the interrupt stop.
+    if (resuming && own && !this.groupStopped && restartsNow(this.tid, own.mask)) {
+      pt.setRegs(this.tid, resumeRegs(own.regs));
+      return;
+    }
     pt.interrupt(this.tid);
     pt.cont(this.tid, 0);
     this.state = 'running';
@@ -227,4 +241,23 @@ export class Tracee {
       /* not ours any more */
     }
   }
+}
+
+/**
+ * Whether a thread about to be resumed from a syscall-exit stop may restart
+ * its own interrupted system call by taking the registers the kernel would
+ * return with (resumeRegs: rip on the `syscall` instruction again, rax the
+ * call's number or restart_syscall) instead of going through an interrupt
+ * stop for the kernel to decide: one stop fewer each time a lent thread goes
+ * back to work. The two differ only when a signal its own mask lets through
+ * is pending, which the kernel would deliver first and, for most calls,
+ * answer with EINTR; so a pending signal (SigPnd, ShdPnd of
+ * /proc/TID/task/TID/status) keeps the kernel's way. A signal arriving
+ * between this look and the resume, microseconds later, is one that
+ * arrived just after the kernel restarted the call: the program cannot
+ * tell the two apart. Held stop signals are re-sent before this look.
+ */
+function restartsNow(tid: number, ownMask: bigint): boolean {
+  const st = readStatus(tid, tid);
+  return st !== undefined && ((st.sigPnd | st.shdPnd) & ~ownMask) === 0n;
 }

@@ -5,6 +5,7 @@
  *
  *   npx tsx scripts/bench-all.ts [--processes 100,1000] [--sleep-processes 100]
  *                                [--jobs 1] [--profile] [--json FILE]
+ *                                [--baseline DIR [--rounds 1]]
  *
  * The fleet is one small program (test/fixtures/bench/fleet_main.c) forked
  * into N processes, each with libdemo loaded and calling it once a second,
@@ -32,16 +33,25 @@
  *     runs), timing each process from one onProcess callback to the next:
  *     the per-process median and worst, and the search over /proc;
  *   - with --profile, a CPU profile of the command (node --cpu-prof) for the
- *     largest N, summarised by self time per function and per source file.
+ *     largest N, summarised by self time per function and per source file;
+ *   - with --baseline DIR (another checkout, built: DIR/dist/bin/ulp-trigger.js),
+ *     the same three commands and floor with that tree's command on a fresh
+ *     fleet right after, printed beside this tree's with the ratio: before
+ *     and after a change, side by side in one run under the same load.
+ *     --rounds R repeats both R times in alternating order (fresh fleets) and
+ *     keeps the median of each time: on a shared machine one round can be
+ *     off by half.
  * Every process must end up switched: a failure fails the benchmark.
  */
 import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { readBundleFile } from '../patches/index.js';
 import { NR, Session } from '../runtime/index.js';
+import { closeTally, openTally, perItem, total, type Tally } from '../runtime/sys/tally.js';
 import { findProcesses, runAll } from '../trigger/all.js';
 import { startTarget } from '../lab/target.js';
 import {
+  arg,
   BIN,
   BENCH_DIR,
   ensureBuilt,
@@ -52,7 +62,6 @@ import {
   markdownTable,
   median,
   numbers,
-  runBin,
   runProgram,
   summary,
   writeJsonResult,
@@ -66,6 +75,8 @@ const COUNTS = numbers('--processes', [100, 1000]);
 const SLEEP_COUNTS = numbers('--sleep-processes', [100]).filter((n) => n > 0);
 const PROFILE = flag('--profile');
 const JOBS = numbers('--jobs', [1]);
+const BASELINE = arg('--baseline');
+const ROUNDS = numbers('--rounds', [1])[0]!;
 /** The issue's goals (processes per second on a 2-core machine, 1000 sleeping processes). */
 const GOAL = { first: 500, again: 1000 } as const;
 
@@ -87,6 +98,8 @@ export interface AllRow {
   revert: { commandMs: number; totalMs: number; ok: number };
   /** In-process runAll: time per process, and the search over /proc. */
   perProcess: { apply: Summary; revert: Summary };
+  /** In-process runAll: stops, requests, waits, remote syscalls and calls per process. */
+  counts: { apply: Counts; revert: Counts };
   /** Where a process's time goes on the first apply (medians). */
   phases: Phases;
   searchMs: number;
@@ -94,6 +107,16 @@ export interface AllRow {
   pauseWorstMs: number;
   loadBefore: string;
   loadAfter: string;
+  /** The same commands and floor with the --baseline tree's command, on a fresh fleet right after. */
+  baseline?: Commands;
+}
+
+/** The command's three runs on one fleet and the ptrace floor on the same processes. */
+export interface Commands {
+  apply: { commandMs: number; totalMs: number; ok: number };
+  revert: { commandMs: number; totalMs: number; ok: number };
+  reapply: { commandMs: number; totalMs: number; ok: number };
+  floorPerSec: number;
 }
 
 /** Medians per process: reading the process (snapshot, checks, decision), planning, staging, switching. */
@@ -104,7 +127,7 @@ export interface Phases {
   switchMs: number;
 }
 
-async function startFleet(
+export async function startFleet(
   exe: string,
   n: number,
   mode: FleetMode,
@@ -171,11 +194,18 @@ const vsGoal = (rate: number, goal: number) =>
 async function perProcess(
   fix: string,
   which: 'forward' | 'reverse',
-): Promise<{ times: number[]; pauses: number[]; searchMs: number; phases: Phases }> {
+): Promise<{ times: number[]; pauses: number[]; searchMs: number; phases: Phases; counts: Counts }> {
   const bundle = readBundleFile(fix);
   const marks: number[] = [];
   const t0 = performance.now();
-  const r = await runAll(bundle, { which, onProcess: () => marks.push(performance.now()) });
+  openTally();
+  let tally: Tally;
+  let r;
+  try {
+    r = await runAll(bundle, { which, onProcess: () => marks.push(performance.now()) });
+  } finally {
+    tally = closeTally();
+  }
   const end = performance.now();
   marks.push(end);
   const times = marks.slice(1).map((m, i) => m - marks[i]!);
@@ -204,39 +234,76 @@ async function perProcess(
     pauses: r.processes.map((p) => (p.ok ? (p.result.pauseMs ?? 0) : 0)),
     searchMs: (marks[0] ?? end) - t0,
     phases,
+    counts: countsOf(tally, r.processes.length),
+  };
+}
+
+/** What one process cost the tracer and the target, on average (runtime/sys/tally.ts). */
+export interface Counts {
+  stops: number;
+  requests: number;
+  waits: number;
+  syscalls: number;
+  calls: number;
+  /** Every count per process, largest first. */
+  detail: Array<[string, number]>;
+}
+
+export function countsOf(t: Tally, n: number): Counts {
+  const per = (prefix: string) => total(t, prefix) / n;
+  return {
+    stops: per('stop'),
+    requests: per('ptrace:'),
+    waits: per('wait'),
+    syscalls: per('syscall:'),
+    calls: per('call'),
+    detail: perItem(t, n),
   };
 }
 
 export function renderAll(rows: AllRow[]): string {
+  const rateRow = (r: AllRow, c: Commands, which: string, speedup: string) => {
+    const first = perSec(r.processes, c.apply.totalMs);
+    const again = perSec(r.processes, c.reapply.totalMs);
+    return [
+      String(r.processes),
+      r.mode === 'wait' ? 'pause()' : 'nanosleep(1 s)',
+      String(r.jobs),
+      which,
+      vsGoal(first, GOAL.first),
+      vsGoal(perSec(r.processes, c.revert.totalMs), GOAL.again),
+      vsGoal(again, GOAL.again),
+      c.floorPerSec.toFixed(0),
+      `${(c.floorPerSec / first).toFixed(1)}×`,
+      `${(c.floorPerSec / again).toFixed(1)}×`,
+      speedup,
+      [c.apply.commandMs, c.revert.commandMs, c.reapply.commandMs].map(fmtMs).join(' / '),
+    ];
+  };
+  /** How many times faster this tree's command was than the baseline's: first apply / revert / re-apply. */
+  const speedup = (now: Commands, before: Commands) =>
+    (['apply', 'revert', 'reapply'] as const)
+      .map((k) => `${(before[k].totalMs / now[k].totalMs).toFixed(2)}×`)
+      .join(' / ');
   const rates = markdownTable(
     [
       'processes',
       'waiting in',
       'jobs',
+      'command',
       'first apply/s (goal)',
       'revert/s (goal)',
       're-apply/s (goal)',
       'ptrace floor/s',
       'first apply / floor',
       're-apply / floor',
+      'faster than baseline: apply / revert / re-apply',
       'commands (node start included): apply / revert / re-apply',
     ],
-    rows.map((r) => {
-      const first = perSec(r.processes, r.apply.totalMs);
-      const again = perSec(r.processes, r.reapply.totalMs);
-      return [
-        String(r.processes),
-        r.mode === 'wait' ? 'pause()' : 'nanosleep(1 s)',
-        String(r.jobs),
-        vsGoal(first, GOAL.first),
-        vsGoal(perSec(r.processes, r.revert.totalMs), GOAL.again),
-        vsGoal(again, GOAL.again),
-        r.floorPerSec.toFixed(0),
-        `${(r.floorPerSec / first).toFixed(1)}×`,
-        `${(r.floorPerSec / again).toFixed(1)}×`,
-        [r.apply.commandMs, r.revert.commandMs, r.reapply.commandMs].map(fmtMs).join(' / '),
-      ];
-    }),
+    rows.flatMap((r) => [
+      rateRow(r, r, 'this tree', r.baseline ? speedup(r, r.baseline) : ''),
+      ...(r.baseline ? [rateRow(r, r.baseline, 'baseline', '')] : []),
+    ]),
   );
   const detail = markdownTable(
     [
@@ -264,7 +331,92 @@ export function renderAll(rows: AllRow[]): string {
       r.loadAfter,
     ]),
   );
-  return `${rates}\n\nPer process, from runAll() in the benchmark's process (one at a time):\n\n${detail}`;
+  const counts = markdownTable(
+    [
+      'processes',
+      'waiting in',
+      'run',
+      'target stops',
+      'ptrace requests',
+      'waits',
+      'remote syscalls',
+      'remote calls',
+      'largest counts',
+    ],
+    // Rows of a report written before the counts existed have none.
+    rows.flatMap((r) =>
+      (r.counts ? (['apply', 'revert'] as const) : []).map((k) => {
+        const c = r.counts![k];
+        return [
+          String(r.processes),
+          r.mode === 'wait' ? 'pause()' : 'nanosleep(1 s)',
+          k === 'apply' ? 'first apply' : 'revert',
+          c.stops.toFixed(1),
+          c.requests.toFixed(1),
+          c.waits.toFixed(1),
+          c.syscalls.toFixed(1),
+          c.calls.toFixed(1),
+          c.detail
+            .slice(0, 8)
+            .map(([key, v]) => `${key} ${v.toFixed(1)}`)
+            .join(', '),
+        ];
+      }),
+    ),
+  );
+  return `${rates}\n\nPer process, from runAll() in the benchmark's process (one at a time):\n\n${detail}\n\nPer process, counted (runtime/sys/tally.ts) in the same runs:\n\n${counts}`;
+}
+
+/** The compiled command `trigger` on a fresh fleet: first apply, revert, re-apply, then the ptrace floor on it. */
+async function commands(
+  trigger: string,
+  exe: string,
+  lib: string,
+  fix: string,
+  n: number,
+  mode: FleetMode,
+  jobs: number,
+): Promise<Commands> {
+  const fleet = await startFleet(exe, n, mode, lib);
+  try {
+    const found = findProcesses(new Set([readBundleFile(fix).manifest.builds.old.buildId])).pids.length;
+    if (found !== n) throw new Error(`the search found ${found} processes with the old build, expected ${n}`);
+    const run = (args: string[], outcome: string) => {
+      const c = runProgram(process.execPath, [
+        trigger,
+        '--all',
+        fix,
+        ...args,
+        '--json',
+        '--jobs',
+        String(jobs),
+      ]);
+      return { commandMs: c.ms, totalMs: c.json.totalMs, ok: checkAll(c.json, fleet.pids, outcome) };
+    };
+    const apply = run([], 'applied');
+    const revert = run(['--revert'], 'reverted');
+    const reapply = run([], 'applied');
+    const floorPerSec = floor(fleet.pids);
+    if (/BAD/.test(fleet.output())) throw new Error('a fleet process computed a wrong result');
+    return { apply, revert, reapply, floorPerSec };
+  } finally {
+    fleet.dispose();
+  }
+}
+
+/** Each figure's median over rounds. */
+function medianCommands(list: readonly Commands[]): Commands {
+  const run = (k: 'apply' | 'revert' | 'reapply') => ({
+    commandMs: median(list.map((c) => c[k].commandMs)),
+    totalMs: median(list.map((c) => c[k].totalMs)),
+    ok: Math.min(...list.map((c) => c[k].ok)),
+  });
+  return {
+    apply: run('apply'),
+    revert: run('revert'),
+    reapply: run('reapply'),
+    floorPerSec: median(list.map((c) => c.floorPerSec)),
+  };
 }
 
 async function measure(
@@ -278,26 +430,24 @@ async function measure(
 ): Promise<{ row: AllRow; profile?: Profile & { wallMs: number } }> {
   const loadBefore = loadAverage();
   // Fleet A: the command as users run it, first apply (stages the build in every process) and revert.
-  let fleet = await startFleet(exe, n, mode, lib);
-  let a, r, again, onMachine, applyOk, revertOk, reapplyOk, floorPerSec;
-  try {
-    onMachine = readdirSync('/proc').filter((e) => /^\d+$/.test(e)).length;
-    const found = findProcesses(new Set([readBundleFile(fix).manifest.builds.old.buildId])).pids.length;
-    if (found !== n) throw new Error(`the search found ${found} processes with the old build, expected ${n}`);
-    const j = ['--jobs', String(jobs)];
-    a = runBin('trigger', ['--all', fix, '--json', ...j]);
-    applyOk = checkAll(a.json, fleet.pids, 'applied');
-    r = runBin('trigger', ['--all', fix, '--revert', '--json', ...j]);
-    revertOk = checkAll(r.json, fleet.pids, 'reverted');
-    again = runBin('trigger', ['--all', fix, '--json', ...j]);
-    reapplyOk = checkAll(again.json, fleet.pids, 'applied');
-    floorPerSec = floor(fleet.pids);
-    if (/BAD/.test(fleet.output())) throw new Error('a fleet process computed a wrong result');
-  } finally {
-    fleet.dispose();
+  const onMachine = readdirSync('/proc').filter((e) => /^\d+$/.test(e)).length;
+  const mine: Commands[] = [];
+  const theirs: Commands[] = [];
+  for (let round = 0; round < (BASELINE ? ROUNDS : 1); round++) {
+    const runMine = async () => mine.push(await commands(BIN.trigger, exe, lib, fix, n, mode, jobs));
+    const runTheirs = async () =>
+      theirs.push(
+        await commands(join(BASELINE!, 'dist', 'bin', 'ulp-trigger.js'), exe, lib, fix, n, mode, jobs),
+      );
+    // Alternating order: the load drifts during a run, and neither tree should always go first.
+    if (!BASELINE) await runMine();
+    else if (round % 2 === 0) await runMine().then(runTheirs);
+    else await runTheirs().then(runMine);
   }
+  const { apply: a, revert: r, reapply: again, floorPerSec } = medianCommands(mine);
+  const baseline = BASELINE ? medianCommands(theirs) : undefined;
   // Fleet B: the same work through runAll() in this process, timed per process.
-  fleet = await startFleet(exe, n, mode, lib);
+  let fleet = await startFleet(exe, n, mode, lib);
   let pa, pr;
   try {
     pa = await perProcess(fix, 'forward');
@@ -335,12 +485,14 @@ async function measure(
     processes: n,
     mode,
     jobs,
-    reapply: { commandMs: again.ms, totalMs: again.json.totalMs, ok: reapplyOk },
+    reapply: again,
     floorPerSec,
     onMachine,
-    apply: { commandMs: a.ms, totalMs: a.json.totalMs, ok: applyOk },
-    revert: { commandMs: r.ms, totalMs: r.json.totalMs, ok: revertOk },
+    apply: a,
+    revert: r,
+    ...(baseline ? { baseline } : {}),
     perProcess: { apply: summary(pa.times), revert: summary(pr.times) },
+    counts: { apply: pa.counts, revert: pr.counts },
     phases: pa.phases,
     searchMs: pa.searchMs,
     pauseMedianMs: summary(pa.pauses).median,

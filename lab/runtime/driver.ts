@@ -6,7 +6,9 @@
  *   driver.ts PID loop WORK TID,TID,...      borrow each thread in turn and make
  *                                            remote calls and syscalls on it, forever
  *   driver.ts PID hang WORK TID OP STEP      one remote OP (syscall|call) on TID that
- *                                            stops dead at STEP (see InjectionStep)
+ *                                            stops dead at STEP (see InjectionStep); OP
+ *                                            sequence: two getpid in one Session.syscalls,
+ *                                            STEP#N stops at the Nth such step
  *   driver.ts PID hold MS                    stop all threads, stay busy MS ms, detach
  *                                            (the test sends SIGTERM meanwhile)
  *   driver.ts PID probe                      open a session and print the error as JSON
@@ -34,8 +36,11 @@ function check(what: string, got: bigint, want: bigint): void {
 function exercise(s: Session, tid: number, work: bigint, i: number): void {
   check('work', s.call(work, [i, 7], { tid }), BigInt(3 * i + 7));
   check('getpid', s.syscall(NR.getpid, [], { tid }), BigInt(pid));
-  const m = s.sys.mmap(0n, 8192, PROT.READ | PROT.WRITE, MAP.PRIVATE | MAP.ANONYMOUS);
-  s.sys.munmap(m, 8192);
+  // One sequence (one save and restore of the thread) for the two, as the loader stages.
+  s.syscalls(() => {
+    const m = s.sys.mmap(0n, 8192, PROT.READ | PROT.WRITE, MAP.PRIVATE | MAP.ANONYMOUS);
+    s.sys.munmap(m, 8192);
+  });
 }
 
 if (mode === 'setup') {
@@ -65,10 +70,13 @@ if (mode === 'setup') {
 } else if (mode === 'hang') {
   const work = BigInt(workArg!);
   const tid = Number(tidsArg);
+  const [stepName, nth] = stepArg!.split('#');
+  const op = opArg === 'sequence' ? 'syscall' : opArg;
+  let seen = 0;
   const s = Session.open(pid, {
     onStep: (step: InjectionStep, info) => {
-      if (step === stepArg && info.op === opArg) {
-        say(`HANG ${step}`);
+      if (step === stepName && info.op === op && ++seen === Number(nth ?? 1)) {
+        say(`HANG ${stepArg}`);
         forever();
       }
     },
@@ -76,6 +84,11 @@ if (mode === 'setup') {
   s.borrow(tid);
   s.stub();
   if (opArg === 'call') s.call(work, [1, 2], { tid });
+  else if (opArg === 'sequence')
+    s.syscalls(() => {
+      check('getpid', s.syscall(NR.getpid, [], { tid }), BigInt(pid));
+      check('getpid', s.syscall(NR.getpid, [], { tid }), BigInt(pid));
+    });
   else s.syscall(NR.getpid, [], { tid });
   say('step never reached');
 } else if (mode === 'hold') {

@@ -13,7 +13,7 @@
  */
 import { STT_FUNC, STT_GNU_IFUNC, type ElfObject } from '../../elf/index.js';
 import type { Mapping } from '../maps.js';
-import type { RemoteMemory } from '../memory.js';
+import { sizeMemfd, type RemoteMemory } from '../memory.js';
 import type { Session } from '../session.js';
 import { MAP, MFD, PROT } from '../sys/constants.js';
 import type { ProcessObject } from './model.js';
@@ -109,7 +109,7 @@ export function mapJournal(s: Session, soname: string, size: number): { addr: bi
   const mapSize = journalMapSize(size);
   const fd = s.sys.memfdCreate(journalMemfdName(soname), MFD.CLOEXEC);
   try {
-    s.sys.ftruncate(fd, mapSize);
+    sizeMemfd(s.pid, fd, mapSize);
     return { addr: s.sys.mmap(0n, mapSize, PROT.READ, MAP.PRIVATE, fd, 0), size: mapSize };
   } finally {
     s.sys.close(fd);

@@ -26,7 +26,7 @@
 import { closeSync, writeSync } from 'node:fs';
 import { PAGE_SIZE, pageAlignDown, pageAlignUp, PF_R, PF_W, PF_X, type ElfObject } from '../../elf/index.js';
 import { UlpError } from '../../common/errors.js';
-import { openTargetFd } from '../memory.js';
+import { openTargetFd, sealFromTracer, sizeMemfd } from '../memory.js';
 import type { Session } from '../session.js';
 import { MAP, MFD, NR, PROT } from '../sys/constants.js';
 import { dataMemfdName } from '../memfd-names.js';
@@ -100,8 +100,7 @@ export function mapBuild(s: Session, req: StageRequest): StagedImage {
     const bias = reservation - start;
     const bytes = req.rewrite ? req.rewrite(bias) : req.bytes;
     fd = sys.memfdCreate(req.memfdName, MFD.CLOEXEC | MFD.ALLOW_SEALING);
-    fillMemfd(s.pid, fd, bytes);
-    sys.addSeals(fd);
+    if (!fillMemfd(s.pid, fd, bytes)) sys.addSeals(fd);
     // The marker before any segment: whatever of the build a killed trigger leaves is never taken for a build.
     marker = sys.mmap(0n, PAGE_SIZE, PROT.NONE, MAP.PRIVATE, fd, 0n);
     for (const p of loads) {
@@ -158,7 +157,7 @@ export function mapBuild(s: Session, req: StageRequest): StagedImage {
       } else {
         const dfd = sys.memfdCreate(dataMemfdName(req.soname), MFD.CLOEXEC);
         try {
-          sys.ftruncate(dfd, len);
+          sizeMemfd(s.pid, dfd, len);
           sys.mmap(regionAddr, len, PROT.READ | PROT.WRITE, MAP.SHARED | MAP.FIXED, dfd, 0);
         } finally {
           sys.close(dfd);
@@ -191,8 +190,7 @@ export function mapMetadata(s: Session, name: string, bytes: Buffer): { addr: bi
   const sys = s.sys;
   const fd = sys.memfdCreate(name, MFD.CLOEXEC | MFD.ALLOW_SEALING);
   try {
-    fillMemfd(s.pid, fd, bytes);
-    sys.addSeals(fd);
+    if (!fillMemfd(s.pid, fd, bytes)) sys.addSeals(fd);
     const len = pageAlignUp(BigInt(bytes.length));
     return { addr: sys.mmap(0n, len, PROT.READ, MAP.PRIVATE, fd, 0n), len };
   } finally {
@@ -200,11 +198,15 @@ export function mapMetadata(s: Session, name: string, bytes: Buffer): { addr: bi
   }
 }
 
-/** Fills a memfd of the target from the tracer side, through /proc/PID/fd: no copy through the target's memory. */
-function fillMemfd(pid: number, fd: number, bytes: Buffer): void {
+/**
+ * Fills and seals a memfd of the target from the tracer side, through /proc/PID/fd: no copy through the
+ * target's memory, no remote fcntl. False when it could not be sealed from here (the caller seals it remotely).
+ */
+function fillMemfd(pid: number, fd: number, bytes: Buffer): boolean {
   const tfd = openTargetFd(pid, fd, 'r+');
   try {
     for (let off = 0; off < bytes.length;) off += writeSync(tfd, bytes, off, bytes.length - off, off);
+    return sealFromTracer(tfd);
   } finally {
     closeSync(tfd);
   }

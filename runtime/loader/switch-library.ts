@@ -344,7 +344,7 @@ function stageBuild(
     }
     if (req.metadata && !snap.maps.some((m) => m.path.startsWith(`/memfd:${req.metadata!.name}`)))
       meta = mapMetadata(session, req.metadata.name, req.metadata.bytes);
-    unwind = registerUnwindTables(session, snap.objects, elf, image.bias);
+    unwind = registerUnwindTables(session, snap.objects, elf, image.bias, req.elfCache);
     finishStaging(session, image);
     fields = {
       ...stageFields(plan, placed.rewrite ? dataRefs : undefined, family.canonical, state.region),
@@ -456,7 +456,7 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
     if (!target) {
       const t1 = performance.now();
       progress(`staging ${req.soname} ${req.target.buildId.slice(0, 12)}`);
-      staged = stageBuild(session, req, prepared, stagePlan!, dataRefs);
+      staged = session.syscalls(() => stageBuild(session, req, prepared, stagePlan!, dataRefs));
       Object.assign(report, staged.fields);
       target = staged.target;
       report.timings.stageMs = ms(t1);
@@ -536,6 +536,7 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
       tryDropJournals(
         session,
         redirectState.mappings.map((m) => ({ addr: m.start, size: Number(m.end - m.start) })),
+        true,
       );
     report.timings.switchMs = ms(t2);
   } finally {
@@ -729,13 +730,14 @@ function journalBudget(plan: RedirectPlan, soname: string): number {
   return base + 512 * plan.writes.length + 1024;
 }
 
-function withBorrowed<T>(s: Session, fn: () => T): T {
+/** `resume` false: the detach that follows frees the thread itself, without a resume and a stop again. */
+function withBorrowed<T>(s: Session, fn: () => T, resume = true): T {
   s.borrow();
   try {
     s.stub();
-    return fn();
+    return s.syscalls(fn);
   } finally {
-    s.resume();
+    if (resume) s.resume();
   }
 }
 
@@ -762,11 +764,20 @@ function stopOutsideEntries(s: Session, plan: RedirectPlan): Set<bigint> {
   }
 }
 
-function tryDropJournals(s: Session, maps: ReadonlyArray<{ addr: bigint; size: number }>): void {
+/** `last`: only the detach follows (see withBorrowed). */
+function tryDropJournals(
+  s: Session,
+  maps: ReadonlyArray<{ addr: bigint; size: number }>,
+  last = false,
+): void {
   try {
-    withBorrowed(s, () => {
-      for (const m of maps) tryUnmap(s, m.addr, BigInt(m.size));
-    });
+    withBorrowed(
+      s,
+      () => {
+        for (const m of maps) tryUnmap(s, m.addr, BigInt(m.size));
+      },
+      !last,
+    );
   } catch {
     // An older journal left mapped costs a page; readers take the newest.
   }

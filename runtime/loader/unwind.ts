@@ -13,11 +13,14 @@
  * itself would load it on its first pthread_cancel: registered tables live
  * in that one copy of the unwinder.
  */
-import { ehFrameEnd, ehFrameStart, type ElfObject } from '../../elf/index.js';
+import { ehFrameEnd, ehFrameStart, PT_DYNAMIC, type ElfObject } from '../../elf/index.js';
+import { headerAddrOf } from '../linkmap.js';
+import { findMapping, readMaps } from '../maps.js';
+import { ElfCache } from './elf-cache.js';
 import type { Session } from '../session.js';
 import type { ProcessObject } from './model.js';
 import { onSafeThread, runtimeCall } from './safe-thread.js';
-import { lookupIn } from './scope.js';
+import { isDefinition, lookupIn } from './scope.js';
 
 export const UNWINDER = 'libgcc_s.so.1';
 const RTLD_NOW = 2;
@@ -73,8 +76,42 @@ function entryIn(unwinder: ProcessObject): Entry | undefined {
   return register !== undefined && deregister !== undefined ? { register, deregister } : undefined;
 }
 
-/** Loads libgcc_s.so.1 with the process's own dlopen and finds its registration functions with dlsym. */
-function loadUnwinder(s: Session, objects: readonly ProcessObject[]): Entry | string {
+/**
+ * The registration functions of the unwinder dlopen just loaded, found the
+ * way ld.so's dlsym would find them but without a call into the process:
+ * glibc's dlopen returns the object's struct link_map (l_addr, l_name,
+ * l_ld), so one read gives the bias and the dynamic section, the mappings
+ * the file, and its dynamic symbol table the symbols (parsed once per
+ * `--all` run through the cache). Undefined when the handle is not the link
+ * map entry of libgcc_s.so.1 (its l_ld not that object's own dynamic
+ * section: another libc), for dlsym to answer instead.
+ */
+function entryFromLinkMap(s: Session, handle: bigint, cache: ElfCache): Entry | undefined {
+  try {
+    const l = s.memory.read(handle, 24);
+    const bias = l.readBigUInt64LE(0);
+    const ld = l.readBigUInt64LE(16);
+    const maps = readMaps(s.pid);
+    const { headerAddr, mapping } = headerAddrOf(maps, ld, bias);
+    if (!mapping || mapping.inode === 0) return undefined;
+    const first = findMapping(maps, headerAddr);
+    const elf = cache.object((a, n) => s.memory.read(a, n), bias, headerAddr, first);
+    const dyn = elf.programHeaders.find((p) => p.type === PT_DYNAMIC);
+    if (elf.soname !== UNWINDER || !dyn || bias + dyn.vaddr !== ld) return undefined;
+    const at = (name: string) => {
+      const sym = elf.lookup(name);
+      return sym && isDefinition(sym) ? bias + sym.value : undefined;
+    };
+    const register = at('__register_frame');
+    const deregister = at('__deregister_frame');
+    return register !== undefined && deregister !== undefined ? { register, deregister } : undefined;
+  } catch {
+    return undefined; // not readable as a link map entry: dlsym still can answer
+  }
+}
+
+/** Loads libgcc_s.so.1 with the process's own dlopen and finds its registration functions (link map, else dlsym). */
+function loadUnwinder(s: Session, objects: readonly ProcessObject[], cache: ElfCache): Entry | string {
   const libc = objects.find((o) => o.source === 'linkmap' && o.soname === 'libc.so.6');
   const dlopen = libc && lookupIn(libc, { name: 'dlopen' });
   const dlsym = libc && lookupIn(libc, { name: 'dlsym' });
@@ -83,6 +120,8 @@ function loadUnwinder(s: Session, objects: readonly ProcessObject[]): Entry | st
     onSafeThread(s, objects, what, (tid) => s.call(fn, args, runtimeCall(tid, CALL_TIMEOUT_MS)));
   const handle = call(`load ${UNWINDER}`, dlopen.addr, [cString(UNWINDER), RTLD_NOW]);
   if (handle === 0n) return `${UNWINDER} is not loaded and dlopen could not load it`;
+  const fromLinkMap = entryFromLinkMap(s, handle, cache);
+  if (fromLinkMap) return fromLinkMap;
   const register = call('look up __register_frame', dlsym.addr, [handle, cString('__register_frame')]);
   const deregister = call('look up __deregister_frame', dlsym.addr, [handle, cString('__deregister_frame')]);
   return register && deregister ? { register, deregister } : `${UNWINDER} has no __register_frame`;
@@ -105,13 +144,14 @@ export function registerUnwindTables(
   objects: readonly ProcessObject[],
   elf: ElfObject,
   bias: bigint,
+  cache: ElfCache = new ElfCache(),
 ): Registration {
   const p = plan(objects, elf, bias);
   if (p.ehFrame === undefined)
     return { report: { registered: false, loadedUnwinder: false, reason: p.reason! } };
   const found = p.unwinder
     ? (entryIn(p.unwinder) ?? `${UNWINDER} has no __register_frame`)
-    : loadUnwinder(s, objects);
+    : loadUnwinder(s, objects, cache);
   const loadedUnwinder = !p.unwinder && typeof found !== 'string';
   if (typeof found === 'string')
     return { report: { registered: false, loadedUnwinder: false, reason: found } };

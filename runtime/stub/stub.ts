@@ -19,7 +19,7 @@ import { procError } from '../errors.js';
 import { findMapping, readMaps, type Mapping } from '../maps.js';
 import type { RemoteMemory } from '../memory.js';
 import { completeInjectedPage, findInjectedPages, type InjectedPage } from '../injected-page.js';
-import { checkSyscall, RemoteSyscalls, runSyscall } from '../remote-syscall.js';
+import { checkSyscall, RemoteSyscalls, runSyscall, SyscallSequence } from '../remote-syscall.js';
 import type { InjectionHost } from '../injection-host.js';
 import type { Tracee } from '../tracee.js';
 import { ENTRY, STUB_CODE } from './code.js';
@@ -114,7 +114,19 @@ export function createStub(s: InjectionHost, t: Tracee): StubInfo {
   // completeInjectedPage writes the code before its first system call, which runs through that code.
   const slot = claimSlot(s.memory, base, s.pid, t.tid, pt.getRegs(t.tid).rip);
   const via = { rip: blockAddress(base, slot) + BigInt(ENTRY.SYSCALL), stub: { base, slot } };
-  const sys = new RemoteSyscalls({ pid: s.pid, syscall: (nr, args) => runSyscall(s, t, nr, args, via) });
-  completeInjectedPage(s.pid, s.memory, sys, base, STUB_PAGE);
+  // The page's system calls share one save and restore of the thread (SyscallSequence).
+  const seq = new SyscallSequence(s, t, via);
+  const sys = new RemoteSyscalls({ pid: s.pid, syscall: (nr, args) => seq.run(nr, args) });
+  try {
+    completeInjectedPage(s.pid, s.memory, sys, base, STUB_PAGE);
+  } catch (e) {
+    try {
+      seq.end();
+    } catch {
+      /* the thread is gone: the error at hand says so */
+    }
+    throw e;
+  }
+  seq.end();
   return { base, created: true };
 }

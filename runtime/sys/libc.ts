@@ -96,6 +96,14 @@ export const syscallIIPP = libc.func('long syscall(long nr, long a, long b, void
   d: Buffer | null,
 ) => number | bigint;
 
+/** A raw syscall with three integer arguments (fcntl on the tracer's own descriptors). */
+export const syscall3 = libc.func('long syscall(long nr, long a, long b, long c)') as (
+  nr: number,
+  a: number,
+  b: number,
+  c: number,
+) => number | bigint;
+
 export const geteuid = libc.func('uint32_t geteuid()') as () => number;
 
 /** errno of the last call made through koffi on this thread. */

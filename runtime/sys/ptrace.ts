@@ -7,8 +7,10 @@ import { NT, PTRACE } from './constants.js';
 import { SysError } from './errno.js';
 import { lastErrno, ptraceBuf, ptraceInt } from './libc.js';
 import { decodeRegs, encodeRegs, REGS_SIZE, type Regs } from './regs.js';
+import { note } from './tally.js';
 
 function check(op: string, r: number | bigint): void {
+  note(`ptrace:${op}`);
   if (Number(r) === -1) throw new SysError(op, lastErrno());
 }
 
@@ -70,6 +72,7 @@ export function pokeData(tid: number, addr: bigint, word: bigint): void {
 
 export function peekData(tid: number, addr: bigint): bigint {
   koffi.errno(0);
+  note('ptrace:PTRACE_PEEKDATA');
   const r = ptraceInt(PTRACE.PEEKDATA, tid, addr, 0);
   if (Number(r) === -1 && lastErrno() !== 0) throw new SysError('PTRACE_PEEKDATA', lastErrno());
   return BigInt.asUintN(64, BigInt(r));
@@ -121,6 +124,7 @@ function iovecFor(buf: Buffer): Buffer {
 export function getXState(tid: number, maxSize = 16384): Buffer | undefined {
   const buf = Buffer.allocUnsafeSlow(maxSize).fill(0);
   const iov = iovecFor(buf);
+  note('ptrace:PTRACE_GETREGSET(NT_X86_XSTATE)');
   const r = ptraceBuf(PTRACE.GETREGSET, tid, NT.X86_XSTATE, iov);
   if (Number(r) === -1) {
     const e = lastErrno();

@@ -7,6 +7,7 @@ import { PTRACE_EVENT, SIG, WNOHANG, __WALL } from './constants.js';
 import { EINTR, SysError } from './errno.js';
 import { lastErrno, waitpid } from './libc.js';
 import * as alarm from './wait-alarm.js';
+import { note } from './tally.js';
 
 export type WaitEvent =
   | { kind: 'exited'; code: number }
@@ -43,12 +44,19 @@ export function isSignalStop(e: WaitEvent): boolean {
 
 const statusBuf = Buffer.alloc(4);
 
+/** Each stop the tracer sees is a stop the target made (tally.ts). */
+function counted(e: WaitEvent): WaitEvent {
+  if (e.kind === 'stopped') note('stop');
+  return e;
+}
+
 /** One non-blocking poll; undefined when nothing is pending. Throws SysError(ECHILD) when tid is not ours. */
 export function pollThread(tid: number): WaitEvent | undefined {
   for (;;) {
     const r = waitpid(tid, statusBuf, __WALL | WNOHANG);
+    note(r === 0 ? 'wait:empty' : 'wait');
     if (r === 0) return undefined;
-    if (r === tid) return decodeStatus(statusBuf.readInt32LE(0));
+    if (r === tid) return counted(decodeStatus(statusBuf.readInt32LE(0)));
     const e = lastErrno();
     if (e === EINTR) continue;
     throw new SysError('waitpid', e);
@@ -72,7 +80,8 @@ function blockingWait(tid: number, ms: number): WaitEvent | undefined {
   alarm.arm(ms);
   try {
     const r = waitpid(tid, statusBuf, __WALL);
-    if (r === tid) return decodeStatus(statusBuf.readInt32LE(0));
+    note('wait');
+    if (r === tid) return counted(decodeStatus(statusBuf.readInt32LE(0)));
     const e = lastErrno();
     if (e === EINTR) return undefined;
     throw new SysError('waitpid', e);

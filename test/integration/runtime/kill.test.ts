@@ -57,7 +57,7 @@ describe('runtime: the tracer killed mid-injection', function () {
     before(async () => (v = await startVictim()));
     after(() => v?.t.dispose());
 
-    const cases: Array<[op: 'syscall' | 'call', step: string, thread: keyof Victim['tids']]> = [
+    const cases: Array<[op: 'syscall' | 'call' | 'sequence', step: string, thread: keyof Victim['tids']]> = [
       ['syscall', 'redirected', 'sleeper'],
       ['syscall', 'running', 'reader'],
       ['syscall', 'entered', 'sleeper'],
@@ -71,6 +71,12 @@ describe('runtime: the tracer killed mid-injection', function () {
       ['call', 'returned', 'compute'],
       ['call', 'returned', 'reader'],
       ['call', 'restored', 'sleeper'],
+      // Two syscalls sharing one save and restore (Session.syscalls): killed between them and in the second.
+      ['sequence', 'returned#1', 'sleeper'],
+      ['sequence', 'redirected#2', 'reader'],
+      ['sequence', 'entered#2', 'sleeper'],
+      ['sequence', 'returned#2', 'reader'],
+      ['sequence', 'restored#1', 'sleeper'],
     ];
     for (const [op, step, thread] of cases) {
       it(`remote ${op} killed at "${step}" on the ${thread} thread`, async () => {

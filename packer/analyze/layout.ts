@@ -35,6 +35,7 @@ import { Flow, REGISTER_NAMES } from '../../elf/x86/decode.js';
 import { Findings, listText, plural } from './findings.js';
 import { layoutFindings, type DwarfLayoutResult } from './layouts.js';
 import type { Pair } from './pair.js';
+import { stackConfined, type StackCondition } from './stack-structs.js';
 
 export interface FieldShift {
   function: string;
@@ -269,11 +270,17 @@ export function analyzeLayout(
   pair: Pair,
   pairs: readonly FunctionPair[],
   dwarf?: DwarfLayoutResult,
+  held?: { condition?: StackCondition },
 ): Category {
   const { from, to } = pair;
   const f = new Findings();
   const e = layoutEvidence(from, to, pairs);
   const decided = dwarf !== undefined && dwarf.incomplete === undefined;
+  // Shifted fields of structures that live on stack frames only: compatible while no frame of the outgoing build holds one.
+  const stack =
+    !decided && e.fields.length > 0 && e.sizes.length === 0
+      ? stackConfined(from, to, e.fields, layoutEvidence(to, from, pairs).fields, pairs)
+      : undefined;
   if (dwarf)
     for (const x of layoutFindings(dwarf)) f.add(x.severity, x.code, x.message, x.symbols, x.details);
   if (dwarf?.incomplete)
@@ -281,8 +288,12 @@ export function analyzeLayout(
       'LAYOUT_DWARF_INCOMPLETE',
       `the DWARF does not cover every structure (${dwarf.incomplete}); the code's evidence decides as well`,
     );
-  const severity = decided ? 'info' : 'error';
-  const because = decided ? "; DWARF decides, this is the code's evidence" : '';
+  const severity = decided ? 'info' : stack?.confined ? 'warning' : 'error';
+  const because = decided
+    ? "; DWARF decides, this is the code's evidence"
+    : stack?.confined
+      ? ' if one made by a call still running met the new code'
+      : '';
   if (e.fields.length) {
     const fns = [...new Set(e.fields.map((x) => x.function))];
     const shown = e.fields.map(
@@ -300,6 +311,28 @@ export function analyzeLayout(
       },
     );
   }
+  if (stack?.confined) {
+    const names = stack.condition.functions.map((c) => c.name ?? `0x${c.start.toString(16)}`);
+    f.warning(
+      'LAYOUT_STACK_CONFINED',
+      `every shifted field belongs to a structure on the stack of ${listText(names, 6)} (in both builds): compatible on condition that no thread is inside ${names.length === 1 ? 'it' : 'one of them'} in the ${from.label} build at the switch; ulp-trigger checks every thread's call chain and refuses otherwise`,
+      names,
+      {
+        creators: stack.condition.functions.map((c) => ({
+          ...(c.name ? { name: c.name } : {}),
+          start: hex(c.start),
+          end: hex(c.end),
+        })),
+      },
+    );
+    if (held) held.condition = stack.condition;
+  } else if (stack)
+    f.info(
+      'LAYOUT_NOT_STACK_CONFINED',
+      `the shifted fields cannot all be shown to live on a stack frame: ${listText(stack.reasons, 4)}`,
+      undefined,
+      { reasons: stack.reasons.slice(0, 200) },
+    );
   if (e.sizes.length) {
     const fns = [...new Set(e.sizes.map((x) => x.function))];
     const shown = e.sizes.map((x) => `${x.function}: ${x.callee}(${x.from}) -> ${x.callee}(${x.to})`);

@@ -35,6 +35,10 @@ export const enum Move {
   Load = 6,
   /** The 64-bit word at the memory operand = src (mov reg, m64). */
   Store = 7,
+  /** dst = the sign-extended 32-bit word at the memory operand (movslq m32, reg: a jump table's entry). */
+  LoadEntry = 8,
+  /** dst += src (64-bit add of two registers). */
+  AddRegister = 9,
 }
 
 export interface Effect {
@@ -159,6 +163,8 @@ export function effectOf(buf: Uint8Array, off: number, end: number, insn?: Insn)
   if (op === 0x0f) return twoByte(buf, p + 1, rex, regBit, rmBit, d, other);
   if (d.flow === Flow.Call || d.flow === Flow.IndirectCall) return other(CALLER_SAVED);
   if (d.flow === Flow.Jcc || d.flow === Flow.Jmp || d.flow === Flow.Ret || d.flow === Flow.IndirectJmp) {
+    // jmp *%reg: src names the register the target is in (a switch table's computed target).
+    if (d.flow === Flow.IndirectJmp && op === 0xff && mod === 3) return { ...other(0), src: rmReg };
     // loop (E0-E2) counts rcx down; xbegin (C7 F8) leaves its abort status in eax.
     return other(op >= 0xe0 && op <= 0xe2 ? bit(1) : op === 0xc7 ? bit(0) : 0);
   }
@@ -168,6 +174,9 @@ export function effectOf(buf: Uint8Array, off: number, end: number, insn?: Insn)
     if (w && mod === 3 && op === 0x8b) return move(Move.Copy, regBit, regField, rmReg);
     if (w && mod !== 3 && op === 0x8b) return move(Move.Load, regBit, regField, -1);
     if (w && mod !== 3 && op === 0x89) return move(Move.Store, 0, -1, regField);
+    if (w && mod !== 3 && op === 0x63) return move(Move.LoadEntry, regBit, regField, -1);
+    if (w && mod === 3 && op === 0x01) return move(Move.AddRegister, rmBit, rmReg, regField);
+    if (w && mod === 3 && op === 0x03) return move(Move.AddRegister, regBit, regField, rmReg);
     if (op === 0x8d) {
       if (w && !addr32 && d.base >= 0 && !d.indexed) {
         const disp =

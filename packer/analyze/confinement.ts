@@ -26,6 +26,7 @@ import { decode, Flow, newInsn, REGISTER_NAMES } from '../../elf/x86/decode.js';
 import { CALLER_SAVED, effectOf, Move, RBP, RSP, type Effect } from '../../elf/x86/effects.js';
 import { PF_X, RelocType, SHF_EXECINSTR } from '../../elf/index.js';
 import type { Build, FunctionInfo } from '../model.js';
+import { targetsOf } from '../code/targets.js';
 
 export interface Access {
   /** Start of the function the access is in. */
@@ -43,7 +44,9 @@ type Val =
   | { k: 'bottom' }
   | { k: 'unknown' }
   | { k: 'frame'; off: number }
-  | { k: 'confined'; creators: readonly number[]; key: string };
+  | { k: 'confined'; creators: readonly number[]; key: string }
+  /** A jump table's address (`lea X(%rip)`), an entry read from it, the entry added to it: where a switch jumps. */
+  | { k: 'table' | 'entry' | 'target'; table: number };
 
 const UNKNOWN: Val = { k: 'unknown' };
 /**
@@ -64,6 +67,8 @@ interface Fn {
    * indirect jump or none of these can be found: then any instruction may be a landing.
    */
   landings: number[] | undefined;
+  /** The landings of each jump table the function addresses, by the table's address. */
+  tables: Map<number, number[]>;
 }
 
 interface Insn {
@@ -77,6 +82,8 @@ interface Insn {
   lea: boolean;
   /** NOP, int3: alignment padding between blocks. */
   pad: boolean;
+  /** A call of a C library function that never returns (__stack_chk_fail, abort, exit...): no fall-through. */
+  noreturn?: boolean;
   /** The memory operand's base register, -1 without one; its displacement; whether it has an index. */
   base: number;
   disp: number;
@@ -108,6 +115,29 @@ interface Program {
 }
 
 const programs = new WeakMap<Build, Program>();
+
+/** Imports the C library declares noreturn, by name. */
+const NORETURN = new Set([
+  '__stack_chk_fail',
+  '__fortify_fail',
+  '__chk_fail',
+  'abort',
+  'exit',
+  '_exit',
+  '_Exit',
+  'quick_exit',
+  '__assert_fail',
+  '__assert_perror_fail',
+  'longjmp',
+  'siglongjmp',
+  '_longjmp',
+  '__longjmp_chk',
+  'pthread_exit',
+  'err',
+  'errx',
+  'verr',
+  'verrx',
+]);
 
 /** Decides each access in `build`: confined (with the creators' starts) or not, and why. */
 export function confinement(build: Build, accesses: readonly Access[]): Confinement[] {
@@ -197,6 +227,7 @@ function programOf(build: Build): Program {
       index,
       hasIndirectJump: insns.some((x) => x.flow === Flow.IndirectJmp),
       landings: undefined,
+      tables: new Map(),
     });
     if (!ok) blind = `the code of ${label(info)} does not decode`;
   }
@@ -293,6 +324,14 @@ function programOf(build: Build): Program {
     list.push(e);
   }
   if (blind) for (const f of fns) if (!open.has(f.info.start)) open.set(f.info.start, blind);
+  // Calls that never return: gcc puts other code right after them (a stack-protector failure mid-function).
+  const names = targetsOf(build);
+  for (const f of fns)
+    for (const x of f.insns ?? [])
+      if (x.flow === Flow.Call && x.target >= 0) {
+        const name = names.nameOf(x.target);
+        if (name.startsWith('i:') && NORETURN.has(name.slice(2).replace(/@.*$/, ''))) x.noreturn = true;
+      }
   computeClobbers(prog);
   const relocated = new Set<number>();
   for (const r of build.obj.relocations)
@@ -332,6 +371,7 @@ function landingsOf(prog: Program, build: Build, f: Fn, relocated: Set<number>):
       land(x.rip);
       continue;
     }
+    const mine = new Set<number>();
     for (let at = x.rip; ; at += 4) {
       let entry: number;
       try {
@@ -339,8 +379,12 @@ function landingsOf(prog: Program, build: Build, f: Fn, relocated: Set<number>):
       } catch {
         break;
       }
-      if (!land(x.rip + entry)) break;
+      const a = x.rip + entry;
+      if (!land(a)) break;
+      const i = f.index.get(a);
+      if (i !== undefined) mine.add(i);
     }
+    if (mine.size) f.tables.set(x.rip, [...mine]);
   }
   return out.size ? [...out] : undefined;
 }
@@ -411,9 +455,13 @@ function label(f: FunctionInfo): string {
 }
 
 const confinedCache = new Map<string, Val>();
-function confinedVal(creators: Iterable<number>): Val {
-  const list = [...new Set(creators)].sort((a, b) => a - b);
-  const key = list.join(',');
+function confinedVal(creators: readonly number[]): Val {
+  // Small lists (one or two creators): sorted and deduplicated by hand, no Set per join.
+  const list =
+    creators.length === 1
+      ? creators
+      : [...creators].sort((a, b) => a - b).filter((c, i, l) => i === 0 || c !== l[i - 1]);
+  const key = list.length === 1 ? String(list[0]) : list.join(',');
   let v = confinedCache.get(key);
   if (!v) confinedCache.set(key, (v = { k: 'confined', creators: list, key }));
   return v;
@@ -424,6 +472,8 @@ function same(a: Val, b: Val): boolean {
   if (a.k !== b.k) return false;
   if (a.k === 'frame') return a.off === (b as { off: number }).off;
   if (a.k === 'confined') return a.key === (b as { key: string }).key;
+  if (a.k === 'table' || a.k === 'entry' || a.k === 'target')
+    return a.table === (b as { table: number }).table;
   return true;
 }
 
@@ -432,6 +482,15 @@ function join(a: Val, b: Val, self: number, reg: number): Val {
   if (a.k === 'bottom') return b;
   if (b.k === 'bottom' || same(a, b)) return a;
   if (a.k === 'unknown' || b.k === 'unknown' || reg === RSP) return UNKNOWN;
+  if (
+    a.k === 'table' ||
+    a.k === 'entry' ||
+    a.k === 'target' ||
+    b.k === 'table' ||
+    b.k === 'entry' ||
+    b.k === 'target'
+  )
+    return UNKNOWN;
   const set: number[] = [];
   for (const v of [a, b]) {
     if (v.k === 'frame') {
@@ -502,6 +561,20 @@ function transfer(x: Insn, s: State, limit: number, clobbers?: Map<number, numbe
         t[e.dst] = (a !== undefined && m?.get(a)) || UNKNOWN;
         break;
       }
+      case Move.LoadEntry: {
+        const b = x.base >= 0 ? s[x.base]! : UNKNOWN;
+        t[e.dst] = b.k === 'table' && x.disp === 0 ? { k: 'entry', table: b.table } : UNKNOWN;
+        break;
+      }
+      case Move.AddRegister: {
+        const [p, q] = [s[e.dst]!, s[e.src]!];
+        t[e.dst] =
+          (p.k === 'table' && q.k === 'entry' && p.table === q.table) ||
+          (p.k === 'entry' && q.k === 'table' && p.table === q.table)
+            ? { k: 'target', table: p.table }
+            : UNKNOWN;
+        break;
+      }
       case Move.Store: {
         const a = at();
         if (a !== undefined) {
@@ -512,6 +585,9 @@ function transfer(x: Insn, s: State, limit: number, clobbers?: Map<number, numbe
       }
       default:
         for (let r = 0; r < 16; r++) if (e.writes & (1 << r)) t[r] = UNKNOWN;
+        // lea X(%rip),%reg: perhaps a jump table's address.
+        if (x.lea && x.rip >= 0 && e.writes && (e.writes & (e.writes - 1)) === 0)
+          t[31 - Math.clz32(e.writes)] = { k: 'table', table: x.rip };
     }
   if (e.memory && e.move !== Move.Load && e.move !== Move.Store) {
     // Anything else with a memory operand in this frame may write it (up to a 64-byte vector).
@@ -639,19 +715,23 @@ class Solver {
   /** What an edge passes to its target, in the target's terms. */
   private carry(e: Edge, s: State): State {
     const caller = e.from.info.start;
-    const t = s.map((v, r): Val => {
+    const callee = fnAt(this.prog, e.target)!;
+    const rsp = s[RSP]!;
+    // A jump to a function's entry with the caller's frame gone is a tail call: what lived there is dead.
+    // Any other jump continues the caller's frame in another function (a part gcc split off as `.cold`):
+    // what lives there stays alive while either runs, so both count as its creators.
+    const tail = !e.call && e.target === callee.info.start && rsp.k === 'frame' && rsp.off === 0;
+    const t: State = s.map((v, r): Val => {
       if (r === RSP) return UNKNOWN;
-      if (v.k === 'frame') return e.call && v.off < 0 ? confinedVal([caller]) : UNKNOWN;
-      // A jump out of the caller (a tail call) ends its frame: what lives there is gone.
-      if (v.k === 'confined' && !e.call && v.creators.includes(caller)) return UNKNOWN;
+      if (v.k === 'frame') {
+        if (v.off >= 0 || tail) return UNKNOWN;
+        return confinedVal(e.call ? [caller] : [caller, callee.info.start]);
+      }
+      if (v.k === 'confined' && v.creators.includes(caller) && !e.call)
+        return tail ? UNKNOWN : confinedVal([...v.creators, callee.info.start]);
       return v;
     });
-    const callee = fnAt(this.prog, e.target)!;
-    if (
-      e.target === callee.info.start &&
-      (e.call || (s[RSP]!.k === 'frame' && (s[RSP] as { off: number }).off === 0))
-    )
-      t[RSP] = { k: 'frame', off: 0 };
+    if (e.target === callee.info.start && (e.call || tail)) t[RSP] = { k: 'frame', off: 0 };
     return t;
   }
 
@@ -669,7 +749,12 @@ class Solver {
     }
     for (const [at, s] of entries) ins[f.index.get(at)!] = s;
     const running = ins.some((x) => x !== undefined);
+    // What jumps through a register carry: by the table whose entry they computed, or (any) to every landing.
     let indirect: State | undefined;
+    const byTable = new Map<number, State>();
+    const tablesAt = new Map<number, number[]>();
+    for (const [table, list] of f.tables)
+      for (const i of list) tablesAt.set(i, [...(tablesAt.get(i) ?? []), table]);
     let landing = f.landings ? new Set(f.landings) : undefined;
     const merge = (i: number, s: State): boolean => {
       const old = ins[i];
@@ -695,11 +780,23 @@ class Solver {
       for (let i = 0; i < n; i++) {
         // A jump through a register (a switch table) lands with the state it had.
         if (indirect && (!landing || landing.has(i)) && merge(i, indirect)) again = true;
+        for (const table of tablesAt.get(i) ?? []) {
+          const st = byTable.get(table);
+          if (st && merge(i, st)) again = true;
+        }
         const s = ins[i];
         if (!s) continue;
         const x = insns[i]!;
         const out = transfer(x, s, limit, this.prog.clobbers);
-        if (x.flow === Flow.IndirectJmp) {
+        const via = x.flow === Flow.IndirectJmp && x.effect.src >= 0 ? s[x.effect.src]! : undefined;
+        if (via?.k === 'target' && f.tables.has(via.table)) {
+          const before = byTable.get(via.table);
+          const joined: State = before ? before.map((v, r) => join(v, out[r]!, start, r)) : out.slice();
+          const m = before ? joinSlots(before.m, out.m, start) : out.m;
+          if (m) joined.m = m;
+          byTable.set(via.table, joined);
+          if (!before || joined.some((v, r) => !same(v, before[r]!)) || !sameSlots(m, before.m)) again = true;
+        } else if (x.flow === Flow.IndirectJmp) {
           const before = indirect;
           const joined: State = before ? before.map((v, r) => join(v, out[r]!, start, r)) : out.slice();
           const m = before ? joinSlots(before.m, out.m, start) : out.m;
@@ -716,6 +813,7 @@ class Solver {
             x.flow === Flow.Jcc ||
             x.flow === Flow.Call ||
             x.flow === Flow.IndirectCall) &&
+          !x.noreturn &&
           i + 1 < n
         )
           merge(i + 1, out);

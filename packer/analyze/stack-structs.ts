@@ -86,8 +86,22 @@ export function stackConfined(
   return verdict;
 }
 
+/** Each side is decided once: the reverse direction asks about the same accesses (the evidence and its mirror). */
+const sides = new WeakMap<readonly Shift[], { creators: FunctionInfo[] | undefined; reasons: string[] }>();
+
 /** The creators of every access of `build`, or undefined (with reasons added) when some access is not confined. */
 function confinedSide(build: Build, shifts: readonly Shift[], reasons: string[]): FunctionInfo[] | undefined {
+  let side = sides.get(shifts);
+  if (!side) {
+    const own: string[] = [];
+    side = { creators: decideSide(build, shifts, own), reasons: own };
+    sides.set(shifts, side);
+  }
+  reasons.push(...side.reasons);
+  return side.creators;
+}
+
+function decideSide(build: Build, shifts: readonly Shift[], reasons: string[]): FunctionInfo[] | undefined {
   const byLabel = new Map(build.functions().map((f) => [label(f), f]));
   const accesses: Access[] = [];
   for (const s of shifts) {

@@ -99,6 +99,7 @@ describe('ulp-trigger and a bundle compatible while no thread is inside a creato
   it('the bundle carries the condition under format 2, naming stack_run', () => {
     const r = ulpPack(['--inspect', bundle, '--json']);
     assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.equal(r.json.manifest.format, '2.0.0', 'a trigger that reads only 1.x refuses it');
     const raw = JSON.stringify(r.json);
     assert.match(raw, /LAYOUT_STACK_CONFINED/);
     assert.match(raw, /stack_run/);

@@ -289,11 +289,7 @@ export function analyzeLayout(
       `the DWARF does not cover every structure (${dwarf.incomplete}); the code's evidence decides as well`,
     );
   const severity = decided ? 'info' : stack?.confined ? 'warning' : 'error';
-  const because = decided
-    ? "; DWARF decides, this is the code's evidence"
-    : stack?.confined
-      ? ' if one made by a call still running met the new code'
-      : '';
+  const because = decided ? "; DWARF decides, this is the code's evidence" : '';
   if (e.fields.length) {
     const fns = [...new Set(e.fields.map((x) => x.function))];
     const shown = e.fields.map(
@@ -302,7 +298,7 @@ export function analyzeLayout(
     f.add(
       severity,
       'LAYOUT_FIELD_MOVED',
-      `a structure changed its layout: ${plural(fns.length, 'function')} access${fns.length === 1 ? 'es' : ''} the same field at another offset (${listText(shown, 6)}); objects the ${from.label} build allocated would be misread and corrupted by the ${to.label} code${because}`,
+      `a structure changed its layout: ${plural(fns.length, 'function')} access${fns.length === 1 ? 'es' : ''} the same field at another offset (${listText(shown, 6)}); ${stack?.confined ? `the structure lives only on stack frames (LAYOUT_STACK_CONFINED): one made by a call still running at the switch would be misread and corrupted by the ${to.label} code` : `objects the ${from.label} build allocated would be misread and corrupted by the ${to.label} code`}${because}`,
       fns,
       {
         shifts: e.fields
@@ -345,8 +341,14 @@ export function analyzeLayout(
     );
   }
   const code = `${plural(e.compared, 'changed function')} compared${e.unaligned ? ` (${e.unaligned} too different to align)` : ''}; ${e.fields.length + e.sizes.length ? `${plural(e.fields.length, 'field access', 'field accesses')} and ${plural(e.sizes.length, 'allocation size')} shifted` : 'no shifted field or allocation size'}`;
+  const creators = stack?.confined
+    ? `; compatible while no thread is inside ${listText(
+        stack.condition.functions.map((c) => c.name ?? `0x${c.start.toString(16)}`),
+        3,
+      )}`
+    : '';
   const summary = decided
     ? `decided from DWARF: ${plural(dwarf.changes.length, 'structure')} changed (${dwarf.source}); code: ${code}`
-    : code;
+    : code + creators;
   return f.category(summary);
 }

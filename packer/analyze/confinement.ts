@@ -289,6 +289,7 @@ function programOf(build: Build): Program {
       r.symbol?.defined
     )
       v = Number(r.symbol.value + r.addend);
+    else if (r.type === RelocType.R64 && r.symIndex === 0) v = Number(r.addend);
     const f = v === undefined ? undefined : fnAt(prog, v);
     if (f && !open.has(f.info.start)) open.set(f.info.start, 'a relocation holds its address');
   }
@@ -324,6 +325,26 @@ function programOf(build: Build): Program {
     list.push(e);
   }
   if (blind) for (const f of fns) if (!open.has(f.info.start)) open.set(f.info.start, blind);
+  // No direct call or jump reaches it, yet it is code: reached some way the analysis does not see
+  // (DT_INIT, DT_FINI, the unwinder), so with nothing known.
+  for (const f of fns)
+    if (!open.has(f.info.start) && !prog.edges.get(f.info.start)?.length)
+      open.set(f.info.start, 'no direct call or jump reaches it');
+  // A table of 32-bit offsets from its own address (reached by a RIP-relative operand) whose entries land on
+  // function entries takes their addresses, as a relocated pointer would: read while they do.
+  for (const t of ripTargets) {
+    for (let at = t; ; at += 4) {
+      let entry: number;
+      try {
+        entry = build.bytesAt(at, 4).readInt32LE(0);
+      } catch {
+        break;
+      }
+      const g = fnAt(prog, t + entry);
+      if (!g || g.info.start !== t + entry) break;
+      if (!open.has(g.info.start)) open.set(g.info.start, 'a table of offsets in data points at it');
+    }
+  }
   // Calls that never return: gcc puts other code right after them (a stack-protector failure mid-function).
   const names = targetsOf(build);
   for (const f of fns)
@@ -826,6 +847,17 @@ class Solver {
     if (running && landing && insns.some((x, i) => !ins[i] && !x.pad)) {
       landing = undefined;
       while (pass());
+    }
+    // Code still unreached but padding is reached some way no branch shows (an exception's landing pad,
+    // entered by the unwinder): it starts with nothing known, and what it reaches too.
+    if (running) {
+      let seeded = false;
+      for (let i = 0; i < n; i++)
+        if (!ins[i] && !insns[i]!.pad) {
+          ins[i] = Array.from({ length: 16 }, () => UNKNOWN);
+          seeded = true;
+        }
+      if (seeded) while (pass());
     }
     return ins;
   }

@@ -455,10 +455,18 @@ function computeClobbers(prog: Program): void {
 }
 
 /** The lowest address of its own frame that a function holds in a register other than %rsp. */
-function lowestFrameAddress(ins: ReadonlyArray<State | undefined>, self: number): number {
+function lowestFrameAddress(
+  insns: readonly Insn[],
+  ins: ReadonlyArray<State | undefined>,
+  self: number,
+): number {
   let low = Infinity;
-  for (const s of ins) {
+  for (let i = 0; i < ins.length; i++) {
+    const s = ins[i];
     if (!s) continue;
+    // %rsp itself stored (push %rsp, mov %rsp,mem): an address of the frame in memory, offset unknown here.
+    const e = insns[i]!.effect;
+    if ((e.move === Move.Store || e.move === Move.Push) && e.src === RSP) return -Infinity;
     for (let r = 0; r < 16; r++) {
       if (r === RSP) continue;
       const v = s[r]!;
@@ -878,11 +886,11 @@ class Solver {
     // Frame words are followed below the lowest address of the frame the function holds in a register
     // (found by a run that follows none, then again until that address stays put).
     let ins = this.flow(f, entries, broken, -Infinity);
-    const limit = lowestFrameAddress(ins, start);
+    const limit = lowestFrameAddress(insns, ins, start);
     if (limit > -Infinity) {
       const next = this.flow(f, entries, broken, limit);
       // Words followed may bring a lower address back into a register: then keep the run that follows none.
-      if (lowestFrameAddress(next, start) >= limit) ins = next;
+      if (lowestFrameAddress(insns, next, start) >= limit) ins = next;
     }
     this.states.set(start, ins);
     // What this function passes to the relevant local functions it calls or jumps into.

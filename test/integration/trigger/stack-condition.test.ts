@@ -136,6 +136,27 @@ describe('ulp-trigger and a bundle compatible while no thread is inside a creato
     assert.ok(t.alive());
   });
 
+  it("refuses the revert while a thread is parked inside the new build's stack_run, and reverts once it left", async () => {
+    const t = await start([]);
+    const a = runCli('ulp-trigger', [String(t.pid), bundle, '--json']);
+    assert.equal(a.code, 0, a.stdout + a.stderr);
+    const mark = t.output().length;
+    process.kill(t.pid, 'SIGHUP');
+    await t.waitFor((o) => /parked/.test(o.slice(mark)));
+    const v = runCli('ulp-trigger', [String(t.pid), bundle, '--revert', '--json']);
+    assert.equal(v.code, 2, v.stdout + v.stderr);
+    assert.equal(v.json?.error?.code, 'LOADER_FUNCTION_ACTIVE', v.stdout + v.stderr);
+    assert.match(v.json.error.message, /is inside stack_run/);
+    // Still the new build: the parked call ends with the new layout, as it began.
+    const m2 = t.output().length;
+    process.kill(t.pid, 'SIGUSR1');
+    await t.waitFor((o) => /released result=1033/.test(o.slice(m2)));
+    const again = runCli('ulp-trigger', [String(t.pid), bundle, '--revert', '--json']);
+    assert.equal(again.code, 0, again.stdout + again.stderr);
+    assert.equal(await run(t), '33');
+    assert.ok(t.alive());
+  });
+
   it('applies to a process with no thread inside stack_run', async () => {
     const t = await start([]);
     const a = runCli('ulp-trigger', [String(t.pid), bundle, '--json']);

@@ -325,7 +325,7 @@ export function analyzeLayout(
   } else if (stack)
     f.info(
       'LAYOUT_NOT_STACK_CONFINED',
-      `the shifted fields cannot all be shown to live on a stack frame: ${listText(stack.reasons, 4)}`,
+      `the structure cannot be shown to live only on stack frames whose creators all get an entry redirect: ${listText(stack.reasons, 4)}`,
       undefined,
       { reasons: stack.reasons.slice(0, 200) },
     );

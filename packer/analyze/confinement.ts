@@ -681,7 +681,8 @@ class Solver {
       if (this.prog.open.has(f)) continue;
       for (const e of this.prog.edges.get(f) ?? []) work.push(e.from.info.start);
     }
-    const queue = [...this.relevant];
+    // Callers (found last) first: a callee solved before its callers would be solved again for each.
+    const queue = [...this.relevant].reverse();
     const queued = new Set(queue);
     while (queue.length) {
       const start = queue.shift()!;

@@ -179,6 +179,11 @@ export interface SwitchReport {
   };
   pauses: PauseRecord[];
   timings: { planMs: number; stageMs: number; switchMs: number };
+  /**
+   * The bundle's condition, when it has one (request.inactive): the functions no thread was inside at the
+   * switch (every thread's call chain walked in the pause), and the pauses it took to find them so.
+   */
+  condition?: { inactive: string[]; attempts: number };
 }
 
 /** An IFUNC resolver only reads CPU features: a second is far more than it takes. */
@@ -527,7 +532,8 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
         state.region && aliasFrom !== undefined
           ? () => aliasCanonical(session, family.canonical, state.region!, aliasFrom)
           : undefined;
-      const { done, pauseIo } = pause(session, io, pp, alias, guard && { ...guard, objects });
+      const { done, pauseIo, attempts } = pause(session, io, pp, alias, guard && { ...guard, objects });
+      if (guard) report.condition = { inactive: guard.watched.map((w) => w.label), attempts };
       report.aliasedNow = alias !== undefined;
       Object.assign(report, switchCounts(done.words, done.redirects), { pauseIo });
     } catch (e) {
@@ -619,11 +625,10 @@ function pause(
   pp: PausePlan,
   alias: (() => void) | undefined,
   guard: (InactiveGuard & { objects: readonly ProcessObject[] }) | undefined,
-): { done: PauseOutcome; pauseIo: NonNullable<SwitchReport['pauseIo']> } {
+): { done: PauseOutcome; pauseIo: NonNullable<SwitchReport['pauseIo']>; attempts: number } {
   const tStop = performance.now();
-  const blocked = guard
-    ? stopOutsideFunctions(session, pp.redirects, guard)
-    : stopOutsideEntries(session, pp.redirects);
+  const stopped = guard ? stopOutsideFunctions(session, pp.redirects, guard) : undefined;
+  const blocked = stopped?.blocked ?? stopOutsideEntries(session, pp.redirects);
   const tAlias = performance.now();
   alias?.();
   const writesBefore = io.writes;
@@ -638,7 +643,11 @@ function pause(
     writeMs: done.writeMs,
     resumeMs: performance.now() - tResume,
   };
-  return { done, pauseIo: { pages: io.pages, writes: io.writes - writesBefore, ...phases } };
+  return {
+    done,
+    pauseIo: { pages: io.pages, writes: io.writes - writesBefore, ...phases },
+    attempts: stopped?.attempts ?? 1,
+  };
 }
 
 /** The staging's figures of the report, from its plan: the same for the dry run and the real run. */
@@ -849,12 +858,12 @@ function stopOutsideFunctions(
   s: Session,
   plan: RedirectPlan,
   guard: InactiveGuard & { objects: readonly ProcessObject[] },
-): Set<bigint> {
+): { blocked: Set<bigint>; attempts: number } {
   for (let attempt = 1; ; attempt++) {
     const blocked = stopOutsideEntries(s, plan);
     const busy = threadsInsideFunctions(s, guard.objects, guard.watched);
     const entry = guard.entries.find((a) => blocked.has(a));
-    if (busy.length === 0 && entry === undefined) return blocked;
+    if (busy.length === 0 && entry === undefined) return { blocked, attempts: attempt };
     if (attempt >= ACTIVE_ATTEMPTS) {
       if (busy.length) throw functionActive(guard.pid, busy, attempt, guard.reason);
       throw new UlpError(

@@ -157,10 +157,16 @@ describe('ulp-trigger and a bundle compatible while no thread is inside a creato
     assert.ok(t.alive());
   });
 
-  it('applies to a process with no thread inside stack_run', async () => {
+  it('applies to a process with no thread inside stack_run, saying the condition held', async () => {
     const t = await start([]);
     const a = runCli('ulp-trigger', [String(t.pid), bundle, '--json']);
     assert.equal(a.code, 0, a.stdout + a.stderr);
+    assert.deepEqual(a.json.switch.condition.inactive, ['stack_run']);
+    const v = runCli('ulp-trigger', [String(t.pid), bundle, '--revert']);
+    assert.equal(v.code, 0, v.stdout + v.stderr);
+    assert.match(v.stdout, /condition held: no thread inside stack_run at the switch/);
+    const again = runCli('ulp-trigger', [String(t.pid), bundle]);
+    assert.equal(again.code, 0, again.stdout + again.stderr);
     assert.equal(await run(t), '1033');
     assert.ok(t.alive());
   });

@@ -174,7 +174,9 @@ export function effectOf(buf: Uint8Array, off: number, end: number, insn?: Insn)
     if (w && mod === 3 && op === 0x8b) return move(Move.Copy, regBit, regField, rmReg);
     if (w && mod !== 3 && op === 0x8b) return move(Move.Load, regBit, regField, -1);
     if (w && mod !== 3 && op === 0x89) return move(Move.Store, 0, -1, regField);
-    if (w && mod !== 3 && op === 0x63) return move(Move.LoadEntry, regBit, regField, -1);
+    // movslq (table,index,4): an entry of a table of 32-bit offsets (a scaled index other than 4 is not one).
+    if (w && mod !== 3 && op === 0x63 && (!d.indexed || buf[off + d.modrmOff + 1]! >> 6 === 2))
+      return move(Move.LoadEntry, regBit, regField, -1);
     if (w && mod === 3 && op === 0x01) return move(Move.AddRegister, rmBit, rmReg, regField);
     if (w && mod === 3 && op === 0x03) return move(Move.AddRegister, regBit, regField, rmReg);
     if (op === 0x8d) {

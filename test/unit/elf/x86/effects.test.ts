@@ -37,6 +37,12 @@ describe('x86 register effects', () => {
     assert.deepEqual(pick(eff('41 5d')), { move: Move.Pop, dst: R.r13, src: -1 }); // pop %r13
   });
 
+  it('a switch table entry is a movslq with the index scaled by 4, and nothing else', () => {
+    assert.equal(eff('48 63 04 82').move, Move.LoadEntry); // movslq (%rdx,%rax,4),%rax
+    assert.equal(eff('48 63 04 c2').move, Move.Other); // movslq (%rdx,%rax,8),%rax
+    assert.equal(eff('48 01 d0').move, Move.AddRegister); // add %rdx,%rax
+  });
+
   it('a 32-bit copy or an LEA with an index is a write the dataflow does not follow', () => {
     const mov32 = eff('89 fb'); // mov %edi,%ebx
     assert.equal(mov32.move, Move.Other);

@@ -23,8 +23,9 @@ export interface WatchedFunction {
   label: string;
 }
 
-/** Bytes of a thread's stack scanned when its call chain cannot be walked to the end. */
-const STACK_SCAN_BYTES = 256 * 1024;
+/** Bytes of a thread's stack read for the walk; all of it up to MAX_SCAN_BYTES when the walk cannot finish. */
+const STACK_READ_BYTES = 256 * 1024;
+const MAX_SCAN_BYTES = 16 * 1024 * 1024;
 
 /**
  * The watched function a frame of `chain` is in, and how it was found; `words` are the stack from
@@ -62,8 +63,8 @@ export function threadsInsideFunctions(
   for (const tid of s.tids()) {
     const r: Regs = s.regs(tid);
     const stack = findMapping(maps, r.rsp);
-    const len = stack ? Math.min(STACK_SCAN_BYTES, Number(stack.end - r.rsp)) & ~7 : 0;
-    const words = (len > 0 && s.memory.tryRead(r.rsp, len)) || undefined;
+    const room = stack ? Number(stack.end - r.rsp) & ~7 : 0;
+    let words = (room > 0 && s.memory.tryRead(r.rsp, Math.min(STACK_READ_BYTES, room))) || undefined;
     const readU64 = (addr: bigint): bigint | undefined => {
       const off = addr - r.rsp;
       if (words && off >= 0n && off + 8n <= BigInt(words.length)) return words.readBigUInt64LE(Number(off));
@@ -71,7 +72,11 @@ export function threadsInsideFunctions(
       return b ? b.readBigUInt64LE(0) : undefined;
     };
     const chain = callChain(objects, r, readU64);
-    // A stack that cannot be read cannot be shown free of the functions: count the thread as inside.
+    // A walk that stops (JIT code, a corrupt frame) is followed by a scan of the whole rest of the stack: a frame
+    // of a watched function may lie deep below. A stack that cannot be read, or too large to scan, cannot be
+    // shown free of the functions: the thread counts as inside.
+    if (!chain.complete && room > (words?.length ?? 0))
+      words = room <= MAX_SCAN_BYTES ? s.memory.tryRead(r.rsp, room) || undefined : undefined;
     if (!words && !chain.complete) {
       out.push({ tid, fn: watched[0]!, how: 'unreadable stack' });
       continue;
@@ -96,7 +101,7 @@ export function functionActive(
         ? 'a frame of it is on its call chain'
         : first.how === 'scan'
           ? 'its stack could not be walked to the end and holds a return address into it'
-          : 'its stack could not be read';
+          : 'its stack could not be read whole';
   return new UlpError(
     'LOADER_FUNCTION_ACTIVE',
     `thread ${first.tid} of process ${pid} is inside ${first.fn.label} (${how})${busy.length > 1 ? ` and ${busy.length - 1} more thread${busy.length > 2 ? 's are' : ' is'} inside a watched function` : ''} at each of ${attempts} attempts; the bundle is safe only while no thread is (${reason})`,

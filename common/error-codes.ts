@@ -233,6 +233,11 @@ export const ERROR_CODES = {
     'REFUSED',
     'every thread was inside the allocator, fork, ld.so or the unwinder each time',
   ),
+  LOADER_FUNCTION_ACTIVE: spec(
+    'runtime',
+    'REFUSED',
+    "a thread was inside a function the bundle's condition names (or one lacks its entry redirect) each time",
+  ),
   LOADER_FORK_UNSUPPORTED: spec('runtime', 'REFUSED', 'the process has no glibc __register_atfork'),
   LOADER_FORK_REGISTER: spec('runtime', 'REFUSED', '__register_atfork failed in the process'),
   LOADER_FORK_TABLE_FULL: spec('runtime', 'REFUSED', "the process's fork table is full"),

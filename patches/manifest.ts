@@ -14,9 +14,17 @@ import { BundleDataRefsSchema, type BundleDataRefs } from './datarefs.js';
 import { ENTRY_MANIFEST, ENTRY_NEW, ENTRY_OLD } from './entries.js';
 import { BuildIdSchema, ReportSchema, Sha256Schema, VerdictSchema, type Report } from './report.js';
 
-/** The format this code writes; it reads any 1.x. */
+/** The format this code writes for a bundle without conditions; it reads any 1.x and 2.x. */
 export const FORMAT_VERSION = '1.1.0';
-const SUPPORTED_MAJOR = semver.major(FORMAT_VERSION);
+/**
+ * The format of a bundle whose report carries conditions (report.ts ConditionSchema): a new major,
+ * so that a trigger that knows nothing of them refuses the bundle (BUNDLE_FORMAT_UNSUPPORTED)
+ * rather than ignores them.
+ */
+export const CONDITIONS_FORMAT_VERSION = '2.0.0';
+const SUPPORTED_MAJORS = [1, 2];
+/** The patch id's derivation is that of format 1 whatever the format: one pair of builds, one id. */
+const ID_MAJOR = 1;
 
 export { ENTRY_MANIFEST, ENTRY_NEW, ENTRY_OLD, ENTRY_SIGNATURE } from './entries.js';
 
@@ -87,7 +95,7 @@ export type Manifest = z.infer<typeof ManifestSchema>;
 /** The facts that define a patch: which library, from which exact build to which. */
 export function patchIdOf(soname: string, old: BuildEntry, neu: BuildEntry): string {
   const pick = (b: BuildEntry) => ({ buildId: b.buildId, sha256: b.sha256, size: b.size });
-  const defining = { kind: 'ulp-patch-id', major: SUPPORTED_MAJOR, soname, old: pick(old), new: pick(neu) };
+  const defining = { kind: 'ulp-patch-id', major: ID_MAJOR, soname, old: pick(old), new: pick(neu) };
   return createHash('sha256').update(canonicalJson(defining)).digest('hex').slice(0, 32);
 }
 
@@ -123,8 +131,9 @@ export function createManifest(input: ManifestInput): Manifest {
     sha256: sha256Hex(input.newBuild),
     size: input.newBuild.length,
   } as const;
+  const conditional = !!(input.forward.conditions?.length || input.reverse.conditions?.length);
   const manifest: Manifest = {
-    format: FORMAT_VERSION,
+    format: conditional ? CONDITIONS_FORMAT_VERSION : FORMAT_VERSION,
     patchId: patchIdOf(input.soname, old, neu),
     tool: input.tool,
     createdAt: isoSeconds(input.createdAt),
@@ -181,14 +190,15 @@ export function parseManifest(bytes: Buffer): Manifest {
       { format },
     );
   }
-  if (semver.major(format) !== SUPPORTED_MAJOR) {
+  if (!SUPPORTED_MAJORS.includes(semver.major(format))) {
+    const supported = SUPPORTED_MAJORS.map((m) => `${m}.x`).join(' and ');
     throw new UlpError(
       'BUNDLE_FORMAT_UNSUPPORTED',
-      `bundle format ${format} is not supported (this tool reads format ${SUPPORTED_MAJOR}.x)`,
-      semver.major(format) > SUPPORTED_MAJOR
+      `bundle format ${format} is not supported (this tool reads format ${supported})`,
+      semver.major(format) > SUPPORTED_MAJORS[SUPPORTED_MAJORS.length - 1]!
         ? 'Use a newer ulp release to read this bundle.'
         : 'Rebuild the bundle with this ulp release.',
-      { format, supported: `${SUPPORTED_MAJOR}.x` },
+      { format, supported },
     );
   }
   return validateManifest(json);
@@ -208,6 +218,18 @@ function validateManifest(value: unknown): Manifest {
     );
   }
   const m = parsed.data;
+  // Conditions an older trigger would ignore are only valid under the major that makes it refuse the bundle.
+  if (
+    (m.forward.report.conditions?.length || m.reverse.report.conditions?.length) &&
+    semver.major(m.format) < 2
+  ) {
+    throw new UlpError(
+      'BUNDLE_MANIFEST_INVALID',
+      `${ENTRY_MANIFEST} carries conditions under format ${m.format}, which does not know them`,
+      'The bundle was altered or made by another tool; rebuild it with ulp-pack.',
+      { format: m.format },
+    );
+  }
   if (m.forward.verdict === 'incompatible') {
     throw new UlpError(
       'BUNDLE_INCOMPATIBLE',

@@ -147,6 +147,20 @@ export const FunctionChangesSchema = z.object({
 });
 export type FunctionChanges = z.infer<typeof FunctionChangesSchema>;
 
+/**
+ * (format 2) What must hold in the process at the switch for this direction
+ * to be safe: `inactive` means no thread may be inside any of `functions`
+ * (ranges of the `from` build) while every thread is stopped; the trigger
+ * walks every call chain and refuses (LOADER_FUNCTION_ACTIVE) otherwise.
+ */
+export const ConditionSchema = z.object({
+  kind: z.literal('inactive'),
+  functions: z.array(FunctionRangeSchema).min(1),
+  /** Why, for people. */
+  reason: z.string(),
+});
+export type Condition = z.infer<typeof ConditionSchema>;
+
 export const ReportSchema = z.object({
   verdict: VerdictSchema,
   from: BuildSummarySchema,
@@ -185,5 +199,7 @@ export const ReportSchema = z.object({
       sites: z.array(SiteSchema),
     })
     .nullable(),
+  /** (format 2) Conditions the trigger must check in each process; absent when there are none. */
+  conditions: z.array(ConditionSchema).optional(),
 });
 export type Report = z.infer<typeof ReportSchema>;

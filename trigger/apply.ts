@@ -116,6 +116,33 @@ export function refuseGlibc(soname: string): void {
   }
 }
 
+/** The step's conditions (format 2) as the loader checks them in the pause: one list of functions of the `from` build. */
+function inactiveCondition(
+  conditions:
+    | ReadonlyArray<{
+        kind: 'inactive';
+        functions: Array<{ name?: string; start: string; end: string }>;
+        reason: string;
+      }>
+    | undefined,
+  buildId: string,
+): {
+  inactive?: {
+    buildId: string;
+    functions: Array<{ name?: string; start: string; end: string }>;
+    reason: string;
+  };
+} {
+  if (!conditions?.length) return {};
+  return {
+    inactive: {
+      buildId,
+      functions: conditions.flatMap((c) => c.functions),
+      reason: conditions.map((c) => c.reason).join('; '),
+    },
+  };
+}
+
 export function runOne(pid: number, bundle: Bundle, opts: RunOptions): RunResult {
   const step = patchStep(bundle, opts.which);
   const { soname, patchId } = bundle.manifest;
@@ -147,6 +174,7 @@ export function runOne(pid: number, bundle: Bundle, opts: RunOptions): RunResult
       // A bundle from before function pairs: its changed functions are named as reachable.
       ...(fns.pairs === undefined ? { changed: fns.changed } : {}),
     },
+    ...inactiveCondition(step.direction.report.conditions, step.from.entry.buildId),
     otherBuild: { buildId: step.from.entry.buildId, bytes: step.from.bytes },
     target: {
       buildId: step.to.entry.buildId,

@@ -68,6 +68,10 @@ export function renderRun(r: RunResult): string {
   lines.push(
     `  ${verb} ${plural(s.rewritten, 'slot')}, bound ${plural(s.lazyBound, 'lazy slot')}${s.aliasedNow ? '; shared the writable data with the old build' : ''}`,
   );
+  if (s.condition)
+    lines.push(
+      `  condition held: no thread inside ${s.condition.inactive.join(', ')} at the switch (every call chain walked${s.condition.attempts > 1 ? `; ${s.condition.attempts} pauses` : ''})`,
+    );
   const p = s.pointers;
   if (p.retargeted || p.overwritten) {
     lines.push(

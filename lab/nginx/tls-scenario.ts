@@ -1,6 +1,6 @@
 /**
  * nginx over TLS, with regex locations, under a verifying loopback load
- * while libcrypto and libssl are switched to another build with
+ * while pcre2, libcrypto and libssl are switched to another build with
  * `ulp-trigger --all --pid` (the master and its workers only: other
  * processes on the machine map the same builds), the patched master re-forks
  * its workers (`nginx -s reload`), and everything is reverted. Used by
@@ -11,7 +11,8 @@
  * request is a fresh TLS handshake (one request per connection; TLS 1.2 and
  * 1.3 alternate) whose certificate is verified against the test's own CA, to
  * a path that only a regex location with captures answers (pcre2 on every
- * request), and the body is compared with what the captures must give.
+ * request, JIT-compiled: pcre_jit on), and the body is compared with what
+ * the captures must give.
  *
  * Phases last a number of verified responses, not a time: on a loaded
  * machine a phase is slower, never different.
@@ -112,7 +113,10 @@ export interface TlsScenarioResult {
 const WORDS = ['alpha', 'bravo', 'charlie', 'delta', 'echo', 'foxtrot', 'golf', 'hotel'];
 
 function config(dir: string, port: number, workers: number): string {
-  return `${configHead(dir, workers, 'lab/nginx/tls-scenario.ts')}  default_type text/plain;
+  // pcre_jit: each configuration load JIT-compiles the regexes, so a reload of a patched master runs the
+  // live pcre2's jit_compile (the function a pcre2 bundle's condition names) and its workers run that code.
+  return `pcre_jit on;
+${configHead(dir, workers, 'lab/nginx/tls-scenario.ts')}  default_type text/plain;
   # A regex map and regex locations with captures: pcre2 runs on every request.
   map $http_x_probe $probe_kind {
     ~^(?<pk>[a-z]+)-(?<pn>[0-9]+)$ "$pn/$pk";

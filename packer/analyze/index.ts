@@ -11,6 +11,7 @@ import { analyzeData } from './data.js';
 import { analyzeFuncptrs } from './funcptrs.js';
 import { analyzeInit } from './init.js';
 import { analyzeLayout } from './layout.js';
+import { hex } from '../../patches/hex.js';
 import { analyzeLayoutsFromDwarf } from './layouts.js';
 import { analyzeMeta } from './meta.js';
 import { makePair } from './pair.js';
@@ -50,7 +51,8 @@ export function analyzePair(
   step('code');
   const code = analyzeCode(pair, (done, total) => step(`code ${done}/${total} functions`));
   step('structure layouts');
-  const layout = analyzeLayout(pair, code.matching.pairs, analyzeLayoutsFromDwarf(pair, options));
+  const held: Parameters<typeof analyzeLayout>[3] = {};
+  const layout = analyzeLayout(pair, code.matching.pairs, analyzeLayoutsFromDwarf(pair, options), held);
   step('constructors');
   const init = analyzeInit(pair);
   step('read-only data');
@@ -82,5 +84,20 @@ export function analyzePair(
     imports: meta.imports,
     needed: meta.needed,
     writable: data.writable,
+    ...(held?.condition
+      ? {
+          conditions: [
+            {
+              kind: 'inactive' as const,
+              functions: held.condition.functions.map((c) => ({
+                ...(c.name ? { name: c.name } : {}),
+                start: hex(c.start),
+                end: hex(c.end),
+              })),
+              reason: `shifted fields of a structure that lives on the stack of these functions (LAYOUT_STACK_CONFINED)`,
+            },
+          ],
+        }
+      : {}),
   };
 }

@@ -47,6 +47,7 @@ import { Flow, REGISTER_NAMES } from '../../elf/x86/decode.js';
 import { Findings, listText, plural } from './findings.js';
 import { layoutFindings, type DwarfLayoutResult } from './layouts.js';
 import type { Pair } from './pair.js';
+import { stackConfined, type StackCondition } from './stack-structs.js';
 
 export interface FieldShift {
   function: string;
@@ -291,11 +292,17 @@ export function analyzeLayout(
   pair: Pair,
   pairs: readonly FunctionPair[],
   dwarf?: DwarfLayoutResult,
+  held?: { condition?: StackCondition },
 ): Category {
   const { from, to } = pair;
   const f = new Findings();
   const e = layoutEvidence(from, to, pairs);
   const decided = dwarf !== undefined && dwarf.incomplete === undefined;
+  // Shifted fields of structures that live on stack frames only: compatible while no frame of the outgoing build holds one.
+  const stack =
+    !decided && e.fields.length > 0 && e.sizes.length === 0
+      ? stackConfined(from, to, e.fields, layoutEvidence(to, from, pairs).fields, pairs)
+      : undefined;
   if (dwarf)
     for (const x of layoutFindings(dwarf)) f.add(x.severity, x.code, x.message, x.symbols, x.details);
   if (dwarf?.incomplete)
@@ -303,7 +310,7 @@ export function analyzeLayout(
       'LAYOUT_DWARF_INCOMPLETE',
       `the DWARF does not cover every structure (${dwarf.incomplete}); the code's evidence decides as well`,
     );
-  const severity = decided ? 'info' : 'error';
+  const severity = decided ? 'info' : stack?.confined ? 'warning' : 'error';
   const because = decided ? "; DWARF decides, this is the code's evidence" : '';
   if (e.fields.length) {
     const fns = [...new Set(e.fields.map((x) => x.function))];
@@ -313,7 +320,7 @@ export function analyzeLayout(
     f.add(
       severity,
       'LAYOUT_FIELD_MOVED',
-      `a structure changed its layout: ${plural(fns.length, 'function')} access${fns.length === 1 ? 'es' : ''} the same field at another offset (${listText(shown, 6)}); objects the ${from.label} build allocated would be misread and corrupted by the ${to.label} code${because}`,
+      `a structure changed its layout: ${plural(fns.length, 'function')} access${fns.length === 1 ? 'es' : ''} the same field at another offset (${listText(shown, 6)}); ${stack?.confined ? `the structure lives only on stack frames (LAYOUT_STACK_CONFINED): one made by a call still running at the switch would be misread and corrupted by the ${to.label} code` : `objects the ${from.label} build allocated would be misread and corrupted by the ${to.label} code`}${because}`,
       fns,
       {
         shifts: e.fields
@@ -322,6 +329,28 @@ export function analyzeLayout(
       },
     );
   }
+  if (stack?.confined) {
+    const names = stack.condition.functions.map((c) => c.name ?? `0x${c.start.toString(16)}`);
+    f.warning(
+      'LAYOUT_STACK_CONFINED',
+      `every shifted field belongs to a structure on the stack of ${listText(names, 6)} (in both builds): compatible on condition that no thread is inside ${names.length === 1 ? 'it' : 'one of them'} in the ${from.label} build at the switch; ulp-trigger checks every thread's call chain and refuses otherwise`,
+      names,
+      {
+        creators: stack.condition.functions.map((c) => ({
+          ...(c.name ? { name: c.name } : {}),
+          start: hex(c.start),
+          end: hex(c.end),
+        })),
+      },
+    );
+    if (held) held.condition = stack.condition;
+  } else if (stack)
+    f.info(
+      'LAYOUT_NOT_STACK_CONFINED',
+      `the structure cannot be shown to live only on stack frames whose creators all get an entry redirect: ${listText(stack.reasons, 4)}`,
+      undefined,
+      { reasons: stack.reasons.slice(0, 200) },
+    );
   if (e.sizes.length) {
     const fns = [...new Set(e.sizes.map((x) => x.function))];
     const shown = e.sizes.map((x) => `${x.function}: ${x.callee}(${x.from}) -> ${x.callee}(${x.to})`);
@@ -334,8 +363,14 @@ export function analyzeLayout(
     );
   }
   const code = `${plural(e.compared, 'changed function')} compared${e.unaligned ? ` (${e.unaligned} too different to align)` : ''}; ${e.fields.length + e.sizes.length ? `${plural(e.fields.length, 'field access', 'field accesses')} and ${plural(e.sizes.length, 'allocation size')} shifted` : 'no shifted field or allocation size'}`;
+  const creators = stack?.confined
+    ? `; compatible while no thread is inside ${listText(
+        stack.condition.functions.map((c) => c.name ?? `0x${c.start.toString(16)}`),
+        3,
+      )}`
+    : '';
   const summary = decided
     ? `decided from DWARF: ${plural(dwarf.changes.length, 'structure')} changed (${dwarf.source}); code: ${code}`
-    : code;
+    : code + creators;
   return f.category(summary);
 }

@@ -71,6 +71,7 @@ import {
 } from './redirect-switch.js';
 import { encodeJournal, type Journal } from './redirect-journal.js';
 import { buildKey, type RedirectPlan, type StepFunctions } from './redirects.js';
+import { functionActive, threadsInsideFunctions, type WatchedFunction } from './active-functions.js';
 import { u64Bytes } from '../../common/u64.js';
 
 export interface SwitchRequest {
@@ -103,6 +104,16 @@ export interface SwitchRequest {
   metadata?: { name: string; bytes: Buffer };
   /** The bundle step's changed functions (report.functions), for the entry redirects. */
   functions?: StepFunctions;
+  /**
+   * The step's condition (report.conditions, kind "inactive"): no thread may be inside these
+   * functions of the build switched from (link-time hex ranges) when the switch is made, and each
+   * must get its entry redirect. Checked in the pause; LOADER_FUNCTION_ACTIVE otherwise.
+   */
+  inactive?: {
+    buildId: string;
+    functions: ReadonlyArray<{ name?: string | undefined; start: string; end: string }>;
+    reason: string;
+  };
   /** The step's other build (the one switched from), when the caller has its file: its .symtab names static functions. */
   otherBuild?: { buildId: string; bytes: Buffer };
 }
@@ -170,6 +181,11 @@ export interface SwitchReport {
   };
   pauses: PauseRecord[];
   timings: { planMs: number; stageMs: number; switchMs: number };
+  /**
+   * The bundle's condition, when it has one (request.inactive): the functions no thread was inside at the
+   * switch (every thread's call chain walked in the pause), and the pauses it took to find them so.
+   */
+  condition?: { inactive: string[]; attempts: number };
 }
 
 /** An IFUNC resolver only reads CPU features: a second is far more than it takes. */
@@ -489,6 +505,13 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
     }
     // Entry redirects: planned now, their journal mapped now (a remote mmap), only written in the pause.
     const plan = planRedirectsFor(fam, target);
+    let guard: InactiveGuard | undefined;
+    try {
+      guard = req.inactive ? inactiveGuard(req.pid, req.inactive, fam, target, plan) : undefined;
+    } catch (e) {
+      if (staged) undoStaging(session, snap.objects, staged);
+      throw e;
+    }
     // Always, even with nothing to redirect: --status says "applied" only for a live build a journal vouches for.
     let journalAt: { addr: bigint; size: number };
     try {
@@ -515,7 +538,8 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
         state.region && aliasFrom !== undefined
           ? () => aliasCanonical(session, family.canonical, state.region!, aliasFrom)
           : undefined;
-      const { done, pauseIo } = pause(session, io, pp, alias);
+      const { done, pauseIo, attempts } = pause(session, io, pp, alias, guard && { ...guard, objects });
+      if (guard) report.condition = { inactive: guard.watched.map((w) => w.label), attempts };
       report.aliasedNow = alias !== undefined;
       Object.assign(report, switchCounts(done.words, done.redirects), { pauseIo });
     } catch (e) {
@@ -607,9 +631,11 @@ function pause(
   io: PauseIO,
   pp: PausePlan,
   alias: (() => void) | undefined,
-): { done: PauseOutcome; pauseIo: NonNullable<SwitchReport['pauseIo']> } {
+  guard: (InactiveGuard & { objects: readonly ProcessObject[] }) | undefined,
+): { done: PauseOutcome; pauseIo: NonNullable<SwitchReport['pauseIo']>; attempts: number } {
   const tStop = performance.now();
-  const blocked = stopOutsideEntries(session, pp.redirects);
+  const stopped = guard ? stopOutsideFunctions(session, pp.redirects, guard) : undefined;
+  const blocked = stopped?.blocked ?? stopOutsideEntries(session, pp.redirects);
   const tAlias = performance.now();
   alias?.();
   const writesBefore = io.writes;
@@ -624,7 +650,11 @@ function pause(
     writeMs: done.writeMs,
     resumeMs: performance.now() - tResume,
   };
-  return { done, pauseIo: { pages: io.pages, writes: io.writes - writesBefore, ...phases } };
+  return {
+    done,
+    pauseIo: { pages: io.pages, writes: io.writes - writesBefore, ...phases },
+    attempts: stopped?.attempts ?? 1,
+  };
 }
 
 /** The staging's figures of the report, from its plan: the same for the dry run and the real run. */
@@ -761,6 +791,98 @@ function stopOutsideEntries(s: Session, plan: RedirectPlan): Set<bigint> {
     const blocked = threadsInside(threads, plan.writes);
     if (blocked.size === 0 || attempt >= ENTRY_ATTEMPTS) return blocked;
     s.resume();
+  }
+}
+
+/** What the pause checks for a step with a condition: the functions, and the sites of their entry redirects. */
+interface InactiveGuard {
+  pid: number;
+  watched: WatchedFunction[];
+  /** Runtime addresses of the jumps that keep the watched functions from starting afresh. */
+  entries: bigint[];
+  reason: string;
+}
+
+/**
+ * The condition in runtime addresses: the named functions of the build switched from, and, in a
+ * process that ran other builds of the library before (a stack of patches), the whole code of those,
+ * whose own frames the bundle's condition does not describe. Refuses when a named function gets no
+ * entry redirect: it could start afresh in the old code after the switch.
+ */
+function inactiveGuard(
+  pid: number,
+  inactive: NonNullable<SwitchRequest['inactive']>,
+  fam: Family,
+  target: ProcessObject,
+  plan: RedirectPlan,
+): InactiveGuard {
+  const outgoing = fam.builds.find((b) => b.buildId === inactive.buildId);
+  if (!outgoing) {
+    throw new UlpError(
+      'LOADER_FUNCTION_ACTIVE',
+      `the build ${inactive.buildId.slice(0, 12)} whose functions the bundle's condition names is not mapped in process ${pid}`,
+      'The process was left unchanged; report this with `ulp-trigger --status PID --json`.',
+      { pid },
+    );
+  }
+  const watched: WatchedFunction[] = inactive.functions.map((f) => ({
+    start: outgoing.bias + BigInt(f.start),
+    end: outgoing.bias + BigInt(f.end),
+    label: f.name ?? `${f.start} of build ${inactive.buildId.slice(0, 12)}`,
+  }));
+  for (const b of fam.builds) {
+    if (b === outgoing || b === target) continue;
+    for (const c of b.code)
+      watched.push({ ...c, label: `the code of the earlier build ${(b.buildId ?? '?').slice(0, 12)}` });
+  }
+  const entries: bigint[] = [];
+  for (const f of inactive.functions) {
+    const r = plan.redirects.find(
+      (x) => x.from.build === buildKey(outgoing) && BigInt(x.from.start) === BigInt(f.start),
+    );
+    if (!r) {
+      throw new UlpError(
+        'LOADER_FUNCTION_ACTIVE',
+        `${f.name ?? f.start} of build ${inactive.buildId.slice(0, 12)} gets no entry redirect in process ${pid}, so it could start afresh in the old code after the switch (${inactive.reason})`,
+        'The process was left unchanged. `ulp-trigger --dry-run PID` names the functions left reachable and why.',
+        { pid, function: f.name ?? f.start },
+      );
+    }
+    entries.push(r.at);
+  }
+  return { pid, watched, entries, reason: inactive.reason };
+}
+
+/** Attempts to find no thread inside a watched function before refusing. */
+const ACTIVE_ATTEMPTS = 5;
+const sleep = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+
+/**
+ * stopOutsideEntries, and then no thread inside a watched function and none executing the entry
+ * bytes of one: otherwise the threads run on a moment and the process is stopped again, a few
+ * times, before the switch is refused with every thread resumed by the caller.
+ */
+function stopOutsideFunctions(
+  s: Session,
+  plan: RedirectPlan,
+  guard: InactiveGuard & { objects: readonly ProcessObject[] },
+): { blocked: Set<bigint>; attempts: number } {
+  for (let attempt = 1; ; attempt++) {
+    const blocked = stopOutsideEntries(s, plan);
+    const busy = threadsInsideFunctions(s, guard.objects, guard.watched);
+    const entry = guard.entries.find((a) => blocked.has(a));
+    if (busy.length === 0 && entry === undefined) return { blocked, attempts: attempt };
+    if (attempt >= ACTIVE_ATTEMPTS) {
+      if (busy.length) throw functionActive(guard.pid, busy, attempt, guard.reason);
+      throw new UlpError(
+        'LOADER_FUNCTION_ACTIVE',
+        `a thread of process ${guard.pid} was executing the entry bytes of a function the bundle's condition names at each of ${attempt} attempts`,
+        'The process was left unchanged; retry in a moment.',
+        { pid: guard.pid },
+      );
+    }
+    s.resume();
+    sleep(10 * attempt);
   }
 }
 

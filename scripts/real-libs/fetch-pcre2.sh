@@ -12,11 +12,12 @@
 # unmodified, from the packages (sha256 pinned below), and prints KEY='value'
 # lines on stdout.  Nothing is built: two .deb downloads of ~260 kB each.
 #
-# Why this pair: ulp-pack refuses it, and rightly by its rule. The JIT
-# compiler's per-call state (`compiler_common`, zeroed on jit_compile's stack)
-# gained a field: six functions of the JIT compiler access its fields from
-# 0xc4 on 4 bytes further (LAYOUT_FIELD_MOVED). The test shows the refusal and
-# that nothing of pcre2 is touched in the processes (docs/COMPATIBILITY.md).
+# Why this pair: the JIT compiler's per-call state (`compiler_common`, zeroed
+# on jit_compile's stack) gained a field: six functions of the JIT compiler
+# access its fields from 0xc4 on 4 bytes further (LAYOUT_FIELD_MOVED). The
+# structure lives only on jit_compile's stack, so ulp-pack accepts the update
+# on the condition that no thread is inside jit_compile at the switch
+# (LAYOUT_STACK_CONFINED, docs/COMPATIBILITY.md); the test applies it to nginx.
 #
 # Exit codes: 0 ok; 1 failure (checksum); 64 usage; 77 cannot run here (no
 # network to the Debian archive, a missing tool; the reason is the last line

@@ -363,8 +363,26 @@ describe('patches: rejected bundles', () => {
   });
 
   it('unknown major format version, named in the message', () => {
-    const m = { ...sampleManifest().manifest, format: '2.0.0' };
-    expectCode(() => decodeBundle(craft({ manifest: m })), 'BUNDLE_FORMAT_UNSUPPORTED', /2\.0\.0/);
+    const m = { ...sampleManifest().manifest, format: '3.0.0' };
+    expectCode(() => decodeBundle(craft({ manifest: m })), 'BUNDLE_FORMAT_UNSUPPORTED', /3\.0\.0/);
+  });
+
+  it('conditions (LAYOUT_STACK_CONFINED) are read under format 2 and refused under format 1, which ignores them', () => {
+    const withCondition = (format: string) => {
+      const m = structuredClone(sampleManifest().manifest);
+      m.format = format;
+      m.forward.report.conditions = [
+        { kind: 'inactive', functions: [{ name: 'run', start: '0x1000', end: '0x1100' }], reason: 'test' },
+      ];
+      return m;
+    };
+    const read = decodeBundle(craft({ manifest: withCondition('2.0.0') })).manifest;
+    assert.equal(read.forward.report.conditions?.[0]?.functions[0]?.name, 'run');
+    expectCode(
+      () => decodeBundle(craft({ manifest: withCondition('1.1.0') })),
+      'BUNDLE_MANIFEST_INVALID',
+      /conditions under format 1\.1\.0/,
+    );
   });
 
   it('accepts a newer minor version with extra fields', () => {

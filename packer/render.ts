@@ -43,6 +43,13 @@ export function renderReport(report: Report, title: string): string {
     lines.push(`  ${heading}:`);
     for (const { name, f } of found) lines.push(`    ${name}: ${f.message} [${f.code}]`);
   }
+  // What ulp-trigger checks in each process before it switches (the bundle is then format 2).
+  for (const c of report.conditions ?? []) {
+    const names = c.functions.map((f) => f.name ?? f.start);
+    const shown =
+      names.length > 8 ? `${names.slice(0, 8).join(', ')} and ${names.length - 8} more` : names.join(', ');
+    lines.push(`  condition: no thread inside ${shown} at the switch; ${c.reason}`);
+  }
   return lines.join('\n');
 }
 

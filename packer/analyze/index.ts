@@ -12,6 +12,7 @@ import { analyzeFuncptrs } from './funcptrs.js';
 import { analyzeInit } from './init.js';
 import { analyzeLayout } from './layout.js';
 import { hex } from '../../patches/hex.js';
+import { inFlightCallers, type HazardRange } from '../code/ipara.js';
 import { analyzeLayoutsFromDwarf } from './layouts.js';
 import { analyzeMeta } from './meta.js';
 import { makePair } from './pair.js';
@@ -53,6 +54,8 @@ export function analyzePair(
   step('structure layouts');
   const held: Parameters<typeof analyzeLayout>[3] = {};
   const layout = analyzeLayout(pair, code.matching.pairs, analyzeLayoutsFromDwarf(pair, options), held);
+  step('callers in flight');
+  const inFlight = inFlightCallers(pair.from, pair.to, code.matching);
   step('constructors');
   const init = analyzeInit(pair);
   step('read-only data');
@@ -84,20 +87,36 @@ export function analyzePair(
     imports: meta.imports,
     needed: meta.needed,
     writable: data.writable,
-    ...(held?.condition
-      ? {
-          conditions: [
-            {
-              kind: 'inactive' as const,
-              functions: held.condition.functions.map((c) => ({
-                ...(c.name ? { name: c.name } : {}),
-                start: hex(c.start),
-                end: hex(c.end),
-              })),
-              reason: `shifted fields of a structure that lives on the stack of these functions (LAYOUT_STACK_CONFINED)`,
-            },
-          ],
-        }
-      : {}),
+    ...conditionsOf(held?.condition?.functions ?? [], inFlight),
   };
+}
+
+type Range = { name?: string | undefined; start: number | bigint; end: number | bigint };
+
+const rangeOf = (c: Range) => ({ ...(c.name ? { name: c.name } : {}), start: hex(c.start), end: hex(c.end) });
+
+/**
+ * The report's conditions: functions of the outgoing build no thread may be inside at the switch,
+ * for a structure that lives on their stack (layout.ts) or for callers that keep call-clobbered
+ * registers live across a call the switch sends to code that writes them (code/ipara.ts).
+ */
+function conditionsOf(stack: readonly Range[], inFlight: readonly HazardRange[]): Pick<Report, 'conditions'> {
+  const conditions: NonNullable<Report['conditions']> = [];
+  if (stack.length)
+    conditions.push({
+      kind: 'inactive',
+      functions: stack.map(rangeOf),
+      reason:
+        'shifted fields of a structure that lives on the stack of these functions (LAYOUT_STACK_CONFINED)',
+    });
+  if (inFlight.length)
+    conditions.push({
+      kind: 'inactive',
+      functions: inFlight.map(rangeOf),
+      reason: `callers that keep call-clobbered registers across calls the switch sends to code that writes them (gcc -fipa-ra; CODE_CALLERS_IN_FLIGHT): ${inFlight
+        .slice(0, 3)
+        .map((h) => `${h.name ?? hex(h.start)} ${h.reason}`)
+        .join('; ')}${inFlight.length > 3 ? ` and ${inFlight.length - 3} more` : ''}`,
+    });
+  return conditions.length ? { conditions } : {};
 }

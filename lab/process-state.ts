@@ -82,3 +82,12 @@ export function ulpMappings(pid: number): string[] {
     .split('\n')
     .filter((l) => l.includes('/memfd:ulp:'));
 }
+
+/**
+ * What an apply leaves in a process (a staged build, its metadata, a journal):
+ * ulpMappings without the runtime's own stub and fork pages, which stay for
+ * the next run and change nothing the program runs (docs/RUNTIME.md).
+ */
+export function applyMappings(pid: number): string[] {
+  return ulpMappings(pid).filter((l) => !/ulp:(stub|fork)\b/.test(l));
+}

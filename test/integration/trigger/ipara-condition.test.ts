@@ -9,10 +9,11 @@
  * as it was; with no thread inside, the update applies and reverts.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { BUILD } from '../../../lab/compile.js';
 import { runCli } from '../../../lab/cli.js';
+import { applyMappings } from '../../../lab/process-state.js';
 import { ulpPack } from '../../../lab/packer/run.js';
 import { startTarget, type Target } from '../../../lab/target.js';
 import { linkedProgram, sharedLib } from '../../../lab/versioned.js';
@@ -27,13 +28,6 @@ function libipara(defines: string[], out: string): string {
     defines,
     flags: ['-Wl,--build-id'],
   });
-}
-
-/** What an apply leaves in the process besides the runtime's own stub and fork pages. */
-function applyMaps(pid: number): string[] {
-  return readFileSync(`/proc/${pid}/maps`, 'utf8')
-    .split('\n')
-    .filter((l) => l.includes('ulp:') && !/ulp:(stub|fork)\b/.test(l));
 }
 
 describe('ulp-trigger and callers in flight that rely on -fipa-ra', function () {
@@ -107,7 +101,7 @@ describe('ulp-trigger and callers in flight that rely on -fipa-ra', function () 
     assert.equal(r.code, 2, r.stdout + r.stderr);
     assert.equal(r.json?.error?.code, 'LOADER_FUNCTION_ACTIVE', r.stdout + r.stderr);
     assert.match(r.json.error.message, /is inside g/);
-    assert.deepEqual(applyMaps(t.pid), [], 'nothing of the apply stays in the process');
+    assert.deepEqual(applyMappings(t.pid), [], 'nothing of the apply stays in the process');
     assert.equal(await g(t), expected.old, 'the main thread still computes with the old build');
     assert.ok(t.alive());
   });

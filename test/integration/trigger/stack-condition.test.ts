@@ -12,6 +12,7 @@ import { closeSync, copyFileSync, mkdirSync, openSync, readFileSync, readSync } 
 import { join } from 'node:path';
 import { BUILD } from '../../../lab/compile.js';
 import { runCli } from '../../../lab/cli.js';
+import { applyMappings } from '../../../lab/process-state.js';
 import { ulpPack } from '../../../lab/packer/run.js';
 import { startTarget, type Target } from '../../../lab/target.js';
 import { linkedProgram, sharedLib } from '../../../lab/versioned.js';
@@ -26,17 +27,6 @@ function libstack(defines: string[], out: string): string {
     defines,
     flags: ['-s', '-Wl,--build-id'],
   });
-}
-
-/**
- * What an apply leaves in the process: a staged build, its metadata, a journal (memfds named
- * `ulp:<patch>...`). The stub and fork pages (`ulp:stub`, `ulp:fork`) are the runtime's own, kept
- * for the next run (docs/RUNTIME.md): they change nothing the program runs.
- */
-function applyMaps(pid: number): string[] {
-  return readFileSync(`/proc/${pid}/maps`, 'utf8')
-    .split('\n')
-    .filter((l) => l.includes('ulp:') && !/ulp:(stub|fork)\b/.test(l));
 }
 
 /** The library's code as the process holds it: no byte of it may change on a refusal. */
@@ -114,7 +104,7 @@ describe('ulp-trigger and a bundle compatible while no thread is inside a creato
     assert.equal(r.code, 2, r.stdout + r.stderr);
     assert.equal(r.json?.error?.code, 'LOADER_FUNCTION_ACTIVE', r.stdout + r.stderr);
     assert.match(r.stdout + r.stderr, new RegExp(`thread ${t.pid} of process ${t.pid} is inside stack_run`));
-    assert.deepEqual(applyMaps(t.pid), [], 'nothing of the apply stays in the process');
+    assert.deepEqual(applyMappings(t.pid), [], 'nothing of the apply stays in the process');
     assert.ok(libraryCode(t.pid).equals(codeBefore), 'no byte of the library changed (no entry redirect)');
     const st = runCli('ulp-trigger', ['--status', String(t.pid), '--json']);
     assert.doesNotMatch(JSON.stringify(st.json), /"applied"/, st.stdout);

@@ -438,22 +438,7 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
   const dataRefs = mapped ? undefined : checkDataRefs(req, elf, state.region, family.canonical);
   // No room within reach of the data is found now too, before the process is touched (placed again once attached).
   if (!mapped) placement(req, elf, dataRefs, family.canonical, state.region);
-  // The target's writable region, when the library's data is not shared yet and the target build exists
-  // already: staged by an earlier run that was stopped before its switch. This switch shares the data.
-  const mappedRegion = mapped ? ownRegion(mapped.elf) : undefined;
-  const unsharedTarget =
-    mappedRegion && state.region && !state.aliased ? mapped!.bias + mappedRegion.start : undefined;
-  if (
-    unsharedTarget !== undefined &&
-    !snap.dataMappings.get(req.soname)?.some((m) => m.start === unsharedTarget)
-  ) {
-    // Found while planning, before the process is attached: nothing was done to it.
-    throw new UlpError(
-      'LOADER_ALIAS_UNAVAILABLE',
-      `the build ${req.target.buildId.slice(0, 12)} mapped in process ${req.pid} has no shared data mapping to alias`,
-      'The process was left unchanged; report this with `ulp-trigger --status PID --json`.',
-    );
-  }
+  const unsharedTarget = unsharedTargetOf(req, prepared);
   report.timings.planMs = ms(t0);
   const session = Session.open(req.pid, req.session);
   try {
@@ -486,35 +471,14 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
     const objects = family.builds.includes(target) ? snap.objects : [...snap.objects, target];
     const slots = collectSlots(objects, fam, region);
     const sites = collectCodePointerSites(fam, target, region);
-    // Slots bound to an IFUNC of the library hold its resolver's choice: ask the target's resolvers now, never in the pause.
-    const resolvers = ifuncResolvers(slots, target);
-    let ifuncs: Map<string, bigint> | undefined;
-    if (resolvers.length > 0) {
-      ifuncs = new Map(
-        resolvers.map((f) => [
-          f.key,
-          BigInt.asUintN(
-            64,
-            onSafeThread(session, snap.objects, 'run an IFUNC resolver', (tid) =>
-              session.call(f.resolver, [], runtimeCall(tid, IFUNC_TIMEOUT_MS)),
-            ),
-          ),
-        ]),
-      );
-      session.resume();
-    }
+    const ifuncs = resolveIfuncs(session, snap.objects, slots, target);
     // Entry redirects: planned now, their journal mapped now (a remote mmap), only written in the pause.
     const plan = planRedirectsFor(fam, target);
     let guard: InactiveGuard | undefined;
-    try {
-      guard = req.inactive ? inactiveGuard(req.pid, req.inactive, fam, target, plan) : undefined;
-    } catch (e) {
-      if (staged) undoStaging(session, snap.objects, staged);
-      throw e;
-    }
     // Always, even with nothing to redirect: --status says "applied" only for a live build a journal vouches for.
     let journalAt: { addr: bigint; size: number };
     try {
+      guard = req.inactive ? inactiveGuard(req.pid, req.inactive, fam, target, plan) : undefined;
       journalAt = withBorrowed(session, () =>
         mapJournal(session, req.soname, journalBudget(plan, req.soname)),
       );
@@ -618,6 +582,53 @@ function dryRunFields(
     codeRanges(fam.builds),
   ).outcome;
   return Object.assign(fields, switchCounts(words, outcome));
+}
+
+/**
+ * The target's writable region, when the library's data is not shared yet and the target build exists
+ * already: staged by an earlier run that was stopped before its switch. This switch shares the data.
+ * Found while planning, before the process is attached: a refusal here changed nothing.
+ */
+function unsharedTargetOf(req: SwitchRequest, prepared: Prepared): bigint | undefined {
+  const { mapped, snap, state } = prepared;
+  const mappedRegion = mapped ? ownRegion(mapped.elf) : undefined;
+  const unsharedTarget =
+    mappedRegion && state.region && !state.aliased ? mapped!.bias + mappedRegion.start : undefined;
+  if (
+    unsharedTarget !== undefined &&
+    !snap.dataMappings.get(req.soname)?.some((m) => m.start === unsharedTarget)
+  ) {
+    throw new UlpError(
+      'LOADER_ALIAS_UNAVAILABLE',
+      `the build ${req.target.buildId.slice(0, 12)} mapped in process ${req.pid} has no shared data mapping to alias`,
+      'The process was left unchanged; report this with `ulp-trigger --status PID --json`.',
+    );
+  }
+  return unsharedTarget;
+}
+
+/** Slots bound to an IFUNC of the library hold its resolver's choice: the target's resolvers are asked now, never in the pause. */
+function resolveIfuncs(
+  session: Session,
+  objects: readonly ProcessObject[],
+  slots: Parameters<typeof ifuncResolvers>[0],
+  target: ProcessObject,
+): Map<string, bigint> | undefined {
+  const resolvers = ifuncResolvers(slots, target);
+  if (resolvers.length === 0) return undefined;
+  const ifuncs = new Map(
+    resolvers.map((f) => [
+      f.key,
+      BigInt.asUintN(
+        64,
+        onSafeThread(session, objects, 'run an IFUNC resolver', (tid) =>
+          session.call(f.resolver, [], runtimeCall(tid, IFUNC_TIMEOUT_MS)),
+        ),
+      ),
+    ]),
+  );
+  session.resume();
+  return ifuncs;
 }
 
 /**

@@ -150,6 +150,30 @@ export async function parseCommandLine(
   }
 }
 
+const guarded = new WeakSet<NodeJS.WritableStream>();
+
+/**
+ * A reader that goes away (`ulp-pack --help | head -1`) makes the next write
+ * to its pipe fail with EPIPE, which Node reports as an 'error' event on the
+ * stream: unhandled, it killed the command with a stack trace, in the middle
+ * of whatever it was doing. Output nobody reads any more is dropped instead:
+ * the command finishes what it started (an apply is never cut short because
+ * its report cannot be delivered) and exits with its own code (docs/CLI.md).
+ * Any other write error stays fatal, as before. Idempotent per stream.
+ */
+export function dropOutputToClosedPipes(
+  streams: NodeJS.WritableStream[] = [process.stdout, process.stderr],
+): void {
+  for (const stream of streams) {
+    if (guarded.has(stream)) continue;
+    guarded.add(stream);
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') return;
+      throw err;
+    });
+  }
+}
+
 /**
  * The whole life of a command: parse `argv` with `program`, run it, and turn
  * any error into its report and its exit code (from the registry).
@@ -162,6 +186,7 @@ export async function runCommand<O extends { json?: boolean }>(
   run: (args: string[], opts: O) => ExitCodeValue | Promise<ExitCodeValue>,
   usageCode: ErrorCode,
 ): Promise<void> {
+  dropOutputToClosedPipes();
   let json = argv.includes('--json');
   let code: ExitCodeValue;
   try {

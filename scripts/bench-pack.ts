@@ -13,8 +13,11 @@
  * of system libraries from 0.1 to 8 MB (--big adds libLLVM, 110 MB), each
  * against a copy with one changed byte (an immediate operand of an exported
  * function when one starts with `mov $imm32, %eax`, else a byte of .rodata)
- * and a new build-id: pack time against library size. The command is run as
- * users run it, compiled (dist/bin/ulp-pack.js; `npm run build` first when
+ * and a new build-id: pack time against library size. A pair ulp-pack
+ * refuses (exit 2: incompatible, or a downgrade; libLLVM's copy is one) is
+ * reported with ulp-pack's reasons under the figures: --check is timed up to
+ * that verdict, -o, which writes nothing then, is not timed. The command is
+ * run as users run it, compiled (dist/bin/ulp-pack.js; `npm run build` first when
  * dist is older than the sources), as a fresh process each time, like
  * readelf. Runs are interleaved so that load on the machine affects both
  * sides alike; wall time and CPU time (user + system, from /usr/bin/time
@@ -44,6 +47,7 @@ import {
   runProgram,
   writeJsonResult,
 } from '../lab/bench/common.js';
+import { judgePackRun } from '../lab/bench/pack-verdict.js';
 import { freshDir, profileIn, renderProfile, type Profile } from '../lab/bench/profile.js';
 import { handleArgs } from '../lab/script-args.js';
 
@@ -126,25 +130,42 @@ function modifiedCopy(old: string): { old: string; neu: string; change: string }
 interface Sample {
   wall: number;
   cpu: number | undefined;
+  /** ulp-pack refused the pair (exit 2): the reasons it gave. The time is that of the analysis up to the verdict. */
+  refused?: string[];
 }
 
 /**
- * Runs one command line and returns its wall and CPU seconds. stdout goes
- * to /dev/null for every command alike (readelf -a prints megabytes; piping
- * them into this process would time this process's reading too).
+ * Runs one command line and returns its wall and CPU seconds with what it
+ * printed. stdout goes to /dev/null unless `keepStdout` (readelf -a prints
+ * megabytes; piping them into this process would time this process's
+ * reading too); ulp-pack's report is a few lines, kept to name a refusal.
  */
-function timed(cmd: string, argv: string[]): Sample {
+function run(cmd: string, argv: string[], keepStdout = false) {
   const opts = {
     encoding: 'utf8' as const,
     maxBuffer: 1 << 30,
-    stdio: ['ignore', 'ignore', 'pipe'] as ['ignore', 'ignore', 'pipe'],
+    stdio: ['ignore', keepStdout ? 'pipe' : 'ignore', 'pipe'] as ['ignore', 'pipe' | 'ignore', 'pipe'],
   };
   const t0 = process.hrtime.bigint();
   const r = TIME ? spawnSync(TIME, ['-f', '%U %S', cmd, ...argv], opts) : spawnSync(cmd, argv, opts);
   const wall = Number(process.hrtime.bigint() - t0) / 1e9;
-  if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')} exited ${r.status}: ${r.stderr.slice(-500)}`);
   const m = TIME ? /(\d+\.\d+) (\d+\.\d+)\s*$/.exec(r.stderr) : null;
-  return { wall, cpu: m ? Number(m[1]) + Number(m[2]) : undefined };
+  const sample: Sample = { wall, cpu: m ? Number(m[1]) + Number(m[2]) : undefined };
+  return { sample, code: r.status, signal: r.signal, stdout: r.stdout ?? '', stderr: r.stderr };
+}
+
+/** A command that must succeed (readelf, objdump, node). */
+function timed(cmd: string, argv: string[]): Sample {
+  const r = run(cmd, argv);
+  if (r.code !== 0) throw new Error(`${cmd} ${argv.join(' ')} exited ${r.code}: ${r.stderr.slice(-500)}`);
+  return r.sample;
+}
+
+/** One ulp-pack run (`bin` is this checkout's or the baseline's): a refusal is a result, any other failure stops the benchmark. */
+function timedPack(bin: string, argv: string[]): Sample {
+  const r = run(process.execPath, [bin, ...argv], true);
+  const verdict = judgePackRun(`ulp-pack ${argv.join(' ')}`, r);
+  return verdict.refused ? { ...r.sample, refused: verdict.reasons } : r.sample;
 }
 
 const sum = (a: Sample, b: Sample): Sample => ({
@@ -154,8 +175,11 @@ const sum = (a: Sample, b: Sample): Sample => ({
 
 interface Row {
   command: string;
-  wall: number;
+  /** Undefined when the command was not timed: `-o` of a pair ulp-pack refuses writes nothing to time. */
+  wall: number | undefined;
   cpu: number | undefined;
+  /** ulp-pack refused the pair: its reasons. */
+  refused?: string[];
 }
 
 export interface PackPair {
@@ -169,33 +193,43 @@ export interface PackPair {
   loadAfter: string;
 }
 
+const PACK_O = 'ulp-pack -o (writes the bundle)';
+
 function measurePair(old: string, neu: string, change: string, runs: number): PackPair {
   const out = join(BENCH, 'pack', 'bench.ulp');
   const cases: Record<string, () => Sample> = {
     'readelf -a (both files)': () => sum(timed('readelf', ['-a', old]), timed('readelf', ['-a', neu])),
     // ulp-pack decodes every instruction of both builds; objdump -d is the reference for that much work.
     'objdump -d (both files)': () => sum(timed('objdump', ['-d', old]), timed('objdump', ['-d', neu])),
-    'ulp-pack --check': () => timed(process.execPath, [BIN, old, neu, '--check']),
-    'ulp-pack -o (writes the bundle)': () =>
-      timed(process.execPath, [BIN, old, neu, '-o', out, '--created-at', '0']),
+    'ulp-pack --check': () => timedPack(BIN, [old, neu, '--check']),
+    [PACK_O]: () => timedPack(BIN, [old, neu, '-o', out, '--created-at', '0']),
     'node startup (empty script)': () => timed(process.execPath, ['-e', '0']),
   };
   if (BASELINE) {
     if (!existsSync(BASELINE))
       throw new Error(`--baseline: no ${BASELINE} (build that checkout first: npx tsc -p tsconfig.json)`);
-    cases['baseline ulp-pack --check'] = () => timed(process.execPath, [BASELINE, old, neu, '--check']);
-    cases['baseline ulp-pack -o'] = () =>
-      timed(process.execPath, [BASELINE, old, neu, '-o', out, '--created-at', '0']);
+    cases['baseline ulp-pack --check'] = () => timedPack(BASELINE, [old, neu, '--check']);
+    cases['baseline ulp-pack -o'] = () => timedPack(BASELINE, [old, neu, '-o', out, '--created-at', '0']);
   }
+  const commands = Object.keys(cases);
+  // Warms the page cache for every file involved, and finds out whether ulp-pack packs this pair at all.
+  const warm = cases[PACK_O]!();
+  // A refused -o wrote nothing: its time is --check's again, not a pack's, so it is reported, not timed.
+  if (warm.refused) delete cases[PACK_O];
   const samples: Record<string, Sample[]> = Object.fromEntries(Object.keys(cases).map((k) => [k, []]));
-  cases['ulp-pack -o (writes the bundle)']!(); // warm the page cache for every file involved
   for (let i = 0; i < runs; i++) for (const [k, f] of Object.entries(cases)) samples[k]!.push(f());
   rmSync(out, { force: true });
-  const rows = Object.entries(samples).map(([command, xs]) => ({
-    command,
-    wall: median(xs.map((s) => s.wall)),
-    cpu: xs[0]!.cpu !== undefined ? median(xs.map((s) => s.cpu!)) : undefined,
-  }));
+  const rows: Row[] = commands.map((command) => {
+    const xs = samples[command];
+    if (!xs) return { command, wall: undefined, cpu: undefined, refused: warm.refused! };
+    const refused = xs.find((s) => s.refused)?.refused;
+    return {
+      command,
+      wall: median(xs.map((s) => s.wall)),
+      cpu: xs[0]!.cpu !== undefined ? median(xs.map((s) => s.cpu!)) : undefined,
+      ...(refused ? { refused } : {}),
+    };
+  });
   const functions =
     parseElf(readFileSync(old)).symtab.filter((s) => s.type === 2 && s.defined).length ||
     parseElf(readFileSync(old)).dynamicSymbols.filter((s) => s.type === 2 && s.defined).length;
@@ -204,6 +238,20 @@ function measurePair(old: string, neu: string, change: string, runs: number): Pa
 
 const ratio = (a: number | undefined, b: number | undefined) =>
   a !== undefined && b ? (a / b).toFixed(2) : '-';
+
+/** A row's wall time: "refused" when ulp-pack refused the pair and the command was not timed. */
+const seconds = (r: Row, unit = '') => (r.wall === undefined ? 'refused' : `${r.wall.toFixed(3)}${unit}`);
+
+/** What ulp-pack said when it refused the pair, for the reader of the figures; nothing when it did not. */
+function refusalLines(p: PackPair): string[] {
+  const reasons = p.rows.find((r) => r.refused)?.refused;
+  if (!reasons) return [];
+  return [
+    `${basename(p.old)}: ulp-pack refused the pair (exit 2), so -o wrote no bundle and is not timed; --check is timed up to that verdict. Reasons:`,
+    ...reasons.slice(0, 10).map((r) => `  ${r}`),
+    ...(reasons.length > 10 ? [`  and ${reasons.length - 10} more (ulp-pack --check shows them all)`] : []),
+  ];
+}
 
 function printPair(p: PackPair): void {
   const size = (f: string) => (statSync(f).size / 1e6).toFixed(1);
@@ -216,7 +264,7 @@ function printPair(p: PackPair): void {
   );
   for (const r of p.rows) {
     console.log(
-      `${r.command.padEnd(34)} ${r.wall.toFixed(3).padStart(8)} ${ratio(r.wall, base.wall).padStart(10)} ${(r.cpu?.toFixed(3) ?? '-').padStart(8)} ${ratio(r.cpu, base.cpu).padStart(10)}`,
+      `${r.command.padEnd(34)} ${seconds(r).padStart(8)} ${ratio(r.wall, base.wall).padStart(10)} ${(r.cpu?.toFixed(3) ?? '-').padStart(8)} ${ratio(r.cpu, base.cpu).padStart(10)}`,
     );
   }
   for (const mode of ['--check', '-o']) {
@@ -227,12 +275,13 @@ function printPair(p: PackPair): void {
         `ulp-pack ${mode}: this checkout / baseline ${ratio(now.wall, before.wall)} wall, ${ratio(now.cpu, before.cpu)} cpu`,
       );
   }
+  for (const line of refusalLines(p)) console.log(line);
 }
 
 /** One row per library: pack time against size, next to readelf -a and objdump -d on the same files. */
 export function renderPackSizes(pairs: PackPair[]): string {
   const get = (p: PackPair, prefix: string) => p.rows.find((r) => r.command.startsWith(prefix))!;
-  return markdownTable(
+  const table = markdownTable(
     [
       'library',
       'size',
@@ -259,19 +308,22 @@ export function renderPackSizes(pairs: PackPair[]): string {
         basename(p.old),
         `${(p.bytes / 1e6).toFixed(2)} MB`,
         String(p.functions),
-        `${re.wall.toFixed(3)} s`,
-        `${ob.wall.toFixed(3)} s`,
-        `${ck.wall.toFixed(3)} s`,
-        `${pk.wall.toFixed(3)} s`,
+        seconds(re, ' s'),
+        seconds(ob, ' s'),
+        seconds(ck, ' s') + (ck.refused ? ' (refused)' : ''),
+        seconds(pk, ' s'),
         ratio(ck.wall, re.wall),
         ratio(pk.wall, re.wall),
         `${cpu(re)} / ${cpu(pk)}`,
         ratio(pk.cpu, re.cpu),
-        `${nd.wall.toFixed(3)} s`,
+        seconds(nd, ' s'),
         p.loadAfter,
       ];
     }),
   );
+  // The figures of a refused pair are not a pack's: say so under the table, with ulp-pack's reasons.
+  const notes = pairs.flatMap(refusalLines);
+  return notes.length > 0 ? `${table}\n${notes.join('\n')}\n` : table;
 }
 
 export interface Compression {
@@ -281,7 +333,13 @@ export interface Compression {
   levels: Array<{ level: number; ms: number; bytes: number }>;
 }
 
-export type PackProfile = Profile & { library: string; wallMs: number; compression: Compression };
+export type PackProfile = Profile & {
+  library: string;
+  wallMs: number;
+  compression: Compression;
+  /** ulp-pack refused the pair: the profile is of the analysis up to that verdict, no bundle was compressed. */
+  refused?: string[];
+};
 
 /**
  * What compressing the two builds costs (the bundle is gzip, patches/gzip.ts,
@@ -323,12 +381,13 @@ function profilePack(old: string, neu: string): PackProfile {
     '0',
   ]);
   rmSync(out, { force: true });
-  if (r.code !== 0) throw new Error(`ulp-pack under --cpu-prof exited ${r.code}: ${r.stderr.slice(-500)}`);
+  const verdict = judgePackRun('ulp-pack under --cpu-prof', r);
   return {
     ...profileIn(dir, 15),
     library: basename(old),
     wallMs: Math.round(r.ms),
     compression: compressionCost(old, neu),
+    ...(verdict.refused ? { refused: verdict.reasons } : {}),
   };
 }
 
@@ -366,7 +425,10 @@ function main(): void {
     if (!flag('--sizes')) printPair(r);
     else
       process.stderr.write(
-        `  ${basename(p.old)}: ulp-pack ${r.rows.find((x) => x.command.startsWith('ulp-pack -o'))!.wall.toFixed(3)} s, readelf ${r.rows[0]!.wall.toFixed(3)} s (load ${r.loadAfter})\n`,
+        `  ${basename(p.old)}: ulp-pack ${seconds(
+          r.rows.find((x) => x.command.startsWith('ulp-pack -o'))!,
+          ' s',
+        )}, readelf ${seconds(r.rows[0]!, ' s')} (load ${r.loadAfter})\n`,
       );
     if (p === profiled) profile = profilePack(p.old, p.neu);
     // Only the modified copies this script wrote: NEW given on the command line is the user's file.
@@ -380,7 +442,7 @@ function main(): void {
   }
   if (profile) {
     console.log(
-      `CPU profile of ulp-pack -o on ${profile.library}: ${profile.wallMs} ms wall, ${profile.totalMs} ms sampled, ${profile.busyMs} ms not idle\n`,
+      `CPU profile of ulp-pack -o on ${profile.library}${profile.refused ? ' (refused the pair: the analysis only, no bundle written)' : ''}: ${profile.wallMs} ms wall, ${profile.totalMs} ms sampled, ${profile.busyMs} ms not idle\n`,
     );
     console.log(renderProfile(profile, 15, 20));
     console.log(renderCompression(profile.compression));

@@ -168,7 +168,7 @@ export interface SwitchReport {
   /**
    * What the switch's pause did besides stopping: pages read back (one process_vm_readv), write system calls,
    * and where its time went (ms): stopping every thread, the first switch's alias, reading back and comparing,
-   * writing, resuming. Absent in a dry run.
+   * writing, resuming (or detaching, when nothing follows the switch). Absent in a dry run.
    */
   pauseIo?: {
     pages: number;
@@ -488,7 +488,11 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
       throw e;
     }
     let failure: { error: unknown } | undefined;
+    let detachFailure: { error: unknown } | undefined;
     let io: PauseIO | undefined;
+    // With no earlier journal to drop, nothing but the detach follows a switch: the pause ends in it, every
+    // thread let go from the stop the switch made instead of resumed and stopped again to be detached.
+    const last = redirectState.mappings.length === 0;
     try {
       // Every write decided now, on what the process holds while it runs: the pause only checks and writes.
       const ctx = { family: fam, target, region, scope, ...(ifuncs ? { ifuncs } : {}) };
@@ -502,14 +506,22 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
         state.region && aliasFrom !== undefined
           ? () => aliasCanonical(session, family.canonical, state.region!, aliasFrom)
           : undefined;
-      const { done, pauseIo, attempts } = pause(session, io, pp, alias, guard && { ...guard, objects });
+      const { done, pauseIo, attempts, detachError } = pause(
+        session,
+        io,
+        pp,
+        alias,
+        guard && { ...guard, objects },
+        last,
+      );
+      detachFailure = detachError;
       if (guard) report.condition = { inactive: guard.watched.map((w) => w.label), attempts };
       report.aliasedNow = alias !== undefined;
       Object.assign(report, switchCounts(done.words, done.redirects), { pauseIo });
     } catch (e) {
       failure = { error: e };
     } finally {
-      session.resume();
+      if (!session.isClosed) session.resume();
       io?.close();
     }
     if (failure) {
@@ -527,6 +539,8 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
         true,
       );
     report.timings.switchMs = ms(t2);
+    // The switch is made: a failure to let the threads go is reported as the final detach's would be.
+    if (detachFailure) throw detachFailure.error;
   } finally {
     session.detach();
     report.pauses = [...session.pauses];
@@ -634,8 +648,12 @@ function resolveIfuncs(
 /**
  * The pause: every thread stopped outside the bytes a jump replaces, the data
  * aliased the first time, the watched words checked and everything written,
- * every thread resumed. Nothing is planned here (switch.ts); on an error the
- * caller resumes the threads.
+ * every thread resumed, or, when `last` (nothing but the detach follows),
+ * detached: PTRACE_DETACH lets a stopped thread run as PTRACE_CONT would,
+ * and the session's detach would otherwise stop every thread again first.
+ * A failure to detach comes back as `detachError`: the switch is made by
+ * then. Nothing is planned here (switch.ts); on an error before the switch
+ * the caller resumes the threads.
  */
 function pause(
   session: Session,
@@ -643,7 +661,13 @@ function pause(
   pp: PausePlan,
   alias: (() => void) | undefined,
   guard: (InactiveGuard & { objects: readonly ProcessObject[] }) | undefined,
-): { done: PauseOutcome; pauseIo: NonNullable<SwitchReport['pauseIo']>; attempts: number } {
+  last: boolean,
+): {
+  done: PauseOutcome;
+  pauseIo: NonNullable<SwitchReport['pauseIo']>;
+  attempts: number;
+  detachError?: { error: unknown };
+} {
   const tStop = performance.now();
   const stopped = guard ? stopOutsideFunctions(session, pp.redirects, guard) : undefined;
   const blocked = stopped?.blocked ?? stopOutsideEntries(session, pp.redirects);
@@ -653,7 +677,14 @@ function pause(
   const tCheck = performance.now();
   const done = switchInPause(io, pp, blocked);
   const tResume = performance.now();
-  session.resume();
+  let detachError: { error: unknown } | undefined;
+  if (last) {
+    try {
+      session.detach();
+    } catch (e) {
+      detachError = { error: e };
+    }
+  } else session.resume();
   const phases = {
     stopMs: tAlias - tStop,
     aliasMs: tCheck - tAlias,
@@ -665,6 +696,7 @@ function pause(
     done,
     pauseIo: { pages: io.pages, writes: io.writes - writesBefore, ...phases },
     attempts: stopped?.attempts ?? 1,
+    ...(detachError ? { detachError } : {}),
   };
 }
 

@@ -19,6 +19,7 @@ const PURE_LAB = new Set([
   'lab/random.ts',
   'lab/relro.ts',
   'lab/script-args.ts',
+  'lab/bench/pack-verdict.ts',
 ]);
 /** Node modules that start processes or threads. */
 const EFFECTS = new Set(['node:child_process', 'child_process', 'node:worker_threads', 'node:cluster']);

@@ -8,6 +8,9 @@
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
+import { readBundleFile } from '../../../patches/index.js';
+import { closeTally, openTally, type Tally } from '../../../runtime/sys/tally.js';
+import { runOne } from '../../../trigger/apply.js';
 import { runCli } from '../../../lab/cli.js';
 import { buildDemo, type Demo } from '../../../lab/demo.js';
 import type { Target } from '../../../lab/target.js';
@@ -68,6 +71,37 @@ describe('ulp-trigger on a process whose threads all block', function () {
       assert.deepEqual(blockedIn(t.pid), before, 'every thread is back in the call it was blocked in');
       assert.deepEqual(await wake(t), { version, compute });
     }
+    assert.ok(t.alive());
+  });
+
+  it('stops each thread once in a first apply: the pause ends in the detach, not a resume and a stop again', async () => {
+    const fix = demo.pack(1, 2);
+    const t = demo.start(1, ['22']);
+    await t.waitFor((o) => /^ready threads=27 version=1 compute=33/m.test(o));
+    await t.waitFor(() => blockedIn(t.pid).every((nr) => nr >= 0) && blockedIn(t.pid).length === 27);
+    const before = blockedIn(t.pid);
+    openTally();
+    let tally: Tally;
+    let r;
+    try {
+      r = runOne(t.pid, readBundleFile(fix), { which: 'forward' });
+    } finally {
+      tally = closeTally();
+    }
+    assert.equal(r.outcome, 'applied');
+    const stops = tally.get('ptrace:PTRACE_INTERRUPT') ?? 0;
+    const all = r.switch!.pauses.filter((p) => p.kind === 'all');
+    assert.deepEqual(
+      all.map((p) => p.threads),
+      [27],
+    );
+    // The pause stops all 27, staging borrows a thread a few times; stopping all again to detach made it 54 and more.
+    assert.ok(stops >= 27 && stops < 2 * 27, `${stops} PTRACE_INTERRUPT for 27 threads`);
+    assert.equal(tally.get('ptrace:PTRACE_DETACH'), 27, 'every thread detached');
+    // Just let go, a thread may still be on its way back into its call (/proc says "running").
+    await t.waitFor(() => blockedIn(t.pid).every((nr) => nr >= 0));
+    assert.deepEqual(blockedIn(t.pid), before, 'every thread is back in the call it was blocked in');
+    assert.deepEqual(await wake(t), { version: '2', compute: '36' });
     assert.ok(t.alive());
   });
 });

@@ -2,7 +2,9 @@
  * The error registry (common/error-codes.ts) against the documentation: the
  * error tables of docs/CLI.md (with the process and ELF tables it points to
  * in RUNTIME.md and ELF.md) list exactly the registry's codes, and the exit
- * tables of both commands give each code the registry's exit code.
+ * tables of both commands give each code the registry's exit code; the
+ * EXIT STATUS sections of the man pages list the same exit statuses as those
+ * tables, and a code a man page names there exits with that status.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -57,6 +59,20 @@ function exitTable(heading: string): Map<string, number> {
   return covered;
 }
 
+/** The entries of a man page's EXIT STATUS section: each exit status with its text, roff requests and escapes included. */
+function manExits(program: string): Map<number, string> {
+  const page = readFileSync(new URL(`../../../man/${program}.1`, import.meta.url), 'utf8');
+  const section = /^\.SH EXIT STATUS\n([\s\S]*?)^\.SH /m.exec(page);
+  assert.ok(section, `man/${program}.1 has no EXIT STATUS section`);
+  const exits = new Map<number, string>();
+  for (const entry of section[1]!.split(/^\.TP\n/m).slice(1)) {
+    const m = /^\.B (\d+)\n([\s\S]*?)(?=^\.PP\n|$(?![\s\S]))/m.exec(entry);
+    assert.ok(m, `man/${program}.1: an exit status entry that is not ".TP" ".B N": ${entry.slice(0, 60)}`);
+    exits.set(Number(m[1]), m[2]!);
+  }
+  return exits;
+}
+
 describe('error registry', () => {
   it('docs/CLI.md, with the RUNTIME.md and ELF.md tables it points to, lists exactly the registry codes', () => {
     const listed = new Set<string>();
@@ -86,6 +102,26 @@ describe('error registry', () => {
       const wrong = [...table]
         .filter(([code, exit]) => exitCodeOf(code) !== exit)
         .map(([code, exit]) => `${code}: documented ${exit}, registry ${exitCodeOf(code)}`);
+      assert.deepEqual(wrong, []);
+    });
+  }
+
+  for (const program of ['ulp-pack', 'ulp-trigger']) {
+    it(`man/${program}.1 lists the exit statuses of docs/CLI.md's table, and the codes it names exit there`, () => {
+      const documented = tableRows(doc('CLI.md'), `### Exit codes of ${program}`)
+        .filter((r) => /^\d+$/.test(r[0]!))
+        .map((r) => Number(r[0]));
+      const man = manExits(program);
+      assert.deepEqual(
+        [...man.keys()].sort((a, b) => a - b),
+        [...new Set(documented)].sort((a, b) => a - b),
+      );
+      const wrong = [...man].flatMap(([exit, text]) =>
+        [...text.matchAll(/\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b/g)]
+          .map((m) => m[0])
+          .filter((code) => exitCodeOf(code) !== exit)
+          .map((code) => `${code}: man ${exit}, registry ${exitCodeOf(code)}`),
+      );
       assert.deepEqual(wrong, []);
     });
   }

@@ -505,7 +505,7 @@ async function measure(
 
 async function main(): Promise<void> {
   handleArgs(import.meta.url, {
-    values: ['--processes', '--sleep-processes', '--jobs', '--json'],
+    values: ['--processes', '--sleep-processes', '--jobs', '--json', '--baseline', '--rounds'],
     flags: ['--profile'],
   });
   ensureBuilt();

@@ -13,6 +13,7 @@ import { runAll } from '../trigger/all.js';
 import { ensureBuilt, flag, markdownTable, numbers } from '../lab/bench/common.js';
 import { fleetProgram, libdemo, libDir, pack, workDir } from '../lab/bench/fixtures.js';
 import { countsOf, startFleet, type Counts } from './bench-all.js';
+import { handleArgs } from '../lab/script-args.js';
 
 const N = numbers('--processes', [20])[0]!;
 const MODE = flag('--sleep') ? 'sleep' : 'wait';
@@ -33,6 +34,7 @@ async function counted(fix: string, which: 'forward' | 'reverse'): Promise<Count
 }
 
 async function main(): Promise<void> {
+  handleArgs(import.meta.url, { values: ['--processes'], flags: ['--sleep'] });
   ensureBuilt();
   const tag = `count-${process.pid}-${Date.now()}`;
   const w = workDir('count-all');

@@ -69,6 +69,11 @@ describe('system log: applies and reverts', function () {
   });
 
   const messages = () => (existsSync(received) ? readFileSync(received, 'utf8').trimEnd().split('\n') : []);
+  /** The messages once `ready` holds for them: the listener writes each datagram after it was sent, in its own time. */
+  const messagesWhen = async (ready: (m: string[]) => boolean): Promise<string[]> => {
+    for (let i = 0; i < 1500 && !ready(messages()); i++) await new Promise((r) => setTimeout(r, 20));
+    return messages();
+  };
   /** Datagrams are delivered when logger's send returns: read after the command exits. */
   const trigger = (args: string[], env: Record<string, string> = {}) =>
     runCli('ulp-trigger', args, { ULP_SYSLOG_SOCKET: socket, ...env });
@@ -91,7 +96,7 @@ describe('system log: applies and reverts', function () {
     assert.equal(trigger([String(t.pid), fix, '--revert']).code, 0);
     assert.equal(trigger([String(t.pid), fix], { ULP_SYSLOG: '0' }).code, 0);
 
-    const m = messages();
+    const m = await messagesWhen((x) => x.length >= 3);
     assert.equal(m.length, 3, m.join('\n'));
     assert.match(
       m[0]!,
@@ -112,11 +117,9 @@ describe('system log: applies and reverts', function () {
 
     // --all: one message per process.
     assert.equal(trigger(['--all', fix, '--revert']).code, 0);
-    const all = messages().slice(3);
-    assert.ok(
-      all.some((l) => new RegExp(` ulp: revert pid=${t.pid} .* result=reverted`).test(l)),
-      messages().join('\n'),
-    );
+    const revertedAll = (l: string) => new RegExp(` ulp: revert pid=${t.pid} .* result=reverted`).test(l);
+    const all = (await messagesWhen((x) => x.slice(3).some(revertedAll))).slice(3);
+    assert.ok(all.some(revertedAll), messages().join('\n'));
 
     // --outdated --apply: its result line for each process.
     const line = readFileSync(`/proc/${t.pid}/maps`, 'utf8')
@@ -131,7 +134,7 @@ describe('system log: applies and reverts', function () {
       0,
     );
     assert.deepEqual(
-      messages()
+      (await messagesWhen((x) => x.length > n))
         .slice(n)
         .map((l) => l.replace(/^.* ulp: /, '').replace(/ (from|to|patch|pause_ms)=\S+/g, '')),
       [`outdated-apply pid=${t.pid} comm=demo_main lib=libdemo.so.1 result=applied old_code=memfd`],

@@ -7,13 +7,13 @@
  *
  * What the code does not show is assumed to clobber every call-clobbered
  * register: a call through the PLT or a pointer, a jump to code that was
- * not decoded, an instruction registers.ts does not know. Callee-saved
+ * not decoded, an instruction elf/x86/registers.ts does not know. Callee-saved
  * registers are never in a set: every function, -fipa-ra or not, gives them
  * back as it found them.
  */
 import { Flow } from '../../elf/x86/decode.js';
 import type { Program } from './program.js';
-import { CALL_CLOBBERED, type RegSet } from './registers.js';
+import { CALL_CLOBBERED, type RegSet } from '../../elf/x86/registers.js';
 
 /** The functions a function's code reaches directly, and what it clobbers by itself. */
 export interface CallGraph {

@@ -32,7 +32,7 @@ import { callGraphOf, clobbersOf, transitiveClobbers } from './clobbers.js';
 import { liveness } from './liveness.js';
 import type { FunctionPair, Matching } from './match.js';
 import { programOf } from './program.js';
-import { CALL_CLOBBERED, regNames } from './registers.js';
+import { CALL_CLOBBERED, regNames } from '../../elf/x86/registers.js';
 
 export interface HazardRange {
   /** The label of the build the range is in ('old' for apply, 'new' for revert). */

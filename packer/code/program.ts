@@ -2,7 +2,7 @@
  * A build's code as one table of instructions, for the register analyses
  * (clobbers.ts, liveness.ts): every function range of the build decoded
  * (elf/x86/decode.ts), each instruction with its register effects
- * (registers.ts), its control flow and where that flow goes, in flat typed
+ * (elf/x86/registers.ts), its control flow and where that flow goes, in flat typed
  * arrays (libcrypto has some 600 000 instructions).
  *
  * Where a branch goes is an instruction index, or one of the negative
@@ -11,7 +11,7 @@
  */
 import { decode, Flow, newInsn } from '../../elf/x86/decode.js';
 import type { Build, FunctionInfo } from '../model.js';
-import { newEffects, registerEffects } from './registers.js';
+import { newEffects, registerEffects } from '../../elf/x86/registers.js';
 
 /** The branch goes to a PLT stub: a function of another object, called per the ABI. */
 export const TO_PLT = -2;
@@ -36,7 +36,7 @@ export interface Program {
   flow: Uint8Array;
   reads: Int32Array;
   writes: Int32Array;
-  /** 0 for an instruction registers.ts does not know. */
+  /** 0 for an instruction elf/x86/registers.ts does not know. */
   exact: Uint8Array;
   /** The instruction that follows in memory (fall-through, return address), or NO_TARGET. */
   next: Int32Array;

@@ -12,7 +12,7 @@ import { inFlightHazards } from '../../../packer/code/ipara.js';
 import { liveness } from '../../../packer/code/liveness.js';
 import { matchFunctions } from '../../../packer/code/match.js';
 import { programOf } from '../../../packer/code/program.js';
-import { CALL_CLOBBERED, RETURN_READS } from '../../../packer/code/registers.js';
+import { CALL_CLOBBERED, RETURN_READS } from '../../../elf/x86/registers.js';
 import { loadBuild } from '../../../packer/pack.js';
 import { REAL, REAL_FILES, realBuild, realBuildsDir } from '../../../lab/real-builds.js';
 

@@ -176,18 +176,21 @@ export function lazyClobbersOf(build: Build): ((f: number) => RegSet) | undefine
       const f = stack.pop()!;
       order.push(f);
       const c = code.code(f);
-      for (const g of [...c.entered, ...c.inside])
-        if (!seen.has(g) && !done.has(g)) {
-          seen.add(g);
-          stack.push(g);
-        }
+      for (const edges of [c.entered, c.inside])
+        for (const g of edges)
+          if (!seen.has(g) && !done.has(g)) {
+            seen.add(g);
+            stack.push(g);
+          }
     }
     const value = new Map<number, number>();
     for (const f of order) value.set(f, code.code(f).own);
     const of = (g: number) => done.get(g) ?? value.get(g)!;
+    // Callees come after their callers in `order`: walking it backwards settles all but cycles in one pass.
     for (let changed = true; changed;) {
       changed = false;
-      for (const f of order) {
+      for (let k = order.length - 1; k >= 0; k--) {
+        const f = order[k]!;
         const c = code.code(f);
         let w = value.get(f)!;
         for (const g of c.entered) w |= of(g);

@@ -7,13 +7,15 @@
  *
  * What the code does not show is assumed to clobber every call-clobbered
  * register: a call through the PLT or a pointer, a jump to code that was
- * not decoded, an instruction registers.ts does not know. Callee-saved
+ * not decoded, an instruction elf/x86/registers.ts does not know. Callee-saved
  * registers are never in a set: every function, -fipa-ra or not, gives them
  * back as it found them.
  */
 import { Flow } from '../../elf/x86/decode.js';
+import type { Build } from '../model.js';
+import { functionCodeOf } from './function-code.js';
 import type { Program } from './program.js';
-import { CALL_CLOBBERED, type RegSet } from './registers.js';
+import { CALL_CLOBBERED, type RegSet } from '../../elf/x86/registers.js';
 
 /** The functions a function's code reaches directly, and what it clobbers by itself. */
 export interface CallGraph {
@@ -149,3 +151,59 @@ export function clobbersOf(program: Program): Int32Array {
   if (!c) plain.set(program, (c = transitiveClobbers(callGraphOf(program))));
   return c;
 }
+
+/**
+ * The transitive clobber set of one function of a build, as clobbersOf
+ * gives it, computed from the functions it reaches alone (function-code.ts
+ * decodes them on demand): what the -fipa-ra check needs when a pack
+ * changes a few functions of a large build. Undefined when the build's
+ * function ranges overlap: then only the whole table is exact.
+ */
+export function lazyClobbersOf(build: Build): ((f: number) => RegSet) | undefined {
+  const code = functionCodeOf(build);
+  if (!code) return undefined;
+  let known = lazy.get(build);
+  if (!known) lazy.set(build, (known = new Map()));
+  const done = known;
+  return (root: number) => {
+    const had = done.get(root);
+    if (had !== undefined) return had;
+    // The functions root reaches that are not known yet, then a fixed point over them alone (a set
+    // depends only on what its function reaches, so each is exact once its whole closure is in).
+    const order: number[] = [];
+    const seen = new Set<number>([root]);
+    for (const stack = [root]; stack.length > 0;) {
+      const f = stack.pop()!;
+      order.push(f);
+      const c = code.code(f);
+      for (const edges of [c.entered, c.inside])
+        for (const g of edges)
+          if (!seen.has(g) && !done.has(g)) {
+            seen.add(g);
+            stack.push(g);
+          }
+    }
+    const value = new Map<number, number>();
+    for (const f of order) value.set(f, code.code(f).own);
+    const of = (g: number) => done.get(g) ?? value.get(g)!;
+    // Callees come after their callers in `order`: walking it backwards settles all but cycles in one pass.
+    for (let changed = true; changed;) {
+      changed = false;
+      for (let k = order.length - 1; k >= 0; k--) {
+        const f = order[k]!;
+        const c = code.code(f);
+        let w = value.get(f)!;
+        for (const g of c.entered) w |= of(g);
+        for (const g of c.inside) w |= of(g);
+        if (w !== value.get(f)) {
+          value.set(f, w);
+          changed = true;
+        }
+      }
+    }
+    for (const [f, w] of value) done.set(f, w);
+    return done.get(root)!;
+  };
+}
+
+const lazy = new WeakMap<Build, Map<number, RegSet>>();

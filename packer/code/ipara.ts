@@ -28,11 +28,11 @@
  */
 import { Flow } from '../../elf/x86/decode.js';
 import type { Build, FunctionInfo } from '../model.js';
-import { callGraphOf, clobbersOf, transitiveClobbers } from './clobbers.js';
+import { callGraphOf, clobbersOf, lazyClobbersOf, transitiveClobbers } from './clobbers.js';
 import { liveness } from './liveness.js';
 import type { FunctionPair, Matching } from './match.js';
 import { programOf } from './program.js';
-import { CALL_CLOBBERED, regNames } from './registers.js';
+import { CALL_CLOBBERED, regNames } from '../../elf/x86/registers.js';
 
 export interface HazardRange {
   /** The label of the build the range is in ('old' for apply, 'new' for revert). */
@@ -82,11 +82,10 @@ function hazards(
   unpaired: FunctionInfo[],
   side: 'a' | 'b',
 ): HazardRange[] {
-  const out = programOf(outgoing);
-  const inc = programOf(incoming);
   const other = side === 'a' ? 'b' : 'a';
-  const indexOut = new Map(out.functions.map((f, i) => [f, i]));
-  const indexInc = new Map(inc.functions.map((f, i) => [f, i]));
+  // The same arrays programOf's tables index: nothing is decoded before it is known to be needed.
+  const indexOut = new Map(outgoing.functions().map((f, i) => [f, i]));
+  const indexInc = new Map(incoming.functions().map((f, i) => [f, i]));
 
   // Entry redirects: every changed pair, outgoing function -> incoming counterpart.
   const redirect = new Map<number, number>();
@@ -104,6 +103,19 @@ function hazards(
   }
   if (redirect.size === 0) return [];
 
+  // The common case first, from the functions the redirected ones and their counterparts reach alone:
+  // when no counterpart clobbers more than the function it replaces, nothing can clobber more after the
+  // switch (the redirected entries only ever take the place of larger sets).
+  const lazyBefore = lazyClobbersOf(outgoing);
+  const lazyIncoming = lazyClobbersOf(incoming);
+  if (lazyBefore && lazyIncoming) {
+    let grows = false;
+    for (const [f, g] of redirect) if (lazyIncoming(g) & ~lazyBefore(f) & CALL_CLOBBERED) grows = true;
+    if (!grows) return [];
+  }
+
+  const out = programOf(outgoing);
+  const inc = programOf(incoming);
   const before = clobbersOf(out);
   const incClobbers = clobbersOf(inc);
   // When no counterpart clobbers more than the function it replaces, nothing can clobber more after the

@@ -26,7 +26,7 @@
  */
 import { Flow } from '../../elf/x86/decode.js';
 import { NO_TARGET, TO_PLT, type Program } from './program.js';
-import { ALL, CALL_CLOBBERED, CALL_READS, RETURN_READS, RSP } from './registers.js';
+import { ALL, CALL_CLOBBERED, CALL_READS, RETURN_READS, RSP } from '../../elf/x86/registers.js';
 
 /**
  * liveIn per instruction of `p`. `clobbers` is the transitive clobber set

@@ -2,7 +2,7 @@
  * A build's code as one table of instructions, for the register analyses
  * (clobbers.ts, liveness.ts): every function range of the build decoded
  * (elf/x86/decode.ts), each instruction with its register effects
- * (registers.ts), its control flow and where that flow goes, in flat typed
+ * (elf/x86/registers.ts), its control flow and where that flow goes, in flat typed
  * arrays (libcrypto has some 600 000 instructions).
  *
  * Where a branch goes is an instruction index, or one of the negative
@@ -11,7 +11,7 @@
  */
 import { decode, Flow, newInsn } from '../../elf/x86/decode.js';
 import type { Build, FunctionInfo } from '../model.js';
-import { newEffects, registerEffects } from './registers.js';
+import { newEffects, registerEffects } from '../../elf/x86/registers.js';
 
 /** The branch goes to a PLT stub: a function of another object, called per the ABI. */
 export const TO_PLT = -2;
@@ -36,7 +36,7 @@ export interface Program {
   flow: Uint8Array;
   reads: Int32Array;
   writes: Int32Array;
-  /** 0 for an instruction registers.ts does not know. */
+  /** 0 for an instruction elf/x86/registers.ts does not know. */
   exact: Uint8Array;
   /** The instruction that follows in memory (fall-through, return address), or NO_TARGET. */
   next: Int32Array;
@@ -252,7 +252,7 @@ function instructionIndex(addr: Float64Array): (v: number) => number {
 }
 
 /** Index of the first element of the sorted `xs` above v. */
-function upperBound(xs: Float64Array, v: number): number {
+export function upperBound(xs: Float64Array, v: number): number {
   let lo = 0;
   let hi = xs.length;
   while (lo < hi) {
@@ -284,9 +284,36 @@ const MAX_CASES = 4096;
  */
 function switchCases(p: Program, indexAt: (v: number) => number, j: number): Int32Array | undefined {
   const f = p.fn[j]!;
+  const cases = switchTargets(
+    p.build,
+    (i) => p.addr[i]!,
+    (i) => p.length[i]!,
+    p.first[f]!,
+    p.last[f]!,
+    j,
+    indexAt,
+  );
+  return cases ? Int32Array.from(cases) : undefined;
+}
+
+/**
+ * switchCases on any table of one function's instructions: instructions
+ * lo..hi-1 (addrOf, lengthOf), the jump at j; `at` says what an address
+ * lands on (an id, negative for nothing), and the cases are those ids.
+ * Shared with the lazy per-function decoding (function-code.ts).
+ */
+export function switchTargets(
+  build: Build,
+  addrOf: (i: number) => number,
+  lengthOf: (i: number) => number,
+  lo: number,
+  hi: number,
+  j: number,
+  at: (v: number) => number,
+): number[] | undefined {
   const add = j - 1;
-  if (add < p.first[f]!) return undefined;
-  const bytes = (i: number) => p.build.bytesAt(p.addr[i]!, p.length[i]!);
+  if (add < lo) return undefined;
+  const bytes = (i: number) => build.bytesAt(addrOf(i), lengthOf(i));
   // jmp *%rA: [3e] [41] ff e0+A
   const jr = regOfJmp(bytes(j));
   if (jr < 0) return undefined;
@@ -300,29 +327,29 @@ function switchCases(p: Program, indexAt: (v: number) => number, j: number): Int
   // walking back: every such lea of the function is a candidate table, and the cases of all of them
   // are successors. The real table is among them; the others only add successors.
   const cases = new Set<number>();
-  for (let i = p.first[f]!; i < p.last[f]!; i++) {
-    if (p.length[i] !== 7) continue;
+  for (let i = lo; i < hi; i++) {
+    if (lengthOf(i) !== 7) continue;
     const b = bytes(i);
     if ((b[0]! & 0xfb) !== 0x48 || b[1] !== 0x8d || (b[2]! & 0xc7) !== 0x05) continue;
     if ((((b[2]! >> 3) & 7) | ((b[0]! & 4) << 1)) !== rB) continue;
-    for (const c of tableCases(p, indexAt, p.addr[i]! + 7 + b.readInt32LE(3))) cases.add(c);
+    for (const c of tableCases(build, at, addrOf(i) + 7 + b.readInt32LE(3))) cases.add(c);
   }
-  return cases.size > 0 ? Int32Array.from(cases) : undefined;
+  return cases.size > 0 ? [...cases] : undefined;
 }
 
 /** The entries of a switch table at `table`, read while each lands on an instruction of the build. */
-function tableCases(p: Program, indexAt: (v: number) => number, table: number): number[] {
+function tableCases(build: Build, at: (v: number) => number, table: number): number[] {
   const cases: number[] = [];
-  if (p.build.kindAt(table) === 'none') return cases;
-  const room = Math.min(p.build.extentAt(table), MAX_CASES * 4);
+  if (build.kindAt(table) === 'none') return cases;
+  const room = Math.min(build.extentAt(table), MAX_CASES * 4);
   let words: Buffer;
   try {
-    words = p.build.bytesAt(table, room - (room % 4));
+    words = build.bytesAt(table, room - (room % 4));
   } catch {
     return cases; // past the file image
   }
   for (let k = 0; k + 4 <= words.length; k += 4) {
-    const i = indexAt(table + words.readInt32LE(k));
+    const i = at(table + words.readInt32LE(k));
     if (i < 0) break;
     cases.push(i);
   }

@@ -161,7 +161,7 @@ describe('packer: callers in flight that rely on -fipa-ra', function () {
 
   it('a caller whose code is the same in both builds is never listed (the new compiler made f respect it)', () => {
     // F_RCX without G_CHANGED: gcc gives g other registers in the new build, so g changes anyway; with
-    // F_UNKNOWN g stays the same code (the x87 nop clobbers nothing gcc knows of), and is not checked.
+    // F_UNKNOWN g stays the same code (emms clobbers nothing gcc knows of), and is not checked.
     const [v1, v2] = [lib([]), lib(['F_UNKNOWN'])];
     assert.deepEqual(changed(v1, v2), ['f']);
     assert.deepEqual(simple(hazards(v1, v2)), { apply: [], revert: [] });

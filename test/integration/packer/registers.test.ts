@@ -11,7 +11,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decode, newInsn } from '../../../elf/x86/decode.js';
-import { newEffects, regNames, registerEffects } from '../../../packer/code/registers.js';
+import { newEffects, regNames, registerEffects } from '../../../elf/x86/registers.js';
 
 /** [assembly, registers read, registers written] */
 const CASES: Array<[string, string, string]> = [
@@ -147,18 +147,21 @@ const CASES: Array<[string, string, string]> = [
   ['pcmpeqb %xmm1,%xmm0', 'xmm0 xmm1', 'xmm0'],
   ['pshufb %xmm1,%xmm0', 'xmm0 xmm1', 'xmm0'],
   ['psrldq $8,%xmm4', 'xmm4', 'xmm4'],
+  // x87 uses general registers only for addresses; crc32; 32-bit addressing reads the same registers
+  ['fld1', '', ''],
+  ['fnop', '', ''],
+  ['fnstsw %ax', 'rax', 'rax'],
+  ['crc32q %rax,%rdx', 'rax rdx', 'rdx'],
+  ['addr32 mov (%eax),%ecx', 'rax', 'rcx'],
+  ['lodsb', 'rax rsi', 'rax rsi'],
+  ['repnz scasb', 'rax rcx rdi', 'rcx rdi'],
   // unknown: every register read and written
-  ['fld1', '*', '*'],
-  ['fnop', '*', '*'],
   ['vpxor %ymm0,%ymm0,%ymm0', '*', '*'],
   ['vzeroupper', '*', '*'],
-  ['crc32q %rax,%rdx', '*', '*'],
   ['xgetbv', '*', '*'],
   ['movq %mm0,%rax', '*', '*'],
   ['paddb %mm1,%mm0', '*', '*'],
-  ['addr32 mov (%eax),%ecx', '*', '*'],
   ['cmpxchg16b (%rdi)', '*', '*'],
-  ['lodsb', '*', '*'],
   ['enter $8,$0', '*', '*'],
   ['mov %eax,%ds', '*', '*'],
 ];

@@ -11,15 +11,15 @@ import { inFlightCallers, inFlightHazards } from '../../../../packer/code/ipara.
 import { liveness } from '../../../../packer/code/liveness.js';
 import type { Matching } from '../../../../packer/code/match.js';
 import { programOf } from '../../../../packer/code/program.js';
-import { CALL_CLOBBERED, regNames } from '../../../../packer/code/registers.js';
+import { CALL_CLOBBERED, regNames } from '../../../../elf/x86/registers.js';
 import type { Build, FunctionInfo } from '../../../../packer/model.js';
 
 /** lea 0x1(%rdi,%rdi,2),%rax; ret */
 const F_RAX = '488d447f01c3';
 /** mov %edi,%ecx; and $0xf,%ecx; shl %cl,%rdi; lea 0x1(%rdi),%rax; ret */
 const F_RCX = '89f983e10f48d3e7488d4701c3';
-/** fnop (x87, not in the register table); lea 0x1(%rdi,%rdi,2),%rax; ret */
-const F_UNKNOWN = 'd9d0488d447f01c3';
+/** emms (MMX, not in the register table); lea 0x1(%rdi,%rdi,2),%rax; ret */
+const F_UNKNOWN = '0f77488d447f01c3';
 /**
  * g(a, b, c): s += f(i) ^ b ^ c for i < a, with b ^ c in %rsi, i in %rcx, a in %r9 and s
  * in %r8 across `call f` (at 0x1127; f at 0x1100).

@@ -23,7 +23,7 @@
  * reads and clobbers is the analysis's business (the ABI, or what the
  * callee's code shows).
  */
-import { Flow, type Insn } from '../../elf/x86/decode.js';
+import { Flow, type Insn } from './decode.js';
 
 /** Bits 0..15: rax..r15 in encoding order (REGISTER_NAMES); bits 16..31: xmm0..xmm15. */
 export type RegSet = number;
@@ -140,7 +140,7 @@ function parse(buf: Uint8Array, off: number, ins: Insn): boolean {
     if (b === 0x66) p.opsize16 = true;
     else if (b === 0xf2 || b === 0xf3) p.rep = b;
     else if (b === 0x67)
-      return false; // 32-bit addressing: gcc never emits it
+      continue; // 32-bit addressing (hand-written assembly): the same registers, their low halves
     else if (b === 0x64 || b === 0x65)
       continue; // %fs/%gs: segment bases are not general registers
     else if (b === 0xf0 || b === 0x2e || b === 0x36 || b === 0x3e || b === 0x26) continue;
@@ -244,8 +244,89 @@ function oneByte(ins: Insn, out: Effects): void {
     out.writes |= r | RAX;
     return;
   }
+  if (op >= 0xd8 && op <= 0xdf) {
+    // x87: only its memory operand's address involves general registers, but for fnstsw %ax (df e0).
+    if (p.mod !== 3) out.reads |= p.addr;
+    else if (op === 0xdf && (p.reg & 7) === 4 && (p.rm & 7) === 0) writeGpr(out, RAX, true);
+    return;
+  }
+  if (op >= 0xe0 && op <= 0xe3) {
+    // loop, loope, loopne count %rcx down; jrcxz tests it.
+    out.reads |= RCX;
+    if (op !== 0xe3) out.writes |= RCX;
+    return;
+  }
   const byte = (op & 1) === 0;
   switch (op) {
+    case 0x6c:
+    case 0x6d: // ins: port %dx into (%rdi)
+      out.reads |= RDX | RDI;
+      out.writes |= RDI;
+      if (p.rep) rep(out);
+      return;
+    case 0x6e:
+    case 0x6f: // outs: (%rsi) to port %dx
+      out.reads |= RDX | RSI;
+      out.writes |= RSI;
+      if (p.rep) rep(out);
+      return;
+    case 0xa6:
+    case 0xa7: // cmps
+      out.reads |= RSI | RDI;
+      out.writes |= RSI | RDI;
+      if (p.rep) rep(out);
+      return;
+    case 0xac:
+    case 0xad: // lods: a byte or word lands in part of %rax
+      out.reads |= RSI;
+      out.writes |= RSI;
+      writeGpr(out, RAX, true);
+      if (p.rep) rep(out);
+      return;
+    case 0xae:
+    case 0xaf: // scas
+      out.reads |= RAX | RDI;
+      out.writes |= RDI;
+      if (p.rep) rep(out);
+      return;
+    case 0xa0:
+    case 0xa1: // mov moffs, %al/%eax/%rax
+      writeGpr(out, RAX, true);
+      return;
+    case 0xa2:
+    case 0xa3: // mov %al/%eax/%rax, moffs
+      out.reads |= RAX;
+      return;
+    case 0x9e: // sahf
+      out.reads |= RAX;
+      return;
+    case 0x9f: // lahf: %ah
+      writeGpr(out, RAX, true);
+      return;
+    case 0xd7: // xlat: %al = (%rbx + %al)
+      out.reads |= RBX | RAX;
+      writeGpr(out, RAX, true);
+      return;
+    case 0xe4:
+    case 0xe5: // in $port
+      writeGpr(out, RAX, true);
+      return;
+    case 0xec:
+    case 0xed: // in (%dx)
+      out.reads |= RDX;
+      writeGpr(out, RAX, true);
+      return;
+    case 0xe6:
+    case 0xe7: // out $port
+      out.reads |= RAX;
+      return;
+    case 0xee:
+    case 0xef: // out (%dx)
+      out.reads |= RAX | RDX;
+      return;
+    case 0xfa:
+    case 0xfb: // cli, sti
+      return;
     case 0x63: // movsxd
       readRm(out, false);
       writeGpr(out, gpr(p.reg), p.opsize16);
@@ -348,6 +429,12 @@ function oneByte(ins: Insn, out: Effects): void {
       return;
     case 0xc6:
     case 0xc7: // mov r/m, imm (c7 f8 is xbegin)
+      if ((op === 0xc7 && ins.flow !== Flow.Seq) || (p.mod === 3 && (p.reg & 7) === 7 && (p.rm & 7) === 0)) {
+        // xbegin (c7 f8 rel32, decoded as a branch) and xabort (c6 f8): an abort leaves its status in %eax,
+        // else %eax is as it was.
+        writeGpr(out, RAX, true);
+        return;
+      }
       if (ins.flow !== Flow.Seq || (p.reg & 7) !== 0) {
         unknown(out);
         return;
@@ -750,11 +837,69 @@ function sse(out: Effects): void {
   unknown(out);
 }
 
-/** 0F 38 and 0F 3A: the SSSE3/SSE4.1 shuffles and blends gcc emits with 66, all xmm-only; the rest unknown. */
+/**
+ * 0F 38 and 0F 3A: the SSSE3/SSE4 shuffles and blends, AES, SHA and CLMUL
+ * (xmm-only), the SSE4 inserts, extracts and string compares, and the
+ * general-register ones (movbe, crc32, adcx, adox); the rest unknown.
+ */
 function threeByte(out: Effects): void {
   const op = p.op;
-  if (!p.opsize16 || p.rep) {
+  const pre = p.opsize16 && !p.rep ? 0x66 : p.rep;
+  if (p.map === 2 && op >= 0xf0 && op <= 0xf1 && p.rep !== 0xf3) {
+    if (p.rep === 0xf2) {
+      // crc32 reg, r/m: the accumulator is read and written whole.
+      readRm(out, op === 0xf0);
+      out.reads |= gpr(p.reg);
+      out.writes |= gpr(p.reg);
+      return;
+    }
+    if (p.mod === 3) {
+      unknown(out);
+      return;
+    }
+    // movbe: f0 loads into reg, f1 stores reg.
+    out.reads |= p.addr;
+    if (op === 0xf0) writeGpr(out, gpr(p.reg), p.opsize16);
+    else out.reads |= gpr(p.reg);
+    return;
+  }
+  if (p.map === 2 && op === 0xf6 && (pre === 0x66 || pre === 0xf3)) {
+    // adcx (66), adox (f3): reg += r/m + a flag.
+    readRm(out, false);
+    out.reads |= gpr(p.reg);
+    out.writes |= gpr(p.reg);
+    return;
+  }
+  const sha = pre === 0 && (p.map === 2 ? op >= 0xc8 && op <= 0xcd : op === 0xcc);
+  if (sha) {
+    out.reads |= xmmReg() | xmmRm();
+    out.writes |= xmmReg();
+    return;
+  }
+  if (pre !== 0x66) {
     unknown(out);
+    return;
+  }
+  if (p.map === 3 && op >= 0x14 && op <= 0x17) {
+    // pextrb/w/d/q, extractps: into a general register (zero-extended) or memory.
+    out.reads |= xmmReg();
+    if (p.mod === 3) writeGpr(out, gpr(p.rm), false);
+    else out.reads |= p.addr;
+    return;
+  }
+  if (p.map === 3 && (op === 0x20 || op === 0x22)) {
+    // pinsrb, pinsrd/q: one lane of xmm(reg) from a general register or memory.
+    readRm(out, false);
+    out.reads |= xmmReg();
+    out.writes |= xmmReg();
+    return;
+  }
+  if (p.map === 3 && op >= 0x60 && op <= 0x63) {
+    // pcmpestr* take lengths in %rax and %rdx; the i forms write %ecx, the m forms %xmm0.
+    out.reads |= xmmReg() | xmmRm();
+    if (op < 0x62) out.reads |= RAX | RDX;
+    if (op & 1) out.writes |= RCX;
+    else out.writes |= xmm(0);
     return;
   }
   const xmmOnly =
@@ -764,8 +909,9 @@ function threeByte(out: Effects): void {
         (op >= 0x20 && op <= 0x25) ||
         (op >= 0x28 && op <= 0x2b) ||
         (op >= 0x30 && op <= 0x35) ||
-        (op >= 0x37 && op <= 0x40)
-      : (op >= 0x08 && op <= 0x0f) || op === 0x40 || op === 0x41;
+        (op >= 0x37 && op <= 0x40) ||
+        (op >= 0xdb && op <= 0xdf)
+      : (op >= 0x08 && op <= 0x0f) || op === 0x40 || op === 0x41 || op === 0x44 || op === 0xdf;
   if (!xmmOnly) {
     unknown(out);
     return;

@@ -1,0 +1,192 @@
+/**
+ * A build's functions decoded one at a time, on demand, for the clobber
+ * sets of the few functions the -fipa-ra check asks about (clobbers.ts's
+ * `lazyClobbersOf`): a pack usually changes a few hundred functions of
+ * tens of thousands, and what they reach by direct calls and jumps is a
+ * small part of the build. Per function it keeps what program.ts's whole
+ * table gives clobbers.ts: the registers its own instructions write, and
+ * where its branches go (a function's first byte, or past it), with the
+ * same rules (PLT, code not decoded, switch tables).
+ *
+ * Exact only when function ranges are sorted and do not overlap (every
+ * build seen): then an address lies in one function, and whether it is an
+ * instruction is known by decoding that function alone. `functionCodeOf`
+ * returns undefined otherwise, and the caller decodes the whole build.
+ */
+import { decode, Flow, newInsn } from '../../elf/x86/decode.js';
+import { CALL_CLOBBERED, newEffects, registerEffects, type RegSet } from '../../elf/x86/registers.js';
+import type { Build } from '../model.js';
+import { switchTargets, upperBound } from './program.js';
+
+export interface FunctionCode {
+  decoded: boolean;
+  /** The call-clobbered registers its own instructions write, with the ABI's set for what it cannot follow. */
+  own: RegSet;
+  /** Functions it calls or jumps to at their first byte. */
+  entered: number[];
+  /** Functions it jumps into past their first byte (a .cold part's way back). */
+  inside: number[];
+}
+
+export interface LazyCode {
+  build: Build;
+  /** Decodes function f (once) and returns what it writes and reaches. */
+  code(f: number): FunctionCode;
+}
+
+interface Decoded {
+  ok: boolean;
+  addr: number[];
+  length: number[];
+  flow: number[];
+  writes: number[];
+  rel: number[];
+  mem: number[];
+  at: Map<number, number>;
+}
+
+const cache = new WeakMap<Build, LazyCode | null>();
+
+export function functionCodeOf(build: Build): LazyCode | undefined {
+  let c = cache.get(build);
+  if (c === undefined) cache.set(build, (c = make(build)));
+  return c ?? undefined;
+}
+
+function make(build: Build): LazyCode | null {
+  const functions = build.functions();
+  for (let i = 1; i < functions.length; i++)
+    if (functions[i]!.start < functions[i - 1]!.start || functions[i]!.start < functions[i - 1]!.end)
+      return null;
+  const fnStarts = Float64Array.from(functions, (f) => f.start);
+  const starts = new Map<number, number>();
+  functions.forEach((f, i) => starts.set(f.start, i));
+  const plt = build.obj.sections
+    .filter((s) => s.name.startsWith('.plt'))
+    .map((s) => [Number(s.addr), Number(s.addr + s.size)] as const);
+  const inPlt = (v: number) => plt.some(([s, e]) => v >= s && v < e);
+  const decodedFns = new Map<number, Decoded>();
+  const codes = new Map<number, FunctionCode>();
+  const ins = newInsn();
+  const eff = newEffects();
+
+  /** The function whose range holds v (zero-size functions sharing its start hold nothing), or -1. */
+  const functionAt = (v: number): number => {
+    let k = upperBound(fnStarts, v) - 1;
+    if (k < 0) return -1;
+    const s = fnStarts[k]!;
+    for (; k >= 0 && fnStarts[k] === s; k--) if (v < functions[k]!.end) return k;
+    return k >= 0 && v < functions[k]!.end ? k : -1;
+  };
+
+  const decoded = (f: number): Decoded => {
+    let d = decodedFns.get(f);
+    if (d) return d;
+    d = { ok: false, addr: [], length: [], flow: [], writes: [], rel: [], mem: [], at: new Map() };
+    decodedFns.set(f, d);
+    const { start, end } = functions[f]!;
+    let buf: Buffer;
+    try {
+      buf = build.bytesAt(start, end - start);
+    } catch {
+      return d; // a range past the file image: nothing to decode
+    }
+    for (let q = 0; q < buf.length; q += ins.length) {
+      if (!decode(buf, q, buf.length, ins)) {
+        // Trailing padding that does not decode (zeros after the last ret) is not code.
+        if (!buf.subarray(q).every((b) => b === 0 || b === 0xcc)) return d;
+        break;
+      }
+      registerEffects(buf, q, ins, eff);
+      d.at.set(start + q, d.addr.length);
+      d.addr.push(start + q);
+      d.length.push(ins.length);
+      d.flow.push(ins.flow);
+      d.writes.push(eff.writes);
+      d.rel.push(
+        ins.relOff < 0
+          ? NaN
+          : start +
+              q +
+              ins.length +
+              (ins.relSize === 1 ? buf.readInt8(q + ins.relOff) : buf.readInt32LE(q + ins.relOff)),
+      );
+      d.mem.push(ins.modrmOff >= 0 && buf[q + ins.modrmOff]! >> 6 !== 3 ? 1 : 0);
+    }
+    d.ok = true;
+    return d;
+  };
+
+  /** Whether v is the first byte of an instruction of a decoded function: v itself, else -1. */
+  const instructionAt = (v: number): number => {
+    const g = functionAt(v);
+    if (g < 0) return -1;
+    const d = decoded(g);
+    return d.ok && d.at.has(v) ? v : -1;
+  };
+
+  const code = (f: number): FunctionCode => {
+    let c = codes.get(f);
+    if (c) return c;
+    const d = decoded(f);
+    if (!d.ok) {
+      c = { decoded: false, own: CALL_CLOBBERED, entered: [], inside: [] };
+      codes.set(f, c);
+      return c;
+    }
+    let w = 0;
+    const atStart = new Set<number>();
+    const past = new Set<number>();
+    // A branch target: inside this function, into another one, or somewhere unknown.
+    const reach = (t: number) => {
+      if (inPlt(t) || instructionAt(t) < 0) {
+        w |= CALL_CLOBBERED;
+        return;
+      }
+      const g = functionAt(t);
+      if (g === f) return;
+      if (t === functions[g]!.start) atStart.add(g);
+      else past.add(g);
+    };
+    for (let i = 0; i < d.addr.length; i++) {
+      w |= d.writes[i]!;
+      switch (d.flow[i]) {
+        case Flow.Call: {
+          const t = d.rel[i]!;
+          const g = inPlt(t) ? -1 : (starts.get(t) ?? -1);
+          if (g >= 0 && decoded(g).ok) atStart.add(g);
+          else w |= CALL_CLOBBERED;
+          break;
+        }
+        case Flow.Jmp:
+        case Flow.Jcc:
+          reach(d.rel[i]!);
+          break;
+        case Flow.IndirectCall:
+          w |= CALL_CLOBBERED;
+          break;
+        case Flow.IndirectJmp: {
+          const cases = d.mem[i]
+            ? undefined
+            : switchTargets(
+                build,
+                (k) => d.addr[k]!,
+                (k) => d.length[k]!,
+                0,
+                d.addr.length,
+                i,
+                instructionAt,
+              );
+          if (cases) for (const t of cases) reach(t);
+          else w |= CALL_CLOBBERED;
+          break;
+        }
+      }
+    }
+    c = { decoded: true, own: w & CALL_CLOBBERED, entered: [...atStart], inside: [...past] };
+    codes.set(f, c);
+    return c;
+  };
+
+  return { build, code };
+}

@@ -1,0 +1,81 @@
+/**
+ * packer/code/clobbers.ts's lazyClobbersOf (over function-code.ts): the
+ * same transitive clobber sets as the whole build's table, from the
+ * functions the asked one reaches alone. Functions as hand-assembled bytes
+ * (objdump's reading in each comment) at fixed addresses.
+ */
+import assert from 'node:assert/strict';
+import { clobbersOf, lazyClobbersOf } from '../../../../packer/code/clobbers.js';
+import { programOf } from '../../../../packer/code/program.js';
+import { regNames } from '../../../../elf/x86/registers.js';
+import type { Build, FunctionInfo } from '../../../../packer/model.js';
+
+const FNS: Array<[name: string, start: number, hex: string]> = [
+  // call b; ret
+  ['a', 0x1100, 'e81b000000c3'],
+  // xor %edx,%edx; jmp c+2 (into c past its first byte)
+  ['b', 0x1120, '31d2e91b000000'],
+  // mov %edi,%esi; jne c (a loop); ret
+  ['c', 0x1140, '89fe75fcc3'],
+  // xor %ecx,%ecx; call *%rax; ret: what a pointer calls is unknown, so everything
+  ['d', 0x1160, '31c9ffd0c3'],
+  // call d; ret
+  ['e', 0x1180, 'e8dbffffffc3'],
+  // mov %edi,%r8d; jmp *%rax (neither a switch nor a tail call after a teardown)
+  ['s', 0x11a0, '4189f8ffe0'],
+];
+
+/** The parts of a Build the analyses read; `read` records each function range whose bytes were asked for. */
+function fakeBuild(fns: typeof FNS, read: Set<string>): Build {
+  const base = 0x1000;
+  const image = Buffer.alloc(0x1000, 0xcc);
+  const functions: FunctionInfo[] = fns.map(([name, start, hex]) => {
+    const code = Buffer.from(hex, 'hex');
+    code.copy(image, start - base);
+    return { name, start, end: start + code.length, exported: false };
+  });
+  const inside = (v: number) => v >= base && v < base + image.length;
+  return {
+    label: 'x',
+    stripped: false,
+    obj: { sections: [] },
+    functions: () => functions,
+    bytesAt: (v: number, n: number) => {
+      for (const f of functions) if (v >= f.start && v < f.end) read.add(f.name!);
+      if (!inside(v) || !inside(v + n - 1)) throw new Error(`unmapped 0x${v.toString(16)}`);
+      return image.subarray(v - base, v - base + n);
+    },
+    kindAt: (v: number) => (inside(v) ? 'code' : 'none'),
+    extentAt: (v: number) => (inside(v) ? base + image.length - v : 0),
+  } as unknown as Build;
+}
+
+const names = (set: number) => regNames(set).join(' ');
+
+describe('packer/code: clobber sets of the reached functions alone', () => {
+  it('gives what the whole table gives, for every function', () => {
+    const whole = clobbersOf(programOf(fakeBuild(FNS, new Set())));
+    const lazy = lazyClobbersOf(fakeBuild(FNS, new Set()))!;
+    assert.deepEqual(
+      FNS.map((_, f) => names(lazy(f))),
+      Array.from(whole, (w) => names(w)),
+    );
+    assert.equal(names(lazy(0)), 'rdx rsi'); // a: b's xor, and c's mov through b's jump into it
+    assert.equal(lazy(4), whole[3]); // e: every call-clobbered register, as d
+  });
+
+  it('decodes only what the asked function reaches', () => {
+    const read = new Set<string>();
+    const lazy = lazyClobbersOf(fakeBuild(FNS, read))!;
+    lazy(0);
+    assert.deepEqual([...read].sort(), ['a', 'b', 'c']);
+    lazy(4);
+    assert.deepEqual([...read].sort(), ['a', 'b', 'c', 'd', 'e']);
+  });
+
+  it('overlapping function ranges: no lazy answer, the caller decodes the whole build', () => {
+    const overlapping: typeof FNS = [...FNS, ['a2', 0x1102, 'c3']];
+    overlapping.sort((x, y) => x[1] - y[1]);
+    assert.equal(lazyClobbersOf(fakeBuild(overlapping, new Set())), undefined);
+  });
+});

@@ -14,7 +14,7 @@
 import { Flow } from '../../elf/x86/decode.js';
 import type { Build } from '../model.js';
 import { functionCodeOf } from './function-code.js';
-import type { Program } from './program.js';
+import { TO_PLT, type Program } from './program.js';
 import { CALL_CLOBBERED, type RegSet } from '../../elf/x86/registers.js';
 
 /** The functions a function's code reaches directly, and what it clobbers by itself. */
@@ -31,14 +31,24 @@ export interface CallGraph {
 }
 
 const graphs = new WeakMap<Program, CallGraph>();
+const lowerGraphs = new WeakMap<Program, CallGraph>();
 
-export function callGraphOf(program: Program): CallGraph {
-  let g = graphs.get(program);
-  if (!g) graphs.set(program, (g = buildGraph(program)));
+/**
+ * `lower`: the sets are lower bounds of what the compiler knew each function writes (what the code
+ * surely writes: an unknown instruction, a jump the analysis cannot follow or an undecoded callee adds
+ * nothing), for the set callers were compiled against; otherwise upper bounds (they add every
+ * call-clobbered register), for what a call may write.
+ */
+export function callGraphOf(program: Program, lower = false): CallGraph {
+  const cache = lower ? lowerGraphs : graphs;
+  let g = cache.get(program);
+  if (!g) cache.set(program, (g = buildGraph(program, lower)));
   return g;
 }
 
-function buildGraph(p: Program): CallGraph {
+function buildGraph(p: Program, lower: boolean): CallGraph {
+  /** What a guess adds: every call-clobbered register for an upper bound, nothing for a lower one. */
+  const guess = lower ? 0 : CALL_CLOBBERED;
   const n = p.functions.length;
   const own = new Int32Array(n);
   const reaches: Int32Array[] = [];
@@ -46,7 +56,7 @@ function buildGraph(p: Program): CallGraph {
   const inside: Int32Array[] = [];
   for (let f = 0; f < n; f++) {
     if (!p.decoded[f]) {
-      own[f] = CALL_CLOBBERED;
+      own[f] = guess;
       reaches.push(new Int32Array(0));
       entered.push(new Int32Array(0));
       inside.push(new Int32Array(0));
@@ -60,7 +70,7 @@ function buildGraph(p: Program): CallGraph {
       // A branch target: inside this function, into another one, or somewhere unknown.
       if (t === -1) return;
       if (t < 0) {
-        w |= CALL_CLOBBERED;
+        w |= t === TO_PLT ? CALL_CLOBBERED : guess;
         return;
       }
       const g = p.fn[t]!;
@@ -70,13 +80,13 @@ function buildGraph(p: Program): CallGraph {
       else past.add(g);
     };
     for (let i = p.first[f]!; i < p.last[f]!; i++) {
-      w |= p.writes[i]!;
+      if (!lower || p.exact[i]) w |= p.writes[i]!;
       switch (p.flow[i]) {
         case Flow.Call:
           if (p.callee[i]! >= 0 && p.decoded[p.callee[i]!]) {
             to.add(p.callee[i]!);
             atStart.add(p.callee[i]!);
-          } else w |= CALL_CLOBBERED;
+          } else w |= p.target[i] === TO_PLT ? CALL_CLOBBERED : guess; // a PLT call: the ABI's set, for its compiler too
           break;
         case Flow.Jmp:
         case Flow.Jcc:
@@ -88,7 +98,7 @@ function buildGraph(p: Program): CallGraph {
         case Flow.IndirectJmp: {
           const cases = p.cases.get(i);
           if (cases) for (const c of cases) reach(c);
-          else w |= CALL_CLOBBERED;
+          else w |= guess;
           break;
         }
       }
@@ -144,11 +154,13 @@ export function transitiveClobbers(
 }
 
 const plain = new WeakMap<Program, Int32Array>();
+const plainLower = new WeakMap<Program, Int32Array>();
 
-/** The transitive clobber sets of a build's functions, as its own compiler saw them (computed once per build). */
-export function clobbersOf(program: Program): Int32Array {
-  let c = plain.get(program);
-  if (!c) plain.set(program, (c = transitiveClobbers(callGraphOf(program))));
+/** The transitive clobber sets of a build's functions, upper bounds or (`lower`) lower bounds (callGraphOf), computed once per build. */
+export function clobbersOf(program: Program, lower = false): Int32Array {
+  const cache = lower ? plainLower : plain;
+  let c = cache.get(program);
+  if (!c) cache.set(program, (c = transitiveClobbers(callGraphOf(program, lower))));
   return c;
 }
 
@@ -159,11 +171,13 @@ export function clobbersOf(program: Program): Int32Array {
  * changes a few functions of a large build. Undefined when the build's
  * function ranges overlap: then only the whole table is exact.
  */
-export function lazyClobbersOf(build: Build): ((f: number) => RegSet) | undefined {
+export function lazyClobbersOf(build: Build, lower = false): ((f: number) => RegSet) | undefined {
   const code = functionCodeOf(build);
   if (!code) return undefined;
-  let known = lazy.get(build);
-  if (!known) lazy.set(build, (known = new Map()));
+  const cache = lower ? lazyLower : lazy;
+  const own = (f: number) => (lower ? code.code(f).ownLower : code.code(f).own);
+  let known = cache.get(build);
+  if (!known) cache.set(build, (known = new Map()));
   const done = known;
   return (root: number) => {
     const had = done.get(root);
@@ -184,7 +198,7 @@ export function lazyClobbersOf(build: Build): ((f: number) => RegSet) | undefine
           }
     }
     const value = new Map<number, number>();
-    for (const f of order) value.set(f, code.code(f).own);
+    for (const f of order) value.set(f, own(f));
     const of = (g: number) => done.get(g) ?? value.get(g)!;
     // Callees come after their callers in `order`: walking it backwards settles all but cycles in one pass.
     for (let changed = true; changed;) {
@@ -207,3 +221,4 @@ export function lazyClobbersOf(build: Build): ((f: number) => RegSet) | undefine
 }
 
 const lazy = new WeakMap<Build, Map<number, RegSet>>();
+const lazyLower = new WeakMap<Build, Map<number, RegSet>>();

@@ -22,6 +22,12 @@ export interface FunctionCode {
   decoded: boolean;
   /** The call-clobbered registers its own instructions write, with the ABI's set for what it cannot follow. */
   own: RegSet;
+  /**
+   * What its own instructions surely write: known instructions, and the ABI's set for calls no compiler
+   * sees into (the PLT, pointers), but nothing for an unknown instruction, an unknown target or an
+   * undecoded callee. The lower bound of what its compiler knew it writes (clobbers.ts `lower`).
+   */
+  ownLower: RegSet;
   /** Functions it calls or jumps to at their first byte. */
   entered: number[];
   /** Functions it jumps into past their first byte (a .cold part's way back). */
@@ -40,6 +46,8 @@ interface Decoded {
   length: number[];
   flow: number[];
   writes: number[];
+  /** Per instruction: whether the register table knows it (else its writes are a guess: every register). */
+  exact: boolean[];
   rel: number[];
   mem: number[];
   at: Map<number, number>;
@@ -82,7 +90,7 @@ function make(build: Build): LazyCode | null {
   const decoded = (f: number): Decoded => {
     let d = decodedFns.get(f);
     if (d) return d;
-    d = { ok: false, addr: [], length: [], flow: [], writes: [], rel: [], mem: [], at: new Map() };
+    d = { ok: false, addr: [], length: [], flow: [], writes: [], exact: [], rel: [], mem: [], at: new Map() };
     decodedFns.set(f, d);
     const { start, end } = functions[f]!;
     let buf: Buffer;
@@ -103,6 +111,7 @@ function make(build: Build): LazyCode | null {
       d.length.push(ins.length);
       d.flow.push(ins.flow);
       d.writes.push(eff.writes);
+      d.exact.push(eff.exact);
       d.rel.push(
         ins.relOff < 0
           ? NaN
@@ -130,16 +139,24 @@ function make(build: Build): LazyCode | null {
     if (c) return c;
     const d = decoded(f);
     if (!d.ok) {
-      c = { decoded: false, own: CALL_CLOBBERED, entered: [], inside: [] };
+      c = { decoded: false, own: CALL_CLOBBERED, ownLower: 0, entered: [], inside: [] };
       codes.set(f, c);
       return c;
     }
     let w = 0;
+    // What the code surely writes: known instructions and calls the compiler could not see into (PLT,
+    // pointers); nothing for what is guessed (unknown instructions, unknown targets, undecoded callees).
+    let sure = 0;
     const atStart = new Set<number>();
     const past = new Set<number>();
     // A branch target: inside this function, into another one, or somewhere unknown.
     const reach = (t: number) => {
-      if (inPlt(t) || instructionAt(t) < 0) {
+      if (inPlt(t)) {
+        w |= CALL_CLOBBERED;
+        sure |= CALL_CLOBBERED;
+        return;
+      }
+      if (instructionAt(t) < 0) {
         w |= CALL_CLOBBERED;
         return;
       }
@@ -150,12 +167,16 @@ function make(build: Build): LazyCode | null {
     };
     for (let i = 0; i < d.addr.length; i++) {
       w |= d.writes[i]!;
+      if (d.exact[i]) sure |= d.writes[i]!;
       switch (d.flow[i]) {
         case Flow.Call: {
           const t = d.rel[i]!;
           const g = inPlt(t) ? -1 : (starts.get(t) ?? -1);
           if (g >= 0 && decoded(g).ok) atStart.add(g);
-          else w |= CALL_CLOBBERED;
+          else {
+            w |= CALL_CLOBBERED;
+            if (g < 0) sure |= CALL_CLOBBERED;
+          }
           break;
         }
         case Flow.Jmp:
@@ -164,6 +185,7 @@ function make(build: Build): LazyCode | null {
           break;
         case Flow.IndirectCall:
           w |= CALL_CLOBBERED;
+          sure |= CALL_CLOBBERED;
           break;
         case Flow.IndirectJmp: {
           const cases = d.mem[i]
@@ -183,7 +205,13 @@ function make(build: Build): LazyCode | null {
         }
       }
     }
-    c = { decoded: true, own: w & CALL_CLOBBERED, entered: [...atStart], inside: [...past] };
+    c = {
+      decoded: true,
+      own: w & CALL_CLOBBERED,
+      ownLower: sure & CALL_CLOBBERED,
+      entered: [...atStart],
+      inside: [...past],
+    };
     codes.set(f, c);
     return c;
   };

@@ -28,7 +28,7 @@
  */
 import { Flow } from '../../elf/x86/decode.js';
 import type { Build, FunctionInfo } from '../model.js';
-import { callGraphOf, clobbersOf, lazyClobbersOf, transitiveClobbers } from './clobbers.js';
+import { callGraphOf, clobbersOf, lazyClobbersOf, transitiveClobbers, type CallGraph } from './clobbers.js';
 import { liveness } from './liveness.js';
 import type { FunctionPair, Matching } from './match.js';
 import { programOf } from './program.js';
@@ -106,7 +106,10 @@ function hazards(
   // The common case first, from the functions the redirected ones and their counterparts reach alone:
   // when no counterpart clobbers more than the function it replaces, nothing can clobber more after the
   // switch (the redirected entries only ever take the place of larger sets).
-  const lazyBefore = lazyClobbersOf(outgoing);
+  // What callers were compiled against is at least what the code surely writes (a lower bound); what a
+  // call may write after the switch is at most what the code may write (an upper bound). Guesses (unknown
+  // instructions, unfollowed jumps) then count against the switch, never for it.
+  const lazyBefore = lazyClobbersOf(outgoing, true);
   const lazyIncoming = lazyClobbersOf(incoming);
   if (lazyBefore && lazyIncoming) {
     let grows = false;
@@ -116,7 +119,7 @@ function hazards(
 
   const out = programOf(outgoing);
   const inc = programOf(incoming);
-  const before = clobbersOf(out);
+  const before = clobbersOf(out, true);
   const incClobbers = clobbersOf(inc);
   // When no counterpart clobbers more than the function it replaces, nothing can clobber more after the
   // switch (the redirected entries only ever take the place of larger sets): the common case, decided
@@ -135,10 +138,13 @@ function hazards(
     const g = redirect.get(f);
     return g === undefined ? after[f]! : incClobbers[g]! | after[f]!;
   };
+  // Only a function that reaches a redirected entry can clobber more after the switch: for any other the
+  // code is the same before and after, whatever the bounds say of it.
+  const affected = reachingAny(callGraphOf(out), [...redirect.keys()]);
+  const more = (f: number) => (affected[f] ? entering(f) & ~before[f]! & CALL_CLOBBERED : 0);
   // Nothing clobbers more after the switch (the common case): no caller can be at risk, decoded or not.
   let grows = false;
-  for (let f = 0; f < out.functions.length && !grows; f++)
-    grows = (entering(f) & ~before[f]! & CALL_CLOBBERED) !== 0;
+  for (let f = 0; f < out.functions.length && !grows; f++) grows = more(f) !== 0;
   if (!grows) return [];
   // Call sites whose callee clobbers more after the switch, first: liveness (the costly part) only when there are some.
   const sites: number[] = [];
@@ -158,7 +164,7 @@ function hazards(
     }
     for (let i = out.first[h]!; i < out.last[h]!; i++) {
       const f = out.callee[i]!;
-      if (out.flow[i] === Flow.Call && f >= 0 && entering(f) & ~before[f]! & CALL_CLOBBERED) sites.push(i);
+      if (out.flow[i] === Flow.Call && f >= 0 && more(f)) sites.push(i);
     }
   }
   if (sites.length === 0) return result;
@@ -169,7 +175,7 @@ function hazards(
     if (h === last) continue; // one reason per function
     const f = out.callee[i]!;
     const n = out.next[i]!;
-    const hit = (n >= 0 ? live[n]! : 0) & entering(f) & ~before[f]! & CALL_CLOBBERED;
+    const hit = (n >= 0 ? live[n]! : 0) & more(f);
     if (hit === 0) continue;
     last = h;
     const fn = out.functions[h]!;
@@ -188,4 +194,21 @@ function hazards(
   }
   result.sort((x, y) => x.start - y.start);
   return result;
+}
+
+/** Per function: whether its code reaches (calls or jumps into, transitively) one of `targets`, or is one. */
+function reachingAny(graph: CallGraph, targets: readonly number[]): Uint8Array {
+  const n = graph.own.length;
+  const callers: number[][] = Array.from({ length: n }, () => []);
+  for (let f = 0; f < n; f++) for (const g of graph.reaches[f]!) callers[g]!.push(f);
+  const hit = new Uint8Array(n);
+  const work = [...targets];
+  for (const t of targets) hit[t] = 1;
+  while (work.length > 0)
+    for (const f of callers[work.pop()!]!)
+      if (!hit[f]) {
+        hit[f] = 1;
+        work.push(f);
+      }
+  return hit;
 }

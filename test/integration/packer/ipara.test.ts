@@ -159,6 +159,15 @@ describe('packer: callers in flight that rely on -fipa-ra', function () {
     assert.match(h.apply[0]!.reason, /rcx, .*rsi, r8, r9/);
   });
 
+  it('the OLD f runs an instruction the register table does not know: what g relied on is not assumed away, g is listed', () => {
+    // gcc knew the old f writes only %rax (its asm names no clobber), so the old g keeps %rcx across it; an
+    // upper bound for the old f (everything) would hide that the new f writes %rcx.
+    const h = hazards(lib(['F_UNKNOWN']), lib(['F_RCX', 'G_CHANGED']));
+    // The revert too: the old f's unknown instruction may write what the new g keeps (an upper bound there).
+    assert.deepEqual(simple(h), { apply: ['old g'], revert: ['new g'] });
+    assert.match(h.apply[0]!.reason, /with rcx/);
+  });
+
   it('a caller whose code is the same in both builds is never listed (the new compiler made f respect it)', () => {
     // F_RCX without G_CHANGED: gcc gives g other registers in the new build, so g changes anyway; with
     // F_UNKNOWN g stays the same code (emms clobbers nothing gcc knows of), and is not checked.

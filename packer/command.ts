@@ -118,7 +118,8 @@ function buildProgram(): Command {
 Exit codes: 0 written (or compatible with --check), 2 incompatible pair (every
 reason is listed, no file written) or a downgrade without --allow-downgrade, 3 invalid input (not ELF, not a shared
 object, different SONAME, same build twice, bad bundle or key), 5 a file cannot
-be read or written, 64 usage. See docs/CLI.md.`,
+be read or written, 4 --pid: no such process or its library cannot be read, 64 usage.
+See docs/CLI.md.`,
     );
 }
 

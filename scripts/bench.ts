@@ -143,7 +143,7 @@ function renderReport(
       const share = (r.data as { redirects?: { rows: ShareRow[]; skipped?: string } }).redirects;
       if (share) {
         out.push(
-          `\nThe entry redirects' share of the pause (scripts/bench/redirect-share.ts): apply/revert cycles made from the benchmark's process (runOne, what the command runs), with every write made while all threads are stopped timed and sorted by where it lands: code pages and the \`ulp:redirects:\` journal (the redirects) or elsewhere (GOT slots, data pointers). Medians of ${d.cycles} warm cycles; the first apply runs the switch code cold in V8.${share.skipped ? ` Real libcrypto left out: ${share.skipped}.` : ''}\n`,
+          `\nThe entry redirects' share of the pause (lab/bench/redirect-share.ts): apply/revert cycles made from the benchmark's process (runOne, what the command runs), with every write made while all threads are stopped timed and sorted by where it lands: code pages and the \`ulp:redirects:\` journal (the redirects) or elsewhere (GOT slots, data pointers). Medians of ${d.cycles} warm cycles; the first apply runs the switch code cold in V8.${share.skipped ? ` Real libcrypto left out: ${share.skipped}.` : ''}\n`,
         );
         out.push(renderShare(share.rows));
       }

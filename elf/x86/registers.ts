@@ -1,6 +1,7 @@
 /**
  * Which registers an x86-64 instruction reads and writes, for the in-flight
- * caller check (ipara.ts): gcc's -fipa-ra lets a caller keep values in
+ * caller check (packer/code/ipara.ts) and, through effects.ts, the
+ * stack-structure proof (packer/analyze/confinement.ts): gcc's -fipa-ra lets a caller keep values in
  * call-clobbered registers across a call to a local function that does not
  * write them, so what a function writes, and what a caller reads after a
  * call, must be known register by register.
@@ -11,8 +12,10 @@
  *
  * Exact for the integer instructions gcc emits and for the common SSE
  * moves and arithmetic; anything else is *unknown*: it reads and writes
- * every register (`exact` false), so an analysis built on it can only say
- * more is live or clobbered than really is, never less.
+ * every register (`exact` false). An analysis built on it decides which way
+ * a guess counts: liveness and what a call may write take it as everything;
+ * what a build's callers were compiled against (packer/code/clobbers.ts,
+ * `lower`) takes it as nothing, the safe side for each.
  *
  * A write to part of a register (8 or 16 bits of a general register, the
  * low lane of an xmm register) leaves the rest as it was: it is reported as

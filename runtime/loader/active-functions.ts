@@ -4,9 +4,11 @@
  * other by its return address minus one (a call may be a function's last
  * instruction). Where the walk cannot finish (code without unwind rules: JIT
  * code, a corrupt frame) every word of the rest of its stack counts as a
- * return address, which can only find more. A bundle's condition (the
+ * return address, which can only find more. A bundle's conditions (the
  * packer's LAYOUT_STACK_CONFINED: a structure whose layout changed lives on
- * the stack of these functions) is checked with it in the pause.
+ * the stack of these functions; CODE_CALLERS_IN_FLIGHT: they keep registers
+ * across a call the switch sends to code that writes them) are checked with
+ * it in the pause.
  */
 import { UlpError } from '../../common/errors.js';
 import { findMapping, readMaps } from '../maps.js';

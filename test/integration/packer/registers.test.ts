@@ -1,5 +1,5 @@
 /**
- * The register table (packer/code/registers.ts) on encodings made by the
+ * The register table (elf/x86/registers.ts) on encodings made by the
  * GNU assembler: each line below is assembled by `as`, decoded by the
  * length decoder and looked up; reads and writes must be what the line
  * says. Writes to part of a register count as reads too, and '*' marks an

@@ -1,7 +1,9 @@
 /**
- * The whole system library folder against readelf: every regular ELF file of
- * type ET_DYN under /usr/lib/x86_64-linux-gnu (shared objects, and the few
- * position-independent executables that live there) must agree on build-id,
+ * The system library folder against readelf: every third regular ELF file of
+ * type ET_DYN under /usr/lib/x86_64-linux-gnu in name order (all of them with
+ * ULP_ELF_ALL=1: about 900 here, 25 s of the suite's time for little more
+ * than a third gives; shared objects, and the few position-independent
+ * executables that live there) must agree on build-id,
  * SONAME, NEEDED, program and section headers, every dynamic symbol with its
  * version, .symtab counts, and every relocation (type, offset, symbol, addend).
  */
@@ -15,6 +17,7 @@ import { readelfAsync } from '../../../lab/elf/readelf.js';
 
 const ROOT = '/usr/lib/x86_64-linux-gnu';
 const PARALLEL = 2;
+const STRIDE = process.env.ULP_ELF_ALL === '1' ? 1 : 3;
 
 interface Scan {
   candidates: string[];
@@ -51,8 +54,10 @@ function scan(root: string): Scan {
 describe('elf: every shared object of the system against readelf -W', function () {
   this.timeout(15 * 60_000);
 
-  it(`agrees with readelf on every ET_DYN file under ${ROOT}`, async () => {
-    const { candidates, skipped } = scan(ROOT);
+  it(`agrees with readelf on ${STRIDE === 1 ? 'every' : 'every third'} ET_DYN file under ${ROOT}`, async () => {
+    const scanned = scan(ROOT);
+    const skipped = scanned.skipped;
+    const candidates = scanned.candidates.filter((_, i) => i % STRIDE === 0);
     assert.ok(candidates.length > 100, `only ${candidates.length} candidates`);
     const failures: string[] = [];
     let libraries = 0;

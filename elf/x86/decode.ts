@@ -176,6 +176,21 @@ function vexMap1Imm(op: number): boolean {
   return (op >= 0x70 && op <= 0x73) || op === 0xc2 || op === 0xc4 || op === 0xc5 || op === 0xc6;
 }
 
+/** lock, rep/repne, and the segment prefixes: the legacy prefixes other than 66 (operand size) and 67 (address size). */
+export function isLegacyPrefix(b: number): boolean {
+  return (
+    b === 0xf0 ||
+    b === 0xf2 ||
+    b === 0xf3 ||
+    b === 0x2e ||
+    b === 0x36 ||
+    b === 0x3e ||
+    b === 0x26 ||
+    b === 0x64 ||
+    b === 0x65
+  );
+}
+
 const MAX_LEN = 15;
 
 /**
@@ -198,19 +213,7 @@ export function decode(buf: Uint8Array, off: number, end: number, out: Insn): bo
     const b = buf[p]!;
     if (b === 0x66) opsize16 = true;
     else if (b === 0x67) addr32 = true;
-    else if (
-      b === 0xf0 ||
-      b === 0xf2 ||
-      b === 0xf3 ||
-      b === 0x2e ||
-      b === 0x36 ||
-      b === 0x3e ||
-      b === 0x26 ||
-      b === 0x64 ||
-      b === 0x65
-    ) {
-      // no effect on length
-    } else break;
+    else if (!isLegacyPrefix(b)) break; // the others have no effect on length
     p++;
   }
   if ((buf[p]! & 0xf0) === 0x40) {

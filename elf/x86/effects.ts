@@ -10,7 +10,7 @@
  * 64-bit add/sub of an immediate or a register, 64-bit loads and stores,
  * jump-table entry loads, and the stack pointer's push, pop and leave.
  */
-import { decode, Flow, newInsn, type Insn } from './decode.js';
+import { decode, Flow, isLegacyPrefix, newInsn, type Insn } from './decode.js';
 import { newEffects, registerEffects } from './registers.js';
 
 export const RSP = 4;
@@ -90,18 +90,7 @@ export function effectOf(buf: Uint8Array, off: number, end: number, insn?: Insn)
     const b = buf[p]!;
     if (b === 0x66) opsize16 = true;
     else if (b === 0x67) addr32 = true;
-    else if (!(
-      b === 0xf0 ||
-      b === 0xf2 ||
-      b === 0xf3 ||
-      b === 0x2e ||
-      b === 0x36 ||
-      b === 0x3e ||
-      b === 0x26 ||
-      b === 0x64 ||
-      b === 0x65
-    ))
-      break;
+    else if (!isLegacyPrefix(b)) break;
   }
   let rex = 0;
   if ((buf[p]! & 0xf0) === 0x40) rex = buf[p++]!;

@@ -26,7 +26,7 @@
  * reads and clobbers is the analysis's business (the ABI, or what the
  * callee's code shows).
  */
-import { Flow, type Insn } from './decode.js';
+import { Flow, REGISTER_NAMES, type Insn } from './decode.js';
 
 /** Bits 0..15: rax..r15 in encoding order (REGISTER_NAMES); bits 16..31: xmm0..xmm15. */
 export type RegSet = number;
@@ -55,29 +55,10 @@ export const CALL_READS: RegSet = RDI | RSI | RDX | RCX | R8 | R9 | RAX | R10 | 
 /** What the caller may read after a return: rax/rdx (rdx for 128-bit and two-word struct results), xmm0/xmm1. */
 export const RETURN_READS: RegSet = RAX | RDX | RSP | xmm(0) | xmm(1);
 
-const REG_NAMES = [
-  'rax',
-  'rcx',
-  'rdx',
-  'rbx',
-  'rsp',
-  'rbp',
-  'rsi',
-  'rdi',
-  'r8',
-  'r9',
-  'r10',
-  'r11',
-  'r12',
-  'r13',
-  'r14',
-  'r15',
-];
-
 /** The register names in a set, general registers first ("rcx rsi xmm2"). */
 export function regNames(set: RegSet): string[] {
   const out: string[] = [];
-  for (let i = 0; i < 16; i++) if (set & gpr(i)) out.push(REG_NAMES[i]!);
+  for (let i = 0; i < 16; i++) if (set & gpr(i)) out.push(REGISTER_NAMES[i]!);
   for (let i = 0; i < 16; i++) if (set & xmm(i)) out.push(`xmm${i}`);
   return out;
 }

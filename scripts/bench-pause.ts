@@ -27,21 +27,29 @@
  * Then the entry redirects' share of the pause (bench/redirect-share.ts): the
  * real libcrypto 3.0.19 -> 3.0.20 bundle (hundreds of jumps) in python3
  * doing TLS, beside libdemo's (a few), as the time spent writing jumps and
- * journal over the pause. `--redirects-only` runs that section alone; it is
- * left out, with the reason, when the real builds are not there.
+ * journal over the pause, with the switch's own phases (stop, read back,
+ * resume). `--redirects-only` runs that section alone; it is left out, with
+ * the reason, when the real builds are not there.
  *
- * Then the real cases (--cases; --only-cases skips the grid): libcrypto
- * 3.0.19 -> 3.0.20 (the real Debian builds) in python3 with 8 threads
- * hashing, and a 27-thread program whose threads all block (futex,
- * nanosleep, epoll_wait, read, sigwaitinfo). Each apply and revert is set
- * beside its floor, measured right after it on the same process
- * (bench/pause-floor.ts: stop, the same pages read and the same number of
- * writes, resume), and the command's wall time is the apply wall time a
- * user sees.
+ * Then the real cases (--cases LIST, default all four; --only-cases skips the
+ * grid), the Debian builds 3.0.19 -> 3.0.20 in Debian's python3
+ * (bench/real-openssl.ts) and a C program:
+ *   crypto          the libcrypto bundle, python3 with 8 threads hashing;
+ *   ssl             the libssl bundle, python3 doing TLS handshakes, hashes
+ *                   and HMACs (test/fixtures/real/openssl_loop.py);
+ *   blocked         libdemo, a 27-thread C program whose threads all block
+ *                   (futex, nanosleep, epoll_wait, read, sigwaitinfo);
+ *   crypto-blocked  the libcrypto bundle, python3 with 27 threads all
+ *                   blocked (futex, clock_nanosleep, select, read, sigwait).
+ * Each apply and revert is set beside its floor, measured right after it on
+ * the same process (bench/pause-floor.ts: stop, the same pages read and the
+ * same number of writes, resume), and the command's wall time is the apply
+ * wall time a user sees, beside node's own start (an empty script). A case
+ * that cannot run here (no real builds, no python3) is listed with the
+ * reason in the JSON's `casesSkipped`.
  */
 import { mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
-import { mkdirSync } from 'node:fs';
 import { readBundleFile } from '../patches/index.js';
 import { runOne } from '../trigger/apply.js';
 import { startTarget } from '../lab/target.js';
@@ -66,11 +74,10 @@ import {
 import { libdemo, libDir, pack, pauseProgram, workDir } from '../lab/bench/fixtures.js';
 import { freshDir, profileIn } from '../lab/bench/profile.js';
 import { measureSwitchCosts, SWITCH_PRIMITIVES, type SwitchCosts } from '../lab/bench/switch-costs.js';
-import { measureShare, realCryptoTarget, renderShare, type ShareRow } from '../lab/bench/redirect-share.js';
+import { measureShare, renderShare, type ShareRow } from '../lab/bench/redirect-share.js';
 import { pauseFloor } from '../lab/bench/pause-floor.js';
-import { copyFileSync, writeFileSync } from 'node:fs';
+import { realOpenSslTarget } from '../lab/bench/real-openssl.js';
 import { compile } from '../lab/compile.js';
-import { realBuild, realBuildsDir, REAL, REAL_FILES } from '../lab/real-builds.js';
 import { handleArgs } from '../lab/script-args.js';
 
 const THREADS = numbers('--threads', [1, 8, 64, 256]);
@@ -78,7 +85,10 @@ const OBJECTS = numbers('--objects', [10, 50, 200]);
 const CYCLES = Number(arg('--cycles') ?? 15);
 const PROFILE = flag('--profile');
 const REDIRECTS_ONLY = flag('--redirects-only');
-const CASES = (arg('--cases') ?? 'crypto,blocked').split(',').filter(Boolean);
+/** The real cases, in the order they run. */
+export const CASE_NAMES = ['crypto', 'ssl', 'blocked', 'crypto-blocked'] as const;
+export type CaseName = (typeof CASE_NAMES)[number];
+const CASES = (arg('--cases')?.split(',').filter(Boolean) ?? [...CASE_NAMES]) as CaseName[];
 const ONLY_CASES = flag('--only-cases');
 /** Objects in the link map besides the generated libraries: the executable, libdemo, libc, ld.so. */
 const BASE_OBJECTS = 4;
@@ -354,7 +364,7 @@ async function redirectShare(
   } finally {
     demo.dispose();
   }
-  const crypto = await realCryptoTarget(mkdtempSync(join(dir, 'share-crypto-')));
+  const crypto = await realOpenSslTarget(mkdtempSync(join(dir, 'share-crypto-')), 'crypto', 'tls');
   if (typeof crypto === 'string') return { rows, skipped: crypto };
   try {
     rows.push(
@@ -368,8 +378,12 @@ async function redirectShare(
 }
 
 export interface CaseRow {
+  /** Which case (CASE_NAMES) and what it is. */
+  key: CaseName;
   name: string;
   threads: number;
+  /** Every thread of the process blocks in a system call: the apply wall time goal's case. */
+  allBlocked: boolean;
   /** Slot words and redirect jumps of an apply; pages read back and write calls in its pause. */
   words: number;
   jumps: number;
@@ -377,11 +391,13 @@ export interface CaseRow {
   writes: number;
   first: { pauseMs: number; commandMs: number };
   pause: Summary & { p99: number };
-  floor: Summary;
+  floor: Summary & { p99: number };
   bare: Summary;
   /** Median pause / median floor. */
   ratio: number;
   commandMs: Summary;
+  /** node starting an empty script, the least any run of the command takes (median of 3). */
+  nodeStartMs: number;
   loadBefore: string;
   loadAfter: string;
 }
@@ -390,53 +406,11 @@ interface CaseTarget {
   pid: number;
   threads: number;
   fix: string;
+  name: string;
+  allBlocked: boolean;
   /** Throws when the target is not behaving (a wrong result, or gone); `live` is the version that should run. */
   check(live: 'old' | 'new'): Promise<void>;
   dispose(): void;
-}
-
-const HASH_PY = `
-import hashlib, threading, time, sys
-want = hashlib.sha256(b'ulp' * 1000).hexdigest()
-bad = 0
-def work():
-    global bad
-    while True:
-        if hashlib.sha256(b'ulp' * 1000).hexdigest() != want: bad += 1
-for _ in range(int(sys.argv[1])): threading.Thread(target=work, daemon=True).start()
-print('ready', flush=True)
-while True:
-    time.sleep(0.2)
-    print('bad=%d' % bad, flush=True)
-`;
-
-async function cryptoCase(dir: string): Promise<CaseTarget | undefined> {
-  const real = realBuildsDir();
-  if (!real) return undefined;
-  const lib = join(dir, 'crypto-lib');
-  mkdirSync(lib, { recursive: true });
-  copyFileSync(realBuild(real, REAL.ssl19, REAL_FILES.crypto), join(lib, REAL_FILES.crypto));
-  copyFileSync(realBuild(real, REAL.ssl19, REAL_FILES.ssl), join(lib, REAL_FILES.ssl));
-  const fix = pack(
-    realBuild(real, REAL.ssl19, REAL_FILES.crypto),
-    realBuild(real, REAL.ssl20, REAL_FILES.crypto),
-    join(dir, 'crypto.ulp'),
-  );
-  writeFileSync(join(dir, 'hash.py'), HASH_PY);
-  const t = startTarget(['/usr/bin/python3', join(dir, 'hash.py'), '8'], { LD_LIBRARY_PATH: lib });
-  await t.waitFor((o) => /^ready/m.test(o), 60_000);
-  return {
-    pid: t.pid,
-    threads: 9,
-    fix,
-    async check() {
-      const mark = t.output().length;
-      const out = await t.waitFor((o) => /bad=\d+/.test(o.slice(mark)), 30_000);
-      const bad = Number(/bad=(\d+)/.exec(out.slice(mark))![1]);
-      if (bad !== 0 || !t.alive()) throw new Error(`python3 saw ${bad} wrong hashes (alive: ${t.alive()})`);
-    },
-    dispose: () => t.dispose(),
-  };
 }
 
 async function blockedCase(dir: string, tag: string): Promise<CaseTarget> {
@@ -455,6 +429,8 @@ async function blockedCase(dir: string, tag: string): Promise<CaseTarget> {
     pid: t.pid,
     threads: 27,
     fix,
+    name: 'libdemo, 27 threads all blocked',
+    allBlocked: true,
     async check(live) {
       const mark = t.output().length;
       process.kill(t.pid, 'SIGUSR1');
@@ -470,13 +446,52 @@ async function blockedCase(dir: string, tag: string): Promise<CaseTarget> {
   };
 }
 
-async function measureCase(name: string, dir: string, tag: string): Promise<CaseRow | undefined> {
+/** The python3 cases on the real OpenSSL builds (bench/real-openssl.ts), or why they cannot run. */
+async function realCase(name: Exclude<CaseName, 'blocked'>, dir: string): Promise<CaseTarget | string> {
+  const spec = {
+    crypto: {
+      lib: 'crypto',
+      program: 'hashing',
+      what: 'libcrypto 3.0.19 -> 3.0.20, python3, 8 hashing threads',
+    },
+    ssl: { lib: 'ssl', program: 'tls', what: 'libssl 3.0.19 -> 3.0.20, python3 doing TLS handshakes' },
+    'crypto-blocked': {
+      lib: 'crypto',
+      program: 'blocked',
+      what: 'libcrypto 3.0.19 -> 3.0.20, python3, 27 threads all blocked',
+    },
+  } as const;
+  const s = spec[name];
+  const r = await realOpenSslTarget(mkdtempSync(join(dir, `case-${name}-`)), s.lib, s.program);
+  if (typeof r === 'string') return r;
+  return {
+    pid: r.target.pid,
+    threads: r.threads,
+    fix: r.fix,
+    name: s.what,
+    allBlocked: s.program === 'blocked',
+    check: (live) => r.check(live),
+    dispose: () => r.target.dispose(),
+  };
+}
+
+function nodeStart(): number {
+  return median([0, 1, 2].map(() => runProgram(process.execPath, ['-e', '0']).ms));
+}
+
+async function measureCase(name: CaseName, dir: string, tag: string): Promise<CaseRow | string> {
   const loadBefore = loadAverage();
-  const c =
-    name === 'crypto' ? await cryptoCase(dir) : name === 'blocked' ? await blockedCase(dir, tag) : undefined;
-  if (!c) return undefined;
+  const c = name === 'blocked' ? await blockedCase(dir, tag) : await realCase(name, dir);
+  if (typeof c === 'string') return c;
   try {
     const first = trigger(c.pid, c.fix, false);
+    const stopped = Math.max(
+      ...first.json.switch.pauses
+        .filter((p: { kind: string }) => p.kind === 'all')
+        .map((p: { threads: number }) => p.threads),
+    );
+    if (stopped !== c.threads)
+      throw new Error(`${c.name}: the trigger stopped ${stopped} threads, the program has ${c.threads}`);
     await c.check('new');
     trigger(c.pid, c.fix, true);
     await c.check('old');
@@ -491,7 +506,8 @@ async function measureCase(name: string, dir: string, tag: string): Promise<Case
         const p = r.json.switch.pauseIo as { pages: number; writes: number };
         if (!revert)
           io = {
-            ...p,
+            pages: p.pages,
+            writes: p.writes,
             words: r.json.switch.rewritten + r.json.switch.lazyBound + r.json.switch.pointers.retargeted,
             jumps: r.json.switch.redirects.written,
           };
@@ -504,13 +520,12 @@ async function measureCase(name: string, dir: string, tag: string): Promise<Case
     }
     await c.check('old');
     const pause = { ...summary(pauses), p99: quantile(pauses, 0.99) };
-    const floor = summary(floors);
+    const floor = { ...summary(floors), p99: quantile(floors, 0.99) };
     return {
-      name:
-        name === 'crypto'
-          ? `libcrypto 3.0.19 -> 3.0.20, python3, 8 hashing threads`
-          : `libdemo, 27 threads all blocked`,
+      key: name,
+      name: c.name,
       threads: c.threads,
+      allBlocked: c.allBlocked,
       ...io,
       first: { pauseMs: first.pauseMs, commandMs: first.ms },
       pause,
@@ -518,6 +533,7 @@ async function measureCase(name: string, dir: string, tag: string): Promise<Case
       bare: summary(bares),
       ratio: pause.median / floor.median,
       commandMs: summary(commands),
+      nodeStartMs: nodeStart(),
       loadBefore,
       loadAfter: loadAverage(),
     };
@@ -539,7 +555,9 @@ export function renderCases(rows: CaseRow[]): string {
       'floor median',
       'stop+resume median',
       'pause / floor',
+      'first apply command (wall)',
       'command median (wall)',
+      'node start',
       'load 1/5/15 min',
     ],
     rows.map((r) => [
@@ -553,7 +571,9 @@ export function renderCases(rows: CaseRow[]): string {
       fmtMs(r.floor.median),
       fmtMs(r.bare.median),
       r.ratio.toFixed(2),
+      fmtMs(r.first.commandMs),
       fmtMs(r.commandMs.median),
+      fmtMs(r.nodeStartMs),
       r.loadAfter,
     ]),
   );
@@ -564,6 +584,13 @@ async function main(): Promise<void> {
     values: ['--threads', '--objects', '--cycles', '--cases', '--json'],
     flags: ['--profile', '--only-cases', '--redirects-only'],
   });
+  const unknown = CASES.filter((c) => !CASE_NAMES.includes(c));
+  if (unknown.length) {
+    process.stderr.write(
+      `bench-pause: unknown case ${unknown.join(', ')} (cases: ${CASE_NAMES.join(', ')})\n`,
+    );
+    process.exit(64);
+  }
   ensureBuilt();
   const tag = `pause-${process.pid}-${Date.now()}`;
   const w = workDir('bench-pause');
@@ -583,7 +610,7 @@ async function main(): Promise<void> {
       threads: [...THREADS].sort((a, b) => Math.abs(a - 8) - Math.abs(b - 8))[0]!,
     };
     process.stderr.write(
-      `bench-pause: ${THREADS.length * OBJECTS.length} configurations, ${CYCLES} apply/revert cycles each (load ${loadAverage()})\n`,
+      `bench-pause: ${ONLY_CASES ? 0 : THREADS.length * OBJECTS.length} configurations, ${CASES.length} real cases, ${CYCLES} apply/revert cycles each (load ${loadAverage()})\n`,
     );
     for (const objects of ONLY_CASES ? [] : OBJECTS) {
       for (const threads of THREADS) {
@@ -619,9 +646,14 @@ async function main(): Promise<void> {
     console.log(renderShare(share.rows));
     if (share.skipped) console.log(`(real libcrypto left out: ${share.skipped})`);
     const cases: CaseRow[] = [];
+    const casesSkipped: Array<{ key: CaseName; reason: string }> = [];
     for (const c of CASES) {
       const row = await measureCase(c, w.dir, tag);
-      if (!row) continue;
+      if (typeof row === 'string') {
+        casesSkipped.push({ key: c, reason: row });
+        process.stderr.write(`  case ${c} left out: ${row}\n`);
+        continue;
+      }
       cases.push(row);
       process.stderr.write(
         `  ${row.name}: pause median ${fmtMs(row.pause.median)} p99 ${fmtMs(row.pause.p99)}, floor ${fmtMs(row.floor.median)}, ratio ${row.ratio.toFixed(2)} (load ${row.loadAfter})\n`,
@@ -633,7 +665,15 @@ async function main(): Promise<void> {
       );
       console.log(renderCases(cases));
     }
-    writeJsonResult({ cycles: CYCLES, rows, profile: profile ?? null, redirects: share, cases });
+    for (const k of casesSkipped) console.log(`(case ${k.key} left out: ${k.reason})`);
+    writeJsonResult({
+      cycles: CYCLES,
+      rows,
+      profile: profile ?? null,
+      redirects: share,
+      cases,
+      casesSkipped,
+    });
   } finally {
     w.dispose();
   }

@@ -13,7 +13,10 @@
  * of system libraries from 0.1 to 8 MB (--big adds libLLVM, 110 MB), each
  * against a copy with one changed byte (an immediate operand of an exported
  * function when one starts with `mov $imm32, %eax`, else a byte of .rodata)
- * and a new build-id: pack time against library size. A pair ulp-pack
+ * and a new build-id: pack time against library size; then, when the real
+ * builds are there (lab/real-builds.ts), Debian's libcrypto 3.0.19 -> 3.0.20,
+ * the pair of the issue's goal (no slower than `readelf -a` on both files),
+ * else the JSON's `realSkipped` says why it is not. A pair ulp-pack
  * refuses (exit 2: incompatible, or a downgrade; libLLVM's copy is one) is
  * reported with ulp-pack's reasons under the figures: --check is timed up to
  * that verdict, -o, which writes nothing then, is not timed. The command is
@@ -48,6 +51,7 @@ import {
   writeJsonResult,
 } from '../lab/bench/common.js';
 import { judgePackRun } from '../lab/bench/pack-verdict.js';
+import { REAL, REAL_BUILDS_ARCHIVE, REAL_FILES, realBuild, realBuildsDir } from '../lab/real-builds.js';
 import { freshDir, profileIn, renderProfile, type Profile } from '../lab/bench/profile.js';
 import { handleArgs } from '../lab/script-args.js';
 
@@ -69,7 +73,33 @@ const SERIES = [
 ];
 const BIG = ['libLLVM-14.so.1'];
 
-function args(): { pairs: Array<{ old: string; neu: string; change: string }>; runs: number } {
+interface PairSpec {
+  old: string;
+  neu: string;
+  change: string;
+  /** What the tables call it (default: OLD's file name). */
+  label?: string;
+  /** NEW is a copy this script wrote (removed afterwards), not a file of the user's or the real builds'. */
+  own: boolean;
+  /** One of the real Debian updates. */
+  real?: boolean;
+}
+
+/** The real libcrypto pair of the goal, or why it cannot be packed here. */
+function realPair(): PairSpec | string {
+  if (!existsSync(REAL_BUILDS_ARCHIVE)) return `no real builds (${REAL_BUILDS_ARCHIVE})`;
+  const dir = realBuildsDir()!;
+  return {
+    old: realBuild(dir, REAL.ssl19, REAL_FILES.crypto),
+    neu: realBuild(dir, REAL.ssl20, REAL_FILES.crypto),
+    change: 'the Debian security update 3.0.19 -> 3.0.20',
+    label: 'libcrypto.so.3 3.0.19 -> 3.0.20 (Debian)',
+    own: false,
+    real: true,
+  };
+}
+
+function args(): { pairs: PairSpec[]; runs: number; realSkipped?: string } {
   const argv = process.argv
     .slice(2)
     .filter(
@@ -78,17 +108,22 @@ function args(): { pairs: Array<{ old: string; neu: string; change: string }>; r
     );
   const runs = Number(arg('--runs') ?? (flag('--sizes') ? 5 : 7));
   if (argv.length === 2)
-    return { pairs: [{ old: resolve(argv[0]!), neu: resolve(argv[1]!), change: 'given' }], runs };
+    return { pairs: [{ old: resolve(argv[0]!), neu: resolve(argv[1]!), change: 'given', own: false }], runs };
   if (flag('--sizes')) {
     const names = arg('--libs')?.split(',') ?? [...SERIES, ...(flag('--big') ? BIG : [])];
     const libs = names.map((l) => (l.includes('/') ? l : join(LIBDIR, l))).filter(existsSync);
-    return { pairs: libs.map(modifiedCopy), runs };
+    const real = realPair();
+    return {
+      pairs: [...libs.map(modifiedCopy), ...(typeof real === 'string' ? [] : [real])],
+      runs,
+      ...(typeof real === 'string' ? { realSkipped: real } : {}),
+    };
   }
   return { pairs: [modifiedCopy(join(LIBDIR, 'libcrypto.so.3'))], runs };
 }
 
 /** A copy of `old` with one changed byte (code when possible) and a different build-id, in .bench/. */
-function modifiedCopy(old: string): { old: string; neu: string; change: string } {
+function modifiedCopy(old: string): PairSpec {
   if (!existsSync(old)) throw new Error(`${old} not found: give OLD.so NEW.so`);
   mkdirSync(join(BENCH, 'pack'), { recursive: true });
   const neu = join(BENCH, 'pack', `${basename(old)}.modified`);
@@ -124,7 +159,7 @@ function modifiedCopy(old: string): { old: string; neu: string; change: string }
   const id = bytes.indexOf(note.desc);
   bytes[id + note.desc.length - 1] ^= 0xff; // a different build is a different build-id
   writeFileSync(neu, bytes);
-  return { old, neu, change };
+  return { old, neu, change, own: true };
 }
 
 interface Sample {
@@ -186,6 +221,8 @@ export interface PackPair {
   old: string;
   neu: string;
   change: string;
+  label?: string;
+  real?: boolean;
   bytes: number;
   functions: number;
   runs: number;
@@ -195,7 +232,8 @@ export interface PackPair {
 
 const PACK_O = 'ulp-pack -o (writes the bundle)';
 
-function measurePair(old: string, neu: string, change: string, runs: number): PackPair {
+function measurePair(spec: PairSpec, runs: number): PackPair {
+  const { old, neu, change } = spec;
   const out = join(BENCH, 'pack', 'bench.ulp');
   const cases: Record<string, () => Sample> = {
     'readelf -a (both files)': () => sum(timed('readelf', ['-a', old]), timed('readelf', ['-a', neu])),
@@ -233,7 +271,18 @@ function measurePair(old: string, neu: string, change: string, runs: number): Pa
   const functions =
     parseElf(readFileSync(old)).symtab.filter((s) => s.type === 2 && s.defined).length ||
     parseElf(readFileSync(old)).dynamicSymbols.filter((s) => s.type === 2 && s.defined).length;
-  return { old, neu, change, bytes: statSync(old).size, functions, runs, rows, loadAfter: loadAverage() };
+  return {
+    old,
+    neu,
+    change,
+    ...(spec.label ? { label: spec.label } : {}),
+    ...(spec.real ? { real: true } : {}),
+    bytes: statSync(old).size,
+    functions,
+    runs,
+    rows,
+    loadAfter: loadAverage(),
+  };
 }
 
 const ratio = (a: number | undefined, b: number | undefined) =>
@@ -247,7 +296,7 @@ function refusalLines(p: PackPair): string[] {
   const reasons = p.rows.find((r) => r.refused)?.refused;
   if (!reasons) return [];
   return [
-    `${basename(p.old)}: ulp-pack refused the pair (exit 2), so -o wrote no bundle and is not timed; --check is timed up to that verdict. Reasons:`,
+    `${p.label ?? basename(p.old)}: ulp-pack refused the pair (exit 2), so -o wrote no bundle and is not timed; --check is timed up to that verdict. Reasons:`,
     ...reasons.slice(0, 10).map((r) => `  ${r}`),
     ...(reasons.length > 10 ? [`  and ${reasons.length - 10} more (ulp-pack --check shows them all)`] : []),
   ];
@@ -305,7 +354,7 @@ export function renderPackSizes(pairs: PackPair[]): string {
       const nd = get(p, 'node');
       const cpu = (x: Row) => (x.cpu === undefined ? '-' : `${x.cpu.toFixed(2)} s`);
       return [
-        basename(p.old),
+        p.label ?? basename(p.old),
         `${(p.bytes / 1e6).toFixed(2)} MB`,
         String(p.functions),
         seconds(re, ' s'),
@@ -408,7 +457,7 @@ function main(): void {
     flags: ['--sizes', '--big', '--profile'],
     operands: 2,
   });
-  const { pairs, runs } = args();
+  const { pairs, runs, realSkipped } = args();
   ensureBuilt();
   mkdirSync(join(BENCH, 'pack'), { recursive: true });
   const results: PackPair[] = [];
@@ -420,25 +469,26 @@ function main(): void {
   for (const p of pairs) {
     // Big libraries: fewer runs (each pack of libLLVM takes long).
     const n = statSync(p.old).size > 50e6 ? Math.min(runs, 2) : runs;
-    const r = measurePair(p.old, p.neu, p.change, n);
+    const r = measurePair(p, n);
     results.push(r);
     if (!flag('--sizes')) printPair(r);
     else
       process.stderr.write(
-        `  ${basename(p.old)}: ulp-pack ${seconds(
+        `  ${p.label ?? basename(p.old)}: ulp-pack ${seconds(
           r.rows.find((x) => x.command.startsWith('ulp-pack -o'))!,
           ' s',
         )}, readelf ${seconds(r.rows[0]!, ' s')} (load ${r.loadAfter})\n`,
       );
     if (p === profiled) profile = profilePack(p.old, p.neu);
-    // Only the modified copies this script wrote: NEW given on the command line is the user's file.
-    if (p.change !== 'given') rmSync(p.neu, { force: true });
+    // Only the modified copies this script wrote: NEW given on the command line is the user's file, a real build the cache's.
+    if (p.own) rmSync(p.neu, { force: true });
   }
   if (flag('--sizes')) {
     console.log(
       `pack time against library size: each library against a copy with one changed byte, ${runs} runs, medians\n`,
     );
     console.log(renderPackSizes(results));
+    if (realSkipped) console.log(`(the real libcrypto pair left out: ${realSkipped})`);
   }
   if (profile) {
     console.log(
@@ -447,7 +497,12 @@ function main(): void {
     console.log(renderProfile(profile, 15, 20));
     console.log(renderCompression(profile.compression));
   }
-  writeJsonResult({ runs, pairs: results, profile: profile ?? null });
+  writeJsonResult({
+    runs,
+    pairs: results,
+    profile: profile ?? null,
+    ...(realSkipped ? { realSkipped } : {}),
+  });
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) main();

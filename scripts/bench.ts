@@ -10,6 +10,13 @@
  *   --docs         also paste the report into docs/PERFORMANCE.md (between its bench markers)
  *   --wait-load X  first wait (up to 30 min) until the 1-minute load average is below X
  *
+ * The report opens with the goals table of issue 13 (lab/bench/goals.ts):
+ * every goal with its figure, reading, ratio to the goal and to the floor
+ * measured beside it, met or not, and the machine and load of the section it
+ * comes from; a goal whose section was not run or failed, or whose case could
+ * not run here, is listed with the reason instead of a number. The JSON has
+ * the same rows under `goals`.
+ *
  * Every figure is a ratio or a median taken side by side in one run; the
  * load average is printed with every section, since the machine may be
  * shared. Nothing here is asserted by tests.
@@ -33,6 +40,7 @@ import {
 } from './bench-pause.js';
 import { renderPtrace, type PtraceRow } from './bench-ptrace.js';
 import { arg, BENCH_DIR, ensureBuilt, flag, loadAverage, machine, ROOT, sleep } from '../lab/bench/common.js';
+import { goalRows, renderGoals, type GoalInputs, type GoalRow, type SectionOf } from '../lab/bench/goals.js';
 import { renderProfile, type Profile } from '../lab/bench/profile.js';
 import { handleArgs } from '../lab/script-args.js';
 
@@ -106,8 +114,20 @@ function runSection(section: Section, dir: string): SectionRun {
   };
 }
 
+/** Each goal's section as the goals table reads it: its data and load, or why the run has none. */
+function goalInputs(runs: SectionRun[]): GoalInputs {
+  const of = (section: Section): SectionOf<any> => {
+    const r = runs.find((x) => x.section === section);
+    if (!r) return { missing: `the ${section} section was not run (--only ${ONLY.join(',')})` };
+    if (!r.ok) return { missing: `the ${section} section failed (${r.error})` };
+    return { data: r.data, load: `${r.loadBefore} → ${r.loadAfter}` };
+  };
+  return { pause: of('pause'), all: of('all'), pack: of('pack') };
+}
+
 function renderReport(
   runs: SectionRun[],
+  goals: readonly GoalRow[],
   meta: {
     started: string;
     commit: string;
@@ -122,6 +142,10 @@ function renderReport(
   out.push(
     `Run ${meta.started}${meta.quick ? ' (--quick)' : ''}, commit ${meta.commit}. Machine: ${m.cpus} × ${m.cpu}, ${m.memoryGiB} GiB, ${m.virtualization}; ${m.os}, Linux ${m.kernel}; Node ${m.node}, gcc ${m.gcc}. Load average (1/5/15 min) at start ${meta.loadStart}, at end ${meta.loadEnd}.\n`,
   );
+  out.push(
+    `### Goals of issue 13\n\nEvery goal of the issue against this run's figure. "reading / goal" is the reading over the goal's bound (a rate: under 1 is short of it); "floor" is what the same work costs without the tool, measured beside it (the pause: stop, read back, the same writes and resume on the same process; \`--all\`: seize, one remote getpid and detach per process of the same fleet; a command: node starting an empty script), and "reading / floor" how many times the floor the reading costs. The pause rows come from the real cases of the pause section, the \`--all\` rows from its largest fleet waiting in pause(), the pack rows from the pack section. The load is that of the row's own measurement, or of its section.\n`,
+  );
+  out.push(renderGoals(goals, `${m.cpus} × ${m.cpu}`));
   for (const r of runs) {
     if (!r.ok) {
       out.push(`### ${r.section}\n\nfailed: ${r.error}\n`);
@@ -143,16 +167,19 @@ function renderReport(
       const share = (r.data as { redirects?: { rows: ShareRow[]; skipped?: string } }).redirects;
       if (share) {
         out.push(
-          `\nThe entry redirects' share of the pause (lab/bench/redirect-share.ts): apply/revert cycles made from the benchmark's process (runOne, what the command runs), with every write made while all threads are stopped timed and sorted by where it lands: code pages and the \`ulp:redirects:\` journal (the redirects) or elsewhere (GOT slots, data pointers). Medians of ${d.cycles} warm cycles; the first apply runs the switch code cold in V8.${share.skipped ? ` Real libcrypto left out: ${share.skipped}.` : ''}\n`,
+          `\nThe entry redirects' share of the pause (lab/bench/redirect-share.ts): apply/revert cycles made from the benchmark's process (runOne, what the command runs), with every write of the pause (one \`/proc/PID/mem\` write per block of patches) timed and sorted by where it lands: code pages and the \`ulp:redirects:\` journal (the redirects) or elsewhere (GOT slots, data pointers), in ms and write calls; stop, read back + compare and resume are the switch's own phases (\`switch.pauseIo\`). Medians of ${d.cycles} warm cycles; the first apply runs the switch code cold in V8.${share.skipped ? ` Real libcrypto left out: ${share.skipped}.` : ''}\n`,
         );
         out.push(renderShare(share.rows));
       }
       const cases = (r.data as { cases?: CaseRow[] }).cases ?? [];
-      if (cases.length) {
+      const skipped =
+        (r.data as { casesSkipped?: Array<{ key: string; reason: string }> }).casesSkipped ?? [];
+      if (cases.length || skipped.length) {
         out.push(
-          `\nThe real cases: each apply and revert of ${d.cycles} cycles beside its floor, measured right after it on the same process (stop every thread, read back as many pages with one process_vm_readv, make as many 8-byte writes of what was read, resume); "command" is the wall time of the compiled ulp-trigger, node's start included.\n`,
+          `\nThe real cases (the Debian builds 3.0.19 -> 3.0.20 in Debian's python3, and libdemo in a 27-thread C program): each apply and revert of ${d.cycles} cycles beside its floor, measured right after it on the same process (stop every thread, read back as many pages with one process_vm_readv, make as many 8-byte writes of what was read, resume); "command" is the wall time of the compiled ulp-trigger, node's start included, beside node starting an empty script.\n`,
         );
-        out.push(renderCases(cases));
+        if (cases.length) out.push(renderCases(cases));
+        for (const k of skipped) out.push(`Case ${k.key} left out: ${k.reason}.\n`);
       }
     } else if (r.section === 'call') {
       const d = r.data as CallResult;
@@ -176,9 +203,14 @@ function renderReport(
         out.push(renderProfile(d.profile, 10, 25));
       }
     } else if (r.section === 'pack') {
-      const d = r.data as { runs: number; pairs: PackPair[]; profile: PackProfile | null };
+      const d = r.data as {
+        runs: number;
+        pairs: PackPair[];
+        profile: PackProfile | null;
+        realSkipped?: string;
+      };
       out.push(
-        `### Pack time against library size\n\nEach system library against a copy with one changed byte and a new build-id, the compiled \`ulp-pack -o\` as a fresh process next to \`readelf -a\` and \`objdump -d\` on the same two files, ${d.runs} interleaved runs, medians of wall time; CPU time (user + system) from /usr/bin/time, whose resolution is 10 ms. Load ${r.loadBefore} → ${r.loadAfter}; ${r.seconds.toFixed(0)} s.\n`,
+        `### Pack time against library size\n\nEach system library against a copy with one changed byte and a new build-id, then the real pair of the goal (Debian's libcrypto 3.0.19 -> 3.0.20${d.realSkipped ? `: left out, ${d.realSkipped}` : ''}), the compiled \`ulp-pack -o\` as a fresh process next to \`readelf -a\` and \`objdump -d\` on the same two files, ${d.runs} interleaved runs, medians of wall time; CPU time (user + system) from /usr/bin/time, whose resolution is 10 ms. Load ${r.loadBefore} → ${r.loadAfter}; ${r.seconds.toFixed(0)} s.\n`,
       );
       out.push(renderPackSizes(d.pairs));
       if (d.profile) {
@@ -225,10 +257,14 @@ async function main(): Promise<void> {
   const runs: SectionRun[] = [];
   for (const s of ALL_SECTIONS.filter((x) => ONLY.includes(x))) runs.push(runSection(s, dir));
   const meta = { started, commit, machine: machine(), loadStart, loadEnd: loadAverage(), quick: QUICK };
-  const md = renderReport(runs, meta);
+  const goals = goalRows(goalInputs(runs));
+  const md = renderReport(runs, goals, meta);
   const json =
-    JSON.stringify({ ...meta, sections: Object.fromEntries(runs.map((r) => [r.section, r])) }, null, 2) +
-    '\n';
+    JSON.stringify(
+      { ...meta, goals, sections: Object.fromEntries(runs.map((r) => [r.section, r])) },
+      null,
+      2,
+    ) + '\n';
   for (const name of [`report-${stamp}`, 'latest']) {
     writeFileSync(join(BENCH_DIR, `${name}.md`), md);
     writeFileSync(join(BENCH_DIR, `${name}.json`), json);

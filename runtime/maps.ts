@@ -54,7 +54,12 @@ export function parseMaps(text: string): Mapping[] {
 export function readMaps(pid: number): Mapping[] {
   let text: string;
   try {
-    text = readFileSync(`/proc/${liveTid(pid)}/maps`, 'utf8');
+    text = readFileSync(`/proc/${pid}/maps`, 'utf8');
+    // A main thread that exited (pthread_exit) reads as empty while the others run on: read through one of them.
+    if (text === '') {
+      const via = liveTid(pid);
+      if (via !== pid) text = readFileSync(`/proc/${via}/maps`, 'utf8');
+    }
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ESRCH')
       throw notFound(pid);

@@ -5,7 +5,7 @@
  * then stops every thread only for the alias and the relink.
  */
 import { UlpError } from '../../common/errors.js';
-import { imageSpan, parseElf, type ElfObject } from '../../elf/index.js';
+import { imageSpan, type ElfObject } from '../../elf/index.js';
 import { readMaps, type Mapping } from '../maps.js';
 import { RemoteMemory } from '../memory.js';
 import type { PauseRecord } from '../pause.js';
@@ -242,7 +242,7 @@ export function prepare(
       { pid: req.pid, soname: req.soname },
     );
   }
-  const elf = parseElf(req.target.bytes);
+  const elf = (req.elfCache ?? new ElfCache()).file(req.target.bytes);
   if (elf.buildId !== req.target.buildId) {
     throw new UlpError(
       'TRIGGER_BUILD_MISMATCH',
@@ -413,7 +413,8 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
   };
   const redirectState = readRedirectState(mem, snap.maps, req.soname);
   const files = new Map<string, ElfObject>([[req.target.buildId, elf]]);
-  if (req.otherBuild) files.set(req.otherBuild.buildId, parseElf(req.otherBuild.bytes));
+  if (req.otherBuild)
+    files.set(req.otherBuild.buildId, (req.elfCache ?? new ElfCache()).file(req.otherBuild.bytes));
   const planRedirectsFor = (fam: Family, target: ProcessObject): RedirectPlan =>
     planSwitchRedirects({
       mem,

@@ -24,7 +24,7 @@ import { Worker } from 'node:worker_threads';
 import { asUlpError } from '../common/cli.js';
 import type { Bundle } from '../patches/index.js';
 import { parseElfFromMemory } from '../elf/index.js';
-import { parseMaps, RemoteMemory } from '../runtime/index.js';
+import { headerMappings, RemoteMemory } from '../runtime/index.js';
 import { ElfCache } from '../runtime/loader/index.js';
 import { runOne, type RunOptions, type RunResult } from './apply.js';
 import {
@@ -203,9 +203,8 @@ export function findProcesses(
     const mem = new RemoteMemory(pid);
     let hit: string | undefined;
     let denied = false;
-    for (const m of parseMaps(text)) {
-      if (m.offset !== 0n || m.inode === 0 || !m.read) continue;
-      const key = `${m.dev}:${m.inode}`;
+    for (const m of headerMappings(text)) {
+      const key = m.key;
       if (!byFile.has(key)) {
         try {
           byFile.set(

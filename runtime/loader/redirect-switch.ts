@@ -117,14 +117,19 @@ export function mapJournal(
   soname: string,
   size: number,
   spare = false,
-): { addr: bigint; size: number } {
+): { addr: bigint; size: number; spare?: bigint } {
   const mapSize = journalMapSize(size);
   const fd = s.sys.memfdCreate(journalMemfdName(soname), MFD.CLOEXEC);
   try {
     sizeMemfd(s.pid, fd, mapSize);
     const addr = s.sys.mmap(0n, mapSize, PROT.READ, MAP.PRIVATE, fd, 0);
-    if (spare) s.sys.mmap(0n, mapSize, PROT.READ, MAP.PRIVATE, fd, 0);
-    return { addr, size: mapSize };
+    let second: bigint | undefined;
+    try {
+      if (spare) second = s.sys.mmap(0n, mapSize, PROT.READ, MAP.PRIVATE, fd, 0);
+    } catch {
+      // No spare: the next switch maps a new journal, as without one.
+    }
+    return { addr, size: mapSize, ...(second !== undefined ? { spare: second } : {}) };
   } finally {
     s.sys.close(fd);
   }

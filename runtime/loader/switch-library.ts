@@ -479,7 +479,7 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
     const journals = journalPlacement(redirectState, budget);
     let guard: InactiveGuard | undefined;
     // Always, even with nothing to redirect: --status says "applied" only for a live build a journal vouches for.
-    let journalAt: { addr: bigint; size: number };
+    let journalAt: { addr: bigint; size: number; spare?: bigint };
     try {
       guard = req.inactive ? inactiveGuard(req.pid, req.inactive, fam, target, plan) : undefined;
       journalAt = journals.reuse
@@ -530,7 +530,11 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
     if (failure) {
       // The writes were undone; a staged build nothing points at can go, once the threads run again
       // (taking its unwind tables back is a call into the process). The alias, if made, stays: it is invisible.
-      tryDropJournals(session, [journalAt]);
+      // A spare mapped with it goes too: nothing of a failed first apply stays.
+      tryDropJournals(session, [
+        journalAt,
+        ...(journalAt.spare !== undefined ? [{ addr: journalAt.spare, size: journalAt.size }] : []),
+      ]);
       if (staged) undoStaging(session, snap.objects, staged);
       throw failure.error;
     }

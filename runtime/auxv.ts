@@ -24,7 +24,12 @@ export function parseAuxv(buf: Buffer): Auxv {
 export function readAuxv(pid: number): Auxv {
   let buf: Buffer;
   try {
-    buf = readFileSync(`/proc/${liveTid(pid)}/auxv`);
+    buf = readFileSync(`/proc/${pid}/auxv`);
+    // A main thread that exited (pthread_exit) shows no memory while the others run on: read through one of them.
+    if (buf.length === 0) {
+      const via = liveTid(pid);
+      if (via !== pid) buf = readFileSync(`/proc/${via}/auxv`);
+    }
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ESRCH') throw notFound(pid);

@@ -6,7 +6,7 @@ export type { PauseRecord } from './pause.js';
 export { RemoteSyscalls, type RemoteArg, type SyscallOptions } from './remote-syscall.js';
 export type { CallOptions } from './remote-call.js';
 export { RemoteMemory, poke, openTargetFd } from './memory.js';
-export { readMaps, parseMaps, findMapping, type Mapping } from './maps.js';
+export { readMaps, parseMaps, headerMappings, findMapping, type Mapping } from './maps.js';
 export { readAuxv, parseAuxv, auxvInfo, type Auxv, type AuxvInfo } from './auxv.js';
 export {
   readLinkMap,

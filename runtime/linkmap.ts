@@ -52,6 +52,8 @@ export interface LinkMap {
   /** False when the loader was in the middle of dlopen/dlclose (retried a few times first). */
   consistent: boolean;
   objects: LoadedObject[];
+  /** /proc/PID/maps as the walk that produced `objects` read it (callers need not read it again). */
+  maps: Mapping[];
 }
 
 interface ExeInfo {
@@ -226,7 +228,7 @@ function walk(pid: number, mem: RemoteMemory, rDebug: bigint, opts: LinkMapOptio
     }
     rd = version >= 2 ? hdr.readBigUInt64LE(40) : 0n;
   }
-  return { rDebug, consistent, objects };
+  return { rDebug, consistent, objects, maps };
 }
 
 /** Offset of `_ns_main_searchlist` in `_rtld_global._dl_ns[0]` (after `_ns_loaded` and `_ns_nloaded`). */

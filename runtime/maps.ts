@@ -51,10 +51,44 @@ export function parseMaps(text: string): Mapping[] {
   return out;
 }
 
+/**
+ * The mappings of file offset 0 that are readable and backed by a file (an
+ * object's ELF header is one), from /proc/PID/maps text: what `--all`'s
+ * search looks at in every process on the machine, without parsing every
+ * line in full as parseMaps does. `key` is "dev:inode".
+ */
+export function headerMappings(text: string): Array<{ key: string; start: bigint }> {
+  const out: Array<{ key: string; start: bigint }> = [];
+  for (let at = 0; at < text.length;) {
+    let eol = text.indexOf('\n', at);
+    if (eol < 0) eol = text.length;
+    // start-end perms offset dev inode path
+    const dash = text.indexOf('-', at);
+    const sp1 = text.indexOf(' ', at);
+    const sp2 = sp1 < 0 ? -1 : text.indexOf(' ', sp1 + 1);
+    const sp3 = sp2 < 0 ? -1 : text.indexOf(' ', sp2 + 1);
+    const sp4 = sp3 < 0 ? -1 : text.indexOf(' ', sp3 + 1);
+    if (dash > at && dash < sp1 && sp4 > 0 && sp4 < eol && text[sp1 + 1] === 'r') {
+      let end = sp4 + 1;
+      while (end < eol && text.charCodeAt(end) >= 48 && text.charCodeAt(end) <= 57) end++;
+      const inode = text.slice(sp4 + 1, end);
+      if (/^0+$/.test(text.slice(sp2 + 1, sp3)) && inode !== '' && inode !== '0')
+        out.push({ key: `${text.slice(sp3 + 1, sp4)}:${inode}`, start: BigInt('0x' + text.slice(at, dash)) });
+    }
+    at = eol + 1;
+  }
+  return out;
+}
+
 export function readMaps(pid: number): Mapping[] {
   let text: string;
   try {
-    text = readFileSync(`/proc/${liveTid(pid)}/maps`, 'utf8');
+    text = readFileSync(`/proc/${pid}/maps`, 'utf8');
+    // A main thread that exited (pthread_exit) reads as empty while the others run on: read through one of them.
+    if (text === '') {
+      const via = liveTid(pid);
+      if (via !== pid) text = readFileSync(`/proc/${via}/maps`, 'utf8');
+    }
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ESRCH')
       throw notFound(pid);

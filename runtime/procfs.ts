@@ -86,9 +86,15 @@ export function readComm(pid: number): string | undefined {
 
 export function readExeLink(pid: number): string | undefined {
   try {
-    return readlinkSync(`/proc/${liveTid(pid)}/exe`);
+    return readlinkSync(`/proc/${pid}/exe`);
   } catch {
-    return undefined;
+    // A main thread that exited (pthread_exit) has no exe link while the others run on: read one of theirs.
+    try {
+      const via = liveTid(pid);
+      return via === pid ? undefined : readlinkSync(`/proc/${via}/exe`);
+    } catch {
+      return undefined;
+    }
   }
 }
 

@@ -97,8 +97,14 @@ export class Session implements InjectionHost {
     this.onStep = opts.onStep;
     this.holdsSignals = opts.deferSignals ?? true;
     if (this.holdsSignals) holdSignals();
-    this.serviceTimer = setInterval(() => this.service(), 2);
-    this.serviceTimer.unref();
+    // The timer serves only a session still open when its opener yields to the event loop (an async caller): a
+    // synchronous apply (each process of --all) opens and closes its session before any microtask runs, and
+    // creating and unreferencing an interval for each cost about as much as the rest of a session's set-up.
+    queueMicrotask(() => {
+      if (this.closed) return;
+      this.serviceTimer = setInterval(() => this.service(), 2);
+      this.serviceTimer.unref();
+    });
   }
 
   /** Seizes every thread of `pid`, rescanning until no new thread appears. Nothing is stopped. */

@@ -14,10 +14,11 @@ export interface TargetInfo {
 const EM_X86_64 = 62;
 
 /** Reads e_ident/e_machine of the running executable; undefined when it cannot be read (not root). */
-function exeArch(pid: number): { elfClass: number; machine: number } | undefined {
+function exeArch(pid: number, leaderExited: boolean): { elfClass: number; machine: number } | undefined {
   let fd: number;
   try {
-    fd = openSync(`/proc/${liveTid(pid)}/exe`, 'r');
+    // An exited main thread has no exe link: a live thread's (liveTid reads /proc again, only then).
+    fd = openSync(`/proc/${leaderExited ? liveTid(pid) : pid}/exe`, 'r');
   } catch {
     return undefined;
   }
@@ -63,7 +64,7 @@ export function checkTarget(pid: number, opts: CheckOptions = {}): TargetInfo {
   // A zombie main thread with live threads (it called pthread_exit) is a running process.
   if ((st.state === 'Z' || st.state === 'X') && !processAlive(pid)) throw zombie(pid);
   if (st.tracerPid !== 0 && !opts.readOnly) throw alreadyTraced(pid, st.tracerPid);
-  const arch = exeArch(pid);
+  const arch = exeArch(pid, st.state === 'Z' || st.state === 'X');
   if (arch && (arch.elfClass !== 2 || arch.machine !== EM_X86_64)) {
     const what =
       arch.machine === EM_X86_64

@@ -19,11 +19,12 @@
  * sees a stop request at once and each worker finishes the process at hand.
  */
 import { readdirSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { asUlpError } from '../common/cli.js';
 import type { Bundle } from '../patches/index.js';
 import { parseElfFromMemory } from '../elf/index.js';
-import { parseMaps, RemoteMemory } from '../runtime/index.js';
+import { headerMappings, RemoteMemory } from '../runtime/index.js';
 import { ElfCache } from '../runtime/loader/index.js';
 import { runOne, type RunOptions, type RunResult } from './apply.js';
 import {
@@ -74,8 +75,11 @@ export interface AllOptions extends RunOptions {
   onResult?: (outcome: ProcessOutcome, done: number, total: number) => void;
   /** Asked between processes: a reason (a signal's name) ends the run there. */
   stopRequested?: () => string | undefined;
-  /** How many processes are worked on at once, each on its own worker thread (default 1: in this thread). */
-  jobs?: number;
+  /**
+   * How many processes are worked on at once, each on its own worker thread (default 1: in this thread);
+   * `auto`: autoJobs() for the processes found and this machine's CPUs (the command's default).
+   */
+  jobs?: number | 'auto';
   /** `--all --pid`: only these processes are considered. */
   among?: readonly number[];
   /** `--exclude`, `--user`, `--comm`, `--unit`: only the processes in this scope are considered. */
@@ -199,9 +203,8 @@ export function findProcesses(
     const mem = new RemoteMemory(pid);
     let hit: string | undefined;
     let denied = false;
-    for (const m of parseMaps(text)) {
-      if (m.offset !== 0n || m.inode === 0 || !m.read) continue;
-      const key = `${m.dev}:${m.inode}`;
+    for (const m of headerMappings(text)) {
+      const key = m.key;
       if (!byFile.has(key)) {
         try {
           byFile.set(
@@ -254,6 +257,25 @@ export function ancestors(pid = process.pid): Set<number> {
   return out;
 }
 
+/**
+ * Fewer processes than this are done on the trigger's own thread alone: a
+ * worker thread loads the modules again before it takes its first process
+ * (about as long as this thread takes for that many first applies), so on
+ * a small fleet it only takes CPU from the targets and the tracer.
+ */
+export const POOL_MIN_PROCESSES = 32;
+
+/**
+ * `--jobs` when not given: two tracers (this thread and one worker) on a
+ * machine with two CPUs or more and a fleet worth a worker's start, else
+ * one. Measured on 2 cores (docs/PERFORMANCE.md): a second tracer works
+ * while the first waits for its target's stops; more than one per CPU only
+ * adds workers loading modules on a machine with no idle core.
+ */
+export function autoJobs(processes: number, cpus: number): number {
+  return processes >= POOL_MIN_PROCESSES ? Math.max(1, Math.min(2, cpus)) : 1;
+}
+
 /** One turn of the event loop: signal listeners run in it (libuv reads its signal pipe when it polls). */
 const loopTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -302,8 +324,9 @@ export async function runAll(bundle: Bundle, opts: AllOptions): Promise<AllResul
     ...(onResult ? { onResult } : {}),
     ...(stopRequested ? { stopRequested } : {}),
   };
+  const n = jobs === 'auto' ? autoJobs(pids.length, availableParallelism()) : jobs;
   const { processes, interrupted } =
-    jobs > 1 && pids.length > 1 ? await runPool(run, Math.min(jobs, pids.length)) : await runInline(run);
+    n > 1 && pids.length > 1 ? await runPool(run, Math.min(n, pids.length)) : await runInline(run);
   // A stop asked for during the last process finds nothing left to stop: the run is complete.
   return {
     soname: m.soname,

@@ -143,6 +143,25 @@ function inactiveCondition(
   };
 }
 
+/**
+ * What runOne derives from the bundle alone, made once per bundle: `--all` runs it for every process,
+ * and the bundle read from its file does not change.
+ */
+const decodedMaps = new WeakMap<object, DataRefs>();
+const metaBytes = new WeakMap<Bundle, Buffer>();
+
+function decodedDataRefs(stored: Parameters<typeof decodeDataRefs>[0]): DataRefs {
+  let refs = decodedMaps.get(stored);
+  if (!refs) decodedMaps.set(stored, (refs = decodeDataRefs(stored)));
+  return refs;
+}
+
+function bundleMetaBytes(bundle: Bundle): Buffer {
+  let bytes = metaBytes.get(bundle);
+  if (!bytes) metaBytes.set(bundle, (bytes = encodeBundleMeta(bundle)));
+  return bytes;
+}
+
 export function runOne(pid: number, bundle: Bundle, opts: RunOptions): RunResult {
   const step = patchStep(bundle, opts.which);
   const { soname, patchId } = bundle.manifest;
@@ -161,7 +180,7 @@ export function runOne(pid: number, bundle: Bundle, opts: RunOptions): RunResult
   }
   checkTarget(pid);
   const stored = bundle.manifest.datarefs?.[opts.which === 'forward' ? 'new' : 'old'];
-  const dataRefs = stored ? decodeDataRefs(stored) : undefined;
+  const dataRefs = stored ? decodedDataRefs(stored) : undefined;
   const fns = step.direction.report.functions;
   const request = {
     pid,
@@ -193,7 +212,7 @@ export function runOne(pid: number, bundle: Bundle, opts: RunOptions): RunResult
     ...(opts.session ? { session: opts.session } : {}),
     ...(opts.elfCache ? { elfCache: opts.elfCache } : {}),
     ...(hasBundleMeta(bundle)
-      ? { metadata: { name: metaMemfdName(patchId), bytes: encodeBundleMeta(bundle) } }
+      ? { metadata: { name: metaMemfdName(patchId), bytes: bundleMetaBytes(bundle) } }
       : {}),
   };
   // A plan another trigger overtook (TRIGGER_RACE) is made again on what the process has now.

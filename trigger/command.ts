@@ -43,11 +43,10 @@ import { renderUpgrade } from './upgrade-model.js';
 
 const PROGRAM = 'ulp-trigger';
 /**
- * --all works on one process at a time unless --jobs says otherwise: worker
- * threads each load the modules again, and on the loaded 2-core machine this
- * was measured on that cost more than they won (docs/PERFORMANCE.md).
+ * Without --jobs, --all decides from the fleet and the machine (all.ts
+ * autoJobs): 2 on two CPUs or more for 32 processes or more, else 1.
  */
-const DEFAULT_JOBS = 1;
+const DEFAULT_JOBS = 'auto';
 
 interface Options {
   revert?: boolean;
@@ -156,7 +155,7 @@ function buildProgram(): Command {
     .option('--stop-timeout <ms>', 'how long a thread may take to stop before the trigger gives up', '2000')
     .option(
       '--jobs <n>',
-      `with --all: how many processes are worked on at once, each by its own thread (default ${DEFAULT_JOBS}: one after the other)`,
+      `with --all: how many processes are worked on at once, each by its own thread (default: 2 for 32 processes or more on 2 CPUs or more, else 1)`,
     )
     .version(versionLine(PROGRAM), '-V, --version', 'print the version')
     .helpOption('-h, --help', 'show this help')
@@ -386,7 +385,7 @@ async function runAllCommand(
     if (!opts.json && pkg) process.stdout.write(packageText(pkg) + '\n');
     const result = await runAll(bundle, {
       ...runOpts,
-      jobs: Number(opts.jobs ?? DEFAULT_JOBS),
+      jobs: opts.jobs === undefined ? DEFAULT_JOBS : Number(opts.jobs),
       ...(opts.pid?.length ? { among: opts.pid.map(pidOf) } : {}),
       scope,
       ...(runOpts.dryRun && !opts.json ? { onMatches: (m) => process.stdout.write(renderMatches(m)) } : {}),

@@ -20,9 +20,21 @@ export interface CodeRange {
   end: bigint;
 }
 
-export function codeOf(
-  elf: Pick<ElfObject, 'loadSegments' | 'programHeaders' | 'dynamic' | 'dynamicSymbols' | 'symtab'>,
-): CodeRange[] {
+type CodeSource = Pick<
+  ElfObject,
+  'loadSegments' | 'programHeaders' | 'dynamic' | 'dynamicSymbols' | 'symtab'
+>;
+
+/** Per parsed object: `--all` meets the same parsed libraries (ElfCache) in every process. */
+const computed = new WeakMap<CodeSource, readonly CodeRange[]>();
+
+export function codeOf(elf: CodeSource): readonly CodeRange[] {
+  let ranges = computed.get(elf);
+  if (!ranges) computed.set(elf, (ranges = codeRanges(elf)));
+  return ranges;
+}
+
+function codeRanges(elf: CodeSource): CodeRange[] {
   const d = elf.dynamic;
   const tableEnds = [d?.rela, d?.jmprel, d?.relr, d?.strtab]
     .filter((t) => t !== undefined && t.size > 0n)

@@ -6,6 +6,10 @@
  * many processes cheap. An object whose file was replaced or deleted — the
  * usual state after a package upgrade, exactly when patching matters — is
  * parsed from the process's memory, as the loader has it.
+ *
+ * The build files the trigger itself holds (a bundle's two builds) are
+ * parsed once per Buffer too: every process of an `--all` run is staged
+ * with, or compared against, the same bytes.
  */
 import { readFileSync, statSync } from 'node:fs';
 import { parseElf, parseElfFromMemory, type ElfObject } from '../../elf/index.js';
@@ -21,6 +25,14 @@ function devString(dev: number): string {
 
 export class ElfCache {
   private readonly byFile = new Map<string, ElfObject | null>();
+  private readonly byBytes = new WeakMap<Buffer, ElfObject>();
+
+  /** A build file in the trigger's hands (a bundle's build), parsed once for as long as its Buffer lives. */
+  file(bytes: Buffer): ElfObject {
+    let elf = this.byBytes.get(bytes);
+    if (!elf) this.byBytes.set(bytes, (elf = parseElf(bytes)));
+    return elf;
+  }
 
   /**
    * The object mapped with its ELF header at `headerAddr` (`mapping` is the

@@ -12,8 +12,10 @@
  * and a copy of the journal that describes them; a trigger run on the child
  * later changes the child's copy only.
  *
- * Every switch writes a new journal with the next generation and unmaps the
- * older ones after the pause; a reader takes the highest generation. A jump
+ * Every switch writes a journal with the next generation, into a mapping
+ * that does not hold the newest one (journalPlacement: the spare, or a new
+ * mapping), and unmaps any third one after the pause; a reader takes the
+ * highest generation. A jump
  * is active only while the code still holds its written bytes, so a journal
  * written by a switch that was killed before its code writes still reads
  * true.
@@ -75,6 +77,16 @@ export function decodeJournal(
   addr: bigint,
   mapped: number,
 ): Journal | undefined {
+  const parsed = JournalSchema.safeParse(journalJson(read, addr, mapped));
+  return parsed.success ? parsed.data : undefined;
+}
+
+/** The JSON a journal mapping holds, not yet checked against the schema; undefined without a journal. */
+function journalJson(
+  read: (addr: bigint, n: number) => Buffer | undefined,
+  addr: bigint,
+  mapped: number,
+): unknown {
   const head = read(addr, HEADER);
   if (!head || !head.subarray(0, 8).equals(MAGIC)) return undefined;
   const len = head.readUInt32LE(8);
@@ -82,8 +94,7 @@ export function decodeJournal(
   const body = read(addr + BigInt(HEADER), len);
   if (!body) return undefined;
   try {
-    const parsed = JournalSchema.safeParse(JSON.parse(body.toString('utf8')));
-    return parsed.success ? parsed.data : undefined;
+    return JSON.parse(body.toString('utf8'));
   } catch {
     return undefined;
   }
@@ -91,19 +102,57 @@ export function decodeJournal(
 
 export interface JournalFound {
   journal: Journal | undefined;
-  /** Every journal mapping of the library, the current one included: the switch unmaps the others. */
+  /** Every journal mapping of the library, the current one included (journalPlacement decides which stay). */
   mappings: Mapping[];
+  /** The mapping that holds `journal`. */
+  current?: Mapping | undefined;
 }
 
 /** The library's newest journal in the process, if any. */
 export function readJournal(mem: RemoteMemory, maps: readonly Mapping[], soname: string): JournalFound {
   const mappings = journalMappings(maps, soname);
-  let best: Journal | undefined;
-  for (const m of mappings) {
-    const j = decodeJournal((a, n) => mem.tryRead(a, n), m.start, Number(m.end - m.start));
-    if (j && j.soname === soname && (!best || j.generation > best.generation)) best = j;
+  // Newest first, each checked against the schema only until one passes (the spare holds an older one).
+  const found = mappings
+    .map((m) => ({ m, json: journalJson((a, n) => mem.tryRead(a, n), m.start, Number(m.end - m.start)) }))
+    .map(({ m, json }) => ({
+      m,
+      json,
+      generation: (json as { generation?: unknown } | undefined)?.generation,
+    }))
+    .filter((x) => typeof x.generation === 'number')
+    .sort((a, b) => (b.generation as number) - (a.generation as number));
+  for (const { m, json } of found) {
+    const parsed = JournalSchema.safeParse(json);
+    if (parsed.success && parsed.data.soname === soname)
+      return { journal: parsed.data, mappings, current: m };
   }
-  return { journal: best, mappings };
+  return { journal: undefined, mappings, current: undefined };
+}
+
+/**
+ * Where a switch writes its journal of `bytes` bytes, and which journal
+ * mappings go after it. A mapping that does not hold the newest journal (the
+ * spare the first switch maps beside its own, or one an earlier switch
+ * superseded) and is large enough is written over in the pause: the switch
+ * then needs no remote system call for its journal, and none to drop one.
+ * The newest journal stays untouched until the next one is written, and is
+ * the spare from then on; any other mapping is dropped. Without a mapping
+ * to reuse, a new one is made (`spare`: with a second mapping of the same
+ * memfd, when no journal is there to become the spare). A switch that fails
+ * drops the mapping it wrote (switch-library.ts), so no reader takes a
+ * journal of a switch that did not happen.
+ */
+export function journalPlacement(
+  found: Pick<JournalFound, 'mappings' | 'current'>,
+  bytes: number,
+): { reuse: Mapping | undefined; drop: Mapping[]; spare: boolean } {
+  const size = journalMapSize(bytes);
+  const reuse = found.mappings.find((m) => m !== found.current && m.end - m.start >= BigInt(size));
+  return {
+    reuse,
+    drop: found.mappings.filter((m) => m !== reuse && m !== found.current),
+    spare: reuse === undefined && found.current === undefined,
+  };
 }
 
 export const fnKey = (f: Pick<Fn, 'build' | 'start'>): string => `${f.build}:${f.start}`;

@@ -32,6 +32,8 @@ export interface RedirectState {
   /** The previous journal's jumps that memory still holds. */
   active: Journal['redirects'];
   mappings: Mapping[];
+  /** The mapping that holds `journal`. */
+  current: Mapping | undefined;
 }
 
 export function readRedirectState(
@@ -39,12 +41,12 @@ export function readRedirectState(
   maps: readonly Mapping[],
   soname: string,
 ): RedirectState {
-  const { journal, mappings } = readJournal(mem, maps, soname);
+  const { journal, mappings, current } = readJournal(mem, maps, soname);
   const active = (journal?.redirects ?? []).filter((r) => {
     const written = Buffer.from(r.written, 'hex');
     return mem.tryRead(BigInt(r.at), written.length)?.equals(written) ?? false;
   });
-  return { journal, active, mappings };
+  return { journal, active, mappings, current };
 }
 
 function functionSymbols(elf: ElfObject): Map<string, { start: bigint; end: bigint }> {
@@ -104,13 +106,30 @@ export function planSwitchRedirects(req: RedirectPlanRequest): RedirectPlan {
   });
 }
 
-/** Maps an empty journal of `size` bytes (before the pause; a borrowed thread). */
-export function mapJournal(s: Session, soname: string, size: number): { addr: bigint; size: number } {
+/**
+ * Maps an empty journal of `size` bytes (before the pause; a borrowed
+ * thread). With `spare`, the memfd is mapped a second time for the next
+ * switch to write its journal into (journalPlacement): private mappings, so
+ * what is written into one never shows in the other.
+ */
+export function mapJournal(
+  s: Session,
+  soname: string,
+  size: number,
+  spare = false,
+): { addr: bigint; size: number; spare?: bigint } {
   const mapSize = journalMapSize(size);
   const fd = s.sys.memfdCreate(journalMemfdName(soname), MFD.CLOEXEC);
   try {
     sizeMemfd(s.pid, fd, mapSize);
-    return { addr: s.sys.mmap(0n, mapSize, PROT.READ, MAP.PRIVATE, fd, 0), size: mapSize };
+    const addr = s.sys.mmap(0n, mapSize, PROT.READ, MAP.PRIVATE, fd, 0);
+    let second: bigint | undefined;
+    try {
+      if (spare) second = s.sys.mmap(0n, mapSize, PROT.READ, MAP.PRIVATE, fd, 0);
+    } catch {
+      // No spare: the next switch maps a new journal, as without one.
+    }
+    return { addr, size: mapSize, ...(second !== undefined ? { spare: second } : {}) };
   } finally {
     s.sys.close(fd);
   }

@@ -5,7 +5,7 @@
  */
 import { imageSpan, parseElfFromMemory, type ElfObject } from '../../elf/index.js';
 import { readGlobalScope, readLinkMap } from '../linkmap.js';
-import { findMapping, readMaps, type Mapping } from '../maps.js';
+import { findMapping, type Mapping } from '../maps.js';
 import { ElfCache } from './elf-cache.js';
 import type { RemoteMemory } from '../memory.js';
 import { memfdNameOfPath, parseMemfdPath } from '../memfd-names.js';
@@ -43,7 +43,7 @@ function describe(elf: ElfObject, bias: bigint): Pick<ProcessObject, 'code' | 's
 export function takeSnapshot(pid: number, mem: RemoteMemory, cache: ElfCache = new ElfCache()): Snapshot {
   const read = (a: bigint, n: number) => mem.read(a, n);
   const lm = readLinkMap(pid, mem, { buildIds: false });
-  const maps = readMaps(pid);
+  const maps = lm.maps;
   const objects: ProcessObject[] = [];
   for (const o of lm.objects) {
     // Other namespaces (dlmopen) have scopes of their own; they are not patched (docs/LIMITATIONS.md).

@@ -5,7 +5,7 @@
  * then stops every thread only for the alias and the relink.
  */
 import { UlpError } from '../../common/errors.js';
-import { imageSpan, parseElf, type ElfObject } from '../../elf/index.js';
+import { imageSpan, type ElfObject } from '../../elf/index.js';
 import { readMaps, type Mapping } from '../maps.js';
 import { RemoteMemory } from '../memory.js';
 import type { PauseRecord } from '../pause.js';
@@ -69,7 +69,7 @@ import {
   threadsInside,
   type RedirectState,
 } from './redirect-switch.js';
-import { encodeJournal, type Journal } from './redirect-journal.js';
+import { encodeJournal, journalPlacement, type Journal } from './redirect-journal.js';
 import { buildKey, type RedirectPlan, type StepFunctions } from './redirects.js';
 import { functionActive, threadsInsideFunctions, type WatchedFunction } from './active-functions.js';
 import { u64Bytes } from '../../common/u64.js';
@@ -242,7 +242,7 @@ export function prepare(
       { pid: req.pid, soname: req.soname },
     );
   }
-  const elf = parseElf(req.target.bytes);
+  const elf = (req.elfCache ?? new ElfCache()).file(req.target.bytes);
   if (elf.buildId !== req.target.buildId) {
     throw new UlpError(
       'TRIGGER_BUILD_MISMATCH',
@@ -413,7 +413,8 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
   };
   const redirectState = readRedirectState(mem, snap.maps, req.soname);
   const files = new Map<string, ElfObject>([[req.target.buildId, elf]]);
-  if (req.otherBuild) files.set(req.otherBuild.buildId, parseElf(req.otherBuild.bytes));
+  if (req.otherBuild)
+    files.set(req.otherBuild.buildId, (req.elfCache ?? new ElfCache()).file(req.otherBuild.bytes));
   const planRedirectsFor = (fam: Family, target: ProcessObject): RedirectPlan =>
     planSwitchRedirects({
       mem,
@@ -472,16 +473,18 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
     const slots = collectSlots(objects, fam, region);
     const sites = collectCodePointerSites(fam, target, region);
     const ifuncs = resolveIfuncs(session, snap.objects, slots, target);
-    // Entry redirects: planned now, their journal mapped now (a remote mmap), only written in the pause.
+    // Entry redirects: planned now, their journal's mapping found or made now (remote mmaps), only written in the pause.
     const plan = planRedirectsFor(fam, target);
+    const budget = journalBudget(plan, req.soname);
+    const journals = journalPlacement(redirectState, budget);
     let guard: InactiveGuard | undefined;
     // Always, even with nothing to redirect: --status says "applied" only for a live build a journal vouches for.
-    let journalAt: { addr: bigint; size: number };
+    let journalAt: { addr: bigint; size: number; spare?: bigint };
     try {
       guard = req.inactive ? inactiveGuard(req.pid, req.inactive, fam, target, plan) : undefined;
-      journalAt = withBorrowed(session, () =>
-        mapJournal(session, req.soname, journalBudget(plan, req.soname)),
-      );
+      journalAt = journals.reuse
+        ? { addr: journals.reuse.start, size: Number(journals.reuse.end - journals.reuse.start) }
+        : withBorrowed(session, () => mapJournal(session, req.soname, budget, journals.spare));
     } catch (e) {
       // Everything staging mapped is taken back, as after a failed pause: nothing of this apply stays.
       if (staged) undoStaging(session, snap.objects, staged);
@@ -492,7 +495,7 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
     let io: PauseIO | undefined;
     // With no earlier journal to drop, nothing but the detach follows a switch: the pause ends in it, every
     // thread let go from the stop the switch made instead of resumed and stopped again to be detached.
-    const last = redirectState.mappings.length === 0;
+    const last = journals.drop.length === 0;
     try {
       // Every write decided now, on what the process holds while it runs: the pause only checks and writes.
       const ctx = { family: fam, target, region, scope, ...(ifuncs ? { ifuncs } : {}) };
@@ -527,15 +530,19 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
     if (failure) {
       // The writes were undone; a staged build nothing points at can go, once the threads run again
       // (taking its unwind tables back is a call into the process). The alias, if made, stays: it is invisible.
-      tryDropJournals(session, [journalAt]);
+      // A spare mapped with it goes too: nothing of a failed first apply stays.
+      tryDropJournals(session, [
+        journalAt,
+        ...(journalAt.spare !== undefined ? [{ addr: journalAt.spare, size: journalAt.size }] : []),
+      ]);
       if (staged) undoStaging(session, snap.objects, staged);
       throw failure.error;
     }
-    // The journals of earlier switches are superseded (a reader takes the newest anyway).
-    if (redirectState.mappings.length)
+    // Journals of earlier switches beyond the one kept as the spare are superseded (a reader takes the newest anyway).
+    if (journals.drop.length)
       tryDropJournals(
         session,
-        redirectState.mappings.map((m) => ({ addr: m.start, size: Number(m.end - m.start) })),
+        journals.drop.map((m) => ({ addr: m.start, size: Number(m.end - m.start) })),
         true,
       );
     report.timings.switchMs = ms(t2);

@@ -104,4 +104,54 @@ describe('ulp-trigger on a process whose threads all block', function () {
     assert.deepEqual(await wake(t), { version: '2', compute: '36' });
     assert.ok(t.alive());
   });
+
+  it('reverts and re-applies with the pause as the only stop: the journal goes into the spare mapping, no remote system call', async () => {
+    const fix = demo.pack(1, 2);
+    const bundle = readBundleFile(fix);
+    const t = demo.start(1, ['22']);
+    await t.waitFor((o) => /^ready threads=27 version=1 compute=33/m.test(o));
+    await t.waitFor(() => blockedIn(t.pid).every((nr) => nr >= 0) && blockedIn(t.pid).length === 27);
+    const before = blockedIn(t.pid);
+    assert.equal(runOne(t.pid, bundle, { which: 'forward' }).outcome, 'applied');
+    // The first switch maps the journal's memfd twice: its journal and the spare.
+    const journals = () =>
+      readFileSync(`/proc/${t.pid}/maps`, 'utf8')
+        .split('\n')
+        .filter((l) => l.includes('/memfd:ulp:redirects:'))
+        .map((l) => l.split(/\s+/)[0]);
+    const first = journals();
+    assert.equal(first.length, 2, first.join('\n'));
+    for (const [which, outcome, version, compute] of [
+      ['reverse', 'reverted', '1', '33'],
+      ['forward', 'applied', '2', '36'],
+      ['reverse', 'reverted', '1', '33'],
+    ] as const) {
+      await t.waitFor(() => blockedIn(t.pid).every((nr) => nr >= 0));
+      openTally();
+      let tally: Tally;
+      let r;
+      try {
+        r = runOne(t.pid, bundle, { which });
+      } finally {
+        tally = closeTally();
+      }
+      assert.equal(r.outcome, outcome);
+      const calls = [...tally.keys()].filter((k) => /^(syscall|call)/.test(k));
+      assert.deepEqual(calls, [], 'no remote system call or call');
+      assert.equal(tally.get('ptrace:PTRACE_INTERRUPT'), 27, 'each thread stopped once, for the pause');
+      assert.equal(tally.get('ptrace:PTRACE_DETACH'), 27, 'every thread detached');
+      assert.deepEqual(journals(), first, 'the same two journal mappings, written in turn');
+      await t.waitFor(() => blockedIn(t.pid).every((nr) => nr >= 0));
+      assert.deepEqual(blockedIn(t.pid), before, 'every thread is back in the call it was blocked in');
+      assert.deepEqual(await wake(t), { version, compute });
+    }
+    // --status reads the journal the last switch wrote into the spare: it vouches for the live build.
+    const status = runCli('ulp-trigger', ['--status', String(t.pid), '--json']);
+    assert.equal(status.code, 0, status.stdout + status.stderr);
+    const lib = status.json.libraries.find((l: { soname: string }) => l.soname === 'libdemo.so.1');
+    assert.equal(lib.live, bundle.manifest.builds.old.buildId);
+    assert.equal(lib.mixed, false);
+    assert.equal(lib.oldCode.known, true, 'the newest journal names the live build');
+    assert.ok(t.alive());
+  });
 });

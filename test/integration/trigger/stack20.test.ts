@@ -117,7 +117,7 @@ describe('twenty stacked patches on one process', function () {
 
     const stacked = status(t.pid); // the command's report
     assert.equal(stacked.ulpMappedBytes - journalBytes(t.pid), mapped);
-    // One journal, describing 19 builds' jumps to the live one.
+    // The journal, describing 19 builds' jumps to the live one, and the spare the next switch writes into.
     assert.ok(
       journalBytes(t.pid) > 0 && journalBytes(t.pid) <= 64 * 1024,
       `journal of ${journalBytes(t.pid)} bytes`,

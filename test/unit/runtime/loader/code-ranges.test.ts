@@ -49,7 +49,7 @@ function object(o: {
   };
 }
 
-const hex = (rs: Array<{ start: bigint; end: bigint }>) =>
+const hex = (rs: ReadonlyArray<{ start: bigint; end: bigint }>) =>
   rs.map((r) => `${r.start.toString(16)}-${r.end.toString(16)}`);
 
 describe('the code of a loaded object', () => {

@@ -112,8 +112,16 @@ function hazards(
   const lazyBefore = lazyClobbersOf(outgoing, true);
   const lazyIncoming = lazyClobbersOf(incoming);
   if (lazyBefore && lazyIncoming) {
+    // The cheaper set first: a function whose callers already assume every call-clobbered register
+    // lost (most of them: they call into another object) needs its counterpart's set not at all.
     let grows = false;
-    for (const [f, g] of redirect) if (lazyIncoming(g) & ~lazyBefore(f) & CALL_CLOBBERED) grows = true;
+    for (const [f, g] of redirect) {
+      const kept = CALL_CLOBBERED & ~lazyBefore(f);
+      if (kept !== 0 && (lazyIncoming(g) & kept) !== 0) {
+        grows = true;
+        break;
+      }
+    }
     if (!grows) return [];
   }
 

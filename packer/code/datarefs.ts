@@ -107,6 +107,8 @@ export function dataRefMap(build: Build): DataRefs | undefined {
     if (target >= lo && target < hi) marks[target - lo]! |= Mark.Entered;
   };
 
+  /** Branch targets inside the range `linear` is decoding, kept until it knows how far it got. */
+  const inner: number[] = [];
   /** Decodes [start, end) instruction by instruction; stops at the first byte that is not an instruction. */
   const linear = (start: number, end: number) => {
     if (end <= start) return;
@@ -115,10 +117,20 @@ export function dataRefMap(build: Build): DataRefs | undefined {
     while (p < buf.length) {
       if (!decode(buf, p, buf.length, ins)) break;
       if (ins.ripOff >= 0) note(buf, start, p, ins);
-      if (ins.relOff >= 0) branchTarget(buf, start, p, ins);
+      if (ins.relOff >= 0) {
+        const rel = ins.relSize === 1 ? buf.readInt8(p + ins.relOff) : buf.readInt32LE(p + ins.relOff);
+        const target = start + p + ins.length + rel;
+        if (target >= lo && target < hi) marks[target - lo]! |= Mark.Entered;
+        if (target >= start && target < end) inner.push(target);
+        else roots.push(target);
+      }
       p += ins.length;
     }
     state.fill(Byte.Code, start - lo, start + p - lo);
+    // Most branches stay inside the range, which is now decoded code, where a root would be dropped
+    // unfollowed anyway: only those past where decoding stopped are left to follow.
+    for (const t of inner) if (t >= start + p) roots.push(t);
+    inner.length = 0;
   };
 
   // 1. Functions (symbols and unwind tables) and the stub sections, each decoded from its start.

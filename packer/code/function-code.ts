@@ -233,7 +233,7 @@ function make(build: Build): LazyCode | null {
     return all;
   };
 
-  /** The instructions `code` counts as surely writing the ABI's set, in a decoding of f that stops at the first one. */
+  /** Whether f has one of the instructions `code` counts as surely writing the ABI's set; f must decode to its end, as `code` requires. */
   const surelyWritesAll = (f: number): boolean => {
     const { start, end } = functions[f]!;
     let buf: Buffer;

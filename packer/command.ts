@@ -22,7 +22,6 @@ import { parsePackageInfo } from './package-info.js';
 import { renderInspect, renderPack } from './render.js';
 import { runDebs } from './deb-command.js';
 import { loadBuild } from './pack.js';
-import { findRunningBuild } from '../runtime/running-build.js';
 import { checkKnownDirs, knownBundles, type KnownBundles } from './known-dirs.js';
 
 /**
@@ -142,8 +141,13 @@ async function runInspect(path: string, opts: Options): Promise<ExitCodeValue> {
   return ExitCode.OK;
 }
 
-/** `--pid PID NEW.so`: OLD is the process's own build of NEW's library. */
-function oldFromProcess(pid: string, newPath: string): string {
+/**
+ * `--pid PID NEW.so`: OLD is the process's own build of NEW's library. The process reader is loaded
+ * only here: with it come the runtime's loader modules, koffi's native addon and zod, which cost
+ * every other run about 0.1 s of CPU before it had read a byte (docs/PERFORMANCE.md).
+ */
+async function oldFromProcess(pid: string, newPath: string): Promise<string> {
+  const { findRunningBuild } = await import('../runtime/running-build.js');
   return findRunningBuild(Number(pid), loadBuild('new', newPath).obj.soname ?? '').path;
 }
 
@@ -331,7 +335,8 @@ export async function main(argv: string[]): Promise<void> {
       validate(args, opts);
       if (opts.inspect !== undefined) return await runInspect(opts.inspect, opts);
       if (opts.deb) return await runDebPack(args[0]!, args[1]!, opts);
-      if (opts.pid !== undefined) return await runPack(oldFromProcess(opts.pid, args[0]!), args[0]!, opts);
+      if (opts.pid !== undefined)
+        return await runPack(await oldFromProcess(opts.pid, args[0]!), args[0]!, opts);
       return await runPack(args[0]!, args[1]!, opts);
     },
     'PACK_USAGE',

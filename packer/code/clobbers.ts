@@ -179,15 +179,26 @@ export function lazyClobbersOf(build: Build, lower = false): ((f: number) => Reg
   let known = cache.get(build);
   if (!known) cache.set(build, (known = new Map()));
   const done = known;
+  /**
+   * A function that surely writes every call-clobbered register has the whole set, as both bounds,
+   * whatever it reaches: it is settled without its register effects and without following its edges.
+   */
+  const settled = (f: number) => {
+    if (!code.writesAll(f)) return false;
+    done.set(f, CALL_CLOBBERED);
+    return true;
+  };
   return (root: number) => {
     const had = done.get(root);
     if (had !== undefined) return had;
+    if (settled(root)) return CALL_CLOBBERED;
     // The functions root reaches that are not known yet, then a fixed point over them alone (a set
     // depends only on what its function reaches, so each is exact once its whole closure is in).
     const order: number[] = [];
     const seen = new Set<number>([root]);
     for (const stack = [root]; stack.length > 0;) {
       const f = stack.pop()!;
+      if (f !== root && settled(f)) continue;
       order.push(f);
       const c = code.code(f);
       for (const edges of [c.entered, c.inside])

@@ -71,6 +71,149 @@ function executableAreas(build: Build): Area[] {
     .map((p) => ({ start: Number(p.vaddr), end: Number(p.vaddr + p.filesz), stubs: false }));
 }
 
+/**
+ * The state of one build's map while it is made, with the walks over its code as methods: one
+ * function per walk for every build (closures made anew per build sent V8's optimised code of the
+ * first build back to the interpreter at the second, for a "wrong call target").
+ */
+class Scan {
+  /** What decoding found each byte of the areas to be (Byte). */
+  readonly state: Uint8Array;
+  /** What decoded code and the loader's pointers say about a byte: addressed as data, or entered. */
+  readonly marks: Uint8Array;
+  readonly refs = new Map<number, CodeRef>();
+  /** Branch targets outside known code, to decode later by control flow. */
+  readonly roots: number[] = [];
+  /** Branch targets inside the range `linear` is decoding, kept until it knows how far it got. */
+  private readonly inner: number[] = [];
+  readonly uncovered: CoverageRange[] = [];
+  readonly accounted: CoverageRange[] = [];
+  private readonly ins = newInsn();
+
+  constructor(
+    readonly build: Build,
+    readonly areas: readonly Area[],
+    readonly lo: number,
+    readonly hi: number,
+    readonly rs: number,
+    readonly re: number,
+  ) {
+    this.state = new Uint8Array(hi - lo);
+    this.marks = new Uint8Array(hi - lo);
+  }
+
+  inArea(v: number): boolean {
+    return this.areas.some((a) => v >= a.start && v < a.end);
+  }
+
+  areaOf(v: number): Area | undefined {
+    return this.areas.find((a) => v >= a.start && v < a.end);
+  }
+
+  /** Records the instruction's RIP-relative operand when it points into the region. */
+  note(buf: Buffer, base: number, p: number, insn: Insn): void {
+    if (insn.ripOff < 0) return;
+    const { lo, hi, rs, re } = this;
+    const end = base + p + insn.length;
+    const target = end + buf.readInt32LE(p + insn.ripOff);
+    if (target >= lo && target < hi) this.marks[target - lo]! |= Mark.Addressed;
+    if (target >= rs && target < re)
+      this.refs.set(base + p + insn.ripOff, { site: base + p + insn.ripOff, end, offset: target - rs });
+  }
+
+  branchTarget(buf: Buffer, base: number, p: number, insn: Insn): void {
+    if (insn.relOff < 0) return;
+    const rel = insn.relSize === 1 ? buf.readInt8(p + insn.relOff) : buf.readInt32LE(p + insn.relOff);
+    const target = base + p + insn.length + rel;
+    this.roots.push(target);
+    if (target >= this.lo && target < this.hi) this.marks[target - this.lo]! |= Mark.Entered;
+  }
+
+  /** Decodes [start, end) instruction by instruction; stops at the first byte that is not an instruction. */
+  linear(start: number, end: number): void {
+    if (end <= start) return;
+    const { lo, hi, marks, inner, roots, ins } = this;
+    const buf = this.build.bytesAt(start, end - start);
+    let p = 0;
+    while (p < buf.length) {
+      if (!decode(buf, p, buf.length, ins)) break;
+      if (ins.ripOff >= 0) this.note(buf, start, p, ins);
+      if (ins.relOff >= 0) {
+        const rel = ins.relSize === 1 ? buf.readInt8(p + ins.relOff) : buf.readInt32LE(p + ins.relOff);
+        const target = start + p + ins.length + rel;
+        if (target >= lo && target < hi) marks[target - lo]! |= Mark.Entered;
+        if (target >= start && target < end) inner.push(target);
+        else roots.push(target);
+      }
+      p += ins.length;
+    }
+    this.state.fill(Byte.Code, start - lo, start + p - lo);
+    // Most branches stay inside the range, which is now decoded code, where a root would be dropped
+    // unfollowed anyway: only those past where decoding stopped are left to follow.
+    for (const t of inner) if (t >= start + p) roots.push(t);
+    inner.length = 0;
+  }
+
+  /** Decodes from `entry` (in an area) along its control flow until it leaves or meets decoded code. */
+  flow(entry: number): void {
+    const { lo, state, ins } = this;
+    const a = this.areaOf(entry)!;
+    const buf = this.build.bytesAt(a.start, a.end - a.start);
+    const from = entry - a.start;
+    let p = from;
+    while (p < buf.length && state[a.start + p - lo] !== Byte.Code) {
+      if (!decode(buf, p, buf.length, ins)) break;
+      if (ins.ripOff >= 0) this.note(buf, a.start, p, ins);
+      if (ins.relOff >= 0) this.branchTarget(buf, a.start, p, ins);
+      p += ins.length;
+      if (
+        ins.flow === Flow.Jmp ||
+        ins.flow === Flow.Ret ||
+        ins.flow === Flow.Stop ||
+        ins.flow === Flow.IndirectJmp
+      )
+        break;
+    }
+    state.fill(Byte.Code, a.start + from - lo, a.start + p - lo);
+  }
+
+  /** Unknown bytes [k, j) of one area (no label inside): scanned clean, a table, or uncovered. */
+  classify(buf: Buffer, areaStart: number, k: number, j: number): void {
+    const { lo, state } = this;
+    const hits = reachingWindows(buf, areaStart, k, j, this.rs, this.re);
+    if (hits.length === 0) {
+      state.fill(Byte.Scanned, k - lo, j - lo);
+      this.accounted.push({
+        start: k,
+        end: j,
+        reason:
+          'not reached as code; no 4-byte window in it, read as a RIP-relative displacement, points into the writable region',
+      });
+    } else if (addressedOnly(this.marks, k - lo, j - lo)) {
+      // Hand-written assembly keeps constant tables in .text (OpenSSL's Camellia S-boxes, the P-256
+      // precomputed table): operands of decoded code address them, nothing branches or points into them.
+      state.fill(Byte.Table, k - lo, j - lo);
+      this.accounted.push({
+        start: k,
+        end: j,
+        reason:
+          'a table inside the code: decoded code addresses it as data (RIP-relative operands), and no branch, function start or relocated pointer enters it',
+      });
+    } else {
+      this.uncovered.push({
+        start: k,
+        end: j,
+        reason: `not reached as code, and ${hits.length === 1 ? 'the window' : `${hits.length} windows`} at ${hits
+          .slice(0, 4)
+          .map((h) => `0x${h.toString(16)}`)
+          .join(
+            ', ',
+          )}${hits.length > 4 ? ', ...' : ''} would point into the writable region if ${hits.length === 1 ? 'it were' : 'they were'} the displacement of a RIP-relative operand`,
+      });
+    }
+  }
+}
+
 export function dataRefMap(build: Build): DataRefs | undefined {
   const w = build.writable;
   if (!w) return undefined;
@@ -79,53 +222,14 @@ export function dataRefMap(build: Build): DataRefs | undefined {
   const areas = executableAreas(build);
   const lo = areas.length ? areas[0]!.start : 0;
   const hi = areas.length ? Math.max(...areas.map((a) => a.end)) : 0;
-  const state = new Uint8Array(hi - lo);
-  /** What decoded code and the loader's pointers say about a byte: addressed as data, or entered. */
-  const marks = new Uint8Array(hi - lo);
-  const inArea = (v: number) => areas.some((a) => v >= a.start && v < a.end);
-  const areaOf = (v: number) => areas.find((a) => v >= a.start && v < a.end);
-  const refs = new Map<number, CodeRef>();
-  const ins = newInsn();
-
-  /** Records the instruction's RIP-relative operand when it points into the region. */
-  const note = (buf: Buffer, base: number, p: number, insn: Insn) => {
-    if (insn.ripOff < 0) return;
-    const end = base + p + insn.length;
-    const target = end + buf.readInt32LE(p + insn.ripOff);
-    if (target >= lo && target < hi) marks[target - lo]! |= Mark.Addressed;
-    if (target >= rs && target < re)
-      refs.set(base + p + insn.ripOff, { site: base + p + insn.ripOff, end, offset: target - rs });
-  };
-
-  /** Branch targets outside known code, to decode later by control flow. */
-  const roots: number[] = [];
-  const branchTarget = (buf: Buffer, base: number, p: number, insn: Insn) => {
-    if (insn.relOff < 0) return;
-    const rel = insn.relSize === 1 ? buf.readInt8(p + insn.relOff) : buf.readInt32LE(p + insn.relOff);
-    const target = base + p + insn.length + rel;
-    roots.push(target);
-    if (target >= lo && target < hi) marks[target - lo]! |= Mark.Entered;
-  };
-
-  /** Decodes [start, end) instruction by instruction; stops at the first byte that is not an instruction. */
-  const linear = (start: number, end: number) => {
-    if (end <= start) return;
-    const buf = build.bytesAt(start, end - start);
-    let p = 0;
-    while (p < buf.length) {
-      if (!decode(buf, p, buf.length, ins)) break;
-      if (ins.ripOff >= 0) note(buf, start, p, ins);
-      if (ins.relOff >= 0) branchTarget(buf, start, p, ins);
-      p += ins.length;
-    }
-    state.fill(Byte.Code, start - lo, start + p - lo);
-  };
+  const scan = new Scan(build, areas, lo, hi, rs, re);
+  const { state, marks, refs, roots, uncovered, accounted } = scan;
 
   // 1. Functions (symbols and unwind tables) and the stub sections, each decoded from its start.
-  for (const a of areas) if (a.stubs) linear(a.start, a.end);
+  for (const a of areas) if (a.stubs) scan.linear(a.start, a.end);
   for (const f of build.functions()) {
-    const a = areaOf(f.start);
-    if (a) linear(f.start, Math.min(f.end, a.end));
+    const a = scan.areaOf(f.start);
+    if (a) scan.linear(f.start, Math.min(f.end, a.end));
   }
 
   // 2. Code no symbol or unwind entry describes, reached by a branch, or by a pointer the loader fills in
@@ -142,7 +246,7 @@ export function dataRefMap(build: Build): DataRefs | undefined {
   for (const r of build.obj.relocations) {
     const value = relocatedValue(build, r);
     if (value === undefined) continue;
-    if (inArea(value)) {
+    if (scan.inArea(value)) {
       roots.push(value);
       marks[value - lo]! |= Mark.Entered;
     }
@@ -153,34 +257,11 @@ export function dataRefMap(build: Build): DataRefs | undefined {
   }
   while (roots.length > 0) {
     const root = roots.pop()!;
-    if (!inArea(root) || state[root - lo] === Byte.Code) continue;
-    flow(root);
-  }
-
-  function flow(entry: number): void {
-    const a = areaOf(entry)!;
-    const buf = build.bytesAt(a.start, a.end - a.start);
-    const from = entry - a.start;
-    let p = from;
-    while (p < buf.length && state[a.start + p - lo] !== Byte.Code) {
-      if (!decode(buf, p, buf.length, ins)) break;
-      if (ins.ripOff >= 0) note(buf, a.start, p, ins);
-      if (ins.relOff >= 0) branchTarget(buf, a.start, p, ins);
-      p += ins.length;
-      if (
-        ins.flow === Flow.Jmp ||
-        ins.flow === Flow.Ret ||
-        ins.flow === Flow.Stop ||
-        ins.flow === Flow.IndirectJmp
-      )
-        break;
-    }
-    state.fill(Byte.Code, a.start + from - lo, a.start + p - lo);
+    if (!scan.inArea(root) || state[root - lo] === Byte.Code) continue;
+    scan.flow(root);
   }
 
   // 3. What is left between them: padding, bytes that cannot reach the region, or uncovered.
-  const uncovered: CoverageRange[] = [];
-  const accounted: CoverageRange[] = [];
   for (const a of areas) {
     const buf = build.bytesAt(a.start, a.end - a.start);
     // Nearly every byte is decoded code: the next unknown one is found natively, not byte by byte in JavaScript.
@@ -198,45 +279,10 @@ export function dataRefMap(build: Build): DataRefs | undefined {
       for (let p = k; p < j;) {
         let q = p + 1;
         while (q < j && !(marks[q - lo]! & Mark.Label)) q++;
-        classify(buf, a.start, p, q);
+        scan.classify(buf, a.start, p, q);
         p = q;
       }
       i = j;
-    }
-  }
-
-  /** Unknown bytes [k, j) of one area (no label inside): scanned clean, a table, or uncovered. */
-  function classify(buf: Buffer, areaStart: number, k: number, j: number): void {
-    const hits = reachingWindows(buf, areaStart, k, j, rs, re);
-    if (hits.length === 0) {
-      state.fill(Byte.Scanned, k - lo, j - lo);
-      accounted.push({
-        start: k,
-        end: j,
-        reason:
-          'not reached as code; no 4-byte window in it, read as a RIP-relative displacement, points into the writable region',
-      });
-    } else if (addressedOnly(marks, k - lo, j - lo)) {
-      // Hand-written assembly keeps constant tables in .text (OpenSSL's Camellia S-boxes, the P-256
-      // precomputed table): operands of decoded code address them, nothing branches or points into them.
-      state.fill(Byte.Table, k - lo, j - lo);
-      accounted.push({
-        start: k,
-        end: j,
-        reason:
-          'a table inside the code: decoded code addresses it as data (RIP-relative operands), and no branch, function start or relocated pointer enters it',
-      });
-    } else {
-      uncovered.push({
-        start: k,
-        end: j,
-        reason: `not reached as code, and ${hits.length === 1 ? 'the window' : `${hits.length} windows`} at ${hits
-          .slice(0, 4)
-          .map((h) => `0x${h.toString(16)}`)
-          .join(
-            ', ',
-          )}${hits.length > 4 ? ', ...' : ''} would point into the writable region if ${hits.length === 1 ? 'it were' : 'they were'} the displacement of a RIP-relative operand`,
-      });
     }
   }
 

@@ -38,6 +38,14 @@ export interface LazyCode {
   build: Build;
   /** Decodes function f (once) and returns what it writes and reaches. */
   code(f: number): FunctionCode;
+  /**
+   * Whether f's own instructions surely write every call-clobbered register (`ownLower` would be
+   * all of them, and so `own`): it calls the PLT, a pointer or code that is not a function's first
+   * byte, or jumps to the PLT. Found with the length decoder alone, without register effects: most
+   * functions of a library call something of another object, and then neither set needs more.
+   * False decides nothing.
+   */
+  writesAll(f: number): boolean;
 }
 
 interface Decoded {
@@ -216,5 +224,45 @@ function make(build: Build): LazyCode | null {
     return c;
   };
 
-  return { build, code };
+  const allWritten = new Map<number, boolean>();
+  const writesAll = (f: number): boolean => {
+    let all = allWritten.get(f);
+    if (all !== undefined) return all;
+    all = surelyWritesAll(f);
+    allWritten.set(f, all);
+    return all;
+  };
+
+  /** Whether f has one of the instructions `code` counts as surely writing the ABI's set; f must decode to its end, as `code` requires. */
+  const surelyWritesAll = (f: number): boolean => {
+    const { start, end } = functions[f]!;
+    let buf: Buffer;
+    try {
+      buf = build.bytesAt(start, end - start);
+    } catch {
+      return false;
+    }
+    let found = false;
+    for (let q = 0; q < buf.length; q += ins.length) {
+      if (!decode(buf, q, buf.length, ins)) {
+        // As `decoded`: trailing padding ends the code, anything else leaves f undecoded (which writes nothing surely).
+        return found && buf.subarray(q).every((b) => b === 0 || b === 0xcc);
+      }
+      if (found) continue; // the rest must still decode for f to count as decoded
+      const flow = ins.flow;
+      if (flow === Flow.IndirectCall) found = true;
+      else if (flow === Flow.Call || flow === Flow.Jmp || flow === Flow.Jcc) {
+        const t =
+          start +
+          q +
+          ins.length +
+          (ins.relSize === 1 ? buf.readInt8(q + ins.relOff) : buf.readInt32LE(q + ins.relOff));
+        if (inPlt(t)) found = true;
+        else if (flow === Flow.Call && !starts.has(t)) found = true;
+      }
+    }
+    return found;
+  };
+
+  return { build, code, writesAll };
 }

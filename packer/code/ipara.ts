@@ -74,6 +74,15 @@ export function inFlightCallers(from: Build, to: Build, matching: Matching): Haz
 
 const named = (f: FunctionInfo) => (f.name === undefined ? {} : { name: f.name });
 
+const indexes = new WeakMap<Build, Map<FunctionInfo, number>>();
+
+/** Each function's position in build.functions(), made once per build: both directions ask for both builds'. */
+function functionIndex(build: Build): Map<FunctionInfo, number> {
+  let m = indexes.get(build);
+  if (!m) indexes.set(build, (m = new Map(build.functions().map((f, i) => [f, i]))));
+  return m;
+}
+
 /** The outgoing build's functions to keep threads out of, when `incoming` is switched in. */
 function hazards(
   outgoing: Build,
@@ -84,8 +93,8 @@ function hazards(
 ): HazardRange[] {
   const other = side === 'a' ? 'b' : 'a';
   // The same arrays programOf's tables index: nothing is decoded before it is known to be needed.
-  const indexOut = new Map(outgoing.functions().map((f, i) => [f, i]));
-  const indexInc = new Map(incoming.functions().map((f, i) => [f, i]));
+  const indexOut = functionIndex(outgoing);
+  const indexInc = functionIndex(incoming);
 
   // Entry redirects: every changed pair, outgoing function -> incoming counterpart.
   const redirect = new Map<number, number>();
@@ -112,8 +121,16 @@ function hazards(
   const lazyBefore = lazyClobbersOf(outgoing, true);
   const lazyIncoming = lazyClobbersOf(incoming);
   if (lazyBefore && lazyIncoming) {
+    // The cheaper set first: a function whose callers already assume every call-clobbered register
+    // lost (most of them: they call into another object) needs its counterpart's set not at all.
     let grows = false;
-    for (const [f, g] of redirect) if (lazyIncoming(g) & ~lazyBefore(f) & CALL_CLOBBERED) grows = true;
+    for (const [f, g] of redirect) {
+      const kept = CALL_CLOBBERED & ~lazyBefore(f);
+      if (kept !== 0 && (lazyIncoming(g) & kept) !== 0) {
+        grows = true;
+        break;
+      }
+    }
     if (!grows) return [];
   }
 

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { clobbersOf, lazyClobbersOf } from '../../../../packer/code/clobbers.js';
 import { programOf } from '../../../../packer/code/program.js';
-import { regNames } from '../../../../elf/x86/registers.js';
+import { CALL_CLOBBERED, regNames } from '../../../../elf/x86/registers.js';
 import type { Build, FunctionInfo } from '../../../../packer/model.js';
 
 const FNS: Array<[name: string, start: number, hex: string]> = [
@@ -23,6 +23,8 @@ const FNS: Array<[name: string, start: number, hex: string]> = [
   ['e', 0x1180, 'e8dbffffffc3'],
   // mov %edi,%r8d; jmp *%rax (neither a switch nor a tail call after a teardown)
   ['s', 0x11a0, '4189f8ffe0'],
+  // call *%rax; call c; ret: the pointer's call writes everything, so c need not be looked at
+  ['p', 0x11c0, 'ffd0e879ffffffc3'],
 ];
 
 /** The parts of a Build the analyses read; `read` records each function range whose bytes were asked for. */
@@ -71,6 +73,15 @@ describe('packer/code: clobber sets of the reached functions alone', () => {
     assert.deepEqual([...read].sort(), ['a', 'b', 'c']);
     lazy(4);
     assert.deepEqual([...read].sort(), ['a', 'b', 'c', 'd', 'e']);
+  });
+
+  it('a function that surely writes every call-clobbered register is settled without what it calls', () => {
+    for (const lower of [false, true]) {
+      const read = new Set<string>();
+      const lazy = lazyClobbersOf(fakeBuild(FNS, read), lower)!;
+      assert.equal(lazy(6), CALL_CLOBBERED);
+      assert.deepEqual([...read], ['p'], lower ? 'lower bound' : 'upper bound');
+    }
   });
 
   it('overlapping function ranges: no lazy answer, the caller decodes the whole build', () => {

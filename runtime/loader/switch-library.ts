@@ -73,6 +73,8 @@ import { encodeJournal, type Journal } from './redirect-journal.js';
 import { buildKey, type RedirectPlan, type StepFunctions } from './redirects.js';
 import { functionActive, threadsInsideFunctions, type WatchedFunction } from './active-functions.js';
 import { u64Bytes } from '../../common/u64.js';
+import { raiseToRealtime, restoreSched } from '../sys/sched.js';
+import { scavengeNow } from '../young-gc.js';
 
 export interface SwitchRequest {
   pid: number;
@@ -506,6 +508,8 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
         state.region && aliasFrom !== undefined
           ? () => aliasCanonical(session, family.canonical, state.region!, aliasFrom)
           : undefined;
+      // The plan's garbage stays out of the pause (young-gc.ts).
+      scavengeNow();
       const { done, pauseIo, attempts, detachError } = pause(
         session,
         io,
@@ -653,9 +657,27 @@ function resolveIfuncs(
  * and the session's detach would otherwise stop every thread again first.
  * A failure to detach comes back as `detachError`: the switch is made by
  * then. Nothing is planned here (switch.ts); on an error before the switch
- * the caller resumes the threads.
+ * the caller resumes the threads. The tracer runs it as a real-time task
+ * where it may (sys/sched.ts), so that the threads it wakes do not take
+ * its CPU in the middle of it.
  */
 function pause(
+  session: Session,
+  io: PauseIO,
+  pp: PausePlan,
+  alias: (() => void) | undefined,
+  guard: (InactiveGuard & { objects: readonly ProcessObject[] }) | undefined,
+  last: boolean,
+): ReturnType<typeof pauseAtPriority> {
+  const before = raiseToRealtime();
+  try {
+    return pauseAtPriority(session, io, pp, alias, guard, last);
+  } finally {
+    restoreSched(before);
+  }
+}
+
+function pauseAtPriority(
   session: Session,
   io: PauseIO,
   pp: PausePlan,

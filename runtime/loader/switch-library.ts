@@ -67,6 +67,8 @@ import {
   planSwitchRedirects,
   readRedirectState,
   threadsInside,
+  entrySites,
+  type EntrySites,
   type RedirectState,
 } from './redirect-switch.js';
 import { encodeJournal, type Journal } from './redirect-journal.js';
@@ -74,7 +76,7 @@ import { buildKey, type RedirectPlan, type StepFunctions } from './redirects.js'
 import { functionActive, threadsInsideFunctions, type WatchedFunction } from './active-functions.js';
 import { u64Bytes } from '../../common/u64.js';
 import { raiseToRealtime, restoreSched } from '../sys/sched.js';
-import { scavengeNow } from '../young-gc.js';
+import { makeRoomForPause } from '../young-gc.js';
 
 export interface SwitchRequest {
   pid: number;
@@ -503,17 +505,19 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
       const words = planWords(slots, slotValues, sites, siteValues, ctx, quietRanges(objects));
       const pp = pausePlan(words, ctx, plan, redirectHead(req.soname, redirectState, target), journalAt);
       warmUp(io, pp);
+      const jumpSites = entrySites(plan.writes);
       const aliasFrom = staged?.image.freshData ? staged.image.regionAddr : unsharedTarget;
       const alias =
         state.region && aliasFrom !== undefined
           ? () => aliasCanonical(session, family.canonical, state.region!, aliasFrom)
           : undefined;
       // The plan's garbage stays out of the pause (young-gc.ts).
-      scavengeNow();
+      makeRoomForPause();
       const { done, pauseIo, attempts, detachError } = pause(
         session,
         io,
         pp,
+        jumpSites,
         alias,
         guard && { ...guard, objects },
         last,
@@ -665,13 +669,14 @@ function pause(
   session: Session,
   io: PauseIO,
   pp: PausePlan,
+  sites: EntrySites,
   alias: (() => void) | undefined,
   guard: (InactiveGuard & { objects: readonly ProcessObject[] }) | undefined,
   last: boolean,
 ): ReturnType<typeof pauseAtPriority> {
   const before = raiseToRealtime();
   try {
-    return pauseAtPriority(session, io, pp, alias, guard, last);
+    return pauseAtPriority(session, io, pp, sites, alias, guard, last);
   } finally {
     restoreSched(before);
   }
@@ -681,6 +686,7 @@ function pauseAtPriority(
   session: Session,
   io: PauseIO,
   pp: PausePlan,
+  sites: EntrySites,
   alias: (() => void) | undefined,
   guard: (InactiveGuard & { objects: readonly ProcessObject[] }) | undefined,
   last: boolean,
@@ -691,8 +697,8 @@ function pauseAtPriority(
   detachError?: { error: unknown };
 } {
   const tStop = performance.now();
-  const stopped = guard ? stopOutsideFunctions(session, pp.redirects, guard) : undefined;
-  const blocked = stopped?.blocked ?? stopOutsideEntries(session, pp.redirects);
+  const stopped = guard ? stopOutsideFunctions(session, pp.redirects, sites, guard) : undefined;
+  const blocked = stopped?.blocked ?? stopOutsideEntries(session, pp.redirects, sites);
   const tAlias = performance.now();
   alias?.();
   const writesBefore = io.writes;
@@ -845,7 +851,7 @@ const ENTRY_ATTEMPTS = 4;
  * within a few instructions); sites still occupied after the last attempt are
  * returned, to be left alone and reported.
  */
-function stopOutsideEntries(s: Session, plan: RedirectPlan): Set<bigint> {
+function stopOutsideEntries(s: Session, plan: RedirectPlan, sites: EntrySites): Set<bigint> {
   for (let attempt = 1; ; attempt++) {
     s.stopAll();
     if (plan.writes.length === 0) return new Set();
@@ -853,7 +859,7 @@ function stopOutsideEntries(s: Session, plan: RedirectPlan): Set<bigint> {
       const r = s.regs(t);
       return { rip: r.rip, inSyscall: BigInt.asIntN(64, r.orig_rax) >= 0n };
     });
-    const blocked = threadsInside(threads, plan.writes);
+    const blocked = threadsInside(threads, sites);
     if (blocked.size === 0 || attempt >= ENTRY_ATTEMPTS) return blocked;
     s.resume();
   }
@@ -930,10 +936,11 @@ const sleep = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(
 function stopOutsideFunctions(
   s: Session,
   plan: RedirectPlan,
+  sites: EntrySites,
   guard: InactiveGuard & { objects: readonly ProcessObject[] },
 ): { blocked: Set<bigint>; attempts: number } {
   for (let attempt = 1; ; attempt++) {
-    const blocked = stopOutsideEntries(s, plan);
+    const blocked = stopOutsideEntries(s, plan, sites);
     const busy = threadsInsideFunctions(s, guard.objects, guard.watched);
     const entry = guard.entries.find((a) => blocked.has(a));
     if (busy.length === 0 && entry === undefined) return { blocked, attempts: attempt };

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { getHeapSpaceStatistics } from 'node:v8';
 import { currentPolicy, raiseToRealtime, restoreSched } from '../../../runtime/sys/sched.js';
-import { scavengeNow } from '../../../runtime/young-gc.js';
+import { makeRoomForPause, scavengeNow } from '../../../runtime/young-gc.js';
 
 const SCHED_OTHER = 0;
 const SCHED_FIFO = 1;
@@ -51,5 +51,18 @@ describe('the tracer around a pause', () => {
     assert.equal(scavengeNow(), true);
     assert.ok(youngUsed() < full / 4, `${youngUsed()} bytes young after, ${full} before`);
     assert.equal(keep.length, 50_000);
+  });
+
+  it('before a pause, collects only when the young generation is short of room', () => {
+    const keep: object[] = [];
+    const young = () => getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')!;
+    // Fill it until less than 2 MiB is free (the space grows as it fills, so ask again each time).
+    while (young().space_available_size >= 2 << 20) for (let i = 0; i < 10_000; i++) keep.push({ i });
+    const full = youngUsed();
+    assert.equal(makeRoomForPause(), true);
+    assert.ok(youngUsed() < full / 4, `${youngUsed()} bytes young after, ${full} before`);
+    if (young().space_available_size >= 2 << 20)
+      assert.equal(makeRoomForPause(), false, 'room enough: nothing to do');
+    assert.ok(keep.length > 0);
   });
 });

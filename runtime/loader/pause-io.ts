@@ -186,10 +186,36 @@ export class PauseIO {
   }
 
   /**
-   * Writes a block of patches (switch-plan.ts PatchBlock) as one write: each
-   * patch's bytes into the buffer of the last read(), then the block's span
-   * of that buffer, whose other bytes are as that read saw them. A block
-   * whose pages were not all read is written patch by patch.
+   * Before the pause: gives each block of several patches whose span lies in
+   * one span of the read kept by keep() its image (PatchBlock.image), the
+   * patches laid over that read, and where that span is in the buffers.
+   */
+  prepare(blocks: readonly PatchBlock[]): void {
+    for (const b of blocks) {
+      const at = this.blockAt(b);
+      if (at < 0 || b.patches.length === 1) continue;
+      const image = Buffer.allocUnsafeSlow(b.len);
+      this.kept.copy(image, 0, at, at + b.len);
+      for (const p of b.patches) p.bytes.copy(image, Number(p.addr - b.addr));
+      b.image = image;
+    }
+  }
+
+  /** Where block `b`'s span starts in the buffers, or -1 when it does not lie inside one read span. */
+  private blockAt(b: PatchBlock): number {
+    const k = this.spanIndex(b.addr);
+    const sp = this.spans[k]!;
+    const base = sp.at + Number(b.addr - sp.start);
+    return b.addr < sp.start || base + b.len > sp.at + sp.len ? -1 : base;
+  }
+
+  /**
+   * Writes a block of patches (switch-plan.ts PatchBlock) as one write: its
+   * image when the last read() found its span as the plan read it (one
+   * comparison), else each patch's bytes laid into the buffer of the last
+   * read() and the block's span of that buffer, whose other bytes are as that
+   * read saw them. A block whose pages were not all read is written patch by
+   * patch.
    */
   writeBlock(b: PatchBlock): void {
     const k = this.spanIndex(b.addr);
@@ -197,6 +223,10 @@ export class PauseIO {
     const base = sp.at + Number(b.addr - sp.start);
     if (b.patches.length === 1 || this.ok[k] !== 1 || b.addr < sp.start || base + b.len > sp.at + sp.len) {
       for (const p of b.patches) this.write(p.addr, p.bytes);
+      return;
+    }
+    if (b.image && this.buf.compare(this.kept, base, base + b.len, base, base + b.len) === 0) {
+      this.writeFrom(b.image, 0, b.len, b.addr);
       return;
     }
     for (const p of b.patches) p.bytes.copy(this.buf, base + Number(p.addr - b.addr));

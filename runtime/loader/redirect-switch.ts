@@ -148,14 +148,52 @@ export interface ThreadPosition {
  * instruction 2 bytes back, which the kernel re-executes when it restarts
  * the call after the stop.
  */
-export function threadsInside(threads: readonly ThreadPosition[], writes: readonly CodeWrite[]): Set<bigint> {
+export function threadsInside(
+  threads: readonly ThreadPosition[],
+  writes: readonly CodeWrite[] | EntrySites,
+): Set<bigint> {
+  const sites = Array.isArray(writes) ? entrySites(writes as readonly CodeWrite[]) : (writes as EntrySites);
   const hit = new Set<bigint>();
-  for (const w of writes) {
-    const end = w.at + BigInt(Math.max(w.bytes.length, w.expect.length));
-    for (const t of threads) {
-      if ((t.rip > w.at && t.rip < end) || (t.inSyscall && t.rip - 2n >= w.at && t.rip - 2n < end))
-        hit.add(w.at);
-    }
+  for (const t of threads) {
+    sitesHolding(sites, t.rip, false, hit);
+    if (t.inSyscall) sitesHolding(sites, t.rip - 2n, true, hit);
   }
   return hit;
+}
+
+/**
+ * The bytes the jumps of a switch replace, as ranges sorted by start, with
+ * the longest range's length: made before the pause, so that finding the
+ * threads inside them (threadsInside) is a binary search per thread, with
+ * nothing allocated.
+ */
+export interface EntrySites {
+  at: readonly bigint[];
+  end: readonly bigint[];
+  longest: bigint;
+}
+
+export function entrySites(writes: readonly CodeWrite[]): EntrySites {
+  const sorted = writes
+    .map((w) => [w.at, w.at + BigInt(Math.max(w.bytes.length, w.expect.length))] as const)
+    .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  let longest = 0n;
+  for (const [a, e] of sorted) if (e - a > longest) longest = e - a;
+  return { at: sorted.map((r) => r[0]), end: sorted.map((r) => r[1]), longest };
+}
+
+/** Adds the sites holding byte `pc` to `hit`: from their second byte on, or from the first when `fromFirst`. */
+function sitesHolding(sites: EntrySites, pc: bigint, fromFirst: boolean, hit: Set<bigint>): void {
+  const { at, end } = sites;
+  // The first site that may hold pc starts at most `longest` bytes before it.
+  const low = pc - sites.longest;
+  let lo = 0;
+  let hi = at.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (at[mid]! < low) lo = mid + 1;
+    else hi = mid;
+  }
+  for (let i = lo; i < at.length && at[i]! <= pc; i++)
+    if ((fromFirst ? pc >= at[i]! : pc > at[i]!) && pc < end[i]!) hit.add(at[i]!);
 }

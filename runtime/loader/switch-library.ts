@@ -67,12 +67,16 @@ import {
   planSwitchRedirects,
   readRedirectState,
   threadsInside,
+  entrySites,
+  type EntrySites,
   type RedirectState,
 } from './redirect-switch.js';
 import { encodeJournal, journalPlacement, type Journal } from './redirect-journal.js';
 import { buildKey, type RedirectPlan, type StepFunctions } from './redirects.js';
 import { functionActive, threadsInsideFunctions, type WatchedFunction } from './active-functions.js';
 import { u64Bytes } from '../../common/u64.js';
+import { raiseToRealtime, restoreSched } from '../sys/sched.js';
+import { makeRoomForPause } from '../young-gc.js';
 
 export interface SwitchRequest {
   pid: number;
@@ -504,15 +508,19 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
       const words = planWords(slots, slotValues, sites, siteValues, ctx, quietRanges(objects));
       const pp = pausePlan(words, ctx, plan, redirectHead(req.soname, redirectState, target), journalAt);
       warmUp(io, pp);
+      const jumpSites = entrySites(plan.writes);
       const aliasFrom = staged?.image.freshData ? staged.image.regionAddr : unsharedTarget;
       const alias =
         state.region && aliasFrom !== undefined
           ? () => aliasCanonical(session, family.canonical, state.region!, aliasFrom)
           : undefined;
+      // The plan's garbage stays out of the pause (young-gc.ts).
+      makeRoomForPause();
       const { done, pauseIo, attempts, detachError } = pause(
         session,
         io,
         pp,
+        jumpSites,
         alias,
         guard && { ...guard, objects },
         last,
@@ -660,12 +668,32 @@ function resolveIfuncs(
  * and the session's detach would otherwise stop every thread again first.
  * A failure to detach comes back as `detachError`: the switch is made by
  * then. Nothing is planned here (switch.ts); on an error before the switch
- * the caller resumes the threads.
+ * the caller resumes the threads. The tracer runs it as a real-time task
+ * where it may (sys/sched.ts), so that the threads it wakes do not take
+ * its CPU in the middle of it.
  */
 function pause(
   session: Session,
   io: PauseIO,
   pp: PausePlan,
+  sites: EntrySites,
+  alias: (() => void) | undefined,
+  guard: (InactiveGuard & { objects: readonly ProcessObject[] }) | undefined,
+  last: boolean,
+): ReturnType<typeof pauseAtPriority> {
+  const before = raiseToRealtime();
+  try {
+    return pauseAtPriority(session, io, pp, sites, alias, guard, last);
+  } finally {
+    restoreSched(before);
+  }
+}
+
+function pauseAtPriority(
+  session: Session,
+  io: PauseIO,
+  pp: PausePlan,
+  sites: EntrySites,
   alias: (() => void) | undefined,
   guard: (InactiveGuard & { objects: readonly ProcessObject[] }) | undefined,
   last: boolean,
@@ -676,8 +704,8 @@ function pause(
   detachError?: { error: unknown };
 } {
   const tStop = performance.now();
-  const stopped = guard ? stopOutsideFunctions(session, pp.redirects, guard) : undefined;
-  const blocked = stopped?.blocked ?? stopOutsideEntries(session, pp.redirects);
+  const stopped = guard ? stopOutsideFunctions(session, pp.redirects, sites, guard) : undefined;
+  const blocked = stopped?.blocked ?? stopOutsideEntries(session, pp.redirects, sites);
   const tAlias = performance.now();
   alias?.();
   const writesBefore = io.writes;
@@ -830,7 +858,7 @@ const ENTRY_ATTEMPTS = 4;
  * within a few instructions); sites still occupied after the last attempt are
  * returned, to be left alone and reported.
  */
-function stopOutsideEntries(s: Session, plan: RedirectPlan): Set<bigint> {
+function stopOutsideEntries(s: Session, plan: RedirectPlan, sites: EntrySites): Set<bigint> {
   for (let attempt = 1; ; attempt++) {
     s.stopAll();
     if (plan.writes.length === 0) return new Set();
@@ -838,7 +866,7 @@ function stopOutsideEntries(s: Session, plan: RedirectPlan): Set<bigint> {
       const r = s.regs(t);
       return { rip: r.rip, inSyscall: BigInt.asIntN(64, r.orig_rax) >= 0n };
     });
-    const blocked = threadsInside(threads, plan.writes);
+    const blocked = threadsInside(threads, sites);
     if (blocked.size === 0 || attempt >= ENTRY_ATTEMPTS) return blocked;
     s.resume();
   }
@@ -915,10 +943,11 @@ const sleep = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(
 function stopOutsideFunctions(
   s: Session,
   plan: RedirectPlan,
+  sites: EntrySites,
   guard: InactiveGuard & { objects: readonly ProcessObject[] },
 ): { blocked: Set<bigint>; attempts: number } {
   for (let attempt = 1; ; attempt++) {
-    const blocked = stopOutsideEntries(s, plan);
+    const blocked = stopOutsideEntries(s, plan, sites);
     const busy = threadsInsideFunctions(s, guard.objects, guard.watched);
     const entry = guard.entries.find((a) => blocked.has(a));
     if (busy.length === 0 && entry === undefined) return { blocked, attempts: attempt };

@@ -79,6 +79,12 @@ export interface PatchBlock<P extends Patch = Patch> {
   /** Bytes from addr. */
   len: number;
   patches: P[];
+  /**
+   * The block's bytes as written when its span still holds, in the pause,
+   * what the plan read (pause-io.ts prepare): the patches over that read,
+   * made before the pause. Absent: the patches are laid over the pause's own read.
+   */
+  image?: Buffer;
 }
 
 /** [start, end) runtime ranges nothing in the process writes once it runs, but ld.so binding a lazy slot (quietRanges) or nothing at all (code). */

@@ -20,7 +20,6 @@ import {
   recheckWords,
   settleRedirects,
   type RedirectSettlement,
-  type Patch,
   type PatchBlock,
   type QuietRange,
   type RedirectSkip,
@@ -141,7 +140,7 @@ export function switchInPause(io: PauseIO, p: PausePlan, blocked: ReadonlySet<bi
     writeRedirects(io, settled, p.journalAt);
   } catch (e) {
     // writeRedirects took its own writes back; the words go too.
-    undoWords(io, done);
+    undoBlocks(io, words.blocks, done);
     throw new UlpError(
       'SWITCH_ROLLED_BACK',
       `the switch failed while writing the entry redirects and was rolled back: ${(e as Error).message}`,
@@ -186,17 +185,15 @@ function settleInPause(
   return settled;
 }
 
-function writeWords(io: PauseIO, blocks: readonly PatchBlock<WordRun>[]): WordRun[] {
-  const done: WordRun[] = [];
+/** Writes the blocks in order; returns how many were written. */
+function writeWords(io: PauseIO, blocks: readonly PatchBlock<WordRun>[]): number {
+  let n = 0;
   try {
-    for (const b of blocks) {
-      // A block that fails half-way is undone whole: restoring a word that still holds its old value is harmless.
-      done.push(...b.patches);
-      io.writeBlock(b);
-    }
+    for (; n < blocks.length; n++) io.writeBlock(blocks[n]!);
   } catch (err) {
-    undoWords(io, done);
-    const planned = blocks.reduce((n, b) => n + b.patches.reduce((m, r) => m + r.words.length, 0), 0);
+    // A block that fails half-way is undone whole: restoring a word that still holds its old value is harmless.
+    undoBlocks(io, blocks, n + 1);
+    const planned = blocks.reduce((k, b) => k + b.patches.reduce((m, r) => m + r.words.length, 0), 0);
     throw new UlpError(
       'SWITCH_ROLLED_BACK',
       `the switch failed while writing ${planned} slots and was rolled back: ${(err as Error).message}`,
@@ -205,30 +202,35 @@ function writeWords(io: PauseIO, blocks: readonly PatchBlock<WordRun>[]): WordRu
       { cause: err },
     );
   }
-  return done;
+  return n;
 }
 
-function undoWords(io: PauseIO, runs: readonly WordRun[]): void {
-  for (let i = runs.length - 1; i >= 0; i--) io.write(runs[i]!.addr, runs[i]!.undo);
+/**
+ * Writes back what the patches of the first `count` blocks replaced, newest
+ * first; `bestEffort`: a write that fails does not stop the others.
+ */
+function undoBlocks(io: PauseIO, blocks: readonly PatchBlock[], count: number, bestEffort = false): void {
+  for (let i = Math.min(count, blocks.length) - 1; i >= 0; i--) {
+    const patches = blocks[i]!.patches;
+    for (let j = patches.length - 1; j >= 0; j--) {
+      try {
+        io.write(patches[j]!.addr, patches[j]!.undo);
+      } catch (e) {
+        if (!bestEffort) throw e;
+      }
+    }
+  }
 }
 
 /** The journal first: a switch killed half-way leaves one that names every jump it might have written. */
 function writeRedirects(io: PauseIO, r: RedirectSettlement, journalAt: PausePlan['journalAt']): void {
   io.write(journalAt.addr, r.journal);
-  const done: Patch[] = [];
+  let n = 0;
   try {
-    for (const b of r.blocks) {
-      done.push(...b.patches);
-      io.writeBlock(b);
-    }
+    for (; n < r.blocks.length; n++) io.writeBlock(r.blocks[n]!);
   } catch (e) {
-    for (let i = done.length - 1; i >= 0; i--) {
-      try {
-        io.write(done[i]!.addr, done[i]!.undo);
-      } catch {
-        // Best effort: the journal still describes every site.
-      }
-    }
+    // Best effort: the journal still describes every site.
+    undoBlocks(io, r.blocks, n + 1, true);
     throw e;
   }
 }
@@ -241,8 +243,12 @@ const ZERO_WORD = Buffer.alloc(8);
  * zero word into the new journal's mapping, zero-filled still; through
  * /proc/PID/mem only, since no thread is stopped to poke with). A fresh
  * trigger's V8 would otherwise interpret and compile them inside the pause.
+ * First the blocks' images are made (PauseIO.prepare): the pause then
+ * writes each block as made, after one comparison of its span.
  */
 export function warmUp(io: PauseIO, p: PausePlan): void {
+  io.prepare(p.words.blocks);
+  io.prepare(p.expected.blocks);
   io.read();
   wordsNow(io, p);
   settleInPause(io, p, new Set(), p.slotNow.length + p.siteNow.length);

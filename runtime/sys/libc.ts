@@ -115,3 +115,15 @@ export function lastErrno(): number {
 export function bufferAddress(buf: Buffer): bigint {
   return BigInt.asUintN(64, BigInt(koffi.address(buf)));
 }
+
+/** The calling thread's scheduling policy (pid 0: this thread; sched.ts). */
+export const schedGetscheduler = libc.func('int sched_getscheduler(int pid)') as (pid: number) => number;
+export const schedGetparam = libc.func('int sched_getparam(int pid, void *param)') as (
+  pid: number,
+  param: Buffer,
+) => number;
+export const schedSetscheduler = libc.func('int sched_setscheduler(int pid, int policy, void *param)') as (
+  pid: number,
+  policy: number,
+  param: Buffer,
+) => number;

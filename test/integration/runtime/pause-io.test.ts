@@ -10,6 +10,7 @@
 import assert from 'node:assert/strict';
 import { Session } from '../../../runtime/index.js';
 import { PauseIO } from '../../../runtime/loader/pause-io.js';
+import type { PatchBlock } from '../../../runtime/loader/switch-plan.js';
 import { compile } from '../../../lab/compile.js';
 import { startTarget, type Target } from '../../../lab/target.js';
 
@@ -103,6 +104,62 @@ describe('pause memory access (PauseIO)', function () {
         [0n, 8n, 16n].map((o) => s.memory.readU64(ro + o)),
         [7n, 8n, 9n],
       );
+      s.resume();
+    } finally {
+      s.detach();
+    }
+    assert.ok(t.alive());
+  });
+
+  it("writes a block's image made before the pause only while its span holds what the plan read", () => {
+    const s = Session.open(t.pid);
+    try {
+      const watched = [
+        { addr: ro + 32n, len: 8 },
+        { addr: ro + 48n, len: 8 },
+      ];
+      const io = new PauseIO(s, watched);
+      io.read();
+      io.keep();
+      const block = (): PatchBlock => ({
+        addr: ro + 32n,
+        len: 24,
+        patches: [
+          { addr: ro + 32n, bytes: word(0x55n), undo: word(0n) },
+          { addr: ro + 48n, bytes: word(0x66n), undo: word(0n) },
+        ],
+      });
+      const same = block();
+      io.prepare([same]);
+      assert.ok(same.image, 'a block of two patches in one read span gets its image');
+      assert.deepEqual(same.image, Buffer.concat([word(0x55n), word(0n), word(0x66n)]));
+
+      s.stopAll();
+      io.read();
+      io.writeBlock(same);
+      assert.deepEqual(
+        [32n, 40n, 48n].map((o) => s.memory.readU64(ro + o)),
+        [0x55n, 0n, 0x66n],
+      );
+      // The word between the patches changes after the plan read it: the image is stale, the read of the pause wins.
+      io.write(ro + 32n, word(0n));
+      io.write(ro + 40n, word(0x99n));
+      io.write(ro + 48n, word(0n));
+      const changed = block();
+      io.prepare([changed]);
+      io.read();
+      const writes = io.writes;
+      io.writeBlock(changed);
+      assert.equal(io.writes - writes, 1, 'still one write');
+      assert.deepEqual(
+        [32n, 40n, 48n].map((o) => s.memory.readU64(ro + o)),
+        [0x55n, 0x99n, 0x66n],
+        'the byte the program changed is kept',
+      );
+      io.write(ro + 32n, word(0n));
+      io.write(ro + 40n, word(0n));
+      io.write(ro + 48n, word(0n));
+      io.close();
       s.resume();
     } finally {
       s.detach();

@@ -14,7 +14,8 @@ import {
   type RedirectInput,
   type StepFunctions,
 } from '../../../../runtime/loader/redirects.js';
-import { threadsInside } from '../../../../runtime/loader/redirect-switch.js';
+import { entrySites, threadsInside } from '../../../../runtime/loader/redirect-switch.js';
+import { seededRandom } from '../../../../lab/random.js';
 
 /** A straight-line body long enough for any jump. */
 const BODY = Buffer.from('488b0500000000488d14bf488b00488d445001c3', 'hex');
@@ -269,6 +270,33 @@ describe('redirect planner', () => {
       [...threadsInside([at(0x1008n)], [{ at: 0x1000n, bytes: Buffer.alloc(14), expect: Buffer.alloc(5) }])],
       [0x1000n],
     );
+  });
+
+  it('sites laid out before the pause find the same threads as every site tried against every thread', () => {
+    const rnd = seededRandom(13);
+    const int = (n: number) => Math.floor(rnd() * n);
+    for (let round = 0; round < 200; round++) {
+      // Sites of 5 to 16 bytes, some overlapping, in any order; threads near and inside them.
+      const writes = Array.from({ length: 1 + int(12) }, () => ({
+        at: 0x1000n + BigInt(int(200)),
+        bytes: Buffer.alloc(5 + int(12)),
+        expect: Buffer.alloc(5 + int(3)),
+      }));
+      const threads = Array.from({ length: 1 + int(9) }, () => ({
+        rip: 0x1000n + BigInt(int(230)) - 8n,
+        inSyscall: rnd() < 0.5,
+      }));
+      const every = new Set<bigint>();
+      for (const w of writes) {
+        const end = w.at + BigInt(Math.max(w.bytes.length, w.expect.length));
+        for (const t of threads)
+          if ((t.rip > w.at && t.rip < end) || (t.inSyscall && t.rip - 2n >= w.at && t.rip - 2n < end))
+            every.add(w.at);
+      }
+      const sorted = (x: Set<bigint>) => [...x].sort((a, b) => (a < b ? -1 : 1));
+      assert.deepEqual(sorted(threadsInside(threads, entrySites(writes))), sorted(every), `round ${round}`);
+      assert.deepEqual(sorted(threadsInside(threads, writes)), sorted(every), `round ${round}`);
+    }
   });
 
   it('the journal survives its encoding and is refused when damaged', () => {

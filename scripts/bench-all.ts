@@ -44,11 +44,12 @@
  * Every process must end up switched: a failure fails the benchmark.
  */
 import { readdirSync, rmSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { readBundleFile } from '../patches/index.js';
 import { NR, Session } from '../runtime/index.js';
 import { closeTally, openTally, perItem, total, type Tally } from '../runtime/sys/tally.js';
-import { findProcesses, runAll } from '../trigger/all.js';
+import { autoJobs, findProcesses, runAll } from '../trigger/all.js';
 import { startTarget } from '../lab/target.js';
 import {
   arg,
@@ -556,6 +557,9 @@ async function main(): Promise<void> {
       processesArg: COUNTS,
       sleepProcessesArg: SLEEP_COUNTS,
       jobsArg: JOBS,
+      defaultJobs: Object.fromEntries(
+        [...new Set(rows.map((r) => r.processes))].map((n) => [n, autoJobs(n, availableParallelism())]),
+      ),
       goals: GOAL,
     });
   } finally {

@@ -71,7 +71,7 @@ const ARGS: Record<Section, string[]> = QUICK
   : {
       pause: ['--cycles', '15', '--profile'],
       call: ['--rounds', '12'],
-      all: ['--processes', '100,1000', '--sleep-processes', '100', '--profile'],
+      all: ['--processes', '100,1000', '--sleep-processes', '100', '--jobs', '1,2', '--profile'],
       pack: ['--sizes', '--runs', '5', '--profile'],
       elf: ['--runs', '25'],
       ptrace: ['--runs', '200'],

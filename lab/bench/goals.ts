@@ -49,6 +49,8 @@ export interface FleetRowLike {
 
 export interface FleetData {
   rows: FleetRowLike[];
+  /** `ulp-trigger --all`'s own --jobs for the fleet's size on the machine that ran it (trigger/all.ts autoJobs), by fleet size. */
+  defaultJobs?: Record<string, number>;
 }
 
 /** What the goals read of a pair of scripts/bench-pack.ts (PackPair). */
@@ -198,16 +200,26 @@ function pauseRows(section: SectionOf<PauseData>): GoalRow[] {
   return rows;
 }
 
-/** The fleet the goals are read on: the largest one waiting in pause(), the fewest jobs. */
-export function goalFleet(rows: readonly FleetRowLike[]): FleetRowLike | undefined {
+/**
+ * The fleet the goals are read on: the largest one waiting in pause(), run
+ * with the --jobs the command takes by itself for it when the run has that
+ * row (what an operator gets), else with the fewest jobs.
+ */
+export function goalFleet(
+  rows: readonly FleetRowLike[],
+  defaultJobs: FleetData['defaultJobs'] = {},
+): FleetRowLike | undefined {
+  const own = (r: FleetRowLike) => (defaultJobs[r.processes] === r.jobs ? 0 : 1);
   return [...rows]
     .filter((r) => r.mode === 'wait')
-    .sort((a, b) => b.processes - a.processes || a.jobs - b.jobs)[0];
+    .sort((a, b) => b.processes - a.processes || own(a) - own(b) || a.jobs - b.jobs)[0];
 }
 
 function fleetRows(section: SectionOf<FleetData>): GoalRow[] {
   const row =
-    'missing' in section ? section.missing : (goalFleet(section.data.rows) ?? 'no fleet in pause()');
+    'missing' in section
+      ? section.missing
+      : (goalFleet(section.data.rows, section.data.defaultJobs) ?? 'no fleet in pause()');
   const r = typeof row === 'string' ? undefined : row;
   const figure = r
     ? `${r.processes} processes waiting in pause(), --jobs ${r.jobs}, libdemo`

@@ -6,6 +6,7 @@
  */
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { ROOT } from '../root.js';
 import { markdownTable } from './common.js';
 
 export interface ProfileEntry {
@@ -100,13 +101,14 @@ export function summariseProfile(file: string, top = 15, within?: RegExp): Profi
   };
 }
 
-/** A profile URL as a path relative to the repository (dist/... for the compiled commands). */
+/** A profile URL as a path relative to this checkout (dist/... for the compiled commands), wherever it is. */
 function fileOf(url: string): string {
+  const path = url.replace(/^file:\/\//, '');
   return (
-    url
-      .replace(/^file:\/\//, '')
-      .replace(/^.*\/work\/main\//, '')
-      .replace(/^.*\/node_modules\//, 'node_modules/') || '(native)'
+    (path.startsWith(`${ROOT}/`) ? path.slice(ROOT.length + 1) : path).replace(
+      /^.*\/node_modules\//,
+      'node_modules/',
+    ) || '(native)'
   );
 }
 

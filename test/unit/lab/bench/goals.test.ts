@@ -203,6 +203,19 @@ describe('bench goals: the goals table of issue 13', () => {
     assert.equal(goalFleet([fleet(1000, { mode: 'sleep' })]), undefined, 'no fleet in pause()');
   });
 
+  it("reads the fleet run with the command's own --jobs when the run has it, else the fewest jobs", () => {
+    const one = fleet(1000, { jobs: 1 });
+    const two = fleet(1000, { jobs: 2, apply: { totalMs: 2000 } });
+    assert.equal(goalFleet([two, one]), one);
+    assert.equal(goalFleet([one, two], { 1000: 2 }), two);
+    assert.equal(goalFleet([one, two], { 100: 2 }), one, 'the default of another fleet size');
+    const rows = goalRows({
+      ...missingAll,
+      all: { data: { rows: [one, two], defaultJobs: { 1000: 2 } }, load: LOAD },
+    });
+    assert.equal(find(rows, /first apply ≥ 500/, /--jobs 2/).reading, 500);
+  });
+
   it('reads pack on the real pair against readelf -a on both files, wall and CPU', () => {
     const rows = goalRows({ ...missingAll, pack: { data: { pairs: [packPair()] }, load: LOAD } });
     const wall = find(rows, /wall/, /Debian/);

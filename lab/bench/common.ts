@@ -17,6 +17,8 @@ import { dirname, join, resolve } from 'node:path';
 import { runCommand, type RunOptions } from '../cli.js';
 import { ROOT } from '../root.js';
 
+export { fmtMs, markdownTable } from './format.js';
+
 export { ROOT };
 export const BENCH_DIR = join(ROOT, '.bench');
 export const BIN = {
@@ -163,13 +165,6 @@ export function summary(xs: readonly number[]): Summary {
 }
 
 /** Milliseconds for a table: µs below 1 ms. */
-export function fmtMs(ms: number): string {
-  if (!Number.isFinite(ms)) return '-';
-  if (ms < 1) return `${(ms * 1000).toFixed(0)} µs`;
-  if (ms < 100) return `${ms.toFixed(2)} ms`;
-  if (ms < 10_000) return `${ms.toFixed(0)} ms`;
-  return `${(ms / 1000).toFixed(1)} s`;
-}
 
 // ---------------------------------------------------------------- machine
 
@@ -220,14 +215,6 @@ function safeRead(p: string): string {
 // ---------------------------------------------------------------- output
 
 /** A markdown table; numbers right-aligned by the renderer, strings as given. */
-export function markdownTable(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => '| ' + cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ') + ' |';
-  return (
-    [line(header), '|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|', ...rows.map(line)].join('\n') +
-    '\n'
-  );
-}
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));

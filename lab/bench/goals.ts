@@ -10,7 +10,7 @@
  * that could not run here, a fleet smaller than the goal's) gets its row
  * with the reason instead of a number: the table always lists every goal.
  */
-import { fmtMs, markdownTable } from './common.js';
+import { fmtMs, markdownTable } from './format.js';
 
 /** A section's JSON with its load average, or why the run has none. */
 export type SectionOf<T> = { data: T; load: string } | { missing: string };

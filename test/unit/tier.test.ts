@@ -20,6 +20,8 @@ const PURE_LAB = new Set([
   'lab/relro.ts',
   'lab/script-args.ts',
   'lab/bench/pack-verdict.ts',
+  'lab/bench/format.ts',
+  'lab/bench/goals.ts',
 ]);
 /** Node modules that start processes or threads. */
 const EFFECTS = new Set(['node:child_process', 'child_process', 'node:worker_threads', 'node:cluster']);

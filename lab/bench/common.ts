@@ -212,9 +212,7 @@ function safeRead(p: string): string {
   }
 }
 
-// ---------------------------------------------------------------- output
-
-/** A markdown table; numbers right-aligned by the renderer, strings as given. */
+// ---------------------------------------------------------------- waiting
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));

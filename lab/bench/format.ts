@@ -9,7 +9,7 @@ export function fmtMs(ms: number): string {
   return `${(ms / 1000).toFixed(1)} s`;
 }
 
-/** A markdown table with its columns padded to their widest cell. */
+/** A markdown table; numbers right-aligned by the renderer, strings as given. */
 export function markdownTable(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]) => '| ' + cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ') + ' |';

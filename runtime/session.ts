@@ -10,6 +10,7 @@
 import { PTRACE_O } from './sys/constants.js';
 import { EPERM, ESRCH, SysError } from './sys/errno.js';
 import * as pt from './sys/ptrace.js';
+import { prepareWaits } from './sys/wait.js';
 import type { Regs } from './sys/regs.js';
 import { alreadyTraced, exited, notFound, permissionDenied, procError, zombie } from './errors.js';
 import { RemoteMemory, poke, procMemWrite } from './memory.js';
@@ -110,6 +111,8 @@ export class Session implements InjectionHost {
   /** Seizes every thread of `pid`, rescanning until no new thread appears. Nothing is stopped. */
   static open(pid: number, opts: SessionOptions = {}): Session {
     checkTarget(pid);
+    // Every later wait, the pause's included, finds its alarm ready.
+    prepareWaits();
     const s = new Session(pid, opts);
     try {
       for (let round = 0; round < 100 && s.seizeNewThreads(); round++);

@@ -91,6 +91,16 @@ function blockingWait(tid: number, ms: number): WaitEvent | undefined {
 }
 
 /**
+ * Sets up this thread's wait alarm now (a signal handler and a POSIX timer:
+ * four system calls and koffi's first calls of them). Done lazily it lands
+ * in the first wait of a process, which for a re-apply or a revert, which
+ * make no remote system call first, is the wait for the pause's first stop.
+ */
+export function prepareWaits(): void {
+  alarm.available();
+}
+
+/**
  * Waits for the next event of `tid` until `deadline` (a performance.now()
  * value); undefined on timeout. The thread blocks in waitpid (an alarm ends
  * each wait after at most SLICE_MS), so the CPU goes to the tracee: on two

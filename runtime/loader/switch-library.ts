@@ -77,6 +77,7 @@ import { functionActive, threadsInsideFunctions, type WatchedFunction } from './
 import { u64Bytes } from '../../common/u64.js';
 import { raiseToRealtime, restoreSched } from '../sys/sched.js';
 import { makeRoomForPause } from '../young-gc.js';
+import { prepareStopPath, warmStopPath } from '../warm-stop.js';
 
 export interface SwitchRequest {
   pid: number;
@@ -390,6 +391,8 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
   const progress = req.progress ?? (() => {});
   const mem = new RemoteMemory(req.pid);
   const t0 = performance.now();
+  // Started now so that it has exec'd by the pause (warm-stop.ts).
+  if (!req.dryRun) prepareStopPath();
   progress(`reading process ${req.pid}`);
   const prepared = req.prepared ?? prepare(req, mem);
   const { snap, state, elf, mapped } = prepared;
@@ -514,7 +517,8 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
         state.region && aliasFrom !== undefined
           ? () => aliasCanonical(session, family.canonical, state.region!, aliasFrom)
           : undefined;
-      // The plan's garbage stays out of the pause (young-gc.ts).
+      // The stop and resume compiled, and the plan's garbage collected, before the pause.
+      warmStopPath();
       makeRoomForPause();
       const { done, pauseIo, attempts, detachError } = pause(
         session,

@@ -45,12 +45,14 @@ describe('the tracer around a pause', () => {
 
   it('empties its young generation on demand, without --expose-gc on the command line', () => {
     const keep: object[] = [];
-    for (let i = 0; i < 50_000; i++) keep.push({ i, s: `x${i}` });
+    // Until half a MiB is young: a scavenge of its own may come during the filling (the young generation
+    // may hold only 1 MiB when the process has not grown it), so fill again after one.
+    for (let i = 0; youngUsed() < 1 << 19 && i < 2_000_000; i++) keep.push({ i, s: `x${i}` });
     const full = youngUsed();
-    assert.ok(full > 1 << 20, `${full} bytes young`);
+    assert.ok(full >= 1 << 19, `${full} bytes young`);
     assert.equal(scavengeNow(), true);
     assert.ok(youngUsed() < full / 4, `${youngUsed()} bytes young after, ${full} before`);
-    assert.equal(keep.length, 50_000);
+    assert.ok(keep.length > 0);
   });
 
   it('before a pause, collects only when the young generation is short of room', () => {

@@ -40,7 +40,8 @@
  *   blocked         libdemo, a 27-thread C program whose threads all block
  *                   (futex, nanosleep, epoll_wait, read, sigwaitinfo);
  *   crypto-blocked  the libcrypto bundle, python3 with 27 threads all
- *                   blocked (futex, clock_nanosleep, select, read, sigwait).
+ *                   blocked (futex, clock_nanosleep, select, read, sigwait);
+ *   ssl-blocked     the libssl bundle in the same 27-thread python3.
  * Each apply and revert is set beside its floor, measured right after it on
  * the same process (bench/pause-floor.ts: stop, the same pages read and the
  * same number of writes, resume), and the command's wall time is the apply
@@ -86,7 +87,7 @@ const CYCLES = Number(arg('--cycles') ?? 15);
 const PROFILE = flag('--profile');
 const REDIRECTS_ONLY = flag('--redirects-only');
 /** The real cases, in the order they run. */
-export const CASE_NAMES = ['crypto', 'ssl', 'blocked', 'crypto-blocked'] as const;
+export const CASE_NAMES = ['crypto', 'ssl', 'blocked', 'crypto-blocked', 'ssl-blocked'] as const;
 export type CaseName = (typeof CASE_NAMES)[number];
 const CASES = (arg('--cases')?.split(',').filter(Boolean) ?? [...CASE_NAMES]) as CaseName[];
 const ONLY_CASES = flag('--only-cases');
@@ -459,6 +460,11 @@ async function realCase(name: Exclude<CaseName, 'blocked'>, dir: string): Promis
       lib: 'crypto',
       program: 'blocked',
       what: 'libcrypto 3.0.19 -> 3.0.20, python3, 27 threads all blocked',
+    },
+    'ssl-blocked': {
+      lib: 'ssl',
+      program: 'blocked',
+      what: 'libssl 3.0.19 -> 3.0.20, python3, 27 threads all blocked',
     },
   } as const;
   const s = spec[name];

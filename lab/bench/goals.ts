@@ -111,6 +111,11 @@ export const GOAL_CASES = [
     label: 'libcrypto 3.0.19 -> 3.0.20, python3, 27 threads all blocked',
     allBlocked: true,
   },
+  {
+    key: 'ssl-blocked',
+    label: 'libssl 3.0.19 -> 3.0.20, python3, 27 threads all blocked',
+    allBlocked: true,
+  },
 ] as const;
 
 /** The fleet the `--all` goals are stated on. */

@@ -57,7 +57,7 @@ while True:
 `;
 
 const BLOCKED_PY = `
-import ctypes, hashlib, os, select, signal, threading, time
+import ctypes, hashlib, os, select, signal, ssl, threading, time  # ssl: libssl is loaded too
 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})  # inherited: only sigwait takes it
 r, w = os.pipe()
 never = threading.Event()

@@ -20,13 +20,10 @@
  */
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT } from '../cli.js';
+import { openSslRounds, PYTHON, startOpenSslLoop } from '../openssl-loop.js';
 import { REAL, REAL_BUILDS_ARCHIVE, REAL_FILES, realBuild, realBuildsDir } from '../real-builds.js';
 import { startTarget, type Target } from '../target.js';
-import { selfSignedCert } from '../tls-cert.js';
 import { pack } from './fixtures.js';
-
-const PYTHON = '/usr/bin/python3';
 
 export type RealLib = 'crypto' | 'ssl';
 export type RealProgram = 'tls' | 'hashing' | 'blocked';
@@ -111,12 +108,6 @@ export function realTargetsMissing(): string | undefined {
   return undefined;
 }
 
-const rounds = (out: string) =>
-  out
-    .split('\n')
-    .filter((l) => l.startsWith('{"round"'))
-    .map((l) => JSON.parse(l) as { round: number; ok: boolean });
-
 /**
  * `program` in python3 on the real 3.0.19 libcrypto and libssl copied into
  * `work` (which must exist and stay for the target's life), with the bundle
@@ -137,27 +128,15 @@ export async function realOpenSslTarget(
   const fix = bundle(real, lib, work);
   const env = { LD_LIBRARY_PATH: libs };
   if (program === 'tls') {
-    selfSignedCert(work);
-    const target = startTarget(
-      [
-        PYTHON,
-        join(ROOT, 'test/fixtures/real/openssl_loop.py'),
-        join(work, 'cert.pem'),
-        join(work, 'key.pem'),
-        '--sleep',
-        '0.02',
-      ],
-      env,
-    );
-    await target.waitFor((o) => rounds(o).length >= 3, 60_000);
+    const target = await startOpenSslLoop(work, libs);
     return {
       target,
       fix,
       threads: 1,
       async check() {
         const mark = target.output().length;
-        await target.waitFor((o) => rounds(o.slice(mark)).length >= 3, 60_000);
-        const bad = rounds(target.output()).filter((r) => !r.ok);
+        await target.waitFor((o) => openSslRounds(o.slice(mark)).length >= 3, 60_000);
+        const bad = openSslRounds(target.output()).filter((r) => !r.ok);
         if (bad.length || !target.alive())
           throw new Error(`python3 on OpenSSL gave ${bad.length} wrong rounds (alive: ${target.alive()})`);
       },

@@ -387,7 +387,10 @@ function undoStaging(session: Session, objects: readonly ProcessObject[], staged
   if (staged.meta) tryUnmap(session, staged.meta.addr, staged.meta.len);
 }
 
-export function switchLibrary(req: SwitchRequest): SwitchReport {
+export function switchLibrary(request: SwitchRequest): SwitchReport {
+  // One cache for every ELF file the switch parses (the snapshot's objects, both builds, the unwind
+  // tables), also when the caller gives none.
+  const req = { ...request, elfCache: request.elfCache ?? new ElfCache() };
   const progress = req.progress ?? (() => {});
   const mem = new RemoteMemory(req.pid);
   const t0 = performance.now();
@@ -420,8 +423,7 @@ export function switchLibrary(req: SwitchRequest): SwitchReport {
   };
   const redirectState = readRedirectState(mem, snap.maps, req.soname);
   const files = new Map<string, ElfObject>([[req.target.buildId, elf]]);
-  if (req.otherBuild)
-    files.set(req.otherBuild.buildId, (req.elfCache ?? new ElfCache()).file(req.otherBuild.bytes));
+  if (req.otherBuild) files.set(req.otherBuild.buildId, req.elfCache.file(req.otherBuild.bytes));
   const planRedirectsFor = (fam: Family, target: ProcessObject): RedirectPlan =>
     planSwitchRedirects({
       mem,

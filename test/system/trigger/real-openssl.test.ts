@@ -11,25 +11,11 @@ import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT, runCli } from '../../../lab/cli.js';
+import { runCli } from '../../../lab/cli.js';
+import { openSslRounds as rounds, PYTHON, startOpenSslLoop } from '../../../lab/openssl-loop.js';
 import { REAL, REAL_FILES, realBuild, realBuildsDir } from '../../../lab/real-builds.js';
 import { realBundle } from '../../../lab/real-bundles.js';
-import { startTarget, type Target } from '../../../lab/target.js';
-import { selfSignedCert } from '../../../lab/tls-cert.js';
-
-const PYTHON = '/usr/bin/python3';
-
-interface Round {
-  round: number;
-  ok: boolean;
-  error?: string;
-}
-
-const rounds = (out: string): Round[] =>
-  out
-    .split('\n')
-    .filter((l) => l.startsWith('{"round"'))
-    .map((l) => JSON.parse(l) as Round);
+import type { Target } from '../../../lab/target.js';
 
 describe('ulp-trigger: real OpenSSL updates in python3 doing hashes, HMACs and TLS handshakes', function () {
   this.timeout(10 * 60_000);
@@ -45,7 +31,6 @@ describe('ulp-trigger: real OpenSSL updates in python3 doing hashes, HMACs and T
     // The process loads 3.0.19 from a folder of its own: the machine's libraries stay out of it.
     for (const f of [REAL_FILES.crypto, REAL_FILES.ssl])
       copyFileSync(realBuild(dir, REAL.ssl19, f), join(work, f));
-    selfSignedCert(work);
   });
   after(() => {
     target?.dispose();
@@ -78,18 +63,7 @@ describe('ulp-trigger: real OpenSSL updates in python3 doing hashes, HMACs and T
     const ssl20 = pack(REAL.ssl19, REAL.ssl20, REAL_FILES.ssl);
     const crypto22 = pack(REAL.ssl20, REAL.ssl22, REAL_FILES.crypto);
 
-    target = startTarget(
-      [
-        PYTHON,
-        join(ROOT, 'test/fixtures/real/openssl_loop.py'),
-        join(work, 'cert.pem'),
-        join(work, 'key.pem'),
-        '--sleep',
-        '0.02',
-      ],
-      { LD_LIBRARY_PATH: work },
-    );
-    await target.waitFor((o) => rounds(o).length >= 3, 60_000);
+    target = await startOpenSslLoop(work, work);
     assert.ok(mapped().includes(join(work, REAL_FILES.crypto)), 'python3 runs the private 3.0.19 build');
 
     applied([crypto20]);

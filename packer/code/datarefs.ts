@@ -28,6 +28,7 @@ import type { Build } from '../model.js';
 import { Flow, decode, newInsn, type Insn } from '../../elf/x86/decode.js';
 import { effectiveAddend } from '../analyze/sites.js';
 import type { CodeRef, CoverageRange, DataRefs, WordRef } from '../../patches/datarefs.js';
+import { decodeLogOf, type DecodeLog } from './decode-log.js';
 
 export type { CodeRef, Coverage, CoverageRange, DataRefs, WordRef } from '../../patches/datarefs.js';
 
@@ -143,12 +144,36 @@ class Scan {
   }
 
   /**
+   * A branch of decoded code to `target`, outside the decoded part of its own function: the byte is
+   * entered, and the target a root to follow. Targets outside [lo, hi) are in no area, and targets that
+   * are decoded code already stay so: roots there would be dropped unfollowed, so they are not kept.
+   */
+  private enter(target: number): void {
+    const { lo } = this;
+    if (target < lo || target >= this.hi) return;
+    this.marks[target - lo]! |= Mark.Entered;
+    if (this.state[target - lo] !== Byte.Code) this.roots.push(target);
+  }
+
+  /**
+   * Branches into [start, end) wait in `inner` until the decoded part, [start, stop), is known: a
+   * target there is decoded code, whose mark pass 3 never reads (it reads those of unknown bytes only)
+   * and which no root needs to reach. The others are entered, after the function's other branches.
+   */
+  private settle(start: number, stop: number): void {
+    const { lo, inner } = this;
+    this.state.fill(Byte.Code, start - lo, stop - lo);
+    for (let i = 0; i < inner.length; i++) if (inner[i]! >= stop) this.enter(inner[i]!);
+    inner.length = 0;
+  }
+
+  /**
    * Decodes [start, end) of area `ai` instruction by instruction; stops at the first byte that is not an
    * instruction. Reads the area's view up to `end` (decode never reads past the bound it is given).
    */
   linear(ai: number, start: number, end: number): void {
     if (end <= start) return;
-    const { lo, hi, marks, inner, roots, ins } = this;
+    const { inner, ins } = this;
     const base = this.areas[ai]!.start;
     const buf = this.bufs[ai]!;
     const n = end - base;
@@ -159,22 +184,51 @@ class Scan {
       if (ins.relOff >= 0) {
         const rel = ins.relSize === 1 ? buf.readInt8(p + ins.relOff) : buf.readInt32LE(p + ins.relOff);
         const target = base + p + ins.length + rel;
-        // Targets outside [lo, hi) are in no area: a root there would be dropped unfollowed (PLT calls
-        // of stripped code land inside, imports' addresses do not exist here).
-        if (target >= lo && target < hi) {
-          marks[target - lo]! |= Mark.Entered;
-          if (target >= start && target < end) inner.push(target);
-          else roots.push(target);
-        }
+        if (target >= start && target < end) inner.push(target);
+        else this.enter(target);
       }
       p += ins.length;
     }
-    const stop = base + p;
-    this.state.fill(Byte.Code, start - lo, stop - lo);
-    // Most branches stay inside the range, which is now decoded code, where a root would be dropped
-    // unfollowed anyway: only those past where decoding stopped are left to follow.
-    for (let i = 0; i < inner.length; i++) if (inner[i]! >= stop) roots.push(inner[i]!);
-    inner.length = 0;
+    this.settle(start, base + p);
+  }
+
+  /**
+   * What `linear` does for [start, end) of area `ai`, from a log of an earlier decoding of exactly that
+   * range (decode-log.ts): the same operands noted and branches followed, in the same order, the fields
+   * read from the bytes. False when the log does not hold that range: then it must be decoded.
+   */
+  replay(log: DecodeLog, ai: number, start: number, end: number): boolean {
+    const r = log.replay(start, end);
+    if (!r) return false;
+    const { lo, hi, marks, inner, rs, re, refs } = this;
+    const base = this.areas[ai]!.start;
+    const buf = this.bufs[ai]!;
+    const stop = start + r.stop;
+    const { data, to } = r;
+    for (let i = r.from; i < to; i += 2) {
+      const p = start - base + data[i]!;
+      const v = data[i + 1]!;
+      const length = v & 0xf;
+      const relOff = ((v >> 4) & 0xf) - 1;
+      const ripOff = ((v >> 8) & 0xf) - 1;
+      if (ripOff >= 0) {
+        const site = base + p + ripOff;
+        const next = base + p + length;
+        const target = next + buf.readInt32LE(p + ripOff);
+        if (target >= lo && target < hi) marks[target - lo]! |= Mark.Addressed;
+        if (target >= rs && target < re) refs.set(site, { site, end: next, offset: target - rs });
+      }
+      if (relOff >= 0) {
+        const rel = ((v >> 12) & 0x7) === 1 ? buf.readInt8(p + relOff) : buf.readInt32LE(p + relOff);
+        const target = base + p + length + rel;
+        // Known to land in the decoded part (nearly every jump of a function): nothing to do (settle).
+        if (target >= start && target < stop) continue;
+        if (target >= start && target < end) inner.push(target);
+        else this.enter(target);
+      }
+    }
+    this.settle(start, stop);
+    return true;
   }
 
   /** Decodes from `entry` (in an area) along its control flow until it leaves or meets decoded code. */
@@ -254,9 +308,13 @@ export function dataRefMap(build: Build): DataRefs | undefined {
   // 1. Functions (symbols and unwind tables) and the stub sections, each decoded from its start.
   for (let i = 0; i < areas.length; i++) if (areas[i]!.stubs) scan.linear(i, areas[i]!.start, areas[i]!.end);
   const functions = build.functions();
+  // What the code comparison decoded of the same ranges is replayed, not decoded again (decode-log.ts).
+  const log = decodeLogOf(build);
   for (const f of functions) {
     const i = scan.areaOf(f.start);
-    if (i >= 0) scan.linear(i, f.start, Math.min(f.end, areas[i]!.end));
+    if (i < 0) continue;
+    const end = Math.min(f.end, areas[i]!.end);
+    if (!log || !scan.replay(log, i, f.start, end)) scan.linear(i, f.start, end);
   }
 
   // 2. Code no symbol or unwind entry describes, reached by a branch, or by a pointer the loader fills in

@@ -525,16 +525,17 @@ export function reachingWindows(
   const out: number[] = [];
   const from = Math.max(areaStart, start - 3);
   const to = Math.min(areaStart + area.length - 4, end - 1);
-  // Runs over every unknown byte (the constant tables of hand-written assembly): an index loop, no iterator.
+  // Runs over every unknown byte (the constant tables of hand-written assembly): an index loop, no
+  // iterator. A window hits when v + 4 + t + disp lies in [rs, re) for some trailing immediate size t:
+  // the union of [rs - t, re - t) over t, which is [rs - 4, re) whenever the region spans 2 bytes or
+  // more (every real one), else checked size by size.
+  const wide = re - rs >= 2;
   for (let v = from; v <= to; v++) {
-    const disp = area.readInt32LE(v - areaStart);
-    for (let k = 0; k < TRAILING.length; k++) {
-      const target = v + 4 + TRAILING[k]! + disp;
-      if (target >= rs && target < re) {
-        out.push(v);
-        break;
-      }
-    }
+    const i = v - areaStart;
+    const disp = area[i]! | (area[i + 1]! << 8) | (area[i + 2]! << 16) | (area[i + 3]! << 24);
+    const next = v + 4 + disp;
+    if (wide ? next >= rs - 4 && next < re : TRAILING.some((t) => next + t >= rs && next + t < re))
+      out.push(v);
   }
   return out;
 }

@@ -47,8 +47,12 @@ describe('reachingWindows (datarefs.ts)', () => {
     const next = () => (seed = (Math.imul(seed, 0x41c64e6d) + 0x3039) >>> 0);
     const area = Buffer.alloc(0x4000);
     for (let i = 0; i < area.length; i++) area[i] = next() >>> 24;
-    // Small displacements (high bytes 0 or 0xff) often enough to hit a region near the area.
-    for (let i = 3; i < area.length; i += 7) area[i] = i % 2 ? 0 : 0xff;
+    // Every 11th window aimed near the first region (from 0x1000 before it to 0x1000 past it), so that
+    // windows hit and miss around both of its ends; the overlapping windows between stay random.
+    for (let i = 0; i + 4 <= area.length; i += 11) {
+      const aim = AREA + 0x7000 + (next() % 0x3000);
+      area.writeInt32LE(aim - (AREA + i + 4), i);
+    }
     let hits = 0;
     for (const [rs, re] of [
       [AREA + 0x8000, AREA + 0x9000],

@@ -146,13 +146,14 @@ class Scan {
   /**
    * A branch of decoded code to `target`, outside the decoded part of its own function: the byte is
    * entered, and the target a root to follow. Targets outside [lo, hi) are in no area, and targets that
-   * are decoded code already stay so: roots there would be dropped unfollowed, so they are not kept.
+   * are decoded code already stay so: roots there would be dropped unfollowed, and pass 3 reads the
+   * marks of unknown bytes only, so neither is kept (most calls go to functions decoded before).
    */
   private enter(target: number): void {
     const { lo } = this;
-    if (target < lo || target >= this.hi) return;
+    if (target < lo || target >= this.hi || this.state[target - lo] === Byte.Code) return;
     this.marks[target - lo]! |= Mark.Entered;
-    if (this.state[target - lo] !== Byte.Code) this.roots.push(target);
+    this.roots.push(target);
   }
 
   /**

@@ -367,7 +367,7 @@ export function dataRefMap(build: Build): DataRefs | undefined {
       const stop = inThisArea.indexOf(Byte.Code, next);
       const j = stop < 0 ? a.end : a.start + stop;
       // Alignment padding first (nop runs end where a table or a function begins).
-      const k = i + paddingPrefix(buf.subarray(i - a.start, j - a.start));
+      const k = a.start + paddingPrefix(buf, i - a.start, j - a.start);
       state.fill(Byte.Padding, i - lo, k - lo);
       counts[Byte.Padding]! += k - i;
       for (let p = k; p < j;) {
@@ -474,18 +474,23 @@ function relocatedValue(
   }
 }
 
-/** How many leading bytes are nops (any length), int3 or zeros: what assemblers and linkers put between functions. */
-export function paddingPrefix(buf: Uint8Array): number {
-  const ins = newInsn();
-  let p = 0;
-  while (p < buf.length) {
+const padIns = newInsn();
+
+/**
+ * Where the leading nops (any length), int3 and zeros of buf[from, to) end: what assemblers and linkers
+ * put between functions. Runs once per gap between functions (ten thousand in libcrypto): no view and
+ * no instruction record of its own per call.
+ */
+export function paddingPrefix(buf: Uint8Array, from = 0, to = buf.length): number {
+  let p = from;
+  while (p < to) {
     const b = buf[p]!;
     if (b === 0xcc || b === 0x00 || b === 0x90) {
       p++;
       continue;
     }
-    if (!decode(buf, p, buf.length, ins) || !isNop(buf, p)) return p;
-    p += ins.length;
+    if (!decode(buf, p, to, padIns) || !isNop(buf, p)) return p;
+    p += padIns.length;
   }
   return p;
 }

@@ -209,6 +209,8 @@ class Scan {
     for (let i = r.from; i < to; i += 2) {
       const p = start - base + data[i]!;
       const v = data[i + 1]!;
+      // Unpacked inline (decode-log.ts's lengthOf, relOffOf, ripOffOf, relSizeOf): the first map runs
+      // JIT-cold, before V8 would inline calls to them.
       const length = v & 0xf;
       const relOff = ((v >> 4) & 0xf) - 1;
       const ripOff = ((v >> 8) & 0xf) - 1;

@@ -91,7 +91,7 @@ export const relOffOf = (v: number): number => ((v >> 4) & 0xf) - 1;
 export const ripOffOf = (v: number): number => ((v >> 8) & 0xf) - 1;
 export const relSizeOf = (v: number): number => (v >> 12) & 0x7;
 
-/** The recorded instructions of a replay, unpacked (for tests and readers; the map's loop unpacks inline). */
+/** The recorded instructions of a replay, unpacked (for tests and readers; datarefs.ts's replay unpacks inline: keep both in step with `pack`). */
 export function loggedInsns(r: Replay): LoggedInsn[] {
   const out: LoggedInsn[] = [];
   for (let i = r.from; i < r.to; i += 2) {

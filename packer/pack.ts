@@ -21,6 +21,7 @@ import {
 import { knownBundleEvidence, type KnownUpdate } from './version/known-bundles.js';
 import type { PackageInfo } from './package-info.js';
 import { dataRefMap } from './code/datarefs.js';
+import { startDecodeLog } from './code/decode-log.js';
 import type { BundleDataRefs, DataRefs, StoredDataRefs } from '../patches/index.js';
 
 export interface PackOptions {
@@ -166,6 +167,9 @@ export async function pack(opts: PackOptions): Promise<PackResult> {
   const bundles = opts.bundle ? await import('../patches/index.js') : undefined;
   const encoder = bundles ? new bundles.BundleEncoder(old.bytes, neu.bytes, opts.createdAt) : undefined;
   const analysis = opts.debugDirs ? { debugDirs: opts.debugDirs } : {};
+  // The code comparison decodes nearly every function of both builds: with a bundle to make, what it
+  // finds is kept so that the data-reference maps replay it instead of decoding it all again.
+  if (encoder) for (const b of [old, neu]) startDecodeLog(b);
   const forward = analyzePair(old, neu, progress, analysis);
   const reverse = analyzePair(neu, old, progress, analysis);
   const result: PackResult = { soname, old, new: neu, forward, reverse, versions, packageInfo };

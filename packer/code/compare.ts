@@ -20,6 +20,7 @@
 import { decode, newInsn, type Insn } from '../../elf/x86/decode.js';
 import type { Build } from '../model.js';
 import { roIdentity, targetsOf, type Targets } from './targets.js';
+import { decodeLogOf } from './decode-log.js';
 
 export interface CodeRef {
   build: Build;
@@ -155,6 +156,9 @@ export function fingerprint(f: CodeRef): string {
   const n = buf.length;
   let h1 = 0x811c9dc5;
   let h2 = 0x2545f491;
+  // When a bundle is being made, what this walk decodes is kept for the data-reference map (decode-log.ts).
+  const log = decodeLogOf(f.build);
+  log?.begin(f.start, f.end);
   let p = 0;
   while (p < n) {
     if (!decode(buf, p, n, insF)) {
@@ -169,6 +173,7 @@ export function fingerprint(f: CodeRef): string {
     const ip = insF.ripOff;
     // The masked bytes as bits over the instruction's (at most 15) bytes: one test per byte.
     const masked = (ro >= 0 ? ((1 << insF.relSize) - 1) << ro : 0) | (ip >= 0 ? 0xf << ip : 0);
+    if (log !== undefined && masked !== 0) log.insn(p, len, ro, insF.relSize, ip);
     for (let i = 0; i < len; i++) {
       const b = (masked >> i) & 1 ? 0x100 : buf[p + i]!;
       h1 = Math.imul(h1 ^ b, 0x01000193);
@@ -186,6 +191,7 @@ export function fingerprint(f: CodeRef): string {
     }
     p += len;
   }
+  log?.finish(p);
   return `${n}:${(h1 >>> 0).toString(36)}:${(h2 >>> 0).toString(36)}`;
 }
 

@@ -28,6 +28,7 @@ import type { Build } from '../model.js';
 import { Flow, decode, newInsn, type Insn } from '../../elf/x86/decode.js';
 import { effectiveAddend } from '../analyze/sites.js';
 import type { CodeRef, CoverageRange, DataRefs, WordRef } from '../../patches/datarefs.js';
+import { decodeLogOf, type DecodeLog } from './decode-log.js';
 
 export type { CodeRef, Coverage, CoverageRange, DataRefs, WordRef } from '../../patches/datarefs.js';
 
@@ -36,8 +37,8 @@ const enum Mark {
   Addressed = 1,
   /** A branch of decoded code, a function start or a relocated pointer points here. */
   Entered = 2,
-  /** A symbol of any type starts here (assembly labels of tables): where a run of unknown bytes is split. */
-  Label = 4,
+  /** Both: the largest value a byte of `marks` holds (values are searched for natively, see addressedOnly). */
+  Both = 3,
 }
 
 const enum Byte {
@@ -81,6 +82,18 @@ class Scan {
   readonly state: Uint8Array;
   /** What decoded code and the loader's pointers say about a byte: addressed as data, or entered. */
   readonly marks: Uint8Array;
+  /**
+   * 1 where a symbol of any type starts (assembly labels of tables): where a run of unknown bytes is
+   * split. Apart from `marks` so that the next label is found natively (indexOf), not byte by byte.
+   */
+  readonly labels: Uint8Array;
+  /** The bytes of each area (one view each: decoding a function reads its area's view between bounds). */
+  readonly bufs: Buffer[];
+  /**
+   * Bytes in each state but Code, counted as pass 3 fills them (it is the only pass that sets them, each
+   * byte once): the coverage figures without another walk over every byte. Code is what is left.
+   */
+  readonly counts = [0, 0, 0, 0, 0];
   readonly refs = new Map<number, CodeRef>();
   /** Branch targets outside known code, to decode later by control flow. */
   readonly roots: number[] = [];
@@ -100,14 +113,15 @@ class Scan {
   ) {
     this.state = new Uint8Array(hi - lo);
     this.marks = new Uint8Array(hi - lo);
+    this.labels = new Uint8Array(hi - lo);
+    this.bufs = areas.map((a) => build.bytesAt(a.start, a.end - a.start));
   }
 
-  inArea(v: number): boolean {
-    return this.areas.some((a) => v >= a.start && v < a.end);
-  }
-
-  areaOf(v: number): Area | undefined {
-    return this.areas.find((a) => v >= a.start && v < a.end);
+  /** The index of the area holding `v`, or -1 (a loop: it runs for every root and function). */
+  areaOf(v: number): number {
+    const { areas } = this;
+    for (let i = 0; i < areas.length; i++) if (v >= areas[i]!.start && v < areas[i]!.end) return i;
+    return -1;
   }
 
   /** Records the instruction's RIP-relative operand when it points into the region. */
@@ -129,36 +143,102 @@ class Scan {
     if (target >= this.lo && target < this.hi) this.marks[target - this.lo]! |= Mark.Entered;
   }
 
-  /** Decodes [start, end) instruction by instruction; stops at the first byte that is not an instruction. */
-  linear(start: number, end: number): void {
-    if (end <= start) return;
-    const { lo, hi, marks, inner, roots, ins } = this;
-    const buf = this.build.bytesAt(start, end - start);
-    let p = 0;
-    while (p < buf.length) {
-      if (!decode(buf, p, buf.length, ins)) break;
-      if (ins.ripOff >= 0) this.note(buf, start, p, ins);
-      if (ins.relOff >= 0) {
-        const rel = ins.relSize === 1 ? buf.readInt8(p + ins.relOff) : buf.readInt32LE(p + ins.relOff);
-        const target = start + p + ins.length + rel;
-        if (target >= lo && target < hi) marks[target - lo]! |= Mark.Entered;
-        if (target >= start && target < end) inner.push(target);
-        else roots.push(target);
-      }
-      p += ins.length;
-    }
-    this.state.fill(Byte.Code, start - lo, start + p - lo);
-    // Most branches stay inside the range, which is now decoded code, where a root would be dropped
-    // unfollowed anyway: only those past where decoding stopped are left to follow.
-    for (const t of inner) if (t >= start + p) roots.push(t);
+  /**
+   * A branch of decoded code to `target`, outside the decoded part of its own function: the byte is
+   * entered, and the target a root to follow. Targets outside [lo, hi) are in no area, and targets that
+   * are decoded code already stay so: roots there would be dropped unfollowed, and pass 3 reads the
+   * marks of unknown bytes only, so neither is kept (most calls go to functions decoded before).
+   */
+  private enter(target: number): void {
+    const { lo } = this;
+    if (target < lo || target >= this.hi || this.state[target - lo] === Byte.Code) return;
+    this.marks[target - lo]! |= Mark.Entered;
+    this.roots.push(target);
+  }
+
+  /**
+   * Branches into [start, end) wait in `inner` until the decoded part, [start, stop), is known: a
+   * target there is decoded code, whose mark pass 3 never reads (it reads those of unknown bytes only)
+   * and which no root needs to reach. The others are entered, after the function's other branches.
+   */
+  private settle(start: number, stop: number): void {
+    const { lo, inner } = this;
+    this.state.fill(Byte.Code, start - lo, stop - lo);
+    for (let i = 0; i < inner.length; i++) if (inner[i]! >= stop) this.enter(inner[i]!);
     inner.length = 0;
   }
 
+  /**
+   * Decodes [start, end) of area `ai` instruction by instruction; stops at the first byte that is not an
+   * instruction. Reads the area's view up to `end` (decode never reads past the bound it is given).
+   */
+  linear(ai: number, start: number, end: number): void {
+    if (end <= start) return;
+    const { inner, ins } = this;
+    const base = this.areas[ai]!.start;
+    const buf = this.bufs[ai]!;
+    const n = end - base;
+    let p = start - base;
+    while (p < n) {
+      if (!decode(buf, p, n, ins)) break;
+      if (ins.ripOff >= 0) this.note(buf, base, p, ins);
+      if (ins.relOff >= 0) {
+        const rel = ins.relSize === 1 ? buf.readInt8(p + ins.relOff) : buf.readInt32LE(p + ins.relOff);
+        const target = base + p + ins.length + rel;
+        if (target >= start && target < end) inner.push(target);
+        else this.enter(target);
+      }
+      p += ins.length;
+    }
+    this.settle(start, base + p);
+  }
+
+  /**
+   * What `linear` does for [start, end) of area `ai`, from a log of an earlier decoding of exactly that
+   * range (decode-log.ts): the same operands noted and branches followed, in the same order, the fields
+   * read from the bytes. False when the log does not hold that range: then it must be decoded.
+   */
+  replay(log: DecodeLog, ai: number, start: number, end: number): boolean {
+    const r = log.replay(start, end);
+    if (!r) return false;
+    const { lo, hi, marks, inner, rs, re, refs } = this;
+    const base = this.areas[ai]!.start;
+    const buf = this.bufs[ai]!;
+    const stop = start + r.stop;
+    const { data, to } = r;
+    for (let i = r.from; i < to; i += 2) {
+      const p = start - base + data[i]!;
+      const v = data[i + 1]!;
+      // Unpacked inline (decode-log.ts's lengthOf, relOffOf, ripOffOf, relSizeOf): the first map runs
+      // JIT-cold, before V8 would inline calls to them.
+      const length = v & 0xf;
+      const relOff = ((v >> 4) & 0xf) - 1;
+      const ripOff = ((v >> 8) & 0xf) - 1;
+      if (ripOff >= 0) {
+        const site = base + p + ripOff;
+        const next = base + p + length;
+        const target = next + buf.readInt32LE(p + ripOff);
+        if (target >= lo && target < hi) marks[target - lo]! |= Mark.Addressed;
+        if (target >= rs && target < re) refs.set(site, { site, end: next, offset: target - rs });
+      }
+      if (relOff >= 0) {
+        const rel = ((v >> 12) & 0x7) === 1 ? buf.readInt8(p + relOff) : buf.readInt32LE(p + relOff);
+        const target = base + p + length + rel;
+        // Known to land in the decoded part (nearly every jump of a function): nothing to do (settle).
+        if (target >= start && target < stop) continue;
+        if (target >= start && target < end) inner.push(target);
+        else this.enter(target);
+      }
+    }
+    this.settle(start, stop);
+    return true;
+  }
+
   /** Decodes from `entry` (in an area) along its control flow until it leaves or meets decoded code. */
-  flow(entry: number): void {
+  flow(ai: number, entry: number): void {
     const { lo, state, ins } = this;
-    const a = this.areaOf(entry)!;
-    const buf = this.build.bytesAt(a.start, a.end - a.start);
+    const a = this.areas[ai]!;
+    const buf = this.bufs[ai]!;
     const from = entry - a.start;
     let p = from;
     while (p < buf.length && state[a.start + p - lo] !== Byte.Code) {
@@ -183,6 +263,7 @@ class Scan {
     const hits = reachingWindows(buf, areaStart, k, j, this.rs, this.re);
     if (hits.length === 0) {
       state.fill(Byte.Scanned, k - lo, j - lo);
+      this.counts[Byte.Scanned]! += j - k;
       this.accounted.push({
         start: k,
         end: j,
@@ -193,6 +274,7 @@ class Scan {
       // Hand-written assembly keeps constant tables in .text (OpenSSL's Camellia S-boxes, the P-256
       // precomputed table): operands of decoded code address them, nothing branches or points into them.
       state.fill(Byte.Table, k - lo, j - lo);
+      this.counts[Byte.Table]! += j - k;
       this.accounted.push({
         start: k,
         end: j,
@@ -200,6 +282,7 @@ class Scan {
           'a table inside the code: decoded code addresses it as data (RIP-relative operands), and no branch, function start or relocated pointer enters it',
       });
     } else {
+      this.counts[Byte.Unknown]! += j - k;
       this.uncovered.push({
         start: k,
         end: j,
@@ -223,30 +306,37 @@ export function dataRefMap(build: Build): DataRefs | undefined {
   const lo = areas.length ? areas[0]!.start : 0;
   const hi = areas.length ? Math.max(...areas.map((a) => a.end)) : 0;
   const scan = new Scan(build, areas, lo, hi, rs, re);
-  const { state, marks, refs, roots, uncovered, accounted } = scan;
+  const { state, marks, labels, refs, roots, uncovered, accounted, counts } = scan;
 
   // 1. Functions (symbols and unwind tables) and the stub sections, each decoded from its start.
-  for (const a of areas) if (a.stubs) scan.linear(a.start, a.end);
-  for (const f of build.functions()) {
-    const a = scan.areaOf(f.start);
-    if (a) scan.linear(f.start, Math.min(f.end, a.end));
+  for (let i = 0; i < areas.length; i++) if (areas[i]!.stubs) scan.linear(i, areas[i]!.start, areas[i]!.end);
+  const functions = build.functions();
+  // What the code comparison decoded of the same ranges is replayed, not decoded again (decode-log.ts).
+  const log = decodeLogOf(build);
+  for (const f of functions) {
+    const i = scan.areaOf(f.start);
+    if (i < 0) continue;
+    const end = Math.min(f.end, areas[i]!.end);
+    if (!log || !scan.replay(log, i, f.start, end)) scan.linear(i, f.start, end);
   }
 
   // 2. Code no symbol or unwind entry describes, reached by a branch, or by a pointer the loader fills in
   //    (.init_array, DT_INIT/DT_FINI, function tables): followed by control flow from its entry.
   const dyn = build.obj.dynamic;
   for (const v of [dyn?.init, dyn?.fini]) if (v !== undefined) roots.push(Number(v));
-  for (const f of build.functions()) if (f.start >= lo && f.start < hi) marks[f.start - lo]! |= Mark.Entered;
-  for (const sym of [...build.obj.symtab, ...build.obj.dynamicSymbols]) {
-    const v = Number(sym.value);
-    if (sym.defined && sym.name !== '' && v >= lo && v < hi) marks[v - lo]! |= Mark.Label;
+  for (const f of functions) if (f.start >= lo && f.start < hi) marks[f.start - lo]! |= Mark.Entered;
+  for (const syms of [build.obj.symtab, build.obj.dynamicSymbols]) {
+    for (const sym of syms) {
+      const v = Number(sym.value);
+      if (sym.defined && sym.name !== '' && v >= lo && v < hi) labels[v - lo] = 1;
+    }
   }
   const words: WordRef[] = [];
   let sharedWords = 0;
   for (const r of build.obj.relocations) {
     const value = relocatedValue(build, r);
     if (value === undefined) continue;
-    if (scan.inArea(value)) {
+    if (scan.areaOf(value) >= 0) {
       roots.push(value);
       marks[value - lo]! |= Mark.Entered;
     }
@@ -257,28 +347,34 @@ export function dataRefMap(build: Build): DataRefs | undefined {
   }
   while (roots.length > 0) {
     const root = roots.pop()!;
-    if (!scan.inArea(root) || state[root - lo] === Byte.Code) continue;
-    scan.flow(root);
+    const i = scan.areaOf(root);
+    if (i < 0 || state[root - lo] === Byte.Code) continue;
+    scan.flow(i, root);
   }
 
   // 3. What is left between them: padding, bytes that cannot reach the region, or uncovered.
-  for (const a of areas) {
-    const buf = build.bytesAt(a.start, a.end - a.start);
-    // Nearly every byte is decoded code: the next unknown one is found natively, not byte by byte in JavaScript.
+  //    Nearly every byte is decoded code, and what is not comes in runs (the constant tables of
+  //    assembly are a hundred kilobytes): runs and labels are found natively (indexOf), not byte by
+  //    byte in JavaScript. Until this pass a byte is only Unknown or Code, so a run of unknown
+  //    bytes ends at the next Code byte.
+  for (let ai = 0; ai < areas.length; ai++) {
+    const a = areas[ai]!;
+    const buf = scan.bufs[ai]!;
     const inThisArea = state.subarray(a.start - lo, a.end - lo);
     let i = a.start;
     while (i < a.end) {
       const next = inThisArea.indexOf(Byte.Unknown, i - a.start);
       if (next < 0) break;
       i = a.start + next;
-      let j = i;
-      while (j < a.end && state[j - lo] === Byte.Unknown) j++;
+      const stop = inThisArea.indexOf(Byte.Code, next);
+      const j = stop < 0 ? a.end : a.start + stop;
       // Alignment padding first (nop runs end where a table or a function begins).
-      const k = i + paddingPrefix(buf.subarray(i - a.start, j - a.start));
+      const k = a.start + paddingPrefix(buf, i - a.start, j - a.start);
       state.fill(Byte.Padding, i - lo, k - lo);
+      counts[Byte.Padding]! += k - i;
       for (let p = k; p < j;) {
-        let q = p + 1;
-        while (q < j && !(marks[q - lo]! & Mark.Label)) q++;
+        const label = p + 1 < j ? labels.subarray(p + 1 - lo, j - lo).indexOf(1) : -1;
+        const q = label < 0 ? j : p + 1 + label;
         scan.classify(buf, a.start, p, q);
         p = q;
       }
@@ -301,7 +397,16 @@ export function dataRefMap(build: Build): DataRefs | undefined {
         'decoded as the displacement of two different instructions (overlapping function bounds): left as it is',
     });
   const executable = areas.reduce((n, a) => n + a.end - a.start, 0);
-  const counts = countStates(state, areas, lo);
+  // Counted as pass 3 filled them, unless areas overlap (then a byte is counted once per area holding it).
+  const overlap = areas.some((a, i) => i > 0 && a.start < areas[i - 1]!.end);
+  const states = overlap ? countStates(state, areas, lo) : counts;
+  if (!overlap)
+    counts[Byte.Code] =
+      executable -
+      counts[Byte.Unknown]! -
+      counts[Byte.Padding]! -
+      counts[Byte.Scanned]! -
+      counts[Byte.Table]!;
   return {
     region: { start: rs, end: re },
     code: code.filter((r) => !clash.has(r)),
@@ -309,10 +414,10 @@ export function dataRefMap(build: Build): DataRefs | undefined {
     sharedWords,
     coverage: {
       executable,
-      decoded: counts[Byte.Code]!,
-      padding: counts[Byte.Padding]!,
-      scanned: counts[Byte.Scanned]!,
-      tables: counts[Byte.Table]!,
+      decoded: states[Byte.Code]!,
+      padding: states[Byte.Padding]!,
+      scanned: states[Byte.Scanned]!,
+      tables: states[Byte.Table]!,
       uncovered: uncovered.sort((x, y) => x.start - y.start),
       accounted,
     },
@@ -371,30 +476,35 @@ function relocatedValue(
   }
 }
 
-/** How many leading bytes are nops (any length), int3 or zeros: what assemblers and linkers put between functions. */
-export function paddingPrefix(buf: Uint8Array): number {
-  const ins = newInsn();
-  let p = 0;
-  while (p < buf.length) {
+const padIns = newInsn();
+
+/**
+ * Where the leading nops (any length), int3 and zeros of buf[from, to) end: what assemblers and linkers
+ * put between functions. Runs once per gap between functions (ten thousand in libcrypto): no view and
+ * no instruction record of its own per call.
+ */
+export function paddingPrefix(buf: Uint8Array, from = 0, to = buf.length): number {
+  let p = from;
+  while (p < to) {
     const b = buf[p]!;
     if (b === 0xcc || b === 0x00 || b === 0x90) {
       p++;
       continue;
     }
-    if (!decode(buf, p, buf.length, ins) || !isNop(buf, p)) return p;
-    p += ins.length;
+    if (!decode(buf, p, to, padIns) || !isNop(buf, p)) return p;
+    p += padIns.length;
   }
   return p;
 }
 
-/** Decoded code addresses [from, to) as data and nothing enters it. */
+/**
+ * Decoded code addresses [from, to) as data and nothing enters it. A byte of `marks` is 0 or a
+ * combination of the two bits: each value is searched for natively over the range (tables are long).
+ */
 function addressedOnly(marks: Uint8Array, from: number, to: number): boolean {
-  let addressed = false;
-  for (let i = from; i < to; i++) {
-    if (marks[i]! & Mark.Entered) return false;
-    if (marks[i]! & Mark.Addressed) addressed = true;
-  }
-  return addressed;
+  const range = marks.subarray(from, to);
+  if (range.indexOf(Mark.Entered) >= 0 || range.indexOf(Mark.Both) >= 0) return false;
+  return range.indexOf(Mark.Addressed) >= 0;
 }
 
 /** 0x90 or 0F 1F /0 after operand-size and segment prefixes (the multi-byte nops gas emits). */
@@ -423,16 +533,17 @@ export function reachingWindows(
   const out: number[] = [];
   const from = Math.max(areaStart, start - 3);
   const to = Math.min(areaStart + area.length - 4, end - 1);
-  // Runs over every unknown byte (the constant tables of hand-written assembly): an index loop, no iterator.
+  // Runs over every unknown byte (the constant tables of hand-written assembly): an index loop, no
+  // iterator. A window hits when v + 4 + t + disp lies in [rs, re) for some trailing immediate size t:
+  // the union of [rs - t, re - t) over t, which is [rs - 4, re) whenever the region spans 2 bytes or
+  // more (every real one), else checked size by size.
+  const wide = re - rs >= 2;
   for (let v = from; v <= to; v++) {
-    const disp = area.readInt32LE(v - areaStart);
-    for (let k = 0; k < TRAILING.length; k++) {
-      const target = v + 4 + TRAILING[k]! + disp;
-      if (target >= rs && target < re) {
-        out.push(v);
-        break;
-      }
-    }
+    const i = v - areaStart;
+    const disp = area[i]! | (area[i + 1]! << 8) | (area[i + 2]! << 16) | (area[i + 3]! << 24);
+    const next = v + 4 + disp;
+    if (wide ? next >= rs - 4 && next < re : TRAILING.some((t) => next + t >= rs && next + t < re))
+      out.push(v);
   }
   return out;
 }

@@ -7,8 +7,8 @@
  * measurable part of every run: `--check` loaded 88 files from dist/, `-o`
  * 246 with zod's and semver's; the bundle loads 6 and 9 (docs/PERFORMANCE.md,
  * the pack section, has the figures). ulp-trigger is not bundled: its
- * `--all` worker is loaded by URL next to trigger/all.js, and the tests and
- * the lab import the rest of dist/.
+ * `--all` worker is loaded by URL next to trigger/all.js. The rest of dist/
+ * stays tsc's output, which ulp-trigger runs.
  *
  * What stays as it was:
  * - the entry is tsc's bin/ulp-pack.js: its shebang, then

@@ -23,10 +23,12 @@
  *
  * The chunks live in bin/ulp-pack-chunks/ (removed and written anew by each
  * build), with source maps that lead back to the TypeScript sources through
- * tsc's own maps.
+ * tsc's own maps, and the licenses of the dependencies whose code the bundle
+ * carries (THIRD-PARTY-LICENSES.txt): their terms ask that their notice go
+ * with every copy, and the bundle is one.
  */
-import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join, relative } from 'node:path';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
 import { build, type Metafile } from 'esbuild';
 
 /** The folder, beside bin/ulp-pack.js, that holds the bundle's chunks. */
@@ -43,6 +45,40 @@ export const EXTERNAL = ['koffi'];
 const REQUIRE_SHIM =
   "import { createRequire as __ulpCreateRequire } from 'node:module';\n" +
   'const require = __ulpCreateRequire(import.meta.url);';
+
+/** The file, among the chunks, that carries the bundled dependencies' licenses. */
+export const LICENSES = 'THIRD-PARTY-LICENSES.txt';
+
+/**
+ * The license notices of every package under node_modules whose code went
+ * into the bundle (`inputs`: esbuild's input paths, relative to `cwd`):
+ * name, version, license and the text of its license file. Sorted by name.
+ */
+export function licenseNotices(inputs: readonly string[], cwd = process.cwd()): string {
+  const roots = new Set<string>();
+  for (const input of inputs) {
+    const m = /^(.*\/node_modules\/(?:@[^/]+\/)?[^/]+)\//.exec(resolve(cwd, input));
+    if (m) roots.add(m[1]!);
+  }
+  const notices = [...roots].map((root) => {
+    const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
+      name: string;
+      version: string;
+      license?: string;
+    };
+    const file = readdirSync(root).find((f) => /^(licen[cs]e|copying)(\.(md|txt))?$/i.test(f));
+    if (!file) throw new Error(`${pkg.name}: no license file in ${root}, yet its code is bundled`);
+    const text = readFileSync(join(root, file), 'utf8').trim();
+    return {
+      name: pkg.name,
+      text: `${pkg.name} ${pkg.version} (${pkg.license ?? 'see below'})\n\n${text}\n`,
+    };
+  });
+  return notices
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+    .map((n) => n.text)
+    .join(`\n${'-'.repeat(72)}\n\n`);
+}
 
 export interface PackBundle {
   /** The files written, relative to `to`, sorted. */
@@ -84,6 +120,11 @@ export async function bundlePack(from: string, to: string): Promise<PackBundle> 
     mkdirSync(dirname(f.path), { recursive: true });
     writeFileSync(f.path, f.contents);
   }
+  const licenses = join(to, 'bin', PACK_CHUNKS, LICENSES);
+  writeFileSync(licenses, licenseNotices(Object.keys(out.metafile.inputs)));
   chmodSync(join(to, 'bin', 'ulp-pack.js'), 0o755);
-  return { files: out.outputFiles.map((f) => relative(to, f.path)).sort(), metafile: out.metafile };
+  return {
+    files: [...out.outputFiles.map((f) => relative(to, f.path)), relative(to, licenses)].sort(),
+    metafile: out.metafile,
+  };
 }

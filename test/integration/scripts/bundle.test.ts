@@ -8,7 +8,8 @@
  * exit code and print the same bytes on both streams, and write the same
  * bundle. The bundle's import graph must keep the lazy parts lazy: the
  * entry sets V8's tier-up budget before it loads anything of the packer,
- * and neither koffi's native addon nor zod is loaded by a `--check`.
+ * and neither koffi's native addon nor zod is loaded by a `--check`; the
+ * licenses of the dependencies it carries go with it.
  */
 import assert from 'node:assert/strict';
 import {
@@ -23,7 +24,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import type { Metafile } from 'esbuild';
-import { bundlePack, PACK_CHUNKS } from '../../../lab/bundle.js';
+import { bundlePack, LICENSES, PACK_CHUNKS } from '../../../lab/bundle.js';
 import { compiledProduct, ROOT, runCommand } from '../../../lab/cli.js';
 import { BUILD } from '../../../lab/compile.js';
 import { buildDemo, rounds, type Demo } from '../../../lab/demo.js';
@@ -110,6 +111,21 @@ describe('the shipped ulp-pack: one esbuild bundle (scripts/bundle.ts)', functio
     );
     // The bundle layer is there, reached only dynamically.
     assert.ok(inputsOf(meta, all).some((p) => /node_modules\/zod\//.test(p)));
+  });
+
+  it('carries the license of every dependency whose code it holds, and only those', () => {
+    const text = readFileSync(join(bundled, 'bin', PACK_CHUNKS, LICENSES), 'utf8');
+    const packages = new Set(
+      Object.keys(meta.inputs).flatMap((p) => /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(p)?.[1] ?? []),
+    );
+    const declared = Object.keys(JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).dependencies);
+    assert.ok(packages.size > 0);
+    for (const p of packages)
+      assert.ok(declared.includes(p), `${p} is bundled but not a declared dependency`);
+    assert.ok(!packages.has('koffi'));
+    const headers = [...text.matchAll(/^(\S+) \d+\.\d+\.\d+\S* \((.+)\)$/gm)].map((m) => m[1]);
+    assert.deepEqual(headers, [...packages].sort());
+    for (const notice of text.split(/^-{72}$/m)) assert.match(notice, /Permission|copyright|Copyright/);
   });
 
   /** Runs the same command line through the modules and through the bundle; both must do the same. */

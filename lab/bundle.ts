@@ -98,7 +98,12 @@ export async function bundlePack(from: string, to: string): Promise<PackBundle> 
   // Bundling a bundle would give an entry that imports chunks this build just removed.
   if (!readFileSync(entry, 'utf8').includes("import('../packer/command.js')"))
     throw new Error(`${entry} is not tsc's output of bin/ulp-pack.ts: run tsc -p tsconfig.json first`);
+  // Input paths are written into the bundle (comments, CommonJS wrappers' names): relative to the folder
+  // above `from` and through node_modules as the checkout has it, they are the same in every checkout.
+  const top = resolve(from, '..');
   const out = await build({
+    absWorkingDir: top,
+    preserveSymlinks: true,
     entryPoints: [entry],
     bundle: true,
     platform: 'node',
@@ -121,7 +126,7 @@ export async function bundlePack(from: string, to: string): Promise<PackBundle> 
     writeFileSync(f.path, f.contents);
   }
   const licenses = join(to, 'bin', PACK_CHUNKS, LICENSES);
-  writeFileSync(licenses, licenseNotices(Object.keys(out.metafile.inputs)));
+  writeFileSync(licenses, licenseNotices(Object.keys(out.metafile.inputs), top));
   chmodSync(join(to, 'bin', 'ulp-pack.js'), 0o755);
   return {
     files: [...out.outputFiles.map((f) => relative(to, f.path)), relative(to, licenses)].sort(),

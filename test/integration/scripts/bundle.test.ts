@@ -9,7 +9,8 @@
  * bundle. The bundle's import graph must keep the lazy parts lazy: the
  * entry sets V8's tier-up budget before it loads anything of the packer,
  * and neither koffi's native addon nor zod is loaded by a `--check`; the
- * licenses of the dependencies it carries go with it.
+ * licenses of the dependencies it carries go with it; a CPU profile of it
+ * names the sources (lab/bench/profile.ts reads its source maps).
  */
 import assert from 'node:assert/strict';
 import {
@@ -25,6 +26,7 @@ import {
 import { join } from 'node:path';
 import type { Metafile } from 'esbuild';
 import { bundlePack, LICENSES, PACK_CHUNKS } from '../../../lab/bundle.js';
+import { profileIn } from '../../../lab/bench/profile.js';
 import { compiledProduct, ROOT, runCommand } from '../../../lab/cli.js';
 import { BUILD } from '../../../lab/compile.js';
 import { buildDemo, rounds, type Demo } from '../../../lab/demo.js';
@@ -193,6 +195,35 @@ describe('the shipped ulp-pack: one esbuild bundle (scripts/bundle.ts)', functio
     assert.ok(written[0]!.equals(written[1]!), 'the bundle wrote other bytes');
     assert.equal(same(['--inspect', out], '--inspect').code, 0);
     assert.equal(same(['--inspect', out, '--json'], '--inspect --json').code, 0);
+  });
+
+  it("profiles by the sources' names: the benchmarks' CPU profiles read the chunks' source maps", () => {
+    const prof = join(dir.path, 'prof');
+    const r = runCommand(process.execPath, [
+      '--cpu-prof',
+      '--cpu-prof-dir',
+      prof,
+      '--cpu-prof-interval',
+      '100',
+      bundle(),
+      demo.lib(1),
+      demo.lib(2),
+      '--check',
+    ]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    // Here the bundle's sources are the transpiled product's files (dist/'s maps lead on to the .ts files).
+    const p = profileIn(prof, Infinity);
+    assert.ok(
+      p.functions.some((f) => /^runPack \S*\/packer\/command\.js:\d+$/.test(f.name)),
+      p.functions.map((f) => f.name).join('\n'),
+    );
+    // What stays in a chunk has no source: a module's top level (line 1) and esbuild's helpers (`__name`).
+    assert.deepEqual(
+      p.functions
+        .map((f) => f.name)
+        .filter((f) => f.includes(PACK_CHUNKS) && !/^(\(anonymous\) \S+:1|__\w+ \S+:\d+)$/.test(f)),
+      [],
+    );
   });
 
   it('packs a running process with --pid (koffi loaded from its chunk), and refuses a pid that is not there', async () => {

@@ -6,7 +6,7 @@
  * The commands run as plain JavaScript, as the package ships them: the
  * product's sources transpiled once per content (lab/transpiled.ts), which
  * starts each run about three times faster than tsx. ULP_RUNNER=tsx runs
- * bin/*.ts through tsx instead.
+ * bin/*.ts through tsx instead, ULP_RUNNER=dist the built dist/bin/*.js.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
@@ -45,6 +45,8 @@ export function compiledProduct(): string {
 export function cliArgs(program: Program, args: string[]): string[] {
   if (process.env.ULP_RUNNER === 'tsx')
     return ['--import', 'tsx', join(ROOT, 'bin', `${program}.ts`), ...args];
+  // What `npm run build` made (ulp-pack bundled, scripts/bundle.ts); it must be fresh.
+  if (process.env.ULP_RUNNER === 'dist') return [join(ROOT, 'dist', 'bin', `${program}.js`), ...args];
   return [join(compiledProduct(), 'bin', `${program}.js`), ...args];
 }
 

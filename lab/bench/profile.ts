@@ -3,9 +3,14 @@
  * source file and per function: the evidence a benchmark gives when a
  * figure misses its goal. V8 samples the main thread; "(idle)" is time it
  * spent waiting (for the target, for I/O), "(garbage collector)" is GC.
+ * The bundled ulp-pack's frames are named by the sources they came from,
+ * through the bundle's source maps (lab/bundle.ts).
  */
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { SourceMap } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { PACK_CHUNKS } from '../bundle.js';
 import { ROOT } from '../root.js';
 import { markdownTable } from './common.js';
 
@@ -50,6 +55,7 @@ export function summariseProfile(file: string, top = 15, within?: RegExp): Profi
     samples: number[];
     timeDeltas: number[];
   };
+  for (const n of prof.nodes) n.callFrame = unbundled(n.callFrame);
   const byId = new Map(prof.nodes.map((n) => [n.id, n]));
   const parent = new Map<number, number>();
   for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
@@ -98,6 +104,43 @@ export function summariseProfile(file: string, top = 15, within?: RegExp): Profi
     inclusive: list(inclusive, Infinity),
     totalMs: Math.round(total),
     busyMs: Math.round(total - idle),
+  };
+}
+
+interface CallFrame {
+  functionName: string;
+  url: string;
+  lineNumber: number;
+  columnNumber?: number;
+}
+
+const sourceMaps = new Map<string, SourceMap | undefined>();
+
+/**
+ * A frame of a chunk of the ulp-pack bundle as the frame of the source it
+ * came from (its file and line), read from the chunk's source map; any other
+ * frame, or one the map does not cover, as it is. Without this every
+ * function of the packer would be in one file, and none counted as the
+ * project's own.
+ */
+export function unbundled(cf: CallFrame): CallFrame {
+  if (!cf.url.startsWith('file://') || !cf.url.includes(`/${PACK_CHUNKS}/`)) return cf;
+  const path = fileURLToPath(cf.url);
+  if (!sourceMaps.has(path)) {
+    let map: SourceMap | undefined;
+    try {
+      map = new SourceMap(JSON.parse(readFileSync(`${path}.map`, 'utf8')));
+    } catch {
+      map = undefined; // no map beside it (a package's copy): the chunk's own names
+    }
+    sourceMaps.set(path, map);
+  }
+  const at = sourceMaps.get(path)?.findEntry(cf.lineNumber, cf.columnNumber ?? 0);
+  if (!at || !('originalSource' in at) || !at.originalSource) return cf;
+  return {
+    ...cf,
+    url: pathToFileURL(resolve(dirname(path), at.originalSource)).href,
+    lineNumber: at.originalLine,
   };
 }
 

@@ -89,11 +89,12 @@ describe('the npm package', function () {
     let imports = 0;
     for (const p of paths) {
       if (!p.endsWith('.js')) continue;
+      // tsc keeps the sources' single quotes, esbuild's bundle of ulp-pack writes double ones.
       for (const m of readFileSync(join(ROOT, p), 'utf8').matchAll(
-        /(?:from|import)\s*\(?\s*'(\.{1,2}\/[^']+)'/g,
+        /(?:from|import)\s*\(?\s*(['"])(\.{1,2}\/[^'"]+)\1/g,
       )) {
         imports++;
-        const target = normalize(join(dirname(p), m[1]!));
+        const target = normalize(join(dirname(p), m[2]!));
         if (!paths.has(target)) missing.push(`${p} -> ${target}`);
       }
     }

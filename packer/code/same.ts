@@ -2,11 +2,14 @@
  * "Is this function of one build the same code as that function of the
  * other?", answered once per pair of functions for both directions: in
  * place without decoding when the builds are laid out alike (inplace.ts),
- * else by walking both (compare.ts sameInPlace) or comparing digests
- * (compare.ts fingerprint).
+ * else by walking both at the same address (compare.ts sameInPlace) or,
+ * where they moved, in step (compare.ts sameDigest: the answer comparing
+ * their digests gives, without digesting either). Digests (compare.ts
+ * fingerprint) are made only where functions are matched by content, as a
+ * multiset (match.ts).
  */
 import type { Build, FunctionInfo } from '../model.js';
-import { fingerprint, sameInPlace } from './compare.js';
+import { fingerprint, sameDigest, sameInPlace } from './compare.js';
 import { inPlace } from './inplace.js';
 
 /** Digests are per build and shared by both directions. */
@@ -42,9 +45,9 @@ export function sameCode(from: Build, to: Build): Same {
     let known = answers.get(fx);
     if (!known) answers.set(fx, (known = []));
     for (const [other, answer] of known) if (other === fy) return answer;
-    const answer =
-      sameInPlace({ build: x, start: fx.start, end: fx.end }, { build: y, start: fy.start, end: fy.end }) ??
-      fingerprintOf(x, fx) === fingerprintOf(y, fy);
+    const rx = { build: x, start: fx.start, end: fx.end };
+    const ry = { build: y, start: fy.start, end: fy.end };
+    const answer = sameInPlace(rx, ry) ?? sameDigest(rx, ry);
     known.push([fy, answer]);
     return answer;
   };

@@ -196,6 +196,69 @@ export function fingerprint(f: CodeRef): string {
 }
 
 /**
+ * Whether two functions have the same digest (fingerprint), decided by one
+ * walk of both in step instead of a digest of each: the answer of comparing
+ * their fingerprints, without the chance of a collision. Functions matched
+ * by name are nearly always one function moved by a constant; walking them
+ * together decodes one of the two, compares bytes instead of hashing them,
+ * and stops at the first difference.
+ *
+ * The digest hashes, per instruction, its bytes with the PC-relative fields
+ * masked, then the value (fieldHash) of each field. Two functions give the
+ * same sequence exactly when, instruction by instruction, the bytes outside
+ * the first one's fields are equal and the fields' values are equal: the
+ * decoder reads prefixes, opcode, ModRM and SIB, never a displacement's or
+ * an immediate's value, so bytes equal outside the fields decode to the same
+ * length and the same fields in both (test/unit/packer/code/same-digest
+ * checks this on every instruction of a real build). Where the first stops
+ * decoding, the digest hashes the rest raw; so does this comparison.
+ */
+export function sameDigest(a: CodeRef, b: CodeRef): boolean {
+  const ba = bytesOf(a);
+  const bb = bytesOf(b);
+  const n = ba.length;
+  if (n !== bb.length) return false;
+  const na = targetsOf(a.build);
+  const nb = targetsOf(b.build);
+  // When a bundle is being made, a walk that finds the two the same is kept for both builds' data-reference
+  // maps (decode-log.ts): the second function decodes to the same instructions as the first.
+  const la = decodeLogOf(a.build);
+  const lb = decodeLogOf(b.build);
+  la?.begin(a.start, a.end);
+  lb?.begin(b.start, b.end);
+  let stop = n;
+  let p = 0;
+  while (p < n) {
+    const ok = decode(ba, p, n, insF);
+    stop = ok || stop < n ? stop : p;
+    // Bytes that do not decode are the digest's raw rest: one run of bytes compared unmasked, in the same loop as
+    // instructions (a branch of its own, reached only by data in code, made V8 throw this function's compiled
+    // code away and compile it again).
+    const rest = n - p;
+    const len = ok ? insF.length : rest;
+    const ro = ok ? insF.relOff : -1;
+    const ip = ok ? insF.ripOff : -1;
+    const masked = (ro >= 0 ? ((1 << insF.relSize) - 1) << ro : 0) | (ip >= 0 ? 0xf << ip : 0);
+    for (let i = 0; i < len; i++)
+      if (ba[p + i] !== bb[p + i] && (i > 15 || ((masked >> i) & 1) === 0)) return false;
+    if (
+      ro >= 0 &&
+      fieldHash(a, na, ba, p, len, ro, insF.relSize) !== fieldHash(b, nb, bb, p, len, ro, insF.relSize)
+    )
+      return false;
+    if (ip >= 0 && fieldHash(a, na, ba, p, len, ip, 4) !== fieldHash(b, nb, bb, p, len, ip, 4)) return false;
+    if (masked !== 0) {
+      la?.insn(p, len, ro, insF.relSize, ip);
+      lb?.insn(p, len, ro, insF.relSize, ip);
+    }
+    p += len;
+  }
+  la?.finish(stop);
+  lb?.finish(stop);
+  return true;
+}
+
+/**
  * The common case of a security fix: a function with the same bytes at the
  * same address in both builds. It is the same code exactly when every
  * target it references has the same name in both (one decode, no digest).

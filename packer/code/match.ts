@@ -17,6 +17,7 @@
  */
 import type { Build, FunctionInfo } from '../model.js';
 import { instructionsOf, shapeOverlap } from './align.js';
+import { sameDigest } from './compare.js';
 import { fingerprintOf, sameCode } from './same.js';
 
 export type MatchedBy = 'name' | 'content' | 'position';
@@ -108,23 +109,79 @@ function computeMatching(from: Build, to: Build): Matching {
       if (b && !pairedB.has(b) && same(a, b)) pair(a, b, true, 'content');
       else leftA.push(a);
     }
-    const pool = new Map<string, FunctionInfo[]>();
-    for (const b of restB) {
-      if (pairedB.has(b)) continue;
-      const fp = fingerprintOf(to, b);
-      const list = pool.get(fp);
-      if (list) list.push(b);
-      else pool.set(fp, [b]);
-    }
-    for (const a of leftA) {
-      const b = pool.get(fingerprintOf(from, a))?.shift();
-      if (b) pair(a, b, true, 'content');
-    }
+    for (const [a, b] of byContent(
+      from,
+      to,
+      leftA,
+      restB.filter((b) => !pairedB.has(b)),
+    ))
+      pair(a, b, true, 'content');
     // With .symtab, unnamed ranges are linker stubs and assembly without a symbol (the PLT): never guessed by position.
     if (!named) matchByPosition(from, to, fa, fb, pairs, pairedA, pairedB, pair);
   }
   pairs.sort((x, y) => x.a.start - y.a.start);
   return { named, pairs, onlyA: fa.filter((f) => !pairedA.has(f)), onlyB: fb.filter((f) => !pairedB.has(f)) };
+}
+
+/**
+ * Above this many functions of one size, a size's functions are matched by
+ * their digests; up to it, each leftover is walked in step with the
+ * candidates of its size (a failing walk mostly stops within a few bytes).
+ * The bound keeps the walks linear in the number of functions: a library
+ * of thousands of same-sized stubs would otherwise walk every pair of them.
+ * On libcrypto (sizes with up to 288 functions), 64 measured a little below
+ * 16 and as low as no bound.
+ */
+export const MAX_WALKED = 64;
+
+/**
+ * Step 2 as a multiset: each function of `left` (in order) takes the first
+ * function of `pool` (in order) not taken yet whose digest equals its own
+ * (same.ts fingerprintOf). The digest counts the size, so only functions of
+ * one size can match; where a size has few, they are compared in step
+ * (compare.ts sameDigest: the digests' answer without digesting either),
+ * which takes the same function as the digests would.
+ */
+export function byContent(
+  from: Build,
+  to: Build,
+  left: readonly FunctionInfo[],
+  pool: readonly FunctionInfo[],
+): Array<[FunctionInfo, FunctionInfo]> {
+  const bySize = new Map<number, FunctionInfo[]>();
+  for (const b of pool) {
+    const list = bySize.get(b.end - b.start);
+    if (list) list.push(b);
+    else bySize.set(b.end - b.start, [b]);
+  }
+  const digested = new Map<number, Map<string, FunctionInfo[]>>();
+  const out: Array<[FunctionInfo, FunctionInfo]> = [];
+  for (const a of left) {
+    const size = a.end - a.start;
+    const list = bySize.get(size);
+    if (!list) continue;
+    let b: FunctionInfo | undefined;
+    // A size's list changes only when walked, and only gets shorter: each size keeps one way.
+    if (list.length > MAX_WALKED) {
+      let byDigest = digested.get(size);
+      if (!byDigest) {
+        digested.set(size, (byDigest = new Map()));
+        for (const x of list) {
+          const fp = fingerprintOf(to, x);
+          const same = byDigest.get(fp);
+          if (same) same.push(x);
+          else byDigest.set(fp, [x]);
+        }
+      }
+      b = byDigest.get(fingerprintOf(from, a))?.shift();
+    } else {
+      const ra = { build: from, start: a.start, end: a.end };
+      const i = list.findIndex((x) => sameDigest(ra, { build: to, start: x.start, end: x.end }));
+      if (i >= 0) b = list.splice(i, 1)[0];
+    }
+    if (b) out.push([a, b]);
+  }
+  return out;
 }
 
 function byName(fns: FunctionInfo[], keep: (f: FunctionInfo) => boolean): Map<string, FunctionInfo> {

@@ -144,9 +144,11 @@ export const PLT_STUB_BYTES = 11;
 function pltSlot(build: Build, vaddr: number): number | undefined {
   if (build.extentAt(vaddr) < PLT_STUB_BYTES) return undefined;
   const b = build.bytesAt(vaddr, PLT_STUB_BYTES);
-  let p = 0;
-  if (b[0] === 0xf3 && b[1] === 0x0f && b[2] === 0x1e && b[3] === 0xfa) p = 4;
-  if (b[p] === 0xf2) p++;
+  // endbr64 (f3 0f 1e fa) as one word and both offsets computed for every target: a chain of byte tests that
+  // only code targets beginning with f3 reach made V8 recompile the naming the first time one came.
+  const endbr = b.readUInt32LE(0) === 0xfa1e0ff3 ? 4 : 0;
+  const bnd = endbr + 1;
+  const p = b[endbr] === 0xf2 ? bnd : endbr;
   if (b[p] !== 0xff || b[p + 1] !== 0x25) return undefined;
   return vaddr + p + 6 + b.readInt32LE(p + 2);
 }

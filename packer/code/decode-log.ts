@@ -1,7 +1,8 @@
 /**
  * What one linear decoding of a function found, kept per build for a later
- * walk over the same bytes: the code comparison (compare.ts `fingerprint`)
- * decodes nearly every function of both builds, and the data-reference map
+ * walk over the same bytes: the code comparison (compare.ts `fingerprint`,
+ * and `sameDigest`, which records both functions of a pair it finds the
+ * same) decodes nearly every function of both builds, and the data-reference map
  * (datarefs.ts) decodes them all again when a bundle is made. With a log
  * started for a build, the first walk records, per function, the
  * instructions that carry a PC-relative field (where they are, their length

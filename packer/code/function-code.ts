@@ -63,9 +63,6 @@ interface Decoded {
   addr: number[];
   length: number[];
   flow: number[];
-  writes: number[];
-  /** Per instruction: whether the register table knows it (else its writes are a guess: every register). */
-  exact: boolean[];
   rel: number[];
   mem: number[];
   at: Map<number, number>;
@@ -112,7 +109,7 @@ function make(build: Build): LazyCode | null {
   const decoded = (f: number): Decoded => {
     let d = decodedFns.get(f);
     if (d) return d;
-    d = { ok: false, addr: [], length: [], flow: [], writes: [], exact: [], rel: [], mem: [], at: new Map() };
+    d = { ok: false, addr: [], length: [], flow: [], rel: [], mem: [], at: new Map() };
     decodedFns.set(f, d);
     const { start, end } = functions[f]!;
     let buf: Buffer;
@@ -127,13 +124,10 @@ function make(build: Build): LazyCode | null {
         if (!buf.subarray(q).every((b) => b === 0 || b === 0xcc)) return d;
         break;
       }
-      registerEffects(buf, q, ins, eff);
       d.at.set(start + q, d.addr.length);
       d.addr.push(start + q);
       d.length.push(ins.length);
       d.flow.push(ins.flow);
-      d.writes.push(eff.writes);
-      d.exact.push(eff.exact);
       d.rel.push(
         ins.relOff < 0
           ? NaN
@@ -187,9 +181,15 @@ function make(build: Build): LazyCode | null {
       if (t === functions[g]!.start) atStart.add(g);
       else past.add(g);
     };
+    // Register effects only here: most functions are decoded only to know where their instructions are.
+    const start = functions[f]!.start;
+    const buf = build.bytesAt(start, functions[f]!.end - start);
     for (let i = 0; i < d.addr.length; i++) {
-      w |= d.writes[i]!;
-      if (d.exact[i]) sure |= d.writes[i]!;
+      const q = d.addr[i]! - start;
+      decode(buf, q, buf.length, ins);
+      registerEffects(buf, q, ins, eff);
+      w |= eff.writes;
+      if (eff.exact) sure |= eff.writes;
       switch (d.flow[i]) {
         case Flow.Call: {
           const t = d.rel[i]!;

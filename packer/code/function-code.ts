@@ -159,6 +159,7 @@ function make(build: Build): LazyCode | null {
       codes.set(f, c);
       return c;
     }
+    const fn = functions[f]!;
     let w = 0;
     // What the code surely writes: known instructions and calls the compiler could not see into (PLT,
     // pointers); nothing for what is guessed (unknown instructions, unknown targets, undecoded callees).
@@ -172,6 +173,11 @@ function make(build: Build): LazyCode | null {
         sure |= CALL_CLOBBERED;
         return;
       }
+      // Most branches stay inside f (instructionAt and functionAt would find f): no search for them.
+      if (t >= fn.start && t < fn.end) {
+        if (!d.at.has(t)) w |= CALL_CLOBBERED;
+        return;
+      }
       if (instructionAt(t) < 0) {
         w |= CALL_CLOBBERED;
         return;
@@ -182,8 +188,8 @@ function make(build: Build): LazyCode | null {
       else past.add(g);
     };
     // Register effects only here: most functions are decoded only to know where their instructions are.
-    const start = functions[f]!.start;
-    const buf = build.bytesAt(start, functions[f]!.end - start);
+    const start = fn.start;
+    const buf = build.bytesAt(start, fn.end - start);
     for (let i = 0; i < d.addr.length; i++) {
       const q = d.addr[i]! - start;
       decode(buf, q, buf.length, ins);

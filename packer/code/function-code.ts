@@ -15,7 +15,8 @@
  */
 import { decode, Flow, newInsn } from '../../elf/x86/decode.js';
 import { CALL_CLOBBERED, newEffects, registerEffects, type RegSet } from '../../elf/x86/registers.js';
-import type { Build } from '../model.js';
+import type { Build, FunctionInfo } from '../model.js';
+import { flowAt, lengthAt, offsetAt, type Decoded as Instructions } from './align.js';
 import { switchTargets, upperBound } from './program.js';
 
 export interface FunctionCode {
@@ -46,6 +47,15 @@ export interface LazyCode {
    * False decides nothing.
    */
   writesAll(f: number): boolean;
+  /**
+   * Hands `writesAll` another module's decoding of f (align.ts `instructionsOf`, which the layout
+   * check has already made for every changed function), asked for only if writesAll needs it: it
+   * then reads the instructions' flows there instead of decoding f again, and stops at the first
+   * one that writes every register (the decoding already says f decodes to its end).
+   */
+  decodedElsewhere(f: number, instructions: () => Instructions | undefined): void;
+  /** f's position in build.functions() (the index every other method takes), or -1. */
+  indexOf(f: FunctionInfo): number;
 }
 
 interface Decoded {
@@ -53,9 +63,6 @@ interface Decoded {
   addr: number[];
   length: number[];
   flow: number[];
-  writes: number[];
-  /** Per instruction: whether the register table knows it (else its writes are a guess: every register). */
-  exact: boolean[];
   rel: number[];
   mem: number[];
   at: Map<number, number>;
@@ -74,9 +81,13 @@ function make(build: Build): LazyCode | null {
   for (let i = 1; i < functions.length; i++)
     if (functions[i]!.start < functions[i - 1]!.start || functions[i]!.start < functions[i - 1]!.end)
       return null;
-  const fnStarts = Float64Array.from(functions, (f) => f.start);
-  const starts = new Map<number, number>();
-  functions.forEach((f, i) => starts.set(f.start, i));
+  const fnStarts = new Float64Array(functions.length);
+  for (let i = 0; i < functions.length; i++) fnStarts[i] = functions[i]!.start;
+  /** The last function starting at v (as a map from start to index filled in order keeps), or -1: a search, not a map of every function. */
+  const startingAt = (v: number): number => {
+    const k = upperBound(fnStarts, v) - 1;
+    return k >= 0 && fnStarts[k] === v ? k : -1;
+  };
   const plt = build.obj.sections
     .filter((s) => s.name.startsWith('.plt'))
     .map((s) => [Number(s.addr), Number(s.addr + s.size)] as const);
@@ -98,7 +109,7 @@ function make(build: Build): LazyCode | null {
   const decoded = (f: number): Decoded => {
     let d = decodedFns.get(f);
     if (d) return d;
-    d = { ok: false, addr: [], length: [], flow: [], writes: [], exact: [], rel: [], mem: [], at: new Map() };
+    d = { ok: false, addr: [], length: [], flow: [], rel: [], mem: [], at: new Map() };
     decodedFns.set(f, d);
     const { start, end } = functions[f]!;
     let buf: Buffer;
@@ -113,13 +124,10 @@ function make(build: Build): LazyCode | null {
         if (!buf.subarray(q).every((b) => b === 0 || b === 0xcc)) return d;
         break;
       }
-      registerEffects(buf, q, ins, eff);
       d.at.set(start + q, d.addr.length);
       d.addr.push(start + q);
       d.length.push(ins.length);
       d.flow.push(ins.flow);
-      d.writes.push(eff.writes);
-      d.exact.push(eff.exact);
       d.rel.push(
         ins.relOff < 0
           ? NaN
@@ -151,6 +159,7 @@ function make(build: Build): LazyCode | null {
       codes.set(f, c);
       return c;
     }
+    const fn = functions[f]!;
     let w = 0;
     // What the code surely writes: known instructions and calls the compiler could not see into (PLT,
     // pointers); nothing for what is guessed (unknown instructions, unknown targets, undecoded callees).
@@ -164,6 +173,11 @@ function make(build: Build): LazyCode | null {
         sure |= CALL_CLOBBERED;
         return;
       }
+      // Most branches stay inside f (instructionAt and functionAt would find f): no search for them.
+      if (t >= fn.start && t < fn.end) {
+        if (!d.at.has(t)) w |= CALL_CLOBBERED;
+        return;
+      }
       if (instructionAt(t) < 0) {
         w |= CALL_CLOBBERED;
         return;
@@ -173,13 +187,19 @@ function make(build: Build): LazyCode | null {
       if (t === functions[g]!.start) atStart.add(g);
       else past.add(g);
     };
+    // Register effects only here: most functions are decoded only to know where their instructions are.
+    const start = fn.start;
+    const buf = build.bytesAt(start, fn.end - start);
     for (let i = 0; i < d.addr.length; i++) {
-      w |= d.writes[i]!;
-      if (d.exact[i]) sure |= d.writes[i]!;
+      const q = d.addr[i]! - start;
+      decode(buf, q, buf.length, ins);
+      registerEffects(buf, q, ins, eff);
+      w |= eff.writes;
+      if (eff.exact) sure |= eff.writes;
       switch (d.flow[i]) {
         case Flow.Call: {
           const t = d.rel[i]!;
-          const g = inPlt(t) ? -1 : (starts.get(t) ?? -1);
+          const g = inPlt(t) ? -1 : startingAt(t);
           if (g >= 0 && decoded(g).ok) atStart.add(g);
           else {
             w |= CALL_CLOBBERED;
@@ -228,9 +248,45 @@ function make(build: Build): LazyCode | null {
   const writesAll = (f: number): boolean => {
     let all = allWritten.get(f);
     if (all !== undefined) return all;
-    all = surelyWritesAll(f);
+    const elsewhere = decodedBy.get(f);
+    const known = elsewhere && decodedOrThrown(elsewhere);
+    all = known ? writesAllIn(f, known) : surelyWritesAll(f);
     allWritten.set(f, all);
     return all;
+  };
+
+  const decodedBy = new Map<number, () => Instructions | undefined>();
+  const decodedOrThrown = (get: () => Instructions | undefined): Instructions | undefined => {
+    try {
+      return get();
+    } catch {
+      return undefined; // a range past the file image: surelyWritesAll says so
+    }
+  };
+
+  /** surelyWritesAll, from f's instructions decoded already (to its end, by the same decoder): only branches are decoded again, for their targets. */
+  const writesAllIn = (f: number, d: Instructions): boolean => {
+    const { start, end } = functions[f]!;
+    const buf = build.bytesAt(start, end - start);
+    // Decoded forms are memoised by start: make sure this one is of f's bytes, to their end or its padding.
+    const to = d.count > 0 ? offsetAt(d, d.count - 1) + lengthAt(d, d.count - 1) : 0;
+    if (to > buf.length || (to < buf.length && !buf.subarray(to).every((b) => b === 0 || b === 0xcc)))
+      return surelyWritesAll(f);
+    for (let i = 0; i < d.count; i++) {
+      const flow = flowAt(d, i);
+      if (flow === Flow.IndirectCall) return true;
+      if (flow !== Flow.Call && flow !== Flow.Jmp && flow !== Flow.Jcc) continue;
+      const q = offsetAt(d, i);
+      if (!decode(buf, q, buf.length, ins) || ins.length !== lengthAt(d, i) || ins.relOff < 0)
+        return surelyWritesAll(f); // not the decoding this module makes: decide from its own
+      const t =
+        start +
+        q +
+        ins.length +
+        (ins.relSize === 1 ? buf.readInt8(q + ins.relOff) : buf.readInt32LE(q + ins.relOff));
+      if (inPlt(t) || (flow === Flow.Call && startingAt(t) < 0)) return true;
+    }
+    return false;
   };
 
   /** Whether f has one of the instructions `code` counts as surely writing the ABI's set; f must decode to its end, as `code` requires. */
@@ -258,11 +314,24 @@ function make(build: Build): LazyCode | null {
           ins.length +
           (ins.relSize === 1 ? buf.readInt8(q + ins.relOff) : buf.readInt32LE(q + ins.relOff));
         if (inPlt(t)) found = true;
-        else if (flow === Flow.Call && !starts.has(t)) found = true;
+        else if (flow === Flow.Call && startingAt(t) < 0) found = true;
       }
     }
     return found;
   };
 
-  return { build, code, writesAll };
+  const indexOf = (fn: FunctionInfo): number => {
+    // Sorted by start: the functions starting there are the ones just before upperBound's answer.
+    for (let k = upperBound(fnStarts, fn.start) - 1; k >= 0 && fnStarts[k] === fn.start; k--)
+      if (functions[k] === fn) return k;
+    return -1;
+  };
+
+  return {
+    build,
+    code,
+    writesAll,
+    decodedElsewhere: (f, get) => void decodedBy.set(f, get),
+    indexOf,
+  };
 }

@@ -29,6 +29,8 @@
 import { Flow } from '../../elf/x86/decode.js';
 import type { Build, FunctionInfo } from '../model.js';
 import { callGraphOf, clobbersOf, lazyClobbersOf, transitiveClobbers, type CallGraph } from './clobbers.js';
+import { functionCodeOf } from './function-code.js';
+import { instructionsOf } from './align.js';
 import { liveness } from './liveness.js';
 import type { FunctionPair, Matching } from './match.js';
 import { programOf } from './program.js';
@@ -76,11 +78,22 @@ const named = (f: FunctionInfo) => (f.name === undefined ? {} : { name: f.name }
 
 const indexes = new WeakMap<Build, Map<FunctionInfo, number>>();
 
-/** Each function's position in build.functions(), made once per build: both directions ask for both builds'. */
-function functionIndex(build: Build): Map<FunctionInfo, number> {
+/**
+ * Each function's position in build.functions(): a search by start when its functions are sorted
+ * (function-code.ts), else a map made once per build (both directions ask for both builds').
+ */
+function functionIndex(build: Build): (f: FunctionInfo) => number | undefined {
+  const code = functionCodeOf(build);
+  if (code) {
+    return (f) => {
+      const i = code.indexOf(f);
+      return i < 0 ? undefined : i;
+    };
+  }
   let m = indexes.get(build);
   if (!m) indexes.set(build, (m = new Map(build.functions().map((f, i) => [f, i]))));
-  return m;
+  const map = m;
+  return (f) => map.get(f);
 }
 
 /** The outgoing build's functions to keep threads out of, when `incoming` is switched in. */
@@ -100,14 +113,15 @@ function hazards(
   const redirect = new Map<number, number>();
   const checked = new Set<number>();
   for (const p of pairs) {
-    const f = indexOut.get(p[side]);
-    if (f === undefined || p.same) continue;
+    if (p.same) continue;
+    const f = indexOut(p[side]);
+    if (f === undefined) continue;
     checked.add(f);
-    const g = indexInc.get(p[other]);
+    const g = indexInc(p[other]);
     if (g !== undefined) redirect.set(f, g);
   }
   for (const f of unpaired) {
-    const i = indexOut.get(f);
+    const i = indexOut(f);
     if (i !== undefined) checked.add(i);
   }
   if (redirect.size === 0) return [];
@@ -121,6 +135,17 @@ function hazards(
   const lazyBefore = lazyClobbersOf(outgoing, true);
   const lazyIncoming = lazyClobbersOf(incoming);
   if (lazyBefore && lazyIncoming) {
+    // The layout check decoded every changed function of both builds already (align.ts memoises them).
+    const codeOut = functionCodeOf(outgoing)!;
+    const codeInc = functionCodeOf(incoming)!;
+    const fnsOut = outgoing.functions();
+    const fnsInc = incoming.functions();
+    for (const [f, g] of redirect) {
+      const a = fnsOut[f]!;
+      const b = fnsInc[g]!;
+      codeOut.decodedElsewhere(f, () => instructionsOf(outgoing, a.start, a.end));
+      codeInc.decodedElsewhere(g, () => instructionsOf(incoming, b.start, b.end));
+    }
     // The cheaper set first: a function whose callers already assume every call-clobbered register
     // lost (most of them: they call into another object) needs its counterpart's set not at all.
     let grows = false;

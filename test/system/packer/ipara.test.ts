@@ -7,7 +7,9 @@
  * function calls directly: nothing is listed.
  */
 import assert from 'node:assert/strict';
+import { instructionsOf } from '../../../packer/code/align.js';
 import { clobbersOf, lazyClobbersOf } from '../../../packer/code/clobbers.js';
+import { functionCodeOf } from '../../../packer/code/function-code.js';
 import { inFlightHazards } from '../../../packer/code/ipara.js';
 import { liveness } from '../../../packer/code/liveness.js';
 import { matchFunctions } from '../../../packer/code/match.js';
@@ -78,6 +80,15 @@ describe('packer: callers in flight that rely on -fipa-ra, on the real builds', 
         const differ = whole.findIndex((w, f) => lazy(f) !== w);
         assert.equal(differ, -1, `${build.label}: function ${differ}`);
       }
+      // The length decoder's answer from the layout check's decoding (align.ts) is its own, for every function.
+      const own = functionCodeOf(a)!;
+      const again = loadBuild('old', realBuild(dir!, from, file));
+      const shared = functionCodeOf(again)!;
+      again
+        .functions()
+        .forEach((fn, f) => shared.decodedElsewhere(f, () => instructionsOf(again, fn.start, fn.end)));
+      const disagree = a.functions().findIndex((_, f) => shared.writesAll(f) !== own.writesAll(f));
+      assert.equal(disagree, -1, `writesAll of function ${disagree}`);
     });
   }
 });

@@ -7,6 +7,8 @@
 import assert from 'node:assert/strict';
 import { clobbersOf, lazyClobbersOf } from '../../../../packer/code/clobbers.js';
 import { programOf } from '../../../../packer/code/program.js';
+import { decodeInstructions } from '../../../../packer/code/align.js';
+import { functionCodeOf } from '../../../../packer/code/function-code.js';
 import { CALL_CLOBBERED, regNames } from '../../../../elf/x86/registers.js';
 import type { Build, FunctionInfo } from '../../../../packer/model.js';
 
@@ -88,5 +90,60 @@ describe('packer/code: clobber sets of the reached functions alone', () => {
     const overlapping: typeof FNS = [...FNS, ['a2', 0x1102, 'c3']];
     overlapping.sort((x, y) => x[1] - y[1]);
     assert.equal(lazyClobbersOf(fakeBuild(overlapping, new Set())), undefined);
+  });
+
+  it("reads another module's decoding of a function when handed one, with the same answers", () => {
+    const noNames = { nameOf: () => 'x', hashOf: () => 0 };
+    const own = functionCodeOf(fakeBuild(FNS, new Set()))!;
+    const read = new Set<string>();
+    const build = fakeBuild(FNS, read);
+    const shared = functionCodeOf(build)!;
+    const asked: string[] = [];
+    FNS.forEach(([name, start], f) =>
+      shared.decodedElsewhere(f, () => {
+        asked.push(name);
+        const fn = build.functions()[f]!;
+        return decodeInstructions(build.bytesAt(fn.start, fn.end - fn.start), start, noNames);
+      }),
+    );
+    assert.deepEqual(
+      FNS.map((_, f) => shared.writesAll(f)),
+      FNS.map((_, f) => own.writesAll(f)),
+    );
+    assert.deepEqual(
+      asked,
+      FNS.map(([name]) => name),
+    );
+    assert.deepEqual(
+      FNS.map((_, f) => shared.writesAll(f)),
+      [false, false, false, true, false, false, true],
+    );
+  });
+
+  it("another function's decoding, or none, is not believed: the function is decoded again", () => {
+    const noNames = { nameOf: () => 'x', hashOf: () => 0 };
+    const build = fakeBuild(FNS, new Set());
+    const code = functionCodeOf(build)!;
+    const fns = build.functions();
+    const decodingOf = (k: number) => () =>
+      decodeInstructions(build.bytesAt(fns[k]!.start, fns[k]!.end - fns[k]!.start), fns[k]!.start, noNames);
+    // d (xor; call *%rax; ret) handed a's decoding (call b; ret: shorter), p handed none, c handed p's (longer).
+    code.decodedElsewhere(3, decodingOf(0));
+    code.decodedElsewhere(6, () => undefined);
+    code.decodedElsewhere(2, decodingOf(6));
+    assert.equal(code.writesAll(3), true);
+    assert.equal(code.writesAll(6), true);
+    assert.equal(code.writesAll(2), false);
+  });
+
+  it('finds each function of a build by its position in build.functions()', () => {
+    const build = fakeBuild(FNS, new Set());
+    const code = functionCodeOf(build)!;
+    build.functions().forEach((f, i) => assert.equal(code.indexOf(f), i));
+    assert.equal(
+      code.indexOf({ name: 'a', start: 0x1100, end: 0x1106, exported: false }),
+      -1,
+      'another object',
+    );
   });
 });

@@ -104,6 +104,12 @@ const V = 16;
 const BAD = 32;
 /** Opcode with its own rule (prefixes, escapes, moffs, groups with reg-dependent immediates). */
 const SPECIAL = 64;
+/** A constant, not `M | B` where it is used: an operation V8 has not seen run deoptimises the optimised code. */
+const M_B = M | B;
+/** After 0F: the map the next opcode byte is in (2 after 38, 3 after 3A), 0 when this byte is the opcode. */
+const ESCAPE = new Uint8Array(256);
+ESCAPE[0x38] = 2;
+ESCAPE[0x3a] = 3;
 
 /** Builds a 256-entry table from 16 rows of 16 space-separated cells. */
 function table(rows: string[]): Uint8Array {
@@ -242,46 +248,32 @@ export function decode(buf: Uint8Array, off: number, end: number, out: Insn): bo
   let map = 0; // 0: one-byte, 1: 0F, 2: 0F38, 3: 0F3A, 4+: VEX/EVEX (handled below)
   let opcode = op;
 
+  // The rarer escapes (0F 38, 0F 3A, EVEX) go through the same operations as the common ones: V8
+  // deoptimised this function (twice per ulp-pack run) at the first one met after it was optimised.
   if (op === 0x0f) {
-    if (p >= limit) return false;
-    opcode = buf[p++]!;
     map = 1;
-    if (opcode === 0x38) {
+    for (;;) {
       if (p >= limit) return false;
       opcode = buf[p++]!;
-      map = 2;
-      shape = M;
-    } else if (opcode === 0x3a) {
-      if (p >= limit) return false;
-      opcode = buf[p++]!;
-      map = 3;
-      shape = M | B;
-    } else if (opcode === 0x0f) {
-      shape = M | B; // 3DNow!: ModRM, then the real opcode as a trailing imm8
-    } else {
-      shape = TWO[opcode]!;
-      out.hint = opcode === 0x1f || opcode === 0x18 || opcode === 0x0d;
+      // 0F 38 and 0F 3A: one more opcode byte, in map 2 or 3.
+      const next = map === 1 ? ESCAPE[opcode]! : 0;
+      if (next === 0) break;
+      map = next;
     }
+    // 0F 0F is 3DNow!: ModRM, then the real opcode as a trailing imm8.
+    shape = map === 2 ? M : map === 3 || opcode === 0x0f ? M_B : TWO[opcode]!;
+    out.hint = map === 1 && (opcode === 0x1f || opcode === 0x18 || opcode === 0x0d);
   } else if (op === 0xc4 || op === 0xc5 || op === 0x62) {
     // VEX (C4 3-byte, C5 2-byte) and EVEX (62) are always such in 64-bit mode.
-    let vmap: number;
-    if (op === 0xc5) {
-      if (p + 1 >= limit) return false;
-      vmap = 1;
-      p += 1;
-    } else if (op === 0xc4) {
-      if (p + 2 >= limit) return false;
-      vmap = buf[p]! & 0x1f;
-      rexB = (~buf[p]! & 0x20) >> 2;
-      rexX = (~buf[p]! & 0x40) >> 2;
-      p += 2;
-    } else {
-      if (p + 3 >= limit) return false;
-      vmap = buf[p]! & 0x07;
-      rexB = (~buf[p]! & 0x20) >> 2;
-      rexX = (~buf[p]! & 0x40) >> 2;
-      p += 3;
+    const prefix = op === 0xc5 ? 1 : op === 0xc4 ? 2 : 3;
+    if (p + prefix >= limit) return false;
+    const first = buf[p]!;
+    const vmap = prefix === 1 ? 1 : first & (prefix === 2 ? 0x1f : 0x07);
+    if (prefix !== 1) {
+      rexB = (~first & 0x20) >> 2;
+      rexX = (~first & 0x40) >> 2;
     }
+    p += prefix;
     if (vmap < 1 || vmap > 6 || vmap === 4) return false;
     opcode = buf[p++]!;
     if (op !== 0x62 && vmap === 1 && opcode === 0x77) return finish(out, p - off); // vzeroupper/vzeroall

@@ -33,6 +33,7 @@ import {
   baseAt,
   calleeAt,
   dispAt,
+  evidenceKeys,
   flowAt,
   immAt,
   immRegAt,
@@ -245,23 +246,12 @@ function findEvidence(
  * fields trading places exactly.
  */
 function sameEvidence(a: Decoded, b: Decoded): boolean {
+  // align.ts carriesEvidence: an access off a base other than %rsp, or a `mov $imm` into SIZE_REGISTERS.
   const x = evidenceKeys(a);
   const y = evidenceKeys(b);
-  return x.length === y.length && x.every((v, i) => v === y[i]);
-}
-
-/** The exact hashes of the field accesses and argument-register loads of one function, sorted. */
-function evidenceKeys(d: Decoded): Uint32Array {
-  let n = 0;
-  for (let i = 0; i < d.count; i++) if (isEvidence(d, i)) n++;
-  const keys = new Uint32Array(n);
-  n = 0;
-  for (let i = 0; i < d.count; i++) if (isEvidence(d, i)) keys[n++] = d.exacts[i]!;
-  return keys.sort();
-}
-
-function isEvidence(d: Decoded, i: number): boolean {
-  return (isAccess(d, i) && baseAt(d, i) !== RSP) || SIZE_REGISTERS.has(immRegAt(d, i));
+  if (x.length !== y.length) return false;
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
 }
 
 function isAllocator(name: string): boolean {

@@ -52,6 +52,12 @@ const ACCESS = 1 << 17;
 const INDEXED = 1 << 18;
 const HAS_IMM = 1 << 19;
 const CALL_OUT = 1 << 20;
+const EVIDENCE = 1 << 21;
+/** %rsp: accesses off it are stack slots, not fields. */
+const RSP = 4;
+/** What a `mov $imm` loads an allocation size into: %rdi and %rsi (analyze/layout.ts SIZE_REGISTERS). */
+const RDI = 7;
+const RSI = 6;
 
 /** Offset of instruction i from the function start. */
 export function offsetAt(d: Decoded, i: number): number {
@@ -93,6 +99,32 @@ export function dispAt(d: Decoded, i: number): number | undefined {
 /** The immediate operand, sign-extended from its size (undefined without one). */
 export function immAt(d: Decoded, i: number): number | undefined {
   return (d.rows[i * STRIDE + INFO]! & HAS_IMM) !== 0 ? d.values[i]! : undefined;
+}
+
+/**
+ * Whether instruction i can carry layout evidence (analyze/layout.ts): an
+ * access off a base register other than %rsp, or a `mov $imm` into %rdi or
+ * %rsi. Set while decoding, so the layout check's first test of a changed
+ * pair reads one bit per instruction.
+ */
+export function carriesEvidence(d: Decoded, i: number): boolean {
+  return (d.rows[i * STRIDE + INFO]! & EVIDENCE) !== 0;
+}
+
+/**
+ * The exact hashes of the instructions that carry evidence, sorted: equal
+ * for two functions when they hold the same multiset of such instructions.
+ */
+export function evidenceKeys(d: Decoded): Uint32Array {
+  const rows = d.rows;
+  const exacts = d.exacts;
+  let n = 0;
+  for (let i = 0, r = INFO; i < d.count; i++, r += STRIDE) if ((rows[r]! & EVIDENCE) !== 0) n++;
+  const keys = new Uint32Array(n);
+  n = 0;
+  for (let i = 0, r = INFO; i < d.count; i++, r += STRIDE)
+    if ((rows[r]! & EVIDENCE) !== 0) keys[n++] = exacts[i]!;
+  return keys.sort();
 }
 
 /** For a call out of the function: the name of its target (targets.ts), else undefined. */
@@ -202,11 +234,13 @@ export function decodeInstructions(
       h = Math.imul(h ^ (i === ins.modrmOff && ins.base >= 0 ? buf[p + i]! & 0x3f : buf[p + i]!), 0x01000193);
     }
     h = Math.imul(h ^ (ins.immOff >= 0 ? 0x100 + ins.immSize : 0), 0x01000193);
+    const access = ins.base >= 0 && !ins.lea && !ins.hint;
     let info =
       len |
       (ins.flow << FLOW_SHIFT) |
       ((ins.base + 1) << BASE_SHIFT) |
-      (ins.base >= 0 && !ins.lea && !ins.hint ? ACCESS : 0) |
+      (access ? ACCESS : 0) |
+      (access && ins.base !== RSP ? EVIDENCE : 0) |
       (ins.indexed ? INDEXED : 0);
     let value = 0;
     if (ins.relOff >= 0) {
@@ -242,7 +276,8 @@ export function decodeInstructions(
     let exact: number;
     if (ins.immOff >= 0) {
       const imm = readImm(buf, p + ins.immOff, ins.immSize);
-      info |= HAS_IMM | ((movImmRegister(buf, p, ins.modrmOff, ins.immOff) + 1) << IMMREG_SHIFT);
+      const reg = movImmRegister(buf, p, ins.modrmOff, ins.immOff);
+      info |= HAS_IMM | ((reg + 1) << IMMREG_SHIFT) | (reg === RDI || reg === RSI ? EVIDENCE : 0);
       value = imm;
       exact =
         (Math.imul(Math.imul(shape ^ disp, 0x01000193) ^ imm, 0x01000193) ^ Math.floor(imm / 2 ** 32)) >>> 0;

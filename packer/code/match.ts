@@ -206,13 +206,19 @@ function matchByPosition(
   pair: (a: FunctionInfo, b: FunctionInfo, same: boolean, by: MatchedBy) => void,
 ): void {
   const anchors = increasingChain([...pairs].sort((x, y) => x.a.start - y.a.start));
-  const indexA = indexOf(fa);
-  const indexB = indexOf(fb);
   let prevA = -1;
   let prevB = -1;
   for (let k = 0; k <= anchors.length; k++) {
-    const nextA = k < anchors.length ? indexA.get(anchors[k]!.a)! : fa.length;
-    const nextB = k < anchors.length ? indexB.get(anchors[k]!.b)! : fb.length;
+    // Anchors come in the order of fa and of fb (both sorted by start): each is found by walking on from the one before.
+    let nextA = fa.length;
+    let nextB = fb.length;
+    if (k < anchors.length) {
+      const anchor = anchors[k]!;
+      nextA = prevA + 1;
+      while (nextA < fa.length && fa[nextA] !== anchor.a) nextA++;
+      nextB = prevB + 1;
+      while (nextB < fb.length && fb[nextB] !== anchor.b) nextB++;
+    }
     // Nearly every anchor follows the one before on both sides: no gap, nothing to copy.
     if (nextA <= prevA + 1 || nextB <= prevB + 1) {
       prevA = nextA;
@@ -247,12 +253,6 @@ function matchByPosition(
   }
 }
 
-function indexOf(fns: FunctionInfo[]): Map<FunctionInfo, number> {
-  const m = new Map<FunctionInfo, number>();
-  for (let i = 0; i < fns.length; i++) m.set(fns[i]!, i);
-  return m;
-}
-
 /** Whether two functions are one function changed: most instructions of the larger have a counterpart of the same shape. */
 function similar(from: Build, a: FunctionInfo, to: Build, b: FunctionInfo, threshold: number): boolean {
   const x = instructionsOf(from, a.start, a.end);
@@ -263,18 +263,23 @@ function similar(from: Build, a: FunctionInfo, to: Build, b: FunctionInfo, thres
 /** The longest subsequence of pairs (sorted by a.start) whose b.start increases too (patience sorting). */
 function increasingChain(sorted: FunctionPair[]): FunctionPair[] {
   const tails: number[] = [];
+  /** b.start of each tail. */
+  const ends: number[] = [];
   const prev = new Int32Array(sorted.length).fill(-1);
   for (let i = 0; i < sorted.length; i++) {
     const v = sorted[i]!.b.start;
     let lo = 0;
     let hi = tails.length;
+    // Nearly every pair follows the last tail (most functions keep their order): no search.
+    if (hi === 0 || ends[hi - 1]! < v) lo = hi;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      if (sorted[tails[mid]!]!.b.start < v) lo = mid + 1;
+      if (ends[mid]! < v) lo = mid + 1;
       else hi = mid;
     }
     if (lo > 0) prev[i] = tails[lo - 1]!;
     tails[lo] = i;
+    ends[lo] = v;
   }
   const out: FunctionPair[] = [];
   for (let i = tails.length ? tails[tails.length - 1]! : -1; i >= 0; i = prev[i]!) out.push(sorted[i]!);

@@ -141,6 +141,9 @@ describe('packer: x86-64 decoder against objdump', () => {
       ['62f17c48280510000000', { length: 10, ripOff: 6 }],
       ['c4e37d18051000000001', { length: 10, ripOff: 5 }],
       ['660f3a0fc108', { length: 6 }],
+      ['660f3800c1', { length: 5 }], // pshufb: the 0F 38 map, ModRM and no immediate
+      ['660f38dc4f10', { length: 6 }], // aesenc 0x10(%rdi),%xmm1
+      ['0f0fc1b4', { length: 4 }], // 3DNow!: ModRM, then the opcode as an imm8
       ['f30f1efa', { length: 4 }],
       ['48b88877665544332211', { length: 10 }],
       ['66b83412', { length: 4 }],

@@ -10,8 +10,10 @@ import {
   align,
   baseAt,
   calleeAt,
+  carriesEvidence,
   decodeInstructions,
   dispAt,
+  evidenceKeys,
   flowAt,
   immAt,
   immRegAt,
@@ -124,6 +126,32 @@ describe('packer/code/align decodeInstructions', () => {
     assert.deepEqual(a.shapes, b.shapes);
     const differ = [...a.exacts].flatMap((x, i) => (x === b.exacts[i] ? [] : [i]));
     assert.deepEqual(differ, [2]);
+  });
+
+  it('marks what can carry layout evidence: accesses off a base but %rsp, and mov $imm into %rdi or %rsi', () => {
+    const d = decoded(
+      sample(0x1d40, [
+        'be 08 00 00 00', // mov $0x8,%esi: the second argument register
+        'ba 08 00 00 00', // mov $0x8,%edx: not a size register
+        '41 bf 08 00 00 00', // mov $0x8,%r15d: REX.B, not %rdi
+        'c7 c7 08 00 00 00', // mov $0x8,%edi (C7 /0)
+        '0f 18 47 40', // prefetcht0 0x40(%rdi): touches nothing
+        'c6 47 10 01', // movb $0x1,0x10(%rdi): an access with an immediate
+      ]),
+    );
+    const marked = Array.from({ length: d.count }, (_, i) => i).filter((i) => carriesEvidence(d, i));
+    // push, mov %rsp,%rbp, the six above (2..7), then the sample's own from 8 (not 0x8(%rsp) at 14).
+    assert.deepEqual(marked, [2, 5, 7, 8, 10, 11, 15, 16]);
+    // The same as read through the accessors: an access off a base other than %rsp, or a size register loaded.
+    for (let i = 0; i < d.count; i++)
+      assert.equal(
+        carriesEvidence(d, i),
+        (isAccess(d, i) && baseAt(d, i) !== 4) || immRegAt(d, i) === 7 || immRegAt(d, i) === 6,
+      );
+    assert.deepEqual(
+      [...evidenceKeys(d)],
+      marked.map((i) => d.exacts[i]!).sort((x, y) => x - y),
+    );
   });
 
   it('refuses bytes that are not code, and decodes functions longer than its scratch space', () => {

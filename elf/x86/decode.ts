@@ -22,6 +22,11 @@ export const enum Flow {
   IndirectCall = 7,
 }
 
+/** Execution does not fall through past an instruction of this flow: a straight-line walk of the code ends there. */
+export function endsStraightLine(flow: Flow): boolean {
+  return flow === Flow.Jmp || flow === Flow.Ret || flow === Flow.Stop || flow === Flow.IndirectJmp;
+}
+
 /** The general registers by their number in ModRM/SIB/REX encodings: what `Insn.base` numbers. */
 export const REGISTER_NAMES: readonly string[] = [
   'rax',

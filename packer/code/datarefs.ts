@@ -25,7 +25,7 @@
  */
 import { PF_X, RelocType, SHF_EXECINSTR } from '../../elf/index.js';
 import type { Build } from '../model.js';
-import { Flow, decode, newInsn, type Insn } from '../../elf/x86/decode.js';
+import { decode, endsStraightLine, newInsn, type Insn } from '../../elf/x86/decode.js';
 import { effectiveAddend } from '../analyze/sites.js';
 import type { CodeRef, CoverageRange, DataRefs, WordRef } from '../../patches/datarefs.js';
 import { decodeLogOf, type DecodeLog } from './decode-log.js';
@@ -246,13 +246,7 @@ class Scan {
       if (ins.ripOff >= 0) this.note(buf, a.start, p, ins);
       if (ins.relOff >= 0) this.branchTarget(buf, a.start, p, ins);
       p += ins.length;
-      if (
-        ins.flow === Flow.Jmp ||
-        ins.flow === Flow.Ret ||
-        ins.flow === Flow.Stop ||
-        ins.flow === Flow.IndirectJmp
-      )
-        break;
+      if (endsStraightLine(ins.flow)) break;
     }
     state.fill(Byte.Code, a.start + from - lo, a.start + p - lo);
   }

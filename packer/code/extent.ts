@@ -3,7 +3,7 @@
  * unwind entry describes (crti's _init, hand-written assembly): follow the
  * control flow from the entry and take the furthest byte reached.
  */
-import { Flow, decode, newInsn } from '../../elf/x86/decode.js';
+import { Flow, decode, endsStraightLine, newInsn } from '../../elf/x86/decode.js';
 import type { Build, FunctionInfo } from '../model.js';
 
 const MAX_EXTENT = 64 * 1024;
@@ -42,13 +42,7 @@ function extentByFlow(build: Build, start: number, known: ReadonlyMap<number, Fu
         const t = next + rel;
         if (t >= 0 && t < buf.length && !known.has(start + t)) todo.push(t);
       }
-      if (
-        ins.flow === Flow.Jmp ||
-        ins.flow === Flow.Ret ||
-        ins.flow === Flow.Stop ||
-        ins.flow === Flow.IndirectJmp
-      )
-        break;
+      if (endsStraightLine(ins.flow)) break;
       p = next;
     }
   }

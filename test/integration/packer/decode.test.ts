@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { parseElf } from '../../../elf/index.js';
 import { unwindRanges } from '../../../packer/code/ehframe.js';
-import { Flow, REGISTER_NAMES, decode, newInsn } from '../../../elf/x86/decode.js';
+import { Flow, REGISTER_NAMES, decode, endsStraightLine, newInsn } from '../../../elf/x86/decode.js';
 import { libfix } from '../../../lab/packer/fixtures.js';
 
 const SYSTEM = ['/usr/lib/x86_64-linux-gnu/libz.so.1', '/usr/lib/x86_64-linux-gnu/libexpat.so.1'].filter(
@@ -161,6 +161,9 @@ describe('packer: x86-64 decoder against objdump', () => {
       assert.equal(ins.flow, want.flow ?? Flow.Seq, `${hex}: flow`);
       assert.equal(ins.relOff, want.relOff ?? -1, `${hex}: rel field`);
       assert.equal(ins.ripOff, want.ripOff ?? -1, `${hex}: rip field`);
+      // Only jumps, returns, traps and indirect jumps end a straight-line walk; calls and conditional jumps fall through.
+      const ends = [Flow.Jmp, Flow.Ret, Flow.Stop, Flow.IndirectJmp].includes(ins.flow);
+      assert.equal(endsStraightLine(ins.flow), ends, `${hex}: ends a straight line`);
     }
   });
 

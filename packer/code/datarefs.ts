@@ -102,14 +102,6 @@ class Scan {
   readonly uncovered: CoverageRange[] = [];
   readonly accounted: CoverageRange[] = [];
   private readonly ins = newInsn();
-  /**
-   * Decoded code [runStart, runEnd) not yet marked Code in `state`: functions decoded one after the
-   * other are marked with one fill per run, not one per function (a fill per function was most of
-   * the first pass's own cost, each called JIT-cold). `enter` reads both; `flush` before anything
-   * else reads `state`.
-   */
-  private runStart = 0;
-  private runEnd = 0;
 
   constructor(
     readonly build: Build,
@@ -160,7 +152,6 @@ class Scan {
   private enter(target: number): void {
     const { lo } = this;
     if (target < lo || target >= this.hi || this.state[target - lo] === Byte.Code) return;
-    if (target >= this.runStart && target < this.runEnd) return; // decoded code not yet marked (settle)
     this.marks[target - lo]! |= Mark.Entered;
     this.roots.push(target);
   }
@@ -171,24 +162,10 @@ class Scan {
    * and which no root needs to reach. The others are entered, after the function's other branches.
    */
   private settle(start: number, stop: number): void {
-    const { inner } = this;
-    if (stop > start) {
-      if (start === this.runEnd && this.runEnd > this.runStart) this.runEnd = stop;
-      else {
-        this.flush();
-        this.runStart = start;
-        this.runEnd = stop;
-      }
-    }
+    const { lo, inner } = this;
+    this.state.fill(Byte.Code, start - lo, stop - lo);
     for (let i = 0; i < inner.length; i++) if (inner[i]! >= stop) this.enter(inner[i]!);
     inner.length = 0;
-  }
-
-  /** Marks the pending run of decoded code (settle) in `state`. */
-  flush(): void {
-    if (this.runEnd > this.runStart)
-      this.state.fill(Byte.Code, this.runStart - this.lo, this.runEnd - this.lo);
-    this.runStart = this.runEnd = 0;
   }
 
   /**
@@ -331,19 +308,17 @@ export function dataRefMap(build: Build): DataRefs | undefined {
   // What the code comparison decoded of the same ranges is replayed, not decoded again (decode-log.ts).
   const log = decodeLogOf(build);
   for (const f of functions) {
-    // Entered (pass 2's marks, set here: one walk over the functions, not two).
-    if (f.start >= lo && f.start < hi) marks[f.start - lo]! |= Mark.Entered;
     const i = scan.areaOf(f.start);
     if (i < 0) continue;
     const end = Math.min(f.end, areas[i]!.end);
     if (!log || !scan.replay(log, i, f.start, end)) scan.linear(i, f.start, end);
   }
-  scan.flush();
 
   // 2. Code no symbol or unwind entry describes, reached by a branch, or by a pointer the loader fills in
   //    (.init_array, DT_INIT/DT_FINI, function tables): followed by control flow from its entry.
   const dyn = build.obj.dynamic;
   for (const v of [dyn?.init, dyn?.fini]) if (v !== undefined) roots.push(Number(v));
+  for (const f of functions) if (f.start >= lo && f.start < hi) marks[f.start - lo]! |= Mark.Entered;
   for (const syms of [build.obj.symtab, build.obj.dynamicSymbols]) {
     for (const sym of syms) {
       const v = Number(sym.value);

@@ -13,7 +13,6 @@
 import type { Build } from '../model.js';
 import { decode, Flow, newInsn } from '../../elf/x86/decode.js';
 import { targetsOf, type Targets } from './targets.js';
-import { decodeLogOf, type DecodeLog } from './decode-log.js';
 
 /**
  * A decoded function, one row per instruction, as flat typed arrays (one
@@ -145,11 +144,7 @@ export function instructionsOf(build: Build, start: number, end: number): Decode
   if (!memo) decoded.set(build, (memo = new Map()));
   let d = memo.get(start);
   if (d === undefined) {
-    // With a bundle to make, what this decodes is kept for the data-reference map (decode-log.ts): the changed
-    // functions, which no comparison walks to their end, are the ones aligned here.
-    d =
-      decodeInstructions(build.bytesAt(start, end - start), start, targetsOf(build), decodeLogOf(build)) ??
-      null;
+    d = decodeInstructions(build.bytesAt(start, end - start), start, targetsOf(build)) ?? null;
     memo.set(start, d);
   }
   return d ?? undefined;
@@ -214,10 +209,8 @@ export function decodeInstructions(
   buf: Buffer,
   start: number,
   names: Pick<Targets, 'nameOf' | 'hashOf'>,
-  log?: DecodeLog,
 ): Decoded | undefined {
   const end = start + buf.length;
-  log?.begin(start, end);
   let n = 0;
   let p = 0;
   while (p < buf.length) {
@@ -228,8 +221,6 @@ export function decodeInstructions(
     }
     if (n === scratchShapes.length) growScratch();
     const len = ins.length;
-    if (log !== undefined && (ins.relOff >= 0 || ins.ripOff >= 0))
-      log.insn(p, len, ins.relOff, ins.relSize, ins.ripOff);
     // The bytes of the fields left out, as a bit mask over the instruction's (at most 15) bytes.
     const fields =
       field(ins.relOff, ins.relSize) |
@@ -301,7 +292,6 @@ export function decodeInstructions(
     n++;
     p += len;
   }
-  log?.finish(p);
   return packed(n, setsFramePointer(buf, n), names);
 }
 

@@ -270,33 +270,23 @@ export function sameInPlace(a: CodeRef, b: CodeRef): boolean | undefined {
   if (!buf.equals(bytesOf(b))) return undefined;
   const na = targetsOf(a.build);
   const nb = targetsOf(b.build);
-  // As in sameDigest: a walk that finds the two the same is kept for both builds' data-reference maps
-  // (decode-log.ts), which otherwise decode every function left in place again (a tenth of libcrypto's code).
-  const la = decodeLogOf(a.build);
-  const lb = decodeLogOf(b.build);
-  la?.begin(a.start, a.end);
-  lb?.begin(b.start, b.end);
   const n = buf.length;
   let p = 0;
   while (p < n) {
-    if (!decode(buf, p, n, insF)) break; // the rest is identical raw bytes
+    if (!decode(buf, p, n, insF)) return true; // the rest is identical raw bytes
     const len = insF.length;
-    const ro = insF.relOff;
-    const ip = insF.ripOff;
     if (
-      ro >= 0 &&
-      fieldHash(a, na, buf, p, len, ro, insF.relSize) !== fieldHash(b, nb, buf, p, len, ro, insF.relSize)
+      insF.relOff >= 0 &&
+      fieldHash(a, na, buf, p, len, insF.relOff, insF.relSize) !==
+        fieldHash(b, nb, buf, p, len, insF.relOff, insF.relSize)
     )
       return false;
-    if (ip >= 0 && fieldHash(a, na, buf, p, len, ip, 4) !== fieldHash(b, nb, buf, p, len, ip, 4))
+    if (
+      insF.ripOff >= 0 &&
+      fieldHash(a, na, buf, p, len, insF.ripOff, 4) !== fieldHash(b, nb, buf, p, len, insF.ripOff, 4)
+    )
       return false;
-    if (ro >= 0 || ip >= 0) {
-      la?.insn(p, len, ro, insF.relSize, ip);
-      lb?.insn(p, len, ro, insF.relSize, ip);
-    }
     p += len;
   }
-  la?.finish(p);
-  lb?.finish(p);
   return true;
 }

@@ -10,7 +10,6 @@
 import assert from 'node:assert/strict';
 import { DecodeLog, decodeLogOf, loggedInsns, startDecodeLog } from '../../../../packer/code/decode-log.js';
 import { dataRefMap } from '../../../../packer/code/datarefs.js';
-import { decodeInstructions } from '../../../../packer/code/align.js';
 import { decode, newInsn } from '../../../../elf/x86/decode.js';
 import { SHF_EXECINSTR } from '../../../../elf/index.js';
 import type { Build, FunctionInfo } from '../../../../packer/model.js';
@@ -104,58 +103,6 @@ describe('decode log (decode-log.ts) and the map replayed from it', () => {
       assert.equal(insns.length, 0x10000);
       assert.deepEqual(insns[0x8000], { offset: 0x8000 * 5, length: 5, relOff: 1, relSize: 4, ripOff: -1 });
     }
-  });
-
-  it('keeps the numbers of thousands of functions, and the last decoding of a range decoded twice', () => {
-    const log = new DecodeLog();
-    const N = 5000;
-    for (let f = 0; f < N; f++) {
-      log.begin(0x10000 + f * 0x40, 0x10000 + f * 0x40 + 0x30);
-      log.insn(0, 5, 1, 4, -1);
-      log.insn(5, 7, -1, 0, 3 + (f % 2));
-      log.finish(0x30 - (f % 3));
-    }
-    // Begun but never finished (a comparison that stopped at a difference): no answer for it.
-    log.begin(0x9000000, 0x9000010);
-    log.insn(0, 2, 1, 1, -1);
-    assert.equal(log.replay(0x9000000, 0x9000010), undefined);
-    for (const f of [0, 1, 1023, 1024, 1025, 4999]) {
-      const r = log.replay(0x10000 + f * 0x40, 0x10000 + f * 0x40 + 0x30);
-      assert.ok(r, `function ${f}`);
-      assert.equal(r.stop, 0x30 - (f % 3));
-      assert.deepEqual(loggedInsns(r), [
-        { offset: 0, length: 5, relOff: 1, relSize: 4, ripOff: -1 },
-        { offset: 5, length: 7, relOff: -1, relSize: 0, ripOff: 3 + (f % 2) },
-      ]);
-    }
-    log.begin(0x10000, 0x10030);
-    log.insn(2, 6, -1, 0, 2);
-    log.finish(0x20);
-    const again = log.replay(0x10000, 0x10030)!;
-    assert.equal(again.stop, 0x20);
-    assert.deepEqual(loggedInsns(again), [{ offset: 2, length: 6, relOff: -1, relSize: 0, ripOff: 2 }]);
-  });
-
-  it("the layout check's decoding (align.ts decodeInstructions) records what a linear decoding records", () => {
-    const build = fakeBuild();
-    const names = { nameOf: (v: number) => `u:${v.toString(16)}`, hashOf: (v: number) => v };
-    const mine = new DecodeLog();
-    const theirs = new DecodeLog();
-    const a = FNS[0]!;
-    assert.ok(decodeInstructions(build.bytesAt(a.start, a.end - a.start), a.start, names, mine));
-    record(theirs, build, a.start, a.end);
-    const got = mine.replay(a.start, a.end)!;
-    const want = theirs.replay(a.start, a.end)!;
-    assert.equal(got.stop, want.stop);
-    assert.deepEqual(loggedInsns(got), loggedInsns(want));
-    assert.ok(loggedInsns(got).length >= 3, 'the fixture has fields to record');
-    // b holds a byte that does not decode, then code: not aligned, so nothing is recorded for it.
-    const b = FNS[1]!;
-    assert.equal(
-      decodeInstructions(build.bytesAt(b.start, b.end - b.start), b.start, names, mine),
-      undefined,
-    );
-    assert.equal(mine.replay(b.start, b.end), undefined);
   });
 
   it('keeps no log unless one is started for the build', () => {

@@ -36,15 +36,8 @@ export class DecodeLog {
   /** Per recorded instruction: offset from the function start, packed fields. */
   private data = new Int32Array(1 << 16);
   private n = 0;
-  /**
-   * Per function start, the index in `meta` of its 4 numbers: its end, its first and past-last
-   * instruction in `data`, and where decoding stopped. Numbers in a typed array, not a tuple per
-   * function: recording runs for every function the comparison decodes, JIT-cold, and the tuples
-   * were most of its cost.
-   */
-  private readonly functions = new Map<number, number>();
-  private meta = new Float64Array(1 << 12);
-  private m = 0;
+  /** Per function start: its end, its first and past-last instruction in `data`, and where decoding stopped. */
+  private readonly functions = new Map<number, [end: number, from: number, to: number, stop: number]>();
   private start = -1;
   private end = -1;
   private from = 0;
@@ -70,18 +63,7 @@ export class DecodeLog {
   /** Decoding stopped `stop` bytes from the start (at the end, or at the first byte that is not an instruction). */
   finish(stop: number): void {
     if (this.start < 0) return;
-    if (this.m + 4 > this.meta.length) {
-      const bigger = new Float64Array(this.meta.length * 2);
-      bigger.set(this.meta);
-      this.meta = bigger;
-    }
-    const { meta, m } = this;
-    meta[m] = this.end;
-    meta[m + 1] = this.from;
-    meta[m + 2] = this.n;
-    meta[m + 3] = stop;
-    this.m = m + 4;
-    this.functions.set(this.start, m);
+    this.functions.set(this.start, [this.end, this.from, this.n, stop]);
     this.start = -1;
   }
 
@@ -91,9 +73,8 @@ export class DecodeLog {
    */
   replay(start: number, end: number): Replay | undefined {
     const f = this.functions.get(start);
-    const { meta } = this;
-    if (f === undefined || meta[f] !== end) return undefined;
-    return { stop: meta[f + 3]!, data: this.data, from: meta[f + 1]!, to: meta[f + 2]! };
+    if (!f || f[0] !== end) return undefined;
+    return { stop: f[3], data: this.data, from: f[1], to: f[2] };
   }
 }
 

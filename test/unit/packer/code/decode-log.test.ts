@@ -105,6 +105,36 @@ describe('decode log (decode-log.ts) and the map replayed from it', () => {
     }
   });
 
+  it('answers for thousands of functions, with the last decoding of a range decoded twice, and not for one begun but never finished', () => {
+    const log = new DecodeLog();
+    const N = 5000;
+    for (let f = 0; f < N; f++) {
+      log.begin(0x10000 + f * 0x40, 0x10000 + f * 0x40 + 0x30);
+      log.insn(0, 5, 1, 4, -1);
+      log.insn(5, 7, -1, 0, 3 + (f % 2));
+      log.finish(0x30 - (f % 3));
+    }
+    // Begun but never finished (a comparison that stopped at a difference): no answer for it.
+    log.begin(0x9000000, 0x9000010);
+    log.insn(0, 2, 1, 1, -1);
+    assert.equal(log.replay(0x9000000, 0x9000010), undefined);
+    for (const f of [0, 1, 1023, 1024, 1025, 4999]) {
+      const r = log.replay(0x10000 + f * 0x40, 0x10000 + f * 0x40 + 0x30);
+      assert.ok(r, `function ${f}`);
+      assert.equal(r.stop, 0x30 - (f % 3));
+      assert.deepEqual(loggedInsns(r), [
+        { offset: 0, length: 5, relOff: 1, relSize: 4, ripOff: -1 },
+        { offset: 5, length: 7, relOff: -1, relSize: 0, ripOff: 3 + (f % 2) },
+      ]);
+    }
+    log.begin(0x10000, 0x10030);
+    log.insn(2, 6, -1, 0, 2);
+    log.finish(0x20);
+    const again = log.replay(0x10000, 0x10030)!;
+    assert.equal(again.stop, 0x20);
+    assert.deepEqual(loggedInsns(again), [{ offset: 2, length: 6, relOff: -1, relSize: 0, ripOff: 2 }]);
+  });
+
   it('keeps no log unless one is started for the build', () => {
     const build = fakeBuild();
     assert.equal(decodeLogOf(build), undefined);

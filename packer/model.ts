@@ -114,9 +114,17 @@ export function createBuild(
   };
 
   // Link-time addresses of a shared object fit in a double exactly; numbers keep the hot paths free of BigInt.
+  const relocs = obj.relocations;
   const relocAt = new Map<number, Relocation>();
-  for (const r of obj.relocations) relocAt.set(Number(r.offset), r);
-  const offsets = sortedNumbers(relocAt.keys());
+  const all = new Float64Array(relocs.length);
+  for (let i = 0; i < relocs.length; i++) {
+    const r = relocs[i]!;
+    const o = Number(r.offset);
+    all[i] = o;
+    relocAt.set(o, r);
+  }
+  // Offsets rarely repeat: then every offset is a key, and sorting them needs no walk of the map's keys.
+  const offsets = relocAt.size === relocs.length ? all.sort() : sortedNumbers(relocAt.keys());
   const sorted = Array.from(offsets, (o) => relocAt.get(o)!);
 
   const exports = new Map<string, ElfSymbol>();
@@ -171,7 +179,9 @@ export function createBuild(
       return 'none';
     },
     nameOf(sym) {
-      return names.get(sym) ?? (sym.version && sym.versionHidden ? `${sym.name}@${sym.version}` : sym.name);
+      // Stripped builds qualify no name: skip hashing every symbol object for a lookup in an empty map.
+      const q = names.size > 0 ? names.get(sym) : undefined;
+      return q ?? (sym.version && sym.versionHidden ? `${sym.name}@${sym.version}` : sym.name);
     },
     functions() {
       return (functions ??= listFunctions(obj, this.nameOf, exports, code, inCode));
@@ -247,15 +257,27 @@ function listFunctions(
   }
   const namedStarts = sortedNumbers(byStart.keys());
   const named = Array.from(namedStarts, (s) => byStart.get(s)!);
-  const covered = (v: number) => {
-    const f = named[lowerBound(namedStarts, v + 1) - 1];
-    return f !== undefined && v < f.end;
-  };
+  // The unwind ranges come sorted by start, so one cursor into the named functions finds the last one
+  // starting at or below each, and the unnamed ones come out sorted too: a merge orders the result.
+  const unnamed: FunctionInfo[] = [];
+  let j = 0;
+  let lastStart: number | undefined;
   for (const r of unwind) {
-    if (!isCode(r.start) || byStart.has(r.start) || covered(r.start)) continue;
-    byStart.set(r.start, { name: undefined, start: r.start, end: r.end, exported: false });
+    while (j < namedStarts.length && namedStarts[j]! <= r.start) j++;
+    const f = named[j - 1];
+    if (r.start === lastStart || (f !== undefined && r.start < f.end) || !isCode(r.start)) continue;
+    lastStart = r.start;
+    unnamed.push({ name: undefined, start: r.start, end: r.end, exported: false });
   }
-  return Array.from(sortedNumbers(byStart.keys()), (s) => byStart.get(s)!);
+  if (unnamed.length === 0) return named;
+  const out: FunctionInfo[] = [];
+  let a = 0;
+  let b = 0;
+  while (a < named.length && b < unnamed.length)
+    out.push(named[a]!.start < unnamed[b]!.start ? named[a++]! : unnamed[b++]!);
+  while (a < named.length) out.push(named[a++]!);
+  while (b < unnamed.length) out.push(unnamed[b++]!);
+  return out;
 }
 
 interface Area {

@@ -179,9 +179,7 @@ export function createBuild(
       return 'none';
     },
     nameOf(sym) {
-      // Stripped builds qualify no name: skip hashing every symbol object for a lookup in an empty map.
-      const q = names.size > 0 ? names.get(sym) : undefined;
-      return q ?? (sym.version && sym.versionHidden ? `${sym.name}@${sym.version}` : sym.name);
+      return names.get(sym) ?? (sym.version && sym.versionHidden ? `${sym.name}@${sym.version}` : sym.name);
     },
     functions() {
       return (functions ??= listFunctions(obj, this.nameOf, exports, code, inCode));
@@ -257,27 +255,15 @@ function listFunctions(
   }
   const namedStarts = sortedNumbers(byStart.keys());
   const named = Array.from(namedStarts, (s) => byStart.get(s)!);
-  // The unwind ranges come sorted by start, so one cursor into the named functions finds the last one
-  // starting at or below each, and the unnamed ones come out sorted too: a merge orders the result.
-  const unnamed: FunctionInfo[] = [];
-  let j = 0;
-  let lastStart: number | undefined;
+  const covered = (v: number) => {
+    const f = named[lowerBound(namedStarts, v + 1) - 1];
+    return f !== undefined && v < f.end;
+  };
   for (const r of unwind) {
-    while (j < namedStarts.length && namedStarts[j]! <= r.start) j++;
-    const f = named[j - 1];
-    if (r.start === lastStart || (f !== undefined && r.start < f.end) || !isCode(r.start)) continue;
-    lastStart = r.start;
-    unnamed.push({ name: undefined, start: r.start, end: r.end, exported: false });
+    if (!isCode(r.start) || byStart.has(r.start) || covered(r.start)) continue;
+    byStart.set(r.start, { name: undefined, start: r.start, end: r.end, exported: false });
   }
-  if (unnamed.length === 0) return named;
-  const out: FunctionInfo[] = [];
-  let a = 0;
-  let b = 0;
-  while (a < named.length && b < unnamed.length)
-    out.push(named[a]!.start < unnamed[b]!.start ? named[a++]! : unnamed[b++]!);
-  while (a < named.length) out.push(named[a++]!);
-  while (b < unnamed.length) out.push(unnamed[b++]!);
-  return out;
+  return Array.from(sortedNumbers(byStart.keys()), (s) => byStart.get(s)!);
 }
 
 interface Area {

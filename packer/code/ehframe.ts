@@ -64,14 +64,7 @@ function walkEhFrame(obj: ElfObject, start: number): CodeRange[] {
     }
     r.pos = next;
   }
-  // Linkers lay the FDEs out in address order: check that before paying for a comparator sort.
-  for (let i = 1; i < out.length; i++)
-    if (byStartThenEnd(out[i - 1]!, out[i]!) > 0) return out.sort(byStartThenEnd);
-  return out;
-}
-
-function byStartThenEnd(a: CodeRange, b: CodeRange): number {
-  return a.start - b.start || a.end - b.end;
+  return out.sort((a, b) => a.start - b.start || a.end - b.end);
 }
 
 /** Reads a CIE body (after its id) up to its 'R' augmentation: the FDE pointer encoding. */

@@ -105,3 +105,30 @@ export function add64(a: bigint, b: bigint, field: string): bigint {
   if (r > U64_MAX) throw malformed(field, `${a} + ${b} overflows 64 bits`);
   return r;
 }
+
+const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/**
+ * The same bytes as 64-bit (unsigned and signed) and 32-bit words, for
+ * tables of many 64-bit fields: a typed array's element becomes a BigInt
+ * natively, where Buffer's readBig*64LE assembles it from two halves with
+ * BigInt arithmetic. No copy when the bytes are 8-byte aligned in their
+ * buffer; undefined on a big-endian host, where typed arrays would read
+ * them the wrong way round.
+ */
+export function words(
+  buf: Buffer,
+): { u64: BigUint64Array; i64: BigInt64Array; u32: Uint32Array } | undefined {
+  if (!LITTLE_ENDIAN_HOST) return undefined;
+  let b = buf;
+  if (b.byteOffset % 8 !== 0) {
+    b = Buffer.from(new ArrayBuffer(buf.length));
+    buf.copy(b);
+  }
+  const n8 = b.length >> 3;
+  return {
+    u64: new BigUint64Array(b.buffer, b.byteOffset, n8),
+    i64: new BigInt64Array(b.buffer, b.byteOffset, n8),
+    u32: new Uint32Array(b.buffer, b.byteOffset, n8 * 2),
+  };
+}

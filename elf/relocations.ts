@@ -3,7 +3,7 @@
  * individual sites. x86-64 uses RELA only (glibc ignores DT_REL there).
  */
 import { RelocType, type DynamicInfo, type ElfSymbol, type Relocation } from './types.js';
-import { toNum } from './bytes.js';
+import { toNum, words } from './bytes.js';
 import { DT_PLTREL, DT_RELA, DT_RELAENT, DT_RELRENT, RELA_SIZE } from './constants.js';
 import { dynValue } from './dynamic.js';
 import { malformed } from './errors.js';
@@ -45,10 +45,15 @@ export function parseRelocations({ img, dyn, symbols, maxSites }: RelocationInpu
   const out: Relocation[] = [];
   const room = () => maxSites - out.length;
   let syms: ElfSymbol[] | undefined;
-  const symbol = (i: number, what: string): ElfSymbol => {
+  // The entry's label is built only for the error: most entries with a symbol never need it.
+  const symbol = (i: number, table: string, entry: number): ElfSymbol => {
     syms ??= symbols();
     const s = syms[i];
-    if (!s) throw malformed(what, `refers to symbol ${i}, but there are ${syms.length} dynamic symbols`);
+    if (!s)
+      throw malformed(
+        `${table}[${entry}]`,
+        `refers to symbol ${i}, but there are ${syms.length} dynamic symbols`,
+      );
     return s;
   };
 
@@ -63,6 +68,23 @@ export function parseRelocations({ img, dyn, symbols, maxSites }: RelocationInpu
     const n = toNum(range.size / BigInt(RELA_SIZE), `${name} entry count`);
     if (n > room()) throw malformed(name, `${n} relocations is more than the object can hold`, range.addr);
     const v = img.read(range.addr, n * RELA_SIZE, name);
+    const w = words(v.buf);
+    if (w) {
+      const { u64, i64, u32 } = w;
+      for (let i = 0; i < n; i++) {
+        const symIndex = u32[i * 6 + 3]!;
+        const r: Relocation = {
+          offset: u64[i * 3]!,
+          type: u32[i * 6 + 2]!,
+          symIndex,
+          addend: i64[i * 3 + 2]!,
+          table,
+        };
+        if (symIndex !== 0) r.symbol = symbol(symIndex, name, i);
+        out.push(r);
+      }
+      return;
+    }
     const b = v.buf;
     for (let i = 0; i < n; i++) {
       const o = i * RELA_SIZE;
@@ -74,7 +96,7 @@ export function parseRelocations({ img, dyn, symbols, maxSites }: RelocationInpu
         addend: b.readBigInt64LE(o + 16),
         table,
       };
-      if (symIndex !== 0) r.symbol = symbol(symIndex, `${name}[${i}]`);
+      if (symIndex !== 0) r.symbol = symbol(symIndex, name, i);
       out.push(r);
     }
   };

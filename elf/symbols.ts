@@ -1,6 +1,6 @@
 /** Symbol tables (.dynsym through DT_SYMTAB, .symtab through its section) and their versions. */
 import type { ElfSymbol } from './types.js';
-import type { StringTable, View } from './bytes.js';
+import { words, type StringTable, type View } from './bytes.js';
 import { SHN_UNDEF, SYM_SIZE, VERSYM_HIDDEN, VERSYM_VERSION } from './constants.js';
 import type { Versions } from './versions.js';
 
@@ -28,6 +28,7 @@ export function parseSymbols(
   const b = table.buf;
   const stName = `${what}[#] st_name`;
   const out: ElfSymbol[] = new Array(count);
+  const u64 = words(b)?.u64;
   for (let i = 0; i < count; i++) {
     const o = i * SYM_SIZE;
     const info = b[o + 4]!;
@@ -36,8 +37,8 @@ export function parseSymbols(
     const sym: ElfSymbol = {
       index: i,
       name: strings.get(b.readUInt32LE(o), stName, i),
-      value: b.readBigUInt64LE(o + 8),
-      size: b.readBigUInt64LE(o + 16),
+      value: u64 ? u64[i * 3 + 1]! : b.readBigUInt64LE(o + 8),
+      size: u64 ? u64[i * 3 + 2]! : b.readBigUInt64LE(o + 16),
       type: info & 0xf,
       bind: info >> 4,
       visibility: b[o + 5]! & 3,

@@ -114,9 +114,17 @@ export function createBuild(
   };
 
   // Link-time addresses of a shared object fit in a double exactly; numbers keep the hot paths free of BigInt.
+  const relocs = obj.relocations;
   const relocAt = new Map<number, Relocation>();
-  for (const r of obj.relocations) relocAt.set(Number(r.offset), r);
-  const offsets = sortedNumbers(relocAt.keys());
+  const all = new Float64Array(relocs.length);
+  for (let i = 0; i < relocs.length; i++) {
+    const r = relocs[i]!;
+    const o = Number(r.offset);
+    all[i] = o;
+    relocAt.set(o, r);
+  }
+  // Offsets rarely repeat: then every offset is a key, and sorting them needs no walk of the map's keys.
+  const offsets = relocAt.size === relocs.length ? all.sort() : sortedNumbers(relocAt.keys());
   const sorted = Array.from(offsets, (o) => relocAt.get(o)!);
 
   const exports = new Map<string, ElfSymbol>();

@@ -42,6 +42,24 @@ describe('elf: fixtures agree with readelf -W', function () {
     });
   }
 
+  it('reads the same symbols and relocations from bytes that are not 8-byte aligned in their buffer', () => {
+    for (const name of FIXTURE_NAMES) {
+      const f = fixture(name);
+      const bytes = readFileSync(f.path);
+      const aligned = Buffer.from(new ArrayBuffer(bytes.length));
+      const shifted = Buffer.alloc(bytes.length + 1).subarray(1);
+      bytes.copy(aligned);
+      bytes.copy(shifted);
+      const expect = f.kind === 'library' ? 'shared-object' : 'any';
+      const a = parseElf(aligned, { expect });
+      const b = parseElf(shifted, { expect });
+      assert.ok(a.relocations.length > 0 && a.dynamicSymbols.length > 0, name);
+      assert.deepEqual(b.relocations, a.relocations, name);
+      assert.deepEqual(b.dynamicSymbols, a.dynamicSymbols, name);
+      assert.deepEqual(b.symtab, a.symtab, name);
+    }
+  });
+
   it('finds the same symbols and relocations without any section header', () => {
     for (const name of ['full-relro', 'versioned', 'tls', 'relr', 'sysv-hash']) {
       const f = fixture(name);

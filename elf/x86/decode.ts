@@ -22,6 +22,11 @@ export const enum Flow {
   IndirectCall = 7,
 }
 
+/** The signed branch displacement (rel8 or rel32) of `ins`, decoded at buf[p]; it must have one (relOff >= 0). */
+export function relDisplacement(buf: Buffer, p: number, ins: Insn): number {
+  return ins.relSize === 1 ? buf.readInt8(p + ins.relOff) : buf.readInt32LE(p + ins.relOff);
+}
+
 /** Execution does not fall through past an instruction of this flow: a straight-line walk of the code ends there. */
 export function endsStraightLine(flow: Flow): boolean {
   return flow === Flow.Jmp || flow === Flow.Ret || flow === Flow.Stop || flow === Flow.IndirectJmp;

@@ -22,7 +22,7 @@
  * function some caller of which cannot be seen, or passed by a tail call is
  * never confined. Pure; memoised per build.
  */
-import { decode, Flow, newInsn, REGISTER_NAMES } from '../../elf/x86/decode.js';
+import { decode, Flow, newInsn, relDisplacement, REGISTER_NAMES } from '../../elf/x86/decode.js';
 import { CALLER_SAVED, effectOf, Move, RBP, RSP, type Effect } from '../../elf/x86/effects.js';
 import { PF_X, RelocType, SHF_EXECINSTR } from '../../elf/index.js';
 import type { Build, FunctionInfo } from '../model.js';
@@ -172,10 +172,7 @@ function decodeRange(build: Build, start: number, end: number): { insns: Insn[];
     const effect = effectOf(buf, p, buf.length, insn)!;
     const addr = start + p;
     const end = addr + insn.length;
-    const target =
-      insn.relOff < 0
-        ? -1
-        : end + (insn.relSize === 1 ? buf.readInt8(p + insn.relOff) : buf.readInt32LE(p + insn.relOff));
+    const target = insn.relOff < 0 ? -1 : end + relDisplacement(buf, p, insn);
     const rip = insn.ripOff >= 0 ? end + buf.readInt32LE(p + insn.ripOff) : -1;
     let q = p;
     while (buf[q] === 0x66 || buf[q] === 0x2e) q++;

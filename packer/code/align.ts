@@ -11,7 +11,7 @@
  * share of aligned instructions to confirm pairs it matched by position.
  */
 import type { Build } from '../model.js';
-import { decode, Flow, newInsn } from '../../elf/x86/decode.js';
+import { decode, Flow, newInsn, relDisplacement } from '../../elf/x86/decode.js';
 import { targetsOf, type Targets } from './targets.js';
 
 /**
@@ -244,11 +244,7 @@ export function decodeInstructions(
       (ins.indexed ? INDEXED : 0);
     let value = 0;
     if (ins.relOff >= 0) {
-      const target =
-        start +
-        p +
-        len +
-        (ins.relSize === 1 ? buf.readInt8(p + ins.relOff) : buf.readInt32LE(p + ins.relOff));
+      const target = start + p + len + relDisplacement(buf, p, ins);
       if (target < start || target >= end) {
         // Targets are named as the code comparison names them (targets.ts), so moved code compares equal.
         h = Math.imul(h ^ names.hashOf(target, start, end, false), 0x01000193);

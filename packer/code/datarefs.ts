@@ -25,7 +25,7 @@
  */
 import { PF_X, RelocType, SHF_EXECINSTR } from '../../elf/index.js';
 import type { Build } from '../model.js';
-import { decode, endsStraightLine, newInsn, type Insn } from '../../elf/x86/decode.js';
+import { decode, endsStraightLine, newInsn, relDisplacement, type Insn } from '../../elf/x86/decode.js';
 import { effectiveAddend } from '../analyze/sites.js';
 import type { CodeRef, CoverageRange, DataRefs, WordRef } from '../../patches/datarefs.js';
 import { decodeLogOf, type DecodeLog } from './decode-log.js';
@@ -137,7 +137,7 @@ class Scan {
 
   branchTarget(buf: Buffer, base: number, p: number, insn: Insn): void {
     if (insn.relOff < 0) return;
-    const rel = insn.relSize === 1 ? buf.readInt8(p + insn.relOff) : buf.readInt32LE(p + insn.relOff);
+    const rel = relDisplacement(buf, p, insn);
     const target = base + p + insn.length + rel;
     this.roots.push(target);
     if (target >= this.lo && target < this.hi) this.marks[target - this.lo]! |= Mark.Entered;
@@ -183,7 +183,7 @@ class Scan {
       if (!decode(buf, p, n, ins)) break;
       if (ins.ripOff >= 0) this.note(buf, base, p, ins);
       if (ins.relOff >= 0) {
-        const rel = ins.relSize === 1 ? buf.readInt8(p + ins.relOff) : buf.readInt32LE(p + ins.relOff);
+        const rel = relDisplacement(buf, p, ins);
         const target = base + p + ins.length + rel;
         if (target >= start && target < end) inner.push(target);
         else this.enter(target);

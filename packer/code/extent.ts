@@ -3,7 +3,7 @@
  * unwind entry describes (crti's _init, hand-written assembly): follow the
  * control flow from the entry and take the furthest byte reached.
  */
-import { Flow, decode, endsStraightLine, newInsn } from '../../elf/x86/decode.js';
+import { Flow, decode, endsStraightLine, newInsn, relDisplacement } from '../../elf/x86/decode.js';
 import type { Build, FunctionInfo } from '../model.js';
 
 const MAX_EXTENT = 64 * 1024;
@@ -38,7 +38,7 @@ function extentByFlow(build: Build, start: number, known: ReadonlyMap<number, Fu
       const next = p + ins.length;
       end = Math.max(end, next);
       if (ins.relOff >= 0 && (ins.flow === Flow.Jcc || ins.flow === Flow.Jmp)) {
-        const rel = ins.relSize === 1 ? buf.readInt8(p + ins.relOff) : buf.readInt32LE(p + ins.relOff);
+        const rel = relDisplacement(buf, p, ins);
         const t = next + rel;
         if (t >= 0 && t < buf.length && !known.has(start + t)) todo.push(t);
       }

@@ -13,7 +13,7 @@
  * instruction is known by decoding that function alone. `functionCodeOf`
  * returns undefined otherwise, and the caller decodes the whole build.
  */
-import { decode, Flow, newInsn } from '../../elf/x86/decode.js';
+import { decode, Flow, newInsn, relDisplacement } from '../../elf/x86/decode.js';
 import { CALL_CLOBBERED, newEffects, registerEffects, type RegSet } from '../../elf/x86/registers.js';
 import type { Build, FunctionInfo } from '../model.js';
 import { flowAt, lengthAt, offsetAt, type Decoded as Instructions } from './align.js';
@@ -128,14 +128,7 @@ function make(build: Build): LazyCode | null {
       d.addr.push(start + q);
       d.length.push(ins.length);
       d.flow.push(ins.flow);
-      d.rel.push(
-        ins.relOff < 0
-          ? NaN
-          : start +
-              q +
-              ins.length +
-              (ins.relSize === 1 ? buf.readInt8(q + ins.relOff) : buf.readInt32LE(q + ins.relOff)),
-      );
+      d.rel.push(ins.relOff < 0 ? NaN : start + q + ins.length + relDisplacement(buf, q, ins));
       d.mem.push(ins.modrmOff >= 0 && buf[q + ins.modrmOff]! >> 6 !== 3 ? 1 : 0);
     }
     d.ok = true;
@@ -279,11 +272,7 @@ function make(build: Build): LazyCode | null {
       const q = offsetAt(d, i);
       if (!decode(buf, q, buf.length, ins) || ins.length !== lengthAt(d, i) || ins.relOff < 0)
         return surelyWritesAll(f); // not the decoding this module makes: decide from its own
-      const t =
-        start +
-        q +
-        ins.length +
-        (ins.relSize === 1 ? buf.readInt8(q + ins.relOff) : buf.readInt32LE(q + ins.relOff));
+      const t = start + q + ins.length + relDisplacement(buf, q, ins);
       if (inPlt(t) || (flow === Flow.Call && startingAt(t) < 0)) return true;
     }
     return false;
@@ -308,11 +297,7 @@ function make(build: Build): LazyCode | null {
       const flow = ins.flow;
       if (flow === Flow.IndirectCall) found = true;
       else if (flow === Flow.Call || flow === Flow.Jmp || flow === Flow.Jcc) {
-        const t =
-          start +
-          q +
-          ins.length +
-          (ins.relSize === 1 ? buf.readInt8(q + ins.relOff) : buf.readInt32LE(q + ins.relOff));
+        const t = start + q + ins.length + relDisplacement(buf, q, ins);
         if (inPlt(t)) found = true;
         else if (flow === Flow.Call && startingAt(t) < 0) found = true;
       }

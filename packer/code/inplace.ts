@@ -29,7 +29,7 @@
  */
 import type { Build, SegmentKind } from '../model.js';
 import { RelocType, symbolIndex, type ElfSymbol, type Relocation } from '../../elf/index.js';
-import { decode, newInsn } from '../../elf/x86/decode.js';
+import { decode, newInsn, relDisplacement } from '../../elf/x86/decode.js';
 import { Ranges } from './ranges.js';
 import { PLT_STUB_BYTES, RO_MAX_READ, RO_WINDOW } from './targets.js';
 
@@ -320,11 +320,7 @@ const ins = newInsn();
 function decodedFieldReaches(buf: Buffer, start: number, targets: Ranges): boolean {
   for (let p = 0; p < buf.length && decode(buf, p, buf.length, ins); p += ins.length) {
     const end = start + p + ins.length;
-    if (
-      ins.relOff >= 0 &&
-      targets.has(end + (ins.relSize === 1 ? buf.readInt8(p + ins.relOff) : buf.readInt32LE(p + ins.relOff)))
-    )
-      return true;
+    if (ins.relOff >= 0 && targets.has(end + relDisplacement(buf, p, ins))) return true;
     if (ins.ripOff >= 0 && targets.has(end + buf.readInt32LE(p + ins.ripOff))) return true;
   }
   return false;

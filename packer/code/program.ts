@@ -9,7 +9,7 @@
  * markers below when it leaves the decoded code: the PLT (an ABI call or
  * tail call), or somewhere this table does not know.
  */
-import { decode, Flow, newInsn } from '../../elf/x86/decode.js';
+import { decode, Flow, newInsn, relDisplacement } from '../../elf/x86/decode.js';
 import type { Build, FunctionInfo } from '../model.js';
 import { newEffects, registerEffects } from '../../elf/x86/registers.js';
 
@@ -149,13 +149,7 @@ function decodeProgram(build: Build): Program {
       c.reads[i] = eff.reads;
       c.writes[i] = eff.writes;
       c.exact[i] = eff.exact ? 1 : 0;
-      c.rel[i] =
-        ins.relOff < 0
-          ? NaN
-          : start +
-            q +
-            ins.length +
-            (ins.relSize === 1 ? buf.readInt8(q + ins.relOff) : buf.readInt32LE(q + ins.relOff));
+      c.rel[i] = ins.relOff < 0 ? NaN : start + q + ins.length + relDisplacement(buf, q, ins);
       c.mem[i] = ins.modrmOff >= 0 && buf[q + ins.modrmOff]! >> 6 !== 3 ? 1 : 0;
       q += ins.length;
     }

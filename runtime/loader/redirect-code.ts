@@ -20,7 +20,7 @@
  * instructions). Such an entry is refused here and reported; a thread whose
  * instruction pointer is inside them is the switch's concern (redirects.ts).
  */
-import { decode, Flow, newInsn } from '../../elf/x86/decode.js';
+import { decode, Flow, newInsn, relDisplacement } from '../../elf/x86/decode.js';
 
 export const ENDBR64 = Buffer.from([0xf3, 0x0f, 0x1e, 0xfa]);
 
@@ -92,7 +92,7 @@ export function planEntry(code: Buffer, entry: bigint, dest: bigint): EntrySite 
     }
     const next = off + insn.length;
     if (insn.relOff >= 0 && (insn.flow === Flow.Jmp || insn.flow === Flow.Jcc)) {
-      const rel = insn.relSize === 1 ? code.readInt8(off + insn.relOff) : code.readInt32LE(off + insn.relOff);
+      const rel = relDisplacement(code, off, insn);
       const to = next + rel;
       // Any landing among [0, end) would run the jump, or half of it, with the loop's registers.
       if (to >= 0 && to < end) return { reason: 'branch-into-entry', from: off, to };
